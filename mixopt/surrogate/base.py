@@ -1,0 +1,460 @@
+"""The surrogate interface shared by FLP, FP, FLP-M and the comparators.
+
+A surrogate is an sklearn-style estimator: ``__init__`` stores settings only, ``fit(runs)``
+validates, learns and returns ``self`` (learned state ends in ``_``), ``predict(targets)``
+returns a :class:`Prediction` with a mean and an interval for every predicted quantity.
+Backtests, the search and the HTTP API only ever see this interface.
+
+Predicted quantities are named like run-table columns: ``score:<benchmark>`` and
+``loss:<domain>`` (or ``loss`` for the overall loss).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import polars as pl
+
+from mixopt.data.table import Benchmark, RunTable
+from mixopt.errors import ModelFileError, NotFittedError, SchemaError
+
+#: Version of the on-disk model format written by :func:`save_surrogate`.
+MODEL_FORMAT_VERSION = 1
+_MODEL_FORMAT = "mixopt-surrogate"
+
+
+@dataclass(frozen=True, eq=False)
+class Targets:
+    """Models to predict: compute and (for mixture-aware surrogates) mixtures.
+
+    Attributes:
+        flops: ``(n,)`` training compute, FLOPs.
+        params: ``(n,)`` parameter counts N, or None when only compute is known.
+        tokens: ``(n,)`` training tokens D, or None.
+        mixture: ``(n, k)`` mixture ratios over ``domains`` (rows sum to 1), or None.
+        domains: names of the ``k`` mixture columns.
+    """
+
+    flops: np.ndarray
+    params: np.ndarray | None = None
+    tokens: np.ndarray | None = None
+    mixture: np.ndarray | None = None
+    domains: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        flops = np.atleast_1d(np.asarray(self.flops, dtype=np.float64))
+        n = flops.shape[0]
+        problems = []
+        if flops.ndim != 1:
+            problems.append(f"flops must be 1-d, got shape {flops.shape}")
+        elif not np.all(np.isfinite(flops)) or np.any(flops <= 0):
+            bad = flops[~(np.isfinite(flops) & (flops > 0))][:3]
+            problems.append(f"compute must be finite and > 0 FLOPs, got {bad.tolist()}")
+        object.__setattr__(self, "flops", flops)
+        for name in ("params", "tokens"):
+            v = getattr(self, name)
+            if v is not None:
+                v = np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()
+                if not np.all(np.isfinite(v)) or np.any(v <= 0):
+                    problems.append(f"{name} must be finite and > 0, got {v[~(np.isfinite(v) & (v > 0))][:3].tolist()}")
+                object.__setattr__(self, name, v)
+        object.__setattr__(self, "domains", tuple(self.domains))
+        if self.mixture is not None:
+            m = np.asarray(self.mixture, dtype=np.float64)
+            if m.ndim == 1:
+                m = np.broadcast_to(m, (n, m.shape[0])).copy()
+            if m.shape != (n, len(self.domains)):
+                problems.append(
+                    f"mixture must have shape (n, k) = ({n}, {len(self.domains)}) for domains {list(self.domains)}, got {m.shape}"
+                )
+            elif m.size:
+                if not np.all(np.isfinite(m)) or np.any(m < 0) or np.any(m > 1):
+                    problems.append("mixture ratios must be finite and within [0, 1]")
+                else:
+                    s = m.sum(axis=1)
+                    bad = np.abs(s - 1) > 1e-6
+                    if bad.any():
+                        problems.append(
+                            f"mixture ratios must sum to 1, got sums like {s[bad][:3].round(6).tolist()}; renormalise the mixture"
+                        )
+            object.__setattr__(self, "mixture", m)
+        elif self.domains:
+            problems.append("domains given without a mixture")
+        if problems:
+            raise SchemaError("Invalid prediction targets:", problems)
+
+    def __len__(self) -> int:
+        return int(self.flops.shape[0])
+
+    @classmethod
+    def from_params_tokens(
+        cls,
+        params: Sequence[float] | np.ndarray | float,
+        tokens: Sequence[float] | np.ndarray | float,
+        mixture: np.ndarray | None = None,
+        domains: Sequence[str] = (),
+    ) -> Targets:
+        """Targets from model size and tokens; compute is ``6·N·D``."""
+        p = np.atleast_1d(np.asarray(params, dtype=np.float64))
+        t = np.atleast_1d(np.asarray(tokens, dtype=np.float64))
+        p, t = np.broadcast_arrays(p, t)
+        return cls(flops=6.0 * p * t, params=p, tokens=t, mixture=mixture, domains=tuple(domains))
+
+    @classmethod
+    def from_mapping(cls, mix: Mapping[str, float], domains: Sequence[str]) -> np.ndarray:
+        """Turn ``{"web": 0.6, ...}`` into a ratio row over ``domains`` (missing = 0).
+
+        Raises SchemaError for a domain not in ``domains``.
+        """
+        unknown = sorted(set(mix) - set(domains))
+        if unknown:
+            raise SchemaError(
+                f"Mixture names domain(s) {unknown} that the model was not fitted on; known domains are {list(domains)}."
+            )
+        return np.array([float(mix.get(d, 0.0)) for d in domains])
+
+    @classmethod
+    def grid(cls, mixtures: np.ndarray, flops: np.ndarray, domains: Sequence[str]) -> Targets:
+        """All ``N`` mixtures x ``M`` compute budgets: ``n = N*M`` rows, mixture-major.
+
+        Row ``i*M + j`` is mixture ``i`` at compute ``flops[j]``.
+        """
+        mixtures = np.asarray(mixtures, dtype=np.float64)
+        flops = np.atleast_1d(np.asarray(flops, dtype=np.float64))
+        n_mix, m = mixtures.shape[0], flops.shape[0]
+        return cls(flops=np.tile(flops, n_mix), mixture=np.repeat(mixtures, m, axis=0), domains=tuple(domains))
+
+    @classmethod
+    def from_runs(cls, runs: RunTable) -> Targets:
+        """Targets at every row of a run table (for backtests)."""
+        return cls(
+            flops=runs.flops(),
+            params=runs.params(),
+            tokens=runs.tokens(),
+            mixture=runs.mixture() if runs.domains else None,
+            domains=runs.domains,
+        )
+
+    def align(self, domains: Sequence[str]) -> Targets:
+        """The same targets with the mixture re-ordered to ``domains``.
+
+        Raises SchemaError if a target mixture puts weight on a domain outside ``domains``,
+        or if ``domains`` need a mixture and none was given.
+        """
+        domains = tuple(domains)
+        if domains == self.domains:
+            return self
+        if self.mixture is None:
+            raise SchemaError(
+                f"This model needs a mixture over domains {list(domains)}; none was given. "
+                "Pass a mixture (e.g. --mix web=0.6,code=0.4)."
+            )
+        idx = {d: j for j, d in enumerate(self.domains)}
+        unknown = [d for d in self.domains if d not in domains]
+        if unknown:
+            w = self.mixture[:, [idx[d] for d in unknown]]
+            if np.any(w > 0):
+                raise SchemaError(
+                    f"Target mixture puts weight on domain(s) {unknown} that the model never saw "
+                    f"(it knows {list(domains)}). Remove them or refit on runs that cover them."
+                )
+        out = np.zeros((len(self), len(domains)))
+        for j, d in enumerate(domains):
+            if d in idx:
+                out[:, j] = self.mixture[:, idx[d]]
+        return Targets(flops=self.flops, params=self.params, tokens=self.tokens, mixture=out, domains=domains)
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """Predictions for ``n`` targets and ``m`` named quantities.
+
+    Attributes:
+        names: ``m`` quantity names (``score:<b>``, ``loss:<d>``, ``loss``).
+        mean: ``(n, m)`` point predictions.
+        lower: ``(n, m)`` lower end of the central ``level`` interval (None if not computed).
+        upper: ``(n, m)`` upper end.
+        std: ``(n, m)`` predictive standard deviation (None if not computed).
+        level: interval coverage, e.g. 0.9.
+        unpredictable: quantity name -> reason, for quantities the data cannot predict
+            (their columns are NaN).
+    """
+
+    names: tuple[str, ...]
+    mean: np.ndarray
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    std: np.ndarray | None = None
+    level: float = 0.9
+    unpredictable: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.names))
+        m = np.asarray(self.mean, dtype=np.float64)
+        if m.ndim != 2 or m.shape[1] != len(self.names):
+            raise ValueError(f"mean must be (n, {len(self.names)}), got {m.shape}")
+        object.__setattr__(self, "mean", m)
+
+    def __len__(self) -> int:
+        return int(self.mean.shape[0])
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise SchemaError(f"No prediction for {name!r}; predicted quantities are {list(self.names)}.") from None
+
+    def get(self, name: str) -> np.ndarray:
+        """Mean prediction ``(n,)`` of one quantity."""
+        return self.mean[:, self.index(name)]
+
+    def interval(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if self.lower is None or self.upper is None:
+            raise SchemaError("This prediction was made without intervals; call predict(..., intervals=True).")
+        j = self.index(name)
+        return self.lower[:, j], self.upper[:, j]
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per target: ``<name>``, ``<name>:lower``, ``<name>:upper`` columns."""
+        cols: dict[str, np.ndarray] = {}
+        for j, n in enumerate(self.names):
+            cols[n] = self.mean[:, j]
+            if self.lower is not None and self.upper is not None:
+                cols[f"{n}:lower"] = self.lower[:, j]
+                cols[f"{n}:upper"] = self.upper[:, j]
+        return pl.DataFrame(cols)
+
+
+def gaussian_interval(mean: np.ndarray, std: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Central ``level`` interval of a normal with the given mean and std."""
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    return mean - z * std, mean + z * std
+
+
+class Surrogate(ABC):
+    """Base class of every surrogate: ``fit(runs) -> self``, ``predict(targets) -> Prediction``.
+
+    Subclasses set ``kind`` (the name used by the CLI, configs and model files), store
+    their settings in ``__init__`` without work, and implement ``_fit``, ``_predict``,
+    ``_get_state`` and ``_set_state``.
+    """
+
+    kind: ClassVar[str] = ""
+    #: whether predictions depend on the mixture (FLP-M, DML, RegMix) or only on compute
+    uses_mixture: ClassVar[bool] = False
+
+    # -- public API -----------------------------------------------------------------------
+    def fit(self, runs: RunTable) -> Self:
+        """Fit on a run table; returns self."""
+        if not isinstance(runs, RunTable):
+            raise SchemaError(f"fit expects a RunTable, got {type(runs).__name__}; build one with mixopt.read_runs(...).")
+        self._fit(runs)
+        self.fitted_ = True
+        return self
+
+    def predict(self, targets: Targets, *, intervals: bool = True, level: float = 0.9) -> Prediction:
+        """Predict every quantity for ``targets``.
+
+        Args:
+            targets: the models to predict.
+            intervals: compute ``lower``/``upper``/``std`` (slower); means only if False.
+            level: central coverage of the interval.
+        """
+        self._check_fitted()
+        if not isinstance(targets, Targets):
+            raise SchemaError(f"predict expects Targets, got {type(targets).__name__}.")
+        if not 0 < level < 1:
+            raise SchemaError(f"level must be in (0, 1), got {level}.")
+        if self.uses_mixture:
+            targets = targets.align(self.domains_)
+        return self._predict(targets, intervals=intervals, level=level)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the predicted quantities (after fit)."""
+        self._check_fitted()
+        return tuple(self.outputs_)
+
+    def get_params(self) -> dict[str, Any]:
+        """Settings given to ``__init__`` (JSON-serialisable)."""
+        return dict(self._settings())
+
+    # -- subclass hooks -------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, runs: RunTable) -> None:
+        """Learn state; must set ``outputs_``, ``domains_`` (tuple, empty if mixture-blind),
+        ``benchmarks_`` (tuple of Benchmark) and ``unpredictable_`` (dict name -> reason)."""
+
+    @abstractmethod
+    def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction: ...
+
+    @abstractmethod
+    def _settings(self) -> dict[str, Any]:
+        """``__init__`` keyword arguments, JSON-serialisable."""
+
+    @abstractmethod
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Fitted state as (JSON-able dict, named float arrays)."""
+
+    @abstractmethod
+    def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore fitted state written by ``_get_state``."""
+
+    def _check_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(runs) before predict.")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._settings().items())
+        return f"{type(self).__name__}({args})"
+
+
+# -- registry and model files ---------------------------------------------------------------
+_REGISTRY: dict[str, type[Surrogate]] = {}
+
+
+def register(cls: type[Surrogate]) -> type[Surrogate]:
+    """Class decorator: make a surrogate available by its ``kind`` (CLI, configs, model files)."""
+    if not cls.kind:
+        raise TypeError(f"{cls.__name__} must set a non-empty 'kind'")
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def surrogate_kinds() -> tuple[str, ...]:
+    _load_builtin()
+    return tuple(sorted(_REGISTRY))
+
+
+def make_surrogate(kind: str, **settings: Any) -> Surrogate:
+    """Instantiate a registered surrogate by kind (``flp``, ``fp``, ``flpm``, ``dml``, ``regmix``)."""
+    _load_builtin()
+    if kind not in _REGISTRY:
+        raise SchemaError(f"Unknown surrogate method {kind!r}; choose one of {sorted(_REGISTRY)}.")
+    try:
+        return _REGISTRY[kind](**settings)
+    except TypeError as e:
+        raise SchemaError(f"Invalid settings for surrogate {kind!r}: {e}") from None
+
+
+def _load_builtin() -> None:
+    import importlib
+
+    for mod in ("mixopt.surrogate.flp", "mixopt.surrogate.flpm", "mixopt.surrogate.baselines"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # pragma: no cover - during development only
+            if e.name != mod:
+                raise
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Benchmark):
+        return obj.to_dict()
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    return obj
+
+
+def save_surrogate(model: Surrogate, path: str | Path) -> Path:
+    """Save a fitted surrogate to directory ``path`` (created).
+
+    Layout: ``model.json`` (format, version, kind, settings, JSON state, SHA-256 of the
+    arrays) and ``arrays.npz`` (float arrays only, loaded without pickle).
+    """
+    model._check_fitted()
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state, arrays = model._get_state()
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    blob = buf.getvalue()
+    meta = {
+        "format": _MODEL_FORMAT,
+        "version": MODEL_FORMAT_VERSION,
+        "kind": model.kind,
+        "settings": _jsonable(model._settings()),
+        "outputs": list(model.outputs_),
+        "domains": list(model.domains_),
+        "benchmarks": [b.to_dict() for b in model.benchmarks_],
+        "unpredictable": dict(model.unpredictable_),
+        "state": _jsonable(state),
+        "arrays_sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    (path / "arrays.npz").write_bytes(blob)
+    (path / "model.json").write_text(json.dumps(meta, indent=1))
+    return path
+
+
+def load_surrogate(path: str | Path) -> Surrogate:
+    """Load a surrogate saved by :func:`save_surrogate`; predictions are identical.
+
+    Raises:
+        ModelFileError: missing files, another format or version, or arrays that do not
+            match their recorded checksum (altered file).
+    """
+    path = Path(path)
+    meta_p, arr_p = path / "model.json", path / "arrays.npz"
+    if not meta_p.is_file() or not arr_p.is_file():
+        raise ModelFileError(
+            f"{path} is not a mixopt model directory: expected model.json and arrays.npz in it. "
+            "Create one with `mixopt fit ... --out DIR`."
+        )
+    try:
+        meta = json.loads(meta_p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{meta_p} is not valid JSON ({e}); the file is damaged, refit the model.") from None
+    if not isinstance(meta, dict) or meta.get("format") != _MODEL_FORMAT:
+        raise ModelFileError(f"{meta_p} is not a mixopt model file (format {meta.get('format') if isinstance(meta, dict) else None!r}).")
+    if meta.get("version") != MODEL_FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written in model format version {meta.get('version')!r}; this mixopt reads version "
+            f"{MODEL_FORMAT_VERSION}. Refit the model with this version of mixopt."
+        )
+    blob = arr_p.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != meta.get("arrays_sha256"):
+        raise ModelFileError(f"{arr_p} does not match the checksum recorded in model.json: the model was altered or damaged. Refit it.")
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        model = make_surrogate(meta["kind"], **meta.get("settings", {}))
+        model.outputs_ = tuple(meta["outputs"])
+        model.domains_ = tuple(meta["domains"])
+        model.benchmarks_ = tuple(Benchmark.from_dict(b) for b in meta["benchmarks"])
+        model.unpredictable_ = dict(meta.get("unpredictable", {}))
+        model._set_state(meta["state"], arrays)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ModelFileError(f"{path}: model file content is inconsistent ({type(e).__name__}: {e}); refit the model.") from None
+    model.fitted_ = True
+    return model
+
+
+__all__ = [
+    "MODEL_FORMAT_VERSION",
+    "Prediction",
+    "Surrogate",
+    "Targets",
+    "gaussian_interval",
+    "load_surrogate",
+    "make_surrogate",
+    "register",
+    "save_surrogate",
+    "surrogate_kinds",
+]
