@@ -13,8 +13,11 @@ from mixopt.data.table import (
     Benchmark,
     RunTable,
 )
+from mixopt.data.readers import FORMATS, read_frame, read_runs, sidecar_path, write_runs
+from mixopt.data.public import default_data_dir, load_gadre, load_gemstones, load_olmix, load_regmix
 
 __all__ = [
+    "FORMATS",
     "FLOPS",
     "KNOWN_BENCHMARKS",
     "LOSS",
@@ -26,4 +29,13 @@ __all__ = [
     "TOKENS",
     "Benchmark",
     "RunTable",
+    "default_data_dir",
+    "load_gadre",
+    "load_gemstones",
+    "load_olmix",
+    "load_regmix",
+    "read_frame",
+    "read_runs",
+    "sidecar_path",
+    "write_runs",
 ]

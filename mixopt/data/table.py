@@ -332,8 +332,9 @@ def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.
     frame = frame.sort([RUN, TOKENS], maintain_order=True)
 
     runs = frame[RUN].to_numpy()
-    if frame[RUN].null_count():
-        problems.append(f"{frame[RUN].null_count()} row(s) have no run id; fill the {RUN!r} column")
+    n_blank = frame[RUN].null_count() + int((frame[RUN].str.strip_chars() == "").sum())
+    if n_blank:
+        problems.append(f"{n_blank} row(s) have no run id (null or blank); fill the {RUN!r} column")
 
     def rows_where(mask: np.ndarray, what: str, fix: str) -> None:
         idx = np.flatnonzero(mask)

@@ -1,1 +1,30 @@
-"""testing"""
+"""Synthetic ground-truth worlds and shipped test helpers.
+
+See :mod:`mixopt.testing.worlds` for the laws; quick start::
+
+    from mixopt.testing import mixture_world
+    world = mixture_world(n_domains=3, n_benchmarks=4, seed=0)
+    runs = world.sample_runs([2e7, 6e7, 2e8], world.random_mixtures(16, seed=1), seed=2)
+"""
+
+from mixopt.testing.worlds import (
+    BENCHMARK_POOL,
+    DOMAIN_NAMES,
+    World,
+    calibrate_benchmarks,
+    mixture_world,
+    random_mixtures,
+    single_domain_world,
+    two_domain_code_world,
+)
+
+__all__ = [
+    "BENCHMARK_POOL",
+    "DOMAIN_NAMES",
+    "World",
+    "calibrate_benchmarks",
+    "mixture_world",
+    "random_mixtures",
+    "single_domain_world",
+    "two_domain_code_world",
+]

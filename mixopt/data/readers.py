@@ -1,0 +1,609 @@
+"""Read the run tables teams already have, and write mixopt's own.
+
+:func:`read_runs` turns a file (or a pair of files) into a validated
+:class:`~mixopt.data.table.RunTable`; :func:`write_runs` writes one back so that
+``read_runs(write_runs(t, p))`` gives the same table. File type comes from the
+extension: ``.csv``, ``.tsv``, ``.parquet``/``.pq``, ``.jsonl``/``.ndjson``.
+
+Layouts (``format=``)
+---------------------
+``"mixopt"``
+    One row per checkpoint with the canonical columns (``run``, ``params``, ``tokens``,
+    optional ``flops`` and ``step``, ``mix:<d>``, ``loss``, ``loss:<d>``, ``score:<b>``;
+    other columns are kept). Optionally the mixture lives in a second file
+    (``ratios=``) with one row per run: the key column (``on``, default ``run``) and one
+    column per domain, named ``mix:<d>`` or just ``<d>``.
+``"regmix"``
+    The two files of RegMix (Liu et al. 2025): a loss file (``index``,
+    ``metric/the_pile_<d>_val_loss`` -> ``loss:<d>``) and a mixture file (``index``,
+    ``train_the_pile_<d>`` -> ``mix:<d>``), joined on ``index`` (the run id). The files
+    carry no model size: pass ``params=`` and ``tokens=`` (e.g. ``1e6`` and ``1.05e9``
+    for the 1M proxies; see :func:`mixopt.data.public.load_regmix`).
+``"olmix"``
+    The two files of an Olmix swarm: a metrics file and a ratios file, both with an
+    unnamed row-number column, ``run``, ``name`` and ``index`` (the row number, ``name``
+    and ``index`` are dropped), joined on ``run``. Ratio columns -> ``mix:<d>``, metric
+    columns -> ``score:<task>`` with ``Benchmark(chance=None, higher_is_better=False)``
+    (the metrics are bits-per-byte). Pass ``params=``/``tokens=`` (the public swarms
+    are ~30M-parameter models at 5x Chinchilla: ``params=30e6, tokens=3e9``).
+``"auto"`` (default)
+    RegMix when columns start with ``train_the_pile_``/``metric/the_pile_``; Olmix when
+    a ratios file is given, both files have ``run`` and the main file has no canonical
+    loss/score columns; mixopt otherwise.
+
+``columns={"old": "new"}`` renames columns of either file before anything else (e.g.
+``{"model": "run", "N": "params", "val_loss": "loss", "hellaswag_acc": "score:hellaswag"}``).
+
+Benchmark metadata
+------------------
+Merged per benchmark, later sources winning: defaults of the layout (Olmix: BPB, no
+chance floor) < the sidecar ``<stem>.benchmarks.json`` next to the data file (a JSON list
+of ``{"name", "chance", "higher_is_better"}``, as :func:`write_runs` writes it) <
+``benchmarks=`` < ``chance={"name": 0.25}``. Benchmarks described by none of them are
+looked up in :data:`~mixopt.data.table.KNOWN_BENCHMARKS` by the RunTable.
+
+Errors
+------
+Every problem raises :class:`~mixopt.errors.SchemaError` naming the file, what was
+expected, what was found and the fix: missing, empty or unparsable files, unknown
+extensions, non-numeric cells (with row numbers), duplicate join keys, and keys without a
+partner in the other file. Rows are never dropped silently: unmatched keys are an error
+unless ``how="inner"`` is passed, and then their count is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from mixopt.data.table import (
+    FLOPS,
+    KNOWN_BENCHMARKS,
+    LOSS,
+    LOSS_PREFIX,
+    MIX_PREFIX,
+    PARAMS,
+    RUN,
+    SCORE_PREFIX,
+    TOKENS,
+    Benchmark,
+    RunTable,
+)
+from mixopt.errors import SchemaError
+
+logger = logging.getLogger(__name__)
+
+#: File extensions mixopt reads and writes, and their kind.
+EXTENSIONS: dict[str, str] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+#: Layouts :func:`read_runs` understands.
+FORMATS: tuple[str, ...] = ("auto", "mixopt", "regmix", "olmix")
+
+#: Suffix of the benchmark-metadata sidecar: ``runs.csv`` -> ``runs.benchmarks.json``.
+SIDECAR_SUFFIX = ".benchmarks.json"
+
+STEP = "step"
+
+_REGMIX_MIX = re.compile(r"^train_the_pile_(.+)$")
+_REGMIX_LOSS = re.compile(r"^metric/the_pile_(.+)_val_loss$")
+#: Columns of Olmix files that are not data: pandas' unnamed row number, name, index.
+_OLMIX_DROP = ("", "Unnamed: 0", "name", "index")
+
+Format = Literal["auto", "mixopt", "regmix", "olmix"]
+How = Literal["exact", "inner"]
+
+
+# -- files ------------------------------------------------------------------------------------
+def sidecar_path(path: str | Path) -> Path:
+    """The benchmark-metadata file belonging to a data file (``runs.csv`` -> ``runs.benchmarks.json``)."""
+    path = Path(path)
+    return path.with_name(path.stem + SIDECAR_SUFFIX)
+
+
+def _kind(path: Path) -> str:
+    kind = EXTENSIONS.get(path.suffix.lower())
+    if kind is None:
+        raise SchemaError(
+            f"Cannot tell the file type of {str(path)!r} from its extension {path.suffix!r}: mixopt reads "
+            f"{sorted(EXTENSIONS)}. Rename the file or convert it (e.g. to .csv)."
+        )
+    return kind
+
+
+def read_frame(path: str | Path, *, string_columns: Sequence[str] = (), what: str = "run file") -> pl.DataFrame:
+    """Read one table file as it is (no renaming or validation).
+
+    Args:
+        path: ``.csv``, ``.tsv``, ``.parquet``/``.pq`` or ``.jsonl``/``.ndjson`` file.
+        string_columns: columns to read as text (ids such as ``run``: keeps ``"007"``
+            from becoming the number 7). Ignored where absent.
+        what: how to call the file in error messages.
+
+    Returns:
+        The polars frame, one row per line/record.
+
+    Raises:
+        SchemaError: missing, empty or unreadable file, unknown extension.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SchemaError(f"The {what} {str(path)!r} does not exist. Check the path (relative paths start at {str(Path.cwd())!r}).")
+    if not path.is_file():
+        raise SchemaError(f"The {what} {str(path)!r} is not a file (a directory?). Point to the table file itself.")
+    kind = _kind(path)
+    if path.stat().st_size == 0:
+        raise SchemaError(f"The {what} {str(path)!r} is empty (0 bytes). Expected a {kind} table with a header row; regenerate the file.")
+    try:
+        if kind in ("csv", "tsv"):
+            sep = "," if kind == "csv" else "\t"
+            with path.open("rb") as fh:
+                header = fh.readline().decode("utf-8", errors="replace").rstrip("\r\n").split(sep)
+            header = [h.strip('"') for h in header]
+            overrides = {c: pl.String for c in string_columns if c in header}
+            frame = pl.read_csv(path, separator=sep, infer_schema_length=None, schema_overrides=overrides or None)
+        elif kind == "parquet":
+            frame = pl.read_parquet(path)
+        else:
+            frame = pl.read_ndjson(path, infer_schema_length=None)
+            casts = [pl.col(c).cast(pl.String) for c in string_columns if c in frame.columns and frame.schema[c] != pl.String]
+            if casts:
+                frame = frame.with_columns(casts)
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError, ValueError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SchemaError(
+            f"Cannot read the {what} {str(path)!r} as {kind}: {msg}. Check that the file is a valid {kind} file "
+            "(consistent number of fields per row, one JSON object per line, not truncated)."
+        ) from None
+    if frame.width == 0 or frame.height == 0:
+        raise SchemaError(
+            f"The {what} {str(path)!r} has no data rows (columns: {frame.columns[:20]}). Expected one row per "
+            "checkpoint (or per run); check that the file was written completely."
+        )
+    return frame
+
+
+def _read_sidecar(path: Path) -> list[Benchmark]:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SchemaError(f"Cannot read the benchmark file {str(path)!r}: {e}. Fix or delete it.") from None
+    if isinstance(raw, dict) and "benchmarks" in raw:
+        raw = raw["benchmarks"]
+    if not isinstance(raw, list) or not all(isinstance(x, dict) and "name" in x for x in raw):
+        raise SchemaError(
+            f"The benchmark file {str(path)!r} must hold a JSON list of objects with 'name', 'chance' and "
+            f"'higher_is_better', got {str(raw)[:120]!r}. Rewrite it (write_runs creates it)."
+        )
+    try:
+        return [Benchmark.from_dict(x) for x in raw]
+    except (TypeError, ValueError) as e:
+        raise SchemaError(f"The benchmark file {str(path)!r} has an invalid entry: {e}.") from None
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _is_canonical(c: str) -> bool:
+    return c in (RUN, PARAMS, TOKENS, FLOPS, LOSS, STEP) or c.startswith((MIX_PREFIX, LOSS_PREFIX, SCORE_PREFIX))
+
+
+def _has_measurements(columns: Sequence[str]) -> bool:
+    return any(c == LOSS or c.startswith((LOSS_PREFIX, SCORE_PREFIX)) for c in columns)
+
+
+def _rename(frame: pl.DataFrame, mapping: Mapping[str, str], path: Path) -> pl.DataFrame:
+    m = {k: v for k, v in mapping.items() if k in frame.columns and k != v}
+    if not m:
+        return frame
+    kept = [c for c in frame.columns if c not in m]
+    targets = list(m.values())
+    clash = sorted({t for t in targets if targets.count(t) > 1} | (set(targets) & set(kept)))
+    if clash:
+        raise SchemaError(
+            f"Renaming columns of {str(path)!r} with {dict(m)} would create duplicate column(s) {clash}. "
+            "Map each target name from one column only, or drop the existing column first."
+        )
+    return frame.rename(m)
+
+
+def _key(frame: pl.DataFrame, on: str) -> pl.Series:
+    """Join key as text: integers and integral floats become '12', not '12.0'."""
+    s = frame[on]
+    if s.dtype.is_integer():
+        return s.cast(pl.String)
+    if s.dtype.is_float():
+        finite = s.drop_nulls()
+        if finite.len() and (finite == finite.round(0)).all():
+            return s.cast(pl.Int64, strict=False).cast(pl.String)
+        return s.cast(pl.String)
+    return s.cast(pl.String)
+
+
+def _join(
+    left: pl.DataFrame, right: pl.DataFrame, on: str, how: str, left_path: Path, right_path: Path
+) -> pl.DataFrame:
+    """Join run rows (``left``, many per key) to per-run rows (``right``, one per key)."""
+    for f, p in ((left, left_path), (right, right_path)):
+        if on not in f.columns:
+            raise SchemaError(
+                f"The file {str(p)!r} has no join column {on!r}; its columns are {f.columns[:20]}. "
+                "Pass on=<key column> (or rename it with columns={...: ...})."
+            )
+    lk, rk = _key(left, on), _key(right, on)
+    problems: list[str] = []
+    for k, p in ((lk, left_path), (rk, right_path)):
+        if k.null_count():
+            problems.append(f"{k.null_count()} row(s) of {str(p)!r} have an empty {on!r}: every row needs a key")
+    rdup = rk.filter(rk.is_duplicated()).unique(maintain_order=True)
+    if rdup.len():
+        problems.append(
+            f"{str(right_path)!r} has duplicate {on!r} value(s) {rdup.head(10).to_list()}: it must have one row per run; "
+            "drop or rename the duplicates"
+        )
+    if problems:
+        raise SchemaError(f"Cannot join {str(left_path)!r} with {str(right_path)!r} on {on!r}:", problems)
+    lset, rset = set(lk.drop_nulls().to_list()), set(rk.drop_nulls().to_list())
+    only_l = sorted(lset - rset, key=_natural)
+    only_r = sorted(rset - lset, key=_natural)
+    if only_l or only_r:
+        n_l = int(lk.is_in(only_l).sum()) if only_l else 0
+        msg = (
+            f"{n_l} of {left.height} row(s) of {str(left_path)!r} ({len(only_l)} key(s), e.g. {only_l[:10]}) have no partner "
+            f"in {str(right_path)!r}, and {len(only_r)} of {right.height} row(s) of {str(right_path)!r} (e.g. {only_r[:10]}) "
+            f"have none in {str(left_path)!r}"
+        )
+        if how != "inner":
+            raise SchemaError(
+                f"The two files do not describe the same runs (join on {on!r}): {msg}. Fix the files, or pass "
+                "how='inner' to keep only the runs found in both."
+            )
+        logger.warning("read_runs: how='inner' drops unmatched runs: %s", msg)
+    overlap = sorted((set(left.columns) & set(right.columns)) - {on})
+    if overlap:
+        raise SchemaError(
+            f"Column(s) {overlap[:10]} appear in both {str(left_path)!r} and {str(right_path)!r}: the join would be ambiguous. "
+            "Drop them from one file or rename them with columns={...}."
+        )
+    left = left.with_columns(lk.alias(on))
+    right = right.with_columns(rk.alias(on))
+    return left.join(right, on=on, how="inner", maintain_order="left")
+
+
+def _natural(s: str) -> tuple[int, Any]:
+    return (0, int(s)) if s.isdigit() else (1, s)
+
+
+def _check_numeric(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """Cast canonical numeric columns held as text; report cells that are not numbers."""
+    problems: list[str] = []
+    casts = []
+    for c in frame.columns:
+        if c == RUN or not _is_canonical(c):
+            continue
+        s = frame[c]
+        if s.dtype.is_numeric() or s.dtype == pl.Null:
+            if s.dtype == pl.Null:
+                casts.append(pl.col(c).cast(pl.Float64))
+            continue
+        if s.dtype == pl.Boolean:
+            problems.append(f"column {c!r} holds true/false values, expected numbers")
+            continue
+        text = s.cast(pl.String, strict=False)
+        num = text.str.strip_chars().cast(pl.Float64, strict=False)
+        bad = text.is_not_null() & num.is_null() & (text.str.strip_chars() != "")
+        if bad.any():
+            idx = bad.arg_true().head(5).to_list()
+            vals = [text[i] for i in idx]
+            problems.append(
+                f"column {c!r} has {int(bad.sum())} non-numeric value(s), e.g. {vals} in data row(s) {[i + 1 for i in idx]}: "
+                "use plain numbers (empty cell = missing)"
+            )
+        else:
+            casts.append(num.alias(c))
+    if problems:
+        raise SchemaError(f"The file {str(path)!r} has non-numeric cells in numeric columns:", problems)
+    return frame.with_columns(casts) if casts else frame
+
+
+def _detect(main: pl.DataFrame, ratios: pl.DataFrame | None) -> str:
+    cols = list(main.columns) + (list(ratios.columns) if ratios is not None else [])
+    if any(_REGMIX_MIX.match(c) or _REGMIX_LOSS.match(c) for c in cols):
+        return "regmix"
+    if (
+        ratios is not None
+        and RUN in main.columns
+        and RUN in ratios.columns
+        and not _has_measurements(main.columns)
+        and not any(c.startswith(MIX_PREFIX) for c in ratios.columns)
+    ):
+        return "olmix"
+    return "mixopt"
+
+
+def _resolve_benchmarks(
+    score_names: Sequence[str],
+    layers: Sequence[Sequence[Benchmark]],
+    chance: Mapping[str, float | None] | None,
+) -> list[Benchmark]:
+    merged: dict[str, Benchmark] = {}
+    for layer in layers:
+        for b in layer:
+            merged[b.name] = b
+    if chance:
+        unknown = sorted(set(chance) - set(score_names))
+        if unknown:
+            raise SchemaError(
+                f"chance= names benchmark(s) {unknown} that have no score column; the table's benchmarks are "
+                f"{list(score_names)[:30]}. Fix the names (without the 'score:' prefix)."
+            )
+        for name, ch in chance.items():
+            base = merged.get(name) or KNOWN_BENCHMARKS.get(name.lower())
+            hib = base.higher_is_better if base is not None else True
+            merged[name] = Benchmark(name=name, chance=None if ch is None else float(ch), higher_is_better=hib)
+    return list(merged.values())
+
+
+def _as_benchmarks(items: Sequence[Benchmark | Mapping[str, Any]] | None) -> list[Benchmark]:
+    out = []
+    for x in items or ():
+        if isinstance(x, Benchmark):
+            out.append(x)
+        elif isinstance(x, Mapping) and "name" in x:
+            out.append(Benchmark.from_dict(x))
+        else:
+            raise SchemaError(f"benchmarks= must hold Benchmark objects or dicts with a 'name', got {x!r}.")
+    return out
+
+
+def _fill_scalar(frame: pl.DataFrame, col: str, value: float | None, path: Path, hint: str) -> pl.DataFrame:
+    if value is None:
+        if col not in frame.columns:
+            raise SchemaError(
+                f"{str(path)!r} has no {col!r} column and no {col}= was given. {hint}"
+            )
+        return frame
+    if col in frame.columns:
+        raise SchemaError(
+            f"{col}={value!r} was given but {str(path)!r} already has a {col!r} column. Pass one or the other."
+        )
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SchemaError(f"{col}= must be a number, got {value!r}.") from None
+    return frame.with_columns(pl.lit(v, dtype=pl.Float64).alias(col))
+
+
+# -- public API -------------------------------------------------------------------------------
+def read_runs(
+    path: str | Path,
+    *,
+    ratios: str | Path | None = None,
+    on: str | None = None,
+    format: Format = "auto",  # noqa: A002 - the natural name for users
+    params: float | None = None,
+    tokens: float | None = None,
+    benchmarks: Sequence[Benchmark | Mapping[str, Any]] | None = None,
+    chance: Mapping[str, float | None] | None = None,
+    columns: Mapping[str, str] | None = None,
+    how: How = "exact",
+) -> RunTable:
+    """Read sampling runs from a file (or a loss/metrics file plus a mixture file).
+
+    Args:
+        path: the run file: checkpoints with losses/scores (see the module docstring).
+        ratios: optional second file with one mixture per run (RegMix, Olmix, or a
+            ``run`` + domain-columns table).
+        on: join column of the two files (default ``index`` for RegMix, ``run`` otherwise).
+        format: ``"auto"``, ``"mixopt"``, ``"regmix"`` or ``"olmix"``.
+        params: parameter count N for every run, when the files have no ``params`` column.
+        tokens: training tokens D for every run, when the files have no ``tokens`` column
+            (one checkpoint per run then).
+        benchmarks: metadata of score columns (Benchmark objects or dicts); overrides the
+            sidecar file.
+        chance: ``{benchmark: chance}`` overrides of the chance level (``None`` = no floor).
+        columns: ``{file column: canonical column}`` renames applied to both files first.
+        how: ``"exact"`` (default) refuses keys present in only one file; ``"inner"``
+            keeps the runs found in both and logs how many were dropped.
+
+    Returns:
+        The validated :class:`RunTable` (extra columns kept).
+
+    Raises:
+        SchemaError: every problem, naming the file, the expectation and the fix.
+    """
+    path = Path(path)
+    if format not in FORMATS:
+        raise SchemaError(f"format must be one of {list(FORMATS)}, got {format!r}.")
+    if how not in ("exact", "inner"):
+        raise SchemaError(f"how must be 'exact' or 'inner', got {how!r}.")
+    columns = dict(columns or {})
+    for k, v in columns.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not v:
+            raise SchemaError(f"columns= maps file column names to canonical names (strings), got {k!r}: {v!r}.")
+
+    key_names = {RUN, "index"} | ({on} if on else set())
+    string_cols = sorted(key_names | {k for k, v in columns.items() if v in key_names})
+    main = read_frame(path, string_columns=string_cols, what="run file")
+    rat = read_frame(ratios, string_columns=string_cols, what="mixture file") if ratios is not None else None
+    ratios_path = Path(ratios) if ratios is not None else None
+    if columns:
+        seen = set(main.columns) | (set(rat.columns) if rat is not None else set())
+        missing = sorted(set(columns) - seen)
+        if missing:
+            raise SchemaError(
+                f"columns= renames {missing}, but no such column exists in {str(path)!r}"
+                + (f" or {str(ratios_path)!r}" if ratios_path else "")
+                + f"; columns are {sorted(seen)[:30]}."
+            )
+        main = _rename(main, columns, path)
+        if rat is not None and ratios_path is not None:
+            rat = _rename(rat, columns, ratios_path)
+
+    fmt = _detect(main, rat) if format == "auto" else format
+    logger.debug("read_runs(%s): layout %s", path, fmt)
+    layout_benchmarks: list[Benchmark] = []
+
+    if fmt == "regmix":
+        if rat is None or ratios_path is None:
+            raise SchemaError(
+                f"{str(path)!r} looks like a RegMix file, which comes in two parts: pass the other one, e.g. "
+                "read_runs('train_pile_loss_1m.csv', ratios='train_mixture_1m.csv', params=1e6, tokens=1.05e9)."
+            )
+        # either file may be the loss file: find which holds the mixture
+        if any(_REGMIX_MIX.match(c) for c in main.columns) and any(_REGMIX_LOSS.match(c) for c in rat.columns):
+            main, rat, path, ratios_path = rat, main, ratios_path, path
+        if not any(_REGMIX_MIX.match(c) for c in rat.columns):
+            raise SchemaError(
+                f"The RegMix mixture file {str(ratios_path)!r} has no 'train_the_pile_<domain>' columns (got "
+                f"{rat.columns[:10]}). Pass the train/test_mixture_*.csv file as ratios=."
+            )
+        key = on or "index"
+        rat = rat.rename({c: MIX_PREFIX + m.group(1) for c in rat.columns if (m := _REGMIX_MIX.match(c))})
+        main = main.rename({c: LOSS_PREFIX + m.group(1) for c in main.columns if (m := _REGMIX_LOSS.match(c))})
+        if not any(c.startswith(LOSS_PREFIX) for c in main.columns):
+            raise SchemaError(
+                f"The RegMix loss file {str(path)!r} has no 'metric/the_pile_<domain>_val_loss' columns (got "
+                f"{main.columns[:10]}). Pass the *_pile_loss_*.csv file as the first argument."
+            )
+        frame = _join(main, rat, key, how, path, ratios_path)
+        if key != RUN:
+            if RUN in frame.columns:
+                raise SchemaError(f"{str(path)!r} has both a {RUN!r} column and the join key {key!r}; drop one.")
+            frame = frame.rename({key: RUN})
+        hint = "RegMix files carry no model size: pass params= and tokens= (1M proxies: params=1e6, tokens=1.05e9)."
+    elif fmt == "olmix":
+        if rat is None or ratios_path is None:
+            raise SchemaError(
+                f"The Olmix layout needs the ratios file too: read_runs('<swarm>_metrics.csv', ratios='<swarm>_ratios.csv', "
+                "params=30e6, tokens=3e9)."
+            )
+        key = on or RUN
+        drop = [c for c in _OLMIX_DROP if c != key]
+        main = main.drop([c for c in drop if c in main.columns])
+        rat = rat.drop([c for c in drop if c in rat.columns])
+        if key not in main.columns or key not in rat.columns:
+            raise SchemaError(
+                f"Olmix files are joined on {key!r}, but it is missing from "
+                f"{[str(p) for f, p in ((main, path), (rat, ratios_path)) if key not in f.columns]}. Pass on=<key column>."
+            )
+        rat = rat.rename({c: c if c.startswith(MIX_PREFIX) else MIX_PREFIX + c for c in rat.columns if c != key})
+        main = main.rename({c: c if _is_canonical(c) else SCORE_PREFIX + c for c in main.columns if c != key})
+        layout_benchmarks = [
+            Benchmark(name=c[len(SCORE_PREFIX):], chance=None, higher_is_better=False)
+            for c in main.columns
+            if c.startswith(SCORE_PREFIX)
+        ]
+        frame = _join(main, rat, key, how, path, ratios_path)
+        if key != RUN:
+            frame = frame.rename({key: RUN})
+        hint = "Olmix swarms carry no model size: pass params= and tokens= (the public swarms: params=30e6, tokens=3e9)."
+    else:  # mixopt
+        frame = main
+        if rat is not None and ratios_path is not None:
+            key = on or RUN
+            if any(c.startswith(MIX_PREFIX) for c in main.columns):
+                raise SchemaError(
+                    f"{str(path)!r} already has mix: columns and a mixture file {str(ratios_path)!r} was given too; use one."
+                )
+            rat = rat.rename({c: c if c.startswith(MIX_PREFIX) else MIX_PREFIX + c for c in rat.columns if c != key})
+            frame = _join(main, rat, key, how, path, ratios_path)
+        hint = (
+            f"A run table needs {PARAMS!r} (parameters N) and {TOKENS!r} (tokens seen D) per checkpoint: add the "
+            "columns, rename yours with columns={'your_name': 'params'}, or pass params=/tokens= if every run has the same."
+        )
+        if RUN not in frame.columns:
+            raise SchemaError(
+                f"{str(path)!r} has no {RUN!r} column (run id); columns are {frame.columns[:30]}. Rename the id column "
+                "with columns={'your_id': 'run'}. For RegMix or Olmix files, pass the mixture file as ratios=."
+            )
+    frame = _fill_scalar(frame, PARAMS, params, path, hint)
+    frame = _fill_scalar(frame, TOKENS, tokens, path, hint)
+    frame = _check_numeric(frame, path)
+    if frame.schema[RUN] == pl.String:
+        blank = frame[RUN].str.strip_chars() == ""
+        if blank.any():
+            rows = blank.arg_true().head(5).to_list()
+            raise SchemaError(
+                f"{str(path)!r} has {int(blank.sum())} row(s) with a blank {RUN!r} id (data rows {[i + 1 for i in rows]}): "
+                "every checkpoint needs the id of its run; fill them in or drop the rows."
+            )
+    if not _has_measurements(frame.columns):
+        raise SchemaError(
+            f"{str(path)!r} has no loss or score columns: expected {LOSS!r}, '{LOSS_PREFIX}<domain>' or "
+            f"'{SCORE_PREFIX}<benchmark>' (got {frame.columns[:30]}). Rename yours with columns={{...}} or pass format=."
+        )
+
+    score_names = [c[len(SCORE_PREFIX):] for c in frame.columns if c.startswith(SCORE_PREFIX)]
+    side = sidecar_path(path)
+    sidecar = _read_sidecar(side) if side.is_file() else []
+    if sidecar:
+        extra = sorted({b.name for b in sidecar} - set(score_names))
+        if extra:
+            raise SchemaError(
+                f"The benchmark file {str(side)!r} describes {extra}, which have no score column in {str(path)!r} "
+                f"(score columns: {score_names[:30]}). Remove them from the benchmark file."
+            )
+    bench = _resolve_benchmarks(score_names, [layout_benchmarks, sidecar, _as_benchmarks(benchmarks)], chance)
+    try:
+        return RunTable(frame, bench)
+    except SchemaError as e:
+        head = str(e).split("\n", 1)[0] if e.problems else str(e)
+        src = str(path) + (f" + {str(ratios_path)}" if ratios_path else "")
+        raise SchemaError(f"Reading {src!r}: {head}", e.problems) from None
+
+
+def write_runs(table: RunTable, path: str | Path, *, sidecar: bool = True) -> Path:
+    """Write a run table so that :func:`read_runs` gives it back unchanged.
+
+    Args:
+        table: the runs to write.
+        path: ``.csv``, ``.tsv``, ``.parquet``/``.pq`` or ``.jsonl``/``.ndjson``; parent
+            folders are created.
+        sidecar: also write the benchmark metadata to ``<stem>.benchmarks.json`` (needed
+            for a lossless round trip of chance levels and directions).
+
+    Returns:
+        The path written.
+    """
+    if not isinstance(table, RunTable):
+        raise SchemaError(f"write_runs expects a RunTable, got {type(table).__name__}.")
+    path = Path(path)
+    kind = _kind(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = table.frame
+    if kind == "csv":
+        frame.write_csv(path)
+    elif kind == "tsv":
+        frame.write_csv(path, separator="\t")
+    elif kind == "parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_ndjson(path)
+    side = sidecar_path(path)
+    if sidecar and table.benchmarks:
+        side.write_text(json.dumps(table.benchmarks_dict(), indent=1) + "\n")
+    elif side.exists():
+        side.unlink()  # a stale sidecar would describe other benchmarks
+    return path
+
+
+__all__ = [
+    "EXTENSIONS",
+    "FORMATS",
+    "SIDECAR_SUFFIX",
+    "read_frame",
+    "read_runs",
+    "sidecar_path",
+    "write_runs",
+]
