@@ -32,15 +32,19 @@ pl.Config.set_tbl_width_chars(160)
 pl.Config.set_float_precision(4)
 
 
-def synthetic(seeds: list[int], factors=(10.0, 30.0), stage1: str = "power_offset") -> pl.DataFrame:
+SIZES = np.geomspace(2e7, 1.5e9, 12).tolist()  # 12 sampling models, as in the paper
+LOSS_NOISE, SCORE_NOISE = 0.002, 0.005
+
+
+def synthetic(seeds: list[int], factors=(10.0, 30.0)) -> pl.DataFrame:
     rows = []
-    sizes = [2e7, 5e7, 1e8, 2e8, 4e8, 7e8, 1e9]
     for seed in seeds:
         world = single_domain_world(seed=seed)
-        runs = world.sample_runs(sizes, None, tokens_per_param=20, n_checkpoints=10, loss_noise=0.005, score_noise=0.005, seed=seed)
+        runs = world.sample_runs(SIZES, None, tokens_per_param=20, n_checkpoints=10, loss_noise=LOSS_NOISE, score_noise=SCORE_NOISE, seed=seed)
         c_max = runs.final().flops().max()
         models = {
-            "flp": make_surrogate("flp", stage1=stage1, seed=seed).fit(runs),
+            "flp": make_surrogate("flp", seed=seed).fit(runs),
+            "flp_sigmoid": make_surrogate("flp", stage2="sigmoid", seed=seed).fit(runs),
             "fp": make_surrogate("fp", seed=seed).fit(runs),
         }
         for k in factors:
@@ -100,7 +104,7 @@ def fit_time(n_runs_list: list[int], repeats: int = 3) -> pl.DataFrame:
     rows = []
     world = single_domain_world(seed=0)
     for n_runs in n_runs_list:
-        sizes = np.geomspace(2e7, 1.5e9, n_runs)
+        sizes = np.geomspace(2e7, 1.5e9, n_runs)  # one run per size
         runs = world.sample_runs(sizes.tolist(), None, n_checkpoints=50, seed=1)
         times = {}
         for method in ("fp", "flp"):
@@ -125,7 +129,8 @@ def main() -> None:
     seeds = [0, 1, 2] if args.quick else list(range(8))
     syn = synthetic(seeds)
     print("(a) synthetic single-domain worlds: relative error of the predicted score at k x the largest sampling compute")
-    print(f"    seeds={seeds}; 7 sampling sizes 2e7..1e9 params, 20 tokens/param, 10 checkpoints, 0.5% noise")
+    print(f"    seeds={seeds}; 12 sampling sizes 2e7..1.5e9 params, 20 tokens/param, 10 checkpoints, "
+          f"loss noise {LOSS_NOISE:.1%} (relative), score noise {SCORE_NOISE} (absolute)")
     summ = (
         syn.group_by("factor", "benchmark", "method")
         .agg(pl.col("rel_error").median().alias("median_rel_err"), pl.col("covered").mean().alias("coverage90"))
@@ -133,11 +138,13 @@ def main() -> None:
     )
     print(summ)
     wide = summ.pivot(on="method", index=["factor", "benchmark"], values="median_rel_err")
-    wide = wide.with_columns((pl.col("flp") < pl.col("fp")).alias("flp_wins"))
+    wide = wide.with_columns((pl.col("flp") < pl.col("fp")).alias("flp_beats_fp"),
+                             (pl.col("flp_sigmoid") < pl.col("fp")).alias("flp_sigmoid_beats_fp"))
     print(wide)
     for k in sorted(syn["factor"].unique()):
-        s = syn.filter((pl.col("factor") == k) & (pl.col("method") == "flp"))["rel_error"]
-        print(f"    FLP median relative error at {k:g}x over all benchmarks and seeds: {s.median():.4f}")
+        for m in ("flp", "flp_sigmoid", "fp"):
+            s = syn.filter((pl.col("factor") == k) & (pl.col("method") == m))["rel_error"]
+            print(f"    {m:12s} median relative error at {k:g}x over all benchmarks and seeds: {s.median():.4f}")
 
     data_dir = Path(args.data_dir)
     if (data_dir / "gadre-scaling").is_dir():
