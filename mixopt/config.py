@@ -1,0 +1,592 @@
+"""Search configuration: frozen dataclasses loaded from TOML.
+
+A config file describes one mixture search (see ``configs/example.toml``)::
+
+    [data]                      # the sampling runs the surrogate is fitted on
+    runs = "../mixopt/examples/runs_3domain.csv"
+
+    [surrogate]
+    method = "flpm"             # or model = "path/to/saved/model" (from `mixopt fit`)
+
+    [compute]
+    flops = [1e21, 1e22]        # log-uniform; a single number fixes it
+    tokens_per_param = 20       # D = sqrt(tokens_per_param * C / 6)
+
+    [domains.web]               # optional bounds per domain (ratios in [0, 1])
+    floor = 0.3
+    [domains.code]
+    cap = 0.4
+    [domains.math]
+    pin = 0.05
+
+    [tokens]                    # optional data limits
+    available = { code = 2e11 } # unique tokens per domain (others unlimited)
+    max_epochs = 4
+
+    [objectives]
+    optimize = ["score:hellaswag", "score:humaneval"]
+    constraints = ["score:arc_easy >= 0.45"]
+    risk_kappa = 0.0
+
+    [search]
+    trials = 4000
+    sampler = "nsga2"
+    storage = "../out/example.db"
+    output = "../out/example_pareto.csv"
+
+Relative paths (``data.runs``, ``data.ratios``, ``surrogate.model``, ``search.storage``,
+``search.output``) are resolved against the config file's directory; paths given as
+overrides (the command line) against the current directory. Every problem found is
+reported at once, naming the key, the value received and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mixopt.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Where the sampling runs come from (``[data]``)."""
+
+    runs: Path | None = None  # run table (CSV/Parquet/JSONL); needed unless surrogate.model is given
+    ratios: Path | None = None  # optional second file with one mixture per run (RegMix/Olmix style)
+    format: str = "auto"  # "auto", "mixopt", "regmix" or "olmix"
+    params: float | None = None  # parameter count N for files without a params column
+    tokens: float | None = None  # training tokens D for files without a tokens column
+    chance: Mapping[str, float | None] = field(default_factory=dict)  # chance level per benchmark (overrides)
+    columns: Mapping[str, str] = field(default_factory=dict)  # {file column: canonical column} renames
+
+
+@dataclass(frozen=True, kw_only=True)
+class SurrogateConfig:
+    """Which surrogate predicts the scores (``[surrogate]``)."""
+
+    method: str = "flpm"  # surrogate kind: flp, fp, flpm, dml, regmix (see mixopt.surrogate)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the method
+    model: Path | None = None  # a saved model directory (`mixopt fit --out`), used instead of fitting
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomainConfig:
+    """Bounds of one domain's ratio (``[domains.<name>]``)."""
+
+    floor: float = 0.0  # lowest ratio, in [0, 1]
+    cap: float = 1.0  # highest ratio, in [0, 1]; 0 excludes the domain
+    pin: float | None = None  # fixed ratio (then no floor or cap)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokensConfig:
+    """Data limits (``[tokens]``): a mixture must not over-use any domain's data."""
+
+    available: Mapping[str, float] = field(default_factory=dict)  # unique tokens per domain; unlisted = unlimited
+    max_epochs: float = 4.0  # most passes over a domain's unique tokens
+    epochs: Mapping[str, float] = field(default_factory=dict)  # per-domain overrides of max_epochs
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComputeConfig:
+    """The compute budget (``[compute]``): flops (+ tokens_per_param) or params and tokens."""
+
+    flops: tuple[float, float] | None = None  # FLOPs [low, high], log-uniform; one number = fixed
+    tokens_per_param: tuple[float, float] = (20.0, 20.0)  # D/N for deriving tokens from FLOPs; a range = searched
+    params: tuple[float, float] | None = None  # parameter counts [low, high], log-uniform (with tokens)
+    tokens: tuple[float, float] | None = None  # training tokens [low, high], log-uniform (with params)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectivesConfig:
+    """What to optimise (``[objectives]``)."""
+
+    optimize: tuple[Any, ...] = ()  # objectives: "score:<b>", "loss:<d>", "loss", "compute", "mean(score:*)", tables
+    constraints: tuple[str, ...] = ()  # e.g. "score:mmlu >= 0.45", "loss:code <= 1.2", "compute <= 1e21"
+    risk_kappa: float = 0.0  # optimise mean - kappa*std (pessimistic bound) instead of the mean; 0 = mean
+    penalty: float = 0.0  # > 0: also worsen infeasible models' objectives by penalty*violation (random/qmc)
+    weights: Mapping[str, float] = field(default_factory=dict)  # scalarisation weights for the single best mixture
+    reference_point: Mapping[str, float] = field(default_factory=dict)  # hypervolume reference per objective
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSettings:
+    """How to search (``[search]``)."""
+
+    trials: int = 2000  # total finished trials of the study (a resumed study runs the rest)
+    batch_size: int = 128  # trials asked, evaluated and told together (one surrogate call)
+    population_size: int | None = None  # NSGA-II/III parents per generation (default batch_size)
+    sampler: str = "nsga2"  # nsga2, nsga2-optuna, nsga3, tpe, gp, random, qmc, cmaes
+    sampler_options: Mapping[str, Any] = field(default_factory=dict)  # extra sampler arguments
+    seed: int = 0  # seeds the sampler (and everything random in the search)
+    storage: str | None = None  # SQLite file, SQLAlchemy URL, "journal:<file>" or "memory"; default "<study_name>.db" by the config
+    study_name: str = "mixopt"  # study name inside the storage (same name + storage = resume)
+    executor: str = "local"  # "local" or "ray"
+    ray_address: str | None = None  # Ray cluster to connect to (implies executor "ray"); empty = start a local Ray
+    workers: int | None = None  # chunks per batch (Ray: default the cluster's CPUs)
+    output: Path | None = None  # Pareto table file (.parquet, .csv, .json); None = do not write
+    warm_start: tuple[Mapping[str, float], ...] = ()  # mixtures to evaluate first, {domain = ratio, flops = C}
+    max_failed_batches: int = 5  # stop after this many batches in a row without a completed trial
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """A whole mixture search, as read from a TOML file."""
+
+    path: Path | None = None  # the config file (relative paths were resolved against its folder)
+    data: DataConfig = field(default_factory=DataConfig)  # [data]
+    surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)  # [surrogate]
+    domains: Mapping[str, DomainConfig] = field(default_factory=dict)  # [domains.<name>]
+    tokens: TokensConfig = field(default_factory=TokensConfig)  # [tokens]
+    compute: ComputeConfig = field(default_factory=ComputeConfig)  # [compute]
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)  # [objectives]
+    search: SearchSettings = field(default_factory=SearchSettings)  # [search]
+
+    @property
+    def output(self) -> Path | None:
+        """The Pareto table file (``search.output``)."""
+        return self.search.output
+
+
+# -- reading ---------------------------------------------------------------------------------
+_SECTIONS = {
+    "data": DataConfig,
+    "surrogate": SurrogateConfig,
+    "domains": None,
+    "tokens": TokensConfig,
+    "compute": ComputeConfig,
+    "objectives": ObjectivesConfig,
+    "search": SearchSettings,
+}
+
+#: Command-line override keys and the config keys they set.
+OVERRIDES = {
+    "trials": "search.trials",
+    "seed": "search.seed",
+    "storage": "search.storage",
+    "ray_address": "search.ray_address",
+    "executor": "search.executor",
+    "output": "search.output",
+    "study_name": "search.study_name",
+    "sampler": "search.sampler",
+    "batch_size": "search.batch_size",
+    "workers": "search.workers",
+}
+
+
+class _Problems:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.items: list[str] = []
+
+    def add(self, key: str, value: Any, need: str) -> None:
+        self.items.append(f"{key} = {value!r}: {need}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            head = f"Invalid config {self.source}: {len(self.items)} problem(s):"
+            raise ConfigError(head + "\n" + "\n".join(f"  - {p}" for p in self.items))
+
+
+def _suggest(key: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _unknown_keys(table: Mapping[str, Any], allowed: Sequence[str], where: str, p: _Problems) -> None:
+    for k in table:
+        if k not in allowed:
+            p.items.append(
+                f"unknown key {where + '.' if where else ''}{k}: {_suggest(k, allowed)}allowed keys are {sorted(allowed)}"
+                + (" (top-level keys must come before the first [table])" if not where else "")
+            )
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _number(t: Mapping[str, Any], key: str, where: str, p: _Problems, default: Any, *, lo: float | None = None,
+            hi: float | None = None, strict_lo: bool = False, integer: bool = False, optional: bool = False) -> Any:
+    if key not in t:
+        return default
+    v = t[key]
+    name = f"{where}.{key}"
+    if optional and (v is None or v == ""):
+        return None
+    if integer:
+        if not isinstance(v, int) or isinstance(v, bool):
+            p.add(name, v, "must be an integer" + (f" >= {lo:g}" if lo is not None else ""))
+            return default
+    elif not _is_num(v):
+        p.add(name, v, "must be a finite number")
+        return default
+    kind = "an integer" if integer else "a number"
+    if lo is not None and (v <= lo if strict_lo else v < lo):
+        p.add(name, v, f"must be {kind} {'>' if strict_lo else '>='} {lo:g}")
+        return default
+    if hi is not None and v > hi:
+        p.add(name, v, f"must be {kind} <= {hi:g}")
+        return default
+    return int(v) if integer else float(v)
+
+
+def _string(t: Mapping[str, Any], key: str, where: str, p: _Problems, default: Any, *,
+            choices: Sequence[str] | None = None, optional: bool = False) -> Any:
+    if key not in t:
+        return default
+    v = t[key]
+    if optional and v in (None, ""):
+        return None
+    if not isinstance(v, str) or not v.strip():
+        p.add(f"{where}.{key}", v, "must be a non-empty string")
+        return default
+    if choices is not None and v not in choices:
+        p.add(f"{where}.{key}", v, f"{_suggest(v, choices)}must be one of {list(choices)}")
+        return default
+    return v.strip()
+
+
+def _range(t: Mapping[str, Any], key: str, where: str, p: _Problems, default: Any) -> Any:
+    if key not in t:
+        return default
+    v = t[key]
+    name = f"{where}.{key}"
+    vals = [v] if _is_num(v) else v
+    if not isinstance(vals, list) or not 1 <= len(vals) <= 2 or not all(_is_num(x) for x in vals):
+        p.add(name, v, "must be a number or a [low, high] pair of numbers, e.g. [1e21, 1e22]")
+        return default
+    lo, hi = float(vals[0]), float(vals[-1])
+    if not 0 < lo <= hi:
+        p.add(name, v, "needs 0 < low <= high")
+        return default
+    return (lo, hi)
+
+
+def _num_map(t: Mapping[str, Any], key: str, where: str, p: _Problems, *, positive: bool = True,
+             lo: float | None = None, hi: float | None = None, allow_none: bool = False) -> dict[str, Any]:
+    if key not in t:
+        return {}
+    v = t[key]
+    if not isinstance(v, Mapping):
+        p.add(f"{where}.{key}", v, "must be a table like { name = 1.0 }")
+        return {}
+    out: dict[str, Any] = {}
+    for k, x in v.items():
+        if allow_none and (x is None or x == "none"):
+            out[str(k)] = None
+            continue
+        bad = not _is_num(x) or (positive and x <= 0) or (lo is not None and x < lo) or (hi is not None and x > hi)
+        if bad:
+            need = "must be a number" + (" > 0" if positive else "") + (f" in [{lo:g}, {hi:g}]" if lo is not None and hi is not None else "")
+            p.add(f"{where}.{key}.{k}", x, need)
+            continue
+        out[str(k)] = float(x)
+    return out
+
+
+def _path(t: Mapping[str, Any], key: str, where: str, p: _Problems, base: Path, *, must_exist: bool = False) -> Path | None:
+    if key not in t or t[key] in (None, ""):
+        return None
+    v = t[key]
+    if not isinstance(v, str):
+        p.add(f"{where}.{key}", v, "must be a path string")
+        return None
+    path = Path(v).expanduser()
+    if not path.is_absolute():
+        path = (base / path).resolve()
+    if must_exist and not path.exists():
+        p.add(f"{where}.{key}", v, f"file not found (looked for {path}); paths are relative to the config file's folder")
+    return path
+
+
+def _table(raw: Mapping[str, Any], key: str, p: _Problems) -> dict[str, Any]:
+    v = raw.get(key, {})
+    if not isinstance(v, Mapping):
+        p.items.append(f"[{key}] must be a table, got {v!r}")
+        return {}
+    return dict(v)
+
+
+def _names(dc: type) -> list[str]:
+    return [f.name for f in fields(dc)]
+
+
+def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | None = None,
+           cli_keys: frozenset[str] = frozenset()) -> SearchConfig:
+    p = _Problems(source)
+    _unknown_keys(raw, list(_SECTIONS), "", p)
+
+    def base_for(key: str) -> Path:
+        return cli_base if cli_base is not None and key in cli_keys else base
+
+    # [data]
+    t = _table(raw, "data", p)
+    _unknown_keys(t, _names(DataConfig), "data", p)
+    chance = {}
+    if "chance" in t:
+        chance = _num_map(t, "chance", "data", p, positive=False, lo=0.0, hi=1.0, allow_none=True)
+    columns = t.get("columns", {})
+    if not isinstance(columns, Mapping) or not all(isinstance(a, str) and isinstance(b, str) for a, b in columns.items()):
+        p.add("data.columns", columns, "must be a table of {file column = canonical column} strings")
+        columns = {}
+    data = DataConfig(
+        runs=_path(t, "runs", "data", p, base_for("data.runs"), must_exist=True),
+        ratios=_path(t, "ratios", "data", p, base_for("data.ratios"), must_exist=True),
+        format=_string(t, "format", "data", p, "auto", choices=["auto", "mixopt", "regmix", "olmix"]),
+        params=_number(t, "params", "data", p, None, lo=0, strict_lo=True, optional=True),
+        tokens=_number(t, "tokens", "data", p, None, lo=0, strict_lo=True, optional=True),
+        chance=chance,
+        columns=dict(columns),
+    )
+
+    # [surrogate]
+    t = _table(raw, "surrogate", p)
+    _unknown_keys(t, _names(SurrogateConfig), "surrogate", p)
+    settings = t.get("settings", {})
+    if not isinstance(settings, Mapping):
+        p.add("surrogate.settings", settings, "must be a table of keyword arguments, e.g. { stage1 = \"pure_power\" }")
+        settings = {}
+    model = _path(t, "model", "surrogate", p, base_for("surrogate.model"), must_exist=True)
+    surrogate = SurrogateConfig(method=_string(t, "method", "surrogate", p, "flpm"), settings=dict(settings), model=model)
+    if data.runs is None and model is None:
+        p.items.append("no data: set [data] runs = \"path/to/runs.csv\" (a run table) or [surrogate] model = \"path/to/model\"")
+
+    # [domains.<name>]
+    t = _table(raw, "domains", p)
+    domains: dict[str, DomainConfig] = {}
+    for name, dt in t.items():
+        where = f"domains.{name}"
+        if not isinstance(dt, Mapping):
+            p.add(where, dt, "must be a table like [domains.web] with floor/cap/pin (put defaults under [tokens])")
+            continue
+        _unknown_keys(dt, _names(DomainConfig), where, p)
+        floor = _number(dt, "floor", where, p, 0.0, lo=0.0, hi=1.0)
+        cap = _number(dt, "cap", where, p, 1.0, lo=0.0, hi=1.0)
+        pin = _number(dt, "pin", where, p, None, lo=0.0, hi=1.0, optional=True)
+        if pin is not None and ("floor" in dt or "cap" in dt):
+            p.add(where, dict(dt), "give either pin or floor/cap, not both")
+        if floor > cap:
+            p.add(where, dict(dt), f"floor {floor:g} > cap {cap:g}: lower the floor or raise the cap")
+        domains[str(name)] = DomainConfig(floor=floor, cap=cap, pin=pin)
+    lows = {d: (c.pin if c.pin is not None else c.floor) for d, c in domains.items()}
+    if sum(lows.values()) > 1 + 1e-9:
+        named = ", ".join(d for d, v in lows.items() if v > 0)
+        p.items.append(
+            f"sum(floors and pins) <= 1 must hold, but got {sum(lows.values()):.4g} for domains ({named}); lower the floors"
+        )
+
+    # [tokens]
+    t = _table(raw, "tokens", p)
+    _unknown_keys(t, _names(TokensConfig), "tokens", p)
+    tokens = TokensConfig(
+        available=_num_map(t, "available", "tokens", p),
+        max_epochs=_number(t, "max_epochs", "tokens", p, 4.0, lo=0.0, strict_lo=True),
+        epochs=_num_map(t, "epochs", "tokens", p),
+    )
+    extra = sorted(set(tokens.epochs) - set(tokens.available))
+    if extra:
+        p.items.append(f"tokens.epochs names {extra} without tokens.available for them; add their unique token counts")
+
+    # [compute]
+    t = _table(raw, "compute", p)
+    _unknown_keys(t, _names(ComputeConfig), "compute", p)
+    compute = ComputeConfig(
+        flops=_range(t, "flops", "compute", p, None),
+        tokens_per_param=_range(t, "tokens_per_param", "compute", p, (20.0, 20.0)),
+        params=_range(t, "params", "compute", p, None),
+        tokens=_range(t, "tokens", "compute", p, None),
+    )
+    if compute.flops is not None and (compute.params is not None or compute.tokens is not None):
+        p.items.append("[compute]: give flops (with tokens_per_param) or params and tokens, not both")
+    elif compute.flops is None and (compute.params is None or compute.tokens is None):
+        if not any(k in t for k in ("flops", "params", "tokens")):
+            p.items.append("[compute] needs flops = [low, high] (or one number), or params = [..] and tokens = [..]")
+        elif "flops" not in t and ("params" in t) != ("tokens" in t):
+            p.items.append("[compute]: params and tokens must be given together (or give flops instead)")
+    if "tokens_per_param" in t and compute.params is not None:
+        p.items.append("[compute]: tokens_per_param applies only with flops; with params and tokens it is implied")
+
+    # [objectives]
+    t = _table(raw, "objectives", p)
+    _unknown_keys(t, _names(ObjectivesConfig), "objectives", p)
+    opt = t.get("optimize", [])
+    if isinstance(opt, (str, Mapping)):
+        opt = [opt]
+    if not isinstance(opt, list) or not opt:
+        p.add("objectives.optimize", opt, "must be a non-empty list, e.g. [\"score:hellaswag\", \"score:humaneval\"]")
+        opt = []
+    cons = t.get("constraints", [])
+    if isinstance(cons, str):
+        cons = [cons]
+    if not isinstance(cons, list) or not all(isinstance(c, str) for c in cons):
+        p.add("objectives.constraints", cons, "must be a list of strings like \"score:mmlu >= 0.45\"")
+        cons = []
+    from mixopt.errors import SearchError
+    from mixopt.search.objectives import parse_constraint, parse_objective
+
+    for i, o in enumerate(opt):
+        try:
+            parse_objective(o)
+        except SearchError as e:
+            p.add(f"objectives.optimize[{i}]", o, str(e))
+    for i, c in enumerate(cons):
+        try:
+            parse_constraint(c)
+        except SearchError as e:
+            p.add(f"objectives.constraints[{i}]", c, str(e))
+    objectives = ObjectivesConfig(
+        optimize=tuple(opt),
+        constraints=tuple(cons),
+        risk_kappa=_number(t, "risk_kappa", "objectives", p, 0.0, lo=0.0),
+        penalty=_number(t, "penalty", "objectives", p, 0.0, lo=0.0),
+        weights=_num_map(t, "weights", "objectives", p, positive=False, lo=0.0, hi=math.inf),
+        reference_point=_num_map(t, "reference_point", "objectives", p, positive=False),
+    )
+
+    # [search]
+    t = _table(raw, "search", p)
+    _unknown_keys(t, _names(SearchSettings), "search", p)
+    from mixopt.search.samplers import SAMPLERS
+
+    study_name = _string(t, "study_name", "search", p, "mixopt")
+    storage = t.get("storage", f"{study_name}.db")
+    if storage is not None and not isinstance(storage, str):
+        p.add("search.storage", storage, "must be an SQLite file path, an SQLAlchemy URL or \"memory\"")
+        storage = None
+    if isinstance(storage, str) and storage.strip() and "://" not in storage and storage.strip() not in ("memory", ":memory:", "none"):
+        journal = storage.strip().startswith("journal:")
+        sp = Path(storage.strip()[len("journal:"):] if journal else storage.strip()).expanduser()
+        sp = sp if sp.is_absolute() else (base_for("search.storage") / sp).resolve()
+        storage = f"journal:{sp}" if journal else str(sp)
+    warm = t.get("warm_start", [])
+    if not isinstance(warm, list) or not all(isinstance(w, Mapping) and all(_is_num(x) for x in w.values()) for w in warm):
+        p.add("search.warm_start", warm, "must be a list of tables like { web = 0.7, code = 0.3 }")
+        warm = []
+    sopts = t.get("sampler_options", {})
+    if not isinstance(sopts, Mapping):
+        p.add("search.sampler_options", sopts, "must be a table of sampler keyword arguments")
+        sopts = {}
+    ray_address = _string(t, "ray_address", "search", p, None, optional=True)
+    executor = _string(t, "executor", "search", p, "local", choices=["local", "ray"])
+    output = _path(t, "output", "search", p, base_for("search.output"))
+    if output is not None and output.suffix.lower() not in (".parquet", ".csv", ".json"):
+        p.add("search.output", t["output"], "must end in .parquet, .csv or .json")
+    search = SearchSettings(
+        trials=_number(t, "trials", "search", p, 2000, lo=1, integer=True),
+        batch_size=_number(t, "batch_size", "search", p, 128, lo=1, integer=True),
+        population_size=_number(t, "population_size", "search", p, None, lo=2, integer=True, optional=True),
+        sampler=_string(t, "sampler", "search", p, "nsga2", choices=list(SAMPLERS)),
+        sampler_options=dict(sopts),
+        seed=_number(t, "seed", "search", p, 0, lo=0, integer=True),
+        storage=storage,
+        study_name=study_name,
+        executor=executor,
+        ray_address=ray_address,
+        workers=_number(t, "workers", "search", p, None, lo=1, integer=True, optional=True),
+        output=output,
+        warm_start=tuple(dict(w) for w in warm),
+        max_failed_batches=_number(t, "max_failed_batches", "search", p, 5, lo=1, integer=True),
+    )
+    p.raise_if_any()
+    return SearchConfig(
+        path=None, data=data, surrogate=surrogate, domains=domains, tokens=tokens,
+        compute=compute, objectives=objectives, search=search,
+    )
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cur = raw
+    for part in parts[:-1]:
+        nxt = cur.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {} if nxt is None else nxt
+            cur[part] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
+    """Read and validate a search config from a TOML file.
+
+    Args:
+        path: the TOML file.
+        overrides: values that replace the file's, by short name (``trials``, ``seed``,
+            ``storage``, ``study_name``, ``sampler``, ``executor``, ``ray_address``,
+            ``output``, ``batch_size``, ``workers``; see :data:`OVERRIDES`) or by dotted key
+            (``"search.trials"``). Relative paths in overrides are taken from the current
+            directory.
+
+    Returns:
+        The validated :class:`SearchConfig`.
+
+    Raises:
+        ConfigError: a missing or malformed file, or every invalid setting at once.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"Config file {str(path)!r} not found; give the path to a .toml file (see configs/example.toml).")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}. Fix the syntax (strings need quotes, tables look like [search]).") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text ({e}).") from None
+    return config_from_dict(raw, base_dir=path.resolve().parent, source=str(path), overrides=overrides, path=path.resolve())
+
+
+def config_from_dict(raw: Mapping[str, Any], *, base_dir: str | Path = ".", source: str = "<dict>",
+                     overrides: Mapping[str, Any] | None = None, path: Path | None = None) -> SearchConfig:
+    """Validate a config given as a dict (the parsed TOML); see :func:`load_config`."""
+    raw = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in raw.items()}
+    cli_keys: set[str] = set()
+    for k, v in (overrides or {}).items():
+        if v is None:
+            continue
+        dotted = OVERRIDES.get(k, k)
+        if "." not in dotted:
+            raise ConfigError(f"Unknown override {k!r}; use one of {sorted(OVERRIDES)} or a dotted key like 'search.trials'.")
+        _set_dotted(raw, dotted, v)
+        cli_keys.add(dotted)
+    cfg = _parse(raw, Path(base_dir), source, cli_base=Path.cwd(), cli_keys=frozenset(cli_keys))
+    return replace(cfg, path=path)
+
+
+def config_to_dict(cfg: SearchConfig) -> dict[str, Any]:
+    """A plain dict of the config (paths as strings), e.g. for logging or JSON."""
+
+    def conv(x: Any) -> Any:
+        if isinstance(x, Path):
+            return str(x)
+        if isinstance(x, Mapping):
+            return {str(k): conv(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [conv(v) for v in x]
+        if hasattr(x, "__dataclass_fields__"):
+            return {f.name: conv(getattr(x, f.name)) for f in fields(x)}
+        return x
+
+    return conv(cfg)
+
+
+__all__ = [
+    "OVERRIDES",
+    "ComputeConfig",
+    "DataConfig",
+    "DomainConfig",
+    "ObjectivesConfig",
+    "SearchConfig",
+    "SearchSettings",
+    "SurrogateConfig",
+    "TokensConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+]

@@ -1,0 +1,548 @@
+"""The search runner: Optuna ask/tell in batches. The only module that touches ``optuna.Trial``.
+
+One iteration: ask a batch of trials (every trial is asked with the same fixed unit-cube
+distributions, one per coordinate of the :class:`~mixopt.search.space.SearchSpace`), stack
+their parameters into an ``(n, dim)`` array, hand it to the executor (one vectorised
+``surrogate.predict`` per batch), then set each trial's constraint values (Optuna 5's
+``Trial.set_constraint``; ``<= 0`` feasible, read by the NSGA-II/TPE/GP samplers) and tell
+its objective values. The executor may hold several batches in flight (``slots``, e.g. one
+per Ray worker): the runner asks the next batch while earlier ones are evaluated and tells
+results in submission order, so a seed gives the same search for the same number of slots
+on any executor. A batch whose evaluation raised (or whose Ray worker died),
+and any row with a non-finite prediction, is told FAIL (the error is kept in the trial's
+user attribute ``mixopt:error``) and the search goes on; ``max_failed_batches``
+consecutive batches with no completed trial stop it with a :class:`SearchError`.
+
+Storage
+-------
+Optuna's relational storage commits every ``ask``, parameter, attribute and ``tell``
+separately: with SQLite that is ~5 trials/s for NSGA-II (measured). The runner therefore
+runs the study **in memory** and writes each finished batch to the persistent storage
+(``Study.add_trials``: one transaction per trial; Optuna's ORM makes that ~50-110
+trials/s on SQLite even with WAL, measured) before asking the next batch. For large searches
+with a fast surrogate use ``storage="memory"`` (thousands of trials/s) or an Optuna journal
+file (``"journal:study.log"``); with a slow surrogate the write cost is negligible. The persistent study is an ordinary Optuna study (open it with
+``optuna.load_study``); trials there are always finished. Resuming (same storage and
+study name) copies its trials into memory and continues: **every trial whose batch was
+written is kept**; an interrupted batch (Ctrl-C) is written before the error propagates,
+so only trials still being evaluated when the process is killed are lost (they were never
+told). Only one runner may drive a study at a time. The study records the problem it was
+created for (space, objectives, constraints) and a fingerprint of the surrogate (its
+objective values at 8 fixed points, 6 significant digits); resuming with a different
+problem or a surrogate that predicts differently (refitted on other data) is refused.
+
+Determinism: the sampler is seeded from ``(seed, number of trials already in the
+study)``, so a given history and seed always continue the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import polars as pl
+from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from mixopt.errors import SearchError
+from mixopt.search.executors import Executor, LocalExecutor
+from mixopt.search.objectives import Evaluation, Problem
+from mixopt.search.results import SearchResult, best_row, default_reference, hypervolume, pareto_mask
+from mixopt.search.samplers import derive_seed, make_sampler
+
+logger = logging.getLogger(__name__)
+
+#: Study user attribute holding the problem description (refuses resuming another problem).
+PROBLEM_ATTR = "mixopt:problem"
+#: Study user attribute holding objective values at fixed points (refuses resuming with another surrogate).
+PROBE_ATTR = "mixopt:probe"
+#: Trial user attribute holding the error of a failed evaluation.
+ERROR_ATTR = "mixopt:error"
+
+
+# -- storage --------------------------------------------------------------------------------
+def storage_url(storage: str | Path | None, base_dir: Path | None = None) -> str | None:
+    """Normalise a storage setting to an SQLAlchemy URL (None: in memory only).
+
+    ``None``, ``""``, ``"memory"`` and ``":memory:"`` mean in memory; a string with ``://``
+    is an SQLAlchemy URL (``sqlite:///study.db``, ``postgresql://...``); ``"journal:<path>"``
+    is Optuna's append-only journal file (about 3x faster to write than SQLite); anything
+    else is a path to an SQLite file (relative to ``base_dir`` if given).
+    """
+    if storage is None:
+        return None
+    s = str(storage).strip()
+    if s in ("", "memory", ":memory:", "none"):
+        return None
+    if "://" in s:
+        return s
+    journal = s.startswith("journal:")
+    p = Path(s[len("journal:"):] if journal else s).expanduser()
+    if base_dir is not None and not p.is_absolute():
+        p = base_dir / p
+    return f"journal:{p.resolve()}" if journal else f"sqlite:///{p.resolve()}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer; fewer fsyncs
+    cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: an application crash loses nothing committed
+    cur.close()
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``: RDB (SQLite files get WAL + synchronous=NORMAL) or a journal file."""
+    if url.startswith("journal:"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len("journal:"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except Exception as e:  # noqa: BLE001
+            raise SearchError(f"Cannot open the journal storage {path}: {type(e).__name__}: {e}.") from None
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if str(path) not in ("", ":memory:"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        st = optuna.storages.RDBStorage(url)
+    except Exception as e:  # noqa: BLE001 - bad URL, missing driver, unreadable file
+        raise SearchError(f"Cannot open the study storage {url!r}: {type(e).__name__}: {e}. "
+                          "Give an SQLite file path or a valid SQLAlchemy URL.") from None
+    if url.startswith("sqlite"):
+        from sqlalchemy import event
+
+        event.listen(st.engine, "connect", _sqlite_pragmas)
+        st.engine.dispose()  # reconnect with the pragmas
+    return st
+
+
+@contextlib.contextmanager
+def _optuna_quiet() -> Iterator[None]:
+    """Optuna logs at WARNING while the runner works (restored afterwards)."""
+    old = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(old, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(old)
+
+
+def _canonical(d: Mapping[str, Any]) -> str:
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def _probe(problem: Problem) -> list[float | None] | None:
+    """Objective values at 8 fixed points (6 significant digits): a fingerprint of the surrogate."""
+    u = np.random.default_rng(20241008).random((8, problem.space.dim))
+    try:
+        vals = problem(u).values.ravel()
+    except Exception:  # noqa: BLE001 - a failing surrogate is reported by the search itself
+        return None
+    return [float(f"{v:.6g}") if np.isfinite(v) else None for v in vals]
+
+
+def _open_persistent(url: str, study_name: str, problem: Problem) -> tuple[optuna.Study, list[FrozenTrial]]:
+    storage = open_storage(url)
+    directions = list(problem.directions)
+    desc = _canonical(problem.describe())
+    probe = _probe(problem)
+    try:
+        existing = optuna.study.get_all_study_names(storage)
+    except Exception as e:  # noqa: BLE001
+        raise SearchError(f"Cannot read studies from {url!r}: {type(e).__name__}: {e}.") from None
+    if study_name in existing:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        stored = study.user_attrs.get(PROBLEM_ATTR)
+        if stored is not None and stored != desc:
+            old, new = json.loads(stored), json.loads(desc)
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise SearchError(
+                f"Study {study_name!r} in {url} was created for a different search problem (differs in: {', '.join(diff)}). "
+                "Resume it with the same settings, or give a new study_name (or storage)."
+            )
+        stored_probe = study.user_attrs.get(PROBE_ATTR)
+        if stored_probe is not None and probe is not None and stored_probe != probe:
+            raise SearchError(
+                f"Study {study_name!r} in {url} was run with a surrogate that predicts differently from this one "
+                "(refitted on other data or settings?): its trials would not be comparable. "
+                "Use the same model (e.g. [surrogate] model = a saved model), or give a new study_name."
+            )
+        if [d.name.lower() for d in study.directions] != directions:
+            raise SearchError(
+                f"Study {study_name!r} in {url} has directions {[d.name.lower() for d in study.directions]}, "
+                f"the search has {directions}; give a new study_name."
+            )
+        trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+        logger.info("Resuming study %r from %s: %d finished trials.", study_name, url, len(trials))
+        return study, trials
+    study = optuna.create_study(storage=storage, study_name=study_name, directions=directions)
+    study.set_user_attr(PROBLEM_ATTR, desc)
+    if probe is not None:
+        study.set_user_attr(PROBE_ATTR, probe)
+    return study, []
+
+
+# -- the loop ---------------------------------------------------------------------------------
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="trial", desc="mixopt search",
+                dynamic_ncols=True, leave=True)
+
+
+def run_study(
+    problem: Problem,
+    *,
+    trials: int,
+    batch_size: int = 128,
+    sampler: str = "nsga2",
+    sampler_options: Mapping[str, Any] | None = None,
+    population_size: int | None = None,
+    seed: int = 0,
+    storage: str | Path | None = None,
+    study_name: str = "mixopt",
+    executor: Executor | None = None,
+    progress: bool = True,
+    warm_start: Sequence[Mapping[str, float]] = (),
+    max_failed_batches: int = 5,
+    reference_point: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> SearchResult:
+    """Run (or resume) a batched ask/tell search.
+
+    Args:
+        problem: what to evaluate (space, objectives, constraints, surrogate).
+        trials: total finished trials the study should have (earlier runs count: a resumed
+            study runs only the rest).
+        batch_size: trials asked, evaluated and told together (children per NSGA-II
+            generation).
+        sampler: sampler name (:data:`~mixopt.search.samplers.SAMPLERS`).
+        sampler_options: extra keyword arguments for the sampler.
+        population_size: NSGA-II/III parents per generation (default ``batch_size``).
+        seed: search seed.
+        storage: None/"memory" (in memory), an SQLite file path, or an SQLAlchemy URL.
+        study_name: study name in the storage.
+        executor: where batches are evaluated (default :class:`LocalExecutor`).
+        progress: show a tqdm progress bar (stderr).
+        warm_start: mixtures to evaluate first on a new study, as ``{domain: ratio}`` dicts
+            (optional ``"flops"`` key; default the middle of the compute range).
+        max_failed_batches: stop after this many consecutive batches without a completed trial.
+        reference_point: hypervolume reference ``{objective: value}`` (default: see
+            :mod:`mixopt.search.results`).
+        weights: scalarisation weights for ``SearchResult.best``.
+
+    Returns:
+        The :class:`SearchResult` over every finished trial of the study.
+
+    Raises:
+        SearchError: bad settings, a stored study for another problem, or evaluation failing
+            for ``max_failed_batches`` batches in a row.
+    """
+    if not isinstance(trials, int) or trials < 1:
+        raise SearchError(f"trials must be an integer >= 1, got {trials!r}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise SearchError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    pop = int(population_size or batch_size)
+    if pop < 2:
+        raise SearchError(f"population_size must be >= 2, got {pop}.")
+    if max_failed_batches < 1:
+        raise SearchError(f"max_failed_batches must be >= 1, got {max_failed_batches}.")
+    if not study_name:
+        raise SearchError("study_name must be a non-empty string.")
+    if weights is not None:
+        best_row(pl.DataFrame(), tuple(zip(problem.objective_names, problem.directions, strict=True)), weights)
+    space = problem.space
+    names = list(space.names)
+    dists = {n: FloatDistribution(0.0, 1.0) for n in names}
+    url = storage_url(storage)
+    own_executor = executor is None
+    executor = executor or LocalExecutor()
+    t_start = time.perf_counter()
+
+    with _optuna_quiet():
+        persistent: optuna.Study | None = None
+        earlier: list[FrozenTrial] = []
+        if url is not None:
+            persistent, earlier = _open_persistent(url, study_name, problem)
+        n_before = len(earlier)
+        samp = make_sampler(
+            sampler, seed=derive_seed(seed, n_before), n_objectives=len(problem.objectives),
+            search_space=dists, population_size=pop, n_trials=trials, options=sampler_options,
+        )
+        study = optuna.create_study(directions=list(problem.directions), sampler=samp, study_name=study_name)
+        if earlier:
+            study.add_trials(earlier)
+        if not earlier and warm_start:
+            for u in _warm_points(problem, warm_start):
+                study.enqueue_trial({n: float(v) for n, v in zip(names, u, strict=True)})
+        if n_before >= trials:
+            logger.info("Study %r already has %d finished trials (asked for %d); nothing to run.", study_name, n_before, trials)
+
+        bar = _progress(trials, min(n_before, trials), progress)
+        asked_n = n_before
+        inflight: deque[tuple[list[optuna.Trial], Any]] = deque()
+        unsaved: list[int] = []  # trial numbers told but not yet written
+        failed_in_a_row = 0
+        last_error = ""
+        try:
+            while asked_n < trials or inflight:
+                # keep `slots` batches in flight: ask the next while earlier ones are evaluated
+                while asked_n < trials and len(inflight) < executor.slots:
+                    b = min(batch_size, trials - asked_n)
+                    asked = [study.ask(dists) for _ in range(b)]
+                    u = np.array([[t.params[n] for n in names] for t in asked], dtype=np.float64).reshape(b, len(names))
+                    inflight.append((asked, executor.submit(problem, u)))
+                    asked_n += b
+                asked, handle = inflight.popleft()
+                out = executor.result(handle)
+                n_ok, msg = _tell_batch(study, asked, out, problem.constraint_names)
+                unsaved += [t.number for t in asked]
+                if persistent is not None:
+                    _save(study, persistent, unsaved)
+                    unsaved = []
+                bar.update(len(asked))
+                if n_ok == 0:
+                    failed_in_a_row += 1
+                    last_error = msg or last_error
+                    if failed_in_a_row >= max_failed_batches:
+                        raise SearchError(
+                            f"{failed_in_a_row} batches in a row failed completely (last error: {last_error}). "
+                            "The failed trials are recorded; fix the surrogate or the space and resume."
+                        )
+                else:
+                    failed_in_a_row = 0
+        finally:
+            bar.close()
+            for _, handle in inflight:  # interrupted: nothing more to wait for
+                executor.cancel(handle)
+            if persistent is not None and unsaved:
+                _save(study, persistent, unsaved)
+        elapsed = time.perf_counter() - t_start
+        if own_executor:
+            executor.close()
+        return build_result(
+            problem, study, study_name=study_name, storage=url, sampler=sampler, seed=seed,
+            n_new=sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished()) - n_before,
+            elapsed_s=elapsed, executor=executor.describe(), reference_point=reference_point, weights=weights,
+        )
+
+
+def _warm_points(problem: Problem, warm: Sequence[Mapping[str, float]]) -> np.ndarray:
+    space = problem.space
+    rows, flops = [], []
+    lo, hi = space.compute.flops_range()
+    for i, w in enumerate(warm):
+        w = dict(w)
+        f = float(w.pop("flops", math.sqrt(lo * hi)))
+        unknown = sorted(set(w) - set(space.domains))
+        if unknown:
+            raise SearchError(f"warm_start[{i}] names unknown domain(s) {unknown}; the domains are {list(space.domains)}.")
+        rows.append([float(w.get(d, 0.0)) for d in space.domains])
+        flops.append(f)
+    return space.encode(np.array(rows), np.array(flops))
+
+
+def _tell_batch(
+    study: optuna.Study,
+    asked: list[optuna.Trial],
+    out: Evaluation | BaseException,
+    constraint_names: Sequence[str],
+) -> tuple[int, str]:
+    """Tell every trial of a batch; returns (number completed, an error message if any)."""
+    first, last = asked[0].number, asked[-1].number
+    if not isinstance(out, BaseException) and out.values.shape[0] != len(asked):
+        out = SearchError(f"evaluation returned {out.values.shape[0]} rows for {len(asked)} trials")
+    if isinstance(out, BaseException):
+        msg = f"{type(out).__name__}: {out}"[:500]
+        logger.warning("Evaluation of trials %d-%d failed (%s); they are marked FAIL and the search goes on.", first, last, msg)
+        for t in asked:
+            t.set_user_attr(ERROR_ATTR, msg)
+            study.tell(t, state=TrialState.FAIL)
+        return 0, msg
+    vals, cons, ok = out.values, out.constraints, out.ok
+    n_ok = 0
+    for i, t in enumerate(asked):
+        if not ok[i]:
+            t.set_user_attr(ERROR_ATTR, "the surrogate returned a non-finite value")
+            study.tell(t, state=TrialState.FAIL)
+            continue
+        for j, cname in enumerate(constraint_names):
+            t.set_constraint(cname, float(cons[i, j]))
+        study.tell(t, vals[i].tolist())
+        n_ok += 1
+    msg = ""
+    if n_ok < len(asked):
+        msg = "the surrogate returned non-finite values"
+        logger.warning("%d trial(s) of batch %d-%d got non-finite predictions and are marked FAIL.", len(asked) - n_ok, first, last)
+    return n_ok, msg
+
+
+def _save(study: optuna.Study, persistent: optuna.Study, numbers: list[int]) -> None:
+    all_trials = study.get_trials(deepcopy=False)
+    persistent.add_trials([all_trials[n] for n in numbers])
+
+
+# -- results ------------------------------------------------------------------------------------
+def _trial_arrays(problem: Problem, finished: list[FrozenTrial]) -> dict[str, np.ndarray]:
+    names = list(problem.space.names)
+    n, m, c = len(finished), len(problem.objectives), len(problem.constraint_names)
+    u = np.array([[t.params.get(k, np.nan) for k in names] for t in finished], dtype=float).reshape(n, len(names))
+    values = np.full((n, m), np.nan)
+    cons = np.full((n, c), np.nan)
+    complete = np.zeros(n, dtype=bool)
+    for i, t in enumerate(finished):
+        if t.state == TrialState.COMPLETE and t.values is not None:
+            values[i] = t.values
+            complete[i] = True
+            tc = t.constraints
+            cons[i] = [tc.get(k, np.nan) for k in problem.constraint_names]
+    return {"u": u, "values": values, "cons": cons, "complete": complete,
+            "number": np.array([t.number for t in finished], dtype=np.int64),
+            "state": np.array([t.state.name for t in finished], dtype=object)}
+
+
+def build_result(
+    problem: Problem,
+    study: optuna.Study,
+    *,
+    study_name: str,
+    storage: str | None,
+    sampler: str,
+    seed: int,
+    n_new: int,
+    elapsed_s: float,
+    executor: str,
+    reference_point: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> SearchResult:
+    """Tables, Pareto set, hypervolume and best mixture of a study's finished trials."""
+    space = problem.space
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    a = _trial_arrays(problem, finished)
+    n = len(finished)
+    ok_u = np.all(np.isfinite(a["u"]), axis=1)
+    pts = space.decode(np.where(ok_u[:, None], a["u"], 0.5))
+    feasible = a["complete"] & (np.all(a["cons"] <= 0, axis=1) if a["cons"].shape[1] else True)
+    obj_names = problem.objective_names
+    dirs = problem.directions
+
+    cols: dict[str, Any] = {"trial": a["number"], "state": a["state"].astype(str)}
+    for j, d in enumerate(space.domains):
+        cols[f"mix:{d}"] = pts.mixture[:, j]
+    cols.update(flops=pts.flops, params=pts.params, tokens=pts.tokens)
+    for j, name in enumerate(obj_names):
+        cols[f"obj:{name}"] = a["values"][:, j]
+    for j, name in enumerate(problem.constraint_names):
+        cols[f"con:{name}"] = a["cons"][:, j]
+    cols["feasible"] = feasible
+
+    # Pareto set among feasible trials, one row per distinct parameter vector
+    cand = np.flatnonzero(feasible & ok_u)
+    if cand.size:
+        _, first = np.unique(np.round(a["u"][cand], 12), axis=0, return_index=True)
+        cand = cand[np.sort(first)]
+        front_idx = cand[pareto_mask(a["values"][cand], dirs)]
+    else:
+        front_idx = np.zeros(0, dtype=int)
+    on_front = np.zeros(n, dtype=bool)
+    on_front[front_idx] = True
+    cols["pareto"] = on_front
+    trials_df = pl.DataFrame(cols) if n else pl.DataFrame()
+
+    notes: list[str] = []
+    if front_idx.size:
+        order = front_idx[np.argsort(-a["values"][front_idx, 0] if dirs[0] == "maximize" else a["values"][front_idx, 0], kind="stable")]
+        pareto = trials_df[order.tolist()].drop("state", "pareto")
+        pareto = _add_predictions(problem, pareto, pts, order, notes)
+        front_vals = a["values"][order]
+        if reference_point is None:
+            ref = default_reference(front_vals, dirs)
+        else:
+            missing = [o for o in obj_names if o not in reference_point]
+            if missing:
+                raise SearchError(f"reference_point lacks objective(s) {missing}; give a value for each of {list(obj_names)}.")
+            ref = np.array([float(reference_point[o]) for o in obj_names])
+        hv = hypervolume(front_vals, ref, dirs)
+        ref_map = {o: float(r) for o, r in zip(obj_names, ref, strict=True)}
+    else:
+        pareto = pl.DataFrame()
+        hv = 0.0
+        ref_map = dict(reference_point or {})
+        if a["complete"].any() and a["cons"].shape[1]:
+            viol = np.where(a["complete"], np.nansum(np.maximum(a["cons"], 0.0), axis=1), np.inf)
+            i = int(np.argmin(viol))
+            where = [f"{d}={pts.mixture[i, j]:.3f}" for j, d in enumerate(space.domains)] + [f"flops={pts.flops[i]:.3g}"]
+            notes.append(f"least-violating trial {int(a['number'][i])}: {', '.join(where)}, total violation {viol[i]:.4g}")
+    objectives = tuple(zip(obj_names, dirs, strict=True))
+    w = dict(weights) if weights else {o: 1.0 for o in obj_names}
+    best = best_row(pareto, objectives, w) if pareto.height else None
+    return SearchResult(
+        pareto=pareto,
+        trials=trials_df,
+        objectives=objectives,
+        constraints=problem.constraint_names,
+        domains=space.domains,
+        hypervolume=float(hv),
+        reference_point=ref_map,
+        weights=w,
+        best=best,
+        level=problem.level,
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        seed=seed,
+        n_trials=n,
+        n_new=n_new,
+        n_complete=int(a["complete"].sum()),
+        n_failed=int(np.sum(a["state"] == "FAIL")),
+        n_feasible=int(feasible.sum()),
+        elapsed_s=float(elapsed_s),
+        executor=executor,
+        notes=tuple(notes),
+    )
+
+
+def _add_predictions(problem: Problem, pareto: pl.DataFrame, pts: Any, order: np.ndarray, notes: list[str]) -> pl.DataFrame:
+    """Mean and interval of every predicted quantity for the front rows (one predict call)."""
+    from mixopt.search.space import Points
+
+    sub = Points(mixture=pts.mixture[order], flops=pts.flops[order], params=pts.params[order], tokens=pts.tokens[order])
+    try:
+        pred = problem.predict(sub, intervals=True)
+    except Exception as e:  # noqa: BLE001 - intervals are optional; fall back to means
+        notes.append(f"intervals unavailable ({type(e).__name__}: {e}); predicted means only")
+        pred = problem.predict(sub, intervals=False)
+    extra: dict[str, np.ndarray] = {}
+    for j, q in enumerate(pred.names):
+        extra[q] = pred.mean[:, j]
+        if pred.lower is not None and pred.upper is not None:
+            extra[f"{q}:lower"] = np.asarray(pred.lower)[:, j]
+            extra[f"{q}:upper"] = np.asarray(pred.upper)[:, j]
+    space = problem.space
+    if space.has_data_constraint:
+        ep = space.epochs(sub)
+        for j, d in enumerate(space.domains):
+            if space.data is not None and d in space.data.available:
+                extra[f"epochs:{d}"] = ep[:, j]
+    new = pl.DataFrame(extra)
+    keep = [c for c in new.columns if c not in pareto.columns]
+    front = pareto.hstack(new.select(keep))
+    first = ["trial", *[f"mix:{d}" for d in space.domains], "flops", "params", "tokens",
+             *[f"obj:{o}" for o in problem.objective_names]]
+    rest = [c for c in front.columns if c not in first and c != "feasible"]
+    return front.select([*first, *rest, "feasible"])
+
+
+__all__ = ["ERROR_ATTR", "PROBE_ATTR", "PROBLEM_ATTR", "build_result", "open_storage", "run_study", "storage_url"]

@@ -1,0 +1,93 @@
+"""The Ray executor against a real local Ray: same results as local, failures and crashes fail trials only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from mixopt.search import LocalExecutor, RayExecutor, run_study
+
+from .conftest import AnalyticSurrogate, analytic_problem, fitted_analytic
+
+
+@pytest.fixture(scope="module")
+def ray_exec(ray_local):
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # CrashingSurrogate, as conftest does
+    ex = RayExecutor(workers=2)
+    yield ex
+    ex.close()  # Ray was started by the fixture: close() leaves it running
+
+
+class CrashingSurrogate(AnalyticSurrogate):
+    """Kills its worker process when asked about r_a > 0.8 (inside a Ray worker only)."""
+
+    def _predict(self, targets, *, intervals, level):
+        if os.environ.get("MIXOPT_TEST_DRIVER") != str(os.getpid()) and np.any(targets.mixture[:, 0] > 0.8):
+            os._exit(1)
+        return super()._predict(targets, intervals=intervals, level=level)
+
+
+def test_ray_gives_the_same_result_as_local(ray_exec) -> None:
+    """Same seed and the same number of batches in flight: the same trials, whatever the executor."""
+    p = analytic_problem(fitted_analytic(), flops=(1e20, 1e22))
+    ray_res = run_study(p, trials=384, batch_size=64, seed=7, executor=ray_exec, progress=False)
+    local_res = run_study(p, trials=384, batch_size=64, seed=7, executor=LocalExecutor(slots=2), progress=False)
+    cols = ["trial", "mix:a", "mix:b", "mix:c", "flops", "obj:score:x", "obj:score:y"]
+    a, b = (r.trials.select(cols).to_numpy() for r in (ray_res, local_res))
+    np.testing.assert_array_equal(a, b)
+    assert ray_res.executor == "RayExecutor(workers=2)" and local_res.executor == "LocalExecutor(slots=2)"
+    assert ray_res.pareto.equals(local_res.pareto)
+
+
+def test_ray_task_that_raises_fails_its_trials_only(ray_exec, caplog) -> None:
+    p = analytic_problem(fitted_analytic(fail_when="high_a"))
+    res = run_study(p, trials=256, batch_size=8, seed=0, executor=ray_exec, max_failed_batches=100, progress=False)
+    assert res.n_trials == 256 and res.n_failed > 0 and res.n_complete > 0
+    assert "r_a > 0.6 is not allowed" in caplog.text
+    assert res.pareto["mix:a"].max() <= 0.6
+
+
+def test_crashed_ray_worker_fails_its_trials_and_the_search_goes_on(ray_exec, monkeypatch) -> None:
+    monkeypatch.setenv("MIXOPT_TEST_DRIVER", str(os.getpid()))
+    s = CrashingSurrogate()
+    s._fit(None)
+    s.fitted_ = True
+    p = analytic_problem(s)
+    res = run_study(p, trials=128, batch_size=16, sampler="random", seed=1, executor=ray_exec, max_failed_batches=100,
+                    progress=False)
+    assert res.n_trials == 128 and res.n_failed > 0 and res.n_complete > 0
+    failed = res.trials.filter(res.trials["state"] == "FAIL")
+    ok = res.trials.filter(res.trials["state"] == "COMPLETE")
+    assert ok["mix:a"].max() <= 0.8
+    assert failed.height % 16 == 0  # a batch is one Ray task: its trials fail together
+
+
+def test_ray_starts_automatically_in_a_fresh_process(tmp_path) -> None:
+    """No address: RayExecutor starts a local Ray (and shuts it down at close)."""
+    code = textwrap.dedent(
+        """
+        import ray
+        from mixopt.search import RayExecutor, run_study, WorldSurrogate, SearchSpace, MixtureSpace, ComputeSpace, Problem
+        from mixopt.testing import mixture_world
+        w = mixture_world(n_domains=3, n_benchmarks=2, seed=0)
+        p = Problem(SearchSpace(MixtureSpace(w.domains), ComputeSpace(flops=1e21)), WorldSurrogate(w),
+                    ["score:hellaswag", "score:humaneval"])
+        assert not ray.is_initialized()
+        ex = RayExecutor()
+        res = run_study(p, trials=64, batch_size=32, executor=ex, progress=False)
+        assert ray.is_initialized() and res.n_complete == 64
+        ex.close()
+        assert not ray.is_initialized()
+        print("OK", ex.slots)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OK" in out.stdout
