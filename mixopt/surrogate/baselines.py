@@ -1,0 +1,322 @@
+"""Comparators behind the surrogate interface: RegMix-style direct regression.
+
+**RegMixRegression** (kind ``"regmix"``; Liu et al. 2025, "RegMix: Data Mixture as
+Regression") regresses every output -- each domain loss ``loss:<d>`` and each benchmark score
+``score:<b>`` -- directly on the mixture ratios (plus ``log`` compute when compute varies),
+with no scaling law in between. RegMix uses LightGBM, which mixopt does not depend on; the
+regressor here is chosen by backtest on RegMix's own data (fit on the 512 ``train_1m``
+mixtures, predict the 256 held-out ``test_1m`` mixtures; Spearman ρ of Pile-CC loss, mean
+over the 13 domains):
+
+=====================================================  =============  ==========
+regressor                                              ρ Pile-CC      mean ρ
+=====================================================  =============  ==========
+ridge on ratios (RegMix's "linear regression")          0.906          0.843
+ridge on ratios + pairwise products                     0.927          0.869
+ridge on ratios + log ratios                            0.984          0.977
+**kernel ridge (RBF) on ratios + log ratios**           **0.992**      **0.984**
+=====================================================  =============  ==========
+
+(RegMix reports ρ ≈ 0.99 for LightGBM on the same split.) So the model is a **linear
+ridge + RBF kernel ridge on the residuals**, i.e. a Gaussian process with an explicit linear
+mean, on standardised features ``[r_s, log(r_s + floor), log C]``: the ``log(r + floor)``
+features capture the steep fall of a domain's loss with its first few percent of data; the
+linear part carries trends the RBF kernel alone would revert to the mean beyond the data
+(e.g. ``log C``). Every hyperparameter (ridge penalty; kernel length-scale and noise) is
+picked per output by **exact leave-one-out** error (closed form), so fitting is
+deterministic and takes well under a second for hundreds of runs. Losses are regressed in
+log space, scores linearly. Intervals are the Gaussian-process predictive distribution
+(kernel amplitude by maximum likelihood; noise included).
+
+Rows: the final checkpoint of each run (``rows="final"``, RegMix's setting) or every
+checkpoint (``rows="all"``; more points in compute, but intermediate checkpoints of a cosine
+schedule are not fully trained models). At most :data:`MAX_TRAIN_ROWS` rows are used (a
+seeded subsample beyond that, with a warning) because the kernel is dense.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mixopt.data.table import LOSS_PREFIX, SCORE_PREFIX, RunTable
+from mixopt.errors import ConfigError, SchemaError
+from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
+
+logger = logging.getLogger(__name__)
+
+#: the kernel is dense (rows x rows): beyond this many training rows a seeded subsample is used
+MAX_TRAIN_ROWS = 3000
+#: RBF length-scales tried, in units of sqrt(number of features) standard deviations
+LENGTH_SCALES: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+#: kernel-ridge noise ratios tried (noise variance / kernel amplitude)
+NOISE_RATIOS: tuple[float, ...] = tuple(float(v) for v in np.logspace(-4, 1, 11))
+#: ridge penalties tried for the linear part (on standardised features)
+RIDGE_PENALTIES: tuple[float, ...] = tuple(float(v) for v in np.logspace(-3, 4, 22))
+#: compute must span this factor for log C to be a feature (below it, one compute scale)
+MIN_COMPUTE_SPAN = 2.0
+_PREDICT_CHUNK = 4096
+
+
+def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances ``(n_a, n_b)``, summed from differences (no cancellation,
+    so a row's distances do not depend on the batch it is in)."""
+    out = np.empty((a.shape[0], b.shape[0]))
+    step = max(1, 2_000_000 // max(b.size, 1))
+    for s in range(0, a.shape[0], step):
+        diff = a[s : s + step, None, :] - b[None, :, :]
+        out[s : s + step] = np.einsum("ijk,ijk->ij", diff, diff)
+    return out
+
+
+def _decompose(Z: np.ndarray) -> dict[str, Any]:
+    """Factorisations of one training design shared by every output fitted on it."""
+    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
+    D = _sqdist(Z, Z) / max(Z.shape[1], 1)
+    eig = {}
+    for ls in LENGTH_SCALES:
+        w, V = np.linalg.eigh(np.exp(-D / (2.0 * ls**2)))
+        eig[ls] = (np.maximum(w, 0.0), V)
+    return {"svd": (U, s, Vt), "eig": eig}
+
+
+def _fit_output(Z: np.ndarray, y: np.ndarray, dec: dict[str, Any]) -> dict[str, Any]:
+    """Fit one output on standardised features ``Z (n, q)`` and targets ``y (n,)``.
+
+    Args:
+        dec: :func:`_decompose` of ``Z``.
+
+    Returns:
+        ``coef (q,)``, ``intercept``, ``alpha (n,)``, ``length``, ``noise``, ``amplitude``,
+        ``kinv (n, n)`` (the inverse of ``K + noise·I``) and ``loo_rmse``.
+    """
+    n = Z.shape[0]
+    ym = float(y.mean())
+    yc = y - ym
+    # linear ridge, penalty by exact LOO (hat matrix via SVD)
+    U, s, Vt = dec["svd"]
+    Uty = U.T @ yc
+    best = (math.inf, 0.0)
+    for lam in RIDGE_PENALTIES:
+        d = s**2 / (s**2 + lam)
+        fit = U @ (d * Uty)
+        h = np.einsum("ij,j,ij->i", U, d, U) + 1.0 / n
+        loo = ((yc - fit) / np.maximum(1.0 - h, 1e-9)) ** 2
+        e = float(loo.mean())
+        if e < best[0]:
+            best = (e, lam)
+    lam = best[1]
+    coef = Vt.T @ ((s / (s**2 + lam)) * Uty)
+    res = yc - Z @ coef
+    # kernel ridge on the residuals: length-scale and noise by exact LOO
+    choice = (math.inf, LENGTH_SCALES[0], NOISE_RATIOS[0])
+    for ls in LENGTH_SCALES:
+        w, V = dec["eig"][ls]
+        Vr = V.T @ res
+        for nz in NOISE_RATIOS:
+            inv_diag = (V**2) @ (1.0 / (w + nz))
+            a = V @ (Vr / (w + nz))
+            e = float(np.mean((a / inv_diag) ** 2))
+            if e < choice[0]:
+                choice = (e, ls, nz)
+    _, ls, nz = choice
+    w, V = dec["eig"][ls]
+    kinv = (V / (w + nz)) @ V.T
+    alpha = kinv @ res
+    amplitude = max(float(res @ alpha) / n, 1e-300)  # ML estimate of the kernel amplitude
+    return {"coef": coef, "intercept": ym, "alpha": alpha, "length": ls, "noise": nz, "amplitude": amplitude, "kinv": kinv,
+            "loo_rmse": math.sqrt(choice[0])}
+
+
+@register
+class RegMixRegression(Surrogate):
+    """RegMix-style regression from mixture ratios (and log compute) to every output.
+
+    Args:
+        rows: ``"final"`` (the final checkpoint of each run, default) or ``"all"``.
+        log_floor: floor ``ε`` of the ``log(r + ε)`` features (RegMix ratios have 3 decimals).
+        min_rows: fewest rows with a finite value for an output to be predictable.
+        fixed_compute_tolerance: with one compute scale in training, targets within this
+            relative distance are predicted at it; others raise NotPredictableError.
+        seed: seeds the subsample when there are more than :data:`MAX_TRAIN_ROWS` rows.
+
+    Attributes (after fit):
+        outputs_: ``loss:<d>`` per loss domain, then ``score:<b>`` per benchmark.
+        unpredictable_: outputs with fewer than ``min_rows`` values, with the reason.
+        vary_compute_: whether ``log C`` is a feature.
+    """
+
+    kind: ClassVar[str] = "regmix"
+    uses_mixture: ClassVar[bool] = True
+
+    def __init__(self, *, rows: str = "final", log_floor: float = 1e-3, min_rows: int = 8,
+                 fixed_compute_tolerance: float = 0.25, seed: int = 0) -> None:
+        self.rows = rows
+        self.log_floor = log_floor
+        self.min_rows = min_rows
+        self.fixed_compute_tolerance = fixed_compute_tolerance
+        self.seed = seed
+
+    def _settings(self) -> dict[str, Any]:
+        return {"rows": self.rows, "log_floor": self.log_floor, "min_rows": self.min_rows,
+                "fixed_compute_tolerance": self.fixed_compute_tolerance, "seed": self.seed}
+
+    def _check_settings(self) -> None:
+        problems = []
+        if self.rows not in ("final", "all"):
+            problems.append(f"rows must be 'final' or 'all', got {self.rows!r}")
+        if not isinstance(self.log_floor, (int, float)) or not (0 < self.log_floor < 1):
+            problems.append(f"log_floor must be in (0, 1), got {self.log_floor!r}")
+        if not isinstance(self.min_rows, (int, np.integer)) or self.min_rows < 3:
+            problems.append(f"min_rows must be an integer >= 3, got {self.min_rows!r}")
+        if not isinstance(self.fixed_compute_tolerance, (int, float)) or not self.fixed_compute_tolerance > 0:
+            problems.append(f"fixed_compute_tolerance must be > 0, got {self.fixed_compute_tolerance!r}")
+        if not isinstance(self.seed, (int, np.integer)):
+            problems.append(f"seed must be an integer, got {self.seed!r}")
+        if problems:
+            raise ConfigError("Invalid RegMixRegression settings: " + "; ".join(problems) + ".")
+
+    # -- features -------------------------------------------------------------------------------
+    def _raw_features(self, flops: np.ndarray, R: np.ndarray) -> np.ndarray:
+        cols = [R, np.log(R + float(self.log_floor))]
+        if self.vary_compute_:
+            cols.append(np.log(flops)[:, None])
+        return np.column_stack(cols)
+
+    def _features(self, flops: np.ndarray, R: np.ndarray) -> np.ndarray:
+        return (self._raw_features(flops, R) - self.feat_mean_) / self.feat_sd_
+
+    # -- fit -----------------------------------------------------------------------------------
+    def _fit(self, runs: RunTable) -> None:
+        self._check_settings()
+        if not runs.domains:
+            raise SchemaError("RegMixRegression needs mixture columns (mix:<domain>); the run table has none.")
+        table = runs.final() if self.rows == "final" else runs
+        flops = table.flops()
+        R = table.mixture()
+        span = float(flops.max() / flops.min())
+        self.vary_compute_ = span >= MIN_COMPUTE_SPAN
+        self.compute_range_ = (float(flops.min()), float(flops.max()))
+        if not self.vary_compute_:
+            logger.info("RegMixRegression: one compute scale (span %.3g); regressing on the mixture only.", span)
+        n = flops.shape[0]
+        if n > MAX_TRAIN_ROWS:
+            logger.warning("RegMixRegression: %d rows; using a seeded subsample of %d (dense kernel).", n, MAX_TRAIN_ROWS)
+            keep = np.sort(np.random.default_rng(self.seed).choice(n, MAX_TRAIN_ROWS, replace=False))
+        else:
+            keep = np.arange(n)
+        self.domains_ = tuple(runs.domains)
+        self.benchmarks_ = tuple(runs.benchmarks)
+        raw = self._raw_features(flops[keep], R[keep])
+        self.feat_mean_ = raw.mean(axis=0)
+        sd = raw.std(axis=0)
+        self.feat_sd_ = np.where(sd > 1e-12, sd, 1.0)
+        Z = (raw - self.feat_mean_) / self.feat_sd_
+        names = [LOSS_PREFIX + d for d in runs.loss_domains] + [SCORE_PREFIX + b for b in runs.benchmark_names]
+        values = np.column_stack([table.losses(runs.loss_domains), table.scores()]) if names else np.zeros((n, 0))
+        values = values[keep]
+        self.outputs_ = tuple(names)
+        self.log_outputs_ = tuple(q.startswith(LOSS_PREFIX) for q in names)
+        self.unpredictable_ = {}
+        self.train_features_ = Z
+        self.fits_: dict[str, dict[str, Any]] = {}
+        cache: dict[bytes, dict[str, Any]] = {}  # factorisations per set of training rows
+        for j, q in enumerate(names):
+            v = values[:, j]
+            ok = np.isfinite(v)
+            if int(ok.sum()) < self.min_rows:
+                self.unpredictable_[q] = (
+                    f"not predictable: {int(ok.sum())} row(s) with a value; RegMix regression needs >= {self.min_rows}. "
+                    "Evaluate more runs or lower min_rows."
+                )
+                continue
+            y = np.log(v[ok]) if self.log_outputs_[j] else v[ok]
+            key = np.packbits(ok).tobytes()
+            if key not in cache:
+                cache[key] = _decompose(Z[ok])
+            fit = _fit_output(Z[ok], y, cache[key])
+            fit["rows"] = np.flatnonzero(ok).astype(np.float64)
+            self.fits_[q] = fit
+
+    # -- predict -------------------------------------------------------------------------------
+    def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+        from mixopt.errors import NotPredictableError
+
+        C = targets.flops
+        R = targets.mixture
+        assert R is not None
+        if not self.vary_compute_:
+            tol = 1.0 + float(self.fixed_compute_tolerance)
+            bad = (C > self.compute_range_[1] * tol) | (C < self.compute_range_[0] / tol)
+            if bad.any():
+                raise NotPredictableError(
+                    f"not extrapolable in compute: RegMixRegression was fitted at one compute scale "
+                    f"({self.compute_range_[0]:.4g}-{self.compute_range_[1]:.4g} FLOPs); got target compute "
+                    f"{float(C[bad][0]):.4g} FLOPs. Predict at that scale or fit on runs of several sizes."
+                )
+        n = len(targets)
+        names = list(self.outputs_)
+        mean = np.full((n, len(names)), np.nan)
+        lower = upper = std = None
+        if intervals:
+            lower, upper, std = (np.full((n, len(names)), np.nan) for _ in range(3))
+        for s in range(0, n, _PREDICT_CHUNK):
+            Zt = self._features(C[s : s + _PREDICT_CHUNK], R[s : s + _PREDICT_CHUNK])
+            for j, q in enumerate(names):
+                fit = self.fits_.get(q)
+                if fit is None:
+                    continue
+                Zr = self.train_features_[fit["rows"].astype(np.int64)]
+                Kt = np.exp(-_sqdist(Zt, Zr) / max(Zr.shape[1], 1) / (2.0 * fit["length"] ** 2))
+                mu = fit["intercept"] + Zt @ fit["coef"] + Kt @ fit["alpha"]
+                if intervals:
+                    var_f = np.maximum(1.0 - ((Kt @ fit["kinv"]) * Kt).sum(axis=1), 0.0)
+                    sd = np.sqrt(fit["amplitude"] * (var_f + fit["noise"]))
+                    lo, hi = gaussian_interval(mu, sd, level)
+                    if self.log_outputs_[j]:
+                        lower[s : s + _PREDICT_CHUNK, j], upper[s : s + _PREDICT_CHUNK, j] = np.exp(lo), np.exp(hi)  # type: ignore[index]
+                        std[s : s + _PREDICT_CHUNK, j] = np.exp(mu) * sd  # type: ignore[index]
+                    else:
+                        lower[s : s + _PREDICT_CHUNK, j], upper[s : s + _PREDICT_CHUNK, j] = lo, hi  # type: ignore[index]
+                        std[s : s + _PREDICT_CHUNK, j] = sd  # type: ignore[index]
+                mean[s : s + _PREDICT_CHUNK, j] = np.exp(mu) if self.log_outputs_[j] else mu
+        return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
+                          unpredictable=dict(self.unpredictable_))
+
+    # -- state ---------------------------------------------------------------------------------
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state: dict[str, Any] = {
+            "vary_compute": bool(self.vary_compute_),
+            "compute_range": list(self.compute_range_),
+            "log_outputs": list(self.log_outputs_),
+            "fits": {},
+        }
+        arrays: dict[str, np.ndarray] = {"feat_mean": self.feat_mean_, "feat_sd": self.feat_sd_, "train_features": self.train_features_}
+        for i, (q, fit) in enumerate(self.fits_.items()):
+            state["fits"][q] = {"index": i, "intercept": fit["intercept"], "length": fit["length"], "noise": fit["noise"],
+                                "amplitude": fit["amplitude"], "loo_rmse": fit["loo_rmse"]}
+            for key in ("coef", "alpha", "kinv", "rows"):
+                arrays[f"fit{i}.{key}"] = fit[key]
+        return state, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        self.vary_compute_ = bool(state["vary_compute"])
+        self.compute_range_ = (float(state["compute_range"][0]), float(state["compute_range"][1]))
+        self.log_outputs_ = tuple(bool(v) for v in state["log_outputs"])
+        self.feat_mean_ = np.asarray(arrays["feat_mean"], dtype=np.float64)
+        self.feat_sd_ = np.asarray(arrays["feat_sd"], dtype=np.float64)
+        self.train_features_ = np.asarray(arrays["train_features"], dtype=np.float64)
+        self.fits_ = {}
+        for q, st in dict(state["fits"]).items():
+            i = int(st["index"])
+            fit = {k: float(st[k]) for k in ("intercept", "length", "noise", "amplitude", "loo_rmse")}
+            for key in ("coef", "alpha", "kinv", "rows"):
+                fit[key] = np.asarray(arrays[f"fit{i}.{key}"], dtype=np.float64)
+            self.fits_[q] = fit
+
+
+__all__ = ["MAX_TRAIN_ROWS", "RegMixRegression"]
