@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from mixopt.data.table import MIX_PREFIX, PARAMS, RUN, RunTable
-from mixopt.errors import FitError, SchemaError
+from mixopt.errors import FitError, NotPredictableError, SchemaError
 from mixopt.surrogate.base import Surrogate, Targets, make_surrogate
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ def compare(
     for m in methods:
         try:
             results.append(backtest(runs, m, settings=(settings or {}).get(m), level=level, split=split))
-        except (FitError, SchemaError) as e:
+        except (FitError, SchemaError, NotPredictableError) as e:
             log.warning("method %s could not be backtested: %s", m, e)
     summ = pl.concat([r.summary() for r in results], how="vertical") if results else pl.DataFrame()
     if summ.height == 0:
