@@ -79,7 +79,7 @@ def synthetic(ks: list[int], seeds: list[int], methods: tuple[str, ...]) -> pl.D
             observed = big.scores()
             split = make_split(runs, holdout_mixtures=4, seed=seed)
             for method in methods:
-                model, why = _fit(method, runs, seed)
+                model, _ = _fit(method, runs, seed)
                 pred = None
                 if model is not None:
                     try:
@@ -98,7 +98,7 @@ def synthetic(ks: list[int], seeds: list[int], methods: tuple[str, ...]) -> pl.D
                     rows.append({"domains": k, "seed": seed, "target": "a: 10x compute", "method": method,
                                  "benchmark": b, "rel_error": rel, "coverage90": cov})
                 # (b) held-out mixtures at the sampling sizes
-                model, why = _fit(method, split.train, seed)
+                model, _ = _fit(method, split.train, seed)
                 summ = None
                 if model is not None:
                     try:
