@@ -320,22 +320,23 @@ class DMLLaw(_MixtureLaw):
         ps += [Param(f"t:{s}", -_BIG, _BIG, (0.0,), f"log reducible loss if all data were {s!r}") for s in self.sources]
         return tuple(ps)
 
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
+    def _exponent(self, x: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(u, R, z)``: log-compute, ratios and the exponent of the reducible term."""
         u, R = self._ux(x)
         i = 2 if self.vary_compute else 1
         z = self._mix(R, theta[..., i:])
         if self.vary_compute:
             z = z - theta[..., 1:2] * u
+        return u, R, z
+
+    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        _, _, z = self._exponent(x, theta)
         return theta[..., 0:1] + np.exp(z)
 
     def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        i = 2 if self.vary_compute else 1
-        z = self._mix(R, theta[..., i:])
-        if self.vary_compute:
-            z = z - theta[..., 1:2] * u
+        u, R, z = self._exponent(x, theta)
         g = np.exp(z)
         cols = [np.ones_like(g)[..., None]]
         if self.vary_compute:
