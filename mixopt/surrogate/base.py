@@ -299,9 +299,21 @@ class Surrogate(ABC):
     @abstractmethod
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction: ...
 
-    @abstractmethod
     def _settings(self) -> dict[str, Any]:
-        """``__init__`` keyword arguments, JSON-serialisable."""
+        """``__init__`` arguments, read back from the attributes of the same names.
+
+        As in scikit-learn, ``__init__`` stores each argument unchanged under its own name,
+        so the settings are derived from the signature rather than listed twice. A
+        subclass whose arguments are not JSON-serialisable overrides this.
+        """
+        import inspect
+
+        params = inspect.signature(type(self).__init__).parameters.values()
+        return {
+            p.name: getattr(self, p.name)
+            for p in params
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
 
     @abstractmethod
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

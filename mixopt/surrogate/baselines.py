@@ -161,10 +161,6 @@ class RegMixRegression(Surrogate):
         self.fixed_compute_tolerance = fixed_compute_tolerance
         self.seed = seed
 
-    def _settings(self) -> dict[str, Any]:
-        return {"rows": self.rows, "log_floor": self.log_floor, "min_rows": self.min_rows,
-                "fixed_compute_tolerance": self.fixed_compute_tolerance, "seed": self.seed}
-
     def _check_settings(self) -> None:
         problems = []
         if self.rows not in ("final", "all"):

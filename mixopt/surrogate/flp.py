@@ -358,27 +358,6 @@ class FLP(_ComputeSurrogate):
         self.seed = seed
         self.include_noise = include_noise
 
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "loss_column": self.loss_column,
-            "stage1": self.stage1,
-            "stage2": self.stage2,
-            "emergence_margin": self.emergence_margin,
-            "emergence": self.emergence,
-            "min_emerged": self.min_emerged,
-            "min_runs": self.min_runs,
-            "stage2_points": self.stage2_points,
-            "stage1_loss": self.stage1_loss,
-            "stage2_loss": self.stage2_loss,
-            "huber_delta": self.huber_delta,
-            "stage2_huber_delta": self.stage2_huber_delta,
-            "flops_reference": self.flops_reference,
-            "n_starts": self.n_starts,
-            "n_bootstrap": self.n_bootstrap,
-            "seed": self.seed,
-            "include_noise": self.include_noise,
-        }
-
     def _check_settings(self) -> None:
         problems = self._check_common()
         if self.stage1 not in STAGE1_FORMS:
@@ -624,20 +603,6 @@ class FP(_ComputeSurrogate):
         self.n_bootstrap = n_bootstrap
         self.seed = seed
         self.include_noise = include_noise
-
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "emergence_margin": self.emergence_margin,
-            "emergence": self.emergence,
-            "min_emerged": self.min_emerged,
-            "min_runs": self.min_runs,
-            "loss": self.loss,
-            "huber_delta": self.huber_delta,
-            "flops_reference": self.flops_reference,
-            "n_bootstrap": self.n_bootstrap,
-            "seed": self.seed,
-            "include_noise": self.include_noise,
-        }
 
     def _fit(self, runs: RunTable) -> None:
         t0 = time.perf_counter()

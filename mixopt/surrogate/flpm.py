@@ -473,18 +473,6 @@ class FLPM(Surrogate):
         self.patience = patience
         self.seed = seed
 
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "stage1": self.stage1, "shared_exponent": self.shared_exponent, "n_bootstrap": self.n_bootstrap,
-            "n_starts": self.n_starts, "loss": self.loss, "huber_delta": self.huber_delta, "maxiter": self.maxiter,
-            "fixed_compute_tolerance": self.fixed_compute_tolerance, "emergence_margin": self.emergence_margin,
-            "min_emerged": self.min_emerged, "min_runs": self.min_runs, "stage2_points": self.stage2_points,
-            "calibrate_extrapolation": self.calibrate_extrapolation, "hidden": self.hidden,
-            "activation": self.activation, "link": self.link, "n_members": self.n_members,
-            "max_epochs": self.max_epochs, "lr": self.lr, "weight_decay": self.weight_decay,
-            "val_fraction": self.val_fraction, "patience": self.patience, "seed": self.seed,
-        }
-
     def _net_config(self) -> NetConfig:
         return NetConfig(
             hidden=self.hidden, activation=self.activation, n_members=self.n_members, max_epochs=self.max_epochs,
