@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mixopt.data.table import RunTable
-from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval
+from mixopt.surrogate.base import Prediction, Surrogate, Targets
 
 
 class WorldSurrogate(Surrogate):
@@ -51,11 +51,7 @@ class WorldSurrogate(Surrogate):
         w = self.world
         losses = w.true_losses(targets.flops, targets.mixture)
         mean = np.column_stack([w.scores_from_losses(losses), losses, losses @ w.overall_weights])
-        if not intervals:
-            return Prediction(names=self.outputs_, mean=mean, level=level)
-        std = np.full_like(mean, self.std)
-        lo, hi = gaussian_interval(mean, std, level)
-        return Prediction(names=self.outputs_, mean=mean, lower=lo, upper=hi, std=std, level=level)
+        return Prediction.from_normal(self.outputs_, mean, self.std if intervals else None, level)
 
     def _settings(self) -> dict[str, Any]:
         return {"std": self.std, "delay_s": self.delay_s}

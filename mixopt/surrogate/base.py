@@ -207,6 +207,20 @@ class Prediction:
     def __len__(self) -> int:
         return int(self.mean.shape[0])
 
+    @classmethod
+    def from_normal(
+        cls, names: tuple[str, ...], mean: np.ndarray, std: np.ndarray | float | None, level: float
+    ) -> Prediction:
+        """A prediction with normal intervals of sd ``std`` (``(n, m)`` or a scalar) around ``mean``.
+
+        ``std=None`` gives means only (what ``predict(..., intervals=False)`` returns).
+        """
+        if std is None:
+            return cls(names=names, mean=mean, level=level)
+        std = np.broadcast_to(np.asarray(std, dtype=np.float64), np.shape(mean)).copy()
+        lo, hi = gaussian_interval(mean, std, level)
+        return cls(names=names, mean=mean, lower=lo, upper=hi, std=std, level=level)
+
     def index(self, name: str) -> int:
         try:
             return self.names.index(name)

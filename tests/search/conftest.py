@@ -10,7 +10,7 @@ import pytest
 
 from mixopt.data import Benchmark, RunTable
 from mixopt.search import ComputeSpace, DataBudget, MixtureSpace, Problem, SearchSpace, WorldSurrogate
-from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
+from mixopt.surrogate.base import Prediction, Surrogate, Targets, register
 from mixopt.testing import mixture_world
 
 
@@ -48,14 +48,7 @@ class AnalyticSurrogate(Surrogate):
                                 np.full(len(targets), 2.0)])
         if self.fail_when == "nan_b":
             mean[r[:, 1] > 0.8, 1] = np.nan
-        if not intervals:
-            return Prediction(names=self.outputs_, mean=mean, level=level)
-        std = np.full_like(mean, self.std)
-        lo, hi = gaussian_interval(mean, std, level)
-        return Prediction(names=self.outputs_, mean=mean, lower=lo, upper=hi, std=std, level=level)
-
-    def _settings(self) -> dict[str, Any]:
-        return {"std": self.std, "fail_when": self.fail_when}
+        return Prediction.from_normal(self.outputs_, mean, self.std if intervals else None, level)
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {}, {}
@@ -97,14 +90,7 @@ class LinearMixSurrogate(Surrogate):
 
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         mean = self._features(targets.flops, targets.mixture) @ self.coef_
-        if not intervals:
-            return Prediction(names=self.outputs_, mean=mean, level=level)
-        std = np.broadcast_to(self.sd_, mean.shape).copy()
-        lo, hi = gaussian_interval(mean, std, level)
-        return Prediction(names=self.outputs_, mean=mean, lower=lo, upper=hi, std=std, level=level)
-
-    def _settings(self) -> dict[str, Any]:
-        return {"ridge": self.ridge}
+        return Prediction.from_normal(self.outputs_, mean, self.sd_ if intervals else None, level)
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {}, {"coef": self.coef_, "sd": self.sd_}
