@@ -485,7 +485,7 @@ def read_runs(
     elif fmt == "olmix":
         if rat is None or ratios_path is None:
             raise SchemaError(
-                f"The Olmix layout needs the ratios file too: read_runs('<swarm>_metrics.csv', ratios='<swarm>_ratios.csv', "
+                "The Olmix layout needs the ratios file too: read_runs('<swarm>_metrics.csv', ratios='<swarm>_ratios.csv', "
                 "params=30e6, tokens=3e9)."
             )
         key = on or RUN
@@ -530,14 +530,6 @@ def read_runs(
     frame = _fill_scalar(frame, PARAMS, params, path, hint)
     frame = _fill_scalar(frame, TOKENS, tokens, path, hint)
     frame = _check_numeric(frame, path)
-    if frame.schema[RUN] == pl.String:
-        blank = frame[RUN].str.strip_chars() == ""
-        if blank.any():
-            rows = blank.arg_true().head(5).to_list()
-            raise SchemaError(
-                f"{str(path)!r} has {int(blank.sum())} row(s) with a blank {RUN!r} id (data rows {[i + 1 for i in rows]}): "
-                "every checkpoint needs the id of its run; fill them in or drop the rows."
-            )
     if not _has_measurements(frame.columns):
         raise SchemaError(
             f"{str(path)!r} has no loss or score columns: expected {LOSS!r}, '{LOSS_PREFIX}<domain>' or "
