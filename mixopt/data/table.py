@@ -12,8 +12,9 @@ column         dtype     meaning
 ``tokens``     Float64   training tokens seen at this checkpoint (D)
 ``flops``      Float64   training compute at this checkpoint, FLOPs (default ``6·N·D``)
 ``mix:<d>``    Float64   sampling ratio of domain d in the run's mixture (0..1, sum 1)
-``loss``       Float64   overall validation loss, nats/token (optional)
-``loss:<d>``   Float64   validation loss on domain d, nats/token (optional, any number)
+``loss``       Float64   overall validation loss, nats/token (optional; null = not measured)
+``loss:<d>``   Float64   validation loss on domain d, nats/token (optional, any number;
+                         null = not measured at this checkpoint)
 ``score:<b>``  Float64   score on benchmark b (null = not evaluated at this checkpoint)
 ============== ========= =====================================================================
 
@@ -21,6 +22,14 @@ The last checkpoint of each run (largest ``tokens``) is its *final* checkpoint; 
 treats it as the end of a fully trained run (learning rate decayed), as FLP's stage 1
 requires. Benchmark metadata (chance level, direction) travels with the table as
 :class:`Benchmark` objects.
+
+**Missing values.** A loss or score cell may be empty (null): the checkpoint was not
+evaluated there, and the row still serves every other column. NaN/inf are damage, not
+"missing", and are rejected. :meth:`RunTable.present` / :meth:`RunTable.rows_with` give
+the rows where a column has a value, :meth:`RunTable.missing_counts` and
+:meth:`RunTable.missing_summary` count the empty cells. A run whose *final* checkpoint
+lacks a loss gives no final value for that domain (no earlier checkpoint is substituted,
+since it is not a fully trained run); :meth:`RunTable.final_missing` lists such runs.
 
 Every check runs when a table is built and every problem is reported at once, in a
 :class:`~mixopt.errors.SchemaError` naming the run and the fix.
@@ -218,7 +227,11 @@ class RunTable:
         return new
 
     def final(self) -> RunTable:
-        """The final checkpoint (largest ``tokens``) of every run."""
+        """The final checkpoint (largest ``tokens``) of every run.
+
+        A value the final checkpoint lacks stays empty (null / NaN in arrays); no earlier
+        checkpoint is substituted (see :meth:`final_missing`).
+        """
         f = self._frame.group_by(RUN, maintain_order=True).agg(pl.all().sort_by(TOKENS).last())
         return self._with_frame(f.select(self._frame.columns))
 
@@ -290,13 +303,114 @@ class RunTable:
         names = self.benchmark_names if names is None else tuple(names)
         return np.column_stack([self.column(SCORE_PREFIX + b) for b in names]) if names else np.ones((len(self), 0))
 
+    # -- missing values -------------------------------------------------------------------
+    # A loss or score cell may be empty (null): that checkpoint was not evaluated on that
+    # domain/benchmark. The row still serves every other column. Surrogates select the rows
+    # where a column is present with these accessors instead of re-implementing the mask.
+    def present(self, columns: str | Sequence[str]) -> np.ndarray:
+        """Where values exist: rows whose cell is not null (and not NaN).
+
+        Args:
+            columns: one column name (e.g. ``"loss:web"``) or a sequence of them.
+
+        Returns:
+            Boolean array ``(n,)`` for one column, ``(n, k)`` for a sequence of ``k``
+            (in the order given), aligned with :attr:`frame` rows and every array accessor.
+        """
+        names = [columns] if isinstance(columns, str) else list(columns)
+        absent = [c for c in names if c not in self._frame.columns]
+        if absent:
+            raise SchemaError(f"The table has no column(s) {absent}; columns are {self._frame.columns}.")
+        if not names:
+            return np.ones((len(self), 0), dtype=bool)
+        mask = (
+            self._frame.select([(pl.col(c).is_not_null() & ~pl.col(c).cast(pl.Float64).is_nan()).fill_null(False) for c in names])
+            .to_numpy()
+            .astype(bool, copy=False)
+        )
+        return mask[:, 0].copy() if isinstance(columns, str) else mask
+
+    def rows_with(self, columns: str | Sequence[str]) -> RunTable:
+        """The rows where every one of ``columns`` has a value (same domains/benchmarks).
+
+        E.g. ``runs.rows_with("loss:web")`` for a per-domain fit, or
+        ``runs.final().rows_with(["loss:web", "loss:code"])`` for runs whose final
+        checkpoint has both losses. May be empty (0 rows).
+        """
+        names = [columns] if isinstance(columns, str) else list(columns)
+        absent = [c for c in names if c not in self._frame.columns]
+        if absent:
+            raise SchemaError(f"The table has no column(s) {absent}; columns are {self._frame.columns}.")
+        if not names:
+            return self
+        keep = pl.all_horizontal([pl.col(c).is_not_null() & ~pl.col(c).cast(pl.Float64).is_nan() for c in names]).fill_null(False)
+        return self._with_frame(self._frame.filter(keep))
+
+    @property
+    def measurement_columns(self) -> tuple[str, ...]:
+        """The ``loss``, ``loss:<d>`` and ``score:<b>`` columns, in column order."""
+        return tuple(c for c in self._frame.columns if c == LOSS or c.startswith((LOSS_PREFIX, SCORE_PREFIX)))
+
+    def missing_counts(self) -> dict[str, int]:
+        """Empty cells per measurement column, only columns with at least one.
+
+        The overall ``loss`` column is left out when it is empty everywhere (unused).
+        """
+        cols = self.measurement_columns
+        if not cols:
+            return {}
+        counts = self._frame.select([pl.col(c).null_count() for c in cols]).row(0)
+        return {c: int(n) for c, n in zip(cols, counts, strict=True) if n and not (c == LOSS and n == len(self))}
+
+    def final_missing(self) -> dict[str, tuple[str, ...]]:
+        """Runs whose final checkpoint lacks a value, per measurement column.
+
+        mixopt never substitutes an earlier checkpoint for a missing final value (an
+        earlier checkpoint is not a fully trained run); a run listed here simply gives no
+        final value for that column.
+        """
+        out: dict[str, tuple[str, ...]] = {}
+        cols = [c for c in self.missing_counts()]
+        if not cols:
+            return out
+        fin = self.final().frame
+        for c in cols:
+            runs = fin.filter(pl.col(c).is_null())[RUN].to_list()
+            if runs:
+                out[c] = tuple(runs)
+        return out
+
+    def missing_summary(self) -> str:
+        """One line on empty loss/score cells (``""`` when there are none).
+
+        E.g. ``"12 empty cells (loss:web 7, loss:code 5); final checkpoint lacks loss:web in 2 run(s)"``.
+        """
+        counts = self.missing_counts()
+        if not counts:
+            return ""
+        parts = ", ".join(f"{c} {n}" for c, n in counts.items())
+        line = f"{sum(counts.values())} empty cells ({parts})"
+        fin = self.final_missing()
+        if fin:
+            line += "; final checkpoint lacks " + ", ".join(f"{c} in {len(r)} run(s)" for c, r in fin.items())
+        return line
+
     # -- io -----------------------------------------------------------------------------
     def benchmarks_dict(self) -> list[dict]:
         return [b.to_dict() for b in self._benchmarks]
 
 
+def _runs_list(runs: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(r) for r in runs[:limit])
+    return f"[{shown}{', ...' if len(runs) > limit else ''}]"
+
+
 def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.DataFrame, tuple[Benchmark, ...]]:
-    """Check and normalise a canonical frame; collect every problem before raising."""
+    """Check and normalise a canonical frame; collect every problem before raising.
+
+    Every check is a polars expression over whole columns (no per-row Python), so a
+    1,000,000-row table validates in a few seconds.
+    """
     if not isinstance(frame, pl.DataFrame):
         raise SchemaError(f"A RunTable is built from a polars DataFrame, got {type(frame).__name__}.")
     problems: list[str] = []
@@ -310,7 +424,7 @@ def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.
         raise SchemaError(
             f"Missing required column(s) {missing}. A run table needs {RUN!r} (run id), {PARAMS!r} "
             f"(parameters N) and {TOKENS!r} (tokens seen, D); got columns {frame.columns[:30]}. "
-            "Rename your columns or pass a column mapping (see README: 'Run tables')."
+            "Rename your columns or pass a column mapping (see README: 'Bring your own data')."
         )
     dup_cols = {c for c in frame.columns if frame.columns.count(c) > 1}
     if dup_cols:
@@ -329,88 +443,113 @@ def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.
     frame = frame.with_columns(pl.col(RUN).cast(pl.String), *casts)
     if FLOPS not in frame.columns:
         frame = frame.with_columns((6.0 * pl.col(PARAMS) * pl.col(TOKENS)).alias(FLOPS))
-    frame = frame.sort([RUN, TOKENS], maintain_order=True)
+    frame = frame.sort([RUN, TOKENS], maintain_order=True, nulls_last=True)
 
-    runs = frame[RUN].to_numpy()
-    n_blank = frame[RUN].null_count() + int((frame[RUN].str.strip_chars() == "").sum())
+    n_blank = frame.select((pl.col(RUN).is_null() | (pl.col(RUN).str.strip_chars() == "")).sum()).item()
     if n_blank:
         problems.append(f"{n_blank} row(s) have no run id (null or blank); fill the {RUN!r} column")
 
-    def rows_where(mask: np.ndarray, what: str, fix: str) -> None:
-        idx = np.flatnonzero(mask)
-        if idx.size:
-            bad_runs = list(dict.fromkeys(str(runs[i]) for i in idx))
-            problems.append(f"{what} in {idx.size} row(s), runs {bad_runs[:5]}{' ...' if len(bad_runs) > 5 else ''}: {fix}")
+    # Each check is (mask expression, what, fix); all masks are evaluated in one pass.
+    checks: list[tuple[pl.Expr, str, str]] = []
 
-    def arr(c: str) -> np.ndarray:
-        return frame[c].fill_null(float("nan")).to_numpy().astype(float)
+    def finite(c: str) -> pl.Expr:
+        return pl.col(c).is_not_null() & pl.col(c).is_finite()
 
     for c, fix in ((PARAMS, "parameter counts must be finite and > 0"), (TOKENS, "token counts must be finite and > 0"),
                    (FLOPS, "FLOPs must be finite and > 0 (default 6*params*tokens)")):
-        a = arr(c)
-        rows_where(~np.isfinite(a), f"{c!r} is missing/NaN/inf", fix)
-        rows_where(np.isfinite(a) & (a <= 0), f"{c!r} is zero or negative", fix)
+        checks.append((~finite(c), f"{c!r} is missing/NaN/inf", fix))
+        checks.append((finite(c) & (pl.col(c) <= 0), f"{c!r} is zero or negative", fix))
 
     loss_cols = [c for c in frame.columns if c == LOSS or c.startswith(LOSS_PREFIX)]
-    for c in loss_cols:
-        a = arr(c)
-        if c == LOSS and np.isnan(a).all():
-            continue  # overall loss column present but unused
-        rows_where(~np.isfinite(a), f"loss {c!r} is NaN/inf/missing", "losses are required at every checkpoint; drop those rows or fill them")
-        rows_where(np.isfinite(a) & (a <= 0), f"loss {c!r} is zero or negative", "losses are cross-entropies in nats/token and must be > 0")
+    null_counts = frame.select([pl.col(c).null_count() for c in loss_cols]).row(0) if loss_cols else ()
+    for c, nulls in zip(loss_cols, null_counts, strict=True):
+        if nulls == frame.height:
+            if c != LOSS:  # the overall loss column may be present but unused
+                problems.append(
+                    f"loss column {c!r} has no values at all: drop the column (or fill it) so that {c[len(LOSS_PREFIX):]!r} "
+                    "is not treated as a validation domain"
+                )
+            continue
+        # null = not measured at this checkpoint (allowed); NaN/inf is damage.
+        checks.append((pl.col(c).is_not_null() & ~pl.col(c).is_finite(), f"loss {c!r} is NaN/inf",
+                       "leave the cell empty if the checkpoint was not evaluated on that domain; otherwise fix the value"))
+        checks.append((finite(c) & (pl.col(c) <= 0), f"loss {c!r} is zero or negative",
+                       "losses are cross-entropies in nats/token and must be > 0"))
 
     score_cols = [c for c in frame.columns if c.startswith(SCORE_PREFIX)]
     for c in score_cols:
-        s = frame[c]
-        a = s.to_numpy().astype(float) if s.null_count() == 0 else s.fill_null(0.0).to_numpy().astype(float)
-        rows_where(np.isnan(a) | np.isinf(a), f"score {c!r} is NaN/inf", "leave the cell empty (null) if the checkpoint was not evaluated")
+        checks.append((pl.col(c).is_not_null() & ~pl.col(c).is_finite(), f"score {c!r} is NaN/inf",
+                       "leave the cell empty (null) if the checkpoint was not evaluated"))
 
     mix_cols = [c for c in frame.columns if c.startswith(MIX_PREFIX)]
+    mix_ok = pl.lit(True)
     if mix_cols:
-        m = np.column_stack([arr(c) for c in mix_cols])
-        rows_where(~np.isfinite(m).all(axis=1), "a mixture ratio is missing/NaN", "every run needs a ratio for every domain (0 if unused)")
-        fin = np.isfinite(m).all(axis=1)
-        rows_where(fin & ((m < 0) | (m > 1)).any(axis=1), "a mixture ratio is outside [0, 1]", "ratios are sampling weights in [0, 1]")
-        sums = m.sum(axis=1)
-        bad_sum = fin & (np.abs(sums - 1.0) > RATIO_SUM_ATOL)
-        if bad_sum.any():
-            i = int(np.flatnonzero(bad_sum)[0])
-            rows_where(bad_sum, f"mixture ratios sum to {sums[i]:.4g} (e.g. run {runs[i]!r}), not 1 (+-{RATIO_SUM_ATOL})",
-                       "ratios over all domains must sum to 1; add the missing domain or renormalise")
+        mix_ok = pl.all_horizontal([finite(c) for c in mix_cols])
+        checks.append((~mix_ok, "a mixture ratio is missing/NaN", "every run needs a ratio for every domain (0 if unused)"))
+        checks.append((mix_ok & pl.any_horizontal([(pl.col(c) < 0) | (pl.col(c) > 1) for c in mix_cols]),
+                       "a mixture ratio is outside [0, 1]", "ratios are sampling weights in [0, 1]"))
+
+    if checks:
+        masks = frame.select([m.fill_null(False).alias(f"_m{i}") for i, (m, _, _) in enumerate(checks)])
+        counts = masks.sum().row(0)
+        for i, ((_, what, fix), n) in enumerate(zip(checks, counts, strict=True)):
+            if n:
+                bad_runs = frame.filter(masks[f"_m{i}"])[RUN].unique(maintain_order=True).head(6).to_list()
+                problems.append(f"{what} in {n} row(s), runs {_runs_list(bad_runs)}: {fix}")
+
+    if mix_cols:
+        sums = frame.select(pl.sum_horizontal(mix_cols).alias("_sum"), mix_ok.alias("_ok"), pl.col(RUN))
+        bad = sums.filter(pl.col("_ok") & ((pl.col("_sum") - 1.0).abs() > RATIO_SUM_ATOL))
+        if bad.height:
+            per_run = bad.group_by(RUN, maintain_order=True).agg(pl.col("_sum").first(), pl.len().alias("_n"))
+            shown = [
+                f"run {r!r} sums to {s:.6g} ({s - 1:+.3g})" for r, s in per_run.head(5).select(RUN, "_sum").iter_rows()
+            ]
+            more = f" and {per_run.height - 5} more run(s)" if per_run.height > 5 else ""
+            problems.append(
+                f"mixture ratios do not sum to 1 (tolerance +-{RATIO_SUM_ATOL}) in {bad.height} row(s) of {per_run.height} "
+                f"run(s): {'; '.join(shown)}{more}. Ratios over all domains must sum to 1: fix the typo, add the "
+                "missing domain, or renormalise the run's ratios"
+            )
         if not problems:
-            norm = m / sums[:, None]
-            frame = frame.with_columns([pl.Series(c, norm[:, j]) for j, c in enumerate(mix_cols)])
-        # a run has one mixture
-        if not problems:
+            total = pl.sum_horizontal(mix_cols)
+            frame = frame.with_columns([(pl.col(c) / total).alias(c) for c in mix_cols])
+            # a run has one mixture
             nun = frame.group_by(RUN).agg([pl.col(c).n_unique().alias(c) for c in mix_cols])
-            varying = nun.filter(pl.any_horizontal([pl.col(c) > 1 for c in mix_cols]))[RUN].to_list()
+            varying = nun.filter(pl.any_horizontal([pl.col(c) > 1 for c in mix_cols]))[RUN].sort().to_list()
             if varying:
-                problems.append(f"runs {varying[:5]} have different mixture ratios on different checkpoints: one run is one mixture; give each mixture its own run id")
+                problems.append(
+                    f"runs {_runs_list(varying)} have different mixture ratios on different checkpoints: one run is one "
+                    "mixture; give each mixture its own run id (or build ids from the mixture with --run-id/run_id=)"
+                )
 
     if not problems:
         # tokens (and compute) must grow along a run: checked against 'step' when the
         # file has one, and FLOPs against tokens always.
         order_col = "step" if "step" in frame.columns else None
-        checks = [(FLOPS, TOKENS)] + ([(TOKENS, order_col)] if order_col else [])
-        for value, by in checks:
+        order_checks = [(FLOPS, TOKENS)] + ([(TOKENS, order_col)] if order_col else [])
+        for value, by in order_checks:
             dec = (
-                frame.sort([RUN, by], maintain_order=True)
-                .with_columns((pl.col(value).diff().over(RUN) < 0).alias("_dec"))
-                .filter(pl.col("_dec"))
+                frame.select(RUN, by, value)
+                .sort([RUN, by], maintain_order=True)
+                .filter((pl.col(value).diff().over(RUN) < 0).fill_null(False))
             )
             if dec.height:
                 problems.append(
-                    f"{value!r} decreases along run(s) {dec[RUN].unique(maintain_order=True).to_list()[:5]} as {by!r} grows: "
+                    f"{value!r} decreases along run(s) {_runs_list(dec[RUN].unique(maintain_order=True).to_list())} as {by!r} grows: "
                     f"checkpoints of a run must have non-decreasing {value}; fix the counts or split the runs"
                 )
         nun = frame.group_by(RUN).agg(pl.col(PARAMS).n_unique())
-        varying = nun.filter(pl.col(PARAMS) > 1)[RUN].to_list()
+        varying = nun.filter(pl.col(PARAMS) > 1)[RUN].sort().to_list()
         if varying:
-            problems.append(f"runs {varying[:5]} have several parameter counts: one run is one model; give each model its own run id")
-        dup = frame.filter(frame.select([RUN, TOKENS]).is_duplicated())
+            problems.append(
+                f"runs {_runs_list(varying)} have several parameter counts: one run is one model; give each model its own "
+                "run id (or build ids from params and the mixture with --run-id/run_id=)"
+            )
+        dup = frame.select(RUN, TOKENS).filter(pl.struct(RUN, TOKENS).is_duplicated())
         if dup.height:
             problems.append(
-                f"duplicate checkpoints (same run and tokens) in {dup.height} rows, runs {dup[RUN].unique().to_list()[:5]}: "
+                f"duplicate checkpoints (same run and tokens) in {dup.height} rows, runs {_runs_list(dup[RUN].unique(maintain_order=True).to_list())}: "
                 "each (run, tokens) must appear once; drop duplicates or fix the token counts"
             )
 

@@ -52,7 +52,7 @@ def test_row_order_does_not_matter():
     [
         ({"loss": [3.1, float("nan"), 2.9, 2.8]}, "NaN"),
         ({"loss:web": [3.1, -1.0, 2.9, 2.8]}, "negative"),
-        ({"mix:web": [0.5, 0.5, 0.4, 0.4]}, "sum to 0.9"),
+        ({"mix:web": [0.5, 0.5, 0.4, 0.4]}, "sums to 0.9"),
         ({"mix:web": [1.2, 1.2, 0.5, 0.5], "mix:code": [-0.2, -0.2, 0.5, 0.5]}, "outside [0, 1]"),
         ({"params": [1e7, 1e7, -2e7, -2e7]}, "negative"),
         ({"tokens": [1e9, 1e9, 2e9, 4e9]}, "duplicate checkpoints"),
@@ -96,3 +96,39 @@ def test_selections():
     with pytest.raises(SchemaError, match="Unknown run"):
         t.select_runs(["zz"])
     assert RATIO_SUM_ATOL < 0.1  # "ratios summing to 0.9" must stay an error
+
+
+# -- missing values ------------------------------------------------------------------------
+def _gappy():
+    return RunTable(_frame(**{"loss:web": [3.2, None, 3.0, 2.9], "loss:code": [3.0, 2.9, None, 2.5]}))
+
+
+def test_empty_loss_cells_are_allowed_and_counted():
+    t = _gappy()
+    assert t.loss_domains == ("web", "code")
+    np.testing.assert_array_equal(t.present("loss:web"), [True, False, True, True])
+    np.testing.assert_array_equal(t.present(["loss:web", "loss:code"]), [[1, 1], [0, 1], [1, 0], [1, 1]])
+    assert np.isnan(t.losses()[1, 0]) and np.isnan(t.losses()[2, 1])
+    assert t.missing_counts() == {"loss:web": 1, "loss:code": 1, "score:arc_easy": 1}
+    assert len(t.rows_with("loss:web")) == 3 and len(t.rows_with(["loss:web", "loss:code"])) == 2
+    assert t.rows_with("loss:web").domains == t.domains
+    # run a's final checkpoint (tokens 2e9) lacks loss:web: reported, never back-filled
+    assert t.final_missing() == {"loss:web": ("a",), "score:arc_easy": ("b",)}
+    assert np.isnan(t.final().losses(["web"])[0, 0])
+    assert "3 empty cells" in t.missing_summary() and "final checkpoint lacks loss:web in 1 run(s)" in t.missing_summary()
+    assert RunTable(_frame()).missing_summary().startswith("1 empty cells (score:arc_easy 1)")
+
+
+def test_missing_value_rules():
+    with pytest.raises(SchemaError, match="has no values at all"):
+        RunTable(_frame(**{"loss:code": [None, None, None, None]}))
+    with pytest.raises(SchemaError, match="NaN/inf"):
+        RunTable(_frame(**{"loss:web": [3.2, float("inf"), 3.0, 2.9]}))
+    with pytest.raises(SchemaError, match="no column"):
+        _gappy().present("loss:zzz")
+
+
+def test_ratio_sum_message_names_run_and_offset():
+    with pytest.raises(SchemaError) as e:
+        RunTable(_frame(**{"mix:web": [0.62, 0.62, 0.5, 0.5]}))
+    assert "run 'a' sums to 1.02 (+0.02)" in str(e.value)
