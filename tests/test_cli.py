@@ -78,7 +78,7 @@ def _good_frame():
         (lambda f: f.head(0), "has no data"),
         (lambda f: f.drop("params"), "has no 'params' column"),
         (lambda f: f.with_columns(pl.when(pl.col("run") == "b").then(float("nan")).otherwise(pl.col("loss")).alias("loss")), "NaN"),
-        (lambda f: f.with_columns(pl.lit(0.4).alias("mix:web")), "sum to 0.9"),
+        (lambda f: f.with_columns(pl.lit(0.4).alias("mix:web")), "sums to 0.9"),
         (lambda f: f.with_columns(pl.lit(-1.0e18).alias("flops")), "negative"),
     ],
 )

@@ -75,6 +75,9 @@ from mixopt.data.table import (
     Benchmark,
     RunTable,
 )
+from mixopt.data.columns import build_run_ids, resolve_columns
+from mixopt.data.long import STEP, LongLayout, long_to_wide
+from mixopt.data.options import opt
 from mixopt.errors import SchemaError
 
 logger = logging.getLogger(__name__)
@@ -87,22 +90,21 @@ EXTENSIONS: dict[str, str] = {
     ".pq": "parquet",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
+    ".txt": "text",  # delimited text: tab-separated if the first line has a tab, else comma
 }
 
 #: Layouts :func:`read_runs` understands.
-FORMATS: tuple[str, ...] = ("auto", "mixopt", "regmix", "olmix")
+FORMATS: tuple[str, ...] = ("auto", "mixopt", "regmix", "olmix", "long")
 
 #: Suffix of the benchmark-metadata sidecar: ``runs.csv`` -> ``runs.benchmarks.json``.
 SIDECAR_SUFFIX = ".benchmarks.json"
-
-STEP = "step"
 
 _REGMIX_MIX = re.compile(r"^train_the_pile_(.+)$")
 _REGMIX_LOSS = re.compile(r"^metric/the_pile_(.+)_val_loss$")
 #: Columns of Olmix files that are not data: pandas' unnamed row number, name, index.
 _OLMIX_DROP = ("", "Unnamed: 0", "name", "index")
 
-Format = Literal["auto", "mixopt", "regmix", "olmix"]
+Format = Literal["auto", "mixopt", "regmix", "olmix", "long"]
 How = Literal["exact", "inner"]
 
 
@@ -123,7 +125,40 @@ def _kind(path: Path) -> str:
     return kind
 
 
-def read_frame(path: str | Path, *, string_columns: Sequence[str] = (), what: str = "run file") -> pl.DataFrame:
+def _first_line(path: Path) -> str:
+    with path.open("rb") as fh:
+        return fh.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _separator(path: Path, kind: str) -> str:
+    if kind == "tsv":
+        return "\t"
+    if kind == "text":
+        return "\t" if "\t" in _first_line(path) else ","
+    return ","
+
+
+def has_header_row(path: str | Path) -> bool:
+    """Whether a CSV/TSV/TXT file starts with a header row (Parquet/JSONL: always True).
+
+    A first line whose last field is a number is data, not a header (Data Mixing Laws'
+    ``.txt`` files have no header).
+    """
+    path = Path(path)
+    kind = _kind(path)
+    if kind not in ("csv", "tsv", "text") or not path.is_file() or path.stat().st_size == 0:
+        return True
+    last = _first_line(path).split(_separator(path, kind))[-1].strip().strip('"')
+    try:
+        float(last)
+    except ValueError:
+        return True
+    return False
+
+
+def read_frame(
+    path: str | Path, *, string_columns: Sequence[str] = (), what: str = "run file", header: bool = True
+) -> pl.DataFrame:
     """Read one table file as it is (no renaming or validation).
 
     Args:
@@ -131,6 +166,8 @@ def read_frame(path: str | Path, *, string_columns: Sequence[str] = (), what: st
         string_columns: columns to read as text (ids such as ``run``: keeps ``"007"``
             from becoming the number 7). Ignored where absent.
         what: how to call the file in error messages.
+        header: whether a CSV/TSV/TXT file has a header row (without one, columns are
+            ``column_1``, ``column_2``, ...).
 
     Returns:
         The polars frame, one row per line/record.
@@ -147,13 +184,15 @@ def read_frame(path: str | Path, *, string_columns: Sequence[str] = (), what: st
     if path.stat().st_size == 0:
         raise SchemaError(f"The {what} {str(path)!r} is empty (0 bytes). Expected a {kind} table with a header row; regenerate the file.")
     try:
-        if kind in ("csv", "tsv"):
-            sep = "," if kind == "csv" else "\t"
-            with path.open("rb") as fh:
-                header = fh.readline().decode("utf-8", errors="replace").rstrip("\r\n").split(sep)
-            header = [h.strip('"') for h in header]
-            overrides = {c: pl.String for c in string_columns if c in header}
-            frame = pl.read_csv(path, separator=sep, infer_schema_length=None, schema_overrides=overrides or None)
+        if kind in ("csv", "tsv", "text"):
+            sep = _separator(path, kind)
+            names = [h.strip('"') for h in _first_line(path).split(sep)]
+            if not header:
+                names = [f"column_{i + 1}" for i in range(len(names))]
+            overrides = {c: pl.String for c in string_columns if c in names}
+            frame = pl.read_csv(
+                path, separator=sep, has_header=header, infer_schema_length=None, schema_overrides=overrides or None
+            )
         elif kind == "parquet":
             frame = pl.read_parquet(path)
         else:
@@ -211,7 +250,7 @@ def _rename(frame: pl.DataFrame, mapping: Mapping[str, str], path: Path) -> pl.D
     clash = sorted({t for t in targets if targets.count(t) > 1} | (set(targets) & set(kept)))
     if clash:
         raise SchemaError(
-            f"Renaming columns of {str(path)!r} with {dict(m)} would create duplicate column(s) {clash}. "
+            f"Renaming columns of {str(path)!r} with {dict(m)} ({opt('columns')}) would create duplicate column(s) {clash}. "
             "Map each target name from one column only, or drop the existing column first."
         )
     return frame.rename(m)
@@ -238,7 +277,7 @@ def _join(
         if on not in f.columns:
             raise SchemaError(
                 f"The file {str(p)!r} has no join column {on!r}; its columns are {f.columns[:20]}. "
-                "Pass on=<key column> (or rename it with columns={...: ...})."
+                f"Pass {opt('on', py=repr('<key column>'), cli='<key column>')} (or rename the key column with {opt('columns')})."
             )
     lk, rk = _key(left, on), _key(right, on)
     problems: list[str] = []
@@ -266,14 +305,14 @@ def _join(
         if how != "inner":
             raise SchemaError(
                 f"The two files do not describe the same runs (join on {on!r}): {msg}. Fix the files, or pass "
-                "how='inner' to keep only the runs found in both."
+                f"{opt('how', py=repr('inner'), cli='inner')} to keep only the runs found in both."
             )
-        logger.warning("read_runs: how='inner' drops unmatched runs: %s", msg)
+        logger.warning("read_runs: the inner join drops unmatched runs: %s", msg)
     overlap = sorted((set(left.columns) & set(right.columns)) - {on})
     if overlap:
         raise SchemaError(
             f"Column(s) {overlap[:10]} appear in both {str(left_path)!r} and {str(right_path)!r}: the join would be ambiguous. "
-            "Drop them from one file or rename them with columns={...}."
+            f"Drop them from one file or rename them with {opt('columns')}."
         )
     left = left.with_columns(lk.alias(on))
     right = right.with_columns(rk.alias(on))
@@ -344,7 +383,7 @@ def _resolve_benchmarks(
         unknown = sorted(set(chance) - set(score_names))
         if unknown:
             raise SchemaError(
-                f"chance= names benchmark(s) {unknown} that have no score column; the table's benchmarks are "
+                f"{opt('chance')} names benchmark(s) {unknown} that have no score column; the table's benchmarks are "
                 f"{list(score_names)[:30]}. Fix the names (without the 'score:' prefix)."
             )
         for name, ch in chance.items():
@@ -369,19 +408,72 @@ def _as_benchmarks(items: Sequence[Benchmark | Mapping[str, Any]] | None) -> lis
 def _fill_scalar(frame: pl.DataFrame, col: str, value: float | None, path: Path, hint: str) -> pl.DataFrame:
     if value is None:
         if col not in frame.columns:
-            raise SchemaError(
-                f"{str(path)!r} has no {col!r} column and no {col}= was given. {hint}"
-            )
+            raise SchemaError(f"{str(path)!r} has no {col!r} column and no {opt(col)} was given. {hint}")
         return frame
     if col in frame.columns:
         raise SchemaError(
-            f"{col}={value!r} was given but {str(path)!r} already has a {col!r} column. Pass one or the other."
+            f"{opt(col, py=repr(value), cli=str(value))} was given but {str(path)!r} already has a {col!r} column. "
+            "Pass one or the other."
         )
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise SchemaError(f"{col}= must be a number, got {value!r}.") from None
+        raise SchemaError(f"{opt(col)} must be a number, got {value!r}.") from None
     return frame.with_columns(pl.lit(v, dtype=pl.Float64).alias(col))
+
+
+def _tokens_from_steps(frame: pl.DataFrame, per_step: float | None, tokens: float | None, path: Path) -> pl.DataFrame:
+    if per_step is None:
+        return frame
+    try:
+        per = float(per_step)
+    except (TypeError, ValueError):
+        raise SchemaError(f"{opt('tokens_per_step')} must be a number of tokens, got {per_step!r}.") from None
+    if not per > 0 or per == float("inf"):
+        raise SchemaError(f"{opt('tokens_per_step')} must be > 0 (tokens per optimiser step = batch x sequence length), got {per!r}.")
+    if tokens is not None or TOKENS in frame.columns:
+        raise SchemaError(
+            f"{opt('tokens_per_step')} derives {TOKENS!r} from {STEP!r}, but "
+            + (f"{opt('tokens')} was given too" if tokens is not None else f"{str(path)!r} already has a {TOKENS!r} column")
+            + ". Pass one or the other."
+        )
+    if STEP not in frame.columns:
+        raise SchemaError(
+            f"{opt('tokens_per_step')} needs a {STEP!r} column, but {str(path)!r} has none (columns {frame.columns[:30]}). "
+            f"Rename yours with {opt('columns', py=repr({'iteration': 'step'}), cli='iteration=step')}."
+        )
+    return frame.with_columns((pl.col(STEP).cast(pl.Float64) * per).alias(TOKENS))
+
+
+def _check_columns_option(columns: Mapping[str, str] | None) -> dict[str, str]:
+    columns = dict(columns or {})
+    for k, v in columns.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not k or not v:
+            raise SchemaError(
+                f"{opt('columns')} maps file column names (or patterns) to canonical names, both non-empty text; got {k!r}: {v!r}."
+            )
+    return columns
+
+
+def _apply_columns(
+    main: pl.DataFrame, rat: pl.DataFrame | None, columns: Mapping[str, str], path: Path, ratios_path: Path | None
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    if not columns:
+        return main, rat
+    m_ren, m_un = resolve_columns(main.columns, columns)
+    r_ren, r_un = resolve_columns(rat.columns, columns) if rat is not None else ({}, list(columns))
+    unmatched = [k for k in m_un if k in r_un]
+    if unmatched:
+        seen = list(main.columns) + (list(rat.columns) if rat is not None else [])
+        raise SchemaError(
+            f"{opt('columns')} renames {unmatched}, but no column of {str(path)!r}"
+            + (f" or {str(ratios_path)!r}" if ratios_path else "")
+            + f" matches (names and patterns must match whole column names); columns are {sorted(seen)[:30]}."
+        )
+    main = _rename(main, m_ren, path)
+    if rat is not None and ratios_path is not None:
+        rat = _rename(rat, r_ren, ratios_path)
+    return main, rat
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -397,6 +489,9 @@ def read_runs(
     chance: Mapping[str, float | None] | None = None,
     columns: Mapping[str, str] | None = None,
     how: How = "exact",
+    run_id: Sequence[str] | None = None,
+    tokens_per_step: float | None = None,
+    long: LongLayout | Mapping[str, Any] | None = None,
 ) -> RunTable:
     """Read sampling runs from a file (or a loss/metrics file plus a mixture file).
 
@@ -405,60 +500,71 @@ def read_runs(
         ratios: optional second file with one mixture per run (RegMix, Olmix, or a
             ``run`` + domain-columns table).
         on: join column of the two files (default ``index`` for RegMix, ``run`` otherwise).
-        format: ``"auto"``, ``"mixopt"``, ``"regmix"`` or ``"olmix"``.
+        format: ``"auto"``, ``"mixopt"``, ``"regmix"``, ``"olmix"`` or ``"long"``
+            (one row per checkpoint x domain; see :mod:`mixopt.data.long`).
         params: parameter count N for every run, when the files have no ``params`` column.
         tokens: training tokens D for every run, when the files have no ``tokens`` column
             (one checkpoint per run then).
         benchmarks: metadata of score columns (Benchmark objects or dicts); overrides the
             sidecar file.
         chance: ``{benchmark: chance}`` overrides of the chance level (``None`` = no floor).
-        columns: ``{file column: canonical column}`` renames applied to both files first.
+        columns: ``{file column or pattern: canonical column}`` renames applied to both
+            files first (after the long-format pivot); patterns such as
+            ``{"weight_{d}": "mix:{d}"}`` are described in :mod:`mixopt.data.columns`.
         how: ``"exact"`` (default) refuses keys present in only one file; ``"inner"``
             keeps the runs found in both and logs how many were dropped.
+        run_id: build the ``run`` column from these columns when the file has no run id
+            (``"mix"`` = every ``mix:<d>`` column), e.g. ``["params", "mix"]``.
+        tokens_per_step: derive ``tokens = step x tokens_per_step`` from a ``step`` column.
+        long: how to read ``format="long"`` files (:class:`~mixopt.data.long.LongLayout`
+            or a dict of its fields).
 
     Returns:
-        The validated :class:`RunTable` (extra columns kept).
+        The validated :class:`RunTable` (extra columns kept). Empty loss/score cells are
+        kept as missing values; their count is logged (INFO).
 
     Raises:
-        SchemaError: every problem, naming the file, the expectation and the fix.
+        SchemaError: every problem, naming the file, the expectation and the fix (the
+            option names are the CLI flags inside :func:`~mixopt.data.options.cli_option_names`).
     """
     path = Path(path)
     if format not in FORMATS:
-        raise SchemaError(f"format must be one of {list(FORMATS)}, got {format!r}.")
+        raise SchemaError(f"{opt('format')} must be one of {list(FORMATS)}, got {format!r}.")
     if how not in ("exact", "inner"):
-        raise SchemaError(f"how must be 'exact' or 'inner', got {how!r}.")
-    columns = dict(columns or {})
-    for k, v in columns.items():
-        if not isinstance(k, str) or not isinstance(v, str) or not v:
-            raise SchemaError(f"columns= maps file column names to canonical names (strings), got {k!r}: {v!r}.")
+        raise SchemaError(f"{opt('how')} must be 'exact' or 'inner', got {how!r}.")
+    columns = _check_columns_option(columns)
+    if run_id is not None:
+        if isinstance(run_id, str) or not all(isinstance(k, str) and k for k in run_id) or not list(run_id):
+            raise SchemaError(
+                f"{opt('run_id', py=repr(['params', 'mix']), cli='params,mix')} takes a list of column names, got {run_id!r}."
+            )
+    if long is not None and format != "long":
+        raise SchemaError(f"Long-format settings were given but {opt('format', py=repr(format), cli=format)} is not 'long'.")
+    layout = LongLayout.from_mapping(long) if format == "long" else None
 
     key_names = {RUN, "index"} | ({on} if on else set())
     string_cols = sorted(key_names | {k for k, v in columns.items() if v in key_names})
-    main = read_frame(path, string_columns=string_cols, what="run file")
+    if layout is not None:
+        header = has_header_row(path)
+        main = read_frame(path, what="long-format run file", header=header)
+        main = long_to_wide(main, layout, source=repr(str(path)), header=header)
+    else:
+        main = read_frame(path, string_columns=string_cols, what="run file")
     rat = read_frame(ratios, string_columns=string_cols, what="mixture file") if ratios is not None else None
     ratios_path = Path(ratios) if ratios is not None else None
-    if columns:
-        seen = set(main.columns) | (set(rat.columns) if rat is not None else set())
-        missing = sorted(set(columns) - seen)
-        if missing:
-            raise SchemaError(
-                f"columns= renames {missing}, but no such column exists in {str(path)!r}"
-                + (f" or {str(ratios_path)!r}" if ratios_path else "")
-                + f"; columns are {sorted(seen)[:30]}."
-            )
-        main = _rename(main, columns, path)
-        if rat is not None and ratios_path is not None:
-            rat = _rename(rat, columns, ratios_path)
+    main, rat = _apply_columns(main, rat, columns, path, ratios_path)
 
-    fmt = _detect(main, rat) if format == "auto" else format
+    fmt = "mixopt" if format == "long" else (_detect(main, rat) if format == "auto" else format)
     logger.debug("read_runs(%s): layout %s", path, fmt)
     layout_benchmarks: list[Benchmark] = []
+    size_example = opt("params", py="1e6", cli="1e6") + " and " + opt("tokens", py="1.05e9", cli="1.05e9")
 
     if fmt == "regmix":
         if rat is None or ratios_path is None:
             raise SchemaError(
-                f"{str(path)!r} looks like a RegMix file, which comes in two parts: pass the other one, e.g. "
-                "read_runs('train_pile_loss_1m.csv', ratios='train_mixture_1m.csv', params=1e6, tokens=1.05e9)."
+                f"{str(path)!r} looks like a RegMix file, which comes in two parts: pass the other one with "
+                f"{opt('ratios', py=repr('train_mixture_1m.csv'), cli='train_mixture_1m.csv')}, and the model size with "
+                f"{size_example} (the 1M proxies)."
             )
         # either file may be the loss file: find which holds the mixture
         if any(_REGMIX_MIX.match(c) for c in main.columns) and any(_REGMIX_LOSS.match(c) for c in rat.columns):
@@ -466,7 +572,7 @@ def read_runs(
         if not any(_REGMIX_MIX.match(c) for c in rat.columns):
             raise SchemaError(
                 f"The RegMix mixture file {str(ratios_path)!r} has no 'train_the_pile_<domain>' columns (got "
-                f"{rat.columns[:10]}). Pass the train/test_mixture_*.csv file as ratios=."
+                f"{rat.columns[:10]}). Pass the train/test_mixture_*.csv file as {opt('ratios')}."
             )
         key = on or "index"
         rat = rat.rename({c: MIX_PREFIX + m.group(1) for c in rat.columns if (m := _REGMIX_MIX.match(c))})
@@ -474,19 +580,20 @@ def read_runs(
         if not any(c.startswith(LOSS_PREFIX) for c in main.columns):
             raise SchemaError(
                 f"The RegMix loss file {str(path)!r} has no 'metric/the_pile_<domain>_val_loss' columns (got "
-                f"{main.columns[:10]}). Pass the *_pile_loss_*.csv file as the first argument."
+                f"{main.columns[:10]}). Pass the *_pile_loss_*.csv file as the run file."
             )
         frame = _join(main, rat, key, how, path, ratios_path)
         if key != RUN:
             if RUN in frame.columns:
                 raise SchemaError(f"{str(path)!r} has both a {RUN!r} column and the join key {key!r}; drop one.")
             frame = frame.rename({key: RUN})
-        hint = "RegMix files carry no model size: pass params= and tokens= (1M proxies: params=1e6, tokens=1.05e9)."
+        hint = f"RegMix files carry no model size: pass {size_example} (the 1M proxies)."
     elif fmt == "olmix":
+        olmix_size = opt("params", py="30e6", cli="30e6") + " and " + opt("tokens", py="3e9", cli="3e9")
         if rat is None or ratios_path is None:
             raise SchemaError(
-                "The Olmix layout needs the ratios file too: read_runs('<swarm>_metrics.csv', ratios='<swarm>_ratios.csv', "
-                "params=30e6, tokens=3e9)."
+                f"The Olmix layout needs the ratios file too: pass {opt('ratios', py=repr('<swarm>_ratios.csv'), cli='<swarm>_ratios.csv')} "
+                f"with the <swarm>_metrics.csv run file, and {olmix_size} (the public swarms)."
             )
         key = on or RUN
         drop = [c for c in _OLMIX_DROP if c != key]
@@ -495,7 +602,7 @@ def read_runs(
         if key not in main.columns or key not in rat.columns:
             raise SchemaError(
                 f"Olmix files are joined on {key!r}, but it is missing from "
-                f"{[str(p) for f, p in ((main, path), (rat, ratios_path)) if key not in f.columns]}. Pass on=<key column>."
+                f"{[str(p) for f, p in ((main, path), (rat, ratios_path)) if key not in f.columns]}. Pass {opt('on')}<key column>."
             )
         rat = rat.rename({c: c if c.startswith(MIX_PREFIX) else MIX_PREFIX + c for c in rat.columns if c != key})
         main = main.rename({c: c if _is_canonical(c) else SCORE_PREFIX + c for c in main.columns if c != key})
@@ -507,33 +614,44 @@ def read_runs(
         frame = _join(main, rat, key, how, path, ratios_path)
         if key != RUN:
             frame = frame.rename({key: RUN})
-        hint = "Olmix swarms carry no model size: pass params= and tokens= (the public swarms: params=30e6, tokens=3e9)."
-    else:  # mixopt
+        hint = f"Olmix swarms carry no model size: pass {olmix_size} (the public swarms)."
+    else:  # mixopt (and pivoted long format)
         frame = main
         if rat is not None and ratios_path is not None:
             key = on or RUN
             if any(c.startswith(MIX_PREFIX) for c in main.columns):
                 raise SchemaError(
-                    f"{str(path)!r} already has mix: columns and a mixture file {str(ratios_path)!r} was given too; use one."
+                    f"{str(path)!r} already has mix: columns and a mixture file {str(ratios_path)!r} was given too "
+                    f"({opt('ratios')}); use one."
                 )
             rat = rat.rename({c: c if c.startswith(MIX_PREFIX) else MIX_PREFIX + c for c in rat.columns if c != key})
             frame = _join(main, rat, key, how, path, ratios_path)
         hint = (
-            f"A run table needs {PARAMS!r} (parameters N) and {TOKENS!r} (tokens seen D) per checkpoint: add the "
-            "columns, rename yours with columns={'your_name': 'params'}, or pass params=/tokens= if every run has the same."
+            f"A run table needs {PARAMS!r} (parameters N) and {TOKENS!r} (tokens seen D) per checkpoint: add the columns, "
+            f"rename yours with {opt('columns', py=repr({'model_size': 'params', 'n_tokens': 'tokens'}), cli='model_size=params,n_tokens=tokens')}, "
+            f"derive tokens from a step column with {opt('tokens_per_step')}, or pass {opt('params')}/{opt('tokens')} if every run has the same."
         )
-        if RUN not in frame.columns:
-            raise SchemaError(
-                f"{str(path)!r} has no {RUN!r} column (run id); columns are {frame.columns[:30]}. Rename the id column "
-                "with columns={'your_id': 'run'}. For RegMix or Olmix files, pass the mixture file as ratios=."
-            )
+    frame = _check_numeric(frame, path)
+    frame = _tokens_from_steps(frame, tokens_per_step, tokens, path)
     frame = _fill_scalar(frame, PARAMS, params, path, hint)
     frame = _fill_scalar(frame, TOKENS, tokens, path, hint)
-    frame = _check_numeric(frame, path)
+    if run_id is not None:
+        frame = build_run_ids(frame, list(run_id), source=repr(str(path)))
+    if RUN not in frame.columns:
+        raise SchemaError(
+            f"{str(path)!r} has no {RUN!r} column (run id); columns are {frame.columns[:30]}. Rename the id column with "
+            f"{opt('columns', py=repr({'your_id': 'run'}), cli='your_id=run')}, or build ids from the columns that identify "
+            f"a run with {opt('run_id', py=repr(['params', 'mix']), cli='params,mix')}. For RegMix or Olmix files, pass the "
+            f"mixture file with {opt('ratios')}."
+        )
     if not _has_measurements(frame.columns):
+        looks_long = any(c.lower() in ("value", "name", "domain", "metric") for c in frame.columns)
         raise SchemaError(
             f"{str(path)!r} has no loss or score columns: expected {LOSS!r}, '{LOSS_PREFIX}<domain>' or "
-            f"'{SCORE_PREFIX}<benchmark>' (got {frame.columns[:30]}). Rename yours with columns={{...}} or pass format=."
+            f"'{SCORE_PREFIX}<benchmark>' (got {frame.columns[:30]}). Rename yours with "
+            f"{opt('columns', py=repr({'{d}_loss': 'loss:{d}'}), cli='{d}_loss=loss:{d}')}"
+            + (f", or read one-row-per-domain files with {opt('format', py=repr('long'), cli='long')}" if looks_long else "")
+            + f" (or pass {opt('format')})."
         )
 
     score_names = [c[len(SCORE_PREFIX):] for c in frame.columns if c.startswith(SCORE_PREFIX)]
@@ -548,11 +666,15 @@ def read_runs(
             )
     bench = _resolve_benchmarks(score_names, [layout_benchmarks, sidecar, _as_benchmarks(benchmarks)], chance)
     try:
-        return RunTable(frame, bench)
+        table = RunTable(frame, bench)
     except SchemaError as e:
         head = str(e).split("\n", 1)[0] if e.problems else str(e)
         src = str(path) + (f" + {str(ratios_path)}" if ratios_path else "")
         raise SchemaError(f"Reading {src!r}: {head}", e.problems) from None
+    summary = table.missing_summary()
+    if summary:
+        logger.info("read_runs(%s): %s", path, summary)
+    return table
 
 
 def write_runs(table: RunTable, path: str | Path, *, sidecar: bool = True) -> Path:

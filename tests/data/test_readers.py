@@ -137,7 +137,7 @@ def test_columns_mapping_and_scalar_params_tokens(tmp_path: Path) -> None:
     t = read_runs(p, columns={"model": "run", "val_loss": "loss", "hs": "score:hellaswag"}, params=1e8, tokens=2e9)
     assert t.runs == ("m1", "m2")
     np.testing.assert_allclose(t.flops(), 6 * 1e8 * 2e9, rtol=1e-15, atol=0)
-    with pytest.raises(SchemaError, match="no such column"):
+    with pytest.raises(SchemaError, match="matches"):
         read_runs(p, columns={"nope": "run"})
     with pytest.raises(SchemaError, match="duplicate column"):
         read_runs(p, columns={"model": "run", "val_loss": "run"})
@@ -155,9 +155,9 @@ def test_scalar_conflicts_with_column(tmp_path: Path, table: RunTable) -> None:
 
 def test_bad_options(tmp_path: Path, table: RunTable) -> None:
     p = write_runs(table, tmp_path / "r.csv")
-    with pytest.raises(SchemaError, match="format must be"):
+    with pytest.raises(SchemaError, match="format= must be"):
         read_runs(p, format="excel")  # type: ignore[arg-type]
-    with pytest.raises(SchemaError, match="how must be"):
+    with pytest.raises(SchemaError, match="how= must be"):
         read_runs(p, how="left")  # type: ignore[arg-type]
 
 
@@ -333,7 +333,7 @@ def test_regmix_layout_on_small_files(tmp_path: Path) -> None:
     np.testing.assert_allclose(t.select_runs(["1"]).mixture(), [[0.2, 0.8]], rtol=0, atol=1e-15)
     # the order of the two files does not matter
     assert read_runs(mp, ratios=lp, params=1e6, tokens=1e9).frame.equals(t.frame)
-    with pytest.raises(SchemaError, match=r"params= and tokens="):
+    with pytest.raises(SchemaError, match=r"params=1e6 and tokens=1.05e9"):
         read_runs(lp, ratios=mp)
     with pytest.raises(SchemaError, match="two parts"):
         read_runs(lp, params=1e6, tokens=1e9)
@@ -352,5 +352,5 @@ def test_olmix_layout_on_small_files(tmp_path: Path) -> None:
     assert t.benchmark("arc:rc") == Benchmark(name="arc:rc", chance=None, higher_is_better=False)
     assert "name" not in t.frame.columns and "index" not in t.frame.columns
     np.testing.assert_allclose(t.select_runs(["x1"]).mixture(), [[0.9, 0.1]], rtol=0, atol=1e-15)
-    with pytest.raises(SchemaError, match="params= and tokens="):
+    with pytest.raises(SchemaError, match="params=30e6 and tokens=3e9"):
         read_runs(mp, ratios=rp)
