@@ -80,27 +80,125 @@ def _print_frame(frame: Any, title: str | None = None) -> None:
         print(frame)
 
 
-# -- data options shared by several commands ----------------------------------------------
+# -- data options shared by several commands (owner: tables) ----------------------------
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs", required=True, help="run table: CSV/Parquet/JSONL (mixopt wide format), or the metrics/loss file of a two-file RegMix/Olmix table")
-    p.add_argument("--ratios", help="mixture-ratios file to join with --runs on the run id (RegMix/Olmix style)")
-    p.add_argument("--format", default="auto", choices=["auto", "mixopt", "regmix", "olmix"], help="input layout (default: detect)")
-    p.add_argument("--params-default", type=float, default=None, help="parameter count N for files without a params column")
-    p.add_argument("--tokens-default", type=float, default=None, help="training tokens D for files without a tokens column")
-    p.add_argument("--chance", default=None, help="chance level per benchmark, e.g. mybench=0.25,gen=0")
+    g = p.add_argument_group("data", "how to read the run table (README: 'Bring your own data')")
+    g.add_argument("--runs", required=True, help="run table: CSV/TSV/TXT/Parquet/JSONL (mixopt wide format), the metrics/loss file of a two-file RegMix/Olmix table, or a long-format file")
+    g.add_argument("--ratios", help="mixture-ratios file to join with --runs on the run id (RegMix/Olmix style)")
+    g.add_argument("--format", default="auto", choices=["auto", "mixopt", "regmix", "olmix", "long"], help="input layout (default: detect; 'long' = one row per checkpoint x domain)")
+    g.add_argument("--params-default", type=float, default=None, help="parameter count N for files without a params column")
+    g.add_argument("--tokens-default", type=float, default=None, help="training tokens D for files without a tokens column")
+    g.add_argument("--chance", default=None, help="chance level per benchmark, e.g. mybench=0.25,gen=0")
+    g.add_argument("--columns", default=None, help="rename columns: old=new,... with {field} or * patterns, e.g. 'weight_{d}=mix:{d},{d}_loss=loss:{d},model_size=params'")
+    g.add_argument("--run-id", dest="run_id", default=None, help="build run ids from these columns when the file has none, e.g. params,mix (mix = all mix:<d> columns)")
+    g.add_argument("--tokens-per-step", dest="tokens_per_step", type=float, default=None, help="tokens = step x this (batch size x sequence length), for files with a step column and no tokens")
+    g.add_argument("--on", default=None, help="join column of --runs and --ratios (default: index for RegMix, run otherwise)")
+    g.add_argument("--join", default="exact", choices=["exact", "inner"], help="exact (default): both files must list the same runs; inner: keep the runs found in both")
+    g.add_argument("--checkpoint-pattern", dest="checkpoint_pattern", default=None, help="long format: parse checkpoint paths, e.g. '{run}/step{step}' or '{params}_{_}-{mix}/{step}'")
+    g.add_argument("--name-pattern", dest="name_pattern", default=None, help="long format: parse domain names, e.g. 'pythia-pile.valid.{name}.bin'")
+    g.add_argument("--mix-domains", dest="mix_domains", default=None, help="long format: domain names of a {mix} field, in order, e.g. Github,Books3,Pile-CC")
+    g.add_argument("--long-columns", dest="long_columns", default=None, help="long format: role=column for run, step, name, value, checkpoint (default: found by usual names)")
+    g.add_argument("--long-kind", dest="long_kind", default=None, choices=["loss", "score", "raw"], help="long format: names become loss:<name> (default), score:<name>, or stay raw")
+
+
+def _mapping(text: str | None, what: str) -> dict[str, str]:
+    """Parse ``a=b,c=d`` into ``{"a": "b", "c": "d"}`` (values are text)."""
+    if not text:
+        return {}
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise _UsageError(f"{what} must look like old=new,old=new (e.g. model_size=params,weight_{{d}}=mix:{{d}}); got {part!r} in {text!r}.")
+        k, v = part.split("=", 1)
+        if not k.strip() or not v.strip():
+            raise _UsageError(f"{what}: both sides of {part!r} must be non-empty.")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    return names or None
 
 
 def _read(args: argparse.Namespace):
+    from mixopt.data.options import cli_option_names
     from mixopt.data.readers import read_runs
 
-    return read_runs(
-        args.runs,
-        ratios=args.ratios,
-        format=args.format,
-        params=args.params_default,
-        tokens=args.tokens_default,
-        chance=_pairs(args.chance, "--chance") or None,
-    )
+    long = {
+        k: v
+        for k, v in {
+            "checkpoint_pattern": args.checkpoint_pattern,
+            "name_pattern": args.name_pattern,
+            "mix_domains": _names(args.mix_domains),
+            "columns": _mapping(args.long_columns, "--long-columns") or None,
+            "kind": args.long_kind,
+        }.items()
+        if v is not None
+    }
+    run_id = _names(args.run_id)
+    if args.run_id is not None and not run_id:
+        raise _UsageError("--run-id needs column names, e.g. --run-id params,mix.")
+    with cli_option_names():  # messages name --params-default, not params=
+        return read_runs(
+            args.runs,
+            ratios=args.ratios,
+            format=args.format,
+            params=args.params_default,
+            tokens=args.tokens_default,
+            chance=_pairs(args.chance, "--chance") or None,
+            columns=_mapping(args.columns, "--columns") or None,
+            run_id=run_id,
+            tokens_per_step=args.tokens_per_step,
+            on=args.on,
+            how=args.join,
+            long=long or None,
+        )
+
+
+def _data_info(runs: Any) -> dict[str, Any]:
+    """What was read: sizes, domains, benchmarks and the empty cells (for fit/backtest/inspect)."""
+    return {
+        "runs": runs.n_runs,
+        "checkpoints": len(runs),
+        "domains": list(runs.domains),
+        "loss_domains": list(runs.loss_domains),
+        "benchmarks": list(runs.benchmark_names),
+        "missing": runs.missing_counts(),
+        "final_missing": {c: list(r) for c, r in runs.final_missing().items()},
+    }
+
+
+def _print_missing(runs: Any) -> None:
+    line = runs.missing_summary()
+    if line:
+        print(f"  missing values: {line} (used where present; see README: 'Bring your own data')")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    runs = _read(args)
+    info = _data_info(runs)
+    f = runs.frame
+    info |= {
+        "params": [float(f["params"].min()), float(f["params"].max())],
+        "tokens": [float(f["tokens"].min()), float(f["tokens"].max())],
+        "run_ids": list(runs.runs[: args.show]),
+    }
+    if args.json:
+        _emit_json(info)
+        return 0
+    print(f"read {info['runs']} runs / {info['checkpoints']} checkpoints from {args.runs}" + (f" + {args.ratios}" if args.ratios else ""))
+    print(f"  params {info['params'][0]:.3g} .. {info['params'][1]:.3g}; tokens {info['tokens'][0]:.3g} .. {info['tokens'][1]:.3g}")
+    print(f"  mixture domains ({len(runs.domains)}): {', '.join(runs.domains) or '(none)'}")
+    print(f"  loss domains ({len(runs.loss_domains)}): {', '.join(runs.loss_domains) or '(none)'}" + ("; overall loss" if runs.has_overall_loss else ""))
+    print(f"  benchmarks ({len(runs.benchmarks)}): {', '.join(runs.benchmark_names) or '(none)'}")
+    _print_missing(runs)
+    _print_frame(f.head(args.show), f"first {min(args.show, len(runs))} checkpoint(s):")
+    return 0
 
 
 def _settings(text: str | None) -> dict[str, Any]:
@@ -156,11 +254,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     model = make_surrogate(args.method, **_settings(args.settings)).fit(runs)
     out = save_surrogate(model, args.out)
     info = {"model": str(out), "method": model.kind, "outputs": list(model.outputs_), "domains": list(model.domains_),
-            "unpredictable": dict(model.unpredictable_), "runs": runs.n_runs}
+            "unpredictable": dict(model.unpredictable_), "runs": runs.n_runs, "missing": runs.missing_counts()}
     if args.json:
         _emit_json(info)
     else:
         print(f"fitted {model.kind} on {runs.n_runs} runs ({len(runs)} checkpoints); saved to {out}")
+        _print_missing(runs)
         print(f"  predicts: {', '.join(q for q in model.outputs_ if q not in model.unpredictable_)}")
         for q, why in model.unpredictable_.items():
             print(f"  not predictable: {q}: {why}")
@@ -239,8 +338,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if not results:
         raise FitError(f"None of the methods {methods} could be fitted on the training runs (see the warnings above).")
     if args.json:
-        _emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts()})
+        _emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts(), "missing": runs.missing_counts()})
         return 0
+    print(f"read {runs.n_runs} runs ({len(runs)} checkpoints)")
+    _print_missing(runs)
     print(f"held out: {results[0].split}")
     for r in results:
         _print_frame(r.summary(), f"\n{r.method}: relative error on held-out runs ({r.level:.0%} interval coverage)")
@@ -326,6 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_backtest)
+
+    i = sub.add_parser("inspect", help="read a run table as fit/backtest would and show what was read (runs, domains, missing cells)")
+    _add_data_args(i)
+    i.add_argument("--show", type=int, default=5, help="checkpoints (rows) and run ids to show")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_inspect)
 
     o = sub.add_parser("optimize", help="run a mixture search from a config file (see configs/)")
     o.add_argument("config", help="TOML config file")

@@ -59,11 +59,25 @@ class DataConfig:
 
     runs: Path | None = None  # run table (CSV/Parquet/JSONL); needed unless surrogate.model is given
     ratios: Path | None = None  # optional second file with one mixture per run (RegMix/Olmix style)
-    format: str = "auto"  # "auto", "mixopt", "regmix" or "olmix"
+    format: str = "auto"  # "auto", "mixopt", "regmix", "olmix" or "long" (one row per checkpoint x domain)
     params: float | None = None  # parameter count N for files without a params column
     tokens: float | None = None  # training tokens D for files without a tokens column
     chance: Mapping[str, float | None] = field(default_factory=dict)  # chance level per benchmark (overrides)
-    columns: Mapping[str, str] = field(default_factory=dict)  # {file column: canonical column} renames
+    columns: Mapping[str, str] = field(default_factory=dict)  # {file column or pattern: canonical column}, e.g. { "weight_{d}" = "mix:{d}" }
+    run_id: tuple[str, ...] = ()  # build run ids from these columns when the file has none, e.g. ["params", "mix"]
+    tokens_per_step: float | None = None  # tokens = step x this, for files with a step column and no tokens
+    on: str | None = None  # join column of runs and ratios (default: index for RegMix, run otherwise)
+    join: str = "exact"  # "exact": both files must list the same runs; "inner": keep the runs found in both
+    long: Mapping[str, Any] = field(default_factory=dict)  # [data.long]: checkpoint_pattern, name_pattern, mix_domains, columns, kind
+
+    def read_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`mixopt.data.read_runs` for this section (all but the path)."""
+        return {
+            "ratios": self.ratios, "format": self.format, "params": self.params, "tokens": self.tokens,
+            "chance": dict(self.chance) or None, "columns": dict(self.columns) or None,
+            "run_id": list(self.run_id) or None, "tokens_per_step": self.tokens_per_step, "on": self.on,
+            "how": self.join, "long": dict(self.long) or None,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -318,6 +332,28 @@ def _names(dc: type) -> list[str]:
     return [f.name for f in fields(dc)]
 
 
+def _data_long(t: Mapping[str, Any], p: _Problems) -> dict[str, Any]:
+    """``[data.long]``: checked by building the reader's LongLayout (owner: tables)."""
+    v = t.get("long", {})
+    if not isinstance(v, Mapping):
+        p.add("data.long", v, "must be a table like [data.long] with checkpoint_pattern, name_pattern, mix_domains, columns, kind")
+        return {}
+    if not v:
+        return {}
+    from mixopt.data.long import LongLayout
+    from mixopt.errors import SchemaError
+
+    _unknown_keys(v, _names(LongLayout), "data.long", p)
+    if (t.get("format") or "auto") != "long":
+        p.add("data.format", t.get("format", "auto"), "must be \"long\" when [data.long] is given")
+    try:
+        LongLayout.from_mapping({k: x for k, x in v.items() if k in _names(LongLayout)})
+    except (SchemaError, TypeError) as e:
+        p.add("data.long", dict(v), str(e).replace("\n", " "))
+        return {}
+    return dict(v)
+
+
 def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | None = None,
            cli_keys: frozenset[str] = frozenset()) -> SearchConfig:
     p = _Problems(source)
@@ -334,16 +370,27 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
         chance = _num_map(t, "chance", "data", p, positive=False, lo=0.0, hi=1.0, allow_none=True)
     columns = t.get("columns", {})
     if not isinstance(columns, Mapping) or not all(isinstance(a, str) and isinstance(b, str) for a, b in columns.items()):
-        p.add("data.columns", columns, "must be a table of {file column = canonical column} strings")
+        p.add("data.columns", columns, "must be a table of {file column or pattern = canonical column} strings, e.g. { \"weight_{d}\" = \"mix:{d}\" }")
         columns = {}
+    run_id = t.get("run_id", [])
+    if isinstance(run_id, str):
+        run_id = [run_id]
+    if not isinstance(run_id, list) or not all(isinstance(x, str) and x for x in run_id):
+        p.add("data.run_id", run_id, "must be a list of column names, e.g. [\"params\", \"mix\"]")
+        run_id = []
     data = DataConfig(
         runs=_path(t, "runs", "data", p, base_for("data.runs"), must_exist=True),
         ratios=_path(t, "ratios", "data", p, base_for("data.ratios"), must_exist=True),
-        format=_string(t, "format", "data", p, "auto", choices=["auto", "mixopt", "regmix", "olmix"]),
+        format=_string(t, "format", "data", p, "auto", choices=["auto", "mixopt", "regmix", "olmix", "long"]),
         params=_number(t, "params", "data", p, None, lo=0, strict_lo=True, optional=True),
         tokens=_number(t, "tokens", "data", p, None, lo=0, strict_lo=True, optional=True),
         chance=chance,
         columns=dict(columns),
+        run_id=tuple(run_id),
+        tokens_per_step=_number(t, "tokens_per_step", "data", p, None, lo=0, strict_lo=True, optional=True),
+        on=_string(t, "on", "data", p, None, optional=True),
+        join=_string(t, "join", "data", p, "exact", choices=["exact", "inner"]),
+        long=_data_long(t, p),
     )
 
     # [surrogate]

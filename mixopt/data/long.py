@@ -38,7 +38,8 @@ Data Mixing Laws: ``checkpoint_pattern="{params}_{_}-{mix}/{step}"``,
 ``name_pattern="pythia-pile.valid.{name}.bin"``, ``mix_domains=("Github", "Books3", "Pile-CC")``,
 ``tokens_per_step=1048576`` (4096 x 256, their ``BSZ``).
 
-Names become ``loss:<name>`` (``kind="loss"``, the default) or ``score:<name>``
+Wide columns follow ``mix_domains`` first, then the other names sorted (never the row
+order). Names become ``loss:<name>`` (``kind="loss"``, the default) or ``score:<name>``
 (``kind="score"``); names that already start with ``loss``/``score:`` are kept, and
 ``kind="raw"`` keeps every name as is (map them with ``columns=`` afterwards).
 
@@ -368,7 +369,12 @@ def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header
             f"{source} gives {conflict.height} conflicting value(s): the same checkpoint and name appear more than once with "
             f"different values, e.g. {ex}. Keep one value per checkpoint and name (or add the column that tells them apart)."
         )
-    order = frame[name_col].unique(maintain_order=True).to_list()
+    # column order must not depend on row order: the mixture's domains first (as given),
+    # then every other name sorted
+    seen = set(frame[name_col].unique().to_list())
+    prefix = "" if layout.kind == "raw" else (LOSS_PREFIX if layout.kind == "loss" else SCORE_PREFIX)
+    first_names = [prefix + d for d in layout.mix_domains if prefix + d in seen]
+    order = first_names + sorted(seen - set(first_names))
     wide = frame.pivot(on=name_col, index=index, values=value_col, maintain_order=True)
     first = [c for c in (RUN, STEP, PARAMS, TOKENS) if c in index]
     rest = [c for c in index if c not in first]

@@ -442,7 +442,7 @@ def _tokens_from_steps(frame: pl.DataFrame, per_step: float | None, tokens: floa
             f"{opt('tokens_per_step')} needs a {STEP!r} column, but {str(path)!r} has none (columns {frame.columns[:30]}). "
             f"Rename yours with {opt('columns', py=repr({'iteration': 'step'}), cli='iteration=step')}."
         )
-    return frame.with_columns((pl.col(STEP).cast(pl.Float64) * per).alias(TOKENS))
+    return frame.insert_column(frame.columns.index(STEP) + 1, (frame[STEP].cast(pl.Float64) * per).alias(TOKENS))
 
 
 def _check_columns_option(columns: Mapping[str, str] | None) -> dict[str, str]:

@@ -83,10 +83,7 @@ def fit_surrogate(config: SearchConfig) -> Surrogate:
     from mixopt.data.readers import read_runs
 
     d = config.data
-    runs = read_runs(
-        d.runs, ratios=d.ratios, format=d.format, params=d.params, tokens=d.tokens,  # type: ignore[arg-type]
-        chance=dict(d.chance) or None, columns=dict(d.columns) or None,
-    )
+    runs = read_runs(d.runs, **d.read_options())  # type: ignore[arg-type]
     outputs = [f"score:{b}" for b in runs.benchmark_names] + [f"loss:{x}" for x in runs.loss_domains]
     if runs.has_overall_loss:
         outputs.append("loss")
