@@ -201,7 +201,7 @@ def _split_mix(series: pl.Series, domains: Sequence[str], source: str) -> pl.Dat
     if bad.any():
         raise SchemaError(
             f"The {{mix}} field of {int(bad.sum())} row(s) of {source} does not hold {len(domains)} ratios "
-            f"(one per domain of {opt('long.mix_domains')} {list(domains)}), e.g. {series.filter(bad).head(3).to_list()}."
+            f"(one per domain of {opt('long.mix_domains')} {list(domains)}), e.g. {series.filter(bad).unique(maintain_order=True).head(3).to_list()}."
         )
     return pl.DataFrame([nums.list.get(j).cast(pl.Float64).alias(MIX_PREFIX + d) for j, d in enumerate(domains)])
 
