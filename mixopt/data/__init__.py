@@ -13,6 +13,7 @@ from mixopt.data.table import (
     Benchmark,
     RunTable,
 )
+from mixopt.data.long import LongLayout
 from mixopt.data.readers import FORMATS, read_frame, read_runs, sidecar_path, write_runs
 from mixopt.data.public import default_data_dir, load_gadre, load_gemstones, load_olmix, load_regmix
 
@@ -20,6 +21,7 @@ __all__ = [
     "FORMATS",
     "FLOPS",
     "KNOWN_BENCHMARKS",
+    "LongLayout",
     "LOSS",
     "LOSS_PREFIX",
     "MIX_PREFIX",

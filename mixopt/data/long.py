@@ -53,7 +53,6 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -282,11 +281,6 @@ def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header
             f"{list(ROLE_NAMES['checkpoint'])}); name it with {opt('long.columns', py=repr({'checkpoint': 'col'}), cli='checkpoint=col')}."
         )
 
-    n_in = frame.height
-    frame = frame.unique(maintain_order=True)
-    if frame.height < n_in:
-        logger.info("%s: dropped %d exact duplicate row(s) of %d", source, n_in - frame.height, n_in)
-
     # values: numbers, empty = missing
     v = frame[value_col]
     if not v.dtype.is_numeric():
@@ -362,20 +356,37 @@ def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header
             f"{source} has only name and value columns: nothing says which run and checkpoint a row belongs to. Add run and "
             f"step columns, or parse them from a checkpoint path with {opt('long.checkpoint_pattern')}."
         )
-    conflict = frame.filter(pl.struct([*index, name_col]).is_duplicated())
-    if conflict.height:
-        ex = conflict.head(4).to_dicts()
-        raise SchemaError(
-            f"{source} gives {conflict.height} conflicting value(s): the same checkpoint and name appear more than once with "
-            f"different values, e.g. {ex}. Keep one value per checkpoint and name (or add the column that tells them apart)."
-        )
+    # exact repeats collapse; different values for one checkpoint+name conflict. Rows are
+    # grouped by a 64-bit hash of (index, name) (one fast key instead of many); groups with
+    # several values are then re-checked exactly, so a hash collision cannot merge rows.
+    n_in = frame.height
+    frame = frame.with_columns(pl.struct([*index, name_col]).hash(seed=0).alias("__h"))
+    per_key = frame.group_by("__h").agg(pl.len().alias("__len"), pl.col(value_col).n_unique().alias("__n"))
+    if per_key.height < n_in:
+        suspect = per_key.filter(pl.col("__n") > 1)["__h"]
+        if suspect.len():
+            sub = frame.filter(pl.col("__h").is_in(suspect.implode()))
+            exact = sub.group_by([*index, name_col]).agg(pl.col(value_col).n_unique().alias("__n"), pl.col(value_col).first())
+            conflict = exact.filter(pl.col("__n") > 1)
+            if conflict.height:
+                ex = conflict.drop("__n").head(4).to_dicts()
+                raise SchemaError(
+                    f"{source} gives different values for the same checkpoint and name in {conflict.height} case(s), e.g. {ex} "
+                    "(value shown: the first). Keep one value per checkpoint and name (or add the column that tells them apart)."
+                )
+            frame = pl.concat([frame.filter(~pl.col("__h").is_in(suspect.implode())).unique("__h", keep="first"),
+                               sub.unique([*index, name_col], keep="first")])
+        else:
+            frame = frame.unique("__h", keep="first")
+        logger.info("%s: dropped %d exact duplicate row(s) of %d", source, n_in - frame.height, n_in)
+    frame = frame.drop("__h")
     # column order must not depend on row order: the mixture's domains first (as given),
     # then every other name sorted
     seen = set(frame[name_col].unique().to_list())
     prefix = "" if layout.kind == "raw" else (LOSS_PREFIX if layout.kind == "loss" else SCORE_PREFIX)
     first_names = [prefix + d for d in layout.mix_domains if prefix + d in seen]
     order = first_names + sorted(seen - set(first_names))
-    wide = frame.pivot(on=name_col, index=index, values=value_col, maintain_order=True)
+    wide = frame.pivot(on=name_col, index=index, values=value_col, maintain_order=False)
     first = [c for c in (RUN, STEP, PARAMS, TOKENS) if c in index]
     rest = [c for c in index if c not in first]
     wide = wide.select([*first, *rest, *order])

@@ -26,13 +26,26 @@ Layouts (``format=``)
     columns -> ``score:<task>`` with ``Benchmark(chance=None, higher_is_better=False)``
     (the metrics are bits-per-byte). Pass ``params=``/``tokens=`` (the public swarms
     are ~30M-parameter models at 5x Chinchilla: ``params=30e6, tokens=3e9``).
+``"long"``
+    One row per checkpoint x validation domain (or metric): ``run, step, domain, value``
+    rows, or a checkpoint path parsed with a pattern (Data Mixing Laws' exports). Pivoted
+    to the wide layout first, then read as ``"mixopt"``; see :mod:`mixopt.data.long`.
 ``"auto"`` (default)
     RegMix when columns start with ``train_the_pile_``/``metric/the_pile_``; Olmix when
     a ratios file is given, both files have ``run`` and the main file has no canonical
     loss/score columns; mixopt otherwise.
 
 ``columns={"old": "new"}`` renames columns of either file before anything else (e.g.
-``{"model": "run", "N": "params", "val_loss": "loss", "hellaswag_acc": "score:hellaswag"}``).
+``{"model": "run", "N": "params", "val_loss": "loss", "hellaswag_acc": "score:hellaswag"}``);
+keys may be patterns (``{"weight_{d}": "mix:{d}", "{d}_loss": "loss:{d}"}``, see
+:mod:`mixopt.data.columns`). ``run_id=["params", "mix"]`` builds run ids for tables without
+one; ``tokens_per_step=`` turns a ``step`` column into ``tokens``.
+
+Empty loss/score cells are kept as missing values (the checkpoint still serves its other
+columns); their count is logged. See :class:`~mixopt.data.table.RunTable` for the rules.
+
+Option names in messages are the Python keywords (``params=``), or the command-line flags
+(``--params-default``) inside :func:`mixopt.data.options.cli_option_names`.
 
 Benchmark metadata
 ------------------

@@ -116,7 +116,7 @@ def test_errors_name_the_fix(tmp_path: Path) -> None:
         read_runs(DML, long=DML_LAYOUT)
     p = tmp_path / "c.csv"
     pl.DataFrame({"run": ["a", "a"], "step": [1, 1], "domain": ["web", "web"], "value": [3.0, 3.1]}).write_csv(p)
-    with pytest.raises(SchemaError, match="conflicting value"):
+    with pytest.raises(SchemaError, match="different values for the same checkpoint"):
         read_runs(p, format="long", tokens_per_step=10, params=1e7)
     pl.DataFrame({"run": ["a"], "step": [1], "domain": ["web"], "value": ["n/a"]}).write_csv(p)
     with pytest.raises(SchemaError, match="non-numeric"):
