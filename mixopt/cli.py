@@ -126,6 +126,17 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _read(args: argparse.Namespace):
+    """Read the run table of a command; say how many cells are empty (stdout, or stderr with --json)."""
+    runs = _read_quiet(args)
+    line = runs.missing_summary()
+    if line:
+        json_out = bool(getattr(args, "json", False))
+        print(f"{'mixopt: ' if json_out else ''}missing values: {line}; each value is used where present "
+              "(README: 'Bring your own data')", file=sys.stderr if json_out else sys.stdout)
+    return runs
+
+
+def _read_quiet(args: argparse.Namespace):
     from mixopt.data.options import cli_option_names
     from mixopt.data.readers import read_runs
 
@@ -173,14 +184,8 @@ def _data_info(runs: Any) -> dict[str, Any]:
     }
 
 
-def _print_missing(runs: Any) -> None:
-    line = runs.missing_summary()
-    if line:
-        print(f"  missing values: {line} (used where present; see README: 'Bring your own data')")
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
-    runs = _read(args)
+    runs = _read_quiet(args)
     info = _data_info(runs)
     f = runs.frame
     info |= {
@@ -196,7 +201,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"  mixture domains ({len(runs.domains)}): {', '.join(runs.domains) or '(none)'}")
     print(f"  loss domains ({len(runs.loss_domains)}): {', '.join(runs.loss_domains) or '(none)'}" + ("; overall loss" if runs.has_overall_loss else ""))
     print(f"  benchmarks ({len(runs.benchmarks)}): {', '.join(runs.benchmark_names) or '(none)'}")
-    _print_missing(runs)
+    if runs.missing_summary():
+        print(f"  missing values: {runs.missing_summary()}; each value is used where present")
     _print_frame(f.head(args.show), f"first {min(args.show, len(runs))} checkpoint(s):")
     return 0
 
@@ -254,12 +260,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     model = make_surrogate(args.method, **_settings(args.settings)).fit(runs)
     out = save_surrogate(model, args.out)
     info = {"model": str(out), "method": model.kind, "outputs": list(model.outputs_), "domains": list(model.domains_),
-            "unpredictable": dict(model.unpredictable_), "runs": runs.n_runs, "missing": runs.missing_counts()}
+            "unpredictable": dict(model.unpredictable_), "runs": runs.n_runs}
     if args.json:
         _emit_json(info)
     else:
         print(f"fitted {model.kind} on {runs.n_runs} runs ({len(runs)} checkpoints); saved to {out}")
-        _print_missing(runs)
         print(f"  predicts: {', '.join(q for q in model.outputs_ if q not in model.unpredictable_)}")
         for q, why in model.unpredictable_.items():
             print(f"  not predictable: {q}: {why}")
@@ -338,10 +343,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if not results:
         raise FitError(f"None of the methods {methods} could be fitted on the training runs (see the warnings above).")
     if args.json:
-        _emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts(), "missing": runs.missing_counts()})
+        _emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts()})
         return 0
-    print(f"read {runs.n_runs} runs ({len(runs)} checkpoints)")
-    _print_missing(runs)
     print(f"held out: {results[0].split}")
     for r in results:
         _print_frame(r.summary(), f"\n{r.method}: relative error on held-out runs ({r.level:.0%} interval coverage)")
