@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mixopt.data import read_runs
 from mixopt.data.long import LongLayout, parse_sizes
 from mixopt.data.options import cli_option_names
 from mixopt.errors import SchemaError
+from mixopt.testing import mixture_world
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DML = FIXTURES / "dml_3mix_70M_160M.txt"
@@ -129,3 +132,29 @@ def test_errors_name_the_fix(tmp_path: Path) -> None:
     # a wide reader pointed at a long file suggests the long format
     with cli_option_names(), pytest.raises(SchemaError, match="--format long"):
         read_runs(p, tokens_per_step=10, params=1e7)
+
+
+# -- property: wide -> long -> wide gives the table back ---------------------------------------
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), n_blank=st.integers(0, 5), shuffle=st.booleans())
+def test_long_round_trip(tmp_path: Path, seed: int, n_blank: int, shuffle: bool) -> None:
+    """A wide table unpivoted (empty cells become absent rows, in any order) reads back identically."""
+    world = mixture_world(n_domains=3, n_benchmarks=1, seed=seed % 7)
+    t = world.sample_runs([2e7, 6e7], world.random_mixtures(3, seed=seed), n_checkpoints=3, seed=seed)
+    f = t.frame.drop("flops", "loss").with_columns(pl.col("step").cast(pl.Int64))
+    rng = np.random.default_rng(seed)
+    blank_rows = rng.choice(f.height, size=n_blank, replace=False)
+    f = f.with_columns(pl.when(pl.int_range(pl.len()).is_in(blank_rows.tolist())).then(None).otherwise(pl.col("loss:web")).alias("loss:web"))
+    index = ["run", "step", "params", "tokens", *[f"mix:{d}" for d in world.domains]]
+    long = f.unpivot(index=index, variable_name="name", value_name="value").drop_nulls("value")
+    if shuffle:
+        long = long.sample(fraction=1.0, shuffle=True, seed=seed)
+    p = tmp_path / f"long_{seed}_{n_blank}_{shuffle}.parquet"
+    long.write_parquet(p)
+    w = tmp_path / f"wide_{seed}_{n_blank}_{shuffle}.parquet"
+    f.write_parquet(w)
+    back = read_runs(p, format="long", long={"mix_domains": list(world.domains)})
+    direct = read_runs(w)
+    assert back.frame.select(direct.frame.columns).equals(direct.frame)
+    assert back.loss_domains == world.domains  # mixture domains first, in their order
+    assert back.missing_counts().get("loss:web", 0) == n_blank

@@ -26,6 +26,10 @@ _DML = (
     "--runs tests/data/fixtures/dml_3mix_70M_160M.txt --format long --checkpoint-pattern '{params}_{_}-{mix}/{step}' "
     "--name-pattern 'pythia-pile.valid.{name}.bin' --mix-domains Github,Books3,Pile-CC --tokens-per-step 1048576"
 )
+_LOGGER = (
+    "--runs tests/data/fixtures/logger_long.csv --ratios tests/data/fixtures/logger_mixtures.csv --format long --long-kind raw "
+    "--columns 'eval/{d}/loss=loss:{d},eval/{b}/acc=score:{b}' --tokens-per-step 8388608"
+)
 _WIDE = (
     "--runs tests/data/fixtures/wide_mixture_scale.csv "
     "--columns 'weight_{d}=mix:{d},{d}_loss=loss:{d},{b}_acc=score:{b},model_size=params,n_tokens=tokens' --run-id params,mix"
@@ -43,6 +47,8 @@ WALKTHROUGH = [
     f"mixopt fit {_OLMIX} --method regmix --out models/olmix_dclm",
     f"mixopt inspect {_DML}",
     f"mixopt fit {_DML} --method regmix --out models/dml_3mix",
+    f"mixopt inspect {_LOGGER}",
+    f"mixopt fit {_LOGGER} --method regmix --out models/logger_sweep",
     f"mixopt inspect {_WIDE}",
     f"mixopt fit {_WIDE} --method regmix --out models/wide_grid",
 ]
@@ -118,6 +124,10 @@ def test_fixture_layouts_read_as_documented(monkeypatch: pytest.MonkeyPatch, cap
     assert (dml["runs"], dml["checkpoints"]) == (12, 72)
     assert dml["domains"] == dml["loss_domains"] == ["Github", "Books3", "Pile-CC"]
     assert dml["missing"] == {"loss:Books3": 1, "loss:Pile-CC": 1}
+    log = _inspect(_LOGGER, capsys)
+    assert (log["runs"], log["checkpoints"]) == (8, 40) and log["domains"] == ["web", "code"]
+    assert log["loss_domains"] == ["code", "web"] and log["benchmarks"] == ["hellaswag"]
+    assert log["missing"] == {"score:hellaswag": 1} and log["run_ids"][0] == "sweep-00"
     wide = _inspect(_WIDE, capsys)
     assert (wide["runs"], wide["checkpoints"]) == (15, 60)  # 3 sizes x 5 mixtures, 4 checkpoints each
     assert wide["domains"] == ["web", "code", "math"] and wide["benchmarks"] == ["hellaswag"]
