@@ -89,7 +89,7 @@ from mixopt.data.table import (
     RunTable,
 )
 from mixopt.data.columns import build_run_ids, resolve_columns
-from mixopt.data.long import STEP, LongLayout, long_to_wide
+from mixopt.data.long import ROLE_NAMES, STEP, LongLayout, long_to_wide
 from mixopt.data.options import opt
 from mixopt.errors import SchemaError
 
@@ -559,7 +559,8 @@ def read_runs(
     string_cols = sorted(key_names | {k for k, v in columns.items() if v in key_names})
     if layout is not None:
         header = has_header_row(path)
-        main = read_frame(path, what="long-format run file", header=header)
+        run_names = [*ROLE_NAMES["run"], *((layout.columns or {}).get("run", ""),)]
+        main = read_frame(path, string_columns=[c for c in run_names if c], what="long-format run file", header=header)
         main = long_to_wide(main, layout, source=repr(str(path)), header=header)
     else:
         main = read_frame(path, string_columns=string_cols, what="run file")

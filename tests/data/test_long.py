@@ -158,3 +158,10 @@ def test_long_round_trip(tmp_path: Path, seed: int, n_blank: int, shuffle: bool)
     assert back.frame.select(direct.frame.columns).equals(direct.frame)
     assert back.loss_domains == world.domains  # mixture domains first, in their order
     assert back.missing_counts().get("loss:web", 0) == n_blank
+
+
+def test_text_run_ids_stay_text(tmp_path: Path) -> None:
+    p = tmp_path / "ids.csv"
+    p.write_text("run,step,domain,value\n007,1,web,3.0\n007,2,web,2.9\n010,1,web,3.1\n")
+    t = read_runs(p, format="long", tokens_per_step=10, params=1e7)
+    assert t.runs == ("007", "010")
