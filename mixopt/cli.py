@@ -118,6 +118,16 @@ def _mapping(text: str | None, what: str) -> dict[str, str]:
     return out
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
 def _names(text: str | None) -> list[str] | None:
     if text is None:
         return None
@@ -172,7 +182,7 @@ def _read_quiet(args: argparse.Namespace):
 
 
 def _data_info(runs: Any) -> dict[str, Any]:
-    """What was read: sizes, domains, benchmarks and the empty cells (for fit/backtest/inspect)."""
+    """What was read: sizes, domains, benchmarks and the empty cells (``mixopt inspect``)."""
     return {
         "runs": runs.n_runs,
         "checkpoints": len(runs),
@@ -433,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="read a run table as fit/backtest would and show what was read (runs, domains, missing cells)")
     _add_data_args(i)
-    i.add_argument("--show", type=int, default=5, help="checkpoints (rows) and run ids to show")
+    i.add_argument("--show", type=_nonnegative_int, default=5, help="checkpoints (rows) and run ids to show")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_inspect)
 
