@@ -56,6 +56,8 @@ _IRLS_MAXITER = 500
 #: fraction of the objective, or moves parameters by less than ``_LM_XTOL`` (relative)
 _LM_FTOL = 1e-12
 _LM_XTOL = 1e-10
+#: after the batched pre-stage, L-BFGS-B finishes this many of the best starts
+_FINISH_STARTS = 4
 
 
 # -- resampling by run ---------------------------------------------------------------------
@@ -623,12 +625,26 @@ class LawFitter:
         # to its local optimum at once; L-BFGS-B then finishes each start in a few
         # iterations (same optimum, a fraction of the cost of L-BFGS-B from the raw start).
         entry, method = starts, "lbfgsb"
+        finish = np.ones(starts.shape[0], dtype=bool)
         if analytic and starts.shape[0] > 1:
-            lm, _ = self._batched_lm(x, y, np.broadcast_to(w, (starts.shape[0], w.shape[0])), starts)
+            wb = np.broadcast_to(w, (starts.shape[0], w.shape[0]))
+            lm, _ = self._batched_lm(x, y, wb, starts)
             entry = np.where(np.all(np.isfinite(lm), axis=1, keepdims=True), lm, starts)
             method = "lm+lbfgsb"
+            # L-BFGS-B finishes only the _FINISH_STARTS best pre-stage results (the others
+            # sit in the same or worse basins); a start the pre-stage could not move is kept
+            with np.errstate(all="ignore"):
+                pre = np.array([fun(e)[0] if analytic else fun(e) for e in entry], dtype=np.float64)
+            if np.isfinite(pre).sum() > _FINISH_STARTS:
+                keep = np.argsort(np.where(np.isfinite(pre), pre, np.inf), kind="stable")[:_FINISH_STARTS]
+                finish[:] = False
+                finish[keep] = True
         timed_out = False
         for i, x0 in enumerate(starts):
+            if not finish[i]:
+                rows.append(self._row(i, "lm", law.param_names, x0, entry[i], float(pre[i]) * scale if np.isfinite(pre[i])
+                                      else math.nan, False, "pre-stage only: not among the best starts", 0))
+                continue
             if self._out_of_time():
                 timed_out = True
                 rows.append(self._row(i, method, law.param_names, x0, np.full_like(x0, np.nan), math.nan, False,
@@ -650,8 +666,9 @@ class LawFitter:
             if ok and obj < best_obj:
                 best, best_obj = th, obj
         table = self._record(rows)
-        n_conv = int(table["converged"].sum()) if table.height else 0
-        limit_hit = table.height > 0 and bool((table["n_iter"] >= int(self.maxiter)).all())
+        ran = table.filter(pl.col("method") != "lm")
+        n_conv = int(ran["converged"].sum()) if ran.height else 0
+        limit_hit = ran.height > 0 and bool((ran["n_iter"] >= int(self.maxiter)).all())
         if (timed_out and (best is None or n_conv == 0)) or (best is not None and n_conv == 0 and limit_hit):
             why = (f"the wall-time budget of {self.max_seconds} s ran out" if timed_out
                    else f"every start reached the iteration cap of {self.maxiter}")

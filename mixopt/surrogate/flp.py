@@ -650,6 +650,26 @@ class FLP(_ComputeSurrogate):
         chosen = next(c for c in cands if c.name == sel.chosen)
         return str(chosen.settings["stage1"]), str(chosen.settings["checkpoints"]), rows
 
+    def _loss_folds(self, runs: RunTable, loss_name: str) -> list[tuple[RunTable, RunTable]]:
+        """Stage-2 folds: hold out every checkpoint with a loss below the best final loss of
+        the (k+1)-th largest size (stage 2 extrapolates in loss, not in size)."""
+        final = runs.final()
+        sizes = np.unique(final.params())
+        fl = final.column(loss_name)
+        out = []
+        for k in range(1, int(self.selection_folds) + 1):
+            if sizes.size - k < 2:
+                break
+            at = (final.params() == sizes[-(k + 1)]) & np.isfinite(fl)
+            if not at.any():
+                continue
+            thr = float(np.min(fl[at]))
+            train = runs.filter(pl.col(loss_name).is_not_null() & (pl.col(loss_name) >= thr))
+            test = runs.filter(pl.col(loss_name).is_not_null() & (pl.col(loss_name) < thr))
+            if len(test) and train.n_runs >= 2:
+                out.append((train, test))
+        return out
+
     def _choose_stage2(self, runs: RunTable, loss_name: str, eff: Mapping[str, Any],
                        folds: list[Fold]) -> tuple[dict[str, str], list[dict[str, Any]]]:
         names = [SCORE_PREFIX + b.name for b in runs.benchmarks]
@@ -658,20 +678,13 @@ class FLP(_ComputeSurrogate):
         links = STAGE2_FORMS
         err: dict[tuple[str, str], list[float]] = {}
         fail: dict[tuple[str, str], str] = {}
-        for fold in folds:
-            train, test = fold.train, runs.select_runs(fold.test.runs)
-            l_train = train.column(loss_name)
+        for train, test in self._loss_folds(runs, loss_name):
             l_test = test.column(loss_name)
-            min_train = float(np.nanmin(l_train)) if np.isfinite(l_train).any() else math.inf
-            # held-out checkpoints with a loss beyond the fitted range (the extrapolation
-            # stage 2 faces); the final checkpoints when none is
-            beyond = np.isfinite(l_test) & (l_test < min_train)
-            pick = beyond if beyond.any() else self._usable_rows(test, "final") & np.isfinite(l_test)
             sc_test = test.scores()
             for j, b in enumerate(runs.benchmarks):
                 name = names[j]
-                actual = sc_test[pick, j]
-                ok = np.isfinite(actual)
+                actual = sc_test[:, j]
+                ok = np.isfinite(actual) & np.isfinite(l_test)
                 for link in links:
                     fl, _, reason = self._fit_stage2_one(train, j, b, link, loss_name, None, eff["stage2_points"])
                     if fl is None:
@@ -680,7 +693,7 @@ class FLP(_ComputeSurrogate):
                     if not ok.any():
                         continue
                     with np.errstate(all="ignore"):
-                        pred = fl.law.predict(l_test[pick][ok][:, None], fl.params)
+                        pred = fl.law.predict(l_test[ok][:, None], fl.params)
                     err.setdefault((name, link), []).extend(np.abs(pred - actual[ok]).tolist())
         choice: dict[str, str] = {}
         rows: list[dict[str, Any]] = []
@@ -773,7 +786,7 @@ class FLP(_ComputeSurrogate):
 
         def factory() -> FLP:
             # min_runs=1: a benchmark that has emerged in one fitted run still gives calibration points
-            m = self._internal(stage1=form, checkpoints=mode, stage2="linear", n_bootstrap=min(int(self.n_bootstrap), 100),
+            m = self._internal(stage1=form, checkpoints=mode, stage2="linear", n_bootstrap=min(int(self.n_bootstrap), 50),
                                min_runs=1)
             m._stage2_map = dict(links)
             return m
