@@ -54,3 +54,39 @@ def coverage(rows: pl.DataFrame) -> float:
 def med(values: Sequence[float]) -> float:
     v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
     return float(np.median(v)) if v else math.nan
+
+
+def section(runs: Any, methods: Mapping[str, tuple[str, Mapping[str, Any]]], holdout_min_params: float,
+            label: str) -> dict[str, Any]:
+    """Backtest every method on one split; print per-target and summary tables; return headline figures."""
+    from mixopt.backtest import backtest, make_split
+
+    split = make_split(runs, holdout_min_params=holdout_min_params)
+    out_rows = []
+    head: dict[str, Any] = {}
+    for name, (kind, settings) in methods.items():
+        t0 = time.perf_counter()
+        try:
+            r = backtest(runs, kind, settings=dict(settings), split=split)
+        except Exception as e:  # noqa: BLE001 - a benchmark reports, it does not stop
+            print(f"  {label}/{name}: failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+            continue
+        dt = time.perf_counter() - t0
+        pt = per_target(r.rows)
+        sc = r.rows.filter(pl.col("quantity").str.starts_with("score:"))
+        for row in pt.iter_rows(named=True):
+            out_rows.append({"data": label, "method": name, **row})
+        head[name] = {
+            "median_loss_err": float(pt["loss_rel_err"].median()) if "loss_rel_err" in pt.columns and pt["loss_rel_err"].null_count() < pt.height else None,
+            "median_score_err": float(sc["rel_error"].median()) if sc.height else None,
+            "median_abs_score_err": float((sc["predicted"] - sc["actual"]).abs().median()) if sc.height else None,
+            "median_avg_score_err": float(pt["avg_score_rel_err"].median()) if "avg_score_rel_err" in pt.columns and pt["avg_score_rel_err"].null_count() < pt.height else None,
+            "coverage90": r.coverage,
+            "backtest_s": dt,
+        }
+    if out_rows:
+        print(f"{label}: {split.description}; per held-out model:\n")
+        print(md(pl.DataFrame(out_rows)))
+    print(f"\n{label}: summary (score errors over every held-out benchmark score)\n")
+    print(md(pl.DataFrame([{"method": k, **v} for k, v in head.items()])))
+    return head
