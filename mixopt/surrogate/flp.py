@@ -584,11 +584,10 @@ class FLP(_ComputeSurrogate):
                         resample: GroupResample | None, points: str) -> tuple[FittedLaw | None, dict[str, Any], str | None]:
         """Fit benchmark ``j``'s loss -> score law. Returns (law or None, report row, reason)."""
         name = SCORE_PREFIX + b.name
-        run_ids = self._group_ids(runs.run_ids())
-        s = runs.scores()[:, j]
-        loss_all = runs.column(loss_name)
+        run_ids, scores, loss_all = self._arrays(runs, loss_name)
+        s = scores[:, j]
         evaluated = np.isfinite(s) & np.isfinite(loss_all)
-        emerged = self._emergence(runs, b, s) & np.isfinite(loss_all)
+        emerged = emerged_mask(s, b, float(self.emergence_margin), run_ids=run_ids, mode=self.emergence) & np.isfinite(loss_all)
         reason = self._predictability(b, emerged, run_ids, int(evaluated.sum()))
         if reason is None:
             use_all = points == "all" or (points == "auto" and link != "linear")
@@ -615,6 +614,16 @@ class FLP(_ComputeSurrogate):
         row = _report_row(name, link, "unpredictable", reason or "", int(emerged.sum()),
                           int(np.unique(run_ids[emerged]).shape[0]) if emerged.any() else 0)
         return None, row, reason
+
+    def _arrays(self, runs: RunTable, loss_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(run ids, scores (n, b), loss (n,)) of a table, cached for the duration of one fit."""
+        cache = self.__dict__.setdefault("_array_cache", {})
+        key = (id(runs), loss_name)
+        hit = cache.get(key)
+        if hit is None or hit[0] is not runs:
+            hit = (runs, (self._group_ids(runs.run_ids()), runs.scores(), runs.column(loss_name)))
+            cache[key] = hit
+        return hit[1]
 
     def _internal(self, **overrides: Any) -> FLP:
         """A fixed-form copy for internal backtests (no selection, no calibration)."""
@@ -715,6 +724,7 @@ class FLP(_ComputeSurrogate):
 
     def _fit(self, runs: RunTable) -> None:
         t0 = time.perf_counter()
+        self.__dict__.pop("_array_cache", None)
         self._check_settings()
         eff = self._effective()
         loss_name = self._resolve_loss(runs)
@@ -776,6 +786,7 @@ class FLP(_ComputeSurrogate):
             self.calibrator_, cal_rows = self._fit_calibrator(runs, folds, form, mode, stage2)
             selection += cal_rows
         self.selection_ = pl.DataFrame(selection, schema=SELECTION_SCHEMA, orient="row")
+        self.__dict__.pop("_array_cache", None)
         self.fit_seconds_ = time.perf_counter() - t0
         logger.debug("FLP fit on %d runs / %d checkpoints in %.3fs", runs.n_runs, len(runs), self.fit_seconds_)
 
