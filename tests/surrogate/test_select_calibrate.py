@@ -226,3 +226,22 @@ def test_fits_use_only_rows_where_the_loss_is_present() -> None:
     n_full = full.fit_report_.filter(pl.col("quantity") != "loss")["n_points"].to_numpy()
     n_part = part.fit_report_.filter(pl.col("quantity") != "loss")["n_points"].to_numpy()
     assert np.all(n_part < n_full)
+
+
+def test_schedule_decides_which_checkpoints_stage1_may_use() -> None:
+    from mixopt.testing import single_domain_world
+
+    world = single_domain_world(seed=2)
+    runs = world.sample_runs([2e7, 5e7, 1e8, 2e8, 4e8, 7e8], None, seed=2, loss_noise=0.002, score_noise=0.002)
+    cosine = FLP(n_bootstrap=0, calibrate=False, stage2="linear").fit(runs)
+    assert cosine.checkpoints_ == "final"
+    assert not any(c.endswith("+usable") for c in cosine.selection_["candidate"].to_list())
+    const = RunTable(runs.frame.with_columns(pl.lit("constant").alias("schedule")), runs.benchmarks)
+    m = FLP(n_bootstrap=0, calibrate=False, stage2="linear").fit(const)
+    cands = m.selection_.filter(pl.col("stage") == "stage1")["candidate"].to_list()
+    assert "power_offset+usable" in cands and "power_offset+final" in cands
+    fixed = FLP(n_bootstrap=0, calibrate=False, stage2="linear", stage1="power_offset", checkpoints="usable").fit(const)
+    assert fixed.fit_report_.filter(pl.col("quantity") == "loss")["n_points"][0] == len(runs)
+    with pytest.raises(Exception, match="schedule"):
+        FLP(n_bootstrap=0, checkpoints="usable", stage1="power_offset").fit(
+            RunTable(runs.frame.with_columns(pl.lit("linear-decay").alias("schedule")), runs.benchmarks))
