@@ -112,6 +112,8 @@ DEFAULT_STAGE1 = "power_offset"
 #: small runs), Pythia and Gemstones when it is forced on every benchmark; linear only wins on
 #: Gadre's 5-run fit set. A sigmoid that cannot be fitted falls back to linear.
 DEFAULT_STAGE2 = "sigmoid"
+#: ``auto`` fits a stage-2 link only with at least this many points per parameter
+MIN_POINTS_PER_PARAM = 3
 #: reference level of the interval calibration
 CALIBRATION_LEVEL = 0.9
 #: fewest held-out points to calibrate on (with 3 the conformal 90% factor is the largest miss)
@@ -608,8 +610,12 @@ class FLP(_ComputeSurrogate):
         return fitter, law, int(use.sum())
 
     def _fit_stage2_one(self, runs: RunTable, j: int, b: Benchmark, link: str, loss_name: str,
-                        resample: GroupResample | None, points: str) -> tuple[FittedLaw | None, dict[str, Any], str | None]:
-        """Fit benchmark ``j``'s loss -> score law. Returns (law or None, report row, reason)."""
+                        resample: GroupResample | None, points: str,
+                        min_points_per_param: int = 0) -> tuple[FittedLaw | None, dict[str, Any], str | None]:
+        """Fit benchmark ``j``'s loss -> score law. Returns (law or None, report row, reason).
+
+        ``min_points_per_param`` > 0 (``auto`` only) refuses a link with fewer points than
+        that many per parameter (a 3-parameter sigmoid on 5 points is noise)."""
         name = SCORE_PREFIX + b.name
         run_ids, scores, loss_all = self._arrays(runs, loss_name)
         s = scores[:, j]
@@ -620,6 +626,13 @@ class FLP(_ComputeSurrogate):
             use_all = points == "all" or (points == "auto" and link != "linear")
             rows = evaluated if use_all else emerged
             law2 = self._stage2_law(b, s[rows], link)
+            need = min_points_per_param * law2.n_params
+            if need and int(rows.sum()) < need:
+                reason = (f"not fitted: {int(rows.sum())} point(s) for a {law2.n_params}-parameter {link} link, `auto` "
+                          f"needs >= {need} ({min_points_per_param} per parameter)")
+                row = _report_row(name, link, "unpredictable", reason, int(rows.sum()),
+                                  int(np.unique(run_ids[rows]).shape[0]) if rows.any() else 0)
+                return None, row, reason
             fitter2 = LawFitter(law2, loss=self.stage2_loss, huber_delta=self.stage2_huber_delta,
                                 n_starts=self.n_starts, n_bootstrap=0, seed=self.seed, max_seconds=float(self.fit_budget_s))
             try:
@@ -722,7 +735,8 @@ class FLP(_ComputeSurrogate):
                 actual = sc_test[:, j]
                 ok = np.isfinite(actual) & np.isfinite(l_test)
                 for link in links:
-                    fl, _, reason = self._fit_stage2_one(train, j, b, link, loss_name, None, eff["stage2_points"])
+                    fl, _, reason = self._fit_stage2_one(train, j, b, link, loss_name, None, eff["stage2_points"],
+                                                         MIN_POINTS_PER_PARAM)
                     if fl is None:
                         fail.setdefault((name, link), reason or "not fitted")
                         continue
@@ -786,8 +800,10 @@ class FLP(_ComputeSurrogate):
                 unpredictable[name] = "not fitted: stage-1-only internal fit"
                 continue
             link = links.get(name, DEFAULT_STAGE2 if eff["stage2"] == "auto" else str(eff["stage2"]))
-            fl, row, reason = self._fit_stage2_one(runs, j, b, link, loss_name, resample, eff["stage2_points"])
-            if fl is None and link != "linear" and eff["stage2"] == "auto" and reason and "fit failed" in reason:
+            auto2 = eff["stage2"] == "auto" and fixed_links is None
+            fl, row, reason = self._fit_stage2_one(runs, j, b, link, loss_name, resample, eff["stage2_points"],
+                                                   MIN_POINTS_PER_PARAM if auto2 else 0)
+            if fl is None and link != "linear" and auto2 and reason and ("fit failed" in reason or "not fitted" in reason):
                 logger.info("FLP: %s: %s; falling back to the linear link", name, reason)
                 link = "linear"
                 fl, row, reason = self._fit_stage2_one(runs, j, b, link, loss_name, resample, eff["stage2_points"])
