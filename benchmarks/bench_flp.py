@@ -167,6 +167,9 @@ def main() -> None:
             pl.col("rel_error").median().alias("median_rel_err"),
             pl.col("rel_error").quantile(0.9).alias("p90_rel_err"),
             pl.col("covered").cast(pl.Float64).mean().alias("coverage90")).sort("method"))
+        print("per benchmark: median relative error over seeds and held-out models (FLP must beat FP on each):")
+        print(d.filter(pl.col("quantity") != "loss").group_by("quantity", "method").agg(
+            pl.col("rel_error").median()).pivot(on="method", index="quantity", values="rel_error").sort("quantity"))
         print("median over seeds of the per-seed median score error:")
         print(per_seed.group_by("method").agg(pl.col("median_score_err").median()).sort("method"))
         if args.only == "d":
