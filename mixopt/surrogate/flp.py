@@ -112,6 +112,8 @@ DEFAULT_STAGE1 = "power_offset"
 #: small runs), Pythia and Gemstones when it is forced on every benchmark; linear only wins on
 #: Gadre's 5-run fit set. A sigmoid that cannot be fitted falls back to linear.
 DEFAULT_STAGE2 = "sigmoid"
+#: each selection (stage 1, stage 2) starts no new candidate/fold after this many fit budgets
+SELECTION_BUDGET_FITS = 2
 #: ``auto`` fits a stage-2 link only with at least this many points per parameter
 MIN_POINTS_PER_PARAM = 3
 #: reference level of the interval calibration
@@ -394,7 +396,9 @@ class FLP(_ComputeSurrogate):
         calibrate: scale the intervals by extrapolation distance from the internal
             leave-largest-out backtest (:mod:`mixopt.surrogate.calibrate`).
         selection_folds: internal folds (fold k holds out the k largest sizes).
-        fit_budget_s: wall-time budget of every single law fit, seconds.
+        fit_budget_s: wall-time budget of every single law fit, seconds; the stage-1 and the
+            stage-2 selections each stop starting new candidates after
+            ``SELECTION_BUDGET_FITS`` times this (the rest are reported as skipped).
         emergence_margin: distance from chance for a checkpoint to count as emerged (0.05).
         emergence: ``"checkpoint"`` (paper) or ``"first_crossing"``.
         min_emerged: fewest emerged checkpoints for a benchmark to be predictable (3).
@@ -687,7 +691,8 @@ class FLP(_ComputeSurrogate):
             m._stage1_only = True
             return m
 
-        sel = select(runs, cands, factory, folds=folds, quantities=[loss_name])
+        sel = select(runs, cands, factory, folds=folds, quantities=[loss_name],
+                     time_budget_s=SELECTION_BUDGET_FITS * float(self.fit_budget_s))
         rows = [_sel_row("stage1", loss_name, r["candidate"], r["status"], r["reason"], r["score"], r["n_points"])
                 for r in sel.table.iter_rows(named=True)]
         if sel.chosen is None:
@@ -727,7 +732,14 @@ class FLP(_ComputeSurrogate):
         links = STAGE2_FORMS
         err: dict[tuple[str, str], list[float]] = {}
         fail: dict[tuple[str, str], str] = {}
+        t_start = time.perf_counter()
+        budget = SELECTION_BUDGET_FITS * float(self.fit_budget_s)
         for train, test in self._loss_folds(runs, loss_name):
+            if time.perf_counter() - t_start > budget:
+                for name in names:
+                    for link in links:
+                        fail.setdefault((name, link), f"skipped: selection time budget of {budget:g} s used up")
+                break
             l_test = test.column(loss_name)
             sc_test = test.scores()
             for j, b in enumerate(runs.benchmarks):
