@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from real_common import md, med, per_target
+from real_common import md, per_target
 
 DATASETS = ("c4_original", "rpj", "rw_original")
 
@@ -114,7 +114,6 @@ def _targets(final: Any, protocol: str) -> list[str]:
 def run(quick: bool) -> dict[str, Any]:
     from mixopt.backtest import backtest
     from mixopt.data.public import default_data_dir, load_gadre
-    from mixopt.surrogate.select import size_folds  # noqa: F401  (import check: auto machinery present)
 
     logging.getLogger("mixopt").setLevel(logging.ERROR)
     data = default_data_dir(__import__("pathlib").Path(__file__).resolve().parents[1])
