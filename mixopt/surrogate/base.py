@@ -362,16 +362,33 @@ def register(cls: type[Surrogate]) -> type[Surrogate]:
     return cls
 
 
+#: Method names that are a registered kind with fixed settings: ``flpm_additive`` is FLP-M
+#: with the paper's additive stage-1 law (``stage1 = "flpm_additive"``).
+METHOD_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {"flpm_additive": ("flpm", {"stage1": "flpm_additive"})}
+
+
 def surrogate_kinds() -> tuple[str, ...]:
+    """Every method name :func:`make_surrogate` accepts (kinds and aliases)."""
     _load_builtin()
-    return tuple(sorted(_REGISTRY))
+    return tuple(sorted(set(_REGISTRY) | set(METHOD_ALIASES)))
 
 
 def make_surrogate(kind: str, **settings: Any) -> Surrogate:
-    """Instantiate a registered surrogate by kind (``flp``, ``fp``, ``flpm``, ``dml``, ``regmix``)."""
+    """Instantiate a surrogate by method name (``flp``, ``fp``, ``flpm``, ``flpm_additive``, ``dml``, ``regmix``).
+
+    An alias (:data:`METHOD_ALIASES`) fixes some settings; giving one of those settings
+    with another value is refused.
+    """
     _load_builtin()
+    if kind in METHOD_ALIASES:
+        base, fixed = METHOD_ALIASES[kind]
+        clash = {k: v for k, v in settings.items() if k in fixed and v != fixed[k]}
+        if clash:
+            raise SchemaError(f"Method {kind!r} is {base!r} with {fixed}; the settings {clash} contradict it. "
+                              f"Use method {base!r} with your settings instead.")
+        kind, settings = base, {**settings, **fixed}
     if kind not in _REGISTRY:
-        raise SchemaError(f"Unknown surrogate method {kind!r}; choose one of {sorted(_REGISTRY)}.")
+        raise SchemaError(f"Unknown surrogate method {kind!r}; choose one of {list(surrogate_kinds())}.")
     try:
         return _REGISTRY[kind](**settings)
     except TypeError as e:
@@ -579,6 +596,7 @@ def load_surrogate(path: str | Path) -> Surrogate:
 __all__ = [
     "MANIFEST",
     "MODEL_FILES",
+    "METHOD_ALIASES",
     "MODEL_FORMAT_VERSION",
     "Prediction",
     "Surrogate",
