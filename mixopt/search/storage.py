@@ -223,14 +223,38 @@ def open_storage(url: str) -> Any:
 
 
 @contextlib.contextmanager
-def batched_writes(storage: Any) -> Iterator[None]:
-    """Hold back a batched journal's appends inside the block (no-op for other storages)."""
-    backend = getattr(storage, "_backend", None)
-    if backend is not None and hasattr(backend, "batch"):
-        with backend.batch():
-            yield
-    else:
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends (then they are delivered as usual).
+
+    A Ctrl-C or a SIGTERM handler raises wherever the interpreter happens to be; inside a
+    storage write that can leave a torn journal line or a stale journal lock file. Writes
+    are short, so deferring the signal for their duration costs nothing noticeable.
+    """
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
+        return
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def batched_writes(storage: Any) -> Iterator[None]:
+    """Write a batch of storage operations safely: signals deferred, and a batched journal's
+    appends held back and written at the end of the block (one write + fsync)."""
+    backend = getattr(storage, "_backend", None)
+    with signals_deferred():
+        if backend is not None and hasattr(backend, "batch"):
+            with backend.batch():
+                yield
+        else:
+            yield
 
 
 # -- the in-memory study the runner drives ----------------------------------------------------
@@ -375,6 +399,7 @@ __all__ = [
     "LEASE_TTL_S",
     "StudyLock",
     "batched_writes",
+    "signals_deferred",
     "check_writable_file",
     "make_batched_backend",
     "make_memory_storage",
