@@ -91,3 +91,5 @@ def test_ray_starts_automatically_in_a_fresh_process(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK" in out.stdout
+    # quiet by default (issue 14): no token-authentication warning, no dashboard
+    assert "Token authentication" not in out.stderr and "dashboard" not in out.stderr.lower(), out.stderr[-2000:]
