@@ -224,24 +224,36 @@ def open_storage(url: str) -> Any:
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends (then they are delivered as usual).
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them to the previous handlers.
 
     A Ctrl-C or a SIGTERM handler raises wherever the interpreter happens to be; inside a
     storage write that can leave a torn journal line or a stale journal lock file. Writes
-    are short, so deferring the signal for their duration costs nothing noticeable.
+    are short, so deferring the signal for their duration costs nothing noticeable. (A
+    thread signal mask would not do: Python runs handlers in the main thread whichever
+    thread received the signal, and polars keeps worker threads.) Main thread only.
     """
     import signal
     import threading
 
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    sigs = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    pending: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.getsignal(sig) for sig in sigs}
+    for sig in sigs:
+        signal.signal(sig, lambda signum, _frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in pending:
+            handler = old[sig]
+            if callable(handler):
+                handler(sig, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), sig)
 
 
 @contextlib.contextmanager
