@@ -272,7 +272,7 @@ def study_history(storage: str | Path, study_name: str) -> dict[str, Any]:
     if f is not None and not f.exists():
         raise SearchError(f"No study storage at {f}.")
     with _optuna_quiet():
-        st = open_storage(url)
+        st = open_storage(url, for_writing=False)
         try:
             study = optuna.load_study(study_name=study_name, storage=st)
         except KeyError:

@@ -195,12 +195,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
-def open_storage(url: str) -> Any:
-    """An Optuna storage for ``url``: a batched journal file, or RDB (SQLite gets WAL)."""
+def open_storage(url: str, *, for_writing: bool = True) -> Any:
+    """An Optuna storage for ``url``: a batched journal file, or RDB (SQLite gets WAL).
+
+    ``for_writing=False`` skips the writability check (reading a study on a read-only disk).
+    """
     import optuna
 
     path = storage_file(url)
-    if path is not None:
+    if path is not None and for_writing:
         check_writable_file(path, "study storage")
     if url.startswith("journal:"):
         from optuna.storages import JournalStorage
