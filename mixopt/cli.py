@@ -238,9 +238,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     )
     if not results:
         raise FitError(f"None of the methods {methods} could be fitted on the training runs (see the warnings above).")
+    # -- report engineer: --out / --report (files written before printing) --
+    extra = _backtest_files(args, results, table)
     if args.json:
-        _emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts()})
+        _emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts()} | extra)
         return 0
+    for p in extra.get("written", []):
+        print(f"wrote {p}")
     print(f"held out: {results[0].split}")
     for r in results:
         _print_frame(r.summary(), f"\n{r.method}: relative error on held-out runs ({r.level:.0%} interval coverage)")
@@ -256,8 +260,17 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from mixopt.search import run_search
 
     cfg = load_config(args.config, overrides=_overrides(args))
-    result = run_search(cfg, progress=not args.no_progress and not args.json)
+    surrogate = None
+    if getattr(args, "report", None):  # report engineer: keep the fitted surrogate for the report
+        from mixopt.search import fit_surrogate
+
+        surrogate = fit_surrogate(cfg)
+    result = run_search(cfg, surrogate, progress=not args.no_progress and not args.json)
     written = result.write(cfg.output) if getattr(cfg, "output", None) else []
+    if getattr(args, "report", None):
+        from mixopt.report.commands import search_report, write
+
+        written += write(search_report(cfg, surrogate, result, command=_command(args)), args.report)
     if args.json:
         _emit_json(result.to_json() | {"written": [str(p) for p in written]})
         return 0
@@ -274,6 +287,34 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if v is not None:
             o[key] = v
     return o
+
+
+# -- reports (report engineer) -------------------------------------------------------------
+def _command(args: argparse.Namespace) -> list[str]:
+    """The command and its options, for the report's provenance."""
+    opts = [f"--{k.replace('_', '-')}={v}" for k, v in sorted(vars(args).items())
+            if k not in ("func", "command", "json") and v not in (None, False)]
+    return ["mixopt", str(args.command), *opts]
+
+
+def _backtest_files(args: argparse.Namespace, results: list[Any], table: Any) -> dict[str, Any]:
+    from mixopt.report.commands import backtest_outputs
+
+    written = backtest_outputs(results, table, out=args.out, report=args.report, runs_files=(args.runs, args.ratios),
+                               command=_command(args))
+    return {"written": [str(p) for p in written]} if written else {}
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mixopt.report.commands import run_report
+
+    info = run_report(args, mix=_pairs(args.mix, "--mix"), chance=_pairs(args.chance, "--chance") or None, command=_command(args))
+    if args.json:
+        _emit_json(info)
+    else:
+        for p in info["written"]:
+            print(f"wrote {p}")
+    return 0
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -324,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--holdout-mixtures", help="an int (that many random mixtures) or mixtures 'web=0.5,code=0.5;web=1'")
     b.add_argument("--level", type=float, default=0.9)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--out", help="also write the results to this file (.json: the --json payload; .csv: one row per run, method and quantity)")
+    b.add_argument("--report", help="also write an HTML report of the backtest to this file")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_backtest)
 
@@ -338,9 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--ray-address", dest="ray_address", help="connect to this Ray cluster instead of starting a local one")
     o.add_argument("--output", help="override the output file for the Pareto table")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o.add_argument("--report", help="also write an HTML report (fits at the best mixture, Pareto front, shortlist, history) to this file")
     o.add_argument("--json", action="store_true")
     o.set_defaults(func=cmd_optimize)
 
+    from mixopt.report.commands import add_report_arguments  # report engineer
+
+    r = sub.add_parser("report", help="write a report (fits, backtests, searches) as one offline HTML file, or its figures")
+    add_report_arguments(r)
+    r.set_defaults(func=cmd_report)
     return p
 
 
