@@ -155,6 +155,12 @@ def figure_svg(fig: Figure, key: str, *, inline: bool = True) -> str:
     if not inline:
         return svg
     svg = svg[svg.index("<svg"):]
+    # matplotlib numbers its ids per file (figure_1, axes_1, ...): prefix them (and every reference
+    # to them) with the figure key so that several SVGs share one HTML document without clashes
+    pre = f"{key}-"
+    svg = re.sub(r'(\s)id="([^"]+)"', lambda m: f'{m.group(1)}id="{pre}{m.group(2)}"', svg)
+    svg = re.sub(r'((?:xlink:)?href)="#([^"]+)"', lambda m: f'{m.group(1)}="#{pre}{m.group(2)}"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{pre}{m.group(1)})", svg)
     m = re.match(r'<svg([^>]*?)\swidth="([\d.]+)pt"\s+height="([\d.]+)pt"', svg)
     if m:
         w = float(m.group(2))

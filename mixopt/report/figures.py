@@ -235,6 +235,23 @@ def _series(pred: Prediction | None, q: str) -> tuple[np.ndarray, np.ndarray | N
     return mean, lo, hi
 
 
+def _errorbar(ax: Axes, x: Any, y: Any, gid: str, **kw: Any) -> Any:
+    """``ax.errorbar`` with the SVG id on the markers only (its bars and caps get derived ids, none repeated)."""
+    eb = ax.errorbar(x, y, **kw)
+    eb.lines[0].set_gid(gid)
+    for i, c in enumerate(eb.lines[1]):
+        c.set_gid(f"{gid}/cap{i}")
+    for i, b in enumerate(eb.lines[2]):
+        b.set_gid(f"{gid}/bar{i}")
+    return eb
+
+
+def _bar_gids(bars: Any, gid: str) -> None:
+    """SVG ids ``<gid>/<i>`` for the bars of one series (one id per bar: ids must not repeat)."""
+    for i, patch in enumerate(bars):
+        patch.set_gid(f"{gid}/{i}")
+
+
 def _draw_path(ax: Axes, x: np.ndarray, mean: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None,
                inside: np.ndarray, gid: str, label: str, level: float) -> None:
     """A fitted curve: solid where ``inside`` (sampling range), dashed beyond, with its band."""
@@ -256,8 +273,8 @@ def _draw_target(ax: Axes, x: float, mean: float, lo: float | None, hi: float | 
     yerr = None
     if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
         yerr = [[max(mean - lo, 0.0)], [max(hi - mean, 0.0)]]
-    ax.errorbar([x], [mean], yerr=yerr, fmt="D", color=TARGET_COLOR, ms=6, capsize=4, lw=1.5, zorder=5,
-                label="target prediction", gid=gid)
+    _errorbar(ax, [x], [mean], gid, yerr=yerr, fmt="D", color=TARGET_COLOR, ms=6, capsize=4, lw=1.5, zorder=5,
+              label="target prediction")
     if text:
         ax.annotate(text, (x, mean), xytext=(-6, 10), textcoords="offset points", ha="right", fontsize=7.5,
                     color=TARGET_COLOR, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
@@ -529,8 +546,8 @@ def _parity_panel(ax: Axes, rows: pl.DataFrame, id_col: str, meas: str, g: str) 
         hi = r["upper"].to_numpy().astype(float) if "upper" in r.columns else np.full_like(y, np.nan)
         has = np.isfinite(lo) & np.isfinite(hi)
         yerr = np.vstack([np.where(has, np.maximum(y - lo, 0), 0), np.where(has, np.maximum(hi - y, 0), 0)])
-        ax.errorbar(x, y, yerr=yerr, fmt="o", ms=4, lw=0.8, capsize=2, alpha=0.85, color=PALETTE[i % len(PALETTE)],
-                    label=q, gid=f"{g}/{q}")
+        _errorbar(ax, x, y, f"{g}/{q}", yerr=yerr, fmt="o", ms=4, lw=0.8, capsize=2, alpha=0.85, color=PALETTE[i % len(PALETTE)],
+                  label=q)
         series.append({"quantity": q, "id": [str(v) for v in r[id_col].to_list()], "actual": _list(x), "predicted": _list(y),
                        "lower": _list(lo), "upper": _list(hi)})
         lo_all += [x, y, lo, hi]
@@ -598,8 +615,8 @@ def _coverage(data: BacktestData, key: str = "coverage") -> tuple[Figure, dict[s
             cov = {q: c for q, c in zip(sm["quantity"].to_list(), sm["coverage"].to_list(), strict=True)}
             vals = [cov.get(q) for q in quantities]
             xs = np.arange(len(quantities)) + (i - (len(methods) - 1) / 2) * w
-            ax.bar(xs, [np.nan if v is None else v for v in vals], width=w, color=PALETTE[i % len(PALETTE)], label=m,
-                   gid=f"{key}/{m}")
+            bars = ax.bar(xs, [np.nan if v is None else v for v in vals], width=w, color=PALETTE[i % len(PALETTE)], label=m)
+            _bar_gids(bars, f"{key}/{m}")
             out["methods"][m] = _list([np.nan if v is None else v for v in vals])
         ax.axhline(data.level, color="#333333", lw=1, ls="--", label=f"nominal {data.level:.0%}", gid=f"{key}/nominal")
         ax.set_xticks(np.arange(len(quantities)), quantities, rotation=25, ha="right")
@@ -836,7 +853,8 @@ def _shortlist(search: SearchData, key: str = "shortlist") -> tuple[Figure, dict
                                "mixture": {}, "predictions": {}}
         for i, d in enumerate(domains):
             v = rows[f"mix:{d}"].to_numpy().astype(float)
-            bars = ax.barh(y, v, left=left, color=PALETTE[i % len(PALETTE)], edgecolor="white", lw=0.5, label=d, gid=f"{key}/mix/{d}")
+            bars = ax.barh(y, v, left=left, color=PALETTE[i % len(PALETTE)], edgecolor="white", lw=0.5, label=d)
+            _bar_gids(bars, f"{key}/mix/{d}")
             ax.bar_label(bars, labels=[f"{x:.2f}" if x >= 0.08 else "" for x in v], label_type="center", fontsize=7, color="white")
             left += v
             out["mixture"][d] = _list(v)
@@ -854,8 +872,8 @@ def _shortlist(search: SearchData, key: str = "shortlist") -> tuple[Figure, dict
                 m = rows[q].to_numpy().astype(float)
                 lo = rows[f"{q}:lower"].to_numpy().astype(float)
                 hi = rows[f"{q}:upper"].to_numpy().astype(float)
-                ax2.errorbar(m, y + off[j], xerr=[np.maximum(m - lo, 0), np.maximum(hi - m, 0)], fmt="o", ms=4, capsize=2, lw=1,
-                             color=PALETTE[(j + len(domains)) % len(PALETTE)], label=q, gid=f"{key}/pred/{q}")
+                _errorbar(ax2, m, y + off[j], f"{key}/pred/{q}", xerr=[np.maximum(m - lo, 0), np.maximum(hi - m, 0)], fmt="o",
+                          ms=4, capsize=2, lw=1, color=PALETTE[(j + len(domains)) % len(PALETTE)], label=q)
                 out["predictions"][q] = {"mean": _list(m), "lower": _list(lo), "upper": _list(hi)}
             ax2.tick_params(labelleft=False)
             ax2.set_xlabel(f"predicted value ({search.level:.0%} interval)")
