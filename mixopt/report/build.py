@@ -155,8 +155,10 @@ def _summary_section(model: Any, runs: RunTable | None, target: F.Target | None,
                 lo, hi = b.get(f"{q}:lower"), b.get(f"{q}:upper")
                 rows.append({"item": f"predicted {q}", "value": F._interval_text(float(b[q]), _f(lo), _f(hi)) if b[q] is not None else "-"})
         w = search.summary.get("weights") or {}
+        shown_here = model is None or not target_is_best
         sec.items.append(TableItem("best", f"Recommended mixture (best Pareto row for weights {', '.join(f'{k}={v:g}' for k, v in w.items()) or 'equal'})",
-                                   pl.DataFrame(rows), caption="Prediction with its central interval in brackets."))
+                                   pl.DataFrame(rows), caption=("Predictions with their central interval in brackets." if shown_here
+                                                                else "Its predictions are the target predictions below.")))
     if model is not None and target is not None:
         try:
             pred = model.predict(F._targets(model, np.array([target.flops]), target), level=level)
@@ -205,7 +207,11 @@ def _fit_sections(model: Any, runs: RunTable, target: F.Target, level: float) ->
     for attr, title in (("fit_report_", "Fitted laws"), ("selection_", "Law selection (internal backtest)")):
         t = getattr(model, attr, None)
         if isinstance(t, pl.DataFrame) and t.height:
-            fit.items.append(TableItem(attr.strip("_"), title, t))
+            fit.items.append(TableItem(attr.strip("_"), title, t, wrap=True))
+    cal = getattr(getattr(model, "calibrator_", None), "table_", None)
+    if isinstance(cal, pl.DataFrame) and cal.height:
+        fit.items.append(TableItem("calibration", "Interval calibration (conformal, by extrapolation distance)", cal,
+                                   caption="Intervals are widened by q·(1 + g·d) at d decades of compute beyond the fitted runs."))
     out.append(fit)
     sc = Section("benchmarks", "Benchmarks: loss to score",
                  "Every evaluated checkpoint: filled points have emerged above chance (the paper's threshold: chance + 5 points), hollow "
@@ -256,8 +262,9 @@ def _search_section(s: SearchData) -> Section:
                   f"The Pareto set of {s.pareto.height} mixtures over {n_obj} objective(s) "
                   f"({', '.join(F._obj_label(n, d) for n, d in s.objectives)}); "
                   + (f"constraints: {'; '.join(s.summary.get('constraints') or [])}. " if s.summary.get("constraints") else "")
-                  + "The shortlist is the best row for the search's weights, the best row of each objective, then the next best by "
-                  "the weighted score.")
+                  + ("The shortlist is the search's own (knee-region rows, ranked). " if s.shortlist is not None else
+                     "The shortlist is the best row for the search's weights, the best row of each objective, then the next best by "
+                     "the weighted score."))
     if s.pareto.height == 0:
         notes = s.summary.get("notes") or []
         sec.items.append(Note("No feasible mixture was found: relax the constraints or the bounds, or run more trials. "
@@ -298,9 +305,11 @@ def _shortlist_table(s: SearchData) -> pl.DataFrame:
     for c, name in (("flops", "FLOPs"), ("params", "N"), ("tokens", "D")):
         if c in rows.columns:
             out[name] = [F.fmt(v, 3) for v in rows[c].to_list()]
-    for q in F._score_quantities(s):
+    named = [n for n, _ in s.objectives] + [str(c).split()[0] for c in (s.summary.get("constraints") or [])]
+    qs = [q for q in F._score_quantities(s) if q in named] or F._score_quantities(s)[:3]
+    for q in qs:
         m, lo, hi = rows[q].to_list(), rows[f"{q}:lower"].to_list(), rows[f"{q}:upper"].to_list()
-        out[q] = [F._interval_text(float(a), _f(b), _f(c)) if a is not None else "-" for a, b, c in zip(m, lo, hi, strict=True)]
+        out[q] = [F._interval_text(float(a), _f(b), _f(c), 3) if a is not None else "-" for a, b, c in zip(m, lo, hi, strict=True)]
     return pl.DataFrame(out)
 
 

@@ -280,10 +280,10 @@ def _draw_target(ax: Axes, x: float, mean: float, lo: float | None, hi: float | 
                     color=TARGET_COLOR, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
 
 
-def _interval_text(mean: float, lo: float | None, hi: float | None) -> str:
+def _interval_text(mean: float, lo: float | None, hi: float | None, digits: int = 4) -> str:
     if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
-        return f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]"
-    return fmt(mean)
+        return f"{fmt(mean, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+    return fmt(mean, digits)
 
 
 def _legend(fig: Figure, axes: Sequence[Axes]) -> None:
@@ -675,6 +675,9 @@ def shortlist_rows(search: SearchData, k: int = SHORTLIST_ROWS) -> pl.DataFrame:
     p = search.pareto
     if p.height == 0:
         return p
+    own = getattr(search, "shortlist", None)
+    if own is not None and own.height:
+        return (own.sort("rank") if "rank" in own.columns else own).head(k)
     for col in ("shortlist_rank", "rank", "shortlist"):
         if col in p.columns:
             c = p[col]

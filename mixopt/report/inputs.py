@@ -23,6 +23,7 @@ File formats read here:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -255,6 +256,8 @@ class SearchData:
         trials: every finished trial (``trial``, ``obj:<o>``, ``feasible``), or None.
         history: ``(trials, hypervolume)`` pairs of the optimisation history, or None.
         source: the Pareto file (None when built in memory).
+        shortlist: the search's own shortlist (rows of the front with a ``rank``), or None
+            (then the report picks one, see :func:`mixopt.report.figures.shortlist_rows`).
     """
 
     pareto: pl.DataFrame
@@ -264,6 +267,7 @@ class SearchData:
     trials: pl.DataFrame | None = None
     history: pl.DataFrame | None = None
     source: Path | None = None
+    shortlist: pl.DataFrame | None = None
 
     @property
     def best(self) -> Mapping[str, Any] | None:
@@ -288,19 +292,26 @@ class SearchData:
         summary = result.to_json()
         summary.pop("pareto", None)
         trials = result.trials if getattr(result, "trials", None) is not None and result.trials.height else None
+        short = getattr(result, "shortlist", None)
+        short = short if isinstance(short, pl.DataFrame) and short.height else None
+        hist = getattr(result, "hypervolume_history", None)
+        if hist and "hypervolume_history" not in summary:
+            summary["hypervolume_history"] = [dict(h) for h in hist]
         data = cls(pareto=result.pareto, objectives=tuple((str(n), str(d)) for n, d in result.objectives),
-                   domains=tuple(result.domains), summary=summary, trials=trials)
+                   domains=tuple(result.domains), summary=summary, trials=trials, shortlist=short)
         return data.with_history()
 
     def with_history(self) -> SearchData:
-        """Fill ``history`` from the summary's own history, or by recomputing it from the trials."""
+        """Fill ``history``: recomputed per block of trials when the trials are known (finer), else the
+        per-run history the search recorded in its summary."""
         if self.history is not None:
             return self
-        hist = _history_from_summary(self.summary)
-        if hist is None and self.trials is not None:
+        hist = None
+        if self.trials is not None:
             hist = hypervolume_history(self.trials, self.objectives, self.reference_point)
-        return SearchData(pareto=self.pareto, objectives=self.objectives, domains=self.domains, summary=self.summary,
-                          trials=self.trials, history=hist, source=self.source)
+        if hist is None:
+            hist = _history_from_summary(self.summary)
+        return dataclasses.replace(self, history=hist)
 
 
 def _history_from_summary(summary: Mapping[str, Any]) -> pl.DataFrame | None:
@@ -416,32 +427,39 @@ def read_search(path: str | Path, *, trials: str | Path | None = None, storage_h
     tpath = Path(trials) if trials is not None else next(
         (q for q in (p.with_name(f"{p.stem}.trials{p.suffix}"),) if q.is_file()), None)
     tframe = read_frame(tpath, "Trials table") if tpath is not None else None
-    data = SearchData(pareto=pareto, objectives=objectives, domains=domains, summary=summary, trials=tframe, source=p)
-    if tframe is None and storage_history and _history_from_summary(summary) is None:
+    spath = p.with_name(f"{p.stem}.shortlist{p.suffix}")
+    short = read_frame(spath, "Shortlist table") if spath.is_file() else None
+    if tframe is None and storage_history:
         tframe = _trials_from_storage(summary, p.parent)
-        if tframe is not None:
-            data = SearchData(pareto=pareto, objectives=objectives, domains=domains, summary=summary, trials=tframe, source=p)
+    data = SearchData(pareto=pareto, objectives=objectives, domains=domains, summary=summary, trials=tframe, source=p,
+                      shortlist=short if short is not None and short.height else None)
     return data.with_history()
 
 
 def _trials_from_storage(summary: Mapping[str, Any], base: Path) -> pl.DataFrame | None:
-    """Every finished trial's objective values and feasibility from a local SQLite study."""
+    """Every finished trial's objective values and feasibility, read from the study's local storage file."""
     storage, name = summary.get("storage"), summary.get("study_name")
-    if not storage or not name:
+    if not storage or not name or str(storage) == "memory":
         return None
     url = str(storage)
-    if not url.startswith("sqlite:///"):
-        return None
-    db = Path(url[len("sqlite:///"):])
-    if not db.is_absolute():
-        db = base / db
-    if not db.is_file():
+    local = None
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            local = Path(url[len(prefix):])
+    if local is None:
+        return None  # a database server: not read from a report
+    if not local.is_absolute():
+        local = base / local
+    url = f"journal:{local}" if url.startswith("journal:") else f"sqlite:///{local}"
+    if not local.is_file():
         return None
     try:
         import optuna
 
+        from mixopt.search.runner import open_storage
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.load_study(study_name=str(name), storage=f"sqlite:///{db}")
+        study = optuna.load_study(study_name=str(name), storage=open_storage(url))
         rows = []
         objs = [o["name"] for o in summary.get("objectives", []) if isinstance(o, Mapping)]
         for t in study.get_trials(deepcopy=False):
@@ -455,7 +473,7 @@ def _trials_from_storage(summary: Mapping[str, Any], base: Path) -> pl.DataFrame
                          "feasible": feasible})
         return pl.DataFrame(rows) if rows else None
     except Exception as e:  # noqa: BLE001 - the history is optional; say why it is missing
-        logger.warning("could not read the trials of study %r from %s (%s: %s); no hypervolume history", name, db,
+        logger.warning("could not read the trials of study %r from %s (%s: %s); no hypervolume history", name, local,
                        type(e).__name__, e)
         return None
 
