@@ -77,6 +77,18 @@ def read_config_runs(config: Any):
                      chance=dict(d.chance) or None, columns=dict(d.columns) or None)
 
 
+def search_surrogate(config: Any) -> Any:
+    """The surrogate a search used: the study's model cache when there is one (no refit), else the
+    saved model or the same seeded fit as ``mixopt optimize``."""
+    try:
+        from mixopt.search.api import fit_surrogate, model_cache_dir, surrogate_key
+    except ImportError:  # a mixopt without the search's model cache
+        from mixopt.search import fit_surrogate
+
+        return fit_surrogate(config)
+    return fit_surrogate(config, key=surrogate_key(config), cache=model_cache_dir(config))
+
+
 def search_report(config: Any, surrogate: Any, result: Any, *, command: Sequence[str] | None = None,
                   extra_files: Mapping[str, Any] | None = None) -> Report:
     """The report of a finished ``mixopt optimize`` run (fits at the best mixture, the search, provenance)."""
@@ -152,7 +164,6 @@ def add_report_arguments(r: Any) -> None:
     r.add_argument("--format", default="html", choices=list(OUTPUT_FORMATS),
                    help="html: one self-contained file; png/svg: one file per figure in the --out folder")
     r.add_argument("--out", required=True, help="report file (html) or folder (png/svg)")
-    r.add_argument("--json", action="store_true")
 
 
 def run_report(args: Any, *, mix: Mapping[str, float] | None, chance: Mapping[str, float] | None,
@@ -164,11 +175,10 @@ def run_report(args: Any, *, mix: Mapping[str, float] | None, chance: Mapping[st
     pareto = args.pareto
     if args.config:
         from mixopt.config import load_config
-        from mixopt.search import fit_surrogate
 
         cfg = load_config(args.config)
         if args.model is None:
-            model = fit_surrogate(cfg)  # the saved model, or the same seeded fit as `mixopt optimize`
+            model = search_surrogate(cfg)  # the study's cached model, the saved model, or the same seeded fit
         if args.runs is None:
             runs = read_config_runs(cfg)
         if pareto is None and cfg.output is not None and Path(cfg.output).is_file():

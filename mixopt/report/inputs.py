@@ -291,6 +291,7 @@ class SearchData:
         """From an in-memory :class:`mixopt.search.SearchResult`."""
         summary = result.to_json()
         summary.pop("pareto", None)
+        summary.pop("shortlist", None)
         trials = result.trials if getattr(result, "trials", None) is not None and result.trials.height else None
         short = getattr(result, "shortlist", None)
         short = short if isinstance(short, pl.DataFrame) and short.height else None

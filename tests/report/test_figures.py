@@ -188,9 +188,15 @@ def test_search_figures_plot_the_pareto_set(search_files):
     # parallel coordinates for > 2 objectives
     _, par = F._parallel(s)
     assert len(par["values"]) == res.pareto.height
-    # shortlist: first row is the weighted best, bars are the mixtures
+    # shortlist: the search's own when it made one (ranked), else the weighted best first; bars are the mixtures
     short = F.shortlist_rows(s)
-    assert short["trial"][0] == res.best["trial"]
+    own = getattr(res, "shortlist", None)
+    if own is not None and own.height:
+        assert short["trial"].to_list() == own.sort("rank")["trial"].to_list()[: F.SHORTLIST_ROWS]
+    else:
+        assert short["trial"][0] == res.best["trial"]
+    picked = F.shortlist_rows(SearchData(pareto=s.pareto, objectives=s.objectives, domains=s.domains, summary=s.summary))
+    assert picked["trial"][0] == res.best["trial"]
     _, sh = F._shortlist(s)
     np.testing.assert_allclose(sh["mixture"]["web"], short["mix:web"].to_numpy(), rtol=RTOL, atol=ATOL)
     assert "score:hellaswag" in sh["predictions"]
