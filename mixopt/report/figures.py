@@ -294,7 +294,8 @@ def _legend(fig: Figure, axes: Sequence[Axes]) -> None:
             if lab and not lab.startswith("_") and lab not in seen:
                 seen[lab] = h
     if seen:
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=min(len(seen), 5), frameon=False)
+        per_row = max(2, int(fig.get_figwidth() / 2.0))  # about 2 inches per legend entry
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=min(len(seen), per_row, 5), frameon=False)
 
 
 # -- fits: compute -> loss -----------------------------------------------------------------------
@@ -716,7 +717,7 @@ def _pareto_front(search: SearchData, key: str = "pareto") -> tuple[Figure, dict
     short = shortlist_rows(search)
     short_ids = short["trial"].to_list() if "trial" in short.columns else []
     with style():
-        fig, axes = _figure(len(pairs), ncols=min(3, len(pairs)), height=3.4)
+        fig, axes = _figure(len(pairs), ncols=min(3, len(pairs)), height=3.4, width=WIDTH if len(pairs) >= 3 else 6.5 * len(pairs))
         out: dict[str, Any] = {"kind": "pareto_front", "objectives": [list(o) for o in objs], "panels": []}
         for ax, (i, j) in zip(axes, pairs, strict=True):
             (ni, di), (nj, dj) = objs[i], objs[j]
@@ -909,7 +910,6 @@ def _hv_history(search: SearchData, key: str = "hypervolume") -> tuple[Figure, d
         ax.set_xlabel("finished trials")
         ax.set_ylabel("hypervolume")
         ax.set_title("optimisation history")
-        ax.set_ylim(bottom=0)
     return fig, {"kind": "hypervolume_history", "trials": _list(x), "hypervolume": _list(v)}
 
 
