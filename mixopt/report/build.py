@@ -240,7 +240,9 @@ def _backtest_section(bt: BacktestData) -> Section:
     comp = comparison_table(bt)
     if comp.height:
         pct = [c for c in comp.columns if c not in ("quantity", "winner")]
-        sec.items.append(TableItem("comparison", "Median relative error by method (lowest wins)", comp, percent=pct))
+        sec.items.append(TableItem("comparison", "Per quantity: median relative error of each method, and the winner (lowest)", comp,
+                                   percent=pct, caption="Columns coverage:<method>, when present, are the methods' interval coverage."
+                                   if any(c.startswith("coverage:") for c in comp.columns) else ""))
     r = F._coverage(bt)
     if r is not None:
         sec.items.append(FigureItem("coverage", "Interval coverage", r[0], r[1]))
