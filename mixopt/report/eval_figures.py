@@ -20,7 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _parity_panel(ax: Axes, rows: pl.DataFrame, id_col: str, meas: str, g: str) -> list[dict[str, Any]]:
     series = []
-    lo_all: list[np.ndarray] = []
+    pts: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
     for i, q in enumerate(dict.fromkeys(rows["quantity"].to_list())):
         r = rows.filter(pl.col("quantity") == q)
         x = r[meas].to_numpy().astype(float)
@@ -33,12 +34,20 @@ def _parity_panel(ax: Axes, rows: pl.DataFrame, id_col: str, meas: str, g: str) 
                   label=q)
         series.append({"quantity": q, "id": [str(v) for v in r[id_col].to_list()], "actual": _list(x), "predicted": _list(y),
                        "lower": _list(lo), "upper": _list(hi)})
-        lo_all += [x, y, lo, hi]
-    v = np.concatenate(lo_all) if lo_all else np.zeros(1)
-    v = v[np.isfinite(v)]
-    if v.size:
-        a, b = float(v.min()), float(v.max())
-        pad = 0.05 * (b - a or abs(a) or 1.0)
+        pts += [x, y]
+        ends += [lo, hi]
+    p = np.concatenate(pts) if pts else np.zeros(1)
+    p = p[np.isfinite(p)]
+    if p.size:
+        # equal axes over the points; intervals widen them by at most the points' own span
+        # (a wild interval, e.g. FP far out, would otherwise squash every point into a corner)
+        a, b = float(p.min()), float(p.max())
+        span = b - a or abs(a) or 1.0
+        e = np.concatenate(ends) if ends else np.zeros(0)
+        e = e[np.isfinite(e)]
+        if e.size:
+            a, b = max(min(a, float(e.min())), a - span), min(max(b, float(e.max())), b + span)
+        pad = 0.05 * (b - a or span)
         lim = (a - pad, b + pad)
         ax.plot(lim, lim, color="#555555", lw=0.8, ls="--", label="predicted = actual", gid=f"{g}/diagonal")
         ax.set_xlim(lim)
@@ -89,9 +98,9 @@ def _coverage(data: BacktestData, key: str = "coverage") -> tuple[Figure, dict[s
     quantities = list(dict.fromkeys(s["quantity"].to_list()))
     methods = list(data.methods)
     with style():
-        fig, axes = _figure(1, ncols=1, height=3.2, width=max(6.0, min(WIDTH, 1.2 + 0.75 * len(quantities) * max(1, len(methods)) ** 0.5)))
+        fig, axes = _figure(1, ncols=1, height=3.2, width=max(4.5, min(WIDTH, 1.5 + 0.8 * len(quantities) * max(1, len(methods)) ** 0.5)))
         ax = axes[0]
-        w = 0.8 / max(len(methods), 1)
+        w = min(0.8 / max(len(methods), 1), 0.3)  # a lone bar stays a bar, not a wall
         out: dict[str, Any] = {"kind": "coverage", "level": data.level, "quantities": quantities, "methods": {}}
         for i, m in enumerate(methods):
             sm = s.filter(pl.col("method") == m)
@@ -103,10 +112,11 @@ def _coverage(data: BacktestData, key: str = "coverage") -> tuple[Figure, dict[s
             out["methods"][m] = _list([np.nan if v is None else v for v in vals])
         ax.axhline(data.level, color="#333333", lw=1, ls="--", label=f"nominal {data.level:.0%}", gid=f"{key}/nominal")
         ax.set_xticks(np.arange(len(quantities)), quantities, rotation=25, ha="right")
+        ax.set_xlim(-0.6, len(quantities) - 0.4)
         ax.set_ylim(0, 1.05)
-        ax.set_ylabel("share of held-out runs inside the interval")
-        ax.set_title("interval coverage")
-        ax.legend(fontsize=7, frameon=False, loc="lower right", ncols=min(len(methods) + 1, 4))
+        ax.set_ylabel("share of held-out runs\ninside the interval")
+        ax.set_title("interval coverage", pad=18)
+        ax.legend(fontsize=7, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(methods) + 1, 5))
     return fig, out
 
 
