@@ -398,9 +398,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     )
     if not results:
         raise FitError(f"None of the methods {methods} could be fitted on the training runs (see the warnings above).")
+    # -- report engineer: --out / --report (files written before printing) --
+    extra = _backtest_files(args, results, table)
     if args.json:
-        _emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts()})
+        _emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts()} | extra)
         return 0
+    for p in extra.get("written", []):
+        print(f"wrote {p}")
     print(f"held out: {results[0].split}")
     for r in results:
         _print_frame(r.summary(), f"\n{r.method}: relative error on held-out runs ({r.level:.0%} interval coverage)")
@@ -419,6 +423,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides=_overrides(args))
     result = run_search(cfg, progress=not args.no_progress and not args.json)
     written, failed = write_result(result, cfg.output) if getattr(cfg, "output", None) else ([], None)
+    if getattr(args, "report", None):  # report engineer: the report of this run (its surrogate from the study's cache)
+        from mixopt.report.commands import search_report, search_surrogate, write
+
+        rep = search_report(cfg, search_surrogate(cfg), result, command=_command(args))
+        written = [*written, *write(rep, args.report)]
     if args.json:
         _emit_json(result.to_json() | {"written": [str(p) for p in written], "write_error": failed})
     else:
@@ -442,6 +451,34 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "ray_dashboard", False):
         o["ray_dashboard"] = True
     return o
+
+
+# -- reports (report engineer) -------------------------------------------------------------
+def _command(args: argparse.Namespace) -> list[str]:
+    """The command and its options, for the report's provenance."""
+    opts = [f"--{k.replace('_', '-')}={v}" for k, v in sorted(vars(args).items())
+            if k not in ("func", "command", "json") and v not in (None, False)]
+    return ["mixopt", str(args.command), *opts]
+
+
+def _backtest_files(args: argparse.Namespace, results: list[Any], table: Any) -> dict[str, Any]:
+    from mixopt.report.commands import backtest_outputs
+
+    written = backtest_outputs(results, table, out=args.out, report=args.report, runs_files=(args.runs, args.ratios),
+                               command=_command(args))
+    return {"written": [str(p) for p in written]} if written else {}
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mixopt.report.commands import run_report
+
+    info = run_report(args, mix=_pairs(args.mix, "--mix"), chance=_pairs(args.chance, "--chance") or None, command=_command(args))
+    if args.json:
+        _emit_json(info)
+    else:
+        for p in info["written"]:
+            print(f"wrote {p}")
+    return 0
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -523,6 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--holdout-mixtures", help="an int (that many random mixtures) or mixtures 'web=0.5,code=0.5;web=1'")
     b.add_argument("--level", type=float, default=0.9)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--out", help="also write the results to this file (.json: the --json payload; .csv: one row per run, method and quantity)")
+    b.add_argument("--report", help="also write an HTML report of the backtest to this file")
     _common(b)
     b.set_defaults(func=cmd_backtest)
 
@@ -547,9 +586,16 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--ray-dashboard", dest="ray_dashboard", action="store_true",
                    help="start the Ray dashboard (port 8265) with a local Ray; off by default")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o.add_argument("--report", help="also write an HTML report (fits at the best mixture, Pareto front, shortlist, history) to this file")
     _common(o)
     o.set_defaults(func=cmd_optimize)
 
+    from mixopt.report.commands import add_report_arguments  # report engineer
+
+    r = sub.add_parser("report", help="write a report (fits, backtests, searches) as one offline HTML file, or its figures")
+    add_report_arguments(r)
+    _common(r)
+    r.set_defaults(func=cmd_report)
     return p
 
 
