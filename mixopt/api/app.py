@@ -200,7 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if ctx.job_dir(job_id).is_dir():
                     (ctx.job_dir(job_id) / CANCEL_FILE).touch()
             await ctx.runner.close()
-            ctx.store.mark_interrupted()  # what was still running is now truly interrupted
+            _recover(ctx)  # what was still running is now truly interrupted (or done, if its results were written)
             ctx.predict_pool.shutdown(wait=False)
             ctx.store.close()
 

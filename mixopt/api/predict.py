@@ -115,7 +115,7 @@ def build_targets(
     lengths = [len(x) for x in (flops, params, tokens) if isinstance(x, (list, tuple))]
     n = n_mix if n_mix is not None else max(lengths, default=1)
     if n > max_batch or max(lengths, default=0) > max_batch:
-        raise LimitError(f"A predict request may hold at most {max_batch} rows, got {max(n, *lengths)}; split it into smaller batches.")
+        raise LimitError(f"A predict request may hold at most {max_batch} rows, got {max([n, *lengths])}; split it into smaller batches.")
     if n == 0:
         problems.append("mixtures: expected at least one mixture, got an empty list")
     mix = None

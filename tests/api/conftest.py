@@ -43,15 +43,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def make_settings(data_dir: Path, **kw: object) -> Settings:
+    base = dict(data_dir=data_dir, executor="thread", api_keys=(KEY_A, KEY_B), max_jobs_per_key=2,
+                max_upload_bytes=2 * 2**20, max_request_bytes=2**20, max_batch=500, max_trials=5000)
+    return Settings(**{**base, **kw})  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", executor="thread", api_keys=(KEY_A, KEY_B), max_jobs_per_key=2,
-                    max_upload_bytes=2 * 2**20, max_request_bytes=2**20, max_batch=500, max_trials=5000)
+    return make_settings(tmp_path / "data")
 
 
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One in-process app per test module (creating the databases takes a second or two)."""
+    with TestClient(create_app(make_settings(tmp_path_factory.mktemp("app") / "data")), raise_server_exceptions=False) as c:
         yield c
 
 
@@ -128,6 +134,14 @@ class Server:
             except subprocess.TimeoutExpired:
                 pass
         self.kill()
+
+
+@pytest.fixture(scope="module")
+def ray_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server with the default executor (a local Ray, 1 CPU), shared by a module's tests."""
+    s = Server(tmp_path_factory.mktemp("ray") / "srv", {"MIXOPT_RAY_NUM_CPUS": "1"}).start()
+    yield s
+    s.stop()
 
 
 @pytest.fixture

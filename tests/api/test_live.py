@@ -12,9 +12,9 @@ from mixopt.client import APIError, Client
 from tests.api.conftest import KEY_A, KEY_B, RUNS, SEARCH
 
 
-def test_end_to_end_on_ray(server_factory) -> None:
+def test_end_to_end_on_ray(ray_server) -> None:
     """upload -> fit -> predict -> optimise job (default executor: a local Ray) -> Pareto, via the client."""
-    srv = server_factory({"MIXOPT_RAY_NUM_CPUS": "1"})
+    srv = ray_server
     with Client(srv.url, api_key=KEY_A) as c:
         assert c.health()["executor"].startswith("ray")
         ds = c.upload(RUNS)
@@ -43,9 +43,9 @@ def test_end_to_end_on_ray(server_factory) -> None:
         assert other.jobs() == [] and other.datasets() == []
 
 
-def test_oversized_upload_refused_before_reading(server_factory) -> None:
+def test_oversized_upload_refused_before_reading(ray_server) -> None:
     """A 1 GB upload is answered 413 from its Content-Length header; the body is never sent."""
-    srv = server_factory({"MIXOPT_EXECUTOR": "thread"})
+    srv = ray_server
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
         s.sendall(b"POST /v1/datasets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY_A.encode()
                   + b"\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000000\r\n\r\n")
@@ -69,13 +69,18 @@ def test_restart_mid_job_loses_no_trial(server_factory, tmp_path) -> None:
         m = c.fit(c.upload(RUNS), method="regmix")
         job = c.optimize(slow, model=m)
         t0 = time.monotonic()
-        while c.job(job)["progress"]["done"] < 24:
+        while c.job(job)["progress"]["done"] < 12:
             assert time.monotonic() - t0 < 60
             time.sleep(0.05)
         srv.kill()
-    url = f"sqlite:///{data / 'studies.db'}"
-    before = {t.number: (t.params, t.values) for t in optuna.load_study(study_name=job["id"], storage=url).trials if t.state.is_finished()}
-    assert len(before) >= 24
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    def study():
+        return optuna.load_study(study_name=job["id"], storage=JournalStorage(JournalFileBackend(str(data / "studies.log"))))
+
+    before = {t.number: (t.params, t.values) for t in study().trials if t.state.is_finished()}
+    assert len(before) >= 12
 
     srv2 = server_factory(env, data)
     with Client(srv2.url, api_key=KEY_A) as c:
@@ -90,6 +95,6 @@ def test_restart_mid_job_loses_no_trial(server_factory, tmp_path) -> None:
         j = c.wait(job, timeout=60)
         assert j["status"] == "done" and j["attempts"] == 2, j
         assert j["progress"]["done"] == target
-    after = {t.number: (t.params, t.values) for t in optuna.load_study(study_name=job["id"], storage=url).trials}
+    after = {t.number: (t.params, t.values) for t in study().trials}
     for n, (params, values) in before.items():  # every trial finished before the kill is still there, unchanged
         assert after[n] == (params, values)
