@@ -220,7 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health(request: Request) -> Health:
         ctx: Context = request.app.state.ctx
         return Health(status="ok", version=mixopt.__version__, database=ctx.store.dialect, executor=ctx.runner.describe(),
-                      auth=settings.auth_enabled)
+                      auth=settings.auth_enabled, predict={"requests": ctx.batcher.requests, "calls": ctx.batcher.calls})
 
     from mixopt.api.routes import datasets, jobs, models, validations
 

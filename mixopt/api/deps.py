@@ -21,7 +21,7 @@ from fastapi import Depends, Request
 
 from mixopt.api.errors import AuthError
 from mixopt.api.jobs import JobRunner, StudyProgress
-from mixopt.api.predict import ModelCache
+from mixopt.api.predict import ModelCache, PredictBatcher
 from mixopt.api.settings import Settings
 from mixopt.api.store import Store
 
@@ -44,7 +44,8 @@ class Context:
         self.progress = StudyProgress(settings.studies_url)
         self.progress.open()  # create the study schema now: concurrent first jobs would race to create it
         self.models = ModelCache(settings.model_cache)
-        self.predict_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="mixopt-predict")
+        self.predict_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="mixopt-predict")
+        self.batcher = PredictBatcher(self.predict_pool, max_rows=max(settings.max_batch, 2000))
         self.ready: dict[str, tuple[str, Path, tuple[str, ...]]] = {}  # model id -> (owner, folder, domains) of ready models
         self._keys = [(k.encode(), _owner_of(k)) for k in settings.api_keys]
         self._path_re = re.compile(re.escape(str(d)) + r"[^\s'\"]*/")
@@ -91,11 +92,13 @@ def _owner_of(key: str) -> str:
     return "key:" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-def get_ctx(request: Request) -> Context:
+# ``async`` on purpose: FastAPI runs plain ``def`` dependencies in its thread pool, a hop that
+# costs more than these cheap functions themselves (and most of a fast predict's time under load).
+async def get_ctx(request: Request) -> Context:
     return request.app.state.ctx
 
 
-def get_owner(request: Request) -> str:
+async def get_owner(request: Request) -> str:
     return request.app.state.ctx.owner(request.headers.get("authorization"))
 
 

@@ -39,6 +39,7 @@ class Health(_Out):
     database: str
     executor: str
     auth: bool
+    predict: dict[str, int] = Field(default_factory=dict, description="predict requests served and model calls made (merged batches)")
 
 
 # -- datasets -----------------------------------------------------------------------------------

@@ -235,21 +235,3 @@ def test_settings_from_env_report_every_problem(tmp_path) -> None:
     assert str(e.value).count("MIXOPT_") >= 3
     with pytest.raises(ConfigError):
         Settings(executor="slurm", api_keys=("short",))
-
-
-def test_state_survives_a_new_app(settings) -> None:  # noqa: F811 - its own data dir
-    """Datasets, models and finished jobs persist in the database; a job left running is reported interrupted."""
-    from fastapi.testclient import TestClient
-
-    with TestClient(create_app(settings)) as c:
-        m = fitted_model(c)
-        j = c.post("/v1/jobs", json={"config": SEARCH, "model": m["id"]}, headers=A).json()
-        wait_for(c, f"/v1/jobs/{j['id']}", ("done",))
-        ctx = c.app.state.ctx
-        ctx.store.update("job", j["id"], status="running")  # as if the process had died mid-job
-    with TestClient(create_app(settings)) as c:
-        assert c.get(f"/v1/models/{m['id']}", headers=A).json()["status"] == "ready"
-        got = c.get(f"/v1/jobs/{j['id']}", headers=A).json()
-        assert got["status"] == "done"  # its result files were complete: the true state is done
-        r = c.post(f"/v1/models/{m['id']}/predict", json={"mixtures": [[0.4, 0.4, 0.2]], "flops": 1e21}, headers=A)
-        assert r.status_code == 200

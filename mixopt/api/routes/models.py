@@ -136,18 +136,17 @@ def ready_model(ctx: Context, model_id: str, owner: str) -> Any:
 
 @router.post("/{model_id}/predict", response_model=PredictionPublic, summary="Predict every quantity for a batch of mixtures x compute")
 async def predict(model_id: str, body: PredictCreate, ctx: CtxDep, owner: OwnerDep) -> Response:
-    """Synchronous; the batch runs in a worker thread, off the event loop."""
-
-    def work() -> bytes:
-        model = ready_model(ctx, model_id, owner)
-        targets = build_targets(model, mixtures=body.mixtures, flops=body.flops, params=body.params, tokens=body.tokens,
-                                max_batch=ctx.settings.max_batch)
-        pred = model.predict(targets, intervals=body.intervals, level=body.level)
-        return _dumps({
-            "model": model_id, "rows": len(targets), "level": body.level, "domains": list(model.domains_),
-            "flops": targets.flops, "predictions": prediction_columns(pred), "unpredictable": dict(model.unpredictable_),
-        })
-
-    loop = asyncio.get_running_loop()
-    content = await loop.run_in_executor(ctx.predict_pool, work)
+    """Synchronous. The model is predicted in a worker thread, off the event loop; requests that arrive
+    while it is busy are merged into its next call (see :class:`~mixopt.api.predict.PredictBatcher`)."""
+    hit = ctx.ready.get(model_id)
+    model = ctx.models.peek(model_id) if hit is not None and hit[0] == owner else None
+    if model is None:  # first use (or evicted): database lookup and loading, in a thread
+        model = await asyncio.get_running_loop().run_in_executor(ctx.predict_pool, ready_model, ctx, model_id, owner)
+    targets = build_targets(model, mixtures=body.mixtures, flops=body.flops, params=body.params, tokens=body.tokens,
+                            max_batch=ctx.settings.max_batch)
+    pred = await ctx.batcher.predict(model_id, model, targets, level=body.level, intervals=body.intervals)
+    content = _dumps({
+        "model": model_id, "rows": len(targets), "level": body.level, "domains": list(model.domains_),
+        "flops": targets.flops, "predictions": prediction_columns(pred), "unpredictable": dict(model.unpredictable_),
+    })
     return Response(content=content, media_type="application/json")
