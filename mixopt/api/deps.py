@@ -14,6 +14,7 @@ import hmac
 import re
 import secrets
 import shutil
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -42,7 +43,9 @@ class Context:
         self.store = Store(settings.db_url)
         self.runner = JobRunner(settings)
         self.progress = StudyProgress(settings.studies_url)
-        self.progress.open()  # create the study schema now: concurrent first jobs would race to create it
+        # open (create) the study storage in the background: importing optuna takes a second or two, and every
+        # user of the storage (progress, a job's start) waits for this under its lock, so no two create it at once
+        threading.Thread(target=self.progress.open_quietly, name="mixopt-open-studies", daemon=True).start()
         self.models = ModelCache(settings.model_cache)
         self.predict_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="mixopt-predict")
         self.batcher = PredictBatcher(self.predict_pool, max_rows=max(settings.max_batch, 2000))

@@ -70,8 +70,13 @@ class JobRunner:
         fut = self._pool.submit(run_task, kind, dict(spec))
         return fut, fut
 
-    async def submit(self, job_id: str, kind: str, spec: Mapping[str, Any], done: Done) -> None:
-        """Start ``kind`` with ``spec``; ``await done(result, error)`` in this loop when it ends."""
+    async def submit(self, job_id: str, kind: str, spec: Mapping[str, Any], done: Done, *, before: Any = None) -> None:
+        """Start ``kind`` with ``spec``; ``await done(result, error)`` in this loop when it ends.
+
+        ``before``: a callable run first in a worker thread (e.g. opening the study storage).
+        """
+        if before is not None:
+            await asyncio.to_thread(before)
         handle, fut = await asyncio.to_thread(self._start, kind, spec)  # ray.init can take seconds
 
         async def watch() -> None:
@@ -152,6 +157,12 @@ class StudyProgress:
 
                     raise ConfigError(f"Cannot open the study storage ({type(e).__name__}: {e}); check MIXOPT_STUDY_STORAGE.") from None
             return self._storage
+
+    def open_quietly(self) -> None:
+        try:
+            self.open()
+        except Exception:  # noqa: BLE001 - reported again when a request or job uses the storage
+            logger.exception("Cannot open the study storage %s", self.url)
 
     def count(self, study_name: str) -> int:
         """Finished (complete or failed) trials of ``study_name``; 0 if it does not exist yet."""

@@ -99,7 +99,7 @@ async def _submit(ctx: Context, job_id: str, spec: dict[str, Any]) -> None:
                 logger.error("job %s failed", job_id, exc_info=err)
             await asyncio.to_thread(ctx.store.update, "job", job_id, status="failed", error=error_text(ctx, err), finished_at=now)
 
-    await ctx.runner.submit(job_id, "optimize", spec, done)
+    await ctx.runner.submit(job_id, "optimize", spec, done, before=ctx.progress.open)
 
 
 @router.post("", status_code=202, response_model=JobPublic, summary="Submit a mixture search")
