@@ -5,8 +5,10 @@ been?". Held-out runs are chosen by size (``holdout_min_params``: every run at l
 large, i.e. extrapolation in compute), by id, or by mixture (``holdout_mixtures``: whole
 mixtures unseen in fitting, i.e. interpolation between mixtures). Each held-out run is
 predicted at its **final checkpoint** and every quantity the method predicts that the table
-observes is compared: relative error ``|pred - actual| / |actual|`` and whether the
-``level`` interval covers the actual value.
+observes is compared: relative error ``|pred - actual| / max(|actual|, REL_ERROR_FLOOR)``
+and whether the ``level`` interval covers the actual value. The floor (0.01: one point on
+a 0-100 score scale) keeps the error finite when the actual value is 0 (a score of 0 at
+chance, say); for actual values above 0.01 in magnitude it is the plain relative error.
 
 Comparing several methods on the same split (:func:`compare`) says which one wins per
 quantity, so a direct law that beats FLP on some benchmark is reported, not hidden.
@@ -27,6 +29,9 @@ from mixopt.errors import FitError, NotPredictableError, SchemaError
 from mixopt.surrogate.base import Surrogate, Targets, make_surrogate
 
 log = logging.getLogger(__name__)
+
+#: Smallest denominator of the relative error (see the module docstring).
+REL_ERROR_FLOOR = 0.01
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,7 @@ def evaluate(model: Surrogate, test: RunTable, *, level: float = 0.9, method: st
         hi = pred.upper[:, j] if pred.upper is not None else np.full_like(mean, np.nan)
         ok = np.isfinite(actual)
         with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.abs(mean - actual) / np.abs(actual)
+            rel = np.abs(mean - actual) / np.maximum(np.abs(actual), REL_ERROR_FLOOR)
         frames.append(
             base.with_columns(
                 pl.lit(q).alias("quantity"),
@@ -224,7 +229,8 @@ def backtest(
     split = split or make_split(runs, **split_args)
     model = make_surrogate(method, **dict(settings or {})) if isinstance(method, str) else method
     model.fit(split.train)
-    return evaluate(model, split.test, level=level, split=split.description)
+    return evaluate(model, split.test, level=level, split=split.description,
+                    method=method if isinstance(method, str) else None)
 
 
 def compare(
@@ -260,4 +266,4 @@ def compare(
     return results, wide
 
 
-__all__ = ["BacktestResult", "Split", "backtest", "compare", "evaluate", "make_split"]
+__all__ = ["REL_ERROR_FLOOR", "BacktestResult", "Split", "backtest", "compare", "evaluate", "make_split"]

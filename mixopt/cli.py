@@ -11,6 +11,8 @@ import argparse
 import json
 import logging
 import math
+import re
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -103,16 +105,52 @@ def _read(args: argparse.Namespace):
     )
 
 
-def _settings(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
+def _settings_json(text: str, what: str) -> dict[str, Any]:
     try:
-        s = json.loads(text)
+        v = json.loads(text)
     except json.JSONDecodeError as e:
-        raise _UsageError(f"--settings must be a JSON object like '{{\"stage1\": \"pure_power\"}}', got {text!r} ({e}).") from None
-    if not isinstance(s, dict):
-        raise _UsageError(f"--settings must be a JSON object, got {type(s).__name__}.")
-    return s
+        raise _UsageError(f"{what} must be a JSON object like '{{\"stage1\": \"pure_power\"}}', got {text!r} ({e}).") from None
+    if not isinstance(v, dict):
+        raise _UsageError(f"{what} must be a JSON object, got {type(v).__name__}: {text!r}.")
+    return v
+
+
+def _method_settings(items: Sequence[str] | str | None, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Settings per method from ``--settings`` (repeatable).
+
+    Accepted forms: ``--settings METHOD='{json}'`` (one per method); a JSON object keyed by
+    method (``'{"flpm": {...}, "dml": {...}}'``); or a plain JSON object when exactly one
+    method is given. A plain object with several methods is refused: one method's settings
+    would silently change another method (e.g. turn ``dml`` into another law).
+    """
+    if not items:
+        return {}
+    if isinstance(items, str):
+        items = [items]
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        text = item.strip()
+        head, sep, rest = text.partition("=")
+        if sep and not text.startswith("{") and head.strip() and "{" not in head:
+            m = head.strip()
+            if m not in methods:
+                raise _UsageError(f"--settings names method {m!r}, which is not among --method {list(methods)}; "
+                                  "fix the name or add the method.")
+            out.setdefault(m, {}).update(_settings_json(rest, f"--settings {m}=..."))
+            continue
+        obj = _settings_json(text, "--settings")
+        if obj and all(k in methods for k in obj) and all(isinstance(v, dict) for v in obj.values()):
+            for m, v in obj.items():
+                out.setdefault(m, {}).update(v)
+        elif len(methods) == 1:
+            out.setdefault(methods[0], {}).update(obj)
+        else:
+            raise _UsageError(
+                f"--settings {text!r} does not say which method it is for, and --method lists {list(methods)}: "
+                "settings of one method would silently change the others. Give them per method, e.g. "
+                f"--settings {methods[0]}='{{...}}' (repeatable), or a JSON object keyed by method."
+            )
+    return out
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -152,15 +190,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     from mixopt.surrogate import make_surrogate, save_surrogate
 
+    from mixopt.surrogate.base import check_model_out
+
+    out_dir = check_model_out(args.out)  # before reading or fitting anything
     runs = _read(args)
-    model = make_surrogate(args.method, **_settings(args.settings)).fit(runs)
-    out = save_surrogate(model, args.out)
-    info = {"model": str(out), "method": model.kind, "outputs": list(model.outputs_), "domains": list(model.domains_),
+    model = make_surrogate(args.method, **_method_settings(args.settings, [args.method]).get(args.method, {})).fit(runs)
+    out = save_surrogate(model, out_dir)
+    info = {"model": str(out), "method": args.method, "outputs": list(model.outputs_), "domains": list(model.domains_),
             "unpredictable": dict(model.unpredictable_), "runs": runs.n_runs}
     if args.json:
         _emit_json(info)
     else:
-        print(f"fitted {model.kind} on {runs.n_runs} runs ({len(runs)} checkpoints); saved to {out}")
+        print(f"fitted {args.method} on {runs.n_runs} runs ({len(runs)} checkpoints); saved to {out}")
         print(f"  predicts: {', '.join(q for q in model.outputs_ if q not in model.unpredictable_)}")
         for q, why in model.unpredictable_.items():
             print(f"  not predictable: {q}: {why}")
@@ -229,7 +270,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     results, table = compare(
         runs,
         methods,
-        settings={m: _settings(args.settings) for m in methods} if args.settings else None,
+        settings=_method_settings(args.settings, methods) or None,
         level=args.level,
         holdout_min_params=args.holdout_min_params,
         holdout_runs=[r for r in args.holdout_runs.split(",") if r] if args.holdout_runs else None,
@@ -254,16 +295,21 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_optimize(args: argparse.Namespace) -> int:
     from mixopt.config import load_config
     from mixopt.search import run_search
+    from mixopt.search.api import write_result
 
     cfg = load_config(args.config, overrides=_overrides(args))
     result = run_search(cfg, progress=not args.no_progress and not args.json)
-    written = result.write(cfg.output) if getattr(cfg, "output", None) else []
+    written, failed = write_result(result, cfg.output) if getattr(cfg, "output", None) else ([], None)
     if args.json:
-        _emit_json(result.to_json() | {"written": [str(p) for p in written]})
-        return 0
-    print(result.report())
-    for p in written:
-        print(f"wrote {p}")
+        _emit_json(result.to_json() | {"written": [str(p) for p in written], "write_error": failed})
+    else:
+        print(result.report())
+        for p in written:
+            print(f"wrote {p}")
+    if failed:
+        print(f"mixopt optimize: error: could not write {cfg.output} ({failed}); the results were saved to "
+              f"{written[0].parent} instead (the study itself is in {result.storage or 'memory only'}).", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 
@@ -281,17 +327,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
-    for key in ("trials", "seed", "storage", "ray_address", "executor", "output", "study_name", "sampler"):
+    for key in ("trials", "seed", "storage", "ray_address", "executor", "output", "study_name", "sampler",
+                "batch_size", "shortlist"):
         v = getattr(args, key, None)
         if v is not None:
             o[key] = v
+    if getattr(args, "ray_dashboard", False):
+        o["ray_dashboard"] = True
     return o
 
 
 # -- parser --------------------------------------------------------------------------------
+def _common(sp: argparse.ArgumentParser) -> None:
+    """Options accepted both before and after the command (``mixopt --json simulate`` and
+    ``mixopt simulate --json``): SUPPRESS keeps a subcommand from resetting what was given before it."""
+    sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output on stdout")
+    sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress (INFO)")
+
+
+#: A negative number (possibly a comma-separated list), e.g. -6e10 or -1,2: argparse would read it as an option.
+_NEGATIVE = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--tokens -6e10`` -> ``--tokens=-6e10`` so the value reaches the command's own check
+    (a clear "must be > 0" error) instead of argparse's "expected one argument"."""
+    out: list[str] = []
+    argv = list(argv)
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok.startswith("--") and "=" not in tok and i + 1 < len(argv) and _NEGATIVE.match(argv[i + 1]):
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mixopt", description="Data-mixture optimisation for LLM pre-training (FLP / FLP-M + Optuna/Ray search).")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout (before or after the command)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("simulate", help="write a synthetic run table from a seeded ground-truth world")
@@ -306,15 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--loss-noise", type=float, default=0.005, help="relative noise on losses")
     s.add_argument("--score-noise", type=float, default=0.005, help="absolute noise on scores")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--json", action="store_true")
+    _common(s)
     s.set_defaults(func=cmd_simulate)
 
     f = sub.add_parser("fit", help="fit a surrogate on a run table and save it")
     _add_data_args(f)
-    f.add_argument("--method", default="flp", help="flp, fp, flpm, dml or regmix")
-    f.add_argument("--settings", help="JSON object of method settings, e.g. '{\"stage1\": \"pure_power\"}'")
-    f.add_argument("--out", required=True, help="model directory to write")
-    f.add_argument("--json", action="store_true")
+    f.add_argument("--method", default="flp", help="flp, fp, flpm, flpm_additive (FLP-M with the paper's additive stage 1), dml or regmix")
+    f.add_argument("--settings", action="append", help="JSON object of method settings, e.g. '{\"stage1\": \"pure_power\"}' (or METHOD='{...}')")
+    f.add_argument("--out", required=True, help="model directory to write (new, empty, or an existing model to replace)")
+    _common(f)
     f.set_defaults(func=cmd_fit)
 
     q = sub.add_parser("predict", help="predict losses and scores of target models with a saved surrogate")
@@ -324,33 +402,39 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--flops", help="target compute (instead of --params/--tokens)")
     q.add_argument("--mix", help="mixture, e.g. web=0.6,code=0.3,math=0.1 (mixture-aware models)")
     q.add_argument("--level", type=float, default=0.9, help="interval coverage (default 0.9)")
-    q.add_argument("--json", action="store_true")
+    _common(q)
     q.set_defaults(func=cmd_predict)
 
     b = sub.add_parser("backtest", help="hold out runs, fit on the rest, report predicted vs actual")
     _add_data_args(b)
-    b.add_argument("--method", default="flp,fp", help="method or comma-separated methods to compare (flp, fp, flpm, dml, regmix)")
-    b.add_argument("--settings", help="JSON settings applied to every method")
+    b.add_argument("--method", default="flp,fp", help="method or comma-separated methods to compare (flp, fp, flpm, flpm_additive, dml, regmix)")
+    b.add_argument("--settings", action="append",
+                   help="settings per method, repeatable: METHOD='{json}', or a JSON object keyed by method; "
+                        "a plain JSON object only with a single --method")
     b.add_argument("--holdout-min-params", type=float, help="hold out every run with at least this many parameters")
     b.add_argument("--holdout-runs", help="comma-separated run ids to hold out")
     b.add_argument("--holdout-mixtures", help="an int (that many random mixtures) or mixtures 'web=0.5,code=0.5;web=1'")
     b.add_argument("--level", type=float, default=0.9)
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--json", action="store_true")
+    _common(b)
     b.set_defaults(func=cmd_backtest)
 
     o = sub.add_parser("optimize", help="run a mixture search from a config file (see configs/)")
     o.add_argument("config", help="TOML config file")
     o.add_argument("--trials", type=int, help="override the number of trials")
     o.add_argument("--seed", type=int, help="override the seed")
-    o.add_argument("--storage", help="override the study storage (SQLite path or SQLAlchemy URL)")
+    o.add_argument("--storage", help="override the study storage (journal .log file, SQLite .db file, SQLAlchemy URL, or memory)")
     o.add_argument("--study-name", dest="study_name", help="override the study name")
     o.add_argument("--sampler", help="override the sampler (nsga2, tpe, gp, random, qmc)")
     o.add_argument("--executor", choices=["local", "ray"], help="override the executor")
     o.add_argument("--ray-address", dest="ray_address", help="connect to this Ray cluster instead of starting a local one")
     o.add_argument("--output", help="override the output file for the Pareto table")
+    o.add_argument("--batch-size", dest="batch_size", type=int, help="override the batch size")
+    o.add_argument("--shortlist", type=int, help="rows on the shortlist of diverse knee-region recommendations (default 5)")
+    o.add_argument("--ray-dashboard", dest="ray_dashboard", action="store_true",
+                   help="start the Ray dashboard (port 8265) with a local Ray; off by default")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
-    o.add_argument("--json", action="store_true")
+    _common(o)
     o.set_defaults(func=cmd_optimize)
 
     v = sub.add_parser("serve", help="run the HTTP API (settings from MIXOPT_* environment variables; flags override)")
@@ -366,9 +450,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``finally`` runs (batches written, Ray shut down)."""
+
+
+def _terminate_as_interrupt() -> Any:
+    """Install the SIGTERM handler; returns the previous one (restored by :func:`main`)."""
+    def handler(signum: int, _frame: Any) -> None:
+        raise _Terminated(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a test runner thread)
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
+    previous = _terminate_as_interrupt()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
@@ -378,9 +478,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MixoptError as e:
         print(f"mixopt {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"mixopt {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        what = "terminated" if isinstance(e, _Terminated) else "interrupted"
+        print(f"mixopt {args.command}: {what}; finished batches are saved in the study (resume by running it again)",
+              file=sys.stderr)
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

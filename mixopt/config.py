@@ -113,6 +113,7 @@ class ObjectivesConfig:
     penalty: float = 0.0  # > 0: also worsen infeasible models' objectives by penalty*violation (random/qmc)
     weights: Mapping[str, float] = field(default_factory=dict)  # scalarisation weights for the single best mixture
     reference_point: Mapping[str, float] = field(default_factory=dict)  # hypervolume reference per objective
+    shortlist: int = 5  # rows on the shortlist of diverse knee-region recommendations (mixopt.search.shortlist)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,9 +126,10 @@ class SearchSettings:
     sampler: str = "nsga2"  # nsga2, nsga2-optuna, nsga3, tpe, gp, random, qmc, cmaes
     sampler_options: Mapping[str, Any] = field(default_factory=dict)  # extra sampler arguments
     seed: int = 0  # seeds the sampler (and everything random in the search)
-    storage: str | None = None  # SQLite file, SQLAlchemy URL, "journal:<file>" or "memory"; default "<study_name>.db" by the config
+    storage: str | None = None  # journal file (.log), SQLite file (.db), SQLAlchemy URL or "memory"; default "<study_name>.log" by the config
     study_name: str = "mixopt"  # study name inside the storage (same name + storage = resume)
-    executor: str = "local"  # "local" or "ray"
+    executor: str = "local"  # "local" or "ray" (a local Ray starts only when the search is big enough)
+    ray_dashboard: bool = False  # start the Ray dashboard with a local Ray (off: no port 8265, no agent noise)
     ray_address: str | None = None  # Ray cluster to connect to (implies executor "ray"); empty = start a local Ray
     workers: int | None = None  # chunks per batch (Ray: default the cluster's CPUs)
     output: Path | None = None  # Pareto table file (.parquet, .csv, .json); None = do not write
@@ -177,6 +179,8 @@ OVERRIDES = {
     "sampler": "search.sampler",
     "batch_size": "search.batch_size",
     "workers": "search.workers",
+    "ray_dashboard": "search.ray_dashboard",
+    "shortlist": "objectives.shortlist",
 }
 
 
@@ -251,6 +255,16 @@ def _string(t: Mapping[str, Any], key: str, where: str, p: _Problems, default: A
         p.add(f"{where}.{key}", v, f"{_suggest(v, choices)}must be one of {list(choices)}")
         return default
     return v.strip()
+
+
+def _bool(t: Mapping[str, Any], key: str, where: str, p: _Problems, default: bool) -> bool:
+    if key not in t:
+        return default
+    v = t[key]
+    if not isinstance(v, bool):
+        p.add(f"{where}.{key}", v, "must be true or false")
+        return default
+    return v
 
 
 def _range(t: Mapping[str, Any], key: str, where: str, p: _Problems, default: Any) -> Any:
@@ -448,6 +462,7 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
         penalty=_number(t, "penalty", "objectives", p, 0.0, lo=0.0),
         weights=_num_map(t, "weights", "objectives", p, positive=False, lo=0.0, hi=math.inf),
         reference_point=_num_map(t, "reference_point", "objectives", p, positive=False),
+        shortlist=_number(t, "shortlist", "objectives", p, 5, lo=1, integer=True),
     )
 
     # [search]
@@ -456,9 +471,9 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
     from mixopt.search.samplers import SAMPLERS
 
     study_name = _string(t, "study_name", "search", p, "mixopt")
-    storage = t.get("storage", f"{study_name}.db")
+    storage = t.get("storage", f"{study_name}.log")
     if storage is not None and not isinstance(storage, str):
-        p.add("search.storage", storage, "must be an SQLite file path, an SQLAlchemy URL or \"memory\"")
+        p.add("search.storage", storage, "must be a journal (.log) or SQLite file path, an SQLAlchemy URL or \"memory\"")
         storage = None
     if isinstance(storage, str) and storage.strip() and "://" not in storage and storage.strip() not in ("memory", ":memory:", "none"):
         journal = storage.strip().startswith("journal:")
@@ -493,6 +508,7 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
         output=output,
         warm_start=tuple(dict(w) for w in warm),
         max_failed_batches=_number(t, "max_failed_batches", "search", p, 5, lo=1, integer=True),
+        ray_dashboard=_bool(t, "ray_dashboard", "search", p, False),
     )
     p.raise_if_any()
     return SearchConfig(

@@ -112,7 +112,7 @@ def test_defaults_storage_next_to_the_config(tmp_path, runs_file) -> None:
         [objectives]
         optimize = ["score:hellaswag"]
     """))
-    assert cfg.search.storage == str((tmp_path / "mixopt.db").resolve())
+    assert cfg.search.storage == str((tmp_path / "mixopt.log").resolve())  # journal file by default
     assert cfg.surrogate.method == "flpm" and cfg.search.sampler == "nsga2" and cfg.output is None
 
 

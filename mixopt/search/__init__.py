@@ -20,7 +20,9 @@ from mixopt.search.objectives import (
     parse_objective,
 )
 from mixopt.search.results import SearchResult, hypervolume, pareto_mask
-from mixopt.search.runner import run_study
+from mixopt.search.runner import open_session, run_study, study_history
+from mixopt.search.shortlist import shortlist
+from mixopt.search.storage import StudyLock, storage_url
 from mixopt.search.samplers import SAMPLERS, BatchNSGAIISampler, make_sampler
 from mixopt.search.space import ComputeSpace, DataBudget, MixtureSpace, Points, SearchSpace
 from mixopt.search.truth import WorldSurrogate
@@ -44,6 +46,7 @@ __all__ = [
     "RayExecutor",
     "SearchResult",
     "SearchSpace",
+    "StudyLock",
     "WorldSurrogate",
     "build_problem",
     "build_space",
@@ -51,9 +54,13 @@ __all__ = [
     "hypervolume",
     "make_executor",
     "make_sampler",
+    "open_session",
     "pareto_mask",
     "parse_constraint",
     "parse_objective",
     "run_search",
     "run_study",
+    "shortlist",
+    "storage_url",
+    "study_history",
 ]

@@ -1,28 +1,64 @@
 """From a :class:`~mixopt.config.SearchConfig` to a :class:`SearchResult`: the library entry point.
 
-``mixopt optimize CONFIG`` is ``load_config`` + :func:`run_search` + ``result.write``.
-Every check that can fail is done before the expensive steps: the config is validated
-when loaded; the run table's domains and benchmarks, the bounds and the data budget
-before the surrogate is fitted; the surrogate's domains and outputs before the first
-trial.
+``mixopt optimize CONFIG`` is ``load_config`` + :func:`run_search` + :func:`write_result`.
+Every check that can fail is done before the expensive steps, in this order:
+
+1. the config is validated when loaded;
+2. :func:`check_outputs`: the output file can be written (its folder is created), it is
+   not one of the inputs (run table, ratios, config, model, study storage), and the
+   study storage can be written;
+3. the study is locked (one runner per study, :mod:`mixopt.search.storage`) and, when it
+   exists, checked against the config's problem and the surrogate's data key;
+4. the run table's domains and benchmarks, the bounds and the data budget are checked
+   before the surrogate is fitted;
+5. the surrogate's domains and outputs are checked before the first trial.
+
+**Model cache.** With a file storage, the fitted surrogate is saved beside the study
+(``<storage file>.models/<key>/``, a normal model directory with its integrity manifest)
+under a key = SHA-256 of the run files' bytes, the [data] settings, the method and its
+settings, and the model format version. A resume with the same data and settings loads it
+instead of refitting; other data gives another key (and a study fitted on other data is
+refused before any fit).
+
+**Executor.** Nothing is started when the study already has its trials. ``executor =
+"ray"`` without an address (and no Ray already running in this process) first times
+one batch in this process; when the whole
+remaining search would take less than :data:`RAY_WORTH_IT_S` seconds here it runs
+in-process (the result's ``executor`` says so), since starting Ray costs several seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
+import tempfile
 import time
+import uuid
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from mixopt.config import SearchConfig
-from mixopt.errors import SearchError
-from mixopt.search.executors import Executor, make_executor
+import numpy as np
+
+from mixopt.config import SearchConfig, config_to_dict
+from mixopt.errors import MixoptError, SearchError
+from mixopt.search.executors import Executor, LocalExecutor, make_executor
 from mixopt.search.objectives import OutputInfo, Problem, parse_constraint, parse_objective
 from mixopt.search.results import SearchResult
-from mixopt.search.runner import run_study
+from mixopt.search.runner import StudySession, open_session, run_study
+from mixopt.search.storage import check_writable_file, storage_file, storage_url
 from mixopt.search.space import ComputeSpace, DataBudget, MixtureSpace, SearchSpace
 from mixopt.surrogate.base import Surrogate
 
 logger = logging.getLogger(__name__)
+
+#: A local Ray is started only when the remaining search would take longer than this many
+#: seconds in this process (timed on one batch); starting Ray costs several seconds.
+RAY_WORTH_IT_S = 10.0
+#: Study user attribute holding the config's problem sections (checked before fitting).
+PROBLEM_CONFIG_ATTR = "mixopt:problem_config"
 
 
 def build_space(config: SearchConfig, domains: Sequence[str], *, source: str = "the surrogate") -> SearchSpace:
@@ -66,13 +102,63 @@ def _precheck_outputs(config: SearchConfig, info: OutputInfo) -> None:
         parse_constraint(c).bind(info)
 
 
-def fit_surrogate(config: SearchConfig) -> Surrogate:
+def _read_config_runs(config: SearchConfig) -> Any:
+    from mixopt.data.readers import read_runs
+
+    d = config.data
+    return read_runs(
+        d.runs, ratios=d.ratios, format=d.format, params=d.params, tokens=d.tokens,  # type: ignore[arg-type]
+        chance=dict(d.chance) or None, columns=dict(d.columns) or None,
+    )
+
+
+def surrogate_key(config: SearchConfig) -> str | None:
+    """SHA-256 of what the fitted surrogate depends on (None when a saved model is used).
+
+    Covers the bytes of the run table and ratios files, every [data] setting, the method,
+    its settings and the model format version.
+    """
+    from mixopt.surrogate.base import MODEL_FORMAT_VERSION
+
+    if config.surrogate.model is not None or config.data.runs is None:
+        return None
+    h = hashlib.sha256()
+    for f in (config.data.runs, config.data.ratios):
+        if f is not None:
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        h.update(b"\0")
+    data = {k: v for k, v in config_to_dict(config)["data"].items() if k not in ("runs", "ratios")}
+    desc = {"data": data, "method": config.surrogate.method, "settings": config_to_dict(config)["surrogate"]["settings"],
+            "model_format": MODEL_FORMAT_VERSION}
+    h.update(json.dumps(desc, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def model_cache_dir(config: SearchConfig) -> Path | None:
+    """Where fitted surrogates are cached beside the study (None: in-memory or server storage)."""
+    f = storage_file(storage_url(config.search.storage))
+    return None if f is None else f.with_name(f.name + ".models")
+
+
+def problem_config(config: SearchConfig) -> dict[str, Any]:
+    """The config sections that define the search problem (stored with the study)."""
+    d = config_to_dict(config)
+    o = d["objectives"]
+    return {"domains": d["domains"], "tokens": d["tokens"], "compute": d["compute"],
+            "objectives": {k: o[k] for k in ("optimize", "constraints", "risk_kappa", "penalty")}}
+
+
+def fit_surrogate(config: SearchConfig, *, key: str | None = None, cache: Path | None = None) -> Surrogate:
     """Load the saved model, or read the runs and fit ``config.surrogate.method`` on them.
 
     The run table's domains and benchmarks are checked against the config (bounds, data
-    budget, objectives, constraints) before fitting.
+    budget, objectives, constraints) before fitting. With ``key`` and ``cache``, a model
+    cached under ``cache/key`` is loaded instead of fitting, and a fitted one is cached.
     """
-    from mixopt.surrogate.base import load_surrogate, make_surrogate
+    from mixopt.errors import ModelFileError
+    from mixopt.surrogate.base import load_surrogate, make_surrogate, save_surrogate
 
     sc = config.surrogate
     if sc.model is not None:
@@ -80,13 +166,16 @@ def fit_surrogate(config: SearchConfig) -> Surrogate:
         return load_surrogate(sc.model)
     if config.data.runs is None:
         raise SearchError("No surrogate: give [data] runs = \"...\" to fit one, or [surrogate] model = \"...\".")
-    from mixopt.data.readers import read_runs
-
+    cached = cache / key if cache is not None and key else None
+    if cached is not None and cached.is_dir():
+        try:
+            model = load_surrogate(cached)
+            logger.info("Loaded the fitted %s from the study's model cache %s (no refit).", sc.method, cached)
+            return model
+        except ModelFileError as e:
+            logger.warning("Ignoring the damaged cached model %s (%s); refitting.", cached, e)
     d = config.data
-    runs = read_runs(
-        d.runs, ratios=d.ratios, format=d.format, params=d.params, tokens=d.tokens,  # type: ignore[arg-type]
-        chance=dict(d.chance) or None, columns=dict(d.columns) or None,
-    )
+    runs = _read_config_runs(config)
     outputs = [f"score:{b}" for b in runs.benchmark_names] + [f"loss:{x}" for x in runs.loss_domains]
     if runs.has_overall_loss:
         outputs.append("loss")
@@ -105,7 +194,75 @@ def fit_surrogate(config: SearchConfig) -> Surrogate:
     t0 = time.perf_counter()
     surrogate.fit(runs)
     logger.info("Fitted %s on %d runs in %.1f s", sc.method, runs.n_runs, time.perf_counter() - t0)
+    if cached is not None:
+        tmp = cached.with_name(f".{cached.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            save_surrogate(surrogate, tmp)
+            if cached.exists():
+                shutil.rmtree(cached)
+            tmp.rename(cached)
+        except (OSError, MixoptError) as e:  # a cache that cannot be written only costs a refit next time
+            logger.warning("Could not cache the fitted model in %s (%s).", cached, e)
+            shutil.rmtree(tmp, ignore_errors=True)
     return surrogate
+
+
+def check_outputs(config: SearchConfig) -> None:
+    """Check, before any work, that every file the search writes can be written safely.
+
+    The output table, its summary and shortlist siblings, and the study storage must be
+    writable (missing folders are created: the config asked for these paths), and none of
+    them may be an input: the run table, the ratios file, the config file or the model.
+
+    Raises:
+        SearchError: naming the path, the problem and the fix.
+    """
+    inputs = {p.resolve(): what for p, what in (
+        (config.data.runs, "the run table ([data] runs)"), (config.data.ratios, "the ratios file ([data] ratios)"),
+        (config.path, "the config file"), (config.surrogate.model, "the model ([surrogate] model)")) if p is not None}
+    store = storage_file(storage_url(config.search.storage))
+    targets: list[tuple[Path, str]] = []
+    out = config.search.output
+    if out is not None:
+        out = Path(out)
+        ext = out.suffix
+        targets += [(out, "output file ([search] output / --output)"),
+                    (out.with_name(f"{out.stem}.summary.json"), "output summary"),
+                    (out.with_name(f"{out.stem}.shortlist{ext}"), "output shortlist")]
+    for path, what in targets:
+        r = path.resolve()
+        for inp, inwhat in inputs.items():
+            if r == inp or (inp.is_dir() and inp in r.parents):
+                raise SearchError(f"The {what} {path} would overwrite {inwhat}; choose another output path.")
+        if store is not None and r == store.resolve():
+            raise SearchError(f"The {what} {path} is the study storage; choose another output path.")
+        check_writable_file(path, what)
+    if store is not None:
+        r = store.resolve()
+        for inp, inwhat in inputs.items():
+            if r == inp:
+                raise SearchError(f"The study storage {store} is {inwhat}; choose another storage path.")
+        check_writable_file(store, "study storage ([search] storage / --storage)")
+
+
+def write_result(result: SearchResult, path: str | Path, *, trials: bool = False) -> tuple[list[Path], str | None]:
+    """Write a result; if that fails, write it to a fresh temporary folder instead.
+
+    Returns:
+        ``(paths written, None)``, or ``(paths written in the fallback folder, why the
+        requested path failed)``: the work is never lost because an output path went bad
+        during the run.
+    """
+    path = Path(path)
+    try:
+        return result.write(path, trials=trials), None
+    except (OSError, SearchError) as e:
+        why = f"{type(e).__name__}: {e}"
+        fallback = Path(tempfile.mkdtemp(prefix=f"mixopt-{result.study_name or 'search'}-"))
+        ext = path.suffix.lower() if path.suffix.lower() in (".parquet", ".csv", ".json") else ".csv"
+        written = result.write(fallback / f"{path.stem or 'pareto'}{ext}", trials=trials)
+        logger.warning("Could not write %s (%s); wrote the results to %s instead.", path, why, fallback)
+        return written, why
 
 
 def build_problem(config: SearchConfig, surrogate: Surrogate) -> Problem:
@@ -128,32 +285,39 @@ def run_search(
 
     Args:
         config: a validated config (:func:`mixopt.config.load_config`).
-        surrogate: a fitted surrogate; None fits ``config.surrogate.method`` on
-            ``config.data`` (or loads ``config.surrogate.model``).
+        surrogate: a fitted surrogate; None loads it from the study's model cache, or
+            fits ``config.surrogate.method`` on ``config.data`` (or loads
+            ``config.surrogate.model``).
         progress: show a progress bar on the terminal (stderr).
         executor: evaluate with this executor instead of the configured one (the caller
             closes it).
 
     Returns:
-        The :class:`SearchResult` (write it with ``result.write(config.output)``).
+        The :class:`SearchResult` (write it with :func:`write_result`).
 
     Raises:
-        SearchError: an infeasible or mis-specified problem (before any trial runs), or a
-            search whose evaluations keep failing.
+        SearchError: an unwritable output or storage, another process on the study, an
+            infeasible or mis-specified problem (all before any fit or trial), or a search
+            whose evaluations keep failing.
         mixopt.errors.SchemaError: unreadable run data.
     """
     if not isinstance(config, SearchConfig):
         raise SearchError(f"run_search expects a SearchConfig (from mixopt.config.load_config), got {type(config).__name__}.")
-    if surrogate is None:
-        surrogate = fit_surrogate(config)
-    problem = build_problem(config, surrogate)
+    check_outputs(config)
     s = config.search
-    own = executor is None
-    if executor is None:
-        kind = "ray" if s.ray_address else s.executor  # an address means Ray
-        executor = make_executor(kind, address=s.ray_address, workers=s.workers)
+    url = storage_url(s.storage)
+    key = surrogate_key(config) if surrogate is None else None
+    session: StudySession | None = None
+    if url is not None:
+        session = open_session(url, s.study_name, surrogate_key=key)
     try:
-        return run_study(
+        if session is not None:
+            _check_problem_config(session, config)
+        if surrogate is None:
+            surrogate = fit_surrogate(config, key=key, cache=model_cache_dir(config))
+        problem = build_problem(config, surrogate)
+        factory = executor if executor is not None else _executor_factory(config, problem)
+        res = run_study(
             problem,
             trials=s.trials,
             batch_size=s.batch_size,
@@ -163,16 +327,82 @@ def run_search(
             seed=s.seed,
             storage=s.storage,
             study_name=s.study_name,
-            executor=executor,
+            executor=factory,
             progress=progress,
             warm_start=s.warm_start,
             max_failed_batches=s.max_failed_batches,
             reference_point=dict(config.objectives.reference_point) or None,
             weights=dict(config.objectives.weights) or None,
+            session=session,
+            surrogate_key=key,
+            shortlist_size=config.objectives.shortlist,
         )
+        if session is not None and session.study is not None and not session.attr(PROBLEM_CONFIG_ATTR):
+            session.set_attr(PROBLEM_CONFIG_ATTR, json.dumps(problem_config(config), sort_keys=True, default=str))
+        return res
     finally:
-        if own:
-            executor.close()
+        if session is not None:
+            session.close()
 
 
-__all__ = ["build_problem", "build_space", "fit_surrogate", "run_search"]
+def _check_problem_config(session: StudySession, config: SearchConfig) -> None:
+    stored = session.attr(PROBLEM_CONFIG_ATTR)
+    if not stored:
+        return
+    old, new = json.loads(stored), json.loads(json.dumps(problem_config(config), sort_keys=True, default=str))
+    if old != new:
+        diff = [f"[{k}]" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        raise SearchError(
+            f"Study {session.study_name!r} in {session.url} was created for a different search problem "
+            f"(the config differs in {', '.join(diff)}; checked before fitting). Resume it with the same "
+            "settings, or give a new study_name (or storage)."
+        )
+
+
+def _executor_factory(config: SearchConfig, problem: Problem) -> Any:
+    s = config.search
+
+    def make(remaining: int) -> Executor:
+        kind = "ray" if s.ray_address else s.executor  # an address means Ray
+        if kind == "ray" and not s.ray_address and not _ray_running():
+            b = min(s.batch_size, remaining)
+            u = np.random.default_rng(s.seed).random((b, problem.space.dim))
+            t0 = time.perf_counter()
+            try:
+                problem(u)
+            except Exception:  # noqa: BLE001 - the search itself reports failing evaluations
+                pass
+            est = (time.perf_counter() - t0) * remaining / max(b, 1)
+            if est < RAY_WORTH_IT_S:
+                logger.info("%d trials take about %.1f s in this process; not starting Ray.", remaining, est)
+                return _InProcess(s.workers or 1)
+        return make_executor(kind, address=s.ray_address, workers=s.workers, dashboard=s.ray_dashboard)
+
+    return make
+
+
+def _ray_running() -> bool:
+    """A Ray already started in this process costs nothing more to use."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
+class _InProcess(LocalExecutor):
+    def describe(self) -> str:
+        return f"in-process (too small to start Ray: < {RAY_WORTH_IT_S:g} s of work)"
+
+
+__all__ = [
+    "RAY_WORTH_IT_S",
+    "build_problem",
+    "build_space",
+    "check_outputs",
+    "fit_surrogate",
+    "model_cache_dir",
+    "problem_config",
+    "run_search",
+    "surrogate_key",
+    "write_result",
+]

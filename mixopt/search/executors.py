@@ -142,6 +142,8 @@ class RayExecutor(Executor):
         max_retries: Ray retries of a task whose worker died (0: the trials fail at once).
         timeout_s: seconds to wait for one batch before its trials fail (None: no limit).
         init_kwargs: extra keyword arguments for ``ray.init``.
+        dashboard: start the Ray dashboard with a local Ray (default off: no web server on
+            port 8265, no dashboard agent, no token-authentication warning).
 
     Ray is started (or connected) when the executor is created; :meth:`close` shuts it
     down only if this executor started it.
@@ -156,6 +158,7 @@ class RayExecutor(Executor):
         max_retries: int = 0,
         timeout_s: float | None = None,
         init_kwargs: dict[str, Any] | None = None,
+        dashboard: bool = False,
     ) -> None:
         try:
             import ray
@@ -164,9 +167,11 @@ class RayExecutor(Executor):
         self._ray = ray
         self._started = False
         t0 = time.perf_counter()
+        if workers is not None and workers < 1:
+            raise SearchError(f"workers must be >= 1, got {workers}.")
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
-                "include_dashboard": False,
+                "include_dashboard": bool(dashboard),
                 "logging_level": logging.WARNING,
                 "log_to_driver": False,
                 "configure_logging": True,
@@ -176,17 +181,22 @@ class RayExecutor(Executor):
             else:
                 kwargs["num_cpus"] = int(num_cpus or available_cpus())
             kwargs.update(init_kwargs or {})
+            # Ray turns token authentication on for a new local cluster (good) and warns about it
+            # on every start: quiet that one logger while Ray starts (restored afterwards).
+            auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+            old_level = auth_log.level
+            auth_log.setLevel(logging.ERROR)
             try:
                 ray.init(**kwargs)
             except Exception as e:  # noqa: BLE001 - report any start/connect failure as a search error
                 where = f"connect to the Ray cluster at {address!r}" if address else "start a local Ray"
                 raise SearchError(f"Could not {where}: {type(e).__name__}: {e}. Check the address, or use executor = 'local'.") from None
+            finally:
+                auth_log.setLevel(old_level)
             self._started = True
             logger.info("Ray %s in %.1f s: %s", "connected" if address else "started",
                         time.perf_counter() - t0, ray.cluster_resources())
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        if workers is not None and workers < 1:
-            raise SearchError(f"workers must be >= 1, got {workers}.")
         self.slots = int(workers or max(cpus, 1))
         self.timeout_s = timeout_s
         self._remote = ray.remote(num_cpus=1, max_retries=int(max_retries))(_evaluate_remote)

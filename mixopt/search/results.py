@@ -17,9 +17,13 @@ more objectives on small fronts, and a seeded Monte-Carlo estimate beyond that
 
 **Reference point.** Hypervolumes are comparable only under the same reference point.
 Give one (``reference_point``, in each objective's own units and direction). Otherwise
-:class:`SearchResult` uses the front's nadir (worst value of each objective over the
-front) moved outwards by 10 % of the front's range in that objective (or by 10 % of its
-magnitude, when the range is 0) — fine to read one run, not to compare runs.
+the front's nadir (worst value of each objective over the front) moved outwards by 10 %
+of the front's range in that objective (or by 10 % of its magnitude, when the range is
+0) is used. A persistent study fixes its reference point on its first run and stores it
+(study user attribute ``mixopt:reference_point``), so every later run of the study is
+measured against the same point and the recorded history
+(:attr:`SearchResult.hypervolume_history`, attribute ``mixopt:hv_history``) never falls;
+an in-memory search uses its own front (``reference_source = "front"``).
 
 Best mixture
 ------------
@@ -214,6 +218,14 @@ class SearchResult:
         n_feasible: completed trials that satisfy every constraint.
         elapsed_s: wall time of this run, seconds.
         executor: executor description.
+        notes: remarks for the reader (e.g. why the front is empty).
+        shortlist: ``k`` diverse knee-region rows of the front (:mod:`mixopt.search.shortlist`),
+            the ``pareto`` columns plus ``rank`` and ``knee_distance``.
+        hypervolume_history: one dict per run of the study that added trials,
+            ``{"run", "n_trials", "n_new", "hypervolume", "finished_at"}``, all against
+            ``reference_point`` (so it never falls).
+        reference_source: ``"config"`` (given), ``"study"`` (fixed on the study's first run)
+            or ``"front"`` (this front's nadir + margin; in-memory searches).
     """
 
     pareto: pl.DataFrame
@@ -238,6 +250,9 @@ class SearchResult:
     elapsed_s: float = 0.0
     executor: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    shortlist: pl.DataFrame = field(default_factory=pl.DataFrame)
+    hypervolume_history: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    reference_source: str = "front"
 
     @property
     def trials_per_s(self) -> float:
@@ -288,11 +303,14 @@ class SearchResult:
             "trials_per_s": self.trials_per_s,
             "hypervolume": self.hypervolume,
             "reference_point": dict(self.reference_point),
+            "reference_source": self.reference_source,
+            "hypervolume_history": [dict(h) for h in self.hypervolume_history],
             "weights": dict(self.weights),
             "best": dict(self.best) if self.best is not None else None,
             "level": self.level,
             "notes": list(self.notes),
             "pareto": self.pareto.to_dicts(),
+            "shortlist": self.shortlist.to_dicts(),
         })
 
     def write(self, path: str | Path, *, trials: bool = False) -> list[Path]:
@@ -300,7 +318,8 @@ class SearchResult:
 
         Args:
             path: the Pareto table file; ``.parquet``, ``.csv`` or ``.json`` (rows as a
-                list of objects). The summary goes next to it as ``<stem>.summary.json``.
+                list of objects). The summary goes next to it as ``<stem>.summary.json``
+                and the shortlist as ``<stem>.shortlist.<ext>``.
             trials: also write every trial as ``<stem>.trials.<ext>``.
 
         Returns:
@@ -312,41 +331,61 @@ class SearchResult:
             raise SearchError(f"Output file must end in .parquet, .csv or .json, got {path.name!r}.")
         path.parent.mkdir(parents=True, exist_ok=True)
         written = [_write_frame(self.pareto, path)]
+        written.append(_write_frame(self.shortlist, path.with_name(f"{path.stem}.shortlist{ext}")))
         if trials:
             written.append(_write_frame(self.trials, path.with_name(f"{path.stem}.trials{ext}")))
         summary = self.to_json()
         summary.pop("pareto")
+        summary.pop("shortlist")
         summary["pareto_file"] = path.name
+        summary["shortlist_file"] = f"{path.stem}.shortlist{ext}"
         sp = path.with_name(f"{path.stem}.summary.json")
         sp.write_text(json.dumps(summary, indent=1) + "\n")
         written.append(sp)
         return written
 
     def report(self, max_rows: int = 20) -> str:
-        """A human-readable summary with the Pareto table (first ``max_rows`` rows)."""
+        """A human-readable summary: counts, hypervolume, the shortlist, the front's first rows.
+
+        Compute is shown in FLOPs (``flops``); ``obj:compute`` in the tables is log10(FLOPs).
+        """
         lines = [
             f"study {self.study_name!r} ({self.storage or 'in memory'}), sampler {self.sampler}, seed {self.seed}, {self.executor}",
-            f"trials: {self.n_trials} finished ({self.n_new} new in {self.elapsed_s:.1f} s, {self.trials_per_s:.0f}/s); "
+            f"trials: {self.n_trials} finished ({self.n_new} new by this run in {self.elapsed_s:.1f} s"
+            + (f", {self.trials_per_s:.0f}/s" if self.n_new else "") + f"); "
             f"{self.n_complete} complete, {self.n_failed} failed, {self.n_feasible} feasible",
-            "objectives: " + ", ".join(f"{n} ({'max' if d == 'maximize' else 'min'})" for n, d in self.objectives),
+            "objectives: " + ", ".join(
+                f"{n} ({'max' if d == 'maximize' else 'min'}{', log10 FLOPs' if n == 'compute' else ''})" for n, d in self.objectives),
         ]
         if self.constraints:
-            lines.append("constraints: " + "; ".join(self.constraints))
+            lines.append("constraints (con:* <= 0 means satisfied): " + "; ".join(
+                "data (no domain repeated more than max_epochs)" if c == "data" else c for c in self.constraints))
         lines += list(self.notes)
         if self.pareto.height == 0:
             lines.append("no feasible mixture found: relax the constraints or the bounds, or run more trials")
             return "\n".join(lines)
         ref = ", ".join(f"{k}={v:.4g}" for k, v in self.reference_point.items())
-        lines.append(f"Pareto set: {self.pareto.height} mixtures; hypervolume {self.hypervolume:.6g} (reference {ref})")
+        lines.append(f"Pareto set: {self.pareto.height} mixtures; hypervolume {self.hypervolume:.6g} "
+                     f"(reference {ref}; {self.reference_source})")
+        if len(self.hypervolume_history) > 1:
+            hist = " -> ".join(f"{h['hypervolume']:.6g} @ {h['n_trials']}" for h in self.hypervolume_history[-5:])
+            lines.append(f"hypervolume history (same reference): {hist}")
         if self.best is not None:
             mix = ", ".join(f"{d}={self.best[f'mix:{d}']:.3f}" for d in self.domains)
-            vals = ", ".join(f"{n}={self.best[f'obj:{n}']:.4g}" for n, _ in self.objectives)
+            vals = ", ".join(f"{n}={self.best[f'obj:{n}']:.4g}" for n, _ in self.objectives if n != "compute")
             w = ", ".join(f"{k}={v:g}" for k, v in self.weights.items())
-            lines.append(f"best (weights {w}): trial {self.best['trial']}: {mix}; flops={self.best['flops']:.3g}; {vals}")
-        cols = ["trial", *[f"mix:{d}" for d in self.domains], "flops",
-                *[f"obj:{n}" for n, _ in self.objectives], "feasible"]
+            lines.append(f"best (weights {w}): trial {self.best['trial']}: {mix}; {self.best['flops']:.3g} FLOPs; {vals}")
+        fmt = dict(tbl_rows=max_rows, tbl_cols=40, tbl_width_chars=200, float_precision=4)
+        objs = [f"obj:{n}" for n, _ in self.objectives if n != "compute"]
+        if self.shortlist.height:
+            cols = ["rank", "trial", *[f"mix:{d}" for d in self.domains], "flops", *objs, "knee_distance"]
+            lines.append(f"shortlist: {self.shortlist.height} diverse knee-region mixtures (see mixopt.search.shortlist):")
+            with pl.Config(**fmt):
+                lines.append(str(self.shortlist.select([c for c in cols if c in self.shortlist.columns])))
+        cols = ["trial", *[f"mix:{d}" for d in self.domains], "flops", *objs, "feasible"]
         shown = self.pareto.select([c for c in cols if c in self.pareto.columns]).head(max_rows)
-        with pl.Config(tbl_rows=max_rows, tbl_cols=40, tbl_width_chars=200, float_precision=4):
+        lines.append(f"Pareto set (first {min(max_rows, self.pareto.height)} of {self.pareto.height} rows; flops in FLOPs):")
+        with pl.Config(**fmt):
             lines.append(str(shown))
         if self.pareto.height > max_rows:
             lines.append(f"... {self.pareto.height - max_rows} more rows in the written table")

@@ -15,21 +15,26 @@ consecutive batches with no completed trial stop it with a :class:`SearchError`.
 
 Storage
 -------
-Optuna's relational storage commits every ``ask``, parameter, attribute and ``tell``
-separately: with SQLite that is ~5 trials/s for NSGA-II (measured). The runner therefore
-runs the study **in memory** and writes each finished batch to the persistent storage
-(``Study.add_trials``: one transaction per trial; Optuna's ORM makes that ~50-110
-trials/s on SQLite even with WAL, measured) before asking the next batch. For large searches
-with a fast surrogate use ``storage="memory"`` (thousands of trials/s) or an Optuna journal
-file (``"journal:study.log"``); with a slow surrogate the write cost is negligible. The persistent study is an ordinary Optuna study (open it with
-``optuna.load_study``); trials there are always finished. Resuming (same storage and
-study name) copies its trials into memory and continues: **every trial whose batch was
-written is kept**; an interrupted batch (Ctrl-C) is written before the error propagates,
-so only trials still being evaluated when the process is killed are lost (they were never
-told). Only one runner may drive a study at a time. The study records the problem it was
-created for (space, objectives, constraints) and a fingerprint of the surrogate (its
-objective values at 8 fixed points, 6 significant digits); resuming with a different
-problem or a surrogate that predicts differently (refitted on other data) is refused.
+The study runs **in memory** and each finished batch is written to the persistent storage
+(``Study.add_trials``) before the next batch is asked. The default storage is an Optuna
+journal file written in batches (:mod:`mixopt.search.storage`: one write + fsync per
+batch), which keeps persisted trials close to in-memory speed; SQLite files and
+SQLAlchemy URLs (PostgreSQL) stay available. The persistent study is an ordinary Optuna
+study (open it with ``optuna.load_study``); trials there are always finished. Resuming
+(same storage and study name) copies its trials into memory and continues: **every trial
+whose batch was written is kept**; an interrupted batch (Ctrl-C, SIGTERM) is written
+before the error propagates, so only trials still being evaluated when the process is
+killed are lost (they were never told).
+
+**One runner per study.** :class:`~mixopt.search.storage.StudyLock` refuses a second
+process on the same study before anything runs, so the trial target is global and every
+count is true. The study records the problem it was created for (space, objectives,
+constraints), a key of the surrogate's data and settings (when known) and a fingerprint
+of the surrogate (objective values at 8 fixed points, 6 significant digits); resuming with
+a different problem, other data or a surrogate that predicts differently is refused. The
+problem and the key are checked by :func:`open_session` **before** any surrogate is
+fitted. The hypervolume reference point is fixed on the study's first run and each run
+appends its hypervolume to the study (:data:`HV_HISTORY_ATTR`).
 
 Determinism: the sampler is seeded from ``(seed, number of trials already in the
 study)``, so a given history and seed always continue the same way.
@@ -43,7 +48,9 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +65,15 @@ from mixopt.search.executors import Executor, LocalExecutor
 from mixopt.search.objectives import Evaluation, Problem
 from mixopt.search.results import SearchResult, best_row, default_reference, hypervolume, pareto_mask
 from mixopt.search.samplers import derive_seed, make_sampler
+from mixopt.search.shortlist import DEFAULT_SHORTLIST, shortlist
+from mixopt.search.storage import (
+    StudyLock,
+    batched_writes,
+    make_memory_storage,
+    open_storage,
+    storage_file,
+    storage_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,67 +83,15 @@ PROBLEM_ATTR = "mixopt:problem"
 PROBE_ATTR = "mixopt:probe"
 #: Trial user attribute holding the error of a failed evaluation.
 ERROR_ATTR = "mixopt:error"
+#: Study user attribute holding the key (hash of data + settings) of the surrogate the study was run with.
+SURROGATE_KEY_ATTR = "mixopt:surrogate_key"
+#: Study user attribute holding the hypervolume reference point fixed on the first run (JSON).
+REFERENCE_ATTR = "mixopt:reference_point"
+#: Study user attribute holding the hypervolume after each run that added trials (JSON list).
+HV_HISTORY_ATTR = "mixopt:hv_history"
 
 
-# -- storage --------------------------------------------------------------------------------
-def storage_url(storage: str | Path | None, base_dir: Path | None = None) -> str | None:
-    """Normalise a storage setting to an SQLAlchemy URL (None: in memory only).
-
-    ``None``, ``""``, ``"memory"`` and ``":memory:"`` mean in memory; a string with ``://``
-    is an SQLAlchemy URL (``sqlite:///study.db``, ``postgresql://...``); ``"journal:<path>"``
-    is Optuna's append-only journal file (about 3x faster to write than SQLite); anything
-    else is a path to an SQLite file (relative to ``base_dir`` if given).
-    """
-    if storage is None:
-        return None
-    s = str(storage).strip()
-    if s in ("", "memory", ":memory:", "none"):
-        return None
-    if "://" in s:
-        return s
-    journal = s.startswith("journal:")
-    p = Path(s[len("journal:"):] if journal else s).expanduser()
-    if base_dir is not None and not p.is_absolute():
-        p = base_dir / p
-    return f"journal:{p.resolve()}" if journal else f"sqlite:///{p.resolve()}"
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer; fewer fsyncs
-    cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: an application crash loses nothing committed
-    cur.close()
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url``: RDB (SQLite files get WAL + synchronous=NORMAL) or a journal file."""
-    if url.startswith("journal:"):
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        path = Path(url[len("journal:"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return JournalStorage(JournalFileBackend(str(path)))
-        except Exception as e:  # noqa: BLE001
-            raise SearchError(f"Cannot open the journal storage {path}: {type(e).__name__}: {e}.") from None
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        if str(path) not in ("", ":memory:"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        st = optuna.storages.RDBStorage(url)
-    except Exception as e:  # noqa: BLE001 - bad URL, missing driver, unreadable file
-        raise SearchError(f"Cannot open the study storage {url!r}: {type(e).__name__}: {e}. "
-                          "Give an SQLite file path or a valid SQLAlchemy URL.") from None
-    if url.startswith("sqlite"):
-        from sqlalchemy import event
-
-        event.listen(st.engine, "connect", _sqlite_pragmas)
-        st.engine.dispose()  # reconnect with the pragmas
-    return st
-
-
+# -- studies --------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _optuna_quiet() -> Iterator[None]:
     """Optuna logs at WARNING while the runner works (restored afterwards)."""
@@ -153,45 +117,166 @@ def _probe(problem: Problem) -> list[float | None] | None:
     return [float(f"{v:.6g}") if np.isfinite(v) else None for v in vals]
 
 
-def _open_persistent(url: str, study_name: str, problem: Problem) -> tuple[optuna.Study, list[FrozenTrial]]:
-    storage = open_storage(url)
-    directions = list(problem.directions)
-    desc = _canonical(problem.describe())
-    probe = _probe(problem)
+@dataclass
+class StudySession:
+    """A persistent study opened for one run, under its :class:`StudyLock`.
+
+    Attributes:
+        url: normalised storage URL.
+        study_name: the study's name.
+        storage: the Optuna storage.
+        lock: held until :meth:`close`.
+        study: the stored study (None until created by the first run).
+        earlier: its finished trials when opened.
+    """
+
+    url: str
+    study_name: str
+    storage: Any
+    lock: StudyLock
+    study: optuna.Study | None = None
+    earlier: list[FrozenTrial] = field(default_factory=list)
+
+    @property
+    def n_finished(self) -> int:
+        return len(self.earlier)
+
+    def attr(self, key: str) -> Any:
+        return None if self.study is None else self.study.user_attrs.get(key)
+
+    def set_attr(self, key: str, value: Any) -> None:
+        if self.study is not None:
+            with batched_writes(self.storage):
+                self.study.set_user_attr(key, value)
+
+    def close(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> StudySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_session(url: str, study_name: str, *, description: Mapping[str, Any] | None = None,
+                 surrogate_key: str | None = None) -> StudySession:
+    """Lock and open a stored study, refusing a mismatch before any work.
+
+    Args:
+        url: a normalised storage URL (:func:`~mixopt.search.storage.storage_url`).
+        study_name: the study.
+        description: the problem's :meth:`Problem.describe` (or the same dict computed
+            before the surrogate exists); a stored study for another problem is refused.
+        surrogate_key: hash of the surrogate's data and settings; a stored study fitted on
+            other data or settings is refused.
+
+    Raises:
+        SearchError: another process holds the study, the storage cannot be opened, or
+            the stored study is for another problem or surrogate.
+    """
+    if not study_name:
+        raise SearchError("study_name must be a non-empty string.")
+    lock = StudyLock(url, study_name).acquire()
     try:
-        existing = optuna.study.get_all_study_names(storage)
-    except Exception as e:  # noqa: BLE001
-        raise SearchError(f"Cannot read studies from {url!r}: {type(e).__name__}: {e}.") from None
-    if study_name in existing:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        stored = study.user_attrs.get(PROBLEM_ATTR)
-        if stored is not None and stored != desc:
-            old, new = json.loads(stored), json.loads(desc)
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise SearchError(
-                f"Study {study_name!r} in {url} was created for a different search problem (differs in: {', '.join(diff)}). "
-                "Resume it with the same settings, or give a new study_name (or storage)."
-            )
-        stored_probe = study.user_attrs.get(PROBE_ATTR)
+        with _optuna_quiet():
+            storage = open_storage(url)
+            try:
+                existing = optuna.study.get_all_study_names(storage)
+            except Exception as e:  # noqa: BLE001
+                raise SearchError(f"Cannot read studies from {url!r}: {type(e).__name__}: {e}.") from None
+            session = StudySession(url=url, study_name=study_name, storage=storage, lock=lock)
+            if study_name not in existing:
+                return session
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            lock.attach(study)
+            session.study = study
+            _check_description(session, description)
+            stored_key = study.user_attrs.get(SURROGATE_KEY_ATTR)
+            if surrogate_key and stored_key and stored_key != surrogate_key:
+                raise SearchError(
+                    f"Study {study_name!r} in {url} was run with a surrogate fitted on other data or settings "
+                    f"(key {stored_key[:12]}, now {surrogate_key[:12]}): its trials would not be comparable. "
+                    "Restore the data and [surrogate] settings, or give a new study_name (or storage)."
+                )
+            session.earlier = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+            logger.info("Resuming study %r from %s: %d finished trials.", study_name, url, len(session.earlier))
+            return session
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _check_description(session: StudySession, description: Mapping[str, Any] | None) -> None:
+    if description is None or session.study is None:
+        return
+    stored = session.attr(PROBLEM_ATTR)
+    desc = _canonical(description)
+    if stored is not None and stored != desc:
+        old, new = json.loads(stored), json.loads(desc)
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise SearchError(
+            f"Study {session.study_name!r} in {session.url} was created for a different search problem "
+            f"(differs in: {', '.join(diff)}). Resume it with the same settings, or give a new study_name (or storage)."
+        )
+    dirs = [d for _, d in description.get("objectives", [])]
+    if dirs and [d.name.lower() for d in session.study.directions] != dirs:
+        raise SearchError(
+            f"Study {session.study_name!r} in {session.url} has directions "
+            f"{[d.name.lower() for d in session.study.directions]}, the search has {dirs}; give a new study_name."
+        )
+
+
+def _prepare_session(session: StudySession, problem: Problem, surrogate_key: str | None) -> None:
+    """Check the surrogate fingerprint of a stored study, or create the study."""
+    probe = _probe(problem)
+    if session.study is not None:
+        _check_description(session, problem.describe())
+        stored_probe = session.attr(PROBE_ATTR)
         if stored_probe is not None and probe is not None and stored_probe != probe:
             raise SearchError(
-                f"Study {study_name!r} in {url} was run with a surrogate that predicts differently from this one "
-                "(refitted on other data or settings?): its trials would not be comparable. "
+                f"Study {session.study_name!r} in {session.url} was run with a surrogate that predicts differently from "
+                "this one (refitted on other data or settings?): its trials would not be comparable. "
                 "Use the same model (e.g. [surrogate] model = a saved model), or give a new study_name."
             )
-        if [d.name.lower() for d in study.directions] != directions:
-            raise SearchError(
-                f"Study {study_name!r} in {url} has directions {[d.name.lower() for d in study.directions]}, "
-                f"the search has {directions}; give a new study_name."
-            )
-        trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-        logger.info("Resuming study %r from %s: %d finished trials.", study_name, url, len(trials))
-        return study, trials
-    study = optuna.create_study(storage=storage, study_name=study_name, directions=directions)
-    study.set_user_attr(PROBLEM_ATTR, desc)
-    if probe is not None:
-        study.set_user_attr(PROBE_ATTR, probe)
-    return study, []
+        return
+    with batched_writes(session.storage):
+        study = optuna.create_study(storage=session.storage, study_name=session.study_name,
+                                    directions=list(problem.directions))
+        study.set_user_attr(PROBLEM_ATTR, _canonical(problem.describe()))
+        if probe is not None:
+            study.set_user_attr(PROBE_ATTR, probe)
+        if surrogate_key:
+            study.set_user_attr(SURROGATE_KEY_ATTR, surrogate_key)
+    session.study = study
+    session.lock.attach(study)
+
+
+def study_history(storage: str | Path, study_name: str) -> dict[str, Any]:
+    """Read a stored study's fixed hypervolume reference point and its hypervolume history.
+
+    Needs no lock and runs nothing. Returns ``{"reference_point": {objective: value} | None,
+    "hypervolume_history": [{"run", "n_trials", "n_new", "hypervolume", "finished_at"}, ...],
+    "n_trials": finished trials}``.
+    """
+    url = storage_url(storage)
+    if url is None:
+        raise SearchError("An in-memory study has no stored history; give the study's storage file or URL.")
+    f = storage_file(url)
+    if f is not None and not f.exists():
+        raise SearchError(f"No study storage at {f}.")
+    with _optuna_quiet():
+        st = open_storage(url)
+        try:
+            study = optuna.load_study(study_name=study_name, storage=st)
+        except KeyError:
+            raise SearchError(f"No study named {study_name!r} in {url}.") from None
+    attrs = study.user_attrs
+    return {
+        "reference_point": json.loads(attrs[REFERENCE_ATTR]) if attrs.get(REFERENCE_ATTR) else None,
+        "hypervolume_history": json.loads(attrs.get(HV_HISTORY_ATTR) or "[]"),
+        "n_trials": sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished()),
+    }
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -213,12 +298,15 @@ def run_study(
     seed: int = 0,
     storage: str | Path | None = None,
     study_name: str = "mixopt",
-    executor: Executor | None = None,
+    executor: Executor | Callable[[int], Executor] | None = None,
     progress: bool = True,
     warm_start: Sequence[Mapping[str, float]] = (),
     max_failed_batches: int = 5,
     reference_point: Mapping[str, float] | None = None,
     weights: Mapping[str, float] | None = None,
+    session: StudySession | None = None,
+    surrogate_key: str | None = None,
+    shortlist_size: int = DEFAULT_SHORTLIST,
 ) -> SearchResult:
     """Run (or resume) a batched ask/tell search.
 
@@ -232,23 +320,30 @@ def run_study(
         sampler_options: extra keyword arguments for the sampler.
         population_size: NSGA-II/III parents per generation (default ``batch_size``).
         seed: search seed.
-        storage: None/"memory" (in memory), an SQLite file path, or an SQLAlchemy URL.
+        storage: None/"memory" (in memory), a journal file (``.log``), an SQLite file path,
+            or an SQLAlchemy URL (see :mod:`mixopt.search.storage`). Ignored with ``session``.
         study_name: study name in the storage.
-        executor: where batches are evaluated (default :class:`LocalExecutor`).
+        executor: where batches are evaluated (default :class:`LocalExecutor`), or a
+            factory called with the number of trials left to run, only when there are any
+            (so nothing is started for a finished study). A created executor is closed here.
         progress: show a tqdm progress bar (stderr).
         warm_start: mixtures to evaluate first on a new study, as ``{domain: ratio}`` dicts
             (optional ``"flops"`` key; default the middle of the compute range).
         max_failed_batches: stop after this many consecutive batches without a completed trial.
-        reference_point: hypervolume reference ``{objective: value}`` (default: see
-            :mod:`mixopt.search.results`).
-        weights: scalarisation weights for ``SearchResult.best``.
+        reference_point: hypervolume reference ``{objective: value}`` (default: fixed on the
+            study's first run, see :mod:`mixopt.search.results`).
+        weights: scalarisation weights for ``SearchResult.best`` and the shortlist.
+        session: an already opened (locked, checked) study from :func:`open_session`; the
+            caller closes it.
+        surrogate_key: hash of the surrogate's data and settings, recorded in a new study.
+        shortlist_size: rows on the shortlist.
 
     Returns:
         The :class:`SearchResult` over every finished trial of the study.
 
     Raises:
-        SearchError: bad settings, a stored study for another problem, or evaluation failing
-            for ``max_failed_batches`` batches in a row.
+        SearchError: bad settings, a stored study for another problem, another process on
+            the study, or evaluation failing for ``max_failed_batches`` batches in a row.
     """
     if not isinstance(trials, int) or trials < 1:
         raise SearchError(f"trials must be an integer >= 1, got {trials!r}.")
@@ -263,80 +358,153 @@ def run_study(
         raise SearchError("study_name must be a non-empty string.")
     if weights is not None:
         best_row(pl.DataFrame(), tuple(zip(problem.objective_names, problem.directions, strict=True)), weights)
+    own_session = session is None
+    url = storage_url(storage) if session is None else session.url
+    if session is None and url is not None:
+        session = open_session(url, study_name, description=problem.describe(), surrogate_key=surrogate_key)
+    try:
+        with _optuna_quiet():
+            if session is not None:
+                _prepare_session(session, problem, surrogate_key)
+            return _run(problem, session, trials=trials, batch_size=batch_size, sampler=sampler,
+                        sampler_options=sampler_options, pop=pop, seed=seed, study_name=study_name,
+                        executor=executor, progress=progress, warm_start=warm_start,
+                        max_failed_batches=max_failed_batches, reference_point=reference_point,
+                        weights=weights, shortlist_size=shortlist_size)
+    finally:
+        if own_session and session is not None:
+            session.close()
+
+
+def _run(problem: Problem, session: StudySession | None, *, trials: int, batch_size: int, sampler: str,
+         sampler_options: Mapping[str, Any] | None, pop: int, seed: int, study_name: str,
+         executor: Executor | Callable[[int], Executor] | None, progress: bool,
+         warm_start: Sequence[Mapping[str, float]], max_failed_batches: int,
+         reference_point: Mapping[str, float] | None, weights: Mapping[str, float] | None,
+         shortlist_size: int) -> SearchResult:
+    t_start = time.perf_counter()
     space = problem.space
     names = list(space.names)
     dists = {n: FloatDistribution(0.0, 1.0) for n in names}
-    url = storage_url(storage)
-    own_executor = executor is None
-    executor = executor or LocalExecutor()
-    t_start = time.perf_counter()
+    persistent = session.study if session is not None else None
+    earlier = session.earlier if session is not None else []
+    n_before = len(earlier)
+    samp = make_sampler(
+        sampler, seed=derive_seed(seed, n_before), n_objectives=len(problem.objectives),
+        search_space=dists, population_size=pop, n_trials=trials, options=sampler_options,
+    )
+    study = optuna.create_study(directions=list(problem.directions), sampler=samp, study_name=study_name,
+                                storage=make_memory_storage())
+    if earlier:
+        study.add_trials(earlier)
+    if not earlier and warm_start:
+        for u in _warm_points(problem, warm_start):
+            study.enqueue_trial({n: float(v) for n, v in zip(names, u, strict=True)})
+    remaining = max(trials - n_before, 0)
+    own_executor = not isinstance(executor, Executor)
+    ex: Executor | None = executor if isinstance(executor, Executor) else None
+    if remaining == 0:
+        logger.info("Study %r already has %d finished trials (asked for %d); nothing to run.", study_name, n_before, trials)
+    elif ex is None:
+        ex = executor(remaining) if callable(executor) else LocalExecutor()
+    try:
+        if ex is not None:
+            _loop(problem, study, persistent, session, ex, dists=dists, trials=trials, batch_size=batch_size,
+                  n_before=n_before, progress=progress, max_failed_batches=max_failed_batches)
+    finally:
+        if own_executor and ex is not None:
+            ex.close()
+    elapsed = time.perf_counter() - t_start
+    n_new = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished()) - n_before
+    ref, source = _reference(session, reference_point)
+    res = build_result(
+        problem, study, study_name=study_name, storage=session.url if session else None, sampler=sampler, seed=seed,
+        n_new=n_new, elapsed_s=elapsed, executor=ex.describe() if ex is not None else "nothing to run",
+        reference_point=ref, weights=weights, shortlist_size=shortlist_size,
+    )
+    return _record_history(session, res, source)
 
-    with _optuna_quiet():
-        persistent: optuna.Study | None = None
-        earlier: list[FrozenTrial] = []
-        if url is not None:
-            persistent, earlier = _open_persistent(url, study_name, problem)
-        n_before = len(earlier)
-        samp = make_sampler(
-            sampler, seed=derive_seed(seed, n_before), n_objectives=len(problem.objectives),
-            search_space=dists, population_size=pop, n_trials=trials, options=sampler_options,
-        )
-        study = optuna.create_study(directions=list(problem.directions), sampler=samp, study_name=study_name)
-        if earlier:
-            study.add_trials(earlier)
-        if not earlier and warm_start:
-            for u in _warm_points(problem, warm_start):
-                study.enqueue_trial({n: float(v) for n, v in zip(names, u, strict=True)})
-        if n_before >= trials:
-            logger.info("Study %r already has %d finished trials (asked for %d); nothing to run.", study_name, n_before, trials)
 
-        bar = _progress(trials, min(n_before, trials), progress)
-        asked_n = n_before
-        inflight: deque[tuple[list[optuna.Trial], Any]] = deque()
-        unsaved: list[int] = []  # trial numbers told but not yet written
-        failed_in_a_row = 0
-        last_error = ""
-        try:
-            while asked_n < trials or inflight:
-                # keep `slots` batches in flight: ask the next while earlier ones are evaluated
-                while asked_n < trials and len(inflight) < executor.slots:
-                    b = min(batch_size, trials - asked_n)
-                    asked = [study.ask(dists) for _ in range(b)]
-                    u = np.array([[t.params[n] for n in names] for t in asked], dtype=np.float64).reshape(b, len(names))
-                    inflight.append((asked, executor.submit(problem, u)))
-                    asked_n += b
-                asked, handle = inflight.popleft()
-                out = executor.result(handle)
-                n_ok, msg = _tell_batch(study, asked, out, problem.constraint_names)
-                unsaved += [t.number for t in asked]
-                if persistent is not None:
-                    _save(study, persistent, unsaved)
-                    unsaved = []
-                bar.update(len(asked))
-                if n_ok == 0:
-                    failed_in_a_row += 1
-                    last_error = msg or last_error
-                    if failed_in_a_row >= max_failed_batches:
-                        raise SearchError(
-                            f"{failed_in_a_row} batches in a row failed completely (last error: {last_error}). "
-                            "The failed trials are recorded; fix the surrogate or the space and resume."
-                        )
-                else:
-                    failed_in_a_row = 0
-        finally:
-            bar.close()
-            for _, handle in inflight:  # interrupted: nothing more to wait for
-                executor.cancel(handle)
-            if persistent is not None and unsaved:
-                _save(study, persistent, unsaved)
-        elapsed = time.perf_counter() - t_start
-        if own_executor:
-            executor.close()
-        return build_result(
-            problem, study, study_name=study_name, storage=url, sampler=sampler, seed=seed,
-            n_new=sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished()) - n_before,
-            elapsed_s=elapsed, executor=executor.describe(), reference_point=reference_point, weights=weights,
-        )
+def _reference(session: StudySession | None, given: Mapping[str, float] | None) -> tuple[Mapping[str, float] | None, str]:
+    if given:
+        return given, "config"
+    if session is not None and session.attr(REFERENCE_ATTR):
+        return json.loads(session.attr(REFERENCE_ATTR)), "study"
+    return None, "front" if session is None else "study"
+
+
+def _record_history(session: StudySession | None, res: SearchResult, source: str) -> SearchResult:
+    """Fix the study's reference point on its first run and append this run's hypervolume."""
+    from dataclasses import replace
+
+    history: list[dict[str, Any]] = []
+    if session is not None and session.study is not None:
+        history = json.loads(session.attr(HV_HISTORY_ATTR) or "[]")
+        if source == "study" and not session.attr(REFERENCE_ATTR) and res.pareto.height:
+            session.set_attr(REFERENCE_ATTR, json.dumps(dict(res.reference_point)))
+        if res.n_new > 0:
+            history.append({"run": len(history) + 1, "n_trials": res.n_trials, "n_new": res.n_new,
+                            "hypervolume": res.hypervolume,
+                            "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
+            session.set_attr(HV_HISTORY_ATTR, json.dumps(history))
+    elif res.n_new > 0:
+        history = [{"run": 1, "n_trials": res.n_trials, "n_new": res.n_new, "hypervolume": res.hypervolume,
+                    "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}]
+    return replace(res, hypervolume_history=tuple(history), reference_source=source)
+
+
+def _loop(problem: Problem, study: optuna.Study, persistent: optuna.Study | None, session: StudySession | None,
+          executor: Executor, *, dists: Mapping[str, FloatDistribution], trials: int, batch_size: int,
+          n_before: int, progress: bool, max_failed_batches: int) -> None:
+    names = list(dists)
+    bar = _progress(trials, min(n_before, trials), progress)
+    asked_n = n_before
+    inflight: deque[tuple[list[optuna.Trial], Any]] = deque()
+    unsaved: list[int] = []  # trial numbers told but not yet written
+    failed_in_a_row = 0
+    last_error = ""
+    try:
+        while asked_n < trials or inflight:
+            # keep `slots` batches in flight: ask the next while earlier ones are evaluated
+            while asked_n < trials and len(inflight) < executor.slots:
+                b = min(batch_size, trials - asked_n)
+                asked = [study.ask(dists) for _ in range(b)]
+                u = _params_matrix(asked, names)
+                inflight.append((asked, executor.submit(problem, u)))
+                asked_n += b
+            asked, handle = inflight.popleft()
+            out = executor.result(handle)
+            n_ok, msg = _tell_batch(study, asked, out, problem.constraint_names)
+            unsaved += [t.number for t in asked]
+            if persistent is not None and session is not None:
+                _save(study, persistent, session, unsaved)
+                unsaved = []
+            bar.update(len(asked))
+            if n_ok == 0:
+                failed_in_a_row += 1
+                last_error = msg or last_error
+                if failed_in_a_row >= max_failed_batches:
+                    raise SearchError(
+                        f"{failed_in_a_row} batches in a row failed completely (last error: {last_error}). "
+                        "The failed trials are recorded; fix the surrogate or the space and resume."
+                    )
+            else:
+                failed_in_a_row = 0
+    finally:
+        bar.close()
+        for _, handle in inflight:  # interrupted: nothing more to wait for
+            executor.cancel(handle)
+        if persistent is not None and session is not None and unsaved:
+            _save(study, persistent, session, unsaved)
+
+
+def _params_matrix(asked: Sequence[optuna.Trial], names: Sequence[str]) -> np.ndarray:
+    """``(n, dim)`` parameters of asked trials (``Trial.params`` deep-copies: read it once per trial)."""
+    out = np.empty((len(asked), len(names)), dtype=np.float64)
+    for i, t in enumerate(asked):
+        p = t.params
+        out[i] = [p[n] for n in names]
+    return out
 
 
 def _warm_points(problem: Problem, warm: Sequence[Mapping[str, float]]) -> np.ndarray:
@@ -354,6 +522,23 @@ def _warm_points(problem: Problem, warm: Sequence[Mapping[str, float]]) -> np.nd
     return space.encode(np.array(rows), np.array(flops))
 
 
+def _tell(study: optuna.Study, trial: optuna.Trial, values: list[float] | None = None,
+          state: TrialState | None = None) -> None:
+    """``Study.tell`` without its return value: Optuna deep-copies the told trial to return
+    it (O(d) objects per trial, a third of the runner's time at 64 domains) and the runner
+    never reads it. Falls back to the public ``tell`` if Optuna's internals move."""
+    if _TELL is None:
+        study.tell(trial, values, state=state)
+    else:
+        _TELL(study=study, trial=trial, value_or_values=values, state=state)
+
+
+try:  # the body of Study.tell (Optuna 4-5); the public method adds only the deep copy
+    from optuna.study._tell import _tell_with_warning as _TELL
+except ImportError:  # pragma: no cover - a future Optuna
+    _TELL = None
+
+
 def _tell_batch(
     study: optuna.Study,
     asked: list[optuna.Trial],
@@ -369,18 +554,18 @@ def _tell_batch(
         logger.warning("Evaluation of trials %d-%d failed (%s); they are marked FAIL and the search goes on.", first, last, msg)
         for t in asked:
             t.set_user_attr(ERROR_ATTR, msg)
-            study.tell(t, state=TrialState.FAIL)
+            _tell(study, t, state=TrialState.FAIL)
         return 0, msg
     vals, cons, ok = out.values, out.constraints, out.ok
     n_ok = 0
     for i, t in enumerate(asked):
         if not ok[i]:
             t.set_user_attr(ERROR_ATTR, "the surrogate returned a non-finite value")
-            study.tell(t, state=TrialState.FAIL)
+            _tell(study, t, state=TrialState.FAIL)
             continue
         for j, cname in enumerate(constraint_names):
             t.set_constraint(cname, float(cons[i, j]))
-        study.tell(t, vals[i].tolist())
+        _tell(study, t, vals[i].tolist())
         n_ok += 1
     msg = ""
     if n_ok < len(asked):
@@ -389,9 +574,12 @@ def _tell_batch(
     return n_ok, msg
 
 
-def _save(study: optuna.Study, persistent: optuna.Study, numbers: list[int]) -> None:
+def _save(study: optuna.Study, persistent: optuna.Study, session: StudySession, numbers: list[int]) -> None:
+    """Write told trials to the persistent study (one batched write for a journal file)."""
     all_trials = study.get_trials(deepcopy=False)
-    persistent.add_trials([all_trials[n] for n in numbers])
+    with batched_writes(session.storage):
+        persistent.add_trials([all_trials[n] for n in numbers])
+    session.lock.refresh()
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -426,8 +614,9 @@ def build_result(
     executor: str,
     reference_point: Mapping[str, float] | None = None,
     weights: Mapping[str, float] | None = None,
+    shortlist_size: int = DEFAULT_SHORTLIST,
 ) -> SearchResult:
-    """Tables, Pareto set, hypervolume and best mixture of a study's finished trials."""
+    """Tables, Pareto set, shortlist, hypervolume and best mixture of a study's finished trials."""
     space = problem.space
     finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     a = _trial_arrays(problem, finished)
@@ -442,6 +631,7 @@ def build_result(
     for j, d in enumerate(space.domains):
         cols[f"mix:{d}"] = pts.mixture[:, j]
     cols.update(flops=pts.flops, params=pts.params, tokens=pts.tokens)
+    cols.update(_data_columns(space, pts))
     for j, name in enumerate(obj_names):
         cols[f"obj:{name}"] = a["values"][:, j]
     for j, name in enumerate(problem.constraint_names):
@@ -488,6 +678,7 @@ def build_result(
     objectives = tuple(zip(obj_names, dirs, strict=True))
     w = dict(weights) if weights else {o: 1.0 for o in obj_names}
     best = best_row(pareto, objectives, w) if pareto.height else None
+    short = shortlist(pareto, objectives, space.domains, k=shortlist_size, weights=w) if pareto.height else pl.DataFrame()
     return SearchResult(
         pareto=pareto,
         trials=trials_df,
@@ -511,7 +702,22 @@ def build_result(
         elapsed_s=float(elapsed_s),
         executor=executor,
         notes=tuple(notes),
+        shortlist=short,
     )
+
+
+def _data_columns(space: Any, pts: Any) -> dict[str, Any]:
+    """``tokens:<d>`` (tokens drawn from each domain) and ``epochs:<d>`` (passes over its unique
+    tokens; null where the domain's supply is not limited)."""
+    out: dict[str, Any] = {}
+    tok = pts.mixture * pts.tokens[:, None]
+    for j, d in enumerate(space.domains):
+        out[f"tokens:{d}"] = tok[:, j]
+    avail = space.data.available if space.data is not None else {}
+    for j, d in enumerate(space.domains):
+        out[f"epochs:{d}"] = pl.Series(f"epochs:{d}", tok[:, j] / avail[d] if d in avail else [None] * len(tok),
+                                       dtype=pl.Float64)
+    return out
 
 
 def _add_predictions(problem: Problem, pareto: pl.DataFrame, pts: Any, order: np.ndarray, notes: list[str]) -> pl.DataFrame:
@@ -531,18 +737,28 @@ def _add_predictions(problem: Problem, pareto: pl.DataFrame, pts: Any, order: np
             extra[f"{q}:lower"] = np.asarray(pred.lower)[:, j]
             extra[f"{q}:upper"] = np.asarray(pred.upper)[:, j]
     space = problem.space
-    if space.has_data_constraint:
-        ep = space.epochs(sub)
-        for j, d in enumerate(space.domains):
-            if space.data is not None and d in space.data.available:
-                extra[f"epochs:{d}"] = ep[:, j]
     new = pl.DataFrame(extra)
     keep = [c for c in new.columns if c not in pareto.columns]
     front = pareto.hstack(new.select(keep))
     first = ["trial", *[f"mix:{d}" for d in space.domains], "flops", "params", "tokens",
+             *[f"tokens:{d}" for d in space.domains], *[f"epochs:{d}" for d in space.domains],
              *[f"obj:{o}" for o in problem.objective_names]]
     rest = [c for c in front.columns if c not in first and c != "feasible"]
     return front.select([*first, *rest, "feasible"])
 
 
-__all__ = ["ERROR_ATTR", "PROBE_ATTR", "PROBLEM_ATTR", "build_result", "open_storage", "run_study", "storage_url"]
+__all__ = [
+    "ERROR_ATTR",
+    "HV_HISTORY_ATTR",
+    "PROBE_ATTR",
+    "PROBLEM_ATTR",
+    "REFERENCE_ATTR",
+    "SURROGATE_KEY_ATTR",
+    "StudySession",
+    "build_result",
+    "open_session",
+    "open_storage",
+    "run_study",
+    "storage_url",
+    "study_history",
+]

@@ -27,9 +27,13 @@ import polars as pl
 from mixopt.data.table import Benchmark, RunTable
 from mixopt.errors import ModelFileError, NotFittedError, SchemaError
 
-#: Version of the on-disk model format written by :func:`save_surrogate`.
-MODEL_FORMAT_VERSION = 1
+#: Version of the on-disk model format written by :func:`save_surrogate`. Version 2 added
+#: ``manifest.json`` (SHA-256 of every file, settings included); version 1 is refused.
+MODEL_FORMAT_VERSION = 2
 _MODEL_FORMAT = "mixopt-surrogate"
+#: The files of a model directory; ``manifest.json`` lists the SHA-256 of each.
+MODEL_FILES = ("model.json", "arrays.npz")
+MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True, eq=False)
@@ -358,16 +362,33 @@ def register(cls: type[Surrogate]) -> type[Surrogate]:
     return cls
 
 
+#: Method names that are a registered kind with fixed settings: ``flpm_additive`` is FLP-M
+#: with the paper's additive stage-1 law (``stage1 = "flpm_additive"``).
+METHOD_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {"flpm_additive": ("flpm", {"stage1": "flpm_additive"})}
+
+
 def surrogate_kinds() -> tuple[str, ...]:
+    """Every method name :func:`make_surrogate` accepts (kinds and aliases)."""
     _load_builtin()
-    return tuple(sorted(_REGISTRY))
+    return tuple(sorted(set(_REGISTRY) | set(METHOD_ALIASES)))
 
 
 def make_surrogate(kind: str, **settings: Any) -> Surrogate:
-    """Instantiate a registered surrogate by kind (``flp``, ``fp``, ``flpm``, ``dml``, ``regmix``)."""
+    """Instantiate a surrogate by method name (``flp``, ``fp``, ``flpm``, ``flpm_additive``, ``dml``, ``regmix``).
+
+    An alias (:data:`METHOD_ALIASES`) fixes some settings; giving one of those settings
+    with another value is refused.
+    """
     _load_builtin()
+    if kind in METHOD_ALIASES:
+        base, fixed = METHOD_ALIASES[kind]
+        clash = {k: v for k, v in settings.items() if k in fixed and v != fixed[k]}
+        if clash:
+            raise SchemaError(f"Method {kind!r} is {base!r} with {fixed}; the settings {clash} contradict it. "
+                              f"Use method {base!r} with your settings instead.")
+        kind, settings = base, {**settings, **fixed}
     if kind not in _REGISTRY:
-        raise SchemaError(f"Unknown surrogate method {kind!r}; choose one of {sorted(_REGISTRY)}.")
+        raise SchemaError(f"Unknown surrogate method {kind!r}; choose one of {list(surrogate_kinds())}.")
     try:
         return _REGISTRY[kind](**settings)
     except TypeError as e:
@@ -399,15 +420,70 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def save_surrogate(model: Surrogate, path: str | Path) -> Path:
-    """Save a fitted surrogate to directory ``path`` (created).
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
-    Layout: ``model.json`` (format, version, kind, settings, JSON state, SHA-256 of the
-    arrays) and ``arrays.npz`` (float arrays only, loaded without pickle).
+
+def is_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` looks like a directory written by :func:`save_surrogate` (any version)."""
+    p = Path(path)
+    return p.is_dir() and ((p / MANIFEST).is_file() or (p / "model.json").is_file())
+
+
+def check_model_out(path: str | Path) -> Path:
+    """Check, before fitting, that a model can be saved at ``path``.
+
+    ``path`` may be new (its parent folders are created), an empty directory, or an
+    existing model directory (replaced when the new model is saved). An existing file, a
+    non-empty directory that is not a model, or a place that cannot be written is refused.
+
+    Raises:
+        ModelFileError: naming the path, the problem and the fix.
     """
+    import os
+    import uuid
+
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ModelFileError(f"The model output {p} is an existing file; a model is saved as a directory. "
+                             "Give a new directory path (e.g. out/model).")
+    if p.is_dir() and any(p.iterdir()) and not is_model_dir(p):
+        raise ModelFileError(f"The model output {p} is a non-empty directory that is not a mixopt model; "
+                             "refusing to write into it. Give a new or empty directory.")
+    parent = p if p.is_dir() else p.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ModelFileError(f"Cannot create the folder {parent} for the model ({e.strerror or e}); "
+                             "choose a path you can write to.") from None
+    probe = parent / f".mixopt-write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as e:
+        raise ModelFileError(f"Cannot write the model in {parent} ({e.strerror or e}); "
+                             "choose a path you can write to.") from None
+    return p
+
+
+def save_surrogate(model: Surrogate, path: str | Path) -> Path:
+    """Save a fitted surrogate to directory ``path``.
+
+    Layout (format version :data:`MODEL_FORMAT_VERSION`): ``model.json`` (format, version,
+    kind, settings, JSON state), ``arrays.npz`` (float arrays only, loaded without pickle)
+    and ``manifest.json`` (format, version and the SHA-256 of each of the two files, so
+    any edit, to the settings as much as to the arrays, is refused on load). The directory
+    is written beside ``path`` and renamed into place, so a failed save leaves no half
+    model; an existing model directory at ``path`` is replaced.
+
+    Raises:
+        ModelFileError: ``path`` is a file, a non-model directory, or not writable.
+    """
+    import shutil
+    import uuid
+
     model._check_fitted()
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    path = check_model_out(path)
     state, arrays = model._get_state()
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
@@ -422,43 +498,88 @@ def save_surrogate(model: Surrogate, path: str | Path) -> Path:
         "benchmarks": [b.to_dict() for b in model.benchmarks_],
         "unpredictable": dict(model.unpredictable_),
         "state": _jsonable(state),
-        "arrays_sha256": hashlib.sha256(blob).hexdigest(),
     }
-    (path / "arrays.npz").write_bytes(blob)
-    (path / "model.json").write_text(json.dumps(meta, indent=1))
+    meta_bytes = (json.dumps(meta, indent=1) + "\n").encode()
+    manifest = {"format": _MODEL_FORMAT, "version": MODEL_FORMAT_VERSION,
+                "files": {"model.json": _sha256(meta_bytes), "arrays.npz": _sha256(blob)}}
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.mkdir(parents=True)
+        (tmp / "arrays.npz").write_bytes(blob)
+        (tmp / "model.json").write_bytes(meta_bytes)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        if path.exists():
+            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelFileError(f"Cannot save the model to {path}: {e.strerror or e}.") from None
     return path
 
 
 def load_surrogate(path: str | Path) -> Surrogate:
     """Load a surrogate saved by :func:`save_surrogate`; predictions are identical.
 
+    Every file is checked against ``manifest.json`` before anything is read from it.
+
     Raises:
-        ModelFileError: missing files, another format or version, or arrays that do not
-            match their recorded checksum (altered file).
+        ModelFileError: missing files, another format or version, or any file that does
+            not match its recorded SHA-256 (an edited or damaged model).
     """
     path = Path(path)
-    meta_p, arr_p = path / "model.json", path / "arrays.npz"
-    if not meta_p.is_file() or not arr_p.is_file():
+    man_p, meta_p, arr_p = path / MANIFEST, path / "model.json", path / "arrays.npz"
+    if not path.is_dir() or not meta_p.is_file():
         raise ModelFileError(
-            f"{path} is not a mixopt model directory: expected model.json and arrays.npz in it. "
+            f"{path} is not a mixopt model directory: expected {MANIFEST}, model.json and arrays.npz in it. "
             "Create one with `mixopt fit ... --out DIR`."
         )
-    try:
-        meta = json.loads(meta_p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"{meta_p} is not valid JSON ({e}); the file is damaged, refit the model.") from None
-    if not isinstance(meta, dict) or meta.get("format") != _MODEL_FORMAT:
-        raise ModelFileError(f"{meta_p} is not a mixopt model file (format {meta.get('format') if isinstance(meta, dict) else None!r}).")
-    if meta.get("version") != MODEL_FORMAT_VERSION:
+    if not man_p.is_file():
+        try:
+            old = json.loads(meta_p.read_text()).get("version")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            old = None
         raise ModelFileError(
-            f"{path} was written in model format version {meta.get('version')!r}; this mixopt reads version "
+            f"{path} has no {MANIFEST}: it was written in model format version {old!r} (or the manifest was deleted); "
+            f"this mixopt reads version {MODEL_FORMAT_VERSION}, whose manifest guards every file. "
+            "Refit the model with this version of mixopt (`mixopt fit ... --out DIR`)."
+        )
+    try:
+        manifest = json.loads(man_p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{man_p} is not valid JSON ({e}); the model is damaged, refit it.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != _MODEL_FORMAT:
+        raise ModelFileError(f"{man_p} is not a mixopt model manifest; refit the model.")
+    if manifest.get("version") != MODEL_FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written in model format version {manifest.get('version')!r}; this mixopt reads version "
             f"{MODEL_FORMAT_VERSION}. Refit the model with this version of mixopt."
         )
-    blob = arr_p.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != meta.get("arrays_sha256"):
-        raise ModelFileError(f"{arr_p} does not match the checksum recorded in model.json: the model was altered or damaged. Refit it.")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or sorted(files) != sorted(MODEL_FILES):
+        raise ModelFileError(f"{man_p} must list exactly {list(MODEL_FILES)}; the model was altered. Refit it.")
+    data: dict[str, bytes] = {}
+    for name in MODEL_FILES:
+        fp = path / name
+        if not fp.is_file():
+            raise ModelFileError(f"{fp} is missing; the model is incomplete. Refit it.")
+        data[name] = fp.read_bytes()
+        if _sha256(data[name]) != files[name]:
+            raise ModelFileError(
+                f"{fp} does not match the SHA-256 recorded in {MANIFEST}: the model was edited or damaged "
+                "(settings and arrays are both guarded). Refit it rather than editing it."
+            )
     try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        meta = json.loads(data["model.json"])
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{meta_p} is not valid JSON ({e}); the file is damaged, refit the model.") from None
+    if not isinstance(meta, dict) or meta.get("format") != _MODEL_FORMAT or meta.get("version") != MODEL_FORMAT_VERSION:
+        raise ModelFileError(f"{meta_p} disagrees with {MANIFEST} on format or version; refit the model.")
+    try:
+        with np.load(io.BytesIO(data["arrays.npz"]), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         model = make_surrogate(meta["kind"], **meta.get("settings", {}))
         model.outputs_ = tuple(meta["outputs"])
@@ -473,11 +594,16 @@ def load_surrogate(path: str | Path) -> Surrogate:
 
 
 __all__ = [
+    "MANIFEST",
+    "MODEL_FILES",
+    "METHOD_ALIASES",
     "MODEL_FORMAT_VERSION",
     "Prediction",
     "Surrogate",
     "Targets",
+    "check_model_out",
     "gaussian_interval",
+    "is_model_dir",
     "load_surrogate",
     "make_surrogate",
     "register",

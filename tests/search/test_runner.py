@@ -240,7 +240,8 @@ def test_result_files(tmp_path, analytic) -> None:
     res = run_study(analytic_problem(analytic), trials=128, batch_size=64, progress=False)
     for ext in ("parquet", "csv", "json"):
         written = res.write(tmp_path / f"front.{ext}", trials=True)
-        assert [p.name for p in written] == [f"front.{ext}", f"front.trials.{ext}", "front.summary.json"]
+        assert [p.name for p in written] == [f"front.{ext}", f"front.shortlist.{ext}", f"front.trials.{ext}",
+                                             "front.summary.json"]
     back = pl.read_parquet(tmp_path / "front.parquet")
     assert back.equals(res.pareto)
     summary = json.loads((tmp_path / "front.summary.json").read_text())

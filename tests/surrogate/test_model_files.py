@@ -38,27 +38,70 @@ np.save({str(tmp_path / 'out.npy')!r}, m.predict(t, intervals=False).mean)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), model.predict(targets, intervals=False).mean)
 
 
+def _copy(path, dest):
+    import shutil
+
+    shutil.copytree(path, dest)
+    return dest
+
+
+def test_manifest_lists_the_sha256_of_every_file(saved_flpm):
+    import hashlib
+
+    _, path, _ = saved_flpm
+    man = json.loads((path / "manifest.json").read_text())
+    assert man["version"] == 2 and sorted(man["files"]) == ["arrays.npz", "model.json"]
+    for name, sha in man["files"].items():
+        assert hashlib.sha256((path / name).read_bytes()).hexdigest() == sha
+
+
+def test_edited_settings_in_model_json_are_refused(saved_flpm, tmp_path):
+    # the case: a changed setting in model.json was accepted silently (only arrays were hashed)
+    _, path, _ = saved_flpm
+    bad = _copy(path, tmp_path / "edited")
+    meta = json.loads((bad / "model.json").read_text())
+    meta["settings"]["n_members"] = 7
+    (bad / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
+    with pytest.raises(ModelFileError, match=r"model\.json does not match the SHA-256"):
+        load_surrogate(bad)
+
+
+def test_whitespace_only_edit_is_refused_too(saved_flpm, tmp_path):
+    _, path, _ = saved_flpm
+    bad = _copy(path, tmp_path / "ws")
+    (bad / "model.json").write_text((bad / "model.json").read_text() + " ")
+    with pytest.raises(ModelFileError, match="edited or damaged"):
+        load_surrogate(bad)
+
+
+def test_old_format_without_manifest_is_refused_clearly(saved_flpm, tmp_path):
+    _, path, _ = saved_flpm
+    bad = _copy(path, tmp_path / "v1")
+    meta = json.loads((bad / "model.json").read_text())
+    meta["version"] = 1
+    (bad / "model.json").write_text(json.dumps(meta))
+    (bad / "manifest.json").unlink()
+    with pytest.raises(ModelFileError, match=r"format version 1.*reads version 2.*Refit"):
+        load_surrogate(bad)
+
+
 def test_other_format_version_is_refused(saved_flpm, tmp_path):
     _, path, _ = saved_flpm
-    meta = json.loads((path / "model.json").read_text())
-    meta["version"] = 999
-    bad = tmp_path / "v999"
-    bad.mkdir()
-    (bad / "model.json").write_text(json.dumps(meta))
-    (bad / "arrays.npz").write_bytes((path / "arrays.npz").read_bytes())
+    bad = _copy(path, tmp_path / "v999")
+    man = json.loads((bad / "manifest.json").read_text())
+    man["version"] = 999
+    (bad / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ModelFileError, match="version 999"):
         load_surrogate(bad)
 
 
 def test_tampered_weights_are_refused(saved_flpm, tmp_path):
     _, path, _ = saved_flpm
-    bad = tmp_path / "tampered"
-    bad.mkdir()
-    (bad / "model.json").write_text((path / "model.json").read_text())
-    blob = bytearray((path / "arrays.npz").read_bytes())
+    bad = _copy(path, tmp_path / "tampered")
+    blob = bytearray((bad / "arrays.npz").read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     (bad / "arrays.npz").write_bytes(bytes(blob))
-    with pytest.raises(ModelFileError, match="altered"):
+    with pytest.raises(ModelFileError, match="arrays.npz does not match"):
         load_surrogate(bad)
 
 
@@ -67,8 +110,27 @@ def test_missing_or_garbage_files(tmp_path):
         load_surrogate(tmp_path)
     (tmp_path / "model.json").write_text("{not json")
     (tmp_path / "arrays.npz").write_bytes(b"")
+    (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ModelFileError, match="not valid JSON"):
         load_surrogate(tmp_path)
+
+
+def test_save_refuses_a_file_or_a_foreign_directory_and_replaces_a_model(saved_flpm, tmp_path):
+    model, path, targets = saved_flpm
+    f = tmp_path / "runs.csv"
+    f.write_text("precious")
+    with pytest.raises(ModelFileError, match="existing file"):
+        save_surrogate(model, f)
+    assert f.read_text() == "precious"
+    d = tmp_path / "notes"
+    d.mkdir()
+    (d / "keep.txt").write_text("x")
+    with pytest.raises(ModelFileError, match="not a mixopt model"):
+        save_surrogate(model, d)
+    again = save_surrogate(model, _copy(path, tmp_path / "m2"))  # an existing model is replaced
+    np.testing.assert_array_equal(load_surrogate(again).predict(targets, intervals=False).mean,
+                                  model.predict(targets, intervals=False).mean)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp leftovers
 
 
 def test_unknown_domain_in_target_mixture_is_refused(saved_flpm):

@@ -1,0 +1,384 @@
+"""Where a study lives: storage strings, a batched journal file, and the one-runner lock.
+
+Storage strings (config ``[search] storage``, ``--storage``):
+
+* ``"memory"`` (or ``""``, ``":memory:"``, ``"none"``): nothing is kept after the run.
+* a path ending in ``.log`` / ``.journal`` / ``.jsonl``, or ``"journal:<path>"``: an Optuna
+  journal file (the default: ``<study_name>.log``). mixopt writes it **in batches**: the
+  log records of a whole batch of trials are appended with one write and one ``fsync``
+  (:class:`BatchedJournalFileBackend`), so persisting costs little more than running in
+  memory. The file is an ordinary Optuna journal: ``optuna.load_study(storage=
+  JournalStorage(JournalFileBackend(path)))`` reads it.
+* any other path (``.db``, ``.sqlite``, ...): an SQLite file (WAL, synchronous=NORMAL).
+* a string with ``://``: an SQLAlchemy URL (``postgresql://user@host/db``) for teams that
+  share a database.
+
+Concurrency rule: **one process drives a study at a time; a second is refused.** Before
+anything is fitted or run, the runner takes :class:`StudyLock`: for a file storage an
+exclusive ``flock`` on ``<file>.mixopt-lock`` (released by the kernel when the process
+exits, however it exits, so a crash leaves no stale lock); for a database URL a lease
+in the study's user attributes (``mixopt:lease``, refreshed after every batch; a lease
+not refreshed for :data:`LEASE_TTL_S` seconds is considered abandoned). A second process
+gets a :class:`~mixopt.errors.SearchError` naming the holder (pid, host, start time).
+Reading a study (``optuna.load_study``, :func:`mixopt.search.study_history`) needs no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mixopt.errors import SearchError
+
+logger = logging.getLogger(__name__)
+
+#: File suffixes that mean "Optuna journal file".
+JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
+#: Seconds after which a database lease that was not refreshed is considered abandoned.
+LEASE_TTL_S = 600.0
+#: Study user attribute holding the database lease.
+LEASE_ATTR = "mixopt:lease"
+
+
+def storage_url(storage: str | Path | None, base_dir: Path | None = None) -> str | None:
+    """Normalise a storage setting: ``None`` (in memory), ``"journal:<abs path>"`` or an SQLAlchemy URL.
+
+    ``base_dir`` resolves relative paths (default: the current directory).
+    """
+    if storage is None:
+        return None
+    s = str(storage).strip()
+    if s in ("", "memory", ":memory:", "none"):
+        return None
+    if "://" in s:
+        return s
+    journal = s.startswith("journal:")
+    p = Path(s[len("journal:"):] if journal else s).expanduser()
+    if base_dir is not None and not p.is_absolute():
+        p = base_dir / p
+    if journal or p.suffix.lower() in JOURNAL_SUFFIXES:
+        return f"journal:{p.resolve()}"
+    return f"sqlite:///{p.resolve()}"
+
+
+def storage_file(url: str | None) -> Path | None:
+    """The file behind a journal or SQLite URL (None for memory or a server database)."""
+    if url is None:
+        return None
+    if url.startswith("journal:"):
+        return Path(url[len("journal:"):])
+    if url.startswith("sqlite:///"):
+        p = url[len("sqlite:///"):]
+        return None if p in ("", ":memory:") else Path(p)
+    return None
+
+
+def check_writable_file(path: Path, what: str, *, create_parent: bool = True) -> None:
+    """Raise a SearchError unless ``path`` can be created or appended to (checked, not guessed).
+
+    The parent folder is created when ``create_parent`` (the caller asked for this file).
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise SearchError(f"The {what} {path} is a directory; give a file path.")
+    parent = path.parent
+    if not parent.exists():
+        if not create_parent:
+            raise SearchError(f"The folder of the {what} {path} does not exist; create {parent} first.")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SearchError(f"Cannot create the folder {parent} for the {what} ({e.strerror or e}); "
+                              "choose a path in a folder you can write to.") from None
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise SearchError(f"The {what} {path} exists and is not writable; fix its permissions or choose another path.")
+        return
+    probe = parent / f".mixopt-write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise SearchError(f"Cannot write the {what} in {parent} ({e.strerror or e}); "
+                          "choose a path in a folder you can write to.") from None
+
+
+# -- journal file written in batches ---------------------------------------------------------
+def _journal_classes() -> tuple[type, type]:
+    from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
+
+    return BaseJournalBackend, JournalFileBackend
+
+
+def make_batched_backend(path: str | Path) -> Any:
+    """A :class:`BatchedJournalFileBackend` for ``path`` (Optuna imported lazily)."""
+    base, _ = _journal_classes()
+    cls = _batched_class(base)
+    return cls(str(path))
+
+
+_BATCHED_CLASS: type | None = None
+
+
+def _batched_class(base: type) -> type:
+    global _BATCHED_CLASS
+    if _BATCHED_CLASS is not None:
+        return _BATCHED_CLASS
+    _, file_backend = _journal_classes()
+
+    class BatchedJournalFileBackend(base):  # type: ignore[misc, valid-type]
+        """Optuna's journal file, with appends held back inside :meth:`batch` and written at its end.
+
+        Outside :meth:`batch` every append goes straight to the file (Optuna's behaviour).
+        Inside, appended records are kept in memory and served to this process's reads as
+        if written (Optuna replays its own writes to learn trial ids), then appended with one
+        write + ``fsync`` when the block ends, even when it ends by an exception. Safe only
+        with one writer per file, which :class:`StudyLock` guarantees.
+        """
+
+        def __init__(self, file_path: str) -> None:
+            self._inner = file_backend(file_path)
+            self._pending: list[dict[str, Any]] = []
+            self._n_file: int | None = None  # records in the file, once read to the end
+            self._depth = 0
+
+        def read_logs(self, log_number_from: int) -> Iterable[dict[str, Any]]:
+            n = log_number_from
+            if self._depth and self._n_file is not None and n >= self._n_file:
+                return self._pending[n - self._n_file:]  # nothing new in the file: we are its only writer
+            out = list(self._inner.read_logs(n))
+            self._n_file = n + len(out)  # Optuna never asks beyond what it has read
+            return out + self._pending
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            if self._depth:
+                self._pending.extend(logs)
+            else:
+                self._inner.append_logs(logs)
+                if self._n_file is not None:
+                    self._n_file += len(logs)
+
+        def flush(self) -> None:
+            """Write the held-back records (one append, one fsync)."""
+            if self._pending:
+                pending, self._pending = self._pending, []
+                self._inner.append_logs(pending)
+                if self._n_file is not None:
+                    self._n_file += len(pending)
+
+        @contextlib.contextmanager
+        def batch(self) -> Iterator[None]:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if not self._depth:
+                    self.flush()
+
+    _BATCHED_CLASS = BatchedJournalFileBackend
+    return _BATCHED_CLASS
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer; fewer fsyncs
+    cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: an application crash loses nothing committed
+    cur.close()
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna storage for ``url``: a batched journal file, or RDB (SQLite gets WAL)."""
+    import optuna
+
+    path = storage_file(url)
+    if path is not None:
+        check_writable_file(path, "study storage")
+    if url.startswith("journal:"):
+        from optuna.storages import JournalStorage
+
+        try:
+            return JournalStorage(make_batched_backend(path))
+        except Exception as e:  # noqa: BLE001 - unreadable or damaged file
+            raise SearchError(f"Cannot open the journal storage {path}: {type(e).__name__}: {e}.") from None
+    try:
+        st = optuna.storages.RDBStorage(url)
+    except Exception as e:  # noqa: BLE001 - bad URL, missing driver, unreadable file
+        raise SearchError(f"Cannot open the study storage {url!r}: {type(e).__name__}: {e}. "
+                          "Give a journal (.log) or SQLite file path, or a valid SQLAlchemy URL.") from None
+    if url.startswith("sqlite"):
+        from sqlalchemy import event
+
+        event.listen(st.engine, "connect", _sqlite_pragmas)
+        st.engine.dispose()  # reconnect with the pragmas
+    return st
+
+
+@contextlib.contextmanager
+def batched_writes(storage: Any) -> Iterator[None]:
+    """Hold back a batched journal's appends inside the block (no-op for other storages)."""
+    backend = getattr(storage, "_backend", None)
+    if backend is not None and hasattr(backend, "batch"):
+        with backend.batch():
+            yield
+    else:
+        yield
+
+
+# -- the in-memory study the runner drives ----------------------------------------------------
+_MEMORY_CLASS: type | None = None
+
+
+def make_memory_storage() -> Any:
+    """Optuna's in-memory storage, with ``set_trial_param`` made O(1) per parameter.
+
+    Optuna's :class:`~optuna.storages.InMemoryStorage` copies a running trial's parameter
+    and distribution dicts on every ``suggest`` (copy-on-write for readers), which makes
+    asking a trial O(d^2) in its d parameters: at 64 domains that alone held the search to
+    ~200 trials per CPU-second. The runner is the only reader of its in-memory study, so
+    this subclass writes the parameter in place (same result, same checks).
+    """
+    global _MEMORY_CLASS
+    if _MEMORY_CLASS is None:
+        from optuna import distributions
+        from optuna.storages import InMemoryStorage
+
+        class _RunnerMemoryStorage(InMemoryStorage):
+            def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                                distribution: Any) -> None:
+                with self._lock:
+                    trial = self._get_trial(trial_id)
+                    self.check_trial_is_updatable(trial_id, trial.state)
+                    study = self._studies[self._trial_id_to_study_id_and_number[trial_id][0]]
+                    known = study.param_distribution.get(param_name)
+                    if known is None:
+                        study.param_distribution[param_name] = distribution
+                    elif known is not distribution:
+                        distributions.check_distribution_compatibility(known, distribution)
+                        study.param_distribution[param_name] = distribution
+                    trial.params[param_name] = distribution.to_external_repr(param_value_internal)
+                    trial.distributions[param_name] = distribution
+
+        _MEMORY_CLASS = _RunnerMemoryStorage
+    return _MEMORY_CLASS()
+
+
+# -- one runner per study ----------------------------------------------------------------------
+def _holder() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+class StudyLock:
+    """Exclusive right to run one study (see the module docstring).
+
+    Use as a context manager, or :meth:`acquire` / :meth:`release`. File storages lock the
+    whole file (every study in it); database URLs lease the one study (:meth:`attach`
+    once the study exists, :meth:`refresh` after every batch).
+    """
+
+    def __init__(self, url: str | None, study_name: str) -> None:
+        self.url = url
+        self.study_name = study_name
+        self._fd: int | None = None
+        self._lease_study: Any = None
+        self._token = uuid.uuid4().hex
+
+    @property
+    def path(self) -> Path | None:
+        f = storage_file(self.url)
+        return None if f is None else f.with_name(f.name + ".mixopt-lock")
+
+    def acquire(self) -> StudyLock:
+        path = self.path
+        if path is None:
+            return self
+        import fcntl
+
+        check_writable_file(path, "study lock file")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            except (ValueError, OSError):
+                holder = {}
+            os.close(fd)
+            who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}"
+            raise SearchError(
+                f"The study storage {storage_file(self.url)} is in use by another mixopt run ({who}). "
+                "One process drives a study at a time: wait for it to finish (then resume with a larger "
+                "trials target), or give another storage or study_name."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(_holder()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def attach(self, study: Any) -> None:
+        """Database URLs: take (or refuse) the lease on ``study``."""
+        if self.path is not None or self.url is None:
+            return
+        raw = study.user_attrs.get(LEASE_ATTR)
+        now = time.time()
+        if raw:
+            try:
+                lease = json.loads(raw)
+            except ValueError:
+                lease = {}
+            if lease.get("token") != self._token and now - float(lease.get("heartbeat", 0)) < LEASE_TTL_S:
+                raise SearchError(
+                    f"Study {self.study_name!r} in {self.url} is being run by pid {lease.get('pid', '?')} on "
+                    f"{lease.get('host', '?')} since {lease.get('since', '?')} (lease refreshed "
+                    f"{now - float(lease.get('heartbeat', 0)):.0f} s ago). One process drives a study at a time: "
+                    f"wait for it (a lease not refreshed for {LEASE_TTL_S:.0f} s lapses), or give another study_name."
+                )
+        self._lease_study = study
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self._lease_study is not None:
+            self._lease_study.set_user_attr(LEASE_ATTR, json.dumps(_holder() | {"token": self._token, "heartbeat": time.time()}))
+
+    def release(self) -> None:
+        if self._lease_study is not None:
+            with contextlib.suppress(Exception):
+                self._lease_study.set_user_attr(LEASE_ATTR, "")
+            self._lease_study = None
+        if self._fd is not None:
+            import fcntl
+
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> StudyLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+__all__ = [
+    "JOURNAL_SUFFIXES",
+    "LEASE_ATTR",
+    "LEASE_TTL_S",
+    "StudyLock",
+    "batched_writes",
+    "check_writable_file",
+    "make_batched_backend",
+    "make_memory_storage",
+    "open_storage",
+    "storage_file",
+    "storage_url",
+]
