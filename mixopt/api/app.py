@@ -170,12 +170,17 @@ def _recover(ctx: Context) -> None:
     from mixopt.api.tasks import PARETO_FILE
 
     jobs, models = ctx.store.mark_interrupted()
-    for job_id in jobs:  # finished just before the service died: the result files are complete
+    for job_id in jobs:
+        # A journal writer killed mid-append leaves Optuna's lock file behind, and the next writer waits out
+        # its 30 s grace period. Nothing can still be writing this job's own journal (its runner died with
+        # the previous service), so the lock is stale: remove it.
+        (ctx.job_dir(job_id) / "study.log.lock").unlink(missing_ok=True)
+        # finished just before the service died: the result files are complete
         summary = ctx.job_dir(job_id) / "pareto.summary.json"
         if summary.is_file() and (ctx.job_dir(job_id) / PARETO_FILE).is_file():
             result = json.loads(summary.read_text())
-            result.pop("storage", None)
-            result.pop("pareto_file", None)
+            for k in ("storage", "pareto_file", "shortlist_file"):
+                result.pop(k, None)
             ctx.store.update("job", job_id, status="done", error=None, result=result)
     if jobs or models:
         logger.warning("Marked %d job(s) and %d model fit(s) left unfinished by the previous service as interrupted: %s",

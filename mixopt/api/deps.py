@@ -63,6 +63,13 @@ class Context:
     def job_dir(self, id_: str) -> Path:
         return self.settings.data_dir / "jobs" / id_
 
+    def study_url(self, job_id: str) -> str:
+        """Where a job's Optuna study lives: its own journal file, or the shared database."""
+        from mixopt.api.jobs import study_url
+
+        shared = self.settings.studies_url
+        return study_url(shared) if shared else f"journal:{self.job_dir(job_id) / 'study.log'}"
+
     def upload_dir(self) -> Path:
         p = self.settings.data_dir / "uploads" / secrets.token_hex(8)
         p.mkdir(parents=True)

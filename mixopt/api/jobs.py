@@ -12,6 +12,8 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from collections import OrderedDict
+from pathlib import Path
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -138,42 +140,65 @@ class JobRunner:
 
 
 class StudyProgress:
-    """Finished-trial counts of job studies, read from the Optuna storage."""
+    """Finished-trial counts of job studies, read from their Optuna storage (journal files or a database)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._storage: Any = None
+    def __init__(self, shared_url: str | None) -> None:
+        self.shared_url = shared_url
+        self._storages: OrderedDict[str, Any] = OrderedDict()  # url -> storage (journal storages read incrementally)
         self._lock = threading.Lock()
 
-    def open(self) -> Any:
+    def _storage(self, url: str) -> Any:
         with self._lock:
-            if self._storage is None:
-                from mixopt.search.runner import open_storage
+            st = self._storages.get(url)
+            if st is None:
+                if url.startswith("journal:"):
+                    from optuna.storages import JournalStorage
+                    from optuna.storages.journal import JournalFileBackend
 
-                try:
-                    self._storage = open_storage(study_url(self.url))
-                except Exception as e:  # noqa: BLE001
-                    from mixopt.errors import ConfigError
+                    st = JournalStorage(JournalFileBackend(url[len("journal:"):]))
+                else:
+                    from mixopt.search.storage import open_storage
 
-                    raise ConfigError(f"Cannot open the study storage ({type(e).__name__}: {e}); check MIXOPT_STUDY_STORAGE.") from None
-            return self._storage
+                    try:
+                        st = open_storage(study_url(url))
+                    except Exception as e:  # noqa: BLE001
+                        from mixopt.errors import ConfigError
+
+                        raise ConfigError(f"Cannot open the study storage ({type(e).__name__}: {e}); check MIXOPT_STUDY_STORAGE.") from None
+                self._storages[url] = st
+                while len(self._storages) > 64:
+                    self._storages.popitem(last=False)
+            else:
+                self._storages.move_to_end(url)
+            return st
+
+    def open(self) -> None:
+        """Create the shared database's study schema now (concurrent first jobs would race to create it)."""
+        if self.shared_url:
+            self._storage(self.shared_url)
 
     def open_quietly(self) -> None:
         try:
             self.open()
         except Exception:  # noqa: BLE001 - reported again when a request or job uses the storage
-            logger.exception("Cannot open the study storage %s", self.url)
+            logger.exception("Cannot open the study storage %s", self.shared_url)
 
-    def count(self, study_name: str) -> int:
+    def forget(self, url: str) -> None:
+        with self._lock:
+            self._storages.pop(url, None)
+
+    def count(self, url: str, study_name: str) -> int:
         """Finished (complete or failed) trials of ``study_name``; 0 if it does not exist yet."""
         from optuna.trial import TrialState
 
+        if url.startswith("journal:") and not Path(url[len("journal:"):]).is_file():
+            return 0
         try:
-            st = self.open()
+            st = self._storage(url)
             sid = st.get_study_id_from_name(study_name)
         except KeyError:
             return 0
-        except Exception:  # noqa: BLE001 - storage not created yet
+        except Exception:  # noqa: BLE001 - storage not readable yet
             logger.debug("progress of %s unavailable", study_name, exc_info=True)
             return 0
         return int(st.get_n_trials(sid, state=(TrialState.COMPLETE, TrialState.FAIL)))

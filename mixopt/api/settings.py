@@ -28,7 +28,7 @@ class Settings:
     port: int = 8000  # TCP port
     data_dir: Path = field(default_factory=lambda: Path("mixopt-data"))  # the server's own folder: database, uploads, models, job results
     database_url: str | None = None  # SQLAlchemy URL of the metadata database; None = SQLite file <data_dir>/mixopt.db
-    study_storage: str | None = None  # Optuna storage of job studies; None = journal file <data_dir>/studies.log (with SQLite) or database_url
+    study_storage: str | None = None  # database URL for every job's Optuna study; None = a journal file per job (SQLite metadata) or database_url
     api_keys: tuple[str, ...] = ()  # bearer tokens (MIXOPT_API_KEYS, comma-separated); empty = no authentication
     executor: str = "ray"  # where jobs run: "ray" (local Ray, or the cluster at ray_address) or "thread" (in-process)
     ray_address: str | None = None  # Ray cluster address; None = start a local Ray on the first job
@@ -53,6 +53,9 @@ class Settings:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 problems.append(f"{name} must be an integer >= 1, got {v!r}")
+        if self.study_storage and "://" not in self.study_storage:
+            problems.append(f"study_storage must be a database URL (e.g. postgresql://u@host/db), got {self.study_storage!r}; "
+                            "leave it unset for a journal file per job")
         if any(not k or len(k) < 8 or any(c.isspace() or c == "," for c in k) for k in self.api_keys):
             problems.append("api_keys must be tokens of at least 8 characters without spaces or commas")
         if problems:
@@ -66,15 +69,18 @@ class Settings:
         return self.database_url or f"sqlite:///{self.data_dir / 'mixopt.db'}"
 
     @property
-    def studies_url(self) -> str:
-        """The Optuna storage URL of job studies."""
+    def studies_url(self) -> str | None:
+        """The database URL shared by every job's Optuna study, or None: one journal file per job.
+
+        Per-job journal files (the default with SQLite metadata) cost nothing to create, are
+        written in batches by the search runner, and are locked by one runner each (the runner
+        locks a study file, so jobs must not share one).
+        """
         if self.study_storage:
             return self.study_storage
         if self.database_url and not self.database_url.startswith("sqlite"):
             return self.database_url
-        # Optuna's journal file: appends are ~3x faster than SQLite and a fresh one costs nothing to create
-        # (a fresh Optuna SQLite schema takes seconds); safe for several processes on this machine (file lock).
-        return f"journal:{self.data_dir / 'studies.log'}"
+        return None
 
     @property
     def auth_enabled(self) -> bool:

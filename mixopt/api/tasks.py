@@ -275,6 +275,7 @@ def optimize_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     result.write(job_dir / PARETO_FILE, trials=True)
     summary = result.to_json()
     summary.pop("pareto", None)
+    summary.pop("shortlist", None)
     summary.pop("storage", None)
     summary["n_pareto"] = int(result.pareto.height)
     return jsonable(summary)

@@ -77,7 +77,7 @@ def test_restart_mid_job_loses_no_trial(server_factory, tmp_path) -> None:
     from optuna.storages.journal import JournalFileBackend
 
     def study():
-        return optuna.load_study(study_name=job["id"], storage=JournalStorage(JournalFileBackend(str(data / "studies.log"))))
+        return optuna.load_study(study_name=job["id"], storage=JournalStorage(JournalFileBackend(str(data / "jobs" / job["id"] / "study.log"))))
 
     before = {t.number: (t.params, t.values) for t in study().trials if t.state.is_finished()}
     assert len(before) >= 12

@@ -34,7 +34,7 @@ def _progress(ctx: Context, row: dict[str, Any]) -> Progress:
     if row["status"] == "done" and row["result"]:
         done = int(row["result"].get("n_trials", 0))
     else:
-        done = ctx.progress.count(row["id"])
+        done = ctx.progress.count(ctx.study_url(row["id"]), row["id"])
     target = int(row["trials"])
     return Progress(done=done, target=target, fraction=min(done / target, 1.0) if target else 1.0)
 
@@ -74,14 +74,8 @@ def _start(ctx: Context, row: dict[str, Any]) -> dict[str, Any]:
         "config": row["config"],
         "model_path": str(ctx.model_dir(row["model_id"])) if row["model_id"] else None,
         "dataset_path": str(ctx.dataset_dir(row["dataset_id"]) / "runs.parquet") if row["dataset_id"] else None,
-        "job_dir": str(job_dir), "storage": _study_url(ctx), "study_name": row["id"], "trials": row["trials"],
+        "job_dir": str(job_dir), "storage": ctx.study_url(row["id"]), "study_name": row["id"], "trials": row["trials"],
     }
-
-
-def _study_url(ctx: Context) -> str:
-    from mixopt.api.jobs import study_url
-
-    return study_url(ctx.settings.studies_url)
 
 
 async def _submit(ctx: Context, job_id: str, spec: dict[str, Any]) -> None:
@@ -91,7 +85,7 @@ async def _submit(ctx: Context, job_id: str, spec: dict[str, Any]) -> None:
         if err is None:
             await asyncio.to_thread(ctx.store.update, "job", job_id, status="done", result=result, finished_at=now, error=None)
         elif flag.exists() or isinstance(err, JobCancelled):
-            n = await asyncio.to_thread(ctx.progress.count, job_id)
+            n = await asyncio.to_thread(ctx.progress.count, ctx.study_url(job_id), job_id)
             await asyncio.to_thread(ctx.store.update, "job", job_id, status="cancelled", finished_at=now,
                                     error=f"cancelled by its owner after {n} finished trials (kept; POST /v1/jobs/{job_id}/resume continues)")
         else:
@@ -181,7 +175,7 @@ async def resume_job(job_id: str, ctx: CtxDep, owner: OwnerDep, body: JobResume 
         await asyncio.to_thread(ready_model, ctx, row["model_id"], owner)
     await asyncio.to_thread(check_capacity, ctx, owner)
     job_dir = ctx.job_dir(job_id)
-    for f in (CANCEL_FILE, PARETO_FILE, "pareto.trials.parquet", "pareto.summary.json"):
+    for f in (CANCEL_FILE, PARETO_FILE, "pareto.trials.parquet", "pareto.shortlist.parquet", "pareto.summary.json"):
         (job_dir / f).unlink(missing_ok=True)
     now = time.time()
     await asyncio.to_thread(ctx.store.update, "job", job_id, status="running", trials=trials, started_at=now, finished_at=None,
@@ -219,6 +213,12 @@ def _table(ctx: Context, job_id: str, owner: str, file: str, fmt: str) -> Respon
 def get_pareto(job_id: str, ctx: CtxDep, owner: OwnerDep, format: Fmt = "json") -> Response:  # noqa: A002
     """One row per Pareto-optimal mixture: ``mix:<d>``, compute, objectives, every predicted quantity with its interval."""
     return _table(ctx, job_id, owner, PARETO_FILE, format)
+
+
+@router.get("/{job_id}/shortlist", summary="The shortlist of a finished job: diverse knee-region mixtures of the front")
+def get_shortlist(job_id: str, ctx: CtxDep, owner: OwnerDep, format: Fmt = "json") -> Response:  # noqa: A002
+    """The Pareto columns plus ``rank`` (1 = best knee) and ``knee_distance``; size from ``[objectives] shortlist``."""
+    return _table(ctx, job_id, owner, "pareto.shortlist.parquet", format)
 
 
 @router.get("/{job_id}/trials", summary="Every finished trial of a finished job")
