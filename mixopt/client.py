@@ -9,6 +9,7 @@
     job = c.optimize("configs/example.toml", model=m)
     c.wait(job)
     front = c.pareto(job)                           # a polars DataFrame
+    picks = c.shortlist(job)                        # a few diverse knee-region mixtures, ranked
 
 Resources are returned as dicts (their ``id`` is what the other calls take; the dicts are
 accepted too). An error response raises :class:`APIError` with the server's message and
@@ -230,6 +231,12 @@ class Client:
         import polars as pl
 
         return pl.read_parquet(io.BytesIO(self._call("GET", f"/v1/jobs/{_id(job)}/pareto", params={"format": "parquet"})))
+
+    def shortlist(self, job: str | Mapping[str, Any]) -> Any:
+        """The shortlist of a finished job: diverse knee-region rows of the front, with ``rank`` (polars DataFrame)."""
+        import polars as pl
+
+        return pl.read_parquet(io.BytesIO(self._call("GET", f"/v1/jobs/{_id(job)}/shortlist", params={"format": "parquet"})))
 
     def trials(self, job: str | Mapping[str, Any]) -> Any:
         """Every finished trial of a finished job (polars DataFrame)."""

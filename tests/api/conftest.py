@@ -37,6 +37,10 @@ SEARCH = {
 }
 
 
+#: Merged and separate predictions agree to rounding: BLAS sums in another order for another batch shape.
+MERGE_RTOL = 1e-9
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

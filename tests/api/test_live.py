@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mixopt.client import APIError, Client
-from tests.api.conftest import KEY_A, KEY_B, RUNS, SEARCH
+from tests.api.conftest import KEY_A, KEY_B, MERGE_RTOL, RUNS, SEARCH
 
 
 def test_end_to_end_on_ray(ray_server) -> None:
@@ -36,6 +36,17 @@ def test_end_to_end_on_ray(ray_server) -> None:
         np.testing.assert_allclose(mixcols.sum(axis=1), 1.0, rtol=0, atol=1e-9)
         assert (front["mix:web"] >= 0.3 - 1e-9).all() and (front["mix:math"] <= 0.3 + 1e-9).all()
         assert c.trials(job).height == 48
+        short = c.shortlist(job)
+        assert 1 <= short.height <= front.height and short["rank"].to_list() == list(range(1, short.height + 1))
+        # concurrent predicts (merged into shared model calls under load) give each client its own numbers
+        from concurrent.futures import ThreadPoolExecutor
+
+        batches = [np.random.default_rng(s).dirichlet(np.ones(3), 100) for s in range(16)]
+        alone = [c.predict(m, mixtures=b, flops=1e21)["predictions"]["score:hellaswag"]["mean"] for b in batches]
+        with ThreadPoolExecutor(16) as pool:
+            together = list(pool.map(lambda b: c.predict(m, mixtures=b, flops=1e21)["predictions"]["score:hellaswag"]["mean"], batches))
+        for a, t in zip(alone, together, strict=True):
+            np.testing.assert_allclose(t, a, rtol=MERGE_RTOL, atol=0)
     with Client(srv.url, api_key=KEY_B) as other:  # another key sees none of it
         with pytest.raises(APIError) as e:
             other.job(job)

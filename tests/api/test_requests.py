@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mixopt.api import Settings, create_app
-from tests.api.conftest import A, B, KEY_A, RUNS, SEARCH, fitted_model, upload, wait_for
+from tests.api.conftest import MERGE_RTOL, A, B, KEY_A, RUNS, SEARCH, fitted_model, upload, wait_for
 
 
 # -- service --------------------------------------------------------------------------------------
@@ -235,3 +235,21 @@ def test_settings_from_env_report_every_problem(tmp_path) -> None:
     assert str(e.value).count("MIXOPT_") >= 3
     with pytest.raises(ConfigError):
         Settings(executor="slurm", api_keys=("short",))
+
+
+@pytest.mark.parametrize("method", ["regmix", "flp"])
+def test_merged_predictions_equal_separate_ones(client, method) -> None:
+    """The batcher's merged model call gives every request exactly what it would get alone."""
+    from mixopt.api.predict import build_targets, predict_many
+
+    m = fitted_model(client, method=method)
+    model = client.app.state.ctx.models.get(m["id"], client.app.state.ctx.model_dir(m["id"]))
+    rng = np.random.default_rng(3)
+    parts = [build_targets(model, mixtures=rng.dirichlet(np.ones(3), n).tolist(), flops=rng.uniform(1e20, 1e22, n).tolist(),
+                           params=None, tokens=None, max_batch=500) for n in (1, 7, 50)]
+    merged = predict_many(model, parts, 0.8, True)
+    for t, p in zip(parts, merged, strict=True):
+        alone = model.predict(t, level=0.8)
+        assert p.names == alone.names and len(p) == len(t)
+        for a, b in ((p.mean, alone.mean), (p.lower, alone.lower), (p.upper, alone.upper)):
+            np.testing.assert_allclose(a, b, rtol=MERGE_RTOL, atol=0, equal_nan=True)
