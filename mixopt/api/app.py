@@ -134,12 +134,16 @@ def _install_handlers(app: FastAPI) -> None:
             ctx_err = (e.get("ctx") or {}).get("error", "")
             return JSONResponse(Error(error="MalformedJSON", message=f"The request body is not valid JSON ({ctx_err}); "
                                       "send a JSON object with Content-Type: application/json.").model_dump(), status_code=400)
-        problems = []
+        problems: list[str] = []
         for e in errs:
-            loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+            # drop pydantic's union-branch tags ("constrained-float", "list[...]") from the location
+            parts = [str(x) for x in e.get("loc", ()) if x != "body" and (isinstance(x, int) or str(x).isidentifier())]
+            loc = ".".join(parts) or "body"
             got = e.get("input")
             shown = repr(got)[:80] if not isinstance(got, (dict, list)) else type(got).__name__
-            problems.append(f"{loc}: {e.get('msg', 'invalid')} (got {shown})")
+            line = f"{loc}: {e.get('msg', 'invalid')} (got {shown})"
+            if line not in problems:
+                problems.append(line)
         return JSONResponse(Error(error="ValidationError", message=f"The request is invalid: {len(problems)} problem(s).",
                                   problems=problems).model_dump(), status_code=422)
 
