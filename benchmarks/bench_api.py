@@ -82,99 +82,117 @@ async def _load(url: str, path: str, body: bytes, clients: int, n_max: int, dura
     return lat, errors, wall
 
 
+def _serve(data: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    import httpx
+
+    log = (data / f"server-{port}.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "mixopt", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
+                             str(data / "srv")], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not start; see {log.name}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _phase(url: str, pid: int, path: str, body: bytes, args: argparse.Namespace) -> dict[str, float]:
+    import httpx
+
+    single, serr, _ = asyncio.run(_load(url, path, body, 1, 100, args.duration))  # also warms the model cache
+    h0, srv0, cli0 = httpx.get(url + "/health").json(), _cpu_s(pid), time.process_time()
+    lat, errors, wall = asyncio.run(_load(url, path, body, args.clients, args.requests, args.duration))
+    srv_cpu, cli_cpu, h1 = _cpu_s(pid) - srv0, time.process_time() - cli0, httpx.get(url + "/health").json()
+    ms, n = 1000.0, max(len(lat), 1)
+    calls = h1["predict"]["calls"] - h0["predict"]["calls"]
+    return {
+        "requests": len(lat), "errors": errors + serr, "wall_s": round(wall, 2), "requests_per_s": round(len(lat) / wall, 1),
+        "p50_ms": round(_pct(lat, 50) * ms, 2), "p90_ms": round(_pct(lat, 90) * ms, 2), "p99_ms": round(_pct(lat, 99) * ms, 2),
+        "max_ms": round(max(lat) * ms, 2),
+        "single_client_p50_ms": round(_pct(single, 50) * ms, 2), "single_client_p99_ms": round(_pct(single, 99) * ms, 2),
+        "server_cpu_ms_per_request": round(srv_cpu / n * ms, 2), "client_cpu_ms_per_request": round(cli_cpu / n * ms, 2),
+        "requests_per_model_call": round(len(lat) / calls, 1) if calls else 1.0,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", default="flpm", help="surrogate to serve (default flpm)")
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients")
     ap.add_argument("--batch", type=int, default=100, help="mixtures per request")
-    ap.add_argument("--requests", type=int, default=3000, help="most requests of the concurrent phase")
-    ap.add_argument("--duration", type=float, default=30.0, help="most seconds of the concurrent phase")
+    ap.add_argument("--requests", type=int, default=3000, help="most requests of each concurrent phase")
+    ap.add_argument("--duration", type=float, default=30.0, help="most seconds of each concurrent phase")
+    ap.add_argument("--blas-threads", type=int, default=1, help="BLAS threads of the server (1: no oversubscription; 0: library default)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the second server without request merging")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
 
-    import httpx
-
     from mixopt.client import Client
+    from mixopt.surrogate import Targets, load_surrogate
 
     data = Path(tempfile.mkdtemp(prefix="mixopt-bench-api-"))
-    port = _port()
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "MIXOPT_API_KEYS": KEY,
            "MIXOPT_EXECUTOR": "thread"}
-    log = (data / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "mixopt", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
-                             str(data / "srv")], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not start")
-        with Client(url, api_key=KEY) as c:
-            m = c.fit(c.upload(RUNS), method=args.method)
-        rng = np.random.default_rng(args.seed)
-        mix = rng.dirichlet(np.ones(3), args.batch)
-        flops = np.exp(rng.uniform(np.log(1e20), np.log(1e22), args.batch))
-        body = json.dumps({"mixtures": mix.tolist(), "flops": flops.tolist()}).encode()
-        path = f"/v1/models/{m['id']}/predict"
-
-        # baseline 1: the library's predict on the same batch, in this process
-        from mixopt.surrogate import Targets, load_surrogate
-
-        model = load_surrogate(data / "srv" / "models" / m["id"])
-        targets = Targets(flops=flops, mixture=mix, domains=("web", "code", "math"))
-        model.predict(targets)
-        lib = []
-        for _ in range(50):
-            t0 = time.perf_counter()
-            model.predict(targets)
-            lib.append(time.perf_counter() - t0)
-        # baseline 2: one client, one request at a time (also warms the server's model cache)
-        single, serr, _ = asyncio.run(_load(url, path, body, 1, 100, args.duration))
-        # the load test (server and client CPU time measured around it: figures that the machine's load does not inflate)
-        h0, srv0, cli0 = httpx.get(url + "/health").json(), _cpu_s(proc.pid), time.process_time()
-        lat, errors, wall = asyncio.run(_load(url, path, body, args.clients, args.requests, args.duration))
-        srv_cpu, cli_cpu, h1 = _cpu_s(proc.pid) - srv0, time.process_time() - cli0, httpx.get(url + "/health").json()
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
+    if args.blas_threads > 0:
+        env.update({v: str(args.blas_threads) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    rng = np.random.default_rng(args.seed)
+    mix = rng.dirichlet(np.ones(3), args.batch)
+    flops = np.exp(rng.uniform(np.log(1e20), np.log(1e22), args.batch))
+    body = json.dumps({"mixtures": mix.tolist(), "flops": flops.tolist()}).encode()
+    phases: dict[str, dict[str, float]] = {}
+    for merge in ([True] if args.no_baseline else [True, False]):
+        port = _port()
+        url = f"http://127.0.0.1:{port}"
+        proc = _serve(data, port, {**env, "MIXOPT_PREDICT_MERGE": "1" if merge else "0"})
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            if merge:  # fitted once; the second server finds it in the same data dir
+                with Client(url, api_key=KEY) as c:
+                    m = c.fit(c.upload(RUNS), method=args.method)
+            phases["merged" if merge else "one_call_per_request"] = _phase(url, proc.pid, f"/v1/models/{m['id']}/predict", body, args)
+        finally:
+            _stop(proc)
 
-    ms = 1000.0
-    out = {
-        "method": args.method, "batch": args.batch, "clients": args.clients, "requests": len(lat), "errors": errors + serr,
-        "wall_s": round(wall, 2), "requests_per_s": round(len(lat) / wall, 1),
-        "p50_ms": round(_pct(lat, 50) * ms, 2), "p90_ms": round(_pct(lat, 90) * ms, 2), "p99_ms": round(_pct(lat, 99) * ms, 2),
-        "max_ms": round(max(lat) * ms, 2),
-        "single_client_p50_ms": round(_pct(single, 50) * ms, 2), "single_client_p99_ms": round(_pct(single, 99) * ms, 2),
-        "library_predict_median_ms": round(statistics.median(lib) * ms, 2),
-        "server_cpu_ms_per_request": round(srv_cpu / max(len(lat), 1) * ms, 2),
-        "client_cpu_ms_per_request": round(cli_cpu / max(len(lat), 1) * ms, 2),
-        "predict_calls": h1["predict"]["calls"] - h0["predict"]["calls"],
-        "cpus": len(os.sched_getaffinity(0)), "load_avg_1m": round(os.getloadavg()[0], 2),
-    }
-    out["requests_per_predict_call"] = round(len(lat) / max(out["predict_calls"], 1), 1)
-    out["p99_over_library"] = round(out["p99_ms"] / out["library_predict_median_ms"], 1)
-    out["target_met"] = bool(out["p99_ms"] <= 50.0 and out["errors"] == 0)
+    # baseline: the library's predict on the same batch, in this process
+    model = load_surrogate(data / "srv" / "models" / m["id"])
+    targets = Targets(flops=flops, mixture=mix, domains=("web", "code", "math"))
+    model.predict(targets)
+    lib = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        model.predict(targets)
+        lib.append(time.perf_counter() - t0)
+    lib_ms = statistics.median(lib) * 1000
+    out = {"method": args.method, "batch": args.batch, "clients": args.clients, "library_predict_median_ms": round(lib_ms, 2),
+           "cpus": len(os.sched_getaffinity(0)), "load_avg_1m": round(os.getloadavg()[0], 2), **phases}
+    main_phase = phases["merged"]
+    out["target_met"] = bool(main_phase["p99_ms"] <= 50.0 and main_phase["errors"] == 0)
     if args.json:
         print(json.dumps(out, indent=1))
-    else:
-        print(f"predict, {args.batch} mixtures/request, {args.method}, {args.clients} concurrent clients on loopback "
-              f"({out['cpus']} CPUs, 1-min load average {out['load_avg_1m']}: a shared machine)")
-        print(f"  {out['requests']} requests in {out['wall_s']} s: {out['requests_per_s']} req/s, {out['errors']} errors")
-        print(f"  latency p50 {out['p50_ms']} ms, p90 {out['p90_ms']} ms, p99 {out['p99_ms']} ms, max {out['max_ms']} ms")
-        print(f"  baselines: library predict {out['library_predict_median_ms']} ms (median, in process); "
-              f"one client alone p50 {out['single_client_p50_ms']} ms, p99 {out['single_client_p99_ms']} ms")
-        print(f"  CPU per request: server {out['server_cpu_ms_per_request']} ms, client {out['client_cpu_ms_per_request']} ms; "
-              f"{out['requests_per_predict_call']} requests merged per predict call")
-        print(f"  p99 / library predict = {out['p99_over_library']}x; target p99 <= 50 ms, 0 errors: "
-              f"{'met' if out['target_met'] else 'MISSED'}")
+        return 0
+    print(f"predict, {args.batch} mixtures/request, {args.method}, {args.clients} concurrent clients on loopback "
+          f"({out['cpus']} CPUs, 1-min load average {out['load_avg_1m']}: a shared machine); "
+          f"library predict alone {out['library_predict_median_ms']} ms (median, in process)")
+    for name, f in phases.items():
+        print(f"  [{name}] {f['requests']} requests in {f['wall_s']} s: {f['requests_per_s']} req/s, {f['errors']} errors; "
+              f"p50 {f['p50_ms']} ms, p90 {f['p90_ms']} ms, p99 {f['p99_ms']} ms, max {f['max_ms']} ms")
+        print(f"      one client alone p50 {f['single_client_p50_ms']} ms, p99 {f['single_client_p99_ms']} ms; CPU per request: "
+              f"server {f['server_cpu_ms_per_request']} ms, client {f['client_cpu_ms_per_request']} ms; "
+              f"{f['requests_per_model_call']} requests per model call")
+    if "one_call_per_request" in phases:
+        b = phases["one_call_per_request"]
+        print(f"  merged vs one call per request: throughput x{main_phase['requests_per_s'] / b['requests_per_s']:.2f}, "
+              f"p99 x{main_phase['p99_ms'] / b['p99_ms']:.2f}, server CPU/request x{main_phase['server_cpu_ms_per_request'] / b['server_cpu_ms_per_request']:.2f}")
+    print(f"  target p99 <= 50 ms, 0 errors (merged): {'met' if out['target_met'] else 'MISSED'}")
     return 0
 
 

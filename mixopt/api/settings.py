@@ -40,6 +40,7 @@ class Settings:
     max_jobs_per_key: int = 4  # unfinished jobs (queued, running, fitting models) per API key
     max_trials: int = 200_000  # most trials one optimisation job may ask for
     model_cache: int = 16  # fitted models kept in memory for predict
+    predict_merge: bool = True  # merge predict requests that arrive while a model is busy into one model call
     trainers: Mapping[str, Any] = field(default_factory=dict)  # validation trainers of this server (name -> settings); empty = no validation jobs
     log_level: str = "info"  # uvicorn/mixopt log level
 
@@ -135,6 +136,12 @@ def _parse(name: str, raw: str) -> Any:
         if not v.is_integer():
             raise ValueError("expected an integer, e.g. 1000000")
         return int(v)
+    if name == "predict_merge":
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
     if name == "api_keys":
         return tuple(k.strip() for k in raw.split(",") if k.strip())
     if name == "data_dir":

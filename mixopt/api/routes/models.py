@@ -12,7 +12,7 @@ from fastapi import APIRouter, Response
 
 from mixopt.api.deps import Context, CtxDep, OwnerDep
 from mixopt.api.errors import ConflictError, NotFoundError, TooManyJobsError
-from mixopt.api.predict import build_targets, prediction_columns
+from mixopt.api.predict import build_targets, prediction_columns, predict_many
 from mixopt.api.schemas import ModelCreate, ModelPublic, PredictCreate, PredictionPublic
 from mixopt.api.store import new_id
 from mixopt.errors import MixoptError
@@ -144,7 +144,11 @@ async def predict(model_id: str, body: PredictCreate, ctx: CtxDep, owner: OwnerD
         model = await asyncio.get_running_loop().run_in_executor(ctx.predict_pool, ready_model, ctx, model_id, owner)
     targets = build_targets(model, mixtures=body.mixtures, flops=body.flops, params=body.params, tokens=body.tokens,
                             max_batch=ctx.settings.max_batch)
-    pred = await ctx.batcher.predict(model_id, model, targets, level=body.level, intervals=body.intervals)
+    if ctx.settings.predict_merge:
+        pred = await ctx.batcher.predict(model_id, model, targets, level=body.level, intervals=body.intervals)
+    else:  # one model call per request (the benchmark's baseline)
+        pred = (await asyncio.get_running_loop().run_in_executor(
+            ctx.predict_pool, predict_many, model, [targets], body.level, body.intervals))[0]
     content = _dumps({
         "model": model_id, "rows": len(targets), "level": body.level, "domains": list(model.domains_),
         "flops": targets.flops, "predictions": prediction_columns(pred), "unpredictable": dict(model.unpredictable_),
