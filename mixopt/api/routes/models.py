@@ -66,7 +66,14 @@ async def create_model(body: ModelCreate, ctx: CtxDep, owner: OwnerDep) -> Model
     from mixopt.surrogate import make_surrogate
 
     await asyncio.to_thread(ctx.store.get, "dataset", body.dataset, owner)
-    make_surrogate(body.method, **body.settings)  # unknown method or settings: 422 now, not later
+    try:  # unknown method or settings: 422 now, not a failed fit later
+        make_surrogate(body.method, **body.settings)
+    except MixoptError:
+        raise
+    except (TypeError, ValueError) as e:
+        from mixopt.errors import SchemaError
+
+        raise SchemaError(f"Invalid settings for surrogate {body.method!r}: {e}") from None
     await asyncio.to_thread(check_capacity, ctx, owner)
     id_ = new_id("model")
     row = await asyncio.to_thread(ctx.store.insert, "model", {
