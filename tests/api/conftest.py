@@ -142,8 +142,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def ray_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server with the default executor (a local Ray, 1 CPU), shared by a module's tests; merges concurrent predicts."""
-    s = Server(tmp_path_factory.mktemp("ray") / "srv", {"MIXOPT_RAY_NUM_CPUS": "1", "MIXOPT_PREDICT_MERGE": "1"}).start()
+    """One server with the default executor (a local Ray, 1 CPU), shared by a module's tests."""
+    s = Server(tmp_path_factory.mktemp("ray") / "srv", {"MIXOPT_RAY_NUM_CPUS": "1"}).start()
     yield s
     s.stop()
 

@@ -228,8 +228,9 @@ def test_validation_jobs_need_server_trainers(client) -> None:
 def test_settings_from_env_report_every_problem(tmp_path) -> None:
     from mixopt.errors import ConfigError
 
-    s = Settings.from_env({"MIXOPT_DATA_DIR": str(tmp_path), "MIXOPT_API_KEYS": "abcdefgh1, ijklmnop2", "MIXOPT_MAX_BATCH": "1e3"})
-    assert s.api_keys == ("abcdefgh1", "ijklmnop2") and s.max_batch == 1000 and s.data_dir == tmp_path
+    s = Settings.from_env({"MIXOPT_DATA_DIR": str(tmp_path), "MIXOPT_API_KEYS": "abcdefgh1, ijklmnop2", "MIXOPT_MAX_BATCH": "1e3",
+                           "MIXOPT_PREDICT_MERGE": "off"})
+    assert s.api_keys == ("abcdefgh1", "ijklmnop2") and s.max_batch == 1000 and s.data_dir == tmp_path and not s.predict_merge
     with pytest.raises(ConfigError) as e:
         Settings.from_env({"MIXOPT_PORT": "http", "MIXOPT_MAX_BATCH": "1.5", "MIXOPT_TRAINERS": "[1]"})
     assert str(e.value).count("MIXOPT_") >= 3
@@ -253,3 +254,39 @@ def test_merged_predictions_equal_separate_ones(client, method) -> None:
         assert p.names == alone.names and len(p) == len(t)
         for a, b in ((p.mean, alone.mean), (p.lower, alone.lower), (p.upper, alone.upper)):
             np.testing.assert_allclose(a, b, rtol=MERGE_RTOL, atol=0, equal_nan=True)
+
+
+def test_client_submits_a_local_config_file(client, tmp_path) -> None:
+    """A TOML file as written for `mixopt optimize`: its runs are uploaded, server-owned keys dropped, the job fits on the dataset."""
+    import shutil
+
+    from mixopt.client import APIError, Client
+
+    shutil.copy(RUNS, tmp_path / "runs.csv")
+    shutil.copy(RUNS.with_name("runs_3domain.benchmarks.json"), tmp_path / "runs.benchmarks.json")
+    (tmp_path / "search.toml").write_text("""
+[data]
+runs = "runs.csv"
+[surrogate]
+method = "regmix"
+[compute]
+flops = [1e21, 1e22]
+[objectives]
+optimize = ["score:humaneval", "score:hellaswag"]
+shortlist = 3
+[search]
+trials = 16
+batch_size = 8
+storage = "out/study.log"
+output = "out/pareto.csv"
+executor = "ray"
+""")
+    c = Client("http://testserver", api_key=KEY_A, transport=client._transport)
+    job = c.wait(c.optimize(tmp_path / "search.toml"), timeout=120)
+    assert job["status"] == "done" and job["dataset"] and job["model"] is None, job
+    short, front = c.shortlist(job), c.pareto(job)
+    assert 1 <= short.height <= min(3, front.height) and "rank" in short.columns
+    assert (client.app.state.ctx.job_dir(job["id"]) / "model" / "model.json").is_file()  # fitted once, kept for resumes
+    with pytest.raises(APIError) as e:
+        c.predict("m_missing", mixtures=[[1, 0, 0]], flops=1e21)
+    assert e.value.status == 404 and e.value.error == "NotFoundError"

@@ -153,7 +153,7 @@ async def predict(model_id: str, body: PredictCreate, ctx: CtxDep, owner: OwnerD
                             max_batch=ctx.settings.max_batch)
     if ctx.settings.predict_merge:
         pred = await ctx.batcher.predict(model_id, model, targets, level=body.level, intervals=body.intervals)
-    else:  # one model call per request (the default: lower p99 measured under load)
+    else:  # one model call per request (MIXOPT_PREDICT_MERGE=0; the benchmark's baseline)
         ctx.batcher.requests += 1
         ctx.batcher.calls += 1
         pred = (await asyncio.get_running_loop().run_in_executor(
