@@ -189,7 +189,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from mixopt.surrogate import make_surrogate, save_surrogate
-
     from mixopt.surrogate.base import check_model_out
 
     out_dir = check_model_out(args.out)  # before reading or fitting anything

@@ -31,7 +31,7 @@ A config file describes one mixture search (see ``configs/example.toml``)::
     [search]
     trials = 4000
     sampler = "nsga2"
-    storage = "../out/example.db"
+    storage = "../out/example.log"     # journal file (default "<study_name>.log"); .db = SQLite; a URL; "memory"
     output = "../out/example_pareto.csv"
 
 Relative paths (``data.runs``, ``data.ratios``, ``surrogate.model``, ``search.storage``,

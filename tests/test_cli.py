@@ -112,3 +112,134 @@ def test_console_script_exit_code(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == EXIT_BAD_INPUT
     assert "Traceback" not in r.stderr
+
+
+# -- issue 14: the small things a user trips on ------------------------------------------------------
+def test_global_json_before_the_command(tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    assert main(["--json", "simulate", "--out", str(out), "--world", "single", "--sizes", "2e7,5e7", "--checkpoints", "2"]) == 0
+    assert _json(capsys)["runs"] == 2
+    assert main(["-v", "simulate", "--out", str(out), "--world", "single", "--sizes", "2e7,5e7", "--checkpoints", "2",
+                 "--json"]) == 0
+    assert _json(capsys)["runs"] == 2
+
+
+def test_negative_number_reaches_its_check(single_runs, tmp_path, capsys):
+    model = tmp_path / "flp"
+    assert main(["fit", "--runs", str(single_runs), "--method", "flp", "--out", str(model)]) == 0
+    capsys.readouterr()
+    code = main(["predict", "--model", str(model), "--params", "7e9", "--tokens", "-6e10"])
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT and "tokens must be finite and > 0" in err and "-6e+10" in err or "-60000000000" in err
+
+
+def test_fit_out_on_an_existing_file_or_unwritable_path(single_runs, tmp_path, capsys):
+    f = tmp_path / "keep.txt"
+    f.write_text("precious")
+    assert main(["fit", "--runs", str(single_runs), "--out", str(f)]) == EXIT_BAD_INPUT
+    assert f.read_text() == "precious"
+    assert main(["fit", "--runs", str(single_runs), "--out", "/proc/mixopt-no-such-dir/model"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "is an existing file" in err and "Cannot create the folder /proc/mixopt-no-such-dir" in err
+    assert "Traceback" not in err
+
+
+def test_settings_are_given_per_method(single_runs, capsys):
+    from mixopt.cli import _method_settings
+
+    assert _method_settings(['{"stage1": "dml"}'], ["flpm"]) == {"flpm": {"stage1": "dml"}}
+    assert _method_settings(['flpm={"n_members": 2}', 'dml={"seed": 1}'], ["flpm", "dml"]) == {
+        "flpm": {"n_members": 2}, "dml": {"seed": 1}}
+    assert _method_settings(['{"flpm": {"n_members": 2}}'], ["flpm", "dml"]) == {"flpm": {"n_members": 2}}
+    # one plain JSON for several methods would silently change every method: refused
+    code = main(["backtest", "--runs", str(single_runs), "--method", "flp,fp", "--settings", '{"n_starts": 2}',
+                 "--holdout-min-params", "1e9"])
+    assert code == EXIT_BAD_INPUT and "does not say which method" in capsys.readouterr().err
+    code = main(["backtest", "--runs", str(single_runs), "--method", "flp", "--settings", 'fp={"a": 1}'])
+    assert code == EXIT_BAD_INPUT and "not among --method" in capsys.readouterr().err
+
+
+def test_flpm_additive_is_a_method():
+    from mixopt import make_surrogate
+    from mixopt.errors import SchemaError
+
+    m = make_surrogate("flpm_additive", n_members=2)
+    assert m.kind == "flpm" and m.stage1 == "flpm_additive" and m.n_members == 2
+    with pytest.raises(SchemaError, match="contradict"):
+        make_surrogate("flpm_additive", stage1="dml")
+
+
+def test_relative_error_is_finite_when_the_actual_value_is_zero():
+    import numpy as np
+
+    from mixopt.backtest import REL_ERROR_FLOOR, evaluate
+    from mixopt.data import RunTable
+    from mixopt.surrogate import Prediction
+    from mixopt.surrogate.base import Surrogate
+
+    frame = _good_frame().with_columns(pl.lit(0.0).alias("score:arc_easy"))
+    runs = RunTable(frame)
+
+    class Const(Surrogate):
+        kind = "test-const"
+
+        def _fit(self, runs):
+            self.outputs_, self.domains_, self.benchmarks_, self.unpredictable_ = ("score:arc_easy",), (), runs.benchmarks, {}
+
+        def _predict(self, targets, *, intervals, level):
+            return Prediction.from_normal(self.outputs_, np.full((len(targets), 1), 0.02), 0.01 if intervals else None, level)
+
+        def _get_state(self):
+            return {}, {}
+
+        def _set_state(self, state, arrays):
+            pass
+
+    res = evaluate(Const().fit(runs), runs)
+    rel = res.rows["rel_error"].to_numpy()
+    assert np.all(np.isfinite(rel)) and rel == pytest.approx(0.02 / REL_ERROR_FLOOR)
+    assert np.isfinite(res.summary()["mean_rel_error"][0])
+
+
+def test_optimize_terminated_saves_batches_and_exits_143(tmp_path):
+    import signal
+    import textwrap
+    import time
+
+    from mixopt.data.readers import write_runs
+    from mixopt.testing import mixture_world
+
+    w = mixture_world(n_domains=3, n_benchmarks=2, seed=0)
+    runs = write_runs(w.sample_runs([2e7, 6e7, 2e8], w.random_mixtures(8, seed=1), n_checkpoints=3, seed=2), tmp_path / "r.csv")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent(f"""
+        [data]
+        runs = "{runs}"
+        [surrogate]
+        method = "regmix"
+        [compute]
+        flops = 1e21
+        [objectives]
+        optimize = ["score:{w.benchmark_names[0]}"]
+        [search]
+        trials = 10000000
+        batch_size = 16
+        sampler = "random"
+        storage = "s.log"
+    """))
+    p = subprocess.Popen([sys.executable, "-m", "mixopt", "optimize", str(cfg), "--no-progress", "-v"],
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    log = tmp_path / "s.log"
+    while time.time() < deadline and (not log.exists() or log.stat().st_size < 20_000):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert "terminated; finished batches are saved" in err and "Traceback" not in err
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    st = optuna.load_study(study_name="mixopt", storage=JournalStorage(JournalFileBackend(str(log))))
+    assert len(st.trials) >= 16 and len(st.trials) % 16 == 0

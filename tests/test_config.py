@@ -249,3 +249,13 @@ def test_shipped_configs_load(name, tmp_path, runs_file) -> None:
     raw = re.sub(r'(?m)^runs = "[^"]*"', f'runs = "{runs_file}"', raw)
     cfg = load_config(write(tmp_path, raw, name))
     assert cfg.objectives.optimize and cfg.search.trials >= 1000
+
+
+def test_shortlist_and_ray_dashboard_settings(tmp_path, runs_file) -> None:
+    cfg = load_config(write(tmp_path, base(runs_file, extra="shortlist = 3", search="ray_dashboard = true")))
+    assert cfg.objectives.shortlist == 3 and cfg.search.ray_dashboard is True
+    assert load_config(tmp_path / "c.toml", overrides={"shortlist": 7}).objectives.shortlist == 7
+    with pytest.raises(ConfigError, match=r"objectives.shortlist = 0: must be an integer >= 1"):
+        load_config(write(tmp_path, base(runs_file, extra="shortlist = 0")))
+    with pytest.raises(ConfigError, match=r"search.ray_dashboard = 'yes': must be true or false"):
+        load_config(write(tmp_path, base(runs_file, search='ray_dashboard = "yes"')))

@@ -122,6 +122,23 @@ def _evaluate_remote(key: str, boxed_ref: list[Any], u: np.ndarray) -> Evaluatio
     return problem(u)
 
 
+def _signal_handlers() -> dict[int, Any]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
+    import signal
+
+    for sig, handler in handlers.items():
+        if handler is not None and signal.getsignal(sig) is not handler:
+            signal.signal(sig, handler)
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (affinity mask; falls back to ``os.cpu_count``)."""
     try:
@@ -186,6 +203,8 @@ class RayExecutor(Executor):
             auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
             old_level = auth_log.level
             auth_log.setLevel(logging.ERROR)
+            # ray.init replaces the driver's SIGTERM handler (with sys.exit): keep the caller's
+            handlers = _signal_handlers()
             try:
                 ray.init(**kwargs)
             except Exception as e:  # noqa: BLE001 - report any start/connect failure as a search error
@@ -193,6 +212,7 @@ class RayExecutor(Executor):
                 raise SearchError(f"Could not {where}: {type(e).__name__}: {e}. Check the address, or use executor = 'local'.") from None
             finally:
                 auth_log.setLevel(old_level)
+                _restore_signal_handlers(handlers)
             self._started = True
             logger.info("Ray %s in %.1f s: %s", "connected" if address else "started",
                         time.perf_counter() - t0, ray.cluster_resources())

@@ -241,8 +241,14 @@ def _prepare_session(session: StudySession, problem: Problem, surrogate_key: str
             )
         return
     with batched_writes(session.storage):
-        study = optuna.create_study(storage=session.storage, study_name=session.study_name,
-                                    directions=list(problem.directions))
+        try:
+            study = optuna.create_study(storage=session.storage, study_name=session.study_name,
+                                        directions=list(problem.directions))
+        except optuna.exceptions.DuplicatedStudyError:
+            raise SearchError(
+                f"Study {session.study_name!r} in {session.url} was created by another process while this one "
+                "was starting. One process drives a study at a time: wait for it, or give another study_name."
+            ) from None
         study.set_user_attr(PROBLEM_ATTR, _canonical(problem.describe()))
         if probe is not None:
             study.set_user_attr(PROBE_ATTR, probe)
@@ -266,7 +272,7 @@ def study_history(storage: str | Path, study_name: str) -> dict[str, Any]:
     if f is not None and not f.exists():
         raise SearchError(f"No study storage at {f}.")
     with _optuna_quiet():
-        st = open_storage(url)
+        st = open_storage(url, for_writing=False)
         try:
             study = optuna.load_study(study_name=study_name, storage=st)
         except KeyError:

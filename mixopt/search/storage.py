@@ -195,12 +195,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
-def open_storage(url: str) -> Any:
-    """An Optuna storage for ``url``: a batched journal file, or RDB (SQLite gets WAL)."""
+def open_storage(url: str, *, for_writing: bool = True) -> Any:
+    """An Optuna storage for ``url``: a batched journal file, or RDB (SQLite gets WAL).
+
+    ``for_writing=False`` skips the writability check (reading a study on a read-only disk).
+    """
     import optuna
 
     path = storage_file(url)
-    if path is not None:
+    if path is not None and for_writing:
         check_writable_file(path, "study storage")
     if url.startswith("journal:"):
         from optuna.storages import JournalStorage
@@ -223,14 +226,50 @@ def open_storage(url: str) -> Any:
 
 
 @contextlib.contextmanager
-def batched_writes(storage: Any) -> Iterator[None]:
-    """Hold back a batched journal's appends inside the block (no-op for other storages)."""
-    backend = getattr(storage, "_backend", None)
-    if backend is not None and hasattr(backend, "batch"):
-        with backend.batch():
-            yield
-    else:
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them to the previous handlers.
+
+    A Ctrl-C or a SIGTERM handler raises wherever the interpreter happens to be; inside a
+    storage write that can leave a torn journal line or a stale journal lock file. Writes
+    are short, so deferring the signal for their duration costs nothing noticeable. (A
+    thread signal mask would not do: Python runs handlers in the main thread whichever
+    thread received the signal, and polars keeps worker threads.) Main thread only.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    pending: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.getsignal(sig) for sig in sigs}
+    for sig in sigs:
+        signal.signal(sig, lambda signum, _frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in pending:
+            handler = old[sig]
+            if callable(handler):
+                handler(sig, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), sig)
+
+
+@contextlib.contextmanager
+def batched_writes(storage: Any) -> Iterator[None]:
+    """Write a batch of storage operations safely: signals deferred, and a batched journal's
+    appends held back and written at the end of the block (one write + fsync)."""
+    backend = getattr(storage, "_backend", None)
+    with signals_deferred():
+        if backend is not None and hasattr(backend, "batch"):
+            with backend.batch():
+                yield
+        else:
+            yield
 
 
 # -- the in-memory study the runner drives ----------------------------------------------------
@@ -375,6 +414,7 @@ __all__ = [
     "LEASE_TTL_S",
     "StudyLock",
     "batched_writes",
+    "signals_deferred",
     "check_writable_file",
     "make_batched_backend",
     "make_memory_storage",

@@ -531,7 +531,7 @@ def load_surrogate(path: str | Path) -> Surrogate:
             not match its recorded SHA-256 (an edited or damaged model).
     """
     path = Path(path)
-    man_p, meta_p, arr_p = path / MANIFEST, path / "model.json", path / "arrays.npz"
+    man_p, meta_p = path / MANIFEST, path / "model.json"
     if not path.is_dir() or not meta_p.is_file():
         raise ModelFileError(
             f"{path} is not a mixopt model directory: expected {MANIFEST}, model.json and arrays.npz in it. "

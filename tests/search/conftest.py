@@ -139,7 +139,13 @@ def ray_local():
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     started = False
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")  # as RayExecutor does
+        level = auth_log.level
+        auth_log.setLevel(logging.ERROR)
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        finally:
+            auth_log.setLevel(level)
         started = True
     yield ray
     if started:

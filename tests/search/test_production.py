@@ -345,3 +345,32 @@ def test_report_shows_compute_in_flops_and_the_shortlist(analytic) -> None:
     text = res.report()
     assert "compute (min, log10 FLOPs)" in text and "FLOPs" in text and "shortlist: 5 diverse" in text
     assert "con:* <= 0 means satisfied" not in text or "data" not in res.constraints
+
+
+def test_signals_are_held_during_storage_writes() -> None:
+    import os
+    import signal
+
+    from mixopt.search.storage import signals_deferred
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("the write finished")  # not interrupted half-way
+    assert reached == ["the write finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_ray_dashboard_only_when_asked(monkeypatch, flag) -> None:
+    ray = pytest.importorskip("ray")
+    from mixopt.search.executors import make_executor
+
+    seen = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2})
+    monkeypatch.setattr(ray, "remote", lambda **kw: (lambda f: f))
+    make_executor("ray", dashboard=flag)
+    assert seen["include_dashboard"] is flag and seen["log_to_driver"] is False

@@ -91,3 +91,72 @@ def test_ray_starts_automatically_in_a_fresh_process(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK" in out.stdout
+    # quiet by default (issue 14): no token-authentication warning, no dashboard
+    assert "Token authentication" not in out.stderr and "dashboard" not in out.stderr.lower(), out.stderr[-2000:]
+
+
+def test_sigterm_shuts_down_the_local_ray_it_started(tmp_path) -> None:
+    """`mixopt optimize` on Ray, terminated: exit 143, batches kept, and every process it started is gone."""
+    import signal
+    import time
+
+    from mixopt.data.readers import write_runs
+    from mixopt.testing import mixture_world
+
+    w = mixture_world(n_domains=3, n_benchmarks=2, seed=0)
+    runs = write_runs(w.sample_runs([2e7, 6e7, 2e8], w.random_mixtures(8, seed=1), n_checkpoints=3, seed=2), tmp_path / "r.csv")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent(f"""
+        [data]
+        runs = "{runs}"
+        [surrogate]
+        method = "regmix"
+        [compute]
+        flops = 1e21
+        [objectives]
+        optimize = ["score:{w.benchmark_names[0]}"]
+        [search]
+        trials = 100000000
+        batch_size = 16
+        sampler = "random"
+        storage = "s.log"
+        executor = "ray"
+        workers = 1
+    """))
+    p = subprocess.Popen([sys.executable, "-m", "mixopt", "optimize", str(cfg), "--no-progress"], stderr=subprocess.PIPE,
+                         text=True, cwd=tmp_path)
+
+    def descendants(pid: int) -> set[int]:
+        out: set[int] = set()
+        todo = [pid]
+        while todo:
+            q = todo.pop()
+            try:
+                kids = open(f"/proc/{q}/task/{q}/children").read().split()
+            except OSError:
+                continue
+            for k in map(int, kids):
+                if k not in out:
+                    out.add(k)
+                    todo.append(k)
+        return out
+
+    log = tmp_path / "s.log"
+    deadline = time.time() + 240
+    kids: set[int] = set()
+    while time.time() < deadline and (not log.exists() or log.stat().st_size < 20_000):
+        kids |= descendants(p.pid)
+        time.sleep(0.2)
+    kids |= descendants(p.pid)
+    assert kids, "Ray started no processes?"
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err[-3000:]
+    assert "Token authentication" not in err and "Traceback" not in err
+    alive = set()
+    for _ in range(100):  # Ray's processes exit on shutdown; give them a few seconds
+        alive = {k for k in kids if os.path.exists(f"/proc/{k}") and "zombie" not in open(f"/proc/{k}/status").read().lower()}
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, [open(f"/proc/{k}/cmdline").read().replace("\0", " ")[:120] for k in alive]
