@@ -1,0 +1,165 @@
+"""``/v1/models``: fit a surrogate on a dataset (a job), show it, its backtest, and predict with it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from mixopt.api.deps import Context, CtxDep, OwnerDep
+from mixopt.api.errors import ConflictError, NotFoundError, TooManyJobsError
+from mixopt.api.predict import build_targets, prediction_columns, predict_many
+from mixopt.api.schemas import ModelCreate, ModelPublic, PredictCreate, PredictionPublic
+from mixopt.api.store import new_id
+from mixopt.errors import MixoptError
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+try:  # orjson writes numpy arrays directly and NaN as null (10x faster for predict batches)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - optional
+    _orjson = None
+
+
+def _fallback(x: Any) -> Any:
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
+
+
+def _dumps(obj: Any) -> bytes:
+    if _orjson is not None:
+        return _orjson.dumps(obj, option=_orjson.OPT_SERIALIZE_NUMPY, default=_fallback)
+    from mixopt.api.tasks import jsonable
+
+    return json.dumps(jsonable(obj)).encode()
+
+
+def _public(row: dict[str, Any]) -> ModelPublic:
+    return ModelPublic(id=row["id"], dataset=row["dataset_id"], method=row["method"], status=row["status"], error=row["error"],
+                       created_at=row["created_at"], finished_at=row["finished_at"], summary=row["info"])
+
+
+def error_text(ctx: Context, err: BaseException) -> str:
+    """What a failed job reports: mixopt's message, or a pointer to the log for a bug."""
+    if isinstance(err, MixoptError):
+        return ctx.scrub(str(err))
+    return f"internal error ({type(err).__name__}); the server log has the details"
+
+
+def check_capacity(ctx: Context, owner: str) -> None:
+    n = ctx.store.count_active(owner)
+    if n >= ctx.settings.max_jobs_per_key:
+        raise TooManyJobsError(
+            f"This API key already has {n} unfinished jobs/fits (limit {ctx.settings.max_jobs_per_key}); "
+            "wait for one to finish or cancel one (POST /v1/jobs/{id}/cancel)."
+        )
+
+
+@router.post("", status_code=202, response_model=ModelPublic, summary="Fit a surrogate on a dataset")
+async def create_model(body: ModelCreate, ctx: CtxDep, owner: OwnerDep) -> ModelPublic:
+    """Starts the fit as a job and returns at once (status ``fitting``); poll GET /v1/models/{id}."""
+    from mixopt.surrogate import make_surrogate
+
+    await asyncio.to_thread(ctx.store.get, "dataset", body.dataset, owner)
+    try:  # unknown method or settings: 422 now, not a failed fit later
+        make_surrogate(body.method, **body.settings)
+    except MixoptError:
+        raise
+    except (TypeError, ValueError) as e:
+        from mixopt.errors import SchemaError
+
+        raise SchemaError(f"Invalid settings for surrogate {body.method!r}: {e}") from None
+    await asyncio.to_thread(check_capacity, ctx, owner)
+    id_ = new_id("model")
+    row = await asyncio.to_thread(ctx.store.insert, "model", {
+        "id": id_, "owner": owner, "dataset_id": body.dataset, "method": body.method, "status": "fitting",
+        "created_at": time.time(), "request": body.model_dump(mode="json"), "info": None})
+    spec = {"dataset_dir": str(ctx.dataset_dir(body.dataset)), "method": body.method, "settings": body.settings,
+            "out_dir": str(ctx.model_dir(id_)),
+            "backtest": body.backtest.model_dump(exclude_none=True) if body.backtest else None}
+
+    async def done(result: Any, err: BaseException | None) -> None:
+        if err is None:
+            await asyncio.to_thread(ctx.store.update, "model", id_, status="ready", info=result, finished_at=time.time())
+        else:
+            if not isinstance(err, MixoptError):
+                import logging
+
+                logging.getLogger(__name__).error("fitting model %s failed", id_, exc_info=err)
+            await asyncio.to_thread(ctx.store.update, "model", id_, status="failed", error=error_text(ctx, err),
+                                    finished_at=time.time())
+
+    await ctx.runner.submit(id_, "fit", spec, done)
+    return _public(row)
+
+
+@router.get("", response_model=list[ModelPublic], summary="List your models")
+def list_models(ctx: CtxDep, owner: OwnerDep) -> list[ModelPublic]:
+    return [_public(r) for r in ctx.store.list("model", owner)]
+
+
+@router.get("/{model_id}", response_model=ModelPublic, summary="Show a model: status, outputs, fitted laws")
+def get_model(model_id: str, ctx: CtxDep, owner: OwnerDep) -> ModelPublic:
+    return _public(ctx.store.get("model", model_id, owner))
+
+
+@router.get("/{model_id}/backtest", summary="The model's backtest (predicted vs actual on held-out runs)")
+def get_backtest(model_id: str, ctx: CtxDep, owner: OwnerDep) -> dict[str, Any]:
+    row = ctx.store.get("model", model_id, owner)
+    path = ctx.model_dir(model_id) / "backtest.json"
+    if row["status"] != "ready" or not path.is_file():
+        raise NotFoundError(f"Model {model_id!r} has no backtest (status {row['status']}); create the model with \"backtest\": {{...}}.")
+    return json.loads(path.read_text())
+
+
+@router.delete("/{model_id}", status_code=204, summary="Delete a model")
+def delete_model(model_id: str, ctx: CtxDep, owner: OwnerDep) -> None:
+    row = ctx.store.get("model", model_id, owner)
+    users = ctx.store.referencing("model", model_id, owner)
+    if row["status"] == "fitting" or users:
+        raise ConflictError(f"Model {model_id!r} is being fitted or used by unfinished jobs {users}; wait, then delete it.")
+    ctx.store.delete("model", model_id, owner)
+    ctx.ready.pop(model_id, None)
+    ctx.models.drop(model_id)
+    shutil.rmtree(ctx.model_dir(model_id), ignore_errors=True)
+
+
+def ready_model(ctx: Context, model_id: str, owner: str) -> Any:
+    """The loaded surrogate of a ready model of ``owner`` (cached)."""
+    hit = ctx.ready.get(model_id)
+    if hit is None or hit[0] != owner:
+        row = ctx.store.get("model", model_id, owner)
+        if row["status"] != "ready":
+            why = f": {row['error']}" if row["error"] else ""
+            raise ConflictError(f"Model {model_id!r} is {row['status']}{why}; predictions need a ready model (poll GET /v1/models/{model_id}).")
+        ctx.ready[model_id] = hit = (owner, ctx.model_dir(model_id), ())
+    return ctx.models.get(model_id, hit[1])
+
+
+@router.post("/{model_id}/predict", response_model=PredictionPublic, summary="Predict every quantity for a batch of mixtures x compute")
+async def predict(model_id: str, body: PredictCreate, ctx: CtxDep, owner: OwnerDep) -> Response:
+    """Synchronous. The model is predicted in a worker thread, off the event loop; requests that arrive
+    while it is busy are merged into its next call (see :class:`~mixopt.api.predict.PredictBatcher`)."""
+    hit = ctx.ready.get(model_id)
+    model = ctx.models.peek(model_id) if hit is not None and hit[0] == owner else None
+    if model is None:  # first use (or evicted): database lookup and loading, in a thread
+        model = await asyncio.get_running_loop().run_in_executor(ctx.predict_pool, ready_model, ctx, model_id, owner)
+    targets = build_targets(model, mixtures=body.mixtures, flops=body.flops, params=body.params, tokens=body.tokens,
+                            max_batch=ctx.settings.max_batch)
+    if ctx.settings.predict_merge:
+        pred = await ctx.batcher.predict(model_id, model, targets, level=body.level, intervals=body.intervals)
+    else:  # one model call per request (MIXOPT_PREDICT_MERGE=0; the benchmark's baseline)
+        ctx.batcher.requests += 1
+        ctx.batcher.calls += 1
+        pred = (await asyncio.get_running_loop().run_in_executor(
+            ctx.predict_pool, predict_many, model, [targets], body.level, body.intervals))[0]
+    content = _dumps({
+        "model": model_id, "rows": len(targets), "level": body.level, "domains": list(model.domains_),
+        "flops": targets.flops, "predictions": prediction_columns(pred), "unpredictable": dict(model.unpredictable_),
+    })
+    return Response(content=content, media_type="application/json")

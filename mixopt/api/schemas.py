@@ -1,0 +1,170 @@
+"""Request (``...Create``) and response (``...Public``) bodies of the HTTP API.
+
+Numbers are finite (NaN and infinities are refused with 422); unknown fields are refused
+(a typo is an error, not silently ignored). Everything deeper (mixture sums, domains,
+config keys) is validated by the library, which reports every problem at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Ratio = Annotated[float, Field(allow_inf_nan=False, ge=0.0, le=1.0)]
+Positive = Annotated[float, Field(allow_inf_nan=False, gt=0.0)]
+Id = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_\-]+$")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Error(_Out):
+    """Every error response."""
+
+    error: str = Field(description="error class, e.g. SchemaError, NotFoundError, AuthError")
+    message: str = Field(description="what was expected, what was received, how to fix it")
+    problems: list[str] = Field(default_factory=list, description="every problem found (validation errors)")
+
+
+class Health(_Out):
+    status: str
+    version: str
+    database: str
+    executor: str
+    auth: bool
+    predict: dict[str, int] = Field(default_factory=dict, description="predict requests served and model calls made (merged batches)")
+
+
+# -- datasets -----------------------------------------------------------------------------------
+class DatasetPublic(_Out):
+    """A stored run table."""
+
+    id: str
+    name: str
+    created_at: float = Field(description="seconds since the epoch")
+    runs: int = Field(description="number of sampling runs")
+    checkpoints: int = Field(description="number of rows (checkpoints)")
+    domains: list[str]
+    loss_domains: list[str]
+    has_overall_loss: bool
+    benchmarks: list[dict[str, Any]]
+    files: list[str] = Field(description="names of the uploaded files")
+
+
+# -- models -------------------------------------------------------------------------------------
+class BacktestCreate(_In):
+    """Hold out runs, fit on the rest, compare predicted and actual (see ``mixopt backtest``)."""
+
+    holdout_min_params: Positive | None = Field(None, description="hold out every run with at least this many parameters")
+    holdout_runs: list[str] | None = Field(None, description="run ids to hold out")
+    holdout_mixtures: int | list[dict[str, Ratio]] | None = Field(None, description="a number of random mixtures, or mixtures to hold out")
+    seed: int = Field(0, ge=0)
+    level: float = Field(0.9, gt=0.0, lt=1.0, allow_inf_nan=False)
+
+
+class ModelCreate(_In):
+    """Fit a surrogate on a dataset."""
+
+    dataset: Id = Field(description="dataset id (POST /v1/datasets)")
+    method: str = Field("flp", max_length=40, description="surrogate method: flp, fp, flpm, dml, regmix")
+    settings: dict[str, Any] = Field(default_factory=dict, description="keyword settings of the method")
+    backtest: BacktestCreate | None = Field(None, description="also backtest the method on a held-out split")
+
+
+class ModelPublic(_Out):
+    id: str
+    dataset: str
+    method: str
+    status: Literal["fitting", "ready", "failed", "interrupted"]
+    error: str | None = None
+    created_at: float
+    finished_at: float | None = None
+    summary: dict[str, Any] | None = Field(None, description="outputs, domains, fitted laws, backtest summary (when ready)")
+
+
+class PredictCreate(_In):
+    """A batch of mixtures x compute to predict."""
+
+    mixtures: list[dict[str, Ratio]] | list[list[Ratio]] | None = Field(
+        None, description="one mixture per row: {domain: ratio} (missing = 0) or ratios in the model's domain order")
+    flops: Positive | list[Positive] | None = Field(None, description="training compute, FLOPs: one number or one per mixture")
+    params: Positive | list[Positive] | None = Field(None, description="parameter counts (with tokens, instead of flops)")
+    tokens: Positive | list[Positive] | None = Field(None, description="training tokens (with params)")
+    level: float = Field(0.9, gt=0.0, lt=1.0, allow_inf_nan=False, description="central interval coverage")
+    intervals: bool = Field(True, description="also compute intervals (slower for some methods)")
+
+
+class PredictionPublic(_Out):
+    model: str
+    rows: int
+    level: float
+    domains: list[str]
+    flops: list[float]
+    predictions: dict[str, dict[str, list[float | None]]] = Field(
+        description="{quantity: {mean, lower, upper}}, one value per row; null = not predictable")
+    unpredictable: dict[str, str]
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+class JobCreate(_In):
+    """Submit a mixture search (the TOML config of ``mixopt optimize``, as an object or as TOML text)."""
+
+    config: dict[str, Any] | str = Field(description="search config: [compute], [domains], [objectives], [search], [surrogate] method/settings")
+    model: Id | None = Field(None, description="fitted model id to search with (or surrogate.model in the config)")
+    dataset: Id | None = Field(None, description="dataset id to fit config.surrogate.method on (or data.dataset in the config)")
+
+
+class JobResume(_In):
+    trials: int | None = Field(None, ge=1, description="new target number of finished trials (default: the job's)")
+
+
+class Progress(_Out):
+    done: int = Field(description="finished trials in the study")
+    target: int
+    fraction: float
+
+
+class JobPublic(_Out):
+    id: str
+    kind: str
+    status: Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
+    model: str | None = None
+    dataset: str | None = None
+    progress: Progress
+    attempts: int
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    resumable: bool = Field(description="POST /v1/jobs/{id}/resume continues its study")
+    summary: dict[str, Any] | None = Field(None, description="search summary when done: hypervolume, best mixture, counts")
+
+
+class ValidationCreate(_In):
+    trainer: str = Field(max_length=80, description="a trainer defined in the server's own config")
+    job: Id = Field(description="optimisation job whose shortlist is trained")
+    k: int = Field(3, ge=1, le=100)
+
+
+__all__ = [
+    "BacktestCreate",
+    "DatasetPublic",
+    "Error",
+    "Health",
+    "JobCreate",
+    "JobPublic",
+    "JobResume",
+    "ModelCreate",
+    "ModelPublic",
+    "PredictCreate",
+    "PredictionPublic",
+    "Progress",
+    "ValidationCreate",
+]
