@@ -252,6 +252,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
+    # -- [validate] rounds >= 1: the optimise -> validate -> refit loop (mixopt.train) --
+    from mixopt.train.commands import optimize_loop
+
+    rc = optimize_loop(args)
+    if rc is not None:
+        return rc
+    # -- end of the loop hook --
     from mixopt.config import load_config
     from mixopt.search import run_search
 
@@ -340,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--json", action="store_true")
     o.set_defaults(func=cmd_optimize)
+
+    # -- training jobs: corpus build, ladder, validate (mixopt.train.commands) --
+    from mixopt.train.commands import add_train_commands
+
+    add_train_commands(sub)
+    # -- end of training jobs --
 
     return p
 
