@@ -109,21 +109,22 @@ class CommandTrainer(Trainer):
         if not path.is_file():
             raise TrainerError(f"Job {spec.run_id!r}: the command succeeded but wrote no results file at {path}; it must "
                                "write one row per checkpoint with tokens and loss:<d>/score:<b> columns.", run_id=spec.run_id)
-        from mixopt.data.readers import read_frame, read_runs
+        import json
+
+        import polars as pl
+
+        from mixopt.data.readers import read_frame
 
         try:
             frame = read_frame(path, string_columns=["run"], what="results file")
-        except MixoptError as e:
+            side = path.with_name(path.stem + ".benchmarks.json")
+            declared = {b["name"]: Benchmark.from_dict(b) for b in json.loads(side.read_text())} if side.is_file() else {}
+        except (MixoptError, ValueError, KeyError, TypeError) as e:
             raise TrainerError(f"Job {spec.run_id!r}: unreadable results file {path}: {e}", run_id=spec.run_id) from None
-        benches = [Benchmark(name=b, chance=c) for b, c in self.chance.items() if f"score:{b}" in frame.columns]
-        side = path.with_name(path.stem + ".benchmarks.json")
-        if side.is_file() and not benches:
-            try:
-                benches = list(read_runs(path, params=spec.params).benchmarks) if "params" not in frame.columns else list(read_runs(path).benchmarks)
-            except MixoptError:
-                benches = []
+        declared.update({b: Benchmark(name=b, chance=None if c is None else float(c)) for b, c in self.chance.items()})
+        benches = [declared[c[6:]] for c in frame.columns if c.startswith("score:") and c[6:] in declared]
         if "params" not in frame.columns:
-            frame = frame.with_columns(__import__("polars").lit(float(spec.params)).alias("params"))
+            frame = frame.with_columns(pl.lit(float(spec.params)).alias("params"))
         return rows_to_table(spec, frame.to_dicts(), benches)
 
 

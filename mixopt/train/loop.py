@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -123,17 +124,23 @@ def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, exec
             from mixopt.data.readers import read_runs
 
             validated = read_runs(runs_out)
-            keep = [x for x in validated.runs if x not in set(base.runs)]
+            keep = [x for x in validated.runs if x not in set(base.runs) and _usable_in_round(x, r)]
             if keep:
                 tables.append(validated.select_runs(keep))
         runs_r = merge_tables(tables) if len(tables) > 1 else base
-        runs_file = atomic_write_runs(runs_r, folder / "runs.csv")
+        same_data = _same_runs(folder / "runs.csv", runs_r)
+        runs_file = folder / "runs.csv" if same_data else atomic_write_runs(runs_r, folder / "runs.csv")
         cfg_r = replace(cfg, data=replace(cfg.data, runs=runs_file, ratios=None, format="mixopt", columns={}),
                         search=replace(cfg.search, storage=str(folder / "study.db"), study_name=f"{cfg.search.study_name}_r{r}",
                                        output=folder / "pareto.csv"))
         logger.info("round %d: fitting %s on %d runs", r, cfg.surrogate.method, runs_r.n_runs)
-        surrogate = fit_surrogate(cfg_r)
-        save_surrogate(surrogate, folder / "surrogate")
+        if same_data and (folder / "surrogate").is_dir():  # a re-run: the round's own model, so its study resumes
+            from mixopt.surrogate import load_surrogate
+
+            surrogate = load_surrogate(folder / "surrogate")
+        else:
+            surrogate = fit_surrogate(cfg_r)
+            save_surrogate(surrogate, folder / "surrogate")
         result = run_search(cfg_r, surrogate, progress=progress)
         result.write(folder / "pareto.csv")
         shortlist = getattr(result, "shortlist", None)
@@ -151,6 +158,29 @@ def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, exec
         }, indent=1, default=str) + "\n")
         reports.append(RoundReport(r, folder, runs_r.n_runs, chosen, batch, comp, summ, proposal, _plain(result.best)))
     return reports
+
+
+_ROUND_ID = re.compile(r"^val_r(\d+)_")
+
+
+def _usable_in_round(run_id: str, r: int) -> bool:
+    """Runs validated in round j feed rounds after j only (so a re-run of round r sees what it saw)."""
+    m = _ROUND_ID.match(run_id)
+    return m is None or int(m.group(1)) < r
+
+
+def _same_runs(path: Path, runs: RunTable) -> bool:
+    if not path.is_file():
+        return False
+    from mixopt.data.readers import read_runs
+
+    try:
+        old = read_runs(path)
+    except Exception:  # noqa: BLE001 - an unreadable old file is simply rewritten
+        return False
+    cols = sorted(old.frame.columns)
+    return cols == sorted(runs.frame.columns) and old.frame.select(cols).sort(["run", "tokens"]).equals(
+        runs.frame.select(cols).sort(["run", "tokens"]))
 
 
 def _first_quantity(result: Any) -> str | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from mixopt.data.readers import read_runs, sidecar_path, write_runs
-from mixopt.data.table import RUN, Benchmark, RunTable
+from mixopt.data.table import LOSS, LOSS_PREFIX, RUN, Benchmark, RunTable
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,12 @@ def merge_tables(tables: Sequence[RunTable]) -> RunTable:
         seen |= set(t.runs)
         for b in t.benchmarks:
             bench.setdefault(b.name, b)
-    frame = pl.concat([t.frame for t in tables], how="diagonal_relaxed")
+    # a loss column is required at every checkpoint: one that some tables lack is dropped
+    partial = sorted({c for t in tables for c in t.frame.columns if c == LOSS or c.startswith(LOSS_PREFIX)}
+                     - set.intersection(*(set(t.frame.columns) for t in tables)))
+    if partial:
+        logger.warning("Loss column(s) %s are missing from some of the merged tables: dropped", partial)
+    frame = pl.concat([t.frame.drop([c for c in partial if c in t.frame.columns]) for t in tables], how="diagonal_relaxed")
     return RunTable(frame, list(bench.values()))
 
 
