@@ -37,14 +37,11 @@ def _print_batch(batch: Any) -> None:
 
 
 def cmd_corpus_build(args: argparse.Namespace) -> int:
-    from mixopt.train.corpus import build_corpus, fixture_corpus, load_corpus
+    from mixopt.train.corpus import DOMAINS, SOURCES, build_corpus, load_corpus, prepare_corpus, read_fixture
 
     t0 = time.perf_counter()
     if args.fixture:
-        import shutil
-
-        shutil.rmtree(args.out, ignore_errors=True) if Path(args.out, "manifest.json").is_file() else None
-        out = fixture_corpus(args.out)
+        out = prepare_corpus({d: read_fixture(d) for d in DOMAINS}, args.out, sources={d: SOURCES[d] for d in DOMAINS})
     else:
         out = build_corpus(args.out, max_bytes=int(args.max_bytes), install=not args.no_install)
     c = load_corpus(out)

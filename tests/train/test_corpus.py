@@ -52,3 +52,24 @@ def test_load_corpus_errors_name_the_fix(tmp_path, fixture_corpus_dir):
         load_corpus(tmp_path)
     with pytest.raises(SchemaError, match="web"):
         load_corpus(fixture_corpus_dir, ["web"])
+
+
+def test_build_without_root_fails_with_a_clear_message(monkeypatch, tmp_path):
+    import mixopt.train.corpus as corpus
+    from mixopt.errors import TrainerError
+
+    monkeypatch.setattr(corpus, "_dpkg_installed", lambda pkg: False)
+    monkeypatch.setattr(corpus.shutil, "which", lambda exe: "/usr/bin/" + exe)
+    monkeypatch.setattr(corpus.os, "geteuid", lambda: 1000)
+    with pytest.raises(TrainerError, match="needs root.*--fixture"):
+        corpus.build_corpus(tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_corpus_build_fixture_command(tmp_path, capsys):
+    from mixopt.cli import main
+
+    assert main(["corpus", "build", str(tmp_path / "c"), "--fixture", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["domains"]) == set(DOMAINS)
+    assert load_corpus(tmp_path / "c").domains == DOMAINS
