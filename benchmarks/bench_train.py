@@ -12,7 +12,8 @@ Prints four tables:
     losses and cloze scores (final checkpoints): median / max relative error and 90 %
     interval coverage, next to DML and RegMix-style regression fitted on the same split
     (the anchors), through ``mixopt.backtest.compare``;
-(4) 2 Ray workers vs 1 on the same batch of reference-trainer jobs (speed-up = wall(1) / wall(2)).
+(4) 2 Ray workers vs 1 on the same batch of reference-trainer jobs (speed-up = wall(1) / wall(2)),
+    and (4b) on jobs that only wait, which isolates Ray's concurrency from the CPU share.
 
 Every figure is measured on the machine it runs on; on a shared, loaded machine compare the
 ratios, not the absolute numbers (the `uptime` load is printed).
@@ -138,6 +139,33 @@ def ray_speedup(n_jobs: int, tokens: float) -> pl.DataFrame:
     return df.with_columns((df["wall_s"][0] / pl.col("wall_s")).alias("speedup_vs_1"))
 
 
+def ray_concurrency(n_jobs: int, sleep_s: float) -> pl.DataFrame:
+    """The same 1-vs-2-worker comparison on jobs that only wait (a cluster job's queue time):
+    separates Ray's concurrency from the CPU share a loaded machine leaves to training."""
+    import sys
+
+    from mixopt.train.executors import TrainerRef
+    from mixopt.train.ray_executor import RayJobExecutor
+    from mixopt.train.spec import JobSpec
+
+    ref = TrainerRef(kind="command", settings={"command": f"{sys.executable} -c 'import time; time.sleep({sleep_s})'"})
+    jobs = [JobSpec(run_id=f"w{i}", mixture={"a": 1.0}, params=1, tokens=1) for i in range(n_jobs)]
+    rows = []
+    ex = RayJobExecutor(max_parallel=1, num_cpus=2)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            ex.run(jobs[:1], ref, Path(tmp) / "warm", timeout_s=600)
+            for workers in (1, 2):
+                ex.max_parallel = workers
+                t0 = time.perf_counter()
+                ex.run(jobs, ref, Path(tmp) / f"w{workers}", timeout_s=600)  # they write no results: 'failed' by design
+                rows.append({"workers": workers, "jobs": n_jobs, "wall_s": time.perf_counter() - t0})
+    finally:
+        ex.close()
+    df = pl.DataFrame(rows)
+    return df.with_columns((df["wall_s"][0] / pl.col("wall_s")).alias("speedup_vs_1"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps and jobs")
@@ -171,6 +199,8 @@ def main() -> None:
         n = 4 if args.quick else 6
         print(f"\n(4) 2 Ray workers vs 1 on {n} reference-trainer jobs (40K params, fixture corpus)")
         print(ray_speedup(n, tokens=1e5 if args.quick else 2e5))
+        print(f"\n(4b) the same on {4} jobs that only sleep 6 s (Ray concurrency without CPU contention)")
+        print(ray_concurrency(4, 6.0))
     print(f"\nload at end: {_load()}")
     _ = math
 
