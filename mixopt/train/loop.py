@@ -8,7 +8,9 @@ One round (``[validate] rounds = R`` runs R of them)::
     train the K most diverse Pareto mixtures for real    -> appended to [validate] runs (no duplicates)
     compare prediction (mean, interval) with measurement -> <output>/round_<r>/validation.csv
 
-Every round's surrogate, study and Pareto set are kept. Run ids are ``val_r<r>_t<trial>_s<seed>``:
+Every round's surrogate, study and Pareto set are kept. Pareto mixtures within L1 distance
+0.05 of a mixture validated in an earlier round are skipped (while enough others remain), so
+each round measures somewhere new. Run ids are ``val_r<r>_t<trial>_s<seed>``:
 re-running the loop retrains nothing already in the runs file and appends nothing twice.
 Optionally each round also proposes the next *sampling* run: the Pareto mixture whose
 prediction is least certain at the target (widest interval of the first objective's
@@ -144,7 +146,10 @@ def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, exec
         result = run_search(cfg_r, surrogate, progress=progress)
         result.write(folder / "pareto.csv")
         shortlist = getattr(result, "shortlist", None)
-        chosen = pick_diverse(result.pareto, v.top, shortlist=shortlist if isinstance(shortlist, pl.DataFrame) and shortlist.height else None)
+        earlier = [x for x in runs_r.runs if _ROUND_ID.match(x)]  # validated in rounds before this one
+        avoid = runs_r.select_runs(earlier).final().mixture(result.domains) if earlier else None
+        chosen = pick_diverse(result.pareto, v.top, shortlist=shortlist if isinstance(shortlist, pl.DataFrame) and shortlist.height else None,
+                              avoid=avoid)
         batch, comp = validate_rows(chosen, surrogate, tc, runs_out, prefix=f"val_r{r}", executor=executor, level=result.level)
         if comp.height:
             comp.write_csv(folder / "validation.csv")

@@ -59,8 +59,12 @@ def read_shortlist(pareto_path: str | Path) -> pl.DataFrame | None:
     return None
 
 
+#: L1 distance between mixtures below which a Pareto row counts as already validated
+ALREADY_VALIDATED_L1 = 0.05
+
+
 def pick_diverse(pareto: pl.DataFrame, k: int, *, shortlist: pl.DataFrame | None = None,
-                 first: int | None = None) -> pl.DataFrame:
+                 first: int | None = None, avoid: np.ndarray | None = None) -> pl.DataFrame:
     """``k`` rows of ``pareto``: the shortlist's rows first, then farthest-point picks.
 
     Args:
@@ -69,6 +73,8 @@ def pick_diverse(pareto: pl.DataFrame, k: int, *, shortlist: pl.DataFrame | None
         shortlist: rows to take first (matched to ``pareto`` by their ratios).
         first: the row to start the farthest-point selection from (default: the first row of
             the shortlist, else the row nearest the front's centroid in mixture space).
+        avoid: ``(m, k)`` mixtures already trained (e.g. validated in earlier rounds): rows
+            within :data:`ALREADY_VALIDATED_L1` of one are skipped while enough others remain.
 
     Returns:
         The chosen rows, in selection order.
@@ -87,12 +93,19 @@ def pick_diverse(pareto: pl.DataFrame, k: int, *, shortlist: pl.DataFrame | None
             i = int(np.argmin(np.abs(X - row).sum(1)))
             if i not in chosen:
                 chosen.append(i)
-    chosen = chosen[:k]
+    ok = np.ones(n, dtype=bool)
+    if avoid is not None and len(avoid):
+        near = np.min(np.abs(X[:, None, :] - np.asarray(avoid, dtype=float)[None, :, :]).sum(-1), axis=1) < ALREADY_VALIDATED_L1
+        if (~near).sum() >= k:
+            ok = ~near
+    chosen = [i for i in chosen if ok[i]][:k]
     if not chosen:
-        chosen = [first if first is not None else int(np.argmin(np.abs(X - X.mean(0)).sum(1)))]
-    while len(chosen) < min(k, n):
+        cand = np.flatnonzero(ok)
+        chosen = [first if first is not None and ok[first] else int(cand[np.argmin(np.abs(X[cand] - X[cand].mean(0)).sum(1))])]
+    while len(chosen) < min(k, int(ok.sum())):
         d = np.min(np.abs(X[:, None, :] - X[None, chosen, :]).sum(-1), axis=1)
         d[chosen] = -1
+        d[~ok] = -1
         nxt = int(np.argmax(d))
         if d[nxt] <= 1e-9:  # only duplicates left
             break

@@ -46,3 +46,12 @@ def test_jobs_from_rows_renormalise_and_name_runs():
 def test_bad_top_is_rejected():
     with pytest.raises(SchemaError, match="top"):
         pick_diverse(_pareto(np.eye(3)), 0)
+
+
+def test_mixtures_validated_before_are_avoided():
+    X = np.array([[0.5, 0.3, 0.2], [0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]])
+    rows = pick_diverse(_pareto(X), 2, avoid=np.array([[0.5, 0.3, 0.2], [0.9, 0.05, 0.05]]))
+    assert set(rows["trial"].to_list()) == {2, 3}
+    # too few rows left: the avoided ones come back rather than returning fewer than asked
+    rows = pick_diverse(_pareto(X), 3, avoid=X[:2])
+    assert rows.height == 3
