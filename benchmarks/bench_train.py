@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import subprocess
 import tempfile
@@ -202,7 +201,6 @@ def main() -> None:
         print(f"\n(4b) the same on {4} jobs that only sleep 6 s (Ray concurrency without CPU contention)")
         print(ray_concurrency(4, 6.0))
     print(f"\nload at end: {_load()}")
-    _ = math
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 
 def _cli():  # the shared CLI helpers (imported late: mixopt.cli imports this module)
     import mixopt.cli as cli
@@ -168,4 +166,3 @@ def add_train_commands(sub: Any) -> None:
 
 __all__ = ["add_train_commands", "optimize_loop"]
 
-_ = pl

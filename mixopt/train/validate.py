@@ -11,7 +11,6 @@ model's actual parameters and tokens) next to what the trained model measured.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -177,4 +176,3 @@ def summarize(comparison: pl.DataFrame) -> pl.DataFrame:
 
 __all__ = ["compare", "jobs_from_rows", "pick_diverse", "read_pareto", "read_shortlist", "summarize"]
 
-_ = (Mapping, Sequence)
