@@ -416,6 +416,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
+    # -- [validate] rounds >= 1: the optimise -> validate -> refit loop (mixopt.train) --
+    from mixopt.train.commands import optimize_loop
+
+    rc = optimize_loop(args)
+    if rc is not None:
+        return rc
+    # -- end of the loop hook --
     from mixopt.config import load_config
     from mixopt.search import run_search
     from mixopt.search.api import write_result
@@ -619,6 +626,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--api-keys", dest="api_keys", help="comma-separated bearer keys (prefer MIXOPT_API_KEYS: flags show in ps)")
     _common(v)
     v.set_defaults(func=cmd_serve)
+
+    # -- training jobs: corpus build, ladder, validate (mixopt.train.commands) --
+    from mixopt.train.commands import add_train_commands
+
+    add_train_commands(sub)
+    # -- end of training jobs --
 
     return p
 

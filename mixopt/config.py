@@ -181,6 +181,10 @@ _SECTIONS = {
     "search": SearchSettings,
 }
 
+# -- [trainer] / [ladder] / [validate]: training jobs, parsed by mixopt.train.config --
+_SECTIONS.update({"trainer": None, "ladder": None, "validate": None})
+# -- end of training sections --
+
 #: Command-line override keys and the config keys they set.
 OVERRIDES = {
     "trials": "search.trials",

@@ -1,0 +1,168 @@
+"""CLI commands of the training jobs: ``corpus build``, ``ladder``, ``validate`` and the loop of
+``optimize`` (registered by :func:`add_train_commands` from :mod:`mixopt.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _cli():  # the shared CLI helpers (imported late: mixopt.cli imports this module)
+    import mixopt.cli as cli
+
+    return cli
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM -> KeyboardInterrupt, so executors stop their child jobs on the way out."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        pass
+
+
+def _print_batch(batch: Any) -> None:
+    for r in batch.results:
+        print(f"  {r.spec.run_id}: {r.status} in {r.wall_s:.1f} s" + ("" if r.ok else f"\n    {r.message.splitlines()[0]}"))
+        if not r.ok and r.log_tail:
+            print("    log tail: " + r.log_tail.strip().splitlines()[-1][:300] if r.log_tail.strip() else "")
+
+
+def cmd_corpus_build(args: argparse.Namespace) -> int:
+    from mixopt.train.corpus import DOMAINS, SOURCES, build_corpus, load_corpus, prepare_corpus, read_fixture
+
+    t0 = time.perf_counter()
+    if args.fixture:
+        out = prepare_corpus({d: read_fixture(d) for d in DOMAINS}, args.out, sources={d: SOURCES[d] for d in DOMAINS})
+    else:
+        out = build_corpus(args.out, max_bytes=int(args.max_bytes), install=not args.no_install)
+    c = load_corpus(out)
+    info = {"out": str(out), "domains": {d: {"train_bytes": int(len(c.train[d])), "valid_bytes": int(len(c.valid[d]))} for d in c.domains},
+            "seconds": time.perf_counter() - t0}
+    if args.json:
+        _cli()._emit_json(info)
+    else:
+        print(f"prepared corpus at {out} in {info['seconds']:.1f} s (provenance and licenses: {out}/manifest.json)")
+        for d, v in info["domains"].items():
+            print(f"  {d}: {v['train_bytes'] / 1e6:.2f} MB train, {v['valid_bytes'] / 1e6:.3f} MB held out")
+    return 0
+
+
+def cmd_ladder(args: argparse.Namespace) -> int:
+    from mixopt.train.config import load_train_config
+    from mixopt.train.ladder import ladder_jobs, run_ladder
+
+    _terminate_as_interrupt()
+    cfg = load_train_config(args.config)
+    out = Path(args.out) if args.out else None
+    jobs = ladder_jobs(cfg)
+    if not args.json:
+        print(f"ladder: {len(jobs)} runs ({len(cfg.ladder.sizes)} sizes x {len(cfg.ladder.mixtures)} mixtures x "  # type: ignore[union-attr]
+              f"{len(cfg.ladder.seeds)} seeds), trainer {cfg.trainer.kind}, {cfg.trainer.executor} executor")  # type: ignore[union-attr]
+    rep = run_ladder(cfg, output=out)
+    target = out or cfg.ladder.output  # type: ignore[union-attr]
+    info = {"out": str(target), "added": list(rep.added), "skipped": list(rep.skipped), "wall_s": rep.wall_s,
+            "failed": [{"run": r.spec.run_id, "status": r.status, "message": r.message} for r in rep.failed]}
+    if args.json:
+        _cli()._emit_json(info)
+    else:
+        _print_batch(rep)
+        print(f"{len(rep.added)} runs added, {len(rep.skipped)} already there, {len(rep.failed)} failed; "
+              f"{rep.wall_s:.0f} s; table: {target}")
+    return 0 if not rep.failed else 4
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mixopt.config import load_config
+    from mixopt.train.config import load_train_config
+    from mixopt.train.loop import run_validate
+    from mixopt.train.validate import summarize
+
+    _terminate_as_interrupt()
+    cfg = load_config(args.config)
+    tc = load_train_config(args.config)
+    chosen, batch, comp = run_validate(cfg, tc, args.pareto, args.top, level=args.level)
+    if args.out and comp.height:
+        comp.write_csv(args.out)
+    if args.json:
+        _cli()._emit_json({"trained": [r.spec.run_id for r in batch.results], "added": list(batch.added),
+                           "failed": [{"run": r.spec.run_id, "status": r.status, "message": r.message} for r in batch.failed],
+                           "comparison": comp.to_dicts(), "summary": summarize(comp).to_dicts()})
+        return 0 if not batch.failed else 4
+    mix_cols = [c for c in chosen.columns if c.startswith("mix:")]
+    _cli()._print_frame(chosen.select([c for c in ("trial", *mix_cols, "params", "tokens") if c in chosen.columns]),
+                        f"trained {chosen.height} diverse Pareto mixtures:")
+    _print_batch(batch)
+    if comp.height:
+        _cli()._print_frame(comp.drop("params", "tokens"), f"\npredicted ({args.level:.0%} interval) vs measured, final checkpoints:")
+        _cli()._print_frame(summarize(comp), "\nsummary:")
+    return 0 if not batch.failed else 4
+
+
+def optimize_loop(args: argparse.Namespace) -> int | None:
+    """Run the loop when the config has ``[validate] rounds >= 1``; None otherwise (plain search)."""
+    from mixopt.train.config import validate_rounds
+
+    if validate_rounds(args.config) < 1:
+        return None
+    from mixopt.config import load_config
+    from mixopt.train.config import load_train_config
+    from mixopt.train.loop import run_loop
+
+    _terminate_as_interrupt()
+    cfg = load_config(args.config, overrides=_cli()._overrides(args))
+    tc = load_train_config(args.config)
+    reports = run_loop(cfg, tc, progress=not args.no_progress and not args.json)
+    if args.json:
+        _cli()._emit_json({"rounds": [{"round": r.round, "folder": str(r.folder), "runs": r.n_runs, "added": list(r.batch.added),
+                                       "failed": [x.spec.run_id for x in r.batch.failed], "summary": r.summary.to_dicts(),
+                                       "proposal": r.proposal, "best": r.best} for r in reports]})
+        return 0
+    for r in reports:
+        print(f"round {r.round}: surrogate fitted on {r.n_runs} runs; trained {len(r.batch.results)} mixtures "
+              f"({len(r.batch.added)} new, {len(r.batch.failed)} failed); files in {r.folder}")
+        if r.summary.height:
+            _cli()._print_frame(r.summary, "  predicted vs measured:")
+        if r.proposal:
+            mix = ", ".join(f"{d}={v:.2f}" for d, v in r.proposal["mixture"].items())
+            print(f"  next sampling run (widest {r.proposal['quantity']} interval): {mix} at N={r.proposal['params']:.3g}, "
+                  f"D={r.proposal['tokens']:.3g}")
+    return 0
+
+
+def add_train_commands(sub: Any) -> None:
+    """Register ``corpus``, ``ladder`` and ``validate`` on the CLI's subparsers."""
+    c = sub.add_parser("corpus", help="prepare the reference trainer's text corpus")
+    csub = c.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
+    b = csub.add_parser("build", help="fetch (apt-get, pip) and prepare prose/code/docs/math text, split by CRC-32")
+    b.add_argument("out", help="corpus folder to write (e.g. out/corpus)")
+    b.add_argument("--max-bytes", type=float, default=8e6, help="training bytes kept per domain (default 8e6)")
+    b.add_argument("--no-install", action="store_true", help="do not run apt-get/pip (the sources must be installed)")
+    b.add_argument("--fixture", action="store_true", help="prepare the small shipped fixture text instead (no network, no root)")
+    _cli()._common(b)  # --json / -v before or after the command
+    b.set_defaults(func=cmd_corpus_build)
+
+    ld = sub.add_parser("ladder", help="train a ladder of sampling runs (sizes x mixtures x seeds) into a run table")
+    ld.add_argument("config", help="TOML config with [trainer] and [ladder] (see configs/ladder.toml)")
+    ld.add_argument("--out", help="run table to write (default [ladder] output)")
+    _cli()._common(ld)  # --json / -v before or after the command
+    ld.set_defaults(func=cmd_ladder)
+
+    v = sub.add_parser("validate", help="train a diverse top-K of a Pareto set and report predicted vs measured")
+    v.add_argument("config", help="the search config (with [trainer]; [validate] runs = where trained runs go)")
+    v.add_argument("--pareto", required=True, help="Pareto table written by `mixopt optimize`")
+    v.add_argument("--top", type=int, default=3, help="mixtures to train (a diverse K)")
+    v.add_argument("--level", type=float, default=0.9, help="interval coverage (default 0.9)")
+    v.add_argument("--out", help="also write the comparison table (.csv)")
+    _cli()._common(v)  # --json / -v before or after the command
+    v.set_defaults(func=cmd_validate)
+
+
+__all__ = ["add_train_commands", "optimize_loop"]
+

@@ -1,0 +1,111 @@
+"""Train a ladder of sampling runs (sizes x mixtures x seeds) into a run table.
+
+Each finished run is appended to the output table as soon as it ends (write, then rename;
+runs already in the table are neither retrained nor duplicated), so an interrupted ladder
+keeps what it finished and a re-run trains only the rest. Failed and timed-out jobs are
+reported and the others continue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mixopt.data.table import RunTable
+from mixopt.errors import ConfigError
+from mixopt.train.config import TrainConfig, TrainerSection
+from mixopt.train.executors import JobExecutor, make_job_executor
+from mixopt.train.spec import JobResult, JobSpec
+from mixopt.train.store import append_runs, existing_runs
+
+logger = logging.getLogger(__name__)
+
+
+def size_label(params: float) -> str:
+    """``6e5`` -> ``"600K"``, ``1.5e6`` -> ``"1.5M"`` (for run ids)."""
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if params >= div:
+            return f"{params / div:.3g}{suffix}"
+    return f"{params:.3g}"
+
+
+def ladder_jobs(cfg: TrainConfig) -> list[JobSpec]:
+    """The ladder's jobs, largest models first (so the longest jobs start first)."""
+    L = cfg.ladder
+    if L is None:
+        raise ConfigError(f"{cfg.path}: no [ladder] section; add sizes, mixtures and tokens (see configs/ladder.toml).")
+    jobs = []
+    for size in sorted(L.sizes, reverse=True):
+        tokens = L.tokens if L.tokens is not None else float(L.tokens_per_param) * size  # type: ignore[arg-type]
+        for name, mix in L.mixtures.items():
+            for seed in L.seeds:
+                jobs.append(JobSpec(run_id=f"N{size_label(size)}_{name}_s{seed}", mixture=mix, params=size, tokens=tokens,
+                                    seed=seed, checkpoints=L.checkpoints))
+    return jobs
+
+
+def executor_for(t: TrainerSection) -> JobExecutor:
+    return make_job_executor(t.executor, max_parallel=t.max_parallel, address=t.ray_address,
+                             cpus_per_job=t.cpus_per_job, gpus_per_job=t.gpus_per_job)
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What a batch of jobs did: every result, the runs added, the table, the wall time."""
+
+    results: tuple[JobResult, ...]
+    added: tuple[str, ...]
+    skipped: tuple[str, ...]
+    table: RunTable | None
+    wall_s: float
+
+    @property
+    def failed(self) -> list[JobResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def train_jobs(jobs: Sequence[JobSpec], trainer: TrainerSection, output: Path, *, executor: JobExecutor | None = None) -> BatchReport:
+    """Train the jobs whose run ids are not in ``output`` yet; append each as it finishes."""
+    have = existing_runs(output)
+    todo = [j for j in jobs if j.run_id not in have]
+    skipped = tuple(j.run_id for j in jobs if j.run_id in have)
+    if skipped:
+        logger.info("%d run(s) already in %s: not retrained", len(skipped), output)
+    added: list[str] = []
+    table_box: list[RunTable] = []
+
+    def on_result(res: JobResult) -> None:
+        if res.ok and res.table is not None:
+            table, new = append_runs(output, res.table)
+            added.extend(new)
+            table_box[:] = [table]
+
+    own = executor is None
+    ex = executor or executor_for(trainer)
+    t0 = time.perf_counter()
+    try:
+        results = ex.run(todo, trainer.ref(), trainer.workdir, timeout_s=trainer.timeout_s, on_result=on_result) if todo else []
+    finally:
+        if own:
+            ex.close()
+    wall = time.perf_counter() - t0
+    table = table_box[0] if table_box else None
+    if table is None and output.exists():
+        from mixopt.data.readers import read_runs
+
+        table = read_runs(output)
+    return BatchReport(tuple(results), tuple(added), skipped, table, wall)
+
+
+def run_ladder(cfg: TrainConfig, *, output: Path | None = None, executor: JobExecutor | None = None) -> BatchReport:
+    """Train ``cfg``'s ladder into its output table (see the module docstring)."""
+    out = output or (cfg.ladder.output if cfg.ladder else None)
+    if out is None:
+        raise ConfigError("No output table: set [ladder] output = \"runs.csv\" or pass --out.")
+    return train_jobs(ladder_jobs(cfg), cfg.trainer, Path(out), executor=executor)
+
+
+__all__ = ["BatchReport", "ladder_jobs", "run_ladder", "size_label", "train_jobs"]

@@ -1,0 +1,224 @@
+"""The optimise -> validate -> refit loop, and ``mixopt validate``.
+
+One round (``[validate] rounds = R`` runs R of them)::
+
+    runs_r   = the config's sampling runs + every run validated so far
+    model_r  = fit the surrogate on runs_r               -> <output>/round_<r>/surrogate/
+    search_r = run_search(config, model_r)               -> <output>/round_<r>/study.db, pareto.csv
+    train the K most diverse Pareto mixtures for real    -> appended to [validate] runs (no duplicates)
+    compare prediction (mean, interval) with measurement -> <output>/round_<r>/validation.csv
+
+Every round's surrogate, study and Pareto set are kept. Pareto mixtures within L1 distance
+0.05 of a mixture validated in an earlier round are skipped (while enough others remain), so
+each round measures somewhere new. Run ids are ``val_r<r>_t<trial>_s<seed>``:
+re-running the loop retrains nothing already in the runs file and appends nothing twice.
+Optionally each round also proposes the next *sampling* run: the Pareto mixture whose
+prediction is least certain at the target (widest interval of the first objective's
+quantity, relative to its mean), at the smallest model size of the runs, where a run is
+cheapest (uncertainty sampling; a heuristic, not an optimal design).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from mixopt.config import SearchConfig
+from mixopt.data.table import MIX_PREFIX, RunTable
+from mixopt.errors import ConfigError
+from mixopt.train.config import TrainConfig, ValidateSection
+from mixopt.train.executors import JobExecutor
+from mixopt.train.ladder import BatchReport, train_jobs
+from mixopt.train.store import atomic_write_runs, merge_tables
+from mixopt.train.validate import compare, jobs_from_rows, pick_diverse, summarize
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """One round: where its files are, the search, the training batch and the comparison."""
+
+    round: int
+    folder: Path
+    n_runs: int
+    chosen: pl.DataFrame
+    batch: BatchReport
+    comparison: pl.DataFrame
+    summary: pl.DataFrame
+    proposal: dict[str, Any] | None
+    best: dict[str, Any] | None
+
+
+def _paths(v: ValidateSection, cfg: SearchConfig) -> tuple[Path, Path]:
+    base = cfg.path.parent if cfg.path is not None else Path.cwd()
+    out = v.output or (base / ".." / "out" / "validate").resolve()
+    runs = v.runs or (out / "validated_runs.csv")
+    return out, runs
+
+
+def _read_base_runs(cfg: SearchConfig) -> RunTable:
+    from mixopt.data.readers import read_runs
+
+    d = cfg.data
+    if d.runs is None:
+        raise ConfigError("The loop refits on the sampling runs: set [data] runs = \"...\" (a saved [surrogate] model cannot be refitted).")
+    return read_runs(d.runs, ratios=d.ratios, format=d.format, params=d.params, tokens=d.tokens,  # type: ignore[arg-type]
+                     chance=dict(d.chance) or None, columns=dict(d.columns) or None)
+
+
+def propose_next(pareto: pl.DataFrame, quantity: str | None, runs: RunTable) -> dict[str, Any] | None:
+    """The next sampling run: the least certain Pareto mixture, at the smallest run size."""
+    if pareto.height == 0 or quantity is None or f"{quantity}:lower" not in pareto.columns:
+        return None
+    mean = pareto[quantity].to_numpy().astype(float)
+    width = (pareto[f"{quantity}:upper"] - pareto[f"{quantity}:lower"]).to_numpy().astype(float)
+    rel = width / np.maximum(np.abs(mean), 1e-12)
+    if not np.isfinite(rel).any():
+        return None
+    i = int(np.nanargmax(rel))
+    final = runs.final()
+    small = float(np.min(final.params()))
+    tokens = float(np.median(final.tokens()[final.params() == small]))
+    mix = {c[len(MIX_PREFIX):]: float(pareto[c][i]) for c in pareto.columns if c.startswith(MIX_PREFIX)}
+    return {"mixture": mix, "params": small, "tokens": tokens, "quantity": quantity,
+            "relative_interval_width": float(rel[i]), "trial": int(pareto["trial"][i]) if "trial" in pareto.columns else None}
+
+
+def validate_rows(rows: pl.DataFrame, surrogate: Any, tc: TrainConfig, runs_out: Path, *, prefix: str,
+                  executor: JobExecutor | None = None, level: float = 0.9) -> tuple[BatchReport, pl.DataFrame]:
+    """Train the chosen rows, append them to ``runs_out`` and compare with ``surrogate``."""
+    v = tc.validate or ValidateSection()
+    jobs = jobs_from_rows(rows, prefix=prefix, seed=v.seed, checkpoints=v.checkpoints)
+    batch = train_jobs(jobs, tc.trainer, runs_out, executor=executor)
+    ids = [j.run_id for j in jobs]
+    comp = pl.DataFrame()
+    if batch.table is not None:
+        have = [r for r in ids if r in set(batch.table.runs)]
+        if have:
+            comp = compare(surrogate, batch.table.select_runs(have), level=level)
+    return batch, comp
+
+
+def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, executor: JobExecutor | None = None) -> list[RoundReport]:
+    """Search -> train the best K -> append -> refit -> search again, ``[validate] rounds`` times."""
+    from mixopt.search import fit_surrogate, run_search
+    from mixopt.surrogate import save_surrogate
+
+    v = tc.validate
+    if v is None or v.rounds < 1:
+        raise ConfigError("The loop needs [validate] rounds >= 1 in the config.")
+    out, runs_out = _paths(v, cfg)
+    base = _read_base_runs(cfg)
+    reports: list[RoundReport] = []
+    for r in range(1, v.rounds + 1):
+        folder = out / f"round_{r}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tables = [base]
+        if runs_out.exists():
+            from mixopt.data.readers import read_runs
+
+            validated = read_runs(runs_out)
+            keep = [x for x in validated.runs if x not in set(base.runs) and _usable_in_round(x, r)]
+            if keep:
+                tables.append(validated.select_runs(keep))
+        runs_r = merge_tables(tables) if len(tables) > 1 else base
+        same_data = _same_runs(folder / "runs.csv", runs_r)
+        runs_file = folder / "runs.csv" if same_data else atomic_write_runs(runs_r, folder / "runs.csv")
+        cfg_r = replace(cfg, data=replace(cfg.data, runs=runs_file, ratios=None, format="mixopt", columns={}),
+                        search=replace(cfg.search, storage=str(folder / "study.db"), study_name=f"{cfg.search.study_name}_r{r}",
+                                       output=folder / "pareto.csv"))
+        logger.info("round %d: fitting %s on %d runs", r, cfg.surrogate.method, runs_r.n_runs)
+        if same_data and (folder / "surrogate").is_dir():  # a re-run: the round's own model, so its study resumes
+            from mixopt.surrogate import load_surrogate
+
+            surrogate = load_surrogate(folder / "surrogate")
+        else:
+            surrogate = fit_surrogate(cfg_r)
+            save_surrogate(surrogate, folder / "surrogate")
+        result = run_search(cfg_r, surrogate, progress=progress)
+        result.write(folder / "pareto.csv")
+        shortlist = getattr(result, "shortlist", None)
+        earlier = [x for x in runs_r.runs if _ROUND_ID.match(x)]  # validated in rounds before this one
+        avoid = runs_r.select_runs(earlier).final().mixture(result.domains) if earlier else None
+        chosen = pick_diverse(result.pareto, v.top, shortlist=shortlist if isinstance(shortlist, pl.DataFrame) and shortlist.height else None,
+                              avoid=avoid)
+        batch, comp = validate_rows(chosen, surrogate, tc, runs_out, prefix=f"val_r{r}", executor=executor, level=result.level)
+        if comp.height:
+            comp.write_csv(folder / "validation.csv")
+        summ = summarize(comp)
+        first_q = _first_quantity(result)
+        proposal = propose_next(result.pareto, first_q, runs_r) if v.propose_next else None
+        (folder / "round.json").write_text(json.dumps({
+            "round": r, "runs": runs_r.n_runs, "trained": [j.spec.run_id for j in batch.results], "added": list(batch.added),
+            "skipped": list(batch.skipped), "failed": [{"run": j.spec.run_id, "status": j.status, "message": j.message[:2000]} for j in batch.failed],
+            "summary": summ.to_dicts(), "proposal": proposal, "best": _plain(result.best),
+        }, indent=1, default=str) + "\n")
+        reports.append(RoundReport(r, folder, runs_r.n_runs, chosen, batch, comp, summ, proposal, _plain(result.best)))
+    return reports
+
+
+_ROUND_ID = re.compile(r"^val_r(\d+)_")
+
+
+def _usable_in_round(run_id: str, r: int) -> bool:
+    """Runs validated in round j feed rounds after j only (so a re-run of round r sees what it saw)."""
+    m = _ROUND_ID.match(run_id)
+    return m is None or int(m.group(1)) < r
+
+
+def _same_runs(path: Path, runs: RunTable) -> bool:
+    if not path.is_file():
+        return False
+    from mixopt.data.readers import read_runs
+
+    try:
+        old = read_runs(path)
+    except Exception:  # noqa: BLE001 - an unreadable old file is simply rewritten
+        return False
+    cols = sorted(old.frame.columns)
+    return cols == sorted(runs.frame.columns) and old.frame.select(cols).sort(["run", "tokens"]).equals(
+        runs.frame.select(cols).sort(["run", "tokens"]))
+
+
+def _first_quantity(result: Any) -> str | None:
+    for name, _ in result.objectives:
+        q = name.strip()
+        if q.startswith(("score:", "loss")) and q in result.pareto.columns:
+            return q
+    return None
+
+
+def _plain(d: Any) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in dict(d).items()}
+
+
+def run_validate(cfg: SearchConfig, tc: TrainConfig, pareto_path: str | Path, top: int, *,
+                 executor: JobExecutor | None = None, level: float = 0.9) -> tuple[pl.DataFrame, BatchReport, pl.DataFrame]:
+    """``mixopt validate``: train a diverse ``top`` of a Pareto file and compare with the config's surrogate.
+
+    Returns:
+        ``(chosen rows, training batch, comparison)``.
+    """
+    from mixopt.search import fit_surrogate
+    from mixopt.train.validate import read_pareto, read_shortlist
+
+    pareto = read_pareto(pareto_path)
+    chosen = pick_diverse(pareto, top, shortlist=read_shortlist(pareto_path))
+    surrogate = fit_surrogate(cfg)
+    v = tc.validate or ValidateSection()
+    out, runs_out = _paths(v, cfg)
+    batch, comp = validate_rows(chosen, surrogate, tc, runs_out, prefix=f"val_{Path(pareto_path).stem}", executor=executor, level=level)
+    return chosen, batch, comp
+
+
+__all__ = ["RoundReport", "propose_next", "run_loop", "run_validate", "validate_rows"]

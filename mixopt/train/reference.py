@@ -1,0 +1,376 @@
+"""The reference trainer: a small byte-level GPT trained on a mixture of real text domains.
+
+One file, readable whole (after nanoGPT's ``model.py``/``train.py``): a pre-LayerNorm
+decoder-only transformer over a 256-byte vocabulary, AdamW with linear warmup and cosine
+decay to 10 %, gradient clipping, bf16 autocast on CPUs that support it (fp32 master
+weights). Every batch row is drawn from a domain with the mixture's probabilities, at a
+random offset of that domain's training bytes. At ``checkpoints`` evenly spaced points the
+model is evaluated on every domain's held-out bytes (``loss:<d>``, nats per byte = nats per
+token) and on a 4-option cloze task per domain (``score:cloze_<d>``, chance 0.25).
+
+Cloze items come from held-out text, the same items for every run (``eval_seed``): a
+64-byte context, the true next three words, and three distractor spans of three words
+taken from elsewhere in the same domain; the model picks the option with the highest mean
+log-likelihood per byte. ``params`` is the non-embedding parameter count (Kaplan et al.);
+``flops`` is ``6·params·tokens``.
+
+torch is imported here only, when a job runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixopt.data.table import Benchmark, RunTable
+from mixopt.errors import ConfigError, TrainerError
+from mixopt.train.corpus import DOC_SEPARATOR, Corpus, fixture_corpus, load_corpus
+from mixopt.train.spec import JobSpec, Trainer, register_trainer, rows_to_table
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceOptions:
+    """Settings of the reference trainer (``[trainer]`` keys or a job's ``options``)."""
+
+    corpus: str | None = None  # prepared corpus folder (`mixopt corpus build`); None = the shipped fixture text
+    layers: int | None = None  # transformer blocks; None = chosen from the job's params
+    width: int | None = None  # model width d; None = chosen from the job's params
+    heads: int | None = None  # attention heads; None = width // 32 (at least 1)
+    context: int = 256  # sequence length, bytes
+    batch: int = 8  # sequences per step (small batches learn faster per token at this scale)
+    lr: float = 3e-3  # peak learning rate
+    min_lr_frac: float = 0.1  # cosine decays to this fraction of lr
+    warmup_frac: float = 0.05  # linear warmup share of the steps
+    weight_decay: float = 0.1  # AdamW weight decay (matrices only)
+    grad_clip: float = 1.0  # global gradient-norm clip
+    bf16: str = "auto"  # "auto" (on when the CPU has AVX-512/AMX), "on" or "off"
+    threads: int | None = 1  # torch threads per job (1: jobs side by side; 2+ threads spin badly on a loaded machine); None = torch default
+    eval_windows: int = 48  # held-out windows of `context` bytes per domain for loss:<d>
+    cloze_items: int = 200  # 4-option cloze items per domain for score:cloze_<d>
+    cloze_context: int = 64  # context bytes of a cloze item
+    eval_seed: int = 1234  # seeds the held-out windows and cloze items (the same for every run)
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> ReferenceOptions:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(m) - names)
+        if unknown:
+            raise ConfigError(f"Unknown reference-trainer option(s) {unknown}; known: {sorted(names)}.")
+        return cls(**dict(m))
+
+
+# -- model ------------------------------------------------------------------------------------
+def _model_classes():
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class Block(nn.Module):
+        def __init__(self, d: int, heads: int) -> None:
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+            self.heads = heads
+
+        def forward(self, x):
+            b, t, d = x.shape
+            q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+            q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d)
+            x = x + self.proj(y)
+            return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+    class GPT(nn.Module):
+        def __init__(self, layers: int, d: int, heads: int, context: int) -> None:
+            super().__init__()
+            self.tok, self.pos = nn.Embedding(256, d), nn.Embedding(context, d)
+            self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
+            self.ln = nn.LayerNorm(d)
+
+        def forward(self, idx):  # idx: (b, t) int64 bytes -> logits (b, t, 256)
+            x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
+            for blk in self.blocks:
+                x = blk(x)
+            return self.ln(x) @ self.tok.weight.T  # tied output head
+
+    return GPT
+
+
+def non_embedding_params(layers: int, d: int) -> int:
+    """Parameters outside the embeddings: per block 12d² + 13d, plus the final LayerNorm."""
+    return layers * (12 * d * d + 13 * d) + 2 * d
+
+
+def default_heads(width: int) -> int:
+    """Heads of a width: head size about 32 (16 below width 64), dividing the width."""
+    h = max(1, round(width / (32 if width >= 64 else 16)))
+    while width % h:
+        h -= 1
+    return h
+
+
+def shape_for_params(params: float) -> tuple[int, int, int]:
+    """``(layers, width, heads)`` whose non-embedding count is closest (in log) to ``params``.
+
+    At least 2 layers; widths are multiples of 8; the aspect ratio width/layers stays in
+    [16, 40] (the shapes measured fastest per loss at this scale).
+    """
+    best = None
+    for layers in range(2, 17):
+        for d in range(16, 2049, 8):
+            if not 16 <= d / layers <= 40:
+                continue
+            err = abs(math.log(non_embedding_params(layers, d) / params))
+            if best is None or err < best[0] - 1e-12:
+                best = (err, layers, d)
+    assert best is not None
+    _, layers, d = best
+    return layers, d, default_heads(d)
+
+
+# -- evaluation sets (the same for every run) --------------------------------------------------
+def _domain_rng(seed: int, domain: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(domain.encode())])
+
+
+def eval_windows(valid: np.ndarray, n: int, context: int, seed: int, domain: str) -> np.ndarray:
+    """``(n, context + 1)`` uint8 held-out windows (overlap allowed when the split is small)."""
+    if len(valid) < context + 2:
+        raise TrainerError(f"Domain {domain!r} has only {len(valid)} held-out bytes; need more than {context + 1}.")
+    starts = _domain_rng(seed, domain).integers(0, len(valid) - context - 1, size=n)
+    return np.stack([np.asarray(valid[s : s + context + 1]) for s in starts])
+
+
+_WS = frozenset(b" \t\n\r")
+#: cloze items are drawn from the first this-many held-out bytes of a domain (scan cost)
+CLOZE_SCAN_BYTES = 262144
+
+
+def _spans(valid: np.ndarray, n_words: int = 3, max_len: int = 24) -> list[tuple[int, int]]:
+    """Every (start, end) of ``n_words`` whitespace-separated words starting after whitespace."""
+    b = bytes(valid)
+    out = []
+    i, n = 1, len(b)
+    while i < n:
+        if b[i - 1] in _WS and b[i] not in _WS and b[i] != 0:
+            j, words = i, 0
+            while j < n and words < n_words and j - i <= max_len:
+                while j < n and b[j] not in _WS and b[j] != 0:
+                    j += 1
+                words += 1
+                if words < n_words:
+                    while j < n and b[j] in (32, 9):
+                        j += 1
+            if words == n_words and j - i <= max_len and 0 not in b[i:j] and b"\n" not in b[i:j]:
+                out.append((i, j))
+            i += 1
+        else:
+            i += 1
+    return out
+
+
+def cloze_items(valid: np.ndarray, n: int, context: int, seed: int, domain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """4-option cloze items from held-out bytes.
+
+    Returns:
+        ``tokens (4n, context + 24)`` uint8 (context then option, zero-padded),
+        ``mask (4n, context + 24)`` bool (the option's byte positions, as targets),
+        ``answer (n,)`` index of the true option, ``lengths (4n,)`` option lengths.
+    """
+    valid = valid[:CLOZE_SCAN_BYTES]
+    spans = [s for s in _spans(valid) if s[0] >= context and DOC_SEPARATOR[0] not in bytes(valid[s[0] - context : s[0]])]
+    if len(spans) < 4:
+        raise TrainerError(f"Domain {domain!r}: too little held-out text for cloze items ({len(spans)} spans).")
+    rng = _domain_rng(seed + 1, domain)
+    pick = rng.choice(len(spans), size=min(n, len(spans)), replace=False)
+    width = context + 24
+    toks = np.zeros((4 * len(pick), width), dtype=np.uint8)
+    mask = np.zeros((4 * len(pick), width), dtype=bool)
+    answer = np.zeros(len(pick), dtype=np.int64)
+    lengths = np.zeros(4 * len(pick), dtype=np.int64)
+    for i, k in enumerate(pick):
+        s, e = spans[k]
+        true = bytes(valid[s:e])
+        opts = [true]
+        while len(opts) < 4:
+            ds, de = spans[int(rng.integers(len(spans)))]
+            cand = bytes(valid[ds:de])
+            if cand not in opts:
+                opts.append(cand)
+        order = rng.permutation(4)
+        answer[i] = int(np.flatnonzero(order == 0)[0])
+        ctx = np.asarray(valid[s - context : s])
+        for j, o in enumerate(order):
+            row = 4 * i + j
+            opt = np.frombuffer(opts[o], dtype=np.uint8)
+            toks[row, :context] = ctx
+            toks[row, context : context + len(opt)] = opt
+            mask[row, context : context + len(opt)] = True
+            lengths[row] = len(opt)
+    return toks, mask, answer, lengths
+
+
+# -- the trainer --------------------------------------------------------------------------------
+@register_trainer
+class ReferenceTrainer(Trainer):
+    """Train a byte-level GPT on the mixture for real (see the module docstring).
+
+    Args:
+        **options: :class:`ReferenceOptions` fields (a job's ``options`` override them).
+    """
+
+    kind = "reference"
+
+    def __init__(self, **options: Any) -> None:
+        self.options = ReferenceOptions.from_mapping(options)
+
+    def settings(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self.options).items() if v is not None}
+
+    def train(self, spec: JobSpec, workdir: Path) -> RunTable:
+        o = ReferenceOptions.from_mapping({**self.settings(), **spec.options})
+        corpus = load_corpus(o.corpus) if o.corpus else load_corpus(fixture_corpus(Path(workdir) / "fixture_corpus"))
+        missing = [d for d in spec.mixture if d not in corpus.domains]
+        if missing:
+            raise TrainerError(f"Job {spec.run_id!r}: the corpus {corpus.root} has no domain(s) {missing} "
+                               f"(it has {list(corpus.domains)}).", run_id=spec.run_id)
+        try:
+            rows = _train(spec, o, corpus)
+        except TrainerError:
+            raise
+        except Exception as e:  # a torch error: report it with the run id
+            raise TrainerError(f"Job {spec.run_id!r} failed while training: {type(e).__name__}: {e}", run_id=spec.run_id) from e
+        benches = [Benchmark(name=f"cloze_{d}", chance=0.25) for d in spec.mixture]
+        return rows_to_table(spec, rows, benches)
+
+
+def _bf16_enabled(mode: str) -> bool:
+    import torch
+
+    if mode == "off":
+        return False
+    if mode == "on":
+        return True
+    cap = torch.backends.cpu.get_cpu_capability()
+    return "AVX512" in cap or "AMX" in cap
+
+
+def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str, Any]]:
+    import torch
+    from torch.nn import functional as F
+
+    if o.threads:
+        torch.set_num_threads(int(o.threads))
+    layers, width, heads = shape_for_params(spec.params)
+    layers, width = o.layers or layers, o.width or width
+    heads = o.heads or default_heads(width)
+    if width % heads:
+        raise TrainerError(f"Job {spec.run_id!r}: width {width} is not divisible by heads {heads}.", run_id=spec.run_id)
+    domains = list(spec.mixture)
+    probs = np.array([spec.mixture[d] for d in domains], dtype=float)
+    probs /= probs.sum()
+    T, B = o.context, o.batch
+    steps = max(1, math.ceil(spec.tokens / (B * T)))
+    ckpt_steps = sorted({max(1, round(k * steps / spec.checkpoints)) for k in range(1, spec.checkpoints + 1)})
+    warmup = max(1, round(o.warmup_frac * steps))
+
+    gen = torch.Generator().manual_seed(spec.seed)
+    model = _model_classes()(layers, width, heads, T)
+    with torch.no_grad():  # GPT-2 init from the job's own generator (no global RNG)
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                std = 0.02 / math.sqrt(2 * layers) if name.endswith(("proj.weight", "out.weight")) else 0.02
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+            elif name.endswith("bias"):
+                p.zero_()
+    n_params = non_embedding_params(layers, width)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay}, {"params": other, "weight_decay": 0.0}],
+                            lr=o.lr, betas=(0.9, 0.95))
+    bf16 = _bf16_enabled(o.bf16)
+    rng = np.random.default_rng([spec.seed, 7])
+    train = {d: corpus.train[d] for d in domains}
+    for d in domains:
+        if spec.mixture[d] > 0 and len(train[d]) < T + 2:
+            raise TrainerError(f"Domain {d!r} has only {len(train[d])} training bytes.", run_id=spec.run_id)
+    evals = {d: eval_windows(corpus.valid[d], o.eval_windows, T, o.eval_seed, d) for d in domains}
+    clozes = {d: cloze_items(corpus.valid[d], o.cloze_items, o.cloze_context, o.eval_seed, d) for d in domains}
+    logger.info("job %s: %d layers x %d wide (%d heads), %d non-embedding params, %d steps of %dx%d bytes, bf16=%s",
+                spec.run_id, layers, width, heads, n_params, steps, B, T, bf16)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return o.lr * (step + 1) / warmup
+        frac = (step - warmup) / max(1, steps - warmup)
+        return o.lr * (o.min_lr_frac + (1 - o.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def batch() -> torch.Tensor:
+        src = rng.choice(len(domains), size=B, p=probs)
+        rows = []
+        for s in src:
+            arr = train[domains[s]]
+            i = int(rng.integers(0, len(arr) - T - 1))
+            rows.append(np.asarray(arr[i : i + T + 1]))
+        return torch.from_numpy(np.stack(rows).astype(np.int64))
+
+    @torch.no_grad()
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        out: dict[str, float] = {}
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for d in domains:
+                w = torch.from_numpy(evals[d].astype(np.int64))
+                losses = [F.cross_entropy(model(x[:, :-1]).float().reshape(-1, 256), x[:, 1:].reshape(-1)) for x in w.split(16)]
+                out[f"loss:{d}"] = float(torch.stack(losses).mean())
+                toks, mask, answer, lengths = clozes[d]
+                t = torch.from_numpy(toks.astype(np.int64))
+                m = torch.from_numpy(mask)
+                lp = []
+                for xb, mb in zip(t.split(64), m.split(64)):
+                    logp = F.log_softmax(model(xb[:, :-1]).float(), dim=-1).gather(-1, xb[:, 1:, None])[..., 0]
+                    lp.append((logp * mb[:, 1:]).sum(1))
+                per_byte = (torch.cat(lp) / torch.from_numpy(lengths)).view(-1, 4).numpy()
+                out[f"score:cloze_{d}"] = float((per_byte.argmax(1) == answer).mean())
+        out["loss"] = float(np.mean([out[f"loss:{d}"] for d in domains]))
+        model.train()
+        return out
+
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    model.train()
+    for step in range(1, steps + 1):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step - 1)
+        x = batch()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x[:, :-1])
+        loss = F.cross_entropy(logits.float().reshape(-1, 256), x[:, 1:].reshape(-1))
+        if not torch.isfinite(loss):
+            raise TrainerError(f"Job {spec.run_id!r}: training loss became {float(loss)} at step {step}; lower lr.", run_id=spec.run_id)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        opt.step()
+        if step in ckpt_steps:
+            tokens = float(step * B * T)
+            row = {"params": float(n_params), "tokens": tokens, "flops": 6.0 * n_params * tokens, "step": step, **evaluate()}
+            rows.append(row)
+            el = time.perf_counter() - t0
+            logger.info("job %s: step %d/%d, train loss %.3f, val loss %.3f, %.0f tokens/s", spec.run_id, step, steps,
+                        float(loss.detach()), row["loss"], tokens / el)
+    return rows
+
+
+__all__ = ["ReferenceOptions", "ReferenceTrainer", "cloze_items", "eval_windows", "non_embedding_params", "shape_for_params"]

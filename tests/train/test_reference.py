@@ -1,0 +1,85 @@
+"""The reference trainer trains a micro-model for real on the fixture text."""
+
+import numpy as np
+import pytest
+
+from mixopt.data.table import RunTable
+from mixopt.errors import ConfigError, TrainerError
+from mixopt.train.reference import ReferenceTrainer, cloze_items, non_embedding_params, shape_for_params
+from mixopt.train.spec import JobSpec
+
+MICRO = dict(context=64, batch=4, eval_windows=4, cloze_items=12, cloze_context=32, threads=1)
+MIX = {"prose": 0.4, "code": 0.3, "docs": 0.2, "math": 0.1}
+LOSS_RTOL = 1e-6
+
+
+def _spec(seed=0, **kw):
+    base = dict(run_id="micro", mixture=MIX, params=2.5e4, tokens=4 * 64 * 12, seed=seed, checkpoints=3)
+    base.update(kw)
+    return JobSpec(**base)
+
+
+@pytest.fixture(scope="module")
+def micro_table(fixture_corpus_dir, tmp_path_factory):
+    t = ReferenceTrainer(corpus=str(fixture_corpus_dir), **MICRO)
+    return t.train(_spec(), tmp_path_factory.mktemp("job"))
+
+
+def test_micro_model_produces_a_valid_run_table(micro_table):
+    t = micro_table
+    assert isinstance(t, RunTable)
+    RunTable(t.frame, t.benchmarks)  # re-validates
+    assert len(t) == 3 and t.runs == ("micro",)
+    assert t.domains == tuple(MIX) and t.loss_domains == tuple(MIX)
+    assert t.benchmark_names == tuple(f"cloze_{d}" for d in MIX)
+    assert all(b.chance == 0.25 for b in t.benchmarks)
+    np.testing.assert_allclose(t.tokens(), [4 * 64 * 4, 4 * 64 * 8, 4 * 64 * 12])
+    np.testing.assert_allclose(t.flops(), 6 * t.params() * t.tokens())
+    losses = t.losses()
+    assert np.all((losses > 0.5) & (losses < np.log(256) + 0.5))  # nats per byte, near-uniform at start
+    scores = t.scores()
+    assert np.all((scores >= 0) & (scores <= 1))
+    np.testing.assert_allclose(t.mixture()[0], list(MIX.values()))
+
+
+def test_training_is_seeded_and_deterministic(fixture_corpus_dir, tmp_path, micro_table):
+    t = ReferenceTrainer(corpus=str(fixture_corpus_dir), **MICRO)
+    again = t.train(_spec(), tmp_path / "a")
+    np.testing.assert_allclose(again.losses(), micro_table.losses(), rtol=LOSS_RTOL, atol=0)
+    other = t.train(_spec(seed=1), tmp_path / "b")
+    assert not np.allclose(other.losses(), micro_table.losses(), rtol=LOSS_RTOL, atol=0)
+
+
+def test_the_model_learns(micro_table):
+    mean = micro_table.losses().mean(axis=1)  # over domains, per checkpoint
+    assert mean[-1] < np.log(256) - 0.5  # below the uniform byte model (5.55 nats) after 12 steps
+    assert mean[-1] < mean[0]
+
+
+def test_shapes_match_the_requested_size():
+    for n in (3e4, 1e5, 6e5, 2e6):
+        layers, width, heads = shape_for_params(n)
+        assert layers >= 2 and width % heads == 0
+        assert abs(np.log(non_embedding_params(layers, width) / n)) < 0.25
+
+
+def test_cloze_items_are_four_way_and_the_same_for_every_run(fixture_corpus_dir):
+    from mixopt.train.corpus import load_corpus
+
+    valid = load_corpus(fixture_corpus_dir).valid["code"]
+    a = cloze_items(valid, 10, 32, 1234, "code")
+    b = cloze_items(valid, 10, 32, 1234, "code")
+    toks, mask, answer, lengths = a
+    assert toks.shape[0] == 4 * len(answer) and set(answer) <= {0, 1, 2, 3}
+    np.testing.assert_array_equal(toks, b[0])
+    for i in range(len(answer)):  # the four options of an item differ
+        opts = {bytes(toks[4 * i + j][mask[4 * i + j]]) for j in range(4)}
+        assert len(opts) == 4
+
+
+def test_bad_options_and_domains_are_reported(fixture_corpus_dir, tmp_path):
+    with pytest.raises(ConfigError, match="Unknown reference-trainer option"):
+        ReferenceTrainer(layerz=2)
+    t = ReferenceTrainer(corpus=str(fixture_corpus_dir), **MICRO)
+    with pytest.raises(TrainerError, match="no domain"):
+        t.train(_spec(mixture={"web": 1.0}), tmp_path)
