@@ -133,6 +133,16 @@ KNOWN_BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
+
+def _row_sum(cols: Sequence[str]) -> pl.Expr:
+    """Row sums added left to right in the given column order: bit-for-bit reproducible
+    (``pl.sum_horizontal`` may add in another order from one call to the next, which changed
+    renormalised ratios in their last bit between two reads of the same file)."""
+    expr = pl.col(cols[0])
+    for c in cols[1:]:
+        expr = expr + pl.col(c)
+    return expr
+
 def _names_with_prefix(columns: Iterable[str], prefix: str) -> tuple[str, ...]:
     return tuple(c[len(prefix) :] for c in columns if c.startswith(prefix))
 
@@ -498,7 +508,7 @@ def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.
                 problems.append(f"{what} in {n} row(s), runs {_runs_list(bad_runs)}: {fix}")
 
     if mix_cols:
-        sums = frame.select(pl.sum_horizontal(mix_cols).alias("_sum"), mix_ok.alias("_ok"), pl.col(RUN))
+        sums = frame.select(_row_sum(mix_cols).alias("_sum"), mix_ok.alias("_ok"), pl.col(RUN))
         bad = sums.filter(pl.col("_ok") & ((pl.col("_sum") - 1.0).abs() > RATIO_SUM_ATOL))
         if bad.height:
             per_run = bad.group_by(RUN, maintain_order=True).agg(pl.col("_sum").first(), pl.len().alias("_n"))
@@ -512,7 +522,7 @@ def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.
                 "missing domain, or renormalise the run's ratios"
             )
         if not problems:
-            total = pl.sum_horizontal(mix_cols)
+            total = _row_sum(mix_cols)
             frame = frame.with_columns([(pl.col(c) / total).alias(c) for c in mix_cols])
             # a run has one mixture
             nun = frame.group_by(RUN).agg([pl.col(c).n_unique().alias(c) for c in mix_cols])
