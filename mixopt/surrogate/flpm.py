@@ -510,6 +510,11 @@ class FLPM(Surrogate):
                 f"{type(self).__name__} needs mixture columns (mix:<domain>) in the run table; it has none. "
                 "Use FLP for single-source runs, or add the mixture ratios."
             )
+        self.metric_laws_ = None  # [metric hook] metric-only tables: laws fitted to each metric
+        from mixopt.surrogate.metric import fit_metric_only, is_metric_only  # [metric hook]
+
+        if is_metric_only(runs):  # [metric hook]
+            return fit_metric_only(self, runs)  # [metric hook]
         if not runs.loss_domains:
             raise SchemaError(
                 f"{type(self).__name__} needs per-domain validation losses (loss:<domain> columns); the table has none "
@@ -742,6 +747,10 @@ class FLPM(Surrogate):
         return out
 
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+        if getattr(self, "metric_laws_", None) is not None:  # [metric hook]
+            from mixopt.surrogate.metric import predict_metric_only  # [metric hook]
+
+            return predict_metric_only(self, targets, intervals=intervals, level=level)  # [metric hook]
         x = self._stage1_inputs(targets)
         n = x.shape[0]
         m = len(self.loss_domains_)
@@ -787,6 +796,10 @@ class FLPM(Surrogate):
 
     # -- state --------------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        if getattr(self, "metric_laws_", None) is not None:  # [metric hook]
+            from mixopt.surrogate.metric import metric_state  # [metric hook]
+
+            return metric_state(self)  # [metric hook]
         state = {
             "loss_domains": list(self.loss_domains_),
             "stage1_law": self.stage1_law_.name,
@@ -811,6 +824,11 @@ class FLPM(Surrogate):
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        self.metric_laws_ = None  # [metric hook]
+        if state.get("metric_only"):  # [metric hook]
+            from mixopt.surrogate.metric import set_metric_state  # [metric hook]
+
+            return set_metric_state(self, state, arrays)  # [metric hook]
         self.loss_domains_ = tuple(state["loss_domains"])
         cfg = dict(state["stage1_config"])
         form = state["stage1_law"]
