@@ -57,33 +57,10 @@ def make_rows_table(n_ck: int, path: str, n_runs: int = 1000, seed: int = 0) -> 
 
 
 def metric_world_table(k: int, n_runs: int, n_metrics: int, seed: int = 0, with_losses: bool = False):
-    """An Olmix-like swarm: ``n_runs`` Dirichlet mixtures over ``k`` domains at one size.
+    """An Olmix-like swarm (:func:`mixopt.testing.metric_worlds.olmix_like_runs`)."""
+    from mixopt.testing.metric_worlds import olmix_like_runs
 
-    Every metric is ``BPB_m = E_m + exp(Σ_d t_md·r_d)`` with sparse, task-specific
-    coefficients, plus 1 % multiplicative noise (lower is better, no chance floor).
-    With ``with_losses`` the table also has ``loss:<d>`` columns from the same law.
-    """
-    import polars as pl
-
-    from mixopt.data.table import Benchmark, RunTable
-
-    rng = np.random.default_rng(seed)
-    R = rng.dirichlet(np.full(k, 0.3), n_runs)
-    T = -np.abs(rng.normal(0, 1.0, (n_metrics, k))) * (rng.random((n_metrics, k)) < 0.3)
-    E = rng.uniform(0.3, 1.0, n_metrics)
-    Y = E + np.exp(R @ T.T) * (1 + 0.01 * rng.standard_normal((n_runs, n_metrics)))
-    cols: dict = {"run": [f"r{i:04d}" for i in range(n_runs)], "params": np.full(n_runs, 30e6), "tokens": np.full(n_runs, 3e9)}
-    for j in range(k):
-        cols[f"mix:d{j}"] = R[:, j]
-    if with_losses:
-        TL = -np.abs(rng.normal(0, 1.0, (k, k))) * np.eye(k) - 0.05
-        L = 1.0 + np.exp(R @ TL.T) * (1 + 0.01 * rng.standard_normal((n_runs, k)))
-        for j in range(k):
-            cols[f"loss:d{j}"] = L[:, j]
-    for m in range(n_metrics):
-        cols[f"score:task{m}"] = Y[:, m]
-    bench = [Benchmark(name=f"task{m}", chance=None, higher_is_better=False) for m in range(n_metrics)]
-    return RunTable(pl.DataFrame(cols), bench)
+    return olmix_like_runs(k, n_runs, n_metrics, seed=seed, with_losses=with_losses)[0]
 
 
 def run_point(spec: dict) -> dict:
@@ -105,13 +82,17 @@ def run_point(spec: dict) -> dict:
     if spec.get("all_rows"):
         model.max_checkpoints_per_run = None
     t1 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = ru0.ru_utime + ru0.ru_stime
     try:
         model.fit(runs)
         status = "ok"
     except Exception as e:  # a failed fit is a row of the table, not a crash of the benchmark
         status = f"{type(e).__name__}: {str(e)[:160]}"
     fit_s = time.perf_counter() - t1
-    return {"rows": len(runs), "read_s": read_s, "fit_s": fit_s, "peak_mb": _rss_mb(), "status": status}
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"rows": len(runs), "read_s": read_s, "fit_s": fit_s, "cpu_s": ru.ru_utime + ru.ru_stime - cpu0,
+            "peak_mb": _rss_mb(), "status": status}
 
 
 def _spawn(spec: dict, timeout: float) -> dict:

@@ -34,14 +34,23 @@ logger = logging.getLogger(__name__)
 
 #: default most checkpoints per run used for fitting (see the module docstring)
 MAX_CHECKPOINTS_PER_RUN = 128
+#: most rows FLP-M / DML fit on (their stage-2 networks train full-batch, so their cost
+#: grows with rows); every final checkpoint is kept, the rest is a seeded sample
+STAGE2_MAX_ROWS = 4000
 
 
-def thin_checkpoints(runs: RunTable, max_per_run: int | None = MAX_CHECKPOINTS_PER_RUN) -> RunTable:
+def thin_checkpoints(
+    runs: RunTable, max_per_run: int | None = MAX_CHECKPOINTS_PER_RUN, max_rows: int | None = None, *, seed: int = 0
+) -> RunTable:
     """At most ``max_per_run`` log-spaced checkpoints per run, always with the final one.
 
     Args:
         runs: the run table.
         max_per_run: most checkpoints kept per run (>= 2); ``None`` keeps every row.
+        max_rows: most rows in all (for fits whose cost grows with rows, e.g. FLP-M's
+            stage-2 networks): every run's final checkpoint is kept and a seeded uniform
+            sample of the other (already thinned) checkpoints fills the rest. ``None``: no cap.
+        seed: seeds that sample.
 
     Returns:
         ``runs`` itself when no run has more than ``max_per_run`` checkpoints, else a
@@ -50,10 +59,35 @@ def thin_checkpoints(runs: RunTable, max_per_run: int | None = MAX_CHECKPOINTS_P
     Raises:
         SchemaError: ``max_per_run`` is not None and not an integer >= 2.
     """
-    if max_per_run is None:
-        return runs
-    if isinstance(max_per_run, bool) or not isinstance(max_per_run, int) or max_per_run < 2:
-        raise SchemaError(f"max_per_run must be an integer >= 2 or None (keep every checkpoint), got {max_per_run!r}.")
+    for name, v in (("max_per_run", max_per_run), ("max_rows", max_rows)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 2):
+            raise SchemaError(f"{name} must be an integer >= 2 or None (no limit), got {v!r}.")
+    if max_per_run is not None:
+        runs = _thin_per_run(runs, max_per_run)
+    if max_rows is not None and len(runs) > max_rows:
+        runs = _cap_rows(runs, max_rows, seed)
+    return runs
+
+
+def _cap_rows(runs: RunTable, max_rows: int, seed: int) -> RunTable:
+    """Every final checkpoint plus a seeded sample of the others, ``max_rows`` in all."""
+    import numpy as np
+
+    frame = runs.frame.with_row_index("_row")
+    is_final = (pl.col(TOKENS) == pl.col(TOKENS).max().over(RUN))
+    finals = frame.filter(is_final)["_row"].to_numpy()
+    others = frame.filter(~is_final)["_row"].to_numpy()
+    room = max(max_rows - finals.size, 0)
+    pick = np.random.default_rng(seed).choice(others, size=min(room, others.size), replace=False) if room else others[:0]
+    keep = np.sort(np.concatenate([finals, pick]))
+    logger.info(
+        "capped the fit at %d rows: %d final checkpoints + %d sampled of %d others (seeded)",
+        keep.size, finals.size, pick.size, others.size,
+    )
+    return runs._with_frame(runs.frame[keep])
+
+
+def _thin_per_run(runs: RunTable, max_per_run: int) -> RunTable:
     frame = runs.frame
     counts = frame.group_by(RUN).len()
     if int(counts["len"].max()) <= max_per_run:
@@ -90,4 +124,4 @@ def thin_checkpoints(runs: RunTable, max_per_run: int | None = MAX_CHECKPOINTS_P
     return runs._with_frame(thinned)
 
 
-__all__ = ["MAX_CHECKPOINTS_PER_RUN", "thin_checkpoints"]
+__all__ = ["MAX_CHECKPOINTS_PER_RUN", "STAGE2_MAX_ROWS", "thin_checkpoints"]

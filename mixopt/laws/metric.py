@@ -30,9 +30,9 @@ in raw ratio units, and not on the intercept ``b_m``. Because ``Σ_d r_d = 1``, 
 in only one or two runs (a column with almost no variance) gets almost no coefficient of
 its own, instead of the unconstrained value an unregularised fit gives it (the instability
 the issue reports for Olmix's law on the reuse swarm). Penalties are chosen per metric by
-leave-one-out, so well-covered domains keep their full effect. (Measured against a prior
-toward the natural mixture: the ridge toward the common level is what the leave-one-out
-picks on all three swarms; see ``benchmarks/real_olmix.py``.)
+leave-one-out, so well-covered domains keep their full effect. (A prior toward the
+natural mixture was not tried; the ridge alone beats Olmix's unregularised law on all
+three swarms, see ``benchmarks/real_olmix.py``.)
 
 **Learned residual.** On top of the law, a kernel ridge (RBF) on standardised features
 ``[r, log(r + 1e-3), u]`` models what the law misses, in log space: ``log y = log law +
@@ -322,10 +322,5 @@ def _fit_residual(laws: MetricLaws, R: np.ndarray, Y: np.ndarray, weight: np.nda
     laws.residual = {"features_mean": mu, "features_sd": sd, "train": A, "weights": Wt, "length": length}
 
 
-def needed_runs(form: str, k: int, vary_compute: bool) -> int:
-    """Fewest runs for an *unregularised* law of ``form`` over ``k`` domains (its parameters)."""
-    return k + 2 + int(vary_compute) + int(form == "flpm")
-
-
 __all__ = ["FLOOR_FRACTIONS", "FLPM_EXPONENTS", "FORMS", "KERNEL_LENGTHS", "KERNEL_NOISES", "RIDGE_PENALTIES",
-           "MetricLaws", "fit_metric_laws", "needed_runs"]
+           "MetricLaws", "fit_metric_laws"]

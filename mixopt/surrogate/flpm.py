@@ -87,6 +87,7 @@ from mixopt.laws.base import Law, Param, check_reference, reference_for
 from mixopt.laws.fitter import GroupResample, LawFitter, combine_interval, predictive_std
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
 from mixopt.surrogate.nets import NetConfig, ScoreNetEnsemble
+from mixopt.data.thinning import STAGE2_MAX_ROWS  # [metric hook]
 
 logger = logging.getLogger(__name__)
 
@@ -420,6 +421,8 @@ class FLPM(Surrogate):
 
     kind: ClassVar[str] = "flpm"
     uses_mixture: ClassVar[bool] = True
+    #: stage-2 nets cost grows with rows: cap the fit rows (finals kept) [metric hook]
+    max_fit_rows: ClassVar[int | None] = STAGE2_MAX_ROWS
     _default_stage1: ClassVar[str] = "flpm"
 
     def __init__(
@@ -559,10 +562,10 @@ class FLPM(Surrogate):
         x = law.inputs_from(C, R[:, active])
         n_runs = len(ids)
         if n_runs < law.n_params:
-            raise FitError(
-                f"FLP-M stage 1 ({self.stage1!r}) has {law.n_params} parameters per loss domain but only {n_runs} runs "
-                f"(final checkpoints); use at least {law.n_params} runs, or stage1='flpm' / 'dml' (fewer parameters)."
-            )
+            from mixopt.surrogate.advice import too_few_runs_message  # [metric hook] true advice
+
+            raise FitError(too_few_runs_message(self.stage1, law.n_params, n_runs, law.sources, vary_compute=vary,
+                                                ratio_total=total))  # [metric hook]
         resample = GroupResample.draw(ids, int(self.n_bootstrap), np.random.default_rng(np.random.SeedSequence([int(self.seed), 1])))
         m, p = len(self.loss_domains_), law.n_params
         params = np.empty((m, p))
