@@ -36,8 +36,9 @@ def too_few_runs_message(form: str, n_params: int, n_runs: int, sources: Sequenc
     )
     if fits:
         best = min(fits, key=fits.get)
-        text += f"With {n_runs} runs, use stage1={best.split(' ')[0]!r}{' with shared_exponent=true' if 'shared' in best else ''}"
-                 f"{' (--method dml)' if best == 'dml' else ''}. "
+        shared = " with shared_exponent=true" if "shared" in best else ""
+        method = " (--method dml)" if best == "dml" else ""
+        text += f"With {n_runs} runs, use stage1={best.split(' ')[0]!r}{shared}{method}. "
     elif fewer:
         best = min(fewer, key=fewer.get)
         text += (f"{best} needs fewer ({fewer[best]}) but still more than {n_runs}. ")
