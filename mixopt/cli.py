@@ -152,9 +152,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     from mixopt.surrogate import make_surrogate, save_surrogate
 
-    runs = _read(args)
-    model = make_surrogate(args.method, **_settings(args.settings)).fit(runs)
-    out = save_surrogate(model, args.out)
+    from mixopt.progress import step_bar  # [metric] progress on long fits, quiet with --json
+
+    with step_bar(["read the run table", f"fit {args.method}", "save"], enabled=not args.json, desc="mixopt fit") as done:
+        runs = _read(args)
+        done()
+        model = make_surrogate(args.method, **_settings(args.settings)).fit(runs)
+        done()
+        out = save_surrogate(model, args.out)
+        done()
     info = {"model": str(out), "method": model.kind, "outputs": list(model.outputs_), "domains": list(model.domains_),
             "unpredictable": dict(model.unpredictable_), "runs": runs.n_runs}
     if args.json:

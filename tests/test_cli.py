@@ -112,3 +112,18 @@ def test_console_script_exit_code(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == EXIT_BAD_INPUT
     assert "Traceback" not in r.stderr
+
+
+def test_fit_progress_on_stderr_and_quiet_with_json(tmp_path, capsys):
+    """[metric] a step bar on stderr for `fit`; nothing but JSON with --json."""
+    from mixopt.testing import mixture_world
+    from mixopt.data.readers import write_runs
+
+    w = mixture_world(2, 1, seed=0)
+    path = tmp_path / "runs.parquet"
+    write_runs(w.sample_runs([5e7, 1e8, 2e8], w.random_mixtures(3, seed=1), seed=2), path)
+    assert main(["fit", "--runs", str(path), "--method", "fp", "--out", str(tmp_path / "m1")]) == 0
+    assert "mixopt fit: step" in capsys.readouterr().err
+    assert main(["fit", "--runs", str(path), "--method", "fp", "--out", str(tmp_path / "m2"), "--json"]) == 0
+    cap = capsys.readouterr()
+    assert "mixopt fit" not in cap.err and json.loads(cap.out)["method"] == "fp"
