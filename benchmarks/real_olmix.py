@@ -149,15 +149,17 @@ def _lm_huber(Rtr: np.ndarray, Y: np.ndarray, theta: np.ndarray, iters: int, del
 
 
 def lightgbm_predict(Rtr: np.ndarray, Ytr: np.ndarray, Rte: np.ndarray, n_iter: int) -> np.ndarray:
-    """RegMix's LightGBM recipe per metric (module docstring)."""
+    """RegMix's LightGBM recipe per metric (module docstring), via LightGBM's native API."""
     import lightgbm as lgb
 
+    params = {"boosting_type": "gbdt", "objective": "regression", "metric": ["l1", "l2"], "seed": 42,
+              "learning_rate": 1e-2, "verbosity": -1, "num_threads": 1}
     out = np.empty((Rte.shape[0], Ytr.shape[1]))
     for j in range(Ytr.shape[1]):
-        model = lgb.LGBMRegressor(boosting_type="gbdt", objective="regression", n_estimators=n_iter, learning_rate=1e-2,
-                                  random_state=42, verbosity=-1, early_stopping_round=3, n_jobs=1)
-        model.fit(Rtr, Ytr[:, j], eval_set=[(Rtr, Ytr[:, j])], eval_metric="l2")
-        out[:, j] = model.predict(Rte)
+        data = lgb.Dataset(Rtr, Ytr[:, j])
+        booster = lgb.train(params, data, num_boost_round=n_iter, valid_sets=[data],
+                            callbacks=[lgb.early_stopping(3, verbose=False)])
+        out[:, j] = booster.predict(Rte, num_iteration=booster.best_iteration or None)
     return out
 
 

@@ -10,6 +10,10 @@ metrics at once, regularised, with a learned residual chosen per metric by leave
 :class:`~mixopt.surrogate.flpm.FLPM` and :class:`~mixopt.surrogate.flpm.DML` call into this
 module from four small hooks (fit, predict, save, load); the logic lives here.
 
+Domains whose ratio never varies in training (e.g. always 0 in the fitting runs, used by a
+held-out run) get the ridge's prior -- coefficient 0, the common level of all domains --
+rather than an error: the law stays defined on the whole simplex, as regmix's is.
+
 Intervals: Gaussian in log space with the metric's leave-one-out log-rms error as sd
 (``y·exp(±z·sd)``), so they widen where the law (and residual) predicted held-out runs
 poorly.
@@ -62,14 +66,18 @@ def fit_metric_only(model: FLPM, runs: RunTable) -> None:
     C = final.flops()
     R = final.mixture()
     Y = final.scores()
-    active = [j for j in range(R.shape[1]) if np.ptp(R[:, j]) > 0]
-    inactive = [j for j in range(R.shape[1]) if j not in active]
-    if not active:
+    varied = [j for j in range(R.shape[1]) if np.ptp(R[:, j]) > 0]
+    if not varied:
         raise FitError("Every run has the same mixture: the mixture's effect on the metrics cannot be learned. "
                        "Add runs with different mixtures.")
-    if inactive:
-        logger.warning("metric laws: the ratio of domain(s) %s never varies in training; they are left out and "
-                       "targets must keep that ratio.", [runs.domains[j] for j in inactive])
+    fixed = [j for j in range(R.shape[1]) if j not in varied]
+    if fixed:
+        # the ridge gives a never-varied domain exactly the prior (coefficient 0: the common
+        # level of all domains), so a target that uses it is predicted from that prior
+        logger.warning("metric laws: the ratio of domain(s) %s never varies in training; their effect is the ridge "
+                       "prior (that of an average domain) for targets that use them.", [runs.domains[j] for j in fixed])
+    active = list(range(R.shape[1]))
+    inactive: list[int] = []
     span = float(C.max() / C.min())
     vary = span >= MIN_COMPUTE_SPAN
     ref = reference_for(C)
