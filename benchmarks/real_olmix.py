@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from typing import Any

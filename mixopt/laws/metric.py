@@ -49,7 +49,6 @@ predictive spread used for intervals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 

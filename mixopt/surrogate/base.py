@@ -268,7 +268,7 @@ class Surrogate(ABC):
     kind: ClassVar[str] = ""
     #: whether predictions depend on the mixture (FLP-M, DML, RegMix) or only on compute
     uses_mixture: ClassVar[bool] = False
-    #: most checkpoints per run used in fitting (log-spaced, final kept; None = every row);
+    #: most checkpoints per run used in fitting (evenly spaced, final kept; None = every row);
     #: see :mod:`mixopt.data.thinning` [metric hook]
     max_checkpoints_per_run: ClassVar[int | None] = MAX_CHECKPOINTS_PER_RUN
     #: most rows in all used in fitting (finals kept, others sampled; None = no cap) [metric hook]

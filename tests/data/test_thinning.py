@@ -7,9 +7,16 @@ import polars as pl
 import pytest
 
 from mixopt.data.table import RunTable
+import mixopt.data.thinning as thinning
 from mixopt.data.thinning import thin_checkpoints
 from mixopt.errors import SchemaError
 from mixopt.testing import mixture_world
+
+
+@pytest.fixture(autouse=True)
+def small_threshold(monkeypatch):
+    """Thin tables above 100 rows here (the default threshold is 100,000 rows)."""
+    monkeypatch.setattr(thinning, "THIN_ABOVE_ROWS", 100)
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +37,11 @@ def test_at_most_k_per_run_with_every_final_kept(long_runs):
     a = long_runs.final().frame.sort("run")
     b = thin.final().frame.sort("run")
     assert a.equals(b)
-    # log spacing: the kept tokens of a run are denser early than late
+    # even spacing by rank: the logger's linear spacing is kept (equal gaps, up to one checkpoint)
     tok = np.sort(thin.frame.filter(pl.col("run") == thin.runs[0])["tokens"].to_numpy())
-    gaps = np.diff(np.log(tok))
-    assert gaps[-5:].mean() < 3 * np.log(tok[-1] / tok[0]) / 31
+    gaps = np.diff(tok) / (tok[1] - tok[0] if tok[0] > 0 else 1)
+    step = np.diff(np.sort(long_runs.frame.filter(pl.col("run") == thin.runs[0])["tokens"].to_numpy()))[0]
+    assert np.ptp(np.diff(tok)[:-1]) <= 2 * step
 
 
 def test_rows_with_more_values_are_preferred():
@@ -59,3 +67,11 @@ def test_row_cap_keeps_finals_and_is_seeded(long_runs):
 def test_bad_limits_are_rejected(long_runs, bad):
     with pytest.raises(SchemaError, match="integer >= 2"):
         thin_checkpoints(long_runs, bad)
+
+
+def test_tables_below_the_threshold_are_never_thinned(long_runs, monkeypatch):
+    monkeypatch.setattr(thinning, "THIN_ABOVE_ROWS", len(long_runs))
+    assert thin_checkpoints(long_runs, 8, 50) is long_runs
+    monkeypatch.setattr(thinning, "THIN_ABOVE_ROWS", 1000)
+    thin = thin_checkpoints(long_runs, 8)  # 6 runs: K is raised so that >= 1000 rows remain
+    assert 1000 <= len(thin) <= 6 * 167
