@@ -178,7 +178,7 @@ def _law_only(form: str, Rtr: np.ndarray, Ytr: np.ndarray, Rte: np.ndarray) -> n
     return fit_metric_laws(Rtr[:, keep], Ytr, form=form, residual=False).predict(Rte[:, keep])
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, swarms: tuple[str, ...] = SWARMS) -> dict[str, Any]:
     """Print the comparison tables; return the headline figures per swarm."""
     from mixopt.data.public import load_olmix
 
@@ -195,7 +195,7 @@ def run(quick: bool = False) -> dict[str, Any]:
           f"fixed seeded {HOLDOUT_FRACTION:.0%} holdout; fit seconds on a loaded shared machine\n")
     print("| swarm | runs (train/test) | domains | method | mean rel. error | median task rel. error | ρ mean | ρ median | fit s |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for swarm in SWARMS:
+    for swarm in swarms:
         runs = load_olmix(swarm=swarm)
         ids = np.asarray(runs.run_ids())
         tr, te = holdout(len(ids))
@@ -251,10 +251,11 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer Olmix-law starts and LightGBM rounds")
+    ap.add_argument("--quick", action="store_true", help="fewer Olmix-law iterations and LightGBM rounds")
+    ap.add_argument("--swarms", default=",".join(SWARMS), help=f"comma-separated subset of {','.join(SWARMS)}")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    run(args.quick)
+    run(args.quick, tuple(x.strip() for x in args.swarms.split(",") if x.strip()))
     return 0
 
 
