@@ -18,14 +18,16 @@ row, only fewer of them. (Log spacing in tokens was tried first and rejected: it
 weight to early checkpoints and changed FLP's held-out error from 16 % to 28 % on the
 synthetic worlds of ``benchmarks/bench_scale.py --thinning``.)
 
-Only large tables are thinned: a table of at most :data:`THIN_ABOVE_ROWS` (100,000) rows is
-never changed, and a larger one keeps at least that many rows (``K`` is raised to
+Per-run thinning is for large tables only: a table of at most :data:`THIN_ABOVE_ROWS` (100,000) rows
+keeps every checkpoint, and a larger one keeps at least that many rows (``K`` is raised to
 ``ceil(100,000 / runs)`` when that is more). Thinning exists for scale: on small tables
 emergence rules that count checkpoints (FLP's ``min_emerged``) must see every row -- with
 ``K = 128`` on a 40-run x 1,000-checkpoint world, a barely emerging benchmark fell below
 ``min_emerged`` and became unpredictable.
 ``max_rows`` additionally caps the total (every final checkpoint plus a seeded uniform
-sample of the rest), for fits whose cost grows with rows (FLP-M's stage-2 networks).
+sample of the rest), for fits whose cost grows with rows (FLP-M's stage-2 networks); it
+applies at any table size above the cap (FLP-M/DML: 4,000 rows), so a 10,000-row and a
+1,000,000-row table cost FLP-M the same.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def thin_checkpoints(
             stage-2 networks): every run's final checkpoint is kept and a seeded uniform
             sample of the other (already thinned) checkpoints fills the rest. ``None``: no cap.
 
-    Tables of at most :data:`THIN_ABOVE_ROWS` rows are returned unchanged.
+    Per-run thinning applies only to tables of more than :data:`THIN_ABOVE_ROWS` rows; the
+    ``max_rows`` cap applies whenever the table has more rows than it.
         seed: seeds that sample.
 
     Returns:
@@ -73,9 +76,7 @@ def thin_checkpoints(
     for name, v in (("max_per_run", max_per_run), ("max_rows", max_rows)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 2):
             raise SchemaError(f"{name} must be an integer >= 2 or None (no limit), got {v!r}.")
-    if len(runs) <= THIN_ABOVE_ROWS:
-        return runs
-    if max_per_run is not None:
+    if max_per_run is not None and len(runs) > THIN_ABOVE_ROWS:
         # keep at least THIN_ABOVE_ROWS rows: emergence rules count checkpoints, and a table
         # just above the threshold must not lose a benchmark's emerged points
         per_run = max(max_per_run, -(-THIN_ABOVE_ROWS // runs.n_runs))

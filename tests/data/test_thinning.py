@@ -71,7 +71,8 @@ def test_bad_limits_are_rejected(long_runs, bad):
 
 def test_tables_below_the_threshold_are_never_thinned(long_runs, monkeypatch):
     monkeypatch.setattr(thinning, "THIN_ABOVE_ROWS", len(long_runs))
-    assert thin_checkpoints(long_runs, 8, 50) is long_runs
+    assert thin_checkpoints(long_runs, 8) is long_runs
+    assert len(thin_checkpoints(long_runs, 8, 50)) == 50  # the row cap applies at any size
     monkeypatch.setattr(thinning, "THIN_ABOVE_ROWS", 1000)
     thin = thin_checkpoints(long_runs, 8)  # 6 runs: K is raised so that >= 1000 rows remain
     assert 1000 <= len(thin) <= 6 * 167
