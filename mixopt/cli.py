@@ -305,10 +305,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from mixopt.surrogate import make_surrogate, save_surrogate
     from mixopt.surrogate.base import check_model_out
 
+    from mixopt.progress import step_bar  # [metric] progress on long fits, quiet with --json
+
     out_dir = check_model_out(args.out)  # before reading or fitting anything
-    runs = _read(args)
-    model = make_surrogate(args.method, **_method_settings(args.settings, [args.method]).get(args.method, {})).fit(runs)
-    out = save_surrogate(model, out_dir)
+    with step_bar(["read the run table", f"fit {args.method}", "save"], enabled=not args.json, desc="mixopt fit") as done:
+        runs = _read(args)
+        done()
+        model = make_surrogate(args.method, **_method_settings(args.settings, [args.method]).get(args.method, {})).fit(runs)
+        done()
+        out = save_surrogate(model, out_dir)
+        done()
     info = {"model": str(out), "method": args.method, "outputs": list(model.outputs_), "domains": list(model.domains_),
             "unpredictable": dict(model.unpredictable_), "runs": runs.n_runs}
     if getattr(model, "selection_", None) is not None:  # flp: auto choices

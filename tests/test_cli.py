@@ -243,3 +243,18 @@ def test_optimize_terminated_saves_batches_and_exits_143(tmp_path):
 
     st = optuna.load_study(study_name="mixopt", storage=JournalStorage(JournalFileBackend(str(log))))
     assert len(st.trials) >= 16 and len(st.trials) % 16 == 0
+
+
+def test_fit_progress_on_stderr_and_quiet_with_json(tmp_path, capsys):
+    """[metric] a step bar on stderr for `fit`; nothing but JSON with --json."""
+    from mixopt.testing import mixture_world
+    from mixopt.data.readers import write_runs
+
+    w = mixture_world(2, 1, seed=0)
+    path = tmp_path / "runs.parquet"
+    write_runs(w.sample_runs([5e7, 1e8, 2e8], w.random_mixtures(3, seed=1), seed=2), path)
+    assert main(["fit", "--runs", str(path), "--method", "fp", "--out", str(tmp_path / "m1")]) == 0
+    assert "mixopt fit: step" in capsys.readouterr().err
+    assert main(["fit", "--runs", str(path), "--method", "fp", "--out", str(tmp_path / "m2"), "--json"]) == 0
+    cap = capsys.readouterr()
+    assert "mixopt fit" not in cap.err and json.loads(cap.out)["method"] == "fp"

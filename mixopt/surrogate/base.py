@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from mixopt.data.table import Benchmark, RunTable
+from mixopt.data.thinning import MAX_CHECKPOINTS_PER_RUN, thin_checkpoints  # [metric hook]
 from mixopt.errors import ModelFileError, NotFittedError, SchemaError
 
 #: Version of the on-disk model format written by :func:`save_surrogate`. Version 2 added
@@ -271,12 +272,18 @@ class Surrogate(ABC):
     kind: ClassVar[str] = ""
     #: whether predictions depend on the mixture (FLP-M, DML, RegMix) or only on compute
     uses_mixture: ClassVar[bool] = False
+    #: most checkpoints per run used in fitting (evenly spaced, final kept; None = every row);
+    #: see :mod:`mixopt.data.thinning` [metric hook]
+    max_checkpoints_per_run: ClassVar[int | None] = MAX_CHECKPOINTS_PER_RUN
+    #: most rows in all used in fitting (finals kept, others sampled; None = no cap) [metric hook]
+    max_fit_rows: ClassVar[int | None] = None
 
     # -- public API -----------------------------------------------------------------------
     def fit(self, runs: RunTable) -> Self:
         """Fit on a run table; returns self."""
         if not isinstance(runs, RunTable):
             raise SchemaError(f"fit expects a RunTable, got {type(runs).__name__}; build one with mixopt.read_runs(...).")
+        runs = thin_checkpoints(runs, self.max_checkpoints_per_run, self.max_fit_rows, seed=int(getattr(self, "seed", 0)))  # [metric hook]
         self._fit(runs)
         self.fitted_ = True
         return self

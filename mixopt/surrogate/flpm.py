@@ -87,6 +87,7 @@ from mixopt.laws.base import Law, Param, check_reference, reference_for
 from mixopt.laws.fitter import GroupResample, LawFitter, combine_interval, predictive_std
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
 from mixopt.surrogate.nets import NetConfig, ScoreNetEnsemble
+from mixopt.data.thinning import STAGE2_MAX_ROWS  # [metric hook]
 
 logger = logging.getLogger(__name__)
 
@@ -420,6 +421,8 @@ class FLPM(Surrogate):
 
     kind: ClassVar[str] = "flpm"
     uses_mixture: ClassVar[bool] = True
+    #: stage-2 nets cost grows with rows: cap the fit rows (finals kept) [metric hook]
+    max_fit_rows: ClassVar[int | None] = STAGE2_MAX_ROWS
     _default_stage1: ClassVar[str] = "flpm"
 
     def __init__(
@@ -510,6 +513,11 @@ class FLPM(Surrogate):
                 f"{type(self).__name__} needs mixture columns (mix:<domain>) in the run table; it has none. "
                 "Use FLP for single-source runs, or add the mixture ratios."
             )
+        self.metric_laws_ = None  # [metric hook] metric-only tables: laws fitted to each metric
+        from mixopt.surrogate.metric import fit_metric_only, is_metric_only  # [metric hook]
+
+        if is_metric_only(runs):  # [metric hook]
+            return fit_metric_only(self, runs)  # [metric hook]
         if not runs.loss_domains:
             raise SchemaError(
                 f"{type(self).__name__} needs per-domain validation losses (loss:<domain> columns); the table has none "
@@ -554,10 +562,10 @@ class FLPM(Surrogate):
         x = law.inputs_from(C, R[:, active])
         n_runs = len(ids)
         if n_runs < law.n_params:
-            raise FitError(
-                f"FLP-M stage 1 ({self.stage1!r}) has {law.n_params} parameters per loss domain but only {n_runs} runs "
-                f"(final checkpoints); use at least {law.n_params} runs, or stage1='flpm' / 'dml' (fewer parameters)."
-            )
+            from mixopt.surrogate.advice import too_few_runs_message  # [metric hook] true advice
+
+            raise FitError(too_few_runs_message(self.stage1, law.n_params, n_runs, law.sources, vary_compute=vary,
+                                                ratio_total=total))  # [metric hook]
         resample = GroupResample.draw(ids, int(self.n_bootstrap), np.random.default_rng(np.random.SeedSequence([int(self.seed), 1])))
         m, p = len(self.loss_domains_), law.n_params
         params = np.empty((m, p))
@@ -742,6 +750,10 @@ class FLPM(Surrogate):
         return out
 
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+        if getattr(self, "metric_laws_", None) is not None:  # [metric hook]
+            from mixopt.surrogate.metric import predict_metric_only  # [metric hook]
+
+            return predict_metric_only(self, targets, intervals=intervals, level=level)  # [metric hook]
         x = self._stage1_inputs(targets)
         n = x.shape[0]
         m = len(self.loss_domains_)
@@ -787,6 +799,10 @@ class FLPM(Surrogate):
 
     # -- state --------------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        if getattr(self, "metric_laws_", None) is not None:  # [metric hook]
+            from mixopt.surrogate.metric import metric_state  # [metric hook]
+
+            return metric_state(self)  # [metric hook]
         state = {
             "loss_domains": list(self.loss_domains_),
             "stage1_law": self.stage1_law_.name,
@@ -811,6 +827,11 @@ class FLPM(Surrogate):
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        self.metric_laws_ = None  # [metric hook]
+        if state.get("metric_only"):  # [metric hook]
+            from mixopt.surrogate.metric import set_metric_state  # [metric hook]
+
+            return set_metric_state(self, state, arrays)  # [metric hook]
         self.loss_domains_ = tuple(state["loss_domains"])
         cfg = dict(state["stage1_config"])
         form = state["stage1_law"]

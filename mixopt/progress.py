@@ -1,0 +1,54 @@
+"""A progress bar over the named steps of a long command (``mixopt fit`` on a big table).
+
+The bar (tqdm, on stderr) names the step running now and its elapsed time, refreshed every
+second by a small background thread, so a fit of a million-row table is visibly alive.
+Disabled (no output at all) when ``enabled`` is False -- the CLI passes ``not --json``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+
+@contextmanager
+def step_bar(steps: Sequence[str], *, enabled: bool = True, desc: str = "mixopt") -> Iterator[Callable[[], None]]:
+    """Context manager yielding ``done()``: call it after each of ``steps`` finishes."""
+    if not enabled:
+        yield lambda: None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(steps), desc=desc, unit="step", leave=False, bar_format="{desc} [{elapsed}]")
+    state = {"i": 0}
+
+    def label() -> None:
+        i = state["i"]
+        now = steps[i] if i < len(steps) else "done"
+        bar.set_description_str(f"{desc}: step {min(i + 1, len(steps))}/{len(steps)} {now}")
+
+    label()
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(1.0):
+            bar.refresh()
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+
+    def done() -> None:
+        state["i"] += 1
+        bar.update(1)
+        label()
+
+    try:
+        yield done
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+        bar.close()
+
+
+__all__ = ["step_bar"]
