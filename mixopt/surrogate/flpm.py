@@ -80,12 +80,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import polars as pl
 
 from mixopt.data.table import LOSS_PREFIX, SCORE_PREFIX, Benchmark, RunTable
 from mixopt.errors import ConfigError, FitError, NotPredictableError, SchemaError
 from mixopt.laws.base import Law, Param, check_reference, reference_for
 from mixopt.laws.fitter import GroupResample, LawFitter, combine_interval, predictive_std
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
+from mixopt.surrogate.logistic import LogisticScoreMap
 from mixopt.surrogate.nets import NetConfig, ScoreNetEnsemble
 
 logger = logging.getLogger(__name__)
@@ -93,6 +95,9 @@ logger = logging.getLogger(__name__)
 #: compute must span at least this factor over the final checkpoints for the compute terms
 #: of stage 1 to be fitted; below it stage 1 is a pure mixture law at one compute scale
 MIN_COMPUTE_SPAN = 2.0
+#: stage-2 models: ``net`` (the paper's two-layer net ensemble) or ``logistic`` (a GLM, see
+#: :mod:`mixopt.surrogate.logistic`)
+STAGE2_MODELS: tuple[str, ...] = ("net", "logistic")
 #: rows per block in prediction (means / intervals)
 _CHUNK_MEAN = 262144
 _CHUNK_INTERVAL = 4096
@@ -420,12 +425,13 @@ class FLPM(Surrogate):
 
     kind: ClassVar[str] = "flpm"
     uses_mixture: ClassVar[bool] = True
-    _default_stage1: ClassVar[str] = "flpm"
+    _default_stage1: ClassVar[str] = "auto"
 
     def __init__(
         self,
         *,
         stage1: str | None = None,
+        family: str = "auto",
         shared_exponent: bool = False,
         n_bootstrap: int = 30,
         n_starts: int = 6,
@@ -437,7 +443,10 @@ class FLPM(Surrogate):
         min_emerged: int = 10,
         min_runs: int = 2,
         stage2_points: str = "auto",
-        calibrate_extrapolation: bool = True,
+        stage2: str = "auto",
+        stage2_inputs: str = "auto",
+        intervals: str = "auto",
+        preset: str | None = None,
         hidden: int = 16,
         activation: str = "relu",
         link: str = "auto",
@@ -461,7 +470,11 @@ class FLPM(Surrogate):
         self.min_emerged = min_emerged
         self.min_runs = min_runs
         self.stage2_points = stage2_points
-        self.calibrate_extrapolation = calibrate_extrapolation
+        self.family = family
+        self.stage2 = stage2
+        self.stage2_inputs = stage2_inputs
+        self.intervals = intervals
+        self.preset = preset
         self.hidden = hidden
         self.activation = activation
         self.link = link
@@ -480,16 +493,33 @@ class FLPM(Surrogate):
             link=self.link, seed=int(self.seed),
         )
 
+    def _make_stage2(self) -> ScoreNetEnsemble | LogisticScoreMap:
+        """An unfitted stage-2 model of the kind in use (``stage2_model_`` once chosen)."""
+        kind = self.config_["stage2"]
+        if kind == "logistic":
+            return LogisticScoreMap(n_members=int(self.n_members) * 4, seed=int(self.seed))
+        return ScoreNetEnsemble(self._net_config())
+
     def _check_settings(self) -> None:
         problems = []
-        if self.stage1 not in STAGE1_LAWS:
-            problems.append(f"stage1 must be one of {sorted(STAGE1_LAWS)}, got {self.stage1!r}")
+        if self.stage1 not in (*STAGE1_LAWS, "auto"):
+            problems.append(f"stage1 must be 'auto' or one of {sorted(STAGE1_LAWS)}, got {self.stage1!r}")
+        if self.family not in ("auto", "law", "hybrid"):
+            problems.append(f"family must be 'auto', 'law' or 'hybrid', got {self.family!r}")
+        if self.intervals not in ("auto", "calibrated", "widen", "raw"):
+            problems.append(f"intervals must be 'auto', 'calibrated', 'widen' or 'raw', got {self.intervals!r}")
+        if self.preset not in (None, "paper"):
+            problems.append(f"preset must be None or 'paper', got {self.preset!r}")
         for name, lo in (("n_bootstrap", 0), ("n_starts", 1), ("maxiter", 1), ("min_emerged", 2), ("min_runs", 1)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
                 problems.append(f"{name} must be an integer >= {lo}, got {v!r}")
         if self.loss not in ("huber", "squared"):
             problems.append(f"loss must be 'huber' or 'squared', got {self.loss!r}")
+        if self.stage2 not in (*STAGE2_MODELS, "auto"):
+            problems.append(f"stage2 must be 'auto' or one of {list(STAGE2_MODELS)}, got {self.stage2!r}")
+        if self.stage2_inputs not in ("auto", "observed", "fitted"):
+            problems.append(f"stage2_inputs must be 'observed' or 'fitted', got {self.stage2_inputs!r}")
         if self.stage2_points not in ("auto", "emerged", "all"):
             problems.append(f"stage2_points must be 'auto', 'emerged' or 'all', got {self.stage2_points!r}")
         for name in ("huber_delta", "fixed_compute_tolerance"):
@@ -515,12 +545,89 @@ class FLPM(Surrogate):
                 f"{type(self).__name__} needs per-domain validation losses (loss:<domain> columns); the table has none "
                 f"(columns {runs.frame.columns[:12]}). Evaluate each checkpoint on every domain's validation set."
             )
+        self._prepare(runs)
+        fixed = self._requested_config()
+        self.selection_ = None
+        self.calibrator_ = None
+        choice = None
+        if "auto" in fixed.values() or self._intervals_mode() == "calibrated":
+            from mixopt.surrogate.flpm_auto import choose
+
+            choice = choose(self, runs, fixed)
+            self.selection_ = choice.table
+            fixed = choice.config
+            logger.info("FLP-M auto: chose %s (folds: %s)", fixed, "; ".join(choice.folds) or "none")
+        self.config_ = dict(fixed)
+        self._fit_config(runs)
+        if self._intervals_mode() == "calibrated" and choice is not None and choice.rows.height:
+            from mixopt.surrogate.calibrate import IntervalCalibrator
+
+            r = choice.rows.filter(pl.col("actual").is_finite() & pl.col("lower").is_finite() & pl.col("upper").is_finite())
+            if r.height:
+                groups = [q.split(":")[0] for q in r["quantity"].to_list()]
+                self.calibrator_ = IntervalCalibrator(level=0.9).fit(
+                    r["actual"].to_numpy(), r["predicted"].to_numpy(), r["lower"].to_numpy(), r["upper"].to_numpy(),
+                    r["distance"].to_numpy(), groups=groups)
+
+    def _prepare(self, runs: RunTable) -> None:
+        """Names from the table (no fitting)."""
         self.domains_ = tuple(runs.domains)
         self.loss_domains_ = tuple(runs.loss_domains)
         self.benchmarks_ = tuple(runs.benchmarks)
-        self._fit_stage1(runs.final())
-        self._fit_stage2(runs)
         self.outputs_ = tuple(LOSS_PREFIX + d for d in self.loss_domains_) + tuple(SCORE_PREFIX + b.name for b in self.benchmarks_)
+
+    def _requested_config(self) -> dict[str, str]:
+        """The choosable settings as requested (``"auto"`` = decided by :func:`~mixopt.surrogate.flpm_auto.choose`).
+
+        ``preset="paper"`` fixes the paper's method: the pooled per-source power law
+        (``flpm``), no mixture correction, the two-layer net on observed losses.
+        """
+        if self.preset == "paper":
+            return {"stage1": "flpm" if self.stage1 == "auto" else self.stage1, "family": "law", "stage2": "net",
+                    "stage2_inputs": "observed"}
+        return {"stage1": self.stage1, "family": self.family, "stage2": self.stage2, "stage2_inputs": self.stage2_inputs}
+
+    def _intervals_mode(self) -> str:
+        """``calibrated`` (conformal, from the internal backtest), ``widen`` (the nets' size backtest) or ``raw``."""
+        if self.intervals != "auto":
+            return self.intervals
+        return "raw" if self.preset == "paper" else "calibrated"
+
+    def _fit_config(self, runs: RunTable) -> None:
+        """Fit stage 1 (+ mixture correction) and stage 2 with the settled ``config_``."""
+        self._fit_stage1(self._stage1_rows(runs))
+        self._fit_residual(runs)
+        self._fit_stage2(runs)
+
+    def _stage1_rows(self, runs: RunTable) -> RunTable:
+        """The checkpoints stage 1 is fitted on: the final checkpoint of every run.
+
+        (The one place where stage-1 targets are chosen: a metric-only or thinned variant
+        overrides this.)
+        """
+        return runs.final()
+
+    def _fit_residual(self, runs: RunTable) -> None:
+        """The hybrid family's correction over the mixture, fitted on the law's final-checkpoint residuals."""
+        self.residual_ = None
+        if self.config_["family"] != "hybrid":
+            return
+        from mixopt.surrogate.hybrid import MixtureResidual
+
+        fin = runs.final()
+        R = fin.mixture(self.domains_)
+        x = self.stage1_law_.inputs_from(fin.flops(), R[:, list(self.stage1_active_)])
+        L = fin.losses(self.loss_domains_)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            res = np.log(L / self._stage1_mean(x))
+        res[~np.isfinite(res)] = np.nan
+        self.residual_ = MixtureResidual().fit(R, res)
+
+    def _residual_correction(self, R: np.ndarray) -> np.ndarray:
+        """Log-space correction ``(n, m)`` of the hybrid family (zeros for the law family)."""
+        if getattr(self, "residual_", None) is None:
+            return np.zeros((np.asarray(R).shape[0], len(self.loss_domains_)))
+        return self.residual_.predict(R)
 
     def _fit_stage1(self, final: RunTable) -> None:
         C = final.flops()
@@ -549,13 +656,13 @@ class FLPM(Surrogate):
             )
         ref = reference_for(C)
         total = float(1.0 - R[0, inactive].sum()) if inactive else 1.0
-        law = make_stage1_law(self.stage1, [self.domains_[j] for j in active], vary_compute=vary, reference=ref,
+        law = make_stage1_law(self.config_["stage1"], [self.domains_[j] for j in active], vary_compute=vary, reference=ref,
                               ratio_total=total, shared_exponent=bool(self.shared_exponent))
         x = law.inputs_from(C, R[:, active])
         n_runs = len(ids)
         if n_runs < law.n_params:
             raise FitError(
-                f"FLP-M stage 1 ({self.stage1!r}) has {law.n_params} parameters per loss domain but only {n_runs} runs "
+                f"FLP-M stage 1 ({self.config_['stage1']!r}) has {law.n_params} parameters per loss domain but only {n_runs} runs "
                 f"(final checkpoints); use at least {law.n_params} runs, or stage1='flpm' / 'dml' (fewer parameters)."
             )
         resample = GroupResample.draw(ids, int(self.n_bootstrap), np.random.default_rng(np.random.SeedSequence([int(self.seed), 1])))
@@ -566,8 +673,14 @@ class FLPM(Surrogate):
         for j, d in enumerate(self.loss_domains_):
             fitter = LawFitter(law, loss=self.loss, huber_delta=float(self.huber_delta), n_starts=int(self.n_starts),
                                seed=int(self.seed), maxiter=int(self.maxiter))
+            ok = np.isfinite(L[:, j])  # a run whose final checkpoint lacks this domain's loss does not count
+            if int(ok.sum()) < law.n_params:
+                raise FitError(
+                    f"FLP-M stage 1: domain {d!r} has a final-checkpoint loss in only {int(ok.sum())} runs, fewer than the "
+                    f"{law.n_params} parameters of {law.name!r}. Evaluate more final checkpoints on {d!r} or drop loss:{d}."
+                )
             try:
-                fitter.fit(x, L[:, j], groups=ids, resample=resample)
+                fitter.fit(x[ok], L[ok, j], groups=ids[ok], resample=resample)
             except FitError as e:
                 raise FitError(f"FLP-M stage 1 could not fit the loss of domain {d!r}: {e}", starts=e.starts) from e
             params[j] = fitter.params_
@@ -586,12 +699,26 @@ class FLPM(Surrogate):
         rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), 3]))
         self.stage1_noise_draws_ = rng.standard_normal((resample.n_draws, m))
 
+    def _stage2_inputs(self, runs: RunTable) -> np.ndarray:
+        """Domain losses ``(n, m)`` the stage-2 model trains on, one row per checkpoint.
+
+        ``stage2_inputs="observed"`` (the paper): each checkpoint's measured losses.
+        ``"fitted"``: the stage-1 law's losses at that checkpoint's compute and mixture --
+        noise-free inputs (measured losses carry evaluation noise, which flattens a fitted
+        map: errors-in-variables), at the price of trusting stage 1 at every checkpoint.
+        """
+        if self.config_["stage2_inputs"] == "fitted":
+            R = runs.mixture(self.domains_)
+            x = self.stage1_law_.inputs_from(runs.flops(), R[:, list(self.stage1_active_)])
+            return self._stage1_mean(x) * np.exp(self._residual_correction(R))
+        return runs.losses(self.loss_domains_)
+
     def _fit_stage2(self, runs: RunTable) -> None:
         from mixopt.surrogate.flp import emerged_mask
 
         unpredictable: dict[str, str] = {}
         ids = np.asarray(runs.run_ids(), dtype=object)
-        X = runs.losses(self.loss_domains_)
+        X = self._stage2_inputs(runs)
         keep: list[Benchmark] = []
         Ys, masks = [], []
         self.emerged_counts_ = {}
@@ -623,7 +750,7 @@ class FLPM(Surrogate):
             logger.warning("FLP-M: %s %s", q, why)
         Y = np.column_stack(Ys) if Ys else np.zeros((len(ids), 0))
         M = np.column_stack(masks) if masks else np.zeros((len(ids), 0), dtype=bool)
-        self.nets_ = ScoreNetEnsemble(self._net_config()).fit(
+        self.nets_ = self._make_stage2().fit(
             X, Y, M, ids, chance=[b.chance for b in keep], higher_is_better=[b.higher_is_better for b in keep]
         )
         self.stage2_benchmarks_ = tuple(b.name for b in keep)
@@ -631,7 +758,7 @@ class FLPM(Surrogate):
         self.train_max_flops_ = float(runs.flops().max())
         self.extrapolation_error_ = np.zeros(len(keep))
         self.extrapolation_distance_ = np.ones(len(keep))
-        if self.calibrate_extrapolation and self.vary_compute_ and keep:
+        if self._intervals_mode() == "widen" and self.vary_compute_ and keep:
             self.extrapolation_error_, self.extrapolation_distance_ = self._calibrate(runs, X, Y, M, ids, keep)
 
     def _calibrate(self, runs: RunTable, X: np.ndarray, Y: np.ndarray, M: np.ndarray, ids: np.ndarray,
@@ -673,8 +800,7 @@ class FLPM(Surrogate):
         ok_cols = [j for j in range(len(keep)) if Mtr[:, j].sum() >= 2]
         if not ok_cols:
             return rates, dists
-        cfg = self._net_config()
-        net = ScoreNetEnsemble(cfg).fit(
+        net = self._make_stage2().fit(
             X, np.where(Mtr[:, ok_cols], Y[:, ok_cols], np.nan), Mtr[:, ok_cols], ids,
             chance=[keep[j].chance for j in ok_cols], higher_is_better=[keep[j].higher_is_better for j in ok_cols],
         )
@@ -742,7 +868,30 @@ class FLPM(Surrogate):
         return out
 
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+        cal = getattr(self, "calibrator_", None)
+        if not intervals or cal is None:
+            return self._predict_raw(targets, intervals=intervals, level=level)
+        # conformal calibration: the model's own interval at the calibrator's level, each side
+        # scaled by the factor learned from the internal backtest at this extrapolation distance
+        from mixopt.surrogate.calibrate import extrapolation_distance
+
+        pred = self._predict_raw(targets, intervals=True, level=cal.level)
+        d = extrapolation_distance(targets.flops, self.train_max_flops_)
+        lower, upper = pred.lower.copy(), pred.upper.copy()  # type: ignore[union-attr]
+        std = pred.std.copy()  # type: ignore[union-attr]
+        for j, q in enumerate(pred.names):
+            if not np.isfinite(pred.mean[:, j]).any():
+                continue
+            g = q.split(":")[0]
+            lo, hi = cal.apply(pred.mean[:, j], lower[:, j], upper[:, j], d, groups=g, level=level)
+            std[:, j] = std[:, j] * cal.factor(d, groups=g)
+            lower[:, j], upper[:, j] = lo, hi
+        return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
+                          unpredictable=dict(self.unpredictable_))
+
+    def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         x = self._stage1_inputs(targets)
+        corr = self._residual_correction(targets.mixture)  # type: ignore[arg-type]
         n = x.shape[0]
         m = len(self.loss_domains_)
         names = list(self.outputs_)
@@ -755,13 +904,14 @@ class FLPM(Surrogate):
         chunk = _CHUNK_INTERVAL if intervals else _CHUNK_MEAN
         for s in range(0, n, chunk):
             xs = x[s : s + chunk]
-            L = self._stage1_mean(xs)
+            cs = np.exp(corr[s : s + chunk])
+            L = self._stage1_mean(xs) * cs
             mean[s : s + chunk, :m] = L
             S = self.nets_.predict_mean(L)
             mean[s : s + chunk, score_cols] = S
             if not intervals:
                 continue
-            draws = self._stage1_draws(xs)
+            draws = self._stage1_draws(xs) * cs[None]
             ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)
             lo, hi = combine_interval(L, draws if draws.shape[0] else None, self.stage1_residual_, level, log_space=True)
             lower[s : s + chunk, :m] = lo  # type: ignore[index]
@@ -798,6 +948,9 @@ class FLPM(Surrogate):
             "stage2_benchmarks": list(self.stage2_benchmarks_),
             "emerged_counts": dict(self.emerged_counts_),
             "train_max_flops": self.train_max_flops_,
+            "config": dict(self.config_),
+            "calibrator": self.calibrator_.state() if getattr(self, "calibrator_", None) is not None else None,
+            "selection": self.selection_.to_dicts() if getattr(self, "selection_", None) is not None else None,
         }
         arrays = {
             "stage1.params": self.stage1_params_,
@@ -808,10 +961,25 @@ class FLPM(Surrogate):
             "stage2.extrapolation_distance": self.extrapolation_distance_,
         }
         arrays.update({f"net.{k}": v for k, v in self.nets_.arrays().items()})
+        if getattr(self, "residual_", None) is not None:
+            arrays.update({f"residual.{k}": v for k, v in self.residual_.arrays().items()})
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         self.loss_domains_ = tuple(state["loss_domains"])
+        self.config_ = {str(k): str(v) for k, v in dict(state["config"]).items()}
+        self.calibrator_ = None
+        if state.get("calibrator") is not None:
+            from mixopt.surrogate.calibrate import IntervalCalibrator
+
+            self.calibrator_ = IntervalCalibrator.from_state(state["calibrator"])
+        self.selection_ = pl.DataFrame(state["selection"]) if state.get("selection") else None
+        res_arrays = {k[len("residual."):]: v for k, v in arrays.items() if k.startswith("residual.")}
+        self.residual_ = None
+        if res_arrays:
+            from mixopt.surrogate.hybrid import MixtureResidual
+
+            self.residual_ = MixtureResidual.from_arrays(res_arrays)
         cfg = dict(state["stage1_config"])
         form = state["stage1_law"]
         self.stage1_law_ = make_stage1_law(form, cfg["sources"], vary_compute=bool(cfg["vary_compute"]),
@@ -831,7 +999,10 @@ class FLPM(Surrogate):
         self.stage1_residual_ = np.asarray(arrays["stage1.residual"], dtype=np.float64)
         self.stage1_noise_draws_ = np.asarray(arrays["stage1.noise_draws"], dtype=np.float64)
         net_arrays = {k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")}
-        self.nets_ = ScoreNetEnsemble.from_arrays(self._net_config(), net_arrays)
+        if self.config_["stage2"] == "logistic":
+            self.nets_ = LogisticScoreMap.from_arrays(net_arrays, n_members=int(self.n_members) * 4, seed=int(self.seed))
+        else:
+            self.nets_ = ScoreNetEnsemble.from_arrays(self._net_config(), net_arrays)
         m, p = self.stage1_params_.shape
         if m != len(self.loss_domains_) or p != self.stage1_law_.n_params or self.nets_.n_benchmarks != len(self.stage2_benchmarks_):
             raise ValueError(
