@@ -84,8 +84,15 @@ import polars as pl
 
 from mixopt.data.table import LOSS_PREFIX, SCORE_PREFIX, Benchmark, RunTable
 from mixopt.errors import ConfigError, FitError, NotPredictableError, SchemaError
-from mixopt.laws.base import Law, Param, check_reference, reference_for
+from mixopt.laws.base import reference_for
 from mixopt.laws.fitter import GroupResample, LawFitter, combine_interval, predictive_std
+from mixopt.laws.mixture import (
+    STAGE1_LAWS,
+    DMLLaw,
+    FLPMAdditiveLaw,
+    FLPMLaw,
+    make_stage1_law,
+)
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
 from mixopt.surrogate.logistic import LogisticScoreMap
 from mixopt.surrogate.nets import NetConfig, ScoreNetEnsemble
@@ -101,278 +108,6 @@ STAGE2_MODELS: tuple[str, ...] = ("net", "logistic")
 #: rows per block in prediction (means / intervals)
 _CHUNK_MEAN = 262144
 _CHUNK_INTERVAL = 4096
-_BIG = 30.0
-
-
-# -- stage-1 laws -------------------------------------------------------------------------------
-class _MixtureLaw(Law):
-    """Base of the stage-1 laws: inputs ``flops`` (if compute varies), then the ratios.
-
-    Ratios sum to a constant (1, less any domains held fixed in training), so the last
-    source's ratio is not an input: it is ``ratio_total - Σ(other ratios)``. (As inputs, the
-    full set of ratios would be exactly collinear, which the fitter rightly rejects.)
-
-    Args:
-        sources: names of the ``k >= 2`` mixture domains, in order.
-        vary_compute: whether compute varies in the data; if False the law has no compute
-            input and no compute parameters (it is a mixture law at one compute scale).
-        reference: compute scale ``C_ref``, FLOPs (conditioning only).
-        ratio_total: what the ``k`` ratios sum to (1 unless some domains are held fixed).
-    """
-
-    log_space = True
-    positive_inputs = False
-
-    def __init__(self, sources: Sequence[str], vary_compute: bool = True, reference: float = 1e18,
-                 ratio_total: float = 1.0) -> None:
-        self.sources = tuple(str(s) for s in sources)
-        if len(self.sources) < 2:
-            raise ConfigError(f"{type(self).__name__} needs at least two mixture domains (sources), got {list(self.sources)}.")
-        self.vary_compute = bool(vary_compute)
-        self.reference = check_reference("reference", reference)
-        self.ratio_total = float(ratio_total)
-        if not 0 < self.ratio_total <= 1 + 1e-9:
-            raise ConfigError(f"ratio_total must be in (0, 1], got {ratio_total!r}.")
-
-    @property  # type: ignore[override]
-    def inputs(self) -> tuple[str, ...]:
-        return (("flops",) if self.vary_compute else ()) + tuple(f"r:{s}" for s in self.sources[:-1])
-
-    @property
-    def k(self) -> int:
-        return len(self.sources)
-
-    def config(self) -> dict[str, Any]:
-        return {"sources": list(self.sources), "vary_compute": self.vary_compute, "reference": self.reference,
-                "ratio_total": self.ratio_total}
-
-    def inputs_from(self, flops: np.ndarray, ratios: np.ndarray) -> np.ndarray:
-        """Law inputs ``(n, q)`` from compute ``(n,)`` FLOPs and all ``k`` ratios ``(n, k)``."""
-        r = np.asarray(ratios, dtype=np.float64)[:, :-1]
-        return np.column_stack([np.asarray(flops, dtype=np.float64), r]) if self.vary_compute else r
-
-    def _ux(self, x: np.ndarray) -> tuple[np.ndarray | float, np.ndarray]:
-        """``(u = log(C / C_ref) (..., n) or 0.0, all k ratios (..., n, k))``."""
-        x = np.asarray(x, dtype=np.float64)
-        if self.vary_compute:
-            u: np.ndarray | float = np.log(x[..., 0] / self.reference)
-            r = x[..., 1:]
-        else:
-            u, r = 0.0, x
-        last = np.maximum(self.ratio_total - r.sum(axis=-1, keepdims=True), 0.0)
-        return u, np.concatenate([r, last], axis=-1)
-
-    @staticmethod
-    def _stack(cols: Sequence[np.ndarray]) -> np.ndarray:
-        """Concatenate Jacobian blocks ``(..., n, p_i)`` after broadcasting their batch shape."""
-        shape = np.broadcast_shapes(*(c.shape[:-1] for c in cols))
-        return np.concatenate([np.broadcast_to(c, shape + c.shape[-1:]) for c in cols], axis=-1)
-
-    @staticmethod
-    def _mix(R: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """``Σ_s R[..., n, s]·w[..., s]`` -> ``(..., n)`` with batch broadcasting."""
-        if R.ndim == 2 and w.ndim == 2:  # many parameter vectors, one input set: one gemm
-            return np.ascontiguousarray((R @ w.T).T)
-        return np.matmul(R, w[..., :, None])[..., 0]
-
-
-class FLPMLaw(_MixtureLaw):
-    """``L = E + exp(-alpha·(u + log(eps + Σ_s w_s·r_s)))``, ``u = log(C / C_ref)``.
-
-    Equivalently ``L = E + ((eps·C + Σ_s w_s·C_s) / C_ref)^(-alpha)`` with ``C_s = r_s·C``.
-    Parameters: ``E`` (irreducible loss, nats/token), ``alpha`` (exponent), ``log_eps``
-    (log of the ratio-independent share), ``log_w:<s>`` (log of source s's weight).
-    """
-
-    name = "flpm"
-
-    @property  # type: ignore[override]
-    def params(self) -> tuple[Param, ...]:
-        return (
-            Param("E", 0.0, 50.0, (0.0,), "irreducible loss, nats/token"),
-            Param("alpha", 0.01, 3.0, (0.15,), "compute exponent of the pooled effective compute"),
-            Param("log_eps", -_BIG, 10.0, (-3.0,), "log share of compute that teaches the domain whatever the ratios"),
-            *(Param(f"log_w:{s}", -_BIG, _BIG, (0.0,), f"log weight of source {s!r} in the effective compute") for s in self.sources),
-        )
-
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        e, alpha, log_eps = (theta[..., i, None] for i in range(3))
-        share = np.exp(log_eps) + self._mix(R, np.exp(theta[..., 3:]))
-        return e + np.exp(-alpha * (u + np.log(share)))
-
-    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        alpha, log_eps = theta[..., 1, None], theta[..., 2, None]
-        w = np.exp(theta[..., 3:])
-        share = np.exp(log_eps) + self._mix(R, w)
-        ls = np.log(share)
-        g = np.exp(-alpha * (u + ls))
-        c = -alpha * g / share
-        return self._stack([
-            np.ones_like(g)[..., None], (-g * (u + ls))[..., None], (c * np.exp(log_eps))[..., None],
-            c[..., None] * R * w[..., None, :],
-        ])
-
-    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
-        lo, mean = float(np.min(y)), float(np.mean(y))
-        grid: dict[str, tuple[float, ...]] = {"E": (0.0, 0.5 * lo, 0.8 * lo), "alpha": (0.1, 0.3, 0.6), "log_eps": (-3.0,)}
-        # common log-weight so the reducible loss at a typical mixture and C_ref starts near the data
-        level = -math.log(max(mean - 0.5 * lo, 1e-3)) / 0.3
-        grid.update({f"log_w:{s}": (float(np.clip(level, -_BIG, _BIG)),) for s in self.sources})
-        return grid
-
-
-class FLPMAdditiveLaw(_MixtureLaw):
-    """``L = E + A·exp(-alpha·u) + Σ_s B_s·(1 + r_s·exp(u - c_s))^(-beta_s)``.
-
-    The paper's per-source sum with a finite ``r_s = 0`` limit: ``exp(c_s)`` is the compute
-    scale ``C_s,d / C_ref`` of source s. Without varying compute the ``A, alpha`` term is
-    dropped (``u = 0``). ``shared_exponent=True`` uses one ``beta`` for every source.
-    """
-
-    name = "flpm_additive"
-
-    def __init__(self, sources: Sequence[str], vary_compute: bool = True, reference: float = 1e18,
-                 ratio_total: float = 1.0, shared_exponent: bool = False) -> None:
-        super().__init__(sources, vary_compute, reference, ratio_total)
-        self.shared_exponent = bool(shared_exponent)
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "shared_exponent": self.shared_exponent}
-
-    @property  # type: ignore[override]
-    def params(self) -> tuple[Param, ...]:
-        ps = [Param("E", 0.0, 50.0, (0.0,), "irreducible loss, nats/token")]
-        if self.vary_compute:
-            ps += [Param("log_a", -_BIG, 10.0, (0.0,), "log reducible loss of the total-compute term at C_ref"),
-                   Param("alpha", 0.0, 3.0, (0.15,), "exponent of the total-compute term")]
-        ps += [Param(f"log_b:{s}", -_BIG, 10.0, (0.0,), f"log loss removed by source {s!r}") for s in self.sources]
-        ps += [Param(f"c:{s}", -_BIG, _BIG, (-2.3,), f"log compute scale of source {s!r} (relative to C_ref)") for s in self.sources]
-        if self.shared_exponent:
-            ps.append(Param("beta", 0.01, 5.0, (0.5,), "exponent shared by every source term"))
-        else:
-            ps += [Param(f"beta:{s}", 0.01, 5.0, (0.5,), f"exponent of source {s!r}") for s in self.sources]
-        return tuple(ps)
-
-    def _split(self, theta: np.ndarray) -> tuple[np.ndarray, ...]:
-        k = self.k
-        i = 1
-        if self.vary_compute:
-            la, al = theta[..., 1:2], theta[..., 2:3]
-            i = 3
-        else:
-            la = al = None
-        lb, c = theta[..., i : i + k], theta[..., i + k : i + 2 * k]
-        beta = theta[..., i + 2 * k :]
-        if self.shared_exponent:
-            beta = np.broadcast_to(beta, lb.shape)
-        return theta[..., 0:1], la, al, lb, c, beta  # type: ignore[return-value]
-
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        e, la, al, lb, c, beta = self._split(theta)
-        uu = np.asarray(u)[..., None]  # (..., n, 1)
-        t = 1.0 + R * np.exp(uu - c[..., None, :])
-        terms = np.exp(lb[..., None, :] - beta[..., None, :] * np.log(t)).sum(axis=-1)
-        out = e + terms
-        if self.vary_compute:
-            out = out + np.exp(la - al * u)
-        return out
-
-    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        _, la, al, lb, c, beta = self._split(theta)
-        uu = np.asarray(u, dtype=np.float64)
-        q = R * np.exp(uu[..., None] - c[..., None, :])  # (..., n, k)
-        t = 1.0 + q
-        bb = beta[..., None, :]
-        term = np.exp(lb[..., None, :] - bb * np.log(t))
-        cols = [np.ones(term.shape[:-1] + (1,))]
-        if self.vary_compute:
-            a = np.exp(la - al * uu)  # (..., n)
-            cols += [a[..., None], (-uu * a)[..., None]]
-        dbeta = -term * np.log(t)
-        cols += [term, bb * term * q / t, dbeta.sum(axis=-1, keepdims=True) if self.shared_exponent else dbeta]
-        return self._stack(cols)
-
-    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
-        lo, mean = float(np.min(y)), float(np.mean(y))
-        grid = {p.name: p.grid for p in self.params}
-        grid["E"] = (0.0, 0.5 * lo, 0.8 * lo)
-        spare = max(mean - 0.5 * lo, 1e-3)
-        for s in self.sources:
-            grid[f"log_b:{s}"] = (math.log(spare / (self.k + 1)),)
-        if self.vary_compute:
-            grid["log_a"] = (math.log(spare / 2),)
-        return grid
-
-
-class DMLLaw(_MixtureLaw):
-    """``L = E + exp(-alpha·u + Σ_j t_j·r_j)``: Data Mixing Law times a compute power law."""
-
-    name = "dml"
-
-    @property  # type: ignore[override]
-    def params(self) -> tuple[Param, ...]:
-        ps = [Param("E", 0.0, 50.0, (0.0,), "irreducible loss, nats/token")]
-        if self.vary_compute:
-            ps.append(Param("alpha", 0.0, 3.0, (0.15,), "compute exponent"))
-        ps += [Param(f"t:{s}", -_BIG, _BIG, (0.0,), f"log reducible loss if all data were {s!r}") for s in self.sources]
-        return tuple(ps)
-
-    def _exponent(self, x: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(u, R, z)``: log-compute, ratios and the exponent of the reducible term."""
-        u, R = self._ux(x)
-        i = 2 if self.vary_compute else 1
-        z = self._mix(R, theta[..., i:])
-        if self.vary_compute:
-            z = z - theta[..., 1:2] * u
-        return u, R, z
-
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        _, _, z = self._exponent(x, theta)
-        return theta[..., 0:1] + np.exp(z)
-
-    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R, z = self._exponent(x, theta)
-        g = np.exp(z)
-        cols = [np.ones_like(g)[..., None]]
-        if self.vary_compute:
-            cols.append((-u * g)[..., None])
-        cols.append(g[..., None] * R)
-        return self._stack(cols)
-
-    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
-        lo, mean = float(np.min(y)), float(np.mean(y))
-        grid = {p.name: p.grid for p in self.params}
-        grid["E"] = (0.0, 0.5 * lo, 0.8 * lo)
-        if self.vary_compute:
-            grid["alpha"] = (0.1, 0.3)
-        t0 = math.log(max(mean - 0.5 * lo, 1e-3))
-        grid.update({f"t:{s}": (t0,) for s in self.sources})
-        return grid
-
-
-#: stage-1 forms by name. (Not in :data:`mixopt.laws.LAWS`: these laws need their mixture
-#: domains to be built, and FLP-M rebuilds them itself from its saved state.)
-STAGE1_LAWS: dict[str, type[_MixtureLaw]] = {"flpm": FLPMLaw, "flpm_additive": FLPMAdditiveLaw, "dml": DMLLaw}
-
-
-def make_stage1_law(form: str, sources: Sequence[str], *, vary_compute: bool, reference: float,
-                    ratio_total: float = 1.0, shared_exponent: bool = False) -> _MixtureLaw:
-    """Build a stage-1 law by form name (``flpm``, ``flpm_additive``, ``dml``)."""
-    if form not in STAGE1_LAWS:
-        raise ConfigError(f"stage1 must be one of {sorted(STAGE1_LAWS)}, got {form!r}.")
-    if form == "flpm_additive":
-        return FLPMAdditiveLaw(sources, vary_compute, reference, ratio_total, shared_exponent)
-    return STAGE1_LAWS[form](sources, vary_compute, reference, ratio_total)
 
 
 # -- the surrogate ---------------------------------------------------------------------------------
@@ -553,7 +288,7 @@ class FLPM(Surrogate):
         if "auto" in fixed.values() or self._intervals_mode() == "calibrated":
             from mixopt.surrogate.flpm_auto import choose
 
-            choice = choose(self, runs, fixed)
+            choice = choose(self, runs, fixed, need_rows=self._intervals_mode() == "calibrated")
             self.selection_ = choice.table
             fixed = choice.config
             logger.info("FLP-M auto: chose %s (folds: %s)", fixed, "; ".join(choice.folds) or "none")
@@ -602,9 +337,15 @@ class FLPM(Surrogate):
     def _stage1_rows(self, runs: RunTable) -> RunTable:
         """The checkpoints stage 1 is fitted on: the final checkpoint of every run.
 
-        (The one place where stage-1 targets are chosen: a metric-only or thinned variant
-        overrides this.)
+        The N,D forms (``flpm_nd``, ``dml_nd``) are fitted on **every checkpoint** instead:
+        they describe a part-trained model (same N, fewer tokens), which is what lets them
+        use intermediate checkpoints. (Valid for constant/WSD-like schedules and for the
+        synthetic worlds; a cosine run's mid-training checkpoints sit above a run trained to
+        that budget, so prefer the FLOPs forms there.) This is the one place where stage-1
+        targets are chosen: a metric-only or thinned variant overrides it.
         """
+        if STAGE1_LAWS[self.config_["stage1"]].uses_nd:
+            return runs
         return runs.final()
 
     def _fit_residual(self, runs: RunTable) -> None:
@@ -616,7 +357,7 @@ class FLPM(Surrogate):
 
         fin = runs.final()
         R = fin.mixture(self.domains_)
-        x = self.stage1_law_.inputs_from(fin.flops(), R[:, list(self.stage1_active_)])
+        x = self.stage1_law_.inputs_from_scale(fin.flops(), fin.params(), fin.tokens(), R[:, list(self.stage1_active_)])
         L = fin.losses(self.loss_domains_)
         with np.errstate(divide="ignore", invalid="ignore"):
             res = np.log(L / self._stage1_mean(x))
@@ -657,9 +398,10 @@ class FLPM(Surrogate):
         ref = reference_for(C)
         total = float(1.0 - R[0, inactive].sum()) if inactive else 1.0
         law = make_stage1_law(self.config_["stage1"], [self.domains_[j] for j in active], vary_compute=vary, reference=ref,
-                              ratio_total=total, shared_exponent=bool(self.shared_exponent))
-        x = law.inputs_from(C, R[:, active])
-        n_runs = len(ids)
+                              ratio_total=total, shared_exponent=bool(self.shared_exponent),
+                              n_reference=reference_for(final.params()), d_reference=reference_for(final.tokens()))
+        x = law.inputs_from_scale(C, final.params(), final.tokens(), R[:, active])
+        n_runs = int(np.unique(ids).shape[0])
         if n_runs < law.n_params:
             raise FitError(
                 f"FLP-M stage 1 ({self.config_['stage1']!r}) has {law.n_params} parameters per loss domain but only {n_runs} runs "
@@ -709,7 +451,7 @@ class FLPM(Surrogate):
         """
         if self.config_["stage2_inputs"] == "fitted":
             R = runs.mixture(self.domains_)
-            x = self.stage1_law_.inputs_from(runs.flops(), R[:, list(self.stage1_active_)])
+            x = self.stage1_law_.inputs_from_scale(runs.flops(), runs.params(), runs.tokens(), R[:, list(self.stage1_active_)])
             return self._stage1_mean(x) * np.exp(self._residual_correction(R))
         return runs.losses(self.loss_domains_)
 
@@ -848,7 +590,12 @@ class FLPM(Surrogate):
                     f"scale only (+-{float(self.fixed_compute_tolerance):.0%}); got target compute {float(C[bad][0]):.4g} "
                     f"FLOPs. Predict at ~{c0:.4g} FLOPs, or fit on runs of several sizes."
                 )
-        return self.stage1_law_.inputs_from(C, R[:, list(self.stage1_active_)])
+        if self.stage1_law_.uses_nd and (targets.params is None or targets.tokens is None):
+            raise NotPredictableError(
+                f"stage-1 form {self.stage1_law_.name!r} separates model size and tokens; these targets give only compute. "
+                "Build them with Targets.from_params_tokens(params, tokens, mixture, domains)."
+            )
+        return self.stage1_law_.inputs_from_scale(C, targets.params, targets.tokens, R[:, list(self.stage1_active_)])
 
     def _stage1_mean(self, x: np.ndarray) -> np.ndarray:
         """Point losses ``(n, m)``, nats/token."""
@@ -984,7 +731,8 @@ class FLPM(Surrogate):
         form = state["stage1_law"]
         self.stage1_law_ = make_stage1_law(form, cfg["sources"], vary_compute=bool(cfg["vary_compute"]),
                                            reference=float(cfg["reference"]), ratio_total=float(cfg.get("ratio_total", 1.0)),
-                                           shared_exponent=bool(cfg.get("shared_exponent", False)))
+                                           shared_exponent=bool(cfg.get("shared_exponent", False)),
+                                           n_reference=float(cfg.get("n_reference", 1e8)), d_reference=float(cfg.get("d_reference", 2e9)))
         self.stage1_active_ = tuple(int(j) for j in state["stage1_active"])
         self.stage1_fixed_ratios_ = tuple(float(v) for v in state["stage1_fixed_ratios"])
         self.vary_compute_ = bool(state["vary_compute"])

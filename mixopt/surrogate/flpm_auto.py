@@ -2,8 +2,10 @@
 
 What is chosen (each setting left at ``"auto"``; a setting given explicitly is kept):
 
-* ``stage1`` -- the stage-1 law form (``flpm`` or ``dml``; ``flpm_additive`` is reachable
-  explicitly but left out: 3-6x slower to fit and never better on our benchmarks), and
+* ``stage1`` -- the stage-1 law form: the FLOPs forms ``flpm``, ``dml`` (fitted on final
+  checkpoints) or the N,D forms ``flpm_nd``, ``dml_nd`` (every checkpoint; need several
+  sizes); ``flpm_additive`` is reachable explicitly but left out: 3-6x slower to fit and
+  never better on our benchmarks), and
 * ``family`` -- ``law`` (the law alone) or ``hybrid`` (the law times a kernel-ridge
   correction over the mixture, :mod:`mixopt.surrogate.hybrid`),
 
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: candidate values per choosable setting, in order of preference on ties
-STAGE1_CANDIDATES: tuple[str, ...] = ("flpm", "dml")
+STAGE1_CANDIDATES: tuple[str, ...] = ("flpm", "dml", "flpm_nd", "dml_nd")
 FAMILY_CANDIDATES: tuple[str, ...] = ("law", "hybrid")
 STAGE2_CANDIDATES: tuple[tuple[str, str], ...] = (("logistic", "fitted"), ("net", "observed"), ("logistic", "observed"))
 #: a candidate must beat the first (simplest) one by this relative margin to be chosen
@@ -119,7 +121,7 @@ def make_folds(runs: RunTable, seed: int = 0) -> list[Fold]:
         if folds:
             return folds
         return []
-    return mixture_folds(runs, 2, seed=seed)
+    return mixture_folds(runs, 1, seed=seed)
 
 
 def _loss_error(model: FLPM, fold: Fold) -> tuple[float, int]:
@@ -142,13 +144,15 @@ def _score_error(rows: pl.DataFrame) -> tuple[float, int]:
     return float((s["predicted"] - s["actual"]).abs().mean()), s.height
 
 
-def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str]) -> AutoChoice:
+def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: bool = True) -> AutoChoice:
     """Resolve every ``"auto"`` in ``fixed`` by internal backtest (see the module docstring).
 
     Args:
         model: the FLP-M being fitted (its other settings are reused for the candidates).
         runs: the user's runs.
         fixed: ``stage1``, ``family``, ``stage2``, ``stage2_inputs`` (values or ``"auto"``).
+        need_rows: run the stage-2 step even when stage 2 is fixed, for its held-out rows
+            (interval calibration).
     """
     folds = make_folds(runs, seed=int(model.seed))
     table: list[dict[str, Any]] = []
@@ -176,31 +180,36 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str]) -> AutoChoice:
     if len(s1) * len(fam) > 1:
         scored = []
         for form in s1:
-            for f in fam:
-                name = f"stage1={form}, family={f}"
-                t0 = time.perf_counter()
-                errs, npts, reason = [], 0, ""
-                try:
-                    for fold in folds:
-                        m = make({"stage1": form, "family": f, "stage2": "net", "stage2_inputs": "observed"})
-                        m._prepare(fold.train)
-                        m.config_ = {"stage1": form, "family": f, "stage2": "net", "stage2_inputs": "observed"}
-                        m._fit_stage1(m._stage1_rows(fold.train))
+            # one law fit per fold serves every family (the hybrid corrects the same law)
+            t0 = time.perf_counter()
+            errs: dict[str, list[float]] = {f: [] for f in fam}
+            npts = dict.fromkeys(fam, 0)
+            reason = ""
+            try:
+                for fold in folds:
+                    m = type(model)(**{**base, "n_bootstrap": 0, "stage1": form})
+                    m._prepare(fold.train)
+                    m.config_ = {"stage1": form, "family": "law", "stage2": "net", "stage2_inputs": "observed"}
+                    m._fit_stage1(m._stage1_rows(fold.train))
+                    for f in fam:
+                        m.config_["family"] = f
                         m._fit_residual(fold.train)
                         e, n = _loss_error(m, fold)
-                        errs.append(e * n)
-                        npts += n
-                except DROP_ERRORS as e:
-                    reason = str(e).splitlines()[0]
-                sec = time.perf_counter() - t0
-                if reason or npts == 0:
+                        errs[f].append(e * n)
+                        npts[f] += n
+            except DROP_ERRORS as e:
+                reason = str(e).splitlines()[0]
+            sec = (time.perf_counter() - t0) / len(fam)
+            for f in fam:
+                name = f"stage1={form}, family={f}"
+                if reason or npts[f] == 0:
                     table.append({"step": "stage1", "candidate": name, "status": "failed", "reason": reason or "no held-out loss",
-                                  "score": None, "n_points": npts, "seconds": sec})
+                                  "score": None, "n_points": npts[f], "seconds": sec})
                     continue
-                score = float(np.sum(errs) / npts)
+                score = float(np.sum(errs[f]) / npts[f])
                 scored.append((score, form, f, len(table)))
                 table.append({"step": "stage1", "candidate": name, "status": "scored", "reason": "", "score": score,
-                              "n_points": npts, "seconds": sec})
+                              "n_points": npts[f], "seconds": sec})
         if scored:
             best = _pick(scored)
             cfg["stage1"], cfg["family"] = best[1], best[2]
@@ -217,6 +226,10 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str]) -> AutoChoice:
     if not s2:
         s2 = [(cfg["stage2"] if cfg["stage2"] != "auto" else "net", cfg["stage2_inputs"] if cfg["stage2_inputs"] != "auto" else "observed")]
     has_scores = bool(runs.benchmarks)
+    if len(s2) == 1 and not need_rows:
+        cfg["stage2"], cfg["stage2_inputs"] = s2[0]
+        return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=pl.DataFrame(),
+                          folds=tuple(f.description for f in folds))
     rows_by: dict[int, pl.DataFrame] = {}
     scored = []
     for kind, inputs in s2:
