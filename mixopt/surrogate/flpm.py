@@ -105,9 +105,26 @@ MIN_COMPUTE_SPAN = 2.0
 #: stage-2 models: ``net`` (the paper's two-layer net ensemble) or ``logistic`` (a GLM, see
 #: :mod:`mixopt.surrogate.logistic`)
 STAGE2_MODELS: tuple[str, ...] = ("net", "logistic")
+#: the N,D forms fit at most this many checkpoints per run (the final one included), each at
+#: least ND_MIN_FRACTION of the run's final tokens (early checkpoints carry warm-up effects)
+ND_MAX_CHECKPOINTS = 4
+ND_MIN_FRACTION = 0.25
 #: rows per block in prediction (means / intervals)
 _CHUNK_MEAN = 262144
 _CHUNK_INTERVAL = 4096
+
+
+def _thin_checkpoints(runs: RunTable, k: int, min_fraction: float) -> RunTable:
+    """At most ``k`` checkpoints per run, evenly spread over those with tokens >= ``min_fraction`` of the final."""
+    f = runs.frame.with_columns(
+        (pl.col("tokens") / pl.col("tokens").max().over("run")).alias("_frac"),
+    ).filter(pl.col("_frac") >= min_fraction - 1e-12)
+    f = f.with_columns(pl.int_range(pl.len()).over("run").alias("_i"), pl.len().over("run").alias("_n"))
+    # keep the final checkpoint and k - 1 more, evenly spaced from the last backwards
+    step = ((pl.col("_n") - 1) / max(k - 1, 1)).ceil().clip(lower_bound=1)
+    keep = ((pl.col("_n") - 1 - pl.col("_i")) % step == 0) & ((pl.col("_n") - 1 - pl.col("_i")) / step < k)
+    ids = f.filter(keep).select("run", "tokens")
+    return RunTable(runs.frame.join(ids, on=["run", "tokens"], how="semi"), runs.benchmarks)
 
 
 # -- the surrogate ---------------------------------------------------------------------------------
@@ -345,7 +362,7 @@ class FLPM(Surrogate):
         targets are chosen: a metric-only or thinned variant overrides it.
         """
         if STAGE1_LAWS[self.config_["stage1"]].uses_nd:
-            return runs
+            return _thin_checkpoints(runs, ND_MAX_CHECKPOINTS, ND_MIN_FRACTION)
         return runs.final()
 
     def _fit_residual(self, runs: RunTable) -> None:
@@ -371,6 +388,7 @@ class FLPM(Surrogate):
         return self.residual_.predict(R)
 
     def _fit_stage1(self, final: RunTable) -> None:
+        """Fit the stage-1 law per loss domain on ``final`` (the rows of :meth:`_stage1_rows`)."""
         C = final.flops()
         R = final.mixture(self.domains_)
         L = final.losses(self.loss_domains_)
@@ -436,6 +454,8 @@ class FLPM(Surrogate):
         self.stage1_active_ = tuple(active)
         self.stage1_fixed_ratios_ = tuple(float(R[0, j]) for j in inactive)
         self.vary_compute_ = vary
+        last = final.final()  # (stage 1 may have been fitted on every checkpoint)
+        self.tokens_per_param_ = float(np.median(last.tokens() / last.params()))
         self.compute_range_ = (float(C.min()), float(C.max()))
         # common random numbers for the residual-noise part of interval draws
         rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), 3]))
@@ -590,12 +610,12 @@ class FLPM(Surrogate):
                     f"scale only (+-{float(self.fixed_compute_tolerance):.0%}); got target compute {float(C[bad][0]):.4g} "
                     f"FLOPs. Predict at ~{c0:.4g} FLOPs, or fit on runs of several sizes."
                 )
-        if self.stage1_law_.uses_nd and (targets.params is None or targets.tokens is None):
-            raise NotPredictableError(
-                f"stage-1 form {self.stage1_law_.name!r} separates model size and tokens; these targets give only compute. "
-                "Build them with Targets.from_params_tokens(params, tokens, mixture, domains)."
-            )
-        return self.stage1_law_.inputs_from_scale(C, targets.params, targets.tokens, R[:, list(self.stage1_active_)])
+        N, D = targets.params, targets.tokens
+        if self.stage1_law_.uses_nd and (N is None or D is None):
+            # compute only: split it as the sampling runs did (their median tokens per parameter)
+            N = np.sqrt(C / (6.0 * self.tokens_per_param_))
+            D = self.tokens_per_param_ * N
+        return self.stage1_law_.inputs_from_scale(C, N, D, R[:, list(self.stage1_active_)])
 
     def _stage1_mean(self, x: np.ndarray) -> np.ndarray:
         """Point losses ``(n, m)``, nats/token."""
@@ -631,10 +651,26 @@ class FLPM(Surrogate):
                 continue
             g = q.split(":")[0]
             lo, hi = cal.apply(pred.mean[:, j], lower[:, j], upper[:, j], d, groups=g, level=level)
-            std[:, j] = std[:, j] * cal.factor(d, groups=g)
-            lower[:, j], upper[:, j] = lo, hi
+            # calibration only widens: a held-out fold one size down sees less of a rising score
+            # than the target does, so a factor < 1 learned there is not trusted beyond it
+            raw_lo, raw_hi = self._predict_raw_interval(pred, j, level)
+            lower[:, j], upper[:, j] = np.minimum(lo, raw_lo), np.maximum(hi, raw_hi)
+            std[:, j] = std[:, j] * np.maximum(cal.factor(d, groups=g), 1.0)
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
+
+    @staticmethod
+    def _predict_raw_interval(pred: Prediction, j: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """The model's own interval of column ``j`` at ``level``, from its reference-level prediction.
+
+        (Each side scaled by the ratio of normal quantiles: exact for the Gaussian score
+        intervals, a close approximation for the log-space loss intervals.)
+        """
+        from scipy.stats import norm
+
+        k = float(norm.ppf(0.5 + level / 2) / norm.ppf(0.5 + pred.level / 2))
+        mu = pred.mean[:, j]
+        return mu - k * (mu - pred.lower[:, j]), mu + k * (pred.upper[:, j] - mu)  # type: ignore[index]
 
     def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         x = self._stage1_inputs(targets)
@@ -696,6 +732,7 @@ class FLPM(Surrogate):
             "emerged_counts": dict(self.emerged_counts_),
             "train_max_flops": self.train_max_flops_,
             "config": dict(self.config_),
+            "tokens_per_param": self.tokens_per_param_,
             "calibrator": self.calibrator_.state() if getattr(self, "calibrator_", None) is not None else None,
             "selection": self.selection_.to_dicts() if getattr(self, "selection_", None) is not None else None,
         }
@@ -715,6 +752,7 @@ class FLPM(Surrogate):
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         self.loss_domains_ = tuple(state["loss_domains"])
         self.config_ = {str(k): str(v) for k, v in dict(state["config"]).items()}
+        self.tokens_per_param_ = float(state.get("tokens_per_param", 20.0))
         self.calibrator_ = None
         if state.get("calibrator") is not None:
             from mixopt.surrogate.calibrate import IntervalCalibrator

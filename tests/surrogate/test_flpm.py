@@ -213,11 +213,24 @@ def test_regmix_heldout_spearman_pile_cc():
 
     train, test = load_regmix(DATA, "train_1m"), load_regmix(DATA, "test_1m")
     keep = [c for c in train.frame.columns if not c.startswith("loss:") or c == "loss:pile_cc"]
-    model = FLPM(n_bootstrap=0, n_starts=3, stage1="flpm", family="hybrid", intervals="raw").fit(RunTable(train.frame.select(keep)))
+    model = FLPM(n_bootstrap=0, n_starts=3, stage1="flpm", family="law", intervals="raw").fit(RunTable(train.frame.select(keep)))
     assert not model.vary_compute_
     pred = model.predict(Targets.from_runs(test), intervals=False).get("loss:pile_cc")
     rho = spearmanr(pred, test.column("loss:pile_cc"))[0]
-    assert rho > 0.98  # the law alone: 0.970 (see flpm.py); the hybrid family adds the kernel-ridge correction
+    assert rho > 0.9
+
+
+@pytest.mark.slow
+def test_regmix_hybrid_family_reaches_the_kernel_regressors_rank_correlation():
+    from scipy.stats import spearmanr
+
+    from mixopt.data.public import load_regmix
+
+    train, test = load_regmix(DATA, "train_1m"), load_regmix(DATA, "test_1m")
+    keep = [c for c in train.frame.columns if not c.startswith("loss:") or c == "loss:pile_cc"]
+    model = FLPM(n_bootstrap=0, n_starts=3, stage1="flpm", family="hybrid", intervals="raw").fit(RunTable(train.frame.select(keep)))
+    pred = model.predict(Targets.from_runs(test), intervals=False).get("loss:pile_cc")
+    assert spearmanr(pred, test.column("loss:pile_cc"))[0] > 0.98  # the law alone: 0.970 (see flpm.py)
 
 
 def test_score_intervals_widen_beyond_the_sampling_compute(world):
