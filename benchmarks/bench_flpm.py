@@ -110,6 +110,8 @@ def issue11(seeds: list[int], methods: dict[str, tuple[str, dict]]) -> pl.DataFr
                          "loss_cov90": lo["covered"].mean() if lo.height else None,
                          "n_scores": sc.height, "fit_s": time.perf_counter() - t0,
                          "note": str(getattr(model, "config_", ""))})
+            r0 = rows[-1]
+            print(f"      seed {seed} {name}: score err {r0['score_err']}, cov {r0['score_cov90']}, fit {r0['fit_s']:.0f}s", flush=True)
     return pl.DataFrame(rows, schema_overrides={"score_err": pl.Float64, "loss_err": pl.Float64, "score_cov90": pl.Float64,
                                                 "loss_cov90": pl.Float64, "fit_s": pl.Float64})
 

@@ -133,8 +133,13 @@ class FLPM(Surrogate):
     """FLP-M: (compute, mixture) -> per-domain losses (stage 1) -> scores (stage-2 nets).
 
     Args:
-        stage1: stage-1 form, ``"flpm"`` (default), ``"flpm_additive"`` or ``"dml"`` (see
-            the module docstring).
+        stage1: stage-1 form: ``"auto"`` (default for FLP-M: chosen by internal backtest
+            among ``flpm``, ``dml``, ``flpm_nd``, ``dml_nd``, see
+            :mod:`mixopt.surrogate.flpm_auto`), ``"flpm"``, ``"flpm_additive"``, ``"dml"``
+            (FLOPs forms, final checkpoints) or ``"flpm_nd"``, ``"dml_nd"`` (N,D forms,
+            :mod:`mixopt.laws.mixture`; every checkpoint, thinned). DML's default: ``"dml"``.
+        family: ``"auto"`` (default), ``"law"`` (the law alone) or ``"hybrid"`` (the law
+            times a kernel-ridge correction over the mixture, :mod:`mixopt.surrogate.hybrid`).
         shared_exponent: ``flpm_additive`` only: one exponent for all source terms.
         n_bootstrap: stage-1 bootstrap draws by run (joint over domains); 0 disables
             stage-1 parameter uncertainty.
@@ -153,8 +158,19 @@ class FLPM(Surrogate):
             evaluated checkpoints, or ``"auto"`` (default): all for benchmarks with a
             sigmoid link (its chance floor models the flat pre-emergence part, and those
             points locate where the rise starts), emerged only for linear links.
-        calibrate_extrapolation: widen score intervals beyond the sampling compute by an
-            error rate measured in a backtest inside ``fit`` (see :meth:`_calibrate`).
+        stage2: ``"auto"`` (default), ``"net"`` (the paper's two-layer net ensemble) or
+            ``"logistic"`` (a GLM, :mod:`mixopt.surrogate.logistic`).
+        stage2_inputs: ``"auto"`` (default), ``"observed"`` (each checkpoint's measured
+            losses, the paper) or ``"fitted"`` (stage 1's losses at that checkpoint).
+        intervals: ``"auto"`` (default: ``"calibrated"``, or ``"raw"`` with the paper
+            preset), ``"calibrated"`` (conformal factors from the internal backtest by
+            extrapolation distance, :mod:`mixopt.surrogate.calibrate`; they only widen),
+            ``"widen"`` (score intervals widened by the nets' size backtest, see
+            :meth:`_calibrate`) or ``"raw"`` (bootstrap + residual noise only).
+        preset: None, or ``"paper"``: the paper's method (pooled per-source power law on
+            final checkpoints, two-layer net on observed losses, no selection, raw intervals;
+            ``link="linear"`` and ``stage2_points="emerged"`` make the net exactly the
+            paper's Linear-ReLU-Linear on emerged checkpoints).
         hidden, activation, link, n_members, max_epochs, lr, weight_decay, val_fraction,
             patience: stage-2 network settings (:class:`~mixopt.surrogate.nets.NetConfig`).
         seed: seeds the stage-1 starts and bootstrap, the nets and the interval draws.
@@ -242,7 +258,7 @@ class FLPM(Surrogate):
         return NetConfig(
             hidden=self.hidden, activation=self.activation, n_members=self.n_members, max_epochs=self.max_epochs,
             lr=self.lr, weight_decay=self.weight_decay, val_fraction=self.val_fraction, patience=self.patience,
-            link=self.link, seed=int(self.seed),
+            link="linear" if self.preset == "paper" else self.link, seed=int(self.seed),
         )
 
     def _make_stage2(self) -> ScoreNetEnsemble | LogisticScoreMap:
@@ -504,8 +520,10 @@ class FLPM(Surrogate):
                 )
                 continue
             keep.append(b)
-            sigmoid = self.link == "sigmoid" or (self.link == "auto" and b.chance is not None)
-            use = np.isfinite(s) if (self.stage2_points == "all" or (self.stage2_points == "auto" and sigmoid)) else em
+            link = "linear" if self.preset == "paper" else self.link
+            points = "emerged" if self.preset == "paper" else self.stage2_points
+            sigmoid = self.config_["stage2"] == "logistic" or link == "sigmoid" or (link == "auto" and b.chance is not None)
+            use = np.isfinite(s) if (points == "all" or (points == "auto" and sigmoid)) else em
             Ys.append(np.where(use, s, np.nan))
             masks.append(use)
         for q, why in unpredictable.items():
