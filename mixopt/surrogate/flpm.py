@@ -337,6 +337,10 @@ class FLPM(Surrogate):
                     r["actual"].to_numpy(), r["predicted"].to_numpy(), r["lower"].to_numpy(), r["upper"].to_numpy(),
                     r["distance"].to_numpy(), groups=groups)
 
+    def _warn_level(self) -> int:
+        """WARNING for the user's fit; DEBUG inside the internal backtest (its folds repeat the same warnings)."""
+        return logging.DEBUG if getattr(self, "_internal", False) else logging.WARNING
+
     def _prepare(self, runs: RunTable) -> None:
         """Names from the table (no fitting)."""
         self.domains_ = tuple(runs.domains)
@@ -417,14 +421,16 @@ class FLPM(Surrogate):
                 "the mixture's effect on the losses cannot be learned. Add runs with different mixtures."
             )
         if inactive:
-            logger.warning(
+            logger.log(
+                self._warn_level(),
                 "FLP-M stage 1: the ratio of domain(s) %s never varies in training (always %s); they are left out of "
                 "stage 1 and targets must keep that ratio.", [self.domains_[j] for j in inactive], R[0, inactive].round(6).tolist(),
             )
         span = float(C.max() / C.min())
         vary = span >= MIN_COMPUTE_SPAN
         if not vary:
-            logger.warning(
+            logger.log(
+                self._warn_level(),
                 "FLP-M stage 1: training compute spans only a factor %.3g (< %.3g) over %d runs, so the compute terms "
                 "are not identifiable; fitting a mixture-only law at C = %.4g FLOPs. Predictions at other compute "
                 "will raise NotPredictableError.", span, MIN_COMPUTE_SPAN, len(C), float(np.median(C)),
@@ -527,7 +533,7 @@ class FLPM(Surrogate):
             Ys.append(np.where(use, s, np.nan))
             masks.append(use)
         for q, why in unpredictable.items():
-            logger.warning("FLP-M: %s %s", q, why)
+            logger.log(self._warn_level(), "FLP-M: %s %s", q, why)
         Y = np.column_stack(Ys) if Ys else np.zeros((len(ids), 0))
         M = np.column_stack(masks) if masks else np.zeros((len(ids), 0), dtype=bool)
         self.nets_ = self._make_stage2().fit(

@@ -161,7 +161,9 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
     base.update(intervals="raw", n_bootstrap=min(int(model.n_bootstrap), 10))
 
     def make(settings: Mapping[str, str]) -> FLPM:
-        return type(model)(**{**base, **settings})
+        m = type(model)(**{**base, **settings})
+        m._internal = True  # its warnings repeat the user's fit: logged at DEBUG
+        return m
 
     defaults = {"stage1": model._default_stage1 if model._default_stage1 != "auto" else "flpm", "family": "law",
                 "stage2": "net", "stage2_inputs": "observed"}
@@ -187,7 +189,7 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
             reason = ""
             try:
                 for fold in folds:
-                    m = type(model)(**{**base, "n_bootstrap": 0, "stage1": form})
+                    m = make({"n_bootstrap": 0, "stage1": form})  # type: ignore[dict-item]
                     m._prepare(fold.train)
                     m.config_ = {"stage1": form, "family": "law", "stage2": "net", "stage2_inputs": "observed"}
                     m._fit_stage1(m._stage1_rows(fold.train))
