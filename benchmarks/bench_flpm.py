@@ -1,6 +1,13 @@
 """FLP-M vs DML, RegMix-style regression, FLP and FP: mixture-aware prediction; throughput.
 
-Prints three tables (GitHub issue 7):
+Prints four tables (GitHub issues 7 and 11):
+
+(0) issue 11's protocol over 12 seeded worlds (seeds 11, 2, 3, 0, 1, 4..10): each world is
+    ``mixopt simulate --world mixture --domains 3 --mixtures 12 --sizes 2e7,5e7,1e8,3e8,1e9
+    --seed S``, backtested holding out 1e9 and 3 mixtures; per world and method the median
+    relative score error on the held-out 1e9 runs, then median, 90th percentile and worst
+    over worlds, interval coverage, and whether FLP-M beats FLP and FP world by world.
+    (``--only-issue11`` stops after it.)
 
 (1) synthetic multi-domain worlds (2, 3, 5 mixture domains, 4 benchmarks, several seeds):
     sampling runs 5e7..1e9 params at 20 tokens/param, 16 random mixtures, 10 checkpoints,
@@ -20,7 +27,7 @@ Prints three tables (GitHub issue 7):
 (3) throughput of FLP-M prediction (5 domains, 5 benchmarks) in batch vs a Python loop
     of single-row calls (the baseline, same run), and fit time.
 
-Run:  python benchmarks/bench_flpm.py [--quick] [--data-dir ../shared/data]
+Run:  python benchmarks/bench_flpm.py [--quick] [--only-issue11] [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
