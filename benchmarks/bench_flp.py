@@ -10,8 +10,12 @@ Prints three tables:
     models <= 0.411B params, predict the 1.4B and 6.9B models; loss relative error and the
     relative error of the average score over the benchmarks FLP can predict.
 (c) fit time of FLP vs the number of runs (50 checkpoints each), with FP as baseline.
+(d) the issue-11 protocol: ``mixopt simulate --world single --sizes 2e7,5e7,1e8,2e8,4e8,7e8,1e9,3e9
+    --seed S`` (10 checkpoints, 0.5% loss / 0.005 score noise), hold out 1e9 and 3e9, predict their
+    final checkpoints with FLP default (auto), FLP preset="paper" and FP; median relative score error
+    and 90% coverage over seeds 0..N-1 (N >= 10).
 
-Run:  python benchmarks/bench_flp.py [--quick] [--data-dir ../shared/data]
+Run:  python benchmarks/bench_flp.py [--quick] [--only d] [--seeds 10] [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
@@ -100,6 +104,31 @@ def gadre(data_dir: Path) -> pl.DataFrame:
     return pl.DataFrame(rows).unique(maintain_order=True)
 
 
+def issue_protocol(seeds: list[int]) -> pl.DataFrame:
+    from mixopt.backtest import compare
+
+    rows = []
+    for seed in seeds:
+        world = single_domain_world(seed=seed)
+        runs = world.sample_runs([2e7, 5e7, 1e8, 2e8, 4e8, 7e8, 1e9, 3e9], None, tokens_per_param=20.0, n_checkpoints=10,
+                                 loss_noise=0.005, score_noise=0.005, seed=seed)
+        settings = {"flp": {}, "fp": {}}
+        results, _ = compare(runs, ["flp", "fp"], settings=settings, holdout_min_params=1e9)
+        from mixopt.backtest import backtest
+
+        results.append(backtest(runs, "flp", settings={"preset": "paper"}, holdout_min_params=1e9))
+        for name, r in zip(["flp_default", "fp", "flp_paper"], results, strict=True):
+            sc = r.rows.filter(pl.col("quantity").str.starts_with("score:"))
+            for row in sc.iter_rows(named=True):
+                rows.append({"seed": seed, "method": name, "run": row["run"], "quantity": row["quantity"],
+                             "rel_error": row["rel_error"], "covered": row["covered"]})
+            lo = r.rows.filter(pl.col("quantity") == "loss")
+            for row in lo.iter_rows(named=True):
+                rows.append({"seed": seed, "method": name, "run": row["run"], "quantity": "loss",
+                             "rel_error": row["rel_error"], "covered": row["covered"]})
+    return pl.DataFrame(rows)
+
+
 def fit_time(n_runs_list: list[int], repeats: int = 3) -> pl.DataFrame:
     rows = []
     world = single_domain_world(seed=0)
@@ -123,8 +152,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer seeds and sizes")
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    ap.add_argument("--only", default="abcd", help="sections to run, e.g. 'd'")
+    ap.add_argument("--seeds", type=int, default=10, help="seeds of section (d)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if "d" in args.only:
+        seeds_d = list(range(args.seeds))
+        d = issue_protocol(seeds_d)
+        print(f"(d) issue-11 protocol, seeds {seeds_d}: hold out 1e9 and 3e9 from sizes 2e7..3e9")
+        per_seed = d.filter(pl.col("quantity") != "loss").group_by("method", "seed").agg(
+            pl.col("rel_error").median().alias("median_score_err"))
+        print(per_seed.pivot(on="method", index="seed", values="median_score_err").sort("seed"))
+        print(d.group_by("method", pl.col("quantity") == "loss").agg(
+            pl.col("rel_error").median().alias("median_rel_err"),
+            pl.col("rel_error").quantile(0.9).alias("p90_rel_err"),
+            pl.col("covered").cast(pl.Float64).mean().alias("coverage90")).sort("method"))
+        print("per benchmark: median relative error over seeds and held-out models (FLP must beat FP on each):")
+        print(d.filter(pl.col("quantity") != "loss").group_by("quantity", "method").agg(
+            pl.col("rel_error").median()).pivot(on="method", index="quantity", values="rel_error").sort("quantity"))
+        print("median over seeds of the per-seed median score error:")
+        print(per_seed.group_by("method").agg(pl.col("median_score_err").median()).sort("method"))
+        if args.only == "d":
+            return
 
     seeds = [0, 1, 2] if args.quick else list(range(8))
     syn = synthetic(seeds)

@@ -154,11 +154,19 @@ class BacktestResult:
             .select("method", "quantity", "n", "median_rel_error", "mean_rel_error", "coverage")
         )
 
+    @property
+    def coverage(self) -> float:
+        """Share of held-out (run, quantity) values inside their ``level`` interval (NaN if none)."""
+        if self.rows.height == 0:
+            return float("nan")
+        return float(self.rows["covered"].cast(pl.Float64).mean())
+
     def to_json(self) -> dict[str, Any]:
         return {
             "method": self.method,
             "split": self.split,
             "level": self.level,
+            "coverage": self.coverage,
             "unpredictable": dict(self.unpredictable),
             "rows": self.rows.to_dicts(),
             "summary": self.summary().to_dicts(),
@@ -239,7 +247,8 @@ def compare(
 
     Returns:
         The per-method results and a table with, per quantity, each method's median
-        relative error and the winner. A method that fails to fit is logged and skipped.
+        relative error, the winner, and each method's interval coverage
+        (``coverage:<method>``). A method that fails to fit is logged and skipped.
     """
     split = make_split(runs, **split_args)
     results = []
@@ -257,6 +266,9 @@ def compare(
         min(((row[c], c) for c in meth_cols if row[c] is not None), default=(None, None))[1] for row in wide.iter_rows(named=True)
     ]
     wide = wide.with_columns(pl.Series("winner", winner, dtype=pl.String))
+    cov = summ.pivot(on="method", index="quantity", values="coverage")
+    cov = cov.rename({c: f"coverage:{c}" for c in cov.columns if c != "quantity"})
+    wide = wide.join(cov, on="quantity", how="left")
     return results, wide
 
 

@@ -157,6 +157,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     out = save_surrogate(model, args.out)
     info = {"model": str(out), "method": model.kind, "outputs": list(model.outputs_), "domains": list(model.domains_),
             "unpredictable": dict(model.unpredictable_), "runs": runs.n_runs}
+    if getattr(model, "selection_", None) is not None:  # flp: auto choices
+        info["selection"] = model.selection_.to_dicts()
     if args.json:
         _emit_json(info)
     else:
@@ -164,6 +166,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"  predicts: {', '.join(q for q in model.outputs_ if q not in model.unpredictable_)}")
         for q, why in model.unpredictable_.items():
             print(f"  not predictable: {q}: {why}")
+        # flp: what `auto` chose and each candidate's internal backtest score
+        selection = getattr(model, "selection_", None)
+        if selection is not None and selection.height:
+            _print_frame(selection, "\nchoices (internal leave-largest-out backtest; score = held-out error, lower wins):")
     return 0
 
 

@@ -56,6 +56,8 @@ _IRLS_MAXITER = 500
 #: fraction of the objective, or moves parameters by less than ``_LM_XTOL`` (relative)
 _LM_FTOL = 1e-12
 _LM_XTOL = 1e-10
+#: after the batched pre-stage, L-BFGS-B finishes this many of the best starts
+_FINISH_STARTS = 4
 
 
 # -- resampling by run ---------------------------------------------------------------------
@@ -232,6 +234,12 @@ class LawFitter:
         n_bootstrap: bootstrap draws (by group) after the main fit; 0 for none.
         seed: seeds ``np.random.default_rng`` for the start order and the draws.
         maxiter: L-BFGS-B iteration cap per start.
+        max_seconds: wall-time budget of one ``fit`` (main fit and bootstrap), seconds;
+            None = no limit. When it runs out during the multi-start fit, the starts that
+            finished are kept; if none finished, or none of them converged,
+            :class:`~mixopt.errors.FitError` is raised naming the law, the data and what
+            to try. Bootstrap draws not fitted in time are left NaN (counted in
+            ``bootstrap_failed_``).
 
     Attributes (after fit):
         params_: ``(p,)`` best parameters (names in ``law.param_names``).
@@ -261,6 +269,7 @@ class LawFitter:
         n_bootstrap: int = 0,
         seed: int | None = 0,
         maxiter: int = 2000,
+        max_seconds: float | None = 30.0,
     ) -> None:
         self.law = law
         self.loss = loss
@@ -269,6 +278,7 @@ class LawFitter:
         self.n_bootstrap = n_bootstrap
         self.seed = seed
         self.maxiter = maxiter
+        self.max_seconds = max_seconds
 
     def get_params(self) -> dict[str, Any]:
         """Settings given to ``__init__``."""
@@ -280,6 +290,7 @@ class LawFitter:
             "n_bootstrap": self.n_bootstrap,
             "seed": self.seed,
             "maxiter": self.maxiter,
+            "max_seconds": self.max_seconds,
         }
 
     def __repr__(self) -> str:
@@ -304,6 +315,8 @@ class LawFitter:
             problems.append(f"n_bootstrap must be an integer >= 0, got {self.n_bootstrap!r}")
         if not isinstance(self.maxiter, (int, np.integer)) or self.maxiter < 1:
             problems.append(f"maxiter must be an integer >= 1, got {self.maxiter!r}")
+        if self.max_seconds is not None and not (isinstance(self.max_seconds, (int, float)) and self.max_seconds > 0):
+            problems.append(f"max_seconds must be None or a number > 0, got {self.max_seconds!r}")
         if self.seed is not None and not isinstance(self.seed, (int, np.integer)):
             problems.append(f"seed must be an int or None, got {self.seed!r}")
         if problems:
@@ -514,6 +527,7 @@ class LawFitter:
         """
         t0 = time.perf_counter()
         self._check_settings()
+        self._deadline = t0 + float(self.max_seconds) if self.max_seconds is not None else math.inf
         x, y, g, w = self._validate(x, y, groups, weights)
         law = self.law
         ss = np.random.SeedSequence(self.seed)
@@ -582,10 +596,23 @@ class LawFitter:
 
         lo, hi = self.law.bounds
         bounds = [(None if not math.isfinite(a) else a, None if not math.isfinite(b) else b) for a, b in zip(lo, hi, strict=True)]
+        deadline = getattr(self, "_deadline", math.inf)
+
+        def stop_at_deadline(intermediate_result: Any) -> None:
+            if time.perf_counter() > deadline:
+                raise StopIteration
+
         return minimize(
-            fun, x0, jac=analytic, method="L-BFGS-B", bounds=bounds,
+            fun, x0, jac=analytic, method="L-BFGS-B", bounds=bounds, callback=stop_at_deadline,
             options={"maxiter": int(self.maxiter), "ftol": 1e-14, "gtol": 1e-10, "maxcor": 10},
         )
+
+    def _out_of_time(self) -> bool:
+        return time.perf_counter() > getattr(self, "_deadline", math.inf)
+
+    def _data_text(self, x: np.ndarray, y: np.ndarray) -> str:
+        return (f"{x.shape[0]} points, inputs {list(self.law.inputs)} in [{np.min(x, axis=0).tolist()}, "
+                f"{np.max(x, axis=0).tolist()}], targets in [{float(np.min(y)):.4g}, {float(np.max(y)):.4g}]")
 
     def _fit_multistart(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, pl.DataFrame]:
         law = self.law
@@ -598,13 +625,35 @@ class LawFitter:
         # to its local optimum at once; L-BFGS-B then finishes each start in a few
         # iterations (same optimum, a fraction of the cost of L-BFGS-B from the raw start).
         entry, method = starts, "lbfgsb"
+        finish = np.ones(starts.shape[0], dtype=bool)
         if analytic and starts.shape[0] > 1:
-            lm, _ = self._batched_lm(x, y, np.broadcast_to(w, (starts.shape[0], w.shape[0])), starts)
+            wb = np.broadcast_to(w, (starts.shape[0], w.shape[0]))
+            lm, _ = self._batched_lm(x, y, wb, starts)
             entry = np.where(np.all(np.isfinite(lm), axis=1, keepdims=True), lm, starts)
             method = "lm+lbfgsb"
+            # L-BFGS-B finishes only the _FINISH_STARTS best pre-stage results (the others
+            # sit in the same or worse basins); a start the pre-stage could not move is kept
+            with np.errstate(all="ignore"):
+                pre = np.array([fun(e)[0] if analytic else fun(e) for e in entry], dtype=np.float64)
+            if np.isfinite(pre).sum() > _FINISH_STARTS:
+                keep = np.argsort(np.where(np.isfinite(pre), pre, np.inf), kind="stable")[:_FINISH_STARTS]
+                finish[:] = False
+                finish[keep] = True
+        timed_out = False
         for i, x0 in enumerate(starts):
+            if not finish[i]:
+                rows.append(self._row(i, "lm", law.param_names, x0, entry[i], float(pre[i]) * scale if np.isfinite(pre[i])
+                                      else math.nan, False, "pre-stage only: not among the best starts", 0))
+                continue
+            if self._out_of_time():
+                timed_out = True
+                rows.append(self._row(i, method, law.param_names, x0, np.full_like(x0, np.nan), math.nan, False,
+                                      f"not run: time budget of {self.max_seconds} s used up", 0))
+                continue
             try:
                 res = self._minimize(fun, entry[i], analytic)
+                if res.status == 99 or "StopIteration" in str(res.message):
+                    timed_out = True
                 th = np.asarray(res.x, dtype=np.float64)
                 obj = float(res.fun)
                 ok = bool(np.all(np.isfinite(th))) and math.isfinite(obj) and obj < _PENALTY
@@ -617,6 +666,18 @@ class LawFitter:
             if ok and obj < best_obj:
                 best, best_obj = th, obj
         table = self._record(rows)
+        ran = table.filter(pl.col("method") != "lm")
+        n_conv = int(ran["converged"].sum()) if ran.height else 0
+        limit_hit = ran.height > 0 and bool((ran["n_iter"] >= int(self.maxiter)).all())
+        if (timed_out and (best is None or n_conv == 0)) or (best is not None and n_conv == 0 and limit_hit):
+            why = (f"the wall-time budget of {self.max_seconds} s ran out" if timed_out
+                   else f"every start reached the iteration cap of {self.maxiter}")
+            raise FitError(
+                f"Law {law.name!r} did not converge: {why} before any of {len(starts)} L-BFGS-B starts converged, on "
+                f"{self._data_text(x, y)}. The data may not follow this law (e.g. a flat or non-monotone series); try a "
+                "law with fewer parameters (e.g. a compute-only power law), more data, or a larger max_seconds/maxiter.",
+                starts=table,
+            )
         if best is None:
             raise FitError(
                 f"Every one of {len(starts)} L-BFGS-B starts failed to fit law {law.name!r} (non-finite objective or "
@@ -693,13 +754,19 @@ class LawFitter:
         analytic = law.jacobian(x, self.params_) is not None
         done = np.zeros(idx.size, dtype=bool)
         if analytic:
-            th_b, _ = self._batched_lm(x, y, weights[idx], start)
+            th_b, conv = self._batched_lm(x, y, weights[idx], start)
             # every accepted LM step lowers the objective from the warm start, so a finite
-            # result is kept even when the iteration cap stopped it (a slow near-L1 crawl)
+            # result is kept even when the iteration cap stopped it (a slow near-L1 crawl);
+            # but not when the time budget stopped it (it may not have moved at all)
             done = np.all(np.isfinite(th_b), axis=1)
+            if self._out_of_time():
+                done &= conv
             out[idx[done]] = th_b[done]
         # safety net: draws the batched solver could not fit get their own L-BFGS-B fit
         for j in np.flatnonzero(~done):
+            if self._out_of_time():
+                logger.info("law %r: bootstrap time budget used up; remaining draws left unfitted (NaN).", law.name)
+                break
             b = idx[j]
             fun = self._make_objective(x, y, weights[b], analytic)
             try:
@@ -750,7 +817,7 @@ class LawFitter:
         eye = np.eye(p)
         for _ in range(maxiter):
             a = np.flatnonzero(active)
-            if a.size == 0:
+            if a.size == 0 or self._out_of_time():
                 break
             th, w, ws = theta[a], weights[a], wsum[a]
             with np.errstate(all="ignore"):

@@ -9,6 +9,7 @@ law                        formula                                residuals     
 :class:`Linear`             ``P = w0 + w1·L``                      linear        closed form
 :class:`Sigmoid`            ``P = f + (c - f)·σ(k·(L0 - L))``      linear        L-BFGS-B
 :class:`ChinchillaLaw`      ``L = E + A/(N/N0)^alpha + B/(D/D0)^beta``  log       L-BFGS-B
+:class:`ChinchillaTiedLaw`  ``L = E + A/(N/N0)^alpha + B/(D/D0)^alpha`` log       L-BFGS-B
 =========================  =====================================  ============  ==========
 
 Conditioning: every power law works in ``u = log(x / reference)`` (``reference`` is a
@@ -338,9 +339,61 @@ class ChinchillaLaw(Law):
         return grid
 
 
+class ChinchillaTiedLaw(Law):
+    """``L(N, D) = E + exp(a)/(N/N0)^alpha + exp(b)/(D/D0)^alpha``: Chinchilla with one exponent.
+
+    Four parameters instead of five: the form Gadre et al. (2024) fit as
+    ``L(C, M) = E + (a'·M^eta + b'·M^-eta)·C^-eta`` (with ``M = D/N``, ``C = 6·N·D`` and
+    ``eta = alpha/2``), re-parametrised in N and D. Steadier than :class:`ChinchillaLaw`
+    when few sizes are fitted, and exact for compute-optimal scaling with equal exponents.
+
+    Args:
+        params_reference: ``N0``, parameters (conditioning only).
+        tokens_reference: ``D0``, tokens (conditioning only).
+    """
+
+    name = "chinchilla_tied"
+    inputs = ("params", "tokens")
+    log_space = True
+    positive_inputs = True
+    params = (
+        Param("E", 0.0, math.inf, (0.0, 1.0, 2.0), "irreducible loss, nats/token"),
+        Param("a", -_BIG, _BIG, (-2.0, -0.5, 1.0), "log of the model-size term at N = N0"),
+        Param("b", -_BIG, _BIG, (-2.0, -0.5, 1.0), "log of the data term at D = D0"),
+        Param("alpha", 0.0, 5.0, (0.15, 0.3, 0.5), "shared exponent"),
+    )
+
+    def __init__(
+        self, params_reference: float = DEFAULT_PARAMS_REFERENCE, tokens_reference: float = DEFAULT_TOKENS_REFERENCE
+    ) -> None:
+        self.params_reference = check_reference("params_reference", params_reference)
+        self.tokens_reference = check_reference("tokens_reference", tokens_reference)
+
+    def config(self) -> dict[str, Any]:
+        return {"params_reference": self.params_reference, "tokens_reference": self.tokens_reference}
+
+    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        e, a, b, alpha = self.unpack(theta)
+        un = log_scaled(self.column(x, 0), self.params_reference)
+        ud = log_scaled(self.column(x, 1), self.tokens_reference)
+        return e + np.exp(a - alpha * un) + np.exp(b - alpha * ud)
+
+    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        _, a, b, alpha = self.unpack(theta)
+        un = log_scaled(self.column(x, 0), self.params_reference)
+        ud = log_scaled(self.column(x, 1), self.tokens_reference)
+        tn, td = np.exp(a - alpha * un), np.exp(b - alpha * ud)
+        return np.stack([np.ones_like(tn), tn, td, -un * tn - ud * td], axis=-1)
+
+    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
+        grid = super().start_grid(x, y)
+        grid["E"] = _irreducible_grid(y)
+        return grid
+
+
 #: every built-in law by :attr:`Law.name`
 LAWS: dict[str, type[Law]] = {
-    cls.name: cls for cls in (PowerLawWithOffset, PurePowerLaw, FPPowerLaw, Linear, Sigmoid, ChinchillaLaw)
+    cls.name: cls for cls in (PowerLawWithOffset, PurePowerLaw, FPPowerLaw, Linear, Sigmoid, ChinchillaLaw, ChinchillaTiedLaw)
 }
 
 
@@ -374,6 +427,7 @@ __all__ = [
     "DEFAULT_TOKENS_REFERENCE",
     "LAWS",
     "ChinchillaLaw",
+    "ChinchillaTiedLaw",
     "FPPowerLaw",
     "Linear",
     "PowerLawWithOffset",

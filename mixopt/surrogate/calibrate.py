@@ -20,6 +20,8 @@ Method (split-conformal, normalised by the model's own interval):
    (the ``ceil((n+1)·level)``-th smallest value) and the pinball loss of ``q·(1 + g·d)``
    at ``level`` is evaluated; the smallest ``g`` within 2% of the best loss is kept (a
    flat growth when the data cannot tell).
+   With fewer points than a finite conformal rank needs (``n < level/(1-level)``, 9 at
+   90%), ``q`` is the largest score and never below 1: so few points cannot shrink intervals.
 3. A new interval at distance ``d`` scales each side of the model's reference-level
    interval by ``factor(d) = q·(1 + g·d)`` (clipped to ``[min_factor, max_factor]``), so
    asymmetric (log-space) intervals stay asymmetric.
@@ -226,6 +228,9 @@ class IntervalCalibrator:
                 if sel.sum() < self.min_points:
                     continue
                 q, gr, _ = _fit_growth(z[sel], d[sel], float(self.level), self.growth_grid)
+                if math.ceil((sel.sum() + 1) * float(self.level)) > sel.sum():
+                    # too few points for a finite conformal rank: use the largest miss, never shrink
+                    q = max(q, 1.0)
                 self.params_[key] = (q, gr)
                 fac = self._factor_from(q, gr, d[sel])
                 rows.append({"group": key, "n": int(sel.sum()), "q": q, "g": gr,

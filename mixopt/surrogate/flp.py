@@ -2,10 +2,13 @@
 
 **FLP** (kind ``"flp"``), exactly the paper's two stages:
 
-1. *FLOPs -> loss* on the **final checkpoint of every run** (:meth:`RunTable.final`): one
-   point per run. Form ``stage1``: ``"power_offset"`` (default, ``L = E + A·C^-alpha``),
-   ``"pure_power"`` (the paper's ``L = (C / C_N)^alpha_N``) or ``"chinchilla"``
-   (``L(N, D)``; needs ``params`` and ``tokens`` in the targets). Fitted in log space.
+1. *FLOPs -> loss* on the **final checkpoint of every run** (:meth:`RunTable.final`; with
+   ``checkpoints="usable"`` also the intermediate checkpoints of WSD/constant-schedule runs).
+   Form ``stage1``: ``"auto"`` (default, see below), ``"power_offset"`` (``L = E + A·C^-alpha``),
+   ``"pure_power"`` (the paper's ``L = (C / C_N)^alpha_N``), ``"chinchilla"`` (``L(N, D)``) or
+   ``"chinchilla_tied"`` (``L(N, D)`` with one exponent, Gadre et al.'s form); the N,D forms need
+   ``params`` and ``tokens`` in the targets. Fitted in log space; rows whose loss is missing
+   (null) are skipped.
 2. *loss -> score*, one law per benchmark, on the **emerged checkpoints of all runs**
    (every checkpoint counts, not only final ones): ``stage2="linear"`` (the paper,
    ``P = w0 + w1·L``, least squares in closed form) or ``"sigmoid"`` (the reviewers'
@@ -37,6 +40,27 @@ and confounds the run's own quirks with the law), or whose fit fails. It is list
 per-domain ``loss:<d>`` columns is an error listing them — FLP models *one* loss, and silently
 picking a domain would change what is being predicted; pass e.g. ``loss_column="loss:web"``.
 
+**Choosing by the data** (``"auto"``, the default of ``stage1``, ``stage2`` and
+``checkpoints``; ``calibrate=True``). Choices come from internal backtests on the runs given to
+``fit`` (:mod:`mixopt.surrogate.select`), never from the held-out runs of an outer backtest:
+
+* stage-1 form (``power_offset``, ``pure_power``, ``chinchilla``, ``chinchilla_tied``) and
+  stage-1 points (``final``; ``usable`` = also intermediate checkpoints of ``wsd``/``constant``
+  runs): leave-largest-out folds (fold k fits without the k largest sizes and predicts their
+  final checkpoints); lowest mean relative loss error wins. A candidate that cannot be fitted
+  (e.g. N and D collinear, or a fit out of its ``fit_budget_s``) drops out with its reason.
+* stage-2 link per benchmark (``linear``, ``sigmoid`` with the floor at chance, ``sigmoid_free``
+  with a learned floor): loss-threshold folds (hold out every checkpoint with a loss below the
+  best final loss of the 2nd/3rd largest size); lowest mean absolute score error wins; a
+  benchmark no fold can score gets :data:`DEFAULT_STAGE2`.
+* intervals: the chosen configuration is re-run on the size folds and
+  :class:`~mixopt.surrogate.calibrate.IntervalCalibrator` scales the intervals by the
+  extrapolation distance (decades of compute beyond the largest fitted run).
+
+Every choice and every candidate's internal score is in ``selection_``. ``preset="paper"``
+reproduces the paper exactly (pure power law on final checkpoints, linear stage 2 on emerged
+checkpoints, uncalibrated intervals).
+
 **FP** (kind ``"fp"``): the paper's baseline, ``P(C) = (C / C_P)^alpha_P`` per benchmark
 (:class:`~mixopt.laws.FPPowerLaw`), fitted in log space by least squares on the same emerged
 checkpoints (the paper leaves FP's points open; this is its natural reading and makes the
@@ -56,19 +80,46 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import polars as pl
 
-from mixopt.data.table import LOSS, LOSS_PREFIX, SCORE_PREFIX, Benchmark, RunTable
+from mixopt.data.table import LOSS, LOSS_PREFIX, PARAMS, RUN, SCORE_PREFIX, TOKENS, Benchmark, RunTable
 from mixopt.errors import ConfigError, FitError, NotPredictableError, SchemaError
 from mixopt.laws.base import Law, reference_for
 from mixopt.laws.fitter import GroupResample, LawFitter, combine_interval, predictive_std
-from mixopt.laws.forms import ChinchillaLaw, FPPowerLaw, Linear, PowerLawWithOffset, PurePowerLaw, Sigmoid, make_law
+from mixopt.laws.forms import ChinchillaLaw, ChinchillaTiedLaw, FPPowerLaw, Linear, PowerLawWithOffset, PurePowerLaw, Sigmoid, make_law
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, register
+from mixopt.surrogate.calibrate import IntervalCalibrator, extrapolation_distance
+from mixopt.surrogate.select import DROP_ERRORS, Candidate, Fold, internal_backtest, select, size_folds
 
 logger = logging.getLogger(__name__)
 
-Stage1 = Literal["power_offset", "pure_power", "chinchilla"]
-Stage2 = Literal["linear", "sigmoid"]
-STAGE1_FORMS: tuple[str, ...] = ("power_offset", "pure_power", "chinchilla")
-STAGE2_FORMS: tuple[str, ...] = ("linear", "sigmoid")
+Stage1 = Literal["auto", "power_offset", "pure_power", "chinchilla", "chinchilla_tied"]
+Stage2 = Literal["auto", "linear", "sigmoid", "sigmoid_free"]
+STAGE1_FORMS: tuple[str, ...] = ("power_offset", "pure_power", "chinchilla", "chinchilla_tied")
+#: stage-1 forms with inputs (params, tokens) rather than compute
+ND_FORMS: tuple[str, ...] = ("chinchilla", "chinchilla_tied")
+#: stage-2 links, in order of preference on ties
+STAGE2_FORMS: tuple[str, ...] = ("linear", "sigmoid", "sigmoid_free")
+#: stage-1 points: final checkpoints only, or also the usable intermediate ones
+CHECKPOINT_MODES: tuple[str, ...] = ("final", "usable")
+#: learning-rate schedules; intermediate checkpoints of the USABLE ones count as finished runs
+SCHEDULES: tuple[str, ...] = ("cosine", "wsd", "constant")
+USABLE_SCHEDULES: tuple[str, ...] = ("wsd", "constant")
+#: name of the optional per-run schedule column of a run table
+SCHEDULE_COLUMN = "schedule"
+PRESETS: tuple[str | None, ...] = (None, "paper")
+#: fallbacks when no internal backtest is possible (too few sizes or emerged points)
+DEFAULT_STAGE1 = "power_offset"
+#: measured (issue 11): a sigmoid link beats the linear one on the synthetic worlds, Gadre (all
+#: small runs), Pythia and Gemstones when it is forced on every benchmark; linear only wins on
+#: Gadre's 5-run fit set. A sigmoid that cannot be fitted falls back to linear.
+DEFAULT_STAGE2 = "sigmoid"
+#: each selection (stage 1, stage 2) starts no new candidate/fold after this many fit budgets
+SELECTION_BUDGET_FITS = 2
+#: ``auto`` fits a stage-2 link only with at least this many points per parameter
+MIN_POINTS_PER_PARAM = 3
+#: reference level of the interval calibration
+CALIBRATION_LEVEL = 0.9
+#: fewest held-out points to calibrate on (with 3 the conformal 90% factor is the largest miss)
+CALIBRATION_MIN_POINTS = 3
 EMERGENCE_MODES: tuple[str, ...] = ("checkpoint", "first_crossing")
 #: bootstrap predictions are computed for at most this many (draw x target) cells at once
 _CHUNK_CELLS = 2_000_000
@@ -280,23 +331,80 @@ def _chunks(n: int, n_draws: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, max(n, 1), size)] if n else [slice(0, 0)]
 
 
+SELECTION_SCHEMA = {
+    "stage": pl.String,
+    "quantity": pl.String,
+    "candidate": pl.String,
+    "status": pl.String,
+    "reason": pl.String,
+    "score": pl.Float64,
+    "n_points": pl.Int64,
+}
+
+
+def _sel_row(stage: str, quantity: str, candidate: str, status: str, reason: str = "", score: float | None = None,
+             n_points: int | None = 0) -> dict[str, Any]:
+    sc = None if score is None or not math.isfinite(float(score)) else float(score)
+    return {"stage": stage, "quantity": quantity, "candidate": candidate, "status": status, "reason": reason or "",
+            "score": sc, "n_points": int(n_points or 0)}
+
+
+def _run_schedules(runs: RunTable, schedule: str) -> np.ndarray:
+    """``(len(runs),)`` schedule of every row: the ``schedule`` setting, or the table's column."""
+    n = len(runs)
+    if schedule != "auto":
+        return np.full(n, schedule, dtype=object)
+    if SCHEDULE_COLUMN not in runs.frame.columns:
+        return np.full(n, "cosine", dtype=object)
+    col = runs.frame[SCHEDULE_COLUMN].cast(pl.String).str.to_lowercase().fill_null("cosine").to_numpy()
+    bad = sorted(set(col.tolist()) - set(SCHEDULES))
+    if bad:
+        raise SchemaError(f"Column {SCHEDULE_COLUMN!r} must hold one of {list(SCHEDULES)} per run, got {bad[:5]}; fix the "
+                          "column or pass FLP(schedule=...) for all runs.")
+    return col.astype(object)
+
+
 # -- FLP -----------------------------------------------------------------------------------------------
 @register
 class FLP(_ComputeSurrogate):
     """FLP: FLOPs -> loss -> score (Chen et al. 2024), with joint by-run bootstrap intervals.
 
+    By default (``"auto"``) the stage-1 form, the stage-1 checkpoints, the stage-2 link of
+    every benchmark and the interval calibration are decided by an internal backtest on the
+    runs given to :meth:`fit` (see "Choosing by the data" in the module docstring);
+    ``preset="paper"`` reproduces the paper exactly.
+
     Args:
         loss_column: loss to model: ``"loss"`` or ``"loss:<domain>"``; None = the overall
             ``loss`` column (error if the table only has per-domain losses).
-        stage1: FLOPs -> loss form: ``"power_offset"`` (default), ``"pure_power"`` (paper),
+        stage1: ``"auto"`` (default: chosen by internal backtest), ``"power_offset"``
+            (``L = E + A·C^-alpha``), ``"pure_power"`` (paper, ``L = (C/C_N)^alpha_N``) or
             ``"chinchilla"`` (``L(N, D)``, targets need params and tokens).
-        stage2: loss -> score form: ``"linear"`` (paper, default) or ``"sigmoid"``.
+        stage2: ``"auto"`` (default: chosen per benchmark), ``"linear"`` (paper),
+            ``"sigmoid"`` (floor at chance, learned ceiling) or ``"sigmoid_free"``
+            (learned floor and ceiling).
+        checkpoints: stage-1 points: ``"final"`` (the paper: final checkpoint of every
+            run), ``"usable"`` (also the intermediate checkpoints of runs whose schedule
+            makes them comparable to a finished run: ``wsd``/``constant``) or ``"auto"``.
+        schedule: learning-rate schedule of the runs, deciding which checkpoints are
+            usable: ``"auto"`` (a ``schedule`` column of the table if present, else
+            ``"cosine"``), ``"cosine"`` (only final checkpoints are usable: a cosine run's
+            intermediate checkpoints have not cooled down), ``"wsd"`` or ``"constant"``.
+        preset: None, or ``"paper"``: pure power law stage 1 on final checkpoints, linear
+            stage 2 on emerged checkpoints, no calibration (overrides stage1, stage2,
+            checkpoints, stage2_points and calibrate).
+        calibrate: scale the intervals by extrapolation distance from the internal
+            leave-largest-out backtest (:mod:`mixopt.surrogate.calibrate`).
+        selection_folds: internal folds (fold k holds out the k largest sizes).
+        fit_budget_s: wall-time budget of every single law fit, seconds; the stage-1 and the
+            stage-2 selections each stop starting new candidates after
+            ``SELECTION_BUDGET_FITS`` times this (the rest are reported as skipped).
         emergence_margin: distance from chance for a checkpoint to count as emerged (0.05).
         emergence: ``"checkpoint"`` (paper) or ``"first_crossing"``.
         min_emerged: fewest emerged checkpoints for a benchmark to be predictable (3).
         min_runs: fewest distinct runs among them (2).
         stage2_points: ``"emerged"``, ``"all"`` (every evaluated checkpoint) or ``"auto"``
-            (emerged for linear, all for sigmoid).
+            (emerged for linear, all for the sigmoids).
         stage1_loss: ``"huber"`` (Epoch's practice, default) or ``"squared"``.
         stage2_loss: ``"squared"`` (paper: least squares, default) or ``"huber"``.
         huber_delta: Huber threshold of stage 1, log-loss units (1e-3).
@@ -311,7 +419,15 @@ class FLP(_ComputeSurrogate):
 
     Attributes (after fit):
         loss_name_: the loss column modelled (the first output).
+        stage1_: the stage-1 form used; checkpoints_: the stage-1 points used.
+        stage2_: ``{"score:<b>": link}`` for every fitted benchmark.
         laws_: ``{output name: FittedLaw}`` for every fitted quantity.
+        selection_: polars frame of the ``auto`` choices: ``stage``, ``quantity``,
+            ``candidate``, ``status`` (chosen / scored / failed / skipped / fixed), ``reason``,
+            ``score`` (internal backtest error: mean relative loss error for stage 1, mean
+            absolute score error for stage 2), ``n_points``.
+        calibrator_: the fitted :class:`~mixopt.surrogate.calibrate.IntervalCalibrator`, or None.
+        fit_flops_max_: largest compute among the fitted final checkpoints (distance origin).
         fit_report_: polars frame, one row per output (law, status, reason, points, runs,
             parameters as JSON, residual scale, failed bootstrap draws).
         unpredictable_: ``{"score:<b>": reason}``.
@@ -323,8 +439,14 @@ class FLP(_ComputeSurrogate):
         self,
         *,
         loss_column: str | None = None,
-        stage1: Stage1 = "power_offset",
-        stage2: Stage2 = "linear",
+        stage1: str = "auto",
+        stage2: str = "auto",
+        checkpoints: str = "auto",
+        schedule: str = "auto",
+        preset: str | None = None,
+        calibrate: bool = True,
+        selection_folds: int = 2,
+        fit_budget_s: float = 30.0,
         emergence_margin: float = 0.05,
         emergence: str = "checkpoint",
         min_emerged: int = 3,
@@ -343,6 +465,12 @@ class FLP(_ComputeSurrogate):
         self.loss_column = loss_column
         self.stage1 = stage1
         self.stage2 = stage2
+        self.checkpoints = checkpoints
+        self.schedule = schedule
+        self.preset = preset
+        self.calibrate = calibrate
+        self.selection_folds = selection_folds
+        self.fit_budget_s = fit_budget_s
         self.emergence_margin = emergence_margin
         self.emergence = emergence
         self.min_emerged = min_emerged
@@ -358,12 +486,34 @@ class FLP(_ComputeSurrogate):
         self.seed = seed
         self.include_noise = include_noise
 
+    # -- settings ------------------------------------------------------------------------------
+    def _effective(self) -> dict[str, Any]:
+        """Settings after the preset: stage1, stage2, checkpoints, stage2_points, calibrate."""
+        eff = {"stage1": self.stage1, "stage2": self.stage2, "checkpoints": self.checkpoints,
+               "stage2_points": self.stage2_points, "calibrate": bool(self.calibrate)}
+        if self.preset == "paper":
+            eff.update(stage1="pure_power", stage2="linear", checkpoints="final", stage2_points="emerged", calibrate=False)
+        return eff
+
     def _check_settings(self) -> None:
         problems = self._check_common()
-        if self.stage1 not in STAGE1_FORMS:
-            problems.append(f"stage1 must be one of {list(STAGE1_FORMS)}, got {self.stage1!r}")
-        if self.stage2 not in STAGE2_FORMS:
-            problems.append(f"stage2 must be one of {list(STAGE2_FORMS)}, got {self.stage2!r}")
+        if self.stage1 not in ("auto", *STAGE1_FORMS):
+            problems.append(f"stage1 must be one of {['auto', *STAGE1_FORMS]}, got {self.stage1!r}")
+        if self.stage2 not in ("auto", *STAGE2_FORMS):
+            problems.append(f"stage2 must be one of {['auto', *STAGE2_FORMS]}, got {self.stage2!r}")
+        if self.checkpoints not in ("auto", *CHECKPOINT_MODES):
+            problems.append(f"checkpoints must be one of {['auto', *CHECKPOINT_MODES]}, got {self.checkpoints!r}")
+        if self.schedule not in ("auto", *SCHEDULES):
+            problems.append(f"schedule must be one of {['auto', *SCHEDULES]}, got {self.schedule!r}")
+        if self.preset not in PRESETS:
+            problems.append(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
+        if not isinstance(self.calibrate, bool):
+            problems.append(f"calibrate must be true or false, got {self.calibrate!r}")
+        if not isinstance(self.selection_folds, (int, np.integer)) or isinstance(self.selection_folds, bool) \
+                or self.selection_folds < 1:
+            problems.append(f"selection_folds must be an integer >= 1, got {self.selection_folds!r}")
+        if not (isinstance(self.fit_budget_s, (int, float)) and math.isfinite(self.fit_budget_s) and self.fit_budget_s > 0):
+            problems.append(f"fit_budget_s must be a number of seconds > 0, got {self.fit_budget_s!r}")
         if self.stage2_points not in ("auto", "emerged", "all"):
             problems.append(f"stage2_points must be 'auto', 'emerged' or 'all', got {self.stage2_points!r}")
         for name in ("stage1_loss", "stage2_loss"):
@@ -398,112 +548,354 @@ class FLP(_ComputeSurrogate):
             "or use the FP baseline (kind 'fp'), which maps FLOPs straight to scores."
         )
 
-    def _stage1_law(self, runs: RunTable) -> Law:
+    def _stage1_law(self, runs: RunTable, form: str) -> Law:
         ref = self.flops_reference if self.flops_reference is not None else reference_for(runs.flops())
-        if self.stage1 == "power_offset":
+        if form == "power_offset":
             return PowerLawWithOffset(reference=ref)
-        if self.stage1 == "pure_power":
+        if form == "pure_power":
             return PurePowerLaw(reference=ref)
-        return ChinchillaLaw(params_reference=reference_for(runs.params()), tokens_reference=reference_for(runs.tokens()))
+        cls = ChinchillaLaw if form == "chinchilla" else ChinchillaTiedLaw
+        return cls(params_reference=reference_for(runs.params()), tokens_reference=reference_for(runs.tokens()))
 
-    def _stage1_x(self, flops: np.ndarray, params: np.ndarray | None, tokens: np.ndarray | None) -> np.ndarray:
-        if self.stage1 == "chinchilla":
+    @staticmethod
+    def _stage1_x_for(form: str, flops: np.ndarray, params: np.ndarray | None, tokens: np.ndarray | None) -> np.ndarray:
+        if form in ND_FORMS:
             if params is None or tokens is None:
                 raise SchemaError(
-                    "FLP(stage1='chinchilla') predicts loss from parameters and tokens, but the targets give only "
+                    f"FLP(stage1={form!r}) predicts loss from parameters and tokens, but the targets give only "
                     "compute. Build them with Targets.from_params_tokens(params, tokens)."
                 )
             return np.column_stack([params, tokens])
         return np.asarray(flops, dtype=np.float64)[:, None]
 
-    def _stage2_law(self, b: Benchmark, scores: np.ndarray) -> Law:
-        if self.stage2 == "linear":
+    def _stage1_x(self, flops: np.ndarray, params: np.ndarray | None, tokens: np.ndarray | None) -> np.ndarray:
+        return self._stage1_x_for(getattr(self, "stage1_", self.stage1), flops, params, tokens)
+
+    def _stage2_law(self, b: Benchmark, scores: np.ndarray, link: str) -> Law:
+        if link == "linear":
             return Linear()
         fin = scores[np.isfinite(scores)]
         top = float(np.max(fin)) if fin.size else 1.0
         bottom = float(np.min(fin)) if fin.size else 0.0
         scale_hi = 1.0 if top <= 1.0 else (100.0 if top <= 100.0 else math.inf)
         scale_lo = 0.0 if bottom >= 0.0 else -math.inf
-        if b.chance is None:
+        if b.chance is None or link == "sigmoid_free":
             return Sigmoid(floor=None, ceiling_bounds=(scale_lo, scale_hi) if scale_lo < scale_hi else (-math.inf, math.inf))
         c = float(b.chance)
         bounds = (c, max(scale_hi, c + 1e-6)) if b.higher_is_better else (min(scale_lo, c - 1e-6), c)
         return Sigmoid(floor=c, ceiling_bounds=bounds)
 
+    def _usable_rows(self, runs: RunTable, mode: str) -> np.ndarray:
+        """``(len(runs),)`` bool: rows stage 1 may use (final rows always; see ``checkpoints``)."""
+        frame = runs.frame
+        last = np.asarray(frame.select(pl.col(TOKENS) == pl.col(TOKENS).max().over(RUN)).to_series().to_numpy(), dtype=bool)
+        if mode == "final":
+            return last
+        sched = _run_schedules(runs, self.schedule)
+        return last | np.isin(sched, USABLE_SCHEDULES)
+
+    def _fit_stage1(self, runs: RunTable, loss_name: str, form: str, mode: str,
+                    resample: GroupResample | None) -> tuple[LawFitter, Law, int]:
+        use = self._usable_rows(runs, mode)
+        y_all = runs.column(loss_name)
+        use &= np.isfinite(y_all)  # tables may leave the loss blank at some checkpoints
+        sub = runs.frame.filter(pl.Series(use))
+        law = self._stage1_law(runs, form)
+        x1 = self._stage1_x_for(form, sub["flops"].to_numpy(), sub[PARAMS].to_numpy(), sub[TOKENS].to_numpy())
+        fitter = LawFitter(law, loss=self.stage1_loss, huber_delta=self.huber_delta, n_starts=self.n_starts,
+                           n_bootstrap=0, seed=self.seed, max_seconds=float(self.fit_budget_s))
+        n_runs = sub[RUN].n_unique()
+        try:
+            fitter.fit(x1, y_all[use], groups=self._group_ids(sub[RUN].to_numpy()), resample=resample)
+        except FitError as e:
+            pts = "final checkpoints" if mode == "final" else "usable checkpoints"
+            raise FitError(f"FLP stage 1 ({form}: compute -> {loss_name}) failed on the {pts} of {n_runs} run(s): {e}",
+                           starts=e.starts) from None
+        return fitter, law, int(use.sum())
+
+    def _fit_stage2_one(self, runs: RunTable, j: int, b: Benchmark, link: str, loss_name: str,
+                        resample: GroupResample | None, points: str,
+                        min_points_per_param: int = 0) -> tuple[FittedLaw | None, dict[str, Any], str | None]:
+        """Fit benchmark ``j``'s loss -> score law. Returns (law or None, report row, reason).
+
+        ``min_points_per_param`` > 0 (``auto`` only) refuses a link with fewer points than
+        that many per parameter (a 3-parameter sigmoid on 5 points is noise)."""
+        name = SCORE_PREFIX + b.name
+        run_ids, scores, loss_all = self._arrays(runs, loss_name)
+        s = scores[:, j]
+        evaluated = np.isfinite(s) & np.isfinite(loss_all)
+        emerged = emerged_mask(s, b, float(self.emergence_margin), run_ids=run_ids, mode=self.emergence) & np.isfinite(loss_all)
+        reason = self._predictability(b, emerged, run_ids, int(evaluated.sum()))
+        if reason is None:
+            use_all = points == "all" or (points == "auto" and link != "linear")
+            rows = evaluated if use_all else emerged
+            law2 = self._stage2_law(b, s[rows], link)
+            need = min_points_per_param * law2.n_params
+            if need and int(rows.sum()) < need:
+                reason = (f"not fitted: {int(rows.sum())} point(s) for a {law2.n_params}-parameter {link} link, `auto` "
+                          f"needs >= {need} ({min_points_per_param} per parameter)")
+                row = _report_row(name, link, "unpredictable", reason, int(rows.sum()),
+                                  int(np.unique(run_ids[rows]).shape[0]) if rows.any() else 0)
+                return None, row, reason
+            fitter2 = LawFitter(law2, loss=self.stage2_loss, huber_delta=self.stage2_huber_delta,
+                                n_starts=self.n_starts, n_bootstrap=0, seed=self.seed, max_seconds=float(self.fit_budget_s))
+            try:
+                fitter2.fit(loss_all[rows], s[rows], groups=run_ids[rows], resample=resample)
+            except FitError as e:
+                reason = f"not predictable: the {link} loss -> score fit failed: {e}"
+            else:
+                note = ""
+                if link == "linear":
+                    slope = float(fitter2.params_[1])
+                    if slope != 0 and (slope > 0) == b.higher_is_better:
+                        note = (f"note: the score improves as loss grows (slope {slope:.3g} per nat/token); "
+                                "the emerged points carry no usable trend")
+                        logger.info("FLP: %s %s", name, note)
+                row = _report_row(name, law2.name if link != "sigmoid_free" else "sigmoid_free", "fitted", note,
+                                  fitter2.n_samples_, fitter2.n_groups_, law2.as_dict(fitter2.params_),
+                                  fitter2.residual_scale_, fitter2.bootstrap_failed_)
+                return FittedLaw.from_fitter(fitter2), row, None
+        row = _report_row(name, link, "unpredictable", reason or "", int(emerged.sum()),
+                          int(np.unique(run_ids[emerged]).shape[0]) if emerged.any() else 0)
+        return None, row, reason
+
+    def _arrays(self, runs: RunTable, loss_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(run ids, scores (n, b), loss (n,)) of a table, cached for the duration of one fit."""
+        cache = self.__dict__.setdefault("_array_cache", {})
+        key = (id(runs), loss_name)
+        hit = cache.get(key)
+        if hit is None or hit[0] is not runs:
+            hit = (runs, (self._group_ids(runs.run_ids()), runs.scores(), runs.column(loss_name)))
+            cache[key] = hit
+        return hit[1]
+
+    def _internal(self, **overrides: Any) -> FLP:
+        """A fixed-form copy for internal backtests (no selection, no calibration)."""
+        settings = {**self._settings(), "preset": None, "calibrate": False, **overrides}
+        return FLP(**settings)
+
+    def _choose_stage1(self, runs: RunTable, loss_name: str, eff: Mapping[str, Any],
+                       folds: list[Fold]) -> tuple[str, str, list[dict[str, Any]]]:
+        forms = STAGE1_FORMS if eff["stage1"] == "auto" else (eff["stage1"],)
+        has_usable = bool(np.any(self._usable_rows(runs, "usable") & ~self._usable_rows(runs, "final")))
+        if eff["checkpoints"] == "auto":
+            modes = ("final", "usable") if has_usable else ("final",)
+        else:
+            modes = (eff["checkpoints"],)
+        if len(forms) * len(modes) == 1:
+            return forms[0], modes[0], [_sel_row("stage1", loss_name, f"{forms[0]}+{modes[0]}", "fixed", "set by the settings")]
+        cands = [Candidate(f"{f}+{m}", {"stage1": f, "checkpoints": m}) for f in forms for m in modes]
+
+        def factory(s: Mapping[str, Any]) -> FLP:
+            m = self._internal(stage1=s["stage1"], checkpoints=s["checkpoints"], stage2="linear", n_bootstrap=0)
+            m._stage1_only = True
+            return m
+
+        sel = select(runs, cands, factory, folds=folds, quantities=[loss_name],
+                     time_budget_s=SELECTION_BUDGET_FITS * float(self.fit_budget_s))
+        rows = [_sel_row("stage1", loss_name, r["candidate"], r["status"], r["reason"], r["score"], r["n_points"])
+                for r in sel.table.iter_rows(named=True)]
+        if sel.chosen is None:
+            # no internal backtest possible: the fallback below is the form measured best on the shared data
+            form = DEFAULT_STAGE1 if DEFAULT_STAGE1 in forms else forms[0]
+            mode = "final" if "final" in modes else modes[0]
+            rows.append(_sel_row("stage1", loss_name, f"{form}+{mode}", "fallback", sel.reason))
+            return form, mode, rows
+        chosen = next(c for c in cands if c.name == sel.chosen)
+        return str(chosen.settings["stage1"]), str(chosen.settings["checkpoints"]), rows
+
+    def _loss_folds(self, runs: RunTable, loss_name: str) -> list[tuple[RunTable, RunTable]]:
+        """Stage-2 folds: hold out every checkpoint with a loss below the best final loss of
+        the (k+1)-th largest size (stage 2 extrapolates in loss, not in size)."""
+        final = runs.final()
+        sizes = np.unique(final.params())
+        fl = final.column(loss_name)
+        out = []
+        for k in range(1, int(self.selection_folds) + 1):
+            if sizes.size - k < 2:
+                break
+            at = (final.params() == sizes[-(k + 1)]) & np.isfinite(fl)
+            if not at.any():
+                continue
+            thr = float(np.min(fl[at]))
+            train = runs.filter(pl.col(loss_name).is_not_null() & (pl.col(loss_name) >= thr))
+            test = runs.filter(pl.col(loss_name).is_not_null() & (pl.col(loss_name) < thr))
+            if len(test) and train.n_runs >= 2:
+                out.append((train, test))
+        return out
+
+    def _choose_stage2(self, runs: RunTable, loss_name: str, eff: Mapping[str, Any],
+                       folds: list[Fold]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        names = [SCORE_PREFIX + b.name for b in runs.benchmarks]
+        if eff["stage2"] != "auto":
+            return {n: str(eff["stage2"]) for n in names}, []
+        links = STAGE2_FORMS
+        err: dict[tuple[str, str], list[float]] = {}
+        fail: dict[tuple[str, str], str] = {}
+        t_start = time.perf_counter()
+        budget = SELECTION_BUDGET_FITS * float(self.fit_budget_s)
+        for train, test in self._loss_folds(runs, loss_name):
+            if time.perf_counter() - t_start > budget:
+                for name in names:
+                    for link in links:
+                        fail.setdefault((name, link), f"skipped: selection time budget of {budget:g} s used up")
+                break
+            l_test = test.column(loss_name)
+            sc_test = test.scores()
+            for j, b in enumerate(runs.benchmarks):
+                name = names[j]
+                actual = sc_test[:, j]
+                ok = np.isfinite(actual) & np.isfinite(l_test)
+                for link in links:
+                    fl, _, reason = self._fit_stage2_one(train, j, b, link, loss_name, None, eff["stage2_points"],
+                                                         MIN_POINTS_PER_PARAM)
+                    if fl is None:
+                        fail.setdefault((name, link), reason or "not fitted")
+                        continue
+                    if not ok.any():
+                        continue
+                    with np.errstate(all="ignore"):
+                        pred = fl.law.predict(l_test[ok][:, None], fl.params)
+                    err.setdefault((name, link), []).extend(np.abs(pred - actual[ok]).tolist())
+        choice: dict[str, str] = {}
+        rows: list[dict[str, Any]] = []
+        for name in names:
+            scored = {lk: float(np.mean(err[(name, lk)])) for lk in links if err.get((name, lk))}
+            best = min(scored, key=lambda k: (scored[k], links.index(k))) if scored else None
+            choice[name] = best if best is not None else DEFAULT_STAGE2
+            for lk in links:
+                if lk in scored:
+                    rows.append(_sel_row("stage2", name, lk, "chosen" if lk == best else "scored", "", scored[lk],
+                                         len(err[(name, lk)])))
+                else:
+                    rows.append(_sel_row("stage2", name, lk, "failed",
+                                         fail.get((name, lk), "no held-out checkpoint to score on")))
+            if best is None:
+                rows.append(_sel_row("stage2", name, DEFAULT_STAGE2, "fallback",
+                                     "no internal backtest could score a link (too few emerged points in the folds)"))
+        return choice, rows
+
     def _fit(self, runs: RunTable) -> None:
         t0 = time.perf_counter()
+        self.__dict__.pop("_array_cache", None)
         self._check_settings()
+        eff = self._effective()
         loss_name = self._resolve_loss(runs)
-        final = runs.final()
-        law1 = self._stage1_law(runs)
-        x1 = self._stage1_x(final.flops(), final.params(), final.tokens())
-        y1 = final.column(loss_name)
-        resample = self._resample(runs)
-        fitter1 = LawFitter(law1, loss=self.stage1_loss, huber_delta=self.huber_delta, n_starts=self.n_starts,
-                            n_bootstrap=0, seed=self.seed)
-        try:
-            fitter1.fit(x1, y1, groups=self._group_ids(final.run_ids()), resample=resample)
-        except FitError as e:
-            raise FitError(
-                f"FLP stage 1 ({self.stage1}: compute -> {loss_name}) failed on the final checkpoints of "
-                f"{final.n_runs} run(s): {e}", starts=e.starts
-            ) from None
-        laws: dict[str, FittedLaw] = {loss_name: FittedLaw.from_fitter(fitter1)}
-        report = [_report_row(loss_name, law1.name, "fitted", "", fitter1.n_samples_, fitter1.n_groups_,
-                              law1.as_dict(fitter1.params_), fitter1.residual_scale_, fitter1.bootstrap_failed_)]
-        unpredictable: dict[str, str] = {}
+        stage1_only = bool(getattr(self, "_stage1_only", False))
+        fixed_links: Mapping[str, str] | None = getattr(self, "_stage2_map", None)
+        needs_folds = (eff["stage1"] == "auto" or eff["checkpoints"] == "auto" or
+                       (eff["stage2"] == "auto" and fixed_links is None and not stage1_only) or eff["calibrate"])
+        folds = size_folds(runs, int(self.selection_folds)) if needs_folds else []
+        selection: list[dict[str, Any]] = []
+        form, mode, rows1 = self._choose_stage1(runs, loss_name, eff, folds)
+        selection += rows1
+        if fixed_links is not None:
+            links = dict(fixed_links)
+        elif stage1_only:
+            links = {}
+        else:
+            links, rows2 = self._choose_stage2(runs, loss_name, eff, folds)
+            selection += rows2
 
-        loss_all = runs.column(loss_name)
-        run_ids = self._group_ids(runs.run_ids())
-        scores = runs.scores()
-        use_all = self.stage2_points == "all" or (self.stage2_points == "auto" and self.stage2 == "sigmoid")
+        final = runs.final()
+        resample = self._resample(runs)
+        fitter1, law1, n1 = self._fit_stage1(runs, loss_name, form, mode, resample)
+        laws: dict[str, FittedLaw] = {loss_name: FittedLaw.from_fitter(fitter1)}
+        report = [_report_row(loss_name, law1.name, "fitted", "" if mode == "final" else f"{n1} usable checkpoints",
+                              fitter1.n_samples_, fitter1.n_groups_, law1.as_dict(fitter1.params_),
+                              fitter1.residual_scale_, fitter1.bootstrap_failed_)]
+        unpredictable: dict[str, str] = {}
+        stage2: dict[str, str] = {}
         for j, b in enumerate(runs.benchmarks):
             name = SCORE_PREFIX + b.name
-            s = scores[:, j]
-            evaluated = np.isfinite(s)
-            emerged = self._emergence(runs, b, s)
-            reason = self._predictability(b, emerged, run_ids, int(evaluated.sum()))
-            if reason is None:
-                rows = evaluated if use_all else emerged
-                law2 = self._stage2_law(b, s[rows])
-                fitter2 = LawFitter(law2, loss=self.stage2_loss, huber_delta=self.stage2_huber_delta,
-                                    n_starts=self.n_starts, n_bootstrap=0, seed=self.seed)
-                try:
-                    fitter2.fit(loss_all[rows], s[rows], groups=run_ids[rows], resample=resample)
-                except FitError as e:
-                    reason = f"not predictable: the {law2.name} loss -> score fit failed: {e}"
-                else:
-                    laws[name] = FittedLaw.from_fitter(fitter2)
-                    note = ""
-                    if self.stage2 == "linear":
-                        slope = float(fitter2.params_[1])
-                        if slope != 0 and (slope > 0) == b.higher_is_better:
-                            note = (f"note: the score improves as loss grows (slope {slope:.3g} per nat/token); "
-                                    "the emerged points carry no usable trend")
-                            logger.info("FLP: %s %s", name, note)
-                    report.append(_report_row(name, law2.name, "fitted", note, fitter2.n_samples_, fitter2.n_groups_,
-                                              law2.as_dict(fitter2.params_), fitter2.residual_scale_,
-                                              fitter2.bootstrap_failed_))
-            if reason is not None:
-                unpredictable[name] = reason
-                report.append(_report_row(name, self.stage2, "unpredictable", reason, int(emerged.sum()),
-                                          int(np.unique(run_ids[emerged]).shape[0]) if emerged.any() else 0))
+            if stage1_only:
+                unpredictable[name] = "not fitted: stage-1-only internal fit"
+                continue
+            link = links.get(name, DEFAULT_STAGE2 if eff["stage2"] == "auto" else str(eff["stage2"]))
+            auto2 = eff["stage2"] == "auto" and fixed_links is None
+            fl, row, reason = self._fit_stage2_one(runs, j, b, link, loss_name, resample, eff["stage2_points"],
+                                                   MIN_POINTS_PER_PARAM if auto2 else 0)
+            if fl is None and link != "linear" and auto2 and reason and ("fit failed" in reason or "not fitted" in reason):
+                logger.info("FLP: %s: %s; falling back to the linear link", name, reason)
+                link = "linear"
+                fl, row, reason = self._fit_stage2_one(runs, j, b, link, loss_name, resample, eff["stage2_points"])
+            report.append(row)
+            if fl is None:
+                unpredictable[name] = reason or "not predictable"
                 logger.info("FLP: %s %s", name, reason)
-        if len(unpredictable) == len(runs.benchmarks) and runs.benchmarks:
+            else:
+                laws[name] = fl
+                stage2[name] = link
+        if len(unpredictable) == len(runs.benchmarks) and runs.benchmarks and not stage1_only:
             logger.warning("FLP: no benchmark is predictable from these runs; only %s is predicted.", loss_name)
 
         self.loss_name_ = loss_name
+        self.stage1_ = form
+        self.checkpoints_ = mode
+        self.stage2_ = stage2
         self.laws_ = laws
         self.fit_report_ = pl.DataFrame(report, schema=_REPORT_SCHEMA, orient="row")
         self.outputs_ = (loss_name, *(SCORE_PREFIX + b.name for b in runs.benchmarks))
         self.domains_ = ()
         self.benchmarks_ = tuple(runs.benchmarks)
         self.unpredictable_ = unpredictable
+        self.fit_flops_max_ = float(np.max(final.flops()))
+        self.calibrator_ = None
+        if eff["calibrate"] and not stage1_only:
+            self.calibrator_, cal_rows = self._fit_calibrator(runs, folds, form, mode, stage2)
+            selection += cal_rows
+        self.selection_ = pl.DataFrame(selection, schema=SELECTION_SCHEMA, orient="row")
+        self.__dict__.pop("_array_cache", None)
         self.fit_seconds_ = time.perf_counter() - t0
         logger.debug("FLP fit on %d runs / %d checkpoints in %.3fs", runs.n_runs, len(runs), self.fit_seconds_)
 
+    def _fit_calibrator(self, runs: RunTable, folds: list[Fold], form: str, mode: str,
+                        links: Mapping[str, str]) -> tuple[IntervalCalibrator | None, list[dict[str, Any]]]:
+        if not folds:
+            return None, [_sel_row("calibration", "*", "conformal", "skipped", "no internal folds (too few model sizes)")]
+
+        def factory() -> FLP:
+            # min_runs=1: a benchmark that has emerged in one fitted run still gives calibration points
+            m = self._internal(stage1=form, checkpoints=mode, stage2="linear", n_bootstrap=min(int(self.n_bootstrap), 50),
+                               min_runs=1)
+            m._stage2_map = dict(links)
+            return m
+
+        try:
+            rows = internal_backtest(folds, factory, level=CALIBRATION_LEVEL)
+        except DROP_ERRORS as e:
+            msg = str(e).splitlines()[0][:300]
+            return None, [_sel_row("calibration", "*", "conformal", "failed", msg)]
+        groups = ["loss" if q.startswith("loss") else "score" for q in rows["quantity"].to_list()]
+        cal = IntervalCalibrator(level=CALIBRATION_LEVEL, min_points=CALIBRATION_MIN_POINTS).fit(
+            rows["actual"].to_numpy(), rows["predicted"].to_numpy(), rows["lower"].to_numpy(), rows["upper"].to_numpy(),
+            rows["distance"].to_numpy(), groups)
+        out = []
+        if cal.is_identity:
+            out.append(_sel_row("calibration", "*", "conformal", "skipped", cal.reason_, None, cal.n_points_))
+        for r in cal.table_.iter_rows(named=True):
+            out.append(_sel_row("calibration", r["group"], f"q={r['q']:.3g},g={r['g']:.3g}", "fitted",
+                                f"internal coverage {r['coverage_before']:.0%} -> {r['coverage_after']:.0%}",
+                                r["q"], r["n"]))
+        return (None if cal.is_identity else cal), out
+
     # -- predict ---------------------------------------------------------------------------------
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+        cal: IntervalCalibrator | None = getattr(self, "calibrator_", None)
+        if not intervals or cal is None:
+            return self._predict_raw(targets, intervals=intervals, level=level)
+        raw = self._predict_raw(targets, intervals=True, level=float(cal.level))
+        d = extrapolation_distance(targets.flops, self.fit_flops_max_)
+        lower, upper, std = raw.lower.copy(), raw.upper.copy(), raw.std.copy()  # type: ignore[union-attr]
+        for j, name in enumerate(raw.names):
+            group = "loss" if name.startswith("loss") else "score"
+            lower[:, j], upper[:, j] = cal.apply(raw.mean[:, j], raw.lower[:, j], raw.upper[:, j], d,  # type: ignore[index]
+                                                 groups=group, level=level)
+            std[:, j] = raw.std[:, j] * cal.factor(d, group)  # type: ignore[index]
+        return Prediction(names=raw.names, mean=raw.mean, lower=lower, upper=upper, std=std, level=level,
+                          unpredictable=dict(self.unpredictable_))
+
+    def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         n = len(targets)
         x1 = self._stage1_x(targets.flops, targets.params, targets.tokens)
         s1 = self.laws_[self.loss_name_]
@@ -548,11 +940,25 @@ class FLP(_ComputeSurrogate):
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state, arrays = self._laws_state()
         state["loss_name"] = self.loss_name_
+        state["stage1"] = self.stage1_
+        state["checkpoints"] = self.checkpoints_
+        state["stage2"] = dict(self.stage2_)
+        state["fit_flops_max"] = self.fit_flops_max_
+        state["selection"] = self.selection_.to_dicts()
+        state["calibrator"] = self.calibrator_.state() if self.calibrator_ is not None else None
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         self._set_laws_state(state, arrays)
         self.loss_name_ = str(state["loss_name"])
+        self.stage1_ = str(state.get("stage1", self.stage1))
+        self.checkpoints_ = str(state.get("checkpoints", "final"))
+        self.stage2_ = dict(state.get("stage2", {}))
+        self.fit_flops_max_ = float(state.get("fit_flops_max", math.nan))
+        rows = [{**r, "score": None if r.get("score") in (None, "nan") else float(r["score"])} for r in state.get("selection", [])]
+        self.selection_ = pl.DataFrame(rows, schema=SELECTION_SCHEMA, orient="row")
+        cal = state.get("calibrator")
+        self.calibrator_ = IntervalCalibrator.from_state(cal) if cal else None
 
 
 # -- FP ------------------------------------------------------------------------------------------------

@@ -1,0 +1,37 @@
+"""Gemstones (McLeish et al. 2025, ../shared/data/gemstones): FLP default vs paper preset vs FP.
+
+22 models (48M-2B active params), 35 checkpoints each, FineWeb-Edu validation loss, 9
+accuracies. Fit on every model below 1B params, predict the final checkpoints of the models
+>= 1B. Every model trains on the same 350B tokens, so the final checkpoints cannot separate N
+and D (the Chinchilla forms drop out of ``auto`` with that reason). Gemstones' main runs use a
+constant learning rate with separate cool-down branches, so their intermediate checkpoints are
+"hot" (not cooled down): ``schedule="constant"`` lets ``auto`` consider them (row
+``default_constant``). No published anchor law is computable from these files (their fits use
+W&B training-loss curves that are absent from the snapshot).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from real_common import section
+
+
+def run(quick: bool) -> dict[str, Any]:
+    from mixopt.data.public import default_data_dir, load_gemstones
+
+    logging.getLogger("mixopt").setLevel(logging.ERROR)
+    data = default_data_dir(__import__("pathlib").Path(__file__).resolve().parents[1])
+    if not (data / "gemstones").is_dir():
+        print(f"section gemstones: {data}/gemstones not found")
+        return {"status": "no data"}
+    nb = 50 if quick else 200
+    runs = load_gemstones(data)
+    methods = {
+        "default": ("flp", {"n_bootstrap": nb}),
+        "default_constant": ("flp", {"n_bootstrap": nb, "schedule": "constant"}),
+        "paper": ("flp", {"preset": "paper", "n_bootstrap": nb}),
+        "fp": ("fp", {"n_bootstrap": nb}),
+    }
+    return section(runs, methods, 1e9, "gemstones")
