@@ -147,6 +147,10 @@ class FLPM(Surrogate):
         loss: ``"huber"`` or ``"squared"`` stage-1 residual loss (log space).
         huber_delta: Huber threshold in log-loss units.
         maxiter: L-BFGS-B iterations per start.
+        max_seconds: wall-time budget of one domain's stage-1 law fit (main fit and
+            bootstrap), seconds; None = unbounded. A fit that runs out raises FitError
+            (``auto`` drops that candidate). 120 s: the 17-source RegMix law takes ~11 s of
+            CPU per domain, and the shared machine runs several times slower than that.
         fixed_compute_tolerance: when the training runs share one compute scale, targets
             within this relative distance of it (either way) are predicted at that scale;
             others raise NotPredictableError.
@@ -206,6 +210,7 @@ class FLPM(Surrogate):
         loss: str = "huber",
         huber_delta: float = 1e-3,
         maxiter: int = 1000,
+        max_seconds: float | None = 120.0,
         fixed_compute_tolerance: float = 0.25,
         emergence_margin: float = 0.05,
         min_emerged: int = 10,
@@ -233,6 +238,7 @@ class FLPM(Surrogate):
         self.loss = loss
         self.huber_delta = huber_delta
         self.maxiter = maxiter
+        self.max_seconds = max_seconds
         self.fixed_compute_tolerance = fixed_compute_tolerance
         self.emergence_margin = emergence_margin
         self.min_emerged = min_emerged
@@ -454,7 +460,7 @@ class FLPM(Surrogate):
         resid = np.empty(m)
         for j, d in enumerate(self.loss_domains_):
             fitter = LawFitter(law, loss=self.loss, huber_delta=float(self.huber_delta), n_starts=int(self.n_starts),
-                               seed=int(self.seed), maxiter=int(self.maxiter))
+                               seed=int(self.seed), maxiter=int(self.maxiter), max_seconds=self.max_seconds)
             ok = np.isfinite(L[:, j])  # a run whose final checkpoint lacks this domain's loss does not count
             if int(ok.sum()) < law.n_params:
                 raise FitError(
