@@ -158,7 +158,9 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
     table: list[dict[str, Any]] = []
     cfg = dict(fixed)
     base = {k: v for k, v in model.get_params().items() if k != "preset"}
-    base.update(intervals="raw", n_bootstrap=min(int(model.n_bootstrap), 10))
+    # fold fits are many: fewer bootstrap draws and law starts than the final fit (the 17-source
+    # RegMix law costs ~11 s of CPU per domain and start set)
+    base.update(intervals="raw", n_bootstrap=min(int(model.n_bootstrap), 10), n_starts=max(1, int(model.n_starts) // 2))
 
     def make(settings: Mapping[str, str]) -> FLPM:
         m = type(model)(**{**base, **settings})
