@@ -1,6 +1,13 @@
 """FLP-M vs DML, RegMix-style regression, FLP and FP: mixture-aware prediction; throughput.
 
-Prints three tables (GitHub issue 7):
+Prints four tables (GitHub issues 7 and 11):
+
+(0) issue 11's protocol over 12 seeded worlds (seeds 11, 2, 3, 0, 1, 4..10): each world is
+    ``mixopt simulate --world mixture --domains 3 --mixtures 12 --sizes 2e7,5e7,1e8,3e8,1e9
+    --seed S``, backtested holding out 1e9 and 3 mixtures; per world and method the median
+    relative score error on the held-out 1e9 runs, then median, 90th percentile and worst
+    over worlds, interval coverage, and whether FLP-M beats FLP and FP world by world.
+    (``--only-issue11`` stops after it.)
 
 (1) synthetic multi-domain worlds (2, 3, 5 mixture domains, 4 benchmarks, several seeds):
     sampling runs 5e7..1e9 params at 20 tokens/param, 16 random mixtures, 10 checkpoints,
@@ -20,7 +27,7 @@ Prints three tables (GitHub issue 7):
 (3) throughput of FLP-M prediction (5 domains, 5 benchmarks) in batch vs a Python loop
     of single-row calls (the baseline, same run), and fit time.
 
-Run:  python benchmarks/bench_flpm.py [--quick] [--data-dir ../shared/data]
+Run:  python benchmarks/bench_flpm.py [--quick] [--only-issue11] [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
@@ -60,6 +67,86 @@ def _fit(kind: str, runs: RunTable, seed: int = 0):
         return make_surrogate(kind, seed=seed).fit(runs), None
     except (FitError, SchemaError, NotPredictableError) as e:
         return None, f"{type(e).__name__}: {e}"
+
+
+# -- (0) issue 11's protocol over many seeded worlds ----------------------------------------
+ISSUE_SIZES = [2e7, 5e7, 1e8, 3e8, 1e9]
+ISSUE_SEEDS = [11, 2, 3, 0, 1, 4, 5, 6, 7, 8, 9, 10]
+ISSUE_METHODS: dict[str, tuple[str, dict]] = {
+    "flpm": ("flpm", {}), "flpm_paper": ("flpm", {"preset": "paper"}), "dml": ("dml", {}),
+    "regmix": ("regmix", {}), "flp": ("flp", {}), "fp": ("fp", {}),
+}
+
+
+def issue_world(seed: int) -> RunTable:
+    """``mixopt simulate --world mixture --domains 3 --mixtures 12 --sizes 2e7,5e7,1e8,3e8,1e9 --seed <seed>``."""
+    from mixopt.testing import random_mixtures
+
+    w = mixture_world(n_domains=3, n_benchmarks=4, seed=seed)
+    return w.sample_runs(ISSUE_SIZES, random_mixtures(12, 3, seed=seed), tokens_per_param=20.0, n_checkpoints=10,
+                         loss_noise=0.005, score_noise=0.005, seed=seed)  # the CLI defaults
+
+
+def issue11(seeds: list[int], methods: dict[str, tuple[str, dict]]) -> pl.DataFrame:
+    """Per world and method: median relative score error on the held-out 1e9 runs, and coverage.
+
+    Split as ``mixopt backtest --holdout-min-params 1e9 --holdout-mixtures 3`` (seed 0).
+    Errors pool every (held-out 1e9 run, benchmark) pair the method predicts; benchmarks
+    a method declares unpredictable are not counted (``n_scores`` says how many pairs).
+    """
+    rows = []
+    for seed in seeds:
+        runs = issue_world(seed)
+        split = make_split(runs, holdout_min_params=1e9, holdout_mixtures=3)
+        for name, (kind, settings) in methods.items():
+            t0 = time.perf_counter()
+            try:
+                model = make_surrogate(kind, seed=0, **settings).fit(split.train)
+                r = evaluate(model, split.test, level=0.9).rows
+            except (FitError, SchemaError, NotPredictableError) as e:
+                rows.append({"seed": seed, "method": name, "score_err": None, "loss_err": None, "score_cov90": None,
+                             "loss_cov90": None, "n_scores": 0, "fit_s": None, "note": str(e).splitlines()[0][:80]})
+                continue
+            big = r.filter(pl.col("params") >= 1e9)
+            sc = big.filter(pl.col("quantity").str.starts_with("score:"))
+            lo = big.filter(pl.col("quantity").str.starts_with("loss"))
+            rows.append({"seed": seed, "method": name,
+                         "score_err": sc["rel_error"].median() if sc.height else None,
+                         "loss_err": lo["rel_error"].median() if lo.height else None,
+                         "score_cov90": sc["covered"].mean() if sc.height else None,
+                         "loss_cov90": lo["covered"].mean() if lo.height else None,
+                         "n_scores": sc.height, "fit_s": time.perf_counter() - t0,
+                         "note": str(getattr(model, "config_", ""))})
+            r0 = rows[-1]
+            print(f"      seed {seed} {name}: score err {r0['score_err']}, cov {r0['score_cov90']}, fit {r0['fit_s']:.0f}s", flush=True)
+    return pl.DataFrame(rows, schema_overrides={"score_err": pl.Float64, "loss_err": pl.Float64, "score_cov90": pl.Float64,
+                                                "loss_cov90": pl.Float64, "fit_s": pl.Float64})
+
+
+def print_issue11(df: pl.DataFrame, methods: dict) -> None:
+    wide = df.pivot(on="method", index="seed", values="score_err")
+    print("    median relative score error on the held-out 1e9 runs, per world (seed):")
+    print(wide)
+    order = {m: i for i, m in enumerate(methods)}
+    summ = df.group_by("method").agg(
+        pl.col("score_err").median().alias("median_over_worlds"),
+        pl.col("score_err").quantile(0.9, "linear").alias("p90_over_worlds"),
+        pl.col("score_err").max().alias("worst"),
+        pl.col("score_cov90").mean().alias("score_cov90"),
+        pl.col("loss_err").median().alias("loss_err_median"),
+        pl.col("loss_cov90").mean().alias("loss_cov90"),
+        pl.col("n_scores").sum().alias("n_scores"),
+        pl.col("fit_s").max().alias("max_fit_s"),
+    ).with_columns(pl.col("method").replace_strict(order, default=99).alias("_o")).sort("_o").drop("_o")
+    print("    over worlds (fit times on a loaded shared 2-core machine):")
+    print(summ)
+    ref = df.filter(pl.col("method") == "flpm").select("seed", pl.col("score_err").alias("_f"))
+    for other in ("flp", "fp"):
+        o = df.filter(pl.col("method") == other).select("seed", pl.col("score_err").alias("_o")).join(ref, on="seed")
+        beats = o.filter(pl.col("_f") < pl.col("_o")).height
+        print(f"    FLP-M beats {other} on {beats} of {o.height} worlds")
+    ch = df.filter(pl.col("method") == "flpm").select("seed", "note")
+    print("    FLP-M auto choices:", "; ".join(f"{r['seed']}: {r['note']}" for r in ch.iter_rows(named=True)))
 
 
 # -- (1) synthetic --------------------------------------------------------------------------
@@ -265,10 +352,20 @@ def _timed(fn) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one seed, 4 RegMix domains, fewer repeats")
+    ap.add_argument("--only-issue11", action="store_true", help="run section (0) only")
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     t_start = time.perf_counter()
+
+    seeds0 = ISSUE_SEEDS[:3] if args.quick else ISSUE_SEEDS
+    print(f"(0) issue 11 protocol: `mixopt simulate --world mixture --domains 3 --mixtures 12 --sizes 2e7,5e7,1e8,3e8,1e9 "
+          f"--seed S` for S in {seeds0}, backtest holding out 1e9 and 3 mixtures")
+    i11 = issue11(seeds0, ISSUE_METHODS)
+    print_issue11(i11, ISSUE_METHODS)
+    print(f"    [{time.perf_counter() - t_start:.0f}s elapsed]")
+    if args.only_issue11:
+        return
 
     ks = [2, 3, 5]
     seeds = [0] if args.quick else [0, 1, 2]

@@ -80,12 +80,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import polars as pl
 
 from mixopt.data.table import LOSS_PREFIX, SCORE_PREFIX, Benchmark, RunTable
 from mixopt.errors import ConfigError, FitError, NotPredictableError, SchemaError
-from mixopt.laws.base import Law, Param, check_reference, reference_for
+from mixopt.laws.base import reference_for
 from mixopt.laws.fitter import GroupResample, LawFitter, combine_interval, predictive_std
+from mixopt.laws.mixture import (
+    STAGE1_LAWS,
+    DMLLaw,
+    FLPMAdditiveLaw,
+    FLPMLaw,
+    make_stage1_law,
+)
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
+from mixopt.surrogate.logistic import LogisticScoreMap
 from mixopt.surrogate.nets import NetConfig, ScoreNetEnsemble
 from mixopt.data.thinning import STAGE2_MAX_ROWS  # [metric hook]
 
@@ -94,281 +103,29 @@ logger = logging.getLogger(__name__)
 #: compute must span at least this factor over the final checkpoints for the compute terms
 #: of stage 1 to be fitted; below it stage 1 is a pure mixture law at one compute scale
 MIN_COMPUTE_SPAN = 2.0
+#: stage-2 models: ``net`` (the paper's two-layer net ensemble) or ``logistic`` (a GLM, see
+#: :mod:`mixopt.surrogate.logistic`)
+STAGE2_MODELS: tuple[str, ...] = ("net", "logistic")
+#: the N,D forms fit at most this many checkpoints per run (the final one included), each at
+#: least ND_MIN_FRACTION of the run's final tokens (early checkpoints carry warm-up effects)
+ND_MAX_CHECKPOINTS = 4
+ND_MIN_FRACTION = 0.25
 #: rows per block in prediction (means / intervals)
 _CHUNK_MEAN = 262144
 _CHUNK_INTERVAL = 4096
-_BIG = 30.0
 
 
-# -- stage-1 laws -------------------------------------------------------------------------------
-class _MixtureLaw(Law):
-    """Base of the stage-1 laws: inputs ``flops`` (if compute varies), then the ratios.
-
-    Ratios sum to a constant (1, less any domains held fixed in training), so the last
-    source's ratio is not an input: it is ``ratio_total - Σ(other ratios)``. (As inputs, the
-    full set of ratios would be exactly collinear, which the fitter rightly rejects.)
-
-    Args:
-        sources: names of the ``k >= 2`` mixture domains, in order.
-        vary_compute: whether compute varies in the data; if False the law has no compute
-            input and no compute parameters (it is a mixture law at one compute scale).
-        reference: compute scale ``C_ref``, FLOPs (conditioning only).
-        ratio_total: what the ``k`` ratios sum to (1 unless some domains are held fixed).
-    """
-
-    log_space = True
-    positive_inputs = False
-
-    def __init__(self, sources: Sequence[str], vary_compute: bool = True, reference: float = 1e18,
-                 ratio_total: float = 1.0) -> None:
-        self.sources = tuple(str(s) for s in sources)
-        if len(self.sources) < 2:
-            raise ConfigError(f"{type(self).__name__} needs at least two mixture domains (sources), got {list(self.sources)}.")
-        self.vary_compute = bool(vary_compute)
-        self.reference = check_reference("reference", reference)
-        self.ratio_total = float(ratio_total)
-        if not 0 < self.ratio_total <= 1 + 1e-9:
-            raise ConfigError(f"ratio_total must be in (0, 1], got {ratio_total!r}.")
-
-    @property  # type: ignore[override]
-    def inputs(self) -> tuple[str, ...]:
-        return (("flops",) if self.vary_compute else ()) + tuple(f"r:{s}" for s in self.sources[:-1])
-
-    @property
-    def k(self) -> int:
-        return len(self.sources)
-
-    def config(self) -> dict[str, Any]:
-        return {"sources": list(self.sources), "vary_compute": self.vary_compute, "reference": self.reference,
-                "ratio_total": self.ratio_total}
-
-    def inputs_from(self, flops: np.ndarray, ratios: np.ndarray) -> np.ndarray:
-        """Law inputs ``(n, q)`` from compute ``(n,)`` FLOPs and all ``k`` ratios ``(n, k)``."""
-        r = np.asarray(ratios, dtype=np.float64)[:, :-1]
-        return np.column_stack([np.asarray(flops, dtype=np.float64), r]) if self.vary_compute else r
-
-    def _ux(self, x: np.ndarray) -> tuple[np.ndarray | float, np.ndarray]:
-        """``(u = log(C / C_ref) (..., n) or 0.0, all k ratios (..., n, k))``."""
-        x = np.asarray(x, dtype=np.float64)
-        if self.vary_compute:
-            u: np.ndarray | float = np.log(x[..., 0] / self.reference)
-            r = x[..., 1:]
-        else:
-            u, r = 0.0, x
-        last = np.maximum(self.ratio_total - r.sum(axis=-1, keepdims=True), 0.0)
-        return u, np.concatenate([r, last], axis=-1)
-
-    @staticmethod
-    def _stack(cols: Sequence[np.ndarray]) -> np.ndarray:
-        """Concatenate Jacobian blocks ``(..., n, p_i)`` after broadcasting their batch shape."""
-        shape = np.broadcast_shapes(*(c.shape[:-1] for c in cols))
-        return np.concatenate([np.broadcast_to(c, shape + c.shape[-1:]) for c in cols], axis=-1)
-
-    @staticmethod
-    def _mix(R: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """``Σ_s R[..., n, s]·w[..., s]`` -> ``(..., n)`` with batch broadcasting."""
-        if R.ndim == 2 and w.ndim == 2:  # many parameter vectors, one input set: one gemm
-            return np.ascontiguousarray((R @ w.T).T)
-        return np.matmul(R, w[..., :, None])[..., 0]
-
-
-class FLPMLaw(_MixtureLaw):
-    """``L = E + exp(-alpha·(u + log(eps + Σ_s w_s·r_s)))``, ``u = log(C / C_ref)``.
-
-    Equivalently ``L = E + ((eps·C + Σ_s w_s·C_s) / C_ref)^(-alpha)`` with ``C_s = r_s·C``.
-    Parameters: ``E`` (irreducible loss, nats/token), ``alpha`` (exponent), ``log_eps``
-    (log of the ratio-independent share), ``log_w:<s>`` (log of source s's weight).
-    """
-
-    name = "flpm"
-
-    @property  # type: ignore[override]
-    def params(self) -> tuple[Param, ...]:
-        return (
-            Param("E", 0.0, 50.0, (0.0,), "irreducible loss, nats/token"),
-            Param("alpha", 0.01, 3.0, (0.15,), "compute exponent of the pooled effective compute"),
-            Param("log_eps", -_BIG, 10.0, (-3.0,), "log share of compute that teaches the domain whatever the ratios"),
-            *(Param(f"log_w:{s}", -_BIG, _BIG, (0.0,), f"log weight of source {s!r} in the effective compute") for s in self.sources),
-        )
-
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        e, alpha, log_eps = (theta[..., i, None] for i in range(3))
-        share = np.exp(log_eps) + self._mix(R, np.exp(theta[..., 3:]))
-        return e + np.exp(-alpha * (u + np.log(share)))
-
-    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        alpha, log_eps = theta[..., 1, None], theta[..., 2, None]
-        w = np.exp(theta[..., 3:])
-        share = np.exp(log_eps) + self._mix(R, w)
-        ls = np.log(share)
-        g = np.exp(-alpha * (u + ls))
-        c = -alpha * g / share
-        return self._stack([
-            np.ones_like(g)[..., None], (-g * (u + ls))[..., None], (c * np.exp(log_eps))[..., None],
-            c[..., None] * R * w[..., None, :],
-        ])
-
-    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
-        lo, mean = float(np.min(y)), float(np.mean(y))
-        grid: dict[str, tuple[float, ...]] = {"E": (0.0, 0.5 * lo, 0.8 * lo), "alpha": (0.1, 0.3, 0.6), "log_eps": (-3.0,)}
-        # common log-weight so the reducible loss at a typical mixture and C_ref starts near the data
-        level = -math.log(max(mean - 0.5 * lo, 1e-3)) / 0.3
-        grid.update({f"log_w:{s}": (float(np.clip(level, -_BIG, _BIG)),) for s in self.sources})
-        return grid
-
-
-class FLPMAdditiveLaw(_MixtureLaw):
-    """``L = E + A·exp(-alpha·u) + Σ_s B_s·(1 + r_s·exp(u - c_s))^(-beta_s)``.
-
-    The paper's per-source sum with a finite ``r_s = 0`` limit: ``exp(c_s)`` is the compute
-    scale ``C_s,d / C_ref`` of source s. Without varying compute the ``A, alpha`` term is
-    dropped (``u = 0``). ``shared_exponent=True`` uses one ``beta`` for every source.
-    """
-
-    name = "flpm_additive"
-
-    def __init__(self, sources: Sequence[str], vary_compute: bool = True, reference: float = 1e18,
-                 ratio_total: float = 1.0, shared_exponent: bool = False) -> None:
-        super().__init__(sources, vary_compute, reference, ratio_total)
-        self.shared_exponent = bool(shared_exponent)
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "shared_exponent": self.shared_exponent}
-
-    @property  # type: ignore[override]
-    def params(self) -> tuple[Param, ...]:
-        ps = [Param("E", 0.0, 50.0, (0.0,), "irreducible loss, nats/token")]
-        if self.vary_compute:
-            ps += [Param("log_a", -_BIG, 10.0, (0.0,), "log reducible loss of the total-compute term at C_ref"),
-                   Param("alpha", 0.0, 3.0, (0.15,), "exponent of the total-compute term")]
-        ps += [Param(f"log_b:{s}", -_BIG, 10.0, (0.0,), f"log loss removed by source {s!r}") for s in self.sources]
-        ps += [Param(f"c:{s}", -_BIG, _BIG, (-2.3,), f"log compute scale of source {s!r} (relative to C_ref)") for s in self.sources]
-        if self.shared_exponent:
-            ps.append(Param("beta", 0.01, 5.0, (0.5,), "exponent shared by every source term"))
-        else:
-            ps += [Param(f"beta:{s}", 0.01, 5.0, (0.5,), f"exponent of source {s!r}") for s in self.sources]
-        return tuple(ps)
-
-    def _split(self, theta: np.ndarray) -> tuple[np.ndarray, ...]:
-        k = self.k
-        i = 1
-        if self.vary_compute:
-            la, al = theta[..., 1:2], theta[..., 2:3]
-            i = 3
-        else:
-            la = al = None
-        lb, c = theta[..., i : i + k], theta[..., i + k : i + 2 * k]
-        beta = theta[..., i + 2 * k :]
-        if self.shared_exponent:
-            beta = np.broadcast_to(beta, lb.shape)
-        return theta[..., 0:1], la, al, lb, c, beta  # type: ignore[return-value]
-
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        e, la, al, lb, c, beta = self._split(theta)
-        uu = np.asarray(u)[..., None]  # (..., n, 1)
-        t = 1.0 + R * np.exp(uu - c[..., None, :])
-        terms = np.exp(lb[..., None, :] - beta[..., None, :] * np.log(t)).sum(axis=-1)
-        out = e + terms
-        if self.vary_compute:
-            out = out + np.exp(la - al * u)
-        return out
-
-    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        _, la, al, lb, c, beta = self._split(theta)
-        uu = np.asarray(u, dtype=np.float64)
-        q = R * np.exp(uu[..., None] - c[..., None, :])  # (..., n, k)
-        t = 1.0 + q
-        bb = beta[..., None, :]
-        term = np.exp(lb[..., None, :] - bb * np.log(t))
-        cols = [np.ones(term.shape[:-1] + (1,))]
-        if self.vary_compute:
-            a = np.exp(la - al * uu)  # (..., n)
-            cols += [a[..., None], (-uu * a)[..., None]]
-        dbeta = -term * np.log(t)
-        cols += [term, bb * term * q / t, dbeta.sum(axis=-1, keepdims=True) if self.shared_exponent else dbeta]
-        return self._stack(cols)
-
-    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
-        lo, mean = float(np.min(y)), float(np.mean(y))
-        grid = {p.name: p.grid for p in self.params}
-        grid["E"] = (0.0, 0.5 * lo, 0.8 * lo)
-        spare = max(mean - 0.5 * lo, 1e-3)
-        for s in self.sources:
-            grid[f"log_b:{s}"] = (math.log(spare / (self.k + 1)),)
-        if self.vary_compute:
-            grid["log_a"] = (math.log(spare / 2),)
-        return grid
-
-
-class DMLLaw(_MixtureLaw):
-    """``L = E + exp(-alpha·u + Σ_j t_j·r_j)``: Data Mixing Law times a compute power law."""
-
-    name = "dml"
-
-    @property  # type: ignore[override]
-    def params(self) -> tuple[Param, ...]:
-        ps = [Param("E", 0.0, 50.0, (0.0,), "irreducible loss, nats/token")]
-        if self.vary_compute:
-            ps.append(Param("alpha", 0.0, 3.0, (0.15,), "compute exponent"))
-        ps += [Param(f"t:{s}", -_BIG, _BIG, (0.0,), f"log reducible loss if all data were {s!r}") for s in self.sources]
-        return tuple(ps)
-
-    def _exponent(self, x: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(u, R, z)``: log-compute, ratios and the exponent of the reducible term."""
-        u, R = self._ux(x)
-        i = 2 if self.vary_compute else 1
-        z = self._mix(R, theta[..., i:])
-        if self.vary_compute:
-            z = z - theta[..., 1:2] * u
-        return u, R, z
-
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        _, _, z = self._exponent(x, theta)
-        return theta[..., 0:1] + np.exp(z)
-
-    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R, z = self._exponent(x, theta)
-        g = np.exp(z)
-        cols = [np.ones_like(g)[..., None]]
-        if self.vary_compute:
-            cols.append((-u * g)[..., None])
-        cols.append(g[..., None] * R)
-        return self._stack(cols)
-
-    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
-        lo, mean = float(np.min(y)), float(np.mean(y))
-        grid = {p.name: p.grid for p in self.params}
-        grid["E"] = (0.0, 0.5 * lo, 0.8 * lo)
-        if self.vary_compute:
-            grid["alpha"] = (0.1, 0.3)
-        t0 = math.log(max(mean - 0.5 * lo, 1e-3))
-        grid.update({f"t:{s}": (t0,) for s in self.sources})
-        return grid
-
-
-#: stage-1 forms by name. (Not in :data:`mixopt.laws.LAWS`: these laws need their mixture
-#: domains to be built, and FLP-M rebuilds them itself from its saved state.)
-STAGE1_LAWS: dict[str, type[_MixtureLaw]] = {"flpm": FLPMLaw, "flpm_additive": FLPMAdditiveLaw, "dml": DMLLaw}
-
-
-def make_stage1_law(form: str, sources: Sequence[str], *, vary_compute: bool, reference: float,
-                    ratio_total: float = 1.0, shared_exponent: bool = False) -> _MixtureLaw:
-    """Build a stage-1 law by form name (``flpm``, ``flpm_additive``, ``dml``)."""
-    if form not in STAGE1_LAWS:
-        raise ConfigError(f"stage1 must be one of {sorted(STAGE1_LAWS)}, got {form!r}.")
-    if form == "flpm_additive":
-        return FLPMAdditiveLaw(sources, vary_compute, reference, ratio_total, shared_exponent)
-    return STAGE1_LAWS[form](sources, vary_compute, reference, ratio_total)
+def _thin_checkpoints(runs: RunTable, k: int, min_fraction: float) -> RunTable:
+    """At most ``k`` checkpoints per run, evenly spread over those with tokens >= ``min_fraction`` of the final."""
+    f = runs.frame.with_columns(
+        (pl.col("tokens") / pl.col("tokens").max().over("run")).alias("_frac"),
+    ).filter(pl.col("_frac") >= min_fraction - 1e-12)
+    f = f.with_columns(pl.int_range(pl.len()).over("run").alias("_i"), pl.len().over("run").alias("_n"))
+    # keep the final checkpoint and k - 1 more, evenly spaced from the last backwards
+    step = ((pl.col("_n") - 1) / max(k - 1, 1)).ceil().clip(lower_bound=1)
+    keep = ((pl.col("_n") - 1 - pl.col("_i")) % step == 0) & ((pl.col("_n") - 1 - pl.col("_i")) / step < k)
+    ids = f.filter(keep).select("run", "tokens")
+    return RunTable(runs.frame.join(ids, on=["run", "tokens"], how="semi"), runs.benchmarks)
 
 
 # -- the surrogate ---------------------------------------------------------------------------------
@@ -377,8 +134,13 @@ class FLPM(Surrogate):
     """FLP-M: (compute, mixture) -> per-domain losses (stage 1) -> scores (stage-2 nets).
 
     Args:
-        stage1: stage-1 form, ``"flpm"`` (default), ``"flpm_additive"`` or ``"dml"`` (see
-            the module docstring).
+        stage1: stage-1 form: ``"auto"`` (default for FLP-M: chosen by internal backtest
+            among ``flpm``, ``dml``, ``flpm_nd``, ``dml_nd``, see
+            :mod:`mixopt.surrogate.flpm_auto`), ``"flpm"``, ``"flpm_additive"``, ``"dml"``
+            (FLOPs forms, final checkpoints) or ``"flpm_nd"``, ``"dml_nd"`` (N,D forms,
+            :mod:`mixopt.laws.mixture`; every checkpoint, thinned). DML's default: ``"dml"``.
+        family: ``"auto"`` (default), ``"law"`` (the law alone) or ``"hybrid"`` (the law
+            times a kernel-ridge correction over the mixture, :mod:`mixopt.surrogate.hybrid`).
         shared_exponent: ``flpm_additive`` only: one exponent for all source terms.
         n_bootstrap: stage-1 bootstrap draws by run (joint over domains); 0 disables
             stage-1 parameter uncertainty.
@@ -386,6 +148,10 @@ class FLPM(Surrogate):
         loss: ``"huber"`` or ``"squared"`` stage-1 residual loss (log space).
         huber_delta: Huber threshold in log-loss units.
         maxiter: L-BFGS-B iterations per start.
+        max_seconds: wall-time budget of one domain's stage-1 law fit (main fit and
+            bootstrap), seconds; None = unbounded. A fit that runs out raises FitError
+            (``auto`` drops that candidate). 120 s: the 17-source RegMix law takes ~11 s of
+            CPU per domain, and the shared machine runs several times slower than that.
         fixed_compute_tolerance: when the training runs share one compute scale, targets
             within this relative distance of it (either way) are predicted at that scale;
             others raise NotPredictableError.
@@ -397,8 +163,19 @@ class FLPM(Surrogate):
             evaluated checkpoints, or ``"auto"`` (default): all for benchmarks with a
             sigmoid link (its chance floor models the flat pre-emergence part, and those
             points locate where the rise starts), emerged only for linear links.
-        calibrate_extrapolation: widen score intervals beyond the sampling compute by an
-            error rate measured in a backtest inside ``fit`` (see :meth:`_calibrate`).
+        stage2: ``"auto"`` (default), ``"net"`` (the paper's two-layer net ensemble) or
+            ``"logistic"`` (a GLM, :mod:`mixopt.surrogate.logistic`).
+        stage2_inputs: ``"auto"`` (default), ``"observed"`` (each checkpoint's measured
+            losses, the paper) or ``"fitted"`` (stage 1's losses at that checkpoint).
+        intervals: ``"auto"`` (default: ``"calibrated"``, or ``"raw"`` with the paper
+            preset), ``"calibrated"`` (conformal factors from the internal backtest by
+            extrapolation distance, :mod:`mixopt.surrogate.calibrate`; they only widen),
+            ``"widen"`` (score intervals widened by the nets' size backtest, see
+            :meth:`_calibrate`) or ``"raw"`` (bootstrap + residual noise only).
+        preset: None, or ``"paper"``: the paper's method (pooled per-source power law on
+            final checkpoints, two-layer net on observed losses, no selection, raw intervals;
+            ``link="linear"`` and ``stage2_points="emerged"`` make the net exactly the
+            paper's Linear-ReLU-Linear on emerged checkpoints).
         hidden, activation, link, n_members, max_epochs, lr, weight_decay, val_fraction,
             patience: stage-2 network settings (:class:`~mixopt.surrogate.nets.NetConfig`).
         seed: seeds the stage-1 starts and bootstrap, the nets and the interval draws.
@@ -423,24 +200,29 @@ class FLPM(Surrogate):
     uses_mixture: ClassVar[bool] = True
     #: stage-2 nets cost grows with rows: cap the fit rows (finals kept) [metric hook]
     max_fit_rows: ClassVar[int | None] = STAGE2_MAX_ROWS
-    _default_stage1: ClassVar[str] = "flpm"
+    _default_stage1: ClassVar[str] = "auto"
 
     def __init__(
         self,
         *,
         stage1: str | None = None,
+        family: str = "auto",
         shared_exponent: bool = False,
         n_bootstrap: int = 30,
         n_starts: int = 6,
         loss: str = "huber",
         huber_delta: float = 1e-3,
         maxiter: int = 1000,
+        max_seconds: float | None = 120.0,
         fixed_compute_tolerance: float = 0.25,
         emergence_margin: float = 0.05,
         min_emerged: int = 10,
         min_runs: int = 2,
         stage2_points: str = "auto",
-        calibrate_extrapolation: bool = True,
+        stage2: str = "auto",
+        stage2_inputs: str = "auto",
+        intervals: str = "auto",
+        preset: str | None = None,
         hidden: int = 16,
         activation: str = "relu",
         link: str = "auto",
@@ -459,12 +241,17 @@ class FLPM(Surrogate):
         self.loss = loss
         self.huber_delta = huber_delta
         self.maxiter = maxiter
+        self.max_seconds = max_seconds
         self.fixed_compute_tolerance = fixed_compute_tolerance
         self.emergence_margin = emergence_margin
         self.min_emerged = min_emerged
         self.min_runs = min_runs
         self.stage2_points = stage2_points
-        self.calibrate_extrapolation = calibrate_extrapolation
+        self.family = family
+        self.stage2 = stage2
+        self.stage2_inputs = stage2_inputs
+        self.intervals = intervals
+        self.preset = preset
         self.hidden = hidden
         self.activation = activation
         self.link = link
@@ -480,19 +267,36 @@ class FLPM(Surrogate):
         return NetConfig(
             hidden=self.hidden, activation=self.activation, n_members=self.n_members, max_epochs=self.max_epochs,
             lr=self.lr, weight_decay=self.weight_decay, val_fraction=self.val_fraction, patience=self.patience,
-            link=self.link, seed=int(self.seed),
+            link="linear" if self.preset == "paper" else self.link, seed=int(self.seed),
         )
+
+    def _make_stage2(self) -> ScoreNetEnsemble | LogisticScoreMap:
+        """An unfitted stage-2 model of the kind in use (``stage2_model_`` once chosen)."""
+        kind = self.config_["stage2"]
+        if kind == "logistic":
+            return LogisticScoreMap(n_members=int(self.n_members) * 4, seed=int(self.seed))
+        return ScoreNetEnsemble(self._net_config())
 
     def _check_settings(self) -> None:
         problems = []
-        if self.stage1 not in STAGE1_LAWS:
-            problems.append(f"stage1 must be one of {sorted(STAGE1_LAWS)}, got {self.stage1!r}")
+        if self.stage1 not in (*STAGE1_LAWS, "auto"):
+            problems.append(f"stage1 must be 'auto' or one of {sorted(STAGE1_LAWS)}, got {self.stage1!r}")
+        if self.family not in ("auto", "law", "hybrid"):
+            problems.append(f"family must be 'auto', 'law' or 'hybrid', got {self.family!r}")
+        if self.intervals not in ("auto", "calibrated", "widen", "raw"):
+            problems.append(f"intervals must be 'auto', 'calibrated', 'widen' or 'raw', got {self.intervals!r}")
+        if self.preset not in (None, "paper"):
+            problems.append(f"preset must be None or 'paper', got {self.preset!r}")
         for name, lo in (("n_bootstrap", 0), ("n_starts", 1), ("maxiter", 1), ("min_emerged", 2), ("min_runs", 1)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
                 problems.append(f"{name} must be an integer >= {lo}, got {v!r}")
         if self.loss not in ("huber", "squared"):
             problems.append(f"loss must be 'huber' or 'squared', got {self.loss!r}")
+        if self.stage2 not in (*STAGE2_MODELS, "auto"):
+            problems.append(f"stage2 must be 'auto' or one of {list(STAGE2_MODELS)}, got {self.stage2!r}")
+        if self.stage2_inputs not in ("auto", "observed", "fitted"):
+            problems.append(f"stage2_inputs must be 'observed' or 'fitted', got {self.stage2_inputs!r}")
         if self.stage2_points not in ("auto", "emerged", "all"):
             problems.append(f"stage2_points must be 'auto', 'emerged' or 'all', got {self.stage2_points!r}")
         for name in ("huber_delta", "fixed_compute_tolerance"):
@@ -523,14 +327,102 @@ class FLPM(Surrogate):
                 f"{type(self).__name__} needs per-domain validation losses (loss:<domain> columns); the table has none "
                 f"(columns {runs.frame.columns[:12]}). Evaluate each checkpoint on every domain's validation set."
             )
+        self._prepare(runs)
+        fixed = self._requested_config()
+        self.selection_ = None
+        self.calibrator_ = None
+        choice = None
+        if "auto" in fixed.values() or self._intervals_mode() == "calibrated":
+            from mixopt.surrogate.flpm_auto import choose
+
+            choice = choose(self, runs, fixed, need_rows=self._intervals_mode() == "calibrated")
+            self.selection_ = choice.table
+            fixed = choice.config
+            logger.info("FLP-M auto: chose %s (folds: %s)", fixed, "; ".join(choice.folds) or "none")
+        self.config_ = dict(fixed)
+        self._fit_config(runs)
+        if self._intervals_mode() == "calibrated" and choice is not None and choice.rows.height:
+            from mixopt.surrogate.calibrate import IntervalCalibrator
+
+            r = choice.rows.filter(pl.col("actual").is_finite() & pl.col("lower").is_finite() & pl.col("upper").is_finite())
+            if r.height:
+                groups = [q.split(":")[0] for q in r["quantity"].to_list()]
+                self.calibrator_ = IntervalCalibrator(level=0.9).fit(
+                    r["actual"].to_numpy(), r["predicted"].to_numpy(), r["lower"].to_numpy(), r["upper"].to_numpy(),
+                    r["distance"].to_numpy(), groups=groups)
+
+    def _warn_level(self) -> int:
+        """WARNING for the user's fit; DEBUG inside the internal backtest (its folds repeat the same warnings)."""
+        return logging.DEBUG if getattr(self, "_internal", False) else logging.WARNING
+
+    def _prepare(self, runs: RunTable) -> None:
+        """Names from the table (no fitting)."""
         self.domains_ = tuple(runs.domains)
         self.loss_domains_ = tuple(runs.loss_domains)
         self.benchmarks_ = tuple(runs.benchmarks)
-        self._fit_stage1(runs.final())
-        self._fit_stage2(runs)
         self.outputs_ = tuple(LOSS_PREFIX + d for d in self.loss_domains_) + tuple(SCORE_PREFIX + b.name for b in self.benchmarks_)
 
+    def _requested_config(self) -> dict[str, str]:
+        """The choosable settings as requested (``"auto"`` = decided by :func:`~mixopt.surrogate.flpm_auto.choose`).
+
+        ``preset="paper"`` fixes the paper's method: the pooled per-source power law
+        (``flpm``), no mixture correction, the two-layer net on observed losses.
+        """
+        if self.preset == "paper":
+            return {"stage1": "flpm" if self.stage1 == "auto" else self.stage1, "family": "law", "stage2": "net",
+                    "stage2_inputs": "observed"}
+        return {"stage1": self.stage1, "family": self.family, "stage2": self.stage2, "stage2_inputs": self.stage2_inputs}
+
+    def _intervals_mode(self) -> str:
+        """``calibrated`` (conformal, from the internal backtest), ``widen`` (the nets' size backtest) or ``raw``."""
+        if self.intervals != "auto":
+            return self.intervals
+        return "raw" if self.preset == "paper" else "calibrated"
+
+    def _fit_config(self, runs: RunTable) -> None:
+        """Fit stage 1 (+ mixture correction) and stage 2 with the settled ``config_``."""
+        self._fit_stage1(self._stage1_rows(runs))
+        self._fit_residual(runs)
+        self._fit_stage2(runs)
+
+    def _stage1_rows(self, runs: RunTable) -> RunTable:
+        """The checkpoints stage 1 is fitted on: the final checkpoint of every run.
+
+        The N,D forms (``flpm_nd``, ``dml_nd``) are fitted on **every checkpoint** instead:
+        they describe a part-trained model (same N, fewer tokens), which is what lets them
+        use intermediate checkpoints. (Valid for constant/WSD-like schedules and for the
+        synthetic worlds; a cosine run's mid-training checkpoints sit above a run trained to
+        that budget, so prefer the FLOPs forms there.) This is the one place where stage-1
+        targets are chosen: a metric-only or thinned variant overrides it.
+        """
+        if STAGE1_LAWS[self.config_["stage1"]].uses_nd:
+            return _thin_checkpoints(runs, ND_MAX_CHECKPOINTS, ND_MIN_FRACTION)
+        return runs.final()
+
+    def _fit_residual(self, runs: RunTable) -> None:
+        """The hybrid family's correction over the mixture, fitted on the law's final-checkpoint residuals."""
+        self.residual_ = None
+        if self.config_["family"] != "hybrid":
+            return
+        from mixopt.surrogate.hybrid import MixtureResidual
+
+        fin = runs.final()
+        R = fin.mixture(self.domains_)
+        x = self.stage1_law_.inputs_from_scale(fin.flops(), fin.params(), fin.tokens(), R[:, list(self.stage1_active_)])
+        L = fin.losses(self.loss_domains_)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            res = np.log(L / self._stage1_mean(x))
+        res[~np.isfinite(res)] = np.nan
+        self.residual_ = MixtureResidual().fit(R, res)
+
+    def _residual_correction(self, R: np.ndarray) -> np.ndarray:
+        """Log-space correction ``(n, m)`` of the hybrid family (zeros for the law family)."""
+        if getattr(self, "residual_", None) is None:
+            return np.zeros((np.asarray(R).shape[0], len(self.loss_domains_)))
+        return self.residual_.predict(R)
+
     def _fit_stage1(self, final: RunTable) -> None:
+        """Fit the stage-1 law per loss domain on ``final`` (the rows of :meth:`_stage1_rows`)."""
         C = final.flops()
         R = final.mixture(self.domains_)
         L = final.losses(self.loss_domains_)
@@ -543,28 +435,31 @@ class FLPM(Surrogate):
                 "the mixture's effect on the losses cannot be learned. Add runs with different mixtures."
             )
         if inactive:
-            logger.warning(
+            logger.log(
+                self._warn_level(),
                 "FLP-M stage 1: the ratio of domain(s) %s never varies in training (always %s); they are left out of "
                 "stage 1 and targets must keep that ratio.", [self.domains_[j] for j in inactive], R[0, inactive].round(6).tolist(),
             )
         span = float(C.max() / C.min())
         vary = span >= MIN_COMPUTE_SPAN
         if not vary:
-            logger.warning(
+            logger.log(
+                self._warn_level(),
                 "FLP-M stage 1: training compute spans only a factor %.3g (< %.3g) over %d runs, so the compute terms "
                 "are not identifiable; fitting a mixture-only law at C = %.4g FLOPs. Predictions at other compute "
                 "will raise NotPredictableError.", span, MIN_COMPUTE_SPAN, len(C), float(np.median(C)),
             )
         ref = reference_for(C)
         total = float(1.0 - R[0, inactive].sum()) if inactive else 1.0
-        law = make_stage1_law(self.stage1, [self.domains_[j] for j in active], vary_compute=vary, reference=ref,
-                              ratio_total=total, shared_exponent=bool(self.shared_exponent))
-        x = law.inputs_from(C, R[:, active])
-        n_runs = len(ids)
+        law = make_stage1_law(self.config_["stage1"], [self.domains_[j] for j in active], vary_compute=vary, reference=ref,
+                              ratio_total=total, shared_exponent=bool(self.shared_exponent),
+                              n_reference=reference_for(final.params()), d_reference=reference_for(final.tokens()))
+        x = law.inputs_from_scale(C, final.params(), final.tokens(), R[:, active])
+        n_runs = int(np.unique(ids).shape[0])
         if n_runs < law.n_params:
             from mixopt.surrogate.advice import too_few_runs_message  # [metric hook] true advice
 
-            raise FitError(too_few_runs_message(self.stage1, law.n_params, n_runs, law.sources, vary_compute=vary,
+            raise FitError(too_few_runs_message(self.config_["stage1"], law.n_params, n_runs, law.sources, vary_compute=vary,
                                                 ratio_total=total))  # [metric hook]
         resample = GroupResample.draw(ids, int(self.n_bootstrap), np.random.default_rng(np.random.SeedSequence([int(self.seed), 1])))
         m, p = len(self.loss_domains_), law.n_params
@@ -573,9 +468,15 @@ class FLPM(Surrogate):
         resid = np.empty(m)
         for j, d in enumerate(self.loss_domains_):
             fitter = LawFitter(law, loss=self.loss, huber_delta=float(self.huber_delta), n_starts=int(self.n_starts),
-                               seed=int(self.seed), maxiter=int(self.maxiter))
+                               seed=int(self.seed), maxiter=int(self.maxiter), max_seconds=self.max_seconds)
+            ok = np.isfinite(L[:, j])  # a run whose final checkpoint lacks this domain's loss does not count
+            if int(ok.sum()) < law.n_params:
+                raise FitError(
+                    f"FLP-M stage 1: domain {d!r} has a final-checkpoint loss in only {int(ok.sum())} runs, fewer than the "
+                    f"{law.n_params} parameters of {law.name!r}. Evaluate more final checkpoints on {d!r} or drop loss:{d}."
+                )
             try:
-                fitter.fit(x, L[:, j], groups=ids, resample=resample)
+                fitter.fit(x[ok], L[ok, j], groups=ids[ok], resample=resample)
             except FitError as e:
                 raise FitError(f"FLP-M stage 1 could not fit the loss of domain {d!r}: {e}", starts=e.starts) from e
             params[j] = fitter.params_
@@ -589,17 +490,33 @@ class FLPM(Surrogate):
         self.stage1_active_ = tuple(active)
         self.stage1_fixed_ratios_ = tuple(float(R[0, j]) for j in inactive)
         self.vary_compute_ = vary
+        last = final.final()  # (stage 1 may have been fitted on every checkpoint)
+        self.tokens_per_param_ = float(np.median(last.tokens() / last.params()))
         self.compute_range_ = (float(C.min()), float(C.max()))
         # common random numbers for the residual-noise part of interval draws
         rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), 3]))
         self.stage1_noise_draws_ = rng.standard_normal((resample.n_draws, m))
+
+    def _stage2_inputs(self, runs: RunTable) -> np.ndarray:
+        """Domain losses ``(n, m)`` the stage-2 model trains on, one row per checkpoint.
+
+        ``stage2_inputs="observed"`` (the paper): each checkpoint's measured losses.
+        ``"fitted"``: the stage-1 law's losses at that checkpoint's compute and mixture --
+        noise-free inputs (measured losses carry evaluation noise, which flattens a fitted
+        map: errors-in-variables), at the price of trusting stage 1 at every checkpoint.
+        """
+        if self.config_["stage2_inputs"] == "fitted":
+            R = runs.mixture(self.domains_)
+            x = self.stage1_law_.inputs_from_scale(runs.flops(), runs.params(), runs.tokens(), R[:, list(self.stage1_active_)])
+            return self._stage1_mean(x) * np.exp(self._residual_correction(R))
+        return runs.losses(self.loss_domains_)
 
     def _fit_stage2(self, runs: RunTable) -> None:
         from mixopt.surrogate.flp import emerged_mask
 
         unpredictable: dict[str, str] = {}
         ids = np.asarray(runs.run_ids(), dtype=object)
-        X = runs.losses(self.loss_domains_)
+        X = self._stage2_inputs(runs)
         keep: list[Benchmark] = []
         Ys, masks = [], []
         self.emerged_counts_ = {}
@@ -623,15 +540,17 @@ class FLPM(Surrogate):
                 )
                 continue
             keep.append(b)
-            sigmoid = self.link == "sigmoid" or (self.link == "auto" and b.chance is not None)
-            use = np.isfinite(s) if (self.stage2_points == "all" or (self.stage2_points == "auto" and sigmoid)) else em
+            link = "linear" if self.preset == "paper" else self.link
+            points = "emerged" if self.preset == "paper" else self.stage2_points
+            sigmoid = self.config_["stage2"] == "logistic" or link == "sigmoid" or (link == "auto" and b.chance is not None)
+            use = np.isfinite(s) if (points == "all" or (points == "auto" and sigmoid)) else em
             Ys.append(np.where(use, s, np.nan))
             masks.append(use)
         for q, why in unpredictable.items():
-            logger.warning("FLP-M: %s %s", q, why)
+            logger.log(self._warn_level(), "FLP-M: %s %s", q, why)
         Y = np.column_stack(Ys) if Ys else np.zeros((len(ids), 0))
         M = np.column_stack(masks) if masks else np.zeros((len(ids), 0), dtype=bool)
-        self.nets_ = ScoreNetEnsemble(self._net_config()).fit(
+        self.nets_ = self._make_stage2().fit(
             X, Y, M, ids, chance=[b.chance for b in keep], higher_is_better=[b.higher_is_better for b in keep]
         )
         self.stage2_benchmarks_ = tuple(b.name for b in keep)
@@ -639,7 +558,7 @@ class FLPM(Surrogate):
         self.train_max_flops_ = float(runs.flops().max())
         self.extrapolation_error_ = np.zeros(len(keep))
         self.extrapolation_distance_ = np.ones(len(keep))
-        if self.calibrate_extrapolation and self.vary_compute_ and keep:
+        if self._intervals_mode() == "widen" and self.vary_compute_ and keep:
             self.extrapolation_error_, self.extrapolation_distance_ = self._calibrate(runs, X, Y, M, ids, keep)
 
     def _calibrate(self, runs: RunTable, X: np.ndarray, Y: np.ndarray, M: np.ndarray, ids: np.ndarray,
@@ -681,8 +600,7 @@ class FLPM(Surrogate):
         ok_cols = [j for j in range(len(keep)) if Mtr[:, j].sum() >= 2]
         if not ok_cols:
             return rates, dists
-        cfg = self._net_config()
-        net = ScoreNetEnsemble(cfg).fit(
+        net = self._make_stage2().fit(
             X, np.where(Mtr[:, ok_cols], Y[:, ok_cols], np.nan), Mtr[:, ok_cols], ids,
             chance=[keep[j].chance for j in ok_cols], higher_is_better=[keep[j].higher_is_better for j in ok_cols],
         )
@@ -730,7 +648,12 @@ class FLPM(Surrogate):
                     f"scale only (+-{float(self.fixed_compute_tolerance):.0%}); got target compute {float(C[bad][0]):.4g} "
                     f"FLOPs. Predict at ~{c0:.4g} FLOPs, or fit on runs of several sizes."
                 )
-        return self.stage1_law_.inputs_from(C, R[:, list(self.stage1_active_)])
+        N, D = targets.params, targets.tokens
+        if self.stage1_law_.uses_nd and (N is None or D is None):
+            # compute only: split it as the sampling runs did (their median tokens per parameter)
+            N = np.sqrt(C / (6.0 * self.tokens_per_param_))
+            D = self.tokens_per_param_ * N
+        return self.stage1_law_.inputs_from_scale(C, N, D, R[:, list(self.stage1_active_)])
 
     def _stage1_mean(self, x: np.ndarray) -> np.ndarray:
         """Point losses ``(n, m)``, nats/token."""
@@ -754,7 +677,46 @@ class FLPM(Surrogate):
             from mixopt.surrogate.metric import predict_metric_only  # [metric hook]
 
             return predict_metric_only(self, targets, intervals=intervals, level=level)  # [metric hook]
+        cal = getattr(self, "calibrator_", None)
+        if not intervals or cal is None:
+            return self._predict_raw(targets, intervals=intervals, level=level)
+        # conformal calibration: the model's own interval at the calibrator's level, each side
+        # scaled by the factor learned from the internal backtest at this extrapolation distance
+        from mixopt.surrogate.calibrate import extrapolation_distance
+
+        pred = self._predict_raw(targets, intervals=True, level=cal.level)
+        d = extrapolation_distance(targets.flops, self.train_max_flops_)
+        lower, upper = pred.lower.copy(), pred.upper.copy()  # type: ignore[union-attr]
+        std = pred.std.copy()  # type: ignore[union-attr]
+        for j, q in enumerate(pred.names):
+            if not np.isfinite(pred.mean[:, j]).any():
+                continue
+            g = q.split(":")[0]
+            lo, hi = cal.apply(pred.mean[:, j], lower[:, j], upper[:, j], d, groups=g, level=level)
+            # calibration only widens: a held-out fold one size down sees less of a rising score
+            # than the target does, so a factor < 1 learned there is not trusted beyond it
+            raw_lo, raw_hi = self._predict_raw_interval(pred, j, level)
+            lower[:, j], upper[:, j] = np.minimum(lo, raw_lo), np.maximum(hi, raw_hi)
+            std[:, j] = std[:, j] * np.maximum(cal.factor(d, groups=g), 1.0)
+        return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
+                          unpredictable=dict(self.unpredictable_))
+
+    @staticmethod
+    def _predict_raw_interval(pred: Prediction, j: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """The model's own interval of column ``j`` at ``level``, from its reference-level prediction.
+
+        (Each side scaled by the ratio of normal quantiles: exact for the Gaussian score
+        intervals, a close approximation for the log-space loss intervals.)
+        """
+        from scipy.stats import norm
+
+        k = float(norm.ppf(0.5 + level / 2) / norm.ppf(0.5 + pred.level / 2))
+        mu = pred.mean[:, j]
+        return mu - k * (mu - pred.lower[:, j]), mu + k * (pred.upper[:, j] - mu)  # type: ignore[index]
+
+    def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         x = self._stage1_inputs(targets)
+        corr = self._residual_correction(targets.mixture)  # type: ignore[arg-type]
         n = x.shape[0]
         m = len(self.loss_domains_)
         names = list(self.outputs_)
@@ -767,13 +729,14 @@ class FLPM(Surrogate):
         chunk = _CHUNK_INTERVAL if intervals else _CHUNK_MEAN
         for s in range(0, n, chunk):
             xs = x[s : s + chunk]
-            L = self._stage1_mean(xs)
+            cs = np.exp(corr[s : s + chunk])
+            L = self._stage1_mean(xs) * cs
             mean[s : s + chunk, :m] = L
             S = self.nets_.predict_mean(L)
             mean[s : s + chunk, score_cols] = S
             if not intervals:
                 continue
-            draws = self._stage1_draws(xs)
+            draws = self._stage1_draws(xs) * cs[None]
             ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)
             lo, hi = combine_interval(L, draws if draws.shape[0] else None, self.stage1_residual_, level, log_space=True)
             lower[s : s + chunk, :m] = lo  # type: ignore[index]
@@ -814,6 +777,10 @@ class FLPM(Surrogate):
             "stage2_benchmarks": list(self.stage2_benchmarks_),
             "emerged_counts": dict(self.emerged_counts_),
             "train_max_flops": self.train_max_flops_,
+            "config": dict(self.config_),
+            "tokens_per_param": self.tokens_per_param_,
+            "calibrator": self.calibrator_.state() if getattr(self, "calibrator_", None) is not None else None,
+            "selection": self.selection_.to_dicts() if getattr(self, "selection_", None) is not None else None,
         }
         arrays = {
             "stage1.params": self.stage1_params_,
@@ -824,6 +791,8 @@ class FLPM(Surrogate):
             "stage2.extrapolation_distance": self.extrapolation_distance_,
         }
         arrays.update({f"net.{k}": v for k, v in self.nets_.arrays().items()})
+        if getattr(self, "residual_", None) is not None:
+            arrays.update({f"residual.{k}": v for k, v in self.residual_.arrays().items()})
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
@@ -833,11 +802,26 @@ class FLPM(Surrogate):
 
             return set_metric_state(self, state, arrays)  # [metric hook]
         self.loss_domains_ = tuple(state["loss_domains"])
+        self.config_ = {str(k): str(v) for k, v in dict(state["config"]).items()}
+        self.tokens_per_param_ = float(state.get("tokens_per_param", 20.0))
+        self.calibrator_ = None
+        if state.get("calibrator") is not None:
+            from mixopt.surrogate.calibrate import IntervalCalibrator
+
+            self.calibrator_ = IntervalCalibrator.from_state(state["calibrator"])
+        self.selection_ = pl.DataFrame(state["selection"]) if state.get("selection") else None
+        res_arrays = {k[len("residual."):]: v for k, v in arrays.items() if k.startswith("residual.")}
+        self.residual_ = None
+        if res_arrays:
+            from mixopt.surrogate.hybrid import MixtureResidual
+
+            self.residual_ = MixtureResidual.from_arrays(res_arrays)
         cfg = dict(state["stage1_config"])
         form = state["stage1_law"]
         self.stage1_law_ = make_stage1_law(form, cfg["sources"], vary_compute=bool(cfg["vary_compute"]),
                                            reference=float(cfg["reference"]), ratio_total=float(cfg.get("ratio_total", 1.0)),
-                                           shared_exponent=bool(cfg.get("shared_exponent", False)))
+                                           shared_exponent=bool(cfg.get("shared_exponent", False)),
+                                           n_reference=float(cfg.get("n_reference", 1e8)), d_reference=float(cfg.get("d_reference", 2e9)))
         self.stage1_active_ = tuple(int(j) for j in state["stage1_active"])
         self.stage1_fixed_ratios_ = tuple(float(v) for v in state["stage1_fixed_ratios"])
         self.vary_compute_ = bool(state["vary_compute"])
@@ -852,7 +836,10 @@ class FLPM(Surrogate):
         self.stage1_residual_ = np.asarray(arrays["stage1.residual"], dtype=np.float64)
         self.stage1_noise_draws_ = np.asarray(arrays["stage1.noise_draws"], dtype=np.float64)
         net_arrays = {k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")}
-        self.nets_ = ScoreNetEnsemble.from_arrays(self._net_config(), net_arrays)
+        if self.config_["stage2"] == "logistic":
+            self.nets_ = LogisticScoreMap.from_arrays(net_arrays, n_members=int(self.n_members) * 4, seed=int(self.seed))
+        else:
+            self.nets_ = ScoreNetEnsemble.from_arrays(self._net_config(), net_arrays)
         m, p = self.stage1_params_.shape
         if m != len(self.loss_domains_) or p != self.stage1_law_.n_params or self.nets_.n_benchmarks != len(self.stage2_benchmarks_):
             raise ValueError(

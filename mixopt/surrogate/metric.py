@@ -42,7 +42,9 @@ logger = logging.getLogger(__name__)
 #: compute must span this factor over the final checkpoints for a compute term
 MIN_COMPUTE_SPAN = 2.0
 #: law form used for each stage-1 setting of FLP-M / DML
-FORM_OF_STAGE1 = {"flpm": "flpm", "dml": "dml"}
+#: the law fitted to each metric for a stage-1 setting; "auto" (FLP-M's default) is the pooled
+#: power law, which beat the DML/Olmix form on all three Olmix swarms (benchmarks/real_olmix.py)
+FORM_OF_STAGE1 = {"flpm": "flpm", "dml": "dml", "auto": "flpm"}
 
 
 def is_metric_only(runs: RunTable) -> bool:

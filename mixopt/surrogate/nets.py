@@ -61,8 +61,8 @@ from mixopt.errors import ConfigError, NotFittedError, SchemaError
 
 logger = logging.getLogger(__name__)
 
-Activation = Literal["relu", "tanh", "softplus"]
-ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "softplus")
+Activation = Literal["relu", "tanh", "softplus", "identity"]
+ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "softplus", "identity")
 LINKS: tuple[str, ...] = ("auto", "linear", "sigmoid")
 
 #: rows per block in numpy prediction (the hidden buffer of one member-net stays in cache)
@@ -150,6 +150,8 @@ def _act_numpy(name: str, a: np.ndarray) -> np.ndarray:
         return np.tanh(a, out=a)
     if name == "softplus":
         return np.logaddexp(0.0, a, out=a)
+    if name == "identity":
+        return a
     raise ConfigError(f"Unknown activation {name!r}; choose one of {list(ACTIVATIONS)}.")
 
 
@@ -391,7 +393,8 @@ class ScoreNetEnsemble:
         sg = torch.from_numpy(sign).to(dt)[:, None]
         mu_t = torch.from_numpy(ymu).to(dt)[:, None]
         sd_t = torch.from_numpy(ysd).to(dt)[:, None]
-        act = {"relu": torch.relu, "tanh": torch.tanh, "softplus": torch.nn.functional.softplus}[cfg.activation]
+        act = {"relu": torch.relu, "tanh": torch.tanh, "softplus": torch.nn.functional.softplus,
+               "identity": lambda t: t}[cfg.activation]
         opt = torch.optim.Adam(params, lr=float(cfg.lr))
         wd = float(cfg.weight_decay)
 

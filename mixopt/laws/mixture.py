@@ -1,0 +1,463 @@
+"""Stage-1 mixture laws of FLP-M and DML: per-domain loss as a function of scale and mixture.
+
+Stateless :class:`~mixopt.laws.base.Law` forms (parameters, ``predict``, ``jacobian``,
+data-scaled start grids) fitted by the shared :class:`~mixopt.laws.fitter.LawFitter`.
+FLOPs-only forms (input ``flops`` then the ratios): ``flpm`` (pooled transfer-weighted
+compute power law), ``flpm_additive`` (the paper's per-source sum), ``dml`` (Data Mixing
+Laws times a compute power law); see :mod:`mixopt.surrogate.flpm` for their derivation and
+measured accuracy. N,D forms (inputs ``params``, ``tokens`` then the ratios), which
+separate model size from data so that intermediate checkpoints and over-trained runs are
+described: ``flpm_nd`` and ``dml_nd`` (below).
+
+Ratios sum to a constant, so the last source's ratio is never an input (it is
+``ratio_total - Σ others``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mixopt.errors import ConfigError
+from mixopt.laws.base import Law, Param, check_reference
+
+_BIG = 30.0
+
+
+class MixtureLaw(Law):
+    """Base of the stage-1 laws: inputs ``flops`` (if compute varies), then the ratios.
+
+    Ratios sum to a constant (1, less any domains held fixed in training), so the last
+    source's ratio is not an input: it is ``ratio_total - Σ(other ratios)``. (As inputs, the
+    full set of ratios would be exactly collinear, which the fitter rightly rejects.)
+
+    Args:
+        sources: names of the ``k >= 2`` mixture domains, in order.
+        vary_compute: whether compute varies in the data; if False the law has no compute
+            input and no compute parameters (it is a mixture law at one compute scale).
+        reference: compute scale ``C_ref``, FLOPs (conditioning only).
+        ratio_total: what the ``k`` ratios sum to (1 unless some domains are held fixed).
+    """
+
+    log_space = True
+    positive_inputs = False
+
+    def __init__(self, sources: Sequence[str], vary_compute: bool = True, reference: float = 1e18,
+                 ratio_total: float = 1.0) -> None:
+        self.sources = tuple(str(s) for s in sources)
+        if len(self.sources) < 2:
+            raise ConfigError(f"{type(self).__name__} needs at least two mixture domains (sources), got {list(self.sources)}.")
+        self.vary_compute = bool(vary_compute)
+        self.reference = check_reference("reference", reference)
+        self.ratio_total = float(ratio_total)
+        if not 0 < self.ratio_total <= 1 + 1e-9:
+            raise ConfigError(f"ratio_total must be in (0, 1], got {ratio_total!r}.")
+
+    @property  # type: ignore[override]
+    def inputs(self) -> tuple[str, ...]:
+        return (("flops",) if self.vary_compute else ()) + tuple(f"r:{s}" for s in self.sources[:-1])
+
+    @property
+    def k(self) -> int:
+        return len(self.sources)
+
+    def config(self) -> dict[str, Any]:
+        return {"sources": list(self.sources), "vary_compute": self.vary_compute, "reference": self.reference,
+                "ratio_total": self.ratio_total}
+
+    def inputs_from(self, flops: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+        """Law inputs ``(n, q)`` from compute ``(n,)`` FLOPs and all ``k`` ratios ``(n, k)``."""
+        r = np.asarray(ratios, dtype=np.float64)[:, :-1]
+        return np.column_stack([np.asarray(flops, dtype=np.float64), r]) if self.vary_compute else r
+
+    #: True for the N,D forms (inputs ``params``, ``tokens``); False for FLOPs-only forms
+    uses_nd: bool = False
+
+    def inputs_from_scale(self, flops: np.ndarray, params: np.ndarray | None, tokens: np.ndarray | None,
+                          ratios: np.ndarray) -> np.ndarray:
+        """Law inputs from compute ``(n,)`` (and, for N,D forms, ``params``/``tokens`` ``(n,)``) and ratios ``(n, k)``."""
+        return self.inputs_from(flops, ratios)
+
+    def _ux(self, x: np.ndarray) -> tuple[np.ndarray | float, np.ndarray]:
+        """``(u = log(C / C_ref) (..., n) or 0.0, all k ratios (..., n, k))``."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.vary_compute:
+            u: np.ndarray | float = np.log(x[..., 0] / self.reference)
+            r = x[..., 1:]
+        else:
+            u, r = 0.0, x
+        last = np.maximum(self.ratio_total - r.sum(axis=-1, keepdims=True), 0.0)
+        return u, np.concatenate([r, last], axis=-1)
+
+    @staticmethod
+    def _stack(cols: Sequence[np.ndarray]) -> np.ndarray:
+        """Concatenate Jacobian blocks ``(..., n, p_i)`` after broadcasting their batch shape."""
+        shape = np.broadcast_shapes(*(c.shape[:-1] for c in cols))
+        return np.concatenate([np.broadcast_to(c, shape + c.shape[-1:]) for c in cols], axis=-1)
+
+    @staticmethod
+    def _mix(R: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``Σ_s R[..., n, s]·w[..., s]`` -> ``(..., n)`` with batch broadcasting."""
+        if R.ndim == 2 and w.ndim == 2:  # many parameter vectors, one input set: one gemm
+            return np.ascontiguousarray((R @ w.T).T)
+        return np.matmul(R, w[..., :, None])[..., 0]
+
+
+class FLPMLaw(MixtureLaw):
+    """``L = E + exp(-alpha·(u + log(eps + Σ_s w_s·r_s)))``, ``u = log(C / C_ref)``.
+
+    Equivalently ``L = E + ((eps·C + Σ_s w_s·C_s) / C_ref)^(-alpha)`` with ``C_s = r_s·C``.
+    Parameters: ``E`` (irreducible loss, nats/token), ``alpha`` (exponent), ``log_eps``
+    (log of the ratio-independent share), ``log_w:<s>`` (log of source s's weight).
+    """
+
+    name = "flpm"
+
+    @property  # type: ignore[override]
+    def params(self) -> tuple[Param, ...]:
+        return (
+            Param("E", 0.0, 50.0, (0.0,), "irreducible loss, nats/token"),
+            Param("alpha", 0.01, 3.0, (0.15,), "compute exponent of the pooled effective compute"),
+            Param("log_eps", -_BIG, 10.0, (-3.0,), "log share of compute that teaches the domain whatever the ratios"),
+            *(Param(f"log_w:{s}", -_BIG, _BIG, (0.0,), f"log weight of source {s!r} in the effective compute") for s in self.sources),
+        )
+
+    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        u, R = self._ux(x)
+        e, alpha, log_eps = (theta[..., i, None] for i in range(3))
+        share = np.exp(log_eps) + self._mix(R, np.exp(theta[..., 3:]))
+        return e + np.exp(-alpha * (u + np.log(share)))
+
+    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        u, R = self._ux(x)
+        alpha, log_eps = theta[..., 1, None], theta[..., 2, None]
+        w = np.exp(theta[..., 3:])
+        share = np.exp(log_eps) + self._mix(R, w)
+        ls = np.log(share)
+        g = np.exp(-alpha * (u + ls))
+        c = -alpha * g / share
+        return self._stack([
+            np.ones_like(g)[..., None], (-g * (u + ls))[..., None], (c * np.exp(log_eps))[..., None],
+            c[..., None] * R * w[..., None, :],
+        ])
+
+    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
+        lo, mean = float(np.min(y)), float(np.mean(y))
+        grid: dict[str, tuple[float, ...]] = {"E": (0.0, 0.5 * lo, 0.8 * lo), "alpha": (0.1, 0.3, 0.6), "log_eps": (-3.0,)}
+        # common log-weight so the reducible loss at a typical mixture and C_ref starts near the data
+        level = -math.log(max(mean - 0.5 * lo, 1e-3)) / 0.3
+        grid.update({f"log_w:{s}": (float(np.clip(level, -_BIG, _BIG)),) for s in self.sources})
+        return grid
+
+
+class FLPMAdditiveLaw(MixtureLaw):
+    """``L = E + A·exp(-alpha·u) + Σ_s B_s·(1 + r_s·exp(u - c_s))^(-beta_s)``.
+
+    The paper's per-source sum with a finite ``r_s = 0`` limit: ``exp(c_s)`` is the compute
+    scale ``C_s,d / C_ref`` of source s. Without varying compute the ``A, alpha`` term is
+    dropped (``u = 0``). ``shared_exponent=True`` uses one ``beta`` for every source.
+    """
+
+    name = "flpm_additive"
+
+    def __init__(self, sources: Sequence[str], vary_compute: bool = True, reference: float = 1e18,
+                 ratio_total: float = 1.0, shared_exponent: bool = False) -> None:
+        super().__init__(sources, vary_compute, reference, ratio_total)
+        self.shared_exponent = bool(shared_exponent)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "shared_exponent": self.shared_exponent}
+
+    @property  # type: ignore[override]
+    def params(self) -> tuple[Param, ...]:
+        ps = [Param("E", 0.0, 50.0, (0.0,), "irreducible loss, nats/token")]
+        if self.vary_compute:
+            ps += [Param("log_a", -_BIG, 10.0, (0.0,), "log reducible loss of the total-compute term at C_ref"),
+                   Param("alpha", 0.0, 3.0, (0.15,), "exponent of the total-compute term")]
+        ps += [Param(f"log_b:{s}", -_BIG, 10.0, (0.0,), f"log loss removed by source {s!r}") for s in self.sources]
+        ps += [Param(f"c:{s}", -_BIG, _BIG, (-2.3,), f"log compute scale of source {s!r} (relative to C_ref)") for s in self.sources]
+        if self.shared_exponent:
+            ps.append(Param("beta", 0.01, 5.0, (0.5,), "exponent shared by every source term"))
+        else:
+            ps += [Param(f"beta:{s}", 0.01, 5.0, (0.5,), f"exponent of source {s!r}") for s in self.sources]
+        return tuple(ps)
+
+    def _split(self, theta: np.ndarray) -> tuple[np.ndarray, ...]:
+        k = self.k
+        i = 1
+        if self.vary_compute:
+            la, al = theta[..., 1:2], theta[..., 2:3]
+            i = 3
+        else:
+            la = al = None
+        lb, c = theta[..., i : i + k], theta[..., i + k : i + 2 * k]
+        beta = theta[..., i + 2 * k :]
+        if self.shared_exponent:
+            beta = np.broadcast_to(beta, lb.shape)
+        return theta[..., 0:1], la, al, lb, c, beta  # type: ignore[return-value]
+
+    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        u, R = self._ux(x)
+        e, la, al, lb, c, beta = self._split(theta)
+        uu = np.asarray(u)[..., None]  # (..., n, 1)
+        t = 1.0 + R * np.exp(uu - c[..., None, :])
+        terms = np.exp(lb[..., None, :] - beta[..., None, :] * np.log(t)).sum(axis=-1)
+        out = e + terms
+        if self.vary_compute:
+            out = out + np.exp(la - al * u)
+        return out
+
+    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        u, R = self._ux(x)
+        _, la, al, lb, c, beta = self._split(theta)
+        uu = np.asarray(u, dtype=np.float64)
+        q = R * np.exp(uu[..., None] - c[..., None, :])  # (..., n, k)
+        t = 1.0 + q
+        bb = beta[..., None, :]
+        term = np.exp(lb[..., None, :] - bb * np.log(t))
+        cols = [np.ones(term.shape[:-1] + (1,))]
+        if self.vary_compute:
+            a = np.exp(la - al * uu)  # (..., n)
+            cols += [a[..., None], (-uu * a)[..., None]]
+        dbeta = -term * np.log(t)
+        cols += [term, bb * term * q / t, dbeta.sum(axis=-1, keepdims=True) if self.shared_exponent else dbeta]
+        return self._stack(cols)
+
+    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
+        lo, mean = float(np.min(y)), float(np.mean(y))
+        grid = {p.name: p.grid for p in self.params}
+        grid["E"] = (0.0, 0.5 * lo, 0.8 * lo)
+        spare = max(mean - 0.5 * lo, 1e-3)
+        for s in self.sources:
+            grid[f"log_b:{s}"] = (math.log(spare / (self.k + 1)),)
+        if self.vary_compute:
+            grid["log_a"] = (math.log(spare / 2),)
+        return grid
+
+
+class DMLLaw(MixtureLaw):
+    """``L = E + exp(-alpha·u + Σ_j t_j·r_j)``: Data Mixing Law times a compute power law."""
+
+    name = "dml"
+
+    @property  # type: ignore[override]
+    def params(self) -> tuple[Param, ...]:
+        ps = [Param("E", 0.0, 50.0, (0.0,), "irreducible loss, nats/token")]
+        if self.vary_compute:
+            ps.append(Param("alpha", 0.0, 3.0, (0.15,), "compute exponent"))
+        ps += [Param(f"t:{s}", -_BIG, _BIG, (0.0,), f"log reducible loss if all data were {s!r}") for s in self.sources]
+        return tuple(ps)
+
+    def _exponent(self, x: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(u, R, z)``: log-compute, ratios and the exponent of the reducible term."""
+        u, R = self._ux(x)
+        i = 2 if self.vary_compute else 1
+        z = self._mix(R, theta[..., i:])
+        if self.vary_compute:
+            z = z - theta[..., 1:2] * u
+        return u, R, z
+
+    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        _, _, z = self._exponent(x, theta)
+        return theta[..., 0:1] + np.exp(z)
+
+    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        u, R, z = self._exponent(x, theta)
+        g = np.exp(z)
+        cols = [np.ones_like(g)[..., None]]
+        if self.vary_compute:
+            cols.append((-u * g)[..., None])
+        cols.append(g[..., None] * R)
+        return self._stack(cols)
+
+    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
+        lo, mean = float(np.min(y)), float(np.mean(y))
+        grid = {p.name: p.grid for p in self.params}
+        grid["E"] = (0.0, 0.5 * lo, 0.8 * lo)
+        if self.vary_compute:
+            grid["alpha"] = (0.1, 0.3)
+        t0 = math.log(max(mean - 0.5 * lo, 1e-3))
+        grid.update({f"t:{s}": (t0,) for s in self.sources})
+        return grid
+
+
+class _NDLaw(MixtureLaw):
+    """Base of the N,D forms: inputs ``params``, ``tokens`` (then ratios), references for each.
+
+    ``L = E + A·(N/N_ref)^(-a) + data_term(D, r)``: model size and data enter separately
+    (Chinchilla's ``A/N^a + B/D^b``), so a checkpoint part-way through a run (same N,
+    fewer tokens) and an over-trained small model are described, where a FLOPs-only law
+    sees only ``6·N·D``. The mixture acts on the **data term** (which data the tokens are
+    made of), not on the model-size term. Needs varying scale (``vary_compute=True``).
+    """
+
+    uses_nd = True
+
+    def __init__(self, sources: Sequence[str], vary_compute: bool = True, reference: float = 1e18,
+                 ratio_total: float = 1.0, n_reference: float = 1e8, d_reference: float = 2e9) -> None:
+        super().__init__(sources, vary_compute, reference, ratio_total)
+        if not self.vary_compute:
+            raise ConfigError(
+                f"stage-1 form {self.name!r} separates model size and tokens, which needs runs at several scales; "
+                "all runs share one compute scale. Use stage1='flpm' or 'dml'."
+            )
+        self.n_reference = check_reference("n_reference", n_reference)
+        self.d_reference = check_reference("d_reference", d_reference)
+
+    @property  # type: ignore[override]
+    def inputs(self) -> tuple[str, ...]:
+        return ("params", "tokens") + tuple(f"r:{s}" for s in self.sources[:-1])
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "n_reference": self.n_reference, "d_reference": self.d_reference}
+
+    def inputs_from(self, flops: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+        raise ConfigError(
+            f"stage-1 form {self.name!r} needs model size and tokens, not only compute: give targets with params and "
+            "tokens (Targets.from_params_tokens), or use a FLOPs-only form (stage1='flpm' / 'dml')."
+        )
+
+    def inputs_from_scale(self, flops: np.ndarray, params: np.ndarray | None, tokens: np.ndarray | None,
+                          ratios: np.ndarray) -> np.ndarray:
+        if params is None or tokens is None:
+            return self.inputs_from(flops, ratios)
+        r = np.asarray(ratios, dtype=np.float64)[:, :-1]
+        return np.column_stack([np.asarray(params, dtype=np.float64), np.asarray(tokens, dtype=np.float64), r])
+
+    def _nd(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(uN = log(N/N_ref), uD = log(D/D_ref), all k ratios)``."""
+        x = np.asarray(x, dtype=np.float64)
+        r = x[..., 2:]
+        last = np.maximum(self.ratio_total - r.sum(axis=-1, keepdims=True), 0.0)
+        return np.log(x[..., 0] / self.n_reference), np.log(x[..., 1] / self.d_reference), np.concatenate([r, last], axis=-1)
+
+    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
+        lo, mean = float(np.min(y)), float(np.mean(y))
+        grid = {p.name: p.grid for p in self.params}
+        grid["E"] = (0.0, 0.5 * lo, 0.8 * lo)
+        half = math.log(max((mean - 0.5 * lo) / 2, 1e-3))
+        grid["log_a"] = (half,)
+        grid["a"] = (0.15, 0.4)
+        grid["b"] = (0.15, 0.4)
+        return grid
+
+
+class FLPMNDLaw(_NDLaw):
+    """``L = E + exp(log_a - a·uN) + exp(-b·(uD + log(eps + Σ_s w_s·r_s)))`` (``flpm_nd``).
+
+    The pooled FLP-M law with compute split into model size and *effective data*
+    ``D·(eps + Σ_s w_s·r_s)`` (tokens weighted by how much each source teaches the domain).
+    ``k + 5`` parameters per domain.
+    """
+
+    name = "flpm_nd"
+
+    @property  # type: ignore[override]
+    def params(self) -> tuple[Param, ...]:
+        return (
+            Param("E", 0.0, 50.0, (0.0,), "irreducible loss, nats/token"),
+            Param("log_a", -_BIG, 10.0, (0.0,), "log model-size term at N_ref"),
+            Param("a", 0.01, 3.0, (0.3,), "model-size exponent"),
+            Param("b", 0.01, 3.0, (0.3,), "effective-data exponent"),
+            Param("log_eps", -_BIG, 10.0, (-3.0,), "log share of data that teaches the domain whatever the ratios"),
+            *(Param(f"log_w:{s}", -_BIG, _BIG, (0.0,), f"log weight of source {s!r} in the effective data") for s in self.sources),
+        )
+
+    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        uN, uD, R = self._nd(x)
+        e, la, a, b, le = (theta[..., i, None] for i in range(5))
+        share = np.exp(le) + self._mix(R, np.exp(theta[..., 5:]))
+        return e + np.exp(la - a * uN) + np.exp(-b * (uD + np.log(share)))
+
+    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        uN, uD, R = self._nd(x)
+        la, a, b, le = (theta[..., i, None] for i in range(1, 5))
+        w = np.exp(theta[..., 5:])
+        share = np.exp(le) + self._mix(R, w)
+        ls = np.log(share)
+        tn = np.exp(la - a * uN)
+        td = np.exp(-b * (uD + ls))
+        c = -b * td / share
+        return self._stack([
+            np.ones_like(td)[..., None], tn[..., None], (-uN * tn)[..., None], (-(uD + ls) * td)[..., None],
+            (c * np.exp(le))[..., None], c[..., None] * R * w[..., None, :],
+        ])
+
+    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
+        grid = super().start_grid(x, y)
+        lo, mean = float(np.min(y)), float(np.mean(y))
+        level = -math.log(max((mean - 0.5 * lo) / 2, 1e-3)) / 0.3
+        grid.update({f"log_w:{s}": (float(np.clip(level, -_BIG, _BIG)),) for s in self.sources})
+        return grid
+
+
+class DMLNDLaw(_NDLaw):
+    """``L = E + exp(log_a - a·uN) + exp(-b·uD + Σ_j t_j·r_j)`` (``dml_nd``): Data Mixing Law on the data term."""
+
+    name = "dml_nd"
+
+    @property  # type: ignore[override]
+    def params(self) -> tuple[Param, ...]:
+        return (
+            Param("E", 0.0, 50.0, (0.0,), "irreducible loss, nats/token"),
+            Param("log_a", -_BIG, 10.0, (0.0,), "log model-size term at N_ref"),
+            Param("a", 0.01, 3.0, (0.3,), "model-size exponent"),
+            Param("b", 0.0, 3.0, (0.3,), "data exponent"),
+            *(Param(f"t:{s}", -_BIG, _BIG, (0.0,), f"log data term at D_ref if all data were {s!r}") for s in self.sources),
+        )
+
+    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        uN, uD, R = self._nd(x)
+        e, la, a, b = (theta[..., i, None] for i in range(4))
+        return e + np.exp(la - a * uN) + np.exp(self._mix(R, theta[..., 4:]) - b * uD)
+
+    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        uN, uD, R = self._nd(x)
+        la, a, b = (theta[..., i, None] for i in range(1, 4))
+        tn = np.exp(la - a * uN)
+        td = np.exp(self._mix(R, theta[..., 4:]) - b * uD)
+        return self._stack([np.ones_like(td)[..., None], tn[..., None], (-uN * tn)[..., None], (-uD * td)[..., None],
+                            td[..., None] * R])
+
+    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
+        grid = super().start_grid(x, y)
+        lo, mean = float(np.min(y)), float(np.mean(y))
+        t0 = math.log(max((mean - 0.5 * lo) / 2, 1e-3))
+        grid.update({f"t:{s}": (t0,) for s in self.sources})
+        return grid
+
+
+#: stage-1 forms by name. (Not in :data:`mixopt.laws.LAWS`: these laws need their mixture
+#: domains to be built, and FLP-M rebuilds them itself from its saved state.)
+STAGE1_LAWS: dict[str, type[MixtureLaw]] = {"flpm": FLPMLaw, "flpm_additive": FLPMAdditiveLaw, "dml": DMLLaw,
+                                             "flpm_nd": FLPMNDLaw, "dml_nd": DMLNDLaw}
+
+
+def make_stage1_law(form: str, sources: Sequence[str], *, vary_compute: bool, reference: float,
+                    ratio_total: float = 1.0, shared_exponent: bool = False, n_reference: float = 1e8,
+                    d_reference: float = 2e9) -> MixtureLaw:
+    """Build a stage-1 law by form name (``flpm``, ``flpm_additive``, ``dml``, ``flpm_nd``, ``dml_nd``)."""
+    if form not in STAGE1_LAWS:
+        raise ConfigError(f"stage1 must be one of {sorted(STAGE1_LAWS)}, got {form!r}.")
+    if form == "flpm_additive":
+        return FLPMAdditiveLaw(sources, vary_compute, reference, ratio_total, shared_exponent)
+    if form in ("flpm_nd", "dml_nd"):
+        return STAGE1_LAWS[form](sources, vary_compute, reference, ratio_total, n_reference, d_reference)  # type: ignore[call-arg]
+    return STAGE1_LAWS[form](sources, vary_compute, reference, ratio_total)
+
+
+
+__all__ = ["STAGE1_LAWS", "DMLLaw", "DMLNDLaw", "FLPMAdditiveLaw", "FLPMLaw", "FLPMNDLaw", "MixtureLaw", "make_stage1_law"]

@@ -1,0 +1,109 @@
+"""Hybrid stage 1: a scale law times a learned correction over the mixture.
+
+A mixture law (:mod:`mixopt.laws.mixture`) carries the scale: how a domain's loss falls
+with compute (or N and D), which it extrapolates. What its few parameters cannot carry --
+the exact shape of the loss over the simplex -- is learned from its residuals::
+
+    log L_d(C, r) = log law_d(C, r) + f_d(r)
+
+``f_d`` is the RegMix comparator's regressor (:mod:`mixopt.surrogate.baselines`: a linear
+ridge plus an RBF kernel ridge on standardised ``[r_s, log(r_s + floor)]``, every
+hyperparameter by exact leave-one-out) fitted to the law's log-space residuals of the
+final checkpoints. It is a function of the mixture only, so the law alone decides how the
+loss moves with scale, and where the residuals are noise the leave-one-out choice shrinks
+``f_d`` to ~0 (the law is returned unchanged). This is FLP-M's "hybrid" family: as good as
+the best regressor inside the sampled mixtures, with the law's extrapolation in scale.
+
+Shapes: ``n`` rows, ``k`` mixture domains, ``m`` loss domains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Self
+
+import numpy as np
+
+from mixopt.errors import NotFittedError, SchemaError
+from mixopt.surrogate.baselines import _decompose, _fit_output, _sqdist
+
+#: the ``log(r + floor)`` features' floor (RegMix ratios have 3 decimals)
+LOG_FLOOR = 1e-3
+
+
+class MixtureResidual:
+    """Per-domain correction ``f_d(r)`` of a law's log losses over the mixture.
+
+    Attributes (after fit):
+        feat_mean_, feat_sd_: ``(2k,)`` feature standardisation.
+        train_features_: ``(n, 2k)`` standardised training features.
+        coef_: ``(m, 2k)``; intercept_: ``(m,)``; alpha_: ``(m, n)``; length_: ``(m,)``.
+        loo_rmse_: ``(m,)`` leave-one-out rms error of the correction (log units).
+    """
+
+    def _raw(self, R: np.ndarray) -> np.ndarray:
+        R = np.asarray(R, dtype=np.float64)
+        return np.column_stack([R, np.log(R + LOG_FLOOR)])
+
+    def fit(self, R: np.ndarray, resid: np.ndarray) -> Self:
+        """Fit on ratios ``R (n, k)`` and log-space residuals ``resid (n, m)`` (NaN = missing)."""
+        R = np.asarray(R, dtype=np.float64)
+        resid = np.asarray(resid, dtype=np.float64)
+        if R.ndim != 2 or resid.ndim != 2 or R.shape[0] != resid.shape[0]:
+            raise SchemaError(f"R (n, k) and resid (n, m) must have the same rows; got {R.shape}, {resid.shape}.")
+        raw = self._raw(R)
+        self.feat_mean_ = raw.mean(axis=0)
+        sd = raw.std(axis=0)
+        self.feat_sd_ = np.where(sd > 1e-12, sd, 1.0)
+        Z = (raw - self.feat_mean_) / self.feat_sd_
+        self.train_features_ = Z
+        n, m = resid.shape
+        q = Z.shape[1]
+        self.coef_ = np.zeros((m, q))
+        self.intercept_ = np.zeros(m)
+        self.alpha_ = np.zeros((m, n))
+        self.length_ = np.ones(m)
+        self.loo_rmse_ = np.zeros(m)
+        cache: dict[bytes, dict[str, Any]] = {}
+        for j in range(m):
+            ok = np.isfinite(resid[:, j])
+            if ok.sum() < 8:
+                continue
+            key = np.packbits(ok).tobytes()
+            if key not in cache:
+                cache[key] = _decompose(Z[ok])
+            fit = _fit_output(Z[ok], resid[ok, j], cache[key])
+            self.coef_[j] = fit["coef"]
+            self.intercept_[j] = fit["intercept"]
+            self.alpha_[j, ok] = fit["alpha"]
+            self.length_[j] = fit["length"]
+            self.loo_rmse_[j] = fit["loo_rmse"]
+        return self
+
+    def predict(self, R: np.ndarray) -> np.ndarray:
+        """Corrections ``(n, m)`` (log units) at ratios ``R (n, k)``."""
+        if not hasattr(self, "coef_"):
+            raise NotFittedError("This MixtureResidual is not fitted yet; call fit(R, resid) first.")
+        Z = (self._raw(R) - self.feat_mean_) / self.feat_sd_
+        D = _sqdist(Z, self.train_features_) / max(Z.shape[1], 1)
+        out = self.intercept_[None, :] + Z @ self.coef_.T
+        for ls in np.unique(self.length_):
+            cols = np.flatnonzero(self.length_ == ls)
+            K = np.exp(-D / (2.0 * ls**2))
+            out[:, cols] += K @ self.alpha_[cols].T
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"feat_mean": self.feat_mean_, "feat_sd": self.feat_sd_, "train_features": self.train_features_,
+                "coef": self.coef_, "intercept": self.intercept_, "alpha": self.alpha_, "length": self.length_,
+                "loo_rmse": self.loo_rmse_}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> MixtureResidual:
+        out = cls()
+        for k in ("feat_mean", "feat_sd", "train_features", "coef", "intercept", "alpha", "length", "loo_rmse"):
+            setattr(out, k + "_", np.asarray(arrays[k], dtype=np.float64))
+        return out
+
+
+__all__ = ["LOG_FLOOR", "MixtureResidual"]

@@ -1,0 +1,284 @@
+"""FLP-M stage 2, the parametric alternative: a logistic map from domain losses to a score.
+
+For a benchmark with a chance level (``floor``)::
+
+    score = floor + sign·span·sigmoid(a + Σ_d w_d·z_d),    z_d = (L_d - mu_d) / sd_d
+
+a generalised linear model: the benchmark "sees" one weighted combination of the domain
+losses and rises like a sigmoid from chance to a learned ceiling (``floor + span``) as
+that combination falls. Without a chance level (e.g. bits-per-byte) it is a linear
+regression ``score = a + Σ_d w_d·z_d``. It has ``m + 2`` parameters per benchmark, so it
+extrapolates in the direction the data point to, where the two-layer net of
+:mod:`mixopt.surrogate.nets` (weight decay, early stopping) flattens: on synthetic
+3-domain worlds whose scores are sigmoids of a weighted loss (``mixopt simulate --world
+mixture``), fitted on sizes 2e7-3e8 and predicting 1e9, it removes most of the nets'
+systematic under-prediction (see ``benchmarks/bench_flpm.py``). It is one candidate of
+FLP-M's ``stage2="auto"``, chosen by an internal backtest only where it predicts better.
+
+Fitting: least squares (``scipy.optimize.least_squares``, trust-region reflective, with
+the analytic Jacobian) from a small grid of starts (offset x ceiling); the ceiling is
+bounded by the metric's scale (``span <= 1 - floor`` for 0-1 scores). Uncertainty:
+``n_members`` refits on bootstrap resamples *by run* (the spread of predictions) plus the
+residual sd of the full-data fit (``noise_sd_``). The point prediction is the full-data fit.
+
+The interface mirrors :class:`~mixopt.surrogate.nets.ScoreNetEnsemble` (``fit``,
+``predict_mean``, ``predict_members``, ``predict_paired``, ``noise_sd_``, ``arrays`` /
+``from_arrays``), so FLP-M uses either. Shapes: ``n`` rows, ``m`` domains, ``b``
+benchmarks, ``E`` members.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+import numpy as np
+
+from mixopt.errors import NotFittedError, SchemaError
+
+logger = logging.getLogger(__name__)
+
+#: starting logits of the sigmoid's offset ``a`` (the data usually sit in the foot: a < 0)
+_A_STARTS = (-4.0, -1.5, 0.5)
+#: starting ceilings, as fractions of the largest admissible span
+_SPAN_STARTS = (0.35, 0.7, 1.0)
+_BIG = 60.0
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+class LogisticScoreMap:
+    """Per-benchmark logistic (or linear) map from domain losses ``(n, m)`` to scores ``(n, b)``.
+
+    Args:
+        n_members: bootstrap-by-run refits per benchmark (interval spread); 0 = none.
+        max_nfev: function evaluations per least-squares start.
+        seed: seed of the bootstrap resamples.
+
+    Attributes (after fit):
+        coef_: ``(b, m + 2)`` ``[a, w_1..w_m, log_span]`` of the full-data fit (standardised inputs).
+        members_: ``(b, E, m + 2)`` bootstrap refits (NaN rows = failed refits).
+        mu_, sd_: ``(b, m)`` input standardisation per benchmark.
+        link_: ``(b,)`` 1 = logistic, 0 = linear; ``floor_``, ``sign_``: ``(b,)``.
+        noise_sd_: ``(b,)`` residual sd of the full-data fit (score units).
+        n_rows_: ``(b,)`` training rows; ``input_range_``: ``(2, m)``.
+    """
+
+    def __init__(self, n_members: int = 20, max_nfev: int = 400, seed: int = 0) -> None:
+        self.n_members = n_members
+        self.max_nfev = max_nfev
+        self.seed = seed
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, Y: np.ndarray, mask: np.ndarray, groups: Sequence[Any] | np.ndarray, *,
+            chance: Sequence[float | None] | None = None, higher_is_better: Sequence[bool] | None = None) -> Self:
+        """Fit every benchmark column on its masked rows (same arguments as the nets' ``fit``)."""
+        X = np.asarray(X, dtype=np.float64)
+        Y = np.asarray(Y, dtype=np.float64)
+        mask = np.asarray(mask, dtype=bool)
+        groups = np.asarray(groups)
+        if X.ndim != 2 or Y.ndim != 2 or Y.shape[0] != X.shape[0] or mask.shape != Y.shape or groups.shape != (X.shape[0],):
+            raise SchemaError(f"X (n, m), Y and mask (n, b), groups (n,) must agree; got {X.shape}, {Y.shape}, {mask.shape}, {groups.shape}.")
+        n, m = X.shape
+        b = Y.shape[1]
+        chance = [None] * b if chance is None else list(chance)
+        hib = [True] * b if higher_is_better is None else [bool(v) for v in higher_is_better]
+        counts = mask.sum(axis=0)
+        if b and counts.min() < m + 3:
+            raise SchemaError(f"the logistic score map needs >= m + 3 = {m + 3} rows per benchmark, got {counts.tolist()}.")
+        if not np.all(np.isfinite(X[mask.any(axis=1)])) or np.any(mask & ~np.isfinite(Y)):
+            raise SchemaError("the logistic score map got NaN/inf on a selected row (losses or scores).")
+        E = int(self.n_members)
+        p = m + 2
+        self.coef_ = np.zeros((b, p))
+        self.members_ = np.full((b, E, p), np.nan)
+        self.mu_ = np.zeros((b, m))
+        self.sd_ = np.ones((b, m))
+        self.link_ = np.zeros(b, dtype=np.int64)
+        self.floor_ = np.zeros(b)
+        self.sign_ = np.ones(b)
+        self.noise_sd_ = np.zeros(b)
+        self.n_rows_ = counts.astype(np.int64)
+        self.input_range_ = np.stack([np.nanmin(X, axis=0), np.nanmax(X, axis=0)]) if n else np.zeros((2, m))
+        rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), 7]))
+        for j in range(b):
+            rows = np.flatnonzero(mask[:, j])
+            x, y, g = X[rows], Y[rows, j], groups[rows]
+            self.mu_[j] = x.mean(axis=0)
+            s = x.std(axis=0)
+            self.sd_[j] = np.where(s > 1e-12, s, 1.0)
+            z = (x - self.mu_[j]) / self.sd_[j]
+            c = chance[j]
+            if c is not None and math.isfinite(float(c)):
+                self.link_[j] = 1
+                self.floor_[j] = float(c)
+                self.sign_[j] = 1.0 if hib[j] else -1.0
+            hi_span = self._max_span(j, y)
+            self.coef_[j] = self._fit_one(j, z, y, hi_span, None)
+            resid = y - self._eval(j, z, self.coef_[j][None, :])[0]
+            self.noise_sd_[j] = math.sqrt(float(np.sum(resid**2)) / max(y.size - p, 1))
+            labels, inv = np.unique(g, return_inverse=True)
+            for e in range(E):
+                pick = rng.integers(0, labels.size, labels.size)
+                w = np.bincount(pick, minlength=labels.size)[inv].astype(np.float64)
+                if np.count_nonzero(w) < p + 1:
+                    continue
+                self.members_[j, e] = self._fit_one(j, z, y, hi_span, w, start=self.coef_[j])
+        return self
+
+    def _max_span(self, j: int, y: np.ndarray) -> float:
+        if not self.link_[j]:
+            return 1.0
+        gap = self.sign_[j] * (y - self.floor_[j])
+        if self.sign_[j] > 0 and self.floor_[j] < 1.0 and y.max() <= 1.0:
+            return 1.0 - self.floor_[j]  # a 0-1 score: the ceiling is at most 1
+        return max(4.0 * float(gap.max()), 1e-6)
+
+    def _fit_one(self, j: int, z: np.ndarray, y: np.ndarray, hi_span: float, w: np.ndarray | None,
+                 start: np.ndarray | None = None) -> np.ndarray:
+        """Least-squares parameters ``(m + 2,)`` of benchmark ``j`` (weights ``w`` = bootstrap counts)."""
+        from scipy.optimize import least_squares
+
+        m = z.shape[1]
+        sw = np.ones(y.size) if w is None else np.sqrt(w)
+        if not self.link_[j]:  # linear: weighted least squares in closed form
+            A = np.column_stack([np.ones(y.size), z]) * sw[:, None]
+            beta = np.linalg.lstsq(A, y * sw, rcond=None)[0]
+            return np.concatenate([beta, [0.0]])
+        lo_span = 1e-4 * hi_span
+        lo = np.concatenate([[-_BIG], np.full(m, -_BIG), [math.log(lo_span)]])
+        hi = np.concatenate([[_BIG], np.full(m, _BIG), [math.log(hi_span)]])
+        fl, sg = self.floor_[j], self.sign_[j]
+        gap = sg * (y - fl)
+
+        def res(theta: np.ndarray) -> np.ndarray:
+            return sw * (np.exp(theta[-1]) * _sigmoid(theta[0] + z @ theta[1:-1]) - gap)
+
+        def jac(theta: np.ndarray) -> np.ndarray:
+            sp = np.exp(theta[-1])
+            s = _sigmoid(theta[0] + z @ theta[1:-1])
+            d = sp * s * (1.0 - s)
+            return sw[:, None] * np.column_stack([d, d[:, None] * z, sp * s])
+
+        starts = []
+        if start is not None and np.all(np.isfinite(start)):
+            starts.append(np.clip(start, lo + 1e-9, hi - 1e-9))
+        else:
+            # initial slopes: the direction in which the score rises (least squares on the gap)
+            A = np.column_stack([np.ones(y.size), z])
+            slope = np.linalg.lstsq(A, gap, rcond=None)[0][1:]
+            nrm = float(np.linalg.norm(slope)) or 1.0
+            for a0 in _A_STARTS:
+                for f in _SPAN_STARTS:
+                    sp = max(f * hi_span, 1.5 * lo_span)
+                    starts.append(np.clip(np.concatenate([[a0], slope / nrm, [math.log(sp)]]), lo + 1e-9, hi - 1e-9))
+        best, best_cost = None, math.inf
+        for t0 in starts:
+            try:
+                r = least_squares(res, t0, jac=jac, bounds=(lo, hi), method="trf", max_nfev=int(self.max_nfev))
+            except (ValueError, np.linalg.LinAlgError) as e:  # pragma: no cover - defensive
+                logger.debug("logistic stage 2: start failed (%s)", e)
+                continue
+            if r.cost < best_cost:
+                best, best_cost = r.x, r.cost
+        if best is None:
+            return np.full(m + 2, np.nan)
+        return best
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _eval(self, j: int, z: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Scores ``(T, n)`` for parameter rows ``theta (T, m + 2)`` at standardised ``z (n, m)``."""
+        g = theta[:, :1] + theta[:, 1:-1] @ z.T
+        if not self.link_[j]:
+            return g
+        return self.floor_[j] + self.sign_[j] * np.exp(theta[:, -1:]) * _sigmoid(g)
+
+    def _check(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise NotFittedError("This LogisticScoreMap is not fitted yet; call fit(X, Y, mask, groups) first.")
+
+    @property
+    def n_benchmarks(self) -> int:
+        self._check()
+        return int(self.coef_.shape[0])
+
+    @property
+    def n_members_fitted(self) -> int:
+        self._check()
+        return int(self.members_.shape[1])
+
+    def _z(self, X: np.ndarray, j: int) -> np.ndarray:
+        return (X - self.mu_[j]) / self.sd_[j]
+
+    def _as_x(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.mu_.shape[1]:
+            raise SchemaError(f"X must be (n, {self.mu_.shape[1]}) domain losses, got shape {X.shape}.")
+        return X
+
+    def predict_mean(self, X: np.ndarray) -> np.ndarray:
+        """Point scores ``(n, b)`` (the full-data fit)."""
+        self._check()
+        X = self._as_x(X)
+        out = np.empty((X.shape[0], self.n_benchmarks))
+        for j in range(self.n_benchmarks):
+            out[:, j] = self._eval(j, self._z(X, j), self.coef_[j][None, :])[0]
+        return out
+
+    def _member_theta(self, j: int, e: int) -> np.ndarray:
+        t = self.members_[j, e % max(self.members_.shape[1], 1)] if self.members_.shape[1] else self.coef_[j]
+        return t if np.all(np.isfinite(t)) else self.coef_[j]
+
+    def predict_members(self, X: np.ndarray) -> np.ndarray:
+        """Every bootstrap member's scores ``(E, n, b)`` (the point fit if there are none)."""
+        self._check()
+        X = self._as_x(X)
+        E = max(self.members_.shape[1], 1)
+        out = np.empty((E, X.shape[0], self.n_benchmarks))
+        for j in range(self.n_benchmarks):
+            th = np.stack([self._member_theta(j, e) for e in range(E)])
+            out[:, :, j] = self._eval(j, self._z(X, j), th)
+        return out
+
+    def predict_paired(self, Xs: np.ndarray) -> np.ndarray:
+        """Input draws ``(S, n, m)`` -> score draws ``(S, n, b)``; draw ``s`` uses member ``s mod E``."""
+        self._check()
+        Xs = np.asarray(Xs, dtype=np.float64)
+        if Xs.ndim != 3:
+            raise SchemaError(f"Xs must be (S, n, m) input draws, got shape {Xs.shape}.")
+        S, n, _ = Xs.shape
+        out = np.empty((S, n, self.n_benchmarks))
+        for j in range(self.n_benchmarks):
+            for s in range(S):
+                out[s, :, j] = self._eval(j, self._z(Xs[s], j), self._member_theta(j, s)[None, :])[0]
+        return out
+
+    # -- export / import -------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Fitted state as named float arrays (for model files)."""
+        self._check()
+        return {"coef": self.coef_, "members": self.members_, "mu": self.mu_, "sd": self.sd_,
+                "link": self.link_.astype(np.float64), "floor": self.floor_, "sign": self.sign_,
+                "noise_sd": self.noise_sd_, "n_rows": self.n_rows_.astype(np.float64), "input_range": self.input_range_}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], *, n_members: int = 20, seed: int = 0) -> LogisticScoreMap:
+        """Rebuild a fitted map from :meth:`arrays` (identical predictions)."""
+        out = cls(n_members=n_members, seed=seed)
+        f = lambda k: np.asarray(arrays[k], dtype=np.float64)  # noqa: E731
+        out.coef_, out.members_, out.mu_, out.sd_ = f("coef"), f("members"), f("mu"), f("sd")
+        out.link_ = f("link").astype(np.int64)
+        out.floor_, out.sign_, out.noise_sd_ = f("floor"), f("sign"), f("noise_sd")
+        out.n_rows_ = f("n_rows").astype(np.int64)
+        out.input_range_ = f("input_range")
+        b, p = out.coef_.shape
+        if out.members_.shape[::2] != (b, p) or out.mu_.shape != (b, p - 2):
+            raise SchemaError(f"logistic stage-2 arrays are inconsistent: coef {out.coef_.shape}, members {out.members_.shape}, mu {out.mu_.shape}.")
+        return out
+
+
+__all__ = ["LogisticScoreMap"]
