@@ -13,12 +13,16 @@ from collections.abc import Sequence
 
 def runs_needed(sources: Sequence[str], *, vary_compute: bool, ratio_total: float = 1.0) -> dict[str, int]:
     """Fewest runs (final checkpoints) each stage-1 form needs: its parameter count."""
+    from mixopt.errors import ConfigError
     from mixopt.surrogate.flpm import STAGE1_LAWS, make_stage1_law
 
     out = {}
     for form in STAGE1_LAWS:
         kw = {"shared_exponent": True} if form == "flpm_additive" else {}
-        law = make_stage1_law(form, list(sources), vary_compute=vary_compute, reference=1e18, ratio_total=ratio_total, **kw)
+        try:
+            law = make_stage1_law(form, list(sources), vary_compute=vary_compute, reference=1e18, ratio_total=ratio_total, **kw)
+        except ConfigError:  # not applicable to these runs (e.g. an N,D form at one compute scale)
+            continue
         out[form + (" (shared_exponent)" if kw else "")] = law.n_params
     return out
 

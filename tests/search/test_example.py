@@ -46,11 +46,11 @@ def test_example_constraints_bind(example) -> None:
     # both constraints cut off part of the space the objectives would otherwise go to
     _, _, _, res = example
     t = res.trials.filter(res.trials["state"] == "COMPLETE")
-    gsm, data = t["con:score:gsm8k >= 0.77"].to_numpy(), t["con:data"].to_numpy()
+    gsm, data = t["con:score:gsm8k >= 0.71"].to_numpy(), t["con:data"].to_numpy()
     assert 0.05 < np.mean(gsm > 0) < 0.95 and 0.05 < np.mean(data > 0) < 0.95
     # and the front presses against them: its extremes sit near the gsm8k floor and near the math-token limit
     f = res.pareto
-    assert f["con:score:gsm8k >= 0.77"].max() > -0.005
+    assert f["con:score:gsm8k >= 0.71"].max() > -0.005
     assert f["con:data"].max() > -0.1
     assert f["mix:math"].max() <= 4e10 / f["tokens"].max() + 1e-9  # math tokens within 4 epochs of 1e10
     assert res.pareto.height < res.n_feasible  # a front, not the whole feasible set
@@ -69,5 +69,5 @@ def test_example_resume_refits_nothing_and_runs_nothing(example, monkeypatch) ->
 
 def test_example_config_says_what_it_does() -> None:
     text = (REPO / "configs" / "example.toml").read_text()
-    assert re.search(r'^constraints = \["score:gsm8k >= 0\.77"\]', text, re.M)
+    assert re.search(r'^constraints = \["score:gsm8k >= 0\.71"\]', text, re.M)
     assert "available = { math = 1e10 }" in text
