@@ -83,7 +83,16 @@ def needs_shared(cmd: str) -> bool:
     return "../shared/" in cmd or "shared/data" in cmd
 
 
+#: Commands that train models for minutes (ladder, validate, the loop config), serve forever, or
+#: install system packages: documented, but run by their own tests (tests/train, tests/api).
+LONG_OR_SERVING = ("mixopt serve", "mixopt ladder", "mixopt validate", "ladder_search.toml")
+
+
 def runnable_offline(cmd: str) -> bool:
+    if any(k in cmd for k in LONG_OR_SERVING):
+        return False
+    if cmd.startswith("mixopt corpus build") and "--fixture" not in cmd:
+        return False
     return "--ray-address" not in cmd
 
 
