@@ -35,6 +35,7 @@ import polars as pl
 from scipy.stats import spearmanr
 
 from mixopt.data.table import RunTable
+from mixopt.errors import MixoptError
 from mixopt.surrogate import Targets, make_surrogate
 
 QUICK_DOMAINS = ("pile_cc", "github", "arxiv", "wikipedia_en")
@@ -88,6 +89,7 @@ def run(quick: bool = False, data_dir: Path | str = DATA) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     fit_s: dict[str, float] = {}
     chosen: dict[str, Any] = {}
+    failed: dict[str, str] = {}
 
     def score(name: str, predict) -> None:
         te = splits["test_1m"]
@@ -107,7 +109,12 @@ def run(quick: bool = False, data_dir: Path | str = DATA) -> dict[str, Any]:
 
     for name, (kind, settings) in METHODS.items():
         t0 = time.perf_counter()
-        model = make_surrogate(kind, seed=0, **settings).fit(train)
+        try:
+            model = make_surrogate(kind, seed=0, **settings).fit(train)
+        except MixoptError as e:
+            failed[name] = str(e).splitlines()[0][:300]
+            print(f"  {name} could not be fitted: {failed[name]}", flush=True)
+            continue
         fit_s[name] = time.perf_counter() - t0
         if hasattr(model, "config_"):
             chosen[name] = dict(model.config_)
@@ -150,7 +157,9 @@ def run(quick: bool = False, data_dir: Path | str = DATA) -> dict[str, Any]:
               f"{f(r['coverage90'], 2)} | {fit_s.get(r['method'], float('nan')):.1f} |")
     print(f"\nRegMix reports (LightGBM, Pile-CC): test_1m {REPORTED['test_1m']}, test_1b {REPORTED['test_1b']}. {lgbm_note}")
     print(f"FLP-M auto chose: {chosen}. Fit times measured on a loaded shared 2-core machine.")
-    return {"summary": summary.to_dicts(), "fit_seconds": fit_s, "chosen": chosen, "note": lgbm_note}
+    for name, why in failed.items():
+        print(f"{name}: not fitted ({why})")
+    return {"summary": summary.to_dicts(), "fit_seconds": fit_s, "chosen": chosen, "failed": failed, "note": lgbm_note}
 
 
 if __name__ == "__main__":
