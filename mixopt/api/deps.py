@@ -46,7 +46,7 @@ class Context:
         # open (create) the study storage in the background: importing optuna takes a second or two, and every
         # user of the storage (progress, a job's start) waits for this under its lock, so no two create it at once
         threading.Thread(target=self.progress.open_quietly, name="mixopt-open-studies", daemon=True).start()
-        self.models = ModelCache(settings.model_cache)
+        self.models = ModelCache(settings.model_cache, freeze=settings.gc_freeze)
         self.predict_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="mixopt-predict")
         # merged calls are capped at 1000 rows: past that a call's own time (~30 ms for flpm) outweighs the saving
         self.batcher = PredictBatcher(self.predict_pool, max_rows=1000)

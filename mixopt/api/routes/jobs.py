@@ -132,7 +132,7 @@ async def create_job(body: JobCreate, ctx: CtxDep, owner: OwnerDep) -> JobPublic
     now = time.time()
     row = await asyncio.to_thread(ctx.store.insert, "job", {
         "id": id_, "owner": owner, "kind": "optimize", "status": "running", "model_id": model_id, "dataset_id": dataset_id,
-        "trials": trials, "created_at": now, "started_at": now, "attempts": 1, "config": raw})
+        "trials": trials, "created_at": now, "started_at": now, "attempts": 1, "config": raw}, limit=ctx.settings.max_jobs_per_key)
     await _submit(ctx, id_, _start(ctx, row))
     return _public(ctx, row)
 
@@ -179,7 +179,7 @@ async def resume_job(job_id: str, ctx: CtxDep, owner: OwnerDep, body: JobResume 
         (job_dir / f).unlink(missing_ok=True)
     now = time.time()
     await asyncio.to_thread(ctx.store.update, "job", job_id, status="running", trials=trials, started_at=now, finished_at=None,
-                            error=None, result=None, attempts=int(row["attempts"]) + 1)
+                            error=None, result=None, attempts=int(row["attempts"]) + 1, limit=(owner, ctx.settings.max_jobs_per_key))
     row = await asyncio.to_thread(ctx.store.get, "job", job_id, owner)
     await _submit(ctx, job_id, _start(ctx, row))
     return _public(ctx, row)
