@@ -40,6 +40,14 @@ class Context:
             (d / sub).mkdir(parents=True, exist_ok=True)
         for stale in (d / "uploads").iterdir():  # uploads cut short by a previous process
             shutil.rmtree(stale, ignore_errors=True)
+        if settings.trainers:  # a bad trainer definition stops the start-up with every problem, not a validation later
+            from mixopt.api.tasks import train_config
+            from mixopt.errors import ConfigError
+
+            for name, t in settings.trainers.items():
+                if not isinstance(t, dict):
+                    raise ConfigError(f"MIXOPT_TRAINERS[{name!r}] must be a [trainer] table (a JSON object), got {t!r}.")
+                train_config(t, base=d, workdir=d / "jobs", name=name)
         self.store = Store(settings.db_url)
         self.runner = JobRunner(settings)
         self.progress = StudyProgress(settings.studies_url)
