@@ -93,3 +93,11 @@ def test_cancel_stops_before_the_next_mixture(vclient) -> None:
     v = wait_for(c, f"/v1/validations/{v['id']}", ("done", "failed", "cancelled"), timeout=240)
     assert v["status"] == "cancelled" and v["progress"]["done"] < 4 and "trained runs are kept" in v["error"]
     assert c.get(f"/v1/validations/{v['id']}/results", headers=A).status_code == 409
+
+
+def test_a_bad_server_trainer_stops_the_start_up(tmp_path) -> None:
+    from mixopt.errors import ConfigError
+
+    bad = {"x": {"kind": "slurm", "timeout_s": -1}, "y": "python train.py"}
+    with pytest.raises(ConfigError, match="trainer"), TestClient(create_app(make_settings(tmp_path, trainers=bad))):
+        pass
