@@ -6,7 +6,8 @@ concurrent clients (asyncio + httpx, keep-alive connections) until ``--requests`
 been sent or ``--duration`` seconds have passed, whichever comes first. Prints
 requests/s, p50/p90/p99/max latency and the error count, next to two baselines measured
 in the same run: the library's own ``predict`` on the same batch (in this process), a
-single client sending one request at a time, and a second server that makes one model
+single client sending one request at a time, a server without the garbage-collector
+freeze (``MIXOPT_GC_FREEZE=0``: the default before it) and a server that makes one model
 call per request (``MIXOPT_PREDICT_MERGE=0``) instead of merging concurrent requests.
 
     python benchmarks/bench_api.py                       # flpm, 16 clients, <= 3000 requests / 30 s
@@ -136,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=3000, help="most requests of each concurrent phase")
     ap.add_argument("--duration", type=float, default=30.0, help="most seconds of each concurrent phase")
     ap.add_argument("--blas-threads", type=int, default=1, help="BLAS threads of the server (1: no oversubscription; 0: library default)")
-    ap.add_argument("--no-baseline", action="store_true", help="skip the baseline server (one model call per request)")
-    ap.add_argument("--baseline-first", action="store_true", help="measure the baseline server first (checks order effects)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the baseline servers (no gc freeze; one model call per request)")
+    ap.add_argument("--baseline-first", action="store_true", help="measure the baseline servers first, in reverse order (checks order effects)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
@@ -164,13 +165,15 @@ def main(argv: list[str] | None = None) -> int:
             m = c.fit(c.upload(RUNS), method=args.method)
     finally:
         _stop(proc)
-    order = [False, True] if args.baseline_first else [True, False]
-    for merge in ([True] if args.no_baseline else order):
+    servers = [("default", {}), ("without_gc_freeze", {"MIXOPT_GC_FREEZE": "0"}), ("one_call_per_request", {"MIXOPT_PREDICT_MERGE": "0"})]
+    if args.no_baseline:
+        servers = servers[:1]
+    for name, extra in (servers[::-1] if args.baseline_first else servers):
         port = _port()
         url = f"http://127.0.0.1:{port}"
-        proc = _serve(data, port, {**env, "MIXOPT_PREDICT_MERGE": "1" if merge else "0"})
+        proc = _serve(data, port, {**env, **extra})
         try:
-            phases["default" if merge else "one_call_per_request"] = _phase(url, proc.pid, f"/v1/models/{m['id']}/predict", body, args)
+            phases[name] = _phase(url, proc.pid, f"/v1/models/{m['id']}/predict", body, args)
         finally:
             _stop(proc)
 
@@ -200,11 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"      one client alone p50 {f['single_client_p50_ms']} ms, p99 {f['single_client_p99_ms']} ms; CPU per request: "
               f"server {f['server_cpu_ms_per_request']} ms, client {f['client_cpu_ms_per_request']} ms; "
               f"{f['requests_per_model_call']} requests per model call")
-    if "one_call_per_request" in phases:
-        b = phases["one_call_per_request"]
-        print(f"  default (merging) / one call per request, same run: throughput x{main_phase['requests_per_s'] / b['requests_per_s']:.2f}, "
-              f"p50 x{main_phase['p50_ms'] / b['p50_ms']:.2f}, p99 x{main_phase['p99_ms'] / b['p99_ms']:.2f}, "
-              f"server CPU/request x{main_phase['server_cpu_ms_per_request'] / b['server_cpu_ms_per_request']:.2f}")
+    for name, what in (("without_gc_freeze", "without gc.freeze (MIXOPT_GC_FREEZE=0)"), ("one_call_per_request", "one call per request")):
+        if name in phases:
+            b = phases[name]
+            print(f"  default / {what}, same run: throughput x{main_phase['requests_per_s'] / b['requests_per_s']:.2f}, "
+                  f"p50 x{main_phase['p50_ms'] / b['p50_ms']:.2f}, p99 x{main_phase['p99_ms'] / b['p99_ms']:.2f}, "
+                  f"server CPU/request x{main_phase['server_cpu_ms_per_request'] / b['server_cpu_ms_per_request']:.2f}")
     print(f"  target p99 <= 50 ms, 0 errors (default server): {'met' if out['target_met'] else 'MISSED'}")
     return 0
 

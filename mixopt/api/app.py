@@ -200,6 +200,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx = Context(settings)
         _recover(ctx)
         app.state.ctx = ctx
+        if settings.gc_freeze:
+            from mixopt.api.predict import settle_heap
+
+            settle_heap()  # the start-up heap is never scanned again (see settle_heap)
         try:
             yield
         finally:

@@ -40,13 +40,21 @@ class Context:
             (d / sub).mkdir(parents=True, exist_ok=True)
         for stale in (d / "uploads").iterdir():  # uploads cut short by a previous process
             shutil.rmtree(stale, ignore_errors=True)
+        if settings.trainers:  # a bad trainer definition stops the start-up with every problem, not a validation later
+            from mixopt.api.tasks import train_config
+            from mixopt.errors import ConfigError
+
+            for name, t in settings.trainers.items():
+                if not isinstance(t, dict):
+                    raise ConfigError(f"MIXOPT_TRAINERS[{name!r}] must be a [trainer] table (a JSON object), got {t!r}.")
+                train_config(t, base=d, workdir=d / "jobs", name=name)
         self.store = Store(settings.db_url)
         self.runner = JobRunner(settings)
         self.progress = StudyProgress(settings.studies_url)
         # open (create) the study storage in the background: importing optuna takes a second or two, and every
         # user of the storage (progress, a job's start) waits for this under its lock, so no two create it at once
         threading.Thread(target=self.progress.open_quietly, name="mixopt-open-studies", daemon=True).start()
-        self.models = ModelCache(settings.model_cache)
+        self.models = ModelCache(settings.model_cache, freeze=settings.gc_freeze)
         self.predict_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="mixopt-predict")
         # merged calls are capped at 1000 rows: past that a call's own time (~30 ms for flpm) outweighs the saving
         self.batcher = PredictBatcher(self.predict_pool, max_rows=1000)

@@ -148,9 +148,25 @@ class JobPublic(_Out):
 
 
 class ValidationCreate(_In):
-    trainer: str = Field(max_length=80, description="a trainer defined in the server's own config")
-    job: Id = Field(description="optimisation job whose shortlist is trained")
-    k: int = Field(3, ge=1, le=100)
+    trainer: str = Field(max_length=80, description="a trainer defined in the server's own config (MIXOPT_TRAINERS); "
+                         "a request cannot define one: unknown fields are refused")
+    job: Id = Field(description="finished optimisation job whose shortlist (then diverse Pareto picks) is trained")
+    k: int = Field(3, ge=1, le=100, description="mixtures to train")
+    level: float = Field(0.9, gt=0, lt=1, description="level of the predicted intervals")
+
+
+class ValidationPublic(_Out):
+    id: str
+    job: str = Field(description="the optimisation job validated")
+    trainer: str
+    k: int
+    status: Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
+    progress: Progress = Field(description="mixtures trained / to train")
+    created_at: float
+    finished_at: float | None = None
+    error: str | None = None
+    summary: dict[str, Any] | None = Field(None, description="when done: trained and failed runs, the mixtures, "
+                                           "median/max relative error and interval coverage per kind of quantity")
 
 
 __all__ = [
@@ -167,4 +183,5 @@ __all__ = [
     "PredictionPublic",
     "Progress",
     "ValidationCreate",
+    "ValidationPublic",
 ]

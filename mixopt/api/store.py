@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mixopt.api.errors import NotFoundError
+from mixopt.api.errors import NotFoundError, TooManyJobsError
 
 logger = logging.getLogger(__name__)
 
@@ -132,11 +132,37 @@ class Store:
         self.engine.dispose()
 
     # -- generic -------------------------------------------------------------------------
-    def insert(self, kind: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    def insert(self, kind: str, values: Mapping[str, Any], *, limit: int | None = None) -> dict[str, Any]:
+        """Insert one resource; with ``limit``, only while its owner has fewer unfinished jobs/fits (atomically).
+
+        Raises:
+            TooManyJobsError: ``limit`` given and already reached (nothing inserted).
+        """
         vals = {k: (json.dumps(v) if k in ("info", "request", "config", "result") and v is not None else v) for k, v in values.items()}
         with self._lock, self.engine.begin() as c:
+            if limit is not None:
+                self._hold_below(c, values["owner"], limit)
             c.execute(TABLES[kind].insert().values(**vals))
         return self.get(kind, values["id"], values["owner"])
+
+    def _hold_below(self, c: sa.Connection, owner: str, limit: int) -> None:
+        """In transaction ``c``: lock ``owner``'s job slots, then refuse if ``limit`` unfinished jobs/fits exist.
+
+        Count and write must be one atomic step, across server processes too (check-then-insert let
+        simultaneous submissions all pass). PostgreSQL: a transaction-scoped advisory lock per owner
+        (other owners are not blocked). SQLite: a write statement first, which takes the database's
+        single write lock before the count (every other writer waits; readers do not).
+        """
+        if self.dialect == "postgresql":
+            c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "mixopt-jobs:" + owner})
+        else:
+            c.execute(jobs.update().where(sa.false()).values(status=jobs.c.status))  # begins the write transaction
+        n = self._count_active(c, owner)
+        if n >= limit:
+            raise TooManyJobsError(
+                f"This API key already has {n} unfinished jobs/fits (limit {limit}); "
+                "wait for one to finish or cancel one (POST /v1/jobs/{id}/cancel)."
+            )
 
     def get(self, kind: str, id_: str, owner: str) -> dict[str, Any]:
         """One resource of ``owner``; :class:`NotFoundError` for unknown ids and other owners' ids alike."""
@@ -153,10 +179,13 @@ class Store:
             rows = c.execute(sa.select(t).where(t.c.owner == owner).order_by(t.c.created_at.desc()).limit(limit)).all()
         return [_row(r) for r in rows]
 
-    def update(self, kind: str, id_: str, **values: Any) -> None:
+    def update(self, kind: str, id_: str, *, limit: tuple[str, int] | None = None, **values: Any) -> None:
+        """Update one resource; with ``limit=(owner, n)``, only while the owner has fewer than ``n`` unfinished jobs/fits (atomically)."""
         t = TABLES[kind]
         vals = {k: (json.dumps(v) if k in ("info", "request", "config", "result") and v is not None else v) for k, v in values.items()}
         with self._lock, self.engine.begin() as c:
+            if limit is not None:
+                self._hold_below(c, *limit)
             c.execute(t.update().where(t.c.id == id_).values(**vals))
 
     def delete(self, kind: str, id_: str, owner: str) -> None:
@@ -169,8 +198,12 @@ class Store:
     def count_active(self, owner: str) -> int:
         """Unfinished jobs and model fits of ``owner``."""
         with self.engine.connect() as c:
-            nj = c.execute(sa.select(sa.func.count()).select_from(jobs).where(jobs.c.owner == owner, jobs.c.status.in_(ACTIVE_JOB))).scalar_one()
-            nm = c.execute(sa.select(sa.func.count()).select_from(models).where(models.c.owner == owner, models.c.status.in_(ACTIVE_MODEL))).scalar_one()
+            return self._count_active(c, owner)
+
+    @staticmethod
+    def _count_active(c: sa.Connection, owner: str) -> int:
+        nj = c.execute(sa.select(sa.func.count()).select_from(jobs).where(jobs.c.owner == owner, jobs.c.status.in_(ACTIVE_JOB))).scalar_one()
+        nm = c.execute(sa.select(sa.func.count()).select_from(models).where(models.c.owner == owner, models.c.status.in_(ACTIVE_MODEL))).scalar_one()
         return int(nj) + int(nm)
 
     def referencing(self, kind: str, id_: str, owner: str) -> list[str]:

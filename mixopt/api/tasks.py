@@ -281,12 +281,95 @@ def optimize_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     return jsonable(summary)
 
 
+#: A validation's files: the comparison (predicted vs measured) and its progress.
+VALIDATION_FILE = "validation.csv"
+PROGRESS_FILE = "progress.json"
+#: Keys of a server trainer definition that belong to the ``[validate]`` section, not ``[trainer]``.
+VALIDATE_KEYS = ("seed", "checkpoints")
+
+
+def train_config(trainer: Mapping[str, Any], *, base: str | Path, workdir: str | Path | None = None, name: str = "") -> Any:
+    """:class:`~mixopt.train.config.TrainConfig` of one server-defined trainer (``MIXOPT_TRAINERS`` entry).
+
+    The entry is a ``[trainer]`` table of ``mixopt.train`` (``kind``, ``options``, ``executor``,
+    ``timeout_s``, ...) plus optional ``seed``/``checkpoints`` of the validation runs.
+
+    Raises:
+        ConfigError: every invalid setting (parsed by ``mixopt.train.config``).
+    """
+    from mixopt.train.config import parse_train_sections
+
+    t = {k: v for k, v in trainer.items() if k not in VALIDATE_KEYS}
+    if workdir is not None:
+        t["workdir"] = str(workdir)
+    v = {k: trainer[k] for k in VALIDATE_KEYS if k in trainer}
+    return parse_train_sections({"trainer": t, "validate": v}, base, source=f"MIXOPT_TRAINERS[{name!r}]")
+
+
+def _write_progress(out: Path, done: int, target: int) -> None:
+    tmp = out / (PROGRESS_FILE + ".tmp")
+    tmp.write_text(json.dumps({"done": done, "target": target}))
+    tmp.replace(out / PROGRESS_FILE)
+
+
+def validate_task(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Train a finished job's diverse top ``k`` Pareto mixtures with a server trainer; compare with its surrogate.
+
+    ``spec``: ``trainer`` (the server's definition), ``trainer_name``, ``base`` (folder for the
+    trainer's relative paths), ``job_dir`` (the search job's folder: Pareto + shortlist),
+    ``model_path`` (the job's surrogate), ``out_dir``, ``k``, ``level``, ``prefix`` (run ids).
+    Mixtures are picked by :func:`mixopt.train.validate.pick_diverse` (the shortlist first) and
+    trained one after another by :func:`mixopt.train.loop.validate_rows` (runs appended to
+    ``out_dir/runs.csv``; a run already there is not trained again, so a resume continues); the
+    cancel flag is checked before each. Writes ``validation.csv`` (predicted vs measured).
+
+    Returns:
+        ``trained`` run ids, ``failed`` runs with their reasons, the ``mixtures`` chosen and ``summary`` rows.
+
+    Raises:
+        JobCancelled: the owner cancelled it (finished runs are kept).
+    """
+    import polars as pl
+
+    from mixopt.surrogate import load_surrogate
+    from mixopt.train.loop import validate_rows
+    from mixopt.train.validate import pick_diverse, read_pareto, read_shortlist, summarize
+
+    out = Path(spec["out_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    tc = train_config(spec["trainer"], base=spec["base"], workdir=out / "train", name=spec.get("trainer_name", ""))
+    pareto_path = Path(spec["job_dir"]) / PARETO_FILE
+    chosen = pick_diverse(read_pareto(pareto_path), int(spec["k"]), shortlist=read_shortlist(pareto_path))
+    surrogate = load_surrogate(spec["model_path"])
+    flag = out / CANCEL_FILE
+    comps: list[pl.DataFrame] = []
+    trained: list[str] = []
+    failed: list[dict[str, Any]] = []
+    _write_progress(out, 0, chosen.height)
+    for i in range(chosen.height):
+        if flag.exists():
+            raise JobCancelled(f"cancelled after {i} of {chosen.height} trained mixtures")
+        batch, comp = validate_rows(chosen[i:i + 1], surrogate, tc, out / "runs.csv", prefix=spec["prefix"], level=float(spec["level"]))
+        trained += [r.spec.run_id for r in batch.results if r.ok]
+        failed += [{"run": r.spec.run_id, "status": r.status, "message": r.message[-2000:]} for r in batch.failed]
+        if comp.height:
+            comps.append(comp)
+        _write_progress(out, i + 1, chosen.height)
+    comp = pl.concat(comps, how="diagonal_relaxed") if comps else pl.DataFrame()
+    comp.write_csv(out / VALIDATION_FILE)
+    mix_cols = [c for c in chosen.columns if c.startswith("mix:")]
+    return jsonable({"trained": trained, "failed": failed, "mixtures": chosen.select(mix_cols).to_dicts(),
+                     "summary": summarize(comp).to_dicts() if comp.height else []})
+
+
 def run_task(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Entry point of every job (what Ray or a thread runs)."""
     if kind == "fit":
         return fit_task(spec)
     if kind == "optimize":
         return optimize_task(spec)
+    if kind == "validate":
+        return validate_task(spec)
     raise ValueError(f"unknown task kind {kind!r}")
 
 
@@ -305,4 +388,6 @@ __all__ = [
     "model_summary",
     "optimize_task",
     "run_task",
+    "train_config",
+    "validate_task",
 ]

@@ -49,7 +49,8 @@ def free_port() -> int:
 
 def make_settings(data_dir: Path, **kw: object) -> Settings:
     base = dict(data_dir=data_dir, executor="thread", api_keys=(KEY_A, KEY_B), max_jobs_per_key=2,
-                max_upload_bytes=2 * 2**20, max_request_bytes=2**20, max_batch=500, max_trials=5000)
+                max_upload_bytes=2 * 2**20, max_request_bytes=2**20, max_batch=500, max_trials=5000,
+                gc_freeze=False)  # in-process apps share pytest's heap: no gc.freeze there (live servers keep the default)
     return Settings(**{**base, **kw})  # type: ignore[arg-type]
 
 

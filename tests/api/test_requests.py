@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
 
 from mixopt.api import Settings, create_app
+from mixopt.errors import ConfigError
 from tests.api.conftest import MERGE_RTOL, A, B, KEY_A, RUNS, SEARCH, fitted_model, upload, wait_for
 
 
@@ -236,6 +238,27 @@ def test_settings_from_env_report_every_problem(tmp_path) -> None:
     assert str(e.value).count("MIXOPT_") >= 3
     with pytest.raises(ConfigError):
         Settings(executor="slurm", api_keys=("short",))
+
+
+def test_gc_freeze_setting(tmp_path) -> None:
+    """The served heap is frozen at start-up (no full-collection pauses over it); MIXOPT_GC_FREEZE=0 keeps the collector as is."""
+    import subprocess
+    import sys
+
+    code = ("import gc, sys; from fastapi.testclient import TestClient; from mixopt.api.app import create_app; "
+            "from mixopt.api.settings import Settings\n"
+            "with TestClient(create_app(Settings.from_env(data_dir=sys.argv[1]))) as c:\n"
+            "    assert c.get('/health').status_code == 200; print(gc.get_freeze_count())")
+    counts = []
+    for value in ("1", "0"):
+        env = {**os.environ, "MIXOPT_GC_FREEZE": value}
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / value)], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        counts.append(int(out.stdout.split()[-1]))
+    assert counts[0] > 10_000 and counts[1] == 0, counts
+    assert not Settings.from_env({"MIXOPT_GC_FREEZE": "false"}).gc_freeze
+    with pytest.raises(ConfigError):
+        Settings.from_env({"MIXOPT_GC_FREEZE": "maybe"})
 
 
 @pytest.mark.parametrize("method", ["regmix", "flp"])

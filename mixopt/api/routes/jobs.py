@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from mixopt.api.deps import Context, CtxDep, OwnerDep
-from mixopt.api.errors import ConflictError, LimitError
+from mixopt.api.errors import ConflictError, LimitError, NotFoundError
 from mixopt.api.routes.models import check_capacity, error_text, ready_model
 from mixopt.api.schemas import JobCreate, JobPublic, JobResume, Progress
 from mixopt.api.store import ACTIVE_JOB, new_id
@@ -28,6 +28,14 @@ _ID = re.compile(r"^[A-Za-z0-9_\-]{1,40}$")
 #: Seconds a cancelled job gets to stop at its next batch before its task is interrupted.
 CANCEL_GRACE_S = 10.0
 RESUMABLE = ("interrupted", "cancelled", "failed", "done")
+
+
+def _search_row(ctx: Context, job_id: str, owner: str) -> dict[str, Any]:
+    """An optimisation job of ``owner`` (validations share the table but live under /v1/validations)."""
+    row = ctx.store.get("job", job_id, owner)
+    if row["kind"] != "optimize":
+        raise NotFoundError(f"No job with id {job_id!r} for this API key ({job_id!r} is a validation: GET /v1/validations/{job_id}).")
+    return row
 
 
 def _progress(ctx: Context, row: dict[str, Any]) -> Progress:
@@ -132,24 +140,24 @@ async def create_job(body: JobCreate, ctx: CtxDep, owner: OwnerDep) -> JobPublic
     now = time.time()
     row = await asyncio.to_thread(ctx.store.insert, "job", {
         "id": id_, "owner": owner, "kind": "optimize", "status": "running", "model_id": model_id, "dataset_id": dataset_id,
-        "trials": trials, "created_at": now, "started_at": now, "attempts": 1, "config": raw})
+        "trials": trials, "created_at": now, "started_at": now, "attempts": 1, "config": raw}, limit=ctx.settings.max_jobs_per_key)
     await _submit(ctx, id_, _start(ctx, row))
     return _public(ctx, row)
 
 
 @router.get("", response_model=list[JobPublic], summary="List your jobs")
 def list_jobs(ctx: CtxDep, owner: OwnerDep) -> list[JobPublic]:
-    return [_public(ctx, r) for r in ctx.store.list("job", owner)]
+    return [_public(ctx, r) for r in ctx.store.list("job", owner) if r["kind"] == "optimize"]
 
 
 @router.get("/{job_id}", response_model=JobPublic, summary="Job status and progress (trials done / target)")
 def get_job(job_id: str, ctx: CtxDep, owner: OwnerDep) -> JobPublic:
-    return _public(ctx, ctx.store.get("job", job_id, owner))
+    return _public(ctx, _search_row(ctx, job_id, owner))
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic, summary="Cancel a job (its finished trials are kept)")
 async def cancel_job(job_id: str, ctx: CtxDep, owner: OwnerDep) -> JobPublic:
-    row = await asyncio.to_thread(ctx.store.get, "job", job_id, owner)
+    row = await asyncio.to_thread(_search_row, ctx, job_id, owner)
     if row["status"] not in ACTIVE_JOB:
         raise ConflictError(f"Job {job_id!r} is {row['status']}, not running; nothing to cancel.")
     job_dir = ctx.job_dir(job_id)
@@ -159,13 +167,13 @@ async def cancel_job(job_id: str, ctx: CtxDep, owner: OwnerDep) -> JobPublic:
         await asyncio.to_thread(ctx.store.update, "job", job_id, status="cancelled", finished_at=time.time(), error="cancelled by its owner")
     else:
         asyncio.get_running_loop().call_later(CANCEL_GRACE_S, ctx.runner.force_cancel, job_id)
-    return _public(ctx, await asyncio.to_thread(ctx.store.get, "job", job_id, owner))
+    return _public(ctx, await asyncio.to_thread(_search_row, ctx, job_id, owner))
 
 
 @router.post("/{job_id}/resume", status_code=202, response_model=JobPublic, summary="Resume a job from its study")
 async def resume_job(job_id: str, ctx: CtxDep, owner: OwnerDep, body: JobResume | None = None) -> JobPublic:
     """Continues an interrupted, cancelled or failed job (or a done one with a higher ``trials``); finished trials are kept."""
-    row = await asyncio.to_thread(ctx.store.get, "job", job_id, owner)
+    row = await asyncio.to_thread(_search_row, ctx, job_id, owner)
     if row["status"] not in RESUMABLE or ctx.runner.is_running(job_id):
         raise ConflictError(f"Job {job_id!r} is {row['status']}; only {list(RESUMABLE)} jobs can be resumed.")
     trials = int(body.trials) if body is not None and body.trials is not None else int(row["trials"])
@@ -179,8 +187,8 @@ async def resume_job(job_id: str, ctx: CtxDep, owner: OwnerDep, body: JobResume 
         (job_dir / f).unlink(missing_ok=True)
     now = time.time()
     await asyncio.to_thread(ctx.store.update, "job", job_id, status="running", trials=trials, started_at=now, finished_at=None,
-                            error=None, result=None, attempts=int(row["attempts"]) + 1)
-    row = await asyncio.to_thread(ctx.store.get, "job", job_id, owner)
+                            error=None, result=None, attempts=int(row["attempts"]) + 1, limit=(owner, ctx.settings.max_jobs_per_key))
+    row = await asyncio.to_thread(_search_row, ctx, job_id, owner)
     await _submit(ctx, job_id, _start(ctx, row))
     return _public(ctx, row)
 
@@ -191,7 +199,7 @@ Fmt = Annotated[Literal["json", "csv", "parquet"], Query(description="json (rows
 def _table(ctx: Context, job_id: str, owner: str, file: str, fmt: str) -> Response:
     import polars as pl
 
-    row = ctx.store.get("job", job_id, owner)
+    row = _search_row(ctx, job_id, owner)
     path = ctx.job_dir(job_id) / file
     if row["status"] != "done" or not path.is_file():
         p = _progress(ctx, row)

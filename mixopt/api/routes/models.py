@@ -52,6 +52,7 @@ def error_text(ctx: Context, err: BaseException) -> str:
 
 
 def check_capacity(ctx: Context, owner: str) -> None:
+    """Early refusal (before any validation work). The binding check is atomic with the insert (``Store.insert(limit=...)``)."""
     n = ctx.store.count_active(owner)
     if n >= ctx.settings.max_jobs_per_key:
         raise TooManyJobsError(
@@ -78,7 +79,7 @@ async def create_model(body: ModelCreate, ctx: CtxDep, owner: OwnerDep) -> Model
     id_ = new_id("model")
     row = await asyncio.to_thread(ctx.store.insert, "model", {
         "id": id_, "owner": owner, "dataset_id": body.dataset, "method": body.method, "status": "fitting",
-        "created_at": time.time(), "request": body.model_dump(mode="json"), "info": None})
+        "created_at": time.time(), "request": body.model_dump(mode="json"), "info": None}, limit=ctx.settings.max_jobs_per_key)
     spec = {"dataset_dir": str(ctx.dataset_dir(body.dataset)), "method": body.method, "settings": body.settings,
             "out_dir": str(ctx.model_dir(id_)),
             "backtest": body.backtest.model_dump(exclude_none=True) if body.backtest else None}
