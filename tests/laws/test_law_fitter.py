@@ -345,3 +345,16 @@ def test_a_new_law_in_a_few_lines_gets_fitting_and_intervals() -> None:
     assert fit.starts_["method"].unique().to_list() == ["lbfgsb"]
     lo, hi = fit.predict_interval(np.array([4.0]))
     assert lo <= fit.predict(np.array([4.0])) <= hi
+
+
+def test_at_iteration_cap_best_keeps_the_best_start_instead_of_raising():
+    # a law that cannot converge in 1 iteration: "raise" refuses it, "best" keeps the lowest-objective start
+    rng = np.random.default_rng(0)
+    c = np.logspace(18, 22, 40)
+    y = 1.7 + 30.0 * (c / 1e18) ** -0.3 * np.exp(rng.normal(0, 0.01, c.size))
+    with pytest.raises(FitError, match="iteration cap"):
+        LawFitter(PowerLawWithOffset(), maxiter=1, n_starts=3).fit(c, y)
+    fit = LawFitter(PowerLawWithOffset(), maxiter=1, n_starts=3, at_iteration_cap="best").fit(c, y)
+    assert np.all(np.isfinite(fit.params_)) and not fit.starts_["converged"].any()
+    with pytest.raises(ConfigError, match="at_iteration_cap"):
+        LawFitter(PowerLawWithOffset(), at_iteration_cap="ignore").fit(c, y)
