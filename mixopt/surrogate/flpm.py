@@ -522,11 +522,18 @@ class FLPM(Surrogate):
         unpredictable: dict[str, str] = {}
         ids = np.asarray(runs.run_ids(), dtype=object)
         X = self._stage2_inputs(runs)
+        # a checkpoint missing a domain's loss cannot feed a map from the vector of domain losses
+        # (observed inputs); it still served stage 1 for the domains it has
+        xok = np.isfinite(X).all(axis=1)
+        if not xok.all():
+            logger.info("FLP-M stage 2: %d of %d checkpoints lack a domain loss and are not used by stage 2.",
+                        int((~xok).sum()), len(xok))
+            X, ids = X[xok], ids[xok]
         keep: list[Benchmark] = []
         Ys, masks = [], []
         self.emerged_counts_ = {}
         for b in self.benchmarks_:
-            s = runs.scores([b.name])[:, 0]
+            s = runs.scores([b.name])[:, 0][xok]
             em = emerged_mask(s, b, float(self.emergence_margin))
             n_em = int(em.sum())
             n_runs = int(np.unique(ids[em]).shape[0]) if n_em else 0
