@@ -339,7 +339,7 @@ class ChinchillaLaw(Law):
         return grid
 
 
-class ChinchillaTiedLaw(Law):
+class ChinchillaTiedLaw(ChinchillaLaw):
     """``L(N, D) = E + exp(a)/(N/N0)^alpha + exp(b)/(D/D0)^alpha``: Chinchilla with one exponent.
 
     Four parameters instead of five: the form Gadre et al. (2024) fit as
@@ -363,32 +363,17 @@ class ChinchillaTiedLaw(Law):
         Param("alpha", 0.0, 5.0, (0.15, 0.3, 0.5), "shared exponent"),
     )
 
-    def __init__(
-        self, params_reference: float = DEFAULT_PARAMS_REFERENCE, tokens_reference: float = DEFAULT_TOKENS_REFERENCE
-    ) -> None:
-        self.params_reference = check_reference("params_reference", params_reference)
-        self.tokens_reference = check_reference("tokens_reference", tokens_reference)
-
-    def config(self) -> dict[str, Any]:
-        return {"params_reference": self.params_reference, "tokens_reference": self.tokens_reference}
+    # references, config and the start grid are ChinchillaLaw's (the same N, D inputs)
 
     def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         e, a, b, alpha = self.unpack(theta)
-        un = log_scaled(self.column(x, 0), self.params_reference)
-        ud = log_scaled(self.column(x, 1), self.tokens_reference)
-        return e + np.exp(a - alpha * un) + np.exp(b - alpha * ud)
+        _, _, tn, td = self._terms(x, a, alpha, b, alpha)
+        return e + tn + td
 
     def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         _, a, b, alpha = self.unpack(theta)
-        un = log_scaled(self.column(x, 0), self.params_reference)
-        ud = log_scaled(self.column(x, 1), self.tokens_reference)
-        tn, td = np.exp(a - alpha * un), np.exp(b - alpha * ud)
+        un, ud, tn, td = self._terms(x, a, alpha, b, alpha)
         return np.stack([np.ones_like(tn), tn, td, -un * tn - ud * td], axis=-1)
-
-    def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
-        grid = super().start_grid(x, y)
-        grid["E"] = _irreducible_grid(y)
-        return grid
 
 
 #: every built-in law by :attr:`Law.name`
