@@ -128,6 +128,7 @@ def _workspace(tmp: Path) -> Path:
     ws = tmp / "repo"
     shutil.copytree(REPO / "configs", ws / "configs")
     shutil.copytree(REPO / "mixopt" / "examples", ws / "mixopt" / "examples")
+    shutil.copytree(REPO / "tests" / "data" / "fixtures", ws / "tests" / "data" / "fixtures")  # "Bring your own data"
     if SHARED.exists():
         (tmp / "shared").symlink_to(SHARED)
     return ws
