@@ -203,30 +203,13 @@ def test_relative_error_is_finite_when_the_actual_value_is_zero():
 
 def test_optimize_terminated_saves_batches_and_exits_143(tmp_path):
     import signal
-    import textwrap
     import time
 
-    from mixopt.data.readers import write_runs
-    from mixopt.testing import mixture_world
+    from search.conftest import write_endless_search_config
 
-    w = mixture_world(n_domains=3, n_benchmarks=2, seed=0)
-    runs = write_runs(w.sample_runs([2e7, 6e7, 2e8], w.random_mixtures(8, seed=1), n_checkpoints=3, seed=2), tmp_path / "r.csv")
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(textwrap.dedent(f"""
-        [data]
-        runs = "{runs}"
-        [surrogate]
-        method = "regmix"
-        [compute]
-        flops = 1e21
-        [objectives]
-        optimize = ["score:{w.benchmark_names[0]}"]
-        [search]
+    cfg = write_endless_search_config(tmp_path, """
         trials = 10000000
-        batch_size = 16
-        sampler = "random"
-        storage = "s.log"
-    """))
+    """)
     p = subprocess.Popen([sys.executable, "-m", "mixopt", "optimize", str(cfg), "--no-progress", "-v"],
                          stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

@@ -352,10 +352,7 @@ class ChinchillaTiedLaw(ChinchillaLaw):
         tokens_reference: ``D0``, tokens (conditioning only).
     """
 
-    name = "chinchilla_tied"
-    inputs = ("params", "tokens")
-    log_space = True
-    positive_inputs = True
+    name = "chinchilla_tied"  # inputs (N, D) and log-space fitting as ChinchillaLaw
     params = (
         Param("E", 0.0, math.inf, (0.0, 1.0, 2.0), "irreducible loss, nats/token"),
         Param("a", -_BIG, _BIG, (-2.0, -0.5, 1.0), "log of the model-size term at N = N0"),

@@ -100,29 +100,13 @@ def test_sigterm_shuts_down_the_local_ray_it_started(tmp_path) -> None:
     import signal
     import time
 
-    from mixopt.data.readers import write_runs
-    from mixopt.testing import mixture_world
+    from search.conftest import write_endless_search_config
 
-    w = mixture_world(n_domains=3, n_benchmarks=2, seed=0)
-    runs = write_runs(w.sample_runs([2e7, 6e7, 2e8], w.random_mixtures(8, seed=1), n_checkpoints=3, seed=2), tmp_path / "r.csv")
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(textwrap.dedent(f"""
-        [data]
-        runs = "{runs}"
-        [surrogate]
-        method = "regmix"
-        [compute]
-        flops = 1e21
-        [objectives]
-        optimize = ["score:{w.benchmark_names[0]}"]
-        [search]
+    cfg = write_endless_search_config(tmp_path, """
         trials = 100000000
-        batch_size = 16
-        sampler = "random"
-        storage = "s.log"
         executor = "ray"
         workers = 1
-    """))
+    """)
     p = subprocess.Popen([sys.executable, "-m", "mixopt", "optimize", str(cfg), "--no-progress"], stderr=subprocess.PIPE,
                          text=True, cwd=tmp_path)
 
