@@ -3,7 +3,7 @@
 Prints four tables (every ratio is against a baseline measured in the same run):
 
 (a) quality: synthetic worlds with 3 and 5 domains (``mixture_world(k, 3, seed=0)``), the
-    world's exact truth as the surrogate (:class:`~mixopt.search.WorldSurrogate`), compute
+    world's exact truth as the surrogate (:class:`~mixopt.testing.WorldSurrogate`), compute
     fixed at 1e21 FLOPs, objectives = two benchmark scores (``--objectives 3``: three).
     The true front comes from dense enumeration of the simplex (a regular grid with step
     1/400 for 3 domains and 1/60 for 5, i.e. 80k and 636k mixtures). Hypervolume reference
@@ -53,14 +53,13 @@ from mixopt.search import (
     Problem,
     RayExecutor,
     SearchSpace,
-    WorldSurrogate,
     hypervolume,
     pareto_mask,
     run_study,
 )
 from mixopt.search.executors import available_cpus
 from mixopt.search.results import default_reference
-from mixopt.testing import mixture_world, two_domain_code_world
+from mixopt.testing import WorldSurrogate, mixture_world, two_domain_code_world
 
 pl.Config.set_tbl_rows(200)
 pl.Config.set_tbl_cols(30)

@@ -79,7 +79,7 @@ def throughput(sizes: list[float], steps: int) -> pl.DataFrame:
 
 def ladder_wall(rerun: bool) -> dict:
     if rerun:
-        from mixopt.train.config import load_train_config
+        from mixopt.config import load_train_config
         from mixopt.train.ladder import run_ladder
 
         before = _load()

@@ -145,7 +145,7 @@ def test_fit_out_on_an_existing_file_or_unwritable_path(single_runs, tmp_path, c
 
 
 def test_settings_are_given_per_method(single_runs, capsys):
-    from mixopt.cli import _method_settings
+    from mixopt.cli.models import method_settings as _method_settings
 
     assert _method_settings(['{"stage1": "dml"}'], ["flpm"]) == {"flpm": {"stage1": "dml"}}
     assert _method_settings(['flpm={"n_members": 2}', 'dml={"seed": 1}'], ["flpm", "dml"]) == {

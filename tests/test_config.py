@@ -12,7 +12,7 @@ import pytest
 
 from mixopt.config import SearchConfig, config_to_dict, load_config
 from mixopt.errors import ConfigError, SearchError
-from mixopt.search import run_search
+from mixopt.workflows import run_search
 from mixopt.testing import mixture_world
 
 from search.conftest import LinearMixSurrogate, fitted_analytic, ray_local  # noqa: F401  (registers test-linear)

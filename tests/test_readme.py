@@ -114,7 +114,7 @@ def test_extraction_joins_continuations_and_drops_optional_parts() -> None:
 
 
 def test_every_readme_command_parses() -> None:
-    from mixopt.cli import _join_negative_values, build_parser
+    from mixopt.cli.main import _join_negative_values, build_parser
 
     parser = build_parser()
     for cmd in _commands():

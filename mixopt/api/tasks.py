@@ -1,10 +1,12 @@
 """The work behind jobs: fitting a model and running a search, as plain functions.
 
 These run in a Ray worker (the default) or a thread of the service, take and return
-JSON-able values only, and import no FastAPI. Everything is done by the library:
-:func:`~mixopt.data.readers.read_runs`, :func:`~mixopt.surrogate.make_surrogate`,
-:func:`~mixopt.backtest.backtest`, :func:`~mixopt.config.config_from_dict` and
-:func:`~mixopt.search.run_search`; this module only wires paths owned by the server.
+JSON-able values only, and import no FastAPI. The work is done by the same library calls and
+workflows as the CLI's: :func:`~mixopt.data.readers.read_runs`,
+:func:`~mixopt.surrogate.make_surrogate`, :func:`~mixopt.backtest.backtest`,
+:func:`~mixopt.config.config_from_dict`, :func:`mixopt.workflows.optimize.run_search` and
+:func:`mixopt.workflows.validate.validate_each`; this module only wires paths owned by the
+server. Results are sanitised by :func:`mixopt._json.jsonable` and carry no server paths.
 
 A search is cancelled cooperatively: :class:`CancellableExecutor` checks the job's
 ``cancel`` flag file before each batch and raises :class:`JobCancelled`; the runner then
@@ -16,14 +18,23 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
+from mixopt._json import jsonable
+from mixopt.backtest import backtest
+from mixopt.config import config_from_dict, parse_train_sections
+from mixopt.data.readers import read_runs
 from mixopt.errors import ConfigError, MixoptError
+from mixopt.search.executors import Executor, LocalExecutor
+from mixopt.surrogate import Targets, load_surrogate, make_surrogate, save_surrogate
+from mixopt.train.validate import pick_diverse, read_pareto, read_shortlist, summarize
+from mixopt.workflows.optimize import fit_surrogate, run_search
+from mixopt.workflows.validate import validate_each
 
 logger = logging.getLogger(__name__)
 
@@ -57,23 +68,6 @@ class JobCancelled(MixoptError, RuntimeError):
     """The job was cancelled by its owner."""
 
 
-def jsonable(x: Any) -> Any:
-    """Plain JSON values: numpy scalars unwrapped, non-finite floats as None, paths as strings."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Mapping):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        return jsonable(x.item())
-    if isinstance(x, Path):
-        return x.name
-    return x
-
-
 # -- datasets -----------------------------------------------------------------------------------
 def dataset_summary(runs: Any) -> dict[str, Any]:
     """What a dataset holds (for ``DatasetPublic``)."""
@@ -89,8 +83,6 @@ def dataset_summary(runs: Any) -> dict[str, Any]:
 
 def load_dataset(folder: str | Path) -> Any:
     """The canonical run table of a stored dataset."""
-    from mixopt.data.readers import read_runs
-
     return read_runs(Path(folder) / DATASET_FILE, format="mixopt")
 
 
@@ -120,8 +112,6 @@ def fit_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     or the keyword arguments of :func:`mixopt.backtest.make_split` plus ``level``).
     Returns the model summary (plus ``backtest`` when asked).
     """
-    from mixopt.surrogate import Targets, make_surrogate, save_surrogate
-
     runs = load_dataset(spec["dataset_dir"])
     model = make_surrogate(spec["method"], **dict(spec.get("settings") or {})).fit(runs)
     out_dir = Path(spec["out_dir"])
@@ -129,8 +119,6 @@ def fit_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     summary = model_summary(model)
     bt = spec.get("backtest")
     if bt is not None:
-        from mixopt.backtest import backtest
-
         bt = dict(bt)
         level = float(bt.pop("level", 0.9))
         res = backtest(runs, spec["method"], settings=spec.get("settings") or {}, level=level, **bt)
@@ -183,8 +171,6 @@ def job_config(
     Raises:
         ConfigError: every problem of the client's config at once (server-only keys included).
     """
-    from mixopt.config import config_from_dict
-
     if not isinstance(raw, Mapping):
         raise ConfigError(f"The search config must be an object (the parsed TOML), got {type(raw).__name__}.")
     problems = client_config_problems(raw)
@@ -216,8 +202,6 @@ class _StopCheck:
 
 def _cancellable(inner: Any, should_stop: Any) -> Any:
     """An executor that raises :class:`JobCancelled` instead of starting a batch once ``should_stop()``."""
-    from mixopt.search.executors import Executor
-
     class CancellableExecutor(Executor):
         def __init__(self) -> None:
             self.slots = inner.slots
@@ -253,10 +237,6 @@ def optimize_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     Returns:
         The search summary (``SearchResult.to_json`` without the Pareto rows) plus ``n_pareto``.
     """
-    from mixopt.search import LocalExecutor, run_search
-    from mixopt.search.api import fit_surrogate
-    from mixopt.surrogate import load_surrogate, save_surrogate
-
     job_dir = Path(spec["job_dir"])
     job_dir.mkdir(parents=True, exist_ok=True)
     own_model = job_dir / "model"
@@ -289,16 +269,14 @@ VALIDATE_KEYS = ("seed", "checkpoints")
 
 
 def train_config(trainer: Mapping[str, Any], *, base: str | Path, workdir: str | Path | None = None, name: str = "") -> Any:
-    """:class:`~mixopt.train.config.TrainConfig` of one server-defined trainer (``MIXOPT_TRAINERS`` entry).
+    """:class:`~mixopt.config.TrainConfig` of one server-defined trainer (``MIXOPT_TRAINERS`` entry).
 
     The entry is a ``[trainer]`` table of ``mixopt.train`` (``kind``, ``options``, ``executor``,
     ``timeout_s``, ...) plus optional ``seed``/``checkpoints`` of the validation runs.
 
     Raises:
-        ConfigError: every invalid setting (parsed by ``mixopt.train.config``).
+        ConfigError: every invalid setting (parsed by :mod:`mixopt.config`).
     """
-    from mixopt.train.config import parse_train_sections
-
     t = {k: v for k, v in trainer.items() if k not in VALIDATE_KEYS}
     if workdir is not None:
         t["workdir"] = str(workdir)
@@ -319,7 +297,7 @@ def validate_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     trainer's relative paths), ``job_dir`` (the search job's folder: Pareto + shortlist),
     ``model_path`` (the job's surrogate), ``out_dir``, ``k``, ``level``, ``prefix`` (run ids).
     Mixtures are picked by :func:`mixopt.train.validate.pick_diverse` (the shortlist first) and
-    trained one after another by :func:`mixopt.train.loop.validate_rows` (runs appended to
+    trained one after another by :func:`mixopt.workflows.validate.validate_each` (runs appended to
     ``out_dir/runs.csv``; a run already there is not trained again, so a resume continues); the
     cancel flag is checked before each. Writes ``validation.csv`` (predicted vs measured).
 
@@ -329,12 +307,6 @@ def validate_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         JobCancelled: the owner cancelled it (finished runs are kept).
     """
-    import polars as pl
-
-    from mixopt.surrogate import load_surrogate
-    from mixopt.train.loop import validate_rows
-    from mixopt.train.validate import pick_diverse, read_pareto, read_shortlist, summarize
-
     out = Path(spec["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     tc = train_config(spec["trainer"], base=spec["base"], workdir=out / "train", name=spec.get("trainer_name", ""))
@@ -342,23 +314,18 @@ def validate_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     chosen = pick_diverse(read_pareto(pareto_path), int(spec["k"]), shortlist=read_shortlist(pareto_path))
     surrogate = load_surrogate(spec["model_path"])
     flag = out / CANCEL_FILE
-    comps: list[pl.DataFrame] = []
-    trained: list[str] = []
-    failed: list[dict[str, Any]] = []
-    _write_progress(out, 0, chosen.height)
-    for i in range(chosen.height):
+
+    def before_each(i: int) -> None:
         if flag.exists():
             raise JobCancelled(f"cancelled after {i} of {chosen.height} trained mixtures")
-        batch, comp = validate_rows(chosen[i:i + 1], surrogate, tc, out / "runs.csv", prefix=spec["prefix"], level=float(spec["level"]))
-        trained += [r.spec.run_id for r in batch.results if r.ok]
-        failed += [{"run": r.spec.run_id, "status": r.status, "message": r.message[-2000:]} for r in batch.failed]
-        if comp.height:
-            comps.append(comp)
-        _write_progress(out, i + 1, chosen.height)
-    comp = pl.concat(comps, how="diagonal_relaxed") if comps else pl.DataFrame()
+
+    _write_progress(out, 0, chosen.height)
+    done = validate_each(chosen, surrogate, tc, out / "runs.csv", prefix=spec["prefix"], level=float(spec["level"]),
+                         before_each=before_each, after_each=lambda n: _write_progress(out, n, chosen.height))
+    comp = done.comparison
     comp.write_csv(out / VALIDATION_FILE)
     mix_cols = [c for c in chosen.columns if c.startswith("mix:")]
-    return jsonable({"trained": trained, "failed": failed, "mixtures": chosen.select(mix_cols).to_dicts(),
+    return jsonable({"trained": done.trained, "failed": done.failed, "mixtures": chosen.select(mix_cols).to_dicts(),
                      "summary": summarize(comp).to_dicts() if comp.height else []})
 
 
@@ -383,7 +350,6 @@ __all__ = [
     "dataset_summary",
     "fit_task",
     "job_config",
-    "jsonable",
     "load_dataset",
     "model_summary",
     "optimize_task",

@@ -1,4 +1,8 @@
-"""Run tables: the data contract (schema, readers, validation)."""
+"""Run tables: the data contract (schema, readers, validation).
+
+Package rule: ``mixopt.data`` imports only ``mixopt.errors`` (and polars, numpy); every other
+package may import it.
+"""
 
 from mixopt.data.table import (
     FLOPS,

@@ -5,6 +5,9 @@ Quick start::
     from mixopt.laws import LawFitter, PowerLawWithOffset
     fit = LawFitter(PowerLawWithOffset(), n_bootstrap=200).fit(flops, loss, groups=run_ids)
     lower, upper = fit.predict_interval(new_flops, level=0.9)
+
+Package rule: ``mixopt.laws`` imports only ``mixopt.errors`` and ``mixopt.data`` (and numpy,
+scipy); surrogates, searches and reports import it.
 """
 
 from mixopt.laws.base import Law, Param, check_reference, log_scaled, reference_for

@@ -6,6 +6,11 @@ writes one self-contained HTML file (inline SVG, no network), ``Report.write_fig
 "png")`` the same figures for slides. :mod:`mixopt.report.figures` has one function per
 figure, each returning a matplotlib ``Figure``. matplotlib is imported only when a figure
 is drawn.
+
+Package rule: ``mixopt.report`` may import ``mixopt.data``, ``mixopt.laws``,
+``mixopt.surrogate`` and ``mixopt.search`` (to read results); never ``mixopt.config``,
+``mixopt.workflows``, ``mixopt.api`` or ``mixopt.cli`` (the report *job* is
+:mod:`mixopt.workflows.report`).
 """
 
 from mixopt.report.build import build_report, provenance, target_from_search

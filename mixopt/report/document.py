@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from mixopt._json import jsonable
 from mixopt.errors import SchemaError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,7 +101,7 @@ class Report:
         """The whole report as one HTML document (string)."""
         toc = "".join(f'<li><a href="#{s.key}">{html.escape(s.title)}</a></li>' for s in self.sections)
         body = "\n".join(_section_html(s) for s in self.sections)
-        data = json.dumps(_jsonable(self.data()), separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+        data = json.dumps(jsonable(self.data()), separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
         return (
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -215,25 +216,6 @@ def _table_html(t: TableItem) -> str:
     cap = f"<p class=\"caption\">{html.escape(t.caption)}</p>" if t.caption else ""
     return (f'<div class="table" id="tab-{t.key}" data-table="{t.key}"><h3>{html.escape(t.title)}</h3>'
             f'<div class="scroll"><table{" class=wrap" if t.wrap else ""}><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{cap}</div>')
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    try:
-        import numpy as np
-
-        if isinstance(x, np.generic):
-            return _jsonable(x.item())
-    except ImportError:  # pragma: no cover
-        pass
-    return x
 
 
 _CSS = """

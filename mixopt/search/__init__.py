@@ -2,11 +2,15 @@
 the batched Optuna ask/tell runner, executors (local, Ray) and results (Pareto set,
 hypervolume, best mixture).
 
-Entry points: :func:`run_search` (from a config) and :func:`run_study` (from objects).
-Ray is imported only when a :class:`RayExecutor` is created.
+Entry point: :func:`run_study` (from objects); a search from a config file is the workflow
+:func:`mixopt.workflows.run_search`. Ray is imported only when a :class:`RayExecutor` is created.
+
+Package rule: ``mixopt.search`` may import ``mixopt.errors``, ``mixopt.data``, ``mixopt.laws``
+and ``mixopt.surrogate``; never ``mixopt.config``, ``mixopt.train``, ``mixopt.workflows``,
+``mixopt.api`` or ``mixopt.cli``. Only :mod:`mixopt.search.executors` (its Ray executor) may
+import Ray.
 """
 
-from mixopt.search.api import build_problem, build_space, fit_surrogate, run_search
 from mixopt.search.executors import Executor, LocalExecutor, RayExecutor, make_executor
 from mixopt.search.objectives import (
     Aggregate,
@@ -25,7 +29,6 @@ from mixopt.search.shortlist import shortlist
 from mixopt.search.storage import StudyLock, storage_url
 from mixopt.search.samplers import SAMPLERS, BatchNSGAIISampler, make_sampler
 from mixopt.search.space import ComputeSpace, DataBudget, MixtureSpace, Points, SearchSpace
-from mixopt.search.truth import WorldSurrogate
 
 __all__ = [
     "SAMPLERS",
@@ -47,10 +50,6 @@ __all__ = [
     "SearchResult",
     "SearchSpace",
     "StudyLock",
-    "WorldSurrogate",
-    "build_problem",
-    "build_space",
-    "fit_surrogate",
     "hypervolume",
     "make_executor",
     "make_sampler",
@@ -58,7 +57,6 @@ __all__ = [
     "pareto_mask",
     "parse_constraint",
     "parse_objective",
-    "run_search",
     "run_study",
     "shortlist",
     "storage_url",

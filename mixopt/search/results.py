@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mixopt._json import jsonable
 from mixopt.errors import SearchError
 
 #: Margin of the default reference point, as a fraction of the front's range.
@@ -285,7 +286,7 @@ class SearchResult:
     # -- output -----------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         """A JSON-able summary plus the Pareto rows."""
-        return _jsonable({
+        return jsonable({
             "study_name": self.study_name,
             "storage": self.storage,
             "sampler": self.sampler,
@@ -399,20 +400,8 @@ def _write_frame(frame: pl.DataFrame, path: Path) -> Path:
     elif ext == ".csv":
         frame.write_csv(path)
     else:
-        path.write_text(json.dumps(_jsonable(frame.to_dicts()), indent=1) + "\n")
+        path.write_text(json.dumps(jsonable(frame.to_dicts()), indent=1) + "\n")
     return path
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return _jsonable(x.item())
-    return x
 
 
 def default_reference(front: np.ndarray, directions: Sequence[str], margin: float = REFERENCE_MARGIN) -> np.ndarray:

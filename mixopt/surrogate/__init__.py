@@ -1,4 +1,9 @@
-"""Surrogates: FLP, FP, FLP-M and comparators behind one interface."""
+"""Surrogates: FLP, FP, FLP-M and comparators behind one interface.
+
+Package rule: ``mixopt.surrogate`` may import ``mixopt.errors``, ``mixopt.data`` and
+``mixopt.laws``; never ``mixopt.search``, ``mixopt.train`` or anything above them. torch is
+imported only where a network is fitted or used.
+"""
 
 from mixopt.surrogate.base import (
     MODEL_FORMAT_VERSION,

@@ -13,13 +13,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mixopt.data.table import RunTable
 from mixopt.errors import ConfigError
-from mixopt.train.config import TrainConfig, TrainerSection
 from mixopt.train.executors import JobExecutor, make_job_executor
 from mixopt.train.spec import JobResult, JobSpec
 from mixopt.train.store import append_runs, existing_runs
+
+if TYPE_CHECKING:  # the sections are parsed by mixopt.config, which imports this package
+    from mixopt.config import TrainConfig, TrainerSection
 
 logger = logging.getLogger(__name__)
 

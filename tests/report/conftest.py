@@ -64,7 +64,7 @@ def mixmodel(mix_runs):
 def search_files(tmp_path_factory, mix_runs, mixmodel):
     """A real (small, in-process) search over the mixture world: config, runs, model, result."""
     from mixopt.config import load_config
-    from mixopt.search import run_search
+    from mixopt.workflows import run_search
 
     d = tmp_path_factory.mktemp("search")
     write_runs(mix_runs, d / "runs.csv")

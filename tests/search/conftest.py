@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mixopt.data import Benchmark, RunTable
-from mixopt.search import ComputeSpace, DataBudget, MixtureSpace, Problem, SearchSpace, WorldSurrogate
+from mixopt.search import ComputeSpace, DataBudget, MixtureSpace, Problem, SearchSpace
+from mixopt.testing import WorldSurrogate
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, register
 from mixopt.testing import mixture_world
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from mixopt.config import load_config
-from mixopt.search import run_search
-from mixopt.search.api import write_result
+from mixopt.workflows import run_search
+from mixopt.workflows.optimize import write_result
 
 REPO = Path(__file__).resolve().parents[2]
 #: Trials of the reduced example (the config asks for 2,000).

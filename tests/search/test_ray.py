@@ -74,7 +74,8 @@ def test_ray_starts_automatically_in_a_fresh_process(tmp_path) -> None:
     code = textwrap.dedent(
         """
         import ray
-        from mixopt.search import RayExecutor, run_study, WorldSurrogate, SearchSpace, MixtureSpace, ComputeSpace, Problem
+        from mixopt.search import RayExecutor, run_study, SearchSpace, MixtureSpace, ComputeSpace, Problem
+        from mixopt.testing import WorldSurrogate
         from mixopt.testing import mixture_world
         w = mixture_world(n_domains=3, n_benchmarks=2, seed=0)
         p = Problem(SearchSpace(MixtureSpace(w.domains), ComputeSpace(flops=1e21)), WorldSurrogate(w),

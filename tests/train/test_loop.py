@@ -137,7 +137,7 @@ output = "ladder.csv"
 
 def test_train_sections_are_validated(tmp_path):
     from mixopt.errors import ConfigError
-    from mixopt.train.config import load_train_config
+    from mixopt.config import load_train_config
 
     p = tmp_path / "bad.toml"
     p.write_text('[trainer]\nkind = "slurm"\nmax_parallel = 0\n[ladder]\nsizes = []\ntokens = 1e6\n[ladder.mixtures]\na = { x = 0.5, y = 0.6 }\n')

@@ -130,7 +130,7 @@ async def create_job(body: JobCreate, ctx: CtxDep, owner: OwnerDep) -> JobPublic
         if cfg.search.trials > ctx.settings.max_trials:
             raise LimitError(f"search.trials = {cfg.search.trials} exceeds this server's limit of {ctx.settings.max_trials} trials per job.")
         if model is not None:  # space, objectives and constraints against the model: 422 now, not a failed job later
-            from mixopt.search import build_problem
+            from mixopt.workflows.optimize import build_problem
 
             build_problem(cfg, model)
         return cfg.search.trials

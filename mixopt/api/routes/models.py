@@ -34,7 +34,7 @@ def _fallback(x: Any) -> Any:
 def _dumps(obj: Any) -> bytes:
     if _orjson is not None:
         return _orjson.dumps(obj, option=_orjson.OPT_SERIALIZE_NUMPY, default=_fallback)
-    from mixopt.api.tasks import jsonable
+    from mixopt._json import jsonable
 
     return json.dumps(jsonable(obj)).encode()
 

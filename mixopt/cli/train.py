@@ -1,33 +1,19 @@
-"""CLI commands of the training jobs: ``corpus build``, ``ladder``, ``validate`` and the loop of
-``optimize`` (registered by :func:`add_train_commands` from :mod:`mixopt.cli`)."""
+"""The training commands: ``mixopt corpus build``, ``ladder`` and ``validate`` (:mod:`mixopt.train`,
+:mod:`mixopt.workflows.validate`)."""
 
 from __future__ import annotations
 
 import argparse
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
-
-def _cli():  # the shared CLI helpers (imported late: mixopt.cli imports this module)
-    import mixopt.cli as cli
-
-    return cli
+from mixopt.cli._output import EXIT_JOBS_FAILED, common, emit_json, print_frame
+from mixopt.config import load_project
 
 
-def _terminate_as_interrupt() -> None:
-    """SIGTERM -> KeyboardInterrupt, so executors stop their child jobs on the way out."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        pass
-
-
-def _print_batch(batch: Any) -> None:
+def print_batch(batch: Any) -> None:
+    """One line per job of a training batch (and the last log line of a failed one)."""
     for r in batch.results:
         print(f"  {r.spec.run_id}: {r.status} in {r.wall_s:.1f} s" + ("" if r.ok else f"\n    {r.message.splitlines()[0]}"))
         if not r.ok and r.log_tail:
@@ -46,7 +32,7 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
     info = {"out": str(out), "domains": {d: {"train_bytes": int(len(c.train[d])), "valid_bytes": int(len(c.valid[d]))} for d in c.domains},
             "seconds": time.perf_counter() - t0}
     if args.json:
-        _cli()._emit_json(info)
+        emit_json(info)
     else:
         print(f"prepared corpus at {out} in {info['seconds']:.1f} s (provenance and licenses: {out}/manifest.json)")
         for d, v in info["domains"].items():
@@ -55,11 +41,9 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
 
 
 def cmd_ladder(args: argparse.Namespace) -> int:
-    from mixopt.train.config import load_train_config
     from mixopt.train.ladder import ladder_jobs, run_ladder
 
-    _terminate_as_interrupt()
-    cfg = load_train_config(args.config)
+    cfg = load_project(args.config, search=False).train
     out = Path(args.out) if args.out else None
     jobs = ladder_jobs(cfg)
     if not args.json:
@@ -70,73 +54,39 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     info = {"out": str(target), "added": list(rep.added), "skipped": list(rep.skipped), "wall_s": rep.wall_s,
             "failed": [{"run": r.spec.run_id, "status": r.status, "message": r.message} for r in rep.failed]}
     if args.json:
-        _cli()._emit_json(info)
+        emit_json(info)
     else:
-        _print_batch(rep)
+        print_batch(rep)
         print(f"{len(rep.added)} runs added, {len(rep.skipped)} already there, {len(rep.failed)} failed; "
               f"{rep.wall_s:.0f} s; table: {target}")
-    return 0 if not rep.failed else 4
+    return 0 if not rep.failed else EXIT_JOBS_FAILED
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mixopt.config import load_config
-    from mixopt.train.config import load_train_config
-    from mixopt.train.loop import run_validate
     from mixopt.train.validate import summarize
+    from mixopt.workflows.validate import run_validate
 
-    _terminate_as_interrupt()
-    cfg = load_config(args.config)
-    tc = load_train_config(args.config)
-    chosen, batch, comp = run_validate(cfg, tc, args.pareto, args.top, level=args.level)
+    project = load_project(args.config)
+    assert project.search is not None
+    chosen, batch, comp = run_validate(project.search, project.train, args.pareto, args.top, level=args.level)
     if args.out and comp.height:
         comp.write_csv(args.out)
     if args.json:
-        _cli()._emit_json({"trained": [r.spec.run_id for r in batch.results], "added": list(batch.added),
+        emit_json({"trained": [r.spec.run_id for r in batch.results], "added": list(batch.added),
                            "failed": [{"run": r.spec.run_id, "status": r.status, "message": r.message} for r in batch.failed],
                            "comparison": comp.to_dicts(), "summary": summarize(comp).to_dicts()})
-        return 0 if not batch.failed else 4
+        return 0 if not batch.failed else EXIT_JOBS_FAILED
     mix_cols = [c for c in chosen.columns if c.startswith("mix:")]
-    _cli()._print_frame(chosen.select([c for c in ("trial", *mix_cols, "params", "tokens") if c in chosen.columns]),
+    print_frame(chosen.select([c for c in ("trial", *mix_cols, "params", "tokens") if c in chosen.columns]),
                         f"trained {chosen.height} diverse Pareto mixtures:")
-    _print_batch(batch)
+    print_batch(batch)
     if comp.height:
-        _cli()._print_frame(comp.drop("params", "tokens"), f"\npredicted ({args.level:.0%} interval) vs measured, final checkpoints:")
-        _cli()._print_frame(summarize(comp), "\nsummary:")
-    return 0 if not batch.failed else 4
+        print_frame(comp.drop("params", "tokens"), f"\npredicted ({args.level:.0%} interval) vs measured, final checkpoints:")
+        print_frame(summarize(comp), "\nsummary:")
+    return 0 if not batch.failed else EXIT_JOBS_FAILED
 
 
-def optimize_loop(args: argparse.Namespace) -> int | None:
-    """Run the loop when the config has ``[validate] rounds >= 1``; None otherwise (plain search)."""
-    from mixopt.train.config import validate_rounds
-
-    if validate_rounds(args.config) < 1:
-        return None
-    from mixopt.config import load_config
-    from mixopt.train.config import load_train_config
-    from mixopt.train.loop import run_loop
-
-    _terminate_as_interrupt()
-    cfg = load_config(args.config, overrides=_cli()._overrides(args))
-    tc = load_train_config(args.config)
-    reports = run_loop(cfg, tc, progress=not args.no_progress and not args.json)
-    if args.json:
-        _cli()._emit_json({"rounds": [{"round": r.round, "folder": str(r.folder), "runs": r.n_runs, "added": list(r.batch.added),
-                                       "failed": [x.spec.run_id for x in r.batch.failed], "summary": r.summary.to_dicts(),
-                                       "proposal": r.proposal, "best": r.best} for r in reports]})
-        return 0
-    for r in reports:
-        print(f"round {r.round}: surrogate fitted on {r.n_runs} runs; trained {len(r.batch.results)} mixtures "
-              f"({len(r.batch.added)} new, {len(r.batch.failed)} failed); files in {r.folder}")
-        if r.summary.height:
-            _cli()._print_frame(r.summary, "  predicted vs measured:")
-        if r.proposal:
-            mix = ", ".join(f"{d}={v:.2f}" for d, v in r.proposal["mixture"].items())
-            print(f"  next sampling run (widest {r.proposal['quantity']} interval): {mix} at N={r.proposal['params']:.3g}, "
-                  f"D={r.proposal['tokens']:.3g}")
-    return 0
-
-
-def add_train_commands(sub: Any) -> None:
+def register(sub: Any) -> None:
     """Register ``corpus``, ``ladder`` and ``validate`` on the CLI's subparsers."""
     c = sub.add_parser("corpus", help="prepare the reference trainer's text corpus")
     csub = c.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
@@ -145,13 +95,13 @@ def add_train_commands(sub: Any) -> None:
     b.add_argument("--max-bytes", type=float, default=8e6, help="training bytes kept per domain (default 8e6)")
     b.add_argument("--no-install", action="store_true", help="do not run apt-get/pip (the sources must be installed)")
     b.add_argument("--fixture", action="store_true", help="prepare the small shipped fixture text instead (no network, no root)")
-    _cli()._common(b)  # --json / -v before or after the command
+    common(b)
     b.set_defaults(func=cmd_corpus_build)
 
     ld = sub.add_parser("ladder", help="train a ladder of sampling runs (sizes x mixtures x seeds) into a run table")
     ld.add_argument("config", help="TOML config with [trainer] and [ladder] (see configs/ladder.toml)")
     ld.add_argument("--out", help="run table to write (default [ladder] output)")
-    _cli()._common(ld)  # --json / -v before or after the command
+    common(ld)
     ld.set_defaults(func=cmd_ladder)
 
     v = sub.add_parser("validate", help="train a diverse top-K of a Pareto set and report predicted vs measured")
@@ -160,9 +110,5 @@ def add_train_commands(sub: Any) -> None:
     v.add_argument("--top", type=int, default=3, help="mixtures to train (a diverse K)")
     v.add_argument("--level", type=float, default=0.9, help="interval coverage (default 0.9)")
     v.add_argument("--out", help="also write the comparison table (.csv)")
-    _cli()._common(v)  # --json / -v before or after the command
+    common(v)
     v.set_defaults(func=cmd_validate)
-
-
-__all__ = ["add_train_commands", "optimize_loop"]
-

@@ -1,4 +1,4 @@
-"""Search configuration: frozen dataclasses loaded from TOML.
+"""The search sections of the project config: frozen dataclasses and their parsers.
 
 A config file describes one mixture search (see ``configs/example.toml``)::
 
@@ -42,15 +42,29 @@ reported at once, naming the key, the value received and the fix.
 
 from __future__ import annotations
 
-import difflib
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixopt.errors import ConfigError
+from mixopt.data.long import LongLayout
+from mixopt.errors import SchemaError, SearchError
+from mixopt.config._parse import (
+    _bool,
+    _is_num,
+    _names,
+    _num_map,
+    _number,
+    _path,
+    _Problems,
+    _range,
+    _string,
+    _table,
+    _unknown_keys,
+)
+#: Top-level tables of the search sections.
+SECTIONS = ("data", "surrogate", "domains", "tokens", "compute", "objectives", "search")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,197 +184,14 @@ class SearchConfig:
         return self.search.output
 
 
-# -- reading ---------------------------------------------------------------------------------
-_SECTIONS = {
-    "data": DataConfig,
-    "surrogate": SurrogateConfig,
-    "domains": None,
-    "tokens": TokensConfig,
-    "compute": ComputeConfig,
-    "objectives": ObjectivesConfig,
-    "search": SearchSettings,
-}
-
-# -- [trainer] / [ladder] / [validate]: training jobs, parsed by mixopt.train.config --
-_SECTIONS.update({"trainer": None, "ladder": None, "validate": None})
-# -- end of training sections --
-
-#: Command-line override keys and the config keys they set.
-OVERRIDES = {
-    "trials": "search.trials",
-    "seed": "search.seed",
-    "storage": "search.storage",
-    "ray_address": "search.ray_address",
-    "executor": "search.executor",
-    "output": "search.output",
-    "study_name": "search.study_name",
-    "sampler": "search.sampler",
-    "batch_size": "search.batch_size",
-    "workers": "search.workers",
-    "ray_dashboard": "search.ray_dashboard",
-    "shortlist": "objectives.shortlist",
-}
-
-
-class _Problems:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.items: list[str] = []
-
-    def add(self, key: str, value: Any, need: str) -> None:
-        self.items.append(f"{key} = {value!r}: {need}")
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            head = f"Invalid config {self.source}: {len(self.items)} problem(s):"
-            raise ConfigError(head + "\n" + "\n".join(f"  - {p}" for p in self.items))
-
-
-def _suggest(key: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1)
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
-def _unknown_keys(table: Mapping[str, Any], allowed: Sequence[str], where: str, p: _Problems) -> None:
-    for k in table:
-        if k not in allowed:
-            p.items.append(
-                f"unknown key {where + '.' if where else ''}{k}: {_suggest(k, allowed)}allowed keys are {sorted(allowed)}"
-                + (" (top-level keys must come before the first [table])" if not where else "")
-            )
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
-
-
-def _number(t: Mapping[str, Any], key: str, where: str, p: _Problems, default: Any, *, lo: float | None = None,
-            hi: float | None = None, strict_lo: bool = False, integer: bool = False, optional: bool = False) -> Any:
-    if key not in t:
-        return default
-    v = t[key]
-    name = f"{where}.{key}"
-    if optional and (v is None or v == ""):
-        return None
-    if integer:
-        if not isinstance(v, int) or isinstance(v, bool):
-            p.add(name, v, "must be an integer" + (f" >= {lo:g}" if lo is not None else ""))
-            return default
-    elif not _is_num(v):
-        p.add(name, v, "must be a finite number")
-        return default
-    kind = "an integer" if integer else "a number"
-    if lo is not None and (v <= lo if strict_lo else v < lo):
-        p.add(name, v, f"must be {kind} {'>' if strict_lo else '>='} {lo:g}")
-        return default
-    if hi is not None and v > hi:
-        p.add(name, v, f"must be {kind} <= {hi:g}")
-        return default
-    return int(v) if integer else float(v)
-
-
-def _string(t: Mapping[str, Any], key: str, where: str, p: _Problems, default: Any, *,
-            choices: Sequence[str] | None = None, optional: bool = False) -> Any:
-    if key not in t:
-        return default
-    v = t[key]
-    if optional and v in (None, ""):
-        return None
-    if not isinstance(v, str) or not v.strip():
-        p.add(f"{where}.{key}", v, "must be a non-empty string")
-        return default
-    if choices is not None and v not in choices:
-        p.add(f"{where}.{key}", v, f"{_suggest(v, choices)}must be one of {list(choices)}")
-        return default
-    return v.strip()
-
-
-def _bool(t: Mapping[str, Any], key: str, where: str, p: _Problems, default: bool) -> bool:
-    if key not in t:
-        return default
-    v = t[key]
-    if not isinstance(v, bool):
-        p.add(f"{where}.{key}", v, "must be true or false")
-        return default
-    return v
-
-
-def _range(t: Mapping[str, Any], key: str, where: str, p: _Problems, default: Any) -> Any:
-    if key not in t:
-        return default
-    v = t[key]
-    name = f"{where}.{key}"
-    vals = [v] if _is_num(v) else v
-    if not isinstance(vals, list) or not 1 <= len(vals) <= 2 or not all(_is_num(x) for x in vals):
-        p.add(name, v, "must be a number or a [low, high] pair of numbers, e.g. [1e21, 1e22]")
-        return default
-    lo, hi = float(vals[0]), float(vals[-1])
-    if not 0 < lo <= hi:
-        p.add(name, v, "needs 0 < low <= high")
-        return default
-    return (lo, hi)
-
-
-def _num_map(t: Mapping[str, Any], key: str, where: str, p: _Problems, *, positive: bool = True,
-             lo: float | None = None, hi: float | None = None, allow_none: bool = False) -> dict[str, Any]:
-    if key not in t:
-        return {}
-    v = t[key]
-    if not isinstance(v, Mapping):
-        p.add(f"{where}.{key}", v, "must be a table like { name = 1.0 }")
-        return {}
-    out: dict[str, Any] = {}
-    for k, x in v.items():
-        if allow_none and (x is None or x == "none"):
-            out[str(k)] = None
-            continue
-        bad = not _is_num(x) or (positive and x <= 0) or (lo is not None and x < lo) or (hi is not None and x > hi)
-        if bad:
-            need = "must be a number" + (" > 0" if positive else "") + (f" in [{lo:g}, {hi:g}]" if lo is not None and hi is not None else "")
-            p.add(f"{where}.{key}.{k}", x, need)
-            continue
-        out[str(k)] = float(x)
-    return out
-
-
-def _path(t: Mapping[str, Any], key: str, where: str, p: _Problems, base: Path, *, must_exist: bool = False) -> Path | None:
-    if key not in t or t[key] in (None, ""):
-        return None
-    v = t[key]
-    if not isinstance(v, str):
-        p.add(f"{where}.{key}", v, "must be a path string")
-        return None
-    path = Path(v).expanduser()
-    if not path.is_absolute():
-        path = (base / path).resolve()
-    if must_exist and not path.exists():
-        p.add(f"{where}.{key}", v, f"file not found (looked for {path}); paths are relative to the config file's folder")
-    return path
-
-
-def _table(raw: Mapping[str, Any], key: str, p: _Problems) -> dict[str, Any]:
-    v = raw.get(key, {})
-    if not isinstance(v, Mapping):
-        p.items.append(f"[{key}] must be a table, got {v!r}")
-        return {}
-    return dict(v)
-
-
-def _names(dc: type) -> list[str]:
-    return [f.name for f in fields(dc)]
-
-
 def _data_long(t: Mapping[str, Any], p: _Problems) -> dict[str, Any]:
-    """``[data.long]``: checked by building the reader's LongLayout (owner: tables)."""
+    """``[data.long]``: checked by building the reader's LongLayout."""
     v = t.get("long", {})
     if not isinstance(v, Mapping):
         p.add("data.long", v, "must be a table like [data.long] with checkpoint_pattern, name_pattern, mix_domains, columns, kind")
         return {}
     if not v:
         return {}
-    from mixopt.data.long import LongLayout
-    from mixopt.errors import SchemaError
-
     _unknown_keys(v, _names(LongLayout), "data.long", p)
     if (t.get("format") or "auto") != "long":
         p.add("data.format", t.get("format", "auto"), "must be \"long\" when [data.long] is given")
@@ -372,15 +203,8 @@ def _data_long(t: Mapping[str, Any], p: _Problems) -> dict[str, Any]:
     return dict(v)
 
 
-def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | None = None,
-           cli_keys: frozenset[str] = frozenset()) -> SearchConfig:
-    p = _Problems(source)
-    _unknown_keys(raw, list(_SECTIONS), "", p)
-
-    def base_for(key: str) -> Path:
-        return cli_base if cli_base is not None and key in cli_keys else base
-
-    # [data]
+def _parse_data(raw: Mapping[str, Any], p: _Problems, base_for: Any) -> DataConfig:
+    """``[data]``."""
     t = _table(raw, "data", p)
     _unknown_keys(t, _names(DataConfig), "data", p)
     chance = {}
@@ -396,7 +220,7 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
     if not isinstance(run_id, list) or not all(isinstance(x, str) and x for x in run_id):
         p.add("data.run_id", run_id, "must be a list of column names, e.g. [\"params\", \"mix\"]")
         run_id = []
-    data = DataConfig(
+    return DataConfig(
         runs=_path(t, "runs", "data", p, base_for("data.runs"), must_exist=True),
         ratios=_path(t, "ratios", "data", p, base_for("data.ratios"), must_exist=True),
         format=_string(t, "format", "data", p, "auto", choices=["auto", "mixopt", "regmix", "olmix", "long"]),
@@ -411,7 +235,9 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
         long=_data_long(t, p),
     )
 
-    # [surrogate]
+
+def _parse_surrogate(raw: Mapping[str, Any], p: _Problems, base_for: Any) -> SurrogateConfig:
+    """``[surrogate]``."""
     t = _table(raw, "surrogate", p)
     _unknown_keys(t, _names(SurrogateConfig), "surrogate", p)
     settings = t.get("settings", {})
@@ -419,11 +245,11 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
         p.add("surrogate.settings", settings, "must be a table of keyword arguments, e.g. { stage1 = \"pure_power\" }")
         settings = {}
     model = _path(t, "model", "surrogate", p, base_for("surrogate.model"), must_exist=True)
-    surrogate = SurrogateConfig(method=_string(t, "method", "surrogate", p, "flpm"), settings=dict(settings), model=model)
-    if data.runs is None and model is None:
-        p.items.append("no data: set [data] runs = \"path/to/runs.csv\" (a run table) or [surrogate] model = \"path/to/model\"")
+    return SurrogateConfig(method=_string(t, "method", "surrogate", p, "flpm"), settings=dict(settings), model=model)
 
-    # [domains.<name>]
+
+def _parse_domains(raw: Mapping[str, Any], p: _Problems) -> dict[str, DomainConfig]:
+    """``[domains.<name>]``: floor/cap/pin per domain; floors and pins must leave room (sum <= 1)."""
     t = _table(raw, "domains", p)
     domains: dict[str, DomainConfig] = {}
     for name, dt in t.items():
@@ -446,8 +272,11 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
         p.items.append(
             f"sum(floors and pins) <= 1 must hold, but got {sum(lows.values()):.4g} for domains ({named}); lower the floors"
         )
+    return domains
 
-    # [tokens]
+
+def _parse_tokens(raw: Mapping[str, Any], p: _Problems) -> TokensConfig:
+    """``[tokens]``."""
     t = _table(raw, "tokens", p)
     _unknown_keys(t, _names(TokensConfig), "tokens", p)
     tokens = TokensConfig(
@@ -458,8 +287,11 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
     extra = sorted(set(tokens.epochs) - set(tokens.available))
     if extra:
         p.items.append(f"tokens.epochs names {extra} without tokens.available for them; add their unique token counts")
+    return tokens
 
-    # [compute]
+
+def _parse_compute(raw: Mapping[str, Any], p: _Problems) -> ComputeConfig:
+    """``[compute]``: flops (+ tokens_per_param) or params and tokens."""
     t = _table(raw, "compute", p)
     _unknown_keys(t, _names(ComputeConfig), "compute", p)
     compute = ComputeConfig(
@@ -477,8 +309,11 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
             p.items.append("[compute]: params and tokens must be given together (or give flops instead)")
     if "tokens_per_param" in t and compute.params is not None:
         p.items.append("[compute]: tokens_per_param applies only with flops; with params and tokens it is implied")
+    return compute
 
-    # [objectives]
+
+def _parse_objectives(raw: Mapping[str, Any], p: _Problems) -> ObjectivesConfig:
+    """``[objectives]``: every objective and constraint is parsed here, so a typo fails at load time."""
     t = _table(raw, "objectives", p)
     _unknown_keys(t, _names(ObjectivesConfig), "objectives", p)
     opt = t.get("optimize", [])
@@ -493,7 +328,7 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
     if not isinstance(cons, list) or not all(isinstance(c, str) for c in cons):
         p.add("objectives.constraints", cons, "must be a list of strings like \"score:mmlu >= 0.45\"")
         cons = []
-    from mixopt.errors import SearchError
+    # mixopt.search is imported here, not at the top: its package loads optuna (slow to import)
     from mixopt.search.objectives import parse_constraint, parse_objective
 
     for i, o in enumerate(opt):
@@ -506,7 +341,7 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
             parse_constraint(c)
         except SearchError as e:
             p.add(f"objectives.constraints[{i}]", c, str(e))
-    objectives = ObjectivesConfig(
+    return ObjectivesConfig(
         optimize=tuple(opt),
         constraints=tuple(cons),
         risk_kappa=_number(t, "risk_kappa", "objectives", p, 0.0, lo=0.0),
@@ -516,10 +351,12 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
         shortlist=_number(t, "shortlist", "objectives", p, 5, lo=1, integer=True),
     )
 
-    # [search]
+
+def _parse_search(raw: Mapping[str, Any], p: _Problems, base_for: Any) -> SearchSettings:
+    """``[search]``."""
     t = _table(raw, "search", p)
     _unknown_keys(t, _names(SearchSettings), "search", p)
-    from mixopt.search.samplers import SAMPLERS
+    from mixopt.search.samplers import SAMPLERS  # loads optuna: see _parse_objectives
 
     study_name = _string(t, "study_name", "search", p, "mixopt")
     storage = t.get("storage", f"{study_name}.log")
@@ -544,7 +381,7 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
     output = _path(t, "output", "search", p, base_for("search.output"))
     if output is not None and output.suffix.lower() not in (".parquet", ".csv", ".json"):
         p.add("search.output", t["output"], "must end in .parquet, .csv or .json")
-    search = SearchSettings(
+    return SearchSettings(
         trials=_number(t, "trials", "search", p, 2000, lo=1, integer=True),
         batch_size=_number(t, "batch_size", "search", p, 128, lo=1, integer=True),
         population_size=_number(t, "population_size", "search", p, None, lo=2, integer=True, optional=True),
@@ -561,6 +398,30 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
         max_failed_batches=_number(t, "max_failed_batches", "search", p, 5, lo=1, integer=True),
         ray_dashboard=_bool(t, "ray_dashboard", "search", p, False),
     )
+
+
+def parse_search_sections(raw: Mapping[str, Any], base: Path, source: str, *, cli_base: Path | None = None,
+                          cli_keys: frozenset[str] = frozenset(), known: Sequence[str] = ()) -> SearchConfig:
+    """The search sections of a parsed TOML dict (``known``: the other top-level keys allowed).
+
+    Raises:
+        ConfigError: every invalid setting at once.
+    """
+    p = _Problems(source)
+    _unknown_keys(raw, [*SECTIONS, *known], "", p)
+
+    def base_for(key: str) -> Path:
+        return cli_base if cli_base is not None and key in cli_keys else base
+
+    data = _parse_data(raw, p, base_for)
+    surrogate = _parse_surrogate(raw, p, base_for)
+    if data.runs is None and surrogate.model is None:
+        p.items.append("no data: set [data] runs = \"path/to/runs.csv\" (a run table) or [surrogate] model = \"path/to/model\"")
+    domains = _parse_domains(raw, p)
+    tokens = _parse_tokens(raw, p)
+    compute = _parse_compute(raw, p)
+    objectives = _parse_objectives(raw, p)
+    search = _parse_search(raw, p, base_for)
     p.raise_if_any()
     return SearchConfig(
         path=None, data=data, surrogate=surrogate, domains=domains, tokens=tokens,
@@ -568,83 +429,8 @@ def _parse(raw: Mapping[str, Any], base: Path, source: str, cli_base: Path | Non
     )
 
 
-def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    cur = raw
-    for part in parts[:-1]:
-        nxt = cur.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {} if nxt is None else nxt
-            cur[part] = nxt
-        cur = nxt
-    cur[parts[-1]] = value
-
-
-def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
-    """Read and validate a search config from a TOML file.
-
-    Args:
-        path: the TOML file.
-        overrides: values that replace the file's, by short name (``trials``, ``seed``,
-            ``storage``, ``study_name``, ``sampler``, ``executor``, ``ray_address``,
-            ``output``, ``batch_size``, ``workers``; see :data:`OVERRIDES`) or by dotted key
-            (``"search.trials"``). Relative paths in overrides are taken from the current
-            directory.
-
-    Returns:
-        The validated :class:`SearchConfig`.
-
-    Raises:
-        ConfigError: a missing or malformed file, or every invalid setting at once.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"Config file {str(path)!r} not found; give the path to a .toml file (see configs/example.toml).")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML: {e}. Fix the syntax (strings need quotes, tables look like [search]).") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path} is not UTF-8 text ({e}).") from None
-    return config_from_dict(raw, base_dir=path.resolve().parent, source=str(path), overrides=overrides, path=path.resolve())
-
-
-def config_from_dict(raw: Mapping[str, Any], *, base_dir: str | Path = ".", source: str = "<dict>",
-                     overrides: Mapping[str, Any] | None = None, path: Path | None = None) -> SearchConfig:
-    """Validate a config given as a dict (the parsed TOML); see :func:`load_config`."""
-    raw = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in raw.items()}
-    cli_keys: set[str] = set()
-    for k, v in (overrides or {}).items():
-        if v is None:
-            continue
-        dotted = OVERRIDES.get(k, k)
-        if "." not in dotted:
-            raise ConfigError(f"Unknown override {k!r}; use one of {sorted(OVERRIDES)} or a dotted key like 'search.trials'.")
-        _set_dotted(raw, dotted, v)
-        cli_keys.add(dotted)
-    cfg = _parse(raw, Path(base_dir), source, cli_base=Path.cwd(), cli_keys=frozenset(cli_keys))
-    return replace(cfg, path=path)
-
-
-def config_to_dict(cfg: SearchConfig) -> dict[str, Any]:
-    """A plain dict of the config (paths as strings), e.g. for logging or JSON."""
-
-    def conv(x: Any) -> Any:
-        if isinstance(x, Path):
-            return str(x)
-        if isinstance(x, Mapping):
-            return {str(k): conv(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [conv(v) for v in x]
-        if hasattr(x, "__dataclass_fields__"):
-            return {f.name: conv(getattr(x, f.name)) for f in fields(x)}
-        return x
-
-    return conv(cfg)
-
-
 __all__ = [
-    "OVERRIDES",
+    "SECTIONS",
     "ComputeConfig",
     "DataConfig",
     "DomainConfig",
@@ -653,7 +439,5 @@ __all__ = [
     "SearchSettings",
     "SurrogateConfig",
     "TokensConfig",
-    "config_from_dict",
-    "config_to_dict",
-    "load_config",
+    "parse_search_sections",
 ]

@@ -1,6 +1,8 @@
-"""From a :class:`~mixopt.config.SearchConfig` to a :class:`SearchResult`: the library entry point.
+"""The optimize workflow: from a :class:`~mixopt.config.SearchConfig` to a written :class:`SearchResult`.
 
-``mixopt optimize CONFIG`` is ``load_config`` + :func:`run_search` + :func:`write_result`.
+``mixopt optimize CONFIG`` (and an API search job) is ``load_config`` + :func:`run_search` +
+:func:`write_result`; :func:`optimize` does the three and hands back the surrogate it used, so a
+report of the run needs no second load or fit.
 Every check that can fail is done before the expensive steps, in this order:
 
 1. the config is validated when loaded;
@@ -33,24 +35,27 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mixopt.config import SearchConfig, config_to_dict
-from mixopt.errors import MixoptError, SearchError
+from mixopt.data.readers import read_runs
+from mixopt.errors import MixoptError, ModelFileError, SearchError
 from mixopt.search.executors import Executor, LocalExecutor, make_executor
 from mixopt.search.objectives import OutputInfo, Problem, parse_constraint, parse_objective
 from mixopt.search.results import SearchResult
 from mixopt.search.runner import StudySession, open_session, run_study
 from mixopt.search.storage import check_writable_file, storage_file, storage_url
 from mixopt.search.space import ComputeSpace, DataBudget, MixtureSpace, SearchSpace
-from mixopt.surrogate.base import Surrogate
+from mixopt.surrogate.base import MODEL_FORMAT_VERSION, Surrogate, load_surrogate, make_surrogate, save_surrogate
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +108,6 @@ def _precheck_outputs(config: SearchConfig, info: OutputInfo) -> None:
 
 
 def _read_config_runs(config: SearchConfig) -> Any:
-    from mixopt.data.readers import read_runs
-
     d = config.data
     return read_runs(d.runs, **d.read_options())  # type: ignore[arg-type]
 
@@ -115,8 +118,6 @@ def surrogate_key(config: SearchConfig) -> str | None:
     Covers the bytes of the run table and ratios files, every [data] setting, the method,
     its settings and the model format version.
     """
-    from mixopt.surrogate.base import MODEL_FORMAT_VERSION
-
     if config.surrogate.model is not None or config.data.runs is None:
         return None
     h = hashlib.sha256()
@@ -126,8 +127,9 @@ def surrogate_key(config: SearchConfig) -> str | None:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     h.update(chunk)
         h.update(b"\0")
-    data = {k: v for k, v in config_to_dict(config)["data"].items() if k not in ("runs", "ratios")}
-    desc = {"data": data, "method": config.surrogate.method, "settings": config_to_dict(config)["surrogate"]["settings"],
+    plain = config_to_dict(config)
+    data = {k: v for k, v in plain["data"].items() if k not in ("runs", "ratios")}
+    desc = {"data": data, "method": config.surrogate.method, "settings": plain["surrogate"]["settings"],
             "model_format": MODEL_FORMAT_VERSION}
     h.update(json.dumps(desc, sort_keys=True, default=str).encode())
     return h.hexdigest()
@@ -154,9 +156,6 @@ def fit_surrogate(config: SearchConfig, *, key: str | None = None, cache: Path |
     budget, objectives, constraints) before fitting. With ``key`` and ``cache``, a model
     cached under ``cache/key`` is loaded instead of fitting, and a fitted one is cached.
     """
-    from mixopt.errors import ModelFileError
-    from mixopt.surrogate.base import load_surrogate, make_surrogate, save_surrogate
-
     sc = config.surrogate
     if sc.model is not None:
         logger.info("Loading the surrogate from %s", sc.model)
@@ -298,6 +297,12 @@ def run_search(
             whose evaluations keep failing.
         mixopt.errors.SchemaError: unreadable run data.
     """
+    return search_with_surrogate(config, surrogate, progress=progress, executor=executor)[0]
+
+
+def search_with_surrogate(config: SearchConfig, surrogate: Surrogate | None = None, *, progress: bool = True,
+                          executor: Executor | None = None) -> tuple[SearchResult, Surrogate]:
+    """:func:`run_search`, also returning the surrogate it used (fitted, cached or given)."""
     if not isinstance(config, SearchConfig):
         raise SearchError(f"run_search expects a SearchConfig (from mixopt.config.load_config), got {type(config).__name__}.")
     check_outputs(config)
@@ -336,10 +341,27 @@ def run_search(
         )
         if session is not None and session.study is not None and not session.attr(PROBLEM_CONFIG_ATTR):
             session.set_attr(PROBLEM_CONFIG_ATTR, json.dumps(problem_config(config), sort_keys=True, default=str))
-        return res
+        return res, surrogate
     finally:
         if session is not None:
             session.close()
+
+
+@dataclass(frozen=True)
+class Optimized:
+    """What :func:`optimize` did: the result, the surrogate it used, the files written."""
+
+    result: SearchResult
+    surrogate: Surrogate
+    written: list[Path]
+    write_error: str | None  # why ``[search] output`` could not be written (then ``written`` is the fallback)
+
+
+def optimize(config: SearchConfig, *, progress: bool = True, executor: Executor | None = None) -> Optimized:
+    """Run the search a config describes and write its tables to ``[search] output`` (when set)."""
+    result, surrogate = search_with_surrogate(config, progress=progress, executor=executor)
+    written, failed = write_result(result, config.output) if config.output is not None else ([], None)
+    return Optimized(result, surrogate, written, failed)
 
 
 def _check_problem_config(session: StudySession, config: SearchConfig) -> None:
@@ -380,8 +402,6 @@ def _executor_factory(config: SearchConfig, problem: Problem) -> Any:
 
 def _ray_running() -> bool:
     """A Ray already started in this process costs nothing more to use."""
-    import sys
-
     ray = sys.modules.get("ray")
     return bool(ray is not None and ray.is_initialized())
 
@@ -393,6 +413,9 @@ class _InProcess(LocalExecutor):
 
 __all__ = [
     "RAY_WORTH_IT_S",
+    "Optimized",
+    "optimize",
+    "search_with_surrogate",
     "build_problem",
     "build_space",
     "check_outputs",

@@ -1,23 +1,28 @@
-"""What the ``mixopt report`` command and the ``--report`` options of ``optimize`` and
-``backtest`` do, kept out of :mod:`mixopt.cli` (which only parses options and prints).
+"""The report workflow: ``mixopt report``, and the ``--report`` files of ``optimize`` and ``backtest``.
+
+Inputs are plain values (paths, a config, fitted objects); the CLI only parses options and
+prints. Figures and the HTML document are library code in :mod:`mixopt.report`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from mixopt._json import jsonable
+from mixopt.config import SearchConfig, load_config
+from mixopt.data.readers import read_runs
 from mixopt.errors import SchemaError
 from mixopt.report.build import build_report
 from mixopt.report.document import FIGURE_FORMATS, Report
 from mixopt.report.figures import Target
+from mixopt.surrogate import load_surrogate
+from mixopt.workflows.optimize import fit_surrogate, model_cache_dir, surrogate_key
 
 logger = logging.getLogger(__name__)
 
@@ -39,20 +44,7 @@ def write(report: Report, out: str | Path, format: str = "html") -> list[Path]:
 
 def config_settings(config: Any) -> dict[str, Any]:
     """A search config as JSON-able settings for the provenance."""
-    def conv(x: Any) -> Any:
-        if dataclasses.is_dataclass(x) and not isinstance(x, type):
-            return {f.name: conv(getattr(x, f.name)) for f in dataclasses.fields(x)}
-        if isinstance(x, Mapping):
-            return {str(k): conv(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [conv(v) for v in x]
-        if isinstance(x, Path):
-            return str(x)
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        return x if isinstance(x, (str, int, float, bool)) or x is None else str(x)
-
-    return conv(config)
+    return jsonable(config)
 
 
 def _config_files(config: Any) -> dict[str, Any]:
@@ -71,21 +63,12 @@ def read_config_runs(config: Any):
     d = config.data
     if d.runs is None:
         return None
-    from mixopt.data.readers import read_runs
-
-    return read_runs(d.runs, ratios=d.ratios, format=d.format, params=d.params, tokens=d.tokens,
-                     chance=dict(d.chance) or None, columns=dict(d.columns) or None)
+    return read_runs(d.runs, **d.read_options())
 
 
 def search_surrogate(config: Any) -> Any:
     """The surrogate a search used: the study's model cache when there is one (no refit), else the
     saved model or the same seeded fit as ``mixopt optimize``."""
-    try:
-        from mixopt.search.api import fit_surrogate, model_cache_dir, surrogate_key
-    except ImportError:  # a mixopt without the search's model cache
-        from mixopt.search import fit_surrogate
-
-        return fit_surrogate(config)
     return fit_surrogate(config, key=surrogate_key(config), cache=model_cache_dir(config))
 
 
@@ -110,10 +93,8 @@ def write_backtest(results: Sequence[Any], table: pl.DataFrame, path: str | Path
         raise SchemaError(f"Backtest results file must end in .json or .csv, got {p.name!r}.")
     p.parent.mkdir(parents=True, exist_ok=True)
     if ext == ".json":
-        from mixopt.report.document import _jsonable
-
         payload = {"results": [r.to_json() for r in results], "comparison": table.to_dicts()}
-        p.write_text(json.dumps(_jsonable(payload), indent=1) + "\n")
+        p.write_text(json.dumps(jsonable(payload), indent=1) + "\n")
     else:
         frames = [r.rows.with_columns(pl.lit(r.method).alias("method"), pl.lit(r.level).alias("level"),
                                       pl.lit(r.split).alias("split")) for r in results if r.rows.height]
@@ -138,72 +119,46 @@ def target_from_options(flops: float | None, params: float | None, tokens: float
     return Target(flops=float(flops), mixture=dict(mix) if mix else None, params=params, tokens=tokens, label=label)
 
 
+def run_report(*, out: str | Path, model: str | Path | None = None, config: str | Path | SearchConfig | None = None,
+               runs: str | Path | None = None, ratios: str | Path | None = None, runs_format: str = "auto",
+               params_default: float | None = None, tokens_default: float | None = None,
+               chance: Mapping[str, float] | None = None, backtest: str | Path | None = None,
+               pareto: str | Path | None = None, validation: str | Path | None = None, target: Target | None = None,
+               level: float = 0.9, title: str = "mixopt report", format: str = "html",
+               command: Sequence[str] | None = None) -> dict[str, Any]:
+    """``mixopt report``: render what is given into a report; returns what was written.
 
-
-# -- the `mixopt report` command ---------------------------------------------------------------
-def add_report_arguments(r: Any) -> None:
-    """The options of ``mixopt report`` (an ``argparse`` parser)."""
-    r.add_argument("--model", help="model directory written by `mixopt fit`")
-    r.add_argument("--config", help="search config (TOML): fits or loads its surrogate, reads its runs and its Pareto table")
-    r.add_argument("--runs", help="the sampling runs the model was fitted on (draws the fitted laws through them)")
-    r.add_argument("--ratios", help="mixture-ratios file to join with --runs (RegMix/Olmix style)")
-    r.add_argument("--runs-format", default="auto", choices=["auto", "mixopt", "regmix", "olmix"], help="layout of --runs")
-    r.add_argument("--params-default", type=float, default=None, help="parameter count N for run files without a params column")
-    r.add_argument("--tokens-default", type=float, default=None, help="training tokens D for run files without a tokens column")
-    r.add_argument("--chance", default=None, help="chance level per benchmark, e.g. mybench=0.25")
-    r.add_argument("--backtest", help="backtest results from `mixopt backtest --out FILE.json|csv` (or its --json output)")
-    r.add_argument("--pareto", help="Pareto table written by `mixopt optimize` (its .summary.json is read from next to it)")
-    r.add_argument("--validation", help="predicted vs measured table of trained mixtures (quantity, predicted, measured)")
-    r.add_argument("--target-flops", type=float,
-                   help="extrapolate the fits to this compute (default: the search's best row, else 10x the largest sampling run)")
-    r.add_argument("--target-params", type=float, help="target parameter count N (with --target-tokens)")
-    r.add_argument("--target-tokens", type=float, help="target training tokens D (with --target-params)")
-    r.add_argument("--mix", help="target mixture, e.g. web=0.6,code=0.3,math=0.1 (mixture-aware models)")
-    r.add_argument("--level", type=float, default=0.9, help="interval coverage of the model's predictions (default 0.9)")
-    r.add_argument("--title", default="mixopt report", help="report title")
-    r.add_argument("--format", default="html", choices=list(OUTPUT_FORMATS),
-                   help="html: one self-contained file; png/svg: one file per figure in the --out folder")
-    r.add_argument("--out", required=True, help="report file (html) or folder (png/svg)")
-
-
-def run_report(args: Any, *, mix: Mapping[str, float] | None, chance: Mapping[str, float] | None,
-               command: Sequence[str] | None) -> dict[str, Any]:
-    """Do ``mixopt report`` for parsed options; returns what was written."""
-    model = runs = None
+    ``config`` (a file or a parsed config) supplies the surrogate (the study's cached model,
+    the saved model, or the same seeded fit), the runs and the Pareto table unless ``model``,
+    ``runs`` or ``pareto`` are given.
+    """
+    fitted = table = None
     files: dict[str, Any] = {}
     settings = None
-    pareto = args.pareto
-    if args.config:
-        from mixopt.config import load_config
-
-        cfg = load_config(args.config)
-        if args.model is None:
-            model = search_surrogate(cfg)  # the study's cached model, the saved model, or the same seeded fit
-        if args.runs is None:
-            runs = read_config_runs(cfg)
+    if config is not None:
+        cfg = config if isinstance(config, SearchConfig) else load_config(config)
+        if model is None:
+            fitted = search_surrogate(cfg)
+        if runs is None:
+            table = read_config_runs(cfg)
         if pareto is None and cfg.output is not None and Path(cfg.output).is_file():
             pareto = cfg.output
         files.update(_config_files(cfg))
         settings = config_settings(cfg)
-    if args.model:
-        from mixopt.surrogate import load_surrogate
-
-        model = load_surrogate(args.model)
-        files["model"] = args.model
-    if args.runs:
-        from mixopt.data.readers import read_runs
-
-        runs = read_runs(args.runs, ratios=args.ratios, format=args.runs_format, params=args.params_default,
-                         tokens=args.tokens_default, chance=dict(chance) if chance else None)
-        files.update({"runs": args.runs, "ratios": args.ratios})
-    if model is not None and runs is None:
+    if model:
+        fitted = load_surrogate(model)
+        files["model"] = model
+    if runs:
+        table = read_runs(runs, ratios=ratios, format=runs_format, params=params_default,
+                          tokens=tokens_default, chance=dict(chance) if chance else None)
+        files.update({"runs": runs, "ratios": ratios})
+    if fitted is not None and table is None:
         logger.warning("no --runs: the report shows predictions but cannot draw the fitted laws through the sampling runs")
-    files.update({"backtest": args.backtest, "pareto": pareto, "validation": args.validation})
-    target = target_from_options(args.target_flops, args.target_params, args.target_tokens, mix)
-    rep = build_report(model=model, runs=runs, target=target, backtest=args.backtest, search=pareto,
-                       validation=args.validation, level=args.level, title=args.title,
+    files.update({"backtest": backtest, "pareto": pareto, "validation": validation})
+    rep = build_report(model=fitted, runs=table, target=target, backtest=backtest, search=pareto,
+                       validation=validation, level=level, title=title,
                        files={k: v for k, v in files.items() if v is not None}, settings=settings, command=command)
-    written = write(rep, args.out, args.format)
+    written = write(rep, out, format)
     return {"written": [str(p) for p in written], "sections": [s.key for s in rep.sections], "figures": list(rep.figures)}
 
 
@@ -221,5 +176,5 @@ def backtest_outputs(results: Sequence[Any], table: pl.DataFrame, *, out: str | 
     return written
 
 
-__all__ = ["OUTPUT_FORMATS", "add_report_arguments", "backtest_outputs", "config_settings", "read_config_runs", "run_report",
+__all__ = ["OUTPUT_FORMATS", "backtest_outputs", "config_settings", "read_config_runs", "run_report",
            "search_report", "target_from_options", "write", "write_backtest"]

@@ -1,4 +1,4 @@
-"""The optimise -> validate -> refit loop, and ``mixopt validate``.
+"""The loop workflow: optimise -> validate -> refit, ``[validate] rounds`` times (``mixopt optimize``).
 
 One round (``[validate] rounds = R`` runs R of them)::
 
@@ -30,14 +30,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from mixopt.config import SearchConfig
+from mixopt._json import jsonable
+from mixopt.config import SearchConfig, TrainConfig
+from mixopt.data.readers import read_runs
 from mixopt.data.table import MIX_PREFIX, RunTable
 from mixopt.errors import ConfigError
-from mixopt.train.config import TrainConfig, ValidateSection
+from mixopt.surrogate import load_surrogate, save_surrogate
 from mixopt.train.executors import JobExecutor
-from mixopt.train.ladder import BatchReport, train_jobs
+from mixopt.train.ladder import BatchReport
 from mixopt.train.store import atomic_write_runs, merge_tables
-from mixopt.train.validate import compare, jobs_from_rows, pick_diverse, summarize
+from mixopt.train.validate import pick_diverse, summarize
+from mixopt.workflows.optimize import fit_surrogate, run_search
+from mixopt.workflows.validate import output_paths, validate_rows
 
 logger = logging.getLogger(__name__)
 
@@ -57,21 +61,11 @@ class RoundReport:
     best: dict[str, Any] | None
 
 
-def _paths(v: ValidateSection, cfg: SearchConfig) -> tuple[Path, Path]:
-    base = cfg.path.parent if cfg.path is not None else Path.cwd()
-    out = v.output or (base / ".." / "out" / "validate").resolve()
-    runs = v.runs or (out / "validated_runs.csv")
-    return out, runs
-
-
 def _read_base_runs(cfg: SearchConfig) -> RunTable:
-    from mixopt.data.readers import read_runs
-
     d = cfg.data
     if d.runs is None:
         raise ConfigError("The loop refits on the sampling runs: set [data] runs = \"...\" (a saved [surrogate] model cannot be refitted).")
-    return read_runs(d.runs, ratios=d.ratios, format=d.format, params=d.params, tokens=d.tokens,  # type: ignore[arg-type]
-                     chance=dict(d.chance) or None, columns=dict(d.columns) or None)
+    return read_runs(d.runs, **d.read_options())
 
 
 def propose_next(pareto: pl.DataFrame, quantity: str | None, runs: RunTable) -> dict[str, Any] | None:
@@ -92,30 +86,12 @@ def propose_next(pareto: pl.DataFrame, quantity: str | None, runs: RunTable) -> 
             "relative_interval_width": float(rel[i]), "trial": int(pareto["trial"][i]) if "trial" in pareto.columns else None}
 
 
-def validate_rows(rows: pl.DataFrame, surrogate: Any, tc: TrainConfig, runs_out: Path, *, prefix: str,
-                  executor: JobExecutor | None = None, level: float = 0.9) -> tuple[BatchReport, pl.DataFrame]:
-    """Train the chosen rows, append them to ``runs_out`` and compare with ``surrogate``."""
-    v = tc.validate or ValidateSection()
-    jobs = jobs_from_rows(rows, prefix=prefix, seed=v.seed, checkpoints=v.checkpoints)
-    batch = train_jobs(jobs, tc.trainer, runs_out, executor=executor)
-    ids = [j.run_id for j in jobs]
-    comp = pl.DataFrame()
-    if batch.table is not None:
-        have = [r for r in ids if r in set(batch.table.runs)]
-        if have:
-            comp = compare(surrogate, batch.table.select_runs(have), level=level)
-    return batch, comp
-
-
 def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, executor: JobExecutor | None = None) -> list[RoundReport]:
     """Search -> train the best K -> append -> refit -> search again, ``[validate] rounds`` times."""
-    from mixopt.search import fit_surrogate, run_search
-    from mixopt.surrogate import save_surrogate
-
     v = tc.validate
     if v is None or v.rounds < 1:
         raise ConfigError("The loop needs [validate] rounds >= 1 in the config.")
-    out, runs_out = _paths(v, cfg)
+    out, runs_out = output_paths(v, cfg)
     base = _read_base_runs(cfg)
     reports: list[RoundReport] = []
     for r in range(1, v.rounds + 1):
@@ -123,8 +99,6 @@ def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, exec
         folder.mkdir(parents=True, exist_ok=True)
         tables = [base]
         if runs_out.exists():
-            from mixopt.data.readers import read_runs
-
             validated = read_runs(runs_out)
             keep = [x for x in validated.runs if x not in set(base.runs) and _usable_in_round(x, r)]
             if keep:
@@ -137,8 +111,6 @@ def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, exec
                                        output=folder / "pareto.csv"))
         logger.info("round %d: fitting %s on %d runs", r, cfg.surrogate.method, runs_r.n_runs)
         if same_data and (folder / "surrogate").is_dir():  # a re-run: the round's own model, so its study resumes
-            from mixopt.surrogate import load_surrogate
-
             surrogate = load_surrogate(folder / "surrogate")
         else:
             surrogate = fit_surrogate(cfg_r)
@@ -159,9 +131,9 @@ def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, exec
         (folder / "round.json").write_text(json.dumps({
             "round": r, "runs": runs_r.n_runs, "trained": [j.spec.run_id for j in batch.results], "added": list(batch.added),
             "skipped": list(batch.skipped), "failed": [{"run": j.spec.run_id, "status": j.status, "message": j.message[:2000]} for j in batch.failed],
-            "summary": summ.to_dicts(), "proposal": proposal, "best": _plain(result.best),
+            "summary": summ.to_dicts(), "proposal": proposal, "best": _best(result.best),
         }, indent=1, default=str) + "\n")
-        reports.append(RoundReport(r, folder, runs_r.n_runs, chosen, batch, comp, summ, proposal, _plain(result.best)))
+        reports.append(RoundReport(r, folder, runs_r.n_runs, chosen, batch, comp, summ, proposal, _best(result.best)))
     return reports
 
 
@@ -177,8 +149,6 @@ def _usable_in_round(run_id: str, r: int) -> bool:
 def _same_runs(path: Path, runs: RunTable) -> bool:
     if not path.is_file():
         return False
-    from mixopt.data.readers import read_runs
-
     try:
         old = read_runs(path)
     except Exception:  # noqa: BLE001 - an unreadable old file is simply rewritten
@@ -196,29 +166,8 @@ def _first_quantity(result: Any) -> str | None:
     return None
 
 
-def _plain(d: Any) -> dict[str, Any] | None:
-    if d is None:
-        return None
-    return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in dict(d).items()}
+def _best(d: Any) -> dict[str, Any] | None:
+    return None if d is None else jsonable(dict(d))
 
 
-def run_validate(cfg: SearchConfig, tc: TrainConfig, pareto_path: str | Path, top: int, *,
-                 executor: JobExecutor | None = None, level: float = 0.9) -> tuple[pl.DataFrame, BatchReport, pl.DataFrame]:
-    """``mixopt validate``: train a diverse ``top`` of a Pareto file and compare with the config's surrogate.
-
-    Returns:
-        ``(chosen rows, training batch, comparison)``.
-    """
-    from mixopt.search import fit_surrogate
-    from mixopt.train.validate import read_pareto, read_shortlist
-
-    pareto = read_pareto(pareto_path)
-    chosen = pick_diverse(pareto, top, shortlist=read_shortlist(pareto_path))
-    surrogate = fit_surrogate(cfg)
-    v = tc.validate or ValidateSection()
-    out, runs_out = _paths(v, cfg)
-    batch, comp = validate_rows(chosen, surrogate, tc, runs_out, prefix=f"val_{Path(pareto_path).stem}", executor=executor, level=level)
-    return chosen, batch, comp
-
-
-__all__ = ["RoundReport", "propose_next", "run_loop", "run_validate", "validate_rows"]
+__all__ = ["RoundReport", "propose_next", "run_loop"]

@@ -1,0 +1,89 @@
+"""``mixopt optimize CONFIG``: a mixture search, or with ``[validate] rounds >= 1`` the
+optimise -> validate -> refit loop (:mod:`mixopt.workflows.optimize`, :mod:`mixopt.workflows.loop`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from mixopt.cli._output import EXIT_BAD_INPUT, command_line, common, emit_json, print_frame
+from mixopt.config import OVERRIDES, ProjectConfig, load_project
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The command-line overrides given (the keys of :data:`mixopt.config.OVERRIDES`)."""
+    return {k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    project = load_project(args.config, overrides=overrides(args))  # the file is read and parsed once
+    if project.rounds >= 1:
+        return _loop(args, project)
+    from mixopt.workflows.optimize import optimize
+
+    cfg = project.search
+    assert cfg is not None
+    done = optimize(cfg, progress=not args.no_progress and not args.json)
+    result, written, failed = done.result, list(done.written), done.write_error
+    if args.report:  # the report of this run, with the surrogate the search used
+        from mixopt.workflows.report import search_report, write
+
+        rep = search_report(cfg, done.surrogate, result, command=command_line(args))
+        written = [*written, *write(rep, args.report)]
+    if args.json:
+        emit_json(result.to_json() | {"written": [str(p) for p in written], "write_error": failed})
+    else:
+        print(result.report())
+        for p in written:
+            print(f"wrote {p}")
+    if failed:
+        print(f"mixopt optimize: error: could not write {cfg.output} ({failed}); the results were saved to "
+              f"{written[0].parent} instead (the study itself is in {result.storage or 'memory only'}).", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _loop(args: argparse.Namespace, project: ProjectConfig) -> int:
+    """``[validate] rounds >= 1``: the optimise -> validate -> refit loop."""
+    from mixopt.workflows.loop import run_loop
+
+    assert project.search is not None
+    reports = run_loop(project.search, project.train, progress=not args.no_progress and not args.json)
+    if args.json:
+        emit_json({"rounds": [{"round": r.round, "folder": str(r.folder), "runs": r.n_runs, "added": list(r.batch.added),
+                               "failed": [x.spec.run_id for x in r.batch.failed], "summary": r.summary.to_dicts(),
+                               "proposal": r.proposal, "best": r.best} for r in reports]})
+        return 0
+    for r in reports:
+        print(f"round {r.round}: surrogate fitted on {r.n_runs} runs; trained {len(r.batch.results)} mixtures "
+              f"({len(r.batch.added)} new, {len(r.batch.failed)} failed); files in {r.folder}")
+        if r.summary.height:
+            print_frame(r.summary, "  predicted vs measured:")
+        if r.proposal:
+            mix = ", ".join(f"{d}={v:.2f}" for d, v in r.proposal["mixture"].items())
+            print(f"  next sampling run (widest {r.proposal['quantity']} interval): {mix} at N={r.proposal['params']:.3g}, "
+                  f"D={r.proposal['tokens']:.3g}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``optimize`` to the CLI's subparsers."""
+    o = sub.add_parser("optimize", help="run a mixture search from a config file (see configs/)")
+    o.add_argument("config", help="TOML config file")
+    o.add_argument("--trials", type=int, help="override the number of trials")
+    o.add_argument("--seed", type=int, help="override the seed")
+    o.add_argument("--storage", help="override the study storage (journal .log file, SQLite .db file, SQLAlchemy URL, or memory)")
+    o.add_argument("--study-name", dest="study_name", help="override the study name")
+    o.add_argument("--sampler", help="override the sampler (nsga2, tpe, gp, random, qmc)")
+    o.add_argument("--executor", choices=["local", "ray"], help="override the executor")
+    o.add_argument("--ray-address", dest="ray_address", help="connect to this Ray cluster instead of starting a local one")
+    o.add_argument("--output", help="override the output file for the Pareto table")
+    o.add_argument("--batch-size", dest="batch_size", type=int, help="override the batch size")
+    o.add_argument("--shortlist", type=int, help="rows on the shortlist of diverse knee-region recommendations (default 5)")
+    o.add_argument("--ray-dashboard", dest="ray_dashboard", action="store_true", default=None,
+                   help="start the Ray dashboard (port 8265) with a local Ray; off by default")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o.add_argument("--report", help="also write an HTML report (fits at the best mixture, Pareto front, shortlist, history) to this file")
+    common(o)
+    o.set_defaults(func=cmd_optimize)
