@@ -133,7 +133,6 @@ def quality(seeds: list[int], budgets: list[int], n_obj: int, quick: bool, with_
         coarse = hypervolume(true_front(world, objectives, grid // 2), ref, dirs)
         print(f"\n{k} domains: true front from a 1/{grid} grid: {len(front)} points, hypervolume {hv_true:.6g} "
               f"({time.perf_counter() - t0:.1f} s; a 1/{grid // 2} grid gives {100 * coarse / hv_true:.3f} % of it)")
-        refd = dict(zip(objectives, ref.tolist(), strict=True))
         prob = problem_for(world, objectives)
         # pure random search: Dirichlet(1) mixtures straight into the surrogate
         base = {}

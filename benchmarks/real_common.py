@@ -38,13 +38,13 @@ def per_target(rows: pl.DataFrame, loss: str = "loss") -> pl.DataFrame:
     """Per held-out run: loss relative error and coverage, average-score relative error, score coverage."""
     if rows.height == 0:
         return pl.DataFrame()
-    l = rows.filter(pl.col("quantity") == loss).select("run", pl.col("rel_error").alias("loss_rel_err"),
+    lo = rows.filter(pl.col("quantity") == loss).select("run", pl.col("rel_error").alias("loss_rel_err"),
                                                        pl.col("covered").alias("loss_covered"))
     s = rows.filter(pl.col("quantity").str.starts_with("score:")).group_by("run").agg(
         pl.col("predicted").mean().alias("avg_pred"), pl.col("actual").mean().alias("avg_true"),
         pl.col("covered").cast(pl.Float64).mean().alias("score_coverage"), pl.len().alias("n_scores"))
     s = s.with_columns(((pl.col("avg_pred") - pl.col("avg_true")).abs() / pl.col("avg_true")).alias("avg_score_rel_err"))
-    return l.join(s, on="run", how="full", coalesce=True)
+    return lo.join(s, on="run", how="full", coalesce=True)
 
 
 def coverage(rows: pl.DataFrame) -> float:

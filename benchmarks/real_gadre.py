@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-
 from real_common import md, per_target
 
 DATASETS = ("c4_original", "rpj", "rw_original")

@@ -15,7 +15,6 @@ import logging
 from typing import Any
 
 import polars as pl
-
 from real_common import section
 
 #: Pythia zero-shot columns -> (benchmark, chance)

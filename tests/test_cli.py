@@ -230,8 +230,8 @@ def test_optimize_terminated_saves_batches_and_exits_143(tmp_path):
 
 def test_fit_progress_on_stderr_and_quiet_with_json(tmp_path, capsys):
     """[metric] a step bar on stderr for `fit`; nothing but JSON with --json."""
-    from mixopt.testing import mixture_world
     from mixopt.data.readers import write_runs
+    from mixopt.testing import mixture_world
 
     w = mixture_world(2, 1, seed=0)
     path = tmp_path / "runs.parquet"

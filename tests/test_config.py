@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from search.conftest import LinearMixSurrogate, fitted_analytic, ray_local  # noqa: F401  (registers test-linear)
 
 from mixopt.config import SearchConfig, config_to_dict, load_config
 from mixopt.errors import ConfigError, SearchError
-from mixopt.workflows import run_search
 from mixopt.testing import mixture_world
-
-from search.conftest import LinearMixSurrogate, fitted_analytic, ray_local  # noqa: F401  (registers test-linear)
+from mixopt.workflows import run_search
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -231,7 +230,7 @@ def test_given_surrogate_without_a_named_domain(tmp_path, runs_file) -> None:
         run_search(cfg, fitted_analytic(), progress=False)
 
 
-def test_run_search_on_ray(tmp_path, runs_file, ray_local) -> None:
+def test_run_search_on_ray(tmp_path, runs_file, ray_local) -> None:  # noqa: F811 - a pytest fixture
     cfg = load_config(write(tmp_path, base(runs_file, search="executor = \"ray\"\nworkers = 2")))
     res = run_search(cfg, progress=False)
     local = run_search(load_config(tmp_path / "c.toml", overrides={"executor": "local", "workers": 2}), progress=False)

@@ -13,8 +13,8 @@ import concurrent.futures
 import logging
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from mixopt.api.settings import Settings

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from mixopt._json import jsonable
 from mixopt.backtest import backtest

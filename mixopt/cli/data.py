@@ -8,6 +8,7 @@ from typing import Any
 from mixopt.cli._output import common, emit_json, floats, nonnegative_int, print_frame
 from mixopt.cli.data_args import add_data_args, data_info, read_quiet
 
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from mixopt.data.readers import write_runs
     from mixopt.testing import mixture_world, random_mixtures, single_domain_world, two_domain_code_world

@@ -20,7 +20,6 @@ from mixopt.cli import data, models, optimize, report, serve, train
 from mixopt.cli._output import EXIT_BAD_INPUT, EXIT_FIT_FAILED
 from mixopt.errors import FitError, MixoptError
 
-
 #: A negative number (possibly a comma-separated list), e.g. -6e10 or -1,2: argparse would read it as an option.
 _NEGATIVE = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 

@@ -13,6 +13,7 @@ from mixopt.cli._output import UsageError, command_line, common, emit_json, floa
 from mixopt.cli.data_args import add_data_args, read_runs_args
 from mixopt.errors import FitError
 
+
 def method_settings(items: Sequence[str] | str | None, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Settings per method from ``--settings`` (repeatable).
 
@@ -52,10 +53,9 @@ def method_settings(items: Sequence[str] | str | None, methods: Sequence[str]) -
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from mixopt.progress import step_bar  # [metric] progress on long fits, quiet with --json
     from mixopt.surrogate import make_surrogate, save_surrogate
     from mixopt.surrogate.base import check_model_out
-
-    from mixopt.progress import step_bar  # [metric] progress on long fits, quiet with --json
 
     out_dir = check_model_out(args.out)  # before reading or fitting anything
     with step_bar(["read the run table", f"fit {args.method}", "save"], enabled=not args.json, desc="mixopt fit") as done:

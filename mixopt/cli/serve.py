@@ -7,6 +7,7 @@ from typing import Any
 
 from mixopt.cli._output import common
 
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from mixopt.api.server import serve
     from mixopt.api.settings import Settings

@@ -17,6 +17,7 @@ from typing import Any
 
 from mixopt.errors import ConfigError
 
+
 class _Problems:
     def __init__(self, source: str) -> None:
         self.source = source

@@ -48,8 +48,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixopt.data.long import LongLayout
-from mixopt.errors import SchemaError, SearchError
 from mixopt.config._parse import (
     _bool,
     _is_num,
@@ -63,6 +61,9 @@ from mixopt.config._parse import (
     _table,
     _unknown_keys,
 )
+from mixopt.data.long import LongLayout
+from mixopt.errors import SchemaError, SearchError
+
 #: Top-level tables of the search sections.
 SECTIONS = ("data", "surrogate", "domains", "tokens", "compute", "objectives", "search")
 

@@ -4,6 +4,9 @@ Package rule: ``mixopt.data`` imports only ``mixopt.errors`` (and polars, numpy)
 package may import it.
 """
 
+from mixopt.data.long import LongLayout
+from mixopt.data.public import default_data_dir, load_gadre, load_gemstones, load_olmix, load_regmix
+from mixopt.data.readers import FORMATS, read_frame, read_runs, sidecar_path, write_runs
 from mixopt.data.table import (
     FLOPS,
     KNOWN_BENCHMARKS,
@@ -17,9 +20,6 @@ from mixopt.data.table import (
     Benchmark,
     RunTable,
 )
-from mixopt.data.long import LongLayout
-from mixopt.data.readers import FORMATS, read_frame, read_runs, sidecar_path, write_runs
-from mixopt.data.public import default_data_dir, load_gadre, load_gemstones, load_olmix, load_regmix
 
 __all__ = [
     "FORMATS",

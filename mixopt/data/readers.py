@@ -75,6 +75,10 @@ from typing import Any, Literal
 
 import polars as pl
 
+from mixopt.data.columns import build_run_ids, resolve_columns
+from mixopt.data.join import join_runs as _join
+from mixopt.data.long import ROLE_NAMES, STEP, LongLayout, long_to_wide
+from mixopt.data.options import opt
 from mixopt.data.table import (
     FLOPS,
     KNOWN_BENCHMARKS,
@@ -88,10 +92,6 @@ from mixopt.data.table import (
     Benchmark,
     RunTable,
 )
-from mixopt.data.columns import build_run_ids, resolve_columns
-from mixopt.data.join import join_runs as _join
-from mixopt.data.long import ROLE_NAMES, STEP, LongLayout, long_to_wide
-from mixopt.data.options import opt
 from mixopt.errors import SchemaError
 
 logger = logging.getLogger(__name__)

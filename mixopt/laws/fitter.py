@@ -936,7 +936,7 @@ def _wls(design: np.ndarray, z: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def _irls(design: np.ndarray, z: np.ndarray, weights: np.ndarray, delta: float, theta: np.ndarray) -> tuple[np.ndarray, int]:
     """Huber regression by iteratively reweighted least squares, batched over ``weights (B, n)``."""
     it = 0
-    for it in range(1, _IRLS_MAXITER + 1):
+    for it in range(1, _IRLS_MAXITER + 1):  # noqa: B007 - the count is read after the loop
         r = z[None, :] - theta @ design.T
         a = np.abs(r)
         u = np.where(a <= delta, 1.0, delta / np.maximum(a, 1e-300))

@@ -25,10 +25,10 @@ from mixopt.search.objectives import (
 )
 from mixopt.search.results import SearchResult, hypervolume, pareto_mask
 from mixopt.search.runner import open_session, run_study, study_history
-from mixopt.search.shortlist import shortlist
-from mixopt.search.storage import StudyLock, storage_url
 from mixopt.search.samplers import SAMPLERS, BatchNSGAIISampler, make_sampler
+from mixopt.search.shortlist import shortlist
 from mixopt.search.space import ComputeSpace, DataBudget, MixtureSpace, Points, SearchSpace
+from mixopt.search.storage import StudyLock, storage_url
 
 __all__ = [
     "SAMPLERS",

@@ -83,6 +83,7 @@ import numpy as np
 import polars as pl
 
 from mixopt.data.table import LOSS_PREFIX, SCORE_PREFIX, Benchmark, RunTable
+from mixopt.data.thinning import STAGE2_MAX_ROWS  # [metric hook]
 from mixopt.errors import ConfigError, FitError, NotPredictableError, SchemaError
 from mixopt.laws.base import reference_for
 from mixopt.laws.fitter import GroupResample, LawFitter, combine_interval, predictive_std
@@ -96,7 +97,6 @@ from mixopt.laws.mixture import (
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
 from mixopt.surrogate.logistic import LogisticScoreMap
 from mixopt.surrogate.nets import NetConfig, ScoreNetEnsemble
-from mixopt.data.thinning import STAGE2_MAX_ROWS  # [metric hook]
 
 logger = logging.getLogger(__name__)
 

@@ -217,7 +217,7 @@ class World:
                     set_(name, np.zeros(shape))
         v = arr("overall_weights", (m,))
         W = arr("bench_weights", (b, m))
-        ceil, tau, slope = arr("bench_ceiling", (b,)), arr("bench_tau", (b,)), arr("bench_slope", (b,))
+        ceil, _tau, slope = arr("bench_ceiling", (b,)), arr("bench_tau", (b,)), arr("bench_slope", (b,))
         if np.any(E < 0) or np.any(A <= 0) or np.any(al <= 0):
             problems.append("E must be >= 0, A and alpha > 0 (loss must fall with compute)")
         if np.any(T < 0):
@@ -408,7 +408,7 @@ class World:
         overall_obs = np.maximum(overall_obs, 1e-6)
 
         width = max(3, len(str(q - 1)))
-        run_ids = [f"N{x:.3g}_m{i:0{width}d}" for x, i in zip(n_par, mix_idx)]
+        run_ids = [f"N{x:.3g}_m{i:0{width}d}" for x, i in zip(n_par, mix_idx, strict=True)]
         cols: dict[str, Any] = {
             RUN: run_ids,
             PARAMS: n_par,

@@ -172,7 +172,7 @@ def _math_documents(path: Path = Path("/usr/share/metamath/databases/set.mm"), m
     starts = [m.start() for m in re.finditer(r"\n\$\(\n[#=\-]{10,}", text)]
     bounds = [0, *starts, len(text)]
     n = 0
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         section = text[a:b]
         for k in range(0, len(section), max_chars):
             piece = section[k : k + max_chars]

@@ -338,7 +338,7 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
                 t = torch.from_numpy(toks.astype(np.int64))
                 m = torch.from_numpy(mask)
                 lp = []
-                for xb, mb in zip(t.split(64), m.split(64)):
+                for xb, mb in zip(t.split(64), m.split(64), strict=True):
                     logp = F.log_softmax(model(xb[:, :-1]).float(), dim=-1).gather(-1, xb[:, 1:, None])[..., 0]
                     lp.append((logp * mb[:, 1:]).sum(1))
                 per_byte = (torch.cat(lp) / torch.from_numpy(lengths)).view(-1, 4).numpy()

@@ -53,8 +53,8 @@ from mixopt.search.executors import Executor, LocalExecutor, make_executor
 from mixopt.search.objectives import OutputInfo, Problem, parse_constraint, parse_objective
 from mixopt.search.results import SearchResult
 from mixopt.search.runner import StudySession, open_session, run_study
-from mixopt.search.storage import check_writable_file, storage_file, storage_url
 from mixopt.search.space import ComputeSpace, DataBudget, MixtureSpace, SearchSpace
+from mixopt.search.storage import check_writable_file, storage_file, storage_url
 from mixopt.surrogate.base import MODEL_FORMAT_VERSION, Surrogate, load_surrogate, make_surrogate, save_surrogate
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mixopt.api import create_app
-from tests.api.conftest import A, B, SEARCH, fitted_model, free_port, make_settings, wait_for
+from tests.api.conftest import SEARCH, A, B, fitted_model, free_port, make_settings, wait_for
 
 
 def _pg_bin() -> Path | None:

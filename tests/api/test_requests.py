@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from mixopt.api import Settings, create_app
+from mixopt.api import Settings
 from mixopt.errors import ConfigError
-from tests.api.conftest import MERGE_RTOL, A, B, KEY_A, RUNS, SEARCH, fitted_model, upload, wait_for
+from tests.api.conftest import KEY_A, MERGE_RTOL, RUNS, SEARCH, A, B, fitted_model, upload, wait_for
 
 
 # -- service --------------------------------------------------------------------------------------

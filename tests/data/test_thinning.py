@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mixopt.data.table import RunTable
 import mixopt.data.thinning as thinning
+from mixopt.data.table import RunTable
 from mixopt.data.thinning import thin_checkpoints
 from mixopt.errors import SchemaError
 from mixopt.testing import mixture_world
@@ -39,7 +39,6 @@ def test_at_most_k_per_run_with_every_final_kept(long_runs):
     assert a.equals(b)
     # even spacing by rank: the logger's linear spacing is kept (equal gaps, up to one checkpoint)
     tok = np.sort(thin.frame.filter(pl.col("run") == thin.runs[0])["tokens"].to_numpy())
-    gaps = np.diff(tok) / (tok[1] - tok[0] if tok[0] > 0 else 1)
     step = np.diff(np.sort(long_runs.frame.filter(pl.col("run") == thin.runs[0])["tokens"].to_numpy()))[0]
     assert np.ptp(np.diff(tok)[:-1]) <= 2 * step
 

@@ -10,9 +10,8 @@ import pytest
 
 from mixopt.data import Benchmark, RunTable
 from mixopt.search import ComputeSpace, DataBudget, MixtureSpace, Problem, SearchSpace
-from mixopt.testing import WorldSurrogate
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, register
-from mixopt.testing import mixture_world
+from mixopt.testing import WorldSurrogate, mixture_world
 
 
 class AnalyticSurrogate(Surrogate):
@@ -131,7 +130,6 @@ def ray_local():
     """A real local Ray (2 CPUs) for the whole session; shut down at the end."""
     ray = pytest.importorskip("ray")
     import logging
-
     import sys
 
     from ray import cloudpickle

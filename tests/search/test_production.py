@@ -16,10 +16,10 @@ import pytest
 from mixopt.config import load_config
 from mixopt.errors import SearchError
 from mixopt.search import StudyLock, run_study, shortlist, study_history
-from mixopt.workflows import run_search
-from mixopt.workflows.optimize import model_cache_dir, write_result
 from mixopt.search.storage import LEASE_ATTR, storage_url
 from mixopt.testing import mixture_world
+from mixopt.workflows import run_search
+from mixopt.workflows.optimize import model_cache_dir, write_result
 
 from .conftest import LinearMixSurrogate, analytic_problem, fitted_analytic
 

@@ -134,7 +134,7 @@ def test_two_domain_code_world_has_interior_trade_off() -> None:
     r = np.linspace(0, 1, 2001)
     mix = np.column_stack([1 - r, r])
     s = world.true_scores(np.full(r.size, 1e21), mix)
-    best = dict(zip(world.benchmark_names, r[np.argmax(s, axis=0)]))
+    best = dict(zip(world.benchmark_names, r[np.argmax(s, axis=0)], strict=True))
     for name, ratio in best.items():
         assert 0.0 < ratio < 1.0, (name, ratio)
     assert best["humaneval"] > 0.4 > best["hellaswag"]

@@ -24,7 +24,7 @@ def test_ok_fail_and_hang_side_by_side(tmp_path, job_command):
     ex = LocalJobExecutor(max_parallel=4)
     results = {}
     seen = []  # one template per mode: four batches on four threads, so the jobs run at the same time
-    for mode, spec in jobs.items():
+    for mode in jobs:
         seen.append((mode, TrainerRef(kind="command", settings={"command": job_command(mode)})))
     import threading
 

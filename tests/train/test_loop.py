@@ -136,8 +136,8 @@ output = "ladder.csv"
 
 
 def test_train_sections_are_validated(tmp_path):
-    from mixopt.errors import ConfigError
     from mixopt.config import load_train_config
+    from mixopt.errors import ConfigError
 
     p = tmp_path / "bad.toml"
     p.write_text('[trainer]\nkind = "slurm"\nmax_parallel = 0\n[ladder]\nsizes = []\ntokens = 1e6\n[ladder.mixtures]\na = { x = 0.5, y = 0.6 }\n')

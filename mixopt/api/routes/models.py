@@ -12,7 +12,7 @@ from fastapi import APIRouter, Response
 
 from mixopt.api.deps import Context, CtxDep, OwnerDep
 from mixopt.api.errors import ConflictError, NotFoundError, TooManyJobsError
-from mixopt.api.predict import build_targets, prediction_columns, predict_many
+from mixopt.api.predict import build_targets, predict_many, prediction_columns
 from mixopt.api.schemas import ModelCreate, ModelPublic, PredictCreate, PredictionPublic
 from mixopt.api.store import new_id
 from mixopt.errors import MixoptError
