@@ -1,8 +1,9 @@
 """The README's commands do what they claim: every ``mixopt ...`` line of its bash blocks parses, and
 the ones runnable offline run end to end on small data.
 
-The README is read at test time: ``MIXOPT_README=/path/to/README.md`` points the tests at another
-file (e.g. the lead's final README). Commands run in a scratch copy of the repository layout
+The README and the reference pages it links in ``docs/`` (``docs/*.md``, read after the README,
+in the order it links them) are read at test time: ``MIXOPT_README=/path/to/README.md`` points the tests at another
+README (its ``docs/`` folder is read then). Commands run in a scratch copy of the repository layout
 (``configs/``, ``mixopt/examples/``, and ``../shared`` linked when it exists), in README order, so a
 ``fit --out model/`` feeds the next ``predict --model model/``. Small data by substitution:
 
@@ -33,8 +34,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = Path(os.environ.get("MIXOPT_README", REPO / "README.md"))
+#: The reference pages the README links (methods, search, training, API, ...): checked like the README.
+DOCS = README.parent / "docs"
 TRIALS = int(os.environ.get("MIXOPT_README_TRIALS", "256"))
 SHARED = REPO.parent / "shared"
+#: Longest README: quick start, data contract, command line and layout; the rest is in docs/.
+README_MAX_LINES = 350
 #: Seconds one command may take before the test fails.
 COMMAND_TIMEOUT_S = 900
 
@@ -96,13 +101,42 @@ def runnable_offline(cmd: str) -> bool:
     return "--ray-address" not in cmd
 
 
+def doc_pages() -> list[Path]:
+    """The README, then the ``docs/*.md`` pages in the order of the README's list of them (then any others
+    by name): a page's commands may use files that an earlier page's commands wrote."""
+    text = README.read_text(encoding="utf-8") if README.is_file() else ""
+    linked = [DOCS / n for n in dict.fromkeys(re.findall(r"^- \[docs/([\w.-]+\.md)\]", text, re.M)) if (DOCS / n).is_file()]
+    return [README, *linked, *(p for p in sorted(DOCS.glob("*.md")) if p not in linked)]
+
+
 def _commands() -> list[str]:
     if not README.is_file():
         pytest.skip(f"no README at {README}")
-    cmds = readme_commands(README.read_text(encoding="utf-8"))
+    cmds = [c for page in doc_pages() for c in readme_commands(page.read_text(encoding="utf-8"))]
     if not cmds:
-        pytest.skip(f"{README} has no mixopt commands in bash blocks")
+        pytest.skip(f"{README} and {DOCS} have no mixopt commands in bash blocks")
     return cmds
+
+
+def test_readme_is_short_and_links_every_docs_page() -> None:
+    """README keeps quick start, data contract, CLI and layout; the reference lives in docs/."""
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= README_MAX_LINES, f"{README} has {len(text.splitlines())} lines; move reference to docs/"
+    pages = sorted(DOCS.glob("*.md"))
+    assert pages, f"no reference pages in {DOCS}"
+    unlinked = [p.name for p in pages if f"docs/{p.name}" not in text]
+    assert not unlinked, f"README does not link {unlinked}"
+
+
+def test_every_relative_link_of_the_docs_resolves() -> None:
+    broken = []
+    for page in doc_pages():
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if "://" in target:
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.name}: {target}")
+    assert not broken, f"links to missing files: {broken}"
 
 
 def test_extraction_joins_continuations_and_drops_optional_parts() -> None:
