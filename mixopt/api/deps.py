@@ -21,7 +21,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from mixopt.api.errors import AuthError
-from mixopt.api.jobs import JobRunner, StudyProgress
+from mixopt.api.jobs import JobRunner, StudyProgress, study_url
 from mixopt.api.predict import ModelCache, PredictBatcher
 from mixopt.api.settings import Settings
 from mixopt.api.store import Store
@@ -74,8 +74,6 @@ class Context:
 
     def study_url(self, job_id: str) -> str:
         """Where a job's Optuna study lives: its own journal file, or the shared database."""
-        from mixopt.api.jobs import study_url
-
         shared = self.settings.studies_url
         return study_url(shared) if shared else f"journal:{self.job_dir(job_id) / 'study.log'}"
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.api.errors import LimitError
+from mixopt.data.table import training_flops
 from mixopt.errors import SchemaError
 
 
@@ -178,7 +179,7 @@ def build_targets(
         raise SchemaError("Invalid predict request:", problems)
     if f is None:
         p, t = np.broadcast_to(p, (n,)), np.broadcast_to(t, (n,))
-        f = 6.0 * p * t
+        f = training_flops(p, t)
     return Targets(flops=np.broadcast_to(f, (n,)).copy(), params=p, tokens=t, mixture=mix,
                    domains=domains if mix is not None else ())
 

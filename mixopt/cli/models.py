@@ -11,6 +11,7 @@ import numpy as np
 
 from mixopt.cli._output import UsageError, command_line, common, emit_json, floats, pairs, print_frame, settings_json
 from mixopt.cli.data_args import add_data_args, read_runs_args
+from mixopt.data.table import training_flops
 from mixopt.errors import FitError
 
 
@@ -94,7 +95,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.params is None or args.tokens is None:
             raise UsageError("Give the target model as --params N --tokens D (or --flops C).")
         params, tokens = np.broadcast_arrays(np.asarray(floats(args.params, "--params")), np.asarray(floats(args.tokens, "--tokens")))
-        flops = 6.0 * params * tokens
+        flops = training_flops(params, tokens)
     mix = pairs(args.mix, "--mix")
     if model.uses_mixture:
         if not mix:
@@ -162,7 +163,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     )
     if not results:
         raise FitError(f"None of the methods {methods} could be fitted on the training runs (see the warnings above).")
-    # -- report engineer: --out / --report (files written before printing) --
+    # --out / --report: the files are written before printing
     extra = _backtest_files(args, results, table)
     if args.json:
         emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts()} | extra)

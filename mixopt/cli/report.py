@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from mixopt.cli._output import command_line, common, emit_json, pairs
-from mixopt.workflows.report import OUTPUT_FORMATS
+from mixopt.report.document import OUTPUT_FORMATS
 
 
 def add_report_arguments(r: argparse.ArgumentParser) -> None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -59,6 +60,15 @@ SCORE_PREFIX = "score:"
 #: tolerance are renormalised to sum exactly to 1 (RegMix's published ratios are
 #: rounded to 3 decimals and sum to 1 +- 0.003).
 RATIO_SUM_ATOL = 0.01
+
+
+#: Training compute per parameter and token: C = 6·N·D FLOPs (forward and backward pass).
+FLOPS_PER_PARAM_TOKEN = 6.0
+
+
+def training_flops(params: Any, tokens: Any) -> Any:
+    """Training compute ``C = 6·N·D`` in FLOPs of ``params`` N and ``tokens`` D (numbers or arrays, broadcast)."""
+    return FLOPS_PER_PARAM_TOKEN * params * tokens
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -452,7 +462,7 @@ def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.
         raise SchemaError("The run table is malformed:", problems)
     frame = frame.with_columns(pl.col(RUN).cast(pl.String), *casts)
     if FLOPS not in frame.columns:
-        frame = frame.with_columns((6.0 * pl.col(PARAMS) * pl.col(TOKENS)).alias(FLOPS))
+        frame = frame.with_columns(training_flops(pl.col(PARAMS), pl.col(TOKENS)).alias(FLOPS))
     frame = frame.sort([RUN, TOKENS], maintain_order=True, nulls_last=True)
 
     n_blank = frame.select((pl.col(RUN).is_null() | (pl.col(RUN).str.strip_chars() == "")).sum()).item()

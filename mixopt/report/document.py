@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 FIGURE_FORMATS = ("png", "svg")
+#: Output formats of a report: one HTML file, or a folder of figures.
+OUTPUT_FORMATS = ("html", *FIGURE_FORMATS)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mixopt.data.table import LOSS, LOSS_PREFIX, SCORE_PREFIX, RunTable
+from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, LOSS, LOSS_PREFIX, SCORE_PREFIX, RunTable
 from mixopt.errors import MixoptError, SchemaError
 from mixopt.report._plot import (
     FIT_COLOR,
@@ -104,7 +104,7 @@ def _targets(model: Surrogate, flops: np.ndarray, target: Target, mixtures: np.n
     else:
         mix, domains = None, ()
     rho = target.tokens_per_param
-    params = np.sqrt(flops / (6.0 * rho))
+    params = np.sqrt(flops / (FLOPS_PER_PARAM_TOKEN * rho))
     return Targets(flops=flops, params=params, tokens=rho * params, mixture=mix, domains=domains if mix is not None else ())
 
 

@@ -49,7 +49,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -441,8 +441,6 @@ def _reference(session: StudySession | None, given: Mapping[str, float] | None) 
 
 def _record_history(session: StudySession | None, res: SearchResult, source: str) -> SearchResult:
     """Fix the study's reference point on its first run and append this run's hypervolume."""
-    from dataclasses import replace
-
     history: list[dict[str, Any]] = []
     if session is not None and session.study is not None:
         history = json.loads(session.attr(HV_HISTORY_ATTR) or "[]")

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, training_flops
 from mixopt.errors import SearchError
 
 logger = logging.getLogger(__name__)
@@ -374,10 +375,10 @@ class ComputeSpace:
                 vals[name] = np.full(n, lo)
         if self.mode == "flops":
             c = vals["flops"]
-            d = np.sqrt(vals["tokens_per_param"] * c / 6.0)
-            return c, c / (6.0 * d), d
+            d = np.sqrt(vals["tokens_per_param"] * c / FLOPS_PER_PARAM_TOKEN)
+            return c, c / (FLOPS_PER_PARAM_TOKEN * d), d
         p, d = vals["params"], vals["tokens"]
-        return 6.0 * p * d, p, d
+        return training_flops(p, d), p, d
 
     def encode(self, flops: np.ndarray, params: np.ndarray | None = None, tokens: np.ndarray | None = None) -> np.ndarray:
         """Inverse of :meth:`decode` (models to cube points, clipped to the ranges).
@@ -392,10 +393,10 @@ class ComputeSpace:
             vals["flops"] = flops
             if tokens is not None:
                 d = np.broadcast_to(np.asarray(tokens, dtype=np.float64), (n,))
-                vals["tokens_per_param"] = 6.0 * d**2 / flops
+                vals["tokens_per_param"] = FLOPS_PER_PARAM_TOKEN * d**2 / flops
             elif params is not None:
                 p = np.broadcast_to(np.asarray(params, dtype=np.float64), (n,))
-                vals["tokens_per_param"] = flops / (6.0 * p**2)
+                vals["tokens_per_param"] = flops / (FLOPS_PER_PARAM_TOKEN * p**2)
             else:
                 lo, hi = self.tokens_per_param  # type: ignore[misc]
                 vals["tokens_per_param"] = np.full(n, math.sqrt(lo * hi))
@@ -403,9 +404,9 @@ class ComputeSpace:
             if params is None and tokens is None:
                 raise SearchError("Encoding compute in params/tokens mode needs params or tokens.")
             if params is None:
-                params = flops / (6.0 * np.asarray(tokens))
+                params = flops / (FLOPS_PER_PARAM_TOKEN * np.asarray(tokens))
             if tokens is None:
-                tokens = flops / (6.0 * np.asarray(params))
+                tokens = flops / (FLOPS_PER_PARAM_TOKEN * np.asarray(params))
             vals["params"] = np.broadcast_to(np.asarray(params, dtype=np.float64), (n,))
             vals["tokens"] = np.broadcast_to(np.asarray(tokens, dtype=np.float64), (n,))
         cols = []
@@ -419,14 +420,14 @@ class ComputeSpace:
         """Smallest and largest training tokens D over the space."""
         if self.mode == "flops":
             (c0, c1), (r0, r1) = self.flops, self.tokens_per_param  # type: ignore[misc]
-            return math.sqrt(r0 * c0 / 6.0), math.sqrt(r1 * c1 / 6.0)
+            return math.sqrt(r0 * c0 / FLOPS_PER_PARAM_TOKEN), math.sqrt(r1 * c1 / FLOPS_PER_PARAM_TOKEN)
         return self.tokens  # type: ignore[return-value]
 
     def flops_range(self) -> tuple[float, float]:
         if self.mode == "flops":
             return self.flops  # type: ignore[return-value]
         (p0, p1), (d0, d1) = self.params, self.tokens  # type: ignore[misc]
-        return 6.0 * p0 * d0, 6.0 * p1 * d1
+        return training_flops(p0, d0), training_flops(p1, d1)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,8 +24,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import polars as pl
 
-from mixopt.data.table import Benchmark, RunTable
-from mixopt.data.thinning import MAX_CHECKPOINTS_PER_RUN, thin_checkpoints  # [metric hook]
+from mixopt.data.table import Benchmark, RunTable, training_flops
+from mixopt.data.thinning import MAX_CHECKPOINTS_PER_RUN, thin_checkpoints
 from mixopt.errors import ModelFileError, NotFittedError, SchemaError
 
 #: Version of the on-disk model format written by :func:`save_surrogate`. Version 2 added
@@ -112,7 +112,7 @@ class Targets:
         p = np.atleast_1d(np.asarray(params, dtype=np.float64))
         t = np.atleast_1d(np.asarray(tokens, dtype=np.float64))
         p, t = np.broadcast_arrays(p, t)
-        return cls(flops=6.0 * p * t, params=p, tokens=t, mixture=mixture, domains=tuple(domains))
+        return cls(flops=training_flops(p, t), params=p, tokens=t, mixture=mixture, domains=tuple(domains))
 
     @classmethod
     def from_mapping(cls, mix: Mapping[str, float], domains: Sequence[str]) -> np.ndarray:
@@ -273,9 +273,9 @@ class Surrogate(ABC):
     #: whether predictions depend on the mixture (FLP-M, DML, RegMix) or only on compute
     uses_mixture: ClassVar[bool] = False
     #: most checkpoints per run used in fitting (evenly spaced, final kept; None = every row);
-    #: see :mod:`mixopt.data.thinning` [metric hook]
+    #: see :mod:`mixopt.data.thinning`
     max_checkpoints_per_run: ClassVar[int | None] = MAX_CHECKPOINTS_PER_RUN
-    #: most rows in all used in fitting (finals kept, others sampled; None = no cap) [metric hook]
+    #: most rows in all used in fitting (finals kept, others sampled; None = no cap)
     max_fit_rows: ClassVar[int | None] = None
 
     # -- public API -----------------------------------------------------------------------
@@ -283,7 +283,7 @@ class Surrogate(ABC):
         """Fit on a run table; returns self."""
         if not isinstance(runs, RunTable):
             raise SchemaError(f"fit expects a RunTable, got {type(runs).__name__}; build one with mixopt.read_runs(...).")
-        runs = thin_checkpoints(runs, self.max_checkpoints_per_run, self.max_fit_rows, seed=int(getattr(self, "seed", 0)))  # [metric hook]
+        runs = thin_checkpoints(runs, self.max_checkpoints_per_run, self.max_fit_rows, seed=int(getattr(self, "seed", 0)))
         self._fit(runs)
         self.fitted_ = True
         return self
@@ -406,11 +406,7 @@ def _load_builtin() -> None:
     import importlib
 
     for mod in ("mixopt.surrogate.flp", "mixopt.surrogate.flpm", "mixopt.surrogate.baselines"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # pragma: no cover - during development only
-            if e.name != mod:
-                raise
+        importlib.import_module(mod)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mixopt.data.table import LOSS_PREFIX, SCORE_PREFIX, RunTable
-from mixopt.errors import ConfigError, SchemaError
+from mixopt.errors import ConfigError, NotPredictableError, SchemaError
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
 
 logger = logging.getLogger(__name__)
@@ -240,8 +240,6 @@ class RegMixRegression(Surrogate):
 
     # -- predict -------------------------------------------------------------------------------
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
-        from mixopt.errors import NotPredictableError
-
         C = targets.flops
         R = targets.mixture
         assert R is not None

@@ -82,8 +82,8 @@ from typing import Any, ClassVar
 import numpy as np
 import polars as pl
 
-from mixopt.data.table import LOSS_PREFIX, SCORE_PREFIX, Benchmark, RunTable
-from mixopt.data.thinning import STAGE2_MAX_ROWS  # [metric hook]
+from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, LOSS_PREFIX, SCORE_PREFIX, Benchmark, RunTable
+from mixopt.data.thinning import STAGE2_MAX_ROWS
 from mixopt.errors import ConfigError, FitError, NotPredictableError, SchemaError
 from mixopt.laws.base import reference_for
 from mixopt.laws.fitter import GroupResample, LawFitter, combine_interval, predictive_std
@@ -200,7 +200,7 @@ class FLPM(Surrogate):
 
     kind: ClassVar[str] = "flpm"
     uses_mixture: ClassVar[bool] = True
-    #: stage-2 nets cost grows with rows: cap the fit rows (finals kept) [metric hook]
+    #: stage-2 nets cost grows with rows: cap the fit rows (finals kept)
     max_fit_rows: ClassVar[int | None] = STAGE2_MAX_ROWS
     _default_stage1: ClassVar[str] = "auto"
 
@@ -319,11 +319,11 @@ class FLPM(Surrogate):
                 f"{type(self).__name__} needs mixture columns (mix:<domain>) in the run table; it has none. "
                 "Use FLP for single-source runs, or add the mixture ratios."
             )
-        self.metric_laws_ = None  # [metric hook] metric-only tables: laws fitted to each metric
-        from mixopt.surrogate.metric import fit_metric_only, is_metric_only  # [metric hook]
+        self.metric_laws_ = None  # metric-only tables: laws fitted to each metric
+        from mixopt.surrogate.metric import fit_metric_only, is_metric_only
 
-        if is_metric_only(runs):  # [metric hook]
-            return fit_metric_only(self, runs)  # [metric hook]
+        if is_metric_only(runs):
+            return fit_metric_only(self, runs)
         if not runs.loss_domains:
             raise SchemaError(
                 f"{type(self).__name__} needs per-domain validation losses (loss:<domain> columns); the table has none "
@@ -459,10 +459,10 @@ class FLPM(Surrogate):
         x = law.inputs_from_scale(C, final.params(), final.tokens(), R[:, active])
         n_runs = int(np.unique(ids).shape[0])
         if n_runs < law.n_params:
-            from mixopt.surrogate.advice import too_few_runs_message  # [metric hook] true advice
+            from mixopt.surrogate.advice import too_few_runs_message  # advice from the runs' actual mixtures
 
             raise FitError(too_few_runs_message(self.config_["stage1"], law.n_params, n_runs, law.sources, vary_compute=vary,
-                                                ratio_total=total))  # [metric hook]
+                                                ratio_total=total))
         resample = GroupResample.draw(ids, int(self.n_bootstrap), np.random.default_rng(np.random.SeedSequence([int(self.seed), 1])))
         m, p = len(self.loss_domains_), law.n_params
         params = np.empty((m, p))
@@ -663,7 +663,7 @@ class FLPM(Surrogate):
         N, D = targets.params, targets.tokens
         if self.stage1_law_.uses_nd and (N is None or D is None):
             # compute only: split it as the sampling runs did (their median tokens per parameter)
-            N = np.sqrt(C / (6.0 * self.tokens_per_param_))
+            N = np.sqrt(C / (FLOPS_PER_PARAM_TOKEN * self.tokens_per_param_))
             D = self.tokens_per_param_ * N
         return self.stage1_law_.inputs_from_scale(C, N, D, R[:, list(self.stage1_active_)])
 
@@ -685,10 +685,10 @@ class FLPM(Surrogate):
         return out
 
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
-        if getattr(self, "metric_laws_", None) is not None:  # [metric hook]
-            from mixopt.surrogate.metric import predict_metric_only  # [metric hook]
+        if getattr(self, "metric_laws_", None) is not None:
+            from mixopt.surrogate.metric import predict_metric_only
 
-            return predict_metric_only(self, targets, intervals=intervals, level=level)  # [metric hook]
+            return predict_metric_only(self, targets, intervals=intervals, level=level)
         cal = getattr(self, "calibrator_", None)
         if not intervals or cal is None:
             return self._predict_raw(targets, intervals=intervals, level=level)
@@ -774,10 +774,10 @@ class FLPM(Surrogate):
 
     # -- state --------------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        if getattr(self, "metric_laws_", None) is not None:  # [metric hook]
-            from mixopt.surrogate.metric import metric_state  # [metric hook]
+        if getattr(self, "metric_laws_", None) is not None:
+            from mixopt.surrogate.metric import metric_state
 
-            return metric_state(self)  # [metric hook]
+            return metric_state(self)
         state = {
             "loss_domains": list(self.loss_domains_),
             "stage1_law": self.stage1_law_.name,
@@ -808,11 +808,11 @@ class FLPM(Surrogate):
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        self.metric_laws_ = None  # [metric hook]
-        if state.get("metric_only"):  # [metric hook]
-            from mixopt.surrogate.metric import set_metric_state  # [metric hook]
+        self.metric_laws_ = None
+        if state.get("metric_only"):
+            from mixopt.surrogate.metric import set_metric_state
 
-            return set_metric_state(self, state, arrays)  # [metric hook]
+            return set_metric_state(self, state, arrays)
         self.loss_domains_ = tuple(state["loss_domains"])
         self.config_ = {str(k): str(v) for k, v in dict(state["config"]).items()}
         self.tokens_per_param_ = float(state.get("tokens_per_param", 20.0))

@@ -83,6 +83,7 @@ from mixopt.data.table import (
     TOKENS,
     Benchmark,
     RunTable,
+    training_flops,
 )
 from mixopt.errors import SchemaError
 
@@ -395,7 +396,7 @@ class World:
         mix_idx = np.repeat(np.tile(np.arange(q), p), n_ck)
         frac = np.tile(np.arange(1, n_ck + 1) / n_ck, p * q)
         tokens = tokens_per_param * n_par * frac
-        flops = 6.0 * n_par * tokens
+        flops = training_flops(n_par, tokens)
         r = R[mix_idx] if not self.single_domain else None
         L = self.true_losses(flops, r)
         overall = L @ self.overall_weights

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,12 +114,13 @@ def run_guarded(job_dir: Path, spec: JobSpec, timeout_s: float | None) -> JobRes
     return finish_job(spec, job_dir, rc, time.perf_counter() - t0, timeout_s)
 
 
-class JobExecutor:
+class JobExecutor(ABC):
     """Base of job executors: ``run(jobs, trainer, workdir, timeout_s, on_result) -> results``."""
 
+    @abstractmethod
     def run(self, jobs: Sequence[JobSpec], trainer: TrainerRef, workdir: str | Path, *, timeout_s: float | None = None,
-            on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:  # pragma: no cover - abstract
-        raise NotImplementedError
+            on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
+        """Run every job (calling ``on_result`` as each finishes); the results in job order."""
 
     def close(self) -> None:
         """Release resources (no-op by default)."""

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.data.table import Benchmark, RunTable
+from mixopt.data.table import Benchmark, RunTable, training_flops
 from mixopt.errors import ConfigError, TrainerError
 from mixopt.train.corpus import DOC_SEPARATOR, Corpus, fixture_corpus, load_corpus
 from mixopt.train.spec import JobSpec, Trainer, register_trainer, rows_to_table
@@ -365,7 +365,7 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
         opt.step()
         if step in ckpt_steps:
             tokens = float(step * B * T)
-            row = {"params": float(n_params), "tokens": tokens, "flops": 6.0 * n_params * tokens, "step": step, **evaluate()}
+            row = {"params": float(n_params), "tokens": tokens, "flops": training_flops(float(n_params), tokens), "step": step, **evaluate()}
             rows.append(row)
             el = time.perf_counter() - t0
             logger.info("job %s: step %d/%d, train loss %.3f, val loss %.3f, %.0f tokens/s", spec.run_id, step, steps,

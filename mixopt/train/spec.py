@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,7 @@ class JobResult:
         return self.status == "ok"
 
 
-class Trainer:
+class Trainer(ABC):
     """Base of trainers: ``train(spec, workdir) -> RunTable`` (rows of one run).
 
     Subclasses set ``kind`` and implement :meth:`train`. ``__init__`` stores settings
@@ -125,8 +126,9 @@ class Trainer:
 
     kind: ClassVar[str] = ""
 
-    def train(self, spec: JobSpec, workdir: Path) -> RunTable:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def train(self, spec: JobSpec, workdir: Path) -> RunTable:
+        """Train one job in ``workdir``; the rows of its checkpoints."""
 
     def settings(self) -> dict[str, Any]:
         """The settings that rebuild this trainer (``make_trainer(kind, **settings)``)."""

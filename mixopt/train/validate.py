@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from mixopt.data.table import MIX_PREFIX, RunTable
+from mixopt.data.table import MIX_PREFIX, RunTable, training_flops
 from mixopt.errors import SchemaError
 from mixopt.train.spec import JobSpec
 
@@ -143,7 +143,7 @@ def compare(surrogate: Any, measured: RunTable, *, level: float = 0.9) -> pl.Dat
     params, tokens = final.params(), final.tokens()
     domains = tuple(getattr(surrogate, "domains_", ()) or ())
     mixture = final.mixture(domains) if domains else None
-    targets = Targets(flops=6.0 * params * tokens, params=params, tokens=tokens, mixture=mixture, domains=domains)
+    targets = Targets(flops=training_flops(params, tokens), params=params, tokens=tokens, mixture=mixture, domains=domains)
     pred = surrogate.predict(targets, level=level)
     rows = []
     cols = set(final.frame.columns)

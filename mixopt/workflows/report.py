@@ -17,17 +17,16 @@ import polars as pl
 from mixopt._json import jsonable
 from mixopt.config import SearchConfig, load_config
 from mixopt.data.readers import read_runs
+from mixopt.data.table import training_flops
 from mixopt.errors import SchemaError
 from mixopt.report.build import build_report
-from mixopt.report.document import FIGURE_FORMATS, Report
+from mixopt.report.document import OUTPUT_FORMATS, Report
 from mixopt.report.figures import Target
 from mixopt.surrogate import load_surrogate
 from mixopt.workflows.optimize import fit_surrogate, model_cache_dir, surrogate_key
 
 logger = logging.getLogger(__name__)
 
-#: output formats of ``mixopt report --format``: one HTML file, or a folder of figures
-OUTPUT_FORMATS = ("html", *FIGURE_FORMATS)
 
 
 def write(report: Report, out: str | Path, format: str = "html") -> list[Path]:
@@ -114,7 +113,7 @@ def target_from_options(flops: float | None, params: float | None, tokens: float
     if flops is None:
         if params is None or tokens is None:
             raise SchemaError("Give the target as --target-flops C, or both --target-params N and --target-tokens D.")
-        flops = 6.0 * params * tokens
+        flops = training_flops(params, tokens)
     label = "target from the command line"
     return Target(flops=float(flops), mixture=dict(mix) if mix else None, params=params, tokens=tokens, label=label)
 

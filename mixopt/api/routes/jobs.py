@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Response
 
 from mixopt.api.deps import Context, CtxDep, OwnerDep
 from mixopt.api.errors import ConflictError, LimitError, NotFoundError
-from mixopt.api.routes.models import check_capacity, error_text, ready_model
+from mixopt.api.routes.models import _dumps, check_capacity, error_text, ready_model
 from mixopt.api.schemas import JobCreate, JobPublic, JobResume, Progress
 from mixopt.api.store import ACTIVE_JOB, new_id
 from mixopt.api.tasks import CANCEL_FILE, PARETO_FILE, JobCancelled, job_config
@@ -212,7 +212,6 @@ def _table(ctx: Context, job_id: str, owner: str, file: str, fmt: str) -> Respon
         buf = io.BytesIO()
         frame.write_csv(buf)
         return Response(buf.getvalue(), media_type="text/csv")
-    from mixopt.api.routes.models import _dumps
 
     return Response(_dumps({"job": job_id, "columns": frame.columns, "rows": frame.to_dicts()}), media_type="application/json")
 

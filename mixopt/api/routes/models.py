@@ -10,12 +10,13 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from mixopt._json import jsonable
 from mixopt.api.deps import Context, CtxDep, OwnerDep
 from mixopt.api.errors import ConflictError, NotFoundError, TooManyJobsError
 from mixopt.api.predict import build_targets, predict_many, prediction_columns
 from mixopt.api.schemas import ModelCreate, ModelPublic, PredictCreate, PredictionPublic
 from mixopt.api.store import new_id
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, SchemaError
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -34,8 +35,6 @@ def _fallback(x: Any) -> Any:
 def _dumps(obj: Any) -> bytes:
     if _orjson is not None:
         return _orjson.dumps(obj, option=_orjson.OPT_SERIALIZE_NUMPY, default=_fallback)
-    from mixopt._json import jsonable
-
     return json.dumps(jsonable(obj)).encode()
 
 
@@ -72,8 +71,6 @@ async def create_model(body: ModelCreate, ctx: CtxDep, owner: OwnerDep) -> Model
     except MixoptError:
         raise
     except (TypeError, ValueError) as e:
-        from mixopt.errors import SchemaError
-
         raise SchemaError(f"Invalid settings for surrogate {body.method!r}: {e}") from None
     await asyncio.to_thread(check_capacity, ctx, owner)
     id_ = new_id("model")
@@ -142,7 +139,10 @@ def ready_model(ctx: Context, model_id: str, owner: str) -> Any:
     return ctx.models.get(model_id, hit[1])
 
 
-@router.post("/{model_id}/predict", response_model=PredictionPublic, summary="Predict every quantity for a batch of mixtures x compute")
+# The route writes its JSON itself (orjson, numpy arrays as they are): ``responses`` documents the body's
+# schema in OpenAPI; a ``response_model`` would claim a validation that a raw Response never gets.
+@router.post("/{model_id}/predict", responses={200: {"model": PredictionPublic}},
+             summary="Predict every quantity for a batch of mixtures x compute")
 async def predict(model_id: str, body: PredictCreate, ctx: CtxDep, owner: OwnerDep) -> Response:
     """Synchronous. The model is predicted in a worker thread, off the event loop; requests that arrive
     while it is busy are merged into its next call (see :class:`~mixopt.api.predict.PredictBatcher`)."""
