@@ -423,6 +423,188 @@ def _apply_columns(
     return main, rat
 
 
+def _size_example() -> str:
+    return opt("params", py="1e6", cli="1e6") + " and " + opt("tokens", py="1.05e9", cli="1.05e9")
+
+
+def _check_read_options(format: str, how: str, columns: Mapping[str, str] | None, run_id: Sequence[str] | None,  # noqa: A002
+                        long: LongLayout | Mapping[str, Any] | None) -> tuple[dict[str, str], LongLayout | None]:
+    """The options of :func:`read_runs` checked before any file is read: ``(columns, long layout)``."""
+    if format not in FORMATS:
+        raise SchemaError(f"{opt('format')} must be one of {list(FORMATS)}, got {format!r}.")
+    if how not in ("exact", "inner"):
+        raise SchemaError(f"{opt('how')} must be 'exact' or 'inner', got {how!r}.")
+    columns = _check_columns_option(columns)
+    if run_id is not None:
+        if isinstance(run_id, str) or not all(isinstance(k, str) and k for k in run_id) or not list(run_id):
+            raise SchemaError(
+                f"{opt('run_id', py=repr(['params', 'mix']), cli='params,mix')} takes a list of column names, got {run_id!r}."
+            )
+    if long is not None and format != "long":
+        raise SchemaError(f"Long-format settings were given but {opt('format', py=repr(format), cli=format)} is not 'long'.")
+    return columns, (LongLayout.from_mapping(long) if format == "long" else None)
+
+
+def _read_files(path: Path, ratios: str | Path | None, on: str | None, columns: Mapping[str, str],
+                layout: LongLayout | None) -> tuple[pl.DataFrame, pl.DataFrame | None, Path | None]:
+    """The run file (pivoted when long) and the mixture file, columns renamed: ``(main, ratios, ratios path)``."""
+    key_names = {RUN, "index"} | ({on} if on else set())
+    string_cols = sorted(key_names | {k for k, v in columns.items() if v in key_names})
+    if layout is not None:
+        header = has_header_row(path)
+        run_names = [*ROLE_NAMES["run"], *((layout.columns or {}).get("run", ""),)]
+        main = read_frame(path, string_columns=[c for c in run_names if c], what="long-format run file", header=header)
+        main = long_to_wide(main, layout, source=repr(str(path)), header=header)
+    else:
+        main = read_frame(path, string_columns=string_cols, what="run file")
+    rat = read_frame(ratios, string_columns=string_cols, what="mixture file") if ratios is not None else None
+    ratios_path = Path(ratios) if ratios is not None else None
+    main, rat = _apply_columns(main, rat, columns, path, ratios_path)
+    return main, rat, ratios_path
+
+
+def _regmix_frame(main: pl.DataFrame, rat: pl.DataFrame | None, path: Path, ratios_path: Path | None, on: str | None,
+                  how: How) -> tuple[pl.DataFrame, Path, Path | None, str]:
+    """RegMix's two files joined: ``(frame, run file, mixture file, hint for a missing size)``; either file may come first."""
+    size_example = _size_example()
+    if rat is None or ratios_path is None:
+        raise SchemaError(
+            f"{str(path)!r} looks like a RegMix file, which comes in two parts: pass the other one with "
+            f"{opt('ratios', py=repr('train_mixture_1m.csv'), cli='train_mixture_1m.csv')}, and the model size with "
+            f"{size_example} (the 1M proxies)."
+        )
+    # either file may be the loss file: find which holds the mixture
+    if any(_REGMIX_MIX.match(c) for c in main.columns) and any(_REGMIX_LOSS.match(c) for c in rat.columns):
+        main, rat, path, ratios_path = rat, main, ratios_path, path
+    if not any(_REGMIX_MIX.match(c) for c in rat.columns):
+        raise SchemaError(
+            f"The RegMix mixture file {str(ratios_path)!r} has no 'train_the_pile_<domain>' columns (got "
+            f"{rat.columns[:10]}). Pass the train/test_mixture_*.csv file as {opt('ratios')}."
+        )
+    key = on or "index"
+    rat = rat.rename({c: MIX_PREFIX + m.group(1) for c in rat.columns if (m := _REGMIX_MIX.match(c))})
+    main = main.rename({c: LOSS_PREFIX + m.group(1) for c in main.columns if (m := _REGMIX_LOSS.match(c))})
+    if not any(c.startswith(LOSS_PREFIX) for c in main.columns):
+        raise SchemaError(
+            f"The RegMix loss file {str(path)!r} has no 'metric/the_pile_<domain>_val_loss' columns (got "
+            f"{main.columns[:10]}). Pass the *_pile_loss_*.csv file as the run file."
+        )
+    frame = _join(main, rat, key, how, path, ratios_path)
+    if key != RUN:
+        if RUN in frame.columns:
+            raise SchemaError(f"{str(path)!r} has both a {RUN!r} column and the join key {key!r}; drop one.")
+        frame = frame.rename({key: RUN})
+    hint = f"RegMix files carry no model size: pass {size_example} (the 1M proxies)."
+    return frame, path, ratios_path, hint
+
+
+def _olmix_frame(main: pl.DataFrame, rat: pl.DataFrame | None, path: Path, ratios_path: Path | None, on: str | None,
+                 how: How) -> tuple[pl.DataFrame, list[Benchmark], str]:
+    """An Olmix swarm's metrics and ratios joined: ``(frame, its metrics as benchmarks, hint for a missing size)``."""
+    olmix_size = opt("params", py="30e6", cli="30e6") + " and " + opt("tokens", py="3e9", cli="3e9")
+    if rat is None or ratios_path is None:
+        raise SchemaError(
+            f"The Olmix layout needs the ratios file too: pass {opt('ratios', py=repr('<swarm>_ratios.csv'), cli='<swarm>_ratios.csv')} "
+            f"with the <swarm>_metrics.csv run file, and {olmix_size} (the public swarms)."
+        )
+    key = on or RUN
+    drop = [c for c in _OLMIX_DROP if c != key]
+    main = main.drop([c for c in drop if c in main.columns])
+    rat = rat.drop([c for c in drop if c in rat.columns])
+    if key not in main.columns or key not in rat.columns:
+        raise SchemaError(
+            f"Olmix files are joined on {key!r}, but it is missing from "
+            f"{[str(p) for f, p in ((main, path), (rat, ratios_path)) if key not in f.columns]}. Pass {opt('on')}<key column>."
+        )
+    rat = rat.rename({c: c if c.startswith(MIX_PREFIX) else MIX_PREFIX + c for c in rat.columns if c != key})
+    main = main.rename({c: c if _is_canonical(c) else SCORE_PREFIX + c for c in main.columns if c != key})
+    layout_benchmarks = [
+        Benchmark(name=c[len(SCORE_PREFIX):], chance=None, higher_is_better=False)
+        for c in main.columns
+        if c.startswith(SCORE_PREFIX)
+    ]
+    frame = _join(main, rat, key, how, path, ratios_path)
+    if key != RUN:
+        frame = frame.rename({key: RUN})
+    hint = f"Olmix swarms carry no model size: pass {olmix_size} (the public swarms)."
+    return frame, layout_benchmarks, hint
+
+
+def _mixopt_frame(main: pl.DataFrame, rat: pl.DataFrame | None, path: Path, ratios_path: Path | None, on: str | None,
+                  how: How) -> tuple[pl.DataFrame, str]:
+    """A mixopt wide table (joined with a mixture file when given): ``(frame, hint for missing sizes)``."""
+    frame = main
+    if rat is not None and ratios_path is not None:
+        key = on or RUN
+        if any(c.startswith(MIX_PREFIX) for c in main.columns):
+            raise SchemaError(
+                f"{str(path)!r} already has mix: columns and a mixture file {str(ratios_path)!r} was given too "
+                f"({opt('ratios')}); use one."
+            )
+        rat = rat.rename({c: c if c.startswith(MIX_PREFIX) else MIX_PREFIX + c for c in rat.columns if c != key})
+        frame = _join(main, rat, key, how, path, ratios_path)
+    hint = (
+        f"A run table needs {PARAMS!r} (parameters N) and {TOKENS!r} (tokens seen D) per checkpoint: add the columns, "
+        f"rename yours with {opt('columns', py=repr({'model_size': 'params', 'n_tokens': 'tokens'}), cli='model_size=params,n_tokens=tokens')}, "
+        f"derive tokens from a step column with {opt('tokens_per_step')}, or pass {opt('params')}/{opt('tokens')} if every run has the same."
+    )
+    return frame, hint
+
+
+def _complete(frame: pl.DataFrame, path: Path, hint: str, *, params: float | None, tokens: float | None,
+              tokens_per_step: float | None, run_id: Sequence[str] | None) -> pl.DataFrame:
+    """Numbers checked, sizes filled, run ids built; refuses a table without run ids or measurements."""
+    frame = _check_numeric(frame, path)
+    frame = _tokens_from_steps(frame, tokens_per_step, tokens, path)
+    frame = _fill_scalar(frame, PARAMS, params, path, hint)
+    frame = _fill_scalar(frame, TOKENS, tokens, path, hint)
+    if run_id is not None:
+        frame = build_run_ids(frame, list(run_id), source=repr(str(path)))
+    if RUN not in frame.columns:
+        raise SchemaError(
+            f"{str(path)!r} has no {RUN!r} column (run id); columns are {frame.columns[:30]}. Rename the id column with "
+            f"{opt('columns', py=repr({'your_id': 'run'}), cli='your_id=run')}, or build ids from the columns that identify "
+            f"a run with {opt('run_id', py=repr(['params', 'mix']), cli='params,mix')}. For RegMix or Olmix files, pass the "
+            f"mixture file with {opt('ratios')}."
+        )
+    if not _has_measurements(frame.columns):
+        looks_long = any(c.lower() in ("value", "name", "domain", "metric") for c in frame.columns)
+        raise SchemaError(
+            f"{str(path)!r} has no loss or score columns: expected {LOSS!r}, '{LOSS_PREFIX}<domain>' or "
+            f"'{SCORE_PREFIX}<benchmark>' (got {frame.columns[:30]}). Rename yours with "
+            f"{opt('columns', py=repr({'{d}_loss': 'loss:{d}'}), cli='{d}_loss=loss:{d}')}"
+            + (f", or read one-row-per-domain files with {opt('format', py=repr('long'), cli='long')}" if looks_long else "")
+            + f" (or pass {opt('format')})."
+        )
+    return frame
+
+
+def _table_of(frame: pl.DataFrame, path: Path, ratios_path: Path | None, layout_benchmarks: list[Benchmark],
+              benchmarks: list[Benchmark], chance: Mapping[str, float | None] | None) -> RunTable:
+    """The validated :class:`RunTable`, its benchmarks from the layout, the sidecar file and the caller."""
+    score_names = [c[len(SCORE_PREFIX):] for c in frame.columns if c.startswith(SCORE_PREFIX)]
+    side = sidecar_path(path)
+    sidecar = _read_sidecar(side) if side.is_file() else []
+    if sidecar:
+        extra = sorted({b.name for b in sidecar} - set(score_names))
+        if extra:
+            raise SchemaError(
+                f"The benchmark file {str(side)!r} describes {extra}, which have no score column in {str(path)!r} "
+                f"(score columns: {score_names[:30]}). Remove them from the benchmark file."
+            )
+    bench = _resolve_benchmarks(score_names, [layout_benchmarks, sidecar, benchmarks], chance)
+    try:
+        table = RunTable(frame, bench)
+    except SchemaError as e:
+        head = str(e).split("\n", 1)[0] if e.problems else str(e)
+        src = str(path) + (f" + {str(ratios_path)}" if ratios_path else "")
+        raise SchemaError(f"Reading {src!r}: {head}", e.problems) from None
+    summary = table.missing_summary()
+    if summary:
+        logger.info("read_runs(%s): %s", path, summary)
+    return table
+
+
 # -- public API -------------------------------------------------------------------------------
 def read_runs(
     path: str | Path,
@@ -475,154 +657,19 @@ def read_runs(
             option names are the CLI flags inside :func:`~mixopt.data.options.cli_option_names`).
     """
     path = Path(path)
-    if format not in FORMATS:
-        raise SchemaError(f"{opt('format')} must be one of {list(FORMATS)}, got {format!r}.")
-    if how not in ("exact", "inner"):
-        raise SchemaError(f"{opt('how')} must be 'exact' or 'inner', got {how!r}.")
-    columns = _check_columns_option(columns)
-    if run_id is not None:
-        if isinstance(run_id, str) or not all(isinstance(k, str) and k for k in run_id) or not list(run_id):
-            raise SchemaError(
-                f"{opt('run_id', py=repr(['params', 'mix']), cli='params,mix')} takes a list of column names, got {run_id!r}."
-            )
-    if long is not None and format != "long":
-        raise SchemaError(f"Long-format settings were given but {opt('format', py=repr(format), cli=format)} is not 'long'.")
-    layout = LongLayout.from_mapping(long) if format == "long" else None
-
-    key_names = {RUN, "index"} | ({on} if on else set())
-    string_cols = sorted(key_names | {k for k, v in columns.items() if v in key_names})
-    if layout is not None:
-        header = has_header_row(path)
-        run_names = [*ROLE_NAMES["run"], *((layout.columns or {}).get("run", ""),)]
-        main = read_frame(path, string_columns=[c for c in run_names if c], what="long-format run file", header=header)
-        main = long_to_wide(main, layout, source=repr(str(path)), header=header)
-    else:
-        main = read_frame(path, string_columns=string_cols, what="run file")
-    rat = read_frame(ratios, string_columns=string_cols, what="mixture file") if ratios is not None else None
-    ratios_path = Path(ratios) if ratios is not None else None
-    main, rat = _apply_columns(main, rat, columns, path, ratios_path)
-
+    columns, layout = _check_read_options(format, how, columns, run_id, long)
+    main, rat, ratios_path = _read_files(path, ratios, on, columns, layout)
     fmt = "mixopt" if format == "long" else (_detect(main, rat) if format == "auto" else format)
     logger.debug("read_runs(%s): layout %s", path, fmt)
     layout_benchmarks: list[Benchmark] = []
-    size_example = opt("params", py="1e6", cli="1e6") + " and " + opt("tokens", py="1.05e9", cli="1.05e9")
-
     if fmt == "regmix":
-        if rat is None or ratios_path is None:
-            raise SchemaError(
-                f"{str(path)!r} looks like a RegMix file, which comes in two parts: pass the other one with "
-                f"{opt('ratios', py=repr('train_mixture_1m.csv'), cli='train_mixture_1m.csv')}, and the model size with "
-                f"{size_example} (the 1M proxies)."
-            )
-        # either file may be the loss file: find which holds the mixture
-        if any(_REGMIX_MIX.match(c) for c in main.columns) and any(_REGMIX_LOSS.match(c) for c in rat.columns):
-            main, rat, path, ratios_path = rat, main, ratios_path, path
-        if not any(_REGMIX_MIX.match(c) for c in rat.columns):
-            raise SchemaError(
-                f"The RegMix mixture file {str(ratios_path)!r} has no 'train_the_pile_<domain>' columns (got "
-                f"{rat.columns[:10]}). Pass the train/test_mixture_*.csv file as {opt('ratios')}."
-            )
-        key = on or "index"
-        rat = rat.rename({c: MIX_PREFIX + m.group(1) for c in rat.columns if (m := _REGMIX_MIX.match(c))})
-        main = main.rename({c: LOSS_PREFIX + m.group(1) for c in main.columns if (m := _REGMIX_LOSS.match(c))})
-        if not any(c.startswith(LOSS_PREFIX) for c in main.columns):
-            raise SchemaError(
-                f"The RegMix loss file {str(path)!r} has no 'metric/the_pile_<domain>_val_loss' columns (got "
-                f"{main.columns[:10]}). Pass the *_pile_loss_*.csv file as the run file."
-            )
-        frame = _join(main, rat, key, how, path, ratios_path)
-        if key != RUN:
-            if RUN in frame.columns:
-                raise SchemaError(f"{str(path)!r} has both a {RUN!r} column and the join key {key!r}; drop one.")
-            frame = frame.rename({key: RUN})
-        hint = f"RegMix files carry no model size: pass {size_example} (the 1M proxies)."
+        frame, path, ratios_path, hint = _regmix_frame(main, rat, path, ratios_path, on, how)
     elif fmt == "olmix":
-        olmix_size = opt("params", py="30e6", cli="30e6") + " and " + opt("tokens", py="3e9", cli="3e9")
-        if rat is None or ratios_path is None:
-            raise SchemaError(
-                f"The Olmix layout needs the ratios file too: pass {opt('ratios', py=repr('<swarm>_ratios.csv'), cli='<swarm>_ratios.csv')} "
-                f"with the <swarm>_metrics.csv run file, and {olmix_size} (the public swarms)."
-            )
-        key = on or RUN
-        drop = [c for c in _OLMIX_DROP if c != key]
-        main = main.drop([c for c in drop if c in main.columns])
-        rat = rat.drop([c for c in drop if c in rat.columns])
-        if key not in main.columns or key not in rat.columns:
-            raise SchemaError(
-                f"Olmix files are joined on {key!r}, but it is missing from "
-                f"{[str(p) for f, p in ((main, path), (rat, ratios_path)) if key not in f.columns]}. Pass {opt('on')}<key column>."
-            )
-        rat = rat.rename({c: c if c.startswith(MIX_PREFIX) else MIX_PREFIX + c for c in rat.columns if c != key})
-        main = main.rename({c: c if _is_canonical(c) else SCORE_PREFIX + c for c in main.columns if c != key})
-        layout_benchmarks = [
-            Benchmark(name=c[len(SCORE_PREFIX):], chance=None, higher_is_better=False)
-            for c in main.columns
-            if c.startswith(SCORE_PREFIX)
-        ]
-        frame = _join(main, rat, key, how, path, ratios_path)
-        if key != RUN:
-            frame = frame.rename({key: RUN})
-        hint = f"Olmix swarms carry no model size: pass {olmix_size} (the public swarms)."
+        frame, layout_benchmarks, hint = _olmix_frame(main, rat, path, ratios_path, on, how)
     else:  # mixopt (and pivoted long format)
-        frame = main
-        if rat is not None and ratios_path is not None:
-            key = on or RUN
-            if any(c.startswith(MIX_PREFIX) for c in main.columns):
-                raise SchemaError(
-                    f"{str(path)!r} already has mix: columns and a mixture file {str(ratios_path)!r} was given too "
-                    f"({opt('ratios')}); use one."
-                )
-            rat = rat.rename({c: c if c.startswith(MIX_PREFIX) else MIX_PREFIX + c for c in rat.columns if c != key})
-            frame = _join(main, rat, key, how, path, ratios_path)
-        hint = (
-            f"A run table needs {PARAMS!r} (parameters N) and {TOKENS!r} (tokens seen D) per checkpoint: add the columns, "
-            f"rename yours with {opt('columns', py=repr({'model_size': 'params', 'n_tokens': 'tokens'}), cli='model_size=params,n_tokens=tokens')}, "
-            f"derive tokens from a step column with {opt('tokens_per_step')}, or pass {opt('params')}/{opt('tokens')} if every run has the same."
-        )
-    frame = _check_numeric(frame, path)
-    frame = _tokens_from_steps(frame, tokens_per_step, tokens, path)
-    frame = _fill_scalar(frame, PARAMS, params, path, hint)
-    frame = _fill_scalar(frame, TOKENS, tokens, path, hint)
-    if run_id is not None:
-        frame = build_run_ids(frame, list(run_id), source=repr(str(path)))
-    if RUN not in frame.columns:
-        raise SchemaError(
-            f"{str(path)!r} has no {RUN!r} column (run id); columns are {frame.columns[:30]}. Rename the id column with "
-            f"{opt('columns', py=repr({'your_id': 'run'}), cli='your_id=run')}, or build ids from the columns that identify "
-            f"a run with {opt('run_id', py=repr(['params', 'mix']), cli='params,mix')}. For RegMix or Olmix files, pass the "
-            f"mixture file with {opt('ratios')}."
-        )
-    if not _has_measurements(frame.columns):
-        looks_long = any(c.lower() in ("value", "name", "domain", "metric") for c in frame.columns)
-        raise SchemaError(
-            f"{str(path)!r} has no loss or score columns: expected {LOSS!r}, '{LOSS_PREFIX}<domain>' or "
-            f"'{SCORE_PREFIX}<benchmark>' (got {frame.columns[:30]}). Rename yours with "
-            f"{opt('columns', py=repr({'{d}_loss': 'loss:{d}'}), cli='{d}_loss=loss:{d}')}"
-            + (f", or read one-row-per-domain files with {opt('format', py=repr('long'), cli='long')}" if looks_long else "")
-            + f" (or pass {opt('format')})."
-        )
-
-    score_names = [c[len(SCORE_PREFIX):] for c in frame.columns if c.startswith(SCORE_PREFIX)]
-    side = sidecar_path(path)
-    sidecar = _read_sidecar(side) if side.is_file() else []
-    if sidecar:
-        extra = sorted({b.name for b in sidecar} - set(score_names))
-        if extra:
-            raise SchemaError(
-                f"The benchmark file {str(side)!r} describes {extra}, which have no score column in {str(path)!r} "
-                f"(score columns: {score_names[:30]}). Remove them from the benchmark file."
-            )
-    bench = _resolve_benchmarks(score_names, [layout_benchmarks, sidecar, _as_benchmarks(benchmarks)], chance)
-    try:
-        table = RunTable(frame, bench)
-    except SchemaError as e:
-        head = str(e).split("\n", 1)[0] if e.problems else str(e)
-        src = str(path) + (f" + {str(ratios_path)}" if ratios_path else "")
-        raise SchemaError(f"Reading {src!r}: {head}", e.problems) from None
-    summary = table.missing_summary()
-    if summary:
-        logger.info("read_runs(%s): %s", path, summary)
-    return table
+        frame, hint = _mixopt_frame(main, rat, path, ratios_path, on, how)
+    frame = _complete(frame, path, hint, params=params, tokens=tokens, tokens_per_step=tokens_per_step, run_id=run_id)
+    return _table_of(frame, path, ratios_path, layout_benchmarks, _as_benchmarks(benchmarks), chance)
 
 
 def write_runs(table: RunTable, path: str | Path, *, sidecar: bool = True) -> Path:
