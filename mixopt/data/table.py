@@ -425,12 +425,8 @@ def _runs_list(runs: Sequence[str], limit: int = 5) -> str:
     return f"[{shown}{', ...' if len(runs) > limit else ''}]"
 
 
-def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.DataFrame, tuple[Benchmark, ...]]:
-    """Check and normalise a canonical frame; collect every problem before raising.
-
-    Every check is a polars expression over whole columns (no per-row Python), so a
-    1,000,000-row table validates in a few seconds.
-    """
+def _structure(frame: pl.DataFrame) -> pl.DataFrame:
+    """Required and numeric columns present (raises at once if not); ids as text, numbers as floats, sorted."""
     if not isinstance(frame, pl.DataFrame):
         raise SchemaError(f"A RunTable is built from a polars DataFrame, got {type(frame).__name__}.")
     problems: list[str] = []
@@ -464,7 +460,11 @@ def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.
     if FLOPS not in frame.columns:
         frame = frame.with_columns(training_flops(pl.col(PARAMS), pl.col(TOKENS)).alias(FLOPS))
     frame = frame.sort([RUN, TOKENS], maintain_order=True, nulls_last=True)
+    return frame
 
+
+def _value_checks(frame: pl.DataFrame, problems: list[str]) -> pl.Expr:
+    """Row-level damage (blank ids, sizes, losses, scores, ratios), one polars pass; returns the rows whose ratios are all finite."""
     n_blank = frame.select((pl.col(RUN).is_null() | (pl.col(RUN).str.strip_chars() == "")).sum()).item()
     if n_blank:
         problems.append(f"{n_blank} row(s) have no run id (null or blank); fill the {RUN!r} column")
@@ -516,7 +516,12 @@ def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.
             if n:
                 bad_runs = frame.filter(masks[f"_m{i}"])[RUN].unique(maintain_order=True).head(6).to_list()
                 problems.append(f"{what} in {n} row(s), runs {_runs_list(bad_runs)}: {fix}")
+    return mix_ok
 
+
+def _mixture_checks(frame: pl.DataFrame, mix_ok: pl.Expr, problems: list[str]) -> pl.DataFrame:
+    """Ratios sum to 1 and are constant along a run; the frame with ratios renormalised (when all is well)."""
+    mix_cols = [c for c in frame.columns if c.startswith(MIX_PREFIX)]
     if mix_cols:
         sums = frame.select(_row_sum(mix_cols).alias("_sum"), mix_ok.alias("_ok"), pl.col(RUN))
         bad = sums.filter(pl.col("_ok") & ((pl.col("_sum") - 1.0).abs() > RATIO_SUM_ATOL))
@@ -542,41 +547,43 @@ def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.
                     f"runs {_runs_list(varying)} have different mixture ratios on different checkpoints: one run is one "
                     "mixture; give each mixture its own run id (or build ids from the mixture with --run-id/run_id=)"
                 )
+    return frame
 
-    if not problems:
-        # tokens (and compute) must grow along a run: checked against 'step' when the
-        # file has one, and FLOPs against tokens always.
-        order_col = "step" if "step" in frame.columns else None
-        order_checks = [(FLOPS, TOKENS)] + ([(TOKENS, order_col)] if order_col else [])
-        for value, by in order_checks:
-            dec = (
-                frame.select(RUN, by, value)
-                .sort([RUN, by], maintain_order=True)
-                .filter((pl.col(value).diff().over(RUN) < 0).fill_null(False))
-            )
-            if dec.height:
-                problems.append(
-                    f"{value!r} decreases along run(s) {_runs_list(dec[RUN].unique(maintain_order=True).to_list())} as {by!r} grows: "
-                    f"checkpoints of a run must have non-decreasing {value}; fix the counts or split the runs"
-                )
-        nun = frame.group_by(RUN).agg(pl.col(PARAMS).n_unique())
-        varying = nun.filter(pl.col(PARAMS) > 1)[RUN].sort().to_list()
-        if varying:
+
+def _order_checks(frame: pl.DataFrame, problems: list[str]) -> None:
+    """Tokens and compute grow along a run; one model size per run; one row per (run, tokens)."""
+    # tokens (and compute) must grow along a run: checked against 'step' when the
+    # file has one, and FLOPs against tokens always.
+    order_col = "step" if "step" in frame.columns else None
+    order_checks = [(FLOPS, TOKENS)] + ([(TOKENS, order_col)] if order_col else [])
+    for value, by in order_checks:
+        dec = (
+            frame.select(RUN, by, value)
+            .sort([RUN, by], maintain_order=True)
+            .filter((pl.col(value).diff().over(RUN) < 0).fill_null(False))
+        )
+        if dec.height:
             problems.append(
-                f"runs {_runs_list(varying)} have several parameter counts: one run is one model; give each model its own "
-                "run id (or build ids from params and the mixture with --run-id/run_id=)"
+                f"{value!r} decreases along run(s) {_runs_list(dec[RUN].unique(maintain_order=True).to_list())} as {by!r} grows: "
+                f"checkpoints of a run must have non-decreasing {value}; fix the counts or split the runs"
             )
-        dup = frame.select(RUN, TOKENS).filter(pl.struct(RUN, TOKENS).is_duplicated())
-        if dup.height:
-            problems.append(
-                f"duplicate checkpoints (same run and tokens) in {dup.height} rows, runs {_runs_list(dup[RUN].unique(maintain_order=True).to_list())}: "
-                "each (run, tokens) must appear once; drop duplicates or fix the token counts"
-            )
+    nun = frame.group_by(RUN).agg(pl.col(PARAMS).n_unique())
+    varying = nun.filter(pl.col(PARAMS) > 1)[RUN].sort().to_list()
+    if varying:
+        problems.append(
+            f"runs {_runs_list(varying)} have several parameter counts: one run is one model; give each model its own "
+            "run id (or build ids from params and the mixture with --run-id/run_id=)"
+        )
+    dup = frame.select(RUN, TOKENS).filter(pl.struct(RUN, TOKENS).is_duplicated())
+    if dup.height:
+        problems.append(
+            f"duplicate checkpoints (same run and tokens) in {dup.height} rows, runs {_runs_list(dup[RUN].unique(maintain_order=True).to_list())}: "
+            "each (run, tokens) must appear once; drop duplicates or fix the token counts"
+        )
 
-    if not loss_cols and not score_cols:
-        problems.append(f"no loss or score columns: expected '{LOSS}', '{LOSS_PREFIX}<domain>' or '{SCORE_PREFIX}<benchmark>' columns")
 
-    # benchmark metadata
+def _table_benchmarks(score_cols: Sequence[str], benchmarks: Sequence[Benchmark], problems: list[str]) -> tuple[Benchmark, ...]:
+    """The metadata of every score column: declared, else known by name; unknown ones are problems."""
     declared = {b.name: b for b in benchmarks}
     bench: list[Benchmark] = []
     names = [c[len(SCORE_PREFIX):] for c in score_cols]
@@ -594,10 +601,29 @@ def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.
     extra = sorted(set(declared) - set(names))
     if extra:
         problems.append(f"benchmark metadata given for {extra} but the table has no score column for them (score columns: {names})")
+    return tuple(bench)
+
+
+def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.DataFrame, tuple[Benchmark, ...]]:
+    """Check and normalise a canonical frame; collect every problem before raising.
+
+    Every check is a polars expression over whole columns (no per-row Python), so a
+    1,000,000-row table validates in a few seconds.
+    """
+    frame = _structure(frame)
+    problems: list[str] = []
+    mix_ok = _value_checks(frame, problems)
+    frame = _mixture_checks(frame, mix_ok, problems)
+    if not problems:
+        _order_checks(frame, problems)
+    loss_cols = [c for c in frame.columns if c == LOSS or c.startswith(LOSS_PREFIX)]
+    score_cols = [c for c in frame.columns if c.startswith(SCORE_PREFIX)]
+    if not loss_cols and not score_cols:
+        problems.append(f"no loss or score columns: expected '{LOSS}', '{LOSS_PREFIX}<domain>' or '{SCORE_PREFIX}<benchmark>' columns")
+    bench = _table_benchmarks(score_cols, benchmarks, problems)
     if problems:
         raise SchemaError(f"The run table has {len(problems)} problem(s):", problems)
-    return frame, tuple(bench)
-
+    return frame, bench
 
 __all__ = [
     "FLOPS",
