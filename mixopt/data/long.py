@@ -230,24 +230,8 @@ def _column_name(name: pl.Expr, kind: str) -> pl.Expr:
     return pl.when(keep).then(name).otherwise(pl.lit(prefix) + name)
 
 
-def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header: bool = True) -> pl.DataFrame:
-    """Pivot a long-format frame to one row per checkpoint.
-
-    Args:
-        frame: the file as read (``header=False``: columns named by position).
-        layout: roles, patterns and naming (see the module docstring).
-        source: the file, for messages.
-        header: whether the file had a header row.
-
-    Returns:
-        Wide frame: ``run`` (when known), ``step``/``params``/``tokens``/``mix:<d>`` (when
-        known), every other per-checkpoint column, then one column per name. Checkpoints
-        lacking a name have an empty cell there.
-
-    Raises:
-        SchemaError: roles not found, patterns that do not match, non-numeric values,
-            conflicting duplicates.
-    """
+def _roles(frame: pl.DataFrame, layout: LongLayout, source: str, header: bool) -> tuple[pl.DataFrame, dict[str, str | None]]:
+    """The column of each role (run, step, name, value, checkpoint); header-less fields named by position."""
     explicit = dict(layout.columns or {})
     if not header and not explicit:
         roles_by_pos = POSITIONAL.get(frame.width)
@@ -268,7 +252,6 @@ def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header
             f"its columns are {list(cols)[:30]}. Name them with "
             f"{opt('long.columns', py=repr({'name': 'your_domain_col', 'value': 'your_loss_col'}), cli='name=your_domain_col,value=your_loss_col')}."
         )
-    name_col, value_col = role["name"], role["value"]
     if role["checkpoint"] is not None and layout.checkpoint_pattern is None and role["run"] is None:
         raise SchemaError(
             f"{source} identifies checkpoints by the path in column {role['checkpoint']!r}: tell mixopt how to read it with "
@@ -280,7 +263,11 @@ def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header
             f"{opt('long.checkpoint_pattern')} was given but {source} has no checkpoint column (looked for "
             f"{list(ROLE_NAMES['checkpoint'])}); name it with {opt('long.columns', py=repr({'checkpoint': 'col'}), cli='checkpoint=col')}."
         )
+    return frame, role
 
+
+def _numeric_values(frame: pl.DataFrame, value_col: str, source: str) -> pl.DataFrame:
+    """The value column as floats (empty = missing); refuses text that is not a number."""
     # values: numbers, empty = missing
     v = frame[value_col]
     if not v.dtype.is_numeric():
@@ -295,7 +282,11 @@ def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header
             )
         v = num
     frame = frame.with_columns(v.cast(pl.Float64).alias(value_col))
+    return frame
 
+
+def _wide_names(frame: pl.DataFrame, name_col: str, layout: LongLayout, source: str) -> pl.DataFrame:
+    """Domain/metric names (parsed by ``name_pattern``) as the wide table's column names."""
     # names -> wide column names
     names = frame[name_col].cast(pl.String)
     if layout.name_pattern is not None:
@@ -304,7 +295,11 @@ def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header
     frame = frame.with_columns(names.alias(name_col)).with_columns(_column_name(pl.col(name_col), layout.kind).alias(name_col))
     if frame[name_col].null_count():
         raise SchemaError(f"{frame[name_col].null_count()} row(s) of {source} have an empty {name_col!r} (domain/metric name); fill or drop them.")
+    return frame
 
+
+def _checkpoint_fields(frame: pl.DataFrame, role: dict[str, str | None], layout: LongLayout, source: str) -> pl.DataFrame:
+    """Run, step, params, tokens and mixture parsed from the checkpoint path; run and step columns named."""
     # checkpoint path -> run, step, params, tokens, mix, other fields
     attrs = pl.DataFrame()
     if role["checkpoint"] is not None and layout.checkpoint_pattern is not None:
@@ -349,13 +344,11 @@ def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header
                 "fix the pattern (e.g. step{step} for 'step4000') or the file."
             )
         frame = frame.with_columns(num.alias(STEP))
+    return frame
 
-    index = [c for c in frame.columns if c not in (name_col, value_col)]
-    if not index:
-        raise SchemaError(
-            f"{source} has only name and value columns: nothing says which run and checkpoint a row belongs to. Add run and "
-            f"step columns, or parse them from a checkpoint path with {opt('long.checkpoint_pattern')}."
-        )
+
+def _drop_repeats(frame: pl.DataFrame, index: list[str], name_col: str, value_col: str, source: str) -> pl.DataFrame:
+    """Exact repeats collapse; different values for one checkpoint and name are refused."""
     # exact repeats collapse; different values for one checkpoint+name conflict. Rows are
     # grouped by a 64-bit hash of (index, name) (one fast key instead of many); groups with
     # several values are then re-checked exactly, so a hash collision cannot merge rows.
@@ -380,6 +373,11 @@ def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header
             frame = frame.unique("__h", keep="first")
         logger.info("%s: dropped %d exact duplicate row(s) of %d", source, n_in - frame.height, n_in)
     frame = frame.drop("__h")
+    return frame
+
+
+def _pivot(frame: pl.DataFrame, index: list[str], name_col: str, value_col: str, layout: LongLayout, source: str) -> pl.DataFrame:
+    """One row per checkpoint, one column per name, in an order that does not depend on the rows'."""
     # column order must not depend on row order: the mixture's domains first (as given),
     # then every other name sorted
     seen = set(frame[name_col].unique().to_list())
@@ -392,6 +390,40 @@ def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header
     wide = wide.select([*first, *rest, *order])
     logger.info("%s: long format, %d row(s) -> %d checkpoint(s) x %d name(s)", source, frame.height, wide.height, len(order))
     return wide
+
+
+def long_to_wide(frame: pl.DataFrame, layout: LongLayout, *, source: str, header: bool = True) -> pl.DataFrame:
+    """Pivot a long-format frame to one row per checkpoint.
+
+    Args:
+        frame: the file as read (``header=False``: columns named by position).
+        layout: roles, patterns and naming (see the module docstring).
+        source: the file, for messages.
+        header: whether the file had a header row.
+
+    Returns:
+        Wide frame: ``run`` (when known), ``step``/``params``/``tokens``/``mix:<d>`` (when
+        known), every other per-checkpoint column, then one column per name. Checkpoints
+        lacking a name have an empty cell there.
+
+    Raises:
+        SchemaError: roles not found, patterns that do not match, non-numeric values,
+            conflicting duplicates.
+    """
+    frame, role = _roles(frame, layout, source, header)
+    name_col, value_col = role["name"], role["value"]
+    assert name_col is not None and value_col is not None  # _roles refuses a frame without them
+    frame = _numeric_values(frame, value_col, source)
+    frame = _wide_names(frame, name_col, layout, source)
+    frame = _checkpoint_fields(frame, role, layout, source)
+    index = [c for c in frame.columns if c not in (name_col, value_col)]
+    if not index:
+        raise SchemaError(
+            f"{source} has only name and value columns: nothing says which run and checkpoint a row belongs to. Add run and "
+            f"step columns, or parse them from a checkpoint path with {opt('long.checkpoint_pattern')}."
+        )
+    frame = _drop_repeats(frame, index, name_col, value_col, source)
+    return _pivot(frame, index, name_col, value_col, layout, source)
 
 
 __all__ = ["KINDS", "POSITIONAL", "ROLE_NAMES", "LongLayout", "long_to_wide", "parse_sizes"]
