@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mixopt._json import jsonable
 from mixopt.errors import MixoptError
 
 logger = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ class Client:
         body: dict[str, Any] = {"level": level, "intervals": intervals}
         for k, v in (("mixtures", mixtures), ("flops", flops), ("params", params), ("tokens", tokens)):
             if v is not None:
-                body[k] = _plain(v)
+                body[k] = jsonable(v)  # numpy arrays as lists; NaN/inf become null (the server refuses them: 422)
         return self._call("POST", f"/v1/models/{_id(model)}/predict", json=body)
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -253,16 +254,6 @@ class Client:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{path} still {r.get('status')} after {timeout:.0f} s")
             time.sleep(poll)
-
-
-def _plain(v: Any) -> Any:
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
 
 
 def _load_config(config: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], Path | None]:
