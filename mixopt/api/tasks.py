@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mixopt._files import atomic_path, write_text
 from mixopt._json import jsonable
 from mixopt.backtest import backtest
 from mixopt.config import config_from_dict, parse_train_sections
@@ -122,7 +123,7 @@ def fit_task(spec: Mapping[str, Any]) -> dict[str, Any]:
         level = float(bt.pop("level", 0.9))
         res = backtest(runs, spec["method"], settings=spec.get("settings") or {}, level=level, **bt)
         data = jsonable(res.to_json())
-        (out_dir / "backtest.json").write_text(json.dumps(data))
+        write_text(out_dir / "backtest.json", json.dumps(data), what="backtest results")
         summary["backtest"] = {"split": data["split"], "summary": data["summary"]}
     # one tiny prediction warms lazy imports (torch) in this process; harmless elsewhere
     try:
@@ -322,7 +323,8 @@ def validate_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     done = validate_each(chosen, surrogate, tc, out / "runs.csv", prefix=spec["prefix"], level=float(spec["level"]),
                          before_each=before_each, after_each=lambda n: _write_progress(out, n, chosen.height))
     comp = done.comparison
-    comp.write_csv(out / VALIDATION_FILE)
+    with atomic_path(out / VALIDATION_FILE, what="validation table") as tmp:
+        comp.write_csv(tmp)
     mix_cols = [c for c in chosen.columns if c.startswith("mix:")]
     return jsonable({"trained": done.trained, "failed": done.failed, "mixtures": chosen.select(mix_cols).to_dicts(),
                      "summary": summarize(comp).to_dicts() if comp.height else []})
