@@ -41,6 +41,7 @@ RANK = {
 ONLY_IN = {
     "argparse": ("mixopt.cli",),
     "fastapi": ("mixopt.api",),
+    "fastapi_offline": ("mixopt.api",),
     "starlette": ("mixopt.api",),
     "uvicorn": ("mixopt.api",),
     # the Ray start module and the two Ray executors (search trials, training jobs)

@@ -61,6 +61,20 @@ SERVER_KEYS: dict[str, str] = {
     "search.executor": "the server decides where jobs run",
     "search.ray_address": "the server decides where jobs run",
     "search.workers": "the server decides where jobs run",
+    "data.run_id": "the table's run ids are fixed when it is uploaded",
+    "data.tokens_per_step": "give tokens when the table is uploaded",
+    "data.on": "upload both files of a two-file table together (POST /v1/datasets with runs and ratios)",
+    "data.join": "upload both files of a two-file table together (POST /v1/datasets with runs and ratios)",
+    "data.long": "upload the table in the wide layout",
+}
+
+#: Whole sections of a project config that a job config may not have: only the server's own
+#: trainers run (validation jobs: POST /v1/validations with a trainer the server names).
+SERVER_SECTIONS: dict[str, str] = {
+    "trainer": "only the server's own trainers run: start a validation job (POST /v1/validations) with a trainer "
+               "this server offers",
+    "validate": "validation is a separate job: POST /v1/validations after this search is done",
+    "ladder": "training ladders are not run over the API",
 }
 
 
@@ -149,10 +163,10 @@ def _flatten(raw: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 def client_config_problems(raw: Mapping[str, Any]) -> list[str]:
     """Keys of a client's search config that only the server may set (one line each)."""
-    problems = []
+    problems = [f"[{key}]: not accepted over the API: {why}" for key, why in SERVER_SECTIONS.items() if key in raw]
     present = set(_flatten(raw))
     for key, why in SERVER_KEYS.items():
-        if key in present:
+        if key in present or any(p.startswith(key + ".") for p in present):
             problems.append(f"{key}: not accepted over the API: {why}")
     return problems
 
