@@ -138,7 +138,7 @@ def fit_task(spec: Mapping[str, Any]) -> dict[str, Any]:
         res = backtest(runs, spec["method"], settings=spec.get("settings") or {}, level=level, **bt)
         data = jsonable(res.to_json())
         write_text(out_dir / "backtest.json", json.dumps(data), what="backtest results")
-        summary["backtest"] = {"split": data["split"], "summary": data["summary"]}
+        summary["backtest"] = {"split": data["split"], "summary": data["summary"], "decisions": data["decisions"]}
     # one tiny prediction warms lazy imports (torch) in this process; harmless elsewhere
     try:
         t = Targets(flops=np.array([float(np.median(runs.flops()))]),

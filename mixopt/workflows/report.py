@@ -126,7 +126,10 @@ def write_backtest(results: Sequence[Any], table: pl.DataFrame, path: str | Path
     if ext not in (".json", ".csv"):
         raise SchemaError(f"Backtest results file must end in .json or .csv, got {p.name!r}.")
     if ext == ".json":
-        payload = {"results": [r.to_json() for r in results], "comparison": table.to_dicts()}
+        from mixopt.backtest import compare_decisions
+
+        payload = {"results": [r.to_json() for r in results], "comparison": table.to_dicts(),
+                   "decisions": compare_decisions(results).to_dicts()}
         return write_text(p, json.dumps(jsonable(payload), indent=1) + "\n", what="backtest results")
     frames = [r.rows.with_columns(pl.lit(r.method).alias("method"), pl.lit(r.level).alias("level"),
                                   pl.lit(r.split).alias("split")) for r in results if r.rows.height]
