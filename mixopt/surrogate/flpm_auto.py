@@ -6,8 +6,9 @@ What is chosen (each setting left at ``"auto"``; a setting given explicitly is k
   checkpoints) or the N,D forms ``flpm_nd``, ``dml_nd`` (every checkpoint; need several
   sizes); ``flpm_additive`` is reachable explicitly but left out: 3-6x slower to fit and
   never better on our benchmarks), and
-* ``family`` -- ``law`` (the law alone) or ``hybrid`` (the law times a kernel-ridge
-  correction over the mixture, :mod:`mixopt.surrogate.hybrid`),
+* ``family`` -- ``law`` (the law alone), ``hybrid`` (the law times a kernel-ridge
+  correction over the mixture, :mod:`mixopt.surrogate.hybrid`) or ``average`` (the
+  equal-weight model average of the two in log space; its loss intervals cover both),
 
   together, on the held-out runs' **losses** (cheap: stage 1 only), then
 
@@ -21,15 +22,34 @@ What is chosen (each setting left at ``"auto"``; a setting given explicitly is k
   measured best over 10 synthetic worlds (``benchmarks/bench_flpm.py``: about 3x lower
   median score error than the net on observed losses, the paper's choice).
 
-The folds mimic the real extrapolation (:func:`mixopt.surrogate.select.size_folds`): fit
-without the largest model size(s), predict them. When every run has one compute scale
-(e.g. RegMix's 1M models) there is nothing to extrapolate in scale, and the folds leave
-whole mixtures out instead (:func:`mixture_folds`). Scores: mean absolute log error for
-losses, mean absolute error (score units) for scores -- absolute, because relative errors of
-scores near zero (the foot of an emergence curve) are noise. A candidate that cannot be
-fitted on some fold drops out with its reason. Every candidate's internal score is kept
-in :class:`AutoChoice.table`, and the chosen configuration's held-out rows calibrate the
-intervals (:mod:`mixopt.surrogate.calibrate`).
+The folds mimic the real extrapolation, and say what they can show (``Fold.kind``):
+
+* ``scale`` -- with >= 4 model sizes, fit without the largest size(s) and predict them
+  (:func:`mixopt.surrogate.select.size_folds`): errors and rankings out of range;
+* ``transfer`` -- a few runs at a second, larger scale (a validation round, a handful of
+  larger proxies: :func:`mixopt.surrogate.select.transfer_fold`): fit below, and rank those
+  runs' mixtures (a model fitted at one scale cannot predict the larger compute, but the
+  order of the mixtures is what transfers -- or not); one mixture fold is added for errors;
+* ``mixture`` -- every run at one compute scale (e.g. RegMix's 1M models): whole mixtures
+  left out (:func:`mixture_folds`), in range only.
+
+The stage-1 step is **judged out of range** whenever every candidate has out-of-range
+evidence (``scale`` / ``transfer`` folds): each candidate's mean absolute log error of the
+held-out losses and its mean ``1 - ρ`` among the held-out mixtures at each held-out scale
+(:mod:`mixopt.surrogate.decision`), each divided by the best candidate's and added; in-range
+folds then only inform the table. A free residual (the ``hybrid`` family) is **not a
+candidate** when every fold is in range: such folds cannot show that what the residual learns
+at the proxies' scale carries to the target's (on RegMix it lifts the 1M held-out ρ and lowers
+the 1.1B ρ; ``mixopt.testing.transfer`` is a world built that way). The ``average`` family
+stays: where the evidence cannot tell the law from the hybrid at the target, the two are
+averaged and the interval spans both, instead of one being picked. Scores: mean absolute
+error (score units) for stage 2 -- absolute, because relative errors of scores near zero (the
+foot of an emergence curve) are noise. A candidate that cannot be fitted on some fold drops
+out with its reason. The folds (step ``folds``), every candidate's internal score and the
+evidence it was judged on (``reason``) are kept in :class:`AutoChoice.table`
+(``model.selection_``), and the chosen configuration's held-out rows calibrate the intervals
+(:mod:`mixopt.surrogate.calibrate`; transfer folds, which cannot predict the larger compute,
+give none).
 """
 
 from __future__ import annotations
@@ -56,10 +76,13 @@ logger = logging.getLogger(__name__)
 
 #: candidate values per choosable setting, in order of preference on ties
 STAGE1_CANDIDATES: tuple[str, ...] = ("flpm", "dml", "flpm_nd", "dml_nd")
-FAMILY_CANDIDATES: tuple[str, ...] = ("law", "hybrid")
+FAMILY_CANDIDATES: tuple[str, ...] = ("law", "hybrid", "average")
 STAGE2_CANDIDATES: tuple[tuple[str, str], ...] = (("logistic", "fitted"), ("net", "observed"), ("logistic", "observed"))
 #: a candidate must beat the first (simplest) one by this relative margin to be chosen
 TIE_MARGIN = 0.02
+#: smallest normaliser of ``1 - ρ`` when errors and rankings are combined (ρ >= 0.98 is about as good as rankings of
+#: a few held-out mixtures can tell apart)
+RANK_GAP_FLOOR = 0.02
 
 TABLE_SCHEMA: dict[str, Any] = {
     "step": pl.String, "candidate": pl.String, "status": pl.String, "reason": pl.String,
@@ -131,7 +154,8 @@ def make_folds(runs: RunTable, seed: int = 0) -> list[Fold]:
         tf = transfer_fold(runs)
         if tf is None:
             return []
-        mf = [replace(f, index=f.index + 1) for f in mixture_folds(runs, 1, seed=seed)]
+        mf = [replace(f, index=f.index + 1, description=f.description.replace(f"fold {f.index}:", f"fold {f.index + 1}:", 1))
+              for f in mixture_folds(runs, 1, seed=seed)]
         return [tf, *mf]
     return mixture_folds(runs, 1, seed=seed)
 
@@ -224,21 +248,22 @@ def _combined_scores(ev: Sequence[Evidence]) -> list[float]:
     """One score per candidate (lower wins) from errors and rankings.
 
     Each available component (mean abs log error; mean ``1 - ρ``) is divided by its best
-    value over the candidates, and the two are added; a component some candidate lacks is
-    left out; with one component the score is its raw value.
+    value over the candidates (``1 - ρ`` by at least :data:`RANK_GAP_FLOOR`, so that rankings
+    that are all near perfect do not outweigh the errors), and the two are added; a component
+    some candidate lacks is left out; with one component the score is its raw value.
     """
     comps = []
-    for get in (lambda e: e.error, lambda e: e.rank_gap):
+    for get, floor in ((lambda e: e.error, 0.0), (lambda e: e.rank_gap, RANK_GAP_FLOOR)):
         vals = [get(e) for e in ev]
         if all(math.isfinite(v) for v in vals):
-            comps.append(vals)
+            comps.append((vals, floor))
     if not comps:
         return [math.inf] * len(ev)
     if len(comps) == 1:
-        return comps[0]
+        return comps[0][0]
     out = [0.0] * len(ev)
-    for vals in comps:
-        lo = min(vals)
+    for vals, floor in comps:
+        lo = max(min(vals), floor)
         for i, v in enumerate(vals):
             out[i] += v / lo if lo > 0 else (1.0 if v == lo else math.inf)
     return out
@@ -281,10 +306,14 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
             if v == "auto":
                 cfg[k] = defaults[k]
         table.append({"step": "all", "candidate": str(cfg), "status": "chosen",
-                      "reason": "no internal fold possible (fewer than 4 model sizes, or fewer than 8 mixtures at one scale); defaults used",
+                      "reason": "no internal fold possible (fewer than 4 model sizes, no few runs at a second larger scale, or "
+                                "fewer than 8 mixtures at one scale); defaults used",
                       "score": None, "n_points": 0, "seconds": 0.0})
         return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=pl.DataFrame(), folds=())
 
+    for f in folds:  # what the choice rests on, first in the table
+        table.append({"step": "folds", "candidate": f.kind, "status": "used", "reason": f.description, "score": None,
+                      "n_points": f.test.n_runs, "seconds": 0.0})
     # -- step 1: stage-1 form x family, on held-out losses (stage 1 only)
     s1 = STAGE1_CANDIDATES if cfg["stage1"] == "auto" else (cfg["stage1"],)
     fam = FAMILY_CANDIDATES if cfg["family"] == "auto" else (cfg["family"],)
@@ -356,6 +385,8 @@ def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
     some fold predicts beyond the fitted compute (``scale`` or ``transfer``): folds at the
     fitted scale cannot show that what the residual learns there carries to a larger one
     (RegMix: it lifts the 1M held-out ρ and lowers the 1.1B ρ). Given explicitly it is kept.
+    The ``average`` family (the law and the hybrid averaged, their disagreement in the
+    interval) stays a candidate: it hedges instead of picking.
     """
     transfer = any(f.out_of_range for f in folds)
     fam = [f for f in families if f != "hybrid" or transfer or explicit_family]
@@ -363,7 +394,8 @@ def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
         if f not in fam:
             table.append({"step": "stage1", "candidate": f"family={f}", "status": "excluded",
                           "reason": "every internal fold is at the fitted compute scale (mixtures left out): such folds cannot "
-                                    "show that a residual learned there transfers to a larger scale; the law alone is used",
+                                    "show that a residual learned there transfers to a larger scale; the law alone or the "
+                                    "average of the law and the hybrid (its spread in the interval) is used",
                           "score": None, "n_points": 0, "seconds": 0.0})
     cands: list[tuple[str, str, FoldScore, float]] = []
     for form in forms:
@@ -378,8 +410,10 @@ def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
                 m.config_ = {"stage1": form, "family": "law", "stage2": "net", "stage2_inputs": "observed"}
                 m._fit_stage1(m._stage1_rows(fold.train))
                 for f in fam:
+                    refit = f == "hybrid" or getattr(m, "residual_", None) is None  # the average reuses the hybrid's
                     m.config_["family"] = f
-                    m._fit_residual(fold.train)
+                    if refit:
+                        m._fit_residual(fold.train)
                     _fold_evidence(m, fold, acc[f])
         except DROP_ERRORS as e:
             reason = str(e).splitlines()[0]

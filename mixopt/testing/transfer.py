@@ -22,14 +22,14 @@ import polars as pl
 from mixopt.data.table import LOSS_PREFIX, RunTable
 from mixopt.testing.worlds import World
 
-
-WSD = 1.0
+#: spread of the bump's projection weights (1.0: smooth enough for a kernel residual to learn)
+BUMP_WEIGHT_SD = 1.0
 
 
 def _bump(world: World, mixture: np.ndarray, seed: int) -> np.ndarray:
     """``a(r)`` per run and domain, ``(n, m)`` in [-1, 1]."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 23]))
-    w = rng.normal(0.0, WSD, size=(world.k, world.k))
+    w = rng.normal(0.0, BUMP_WEIGHT_SD, size=(world.k, world.k))
     phi = rng.uniform(0.0, 1.0, size=world.k)
     return np.cos(2 * np.pi * (np.asarray(mixture, dtype=np.float64) @ w + phi))
 

@@ -73,11 +73,38 @@ def test_auto_picks_the_out_of_range_right_family_where_in_range_picks_the_resid
     assert chosen["reason"].startswith("judged out of range")
 
 
-def test_in_range_evidence_never_picks_the_free_residual(artefact):
-    m = FLPM(**KW).fit(artefact["proxy"])
-    assert m.config_["family"] == "law"
+def test_in_range_evidence_never_picks_the_free_residual_but_averages_it(artefact):
+    proxy = artefact["proxy"]
+    m = FLPM(**KW).fit(proxy)
+    # in range the residual helps, but that evidence cannot show transfer: the law and the hybrid are averaged
+    assert m.config_["family"] == "average"
     t = m.selection_
     ex = t.filter(pl.col("status") == "excluded")
     assert ex["candidate"].to_list() == ["family=hybrid"] and ex["reason"][0].startswith("every internal fold is at the fitted")
+    assert set(t.filter(pl.col("step") == "folds")["candidate"].to_list()) == {"mixture"}
     # given explicitly, the hybrid is kept
-    assert FLPM(**{**KW, "family": "hybrid"}).fit(artefact["proxy"]).config_["family"] == "hybrid"
+    hybrid = FLPM(**{**KW, "family": "hybrid"}).fit(proxy)
+    law = FLPM(**{**KW, "family": "law"}).fit(proxy)
+    assert hybrid.config_["family"] == "hybrid"
+    # the average is the geometric mean of the two, and its interval covers both
+    tg = Targets(flops=np.full(30, float(proxy.final().flops()[0])), mixture=artefact["bigmix"], domains=artefact["world"].domains)
+    pa, ph, pl_ = (x.predict(tg, level=0.5) for x in (m, hybrid, law))
+    for d in artefact["world"].domains:
+        q = "loss:" + d
+        np.testing.assert_allclose(pa.get(q), np.sqrt(ph.get(q) * pl_.get(q)), rtol=1e-9)
+        lo, hi = pa.interval(q)
+        both = np.column_stack([ph.get(q), pl_.get(q)])
+        assert np.all(lo <= both.min(axis=1) * (1 + 1e-12)) and np.all(hi >= both.max(axis=1) * (1 - 1e-12))
+        assert np.any(np.abs(np.log(ph.get(q) / pl_.get(q))) > 0.02)  # they do disagree
+
+
+def test_mixopt_fit_prints_the_folds_and_why_each_choice(artefact, tmp_path, capsys):
+    from mixopt.cli import main
+    from mixopt.data.readers import write_runs
+
+    path = write_runs(artefact["both"], tmp_path / "runs.csv")
+    settings = '{"n_bootstrap": 0, "n_starts": 2, "stage1": "flpm", "stage2": "logistic", "stage2_inputs": "fitted", "max_seconds": null}'
+    assert main(["fit", "--runs", str(path), "--method", "flpm", "--settings", settings, "--out", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "folds: transfer: transfer fold: fit on 36 runs" in out
+    assert "chosen: stage1=flpm, family=law (judged out of range: mean 1-rho" in out
