@@ -108,3 +108,12 @@ def test_mixopt_fit_prints_the_folds_and_why_each_choice(artefact, tmp_path, cap
     out = capsys.readouterr().out
     assert "folds: transfer: transfer fold: fit on 36 runs" in out
     assert "chosen: stage1=flpm, family=law (judged out of range: mean 1-rho" in out
+
+
+def test_in_range_folds_do_not_choose_the_law_form(artefact):
+    table: list = []
+    form, family = _choose_stage1(lambda s: FLPM(**{**KW, **s}), make_folds(artefact["proxy"]), ("flpm", "dml"),
+                                  ("law", "hybrid", "average"), table, explicit_family=False)
+    assert form == "flpm" and family in ("law", "average")
+    excluded = {r["candidate"] for r in table if r["status"] == "excluded"}
+    assert excluded == {"stage1=dml", "family=hybrid"}
