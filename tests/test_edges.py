@@ -130,6 +130,21 @@ def test_an_interrupted_fit_says_what_is_true_for_fit(single, tmp_path, capsys, 
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("argv, target", [
+    (["simulate", "--world", "single", "--out", "{bad}/runs.csv"], "{bad}/runs.csv"),
+    (["backtest", "--runs", "{runs}", "--method", "fp", "--holdout-min-params", "5e8", "--out", "{bad}/bt.json"], "{bad}/bt.json"),
+    (["backtest", "--runs", "{runs}", "--method", "fp", "--holdout-min-params", "5e8", "--report", "{bad}/r.html"], "{bad}/r.html"),
+    (["corpus", "build", "{bad}/corpus", "--fixture"], "{bad}/corpus"),
+    (["fit", "--runs", "{runs}", "--method", "fp", "--out", "{bad}/model"], "{bad}/model"),
+])
+def test_an_output_under_a_file_is_bad_input(single, tmp_path, clean_failure, argv, target):
+    bad = tmp_path / "a_file"
+    bad.write_text("keep me")
+    fill = {"bad": str(bad), "runs": str(single["runs"])}
+    clean_failure([a.format(**fill) for a in argv], [bad, Path(target.format(**fill))], needle=str(bad))
+    assert bad.read_text() == "keep me"
+
+
 # -- the report -------------------------------------------------------------------------------------
 def test_report_to_an_unusable_place_fails_before_the_work(single, tmp_path, clean_failure):
     a_file = tmp_path / "a_file"
