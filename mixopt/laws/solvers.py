@@ -18,8 +18,10 @@ further evaluation (the current point's gradient and curvature are kept).
 Early stopping of starts that cannot win (``prune_every``): every that many iterations, a
 start whose objective, even if it kept falling at its current rate for
 ``PRUNE_HORIZON`` more such windows, would still be above the best start's current
-objective is stopped (status ``"pruned"``). Rates of descent only shrink near an optimum,
-so this rarely stops a start that would have won, and it is deterministic.
+objective is stopped (status ``"pruned"``), and so is a start whose parameters are within
+``DUPLICATE_RTOL`` of a start with a lower objective (``"duplicate"``: the same basin, it
+would reach the same optimum). Rates of descent only shrink near an optimum, so this
+rarely stops a start that would have won; it is counted in iterations, so deterministic.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ LM_XTOL = 1e-10
 LM_MAX_DAMPING = 1e8
 #: windows of the current descent rate a pruned start is given credit for
 PRUNE_HORIZON = 10.0
+#: a start whose parameters are this close (relative, every one) to a start with a lower
+#: objective is in that start's basin and is stopped (it would reach the same optimum)
+DUPLICATE_RTOL = 1e-3
 
 #: ``evaluate(theta (b, p), with_jacobian) -> (f (b, n), J (b, n, p) or a StructuredJacobian)``
 Evaluate = Callable[[np.ndarray, bool], tuple[np.ndarray, "np.ndarray | StructuredJacobian | None"]]
@@ -51,6 +56,7 @@ STATUS_TEXT = {
     "stuck": "converged: no descent step left (damping reached {damping:g})",
     "maxiter": "stopped: iteration cap of {maxiter} reached",
     "pruned": "stopped at iteration {it}: cannot reach the best start's objective",
+    "duplicate": "stopped at iteration {it}: in the same basin as a better start (parameters within {dup:g})",
     "invalid": "the law is undefined at the start (non-finite or non-positive output)",
 }
 
@@ -75,7 +81,7 @@ class LMResult:
     status: np.ndarray
 
     def message(self, i: int, maxiter: int) -> str:
-        return STATUS_TEXT[str(self.status[i])].format(ftol=LM_FTOL, xtol=LM_XTOL, damping=LM_MAX_DAMPING, maxiter=maxiter,
+        return STATUS_TEXT[str(self.status[i])].format(ftol=LM_FTOL, xtol=LM_XTOL, damping=LM_MAX_DAMPING, maxiter=maxiter, dup=DUPLICATE_RTOL,
                                                        it=int(self.n_iter[i]))
 
 
@@ -126,6 +132,17 @@ def _state(evaluate: Evaluate, gy: np.ndarray, log_space: bool, rho_psi: RhoPsi,
         # a non-finite or (log space) non-positive output makes rho, hence val, non-finite
         bad = ~np.isfinite(val + grad.sum(axis=1) + hess.sum(axis=(1, 2)))
     return np.where(bad, np.inf, val), grad, hess
+
+
+def _duplicates(theta: np.ndarray, obj: np.ndarray) -> np.ndarray:
+    """``(B,)``: starts within :data:`DUPLICATE_RTOL` of a start with a lower objective (ties: the lower index stays)."""
+    b = theta.shape[0]
+    if b < 2:
+        return np.zeros(b, dtype=bool)
+    close = np.all(np.abs(theta[:, None, :] - theta[None, :, :]) <= DUPLICATE_RTOL * (1.0 + np.abs(theta[None, :, :])), axis=2)
+    idx = np.arange(b)
+    better = (obj[None, :] < obj[:, None]) | ((obj[None, :] == obj[:, None]) & (idx[None, :] < idx[:, None]))
+    return np.any(close & better & np.isfinite(obj)[None, :], axis=1)
 
 
 def batched_lm(evaluate: Evaluate, gy: np.ndarray, weights: np.ndarray, theta0: np.ndarray, bounds: tuple[np.ndarray, np.ndarray],
@@ -198,6 +215,9 @@ def batched_lm(evaluate: Evaluate, gy: np.ndarray, weights: np.ndarray, theta0: 
             hopeless = active & (obj - PRUNE_HORIZON * rate > best + 1e-12 * abs(best))
             status[hopeless] = "pruned"
             active[hopeless] = False
+            dup = active & _duplicates(theta, obj)
+            status[dup] = "duplicate"
+            active[dup] = False
             last_gain, window_start = gain, obj.copy()
     converged = np.isin(status, ("ftol", "xtol", "stuck")) & np.isfinite(obj)
     return LMResult(theta=theta, objective=obj, converged=converged, n_iter=n_iter, status=status.astype(str))

@@ -77,12 +77,15 @@ class AutoChoice:
         rows: held-out rows (:data:`mixopt.surrogate.select.ROWS_SCHEMA`) of the chosen
             configuration, for interval calibration; empty when no fold could be made.
         folds: descriptions of the folds used.
+        warm: stage-1 warm starts for the final fit (see :meth:`FLPM._fit_stage1`).
     """
 
     config: dict[str, str]
     table: pl.DataFrame
     rows: pl.DataFrame
     folds: tuple[str, ...] = field(default_factory=tuple)
+    #: stage-1 warm starts for the final fit, ``{form: FLPM.stage1_warm_entry()}`` of the largest fold
+    warm: dict[str, Any] = field(default_factory=dict)
 
 
 def mixture_folds(runs: RunTable, n_folds: int = 2, *, fraction: float = 0.25, seed: int = 0) -> list[Fold]:
@@ -167,6 +170,9 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
         m._internal = True  # its warnings repeat the user's fit: logged at DEBUG
         return m
 
+    # stage-1 fits of a form on a fold warm-start that fold's full fits (step 2) and, from the
+    # first fold (the most runs), the final fit: same optima, a fraction of the iterations
+    warm_by: dict[tuple[str, int], Any] = {}
     defaults = {"stage1": model._default_stage1 if model._default_stage1 != "auto" else "flpm", "family": "law",
                 "stage2": "net", "stage2_inputs": "observed"}
     if not folds:
@@ -195,6 +201,7 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
                     m._prepare(fold.train)
                     m.config_ = {"stage1": form, "family": "law", "stage2": "net", "stage2_inputs": "observed"}
                     m._fit_stage1(m._stage1_rows(fold.train))
+                    warm_by[(form, fold.index)] = m.stage1_warm_entry()
                     for f in fam:
                         m.config_["family"] = f
                         m._fit_residual(fold.train)
@@ -233,7 +240,8 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
     if len(s2) == 1 and not need_rows:
         cfg["stage2"], cfg["stage2_inputs"] = s2[0]
         return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=pl.DataFrame(),
-                          folds=tuple(f.description for f in folds))
+                          folds=tuple(f.description for f in folds),
+                          warm={f: e for (f, k), e in warm_by.items() if k == folds[0].index})
     rows_by: dict[int, pl.DataFrame] = {}
     scored = []
     for kind, inputs in s2:
@@ -243,7 +251,10 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
         parts, reason = [], ""
         try:
             for fold in folds:
-                m = make(settings).fit(fold.train)
+                m = make(settings)
+                if (cfg["stage1"], fold.index) in warm_by:
+                    m._stage1_warm = {cfg["stage1"]: warm_by[(cfg["stage1"], fold.index)]}
+                m.fit(fold.train)
                 parts.append(fold_rows(m, fold, level=0.9))
         except DROP_ERRORS as e:
             reason = str(e).splitlines()[0]
@@ -271,8 +282,9 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
     else:
         cfg["stage2"], cfg["stage2_inputs"] = s2[0]
         chosen_rows = pl.DataFrame()
+    warm = {f: e for (f, k), e in warm_by.items() if k == folds[0].index}
     return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=chosen_rows,
-                      folds=tuple(f.description for f in folds))
+                      folds=tuple(f.description for f in folds), warm=warm)
 
 
 def _pick(scored: Sequence[tuple[float, str, str, int]]) -> tuple[float, str, str, int]:
