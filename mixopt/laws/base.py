@@ -237,7 +237,7 @@ def log_scaled(x: np.ndarray, reference: float) -> np.ndarray:
 
     Working in ``u = log(x / reference)`` with ``reference`` near the data's geometric
     mean keeps ``u`` of order 1, so a power law's log-scale and exponent are nearly
-    uncorrelated and L-BFGS-B sees a well-conditioned problem.
+    uncorrelated and the solver sees a well-conditioned problem.
     """
     return np.log(np.asarray(x, dtype=np.float64) / reference)
 

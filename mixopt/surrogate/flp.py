@@ -194,7 +194,7 @@ class FLP(_ComputeSurrogate):
         stage2_huber_delta: Huber threshold of stage 2, score units (0.01).
         flops_reference: reference compute of the stage-1 law, FLOPs; None = power of ten
             nearest the training FLOPs' geometric mean (conditioning only).
-        n_starts: L-BFGS-B starts for nonlinear laws (None: the law's grid, up to 64).
+        n_starts: multi-start points for nonlinear laws (None: the law's grid, up to 64).
         n_bootstrap: joint bootstrap draws by run (200; 0 = noise-only intervals).
         seed: seed of the draws and start order.
         include_noise: add residual noise to the intervals (predictive intervals); False

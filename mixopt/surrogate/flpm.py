@@ -3,7 +3,7 @@
 **Stage 1** fits, for every validation domain ``d`` (``loss:<d>`` column), one law of the
 training compute ``C`` (FLOPs) and the mixture ratios ``r_s`` (one per mixture domain ``s``)
 on the **final checkpoint of every run**, with the shared :class:`~mixopt.laws.LawFitter`
-(log-space Huber residuals, multi-start L-BFGS-B, bootstrap by run). Forms (``stage1``):
+(log-space Huber residuals, batched multi-start Levenberg-Marquardt, bootstrap by run). Forms (``stage1``):
 
 ``"flpm"`` (default) -- transfer-weighted compute power law::
 

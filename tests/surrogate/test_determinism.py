@@ -3,7 +3,7 @@
 Every fit budget counts iterations, never seconds, so neither the thread count nor the
 machine's load (here: a clock that jumps by hours at every reading) may change which
 candidate wins or what it predicts. Each fit runs in a fresh subprocess with
-``OMP_NUM_THREADS`` (and the BLAS and torch thread counts) set, and in-process with
+``OMP_NUM_THREADS`` (and the BLAS thread counts; torch takes its own from it) set, and in-process with
 ``time.monotonic`` / ``time.perf_counter`` / ``time.time`` / ``time.process_time``
 monkeypatched to jump.
 """
@@ -57,22 +57,17 @@ def run():
     single = single_domain_world(seed=1)
     runs = single.sample_runs([2e7, 5e7, 1e8, 2e8, 4e8, 7e8], n_checkpoints=5, seed=2)
     t_single = Targets.from_params_tokens(np.array([1e9, 3e9]), np.array([2e10, 6e10]))
-    flp = FLP(n_bootstrap=20, seed=0).fit(runs)
+    flp = FLP(n_bootstrap=10, seed=0).fit(runs)
     world = mixture_world(n_domains=3, n_benchmarks=3, seed=0)
     mruns = world.sample_runs([5e7, 1e8, 2e8, 5e8, 1e9], world.random_mixtures(10, seed=100), n_checkpoints=5,
                               loss_noise=0.005, score_noise=0.005, seed=200)
     mix = world.random_mixtures(4, seed=400)
     t_mix = Targets.from_params_tokens(np.full(4, 2e9), np.full(4, 4e10), mix, world.domains)
-    flpm = FLPM(n_bootstrap=8, n_starts=4, seed=0, stage2="logistic").fit(mruns)
+    flpm = FLPM(n_bootstrap=6, n_starts=4, seed=0, stage2="logistic").fit(mruns)
     return {"flp": fingerprint(flp, t_single), "flpm": fingerprint(flpm, t_mix)}
 
 if __name__ == "__main__":
-    n = int(sys.argv[1])
-    try:
-        import torch
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
+    # OMP_NUM_THREADS (set by the caller) also sets torch's intra-op threads, were torch used
     print("FINGERPRINT " + json.dumps(run()))
 """
 
