@@ -86,7 +86,7 @@ class ModelPublic(_Out):
     error: str | None = None
     created_at: float
     finished_at: float | None = None
-    summary: dict[str, Any] | None = Field(None, description="outputs, domains, fitted laws, backtest summary (when ready)")
+    summary: dict[str, Any] | None = Field(None, description="outputs, domains, fitted laws, backtest summary and decision metrics (when ready)")
 
 
 class PredictCreate(_In):

@@ -123,7 +123,7 @@ def fit_task(spec: Mapping[str, Any]) -> dict[str, Any]:
         res = backtest(runs, spec["method"], settings=spec.get("settings") or {}, level=level, **bt)
         data = jsonable(res.to_json())
         (out_dir / "backtest.json").write_text(json.dumps(data))
-        summary["backtest"] = {"split": data["split"], "summary": data["summary"]}
+        summary["backtest"] = {"split": data["split"], "summary": data["summary"], "decisions": data["decisions"]}
     # one tiny prediction warms lazy imports (torch) in this process; harmless elsewhere
     try:
         t = Targets(flops=np.array([float(np.median(runs.flops()))]),

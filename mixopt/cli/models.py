@@ -143,7 +143,7 @@ def _backtest_files(args: argparse.Namespace, results: list[Any], table: Any) ->
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from mixopt.backtest import compare
+    from mixopt.backtest import compare, compare_decisions
 
     runs = read_runs_args(args)
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
@@ -165,8 +165,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         raise FitError(f"None of the methods {methods} could be fitted on the training runs (see the warnings above).")
     # --out / --report: the files are written before printing
     extra = _backtest_files(args, results, table)
+    decisions = compare_decisions(results)
     if args.json:
-        emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts()} | extra)
+        emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts(),
+                   "decisions": decisions.to_dicts()} | extra)
         return 0
     for p in extra.get("written", []):
         print(f"wrote {p}")
@@ -177,6 +179,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             print(f"  not predictable: {q}: {why}")
     if len(results) > 1:
         print_frame(table, "\nmedian relative error by method (lower wins):")
+    if decisions.height:
+        print_frame(decisions.drop("best_run"), "\ndecisions among held-out mixtures per scale (spearman and pairwise_accuracy: "
+                    "higher is better; chosen_rank: actual rank of the model's pick, 1 = the true best; regret: how much worse "
+                    "the pick actually is than the best, in the quantity's units):")
+    else:
+        print("\ndecisions: no held-out scale holds 3 or more mixtures (hold out mixtures, or sizes trained on several mixtures)")
     return 0
 
 

@@ -92,7 +92,10 @@ def write_backtest(results: Sequence[Any], table: pl.DataFrame, path: str | Path
         raise SchemaError(f"Backtest results file must end in .json or .csv, got {p.name!r}.")
     p.parent.mkdir(parents=True, exist_ok=True)
     if ext == ".json":
-        payload = {"results": [r.to_json() for r in results], "comparison": table.to_dicts()}
+        from mixopt.backtest import compare_decisions
+
+        payload = {"results": [r.to_json() for r in results], "comparison": table.to_dicts(),
+                   "decisions": compare_decisions(results).to_dicts()}
         p.write_text(json.dumps(jsonable(payload), indent=1) + "\n")
     else:
         frames = [r.rows.with_columns(pl.lit(r.method).alias("method"), pl.lit(r.level).alias("level"),
