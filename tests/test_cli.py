@@ -221,7 +221,7 @@ def test_optimize_terminated_saves_batches_and_exits_143(tmp_path):
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 143, err
-    assert "terminated; finished batches are saved" in err and "Traceback" not in err
+    assert "terminated: finished batches are saved" in err and "Traceback" not in err
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

@@ -82,7 +82,7 @@ class ModelPublic(_Out):
     id: str
     dataset: str
     method: str
-    status: Literal["fitting", "ready", "failed", "interrupted"]
+    status: Literal["fitting", "ready", "failed", "cancelled", "interrupted"]
     error: str | None = None
     created_at: float
     finished_at: float | None = None

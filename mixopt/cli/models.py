@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,7 +106,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         targets = Targets(flops=flops, params=params, tokens=tokens, mixture=np.tile(row, (len(flops), 1)), domains=model.domains_)
     else:
         if mix:
-            logging.getLogger(__name__).warning("--mix ignored: a %s model does not depend on the mixture", model.kind)
+            raise UsageError(f"--mix {args.mix} was given, but this {model.kind} model ({args.model}) does not depend on the "
+                             "mixture: it was fitted without mixture columns, so a mixture cannot change its predictions. "
+                             "Drop --mix, or fit a mixture-aware model (e.g. --method flpm on a table with mix:<domain> columns).")
         targets = Targets(flops=flops, params=params, tokens=tokens)
     pred = model.predict(targets, level=args.level)
     rows = []
