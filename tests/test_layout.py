@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mixopt"
 #: Rank of each top-level unit of ``mixopt``: a unit may import only units of a lower rank.
 #: Units of one rank (e.g. search and train) must not import each other.
 RANK = {
-    "errors": 0, "_json": 0, "progress": 0,
+    "errors": 0, "_json": 0, "_params": 0, "progress": 0,
     "_files": 0.5, "_terminal": 0.5,  # atomic writes and terminal tables (they raise errors' OutputError/SchemaError)
     "data": 1,
     "laws": 2,

@@ -54,16 +54,16 @@ def method_settings(items: Sequence[str] | str | None, methods: Sequence[str]) -
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from mixopt.progress import step_bar  # [metric] progress on long fits, quiet with --json
-    from mixopt.surrogate import make_surrogate, save_surrogate
     from mixopt.surrogate.base import check_model_out
+    from mixopt.workflows.fit import fit_model, save_model
 
     out_dir = check_model_out(args.out)  # before reading or fitting anything
     with step_bar(["read the run table", f"fit {args.method}", "save"], enabled=not args.json, desc="mixopt fit") as done:
         runs = read_runs_args(args)
         done()
-        model = make_surrogate(args.method, **method_settings(args.settings, [args.method]).get(args.method, {})).fit(runs)
+        model = fit_model(runs, args.method, method_settings(args.settings, [args.method]).get(args.method, {}))
         done()
-        out = save_surrogate(model, out_dir)
+        out = save_model(model, out_dir)
         done()
     info = {"model": str(out), "method": args.method, "outputs": list(model.outputs_), "domains": list(model.domains_),
             "unpredictable": dict(model.unpredictable_), "runs": runs.n_runs}

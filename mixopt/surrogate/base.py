@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import polars as pl
 
+from mixopt._params import init_params
 from mixopt.data.table import Benchmark, RunTable, training_flops
 from mixopt.data.thinning import MAX_CHECKPOINTS_PER_RUN, thin_checkpoints
 from mixopt.errors import ModelFileError, NotFittedError, SchemaError
@@ -431,14 +432,7 @@ class Surrogate(ABC):
         so the settings are derived from the signature rather than listed twice. A
         subclass whose arguments are not JSON-serialisable overrides this.
         """
-        import inspect
-
-        params = inspect.signature(type(self).__init__).parameters.values()
-        return {
-            p.name: getattr(self, p.name)
-            for p in params
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        }
+        return init_params(self)
 
     @abstractmethod
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

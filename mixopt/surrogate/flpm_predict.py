@@ -17,7 +17,7 @@ import numpy as np
 from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, SCORE_PREFIX
 from mixopt.errors import NotPredictableError
 from mixopt.laws.fitter import combine_interval, predictive_std
-from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval
+from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, normal_quantile
 from mixopt.surrogate.calibrate import extrapolation_distance
 
 #: rows per block in prediction (means / intervals)
@@ -142,9 +142,7 @@ class FLPMPrediction(Surrogate):
         (Each side scaled by the ratio of normal quantiles: exact for the Gaussian score
         intervals, a close approximation for the log-space loss intervals.)
         """
-        from scipy.stats import norm
-
-        k = float(norm.ppf(0.5 + level / 2) / norm.ppf(0.5 + pred.level / 2))
+        k = normal_quantile(0.5 + level / 2) / normal_quantile(0.5 + pred.level / 2)
         mu = pred.mean[:, j]
         return mu - k * (mu - pred.lower[:, j]), mu + k * (pred.upper[:, j] - mu)  # type: ignore[index]
 
