@@ -81,6 +81,7 @@ from mixopt.laws.forms import ChinchillaLaw, ChinchillaTiedLaw, Linear, PowerLaw
 from mixopt.surrogate.base import Prediction, Targets, register
 from mixopt.surrogate.calibrate import IntervalCalibrator, extrapolation_distance
 from mixopt.surrogate.compute import _ComputeSurrogate
+from mixopt.surrogate.draws import draw_rng
 from mixopt.surrogate.emergence import EMERGENCE_MODES, emerged_mask
 from mixopt.surrogate.fitted import _REPORT_SCHEMA, FittedLaw, _chunks, _report_row
 from mixopt.surrogate.fp import FP
@@ -706,6 +707,33 @@ class FLP(_ComputeSurrogate):
                 col[3][sl] = predictive_std(p, p_b, noise, log_space=False)
         cols = {nm: tuple(v) for nm, v in out.items()}
         return self._finish(names, cols, n, intervals, level)
+
+    def _extrapolation_reference(self) -> tuple[float | None, float | None]:
+        cal = getattr(self, "calibrator_", None)
+        return self.fit_flops_max_, (cal.calibrated_ratio if cal is not None else None)
+
+    def _raw_draws(self, targets: Targets, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+        """Draw ``s``: bootstrap refit ``b_s`` of stage 1 and of every stage-2 law (one by-run
+        resample), the loss's log residual ``eps[s]·sd``, each score's residual ``eta[s]·sd``."""
+        x1 = self._stage1_x(targets.flops, targets.params, targets.tokens)
+        s1 = self.laws_[self.loss_name_]
+        rng = draw_rng(seed, 2)
+        names = list(self.outputs_)
+        idx = self._draw_index(s1.boot.shape[0], n_draws, rng)
+        eps = rng.standard_normal((n_draws, len(names))) * float(self.include_noise)
+        th1 = s1.boot[idx] if idx is not None else np.broadcast_to(s1.params, (n_draws, s1.params.shape[0]))
+        with np.errstate(all="ignore"):
+            loss = s1.law.predict(x1, th1) * np.exp(eps[:, :1] * s1.scale)  # (S, n)
+        out = {names[0]: loss}
+        for j, nm in enumerate(names[1:], start=1):
+            s2 = self.laws_.get(nm)
+            if s2 is None:
+                continue
+            use = idx is not None and s2.boot.shape[0] == s1.boot.shape[0]
+            th2 = s2.boot[idx] if use else np.broadcast_to(s2.params, (n_draws, s2.params.shape[0]))
+            with np.errstate(all="ignore"):
+                out[nm] = s2.law.predict(loss[..., None], th2) + eps[:, j : j + 1] * s2.scale
+        return out
 
     # -- state ---------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
