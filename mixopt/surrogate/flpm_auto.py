@@ -85,12 +85,15 @@ class AutoChoice:
         rows: held-out rows (:data:`mixopt.surrogate.select.ROWS_SCHEMA`) of the chosen
             configuration, for interval calibration; empty when no fold could be made.
         folds: descriptions of the folds used.
+        warm: stage-1 warm starts for the final fit (see :meth:`FLPM._fit_stage1`).
     """
 
     config: dict[str, str]
     table: pl.DataFrame
     rows: pl.DataFrame
     folds: tuple[str, ...] = field(default_factory=tuple)
+    #: stage-1 warm starts for the final fit, ``{form: FLPM.stage1_warm_entry()}`` of the largest fold
+    warm: dict[str, Any] = field(default_factory=dict)
 
 
 def mixture_folds(runs: RunTable, n_folds: int = 2, *, fraction: float = 0.25, seed: int = 0) -> list[Fold]:
@@ -175,6 +178,9 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
         m._internal = True  # its warnings repeat the user's fit: logged at DEBUG
         return m
 
+    # stage-1 fits of a form on a fold warm-start that fold's full fits (step 2) and, from the
+    # first fold (the most runs), the final fit: same optima, a fraction of the iterations
+    warm_by: dict[tuple[str, int], Any] = {}
     defaults = {"stage1": model._default_stage1 if model._default_stage1 != "auto" else "flpm", "family": "law",
                 "stage2": "net", "stage2_inputs": "observed"}
     if not folds:
@@ -209,6 +215,7 @@ def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
                     m._prepare(fold.train)
                     m.config_ = {"stage1": form, "family": "law", "stage2": "net", "stage2_inputs": "observed"}
                     m._fit_stage1(m._stage1_rows(fold.train))
+                    warm_by[(form, fold.index)] = m.stage1_warm_entry()
                     for f in fam:
                         m.config_["family"] = f
                         m._fit_residual(fold.train)
@@ -250,7 +257,8 @@ def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
     if len(s2) == 1 and not need_rows:
         cfg["stage2"], cfg["stage2_inputs"] = s2[0]
         return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=pl.DataFrame(),
-                          folds=tuple(f.description for f in folds))
+                          folds=tuple(f.description for f in folds),
+                          warm={f: e for (f, k), e in warm_by.items() if k == folds[0].index})
     rows_by: dict[int, pl.DataFrame] = {}
     scored = []
     for kind, inputs in s2:
@@ -260,7 +268,10 @@ def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
         parts, reason = [], ""
         try:
             for fold in folds:
-                m = make(settings).fit(fold.train)
+                m = make(settings)
+                if (cfg["stage1"], fold.index) in warm_by:
+                    m._stage1_warm = {cfg["stage1"]: warm_by[(cfg["stage1"], fold.index)]}
+                m.fit(fold.train)
                 parts.append(fold_rows(m, fold, level=0.9))
         except DROP_ERRORS as e:
             reason = str(e).splitlines()[0]
@@ -288,8 +299,9 @@ def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
     else:
         cfg["stage2"], cfg["stage2_inputs"] = s2[0]
         chosen_rows = pl.DataFrame()
+    warm = {f: e for (f, k), e in warm_by.items() if k == folds[0].index}
     return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=chosen_rows,
-                      folds=tuple(f.description for f in folds))
+                      folds=tuple(f.description for f in folds), warm=warm)
 
 
 def _stage2_candidates(cfg: Mapping[str, str], runs: RunTable) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
