@@ -192,13 +192,16 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
                       "score": None, "n_points": 0, "seconds": 0.0})
         return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=pl.DataFrame(), folds=())
 
-    _choose_stage1(make, folds, cfg, defaults, table)
-    return _choose_stage2(make, folds, runs, cfg, table, need_rows)
+    _choose_stage1(make, folds, cfg, defaults, table, warm_by)
+    return _choose_stage2(make, folds, runs, cfg, table, need_rows, warm_by)
 
 
 def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], cfg: dict[str, str],
-                   defaults: Mapping[str, str], table: list[dict[str, Any]]) -> None:
-    """Step 1: stage-1 form x family, on held-out losses (stage 1 only); sets ``cfg``, appends to ``table``."""
+                   defaults: Mapping[str, str], table: list[dict[str, Any]], warm_by: dict[tuple[str, int], Any]) -> None:
+    """Step 1: stage-1 form x family, on held-out losses (stage 1 only).
+
+    Sets ``cfg``, appends to ``table`` and keeps each (form, fold) stage-1 fit in ``warm_by``.
+    """
     s1 = STAGE1_CANDIDATES if cfg["stage1"] == "auto" else (cfg["stage1"],)
     fam = FAMILY_CANDIDATES if cfg["family"] == "auto" else (cfg["family"],)
     if len(s1) * len(fam) > 1:
@@ -247,8 +250,9 @@ def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
 
 
 def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], runs: RunTable,
-                   cfg: dict[str, str], table: list[dict[str, Any]], need_rows: bool) -> AutoChoice:
-    """Step 2: stage-2 model and inputs, on held-out scores (full fits); sets ``cfg``, the outcome."""
+                   cfg: dict[str, str], table: list[dict[str, Any]], need_rows: bool,
+                   warm_by: Mapping[tuple[str, int], Any]) -> AutoChoice:
+    """Step 2: stage-2 model and inputs, on held-out scores (full fits, warm-started from ``warm_by``); the outcome."""
     s2, skipped = _stage2_candidates(cfg, runs)
     table += skipped
     if not s2:
