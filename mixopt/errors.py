@@ -61,6 +61,10 @@ class SearchError(MixoptError, ValueError):
     """A search problem is infeasible or mis-specified."""
 
 
+class ClusterError(MixoptError, RuntimeError):
+    """Ray could not be started, or the Ray cluster at the given address could not be reached."""
+
+
 class TrainerError(MixoptError, RuntimeError):
     """A validation training job failed; ``run_id`` names it."""
 
@@ -70,6 +74,7 @@ class TrainerError(MixoptError, RuntimeError):
 
 
 __all__ = [
+    "ClusterError",
     "ConfigError",
     "FitError",
     "MixoptError",

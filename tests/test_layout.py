@@ -2,7 +2,7 @@
 
 Direction (see each package's ``__init__`` docstring)::
 
-    errors, _json, progress <- data <- laws <- surrogate <- search | train | backtest | testing
+    errors, _json, progress <- data | _ray <- laws <- surrogate <- search | train | backtest | testing
         <- report | config <- workflows <- api | client <- cli
 
 Imports are read from the source with ``ast`` (module-level and function-level alike; imports
@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mixopt"
 #: Units of one rank (e.g. search and train) must not import each other.
 RANK = {
     "errors": 0, "_json": 0, "progress": 0,
-    "data": 1,
+    "data": 1, "_ray": 1,  # _ray: the one Ray start-up (errors only)
     "laws": 2,
     "surrogate": 3,
     "__init__": 4,  # ``import mixopt``: public re-exports of data, errors and surrogate only
@@ -42,8 +42,9 @@ ONLY_IN = {
     "fastapi": ("mixopt.api",),
     "starlette": ("mixopt.api",),
     "uvicorn": ("mixopt.api",),
-    # the Ray start module and the two Ray executors (search trials, training jobs)
-    "ray": ("mixopt._ray", "mixopt.search.executors", "mixopt.train.ray_executor", "mixopt.api.jobs"),
+    # one Ray start: every executor (search trials, training jobs, the service's jobs) goes through
+    # mixopt._ray.start_or_connect and uses the module it hands back
+    "ray": ("mixopt._ray",),
 }
 
 

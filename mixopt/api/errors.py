@@ -7,6 +7,7 @@ app installs one handler that uses it (see :mod:`mixopt.api.app`).
 from __future__ import annotations
 
 from mixopt.errors import (
+    ClusterError,
     ConfigError,
     FitError,
     MixoptError,
@@ -53,6 +54,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (NotAvailableError, 501),
     (ModelFileError, 500),  # the server's own artefact is damaged: not the client's fault
     (TrainerError, 502),
+    (ClusterError, 503),  # the service's Ray could not be started or reached
     (SchemaError, 422),
     (ConfigError, 422),
     (SearchError, 422),
