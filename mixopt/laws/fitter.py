@@ -34,6 +34,7 @@ from typing import Any, Literal, Self
 import numpy as np
 import polars as pl
 
+from mixopt._params import init_params
 from mixopt.errors import ConfigError, FitError, NotFittedError, SchemaError
 from mixopt.laws.base import Law
 
@@ -290,17 +291,7 @@ class LawFitter:
 
     def get_params(self) -> dict[str, Any]:
         """Settings given to ``__init__``."""
-        return {
-            "law": self.law,
-            "loss": self.loss,
-            "huber_delta": self.huber_delta,
-            "n_starts": self.n_starts,
-            "n_bootstrap": self.n_bootstrap,
-            "seed": self.seed,
-            "maxiter": self.maxiter,
-            "max_seconds": self.max_seconds,
-            "at_iteration_cap": self.at_iteration_cap,
-        }
+        return init_params(self)
 
     def __repr__(self) -> str:
         return "LawFitter(" + ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()) + ")"

@@ -45,6 +45,7 @@ import numpy as np
 
 from mixopt.data.table import LOSS_PREFIX, SCORE_PREFIX, RunTable
 from mixopt.errors import ConfigError, NotPredictableError, SchemaError
+from mixopt.laws.metric import sqdist
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
 
 logger = logging.getLogger(__name__)
@@ -62,21 +63,10 @@ MIN_COMPUTE_SPAN = 2.0
 _PREDICT_CHUNK = 4096
 
 
-def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances ``(n_a, n_b)``, summed from differences (no cancellation,
-    so a row's distances do not depend on the batch it is in)."""
-    out = np.empty((a.shape[0], b.shape[0]))
-    step = max(1, 2_000_000 // max(b.size, 1))
-    for s in range(0, a.shape[0], step):
-        diff = a[s : s + step, None, :] - b[None, :, :]
-        out[s : s + step] = np.einsum("ijk,ijk->ij", diff, diff)
-    return out
-
-
 def _decompose(Z: np.ndarray) -> dict[str, Any]:
     """Factorisations of one training design shared by every output fitted on it."""
     U, s, Vt = np.linalg.svd(Z, full_matrices=False)
-    D = _sqdist(Z, Z) / max(Z.shape[1], 1)
+    D = sqdist(Z, Z) / max(Z.shape[1], 1)
     eig = {}
     for ls in LENGTH_SCALES:
         w, V = np.linalg.eigh(np.exp(-D / (2.0 * ls**2)))
@@ -260,12 +250,16 @@ class RegMixRegression(Surrogate):
             lower, upper, std = (np.full((n, len(names)), np.nan) for _ in range(3))
         for s in range(0, n, _PREDICT_CHUNK):
             Zt = self._features(C[s : s + _PREDICT_CHUNK], R[s : s + _PREDICT_CHUNK])
+            dist: dict[bytes, np.ndarray] = {}  # distances per set of training rows
             for j, q in enumerate(names):
                 fit = self.fits_.get(q)
                 if fit is None:
                     continue
-                Zr = self.train_features_[fit["rows"].astype(np.int64)]
-                Kt = np.exp(-_sqdist(Zt, Zr) / max(Zr.shape[1], 1) / (2.0 * fit["length"] ** 2))
+                key = fit["rows"].tobytes()
+                if key not in dist:
+                    Zr = self.train_features_[fit["rows"].astype(np.int64)]
+                    dist[key] = sqdist(Zt, Zr) / max(Zr.shape[1], 1)
+                Kt = np.exp(dist[key] * (-0.5 / fit["length"] ** 2))
                 mu = fit["intercept"] + Zt @ fit["coef"] + Kt @ fit["alpha"]
                 if intervals:
                     var_f = np.maximum(1.0 - ((Kt @ fit["kinv"]) * Kt).sum(axis=1), 0.0)
@@ -280,6 +274,9 @@ class RegMixRegression(Surrogate):
                 mean[s : s + _PREDICT_CHUNK, j] = np.exp(mu) if self.log_outputs_[j] else mu
         return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
+
+    def _extrapolation_reference(self) -> tuple[float | None, float | None]:
+        return float(self.compute_range_[1]), None
 
     # -- state ---------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
