@@ -114,20 +114,32 @@ def test_an_interrupted_fit_says_what_is_true_for_fit(single, tmp_path, capsys, 
     """SIGTERM during `mixopt fit` (raised as main's _Terminated): no talk of a study; nothing saved."""
     import importlib
 
-    import mixopt.surrogate
-
     cli_main = importlib.import_module("mixopt.cli.main")
 
-    class Killed:
-        def fit(self, runs):
-            raise cli_main._Terminated("signal 15")
+    def killed(*args, **kwargs):
+        raise cli_main._Terminated("signal 15")
 
-    monkeypatch.setattr(mixopt.surrogate, "make_surrogate", lambda *a, **k: Killed())
+    monkeypatch.setattr(importlib.import_module("mixopt.workflows.fit"), "fit_model", killed)
     assert main(["fit", "--runs", str(single["runs"]), "--method", "fp", "--out", str(tmp_path / "m"), "--json"]) == 143
     cap = capsys.readouterr()
     assert "study" not in cap.err and "nothing was written" in cap.err
     assert json.loads(cap.out)["exit_code"] == 143
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("argv, target", [
+    (["simulate", "--world", "single", "--out", "{bad}/runs.csv"], "{bad}/runs.csv"),
+    (["backtest", "--runs", "{runs}", "--method", "fp", "--holdout-min-params", "5e8", "--out", "{bad}/bt.json"], "{bad}/bt.json"),
+    (["backtest", "--runs", "{runs}", "--method", "fp", "--holdout-min-params", "5e8", "--report", "{bad}/r.html"], "{bad}/r.html"),
+    (["corpus", "build", "{bad}/corpus", "--fixture"], "{bad}/corpus"),
+    (["fit", "--runs", "{runs}", "--method", "fp", "--out", "{bad}/model"], "{bad}/model"),
+])
+def test_an_output_under_a_file_is_bad_input(single, tmp_path, clean_failure, argv, target):
+    bad = tmp_path / "a_file"
+    bad.write_text("keep me")
+    fill = {"bad": str(bad), "runs": str(single["runs"])}
+    clean_failure([a.format(**fill) for a in argv], [bad, Path(target.format(**fill))], needle=str(bad))
+    assert bad.read_text() == "keep me"
 
 
 # -- the report -------------------------------------------------------------------------------------
