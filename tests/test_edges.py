@@ -268,3 +268,21 @@ def test_one_data_section_reads_the_same_table_in_optimize_the_loop_and_the_repo
     assert main(["optimize", str(path), "--output", str(out), "--trials", "16", "--no-progress", "--json"]) == 0
     assert pl.read_csv(out).height > 0
     assert main(["report", "--config", str(path), "--out", str(tmp_path / "r.html"), "--json"]) == 0
+
+
+def test_stdout_closed_early_ends_quietly(tmp_path):
+    """`mixopt inspect ... | head -1`: no BrokenPipeError traceback, exit 141 (128 + SIGPIPE)."""
+    import os
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs.csv"
+    assert main(["simulate", "--out", str(runs), "--world", "mixture", "--mixtures", "40", "--checkpoints", "20"]) == 0
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "mixopt", "inspect", "--runs", str(runs), "--show", "4000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdout is not None and p.stdout.readline()
+    p.stdout.close()  # the reader goes away, as `head -1` does
+    err = p.stderr.read().decode() if p.stderr else ""
+    assert p.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
