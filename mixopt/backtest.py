@@ -12,6 +12,12 @@ chance, say); for actual values above 0.01 in magnitude it is the plain relative
 
 Comparing several methods on the same split (:func:`compare`) says which one wins per
 quantity, so a direct law that beats FLP on some benchmark is reported, not hidden.
+
+Beside errors, every backtest measures **decisions** (:meth:`BacktestResult.decisions`,
+:mod:`mixopt.surrogate.decision`): per quantity and held-out scale with at least three
+held-out mixtures, the Spearman ρ among them, the actual rank and regret of the mixture the
+model would choose (loss: lowest predicted; score: highest) and the pairwise decision
+accuracy. A model can be 1% off on every run and still pick the wrong mixture; these say so.
 """
 
 from __future__ import annotations
@@ -27,11 +33,15 @@ import polars as pl
 from mixopt.data.table import MIX_PREFIX, PARAMS, RUN, RunTable
 from mixopt.errors import FitError, NotPredictableError, SchemaError
 from mixopt.surrogate.base import Surrogate, Targets, make_surrogate
+from mixopt.surrogate.decision import DECISION_SCHEMA, decision_metrics
 
 log = logging.getLogger(__name__)
 
 #: Smallest denominator of the relative error (see the module docstring).
 REL_ERROR_FLOOR = 0.01
+
+_DECISION_SUMMARY: dict[str, Any] = {"spearman": pl.Float64, "pairwise_accuracy": pl.Float64, "regret": pl.Float64,
+                                     "worst_chosen_rank": pl.Int64}
 
 
 @dataclass(frozen=True)
@@ -143,11 +153,17 @@ class BacktestResult:
     level: float
 
     def summary(self) -> pl.DataFrame:
-        """Per quantity: n, median and mean relative error, interval coverage."""
+        """Per quantity: n, median and mean relative error, interval coverage, and the decision metrics.
+
+        ``spearman``, ``pairwise_accuracy`` and ``regret`` are means over the held-out scales with
+        several mixtures (:meth:`decisions`), ``worst_chosen_rank`` the pick's worst actual rank;
+        null when no held-out scale holds three or more mixtures.
+        """
         if self.rows.height == 0:
             return pl.DataFrame(schema={"method": pl.String, "quantity": pl.String, "n": pl.UInt32,
-                                        "median_rel_error": pl.Float64, "mean_rel_error": pl.Float64, "coverage": pl.Float64})
-        return (
+                                        "median_rel_error": pl.Float64, "mean_rel_error": pl.Float64, "coverage": pl.Float64,
+                                        **_DECISION_SUMMARY})
+        errs = (
             self.rows.group_by("quantity", maintain_order=True)
             .agg(
                 pl.len().alias("n"),
@@ -158,6 +174,20 @@ class BacktestResult:
             .with_columns(pl.lit(self.method).alias("method"))
             .select("method", "quantity", "n", "median_rel_error", "mean_rel_error", "coverage")
         )
+        dec = self.decisions().group_by("quantity").agg(
+            pl.col("spearman").mean(), pl.col("pairwise_accuracy").mean(), pl.col("regret").mean(),
+            pl.col("chosen_rank").max().alias("worst_chosen_rank"))
+        return errs.join(dec.cast(_DECISION_SUMMARY), on="quantity", how="left", maintain_order="left")
+
+    def decisions(self) -> pl.DataFrame:
+        """Per quantity and held-out scale (``params``, ``tokens``) with >= 3 held-out mixtures: the decision
+        metrics of :func:`mixopt.surrogate.decision.decision_metrics` (ρ, pairwise accuracy, the pick's
+        actual rank and regret), with a ``method`` column first. Empty when no scale holds several mixtures."""
+        if self.rows.height == 0:
+            d = pl.DataFrame(schema=DECISION_SCHEMA)
+        else:
+            d = decision_metrics(self.rows)
+        return d.select(pl.lit(self.method, dtype=pl.String).alias("method"), pl.all())
 
     @property
     def coverage(self) -> float:
@@ -175,6 +205,7 @@ class BacktestResult:
             "unpredictable": dict(self.unpredictable),
             "rows": self.rows.to_dicts(),
             "summary": self.summary().to_dicts(),
+            "decisions": self.decisions().to_dicts(),
         }
 
 
@@ -278,4 +309,13 @@ def compare(
     return results, wide
 
 
-__all__ = ["REL_ERROR_FLOOR", "BacktestResult", "Split", "backtest", "compare", "evaluate", "make_split"]
+def compare_decisions(results: Sequence[BacktestResult]) -> pl.DataFrame:
+    """Every result's :meth:`~BacktestResult.decisions`, stacked (one row per method, quantity and scale)."""
+    frames = [r.decisions() for r in results]
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame(schema={"method": pl.String, **DECISION_SCHEMA})
+    return pl.concat(frames, how="vertical")
+
+
+__all__ = ["REL_ERROR_FLOOR", "BacktestResult", "Split", "backtest", "compare", "compare_decisions", "evaluate", "make_split"]

@@ -61,6 +61,19 @@ class SearchError(MixoptError, ValueError):
     """A search problem is infeasible or mis-specified."""
 
 
+class OutputError(MixoptError, OSError):
+    """An output file cannot be written: an unwritable place, a full disk, a folder in the way.
+
+    Raised by :mod:`mixopt._files`, which writes every result, model, report and upload whole
+    or not at all; the message names the file and says what to do. ``code`` is the
+    ``errno`` of the failure (``errno.ENOSPC`` for a full disk), or None.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class TrainerError(MixoptError, RuntimeError):
     """A validation training job failed; ``run_id`` names it."""
 
@@ -76,6 +89,7 @@ __all__ = [
     "ModelFileError",
     "NotFittedError",
     "NotPredictableError",
+    "OutputError",
     "SchemaError",
     "SearchError",
     "TrainerError",

@@ -219,7 +219,7 @@ def test_optimize_terminated_saves_batches_and_exits_143(tmp_path):
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 143, err
-    assert "terminated; finished batches are saved" in err and "Traceback" not in err
+    assert "terminated: finished batches are saved" in err and "Traceback" not in err
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -241,3 +241,20 @@ def test_fit_progress_on_stderr_and_quiet_with_json(tmp_path, capsys):
     assert main(["fit", "--runs", str(path), "--method", "fp", "--out", str(tmp_path / "m2"), "--json"]) == 0
     cap = capsys.readouterr()
     assert "mixopt fit" not in cap.err and json.loads(cap.out)["method"] == "fp"
+
+
+def test_backtest_reports_decisions_among_held_out_mixtures(tmp_path, capsys):
+    runs = tmp_path / "mix.parquet"
+    assert main(["simulate", "--out", str(runs), "--world", "mixture", "--domains", "3", "--mixtures", "16",
+                 "--sizes", "2e7,5e7", "--seed", "2"]) == 0
+    capsys.readouterr()
+    assert main(["backtest", "--runs", str(runs), "--method", "regmix", "--holdout-mixtures", "6", "--json"]) == 0
+    bt = _json(capsys)
+    dec = bt["decisions"]
+    assert dec and dec == bt["results"][0]["decisions"]
+    for d in dec:
+        assert d["n_mixtures"] == 6 and 1 <= d["chosen_rank"] <= 6 and d["regret"] >= 0
+        assert 0 <= d["pairwise_accuracy"] <= 1 and -1 <= d["spearman"] <= 1
+    assert {d["scale"].split(",")[0] for d in dec} == {"params=2e+07", "params=5e+07"}
+    assert main(["backtest", "--runs", str(runs), "--method", "regmix", "--holdout-mixtures", "6"]) == 0
+    assert "decisions among held-out mixtures" in capsys.readouterr().out

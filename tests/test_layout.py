@@ -2,7 +2,7 @@
 
 Direction (see each package's ``__init__`` docstring)::
 
-    errors, _json, progress <- data <- laws <- surrogate <- search | train | backtest | testing
+    errors, _json, progress <- _files, _terminal <- data <- laws <- surrogate <- search | train | backtest | testing
         <- report | config <- workflows <- api | client <- cli
 
 Imports are read from the source with ``ast`` (module-level and function-level alike; imports
@@ -24,6 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mixopt"
 #: Units of one rank (e.g. search and train) must not import each other.
 RANK = {
     "errors": 0, "_json": 0, "progress": 0,
+    "_files": 0.5, "_terminal": 0.5,  # atomic writes and terminal tables (they raise errors' OutputError/SchemaError)
     "data": 1,
     "laws": 2,
     "surrogate": 3,
@@ -40,6 +41,7 @@ RANK = {
 ONLY_IN = {
     "argparse": ("mixopt.cli",),
     "fastapi": ("mixopt.api",),
+    "fastapi_offline": ("mixopt.api",),
     "starlette": ("mixopt.api",),
     "uvicorn": ("mixopt.api",),
     # the Ray start module and the two Ray executors (search trials, training jobs)

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import mixopt
@@ -29,6 +30,9 @@ from mixopt.api.settings import Settings
 from mixopt.errors import MixoptError
 
 logger = logging.getLogger(__name__)
+
+#: Where the offline /docs and /redoc pages load their scripts and styles from (this server).
+DOCS_ASSETS = "/docs-assets"
 
 
 # -- body size --------------------------------------------------------------------------------
@@ -217,7 +221,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ctx.predict_pool.shutdown(wait=False)
             ctx.store.close()
 
-    app = FastAPI(
+    # FastAPIOffline: a FastAPI app whose /docs (Swagger UI) and /redoc are served from files shipped
+    # in the fastapi-offline package (MIT), so the pages work without internet access (no CDN)
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="mixopt",
         version=mixopt.__version__,
         description="Data-mixture optimisation as a service: upload run tables, fit FLP/FLP-M surrogates, predict, "

@@ -6,6 +6,8 @@ app installs one handler that uses it (see :mod:`mixopt.api.app`).
 
 from __future__ import annotations
 
+import errno
+
 from mixopt.errors import (
     ConfigError,
     FitError,
@@ -13,6 +15,7 @@ from mixopt.errors import (
     ModelFileError,
     NotFittedError,
     NotPredictableError,
+    OutputError,
     SchemaError,
     SearchError,
     TrainerError,
@@ -64,7 +67,13 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
 
 
 def status_for(exc: BaseException) -> int:
-    """The HTTP status of a mixopt error (500 for anything else)."""
+    """The HTTP status of a mixopt error (500 for anything else).
+
+    A file the server cannot write is the server's problem: 507 (Insufficient Storage) for a
+    full disk or quota, 500 otherwise.
+    """
+    if isinstance(exc, OutputError):
+        return 507 if exc.code in (errno.ENOSPC, errno.EDQUOT) else 500
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status

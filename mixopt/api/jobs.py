@@ -105,15 +105,16 @@ class JobRunner:
     def is_running(self, job_id: str) -> bool:
         return job_id in self._running
 
-    def force_cancel(self, job_id: str) -> None:
-        """Stop a task that ignored its cancel flag (Ray: interrupt the task; threads cannot be stopped)."""
+    def force_cancel(self, job_id: str, *, force: bool = False) -> None:
+        """Stop a task that ignored its cancel flag (Ray: interrupt the task, or with ``force`` stop its
+        worker; threads cannot be stopped)."""
         entry = self._running.get(job_id)
         if entry is None:
             return
         handle = entry[0]
         if self.kind == "ray" and self._ray is not None:
             try:
-                self._ray.cancel(handle, force=False)
+                self._ray.cancel(handle, force=force)
             except Exception:  # noqa: BLE001 - finished meanwhile
                 pass
         elif isinstance(handle, concurrent.futures.Future):

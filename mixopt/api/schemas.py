@@ -82,11 +82,11 @@ class ModelPublic(_Out):
     id: str
     dataset: str
     method: str
-    status: Literal["fitting", "ready", "failed", "interrupted"]
+    status: Literal["fitting", "ready", "failed", "cancelled", "interrupted"]
     error: str | None = None
     created_at: float
     finished_at: float | None = None
-    summary: dict[str, Any] | None = Field(None, description="outputs, domains, fitted laws, backtest summary (when ready)")
+    summary: dict[str, Any] | None = Field(None, description="outputs, domains, fitted laws, backtest summary and decision metrics (when ready)")
 
 
 class PredictCreate(_In):

@@ -19,6 +19,23 @@ from mixopt.errors import ConfigError
 ENV_PREFIX = "MIXOPT_"
 EXECUTORS = ("ray", "thread")
 
+#: Largest value of each size or budget setting of a model fit (``POST /v1/models`` ``settings``):
+#: a fit beyond them is refused with 422, so every fit ends in bounded time. ``MIXOPT_FIT_LIMITS``
+#: (a JSON object) changes single entries.
+FIT_LIMITS: dict[str, float] = {
+    "max_seconds": 3600.0,  # FLP-M stage-1 wall-clock cap, s (None = no cap: refused)
+    "fit_budget_s": 3600.0,  # FLP auto-selection budget, s
+    "n_bootstrap": 2000,  # bootstrap refits
+    "n_starts": 64,  # optimiser starts per law
+    "maxiter": 100_000,  # optimiser iterations per start
+    "n_members": 64,  # ensemble members of FLP-M's score nets
+    "max_epochs": 20_000,  # training epochs per score net
+    "patience": 20_000,  # early-stopping patience, epochs
+    "hidden": 512,  # hidden units of a score net
+    "selection_folds": 20,  # internal backtest folds of FLP's auto choices
+    "min_rows": 100_000,  # baselines: rows needed to fit
+}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
@@ -42,6 +59,7 @@ class Settings:
     model_cache: int = 16  # fitted models kept in memory for predict
     predict_merge: bool = True  # merge predict requests that arrive while a model is busy into one model call (measured: 1.6x throughput)
     gc_freeze: bool = True  # after start-up and after each model load, move the live heap out of the garbage collector's sight (gc.freeze): measured p99 132 -> 53 ms
+    fit_limits: Mapping[str, float] = field(default_factory=lambda: dict(FIT_LIMITS))  # largest value of each fit setting (422 beyond); MIXOPT_FIT_LIMITS changes entries
     trainers: Mapping[str, Any] = field(default_factory=dict)  # validation trainers of this server (name -> settings); empty = no validation jobs
     log_level: str = "info"  # uvicorn/mixopt log level
 
@@ -60,9 +78,13 @@ class Settings:
                             "leave it unset for a journal file per job")
         if any(not k or len(k) < 8 or any(c.isspace() or c == "," for c in k) for k in self.api_keys):
             problems.append("api_keys must be tokens of at least 8 characters without spaces or commas")
+        if not isinstance(self.fit_limits, Mapping) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in self.fit_limits.values()):
+            problems.append(f"fit_limits must map setting names to numbers > 0, got {self.fit_limits!r}")
         if problems:
             raise ConfigError("Invalid service settings:\n" + "\n".join(f"  - {p}" for p in problems))
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        object.__setattr__(self, "fit_limits", {**FIT_LIMITS, **dict(self.fit_limits)})
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -149,6 +171,16 @@ def _parse(name: str, raw: str) -> Any:
         if not raw:
             raise ValueError("expected a folder path")
         return Path(raw)
+    if name == "fit_limits":
+        import json
+
+        try:
+            v = json.loads(raw) if raw else {}
+        except json.JSONDecodeError as e:
+            raise ValueError(f"expected a JSON object of limits, e.g. {{\"n_members\": 16}} ({e})") from None
+        if not isinstance(v, dict):
+            raise ValueError("expected a JSON object {setting: largest value}")
+        return v
     if name == "trainers":
         import json
 
@@ -162,4 +194,4 @@ def _parse(name: str, raw: str) -> Any:
     return raw
 
 
-__all__ = ["ENV_PREFIX", "EXECUTORS", "Settings"]
+__all__ = ["ENV_PREFIX", "EXECUTORS", "FIT_LIMITS", "Settings"]

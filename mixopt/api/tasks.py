@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mixopt._files import atomic_path, write_text
 from mixopt._json import jsonable
 from mixopt.backtest import backtest
 from mixopt.config import config_from_dict, parse_train_sections
@@ -60,6 +61,20 @@ SERVER_KEYS: dict[str, str] = {
     "search.executor": "the server decides where jobs run",
     "search.ray_address": "the server decides where jobs run",
     "search.workers": "the server decides where jobs run",
+    "data.run_id": "the table's run ids are fixed when it is uploaded",
+    "data.tokens_per_step": "give tokens when the table is uploaded",
+    "data.on": "upload both files of a two-file table together (POST /v1/datasets with runs and ratios)",
+    "data.join": "upload both files of a two-file table together (POST /v1/datasets with runs and ratios)",
+    "data.long": "upload the table in the wide layout",
+}
+
+#: Whole sections of a project config that a job config may not have: only the server's own
+#: trainers run (validation jobs: POST /v1/validations with a trainer the server names).
+SERVER_SECTIONS: dict[str, str] = {
+    "trainer": "only the server's own trainers run: start a validation job (POST /v1/validations) with a trainer "
+               "this server offers",
+    "validate": "validation is a separate job: POST /v1/validations after this search is done",
+    "ladder": "training ladders are not run over the API",
 }
 
 
@@ -122,8 +137,8 @@ def fit_task(spec: Mapping[str, Any]) -> dict[str, Any]:
         level = float(bt.pop("level", 0.9))
         res = backtest(runs, spec["method"], settings=spec.get("settings") or {}, level=level, **bt)
         data = jsonable(res.to_json())
-        (out_dir / "backtest.json").write_text(json.dumps(data))
-        summary["backtest"] = {"split": data["split"], "summary": data["summary"]}
+        write_text(out_dir / "backtest.json", json.dumps(data), what="backtest results")
+        summary["backtest"] = {"split": data["split"], "summary": data["summary"], "decisions": data["decisions"]}
     # one tiny prediction warms lazy imports (torch) in this process; harmless elsewhere
     try:
         t = Targets(flops=np.array([float(np.median(runs.flops()))]),
@@ -148,10 +163,10 @@ def _flatten(raw: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 def client_config_problems(raw: Mapping[str, Any]) -> list[str]:
     """Keys of a client's search config that only the server may set (one line each)."""
-    problems = []
+    problems = [f"[{key}]: not accepted over the API: {why}" for key, why in SERVER_SECTIONS.items() if key in raw]
     present = set(_flatten(raw))
     for key, why in SERVER_KEYS.items():
-        if key in present:
+        if key in present or any(p.startswith(key + ".") for p in present):
             problems.append(f"{key}: not accepted over the API: {why}")
     return problems
 
@@ -322,7 +337,8 @@ def validate_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     done = validate_each(chosen, surrogate, tc, out / "runs.csv", prefix=spec["prefix"], level=float(spec["level"]),
                          before_each=before_each, after_each=lambda n: _write_progress(out, n, chosen.height))
     comp = done.comparison
-    comp.write_csv(out / VALIDATION_FILE)
+    with atomic_path(out / VALIDATION_FILE, what="validation table") as tmp:
+        comp.write_csv(tmp)
     mix_cols = [c for c in chosen.columns if c.startswith("mix:")]
     return jsonable({"trained": done.trained, "failed": done.failed, "mixtures": chosen.select(mix_cols).to_dicts(),
                      "summary": summarize(comp).to_dicts() if comp.height else []})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,7 +106,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         targets = Targets(flops=flops, params=params, tokens=tokens, mixture=np.tile(row, (len(flops), 1)), domains=model.domains_)
     else:
         if mix:
-            logging.getLogger(__name__).warning("--mix ignored: a %s model does not depend on the mixture", model.kind)
+            raise UsageError(f"--mix {args.mix} was given, but this {model.kind} model ({args.model}) does not depend on the "
+                             "mixture: it was fitted without mixture columns, so a mixture cannot change its predictions. "
+                             "Drop --mix, or fit a mixture-aware model (e.g. --method flpm on a table with mix:<domain> columns).")
         targets = Targets(flops=flops, params=params, tokens=tokens)
     pred = model.predict(targets, level=args.level)
     rows = []
@@ -143,7 +144,7 @@ def _backtest_files(args: argparse.Namespace, results: list[Any], table: Any) ->
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from mixopt.backtest import compare
+    from mixopt.backtest import compare, compare_decisions
 
     runs = read_runs_args(args)
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
@@ -165,8 +166,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         raise FitError(f"None of the methods {methods} could be fitted on the training runs (see the warnings above).")
     # --out / --report: the files are written before printing
     extra = _backtest_files(args, results, table)
+    decisions = compare_decisions(results)
     if args.json:
-        emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts()} | extra)
+        emit_json({"results": [r.to_json() for r in results], "comparison": table.to_dicts(),
+                   "decisions": decisions.to_dicts()} | extra)
         return 0
     for p in extra.get("written", []):
         print(f"wrote {p}")
@@ -177,6 +180,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             print(f"  not predictable: {q}: {why}")
     if len(results) > 1:
         print_frame(table, "\nmedian relative error by method (lower wins):")
+    if decisions.height:
+        print_frame(decisions.drop("best_run"), "\ndecisions among held-out mixtures per scale (spearman and pairwise_accuracy: "
+                    "higher is better; chosen_rank: actual rank of the model's pick, 1 = the true best; regret: how much worse "
+                    "the pick actually is than the best, in the quantity's units):")
+    else:
+        print("\ndecisions: no held-out scale holds 3 or more mixtures (hold out mixtures, or sizes trained on several mixtures)")
     return 0
 
 

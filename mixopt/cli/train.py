@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mixopt._files import atomic_path
 from mixopt.cli._output import EXIT_JOBS_FAILED, common, emit_json, print_frame
 from mixopt.config import load_project
 
@@ -70,7 +71,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     assert project.search is not None
     chosen, batch, comp = run_validate(project.search, project.train, args.pareto, args.top, level=args.level)
     if args.out and comp.height:
-        comp.write_csv(args.out)
+        with atomic_path(args.out, what="comparison table") as tmp:
+            comp.write_csv(tmp)
     if args.json:
         emit_json({"trained": [r.spec.run_id for r in batch.results], "added": list(batch.added),
                            "failed": [{"run": r.spec.run_id, "status": r.status, "message": r.message} for r in batch.failed],

@@ -139,7 +139,9 @@ def _num_map(t: Mapping[str, Any], key: str, where: str, p: _Problems, *, positi
     return out
 
 
-def _path(t: Mapping[str, Any], key: str, where: str, p: _Problems, base: Path, *, must_exist: bool = False) -> Path | None:
+def _path(t: Mapping[str, Any], key: str, where: str, p: _Problems, base: Path, *, must_exist: bool = False,
+          file: bool = False) -> Path | None:
+    """A path of the config, relative to its folder; ``must_exist``: it must be there; ``file``: a file, not a folder."""
     if key not in t or t[key] in (None, ""):
         return None
     v = t[key]
@@ -151,6 +153,8 @@ def _path(t: Mapping[str, Any], key: str, where: str, p: _Problems, base: Path, 
         path = (base / path).resolve()
     if must_exist and not path.exists():
         p.add(f"{where}.{key}", v, f"file not found (looked for {path}); paths are relative to the config file's folder")
+    elif file and path.is_dir():
+        p.add(f"{where}.{key}", v, f"is a folder ({path}), not a file; name the run table file in it, e.g. {path / 'runs.csv'}")
     return path
 
 

@@ -222,8 +222,8 @@ def _parse_data(raw: Mapping[str, Any], p: _Problems, base_for: Any) -> DataConf
         p.add("data.run_id", run_id, "must be a list of column names, e.g. [\"params\", \"mix\"]")
         run_id = []
     return DataConfig(
-        runs=_path(t, "runs", "data", p, base_for("data.runs"), must_exist=True),
-        ratios=_path(t, "ratios", "data", p, base_for("data.ratios"), must_exist=True),
+        runs=_path(t, "runs", "data", p, base_for("data.runs"), must_exist=True, file=True),
+        ratios=_path(t, "ratios", "data", p, base_for("data.ratios"), must_exist=True, file=True),
         format=_string(t, "format", "data", p, "auto", choices=["auto", "mixopt", "regmix", "olmix", "long"]),
         params=_number(t, "params", "data", p, None, lo=0, strict_lo=True, optional=True),
         tokens=_number(t, "tokens", "data", p, None, lo=0, strict_lo=True, optional=True),

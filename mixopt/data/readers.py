@@ -75,6 +75,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from mixopt._files import atomic_path, write_text
 from mixopt.data.columns import build_run_ids, resolve_columns
 from mixopt.data.join import join_runs as _join
 from mixopt.data.long import ROLE_NAMES, STEP, LongLayout, long_to_wide
@@ -170,6 +171,21 @@ def has_header_row(path: str | Path) -> bool:
     return False
 
 
+def _refuse_duplicate_names(names: Sequence[str], path: Path, what: str) -> None:
+    """A header that names a column twice is refused (polars would rename the second ``<name>_duplicated_0``)."""
+    seen: dict[str, int] = {}
+    dups = []
+    for i, n in enumerate(names):
+        key = n.strip()
+        if key in seen:
+            dups.append(f"{key!r} (columns {seen[key] + 1} and {i + 1})")
+        else:
+            seen[key] = i
+    if dups:
+        raise SchemaError(f"The {what} {str(path)!r} names a column more than once: {', '.join(dups)}. Each column "
+                          "name must appear once in the header; rename or delete the repeated column.")
+
+
 def read_frame(
     path: str | Path, *, string_columns: Sequence[str] = (), what: str = "run file", header: bool = True
 ) -> pl.DataFrame:
@@ -201,7 +217,9 @@ def read_frame(
         if kind in ("csv", "tsv", "text"):
             sep = _separator(path, kind)
             names = [h.strip('"') for h in _first_line(path).split(sep)]
-            if not header:
+            if header:
+                _refuse_duplicate_names(names, path, what)
+            else:
                 names = [f"column_{i + 1}" for i in range(len(names))]
             overrides = {c: pl.String for c in string_columns if c in names}
             frame = pl.read_csv(
@@ -214,6 +232,8 @@ def read_frame(
             casts = [pl.col(c).cast(pl.String) for c in string_columns if c in frame.columns and frame.schema[c] != pl.String]
             if casts:
                 frame = frame.with_columns(casts)
+    except SchemaError:
+        raise
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError, ValueError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SchemaError(
@@ -691,17 +711,18 @@ def write_runs(table: RunTable, path: str | Path, *, sidecar: bool = True) -> Pa
     kind = _kind(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = table.frame
-    if kind == "csv":
-        frame.write_csv(path)
-    elif kind == "tsv":
-        frame.write_csv(path, separator="\t")
-    elif kind == "parquet":
-        frame.write_parquet(path)
-    else:
-        frame.write_ndjson(path)
+    with atomic_path(path, what="run table") as tmp:  # whole or not at all
+        if kind == "csv":
+            frame.write_csv(tmp)
+        elif kind == "tsv":
+            frame.write_csv(tmp, separator="\t")
+        elif kind == "parquet":
+            frame.write_parquet(tmp)
+        else:
+            frame.write_ndjson(tmp)
     side = sidecar_path(path)
     if sidecar and table.benchmarks:
-        side.write_text(json.dumps(table.benchmarks_dict(), indent=1) + "\n")
+        write_text(side, json.dumps(table.benchmarks_dict(), indent=1) + "\n", what="benchmarks sidecar")
     elif side.exists():
         side.unlink()  # a stale sidecar would describe other benchmarks
     return path

@@ -67,8 +67,13 @@ FLOPS_PER_PARAM_TOKEN = 6.0
 
 
 def training_flops(params: Any, tokens: Any) -> Any:
-    """Training compute ``C = 6·N·D`` in FLOPs of ``params`` N and ``tokens`` D (numbers or arrays, broadcast)."""
-    return FLOPS_PER_PARAM_TOKEN * params * tokens
+    """Training compute ``C = 6·N·D`` in FLOPs of ``params`` N and ``tokens`` D (numbers or arrays, broadcast).
+
+    A product beyond float range is ``inf`` without a RuntimeWarning: callers validate the
+    compute (finite and > 0) and say so in their own words.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return FLOPS_PER_PARAM_TOKEN * params * tokens
 
 
 @dataclass(frozen=True, kw_only=True)

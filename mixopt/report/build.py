@@ -244,6 +244,14 @@ def _backtest_section(bt: BacktestData) -> Section:
         sec.items.append(TableItem("comparison", "Per quantity: median relative error of each method, and the winner (lowest)", comp,
                                    percent=pct, caption="Columns coverage:<method>, when present, are the methods' interval coverage."
                                    if any(c.startswith("coverage:") for c in comp.columns) else ""))
+    dec = bt.decisions()
+    if dec.height:
+        sec.items.append(TableItem(
+            "decisions", "Decisions among held-out mixtures, per method, quantity and scale", dec.drop("best_run"),
+            caption="Would the model pick the right mixture? spearman: rank correlation of predicted and actual values among the "
+                    "held-out mixtures at that scale; pairwise_accuracy: share of mixture pairs ordered right; chosen_run / "
+                    "chosen_rank: the model's pick (lowest predicted loss, highest predicted score) and its actual rank (1 = the "
+                    "true best); regret: how much worse the pick actually is than the best, in the quantity's units."))
     r = F._coverage(bt)
     if r is not None:
         sec.items.append(FigureItem("coverage", "Interval coverage", r[0], r[1]))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from mixopt._files import atomic_path, write_text
 from mixopt._json import jsonable
 from mixopt.errors import SchemaError
 
@@ -118,10 +119,7 @@ class Report:
 
     def write_html(self, path: str | Path) -> Path:
         """Write the HTML report to ``path`` (parent folders created)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(self.to_html(), encoding="utf-8")
-        return p
+        return write_text(path, self.to_html(), what="report")  # whole or not at all
 
     def write_figures(self, folder: str | Path, format: str = "png") -> list[Path]:
         """Write every figure as ``<folder>/<key>.<format>`` (``png`` or ``svg``); returns the paths."""
@@ -135,12 +133,12 @@ class Report:
         for key, fig in self.figures.items():
             p = d / f"{key}.{format}"
             if format == "svg":
-                p.write_text(figure_svg(fig, key, inline=False), encoding="utf-8")
+                write_text(p, figure_svg(fig, key, inline=False), what="figure")
             else:
                 from mixopt.report.figures import style
 
-                with style():
-                    fig.savefig(p, format="png", dpi=150, metadata={"Software": None})
+                with style(), atomic_path(p, what="figure") as tmp:
+                    fig.savefig(tmp, format="png", dpi=150, metadata={"Software": None})
             written.append(p)
         return written
 

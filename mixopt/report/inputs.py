@@ -140,6 +140,20 @@ class BacktestData:
             )
         )
 
+    def decisions(self) -> pl.DataFrame:
+        """Per method, quantity and held-out scale with >= 3 held-out mixtures: Spearman ρ, pairwise
+        accuracy, the pick's actual rank and regret (:func:`mixopt.surrogate.decision.decision_metrics`)."""
+        from mixopt.surrogate.decision import DECISION_SCHEMA, decision_metrics
+
+        frames = []
+        for m in self.methods:
+            sub = self.rows.filter(pl.col("method") == m)
+            if sub.height:
+                d = decision_metrics(sub)
+                if d.height:
+                    frames.append(d.select(pl.lit(m, dtype=pl.String).alias("method"), pl.all()))
+        return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema={"method": pl.String, **DECISION_SCHEMA})
+
     @classmethod
     def from_results(cls, results: Sequence[Any], comparison: pl.DataFrame | None = None,
                      source: Path | None = None) -> BacktestData:

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mixopt._files import atomic_path, write_text
 from mixopt._json import jsonable
 from mixopt.errors import SearchError
 
@@ -372,8 +373,7 @@ class SearchResult:
         summary["pareto_file"] = path.name
         summary["shortlist_file"] = f"{path.stem}.shortlist{ext}"
         sp = path.with_name(f"{path.stem}.summary.json")
-        sp.write_text(json.dumps(summary, indent=1) + "\n")
-        written.append(sp)
+        written.append(write_text(sp, json.dumps(summary, indent=1) + "\n", what="search summary"))
         return written
 
     def report(self, max_rows: int = 20) -> str:
@@ -427,13 +427,15 @@ class SearchResult:
 
 
 def _write_frame(frame: pl.DataFrame, path: Path) -> Path:
+    """Write ``frame`` whole or not at all (a full disk leaves no partial table at ``path``)."""
     ext = path.suffix.lower()
-    if ext == ".parquet":
-        frame.write_parquet(path)
-    elif ext == ".csv":
-        frame.write_csv(path)
-    else:
-        path.write_text(json.dumps(jsonable(frame.to_dicts()), indent=1) + "\n")
+    with atomic_path(path, what="search table") as tmp:
+        if ext == ".parquet":
+            frame.write_parquet(tmp)
+        elif ext == ".csv":
+            frame.write_csv(tmp)
+        else:
+            tmp.write_text(json.dumps(jsonable(frame.to_dicts()), indent=1) + "\n")
     return path
 
 

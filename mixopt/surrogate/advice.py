@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mixopt.errors import ConfigError
+from mixopt.laws.mixture import STAGE1_LAWS, make_stage1_law
+
 
 def runs_needed(sources: Sequence[str], *, vary_compute: bool, ratio_total: float = 1.0) -> dict[str, int]:
     """Fewest runs (final checkpoints) each stage-1 form needs: its parameter count."""
-    from mixopt.errors import ConfigError
-    from mixopt.surrogate.flpm import STAGE1_LAWS, make_stage1_law
-
     out = {}
     for form in STAGE1_LAWS:
         kw = {"shared_exponent": True} if form == "flpm_additive" else {}

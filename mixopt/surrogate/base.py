@@ -192,6 +192,13 @@ class Prediction:
         level: interval coverage, e.g. 0.9.
         unpredictable: quantity name -> reason, for quantities the data cannot predict
             (their columns are NaN).
+        compute_ratio: ``(n,)`` each target's compute over the largest fitted run's
+            (``> 1``: extrapolating in compute), or None when the surrogate does not say.
+        calibrated_ratio: the largest compute ratio (held-out run over its fold's largest
+            fitted run) that the internal backtests behind the interval calibration
+            reached, or None when the intervals were not calibrated. Targets beyond it
+            carry intervals widened by the calibrator's extrapolation rule, not measured
+            coverage (:attr:`beyond_calibration`).
     """
 
     names: tuple[str, ...]
@@ -201,6 +208,8 @@ class Prediction:
     std: np.ndarray | None = None
     level: float = 0.9
     unpredictable: Mapping[str, str] = field(default_factory=dict)
+    compute_ratio: np.ndarray | None = None
+    calibrated_ratio: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
@@ -208,9 +217,41 @@ class Prediction:
         if m.ndim != 2 or m.shape[1] != len(self.names):
             raise ValueError(f"mean must be (n, {len(self.names)}), got {m.shape}")
         object.__setattr__(self, "mean", m)
+        if self.compute_ratio is not None:
+            r = np.asarray(self.compute_ratio, dtype=np.float64).reshape(-1)
+            if r.shape != (m.shape[0],):
+                raise ValueError(f"compute_ratio must be ({m.shape[0]},), got {r.shape}")
+            object.__setattr__(self, "compute_ratio", r)
 
     def __len__(self) -> int:
         return int(self.mean.shape[0])
+
+    @property
+    def beyond_calibration(self) -> np.ndarray:
+        """``(n,)`` True where a target extrapolates further in compute than the interval
+        calibration was measured (beyond :attr:`calibrated_ratio`; with no calibration,
+        any target beyond the largest fitted run). All False when the ratio is unknown."""
+        if self.compute_ratio is None:
+            return np.zeros(len(self), dtype=bool)
+        reach = 1.0 if self.calibrated_ratio is None else max(float(self.calibrated_ratio), 1.0)
+        return self.compute_ratio > reach * (1.0 + 1e-9)
+
+    @property
+    def extrapolation(self) -> dict[str, Any]:
+        """How far the targets lie beyond the data, JSON-able.
+
+        Keys: ``compute_ratio_max`` (largest target compute over the largest fitted run's,
+        None if unknown), ``calibrated_ratio`` (see the attribute), ``beyond_calibration``
+        (any target beyond it) and ``n_beyond`` (how many).
+        """
+        r = self.compute_ratio
+        beyond = self.beyond_calibration
+        return {
+            "compute_ratio_max": None if r is None or not r.size else float(np.max(r)),
+            "calibrated_ratio": None if self.calibrated_ratio is None else float(self.calibrated_ratio),
+            "beyond_calibration": bool(beyond.any()),
+            "n_beyond": int(beyond.sum()),
+        }
 
     @classmethod
     def from_normal(
@@ -255,10 +296,15 @@ class Prediction:
 
 def gaussian_interval(mean: np.ndarray, std: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Central ``level`` interval of a normal with the given mean and std."""
-    from scipy.stats import norm
-
-    z = float(norm.ppf(0.5 + level / 2))
+    z = normal_quantile(0.5 + level / 2)
     return mean - z * std, mean + z * std
+
+
+def normal_quantile(p: float) -> float:
+    """The standard normal's ``p`` quantile (``scipy.special.ndtri``, without ``scipy.stats``)."""
+    from scipy.special import ndtri
+
+    return float(ndtri(p))
 
 
 class Surrogate(ABC):
@@ -303,7 +349,38 @@ class Surrogate(ABC):
             raise SchemaError(f"level must be in (0, 1), got {level}.")
         if self.uses_mixture:
             targets = targets.align(self.domains_)
-        return self._predict(targets, intervals=intervals, level=level)
+        pred = self._predict(targets, intervals=intervals, level=level)
+        return self._with_extrapolation(pred, targets)
+
+    def predict_draws(self, targets: Targets, *, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+        """Joint predictive draws of every quantity, ``{name: (n_draws, n)}``.
+
+        Draw ``s`` is one plausible fitted model applied to *every* row (the same
+        bootstrap-by-run refit, ensemble member and residual-noise value), so the draws
+        are joint across targets: ``mean(draws[q][:, a] < draws[q][:, b])`` is the
+        probability that target ``a`` has the lower ``q``. Each row's draws are calibrated
+        like its interval: their 5 % / 95 % quantiles are the calibrated 90 % interval of
+        :meth:`predict` (see :mod:`mixopt.surrogate.draws`). Quantities that are
+        unpredictable are NaN. Seeded: the same ``seed`` and ``n_draws`` give the same
+        draws, and a row's draws do not depend on the other rows of the batch.
+
+        Args:
+            targets: the ``n`` models to predict.
+            n_draws: draws per quantity (>= 1).
+            seed: seed of the draws (non-negative integer).
+
+        Raises:
+            SchemaError: bad targets or arguments.
+        """
+        from mixopt.surrogate.draws import check_draw_args
+
+        self._check_fitted()
+        if not isinstance(targets, Targets):
+            raise SchemaError(f"predict_draws expects Targets, got {type(targets).__name__}.")
+        n_draws, seed = check_draw_args(n_draws, seed)
+        if self.uses_mixture:
+            targets = targets.align(self.domains_)
+        return self._predict_draws(targets, n_draws=n_draws, seed=seed)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -323,6 +400,29 @@ class Surrogate(ABC):
 
     @abstractmethod
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction: ...
+
+    def _predict_draws(self, targets: Targets, *, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+        """Joint draws for aligned targets. The default, for surrogates with nothing
+        better: one shared standard normal per draw and quantity through each row's
+        calibrated interval (:func:`~mixopt.surrogate.draws.comonotone_draws`)."""
+        from mixopt.surrogate.draws import DRAW_LEVEL, comonotone_draws
+
+        pred = self._predict(targets, intervals=True, level=DRAW_LEVEL)
+        assert pred.lower is not None and pred.upper is not None
+        return comonotone_draws(pred.mean, pred.lower, pred.upper, pred.names, n_draws=n_draws, seed=seed)
+
+    def _extrapolation_reference(self) -> tuple[float | None, float | None]:
+        """``(largest fitted compute in FLOPs, calibrated compute ratio)``, either None when
+        unknown; fills :attr:`Prediction.compute_ratio` and :attr:`Prediction.calibrated_ratio`."""
+        return None, None
+
+    def _with_extrapolation(self, pred: Prediction, targets: Targets) -> Prediction:
+        import dataclasses
+
+        top, reach = self._extrapolation_reference()
+        if top is None or not (math.isfinite(top) and top > 0):
+            return pred
+        return dataclasses.replace(pred, compute_ratio=targets.flops / float(top), calibrated_ratio=reach)
 
     def _settings(self) -> dict[str, Any]:
         """``__init__`` arguments, read back from the attributes of the same names.
@@ -405,7 +505,7 @@ def make_surrogate(kind: str, **settings: Any) -> Surrogate:
 def _load_builtin() -> None:
     import importlib
 
-    for mod in ("mixopt.surrogate.flp", "mixopt.surrogate.flpm", "mixopt.surrogate.baselines"):
+    for mod in ("mixopt.surrogate.flp", "mixopt.surrogate.fp", "mixopt.surrogate.flpm", "mixopt.surrogate.baselines"):
         importlib.import_module(mod)
 
 
@@ -607,6 +707,7 @@ __all__ = [
     "check_model_out",
     "gaussian_interval",
     "is_model_dir",
+    "normal_quantile",
     "load_surrogate",
     "make_surrogate",
     "register",

@@ -281,6 +281,9 @@ class RegMixRegression(Surrogate):
         return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
 
+    def _extrapolation_reference(self) -> tuple[float | None, float | None]:
+        return float(self.compute_range_[1]), None
+
     # -- state ---------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state: dict[str, Any] = {

@@ -250,6 +250,15 @@ class IntervalCalibrator:
             raise NotFittedError("This IntervalCalibrator is not fitted yet; call fit(...) first.")
 
     @property
+    def calibrated_ratio(self) -> float | None:
+        """The largest compute ratio the calibration points reached (``10**max(distance)``
+        for decade distances), or None for the identity calibrator."""
+        self._check_fitted()
+        if not self.params_ or not self.distance_.size:
+            return None
+        return float(10.0 ** float(np.max(self.distance_)))
+
+    @property
     def is_identity(self) -> bool:
         """True when there was too little data to calibrate (factor 1 everywhere)."""
         self._check_fitted()

@@ -1,4 +1,4 @@
-"""FLP (FLOPs -> loss -> score, Chen et al. 2024) and the FP baseline (FLOPs -> score).
+"""FLP (FLOPs -> loss -> score, Chen et al. 2024); the FP baseline (FLOPs -> score) is in :mod:`mixopt.surrogate.fp`.
 
 **FLP** (kind ``"flp"``), exactly the paper's two stages:
 
@@ -23,12 +23,8 @@ prediction of draw ``b`` is ``stage2_b(stage1_b(C))``. Residual noise is added (
 ``include_noise``): stage 2's residual sd, plus stage 1's log-loss residual sd carried to
 the score by the delta method (``|dP/dL|·L·sd1``) — a new model's loss also misses the law.
 
-**Emergence** (paper: score >= chance + 5 points). A checkpoint of benchmark ``b`` has
-emerged when ``score >= chance + emergence_margin`` (higher-is-better metrics) or
-``score <= chance - emergence_margin`` (lower-is-better); every checkpoint counts when
-``chance`` is None. ``emergence="first_crossing"`` instead keeps every checkpoint of a run
-from its first emerged one onward. The margin is on the metric's own scale (0.05 = 5
-points of a 0-1 accuracy).
+**Emergence** (paper: score >= chance + 5 points): see :mod:`mixopt.surrogate.emergence`
+(``emergence_margin``, ``emergence="checkpoint"`` or ``"first_crossing"``).
 
 **Not predictable** (never extrapolated silently): a benchmark with fewer than
 ``min_emerged`` (default 3) emerged checkpoints, or emerged checkpoints from fewer than
@@ -61,32 +57,32 @@ Every choice and every candidate's internal score is in ``selection_``. ``preset
 reproduces the paper exactly (pure power law on final checkpoints, linear stage 2 on emerged
 checkpoints, uncalibrated intervals).
 
-**FP** (kind ``"fp"``): the paper's baseline, ``P(C) = (C / C_P)^alpha_P`` per benchmark
-(:class:`~mixopt.laws.FPPowerLaw`), fitted in log space by least squares on the same emerged
-checkpoints (the paper leaves FP's points open; this is its natural reading and makes the
-comparison like for like). Same bootstrap, intervals and predictability rules.
+**FP** (kind ``"fp"``, the paper's baseline) is :class:`mixopt.surrogate.fp.FP`; it shares
+:class:`~mixopt.surrogate.compute._ComputeSurrogate` (bootstrap, predictability, state) with FLP.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
 
 from mixopt.data.table import LOSS, LOSS_PREFIX, PARAMS, RUN, SCORE_PREFIX, TOKENS, Benchmark, RunTable
-from mixopt.errors import ConfigError, FitError, NotPredictableError, SchemaError
+from mixopt.errors import ConfigError, FitError, SchemaError
 from mixopt.laws.base import Law, reference_for
 from mixopt.laws.fitter import GroupResample, LawFitter, combine_interval, predictive_std
-from mixopt.laws.forms import ChinchillaLaw, ChinchillaTiedLaw, FPPowerLaw, Linear, PowerLawWithOffset, PurePowerLaw, Sigmoid, make_law
-from mixopt.surrogate.base import Prediction, Surrogate, Targets, register
+from mixopt.laws.forms import ChinchillaLaw, ChinchillaTiedLaw, Linear, PowerLawWithOffset, PurePowerLaw, Sigmoid
+from mixopt.surrogate.base import Prediction, Targets, register
 from mixopt.surrogate.calibrate import IntervalCalibrator, extrapolation_distance
+from mixopt.surrogate.compute import _ComputeSurrogate
+from mixopt.surrogate.emergence import EMERGENCE_MODES, emerged_mask
+from mixopt.surrogate.fitted import _REPORT_SCHEMA, FittedLaw, _chunks, _report_row
+from mixopt.surrogate.fp import FP
 from mixopt.surrogate.select import DROP_ERRORS, Candidate, Fold, internal_backtest, select, size_folds
 
 logger = logging.getLogger(__name__)
@@ -120,215 +116,6 @@ MIN_POINTS_PER_PARAM = 3
 CALIBRATION_LEVEL = 0.9
 #: fewest held-out points to calibrate on (with 3 the conformal 90% factor is the largest miss)
 CALIBRATION_MIN_POINTS = 3
-EMERGENCE_MODES: tuple[str, ...] = ("checkpoint", "first_crossing")
-#: bootstrap predictions are computed for at most this many (draw x target) cells at once
-_CHUNK_CELLS = 2_000_000
-
-
-# -- emergence -------------------------------------------------------------------------------
-def emerged_mask(
-    scores: np.ndarray,
-    benchmark: Benchmark,
-    margin: float = 0.05,
-    *,
-    run_ids: np.ndarray | None = None,
-    mode: str = "checkpoint",
-) -> np.ndarray:
-    """Which checkpoints of one benchmark have emerged above chance.
-
-    Args:
-        scores: ``(n,)`` scores (NaN = not evaluated, never emerged).
-        benchmark: metadata (chance level and direction).
-        margin: distance from chance on the metric's scale (paper: 0.05).
-        run_ids: ``(n,)`` run of every row, rows in token order within a run (as
-            :class:`RunTable` keeps them); needed for ``mode="first_crossing"``.
-        mode: ``"checkpoint"`` (each checkpoint on its own, the paper) or
-            ``"first_crossing"`` (every checkpoint from a run's first emerged one onward).
-
-    Returns:
-        ``(n,)`` bool.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    finite = np.isfinite(s)
-    if benchmark.chance is None:
-        m = finite
-    elif benchmark.higher_is_better:
-        m = finite & (s >= benchmark.chance + margin)
-    else:
-        m = finite & (s <= benchmark.chance - margin)
-    if mode == "first_crossing":
-        if run_ids is None:
-            raise ConfigError("emergence='first_crossing' needs the run id of every row.")
-        frame = pl.DataFrame({"r": np.asarray(run_ids).astype(str), "m": m})
-        m = frame.select(pl.col("m").cast(pl.Int8).cum_max().over("r") > 0)["m"].to_numpy() & finite
-    elif mode != "checkpoint":
-        raise ConfigError(f"emergence must be one of {list(EMERGENCE_MODES)}, got {mode!r}.")
-    return np.asarray(m, dtype=bool)
-
-
-def _threshold_text(b: Benchmark, margin: float) -> str:
-    if b.chance is None:
-        return "any score (no chance floor)"
-    if b.higher_is_better:
-        return f"score >= chance {b.chance:g} + margin {margin:g} = {b.chance + margin:g}"
-    return f"score <= chance {b.chance:g} - margin {margin:g} = {b.chance - margin:g}"
-
-
-# -- one fitted law ------------------------------------------------------------------------------
-@dataclass
-class FittedLaw:
-    """A law with its fitted parameters, bootstrap draws and residual scale.
-
-    Attributes:
-        law: the law.
-        params: ``(p,)`` best parameters.
-        boot: ``(B, p)`` bootstrap parameters (NaN rows: failed draws).
-        scale: residual sd in the law's residual space.
-    """
-
-    law: Law
-    params: np.ndarray
-    boot: np.ndarray
-    scale: float
-
-    @classmethod
-    def from_fitter(cls, f: LawFitter) -> FittedLaw:
-        return cls(law=f.law, params=np.asarray(f.params_, dtype=np.float64),
-                   boot=np.asarray(f.bootstrap_params_, dtype=np.float64), scale=float(f.residual_scale_))
-
-    def state(self) -> dict[str, Any]:
-        return {"law": self.law.name, "config": self.law.config(), "scale": self.scale}
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any], params: np.ndarray, boot: np.ndarray) -> FittedLaw:
-        cfg = {k: (None if v is None else v) for k, v in dict(state.get("config", {})).items()}
-        for k in ("reference", "params_reference", "tokens_reference", "floor"):
-            if k in cfg and cfg[k] is not None:
-                cfg[k] = float(cfg[k])
-        law = make_law(str(state["law"]), **cfg)
-        p = law.n_params
-        params = np.asarray(params, dtype=np.float64).reshape(p)
-        boot = np.asarray(boot, dtype=np.float64).reshape(-1, p)
-        return cls(law=law, params=params, boot=boot, scale=float(state["scale"]))
-
-
-# -- shared machinery -------------------------------------------------------------------------------
-class _ComputeSurrogate(Surrogate):
-    """Shared settings checks, emergence, bootstrap plumbing and model-file state."""
-
-    uses_mixture: ClassVar[bool] = False
-
-    # set by subclasses' __init__
-    emergence_margin: float
-    emergence: str
-    min_emerged: int
-    min_runs: int
-    n_bootstrap: int
-    seed: int
-    include_noise: bool
-
-    def _check_common(self) -> list[str]:
-        problems = []
-        try:
-            m = float(self.emergence_margin)
-            if not math.isfinite(m) or m < 0:
-                raise ValueError
-        except (TypeError, ValueError):
-            problems.append(f"emergence_margin must be a finite number >= 0, got {self.emergence_margin!r} (paper: 0.05)")
-        if self.emergence not in EMERGENCE_MODES:
-            problems.append(f"emergence must be one of {list(EMERGENCE_MODES)}, got {self.emergence!r}")
-        for name, lo in (("min_emerged", 1), ("min_runs", 1), ("n_bootstrap", 0)):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
-                problems.append(f"{name} must be an integer >= {lo}, got {v!r}")
-        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
-            problems.append(f"seed must be an integer, got {self.seed!r}")
-        return problems
-
-    def _emergence(self, runs: RunTable, b: Benchmark, scores: np.ndarray) -> np.ndarray:
-        return emerged_mask(scores, b, float(self.emergence_margin), run_ids=runs.run_ids(), mode=self.emergence)
-
-    def _predictability(self, b: Benchmark, emerged: np.ndarray, run_ids: np.ndarray, n_evaluated: int) -> str | None:
-        """None when benchmark ``b`` can be fitted, else the reason."""
-        n_em = int(emerged.sum())
-        n_runs = int(np.unique(run_ids[emerged]).shape[0]) if n_em else 0
-        if n_em < self.min_emerged or n_runs < self.min_runs:
-            return (
-                f"not predictable: {n_em} emerged checkpoint(s) from {n_runs} run(s) "
-                f"({_threshold_text(b, float(self.emergence_margin))}, out of {n_evaluated} evaluated); "
-                f"need >= {self.min_emerged} from >= {self.min_runs} runs. Add larger runs or lower min_emerged/"
-                "emergence_margin (settings)."
-            )
-        return None
-
-    def _resample(self, runs: RunTable) -> GroupResample | None:
-        if self.n_bootstrap == 0:
-            return None
-        return GroupResample.draw(np.asarray(runs.runs, dtype=object), int(self.n_bootstrap), np.random.default_rng(self.seed))
-
-    @staticmethod
-    def _group_ids(ids: np.ndarray) -> np.ndarray:
-        return np.asarray(ids, dtype=object)
-
-    # -- state ---------------------------------------------------------------------------------
-    def _laws_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        state: dict[str, Any] = {"laws": {}, "report": self.fit_report_.to_dicts()}
-        arrays: dict[str, np.ndarray] = {}
-        for i, (name, fl) in enumerate(self.laws_.items()):
-            state["laws"][name] = {**fl.state(), "index": i}
-            arrays[f"law{i}.params"] = fl.params
-            arrays[f"law{i}.boot"] = fl.boot
-        return state, arrays
-
-    def _set_laws_state(self, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        laws: dict[str, FittedLaw] = {}
-        for name, st in dict(state["laws"]).items():
-            i = int(st["index"])
-            laws[name] = FittedLaw.from_state(st, arrays[f"law{i}.params"], arrays[f"law{i}.boot"])
-        self.laws_ = laws
-        rows = [{**r, "residual_scale": float(r["residual_scale"])} for r in state.get("report", [])]  # 'nan' in JSON
-        self.fit_report_ = pl.DataFrame(rows, schema=_REPORT_SCHEMA, orient="row") if rows else pl.DataFrame(schema=_REPORT_SCHEMA)
-
-    # -- prediction helpers ------------------------------------------------------------------------
-    def _finish(self, names: list[str], cols: dict[str, tuple[np.ndarray, ...]], n: int, intervals: bool,
-                level: float) -> Prediction:
-        mean = np.full((n, len(names)), np.nan)
-        lower = np.full((n, len(names)), np.nan) if intervals else None
-        upper = np.full((n, len(names)), np.nan) if intervals else None
-        std = np.full((n, len(names)), np.nan) if intervals else None
-        for j, name in enumerate(names):
-            if name not in cols:
-                continue
-            c = cols[name]
-            mean[:, j] = c[0]
-            if intervals:
-                lower[:, j], upper[:, j], std[:, j] = c[1], c[2], c[3]  # type: ignore[index]
-        return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
-                          unpredictable=dict(self.unpredictable_))
-
-
-_REPORT_SCHEMA = {
-    "quantity": pl.String,
-    "law": pl.String,
-    "status": pl.String,
-    "reason": pl.String,
-    "n_points": pl.Int64,
-    "n_runs": pl.Int64,
-    "params": pl.String,
-    "residual_scale": pl.Float64,
-    "bootstrap_failed": pl.Int64,
-}
-
-
-def _report_row(quantity: str, law: str, status: str, reason: str = "", n_points: int = 0, n_runs: int = 0,
-                params: dict[str, float] | None = None, scale: float = math.nan, failed: int = 0) -> dict[str, Any]:
-    return {"quantity": quantity, "law": law, "status": status, "reason": reason, "n_points": n_points,
-            "n_runs": n_runs, "params": json.dumps(params or {}), "residual_scale": scale, "bootstrap_failed": failed}
-
-
-def _chunks(n: int, n_draws: int) -> list[slice]:
-    size = max(1, _CHUNK_CELLS // max(n_draws, 1))
-    return [slice(i, min(i + size, n)) for i in range(0, max(n, 1), size)] if n else [slice(0, 0)]
 
 
 SELECTION_SCHEMA = {
@@ -959,141 +746,6 @@ class FLP(_ComputeSurrogate):
         self.selection_ = pl.DataFrame(rows, schema=SELECTION_SCHEMA, orient="row")
         cal = state.get("calibrator")
         self.calibrator_ = IntervalCalibrator.from_state(cal) if cal else None
-
-
-# -- FP ------------------------------------------------------------------------------------------------
-@register
-class FP(_ComputeSurrogate):
-    """FP baseline: ``P(C) = (C / C_P)^alpha_P`` per benchmark, FLOPs straight to score.
-
-    Fitted in log space on the emerged checkpoints (see the module docstring), with the same
-    by-run bootstrap, intervals and predictability rules as :class:`FLP`.
-
-    Args:
-        emergence_margin, emergence, min_emerged, min_runs: as in :class:`FLP`.
-        loss: ``"squared"`` (least squares on log score, default) or ``"huber"``.
-        huber_delta: Huber threshold, log-score units (1e-3).
-        flops_reference: reference compute, FLOPs; None = power of ten nearest the data's
-            geometric mean (conditioning only).
-        n_bootstrap: bootstrap draws by run (200).
-        seed: seed of the draws.
-        include_noise: add residual noise to the intervals.
-
-    Raises (fit):
-        NotPredictableError: no benchmark is predictable (each reason listed).
-    """
-
-    kind: ClassVar[str] = "fp"
-
-    def __init__(
-        self,
-        *,
-        emergence_margin: float = 0.05,
-        emergence: str = "checkpoint",
-        min_emerged: int = 3,
-        min_runs: int = 2,
-        loss: str = "squared",
-        huber_delta: float = 1e-3,
-        flops_reference: float | None = None,
-        n_bootstrap: int = 200,
-        seed: int = 0,
-        include_noise: bool = True,
-    ) -> None:
-        self.emergence_margin = emergence_margin
-        self.emergence = emergence
-        self.min_emerged = min_emerged
-        self.min_runs = min_runs
-        self.loss = loss
-        self.huber_delta = huber_delta
-        self.flops_reference = flops_reference
-        self.n_bootstrap = n_bootstrap
-        self.seed = seed
-        self.include_noise = include_noise
-
-    def _fit(self, runs: RunTable) -> None:
-        t0 = time.perf_counter()
-        problems = self._check_common()
-        if self.loss not in ("huber", "squared"):
-            problems.append(f"loss must be 'huber' or 'squared', got {self.loss!r}")
-        if self.flops_reference is not None and not (isinstance(self.flops_reference, (int, float))
-                                                     and math.isfinite(self.flops_reference) and self.flops_reference > 0):
-            problems.append(f"flops_reference must be None or a positive number of FLOPs, got {self.flops_reference!r}")
-        if problems:
-            raise ConfigError("Invalid FP settings: " + "; ".join(problems) + ".")
-        if not runs.benchmarks:
-            raise SchemaError("FP predicts benchmark scores, but the table has no score:<benchmark> columns.")
-        ref = self.flops_reference if self.flops_reference is not None else reference_for(runs.flops())
-        law = FPPowerLaw(reference=ref)
-        flops = runs.flops()
-        run_ids = self._group_ids(runs.run_ids())
-        scores = runs.scores()
-        resample = self._resample(runs)
-        laws: dict[str, FittedLaw] = {}
-        report: list[dict[str, Any]] = []
-        unpredictable: dict[str, str] = {}
-        for j, b in enumerate(runs.benchmarks):
-            name = SCORE_PREFIX + b.name
-            s = scores[:, j]
-            emerged = self._emergence(runs, b, s)
-            reason = self._predictability(b, emerged, run_ids, int(np.isfinite(s).sum()))
-            if reason is None and np.any(s[emerged] <= 0):
-                reason = (f"not predictable by FP: {int(np.sum(s[emerged] <= 0))} emerged score(s) are <= 0, and the "
-                          "power law P = (C/C_P)^alpha is fitted on log scores")
-            if reason is None:
-                fitter = LawFitter(law, loss=self.loss, huber_delta=self.huber_delta, n_bootstrap=0, seed=self.seed)
-                try:
-                    fitter.fit(flops[emerged], s[emerged], groups=run_ids[emerged], resample=resample)
-                except FitError as e:
-                    reason = f"not predictable: the FP power-law fit failed: {e}"
-                else:
-                    laws[name] = FittedLaw.from_fitter(fitter)
-                    report.append(_report_row(name, law.name, "fitted", "", fitter.n_samples_, fitter.n_groups_,
-                                              law.as_dict(fitter.params_), fitter.residual_scale_, fitter.bootstrap_failed_))
-            if reason is not None:
-                unpredictable[name] = reason
-                report.append(_report_row(name, law.name, "unpredictable", reason, int(emerged.sum()),
-                                          int(np.unique(run_ids[emerged]).shape[0]) if emerged.any() else 0))
-        if not laws:
-            raise NotPredictableError(
-                "FP cannot predict any benchmark from these runs:\n"
-                + "\n".join(f"  - {k}: {v}" for k, v in unpredictable.items())
-            )
-        self.laws_ = laws
-        self.fit_report_ = pl.DataFrame(report, schema=_REPORT_SCHEMA, orient="row")
-        self.outputs_ = tuple(SCORE_PREFIX + b.name for b in runs.benchmarks)
-        self.domains_ = ()
-        self.benchmarks_ = tuple(runs.benchmarks)
-        self.unpredictable_ = unpredictable
-        self.fit_seconds_ = time.perf_counter() - t0
-
-    def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
-        n = len(targets)
-        x = targets.flops[:, None]
-        names = list(self.outputs_)
-        cols: dict[str, tuple[np.ndarray, ...]] = {}
-        for nm in names:
-            if nm not in self.laws_:
-                continue
-            fl = self.laws_[nm]
-            noise = fl.scale if self.include_noise else 0.0
-            vals = [np.empty(n) for _ in range(4)]
-            n_draws = fl.boot.shape[0] if intervals else 0
-            for sl in _chunks(n, n_draws):
-                with np.errstate(all="ignore"):
-                    p = fl.law.predict(x[sl], fl.params)
-                    p_b = fl.law.predict(x[sl], fl.boot) if n_draws else None
-                vals[0][sl] = p
-                if intervals:
-                    vals[1][sl], vals[2][sl] = combine_interval(p, p_b, noise, level, log_space=True)
-                    vals[3][sl] = predictive_std(p, p_b, noise, log_space=True)
-            cols[nm] = tuple(vals)
-        return self._finish(names, cols, n, intervals, level)
-
-    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return self._laws_state()
-
-    def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        self._set_laws_state(state, arrays)
 
 
 __all__ = ["EMERGENCE_MODES", "FLP", "FP", "STAGE1_FORMS", "STAGE2_FORMS", "FittedLaw", "emerged_mask"]

@@ -76,17 +76,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
 
-from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, LOSS_PREFIX, SCORE_PREFIX, Benchmark, RunTable
+from mixopt.data.table import LOSS_PREFIX, SCORE_PREFIX, Benchmark, RunTable
 from mixopt.data.thinning import STAGE2_MAX_ROWS
-from mixopt.errors import ConfigError, FitError, NotPredictableError, SchemaError
+from mixopt.errors import ConfigError, FitError, SchemaError
 from mixopt.laws.base import reference_for
-from mixopt.laws.fitter import GroupResample, LawFitter, combine_interval, predictive_std
+from mixopt.laws.fitter import GroupResample, LawFitter
 from mixopt.laws.mixture import (
     STAGE1_LAWS,
     DMLLaw,
@@ -94,9 +94,16 @@ from mixopt.laws.mixture import (
     FLPMLaw,
     make_stage1_law,
 )
-from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
+from mixopt.surrogate.advice import too_few_runs_message
+from mixopt.surrogate.base import register
+from mixopt.surrogate.calibrate import IntervalCalibrator
+from mixopt.surrogate.emergence import emerged_mask
+from mixopt.surrogate.flpm_predict import FLPMPrediction
+from mixopt.surrogate.hybrid import MixtureResidual
 from mixopt.surrogate.logistic import LogisticScoreMap
+from mixopt.surrogate.metric import MetricOnly, is_metric_only
 from mixopt.surrogate.nets import NetConfig, ScoreNetEnsemble
+from mixopt.surrogate.widen import size_backtest_widening
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +117,6 @@ STAGE2_MODELS: tuple[str, ...] = ("net", "logistic")
 #: least ND_MIN_FRACTION of the run's final tokens (early checkpoints carry warm-up effects)
 ND_MAX_CHECKPOINTS = 4
 ND_MIN_FRACTION = 0.25
-#: rows per block in prediction (means / intervals)
-_CHUNK_MEAN = 262144
-_CHUNK_INTERVAL = 4096
 
 
 def _thin_checkpoints(runs: RunTable, k: int, min_fraction: float) -> RunTable:
@@ -130,7 +134,7 @@ def _thin_checkpoints(runs: RunTable, k: int, min_fraction: float) -> RunTable:
 
 # -- the surrogate ---------------------------------------------------------------------------------
 @register
-class FLPM(Surrogate):
+class FLPM(FLPMPrediction):
     """FLP-M: (compute, mixture) -> per-domain losses (stage 1) -> scores (stage-2 nets).
 
     Args:
@@ -173,7 +177,7 @@ class FLPM(Surrogate):
             preset), ``"calibrated"`` (conformal factors from the internal backtest by
             extrapolation distance, :mod:`mixopt.surrogate.calibrate`; they only widen),
             ``"widen"`` (score intervals widened by the nets' size backtest, see
-            :meth:`_calibrate`) or ``"raw"`` (bootstrap + residual noise only).
+            :func:`~mixopt.surrogate.widen.size_backtest_widening`) or ``"raw"`` (bootstrap + residual noise only).
         preset: None, or ``"paper"``: the paper's method (pooled per-source power law on
             final checkpoints, two-layer net on observed losses, no selection, raw intervals;
             ``link="linear"`` and ``stage2_points="emerged"`` make the net exactly the
@@ -194,6 +198,8 @@ class FLPM(Surrogate):
         stage1_active_: indices of the mixture domains stage 1 uses (ratio varies in training).
         vary_compute_: whether compute terms were fitted; ``compute_range_``: ``(min, max)``
             FLOPs of the final checkpoints.
+        metric_only_: on a metric-only table, the fitted
+            :class:`~mixopt.surrogate.metric.MetricOnly` that predicts (else None).
         nets_: the stage-2 :class:`~mixopt.surrogate.nets.ScoreNetEnsemble` over the
             predictable benchmarks ``stage2_benchmarks_``.
     """
@@ -319,11 +325,9 @@ class FLPM(Surrogate):
                 f"{type(self).__name__} needs mixture columns (mix:<domain>) in the run table; it has none. "
                 "Use FLP for single-source runs, or add the mixture ratios."
             )
-        self.metric_laws_ = None  # metric-only tables: laws fitted to each metric
-        from mixopt.surrogate.metric import fit_metric_only, is_metric_only
-
+        self.metric_only_ = None  # metric-only tables: laws fitted to each metric
         if is_metric_only(runs):
-            return fit_metric_only(self, runs)
+            return self._fit_metric_only(runs)
         if not runs.loss_domains:
             raise SchemaError(
                 f"{type(self).__name__} needs per-domain validation losses (loss:<domain> columns); the table has none "
@@ -344,14 +348,24 @@ class FLPM(Surrogate):
         self.config_ = dict(fixed)
         self._fit_config(runs)
         if self._intervals_mode() == "calibrated" and choice is not None and choice.rows.height:
-            from mixopt.surrogate.calibrate import IntervalCalibrator
-
             r = choice.rows.filter(pl.col("actual").is_finite() & pl.col("lower").is_finite() & pl.col("upper").is_finite())
             if r.height:
                 groups = [q.split(":")[0] for q in r["quantity"].to_list()]
                 self.calibrator_ = IntervalCalibrator(level=0.9).fit(
                     r["actual"].to_numpy(), r["predicted"].to_numpy(), r["lower"].to_numpy(), r["upper"].to_numpy(),
                     r["distance"].to_numpy(), groups=groups)
+
+    def _fit_metric_only(self, runs: RunTable) -> None:
+        """Fit the metric-only mode (:class:`~mixopt.surrogate.metric.MetricOnly`) and take its names."""
+        mode = self.metric_only_ = MetricOnly.fit(runs, self.stage1)
+        self.domains_ = tuple(runs.domains)
+        self.loss_domains_ = ()
+        self.benchmarks_ = tuple(runs.benchmarks)
+        self.outputs_ = tuple(SCORE_PREFIX + b for b in runs.benchmark_names)
+        self.unpredictable_ = {}
+        self.vary_compute_ = mode.vary_compute
+        self.compute_range_ = mode.compute_range
+        self.train_max_flops_ = mode.compute_range[1]
 
     def _warn_level(self) -> int:
         """WARNING for the user's fit; DEBUG inside the internal backtest (its folds repeat the same warnings)."""
@@ -406,8 +420,6 @@ class FLPM(Surrogate):
         self.residual_ = None
         if self.config_["family"] != "hybrid":
             return
-        from mixopt.surrogate.hybrid import MixtureResidual
-
         fin = runs.final()
         R = fin.mixture(self.domains_)
         x = self.stage1_law_.inputs_from_scale(fin.flops(), fin.params(), fin.tokens(), R[:, list(self.stage1_active_)])
@@ -416,12 +428,6 @@ class FLPM(Surrogate):
             res = np.log(L / self._stage1_mean(x))
         res[~np.isfinite(res)] = np.nan
         self.residual_ = MixtureResidual().fit(R, res)
-
-    def _residual_correction(self, R: np.ndarray) -> np.ndarray:
-        """Log-space correction ``(n, m)`` of the hybrid family (zeros for the law family)."""
-        if getattr(self, "residual_", None) is None:
-            return np.zeros((np.asarray(R).shape[0], len(self.loss_domains_)))
-        return self.residual_.predict(R)
 
     def _fit_stage1(self, final: RunTable) -> None:
         """Fit the stage-1 law per loss domain on ``final`` (the rows of :meth:`_stage1_rows`)."""
@@ -459,8 +465,6 @@ class FLPM(Surrogate):
         x = law.inputs_from_scale(C, final.params(), final.tokens(), R[:, active])
         n_runs = int(np.unique(ids).shape[0])
         if n_runs < law.n_params:
-            from mixopt.surrogate.advice import too_few_runs_message  # advice from the runs' actual mixtures
-
             raise FitError(too_few_runs_message(self.config_["stage1"], law.n_params, n_runs, law.sources, vary_compute=vary,
                                                 ratio_total=total))
         resample = GroupResample.draw(ids, int(self.n_bootstrap), np.random.default_rng(np.random.SeedSequence([int(self.seed), 1])))
@@ -517,8 +521,6 @@ class FLPM(Surrogate):
         return runs.losses(self.loss_domains_)
 
     def _fit_stage2(self, runs: RunTable) -> None:
-        from mixopt.surrogate.flp import emerged_mask
-
         unpredictable: dict[str, str] = {}
         ids = np.asarray(runs.run_ids(), dtype=object)
         X = self._stage2_inputs(runs)
@@ -571,213 +573,14 @@ class FLPM(Surrogate):
         self.extrapolation_error_ = np.zeros(len(keep))
         self.extrapolation_distance_ = np.ones(len(keep))
         if self._intervals_mode() == "widen" and self.vary_compute_ and keep:
-            self.extrapolation_error_, self.extrapolation_distance_ = self._calibrate(runs, X, Y, M, ids, keep)
-
-    def _calibrate(self, runs: RunTable, X: np.ndarray, Y: np.ndarray, M: np.ndarray, ids: np.ndarray,
-                   keep: Sequence[Benchmark]) -> tuple[np.ndarray, np.ndarray]:
-        """Stage-2 extrapolation error beyond the sampling compute, from a backtest by size.
-
-        The runs whose final compute is within a factor 1.5 of the largest are held out,
-        the nets are refitted on the rest, and the held-out runs' *emerged* checkpoints are
-        predicted from their observed losses: the rms error beyond the nets' noise is
-        ``e_b``, measured at ``d_b``, the median log-distance in compute of those checkpoints
-        beyond the backtest's training compute. A target at compute ``C`` beyond the
-        training maximum ``C_max`` gets an extra sd ``e_b·sqrt(log(C / C_max) / d_b)`` in
-        quadrature (error growing like a random walk in log-compute: the backtest's nets
-        saw less data than the final ones, so linear growth over-widens). Measured on
-        synthetic 3-domain worlds at 10x the largest sampling run: 90 % coverage goes from
-        0.48 to 0.86 when the sampling runs stop early in the benchmarks' rise, and from
-        0.90 to 1.00 (too wide) when they reach well into it -- a deliberate lean towards
-        over- rather than under-coverage. Benchmarks the backtest cannot measure (too few
-        points on either side) get ``e_b = 0`` and a log message.
-
-        Returns:
-            ``(e (b,), d (b,))``: score units, and log-compute distances (e-folds).
-        """
-        from mixopt.surrogate.flp import emerged_mask
-
-        rates = np.zeros(len(keep))
-        dists = np.ones(len(keep))
-        flops = runs.flops()
-        final = runs.final()
-        cf = dict(zip(final.run_ids().tolist(), final.flops().tolist(), strict=True))
-        c_top = max(cf.values())
-        held_runs = {r for r, c in cf.items() if c >= c_top / 1.5}
-        held = np.array([r in held_runs for r in ids.tolist()])
-        if held.all() or not held.any():
-            logger.info("FLP-M: no size backtest possible (one compute level); score intervals are not widened.")
-            return rates, dists
-        Mtr = M & ~held[:, None]
-        c_train = float(flops[~held].max())
-        ok_cols = [j for j in range(len(keep)) if Mtr[:, j].sum() >= 2]
-        if not ok_cols:
-            return rates, dists
-        net = self._make_stage2().fit(
-            X, np.where(Mtr[:, ok_cols], Y[:, ok_cols], np.nan), Mtr[:, ok_cols], ids,
-            chance=[keep[j].chance for j in ok_cols], higher_is_better=[keep[j].higher_is_better for j in ok_cols],
-        )
-        for i, j in enumerate(ok_cols):
-            b = keep[j]
-            s = runs.scores([b.name])[:, 0]
-            rows = held & emerged_mask(s, b, float(self.emergence_margin)) & (flops > c_train)
-            if rows.sum() < 2:
-                logger.info("FLP-M: benchmark %r has < 2 emerged checkpoints beyond the size backtest's compute; "
-                            "its intervals are not widened.", b.name)
-                continue
-            pred = net.predict_mean(X[rows])[:, i]
-            excess = max(float(np.mean((pred - s[rows]) ** 2)) - float(self.nets_.noise_sd_[j]) ** 2, 0.0)
-            dist = max(float(np.median(np.log(flops[rows] / c_train))), math.log(1.5))
-            rates[j] = math.sqrt(excess)
-            dists[j] = dist
-        logger.debug("FLP-M: extrapolation errors %s", dict(zip([b.name for b in keep], rates.round(4).tolist(), strict=True)))
-        return rates, dists
-
-    # -- prediction -------------------------------------------------------------------------------
-    def _stage1_inputs(self, targets: Targets) -> np.ndarray:
-        """Law inputs ``(n, q)`` for aligned targets; raises when compute/ratios are out of reach."""
-        C = targets.flops
-        R = targets.mixture
-        assert R is not None  # aligned by Surrogate.predict
-        inactive = [j for j in range(len(self.domains_)) if j not in self.stage1_active_]
-        if inactive:
-            fixed = np.asarray(self.stage1_fixed_ratios_)
-            bad = np.any(np.abs(R[:, inactive] - fixed) > 1e-9, axis=1)
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise NotPredictableError(
-                    f"Target {i} sets the ratio of {[self.domains_[j] for j in inactive]} to "
-                    f"{R[i, inactive].round(6).tolist()}, but every training run had {list(self.stage1_fixed_ratios_)}: "
-                    "the effect of those domains was never observed. Keep their ratios or refit on runs that vary them."
-                )
-        if not self.vary_compute_:
-            c0 = math.sqrt(self.compute_range_[0] * self.compute_range_[1])
-            tol = 1.0 + float(self.fixed_compute_tolerance)
-            bad = (C > self.compute_range_[1] * tol) | (C < self.compute_range_[0] / tol)
-            if bad.any():
-                raise NotPredictableError(
-                    f"not extrapolable in compute: this {type(self).__name__} was fitted on runs at a single compute scale "
-                    f"({self.compute_range_[0]:.4g}-{self.compute_range_[1]:.4g} FLOPs), so it predicts mixtures at that "
-                    f"scale only (+-{float(self.fixed_compute_tolerance):.0%}); got target compute {float(C[bad][0]):.4g} "
-                    f"FLOPs. Predict at ~{c0:.4g} FLOPs, or fit on runs of several sizes."
-                )
-        N, D = targets.params, targets.tokens
-        if self.stage1_law_.uses_nd and (N is None or D is None):
-            # compute only: split it as the sampling runs did (their median tokens per parameter)
-            N = np.sqrt(C / (FLOPS_PER_PARAM_TOKEN * self.tokens_per_param_))
-            D = self.tokens_per_param_ * N
-        return self.stage1_law_.inputs_from_scale(C, N, D, R[:, list(self.stage1_active_)])
-
-    def _stage1_mean(self, x: np.ndarray) -> np.ndarray:
-        """Point losses ``(n, m)``, nats/token."""
-        with np.errstate(over="ignore"):
-            return np.ascontiguousarray(self.stage1_law_.predict(x, self.stage1_params_).T)
-
-    def _stage1_draws(self, x: np.ndarray) -> np.ndarray:
-        """Bootstrap losses ``(B, n, m)`` without residual noise (NaN for failed draws)."""
-        B = self.stage1_bootstrap_.shape[1]
-        if B == 0:
-            return np.zeros((0, x.shape[0], len(self.loss_domains_)))
-        theta = np.nan_to_num(self.stage1_bootstrap_.transpose(1, 0, 2), nan=0.0)  # (B, m, p)
-        with np.errstate(all="ignore"):
-            out = self.stage1_law_.predict(x, theta).transpose(0, 2, 1)  # (B, n, m)
-        failed = ~np.isfinite(self.stage1_bootstrap_).all(axis=2).T  # (B, m)
-        out[np.broadcast_to(failed[:, None, :], out.shape)] = np.nan
-        return out
-
-    def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
-        if getattr(self, "metric_laws_", None) is not None:
-            from mixopt.surrogate.metric import predict_metric_only
-
-            return predict_metric_only(self, targets, intervals=intervals, level=level)
-        cal = getattr(self, "calibrator_", None)
-        if not intervals or cal is None:
-            return self._predict_raw(targets, intervals=intervals, level=level)
-        # conformal calibration: the model's own interval at the calibrator's level, each side
-        # scaled by the factor learned from the internal backtest at this extrapolation distance
-        from mixopt.surrogate.calibrate import extrapolation_distance
-
-        pred = self._predict_raw(targets, intervals=True, level=cal.level)
-        d = extrapolation_distance(targets.flops, self.train_max_flops_)
-        lower, upper = pred.lower.copy(), pred.upper.copy()  # type: ignore[union-attr]
-        std = pred.std.copy()  # type: ignore[union-attr]
-        for j, q in enumerate(pred.names):
-            if not np.isfinite(pred.mean[:, j]).any():
-                continue
-            g = q.split(":")[0]
-            lo, hi = cal.apply(pred.mean[:, j], lower[:, j], upper[:, j], d, groups=g, level=level)
-            # calibration only widens: a held-out fold one size down sees less of a rising score
-            # than the target does, so a factor < 1 learned there is not trusted beyond it
-            raw_lo, raw_hi = self._predict_raw_interval(pred, j, level)
-            lower[:, j], upper[:, j] = np.minimum(lo, raw_lo), np.maximum(hi, raw_hi)
-            std[:, j] = std[:, j] * np.maximum(cal.factor(d, groups=g), 1.0)
-        return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
-                          unpredictable=dict(self.unpredictable_))
-
-    @staticmethod
-    def _predict_raw_interval(pred: Prediction, j: int, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """The model's own interval of column ``j`` at ``level``, from its reference-level prediction.
-
-        (Each side scaled by the ratio of normal quantiles: exact for the Gaussian score
-        intervals, a close approximation for the log-space loss intervals.)
-        """
-        from scipy.stats import norm
-
-        k = float(norm.ppf(0.5 + level / 2) / norm.ppf(0.5 + pred.level / 2))
-        mu = pred.mean[:, j]
-        return mu - k * (mu - pred.lower[:, j]), mu + k * (pred.upper[:, j] - mu)  # type: ignore[index]
-
-    def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
-        x = self._stage1_inputs(targets)
-        corr = self._residual_correction(targets.mixture)  # type: ignore[arg-type]
-        n = x.shape[0]
-        m = len(self.loss_domains_)
-        names = list(self.outputs_)
-        col = {q: j for j, q in enumerate(names)}
-        score_cols = [col[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
-        mean = np.full((n, len(names)), np.nan)
-        lower = upper = std = None
-        if intervals:
-            lower, upper, std = (np.full((n, len(names)), np.nan) for _ in range(3))
-        chunk = _CHUNK_INTERVAL if intervals else _CHUNK_MEAN
-        for s in range(0, n, chunk):
-            xs = x[s : s + chunk]
-            cs = np.exp(corr[s : s + chunk])
-            L = self._stage1_mean(xs) * cs
-            mean[s : s + chunk, :m] = L
-            S = self.nets_.predict_mean(L)
-            mean[s : s + chunk, score_cols] = S
-            if not intervals:
-                continue
-            draws = self._stage1_draws(xs) * cs[None]
-            ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)
-            lo, hi = combine_interval(L, draws if draws.shape[0] else None, self.stage1_residual_, level, log_space=True)
-            lower[s : s + chunk, :m] = lo  # type: ignore[index]
-            upper[s : s + chunk, :m] = hi  # type: ignore[index]
-            std[s : s + chunk, :m] = predictive_std(L, draws if draws.shape[0] else None, self.stage1_residual_, log_space=True)  # type: ignore[index]
-            if not score_cols:
-                continue
-            if ok.any():
-                noisy = draws[ok] * np.exp(self.stage1_noise_draws_[ok][:, None, :] * self.stage1_residual_)
-                Sd = self.nets_.predict_paired(noisy)
-            else:
-                Sd = self.nets_.predict_members(L)
-            var = Sd.var(axis=0, ddof=1) if Sd.shape[0] > 1 else np.zeros_like(S)
-            beyond = np.log(np.maximum(targets.flops[s : s + chunk] / self.train_max_flops_, 1.0))
-            extra = self.extrapolation_error_[None, :] ** 2 * (beyond[:, None] / self.extrapolation_distance_[None, :])
-            sd = np.sqrt(var + self.nets_.noise_sd_**2 + extra)
-            lo, hi = gaussian_interval(S, sd, level)
-            lower[s : s + chunk, score_cols] = lo  # type: ignore[index]
-            upper[s : s + chunk, score_cols] = hi  # type: ignore[index]
-            std[s : s + chunk, score_cols] = sd  # type: ignore[index]
-        return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
-                          unpredictable=dict(self.unpredictable_))
+            self.extrapolation_error_, self.extrapolation_distance_ = size_backtest_widening(
+                runs, X, Y, M, ids, keep, make_stage2=self._make_stage2, noise_sd=self.nets_.noise_sd_,
+                margin=float(self.emergence_margin))
 
     # -- state --------------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        if getattr(self, "metric_laws_", None) is not None:
-            from mixopt.surrogate.metric import metric_state
-
-            return metric_state(self)
+        if getattr(self, "metric_only_", None) is not None:
+            return self.metric_only_.state()
         state = {
             "loss_domains": list(self.loss_domains_),
             "stage1_law": self.stage1_law_.name,
@@ -808,25 +611,24 @@ class FLPM(Surrogate):
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        self.metric_laws_ = None
+        self.metric_only_ = None
         if state.get("metric_only"):
-            from mixopt.surrogate.metric import set_metric_state
-
-            return set_metric_state(self, state, arrays)
+            mode = self.metric_only_ = MetricOnly.from_state(state, arrays, len(self.outputs_))
+            self.vary_compute_ = mode.vary_compute
+            self.compute_range_ = mode.compute_range
+            self.loss_domains_ = ()
+            self.train_max_flops_ = mode.compute_range[1]
+            return None
         self.loss_domains_ = tuple(state["loss_domains"])
         self.config_ = {str(k): str(v) for k, v in dict(state["config"]).items()}
         self.tokens_per_param_ = float(state.get("tokens_per_param", 20.0))
         self.calibrator_ = None
         if state.get("calibrator") is not None:
-            from mixopt.surrogate.calibrate import IntervalCalibrator
-
             self.calibrator_ = IntervalCalibrator.from_state(state["calibrator"])
         self.selection_ = pl.DataFrame(state["selection"]) if state.get("selection") else None
         res_arrays = {k[len("residual."):]: v for k, v in arrays.items() if k.startswith("residual.")}
         self.residual_ = None
         if res_arrays:
-            from mixopt.surrogate.hybrid import MixtureResidual
-
             self.residual_ = MixtureResidual.from_arrays(res_arrays)
         cfg = dict(state["stage1_config"])
         form = state["stage1_law"]

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mixopt._files import atomic_path, write_text
 from mixopt._json import jsonable
 from mixopt.config import SearchConfig, TrainConfig
 from mixopt.data.readers import read_runs
@@ -124,15 +125,16 @@ def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, exec
                               avoid=avoid)
         batch, comp = validate_rows(chosen, surrogate, tc, runs_out, prefix=f"val_r{r}", executor=executor, level=result.level)
         if comp.height:
-            comp.write_csv(folder / "validation.csv")
+            with atomic_path(folder / "validation.csv", what="validation table") as tmp:
+                comp.write_csv(tmp)
         summ = summarize(comp)
         first_q = _first_quantity(result)
         proposal = propose_next(result.pareto, first_q, runs_r) if v.propose_next else None
-        (folder / "round.json").write_text(json.dumps({
+        write_text(folder / "round.json", json.dumps({
             "round": r, "runs": runs_r.n_runs, "trained": [j.spec.run_id for j in batch.results], "added": list(batch.added),
             "skipped": list(batch.skipped), "failed": [{"run": j.spec.run_id, "status": j.status, "message": j.message[:2000]} for j in batch.failed],
             "summary": summ.to_dicts(), "proposal": proposal, "best": _best(result.best),
-        }, indent=1, default=str) + "\n")
+        }, indent=1, default=str) + "\n", what="round summary")
         reports.append(RoundReport(r, folder, runs_r.n_runs, chosen, batch, comp, summ, proposal, _best(result.best)))
     return reports
 

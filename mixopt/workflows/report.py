@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from mixopt._files import atomic_path, check_writable, write_text
 from mixopt._json import jsonable
 from mixopt.config import SearchConfig, load_config
 from mixopt.data.readers import read_runs
@@ -65,6 +66,40 @@ def read_config_runs(config: Any):
     return read_runs(d.runs, **d.read_options())
 
 
+def _quantities(table: Any) -> set[str]:
+    return {c for c in table.frame.columns if c == "loss" or c.startswith(("loss:", "score:"))}
+
+
+def check_model_runs(fitted: Any, table: Any, *, model: Any = None, runs: Any = None) -> None:
+    """Refuse to draw a model's laws through runs it was not fitted on.
+
+    The runs must have the model's domains (when it has any) and the model's quantities,
+    and every benchmark of the runs must be one the model was fitted on (a model fitted on
+    these runs lists each benchmark, predictable or not).
+
+    Raises:
+        SchemaError: naming what does not match and the fix.
+    """
+    what_m = f"the model {model}" if model is not None else f"the {fitted.kind} model"
+    what_r = f"the runs {runs}" if runs is not None else "the runs"
+    problems = []
+    domains = tuple(getattr(fitted, "domains_", ()) or ())
+    if domains and set(domains) != set(table.domains):
+        problems.append(f"{what_m} has domains {list(domains)}, {what_r} have {list(table.domains) or 'none (no mix: columns)'}")
+    outputs = set(getattr(fitted, "outputs_", ()) or ())
+    have = _quantities(table)
+    missing = sorted(outputs - have)
+    if missing:
+        problems.append(f"{what_m} predicts {missing}, which {what_r} do not measure")
+    unseen = sorted(q for q in have - outputs if q.startswith("score:"))
+    if unseen:
+        problems.append(f"{what_r} have benchmark(s) {unseen} that {what_m} was not fitted on")
+    if problems:
+        raise SchemaError(f"{what_r[0].upper()}{what_r[1:]} are not the data {what_m} was fitted on: give the run table it was fitted on "
+                          "(--runs, and --ratios for a two-file table), or fit a model on these runs first "
+                          "(mixopt fit --runs ...).", problems)
+
+
 def search_surrogate(config: Any) -> Any:
     """The surrogate a search used: the study's model cache when there is one (no refit), else the
     saved model or the same seeded fit as ``mixopt optimize``."""
@@ -90,16 +125,18 @@ def write_backtest(results: Sequence[Any], table: pl.DataFrame, path: str | Path
     ext = p.suffix.lower()
     if ext not in (".json", ".csv"):
         raise SchemaError(f"Backtest results file must end in .json or .csv, got {p.name!r}.")
-    p.parent.mkdir(parents=True, exist_ok=True)
     if ext == ".json":
-        payload = {"results": [r.to_json() for r in results], "comparison": table.to_dicts()}
-        p.write_text(json.dumps(jsonable(payload), indent=1) + "\n")
-    else:
-        frames = [r.rows.with_columns(pl.lit(r.method).alias("method"), pl.lit(r.level).alias("level"),
-                                      pl.lit(r.split).alias("split")) for r in results if r.rows.height]
-        rows = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame({"method": []})
-        first = [c for c in ("method", "run", "quantity") if c in rows.columns]
-        rows.select([*first, *[c for c in rows.columns if c not in first]]).write_csv(p)
+        from mixopt.backtest import compare_decisions
+
+        payload = {"results": [r.to_json() for r in results], "comparison": table.to_dicts(),
+                   "decisions": compare_decisions(results).to_dicts()}
+        return write_text(p, json.dumps(jsonable(payload), indent=1) + "\n", what="backtest results")
+    frames = [r.rows.with_columns(pl.lit(r.method).alias("method"), pl.lit(r.level).alias("level"),
+                                  pl.lit(r.split).alias("split")) for r in results if r.rows.height]
+    rows = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame({"method": []})
+    first = [c for c in ("method", "run", "quantity") if c in rows.columns]
+    with atomic_path(p, what="backtest results") as tmp:
+        rows.select([*first, *[c for c in rows.columns if c not in first]]).write_csv(tmp)
     return p
 
 
@@ -131,6 +168,9 @@ def run_report(*, out: str | Path, model: str | Path | None = None, config: str 
     the saved model, or the same seeded fit), the runs and the Pareto table unless ``model``,
     ``runs`` or ``pareto`` are given.
     """
+    if format not in OUTPUT_FORMATS:
+        raise SchemaError(f"--format must be one of {list(OUTPUT_FORMATS)}, got {format!r}.")
+    check_writable(out, what="report" if format == "html" else "figures", folder=format != "html")  # before the work
     fitted = table = None
     files: dict[str, Any] = {}
     settings = None
@@ -151,6 +191,8 @@ def run_report(*, out: str | Path, model: str | Path | None = None, config: str 
         table = read_runs(runs, ratios=ratios, format=runs_format, params=params_default,
                           tokens=tokens_default, chance=dict(chance) if chance else None)
         files.update({"runs": runs, "ratios": ratios})
+    if fitted is not None and table is not None:
+        check_model_runs(fitted, table, model=model, runs=runs)
     if fitted is not None and table is None:
         logger.warning("no --runs: the report shows predictions but cannot draw the fitted laws through the sampling runs")
     files.update({"backtest": backtest, "pareto": pareto, "validation": validation})
@@ -175,5 +217,5 @@ def backtest_outputs(results: Sequence[Any], table: pl.DataFrame, *, out: str | 
     return written
 
 
-__all__ = ["OUTPUT_FORMATS", "backtest_outputs", "config_settings", "read_config_runs", "run_report",
+__all__ = ["OUTPUT_FORMATS", "backtest_outputs", "check_model_runs", "config_settings", "read_config_runs", "run_report",
            "search_report", "target_from_options", "write", "write_backtest"]

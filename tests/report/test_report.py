@@ -178,3 +178,18 @@ def test_report_from_config_and_optimize_report(tmp_path, search_files, capsys):
     d2 = json.loads(scan(rep).data)
     assert d2["figures"]["hypervolume"]["trials"][-1] == 64
     assert re.search(r"mixopt optimize", d2["provenance"]["command"])
+
+
+def test_backtest_section_shows_decisions_among_held_out_mixtures(tmp_path, mix_runs):
+    from mixopt.backtest import compare
+
+    results, table = compare(mix_runs, ["regmix"], holdout_mixtures=3, seed=1)
+    rep = build_report(backtest=(results, table))
+    rep.write_html(tmp_path / "r.html")
+    s = scan(tmp_path / "r.html")
+    assert "tab-decisions" in s.ids
+    from mixopt.report.inputs import BacktestData
+
+    dec = BacktestData.from_results(results, table).decisions()
+    assert dec.height == results[0].decisions().height > 0
+    np.testing.assert_allclose(dec["spearman"].to_numpy(), results[0].decisions()["spearman"].to_numpy())

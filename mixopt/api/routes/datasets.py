@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
+from mixopt._files import atomic_path
 from mixopt.api.deps import CtxDep, OwnerDep
 from mixopt.api.errors import ConflictError
 from mixopt.api.schemas import DatasetPublic
@@ -47,7 +48,7 @@ async def _save(upload: UploadFile, folder: Path, fallback: str, extensions: tup
     path = folder / name
     if path.exists():
         path = folder / f"2-{name}"
-    with path.open("wb") as out:
+    with atomic_path(path, what="upload") as tmp, tmp.open("wb") as out:  # a full disk leaves no partial file
         while chunk := await upload.read(_CHUNK):
             out.write(chunk)
     return path, shown
@@ -128,10 +129,14 @@ async def upload_dataset(
         table = await run_in_threadpool(read)
         id_ = new_id("dataset")
         folder = ctx.dataset_dir(id_)
-        await run_in_threadpool(write_runs, table, folder / DATASET_FILE)
-        info = dataset_summary(table) | {"files": files}
-        row = await run_in_threadpool(ctx.store.insert, "dataset", {
-            "id": id_, "owner": owner, "name": (name or runs_name)[:200], "created_at": time.time(), "info": info})
+        try:
+            await run_in_threadpool(write_runs, table, folder / DATASET_FILE)
+            info = dataset_summary(table) | {"files": files}
+            row = await run_in_threadpool(ctx.store.insert, "dataset", {
+                "id": id_, "owner": owner, "name": (name or runs_name)[:200], "created_at": time.time(), "info": info})
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # no dataset folder without its record
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _public(row)

@@ -172,11 +172,20 @@ async def cancel_job(job_id: str, ctx: CtxDep, owner: OwnerDep) -> JobPublic:
 
 @router.post("/{job_id}/resume", status_code=202, response_model=JobPublic, summary="Resume a job from its study")
 async def resume_job(job_id: str, ctx: CtxDep, owner: OwnerDep, body: JobResume | None = None) -> JobPublic:
-    """Continues an interrupted, cancelled or failed job (or a done one with a higher ``trials``); finished trials are kept."""
+    """Continues an interrupted, cancelled or failed job (or a done one with a higher ``trials``); finished trials are kept.
+
+    ``trials`` is the new total target: higher than the job's to continue a done job, or lower to end
+    a long job sooner; it must exceed the trials already finished (else 422: nothing to do).
+    """
     row = await asyncio.to_thread(_search_row, ctx, job_id, owner)
     if row["status"] not in RESUMABLE or ctx.runner.is_running(job_id):
         raise ConflictError(f"Job {job_id!r} is {row['status']}; only {list(RESUMABLE)} jobs can be resumed.")
     trials = int(body.trials) if body is not None and body.trials is not None else int(row["trials"])
+    finished = await asyncio.to_thread(ctx.progress.count, ctx.study_url(job_id), job_id)
+    if trials <= finished:
+        raise ConfigError(f"trials = {trials} is not above the {finished} trials this job has already finished, so the "
+                          f"resumed job would have nothing to do; give trials > {finished} (the new total target; "
+                          f"the job's target was {row['trials']}).")
     if trials > ctx.settings.max_trials:
         raise LimitError(f"trials = {trials} exceeds this server's limit of {ctx.settings.max_trials} trials per job.")
     if row["model_id"]:

@@ -60,11 +60,37 @@ def check_capacity(ctx: Context, owner: str) -> None:
         )
 
 
+def check_fit_limits(settings: Any, limits: dict[str, float], where: str = "settings") -> list[str]:
+    """Every setting of a fit (nested objects too) beyond this server's ``limits``, one line each."""
+    problems: list[str] = []
+    if not isinstance(settings, dict):
+        return problems
+    for k, v in settings.items():
+        if isinstance(v, dict):
+            problems += check_fit_limits(v, limits, f"{where}.{k}")
+            continue
+        lim = limits.get(k)
+        if lim is None:
+            continue
+        if v is None:
+            problems.append(f"{where}.{k} = null (no limit) is not allowed on this server; give a value <= {lim:g}")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and not v <= lim:
+            problems.append(f"{where}.{k} = {v:g} exceeds this server's limit of {lim:g}")
+    return problems
+
+
 @router.post("", status_code=202, response_model=ModelPublic, summary="Fit a surrogate on a dataset")
 async def create_model(body: ModelCreate, ctx: CtxDep, owner: OwnerDep) -> ModelPublic:
-    """Starts the fit as a job and returns at once (status ``fitting``); poll GET /v1/models/{id}."""
+    """Starts the fit as a job and returns at once (status ``fitting``); poll GET /v1/models/{id}.
+
+    Size and budget settings (``n_members``, ``max_seconds``, ``n_bootstrap``, ...) are bounded by
+    the server's ``fit_limits`` (422 beyond), so every fit ends; POST /v1/models/{id}/cancel stops one.
+    """
     from mixopt.surrogate import make_surrogate
 
+    over = check_fit_limits(body.settings, dict(ctx.settings.fit_limits))
+    if over:
+        raise SchemaError("The fit settings exceed this server's limits (MIXOPT_FIT_LIMITS); lower them:", over)
     await asyncio.to_thread(ctx.store.get, "dataset", body.dataset, owner)
     try:  # unknown method or settings: 422 now, not a failed fit later
         make_surrogate(body.method, **body.settings)
@@ -82,6 +108,13 @@ async def create_model(body: ModelCreate, ctx: CtxDep, owner: OwnerDep) -> Model
             "backtest": body.backtest.model_dump(exclude_none=True) if body.backtest else None}
 
     async def done(result: Any, err: BaseException | None) -> None:
+        try:
+            row = await asyncio.to_thread(ctx.store.get, "model", id_, owner)
+        except NotFoundError:  # deleted while fitting
+            row = {"status": "cancelled"}
+        if row["status"] == "cancelled":  # its owner cancelled it: the late result is dropped
+            await asyncio.to_thread(shutil.rmtree, ctx.model_dir(id_), True)
+            return
         if err is None:
             await asyncio.to_thread(ctx.store.update, "model", id_, status="ready", info=result, finished_at=time.time())
         else:
@@ -115,12 +148,34 @@ def get_backtest(model_id: str, ctx: CtxDep, owner: OwnerDep) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-@router.delete("/{model_id}", status_code=204, summary="Delete a model")
+def _cancel_fit(ctx: Context, model_id: str) -> None:
+    """Record a fit as cancelled now (its job slot is free at once) and stop its task.
+
+    On Ray the task's worker is stopped; a fit in a server thread cannot be interrupted, runs
+    to the end of its bounded settings (``fit_limits``) and its result is then dropped.
+    """
+    ctx.store.update("model", model_id, status="cancelled", error="cancelled by its owner", finished_at=time.time())
+    ctx.runner.force_cancel(model_id, force=True)
+
+
+@router.post("/{model_id}/cancel", status_code=202, response_model=ModelPublic, summary="Cancel a fit")
+async def cancel_model(model_id: str, ctx: CtxDep, owner: OwnerDep) -> ModelPublic:
+    """Stops a fitting model: it becomes ``cancelled`` and stops counting against the key's job limit."""
+    row = await asyncio.to_thread(ctx.store.get, "model", model_id, owner)
+    if row["status"] != "fitting":
+        raise ConflictError(f"Model {model_id!r} is {row['status']}, not fitting; nothing to cancel.")
+    await asyncio.to_thread(_cancel_fit, ctx, model_id)
+    return _public(await asyncio.to_thread(ctx.store.get, "model", model_id, owner))
+
+
+@router.delete("/{model_id}", status_code=204, summary="Delete a model (a fit still running is cancelled first)")
 def delete_model(model_id: str, ctx: CtxDep, owner: OwnerDep) -> None:
     row = ctx.store.get("model", model_id, owner)
     users = ctx.store.referencing("model", model_id, owner)
-    if row["status"] == "fitting" or users:
-        raise ConflictError(f"Model {model_id!r} is being fitted or used by unfinished jobs {users}; wait, then delete it.")
+    if users:
+        raise ConflictError(f"Model {model_id!r} is used by unfinished jobs {users}; cancel them or wait, then delete it.")
+    if row["status"] == "fitting":
+        _cancel_fit(ctx, model_id)
     ctx.store.delete("model", model_id, owner)
     ctx.ready.pop(model_id, None)
     ctx.models.drop(model_id)

@@ -1,0 +1,70 @@
+"""Emergence: which checkpoints of a benchmark have risen above chance (shared by FLP, FP and FLP-M).
+
+A checkpoint of benchmark ``b`` has emerged (paper: score >= chance + 5 points) when
+``score >= chance + emergence_margin`` (higher-is-better metrics) or
+``score <= chance - emergence_margin`` (lower-is-better); every checkpoint counts when
+``chance`` is None. ``emergence="first_crossing"`` instead keeps every checkpoint of a run
+from its first emerged one onward. The margin is on the metric's own scale (0.05 = 5
+points of a 0-1 accuracy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from mixopt.data.table import Benchmark
+from mixopt.errors import ConfigError
+
+EMERGENCE_MODES: tuple[str, ...] = ("checkpoint", "first_crossing")
+
+
+def emerged_mask(
+    scores: np.ndarray,
+    benchmark: Benchmark,
+    margin: float = 0.05,
+    *,
+    run_ids: np.ndarray | None = None,
+    mode: str = "checkpoint",
+) -> np.ndarray:
+    """Which checkpoints of one benchmark have emerged above chance.
+
+    Args:
+        scores: ``(n,)`` scores (NaN = not evaluated, never emerged).
+        benchmark: metadata (chance level and direction).
+        margin: distance from chance on the metric's scale (paper: 0.05).
+        run_ids: ``(n,)`` run of every row, rows in token order within a run (as
+            :class:`RunTable` keeps them); needed for ``mode="first_crossing"``.
+        mode: ``"checkpoint"`` (each checkpoint on its own, the paper) or
+            ``"first_crossing"`` (every checkpoint from a run's first emerged one onward).
+
+    Returns:
+        ``(n,)`` bool.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    finite = np.isfinite(s)
+    if benchmark.chance is None:
+        m = finite
+    elif benchmark.higher_is_better:
+        m = finite & (s >= benchmark.chance + margin)
+    else:
+        m = finite & (s <= benchmark.chance - margin)
+    if mode == "first_crossing":
+        if run_ids is None:
+            raise ConfigError("emergence='first_crossing' needs the run id of every row.")
+        frame = pl.DataFrame({"r": np.asarray(run_ids).astype(str), "m": m})
+        m = frame.select(pl.col("m").cast(pl.Int8).cum_max().over("r") > 0)["m"].to_numpy() & finite
+    elif mode != "checkpoint":
+        raise ConfigError(f"emergence must be one of {list(EMERGENCE_MODES)}, got {mode!r}.")
+    return np.asarray(m, dtype=bool)
+
+
+def _threshold_text(b: Benchmark, margin: float) -> str:
+    if b.chance is None:
+        return "any score (no chance floor)"
+    if b.higher_is_better:
+        return f"score >= chance {b.chance:g} + margin {margin:g} = {b.chance + margin:g}"
+    return f"score <= chance {b.chance:g} - margin {margin:g} = {b.chance - margin:g}"
+
+
+__all__ = ["EMERGENCE_MODES", "emerged_mask"]

@@ -1,0 +1,198 @@
+"""FLP-M's prediction: ratios and compute -> stage-1 laws -> domain losses -> stage-2 nets -> scores.
+
+:class:`FLPMPrediction` is the prediction half of :class:`~mixopt.surrogate.flpm.FLPM` (which
+fits the attributes it reads; see its docstring and the module docstring of
+:mod:`mixopt.surrogate.flpm` for the intervals): the stage-1 inputs and the checks that a
+target is within reach, point and bootstrap losses, the paired propagation of loss draws
+through the nets, and the conformal calibration of the intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, SCORE_PREFIX
+from mixopt.errors import NotPredictableError
+from mixopt.laws.fitter import combine_interval, predictive_std
+from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval
+from mixopt.surrogate.calibrate import extrapolation_distance
+
+#: rows per block in prediction (means / intervals)
+_CHUNK_MEAN = 262144
+_CHUNK_INTERVAL = 4096
+
+
+class FLPMPrediction(Surrogate):
+    """Prediction from a fitted FLP-M (the attributes below are set by ``FLPM.fit`` or a model file)."""
+
+    domains_: tuple[str, ...]
+    loss_domains_: tuple[str, ...]
+    outputs_: tuple[str, ...]
+    unpredictable_: dict[str, str]
+    fixed_compute_tolerance: float
+    metric_only_: Any
+    residual_: Any
+    calibrator_: Any
+    nets_: Any
+    stage1_law_: Any
+    stage1_params_: np.ndarray
+    stage1_bootstrap_: np.ndarray
+    stage1_residual_: np.ndarray
+    stage1_noise_draws_: np.ndarray
+    stage1_active_: tuple[int, ...]
+    stage1_fixed_ratios_: tuple[float, ...]
+    stage2_benchmarks_: tuple[str, ...]
+    vary_compute_: bool
+    compute_range_: tuple[float, float]
+    tokens_per_param_: float
+    train_max_flops_: float
+    extrapolation_error_: np.ndarray
+    extrapolation_distance_: np.ndarray
+
+    def _residual_correction(self, R: np.ndarray) -> np.ndarray:
+        """Log-space correction ``(n, m)`` of the hybrid family (zeros for the law family)."""
+        if getattr(self, "residual_", None) is None:
+            return np.zeros((np.asarray(R).shape[0], len(self.loss_domains_)))
+        return self.residual_.predict(R)
+
+    def _stage1_inputs(self, targets: Targets) -> np.ndarray:
+        """Law inputs ``(n, q)`` for aligned targets; raises when compute/ratios are out of reach."""
+        C = targets.flops
+        R = targets.mixture
+        assert R is not None  # aligned by Surrogate.predict
+        inactive = [j for j in range(len(self.domains_)) if j not in self.stage1_active_]
+        if inactive:
+            fixed = np.asarray(self.stage1_fixed_ratios_)
+            bad = np.any(np.abs(R[:, inactive] - fixed) > 1e-9, axis=1)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise NotPredictableError(
+                    f"Target {i} sets the ratio of {[self.domains_[j] for j in inactive]} to "
+                    f"{R[i, inactive].round(6).tolist()}, but every training run had {list(self.stage1_fixed_ratios_)}: "
+                    "the effect of those domains was never observed. Keep their ratios or refit on runs that vary them."
+                )
+        if not self.vary_compute_:
+            c0 = math.sqrt(self.compute_range_[0] * self.compute_range_[1])
+            tol = 1.0 + float(self.fixed_compute_tolerance)
+            bad = (C > self.compute_range_[1] * tol) | (C < self.compute_range_[0] / tol)
+            if bad.any():
+                raise NotPredictableError(
+                    f"not extrapolable in compute: this {type(self).__name__} was fitted on runs at a single compute scale "
+                    f"({self.compute_range_[0]:.4g}-{self.compute_range_[1]:.4g} FLOPs), so it predicts mixtures at that "
+                    f"scale only (+-{float(self.fixed_compute_tolerance):.0%}); got target compute {float(C[bad][0]):.4g} "
+                    f"FLOPs. Predict at ~{c0:.4g} FLOPs, or fit on runs of several sizes."
+                )
+        N, D = targets.params, targets.tokens
+        if self.stage1_law_.uses_nd and (N is None or D is None):
+            # compute only: split it as the sampling runs did (their median tokens per parameter)
+            N = np.sqrt(C / (FLOPS_PER_PARAM_TOKEN * self.tokens_per_param_))
+            D = self.tokens_per_param_ * N
+        return self.stage1_law_.inputs_from_scale(C, N, D, R[:, list(self.stage1_active_)])
+
+    def _stage1_mean(self, x: np.ndarray) -> np.ndarray:
+        """Point losses ``(n, m)``, nats/token."""
+        with np.errstate(over="ignore"):
+            return np.ascontiguousarray(self.stage1_law_.predict(x, self.stage1_params_).T)
+
+    def _stage1_draws(self, x: np.ndarray) -> np.ndarray:
+        """Bootstrap losses ``(B, n, m)`` without residual noise (NaN for failed draws)."""
+        B = self.stage1_bootstrap_.shape[1]
+        if B == 0:
+            return np.zeros((0, x.shape[0], len(self.loss_domains_)))
+        theta = np.nan_to_num(self.stage1_bootstrap_.transpose(1, 0, 2), nan=0.0)  # (B, m, p)
+        with np.errstate(all="ignore"):
+            out = self.stage1_law_.predict(x, theta).transpose(0, 2, 1)  # (B, n, m)
+        failed = ~np.isfinite(self.stage1_bootstrap_).all(axis=2).T  # (B, m)
+        out[np.broadcast_to(failed[:, None, :], out.shape)] = np.nan
+        return out
+
+    def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+        if getattr(self, "metric_only_", None) is not None:
+            return self.metric_only_.predict(targets, tuple(self.outputs_), self.domains_, intervals=intervals, level=level,
+                                             tolerance=self.fixed_compute_tolerance, model_name=type(self).__name__)
+        cal = getattr(self, "calibrator_", None)
+        if not intervals or cal is None:
+            return self._predict_raw(targets, intervals=intervals, level=level)
+        # conformal calibration: the model's own interval at the calibrator's level, each side
+        # scaled by the factor learned from the internal backtest at this extrapolation distance
+        pred = self._predict_raw(targets, intervals=True, level=cal.level)
+        d = extrapolation_distance(targets.flops, self.train_max_flops_)
+        lower, upper = pred.lower.copy(), pred.upper.copy()  # type: ignore[union-attr]
+        std = pred.std.copy()  # type: ignore[union-attr]
+        for j, q in enumerate(pred.names):
+            if not np.isfinite(pred.mean[:, j]).any():
+                continue
+            g = q.split(":")[0]
+            lo, hi = cal.apply(pred.mean[:, j], lower[:, j], upper[:, j], d, groups=g, level=level)
+            # calibration only widens: a held-out fold one size down sees less of a rising score
+            # than the target does, so a factor < 1 learned there is not trusted beyond it
+            raw_lo, raw_hi = self._predict_raw_interval(pred, j, level)
+            lower[:, j], upper[:, j] = np.minimum(lo, raw_lo), np.maximum(hi, raw_hi)
+            std[:, j] = std[:, j] * np.maximum(cal.factor(d, groups=g), 1.0)
+        return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
+                          unpredictable=dict(self.unpredictable_))
+
+    @staticmethod
+    def _predict_raw_interval(pred: Prediction, j: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """The model's own interval of column ``j`` at ``level``, from its reference-level prediction.
+
+        (Each side scaled by the ratio of normal quantiles: exact for the Gaussian score
+        intervals, a close approximation for the log-space loss intervals.)
+        """
+        from scipy.stats import norm
+
+        k = float(norm.ppf(0.5 + level / 2) / norm.ppf(0.5 + pred.level / 2))
+        mu = pred.mean[:, j]
+        return mu - k * (mu - pred.lower[:, j]), mu + k * (pred.upper[:, j] - mu)  # type: ignore[index]
+
+    def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+        x = self._stage1_inputs(targets)
+        corr = self._residual_correction(targets.mixture)  # type: ignore[arg-type]
+        n = x.shape[0]
+        m = len(self.loss_domains_)
+        names = list(self.outputs_)
+        col = {q: j for j, q in enumerate(names)}
+        score_cols = [col[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
+        mean = np.full((n, len(names)), np.nan)
+        lower = upper = std = None
+        if intervals:
+            lower, upper, std = (np.full((n, len(names)), np.nan) for _ in range(3))
+        chunk = _CHUNK_INTERVAL if intervals else _CHUNK_MEAN
+        for s in range(0, n, chunk):
+            xs = x[s : s + chunk]
+            cs = np.exp(corr[s : s + chunk])
+            L = self._stage1_mean(xs) * cs
+            mean[s : s + chunk, :m] = L
+            S = self.nets_.predict_mean(L)
+            mean[s : s + chunk, score_cols] = S
+            if not intervals:
+                continue
+            draws = self._stage1_draws(xs) * cs[None]
+            ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)
+            lo, hi = combine_interval(L, draws if draws.shape[0] else None, self.stage1_residual_, level, log_space=True)
+            lower[s : s + chunk, :m] = lo  # type: ignore[index]
+            upper[s : s + chunk, :m] = hi  # type: ignore[index]
+            std[s : s + chunk, :m] = predictive_std(L, draws if draws.shape[0] else None, self.stage1_residual_, log_space=True)  # type: ignore[index]
+            if not score_cols:
+                continue
+            if ok.any():
+                noisy = draws[ok] * np.exp(self.stage1_noise_draws_[ok][:, None, :] * self.stage1_residual_)
+                Sd = self.nets_.predict_paired(noisy)
+            else:
+                Sd = self.nets_.predict_members(L)
+            var = Sd.var(axis=0, ddof=1) if Sd.shape[0] > 1 else np.zeros_like(S)
+            beyond = np.log(np.maximum(targets.flops[s : s + chunk] / self.train_max_flops_, 1.0))
+            extra = self.extrapolation_error_[None, :] ** 2 * (beyond[:, None] / self.extrapolation_distance_[None, :])
+            sd = np.sqrt(var + self.nets_.noise_sd_**2 + extra)
+            lo, hi = gaussian_interval(S, sd, level)
+            lower[s : s + chunk, score_cols] = lo  # type: ignore[index]
+            upper[s : s + chunk, score_cols] = hi  # type: ignore[index]
+            std[s : s + chunk, score_cols] = sd  # type: ignore[index]
+        return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
+                          unpredictable=dict(self.unpredictable_))
+
+
+__all__ = ["FLPMPrediction"]
