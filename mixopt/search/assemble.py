@@ -212,7 +212,7 @@ def _decide(problem: Problem, trials_df: pl.DataFrame, pts: Points, a: dict[str,
             notes.append("no candidate meets " + "; ".join(repr(problem.constraints[j].name) for j in short_of)
                          + " with its probability on the joint draws (the search's normal bound let them through); "
                          "the picks are ranked anyway: read their P(feasible)")
-    picks = D.pick_shortlist(stats, vals[sel], sub.mixture, dirs, np.flatnonzero(np.isin(sel, knee)), k)
+    picks = D.pick_shortlist(stats, vals[sel], sub.mixture, dirs, np.flatnonzero(np.isin(sel, knee)), np.isin(sel, order), k)
     rows = _rows(problem, trials_df, pts, sel[picks], notes)
     on_front = np.isin(sel[picks], order)
     mean_knee = D._knee_against(vals[sel[picks]], vals[order], dirs, w)

@@ -33,11 +33,12 @@ scaled value over the eligible candidates *in that draw*, and the weighted dista
 * **P(feasible)**: the share of draws in which every constraint holds (the data limit is
   exact); **P(<constraint>)** the same for each constraint alone.
 
-**Shortlist.** Rank 1 is the eligible candidate with the largest P(best) (ties: the
-smaller knee distance at the means). The other picks are diverse (greedy farthest point on
-mixture ratios and scaled objectives, as :func:`~mixopt.search.shortlist.shortlist`) among
-the eligible rows of the front's knee region and the rows within ε of the best with
-probability >= :data:`ROBUST_P`, then ordered by P(best). ``best`` of a result *is* rank 1.
+**Shortlist.** Rows of the front only. Rank 1 is the eligible front row with the largest
+P(best) (its probability of being the best of *all* candidates; ties: the smaller knee
+distance at the means). The other picks are diverse (greedy farthest point on mixture
+ratios and scaled objectives, as :func:`~mixopt.search.shortlist.shortlist`) among the
+eligible rows of the front's knee region, then ordered by P(best). ``best`` of a result
+*is* rank 1. The robust region below is what says how far the alternatives reach.
 
 **Robust region.** The eligible candidates within ε of the best with probability >=
 :data:`ROBUST_P`: per domain the range of their ratios is what the data decide. The picks
@@ -260,15 +261,22 @@ def _knee_against(values: np.ndarray, front_values: np.ndarray, directions: Sequ
 
 
 def pick_shortlist(stats: DrawStats, mean_values: np.ndarray, mixture: np.ndarray, directions: Sequence[str],
-                   pool_extra: np.ndarray, k: int) -> list[int]:
-    """Candidate indices of the shortlist, rank order (see the module docstring)."""
-    elig = np.flatnonzero(stats.eligible)
+                   knee: np.ndarray, on_front: np.ndarray, k: int) -> list[int]:
+    """Candidate indices of the shortlist, rank order (see the module docstring).
+
+    Args:
+        knee: candidate indices of the front's knee region (the pool of picks 2..k).
+        on_front: ``(n,)`` which candidates are front rows (rank 1 is the front row with the
+            largest P(best); off-front rows only when no eligible front row is left).
+    """
+    elig = np.flatnonzero(stats.eligible & np.asarray(on_front, dtype=bool))
+    if elig.size == 0:
+        elig = np.flatnonzero(stats.eligible)
     if elig.size == 0:
         return []
     first = int(elig[np.argmax(stats.p_best[elig])])  # argmax keeps the first (smallest mean knee distance) on ties
     pool = np.zeros(len(stats.p_best), dtype=bool)
-    pool[np.asarray(pool_extra, dtype=int)] = True
-    pool |= stats.p_near >= ROBUST_P
+    pool[np.asarray(knee, dtype=int)] = True
     pool &= stats.eligible
     pool[first] = True
     idx = np.flatnonzero(pool)

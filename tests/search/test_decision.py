@@ -256,3 +256,22 @@ def test_cli_constraint_option_and_rank_1_is_best_everywhere(tmp_path, runs_file
     assert "shortlist rank 1" in html and "P(best)" in html
     assert main(["optimize", str(cfg), "--no-progress", "--constraint", "score:gsm8k >= 0.05 @ 1.5"]) == 2
     assert "[0.5, 1)" in capsys.readouterr().err
+
+
+def test_api_search_job_result_says_infeasible_and_what_binds(tmp_path, runs_file) -> None:
+    from mixopt.api.tasks import optimize_task
+
+    config = {"surrogate": {"method": "test-linear"}, "compute": {"flops": 1e21},
+              "objectives": {"optimize": ["score:hellaswag"], "constraints": ["score:gsm8k >= 0.99 @ 0.9"]},
+              "search": {"trials": 128, "batch_size": 64}}
+    summary = optimize_task({"config": config, "dataset_path": str(runs_file), "job_dir": str(tmp_path / "job"),
+                             "storage": str(tmp_path / "job" / "study.log"), "study_name": "j", "trials": 128})
+    assert summary["infeasible"] is True and summary["n_pareto"] == 0
+    assert summary["binding"][0]["constraint"] == "score:gsm8k >= 0.99 @ 0.9" and "binds" in summary["reason"]
+    assert pl.read_parquet(tmp_path / "job" / "pareto.parquet").columns[:2] == ["trial", "mix:web"]
+    feasible = optimize_task({"config": {**config, "objectives": {"optimize": ["score:hellaswag"]}},
+                              "dataset_path": str(runs_file), "job_dir": str(tmp_path / "job2"),
+                              "storage": str(tmp_path / "job2" / "study.log"), "study_name": "j", "trials": 128})
+    d = feasible["decision"]
+    assert feasible["infeasible"] is False and feasible["best"]["trial"] == d["picks"][0]["trial"]
+    assert d["extrapolation"]["compute_ratio"] > 1 and d["robust_region"]["mixture"]
