@@ -1,9 +1,16 @@
 """mixopt: data-mixture optimisation for LLM pre-training.
 
-Public API re-exports only; heavy dependencies (torch, optuna, ray) load lazily.
+Public API re-exports only, loaded on first use (PEP 562 ``__getattr__``): ``import mixopt``
+imports no numpy, polars, scipy, torch, optuna or ray, so a command or a service pays only for
+what it uses. ``from mixopt import RunTable`` loads :mod:`mixopt.data`; the errors are light and
+loaded at once.
 """
 
-from mixopt.data import Benchmark, RunTable
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mixopt.errors import (
     ConfigError,
     FitError,
@@ -15,9 +22,38 @@ from mixopt.errors import (
     SearchError,
     TrainerError,
 )
-from mixopt.surrogate import Prediction, Surrogate, Targets, load_surrogate, make_surrogate, save_surrogate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mixopt.data import Benchmark, RunTable
+    from mixopt.surrogate import Prediction, Surrogate, Targets, load_surrogate, make_surrogate, save_surrogate
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+    "Benchmark": "mixopt.data",
+    "RunTable": "mixopt.data",
+    "Prediction": "mixopt.surrogate",
+    "Surrogate": "mixopt.surrogate",
+    "Targets": "mixopt.surrogate",
+    "load_surrogate": "mixopt.surrogate",
+    "make_surrogate": "mixopt.surrogate",
+    "save_surrogate": "mixopt.surrogate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mixopt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Benchmark",

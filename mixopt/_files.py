@@ -50,6 +50,9 @@ def describe_os_error(e: BaseException) -> str:
         return "permission denied (read-only place); choose a folder you can write to"
     if code == errno.EISDIR:
         return "it is a folder; give a file name"
+    if code in (errno.ENOENT, errno.ENOTDIR, errno.EEXIST):
+        return ("its folder does not exist and cannot be created there (or a file is in its way); "
+                "choose a folder you can write to")
     return getattr(e, "strerror", None) or str(e)
 
 
@@ -79,7 +82,8 @@ def atomic_path(path: str | Path, *, what: str = "output") -> Iterator[Path]:
         code = os_error_code(e)  # polars reports a full disk as ComputeError("... (os error 28)")
         if not isinstance(e, OSError) and code is None:
             raise
-        raise OutputError(f"Cannot write the {what} to {path}: {describe_os_error(e)}.", code or errno.EIO) from None
+        why = describe_os_error(e).replace(str(tmp), str(path))  # name the target, not the temporary file
+        raise OutputError(f"Cannot write the {what} to {path}: {why}.", code or errno.EIO) from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -2,7 +2,7 @@
 
 Direction (see each package's ``__init__`` docstring)::
 
-    errors, _json, progress <- _files, _terminal <- data <- laws <- surrogate <- search | train | backtest | testing
+    errors, _json <- _files, _terminal <- progress <- data <- laws <- surrogate <- search | train | backtest | testing
         <- report | config <- workflows <- api | client <- cli
 
 Imports are read from the source with ``ast`` (module-level and function-level alike; imports
@@ -23,8 +23,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mixopt"
 #: Rank of each top-level unit of ``mixopt``: a unit may import only units of a lower rank.
 #: Units of one rank (e.g. search and train) must not import each other.
 RANK = {
-    "errors": 0, "_json": 0, "progress": 0,
-    "_files": 0.5, "_terminal": 0.5,  # atomic writes and terminal tables (they raise errors' OutputError/SchemaError)
+    "errors": 0, "_json": 0, "_params": 0,
+    "_files": 0.5, "_terminal": 0.5,  # atomic writes (raise errors.OutputError) and terminal tables/progress
+    "progress": 0.7,  # step progress of long commands (plain lines from _terminal off a terminal)
     "data": 1,
     "laws": 2,
     "surrogate": 3,

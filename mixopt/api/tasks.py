@@ -3,7 +3,7 @@
 These run in a Ray worker (the default) or a thread of the service, take and return
 JSON-able values only, and import no FastAPI. The work is done by the same library calls and
 workflows as the CLI's: :func:`~mixopt.data.readers.read_runs`,
-:func:`~mixopt.surrogate.make_surrogate`, :func:`~mixopt.backtest.backtest`,
+:func:`mixopt.workflows.fit.fit_model`, :func:`~mixopt.backtest.backtest`,
 :func:`~mixopt.config.config_from_dict`, :func:`mixopt.workflows.optimize.run_search` and
 :func:`mixopt.workflows.validate.validate_each`; this module only wires paths owned by the
 server. Results are sanitised by :func:`mixopt._json.jsonable` and carry no server paths.
@@ -31,8 +31,9 @@ from mixopt.config import config_from_dict, parse_train_sections
 from mixopt.data.readers import read_runs
 from mixopt.errors import ConfigError, MixoptError
 from mixopt.search.executors import Executor, LocalExecutor
-from mixopt.surrogate import Targets, load_surrogate, make_surrogate, save_surrogate
+from mixopt.surrogate import Targets, load_surrogate, save_surrogate
 from mixopt.train.validate import pick_diverse, read_pareto, read_shortlist, summarize
+from mixopt.workflows.fit import fit_model, save_model
 from mixopt.workflows.optimize import fit_surrogate, run_search
 from mixopt.workflows.validate import validate_each
 
@@ -127,9 +128,9 @@ def fit_task(spec: Mapping[str, Any]) -> dict[str, Any]:
     Returns the model summary (plus ``backtest`` when asked).
     """
     runs = load_dataset(spec["dataset_dir"])
-    model = make_surrogate(spec["method"], **dict(spec.get("settings") or {})).fit(runs)
+    model = fit_model(runs, spec["method"], spec.get("settings"))
     out_dir = Path(spec["out_dir"])
-    save_surrogate(model, out_dir)
+    save_model(model, out_dir)
     summary = model_summary(model)
     bt = spec.get("backtest")
     if bt is not None:

@@ -7,9 +7,8 @@ import json
 import sys
 from typing import Any
 
-import polars as pl
-
 from mixopt._json import jsonable
+from mixopt._terminal import print_table
 from mixopt.errors import MixoptError
 
 EXIT_BAD_INPUT = 2
@@ -30,11 +29,8 @@ def emit_json(obj: Any) -> None:
 
 
 def print_frame(frame: Any, title: str | None = None) -> None:
-    """Print a polars frame with enough rows and columns to read it whole."""
-    if title:
-        print(title)
-    with pl.Config(tbl_rows=200, tbl_cols=40, tbl_width_chars=200, fmt_str_lengths=60, float_precision=4):
-        print(frame)
+    """Print a polars frame as a person reads it (:func:`mixopt._terminal.format_table`)."""
+    print_table(frame, title)
 
 
 def floats(text: str, what: str) -> list[float]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mixopt._files import check_writable
 from mixopt.cli._output import UsageError, command_line, common, emit_json, floats, pairs, print_frame, settings_json
 from mixopt.cli.data_args import add_data_args, read_runs_args
 from mixopt.data.table import training_flops
@@ -54,16 +55,16 @@ def method_settings(items: Sequence[str] | str | None, methods: Sequence[str]) -
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from mixopt.progress import step_bar  # [metric] progress on long fits, quiet with --json
-    from mixopt.surrogate import make_surrogate, save_surrogate
     from mixopt.surrogate.base import check_model_out
+    from mixopt.workflows.fit import fit_model, save_model
 
     out_dir = check_model_out(args.out)  # before reading or fitting anything
     with step_bar(["read the run table", f"fit {args.method}", "save"], enabled=not args.json, desc="mixopt fit") as done:
         runs = read_runs_args(args)
         done()
-        model = make_surrogate(args.method, **method_settings(args.settings, [args.method]).get(args.method, {})).fit(runs)
+        model = fit_model(runs, args.method, method_settings(args.settings, [args.method]).get(args.method, {}))
         done()
-        out = save_surrogate(model, out_dir)
+        out = save_model(model, out_dir)
         done()
     info = {"model": str(out), "method": args.method, "outputs": list(model.outputs_), "domains": list(model.domains_),
             "unpredictable": dict(model.unpredictable_), "runs": runs.n_runs}
@@ -146,6 +147,9 @@ def _backtest_files(args: argparse.Namespace, results: list[Any], table: Any) ->
 def cmd_backtest(args: argparse.Namespace) -> int:
     from mixopt.backtest import compare, compare_decisions
 
+    for out, what in ((args.out, "backtest results"), (args.report, "report")):
+        if out:
+            check_writable(out, what=what)  # before the fits
     runs = read_runs_args(args)
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     mixtures: Any = None

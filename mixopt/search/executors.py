@@ -100,7 +100,7 @@ class LocalExecutor(Executor):
         return handle
 
     def describe(self) -> str:
-        return "LocalExecutor" if self.slots == 1 else f"LocalExecutor(slots={self.slots})"
+        return "in-process" if self.slots == 1 else f"in-process ({self.slots} slots)"
 
 
 # -- Ray -----------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ class RayExecutor(Executor):
         self._key = ""
 
     def describe(self) -> str:
-        return f"RayExecutor(workers={self.slots})"
+        return f"Ray ({self.slots} workers)"
 
     def _put(self, problem: Problem) -> None:
         if problem is not self._problem:

@@ -57,7 +57,7 @@ import numpy as np
 
 from mixopt.errors import SearchError
 from mixopt.search.space import Points, SearchSpace
-from mixopt.surrogate.base import Prediction, Surrogate, Targets
+from mixopt.surrogate.base import Prediction, Surrogate, Targets, normal_quantile
 
 logger = logging.getLogger(__name__)
 
@@ -154,9 +154,7 @@ def _std_of(pred: Prediction, j: int) -> np.ndarray | None:
     if pred.std is not None:
         return np.asarray(pred.std)[:, j]
     if pred.lower is not None and pred.upper is not None:
-        from scipy.stats import norm
-
-        z = float(norm.ppf(0.5 + pred.level / 2))
+        z = normal_quantile(0.5 + pred.level / 2)
         return (np.asarray(pred.upper)[:, j] - np.asarray(pred.lower)[:, j]) / (2 * z)
     return None
 

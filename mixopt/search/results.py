@@ -55,6 +55,7 @@ import polars as pl
 
 from mixopt._files import atomic_path, write_text
 from mixopt._json import jsonable
+from mixopt._terminal import format_table
 from mixopt.errors import SearchError
 
 #: Margin of the default reference point, as a fraction of the front's range.
@@ -398,8 +399,10 @@ class SearchResult:
             lines.append("no feasible mixture found: relax the constraints or the bounds, or run more trials")
             return "\n".join(lines)
         ref = ", ".join(f"{k}={v:.4g}" for k, v in self.reference_point.items())
-        lines.append(f"Pareto set: {self.pareto.height} mixtures; hypervolume {self.hypervolume:.6g} "
-                     f"(reference {ref}; {self.reference_source})")
+        lines.append(f"Pareto set: {self.pareto.height} mixtures; hypervolume {self.hypervolume:.6g} = the part of "
+                     "objective space the front dominates, measured from a reference point (higher is better; compare "
+                     f"it only between runs of this study: it grows as trials improve the front) (reference {ref}; "
+                     f"{self.reference_source})")
         if len(self.hypervolume_history) > 1:
             hist = " -> ".join(f"{h['hypervolume']:.6g} @ {h['n_trials']}" for h in self.hypervolume_history[-5:])
             lines.append(f"hypervolume history (same reference): {hist}")
@@ -408,19 +411,16 @@ class SearchResult:
             vals = ", ".join(f"{n}={self.best[f'obj:{n}']:.4g}" for n, _ in self.objectives if n != "compute")
             w = ", ".join(f"{k}={v:g}" for k, v in self.weights.items())
             lines.append(f"best = shortlist rank 1 (weights {w}): trial {self.best['trial']}: {mix}; {self.best['flops']:.3g} FLOPs; {vals}")
-        fmt = dict(tbl_rows=max_rows, tbl_cols=40, tbl_width_chars=200, float_precision=4)
         objs = [f"obj:{n}" for n, _ in self.objectives if n != "compute"]
         if self.shortlist.height:
             cols = ["rank", "trial", *[f"mix:{d}" for d in self.domains], "flops", *objs, "p_best", "p_within_epsilon",
                     "p_feasible", "knee_distance"]
             lines.append(f"shortlist: {self.shortlist.height} mixtures ranked by P(best) on joint draws (see mixopt.search.decision):")
-            with pl.Config(**fmt):
-                lines.append(str(self.shortlist.select([c for c in cols if c in self.shortlist.columns])))
+            lines.append(format_table(self.shortlist.select([c for c in cols if c in self.shortlist.columns]), max_rows=max_rows))
         cols = ["trial", *[f"mix:{d}" for d in self.domains], "flops", *objs, "feasible"]
         shown = self.pareto.select([c for c in cols if c in self.pareto.columns]).head(max_rows)
         lines.append(f"Pareto set (first {min(max_rows, self.pareto.height)} of {self.pareto.height} rows; flops in FLOPs):")
-        with pl.Config(**fmt):
-            lines.append(str(shown))
+        lines.append(format_table(shown, max_rows=max_rows))
         if self.pareto.height > max_rows:
             lines.append(f"... {self.pareto.height - max_rows} more rows in the written table")
         return "\n".join(lines)

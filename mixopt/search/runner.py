@@ -289,10 +289,11 @@ def study_history(storage: str | Path, study_name: str) -> dict[str, Any]:
 
 # -- the loop ---------------------------------------------------------------------------------
 def _progress(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    """A tqdm bar on a terminal; plain lines when stderr is a file or a pipe (:func:`mixopt._terminal.progress`)."""
+    from mixopt._terminal import progress
 
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="trial", desc="mixopt search",
-                dynamic_ncols=True, leave=True)
+    return progress(total, initial=initial, enabled=enabled, unit="trial", desc="mixopt search",
+                    dynamic_ncols=True, leave=True)
 
 
 def run_study(

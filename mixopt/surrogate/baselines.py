@@ -45,6 +45,7 @@ import numpy as np
 
 from mixopt.data.table import LOSS_PREFIX, SCORE_PREFIX, RunTable
 from mixopt.errors import ConfigError, NotPredictableError, SchemaError
+from mixopt.laws.metric import sqdist
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
 
 logger = logging.getLogger(__name__)
@@ -62,21 +63,10 @@ MIN_COMPUTE_SPAN = 2.0
 _PREDICT_CHUNK = 4096
 
 
-def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances ``(n_a, n_b)``, summed from differences (no cancellation,
-    so a row's distances do not depend on the batch it is in)."""
-    out = np.empty((a.shape[0], b.shape[0]))
-    step = max(1, 2_000_000 // max(b.size, 1))
-    for s in range(0, a.shape[0], step):
-        diff = a[s : s + step, None, :] - b[None, :, :]
-        out[s : s + step] = np.einsum("ijk,ijk->ij", diff, diff)
-    return out
-
-
 def _decompose(Z: np.ndarray) -> dict[str, Any]:
     """Factorisations of one training design shared by every output fitted on it."""
     U, s, Vt = np.linalg.svd(Z, full_matrices=False)
-    D = _sqdist(Z, Z) / max(Z.shape[1], 1)
+    D = sqdist(Z, Z) / max(Z.shape[1], 1)
     eig = {}
     for ls in LENGTH_SCALES:
         w, V = np.linalg.eigh(np.exp(-D / (2.0 * ls**2)))
@@ -260,12 +250,16 @@ class RegMixRegression(Surrogate):
             lower, upper, std = (np.full((n, len(names)), np.nan) for _ in range(3))
         for s in range(0, n, _PREDICT_CHUNK):
             Zt = self._features(C[s : s + _PREDICT_CHUNK], R[s : s + _PREDICT_CHUNK])
+            dist: dict[bytes, np.ndarray] = {}  # distances per set of training rows
             for j, q in enumerate(names):
                 fit = self.fits_.get(q)
                 if fit is None:
                     continue
-                Zr = self.train_features_[fit["rows"].astype(np.int64)]
-                Kt = np.exp(-_sqdist(Zt, Zr) / max(Zr.shape[1], 1) / (2.0 * fit["length"] ** 2))
+                key = fit["rows"].tobytes()
+                if key not in dist:
+                    Zr = self.train_features_[fit["rows"].astype(np.int64)]
+                    dist[key] = sqdist(Zt, Zr) / max(Zr.shape[1], 1)
+                Kt = np.exp(dist[key] * (-0.5 / fit["length"] ** 2))
                 mu = fit["intercept"] + Zt @ fit["coef"] + Kt @ fit["alpha"]
                 if intervals:
                     var_f = np.maximum(1.0 - ((Kt @ fit["kinv"]) * Kt).sum(axis=1), 0.0)
@@ -283,6 +277,32 @@ class RegMixRegression(Surrogate):
 
     def _extrapolation_reference(self) -> tuple[float | None, float | None]:
         return float(self.compute_range_[1]), None
+
+    def _predict_draws(self, targets: Targets, *, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+        """Joint draws: each output's kernel ridge refitted to its training values plus one
+        seeded noise draw per training run (the same for every target, so nearby mixtures
+        move together), marginals matched to the Gaussian-process interval
+        (:func:`~mixopt.surrogate.draws.calibrated_draws`); targets far from every training
+        run (no kernel weight) get the comonotone default."""
+        from mixopt.surrogate.draws import DRAW_LEVEL, calibrated_draws, draw_rng
+
+        pred = self._predict(targets, intervals=True, level=DRAW_LEVEL)
+        rng = draw_rng(seed, 2)
+        Zt = self._features(targets.flops, targets.mixture)  # type: ignore[arg-type]
+        raw: dict[str, np.ndarray] = {}
+        for j, q in enumerate(self.outputs_):
+            fit = self.fits_.get(q)
+            if fit is None:
+                continue
+            rows = fit["rows"].astype(np.int64)
+            delta = rng.standard_normal((n_draws, rows.size)) * math.sqrt(fit["amplitude"] * fit["noise"])
+            Zr = self.train_features_[rows]
+            Kt = np.exp(sqdist(Zt, Zr) * (-0.5 / (max(Zr.shape[1], 1) * fit["length"] ** 2)))
+            mu = fit["intercept"] + Zt @ fit["coef"] + Kt @ fit["alpha"]
+            f = mu[None, :] + (delta @ fit["kinv"]) @ Kt.T  # (S, n)
+            raw[q] = np.exp(f) if self.log_outputs_[j] else f
+        return calibrated_draws(raw, pred.mean, pred.lower, pred.upper, pred.names,  # type: ignore[arg-type]
+                                n_draws=n_draws, seed=seed)
 
     # -- state ---------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

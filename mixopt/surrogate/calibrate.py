@@ -23,8 +23,27 @@ Method (split-conformal, normalised by the model's own interval):
    With fewer points than a finite conformal rank needs (``n < level/(1-level)``, 9 at
    90%), ``q`` is the largest score and never below 1: so few points cannot shrink intervals.
 3. A new interval at distance ``d`` scales each side of the model's reference-level
-   interval by ``factor(d) = q·(1 + g·d)`` (clipped to ``[min_factor, max_factor]``), so
-   asymmetric (log-space) intervals stay asymmetric.
+   interval by ``factor(d)`` (clipped to ``[min_factor, max_factor]``), so asymmetric
+   (log-space) intervals stay asymmetric.
+
+**Beyond the calibrated range.** The held-out points reach a largest distance ``r`` (the
+*reach*: how far the internal backtests extrapolated, at least :data:`MIN_REACH`); the
+target usually lies further (a fold that leaves the largest size out extrapolates one size
+step, the target several). Inside the reach ``factor(d) = q·(1 + g·d)``. Beyond it the
+factor keeps growing by the extrapolation rule::
+
+    factor(d) = max(q·(1 + g·d), q·(1 + g·r)·(d / r)^gamma),   d > r,  gamma = EXTRAPOLATION_EXPONENT
+
+the fitted linear trend, or (what the folds cannot show) the normalised error growing like
+``(d / r)^0.5``, whichever is larger. The prior's reasoning: a law's extrapolation error
+grows about linearly in log-compute (an error in an exponent), while the model's own
+interval grows too, partly (bootstrap of that exponent) and partly not (residual noise):
+the ratio of the two, the normalised score, then grows between ``d^0`` and ``d^1``; the
+square root is the middle, and it is what the random-walk widening of
+:meth:`~mixopt.surrogate.flpm.FLPM._calibrate` assumes. The factor stays continuous at
+``r``. A target beyond the reach carries a flag (``Prediction.beyond_calibration``) because
+its interval rests on this rule, not on measured coverage; :attr:`IntervalCalibrator.calibrated_ratio`
+is ``10**r`` for decade distances.
 
 Points can be calibrated per group (e.g. ``"loss"`` and ``"score"``): a group with at least
 ``min_points`` points gets its own ``(q, g)``, the others use the pooled fit. With fewer
@@ -57,6 +76,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_GROWTH_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 #: the pooled entry of :attr:`IntervalCalibrator.params_`
 POOLED = "*"
+#: growth exponent of the factor beyond the calibrated reach (module docstring)
+EXTRAPOLATION_EXPONENT = 0.5
+#: smallest reach (decades) the extrapolation rule scales from: a factor of 1.5 in compute
+MIN_REACH = math.log10(1.5)
 _TINY = 1e-12
 
 
@@ -240,10 +263,29 @@ class IntervalCalibrator:
                                                  "coverage_before": pl.Float64, "coverage_after": pl.Float64}, orient="row")
         return self
 
-    def _factor_from(self, q: float, g: float, d: np.ndarray) -> np.ndarray:
+    def _factor_from(self, q: float, g: float, d: np.ndarray, reach: float = math.inf) -> np.ndarray:
         if not math.isfinite(q):
             q = self.max_factor
-        return np.clip(q * (1.0 + g * np.asarray(d, dtype=np.float64)), self.min_factor, self.max_factor)
+        d = np.asarray(d, dtype=np.float64)
+        f = q * (1.0 + g * d)
+        if math.isfinite(reach):
+            r = max(float(reach), MIN_REACH)
+            beyond = d > r
+            if beyond.any():
+                prior = q * (1.0 + g * r) * (d[beyond] / r) ** EXTRAPOLATION_EXPONENT
+                f = f.copy()
+                f[beyond] = np.maximum(f[beyond], prior)
+        return np.clip(f, self.min_factor, self.max_factor)
+
+    def reach(self, group: str | None = None) -> float:
+        """Largest distance among the calibration points of ``group`` (pooled when the group
+        has no fit of its own or is None); NaN for the identity calibrator."""
+        self._check_fitted()
+        if not self.params_ or not self.distance_.size:
+            return math.nan
+        key = group if group in self.params_ else POOLED
+        use = np.ones(self.distance_.size, dtype=bool) if key == POOLED else (self.groups_ == key)
+        return float(np.max(self.distance_[use])) if use.any() else float(np.max(self.distance_))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "params_"):
@@ -293,7 +335,7 @@ class IntervalCalibrator:
             if level is not None and lev != self.level:
                 use = np.ones(self.scores_.size, dtype=bool) if k == POOLED else (self.groups_ == k)
                 q = conformal_quantile(self.scores_[use] / (1.0 + g * self.distance_[use]), lev)
-            out[sel] = self._factor_from(q, g, d[sel])
+            out[sel] = self._factor_from(q, g, d[sel], self.reach(k))
         return out
 
     def apply(
@@ -362,6 +404,8 @@ class IntervalCalibrator:
 
 __all__ = [
     "DEFAULT_GROWTH_GRID",
+    "EXTRAPOLATION_EXPONENT",
+    "MIN_REACH",
     "POOLED",
     "IntervalCalibrator",
     "conformal_quantile",

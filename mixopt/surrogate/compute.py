@@ -14,7 +14,7 @@ import polars as pl
 
 from mixopt.data.table import Benchmark, RunTable
 from mixopt.laws.fitter import GroupResample
-from mixopt.surrogate.base import Prediction, Surrogate
+from mixopt.surrogate.base import Prediction, Surrogate, Targets
 from mixopt.surrogate.emergence import EMERGENCE_MODES, _threshold_text, emerged_mask
 from mixopt.surrogate.fitted import _REPORT_SCHEMA, FittedLaw
 
@@ -96,6 +96,29 @@ class _ComputeSurrogate(Surrogate):
         self.fit_report_ = pl.DataFrame(rows, schema=_REPORT_SCHEMA, orient="row") if rows else pl.DataFrame(schema=_REPORT_SCHEMA)
 
     # -- prediction helpers ------------------------------------------------------------------------
+    def _predict_draws(self, targets: Targets, *, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+        """Joint draws: the raw bootstrap-by-run draws of :meth:`_raw_draws`, each marginal
+        matched to the (calibrated) interval (:func:`~mixopt.surrogate.draws.calibrated_draws`)."""
+        from mixopt.surrogate.draws import DRAW_LEVEL, calibrated_draws
+
+        pred = self._predict(targets, intervals=True, level=DRAW_LEVEL)
+        raw = self._raw_draws(targets, n_draws, seed)
+        return calibrated_draws(raw, pred.mean, pred.lower, pred.upper, pred.names,  # type: ignore[arg-type]
+                                n_draws=n_draws, seed=seed)
+
+    def _raw_draws(self, targets: Targets, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+        """Raw joint draws ``{name: (S, n)}``; a quantity left out gets the comonotone default."""
+        return {}
+
+    @staticmethod
+    def _draw_index(n_boot: int, n_draws: int, rng: np.random.Generator) -> np.ndarray | None:
+        """Bootstrap refit of every draw ``(S,)``: a seeded permutation of the ``n_boot``
+        refits, cycled (None without refits). The same refit serves every row and quantity
+        (the by-run resample is shared by all laws of one fit)."""
+        if n_boot == 0:
+            return None
+        return rng.permutation(n_boot)[np.arange(n_draws) % n_boot]
+
     def _finish(self, names: list[str], cols: dict[str, tuple[np.ndarray, ...]], n: int, intervals: bool,
                 level: float) -> Prediction:
         mean = np.full((n, len(names)), np.nan)

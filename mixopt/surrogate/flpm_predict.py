@@ -17,12 +17,15 @@ import numpy as np
 from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, SCORE_PREFIX
 from mixopt.errors import NotPredictableError
 from mixopt.laws.fitter import combine_interval, predictive_std
-from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval
+from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, normal_quantile
 from mixopt.surrogate.calibrate import extrapolation_distance
+from mixopt.surrogate.draws import DRAW_LEVEL, calibrated_draws, draw_rng
 
 #: rows per block in prediction (means / intervals)
 _CHUNK_MEAN = 262144
 _CHUNK_INTERVAL = 4096
+#: draws x rows per block in joint draws
+_CHUNK_DRAW_CELLS = 1 << 20
 
 
 class FLPMPrediction(Surrogate):
@@ -109,6 +112,62 @@ class FLPMPrediction(Surrogate):
         out[np.broadcast_to(failed[:, None, :], out.shape)] = np.nan
         return out
 
+    def _extrapolation_reference(self) -> tuple[float | None, float | None]:
+        cal = getattr(self, "calibrator_", None)
+        return float(self.train_max_flops_), (cal.calibrated_ratio if cal is not None else None)
+
+    def _predict_draws(self, targets: Targets, *, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+        """Joint draws: :meth:`_raw_draws`, each marginal matched to the calibrated interval.
+
+        A metric-only model (no bootstrap: one log-normal spread per metric) uses the
+        comonotone default.
+        """
+        if getattr(self, "metric_only_", None) is not None:
+            return super()._predict_draws(targets, n_draws=n_draws, seed=seed)
+        pred = self._predict(targets, intervals=True, level=DRAW_LEVEL)
+        raw = self._raw_draws(targets, n_draws, seed)
+        return calibrated_draws(raw, pred.mean, pred.lower, pred.upper, pred.names,  # type: ignore[arg-type]
+                                n_draws=n_draws, seed=seed)
+
+    def _raw_draws(self, targets: Targets, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+        """Raw joint draws ``{name: (S, n)}`` of the losses and the predictable scores.
+
+        Draw ``s`` is one world for every row: the stage-1 bootstrap refit ``b_s`` of every
+        domain law (joint by run; the draws cycle through a seeded permutation of the
+        refits that succeeded for all domains), the hybrid correction, one residual-noise
+        value per domain ``eps[s, d]·sd_d`` (log space), then stage-2 member ``s mod E`` on
+        those losses plus one noise value per benchmark ``eta[s, b]·noise_sd_b``.
+        """
+        x = self._stage1_inputs(targets)
+        corr = np.exp(self._residual_correction(targets.mixture))  # type: ignore[arg-type]
+        n, m = x.shape[0], len(self.loss_domains_)
+        rng = draw_rng(seed, 2)
+        boot = self.stage1_bootstrap_  # (m, B, p)
+        ok = np.flatnonzero(np.isfinite(boot).all(axis=(0, 2))) if boot.shape[1] else np.zeros(0, dtype=np.int64)
+        order = rng.permutation(ok) if ok.size else ok
+        eps = rng.standard_normal((n_draws, m)) * self.stage1_residual_
+        n_b = len(self.stage2_benchmarks_)
+        eta = rng.standard_normal((n_draws, n_b)) * (self.nets_.noise_sd_ if n_b else 0.0)
+        if order.size:
+            theta = boot.transpose(1, 0, 2)[order[np.arange(n_draws) % order.size]]  # (S, m, p)
+        else:
+            theta = np.broadcast_to(self.stage1_params_, (n_draws, *self.stage1_params_.shape))
+        losses = np.empty((n_draws, n, m))
+        scores = np.empty((n_draws, n, n_b))
+        step = max(1, _CHUNK_DRAW_CELLS // max(n_draws * max(m, 1), 1))
+        for s in range(0, n, step):
+            with np.errstate(all="ignore"):
+                L = self.stage1_law_.predict(x[s : s + step], theta).transpose(0, 2, 1)  # (S, rows, m)
+            L *= corr[None, s : s + step] * np.exp(eps)[:, None, :]
+            losses[:, s : s + step] = L
+            if n_b:
+                scores[:, s : s + step] = self.nets_.predict_paired(L) + eta[:, None, :]
+        col = {q: j for j, q in enumerate(self.outputs_)}
+        out = {self.outputs_[j]: losses[:, :, j] for j in range(m)}
+        for i, b in enumerate(self.stage2_benchmarks_):
+            out[self.outputs_[col[SCORE_PREFIX + b]]] = scores[:, :, i]
+        return out
+
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         if getattr(self, "metric_only_", None) is not None:
             return self.metric_only_.predict(targets, tuple(self.outputs_), self.domains_, intervals=intervals, level=level,
@@ -142,9 +201,7 @@ class FLPMPrediction(Surrogate):
         (Each side scaled by the ratio of normal quantiles: exact for the Gaussian score
         intervals, a close approximation for the log-space loss intervals.)
         """
-        from scipy.stats import norm
-
-        k = float(norm.ppf(0.5 + level / 2) / norm.ppf(0.5 + pred.level / 2))
+        k = normal_quantile(0.5 + level / 2) / normal_quantile(0.5 + pred.level / 2)
         mu = pred.mean[:, j]
         return mu - k * (mu - pred.lower[:, j]), mu + k * (pred.upper[:, j] - mu)  # type: ignore[index]
 

@@ -23,6 +23,7 @@ from mixopt.laws.fitter import LawFitter, combine_interval, predictive_std
 from mixopt.laws.forms import FPPowerLaw
 from mixopt.surrogate.base import Prediction, Targets, register
 from mixopt.surrogate.compute import _ComputeSurrogate
+from mixopt.surrogate.draws import draw_rng
 from mixopt.surrogate.fitted import _REPORT_SCHEMA, FittedLaw, _chunks, _report_row
 
 
@@ -128,6 +129,7 @@ class FP(_ComputeSurrogate):
         self.domains_ = ()
         self.benchmarks_ = tuple(runs.benchmarks)
         self.unpredictable_ = unpredictable
+        self.fit_flops_max_ = float(np.max(runs.final().flops()))
         self.fit_seconds_ = time.perf_counter() - t0
 
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
@@ -153,11 +155,37 @@ class FP(_ComputeSurrogate):
             cols[nm] = tuple(vals)
         return self._finish(names, cols, n, intervals, level)
 
+    def _extrapolation_reference(self) -> tuple[float | None, float | None]:
+        return getattr(self, "fit_flops_max_", None), None
+
+    def _raw_draws(self, targets: Targets, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+        """Draw ``s``: bootstrap refit ``b_s`` of every benchmark's law (one by-run resample)
+        times ``exp(eta[s]·sd)``, the log residual shared by every row."""
+        x = targets.flops[:, None]
+        rng = draw_rng(seed, 2)
+        n_boot = max((fl.boot.shape[0] for fl in self.laws_.values()), default=0)
+        idx = self._draw_index(n_boot, n_draws, rng)
+        eta = rng.standard_normal((n_draws, len(self.outputs_))) * float(self.include_noise)
+        out = {}
+        for j, nm in enumerate(self.outputs_):
+            fl = self.laws_.get(nm)
+            if fl is None:
+                continue
+            use = idx is not None and fl.boot.shape[0] == n_boot
+            th = fl.boot[idx] if use else np.broadcast_to(fl.params, (n_draws, fl.params.shape[0]))
+            with np.errstate(all="ignore"):
+                out[nm] = fl.law.predict(x, th) * np.exp(eta[:, j : j + 1] * fl.scale)
+        return out
+
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return self._laws_state()
+        state, arrays = self._laws_state()
+        state["fit_flops_max"] = self.fit_flops_max_
+        return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         self._set_laws_state(state, arrays)
+        top = state.get("fit_flops_max")
+        self.fit_flops_max_ = None if top is None else float(top)
 
 
 __all__ = ["FP"]

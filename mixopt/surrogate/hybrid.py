@@ -25,10 +25,13 @@ from typing import Any, Self
 import numpy as np
 
 from mixopt.errors import NotFittedError, SchemaError
-from mixopt.surrogate.baselines import _decompose, _fit_output, _sqdist
+from mixopt.laws.metric import sqdist
+from mixopt.surrogate.baselines import _decompose, _fit_output
 
 #: the ``log(r + floor)`` features' floor (RegMix ratios have 3 decimals)
 LOG_FLOOR = 1e-3
+#: rows per block in :meth:`MixtureResidual.predict` (keeps the ``rows x train`` kernel in cache)
+_BLOCK = 4096
 
 
 class MixtureResidual:
@@ -81,16 +84,31 @@ class MixtureResidual:
         return self
 
     def predict(self, R: np.ndarray) -> np.ndarray:
-        """Corrections ``(n, m)`` (log units) at ratios ``R (n, k)``."""
+        """Corrections ``(n, m)`` (log units) at ratios ``R (n, k)``.
+
+        Kernel distances by one matrix product per block of rows (:func:`~mixopt.laws.metric.sqdist`):
+        a row's corrections agree with the row predicted alone to ~1e-13 relative.
+        """
         if not hasattr(self, "coef_"):
             raise NotFittedError("This MixtureResidual is not fitted yet; call fit(R, resid) first.")
-        Z = (self._raw(R) - self.feat_mean_) / self.feat_sd_
-        D = _sqdist(Z, self.train_features_) / max(Z.shape[1], 1)
-        out = self.intercept_[None, :] + Z @ self.coef_.T
-        for ls in np.unique(self.length_):
-            cols = np.flatnonzero(self.length_ == ls)
-            K = np.exp(-D / (2.0 * ls**2))
-            out[:, cols] += K @ self.alpha_[cols].T
+        R = np.asarray(R, dtype=np.float64)
+        T = self.train_features_
+        q = max(T.shape[1], 1)
+        t_sq = np.einsum("ij,ij->i", T, T)
+        groups = [(np.flatnonzero(self.length_ == ls), -0.5 / (float(ls) ** 2 * q)) for ls in np.unique(self.length_)]
+        groups = [(cols, c, np.ascontiguousarray(self.alpha_[cols].T)) for cols, c in groups if np.any(self.alpha_[cols])]
+        out = np.empty((R.shape[0], self.coef_.shape[0]))
+        for s in range(0, R.shape[0], _BLOCK):
+            Z = (self._raw(R[s : s + _BLOCK]) - self.feat_mean_) / self.feat_sd_
+            blk = out[s : s + _BLOCK]
+            np.dot(Z, self.coef_.T, out=blk)
+            blk += self.intercept_
+            if not groups:
+                continue
+            D = sqdist(Z, T, t_sq)
+            for cols, c, alpha_t in groups:
+                K = np.exp(D * c)
+                blk[:, cols] += K @ alpha_t
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:

@@ -104,6 +104,7 @@ class LogisticScoreMap:
         self.noise_sd_ = np.zeros(b)
         self.n_rows_ = counts.astype(np.int64)
         self.input_range_ = np.stack([np.nanmin(X, axis=0), np.nanmax(X, axis=0)]) if n else np.zeros((2, m))
+        self._table = None
         rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), 7]))
         for j in range(b):
             rows = np.flatnonzero(mask[:, j])
@@ -211,51 +212,72 @@ class LogisticScoreMap:
         self._check()
         return int(self.members_.shape[1])
 
-    def _z(self, X: np.ndarray, j: int) -> np.ndarray:
-        return (X - self.mu_[j]) / self.sd_[j]
-
     def _as_x(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.mu_.shape[1]:
             raise SchemaError(f"X must be (n, {self.mu_.shape[1]}) domain losses, got shape {X.shape}.")
         return X
 
+    def _raw_theta(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Parameters ``theta (..., b, m + 2)`` on standardised inputs -> on raw losses.
+
+        ``a + Σ_d w_d·(x_d - mu_d)/sd_d = a' + Σ_d w'_d·x_d`` with ``w' = w/sd`` and
+        ``a' = a - Σ_d w'_d·mu_d``, so every row, draw and benchmark is one contraction.
+
+        Returns:
+            ``(offset (..., b), weights (..., b, m), span (..., b))``.
+        """
+        w = theta[..., 1:-1] / self.sd_
+        a = theta[..., 0] - np.sum(w * self.mu_, axis=-1)
+        return a, w, np.exp(theta[..., -1])
+
+    def _link(self, g: np.ndarray, span: np.ndarray) -> np.ndarray:
+        """Scores from linear predictors ``g (..., b)`` (in place where the link is logistic)."""
+        sig = self.link_ == 1
+        if sig.any():
+            g[..., sig] = self.floor_[sig] + self.sign_[sig] * np.broadcast_to(span, g.shape)[..., sig] * _sigmoid(g[..., sig])
+        return g
+
+    def _theta_table(self) -> np.ndarray:
+        """Member parameters ``(E, b, m + 2)``; a failed refit (NaN) is the full-data fit."""
+        if getattr(self, "_table", None) is None:
+            b, p = self.coef_.shape
+            E = max(self.members_.shape[1], 1)
+            t = self.members_.transpose(1, 0, 2).copy() if self.members_.shape[1] else self.coef_[None].copy()
+            bad = ~np.isfinite(t).all(axis=2)
+            t[bad] = np.broadcast_to(self.coef_[None], (E, b, p))[bad]
+            self._table = t
+        return self._table
+
     def predict_mean(self, X: np.ndarray) -> np.ndarray:
         """Point scores ``(n, b)`` (the full-data fit)."""
         self._check()
         X = self._as_x(X)
-        out = np.empty((X.shape[0], self.n_benchmarks))
-        for j in range(self.n_benchmarks):
-            out[:, j] = self._eval(j, self._z(X, j), self.coef_[j][None, :])[0]
-        return out
-
-    def _member_theta(self, j: int, e: int) -> np.ndarray:
-        t = self.members_[j, e % max(self.members_.shape[1], 1)] if self.members_.shape[1] else self.coef_[j]
-        return t if np.all(np.isfinite(t)) else self.coef_[j]
+        a, w, span = self._raw_theta(self.coef_)
+        return self._link(X @ w.T + a, span)
 
     def predict_members(self, X: np.ndarray) -> np.ndarray:
         """Every bootstrap member's scores ``(E, n, b)`` (the point fit if there are none)."""
         self._check()
         X = self._as_x(X)
-        E = max(self.members_.shape[1], 1)
-        out = np.empty((E, X.shape[0], self.n_benchmarks))
-        for j in range(self.n_benchmarks):
-            th = np.stack([self._member_theta(j, e) for e in range(E)])
-            out[:, :, j] = self._eval(j, self._z(X, j), th)
-        return out
+        a, w, span = self._raw_theta(self._theta_table())  # (E, b), (E, b, m), (E, b)
+        g = np.einsum("nm,ebm->enb", X, w) + a[:, None, :]
+        return self._link(g, span[:, None, :])
 
     def predict_paired(self, Xs: np.ndarray) -> np.ndarray:
-        """Input draws ``(S, n, m)`` -> score draws ``(S, n, b)``; draw ``s`` uses member ``s mod E``."""
+        """Input draws ``(S, n, m)`` -> score draws ``(S, n, b)``; draw ``s`` uses member ``s mod E``.
+
+        One batched contraction over draws, rows and benchmarks (no Python loop).
+        """
         self._check()
         Xs = np.asarray(Xs, dtype=np.float64)
         if Xs.ndim != 3:
             raise SchemaError(f"Xs must be (S, n, m) input draws, got shape {Xs.shape}.")
-        S, n, _ = Xs.shape
-        out = np.empty((S, n, self.n_benchmarks))
-        for j in range(self.n_benchmarks):
-            for s in range(S):
-                out[s, :, j] = self._eval(j, self._z(Xs[s], j), self._member_theta(j, s)[None, :])[0]
-        return out
+        table = self._theta_table()
+        theta = table[np.arange(Xs.shape[0]) % table.shape[0]]  # (S, b, p)
+        a, w, span = self._raw_theta(theta)
+        g = np.matmul(Xs, w.transpose(0, 2, 1)) + a[:, None, :]
+        return self._link(g, span[:, None, :])
 
     # -- export / import -------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -275,6 +297,7 @@ class LogisticScoreMap:
         out.floor_, out.sign_, out.noise_sd_ = f("floor"), f("sign"), f("noise_sd")
         out.n_rows_ = f("n_rows").astype(np.int64)
         out.input_range_ = f("input_range")
+        out._table = None
         b, p = out.coef_.shape
         if out.members_.shape[::2] != (b, p) or out.mu_.shape != (b, p - 2):
             raise SchemaError(f"logistic stage-2 arrays are inconsistent: coef {out.coef_.shape}, members {out.members_.shape}, mu {out.mu_.shape}.")

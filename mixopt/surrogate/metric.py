@@ -34,7 +34,7 @@ from mixopt.data.table import RunTable
 from mixopt.errors import ConfigError, FitError, NotPredictableError
 from mixopt.laws.base import reference_for
 from mixopt.laws.metric import MetricLaws, fit_metric_laws
-from mixopt.surrogate.base import Prediction, Targets
+from mixopt.surrogate.base import Prediction, Targets, normal_quantile
 
 logger = logging.getLogger(__name__)
 
@@ -148,9 +148,7 @@ class MetricOnly:
         mean = self.laws.predict(R[:, list(self.active)], u)
         if not intervals:
             return Prediction(names=names, mean=mean, level=level)
-        from scipy.stats import norm
-
-        z = float(norm.ppf(0.5 + level / 2))
+        z = normal_quantile(0.5 + level / 2)
         sd = self.laws.loo_log_rmse[None, :]
         lower = mean * np.exp(-z * sd)
         upper = mean * np.exp(z * sd)

@@ -642,8 +642,13 @@ class ScoreNetEnsemble:
             raise SchemaError(f"Xs must be (S, n, m) input draws, got shape {Xs.shape}.")
         if Xs.shape[0] == 0:
             return np.zeros((0, Xs.shape[1], self.n_benchmarks))
+        S, n, m = Xs.shape
         E = self.n_members
-        return np.stack([self.predict_member(Xs[s], s % E) for s in range(Xs.shape[0])])
+        out = np.empty((S, n, self.n_benchmarks))
+        for e in range(min(E, S)):  # every draw of one member in one call
+            idx = np.arange(e, S, E)
+            out[idx] = self.predict_member(Xs[idx].reshape(-1, m), e).reshape(idx.size, n, -1)
+        return out
 
 
 __all__ = ["ACTIVATIONS", "NetConfig", "ScoreNetEnsemble"]

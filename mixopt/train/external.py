@@ -33,7 +33,6 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from mixopt.data.table import Benchmark, RunTable
 from mixopt.errors import ConfigError, MixoptError, TrainerError
@@ -73,10 +72,6 @@ class CommandTrainer(Trainer):
         except (KeyError, IndexError, ValueError) as e:
             raise ConfigError(f"The command template {template!r} has an unknown or malformed placeholder ({e}); "
                               f"use only {{{'}, {'.join(PLACEHOLDERS)}}}.") from None
-
-    def settings(self) -> dict[str, Any]:
-        return {"command": self.command, "shell": self.shell, "results": self.results, "timeout_s": self.timeout_s,
-                "cwd": self.cwd, "chance": self.chance}
 
     def argv(self, spec: JobSpec, out: Path) -> list[str] | str:
         """The command for one job: a list of arguments, or one string when ``shell``."""

@@ -236,6 +236,7 @@ class ReferenceTrainer(Trainer):
         self.options = ReferenceOptions.from_mapping(options)
 
     def settings(self) -> dict[str, Any]:
+        # the options arrive as **kwargs and live in one dataclass, so the signature cannot name them
         return {k: v for k, v in asdict(self.options).items() if v is not None}
 
     def train(self, spec: JobSpec, workdir: Path) -> RunTable:

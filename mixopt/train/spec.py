@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from mixopt._params import init_params
 from mixopt.data.table import MIX_PREFIX, RATIO_SUM_ATOL, RUN, Benchmark, RunTable
 from mixopt.errors import ConfigError, SchemaError, TrainerError
 
@@ -131,8 +132,8 @@ class Trainer(ABC):
         """Train one job in ``workdir``; the rows of its checkpoints."""
 
     def settings(self) -> dict[str, Any]:
-        """The settings that rebuild this trainer (``make_trainer(kind, **settings)``)."""
-        return {}
+        """The settings that rebuild this trainer (``make_trainer(kind, **settings)``): its ``__init__`` arguments."""
+        return init_params(self)
 
 
 TRAINERS: dict[str, type[Trainer]] = {}

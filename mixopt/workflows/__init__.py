@@ -3,6 +3,7 @@
 - :mod:`~mixopt.workflows.optimize`: a search from a config (fit or load the surrogate, check
   every output first, run the study, write the Pareto table): :func:`run_search`,
   :func:`optimize`.
+- :mod:`~mixopt.workflows.fit`: one method fitted on a run table and saved: :func:`fit_model`.
 - :mod:`~mixopt.workflows.loop`: optimise -> validate -> refit, ``[validate] rounds`` times.
 - :mod:`~mixopt.workflows.validate`: train a diverse K of a Pareto set; compare with predictions.
 - :mod:`~mixopt.workflows.report`: the report of a model, a backtest or a search.
@@ -12,6 +13,7 @@ Package rule: ``mixopt.workflows`` may import every library package (``data``, `
 ``mixopt.cli`` import it. It never parses command lines or raises HTTP errors.
 """
 
+from mixopt.workflows.fit import fit_model, save_model
 from mixopt.workflows.loop import RoundReport, run_loop
 from mixopt.workflows.optimize import (
     Optimized,
@@ -29,11 +31,13 @@ __all__ = [
     "RoundReport",
     "build_problem",
     "build_space",
+    "fit_model",
     "fit_surrogate",
     "optimize",
     "run_loop",
     "run_search",
     "run_validate",
+    "save_model",
     "validate_rows",
     "write_result",
 ]

@@ -72,3 +72,25 @@ def test_errors_are_clear():
         fit_metric_laws(np.full((6, 2), 0.5), np.ones((6, 1)), form="nope")
     with pytest.raises(FitError, match="must be > 0"):
         fit_metric_laws(np.full((6, 2), 0.5), -np.ones((6, 1)))
+
+
+def _sqdist_by_differences(a, b):
+    d = a[:, None, :] - b[None, :, :]
+    return np.einsum("ijk,ijk->ij", d, d)
+
+
+def test_sqdist_matches_differences_and_is_batch_independent_within_its_tolerance():
+    from mixopt.laws.metric import SQDIST_ATOL, sqdist
+
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((60, 12))
+    rows = np.vstack([rng.standard_normal((500, 12)), train[:5], train[:5] + 1e-9])  # exact and near-duplicates
+    scale = (np.einsum("ij,ij->i", rows, rows)[:, None] + np.einsum("ij,ij->i", train, train)[None, :])
+    got = sqdist(rows, train)
+    assert got.min() >= 0.0
+    assert np.all(np.abs(got - _sqdist_by_differences(rows, train)) <= SQDIST_ATOL * scale)
+    for i in (0, 137, 501):  # a row alone vs in the batch
+        one = sqdist(rows[i : i + 1], train)[0]
+        assert np.all(np.abs(one - got[i]) <= SQDIST_ATOL * scale[i])
+    t_sq = np.einsum("ij,ij->i", train, train)
+    np.testing.assert_array_equal(sqdist(rows, train, t_sq), got)

@@ -11,7 +11,7 @@ from mixopt.surrogate.baselines import RegMixRegression
 from mixopt.surrogate.draws import DRAW_LEVEL, calibrated_draws, comonotone_draws, match_marginals
 from mixopt.surrogate.flp import FLP, FP
 from mixopt.surrogate.flpm import DML, FLPM
-from mixopt.testing import mixture_world
+from mixopt.testing import mixture_world, single_domain_world
 
 #: Monte Carlo tolerance of a draw quantile against the interval end, in interval widths
 #: (the 5 % quantile of 4000 draws has sd ~ 0.3 % of the 90 % width for a normal)
@@ -41,13 +41,30 @@ def targets(world):
     return Targets(flops=np.full(6, 4e19), mixture=mix, domains=world.domains)
 
 
+SINGLE_SIZES = [2e7, 5e7, 1e8, 2e8, 4e8, 7e8]
+
+
 @pytest.fixture(scope="module")
-def models(runs):
+def single_runs():
+    world = single_domain_world(seed=3)
+    return world.sample_runs(SINGLE_SIZES, None, seed=3, loss_noise=0.003, score_noise=0.004)
+
+
+@pytest.fixture(scope="module")
+def models(runs, single_runs):
     return {
         "flpm": FLPM(**FAST_FLPM).fit(runs),
         "dml": DML(**FAST_FLPM).fit(runs),
         "regmix": RegMixRegression().fit(runs),
+        "flp": FLP(n_bootstrap=40).fit(single_runs),
+        "fp": FP(n_bootstrap=40).fit(single_runs),
     }
+
+
+def _targets_for(kind, targets):
+    if kind in ("flp", "fp"):  # compute only: one per size, up to 30x beyond the largest run
+        return Targets.from_params_tokens(np.array([3e8, 1e9, 2e9, 4e9]), 20 * np.array([3e8, 1e9, 2e9, 4e9]))
+    return targets
 
 
 def _check_quantiles(draws: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
@@ -59,9 +76,10 @@ def _check_quantiles(draws: np.ndarray, lower: np.ndarray, upper: np.ndarray) ->
     np.testing.assert_allclose(q_hi[ok], upper[ok], rtol=0, atol=float(QUANTILE_ATOL_WIDTHS * width[ok].max()))
 
 
-@pytest.mark.parametrize("kind", ["flpm", "dml", "regmix"])
+@pytest.mark.parametrize("kind", ["flpm", "dml", "regmix", "flp", "fp"])
 def test_draws_are_shaped_seeded_and_calibrated(models, targets, kind):
     model = models[kind]
+    targets = _targets_for(kind, targets)
     draws = model.predict_draws(targets, n_draws=N_DRAWS, seed=5)
     pred = model.predict(targets, level=DRAW_LEVEL)
     assert tuple(draws) == pred.names
@@ -80,13 +98,15 @@ def test_draws_are_shaped_seeded_and_calibrated(models, targets, kind):
     assert not np.array_equal(other[q], draws[q])
 
 
-@pytest.mark.parametrize("kind", ["flpm", "regmix"])
+@pytest.mark.parametrize("kind", ["flpm", "regmix", "flp"])
 def test_draws_do_not_depend_on_the_batch(models, targets, kind):
     model = models[kind]
+    targets = _targets_for(kind, targets)
     batch = model.predict_draws(targets, n_draws=64, seed=1)
-    for i in (0, 4):
-        one = model.predict_draws(Targets(flops=targets.flops[i : i + 1], mixture=targets.mixture[i : i + 1],
-                                          domains=targets.domains), n_draws=64, seed=1)
+    for i in (0, 3):
+        mix = None if targets.mixture is None else targets.mixture[i : i + 1]
+        one = model.predict_draws(Targets(flops=targets.flops[i : i + 1], mixture=mix, domains=targets.domains),
+                                  n_draws=64, seed=1)
         for q, d in one.items():
             np.testing.assert_allclose(d[:, 0], batch[q][:, i], rtol=RTOL_BATCH, atol=ATOL_BATCH)
 
@@ -142,3 +162,51 @@ def test_prediction_states_the_extrapolation(models, targets, runs):
     assert info["compute_ratio_max"] == pytest.approx(float(targets.flops.max() / top))
     assert info["calibrated_ratio"] is None
     assert info["beyond_calibration"] == bool(targets.flops.max() > top)
+
+
+@pytest.mark.parametrize("kind", ["flpm", "flp"])
+def test_draws_are_joint_across_rows(models, targets, kind):
+    """One parameter draw for every row: nearby targets move together, but not in lockstep
+    (the comonotone default would give rank correlation 1 everywhere)."""
+    model = models[kind]
+    targets = _targets_for(kind, targets)
+    draws = model.predict_draws(targets, n_draws=2000, seed=2)
+    q = model.outputs_[0]
+    d = draws[q]
+    ranks = np.argsort(np.argsort(d, axis=0), axis=0).astype(float)
+    rho = np.corrcoef(ranks.T)
+    off = rho[~np.eye(rho.shape[0], dtype=bool)]
+    assert off.mean() > 0.3  # joint: shared parameters
+    assert off.min() < 0.999  # not the comonotone stand-in
+    # P(A beats B) from the draws is a probability, and consistent: P(a<b) + P(b<a) = 1 (no ties)
+    p = np.mean(d[:, 0] < d[:, 1])
+    assert 0.0 <= p <= 1.0 and p + np.mean(d[:, 1] < d[:, 0]) == pytest.approx(1.0)
+
+
+def test_intervals_widen_with_the_targets_distance_beyond_the_calibration(models):
+    """Through ``predict``: beyond the fitted compute the interval is the model's own one times
+    the calibrated factor, and the factor keeps growing past what the internal folds reached."""
+    from mixopt.surrogate.calibrate import extrapolation_distance
+
+    model = models["flp"]
+    cal = model.calibrator_
+    assert cal is not None and not cal.is_identity
+    sizes = np.array([1e9, 3e9, 1e10, 3e10, 1e11])
+    tg = Targets.from_params_tokens(sizes, 20 * sizes)
+    pred = model.predict(tg, level=cal.level)
+    raw = model._predict_raw(tg, intervals=True, level=cal.level)
+    d = extrapolation_distance(tg.flops, model.fit_flops_max_)
+    for q, group in (("loss", "loss"), (model.outputs_[1], "score")):
+        j = pred.index(q)
+        if not np.isfinite(pred.mean[:, j]).all():
+            continue
+        widen = (pred.upper[:, j] - pred.mean[:, j]) / (raw.upper[:, j] - raw.mean[:, j])
+        np.testing.assert_allclose(widen, cal.factor(d, group), rtol=1e-9)
+        beyond = d > cal.reach(group)
+        assert beyond[-2:].all()
+        assert np.all(np.diff(widen[beyond]) > 0)  # grows with distance past the calibrated reach
+    # the prediction says how far it extrapolates and that it is beyond the calibration
+    np.testing.assert_allclose(pred.compute_ratio, tg.flops / model.fit_flops_max_)
+    assert pred.calibrated_ratio == pytest.approx(cal.calibrated_ratio)
+    assert pred.beyond_calibration[-1] and pred.extrapolation["beyond_calibration"]
+    assert pred.extrapolation["compute_ratio_max"] == pytest.approx(float(pred.compute_ratio.max()))

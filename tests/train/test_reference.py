@@ -83,3 +83,30 @@ def test_bad_options_and_domains_are_reported(fixture_corpus_dir, tmp_path):
     t = ReferenceTrainer(corpus=str(fixture_corpus_dir), **MICRO)
     with pytest.raises(TrainerError, match="no domain"):
         t.train(_spec(mixture={"web": 1.0}), tmp_path)
+
+
+def _corpus_variant(src, dst, *, valid_is_train: bool, train_bytes: int = 2000):
+    """A copy of the fixture corpus whose prose train split is cut to ``train_bytes`` (so a micro run
+    over-fits it) and whose prose validation split is either the real held-out text or the train bytes."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    train = (dst / "prose.train.bin").read_bytes()[:train_bytes]
+    (dst / "prose.train.bin").write_bytes(train)
+    if valid_is_train:
+        (dst / "prose.valid.bin").write_bytes(train)
+    return dst
+
+
+def test_held_out_loss_comes_from_the_held_out_split(fixture_corpus_dir, tmp_path):
+    """Two corpora with the same train bytes and seed train the same model; only the validation split
+    differs. Scored on its own training bytes the over-fitted model does far better than on held-out
+    text, so the reported loss:prose must move with the validation split and be the higher one on
+    real held-out text (evaluating on the train split would report the same number twice)."""
+    held = _corpus_variant(fixture_corpus_dir, tmp_path / "held", valid_is_train=False)
+    same = _corpus_variant(fixture_corpus_dir, tmp_path / "same", valid_is_train=True)
+    spec = _spec(mixture={"prose": 1.0}, tokens=4 * 64 * 100, checkpoints=2)  # ~13 passes over 2 KB
+    a = ReferenceTrainer(corpus=str(held), **MICRO).train(spec, tmp_path / "ja").column("loss:prose")
+    b = ReferenceTrainer(corpus=str(same), **MICRO).train(spec, tmp_path / "jb").column("loss:prose")
+    assert np.all(a > b), (a, b)
+    assert a[-1] - b[-1] > 0.15, (a, b)  # over-fitted: the train bytes are much easier than unseen text
