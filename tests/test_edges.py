@@ -151,6 +151,24 @@ def test_report_to_an_unusable_place_fails_before_the_work(single, tmp_path, cle
     clean_failure(["report", "--model", single["model"], "--format", "png", "--out", a_file], [a_file], needle="not a folder")
 
 
+def test_report_to_a_full_disk_fails_before_the_work(single, tmp_path, clean_failure, monkeypatch):
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    full = tmp_path / "full"
+    full.mkdir()
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0) if Path(p) == full else real(p))
+    import importlib
+
+    workflow = importlib.import_module("mixopt.workflows.report")
+    monkeypatch.setattr(workflow, "build_report", lambda **k: pytest.fail("the report was built"))
+    out = full / "r.html"
+    clean_failure(["report", "--model", single["model"], "--runs", single["runs"], "--out", out], [out],
+                  needle="the disk is full")
+
+
 def test_report_refuses_runs_that_are_not_the_models_data(single, tmp_path, clean_failure):
     out = tmp_path / "r.html"
     clean_failure(["report", "--model", single["model"], "--runs", EXAMPLE_RUNS, "--out", out], [out],
@@ -268,3 +286,21 @@ def test_one_data_section_reads_the_same_table_in_optimize_the_loop_and_the_repo
     assert main(["optimize", str(path), "--output", str(out), "--trials", "16", "--no-progress", "--json"]) == 0
     assert pl.read_csv(out).height > 0
     assert main(["report", "--config", str(path), "--out", str(tmp_path / "r.html"), "--json"]) == 0
+
+
+def test_stdout_closed_early_ends_quietly(tmp_path):
+    """`mixopt inspect ... | head -1`: no BrokenPipeError traceback, exit 141 (128 + SIGPIPE)."""
+    import os
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs.csv"
+    assert main(["simulate", "--out", str(runs), "--world", "mixture", "--mixtures", "40", "--checkpoints", "20"]) == 0
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "mixopt", "inspect", "--runs", str(runs), "--show", "4000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdout is not None and p.stdout.readline()
+    p.stdout.close()  # the reader goes away, as `head -1` does
+    err = p.stderr.read().decode() if p.stderr else ""
+    assert p.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import Any
 
+from mixopt._terminal import params_text, sci
 from mixopt.cli._output import EXIT_BAD_INPUT, EXIT_INFEASIBLE, command_line, common, emit_json, print_frame
 from mixopt.config import OVERRIDES, ProjectConfig, load_project
 
@@ -75,8 +76,8 @@ def _loop(args: argparse.Namespace, project: ProjectConfig) -> int:
             print_frame(r.summary, "  predicted vs measured:")
         if r.proposal:
             mix = ", ".join(f"{d}={v:.2f}" for d, v in r.proposal["mixture"].items())
-            print(f"  next sampling run (widest {r.proposal['quantity']} interval): {mix} at N={r.proposal['params']:.3g}, "
-                  f"D={r.proposal['tokens']:.3g}")
+            print(f"  next sampling run (widest {r.proposal['quantity']} interval): {mix} at N={params_text(r.proposal['params'])}, "
+                  f"D={sci(r.proposal['tokens'])} tokens")
     return 0
 
 

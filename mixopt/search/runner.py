@@ -70,6 +70,7 @@ from mixopt.search.samplers import derive_seed, make_sampler
 from mixopt.search.shortlist import DEFAULT_SHORTLIST
 from mixopt.search.storage import (
     StudyLock,
+    add_told_trials,
     batched_writes,
     make_memory_storage,
     open_storage,
@@ -591,7 +592,7 @@ def _save(study: optuna.Study, persistent: optuna.Study, session: StudySession, 
     """Write told trials to the persistent study (one batched write for a journal file)."""
     all_trials = study.get_trials(deepcopy=False)
     with batched_writes(session.storage):
-        persistent.add_trials([all_trials[n] for n in numbers])
+        add_told_trials(persistent, [all_trials[n] for n in numbers])
     session.lock.refresh()
 
 

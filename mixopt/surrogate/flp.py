@@ -659,11 +659,15 @@ class FLP(_ComputeSurrogate):
         raw = self._predict_raw(targets, intervals=True, level=float(cal.level))
         d = extrapolation_distance(targets.flops, self.fit_flops_max_)
         lower, upper, std = raw.lower.copy(), raw.upper.copy(), raw.std.copy()  # type: ignore[union-attr]
-        for j, name in enumerate(raw.names):
-            group = "loss" if name.startswith("loss") else "score"
-            lower[:, j], upper[:, j] = cal.apply(raw.mean[:, j], raw.lower[:, j], raw.upper[:, j], d,  # type: ignore[index]
-                                                 groups=group, level=level)
-            std[:, j] = raw.std[:, j] * cal.factor(d, group)  # type: ignore[index]
+        is_loss = np.array([name.startswith("loss") for name in raw.names])
+        for group, cols in (("loss", np.flatnonzero(is_loss)), ("score", np.flatnonzero(~is_loss))):
+            if not cols.size:
+                continue
+            mu = raw.mean[:, cols]
+            f = cal.factor(d, group, level)[:, None]
+            lower[:, cols] = mu - f * (mu - lower[:, cols])
+            upper[:, cols] = mu + f * (upper[:, cols] - mu)
+            std[:, cols] = std[:, cols] * cal.factor(d, group)[:, None]
         return Prediction(names=raw.names, mean=raw.mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
 
