@@ -151,6 +151,24 @@ def test_report_to_an_unusable_place_fails_before_the_work(single, tmp_path, cle
     clean_failure(["report", "--model", single["model"], "--format", "png", "--out", a_file], [a_file], needle="not a folder")
 
 
+def test_report_to_a_full_disk_fails_before_the_work(single, tmp_path, clean_failure, monkeypatch):
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    full = tmp_path / "full"
+    full.mkdir()
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0) if Path(p) == full else real(p))
+    import importlib
+
+    workflow = importlib.import_module("mixopt.workflows.report")
+    monkeypatch.setattr(workflow, "build_report", lambda **k: pytest.fail("the report was built"))
+    out = full / "r.html"
+    clean_failure(["report", "--model", single["model"], "--runs", single["runs"], "--out", out], [out],
+                  needle="the disk is full")
+
+
 def test_report_refuses_runs_that_are_not_the_models_data(single, tmp_path, clean_failure):
     out = tmp_path / "r.html"
     clean_failure(["report", "--model", single["model"], "--runs", EXAMPLE_RUNS, "--out", out], [out],

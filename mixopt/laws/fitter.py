@@ -60,6 +60,8 @@ _IRLS_MAXITER = 500
 BOOTSTRAP_MAXITER = 200
 #: the multi-start solver checks every this many iterations for starts that cannot win
 PRUNE_EVERY = 10
+#: starts whose objectives differ by less than this (relative) are tied: the first one wins
+TIE_RTOL = 1e-12
 
 
 # -- resampling by run ---------------------------------------------------------------------
@@ -656,15 +658,19 @@ class LawFitter:
         res = batched_lm(law.evaluator(x), gy, wb, starts, law.bounds, self._rho_psi, log_space=law.log_space,
                          maxiter=int(self.maxiter), prune_every=PRUNE_EVERY if starts.shape[0] > 1 else 0)
         rows = []
-        best, best_obj = None, math.inf
+        ok = np.all(np.isfinite(res.theta), axis=1) & np.isfinite(res.objective)
         for i, x0 in enumerate(starts):
             th, obj = res.theta[i], float(res.objective[i])
-            ok = bool(np.all(np.isfinite(th))) and math.isfinite(obj)
-            rows.append(self._row(i, "lm", law.param_names, x0, th if ok else np.full_like(x0, np.nan), obj if ok else math.nan,
-                                  bool(res.converged[i]) and ok, res.message(i, int(self.maxiter)), int(res.n_iter[i])))
-            if ok and obj < best_obj:
-                best, best_obj = th.copy(), obj
-        return rows, best, best_obj
+            rows.append(self._row(i, "lm", law.param_names, x0, th if ok[i] else np.full_like(x0, np.nan),
+                                  obj if ok[i] else math.nan, bool(res.converged[i]) and bool(ok[i]),
+                                  res.message(i, int(self.maxiter)), int(res.n_iter[i])))
+        if not ok.any():
+            return rows, None, math.inf
+        # ties within rounding go to the first start, so the winner does not depend on the
+        # order of the rows (a flat Huber optimum can be reached at points 1e-7 apart)
+        low = float(np.min(res.objective[ok]))
+        i = int(np.flatnonzero(ok & (res.objective <= low + TIE_RTOL * abs(low)))[0])
+        return rows, res.theta[i].copy(), float(res.objective[i])
 
     def _multistart_lbfgsb(self, x: np.ndarray, y: np.ndarray, w: np.ndarray,
                            starts: np.ndarray) -> tuple[list[dict[str, Any]], np.ndarray | None, float]:

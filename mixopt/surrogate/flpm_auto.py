@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +63,9 @@ TIE_MARGIN = 0.02
 #: ``stage2="auto"`` fits the net candidate (torch) only on tables with more runs than this.
 #: Measured (``benchmarks/bench_startup.py --sections net``): on the shipped example and on
 #: seeded worlds of its kind (3 domains, 12 or 16 mixtures x 5 sizes = 60 or 80 runs) the net
-#: never won the stage-2 step (its held-out score error 2-10x the logistic's), while fitting it
-#: imported torch and cost most of the main job's CPU. Larger tables keep the net in the race.
+#: was never chosen in the stage-2 step (on the 7 tables with a held-out score, its error was
+#: 1.8-10x the chosen logistic's), while fitting it imported torch and cost most of the main
+#: job's CPU. Larger tables keep the net in the race.
 NET_MIN_RUNS = 80
 
 TABLE_SCHEMA: dict[str, Any] = {
@@ -191,7 +192,16 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
                       "score": None, "n_points": 0, "seconds": 0.0})
         return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=pl.DataFrame(), folds=())
 
-    # -- step 1: stage-1 form x family, on held-out losses (stage 1 only)
+    _choose_stage1(make, folds, cfg, defaults, table, warm_by)
+    return _choose_stage2(make, folds, runs, cfg, table, need_rows, warm_by)
+
+
+def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], cfg: dict[str, str],
+                   defaults: Mapping[str, str], table: list[dict[str, Any]], warm_by: dict[tuple[str, int], Any]) -> None:
+    """Step 1: stage-1 form x family, on held-out losses (stage 1 only).
+
+    Sets ``cfg``, appends to ``table`` and keeps each (form, fold) stage-1 fit in ``warm_by``.
+    """
     s1 = STAGE1_CANDIDATES if cfg["stage1"] == "auto" else (cfg["stage1"],)
     fam = FAMILY_CANDIDATES if cfg["family"] == "auto" else (cfg["family"],)
     if len(s1) * len(fam) > 1:
@@ -238,7 +248,11 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
     else:
         cfg["stage1"], cfg["family"] = s1[0], fam[0]
 
-    # -- step 2: stage-2 model and inputs, on held-out scores (full fits)
+
+def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], runs: RunTable,
+                   cfg: dict[str, str], table: list[dict[str, Any]], need_rows: bool,
+                   warm_by: Mapping[tuple[str, int], Any]) -> AutoChoice:
+    """Step 2: stage-2 model and inputs, on held-out scores (full fits, warm-started from ``warm_by``); the outcome."""
     s2, skipped = _stage2_candidates(cfg, runs)
     table += skipped
     if not s2:
