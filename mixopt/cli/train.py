@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mixopt._files import atomic_path
+from mixopt._files import atomic_path, check_writable
 from mixopt.cli._output import EXIT_JOBS_FAILED, common, emit_json, print_frame
 from mixopt.config import load_project
 
@@ -69,6 +69,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     project = load_project(args.config)
     assert project.search is not None
+    if args.out:
+        check_writable(args.out, what="comparison table")  # before any training
     chosen, batch, comp = run_validate(project.search, project.train, args.pareto, args.top, level=args.level)
     if args.out and comp.height:
         with atomic_path(args.out, what="comparison table") as tmp:

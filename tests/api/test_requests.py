@@ -10,7 +10,7 @@ import pytest
 
 from mixopt.api import Settings
 from mixopt.errors import ConfigError
-from tests.api.conftest import KEY_A, MERGE_RTOL, RUNS, SEARCH, A, B, fitted_model, upload, wait_for
+from tests.api.conftest import KEY_A, KEY_B, MERGE_RTOL, RUNS, SEARCH, A, B, fitted_model, upload, wait_for
 
 
 # -- service --------------------------------------------------------------------------------------
@@ -21,8 +21,15 @@ def test_health_and_docs_need_no_key(client) -> None:
     assert {"/v1/datasets", "/v1/models/{model_id}/predict", "/v1/jobs/{job_id}/pareto"} <= set(spec["paths"])
 
 
+#: near misses of a valid key: a prefix, a suffix, one character more or less at either end, another case,
+#: two keys run together, a key with a space inside (a comparison by prefix, substring or case would let one in)
+NEAR_KEYS = [KEY_A[:-1], KEY_A[:8], KEY_A[1:], KEY_A[-8:], KEY_A + "0", "x" + KEY_A, KEY_A.upper(), KEY_A + KEY_B,
+             KEY_A[:5] + " " + KEY_A[5:]]
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-key-123"}, {"Authorization": KEY_A},
-                                     {"Authorization": "Basic " + KEY_A}, {"Authorization": "Bearer "}])
+                                     {"Authorization": "Basic " + KEY_A}, {"Authorization": "Bearer "},
+                                     *({"Authorization": f"Bearer {k}"} for k in NEAR_KEYS)])
 def test_every_v1_route_needs_a_valid_key(client, headers) -> None:
     for method, path in [("GET", "/v1/datasets"), ("GET", "/v1/models/m_x"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/job_x/pareto")]:
         r = client.request(method, path, headers=headers)

@@ -252,9 +252,14 @@ def test_journal_storage_is_the_default_and_an_ordinary_optuna_study(tmp_path, a
 def test_batched_journal_writes_once_per_batch(tmp_path, analytic, monkeypatch) -> None:
     from optuna.storages.journal import JournalFileBackend
 
+    from mixopt.search.storage import make_batched_backend
+
     appends: list[int] = []
     real = JournalFileBackend.append_logs
     monkeypatch.setattr(JournalFileBackend, "append_logs", lambda self, logs: appends.append(len(logs)) or real(self, logs))
+    batched = type(make_batched_backend(tmp_path / "probe.log"))  # held-back records are written by its own _write
+    real_batch = batched._write
+    monkeypatch.setattr(batched, "_write", lambda self, logs: appends.append(len(logs)) or real_batch(self, logs))
     run_study(analytic_problem(analytic), trials=256, batch_size=64, storage=str(tmp_path / "b.log"), progress=False)
     trial_writes = [n for n in appends if n >= 64]
     assert len(trial_writes) == 4  # one append per batch of 64 trials, not one per trial
@@ -344,8 +349,14 @@ def test_report_shows_compute_in_flops_and_the_shortlist(analytic) -> None:
     p = analytic_problem(analytic, objectives=("score:x", "compute"), flops=(1e20, 1e22))
     res = run_study(p, trials=256, batch_size=64, progress=False)
     text = res.report()
-    assert "compute (min, log10 FLOPs)" in text and "FLOPs" in text and "shortlist: 5 diverse" in text
-    assert "con:* <= 0 means satisfied" not in text or "data" not in res.constraints
+    assert "compute (min, log10 FLOPs)" in text and "FLOPs" in text and "shortlist: 5 mixtures ranked by P(best)" in text
+    assert not res.constraints and "con:* <= 0 means satisfied" not in text  # no constraint: no constraint line
+    from mixopt.search import DataBudget
+
+    capped = run_study(analytic_problem(analytic, flops=(1e19, 1e20), data=DataBudget(available={"a": 5e9})),
+                       trials=32, batch_size=32, progress=False)
+    assert "data" in capped.constraints
+    assert "constraints (con:* <= 0 means satisfied): data (no domain repeated more than max_epochs)" in capped.report()
 
 
 def test_signals_are_held_during_storage_writes() -> None:
@@ -354,13 +365,31 @@ def test_signals_are_held_during_storage_writes() -> None:
 
     from mixopt.search.storage import signals_deferred
 
-    reached = []
-    with pytest.raises(KeyboardInterrupt):
+    # set the disposition here: pytest started from a background job inherits SIGINT as ignored
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        reached = []
+        with pytest.raises(KeyboardInterrupt):
+            with signals_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("the write finished")  # not interrupted half-way
+        assert reached == ["the write finished"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+        seen = []
+        signal.signal(signal.SIGINT, lambda signum, _frame: seen.append((signum, list(reached))))
         with signals_deferred():
             os.kill(os.getpid(), signal.SIGINT)
-            reached.append("the write finished")  # not interrupted half-way
-    assert reached == ["the write finished"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+            reached.append("second write")
+            assert not seen  # held while the block runs
+        assert seen == [(signal.SIGINT, ["the write finished", "second write"])]  # delivered once, after
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # an ignored signal stays ignored
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 @pytest.mark.parametrize("flag", [False, True])

@@ -10,14 +10,14 @@ from mixopt.data.table import RunTable
 from mixopt.surrogate import Targets
 from mixopt.surrogate.decision import spearman
 from mixopt.surrogate.flpm import FLPM
-from mixopt.surrogate.flpm_auto import _choose_stage1, make_folds
+from mixopt.surrogate.flpm_auto import _score_stage1, make_folds
 from mixopt.surrogate.select import compute_scales, transfer_fold
 from mixopt.testing import mixture_world
 from mixopt.testing.transfer import artefact_truth, small_scale_artefact
 
 #: fast fixed settings: the tests are about the family choice, not stage 2
 KW = dict(n_bootstrap=0, n_starts=2, stage1="flpm", stage2="logistic", stage2_inputs="fitted", intervals="raw", seed=0,
-          max_seconds=None)
+          )
 PROXY, BIG = 2e7, 6e8
 
 
@@ -61,7 +61,7 @@ def test_auto_picks_the_out_of_range_right_family_where_in_range_picks_the_resid
 
     # in range (mixtures left out at the proxy scale) the free residual wins ...
     table: list = []
-    assert _choose_stage1(make, make_folds(proxy), ("flpm",), ("law", "hybrid"), table, explicit_family=True)[1] == "hybrid"
+    assert _score_stage1(make, make_folds(proxy), ("flpm",), ("law", "hybrid"), table, explicit_family=True)[1] == "hybrid"
     # ... and ranks the large mixtures worse than the law alone
     law = FLPM(**{**KW, "family": "law"}).fit(both)
     hybrid = FLPM(**{**KW, "family": "hybrid"}).fit(both)
@@ -103,7 +103,7 @@ def test_mixopt_fit_prints_the_folds_and_why_each_choice(artefact, tmp_path, cap
     from mixopt.data.readers import write_runs
 
     path = write_runs(artefact["both"], tmp_path / "runs.csv")
-    settings = '{"n_bootstrap": 0, "n_starts": 2, "stage1": "flpm", "stage2": "logistic", "stage2_inputs": "fitted", "max_seconds": null}'
+    settings = '{"n_bootstrap": 0, "n_starts": 2, "stage1": "flpm", "stage2": "logistic", "stage2_inputs": "fitted"}'
     assert main(["fit", "--runs", str(path), "--method", "flpm", "--settings", settings, "--out", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
     assert "folds: transfer: transfer fold: fit on 36 runs" in out
@@ -112,7 +112,7 @@ def test_mixopt_fit_prints_the_folds_and_why_each_choice(artefact, tmp_path, cap
 
 def test_in_range_folds_do_not_choose_the_law_form(artefact):
     table: list = []
-    form, family = _choose_stage1(lambda s: FLPM(**{**KW, **s}), make_folds(artefact["proxy"]), ("flpm", "dml"),
+    form, family = _score_stage1(lambda s: FLPM(**{**KW, **s}), make_folds(artefact["proxy"]), ("flpm", "dml"),
                                   ("law", "hybrid", "average"), table, explicit_family=False)
     assert form == "flpm" and family in ("law", "average")
     excluded = {r["candidate"] for r in table if r["status"] == "excluded"}

@@ -13,8 +13,13 @@ from mixopt.surrogate.flpm import DML, FLPM
 from mixopt.surrogate.flpm_auto import make_folds, mixture_folds
 from mixopt.testing import mixture_world
 
-#: median |predicted - true| score (0-1 scale) at held-out mixtures, largest sampling size.
-#: Today's FLP-M / DML meet it with a margin; a +0.05 shift of every score cannot.
+#: Per class: (median |predicted - true|, |mean signed error|) of scores (0-1 scale) at held-out
+#: mixtures at the largest sampling size, QUICK settings with the logistic stage 2. Measured
+#: (seed 0 world, 24 mixtures): FLP-M median 0.0008, bias per benchmark -0.0013..+0.0012;
+#: DML median 0.0047, bias -0.017..-0.003 (pooled -0.009). Tolerances ~3-4x the FLP-M figures and
+#: ~2.5x / 1.6x DML's, so a constant shift of 0.01 (FLP-M) or 0.02 (DML) fails.
+TOL_SCORE = {"FLPM": (0.003, 0.003), "DML": (0.012, 0.015)}
+#: the full default (net stage 2) FLP-M, slow test only
 ATOL_SCORE_MEDIAN = 0.02
 RTOL_JACOBIAN = 1e-5
 ATOL_JACOBIAN = 1e-7
@@ -47,7 +52,7 @@ def auto_model(noisy_runs):
 
 
 def _score_error(model, world, n_mix=24):
-    """Median |pred - truth| over predictable benchmarks at held-out mixtures at the largest size."""
+    """Signed errors pred - truth over predictable benchmarks at held-out mixtures at the largest size."""
     mix = world.random_mixtures(n_mix, seed=400)
     n = max(SIZES)
     t = Targets.from_params_tokens(np.full(n_mix, n), np.full(n_mix, 20 * n), mix, world.domains)
@@ -58,7 +63,7 @@ def _score_error(model, world, n_mix=24):
         q = f"score:{b}"
         if q in model.unpredictable_:
             continue
-        errs.append(np.abs(pred.get(q) - truth[:, j]))
+        errs.append(pred.get(q) - truth[:, j])
     assert errs, "no benchmark was predictable: the check would be empty"
     return np.concatenate(errs), pred, truth
 
@@ -67,9 +72,10 @@ def _score_error(model, world, n_mix=24):
 def test_scores_match_the_world_truth_and_a_shift_would_not(cls, world, noisy_runs, auto_model):
     model = auto_model if cls is FLPM else cls(**QUICK, stage2="logistic").fit(noisy_runs)
     err, _, _ = _score_error(model, world)
-    assert np.median(err) < ATOL_SCORE_MEDIAN
-    # the mutation from issue 11 (+0.05 on every score) moves the median error past the tolerance
-    assert np.median(np.abs(err - 0.05)) > ATOL_SCORE_MEDIAN or np.median(err + 0.05) > ATOL_SCORE_MEDIAN
+    med_tol, bias_tol = TOL_SCORE[cls.__name__]
+    assert len(err) >= 3 * 24, "fewer than 3 of 4 benchmarks predicted"
+    assert np.median(np.abs(err)) < med_tol, np.median(np.abs(err))
+    assert abs(np.mean(err)) < bias_tol, np.mean(err)  # signed: errors that do not cancel out
 
 
 def test_auto_reports_every_candidate_and_its_score(auto_model):
@@ -91,7 +97,7 @@ def test_full_auto_scores_match_the_world_truth(world, noisy_runs):
     m = FLPM(**QUICK).fit(noisy_runs)
     assert m.selection_.filter(pl.col("step") == "stage2").height >= 1
     err, _, _ = _score_error(m, world)
-    assert np.median(err) < ATOL_SCORE_MEDIAN
+    assert np.median(np.abs(err)) < ATOL_SCORE_MEDIAN
 
 
 def test_paper_preset_is_the_papers_method(noisy_runs):
@@ -206,3 +212,19 @@ def test_calibrated_intervals_cover_when_extrapolating_on_noisy_worlds(seed):
         a = test.column(q)
         hits.append((lo <= a) & (a <= hi))
     assert np.mean(np.concatenate(hits)) >= MIN_COVERAGE
+
+
+def test_the_net_competes_only_on_tables_above_net_min_runs():
+    from types import SimpleNamespace
+
+    from mixopt.surrogate.flpm_auto import NET_MIN_RUNS, _stage2_candidates
+
+    auto = {"stage2": "auto", "stage2_inputs": "auto"}
+    small, large = SimpleNamespace(n_runs=NET_MIN_RUNS), SimpleNamespace(n_runs=NET_MIN_RUNS + 1)
+    s2, skipped = _stage2_candidates(auto, small)
+    assert s2 == [("logistic", "fitted"), ("logistic", "observed")]
+    assert [r["candidate"] for r in skipped] == ["stage2=net, inputs=observed"]
+    assert skipped[0]["status"] == "skipped" and f"<= {NET_MIN_RUNS}" in skipped[0]["reason"]
+    assert _stage2_candidates(auto, large) == ([("logistic", "fitted"), ("net", "observed"), ("logistic", "observed")], [])
+    # an explicit stage2 is never overruled
+    assert _stage2_candidates({"stage2": "net", "stage2_inputs": "auto"}, small) == ([("net", "observed")], [])
