@@ -91,10 +91,10 @@ def test_in_range_evidence_never_picks_the_free_residual_but_averages_it(artefac
     pa, ph, pl_ = (x.predict(tg, level=0.5) for x in (m, hybrid, law))
     for d in artefact["world"].domains:
         q = "loss:" + d
-        np.testing.assert_allclose(pa.get(q), np.sqrt(ph.get(q) * pl_.get(q)), rtol=1e-9)
+        np.testing.assert_allclose(pa.get(q), np.sqrt(ph.get(q) * pl_.get(q)), rtol=1e-6)  # separate fits: optimiser tolerance
         lo, hi = pa.interval(q)
         both = np.column_stack([ph.get(q), pl_.get(q)])
-        assert np.all(lo <= both.min(axis=1) * (1 + 1e-8)) and np.all(hi >= both.max(axis=1) * (1 - 1e-8))
+        assert np.all(lo <= both.min(axis=1) * (1 + 1e-6)) and np.all(hi >= both.max(axis=1) * (1 - 1e-6))
         assert np.any(np.abs(np.log(ph.get(q) / pl_.get(q))) > 0.02)  # they do disagree
 
 
