@@ -178,10 +178,11 @@ def main() -> None:
         try:
             rows_path = str(tmp_p / "rows.parquet")
             if "rows" in datasets:
-                sys.path.insert(0, str(ROOT / "benchmarks"))
-                from bench_scale import make_rows_table
-
-                make_rows_table(100 if a.quick else 1000, rows_path)
+                # in a child process: Linux keeps a process's peak RSS across fork + exec, so a
+                # table built here would count in every fit's peak memory below
+                code = (f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); from bench_scale import make_rows_table; "
+                        f"make_rows_table({100 if a.quick else 1000}, {rows_path!r})")
+                subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
             print(f"### Default fits: CPU-s (user+system) at {a.threads} thread(s), this tree vs {a.baseline_ref}\n")
             print("| dataset | rows | baseline CPU-s | CPU-s | ratio | baseline peak MB | peak MB | baseline choice | choice "
                   "| max rel Δ prediction |")

@@ -257,12 +257,12 @@ def main() -> None:
     best = one.sort("GF_per_cpu_s", descending=True).row(0, named=True)
     bf16_pays = one.filter(pl.col("dtype") == "bfloat16")["GF_per_cpu_s"][0] > one.filter(pl.col("dtype") == "float32")["GF_per_cpu_s"][0]
     print(f"  peak used below: {best['GF_per_cpu_s']} GF/CPU-s ({best['dtype']}, 1 thread); bf16 autocast measured "
-          f"{'too' if bf16_pays else 'only in fp32: bf16 has no fast units on this CPU'}")
+          f"{'as well' if bf16_pays else 'not at all: bf16 has no fast units on this CPU'}")
 
     sizes = [4e4, 1.2e5, 2.5e5, 6e5]
     print("\n(1) reference-trainer training speed, 1 thread, batch 8 x 256 bytes (training only, CPU-seconds): "
           "GF = 6N per token, and 6N + causal attention (6·layers·context·width)")
-    tp = throughput(sizes, steps=4 if args.quick else 12, bf16=bf16_pays)
+    tp = throughput(sizes, steps=6 if args.quick else 16, bf16=bf16_pays)
     tp = tp.with_columns((pl.col("GF_6N") / best["GF_per_cpu_s"]).round(3).alias("frac_peak_6N"),
                          (pl.col("GF_6N_attn") / best["GF_per_cpu_s"]).round(3).alias("frac_peak_6N_attn"))
     print(tp)

@@ -15,6 +15,8 @@ EXIT_BAD_INPUT = 2
 EXIT_FIT_FAILED = 3
 #: Exit code of a training command with failed jobs (the others were kept).
 EXIT_JOBS_FAILED = 4
+#: Exit code of a search that found no feasible mixture (the headed, empty result files are written).
+EXIT_INFEASIBLE = 5
 
 
 class UsageError(MixoptError, ValueError):

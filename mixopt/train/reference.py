@@ -149,14 +149,14 @@ def shape_for_params(params: float, kernels: str = "v1") -> tuple[int, int, int]
 
     At least 2 layers. v1: widths are multiples of 8 and the aspect ratio width/layers stays
     in [16, 40] (the shapes measured fastest per loss at this scale). v2: widths from 128 are
-    multiples of 64 (below, of 16), aspect ratio in [16, 64]: matrix products whose sizes
-    suit the vector units (``benchmarks/bench_train.py`` measures the difference).
+    multiples of 64 (from 64, of 16; below, of 8), aspect ratio in [16, 64]: fewer, wider layers whose
+    matrix products suit the vector units (``benchmarks/bench_train.py`` measures the difference).
     """
     best = None
     hi = 40 if kernels == "v1" else 64
     for layers in range(2, 17):
         for d in range(16, 2049, 8):
-            if kernels == "v2" and d % (64 if d >= 128 else 16):
+            if kernels == "v2" and d % (64 if d >= 128 else 16 if d >= 64 else 8):
                 continue
             if not 16 <= d / layers <= hi:
                 continue

@@ -349,7 +349,7 @@ def test_report_shows_compute_in_flops_and_the_shortlist(analytic) -> None:
     p = analytic_problem(analytic, objectives=("score:x", "compute"), flops=(1e20, 1e22))
     res = run_study(p, trials=256, batch_size=64, progress=False)
     text = res.report()
-    assert "compute (min, log10 FLOPs)" in text and "FLOPs" in text and "shortlist: 5 diverse" in text
+    assert "compute (min, log10 FLOPs)" in text and "FLOPs" in text and "shortlist: 5 mixtures ranked by P(best)" in text
     assert not res.constraints and "con:* <= 0 means satisfied" not in text  # no constraint: no constraint line
     from mixopt.search import DataBudget
 

@@ -238,3 +238,14 @@ def test_flpm_calibrated_intervals_equal_the_per_column_rule(models, world):
             np.testing.assert_allclose(pred.upper[:, j], np.maximum(mu + f * (hi - mu), mu + k * (hi - mu)), rtol=1e-12)
     assert pred.calibrated_ratio == pytest.approx(cal.calibrated_ratio)
     assert pred.beyond_calibration[-1] and not pred.beyond_calibration[0]
+
+
+def test_regmix_draws_agree_whichever_way_the_product_is_associated(models, targets):
+    """Fewer draws than rows takes ``(delta @ kinv) @ K^T``, a single row ``delta @ (K @ kinv)^T``."""
+    model = models["regmix"]
+    batch = model.predict_draws(targets, n_draws=3, seed=4)
+    for i in (0, 5):
+        one = model.predict_draws(Targets(flops=targets.flops[i : i + 1], mixture=targets.mixture[i : i + 1],
+                                          domains=targets.domains), n_draws=3, seed=4)
+        for q, d in one.items():
+            np.testing.assert_allclose(d[:, 0], batch[q][:, i], rtol=RTOL_BATCH, atol=ATOL_BATCH)

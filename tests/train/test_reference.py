@@ -91,7 +91,7 @@ def test_v1_shapes_are_unchanged_and_v2_widths_suit_the_vector_units():
     assert shape_for_params(6e5) == shape_for_params(6e5, "v1")  # the function's own default stays v1
     for n in (3e4, 1e5, 6e5, 2e6, 1e7):
         layers, width, heads = shape_for_params(n, "v2")
-        assert width % (64 if width >= 128 else 16) == 0 and width % heads == 0
+        assert width % (64 if width >= 128 else 16 if width >= 64 else 8) == 0 and width % heads == 0
         assert width < 128 or width // heads == 64
         assert abs(np.log(non_embedding_params(layers, width) / n)) < 0.25
 
