@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from mixopt.cli import data, models, optimize, report, serve, train
+from mixopt.cli import data, models, optimize, plan, report, serve, train
 from mixopt.cli._output import EXIT_BAD_INPUT, EXIT_FIT_FAILED, emit_json
 from mixopt.errors import FitError, MixoptError
 
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout (before or after the command)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for module in (data, models, optimize, report, serve, train):  # in the order of `mixopt --help`
+    for module in (data, models, optimize, plan, report, serve, train):  # in the order of `mixopt --help`
         module.register(sub)
     return p
 
