@@ -17,6 +17,9 @@ FAST = [name for name in CHECKS if name != "coverage_near_nominal"]
 
 #: (kind, check) -> why it fails today (measured on the conformance worlds)
 KNOWN_MISSES: dict[tuple[str, str], str] = {}
+#: kinds whose fit on the conformance world is too slow for the default run (flpm_additive: the
+#: additive stage-1 law's multi-start fit took > 10 min on a loaded 2-core machine): slow set only
+HEAVY_KINDS = {"flpm_additive"}
 
 
 def _param(kind: str, name: str, *marks: pytest.MarkDecorator):
@@ -26,7 +29,8 @@ def _param(kind: str, name: str, *marks: pytest.MarkDecorator):
     return pytest.param(kind, name, marks=marks, id=f"{kind}-{name}")
 
 
-@pytest.mark.parametrize(("kind", "name"), [_param(k, n) for k in surrogate_kinds() for n in FAST])
+@pytest.mark.parametrize(("kind", "name"), [_param(k, n, *([pytest.mark.slow] if k in HEAVY_KINDS else []))
+                                            for k in surrogate_kinds() for n in FAST])
 def test_every_kind_passes_the_contract(kind: str, name: str) -> None:
     CHECKS[name](kind)
 
