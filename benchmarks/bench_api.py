@@ -13,7 +13,9 @@ call per request (``MIXOPT_PREDICT_MERGE=0``) instead of merging concurrent requ
     python benchmarks/bench_api.py                       # flpm, 16 clients, <= 3000 requests / 30 s
     python benchmarks/bench_api.py --method regmix --requests 1000 --duration 10
 
-Target (issue 16): p99 <= 50 ms with 16 concurrent clients, zero errors.
+Target (issue 21): p99 <= 25 ms with 16 concurrent clients on a quiet machine, zero errors (issue 16's
+was 50 ms). The server's CPU milliseconds per request are printed too: unlike the latencies they
+hardly depend on what else runs on the machine.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "mixopt" / "examples" / "runs_3domain.csv"
 KEY = "bench-key-0123456789"
+#: p99 latency target of the default server, ms (issue 21)
+P99_TARGET_MS = 25.0
 
 
 def _port() -> int:
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"method": args.method, "batch": args.batch, "clients": args.clients, "library_predict_median_ms": round(lib_ms, 2),
            "cpus": len(os.sched_getaffinity(0)), "load_avg_1m": round(os.getloadavg()[0], 2), **phases}
     main_phase = phases["default"]
-    out["target_met"] = bool(main_phase["p99_ms"] <= 50.0 and main_phase["errors"] == 0)
+    out["target_met"] = bool(main_phase["p99_ms"] <= P99_TARGET_MS and main_phase["errors"] == 0)
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -209,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  default / {what}, same run: throughput x{main_phase['requests_per_s'] / b['requests_per_s']:.2f}, "
                   f"p50 x{main_phase['p50_ms'] / b['p50_ms']:.2f}, p99 x{main_phase['p99_ms'] / b['p99_ms']:.2f}, "
                   f"server CPU/request x{main_phase['server_cpu_ms_per_request'] / b['server_cpu_ms_per_request']:.2f}")
-    print(f"  target p99 <= 50 ms, 0 errors (default server): {'met' if out['target_met'] else 'MISSED'}")
+    print(f"  target p99 <= {P99_TARGET_MS:g} ms, 0 errors (default server): {'met' if out['target_met'] else 'MISSED'}")
     return 0
 
 

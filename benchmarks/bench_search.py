@@ -23,11 +23,13 @@ Prints four tables (every ratio is against a baseline measured in the same run):
     batch): local, Ray with 1 and 2 workers (one batch in flight per worker); baseline local.
 (e) persist: persisted trials against in-memory, 3 and 64 domains (+ compute), NSGA-II, batch
     256, the world's truth as the surrogate: in memory (baseline), the batched journal file
-    (the default storage), Optuna's stock journal file (one append + fsync per trial) and
-    SQLite. Trials per wall second AND per CPU second of this process (on a loaded shared
+    (the default storage), Optuna's stock journal file and storage (one append + fsync and one
+    replay per trial) and SQLite; memory and the batched journal alternate 3 times (--quick: 2),
+    best of each. Trials per wall second AND per CPU second of this process (on a loaded shared
     machine wall time mostly measures the neighbours), the ratio to in-memory, and a resume
     check (the persisted study reopened holds every trial). Targets (issue 14): >= 1,000
-    persisted trials/s at 3 domains and >= 500 at 64 domains.
+    persisted trials/s at 3 domains and >= 500 at 64 domains; (issue 21) the batched journal
+    >= 0.9x in-memory at 64 domains (CPU).
 (f) resume: configs/example.toml (real FLP-M) run once to completion in a scratch folder,
     then resumed as a fresh ``python -m mixopt optimize`` process; its wall time against the
     first run's. Target: <= 5 s on a quiet machine.
@@ -286,41 +288,52 @@ def persist(quick: bool) -> None:
     import mixopt.search.storage as msto
 
     rows = []
+    reps = 2 if quick else 3
     for k in (3, 64):
         world = mixture_world(n_domains=k, n_benchmarks=3, seed=0)
         prob = problem_for(world, [f"score:{b}" for b in world.benchmark_names[:2]], flops=(1e20, 1e22))
         n = (2048 if quick else 8192) if k == 3 else (1024 if quick else 4096)
         run_study(prob, trials=256, batch_size=256, seed=0, progress=False)  # warm imports and caches
-        base_cpu = base_wall = None
-        for kind in ("memory", "journal (batched, default)", "journal (Optuna stock)", "sqlite"):
+        best: dict[str, tuple[float, float, int | None, int]] = {}
+        kinds = ("memory", "journal (batched, default)", "journal (Optuna stock)", "sqlite")
+        # memory and the batched journal alternate `reps` times (best of each: a loaded machine's
+        # neighbours inflate single runs); the slow stores run once
+        order = [kd for _ in range(reps) for kd in kinds[:2]] + list(kinds[2:])
+        for kind in order:
             m = n if kind != "sqlite" else max(256, n // 8)
             with tempfile.TemporaryDirectory() as tmp:
                 st = {"memory": None, "sqlite": str(Path(tmp) / "s.db")}.get(kind, str(Path(tmp) / "s.log"))
                 stock = kind == "journal (Optuna stock)"
-                if stock:  # the same runner writing through Optuna's own journal backend
-                    real = msto.make_batched_backend
+                if stock:  # the same runner writing through Optuna's own journal backend and storage
+                    real_be, real_st = msto.make_batched_backend, msto._journal_storage_class
                     msto.make_batched_backend = lambda path: JournalFileBackend(str(path))
+                    msto._journal_storage_class = lambda: JournalStorage
                 try:
                     c0, w0 = time.process_time(), time.perf_counter()
                     res = run_study(prob, trials=m, batch_size=256, seed=0, storage=st, study_name="b", progress=False)
                     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
                 finally:
                     if stock:
-                        msto.make_batched_backend = real
+                        msto.make_batched_backend, msto._journal_storage_class = real_be, real_st
                 kept = None
                 if st is not None:
                     storage = (JournalStorage(JournalFileBackend(st)) if st.endswith(".log") else f"sqlite:///{st}")
                     kept = len(optuna.load_study(study_name="b", storage=storage).trials)
-            per_cpu, per_wall = res.n_new / cpu, res.n_new / wall
-            if kind == "memory":
-                base_cpu, base_wall = per_cpu, per_wall
+            old = best.get(kind)
+            best[kind] = (min(cpu, old[0]) if old else cpu, min(wall, old[1]) if old else wall, kept, res.n_new)
+            print(f"  {k:2d} domains {kind:28s} {res.n_new / cpu:8.0f}/s CPU {res.n_new / wall:8.0f}/s wall", flush=True)
+        base_cpu, base_wall = best["memory"][3] / best["memory"][0], best["memory"][3] / best["memory"][1]
+        for kind in kinds:
+            cpu, wall, kept, n_new = best[kind]
+            per_cpu, per_wall = n_new / cpu, n_new / wall
+            m = n if kind != "sqlite" else max(256, n // 8)
             rows.append({"domains": k, "storage": kind, "trials": m, "trials/s (CPU)": round(per_cpu),
                          "trials/s (wall)": round(per_wall), "vs memory (CPU)": round(per_cpu / base_cpu, 3),
                          "vs memory (wall)": round(per_wall / base_wall, 3),
                          "resumable": "-" if kept is None else f"{kept}/{m} kept"})
-            print(f"  {k:2d} domains {kind:28s} {per_cpu:8.0f}/s CPU {per_wall:8.0f}/s wall", flush=True)
     print(f"\n(e) persisted trials vs in-memory (NSGA-II, batch 256, truth surrogate, {available_cpus()} CPUs; "
-          "targets >= 1,000/s at 3 domains, >= 500/s at 64, persisted)")
+          "targets >= 1,000/s at 3 domains, >= 500/s at 64, persisted; batched journal >= 0.9x memory (CPU) at 64; "
+          f"memory and batched journal: best of {reps} alternating runs)")
     print(pl.DataFrame(rows))
 
 

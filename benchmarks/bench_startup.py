@@ -9,13 +9,18 @@ too, which on a loaded shared machine mostly measure the neighbours):
 (b) the main job, ``mixopt optimize configs/example.toml`` (FLP-M fitted on the shipped
     3-domain runs, then 2,000 trials), run in a scratch copy of ``configs/`` and the example
     data: CPU-s, wall, peak memory and the heavy packages it loaded (torch, scipy.stats, ray,
-    fastapi). Baseline, same run: the same job with torch and scipy.stats imported first --
-    what it paid when ``scipy.stats`` was imported for ``norm`` and torch for a net candidate
-    that then lost.
+    fastapi). Baseline, same run: the job as it ran before -- ``scipy.stats`` imported (it was,
+    for ``norm``) and the net candidate fitted by ``auto`` (``NET_MIN_RUNS = 0``: torch, and a
+    candidate that then lost).
 (c) resume: the same command again on the finished study (the fitted model is cached
     beside the study), against the first run.
+(net) the measurement behind ``mixopt.surrogate.flpm_auto.NET_MIN_RUNS``: FLP-M ``auto`` fitted
+    with the net forced back into the stage-2 race, on the shipped example and on seeded worlds
+    of its kind (``mixopt simulate --world mixture --domains 3 --mixtures M --seed S``, default
+    sizes: 12 mixtures = 60 runs, 16 = 80); per table the held-out score error of every stage-2
+    candidate and whether the net would have been chosen.
 
-Run:  python benchmarks/bench_startup.py [--quick] [--repeats 5]
+Run:  python benchmarks/bench_startup.py [--quick] [--repeats 5] [--sections imports,job,net] [--seeds 12]
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mixopt.data.table import RunTable
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("numpy", "polars", "scipy.stats", "torch", "optuna", "ray", "fastapi")
@@ -104,7 +113,8 @@ def _job(ws: Path, pre: str) -> tuple[float, float, float, list[str], dict]:
 
 def main_job() -> None:
     rows = []
-    for name, pre in (("baseline: torch and scipy.stats imported first", "import torch, scipy.stats"),
+    before = "import torch, scipy.stats\nimport mixopt.surrogate.flpm_auto as auto\nauto.NET_MIN_RUNS = 0"
+    for name, pre in (("baseline: as before (scipy.stats, the net in auto)", before),
                       ("mixopt optimize configs/example.toml", "")):
         with tempfile.TemporaryDirectory() as tmp:
             ws = _workspace(Path(tmp))
@@ -125,17 +135,58 @@ def main_job() -> None:
           "and <= 5 s wall quiet; resume <= 1 s wall.")
 
 
+def _example_kind(seed: int, n_mixtures: int) -> RunTable:
+    from mixopt.testing import mixture_world, random_mixtures
+
+    world = mixture_world(n_domains=3, n_benchmarks=4, seed=seed)
+    return world.sample_runs([2e7, 5e7, 1e8, 2e8, 4e8], random_mixtures(n_mixtures, 3, seed=seed), tokens_per_param=20.0,
+                             n_checkpoints=10, loss_noise=0.005, score_noise=0.005, seed=seed)
+
+
+def net_check(seeds: list[int], mixtures: list[int]) -> None:
+    import polars as pl
+
+    from mixopt.data.readers import read_runs
+    from mixopt.surrogate import flpm_auto
+    from mixopt.surrogate.flpm import FLPM
+
+    gate, flpm_auto.NET_MIN_RUNS = flpm_auto.NET_MIN_RUNS, 0  # the net competes everywhere here
+    tables = [("configs/example.toml data", read_runs(REPO / "mixopt" / "examples" / "runs_3domain.csv"))]
+    tables += [(f"world seed {s}, {m} mixtures", _example_kind(s, m)) for m in mixtures for s in seeds]
+    print(f"\n(net) FLP-M auto's stage-2 step with the net competing (held-out mean absolute score error; "
+          f"NET_MIN_RUNS = {gate})")
+    print(f"{'table':<30} {'runs':>5} {'logistic/fitted':>15} {'net/observed':>13} {'logistic/observed':>17}  chosen")
+    wins = scored = 0
+    try:
+        for name, runs in tables:
+            m = FLPM().fit(runs)
+            sel = m.selection_.filter(pl.col("step") == "stage2")
+            score = {r["candidate"].replace("stage2=", "").replace(", inputs=", "/"): r["score"] for r in sel.to_dicts()}
+            fmt = {k: "-" if v is None else f"{v:.4f}" for k, v in score.items()}
+            scored += score.get("net/observed") is not None
+            wins += m.config_["stage2"] == "net"
+            print(f"{name:<30} {runs.n_runs:>5} {fmt.get('logistic/fitted', '-'):>15} {fmt.get('net/observed', '-'):>13} "
+                  f"{fmt.get('logistic/observed', '-'):>17}  {m.config_['stage2']}/{m.config_['stage2_inputs']}")
+    finally:
+        flpm_auto.NET_MIN_RUNS = gate
+    print(f"the net was chosen on {wins} of {len(tables)} tables (scored on {scored}; '-': no held-out emerged score, "
+          "the first candidate is kept).")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="1 repeat of each import case (the main job runs as always)")
+    ap.add_argument("--quick", action="store_true", help="1 repeat of each import case; (net) the example and 3 worlds of 12 mixtures")
     ap.add_argument("--repeats", type=int, default=5, help="fresh processes per import case")
-    ap.add_argument("--sections", default="imports,job", help="comma-separated: imports, job")
+    ap.add_argument("--sections", default="imports,job,net", help="comma-separated: imports, job, net")
+    ap.add_argument("--seeds", type=int, default=12, help="(net) world seeds 0..N-1 per mixture count")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     if "imports" in sections:
         imports(1 if args.quick else args.repeats)
     if "job" in sections:
         main_job()
+    if "net" in sections:
+        net_check(list(range(3 if args.quick else args.seeds)), [12] if args.quick else [12, 16])
 
 
 if __name__ == "__main__":

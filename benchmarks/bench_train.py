@@ -2,9 +2,13 @@
 
 Prints four tables:
 
-(1) reference-trainer throughput: training tokens/s (forward + backward + AdamW, no
-    evaluation) of the ladder's model shapes, fp32 and bf16 autocast, 1 thread, as a ratio to
-    the smallest model's fp32 speed measured in the same run;
+(0) this CPU's matrix-product peak: square fp32 and bf16 products, 1 thread and all threads,
+    GFLOP per CPU-second (and per wall second);
+(1) reference-trainer training speed per version (``kernels`` v1 and v2; forward + backward +
+    clip + AdamW, no evaluation) at the ladder's sizes, 1 thread, in CPU-seconds: tokens/s, the
+    FLOP rate (6N per token; and 6N + causal attention) and its fraction of the peak in (0);
+    bf16 autocast only where (0) shows bf16 faster than fp32; and the shipped ladder's re-train
+    time estimated from these per-size speeds (target <= 8 min quiet);
 (2) wall time of the example ladder (configs/ladder.toml) from its recorded log
     (mixopt/examples/ladder_runs.run.json: start/end, `uptime` load at both ends, per-job
     wall times); ``--rerun-ladder`` trains it again into a temporary table instead;
@@ -45,7 +49,47 @@ def _load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def throughput(sizes: list[float], steps: int) -> pl.DataFrame:
+def matmul_peak(threads: list[int], sizes=(256, 512, 1024)) -> pl.DataFrame:
+    """This CPU's matrix-product speed: best of square fp32 and bf16 products, GFLOP per CPU-second
+    (1 thread: per CPU-second is per second of a quiet core) and per wall second."""
+    import torch
+
+    rows = []
+    for th in threads:
+        torch.set_num_threads(th)
+        for dt in (torch.float32, torch.bfloat16):
+            best_cpu = best_wall = 0.0
+            for n in sizes:
+                a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
+                c0 = time.process_time()
+                a @ b
+                one = max(time.process_time() - c0, 1e-4)
+                reps = max(2, int(0.5 * th / one))  # about half a second of each thread
+                c0, w0 = time.process_time(), time.perf_counter()
+                for _ in range(reps):
+                    a @ b
+                c, w = time.process_time() - c0, time.perf_counter() - w0
+                best_cpu, best_wall = max(best_cpu, 2 * n**3 * reps / c / 1e9), max(best_wall, 2 * n**3 * reps / w / 1e9)
+                if best_cpu < 5:  # no units for this type (bf16 without AVX-512/AMX): larger sizes only take longer
+                    break
+            rows.append({"threads": th, "dtype": str(dt).removeprefix("torch."), "GF_per_cpu_s": round(best_cpu, 1),
+                         "GF_per_wall_s": round(best_wall, 1)})
+    torch.set_num_threads(1)
+    return pl.DataFrame(rows)
+
+
+def _step_flops(layers: int, width: int, context: int) -> tuple[float, float]:
+    """Training FLOPs per token: 6N, and 6N + causal attention (6·layers·context·width: the score
+    and value products over the T/2 earlier positions on average, forward and backward)."""
+    from mixopt.train.reference import non_embedding_params
+
+    six_n = 6.0 * non_embedding_params(layers, width)
+    return six_n, six_n + 6.0 * layers * context * width
+
+
+def throughput(sizes: list[float], steps: int, bf16: bool, batch: int = 8, context: int = 256) -> pl.DataFrame:
+    """Training steps (forward, backward, clip, AdamW; no evaluation) of the reference trainer's
+    model per version (``kernels`` v1 / v2), 1 thread, measured in CPU-seconds."""
     import torch
     from torch.nn import functional as F
 
@@ -55,26 +99,53 @@ def throughput(sizes: list[float], steps: int) -> pl.DataFrame:
     rows = []
     gen = torch.Generator().manual_seed(0)
     for n in sizes:
-        layers, width, heads = shape_for_params(n)
-        for bf16 in (False, True):
-            model = _model_classes()(layers, width, heads, 256)
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-            x = torch.randint(0, 256, (8, 257), generator=gen)
-            t0 = 0.0
-            for i in range(steps + 2):
-                if i == 2:
-                    t0 = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    logits = model(x[:, :-1])
-                loss = F.cross_entropy(logits.float().reshape(-1, 256), x[:, 1:].reshape(-1))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            rows.append({"params": non_embedding_params(layers, width), "shape": f"{layers}x{width}/{heads}",
-                         "precision": "bf16" if bf16 else "fp32", "tokens_per_s": steps * 8 * 256 / (time.perf_counter() - t0)})
-    df = pl.DataFrame(rows)
-    base = df.filter(pl.col("precision") == "fp32")["tokens_per_s"][0]
-    return df.with_columns((pl.col("tokens_per_s") / base).alias("ratio_vs_smallest_fp32"))
+        for kernels in ("v1", "v2"):
+            layers, width, heads = shape_for_params(n, kernels)
+            for half in ((False, True) if bf16 else (False,)):
+                model = _model_classes("tanh" if kernels == "v2" else "none")(layers, width, heads, context)
+                opt = torch.optim.AdamW(model.parameters(), lr=1e-3, **({"fused": True} if kernels == "v2" else {}))
+                x = torch.randint(0, 256, (batch, context + 1), generator=gen)
+                c0 = 0.0
+                for i in range(steps + 2):
+                    if i == 2:
+                        c0 = time.process_time()
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
+                        logits = model(x[:, :-1])
+                    loss = F.cross_entropy(logits.float().reshape(-1, 256), x[:, 1:].reshape(-1))
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                tps = steps * batch * context / (time.process_time() - c0)
+                f6, fa = _step_flops(layers, width, context)
+                rows.append({"size": n, "kernels": kernels, "shape": f"{layers}x{width}/{heads}",
+                             "params": non_embedding_params(layers, width), "precision": "bf16" if half else "fp32",
+                             "tokens_per_cpu_s": round(tps), "GF_6N": round(tps * f6 / 1e9, 1),
+                             "GF_6N_attn": round(tps * fa / 1e9, 1)})
+    return pl.DataFrame(rows)
+
+
+def ladder_estimate(tp: pl.DataFrame, kernels: str) -> dict:
+    """configs/ladder.toml re-trained, estimated from the per-size speeds above (CPU-seconds, so a
+    loaded machine does not inflate it): training tokens plus evaluation (forward only, counted
+    as a third of a training token), runs spread over ``max_parallel`` single-threaded jobs."""
+    from mixopt.config import load_train_config
+    from mixopt.train.ladder import ladder_jobs
+    from mixopt.train.reference import ReferenceOptions
+
+    cfg = load_train_config(ROOT / "configs" / "ladder.toml")
+    o = ReferenceOptions.from_mapping(cfg.trainer.ref().settings)
+    jobs = ladder_jobs(cfg)
+    fp32 = tp.filter((pl.col("kernels") == kernels) & (pl.col("precision") == "fp32"))
+    speed = dict(zip(fp32["size"].to_list(), fp32["tokens_per_cpu_s"].to_list(), strict=True))
+    total = 0.0
+    for j in jobs:
+        domains = len(j.mixture)
+        eval_tokens = j.checkpoints * domains * (o.eval_windows * o.context + 4 * o.cloze_items * (o.cloze_context + 24))
+        total += (j.tokens + eval_tokens / 3) / speed[j.params]
+    par = min(cfg.trainer.max_parallel, os.cpu_count() or 1)
+    return {"kernels": kernels, "runs": len(jobs), "cpu_s": round(total), "estimated_wall_min_quiet": round(total / par / 60, 1),
+            "target_min": 8}
 
 
 def ladder_wall(rerun: bool) -> dict:
@@ -179,8 +250,30 @@ def main() -> None:
     pl.Config.set_tbl_width_chars(200)
     print(f"load at start: {_load()}")
 
-    print("\n(1) reference-trainer throughput, 1 thread, batch 8 x 256 bytes (training only)")
-    print(throughput([4e4, 1.2e5, 2.5e5, 6e5], steps=5 if args.quick else 20))
+    print("\n(0) this CPU's matrix-product peak (square fp32 / bf16 products, best size)")
+    peak = matmul_peak(sorted({1, os.cpu_count() or 1}))
+    print(peak)
+    one = peak.filter(pl.col("threads") == 1)
+    best = one.sort("GF_per_cpu_s", descending=True).row(0, named=True)
+    bf16_pays = one.filter(pl.col("dtype") == "bfloat16")["GF_per_cpu_s"][0] > one.filter(pl.col("dtype") == "float32")["GF_per_cpu_s"][0]
+    print(f"  peak used below: {best['GF_per_cpu_s']} GF/CPU-s ({best['dtype']}, 1 thread); bf16 autocast measured "
+          f"{'as well' if bf16_pays else 'not at all: bf16 has no fast units on this CPU'}")
+
+    sizes = [4e4, 1.2e5, 2.5e5, 6e5]
+    print("\n(1) reference-trainer training speed, 1 thread, batch 8 x 256 bytes (training only, CPU-seconds): "
+          "GF = 6N per token, and 6N + causal attention (6·layers·context·width)")
+    tp = throughput(sizes, steps=6 if args.quick else 16, bf16=bf16_pays)
+    tp = tp.with_columns((pl.col("GF_6N") / best["GF_per_cpu_s"]).round(3).alias("frac_peak_6N"),
+                         (pl.col("GF_6N_attn") / best["GF_per_cpu_s"]).round(3).alias("frac_peak_6N_attn"))
+    print(tp)
+    v1 = tp.filter((pl.col("kernels") == "v1") & (pl.col("precision") == "fp32"))
+    v2 = tp.filter((pl.col("kernels") == "v2") & (pl.col("precision") == "fp32"))
+    print("  v2 / v1 tokens per CPU-s by size:", [round(b / a, 2) for a, b in zip(v1["tokens_per_cpu_s"], v2["tokens_per_cpu_s"], strict=True)])
+    top = v2.filter(pl.col("size") == max(sizes)).row(0, named=True)
+    print(f"  largest ladder size, v2 fp32: {top['frac_peak_6N']:.0%} of peak (6N), {top['frac_peak_6N_attn']:.0%} (6N + attention); "
+          "target >= 60 %")
+    for k in ("v1", "v2"):
+        print("  ladder re-train estimate:", json.dumps(ladder_estimate(tp, k)))
 
     print("\n(2) example ladder wall time (configs/ladder.toml)")
     print(json.dumps(ladder_wall(args.rerun_ladder), indent=1))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,6 +51,9 @@ def describe_os_error(e: BaseException) -> str:
         return "permission denied (read-only place); choose a folder you can write to"
     if code == errno.EISDIR:
         return "it is a folder; give a file name"
+    if code in (errno.ENOENT, errno.ENOTDIR, errno.EEXIST):
+        return ("its folder does not exist and cannot be created there (or a file is in its way); "
+                "choose a folder you can write to")
     return getattr(e, "strerror", None) or str(e)
 
 
@@ -79,7 +83,8 @@ def atomic_path(path: str | Path, *, what: str = "output") -> Iterator[Path]:
         code = os_error_code(e)  # polars reports a full disk as ComputeError("... (os error 28)")
         if not isinstance(e, OSError) and code is None:
             raise
-        raise OutputError(f"Cannot write the {what} to {path}: {describe_os_error(e)}.", code or errno.EIO) from None
+        why = describe_os_error(e).replace(str(tmp), str(path))  # name the target, not the temporary file
+        raise OutputError(f"Cannot write the {what} to {path}: {why}.", code or errno.EIO) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -99,17 +104,24 @@ def write_bytes(path: str | Path, data: bytes, *, what: str = "output") -> Path:
     return Path(path)
 
 
-def check_writable(path: str | Path, *, what: str = "output", folder: bool = False) -> Path:
+#: Free space below which :func:`check_writable` calls a place full before any work, bytes.
+MIN_FREE_BYTES = 1 << 20
+
+
+def check_writable(path: str | Path, *, what: str = "output", folder: bool = False,
+                   min_free: int = MIN_FREE_BYTES) -> Path:
     """Refuse, before any work, a target that cannot be written; creates nothing that stays.
 
     Args:
         path: the file (or, with ``folder=True``, the folder) to be written later.
         what: what will be written, for the message.
         folder: ``path`` is a folder of files (e.g. figures) rather than one file.
+        min_free: a place with less free space than this is called full now, before the work
+            (the write itself is atomic anyway: a disk that fills later leaves nothing partial).
 
     Raises:
         OutputError: ``path`` is a folder (a file was expected), a file (a folder was
-            expected), or its place cannot be written (read-only, missing permission).
+            expected), or its place cannot be written (read-only, missing permission, full).
     """
     path = Path(path)
     if not folder and path.is_dir():
@@ -131,6 +143,13 @@ def check_writable(path: str | Path, *, what: str = "output", folder: bool = Fal
     finally:
         if probe.exists():
             probe.unlink()
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        free = None
+    if free is not None and free < min_free:
+        raise OutputError(f"Cannot write the {what} to {path}: the disk is full ({free} bytes free); "
+                          "free some space or write somewhere else.", errno.ENOSPC)
     if path.exists() and not folder and not os.access(path, os.W_OK):
         raise OutputError(f"Cannot write the {what} to {path}: the file is read-only; "
                           "choose another name or make it writable.", errno.EACCES)

@@ -61,6 +61,10 @@ class SearchError(MixoptError, ValueError):
     """A search problem is infeasible or mis-specified."""
 
 
+class ClusterError(MixoptError, RuntimeError):
+    """Ray could not be started, or the Ray cluster at the given address could not be reached."""
+
+
 class OutputError(MixoptError, OSError):
     """An output file cannot be written: an unwritable place, a full disk, a folder in the way.
 
@@ -83,6 +87,7 @@ class TrainerError(MixoptError, RuntimeError):
 
 
 __all__ = [
+    "ClusterError",
     "ConfigError",
     "FitError",
     "MixoptError",

@@ -2,7 +2,8 @@
 
 The bar (tqdm, on stderr) names the step running now and its elapsed time, refreshed every
 second by a small background thread, so a fit of a million-row table is visibly alive.
-Disabled (no output at all) when ``enabled`` is False -- the CLI passes ``not --json``.
+Disabled (no output at all) when ``enabled`` is False -- the CLI passes ``not --json``. When
+stderr is not a terminal (a log file, a pipe), each step is one plain line instead of a bar.
 """
 
 from __future__ import annotations
@@ -11,12 +12,31 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from mixopt._terminal import ProgressLines, is_terminal
+
 
 @contextmanager
 def step_bar(steps: Sequence[str], *, enabled: bool = True, desc: str = "mixopt") -> Iterator[Callable[[], None]]:
     """Context manager yielding ``done()``: call it after each of ``steps`` finishes."""
     if not enabled:
         yield lambda: None
+        return
+    if not is_terminal():  # a log file or a pipe: one plain line per step, no redrawn bar
+        lines = ProgressLines(len(steps), desc=desc, unit="step")
+        lines.set_description_str(f"{desc}: step 1/{len(steps)} {steps[0]}" if steps else desc)
+        i = 0
+
+        def step_done() -> None:
+            nonlocal i
+            i += 1
+            if i < len(steps):
+                lines.set_description_str(f"{desc}: step {i + 1}/{len(steps)} {steps[i]}")
+
+        try:
+            yield step_done
+        finally:
+            if i >= len(steps):
+                lines.set_description_str(f"{desc}: done")
         return
     from tqdm.auto import tqdm
 

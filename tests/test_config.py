@@ -234,7 +234,7 @@ def test_run_search_on_ray(tmp_path, runs_file, ray_local) -> None:  # noqa: F81
     cfg = load_config(write(tmp_path, base(runs_file, search="executor = \"ray\"\nworkers = 2")))
     res = run_search(cfg, progress=False)
     local = run_search(load_config(tmp_path / "c.toml", overrides={"executor": "local", "workers": 2}), progress=False)
-    assert res.executor == "RayExecutor(workers=2)"
+    assert res.executor == "Ray (2 workers)"
     np.testing.assert_array_equal(res.trials["mix:web"].to_numpy(), local.trials["mix:web"].to_numpy())
 
 

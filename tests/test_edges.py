@@ -114,20 +114,32 @@ def test_an_interrupted_fit_says_what_is_true_for_fit(single, tmp_path, capsys, 
     """SIGTERM during `mixopt fit` (raised as main's _Terminated): no talk of a study; nothing saved."""
     import importlib
 
-    import mixopt.surrogate
-
     cli_main = importlib.import_module("mixopt.cli.main")
 
-    class Killed:
-        def fit(self, runs):
-            raise cli_main._Terminated("signal 15")
+    def killed(*args, **kwargs):
+        raise cli_main._Terminated("signal 15")
 
-    monkeypatch.setattr(mixopt.surrogate, "make_surrogate", lambda *a, **k: Killed())
+    monkeypatch.setattr(importlib.import_module("mixopt.workflows.fit"), "fit_model", killed)
     assert main(["fit", "--runs", str(single["runs"]), "--method", "fp", "--out", str(tmp_path / "m"), "--json"]) == 143
     cap = capsys.readouterr()
     assert "study" not in cap.err and "nothing was written" in cap.err
     assert json.loads(cap.out)["exit_code"] == 143
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("argv, target", [
+    (["simulate", "--world", "single", "--out", "{bad}/runs.csv"], "{bad}/runs.csv"),
+    (["backtest", "--runs", "{runs}", "--method", "fp", "--holdout-min-params", "5e8", "--out", "{bad}/bt.json"], "{bad}/bt.json"),
+    (["backtest", "--runs", "{runs}", "--method", "fp", "--holdout-min-params", "5e8", "--report", "{bad}/r.html"], "{bad}/r.html"),
+    (["corpus", "build", "{bad}/corpus", "--fixture"], "{bad}/corpus"),
+    (["fit", "--runs", "{runs}", "--method", "fp", "--out", "{bad}/model"], "{bad}/model"),
+])
+def test_an_output_under_a_file_is_bad_input(single, tmp_path, clean_failure, argv, target):
+    bad = tmp_path / "a_file"
+    bad.write_text("keep me")
+    fill = {"bad": str(bad), "runs": str(single["runs"])}
+    clean_failure([a.format(**fill) for a in argv], [bad, Path(target.format(**fill))], needle=str(bad))
+    assert bad.read_text() == "keep me"
 
 
 # -- the report -------------------------------------------------------------------------------------
@@ -137,6 +149,24 @@ def test_report_to_an_unusable_place_fails_before_the_work(single, tmp_path, cle
     for out, needle in ((a_file / "r.html", "is a file, not a folder"), (tmp_path, "is a folder")):
         clean_failure(["report", "--model", single["model"], "--runs", single["runs"], "--out", out], [out], needle=needle)
     clean_failure(["report", "--model", single["model"], "--format", "png", "--out", a_file], [a_file], needle="not a folder")
+
+
+def test_report_to_a_full_disk_fails_before_the_work(single, tmp_path, clean_failure, monkeypatch):
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    full = tmp_path / "full"
+    full.mkdir()
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0) if Path(p) == full else real(p))
+    import importlib
+
+    workflow = importlib.import_module("mixopt.workflows.report")
+    monkeypatch.setattr(workflow, "build_report", lambda **k: pytest.fail("the report was built"))
+    out = full / "r.html"
+    clean_failure(["report", "--model", single["model"], "--runs", single["runs"], "--out", out], [out],
+                  needle="the disk is full")
 
 
 def test_report_refuses_runs_that_are_not_the_models_data(single, tmp_path, clean_failure):
@@ -256,3 +286,21 @@ def test_one_data_section_reads_the_same_table_in_optimize_the_loop_and_the_repo
     assert main(["optimize", str(path), "--output", str(out), "--trials", "16", "--no-progress", "--json"]) == 0
     assert pl.read_csv(out).height > 0
     assert main(["report", "--config", str(path), "--out", str(tmp_path / "r.html"), "--json"]) == 0
+
+
+def test_stdout_closed_early_ends_quietly(tmp_path):
+    """`mixopt inspect ... | head -1`: no BrokenPipeError traceback, exit 141 (128 + SIGPIPE)."""
+    import os
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs.csv"
+    assert main(["simulate", "--out", str(runs), "--world", "mixture", "--mixtures", "40", "--checkpoints", "20"]) == 0
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "mixopt", "inspect", "--runs", str(runs), "--show", "4000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdout is not None and p.stdout.readline()
+    p.stdout.close()  # the reader goes away, as `head -1` does
+    err = p.stderr.read().decode() if p.stderr else ""
+    assert p.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err

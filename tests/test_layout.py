@@ -2,7 +2,7 @@
 
 Direction (see each package's ``__init__`` docstring)::
 
-    errors, _json, progress <- _files, _terminal <- data <- laws <- surrogate <- search | train | backtest | testing
+    errors, _json <- _files, _terminal, _ray <- progress <- data <- laws <- surrogate <- search | train | backtest | testing
         <- report | config <- workflows <- api | client <- cli
 
 Imports are read from the source with ``ast`` (module-level and function-level alike; imports
@@ -23,8 +23,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mixopt"
 #: Rank of each top-level unit of ``mixopt``: a unit may import only units of a lower rank.
 #: Units of one rank (e.g. search and train) must not import each other.
 RANK = {
-    "errors": 0, "_json": 0, "_params": 0, "progress": 0,
-    "_files": 0.5, "_terminal": 0.5,  # atomic writes and terminal tables (they raise errors' OutputError/SchemaError)
+    "errors": 0, "_json": 0, "_params": 0,
+    "_files": 0.5, "_terminal": 0.5,  # atomic writes (raise errors.OutputError) and terminal tables/progress
+    "_ray": 0.5,  # the one Ray start-up (raises errors.ClusterError)
+    "progress": 0.7,  # step progress of long commands (plain lines from _terminal off a terminal)
     "data": 1,
     "laws": 2,
     "surrogate": 3,
@@ -44,8 +46,9 @@ ONLY_IN = {
     "fastapi_offline": ("mixopt.api",),
     "starlette": ("mixopt.api",),
     "uvicorn": ("mixopt.api",),
-    # the Ray start module and the two Ray executors (search trials, training jobs)
-    "ray": ("mixopt._ray", "mixopt.search.executors", "mixopt.train.ray_executor", "mixopt.api.jobs"),
+    # one Ray start: every executor (search trials, training jobs, the service's jobs) goes through
+    # mixopt._ray.start_or_connect and uses the module it hands back
+    "ray": ("mixopt._ray",),
 }
 
 

@@ -32,7 +32,7 @@ def test_an_argument_not_stored_is_an_error_naming_it() -> None:
 
 
 def test_law_fitter_surrogate_and_trainer_settings_rebuild_them() -> None:
-    f = LawFitter(PurePowerLaw(1e18), loss="squared", n_starts=3, max_seconds=None)
+    f = LawFitter(PurePowerLaw(1e18), loss="squared", n_starts=3, maxiter=50)
     assert LawFitter(**f.get_params()).get_params() == f.get_params()
     assert f.get_params()["loss"] == "squared" and f.get_params()["at_iteration_cap"] == "raise"
     m = make_surrogate("fp", emergence_margin=0.1, n_bootstrap=5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 
 from mixopt.errors import (
+    ClusterError,
     ConfigError,
     FitError,
     MixoptError,
@@ -56,6 +57,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (NotAvailableError, 501),
     (ModelFileError, 500),  # the server's own artefact is damaged: not the client's fault
     (TrainerError, 502),
+    (ClusterError, 503),  # the service's Ray could not be started or reached
     (SchemaError, 422),
     (ConfigError, 422),
     (SearchError, 422),

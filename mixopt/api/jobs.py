@@ -3,7 +3,8 @@
 :class:`JobRunner` starts a task (:func:`mixopt.api.tasks.run_task`) and calls back in the
 event loop when it ends. A job's progress is read from its Optuna study (the runner writes
 every finished batch there), so it is true whichever process runs the job, and survives
-a restart of the service. Ray is imported only here, and only when the first job starts.
+a restart of the service. Ray is started or connected by :func:`mixopt._ray.start_or_connect`
+(the one way, for every executor) when the first job starts.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mixopt._ray import RaySession, start_or_connect
 from mixopt.api.settings import Settings
 from mixopt.api.tasks import run_task
 
@@ -34,7 +36,7 @@ class JobRunner:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._ray: Any = None
         self._remote: Any = None
-        self._ray_started = False
+        self._session: RaySession | None = None
         self._init_lock = threading.Lock()
         self._running: dict[str, tuple[Any, asyncio.Task[None]]] = {}
         self._closing = False
@@ -44,21 +46,10 @@ class JobRunner:
         with self._init_lock:
             if self._remote is not None:
                 return
-            import ray
-
-            from mixopt.search.executors import available_cpus
-
-            if not ray.is_initialized():
-                kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
-                                          "log_to_driver": False, "configure_logging": False}
-                if self.settings.ray_address:
-                    kwargs["address"] = self.settings.ray_address
-                else:
-                    kwargs["num_cpus"] = int(self.settings.ray_num_cpus or available_cpus())
-                ray.init(**kwargs)
-                self._ray_started = True
-                logger.info("Ray ready: %s", ray.cluster_resources())
-            self._ray = ray
+            self._session = start_or_connect(self.settings.ray_address, num_cpus=self.settings.ray_num_cpus,
+                                             init_kwargs={"configure_logging": False},  # the server's logging stays its own
+                                             purpose="The service's job runner")
+            ray = self._ray = self._session.ray
             self._remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
 
     def _start(self, kind: str, spec: Mapping[str, Any]) -> tuple[Any, concurrent.futures.Future[Any]]:
@@ -131,8 +122,8 @@ class JobRunner:
             task.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._ray_started and self._ray is not None and self._ray.is_initialized():
-            await asyncio.to_thread(self._ray.shutdown)
+        if self._session is not None:
+            await asyncio.to_thread(self._session.close)
 
     def describe(self) -> str:
         if self.kind == "ray":

@@ -144,7 +144,11 @@ class JobPublic(_Out):
     finished_at: float | None = None
     error: str | None = None
     resumable: bool = Field(description="POST /v1/jobs/{id}/resume continues its study")
-    summary: dict[str, Any] | None = Field(None, description="search summary when done: hypervolume, best mixture, counts")
+    summary: dict[str, Any] | None = Field(None, description=(
+        "search summary when done: counts, hypervolume, best (= shortlist rank 1), infeasible (true when no mixture met "
+        "every constraint), reason and binding (the constraints that bind and how close the search came), and decision: "
+        "each pick's p_best / p_within_epsilon / p_feasible, the robust region and the extrapolation beyond the sampling "
+        "runs (see mixopt.search.decision)"))
 
 
 class ValidationCreate(_In):

@@ -20,11 +20,10 @@ ENV_PREFIX = "MIXOPT_"
 EXECUTORS = ("ray", "thread")
 
 #: Largest value of each size or budget setting of a model fit (``POST /v1/models`` ``settings``):
-#: a fit beyond them is refused with 422, so every fit ends in bounded time. ``MIXOPT_FIT_LIMITS``
+#: a fit beyond them is refused with 422, so every fit ends in bounded time (fits count
+#: iterations, never seconds: ``maxiter`` bounds every law fit). ``MIXOPT_FIT_LIMITS``
 #: (a JSON object) changes single entries.
 FIT_LIMITS: dict[str, float] = {
-    "max_seconds": 3600.0,  # FLP-M stage-1 wall-clock cap, s (None = no cap: refused)
-    "fit_budget_s": 3600.0,  # FLP auto-selection budget, s
     "n_bootstrap": 2000,  # bootstrap refits
     "n_starts": 64,  # optimiser starts per law
     "maxiter": 100_000,  # optimiser iterations per start

@@ -7,15 +7,16 @@ import json
 import sys
 from typing import Any
 
-import polars as pl
-
 from mixopt._json import jsonable
+from mixopt._terminal import print_table
 from mixopt.errors import MixoptError
 
 EXIT_BAD_INPUT = 2
 EXIT_FIT_FAILED = 3
 #: Exit code of a training command with failed jobs (the others were kept).
 EXIT_JOBS_FAILED = 4
+#: Exit code of a search that found no feasible mixture (the headed, empty result files are written).
+EXIT_INFEASIBLE = 5
 
 
 class UsageError(MixoptError, ValueError):
@@ -28,11 +29,8 @@ def emit_json(obj: Any) -> None:
 
 
 def print_frame(frame: Any, title: str | None = None) -> None:
-    """Print a polars frame with enough rows and columns to read it whole."""
-    if title:
-        print(title)
-    with pl.Config(tbl_rows=200, tbl_cols=40, tbl_width_chars=200, fmt_str_lengths=60, float_precision=4):
-        print(frame)
+    """Print a polars frame as a person reads it (:func:`mixopt._terminal.format_table`)."""
+    print_table(frame, title)
 
 
 def floats(text: str, what: str) -> list[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mixopt._terminal import params_text, sci
 from mixopt.cli._output import common, emit_json, floats, nonnegative_int, print_frame
 from mixopt.cli.data_args import add_data_args, data_info, read_quiet
 
@@ -55,7 +56,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         emit_json(info)
         return 0
     print(f"read {info['runs']} runs / {info['checkpoints']} checkpoints from {args.runs}" + (f" + {args.ratios}" if args.ratios else ""))
-    print(f"  params {info['params'][0]:.3g} .. {info['params'][1]:.3g}; tokens {info['tokens'][0]:.3g} .. {info['tokens'][1]:.3g}")
+    print(f"  params {params_text(info['params'][0])} .. {params_text(info['params'][1])}; "
+          f"tokens {sci(info['tokens'][0])} .. {sci(info['tokens'][1])}")
     print(f"  mixture domains ({len(runs.domains)}): {', '.join(runs.domains) or '(none)'}")
     print(f"  loss domains ({len(runs.loss_domains)}): {', '.join(runs.loss_domains) or '(none)'}" + ("; overall loss" if runs.has_overall_loss else ""))
     print(f"  benchmarks ({len(runs.benchmarks)}): {', '.join(runs.benchmark_names) or '(none)'}")

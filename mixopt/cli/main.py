@@ -3,7 +3,7 @@
 Exit codes: 0 success; 2 bad input (data, config, model file, options, an output that cannot
 be written); 3 a fit that cannot succeed on the data given; 4 a training command with failed
 jobs; 5 a search with no feasible mixture; 1 anything unexpected (a bug: please report it);
-130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Every command takes ``--json`` for
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM); 141 stdout closed early (``| head``). Every command takes ``--json`` for
 machine-readable output on stdout; a failed command with ``--json`` writes one JSON object
 there, ``{"error", "message", "exit_code", "command"}``, and exits with the same code
 (docs/errors.md).
@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from mixopt.cli import data, models, optimize, report, serve, train
+from mixopt.cli import data, models, optimize, plan, report, serve, train
 from mixopt.cli._output import EXIT_BAD_INPUT, EXIT_FIT_FAILED, emit_json
 from mixopt.errors import FitError, MixoptError
+
+#: Exit code when stdout is closed before the output is written (128 + SIGPIPE, as a shell reports it).
+EXIT_BROKEN_PIPE = 141
 
 #: A negative number (possibly a comma-separated list), e.g. -6e10 or -1,2: argparse would read it as an option.
 _NEGATIVE = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
@@ -60,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout (before or after the command)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for module in (data, models, optimize, report, serve, train):  # in the order of `mixopt --help`
+    for module in (data, models, optimize, plan, report, serve, train):  # in the order of `mixopt --help`
         module.register(sub)
     return p
 
@@ -127,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = "terminated" if terminated else "interrupted"
         return _fail(args, 143 if terminated else 130, "Terminated" if terminated else "Interrupted", what,
                      _KEPT.get(args.command, _KEPT_DEFAULT))
+    except BrokenPipeError:  # stdout closed early (`mixopt inspect ... | head`): stop quietly, as a piped tool does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+        return EXIT_BROKEN_PIPE
     except Exception as e:
         if args.json:  # a bug: the traceback follows on stderr (exit 1)
             emit_json({"error": type(e).__name__, "message": f"unexpected error (a bug; please report it): {e}",

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mixopt._files import check_writable
 from mixopt.cli._output import UsageError, command_line, common, emit_json, floats, pairs, print_frame, settings_json
 from mixopt.cli.data_args import add_data_args, read_runs_args
 from mixopt.data.table import training_flops
@@ -146,6 +147,9 @@ def _backtest_files(args: argparse.Namespace, results: list[Any], table: Any) ->
 def cmd_backtest(args: argparse.Namespace) -> int:
     from mixopt.backtest import compare, compare_decisions
 
+    for out, what in ((args.out, "backtest results"), (args.report, "report")):
+        if out:
+            check_writable(out, what=what)  # before the fits
     runs = read_runs_args(args)
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     mixtures: Any = None

@@ -1,5 +1,10 @@
 """``mixopt optimize CONFIG``: a mixture search, or with ``[validate] rounds >= 1`` the
-optimise -> validate -> refit loop (:mod:`mixopt.workflows.optimize`, :mod:`mixopt.workflows.loop`)."""
+optimise -> validate -> refit loop (:mod:`mixopt.workflows.optimize`, :mod:`mixopt.workflows.loop`).
+
+The terminal output starts with the headline (:mod:`mixopt.search.summary`): what to pick,
+how sure it is, the robust region, what binds and how far it extrapolates. Exit codes: 0,
+2 (bad input or an unwritable output), 5 (no feasible mixture: headed, empty result files
+are written and the binding constraint is named)."""
 
 from __future__ import annotations
 
@@ -7,13 +12,18 @@ import argparse
 import sys
 from typing import Any
 
-from mixopt.cli._output import EXIT_BAD_INPUT, command_line, common, emit_json, print_frame
+from mixopt._terminal import params_text, sci
+from mixopt.cli._output import EXIT_BAD_INPUT, EXIT_INFEASIBLE, command_line, common, emit_json, print_frame
 from mixopt.config import OVERRIDES, ProjectConfig, load_project
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The command-line overrides given (the keys of :data:`mixopt.config.OVERRIDES`)."""
-    return {k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}
+    """The command-line overrides given (the keys of :data:`mixopt.config.OVERRIDES`, and
+    ``--constraint``, which replaces the config's ``[objectives] constraints``)."""
+    out: dict[str, Any] = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}
+    if getattr(args, "constraint", None):
+        out["objectives.constraints"] = list(args.constraint)
+    return out
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
@@ -41,6 +51,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print(f"mixopt optimize: error: could not write {cfg.output} ({failed}); the results were saved to "
               f"{written[0].parent} instead (the study itself is in {result.storage or 'memory only'}).", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if result.infeasible:
+        reason = (result.decision.get("infeasible") or {}).get("reason", "no trial meets every constraint")
+        print(f"mixopt optimize: no feasible mixture ({reason}); exit code {EXIT_INFEASIBLE}.", file=sys.stderr)
+        return EXIT_INFEASIBLE
     return 0
 
 
@@ -62,8 +76,8 @@ def _loop(args: argparse.Namespace, project: ProjectConfig) -> int:
             print_frame(r.summary, "  predicted vs measured:")
         if r.proposal:
             mix = ", ".join(f"{d}={v:.2f}" for d, v in r.proposal["mixture"].items())
-            print(f"  next sampling run (widest {r.proposal['quantity']} interval): {mix} at N={r.proposal['params']:.3g}, "
-                  f"D={r.proposal['tokens']:.3g}")
+            print(f"  next sampling run (widest {r.proposal['quantity']} interval): {mix} at N={params_text(r.proposal['params'])}, "
+                  f"D={sci(r.proposal['tokens'])} tokens")
     return 0
 
 
@@ -80,6 +94,9 @@ def register(sub: Any) -> None:
     o.add_argument("--ray-address", dest="ray_address", help="connect to this Ray cluster instead of starting a local one")
     o.add_argument("--output", help="override the output file for the Pareto table")
     o.add_argument("--batch-size", dest="batch_size", type=int, help="override the batch size")
+    o.add_argument("--constraint", action="append", metavar="SPEC",
+                   help="a constraint, replacing the config's (repeat for several), e.g. 'score:gsm8k >= 0.71 @ 0.9' "
+                        "(the '@ p' makes it a chance constraint that must hold with probability p)")
     o.add_argument("--shortlist", type=int, help="rows on the shortlist of diverse knee-region recommendations (default 5)")
     o.add_argument("--ray-dashboard", dest="ray_dashboard", action="store_true", default=None,
                    help="start the Ray dashboard (port 8265) with a local Ray; off by default")

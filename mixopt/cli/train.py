@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mixopt._files import atomic_path
+from mixopt._files import atomic_path, check_writable
 from mixopt.cli._output import EXIT_JOBS_FAILED, common, emit_json, print_frame
 from mixopt.config import load_project
+from mixopt.errors import ConfigError
 
 
 def print_batch(batch: Any) -> None:
@@ -42,16 +43,27 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
 
 
 def cmd_ladder(args: argparse.Namespace) -> int:
-    from mixopt.train.ladder import ladder_jobs, run_ladder
+    from mixopt.train.ladder import ladder_jobs, read_jobs, run_ladder, train_jobs
 
     cfg = load_project(args.config, search=False).train
     out = Path(args.out) if args.out else None
+    if args.jobs:
+        target = out or (cfg.ladder.output if cfg.ladder else None)
+        if target is None:
+            raise ConfigError("No output table for the jobs: pass --out runs.csv or set [ladder] output.")
+        jobs = read_jobs(Path(args.jobs))
+        if not args.json:
+            print(f"ladder: {len(jobs)} runs from {args.jobs}, trainer {cfg.trainer.kind}, {cfg.trainer.executor} executor")
+        return _ladder_done(args, train_jobs(jobs, cfg.trainer, Path(target)), target)
     jobs = ladder_jobs(cfg)
     if not args.json:
         print(f"ladder: {len(jobs)} runs ({len(cfg.ladder.sizes)} sizes x {len(cfg.ladder.mixtures)} mixtures x "  # type: ignore[union-attr]
               f"{len(cfg.ladder.seeds)} seeds), trainer {cfg.trainer.kind}, {cfg.trainer.executor} executor")  # type: ignore[union-attr]
     rep = run_ladder(cfg, output=out)
-    target = out or cfg.ladder.output  # type: ignore[union-attr]
+    return _ladder_done(args, rep, out or cfg.ladder.output)  # type: ignore[union-attr]
+
+
+def _ladder_done(args: argparse.Namespace, rep: Any, target: Any) -> int:
     info = {"out": str(target), "added": list(rep.added), "skipped": list(rep.skipped), "wall_s": rep.wall_s,
             "failed": [{"run": r.spec.run_id, "status": r.status, "message": r.message} for r in rep.failed]}
     if args.json:
@@ -69,6 +81,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     project = load_project(args.config)
     assert project.search is not None
+    if args.out:
+        check_writable(args.out, what="comparison table")  # before any training
     chosen, batch, comp = run_validate(project.search, project.train, args.pareto, args.top, level=args.level)
     if args.out and comp.height:
         with atomic_path(args.out, what="comparison table") as tmp:
@@ -103,6 +117,7 @@ def register(sub: Any) -> None:
     ld = sub.add_parser("ladder", help="train a ladder of sampling runs (sizes x mixtures x seeds) into a run table")
     ld.add_argument("config", help="TOML config with [trainer] and [ladder] (see configs/ladder.toml)")
     ld.add_argument("--out", help="run table to write (default [ladder] output)")
+    ld.add_argument("--jobs", help="train the runs of this jobs CSV (written by `mixopt plan`) instead of the [ladder] grid")
     common(ld)
     ld.set_defaults(func=cmd_ladder)
 

@@ -709,7 +709,6 @@ def write_runs(table: RunTable, path: str | Path, *, sidecar: bool = True) -> Pa
         raise SchemaError(f"write_runs expects a RunTable, got {type(table).__name__}.")
     path = Path(path)
     kind = _kind(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     frame = table.frame
     with atomic_path(path, what="run table") as tmp:  # whole or not at all
         if kind == "csv":

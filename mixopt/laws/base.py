@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -132,6 +133,28 @@ class Law(ABC):
         """
         return None
 
+    def evaluator(self, x: np.ndarray) -> Callable[[np.ndarray, bool], tuple[np.ndarray, np.ndarray | None]]:
+        """Value and Jacobian on fixed inputs: ``evaluate(theta (b, p), with_jacobian)``.
+
+        The fitter's solver calls this once per iteration for a batch of ``b`` parameter
+        vectors; it returns ``(f (b, n), J (b, n, p) or None)``, ``J`` freshly allocated
+        (the solver scales it in place). The default calls :meth:`predict` and
+        :meth:`jacobian`; a law whose inputs need preparing (e.g. the mixture laws' log
+        compute and completed ratios) overrides it to do that once, not per call.
+        """
+        x = np.asarray(x, dtype=np.float64)
+
+        def evaluate(theta: np.ndarray, with_jacobian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+            f = self.predict(x, theta)
+            if not with_jacobian:
+                return f, None
+            jac = self.jacobian(x, theta)
+            if jac is None:
+                return f, None
+            return f, np.array(np.broadcast_to(jac, f.shape + (self.n_params,)), dtype=np.float64)
+
+        return evaluate
+
     def design(self, x: np.ndarray) -> np.ndarray | None:
         """Design matrix for laws that are linear in ``theta`` in residual space.
 
@@ -214,7 +237,7 @@ def log_scaled(x: np.ndarray, reference: float) -> np.ndarray:
 
     Working in ``u = log(x / reference)`` with ``reference`` near the data's geometric
     mean keeps ``u`` of order 1, so a power law's log-scale and exponent are nearly
-    uncorrelated and L-BFGS-B sees a well-conditioned problem.
+    uncorrelated and the solver sees a well-conditioned problem.
     """
     return np.log(np.asarray(x, dtype=np.float64) / reference)
 

@@ -5,12 +5,14 @@ Practice follows Epoch's re-analysis of Chinchilla (Besiroglu et al. 2024):
 * residuals in log space for laws that say so (``log y - log f(x; theta)``), else linear;
 * a Huber loss (``huber_delta`` in residual units; 1e-3 in log space is Epoch's choice) or
   plain least squares;
-* multi-start L-BFGS-B from a grid of starting points (a seeded, *nested* subsample when
-  the grid is large, so more starts are never worse), every start recorded in ``starts_``.
-  For laws with an analytic Jacobian all starts first take one vectorised
-  Levenberg-Marquardt pass (Gauss-Newton with Huber IRLS weights, bounds respected), and
-  L-BFGS-B then finishes each start from there: the same optima at a fraction of the cost
-  of many small scipy calls;
+* multi-start from a grid of starting points (a seeded, *nested* subsample when the grid
+  is large, so more starts are never worse), every start recorded in ``starts_``. Laws
+  with an analytic Jacobian are solved as the (robust) least-squares problems they are:
+  one batched projected Levenberg-Marquardt run over all starts at once
+  (:mod:`mixopt.laws.solvers`: Gauss-Newton with Huber IRLS weights, bounds respected),
+  which stops starts that cannot win early; laws without one use L-BFGS-B per start;
+* every budget counts iterations, never seconds: the same data, settings and seed give
+  the same fit on any machine, at any load and any thread count;
 * laws that are linear in their parameters in residual space (:meth:`Law.design`) are solved
   in closed form (weighted least squares; Huber by iteratively reweighted least squares,
   which converges to the exact Huber minimiser because the problem is convex);
@@ -28,7 +30,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -37,6 +38,8 @@ import polars as pl
 from mixopt._params import init_params
 from mixopt.errors import ConfigError, FitError, NotFittedError, SchemaError
 from mixopt.laws.base import Law
+from mixopt.laws.solvers import batched_lm
+from mixopt.laws.uncertainty import GroupResample, combine_interval, predictive_std
 
 logger = logging.getLogger(__name__)
 
@@ -53,168 +56,12 @@ _MAX_COND = 1e12
 #: IRLS stopping rule for the Huber closed form: max |Δθ| <= tol·(1 + |θ|)
 _IRLS_TOL = 1e-10
 _IRLS_MAXITER = 500
-#: batched Levenberg-Marquardt (bootstrap refits) stops when a step gains less than this
-#: fraction of the objective, or moves parameters by less than ``_LM_XTOL`` (relative)
-_LM_FTOL = 1e-12
-_LM_XTOL = 1e-10
-#: after the batched pre-stage, L-BFGS-B finishes this many of the best starts
-_FINISH_STARTS = 4
-
-
-# -- resampling by run ---------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class GroupResample:
-    """Bootstrap draws over groups (runs): how often each group appears in each draw.
-
-    One object can drive several fits (FLP's two stages) so that draw ``b`` resamples the
-    *same* runs everywhere (joint bootstrap).
-
-    Attributes:
-        labels: ``(G,)`` sorted unique group labels.
-        counts: ``(B, G)`` int64 multiplicities; each row sums to ``G``.
-    """
-
-    labels: np.ndarray
-    counts: np.ndarray
-
-    @classmethod
-    def draw(
-        cls, groups: Sequence[Any] | np.ndarray, n_bootstrap: int, seed: int | np.random.Generator | None = 0
-    ) -> GroupResample:
-        """Resample the unique ``groups`` with replacement ``n_bootstrap`` times.
-
-        Args:
-            groups: group label of every row (or the labels themselves); duplicates collapse.
-            n_bootstrap: number of draws ``B`` (>= 0).
-            seed: seed or generator for ``np.random.default_rng``.
-        """
-        labels = np.unique(np.asarray(groups))
-        g = labels.shape[0]
-        if n_bootstrap < 0:
-            raise ConfigError(f"n_bootstrap must be >= 0, got {n_bootstrap}.")
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, g, size=(n_bootstrap, g)) if g else np.zeros((n_bootstrap, 0), dtype=np.int64)
-        flat = (idx + g * np.arange(n_bootstrap)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=n_bootstrap * g).reshape(n_bootstrap, g).astype(np.int64)
-        return cls(labels=labels, counts=counts)
-
-    @property
-    def n_draws(self) -> int:
-        return int(self.counts.shape[0])
-
-    def row_counts(self, groups: np.ndarray) -> np.ndarray:
-        """Multiplicity of every row in every draw, ``(B, n)`` float.
-
-        Raises:
-            SchemaError: a row's group is not among :attr:`labels`.
-        """
-        lookup = {g: i for i, g in enumerate(self.labels.tolist())}
-        values = np.asarray(groups).tolist()
-        missing = sorted({str(g) for g in values if g not in lookup})
-        if missing:
-            raise SchemaError(
-                f"The bootstrap resample does not cover group(s) {missing[:5]}; draw it over every run "
-                "the fit uses (GroupResample.draw(all_run_ids, ...))."
-            )
-        pos = np.fromiter((lookup[g] for g in values), dtype=np.int64, count=len(values))
-        return self.counts[:, pos].astype(np.float64)
-
-
-# -- intervals -----------------------------------------------------------------------------
-def combine_interval(
-    point: np.ndarray,
-    samples: np.ndarray | None,
-    noise_sd: float | np.ndarray,
-    level: float,
-    *,
-    log_space: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Central ``level`` interval from bootstrap draws plus Gaussian residual noise.
-
-    Parameter uncertainty is the bootstrap percentile interval ``[lo, hi]`` around the
-    draws' median ``m``; residual noise ``N(0, noise_sd²)`` is added in quadrature on each
-    side: ``lower = m - sqrt((m - lo)² + (z·sd)²)`` and likewise for ``upper``. This is exact
-    for either source alone and keeps the bootstrap's asymmetry. For log-space laws the
-    combination happens in log space (``noise_sd`` is then a log-scale sd).
-
-    Args:
-        point: ``(..., n)`` point predictions (used when there are fewer than 2 finite draws).
-        samples: ``(B, ..., n)`` bootstrap predictions or None; NaN draws (failed bootstrap
-            fits) are ignored.
-        noise_sd: residual sd, scalar or broadcastable to ``point``; 0 for parameter
-            uncertainty only.
-        level: central coverage in (0, 1).
-        log_space: combine in log space.
-
-    Returns:
-        ``(lower, upper)``, each shaped like ``point``.
-    """
-    from scipy.special import ndtri
-
-    if not 0 < level < 1:
-        raise ConfigError(f"level must be in (0, 1), got {level}.")
-    z = float(ndtri(0.5 + level / 2))
-    t = np.log if log_space else (lambda a: a)
-    inv = np.exp if log_space else (lambda a: a)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = t(np.asarray(point, dtype=np.float64))
-        lo = hi = m = p
-        if samples is not None and samples.shape[0] >= 2:
-            s = t(np.asarray(samples, dtype=np.float64))
-            q, enough = _quantiles_axis0(s, ((1 - level) / 2, 0.5, (1 + level) / 2))
-            if np.any(enough):
-                lo, m, hi = (np.where(enough, qi, p) for qi in q)
-        zs = z * np.asarray(noise_sd, dtype=np.float64)
-        lower = m - np.sqrt((m - lo) ** 2 + zs**2)
-        upper = m + np.sqrt((hi - m) ** 2 + zs**2)
-    return inv(lower), inv(upper)
-
-
-def _quantiles_axis0(s: np.ndarray, qs: Sequence[float]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Quantiles along axis 0 ignoring non-finite values (linear interpolation, like
-    ``np.nanquantile`` but one sort for all ``qs``). Returns (quantiles, enough) where
-    ``enough`` marks entries with >= 2 finite values."""
-    s = np.where(np.isfinite(s), s, np.nan)
-    srt = np.sort(s, axis=0)  # NaN sort last
-    k = np.isfinite(s).sum(axis=0)
-    enough = k >= 2
-    km1 = np.maximum(k - 1, 0)
-    out = []
-    for q in qs:
-        pos = q * km1
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, km1)
-        frac = pos - lo
-        a = np.take_along_axis(srt, lo[None], axis=0)[0]
-        b = np.take_along_axis(srt, hi[None], axis=0)[0]
-        out.append(a + frac * (b - a))
-    return out, enough
-
-
-def predictive_std(
-    point: np.ndarray, samples: np.ndarray | None, noise_sd: float | np.ndarray, *, log_space: bool = False
-) -> np.ndarray:
-    """Predictive standard deviation in output units: ``sqrt(var_boot + noise²)``.
-
-    For log-space laws the log-scale ``noise_sd`` is mapped to output units by the delta
-    method (``point · noise_sd``).
-
-    Args:
-        point: ``(..., n)`` point predictions.
-        samples: ``(B, ..., n)`` bootstrap predictions or None (NaN draws ignored).
-        noise_sd: residual sd (log scale for log-space laws).
-    """
-    point = np.asarray(point, dtype=np.float64)
-    var = np.zeros_like(point)
-    if samples is not None and samples.shape[0] >= 2:
-        s = np.where(np.isfinite(samples), samples, np.nan)
-        enough = np.isfinite(s).sum(axis=0) >= 2
-        with np.errstate(invalid="ignore"):
-            v = np.nanvar(np.where(enough, s, 0.0), axis=0, ddof=1) if np.any(enough) else var
-        var = np.where(enough, v, 0.0)
-    sd = np.asarray(noise_sd, dtype=np.float64)
-    noise = (point * sd) ** 2 if log_space else sd**2
-    return np.sqrt(var + noise)
+#: Levenberg-Marquardt iterations of a bootstrap refit (warm-started at the best fit)
+BOOTSTRAP_MAXITER = 200
+#: the multi-start solver checks every this many iterations for starts that cannot win
+PRUNE_EVERY = 10
+#: starts whose objectives differ by less than this (relative) are tied: the first one wins
+TIE_RTOL = 1e-12
 
 
 # -- the fitter ------------------------------------------------------------------------------
@@ -229,33 +76,29 @@ class LawFitter:
         law: the law to fit.
         loss: ``"huber"`` (robust; Epoch's choice) or ``"squared"`` (least squares).
         huber_delta: Huber threshold in residual units (log units for log-space laws).
-        n_starts: starting points for L-BFGS-B; None = the whole grid up to
+        n_starts: starting points of the multi-start fit; None = the whole grid up to
             :data:`DEFAULT_MAX_STARTS`. Starts are a seeded permutation of the grid, so
             ``n_starts=k+1`` tries every start of ``n_starts=k`` and one more.
         n_bootstrap: bootstrap draws (by group) after the main fit; 0 for none.
         seed: seeds ``np.random.default_rng`` for the start order and the draws.
-        maxiter: L-BFGS-B iteration cap per start.
-        max_seconds: wall-time budget of one ``fit`` (main fit and bootstrap), seconds;
-            None = no limit. When it runs out during the multi-start fit, the starts that
-            finished are kept; if none finished, or none of them converged,
-            :class:`~mixopt.errors.FitError` is raised naming the law, the data and what
-            to try. Bootstrap draws not fitted in time are left NaN (counted in
-            ``bootstrap_failed_``).
+        maxiter: iteration cap per start (Levenberg-Marquardt iterations for laws with a
+            Jacobian, L-BFGS-B iterations otherwise). There is no time budget: fits are
+            bounded by iterations only, so they do not depend on the machine.
         at_iteration_cap: what to do when every start stops at ``maxiter`` without
-            L-BFGS-B convergence (time left): ``"raise"`` (default) a FitError, or
+            convergence: ``"raise"`` (default) a FitError, or
             ``"best"``: keep the lowest-objective start and log a warning. A caller that
             judges the fit by its own held-out backtest (FLP-M's ``auto``) uses ``"best"``:
             high-dimensional mixture laws (17 sources, 20 parameters) crawl along flat
-            valleys near their optimum, where L-BFGS-B's tolerances are not met.
+            valleys near their optimum, where tight tolerances may not be met.
 
     Attributes (after fit):
         params_: ``(p,)`` best parameters (names in ``law.param_names``).
         objective_: weighted mean loss at ``params_`` (``Σ w·ρ(r) / Σ w``).
-        starts_: polars frame, one row per start: ``start``, ``method`` (``"lm+lbfgsb"``,
+        starts_: polars frame, one row per start: ``start``, ``method`` (``"lm"``,
             ``"lbfgsb"``, ``"closed_form"`` or ``"irls"``), ``init:<name>`` (the grid
             point), ``<name>`` (final), ``objective``, ``converged`` and ``message`` (from
-            L-BFGS-B, or the closed form), ``n_iter`` (L-BFGS-B iterations after the
-            pre-stage; IRLS iterations for ``"irls"``).
+            the solver; a start stopped early because it could not win says so),
+            ``n_iter`` (solver iterations; IRLS iterations for ``"irls"``).
         bootstrap_params_: ``(B, p)``; a row is NaN where that draw could not be fitted
             (e.g. it resampled fewer distinct inputs than parameters). ``(0, p)`` when no
             bootstrap was run.
@@ -263,7 +106,7 @@ class LawFitter:
         residual_scale_: robust residual sd at ``params_`` (1.4826·MAD, times
             ``sqrt(n / (n - p))``), in the law's residual space (log units for log laws).
         n_samples_: rows with positive weight; ``n_groups_``: distinct groups among them.
-        fit_seconds_: wall time of ``fit``.
+        fit_seconds_: wall time of ``fit`` (reported only; nothing depends on it).
     """
 
     def __init__(
@@ -276,7 +119,6 @@ class LawFitter:
         n_bootstrap: int = 0,
         seed: int | None = 0,
         maxiter: int = 2000,
-        max_seconds: float | None = 30.0,
         at_iteration_cap: str = "raise",
     ) -> None:
         self.law = law
@@ -286,7 +128,6 @@ class LawFitter:
         self.n_bootstrap = n_bootstrap
         self.seed = seed
         self.maxiter = maxiter
-        self.max_seconds = max_seconds
         self.at_iteration_cap = at_iteration_cap
 
     def get_params(self) -> dict[str, Any]:
@@ -317,8 +158,6 @@ class LawFitter:
             problems.append(f"at_iteration_cap must be 'raise' or 'best', got {self.at_iteration_cap!r}")
         if not isinstance(self.maxiter, (int, np.integer)) or self.maxiter < 1:
             problems.append(f"maxiter must be an integer >= 1, got {self.maxiter!r}")
-        if self.max_seconds is not None and not (isinstance(self.max_seconds, (int, float)) and self.max_seconds > 0):
-            problems.append(f"max_seconds must be None or a number > 0, got {self.max_seconds!r}")
         if self.seed is not None and not isinstance(self.seed, (int, np.integer)):
             problems.append(f"seed must be an int or None, got {self.seed!r}")
         if problems:
@@ -508,6 +347,7 @@ class LawFitter:
         weights: np.ndarray | None = None,
         *,
         resample: GroupResample | None = None,
+        init: np.ndarray | None = None,
     ) -> Self:
         """Fit the law; returns self.
 
@@ -521,6 +361,11 @@ class LawFitter:
             resample: a shared :class:`GroupResample` to use instead of drawing
                 ``n_bootstrap`` draws here (e.g. FLP's joint draws over both stages). It
                 must cover every group in ``groups``.
+            init: ``(p,)`` or ``(k, p)`` warm starts tried first, before the grid (e.g. the
+                same law fitted on more data, as FLP-M's ``auto`` does across its folds);
+                clipped to the bounds. The grid starts still run (a warm start cannot make
+                the fit worse), but the solver stops them early once the warm start is ahead.
+                Ignored by laws solved in closed form.
 
         Raises:
             SchemaError: wrong shapes. FitError: degenerate data (NaN, too few points,
@@ -529,7 +374,6 @@ class LawFitter:
         """
         t0 = time.perf_counter()
         self._check_settings()
-        self._deadline = t0 + float(self.max_seconds) if self.max_seconds is not None else math.inf
         x, y, g, w = self._validate(x, y, groups, weights)
         law = self.law
         ss = np.random.SeedSequence(self.seed)
@@ -539,7 +383,8 @@ class LawFitter:
         if design is not None:
             theta, starts = self._fit_closed_form(x, y, w, design, np.random.default_rng(start_seed))
         else:
-            theta, starts = self._fit_multistart(x, y, w, self._start_points(x, y, np.random.default_rng(start_seed)))
+            grid = self._start_points(x, y, np.random.default_rng(start_seed))
+            theta, starts = self._fit_multistart(x, y, w, self._with_init(grid, init))
         self.params_ = theta
         self.starts_ = starts
         obj_scaled = self._make_objective(x, y, w, False)(theta)
@@ -576,6 +421,17 @@ class LawFitter:
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
+    def _with_init(self, grid: np.ndarray, init: np.ndarray | None) -> np.ndarray:
+        if init is None:
+            return grid
+        lo, hi = self.law.bounds
+        warm = np.atleast_2d(np.asarray(init, dtype=np.float64))
+        if warm.ndim != 2 or warm.shape[1] != self.law.n_params:
+            raise SchemaError(f"init must have shape (p,) or (k, p) with p = {self.law.n_params} parameters "
+                              f"{list(self.law.param_names)} of law {self.law.name!r}, got shape {np.shape(init)}.")
+        warm = warm[np.all(np.isfinite(warm), axis=1)]
+        return np.vstack([np.clip(warm, lo, hi), grid]) if warm.shape[0] else grid
+
     def _record(self, rows: list[dict[str, Any]]) -> pl.DataFrame:
         names = self.law.param_names
         schema: dict[str, Any] = {"start": pl.Int64, "method": pl.String}
@@ -598,19 +454,8 @@ class LawFitter:
 
         lo, hi = self.law.bounds
         bounds = [(None if not math.isfinite(a) else a, None if not math.isfinite(b) else b) for a, b in zip(lo, hi, strict=True)]
-        deadline = getattr(self, "_deadline", math.inf)
-
-        def stop_at_deadline(intermediate_result: Any) -> None:
-            if time.perf_counter() > deadline:
-                raise StopIteration
-
-        return minimize(
-            fun, x0, jac=analytic, method="L-BFGS-B", bounds=bounds, callback=stop_at_deadline,
-            options={"maxiter": int(self.maxiter), "ftol": 1e-14, "gtol": 1e-10, "maxcor": 10},
-        )
-
-    def _out_of_time(self) -> bool:
-        return time.perf_counter() > getattr(self, "_deadline", math.inf)
+        return minimize(fun, x0, jac=analytic, method="L-BFGS-B", bounds=bounds,
+                        options={"maxiter": int(self.maxiter), "ftol": 1e-14, "gtol": 1e-10, "maxcor": 10})
 
     def _data_text(self, x: np.ndarray, y: np.ndarray) -> str:
         return (f"{x.shape[0]} points, inputs {list(self.law.inputs)} in [{np.min(x, axis=0).tolist()}, "
@@ -618,84 +463,82 @@ class LawFitter:
 
     def _fit_multistart(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, pl.DataFrame]:
         law = self.law
-        analytic = law.jacobian(x, starts[0]) is not None
-        fun = self._make_objective(x, y, w, analytic)
-        scale = self._scale()
-        rows = []
-        best, best_obj = None, math.inf
-        # Vectorised pre-stage: one batched Levenberg-Marquardt run moves every start close
-        # to its local optimum at once; L-BFGS-B then finishes each start in a few
-        # iterations (same optimum, a fraction of the cost of L-BFGS-B from the raw start).
-        entry, method = starts, "lbfgsb"
-        finish = np.ones(starts.shape[0], dtype=bool)
-        if analytic and starts.shape[0] > 1:
-            wb = np.broadcast_to(w, (starts.shape[0], w.shape[0]))
-            lm, _ = self._batched_lm(x, y, wb, starts)
-            entry = np.where(np.all(np.isfinite(lm), axis=1, keepdims=True), lm, starts)
-            method = "lm+lbfgsb"
-            # L-BFGS-B finishes only the _FINISH_STARTS best pre-stage results (the others
-            # sit in the same or worse basins); a start the pre-stage could not move is kept
-            with np.errstate(all="ignore"):
-                pre = np.array([fun(e)[0] if analytic else fun(e) for e in entry], dtype=np.float64)
-            if np.isfinite(pre).sum() > _FINISH_STARTS:
-                keep = np.argsort(np.where(np.isfinite(pre), pre, np.inf), kind="stable")[:_FINISH_STARTS]
-                finish[:] = False
-                finish[keep] = True
-        timed_out = False
-        for i, x0 in enumerate(starts):
-            if not finish[i]:
-                rows.append(self._row(i, "lm", law.param_names, x0, entry[i], float(pre[i]) * scale if np.isfinite(pre[i])
-                                      else math.nan, False, "pre-stage only: not among the best starts", 0))
-                continue
-            if self._out_of_time():
-                timed_out = True
-                rows.append(self._row(i, method, law.param_names, x0, np.full_like(x0, np.nan), math.nan, False,
-                                      f"not run: time budget of {self.max_seconds} s used up", 0))
-                continue
-            try:
-                res = self._minimize(fun, entry[i], analytic)
-                if res.status == 99 or "StopIteration" in str(res.message):
-                    timed_out = True
-                th = np.asarray(res.x, dtype=np.float64)
-                obj = float(res.fun)
-                ok = bool(np.all(np.isfinite(th))) and math.isfinite(obj) and obj < _PENALTY
-                rows.append(self._row(i, method, law.param_names, x0, th, obj * scale if ok else math.nan,
-                                      bool(res.success) and ok, str(res.message), int(res.nit)))
-            except (ValueError, FloatingPointError, np.linalg.LinAlgError, OverflowError) as e:
-                ok = False
-                rows.append(self._row(i, method, law.param_names, x0, np.full_like(x0, np.nan), math.nan, False,
-                                      f"{type(e).__name__}: {e}", 0))
-            if ok and obj < best_obj:
-                best, best_obj = th, obj
+        if law.jacobian(x, starts[0]) is not None:
+            rows, best, best_obj = self._multistart_lm(x, y, w, starts)
+        else:
+            rows, best, best_obj = self._multistart_lbfgsb(x, y, w, starts)
         table = self._record(rows)
-        ran = table.filter(pl.col("method") != "lm")
-        n_conv = int(ran["converged"].sum()) if ran.height else 0
-        limit_hit = ran.height > 0 and bool((ran["n_iter"] >= int(self.maxiter)).all())
-        capped = best is not None and n_conv == 0 and limit_hit and not timed_out
+        converged = bool(table["converged"].any()) if table.height else False
+        capped = best is not None and not converged and int(table.sort("objective", nulls_last=True)["n_iter"][0]) >= int(self.maxiter)
         if capped and self.at_iteration_cap == "best":
-            logger.info("law %r: every start reached the iteration cap of %d without L-BFGS-B convergence; keeping "
-                           "the best start (objective %.6g) as asked (at_iteration_cap='best').", law.name,
-                           int(self.maxiter), best_obj * scale)
-        elif (timed_out and (best is None or n_conv == 0)) or capped:
-            why = (f"the wall-time budget of {self.max_seconds} s ran out" if timed_out
-                   else f"every start reached the iteration cap of {self.maxiter}")
+            logger.info("law %r: every start reached the iteration cap of %d without convergence; keeping the best start "
+                        "(objective %.6g) as asked (at_iteration_cap='best').", law.name, int(self.maxiter), best_obj)
+        elif capped:
             raise FitError(
-                f"Law {law.name!r} did not converge: {why} before any of {len(starts)} L-BFGS-B starts converged, on "
-                f"{self._data_text(x, y)}. The data may not follow this law (e.g. a flat or non-monotone series); try a "
-                "law with fewer parameters (e.g. a compute-only power law), more data, or a larger max_seconds/maxiter.",
+                f"Law {law.name!r} did not converge: every start reached the iteration cap of {self.maxiter} before any of "
+                f"{len(starts)} starts converged, on {self._data_text(x, y)}. The data may not follow this law (e.g. a flat "
+                "or non-monotone series); try a law with fewer parameters (e.g. a compute-only power law), more data, or a "
+                "larger maxiter.",
                 starts=table,
             )
         if best is None:
             raise FitError(
-                f"Every one of {len(starts)} L-BFGS-B starts failed to fit law {law.name!r} (non-finite objective or "
-                f"error; first message: {rows[0]['message'] if rows else 'none'}). The data may not follow this law "
-                "or lie outside its bounds; inspect error.starts, try another law or more starts.",
+                f"Every one of {len(starts)} starts failed to fit law {law.name!r} (non-finite objective or error; first "
+                f"message: {rows[0]['message'] if rows else 'none'}). The data may not follow this law or lie outside its "
+                "bounds; inspect error.starts, try another law or more starts.",
                 starts=table,
             )
         if not bool(table.filter(pl.col("objective") == table["objective"].min())["converged"].any()):
-            logger.info("law %r: the best start stopped without L-BFGS-B convergence (%s).", law.name,
-                        table.sort("objective")["message"][0])
+            logger.info("law %r: the best start stopped without convergence (%s).", law.name,
+                        table.sort("objective", nulls_last=True)["message"][0])
         return best, table
+
+    def _multistart_lm(self, x: np.ndarray, y: np.ndarray, w: np.ndarray,
+                       starts: np.ndarray) -> tuple[list[dict[str, Any]], np.ndarray | None, float]:
+        """All starts in one batched Levenberg-Marquardt run (:func:`mixopt.laws.solvers.batched_lm`)."""
+        law = self.law
+        gy = np.log(y) if law.log_space else y
+        wb = np.broadcast_to(w, (starts.shape[0], w.shape[0]))
+        res = batched_lm(law.evaluator(x), gy, wb, starts, law.bounds, self._rho_psi, log_space=law.log_space,
+                         maxiter=int(self.maxiter), prune_every=PRUNE_EVERY if starts.shape[0] > 1 else 0)
+        rows = []
+        ok = np.all(np.isfinite(res.theta), axis=1) & np.isfinite(res.objective)
+        for i, x0 in enumerate(starts):
+            th, obj = res.theta[i], float(res.objective[i])
+            rows.append(self._row(i, "lm", law.param_names, x0, th if ok[i] else np.full_like(x0, np.nan),
+                                  obj if ok[i] else math.nan, bool(res.converged[i]) and bool(ok[i]),
+                                  res.message(i, int(self.maxiter)), int(res.n_iter[i])))
+        if not ok.any():
+            return rows, None, math.inf
+        # ties within rounding go to the first start, so the winner does not depend on the
+        # order of the rows (a flat Huber optimum can be reached at points 1e-7 apart)
+        low = float(np.min(res.objective[ok]))
+        i = int(np.flatnonzero(ok & (res.objective <= low + TIE_RTOL * abs(low)))[0])
+        return rows, res.theta[i].copy(), float(res.objective[i])
+
+    def _multistart_lbfgsb(self, x: np.ndarray, y: np.ndarray, w: np.ndarray,
+                           starts: np.ndarray) -> tuple[list[dict[str, Any]], np.ndarray | None, float]:
+        """One L-BFGS-B fit per start (laws without an analytic Jacobian: finite differences)."""
+        law = self.law
+        fun = self._make_objective(x, y, w, False)
+        scale = self._scale()
+        rows = []
+        best, best_obj = None, math.inf
+        for i, x0 in enumerate(starts):
+            try:
+                res = self._minimize(fun, x0, False)
+                th = np.asarray(res.x, dtype=np.float64)
+                obj = float(res.fun) * scale
+                ok = bool(np.all(np.isfinite(th))) and math.isfinite(obj) and obj < _PENALTY * scale
+                rows.append(self._row(i, "lbfgsb", law.param_names, x0, th, obj if ok else math.nan, bool(res.success) and ok,
+                                      str(res.message), int(res.nit)))
+            except (ValueError, FloatingPointError, np.linalg.LinAlgError, OverflowError) as e:
+                ok = False
+                rows.append(self._row(i, "lbfgsb", law.param_names, x0, np.full_like(x0, np.nan), math.nan, False,
+                                      f"{type(e).__name__}: {e}", 0))
+            if ok and obj < best_obj:
+                best, best_obj = th, obj
+        return rows, best, best_obj
 
     def _fit_closed_form(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, design: np.ndarray,
                          rng: np.random.Generator) -> tuple[np.ndarray, pl.DataFrame]:
@@ -761,107 +604,24 @@ class LawFitter:
         analytic = law.jacobian(x, self.params_) is not None
         done = np.zeros(idx.size, dtype=bool)
         if analytic:
-            th_b, conv = self._batched_lm(x, y, weights[idx], start)
-            # every accepted LM step lowers the objective from the warm start, so a finite
-            # result is kept even when the iteration cap stopped it (a slow near-L1 crawl);
-            # but not when the time budget stopped it (it may not have moved at all)
-            done = np.all(np.isfinite(th_b), axis=1)
-            if self._out_of_time():
-                done &= conv
-            out[idx[done]] = th_b[done]
+            gy = np.log(y) if law.log_space else y
+            res = batched_lm(law.evaluator(x), gy, weights[idx], start, law.bounds, self._rho_psi, log_space=law.log_space,
+                             maxiter=BOOTSTRAP_MAXITER)
+            # every accepted step lowers the objective from the warm start, so a finite
+            # result is kept even when the iteration cap stopped it (a slow near-L1 crawl)
+            done = np.all(np.isfinite(res.theta), axis=1) & np.isfinite(res.objective)
+            out[idx[done]] = res.theta[done]
         # safety net: draws the batched solver could not fit get their own L-BFGS-B fit
         for j in np.flatnonzero(~done):
-            if self._out_of_time():
-                logger.info("law %r: bootstrap time budget used up; remaining draws left unfitted (NaN).", law.name)
-                break
             b = idx[j]
             fun = self._make_objective(x, y, weights[b], analytic)
             try:
-                res = self._minimize(fun, start[j], analytic)
+                res_b = self._minimize(fun, start[j], analytic)
             except (ValueError, FloatingPointError, np.linalg.LinAlgError, OverflowError):
                 continue
-            if np.all(np.isfinite(res.x)) and math.isfinite(res.fun) and res.fun < _PENALTY:
-                out[b] = res.x
+            if np.all(np.isfinite(res_b.x)) and math.isfinite(res_b.fun) and res_b.fun < _PENALTY:
+                out[b] = res_b.x
         return out
-
-    def _batched_lm(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray, theta0: np.ndarray,
-                    maxiter: int = 200) -> tuple[np.ndarray, np.ndarray]:
-        """Fit many weightings at once (bootstrap draws), warm-started near the optimum.
-
-        A projected Levenberg-Marquardt on the Huber/least-squares objective: Gauss-Newton
-        with IRLS weights ``psi(r)/r`` (the Huber majoriser's curvature), a per-draw damping
-        that shrinks on success and grows on failure, variables frozen at a bound when the
-        gradient pushes outward, and steps clipped to the bounds. Every accepted step lowers
-        that draw's objective.
-
-        Args:
-            x: ``(n, q)``; y: ``(n,)``; weights: ``(B, n)`` row weights; theta0: ``(B, p)``.
-
-        Returns:
-            ``(theta (B, p), converged (B,) bool)``.
-        """
-        law = self.law
-        log = law.log_space
-        gy = np.log(y) if log else y
-        lo, hi = law.bounds
-        theta = np.clip(np.asarray(theta0, dtype=np.float64).copy(), lo, hi)
-        nb, p = theta.shape
-        wsum = weights.sum(axis=1)
-
-        def objective(th: np.ndarray, w: np.ndarray, ws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            with np.errstate(all="ignore"):
-                f = law.predict(x, th)
-                r = gy - (np.log(f) if log else f)
-                rho, _ = self._rho_psi(r)
-                val = np.sum(w * rho, axis=1) / ws
-            bad = ~np.all(np.isfinite(f), axis=1) | (np.any(f <= 0, axis=1) if log else False)
-            return np.where(bad | ~np.isfinite(val), np.inf, val), f
-
-        obj, _ = objective(theta, weights, wsum)
-        lam = np.full(nb, 1e-4)
-        active = np.isfinite(obj)
-        converged = np.zeros(nb, dtype=bool)
-        eye = np.eye(p)
-        for _ in range(maxiter):
-            a = np.flatnonzero(active)
-            if a.size == 0 or self._out_of_time():
-                break
-            th, w, ws = theta[a], weights[a], wsum[a]
-            with np.errstate(all="ignore"):
-                f = law.predict(x, th)
-                jac = law.jacobian(x, th)  # (b, n, p)
-                dr = -jac / f[..., None] if log else -jac
-                r = gy - (np.log(f) if log else f)
-                _, psi = self._rho_psi(r)
-                u = np.where(r != 0, psi / np.where(r == 0, 1.0, r), 1.0)
-                grad = ((w * psi)[:, None, :] @ dr)[:, 0, :] / ws[:, None]
-                hess = np.swapaxes(dr * (w * u)[..., None], 1, 2) @ dr / ws[:, None, None]
-            eps = 1e-12 * (1 + np.abs(th))
-            frozen = ((th <= lo + eps) & (grad > 0)) | ((th >= hi - eps) & (grad < 0))
-            free = ~frozen
-            h = hess * (free[:, :, None] & free[:, None, :]) + eye * frozen[:, None, :]
-            diag = np.einsum("bii->bi", h)
-            h = h + (lam[a, None] * np.maximum(diag, 1e-12))[:, None, :] * eye
-            g = np.where(free, grad, 0.0)
-            try:
-                step = -np.linalg.solve(h, g[..., None])[..., 0]
-            except np.linalg.LinAlgError:
-                step = -g / np.maximum(diag, 1e-12)
-            step = np.where(np.isfinite(step), step, 0.0)
-            trial = np.clip(th + step, lo, hi)
-            new_obj, _ = objective(trial, w, ws)
-            old = obj[a]
-            better = new_obj <= old
-            theta[a[better]] = trial[better]
-            obj[a[better]] = new_obj[better]
-            lam[a[better]] = np.maximum(lam[a[better]] / 4.0, 1e-10)
-            lam[a[~better]] *= 8.0
-            moved = np.max(np.abs(trial - th) / (1.0 + np.abs(th)), axis=1)
-            small_gain = better & (old - new_obj <= _LM_FTOL * np.maximum(np.abs(old), 1e-300))
-            settled = small_gain | (moved <= _LM_XTOL) | (lam[a] >= 1e8)
-            converged[a[settled]] = True
-            active[a[settled]] = False
-        return theta, converged & np.isfinite(obj)
 
     # -- prediction --------------------------------------------------------------------------
     def _check_fitted(self) -> None:

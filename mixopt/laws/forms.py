@@ -3,14 +3,16 @@
 =========================  =====================================  ============  ==========
 law                        formula                                residuals     fit
 =========================  =====================================  ============  ==========
-:class:`PowerLawWithOffset` ``L = E + A·(C/C0)^(-alpha)``          log           L-BFGS-B
+:class:`PowerLawWithOffset` ``L = E + A·(C/C0)^(-alpha)``          log           LM
 :class:`PurePowerLaw`       ``L = (C / C_N)^(alpha_N)`` (paper)    log           closed form
 :class:`FPPowerLaw`         ``P = (C / C_P)^(alpha_P)`` (FP)       log           closed form
 :class:`Linear`             ``P = w0 + w1·L``                      linear        closed form
-:class:`Sigmoid`            ``P = f + (c - f)·σ(k·(L0 - L))``      linear        L-BFGS-B
-:class:`ChinchillaLaw`      ``L = E + A/(N/N0)^alpha + B/(D/D0)^beta``  log       L-BFGS-B
-:class:`ChinchillaTiedLaw`  ``L = E + A/(N/N0)^alpha + B/(D/D0)^alpha`` log       L-BFGS-B
+:class:`Sigmoid`            ``P = f + (c - f)·σ(k·(L0 - L))``      linear        LM
+:class:`ChinchillaLaw`      ``L = E + A/(N/N0)^alpha + B/(D/D0)^beta``  log       LM
+:class:`ChinchillaTiedLaw`  ``L = E + A/(N/N0)^alpha + B/(D/D0)^alpha`` log       LM
 =========================  =====================================  ============  ==========
+
+LM: the batched multi-start Levenberg-Marquardt of :mod:`mixopt.laws.solvers`.
 
 Conditioning: every power law works in ``u = log(x / reference)`` (``reference`` is a
 constructor argument, default 1e18 FLOPs; FLP passes the power of ten nearest the data's
@@ -290,7 +292,7 @@ class ChinchillaLaw(Law):
 
     Inputs ``q = 2``: parameters N and tokens D. Separates model size from data, so one
     compute budget split differently (or an over-trained run) gets its own loss. Fitted in
-    log space (Epoch's practice: Huber, multi-start L-BFGS-B).
+    log space (Epoch's practice: Huber, multi-start; here one batched Levenberg-Marquardt run).
 
     Args:
         params_reference: ``N0``, parameters (conditioning only).

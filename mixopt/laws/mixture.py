@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -25,6 +25,45 @@ from mixopt.errors import ConfigError
 from mixopt.laws.base import Law, Param, check_reference
 
 _BIG = 30.0
+
+
+class RatioBlockJacobian:
+    """The Jacobian ``[lead | c·R·w]`` of a mixture law for ``b`` parameter vectors, by its parts.
+
+    ``lead (b, n, m)``, ``c (b, n)``, ``R (n, k)`` (the completed ratios), ``rr (n, k·k)``
+    (``R[n, i]·R[n, j]``, computed once per fit) and ``w (b, k)`` or None. The solver's two
+    products are matrix products with ``R`` and ``rr``, so a fit never forms a
+    ``(b, n, p)`` array: :meth:`gram`'s ratio block is ``w_i·w_j·Σ_n q·c²·R_ni·R_nj``.
+    """
+
+    __slots__ = ("c", "lead", "r", "rr", "w")
+
+    def __init__(self, lead: np.ndarray, c: np.ndarray, r: np.ndarray, rr: np.ndarray, w: np.ndarray | None) -> None:
+        self.lead, self.c, self.r, self.rr, self.w = lead, c, r, rr, w
+
+    def tmatvec(self, a: np.ndarray) -> np.ndarray:
+        """``J' a`` for ``a (b, n)``: ``(b, p)``."""
+        blk = (self.c * a) @ self.r
+        if self.w is not None:
+            blk *= self.w
+        return np.concatenate([np.einsum("bnm,bn->bm", self.lead, a), blk], axis=1)
+
+    def gram(self, q: np.ndarray) -> np.ndarray:
+        """``J' diag(q) J`` for ``q (b, n)``: ``(b, p, p)``."""
+        b, _, m = self.lead.shape
+        k = self.r.shape[1]
+        out = np.empty((b, m + k, m + k))
+        lq = self.lead * q[..., None]
+        out[:, :m, :m] = np.matmul(np.swapaxes(lq, 1, 2), self.lead)
+        cross = np.matmul(np.swapaxes(lq * self.c[..., None], 1, 2), self.r)  # (b, m, k)
+        ss = ((q * self.c * self.c) @ self.rr).reshape(b, k, k)
+        if self.w is not None:
+            cross *= self.w[:, None, :]
+            ss *= self.w[:, :, None] * self.w[:, None, :]
+        out[:, :m, m:] = cross
+        out[:, m:, :m] = np.swapaxes(cross, 1, 2)
+        out[:, m:, m:] = ss
+        return out
 
 
 class MixtureLaw(Law):
@@ -92,11 +131,63 @@ class MixtureLaw(Law):
         last = np.maximum(self.ratio_total - r.sum(axis=-1, keepdims=True), 0.0)
         return u, np.concatenate([r, last], axis=-1)
 
+    # -- evaluation: inputs prepared once, value and Jacobian in one pass ---------------------
+    def _prepare(self, x: np.ndarray) -> tuple[Any, ...]:
+        """The inputs as the formula uses them (FLOPs forms: ``(u, R)``, see :meth:`_ux`)."""
+        return self._ux(x)
+
+    #: whether the law's Jacobian is ``[leading columns | c·R·w]`` (see :meth:`_parts`)
+    _ratio_block: ClassVar[bool] = True
+
+    def _parts(self, prep: tuple[Any, ...], theta: np.ndarray,
+               with_jacobian: bool) -> tuple[np.ndarray, Any, Any, Any]:
+        """``(f (..., n), lead (..., n, m), c (..., n), w (..., k) or None)``.
+
+        The Jacobian is ``[lead | c[..., n, None]·R[n, s]·w[..., None, s]]``: ``m`` leading
+        columns, then one column per source that is the ratio scaled by a row factor ``c``
+        and (for the weight forms) a per-source factor ``w``. Without the Jacobian only
+        ``f`` is computed (the rest is None).
+        """
+        raise NotImplementedError
+
+    def _vj(self, prep: tuple[Any, ...], theta: np.ndarray, with_jacobian: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(f (..., n), J (..., n, p) or None)`` from prepared inputs."""
+        f, lead, c, w = self._parts(prep, theta, with_jacobian)
+        if not with_jacobian:
+            return f, None
+        blk = prep[-1] * c[..., None]
+        if w is not None:
+            blk = blk * w[..., None, :]
+        return f, np.concatenate([np.broadcast_to(lead, blk.shape[:-1] + lead.shape[-1:]), blk], axis=-1)
+
+    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        return self._vj(self._prepare(x), np.asarray(theta, dtype=np.float64), False)[0]
+
+    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        return self._vj(self._prepare(x), np.asarray(theta, dtype=np.float64), True)[1]  # type: ignore[return-value]
+
+    def evaluator(self, x: np.ndarray):  # noqa: ANN201 - Law.evaluator's type
+        """Inputs prepared once; for a batch of parameter vectors the Jacobian comes as a
+        :class:`RatioBlockJacobian` (its products by matrix products with the ratios,
+        never a ``(b, n, p)`` array)."""
+        prep = self._prepare(x)
+        R = prep[-1]
+        rr = (R[:, :, None] * R[:, None, :]).reshape(R.shape[0], -1) if self._ratio_block and R.ndim == 2 else None
+
+        def evaluate(theta: np.ndarray, with_jacobian: bool = True) -> tuple[np.ndarray, Any]:
+            theta = np.asarray(theta, dtype=np.float64)
+            if rr is None or not with_jacobian or theta.ndim != 2:
+                return self._vj(prep, theta, with_jacobian)
+            f, lead, c, w = self._parts(prep, theta, True)
+            return f, RatioBlockJacobian(np.broadcast_to(lead, f.shape + lead.shape[-1:]), c, R, rr, w)
+
+        return evaluate
+
     @staticmethod
-    def _stack(cols: Sequence[np.ndarray]) -> np.ndarray:
-        """Concatenate Jacobian blocks ``(..., n, p_i)`` after broadcasting their batch shape."""
-        shape = np.broadcast_shapes(*(c.shape[:-1] for c in cols))
-        return np.concatenate([np.broadcast_to(c, shape + c.shape[-1:]) for c in cols], axis=-1)
+    def _lead(f: np.ndarray, m: int) -> np.ndarray:
+        out = np.empty(f.shape + (m,))
+        out[..., 0] = 1.0  # d f / d E
+        return out
 
     @staticmethod
     def _mix(R: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -125,26 +216,21 @@ class FLPMLaw(MixtureLaw):
             *(Param(f"log_w:{s}", -_BIG, _BIG, (0.0,), f"log weight of source {s!r} in the effective compute") for s in self.sources),
         )
 
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        e, alpha, log_eps = (theta[..., i, None] for i in range(3))
-        share = np.exp(log_eps) + self._mix(R, np.exp(theta[..., 3:]))
-        return e + np.exp(-alpha * (u + np.log(share)))
-
-    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        alpha, log_eps = theta[..., 1, None], theta[..., 2, None]
+    def _parts(self, prep: tuple[Any, ...], theta: np.ndarray, with_jacobian: bool) -> tuple[np.ndarray, Any, Any, Any]:
+        u, R = prep
+        alpha, eps = theta[..., 1, None], np.exp(theta[..., 2, None])
         w = np.exp(theta[..., 3:])
-        share = np.exp(log_eps) + self._mix(R, w)
+        share = eps + self._mix(R, w)
         ls = np.log(share)
         g = np.exp(-alpha * (u + ls))
+        f = theta[..., 0, None] + g
+        if not with_jacobian:
+            return f, None, None, None
         c = -alpha * g / share
-        return self._stack([
-            np.ones_like(g)[..., None], (-g * (u + ls))[..., None], (c * np.exp(log_eps))[..., None],
-            c[..., None] * R * w[..., None, :],
-        ])
+        lead = self._lead(f, 3)
+        lead[..., 1] = -g * (u + ls)
+        lead[..., 2] = c * eps
+        return f, lead, c, w
 
     def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
         lo, mean = float(np.min(y)), float(np.mean(y))
@@ -164,6 +250,7 @@ class FLPMAdditiveLaw(MixtureLaw):
     """
 
     name = "flpm_additive"
+    _ratio_block = False
 
     def __init__(self, sources: Sequence[str], vary_compute: bool = True, reference: float = 1e18,
                  ratio_total: float = 1.0, shared_exponent: bool = False) -> None:
@@ -201,34 +288,33 @@ class FLPMAdditiveLaw(MixtureLaw):
             beta = np.broadcast_to(beta, lb.shape)
         return theta[..., 0:1], la, al, lb, c, beta  # type: ignore[return-value]
 
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
+    def _vj(self, prep: tuple[Any, ...], theta: np.ndarray, with_jacobian: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        u, R = prep
         e, la, al, lb, c, beta = self._split(theta)
-        uu = np.asarray(u)[..., None]  # (..., n, 1)
-        t = 1.0 + R * np.exp(uu - c[..., None, :])
-        terms = np.exp(lb[..., None, :] - beta[..., None, :] * np.log(t)).sum(axis=-1)
-        out = e + terms
-        if self.vary_compute:
-            out = out + np.exp(la - al * u)
-        return out
-
-    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R = self._ux(x)
-        _, la, al, lb, c, beta = self._split(theta)
         uu = np.asarray(u, dtype=np.float64)
         q = R * np.exp(uu[..., None] - c[..., None, :])  # (..., n, k)
         t = 1.0 + q
+        lt = np.log(t)
         bb = beta[..., None, :]
-        term = np.exp(lb[..., None, :] - bb * np.log(t))
-        cols = [np.ones(term.shape[:-1] + (1,))]
+        term = np.exp(lb[..., None, :] - bb * lt)
+        f = e + term.sum(axis=-1)
         if self.vary_compute:
             a = np.exp(la - al * uu)  # (..., n)
-            cols += [a[..., None], (-uu * a)[..., None]]
-        dbeta = -term * np.log(t)
-        cols += [term, bb * term * q / t, dbeta.sum(axis=-1, keepdims=True) if self.shared_exponent else dbeta]
-        return self._stack(cols)
+            f = f + a
+        if not with_jacobian:
+            return f, None
+        k = self.k
+        jac = np.empty(f.shape + (theta.shape[-1],))
+        jac[..., 0] = 1.0
+        i = 1
+        if self.vary_compute:
+            jac[..., 1], jac[..., 2] = a, -uu * a
+            i = 3
+        jac[..., i : i + k] = term
+        jac[..., i + k : i + 2 * k] = bb * term * q / t
+        dbeta = -term * lt
+        jac[..., i + 2 * k :] = dbeta.sum(axis=-1, keepdims=True) if self.shared_exponent else dbeta
+        return f, jac
 
     def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
         lo, mean = float(np.min(y)), float(np.mean(y))
@@ -255,29 +341,20 @@ class DMLLaw(MixtureLaw):
         ps += [Param(f"t:{s}", -_BIG, _BIG, (0.0,), f"log reducible loss if all data were {s!r}") for s in self.sources]
         return tuple(ps)
 
-    def _exponent(self, x: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(u, R, z)``: log-compute, ratios and the exponent of the reducible term."""
-        u, R = self._ux(x)
+    def _parts(self, prep: tuple[Any, ...], theta: np.ndarray, with_jacobian: bool) -> tuple[np.ndarray, Any, Any, Any]:
+        u, R = prep
         i = 2 if self.vary_compute else 1
         z = self._mix(R, theta[..., i:])
         if self.vary_compute:
             z = z - theta[..., 1:2] * u
-        return u, R, z
-
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        _, _, z = self._exponent(x, theta)
-        return theta[..., 0:1] + np.exp(z)
-
-    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        u, R, z = self._exponent(x, theta)
         g = np.exp(z)
-        cols = [np.ones_like(g)[..., None]]
+        f = theta[..., 0:1] + g
+        if not with_jacobian:
+            return f, None, None, None
+        lead = self._lead(f, i)
         if self.vary_compute:
-            cols.append((-u * g)[..., None])
-        cols.append(g[..., None] * R)
-        return self._stack(cols)
+            lead[..., 1] = -u * g
+        return f, lead, g, None
 
     def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
         lo, mean = float(np.min(y)), float(np.mean(y))
@@ -333,6 +410,9 @@ class _NDLaw(MixtureLaw):
         r = np.asarray(ratios, dtype=np.float64)[:, :-1]
         return np.column_stack([np.asarray(params, dtype=np.float64), np.asarray(tokens, dtype=np.float64), r])
 
+    def _prepare(self, x: np.ndarray) -> tuple[Any, ...]:
+        return self._nd(x)
+
     def _nd(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(uN = log(N/N_ref), uD = log(D/D_ref), all k ratios)``."""
         x = np.asarray(x, dtype=np.float64)
@@ -372,27 +452,24 @@ class FLPMNDLaw(_NDLaw):
             *(Param(f"log_w:{s}", -_BIG, _BIG, (0.0,), f"log weight of source {s!r} in the effective data") for s in self.sources),
         )
 
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        uN, uD, R = self._nd(x)
-        e, la, a, b, le = (theta[..., i, None] for i in range(5))
-        share = np.exp(le) + self._mix(R, np.exp(theta[..., 5:]))
-        return e + np.exp(la - a * uN) + np.exp(-b * (uD + np.log(share)))
-
-    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        uN, uD, R = self._nd(x)
-        la, a, b, le = (theta[..., i, None] for i in range(1, 5))
+    def _parts(self, prep: tuple[Any, ...], theta: np.ndarray, with_jacobian: bool) -> tuple[np.ndarray, Any, Any, Any]:
+        uN, uD, R = prep
+        la, a, b, eps = theta[..., 1, None], theta[..., 2, None], theta[..., 3, None], np.exp(theta[..., 4, None])
         w = np.exp(theta[..., 5:])
-        share = np.exp(le) + self._mix(R, w)
+        share = eps + self._mix(R, w)
         ls = np.log(share)
         tn = np.exp(la - a * uN)
         td = np.exp(-b * (uD + ls))
+        f = theta[..., 0, None] + tn + td
+        if not with_jacobian:
+            return f, None, None, None
         c = -b * td / share
-        return self._stack([
-            np.ones_like(td)[..., None], tn[..., None], (-uN * tn)[..., None], (-(uD + ls) * td)[..., None],
-            (c * np.exp(le))[..., None], c[..., None] * R * w[..., None, :],
-        ])
+        lead = self._lead(f, 5)
+        lead[..., 1] = tn
+        lead[..., 2] = -uN * tn
+        lead[..., 3] = -(uD + ls) * td
+        lead[..., 4] = c * eps
+        return f, lead, c, w
 
     def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
         grid = super().start_grid(x, y)
@@ -417,20 +494,19 @@ class DMLNDLaw(_NDLaw):
             *(Param(f"t:{s}", -_BIG, _BIG, (0.0,), f"log data term at D_ref if all data were {s!r}") for s in self.sources),
         )
 
-    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        uN, uD, R = self._nd(x)
-        e, la, a, b = (theta[..., i, None] for i in range(4))
-        return e + np.exp(la - a * uN) + np.exp(self._mix(R, theta[..., 4:]) - b * uD)
-
-    def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
-        uN, uD, R = self._nd(x)
-        la, a, b = (theta[..., i, None] for i in range(1, 4))
+    def _parts(self, prep: tuple[Any, ...], theta: np.ndarray, with_jacobian: bool) -> tuple[np.ndarray, Any, Any, Any]:
+        uN, uD, R = prep
+        la, a, b = theta[..., 1, None], theta[..., 2, None], theta[..., 3, None]
         tn = np.exp(la - a * uN)
         td = np.exp(self._mix(R, theta[..., 4:]) - b * uD)
-        return self._stack([np.ones_like(td)[..., None], tn[..., None], (-uN * tn)[..., None], (-uD * td)[..., None],
-                            td[..., None] * R])
+        f = theta[..., 0, None] + tn + td
+        if not with_jacobian:
+            return f, None, None, None
+        lead = self._lead(f, 4)
+        lead[..., 1] = tn
+        lead[..., 2] = -uN * tn
+        lead[..., 3] = -uD * td
+        return f, lead, td, None
 
     def start_grid(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, ...]]:
         grid = super().start_grid(x, y)

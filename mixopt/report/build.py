@@ -67,7 +67,7 @@ def _as_validation(v: Any) -> pl.DataFrame | None:
 
 
 def target_from_search(search: SearchData, model: Any = None) -> F.Target | None:
-    """The search's best (weighted) row as the report's target, or None."""
+    """The search's best row (shortlist rank 1) as the report's target, or None."""
     b = search.best
     if not b or b.get("flops") is None:
         return None
@@ -156,9 +156,10 @@ def _summary_section(model: Any, runs: RunTable | None, target: F.Target | None,
                 rows.append({"item": f"predicted {q}", "value": F._interval_text(float(b[q]), _f(lo), _f(hi)) if b[q] is not None else "-"})
         w = search.summary.get("weights") or {}
         shown_here = model is None or not target_is_best
-        sec.items.append(TableItem("best", f"Recommended mixture (best Pareto row for weights {', '.join(f'{k}={v:g}' for k, v in w.items()) or 'equal'})",
+        sec.items.append(TableItem("best", f"Recommended mixture (shortlist rank 1, weights {', '.join(f'{k}={v:g}' for k, v in w.items()) or 'equal'})",
                                    pl.DataFrame(rows), caption=("Predictions with their central interval in brackets." if shown_here
                                                                 else "Its predictions are the target predictions below.")))
+        sec.items += _decision_notes(search)
     if model is not None and target is not None:
         try:
             pred = model.predict(F._targets(model, np.array([target.flops]), target), level=level)
@@ -266,19 +267,35 @@ def _backtest_section(bt: BacktestData) -> Section:
     return sec
 
 
+def _decision_notes(search: SearchData) -> list[Note]:
+    """How sure the pick is, the robust region, what binds and how far it extrapolates
+    (the headline of :mod:`mixopt.search.summary`, from the summary's ``decision``)."""
+    from mixopt.search.summary import headline_lines
+
+    dec = search.summary.get("decision") or {}
+    if not dec:
+        return []
+    lines = headline_lines(dec, search.best, search.domains, search.objectives, float(search.summary.get("level") or 0.9),
+                           infeasible=bool(search.summary.get("infeasible")))
+    return [Note(x.strip().removeprefix("WARNING: "), "warn" if x.strip().startswith(("WARNING", "NO FEASIBLE")) else "info")
+            for x in lines[1:] if x.strip()]
+
+
 def _search_section(s: SearchData) -> Section:
     n_obj = len(s.objectives)
     sec = Section("search", "Mixture search",
                   f"The Pareto set of {s.pareto.height} mixtures over {n_obj} objective(s) "
                   f"({', '.join(F._obj_label(n, d) for n, d in s.objectives)}); "
                   + (f"constraints: {'; '.join(s.summary.get('constraints') or [])}. " if s.summary.get("constraints") else "")
-                  + ("The shortlist is the search's own (knee-region rows, ranked). " if s.shortlist is not None else
+                  + ("The shortlist is the search's own, ranked by the probability of being the best on the surrogate's joint draws "
+                     "(rank 1 is the recommended mixture). " if s.shortlist is not None else
                      "The shortlist is the best row for the search's weights, the best row of each objective, then the next best by "
                      "the weighted score."))
     if s.pareto.height == 0:
         notes = s.summary.get("notes") or []
         sec.items.append(Note("No feasible mixture was found: relax the constraints or the bounds, or run more trials. "
                               + " ".join(str(n) for n in notes), "warn"))
+        sec.items += _decision_notes(s)
         return sec
     r = F._shortlist(s)
     if r is not None:
@@ -288,7 +305,7 @@ def _search_section(s: SearchData) -> Section:
     r = F._pareto_front(s)
     if r is not None:
         sec.items.append(FigureItem("pareto_front", "Pareto front (2-D projections)", r[0], r[1],
-                                    caption="Orange circles mark the shortlist, the star the best row for the weights; grey points "
+                                    caption="Orange circles mark the shortlist, the star its rank 1 (the recommended mixture); grey points "
                                             "are the other feasible trials (when the trials are known)."))
     r = F._parallel(s)
     if r is not None:
@@ -315,6 +332,9 @@ def _shortlist_table(s: SearchData) -> pl.DataFrame:
     for c, name in (("flops", "FLOPs"), ("params", "N"), ("tokens", "D")):
         if c in rows.columns:
             out[name] = [F.fmt(v, 3) for v in rows[c].to_list()]
+    for c, name in (("p_best", "P(best)"), ("p_within_epsilon", "P(within eps)"), ("p_feasible", "P(feasible)")):
+        if c in rows.columns:
+            out[name] = [None if v is None else round(float(v), 3) for v in rows[c].to_list()]
     named = [n for n, _ in s.objectives] + [str(c).split()[0] for c in (s.summary.get("constraints") or [])]
     qs = [q for q in F._score_quantities(s) if q in named] or F._score_quantities(s)[:3]
     for q in qs:

@@ -64,8 +64,9 @@ def _axis_label(name: str, direction: str) -> str:
 def shortlist_rows(search: SearchData, k: int = SHORTLIST_ROWS) -> pl.DataFrame:
     """The rows to recommend: the search's own shortlist when it wrote one, else picked here.
 
-    Picked here: the best row for the search's weights, the best row of each objective, then
-    the next best rows by the same weighted score (objectives scaled to [0, 1] over the front,
+    Picked here: the search's ``best`` (its shortlist rank 1) when the front holds it, the best
+    row for the search's weights, the best row of each objective, then the next best rows by
+    the same weighted score (objectives scaled to [0, 1] over the front,
     1 = best), up to ``k`` distinct rows.
     """
     p = search.pareto
@@ -94,7 +95,11 @@ def shortlist_rows(search: SearchData, k: int = SHORTLIST_ROWS) -> pl.DataFrame:
     weights = search.summary.get("weights") or {}
     w = np.array([float(weights.get(n, 1.0)) if weights else 1.0 for n in names])
     score = scaled @ w
-    order: list[int] = [int(np.argmax(score))]
+    order: list[int] = []
+    best = search.best
+    if best is not None and best.get("trial") is not None and "trial" in p.columns:  # the search's rank 1 comes first
+        order += [int(i) for i in np.flatnonzero(p["trial"].to_numpy() == best["trial"])[:1]]
+    order += [int(np.argmax(score))]
     order += [int(np.argmax(scaled[:, j])) for j in range(len(names))]
     order += [int(i) for i in np.argsort(-score, kind="stable")]
     picked = list(dict.fromkeys(order))[:k]
@@ -131,7 +136,7 @@ def _pareto_front(search: SearchData, key: str = "pareto") -> tuple[Figure, dict
                            linewidths=1.2, label="shortlist", gid=f"{g}/shortlist", zorder=4)
             if best is not None and f"obj:{ni}" in best and f"obj:{nj}" in best:
                 ax.scatter(_obj_values(best, ni), _obj_values(best, nj), marker="*", s=160, color=TARGET_COLOR, edgecolors="k",
-                           linewidths=0.5, label="best (weighted)", gid=f"{g}/best", zorder=5)
+                           linewidths=0.5, label="rank 1 (best)", gid=f"{g}/best", zorder=5)
             if _is_compute(ni):
                 ax.set_xscale("log")
             if _is_compute(nj):
@@ -185,7 +190,7 @@ def _parallel(search: SearchData, key: str = "parallel") -> tuple[Figure, dict[s
             sl = tr in short_trials
             ax.plot(xs, norm[r], color=TARGET_COLOR if hl else (PALETTE[1] if sl else cmap(float(norm[r, 0]))),
                     lw=2.2 if hl else (1.3 if sl else 0.6), alpha=1.0 if (hl or sl) else 0.45, zorder=3 if hl else (2 if sl else 1),
-                    label="best (weighted)" if hl else ("shortlist" if sl else "_"), gid=f"{key}/row{r}")
+                    label="rank 1 (best)" if hl else ("shortlist" if sl else "_"), gid=f"{key}/row{r}")
         for j, (n, d) in enumerate(objs):
             ax.axvline(j, color="#444444", lw=0.8)
             top, bottom = (hi[j], lo[j]) if d == "maximize" else (lo[j], hi[j])

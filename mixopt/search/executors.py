@@ -11,8 +11,9 @@ search goes on. Executors know nothing of Optuna.
   address is given (``num_cpus`` = the CPUs this process may use, no dashboard, quiet
   logging) or connects to ``address``; the problem (with its surrogate) is put into the
   object store **once** and deserialised once per worker process. A task whose worker
-  crashes, or that raises, or that exceeds ``timeout_s``, comes back as an exception. This is the only module that
-  imports Ray, and only when a :class:`RayExecutor` is used.
+  crashes, or that raises, or that exceeds ``timeout_s``, comes back as an exception. Ray is
+  started or connected by :func:`mixopt._ray.start_or_connect` (the one way, for every executor)
+  and imported only when a :class:`RayExecutor` is used.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from mixopt._ray import available_cpus, fetch, start_or_connect
 from mixopt.errors import SearchError
 from mixopt.search.objectives import Evaluation, Problem
 
@@ -100,7 +102,7 @@ class LocalExecutor(Executor):
         return handle
 
     def describe(self) -> str:
-        return "LocalExecutor" if self.slots == 1 else f"LocalExecutor(slots={self.slots})"
+        return "in-process" if self.slots == 1 else f"in-process ({self.slots} slots)"
 
 
 # -- Ray -----------------------------------------------------------------------------------
@@ -113,38 +115,11 @@ def _evaluate_remote(key: str, boxed_ref: list[Any], u: np.ndarray) -> Evaluatio
     """Body of the Ray task: fetch the problem once per worker process, evaluate ``u``."""
     problem = _WORKER_CACHE.get(key)
     if problem is None:
-        import ray
-
-        problem = ray.get(boxed_ref[0])
+        problem = fetch(boxed_ref[0])
         _WORKER_CACHE[key] = problem
         while len(_WORKER_CACHE) > _WORKER_CACHE_SIZE:
             _WORKER_CACHE.popitem(last=False)
     return problem(u)
-
-
-def _signal_handlers() -> dict[int, Any]:
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
-def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
-    import signal
-
-    for sig, handler in handlers.items():
-        if handler is not None and signal.getsignal(sig) is not handler:
-            signal.signal(sig, handler)
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (affinity mask; falls back to ``os.cpu_count``)."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(os.cpu_count() or 1, 1)
 
 
 class RayExecutor(Executor):
@@ -156,14 +131,19 @@ class RayExecutor(Executor):
         workers: evaluation batches in flight at once, one Ray task each (default: the
             cluster's CPU count).
         num_cpus: CPUs of a locally started Ray (default: :func:`available_cpus`).
-        max_retries: Ray retries of a task whose worker died (0: the trials fail at once).
+        max_retries: Ray runs a task again when its worker process or node died, up to this many
+            times, on any live node (a lost cluster node loses no trials; evaluations are pure, so a
+            rerun gives the same answer); 0: its trials fail at once. An exception the objective
+            raises is never retried: its trials fail.
         timeout_s: seconds to wait for one batch before its trials fail (None: no limit).
         init_kwargs: extra keyword arguments for ``ray.init``.
         dashboard: start the Ray dashboard with a local Ray (default off: no web server on
             port 8265, no dashboard agent, no token-authentication warning).
 
-    Ray is started (or connected) when the executor is created; :meth:`close` shuts it
-    down only if this executor started it.
+    Ray is started (or connected) when the executor is created, by
+    :func:`mixopt._ray.start_or_connect`; :meth:`close` gives that session back (Ray is shut
+    down when the last session of the process that started it closes). A start or connect
+    failure raises :class:`~mixopt.errors.ClusterError`.
     """
 
     def __init__(
@@ -172,60 +152,28 @@ class RayExecutor(Executor):
         *,
         workers: int | None = None,
         num_cpus: int | None = None,
-        max_retries: int = 0,
+        max_retries: int = 2,
         timeout_s: float | None = None,
         init_kwargs: dict[str, Any] | None = None,
         dashboard: bool = False,
     ) -> None:
-        try:
-            import ray
-        except ImportError as e:  # pragma: no cover - ray is a dependency
-            raise SearchError(f"The Ray executor needs the 'ray' package ({e}); install it or use executor = 'local'.") from None
-        self._ray = ray
-        self._started = False
-        t0 = time.perf_counter()
         if workers is not None and workers < 1:
             raise SearchError(f"workers must be >= 1, got {workers}.")
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {
-                "include_dashboard": bool(dashboard),
-                "logging_level": logging.WARNING,
-                "log_to_driver": False,
-                "configure_logging": True,
-            }
-            if address:
-                kwargs["address"] = address
-            else:
-                kwargs["num_cpus"] = int(num_cpus or available_cpus())
-            kwargs.update(init_kwargs or {})
-            # Ray turns token authentication on for a new local cluster (good) and warns about it
-            # on every start: quiet that one logger while Ray starts (restored afterwards).
-            auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
-            old_level = auth_log.level
-            auth_log.setLevel(logging.ERROR)
-            # ray.init replaces the driver's SIGTERM handler (with sys.exit): keep the caller's
-            handlers = _signal_handlers()
-            try:
-                ray.init(**kwargs)
-            except Exception as e:  # noqa: BLE001 - report any start/connect failure as a search error
-                where = f"connect to the Ray cluster at {address!r}" if address else "start a local Ray"
-                raise SearchError(f"Could not {where}: {type(e).__name__}: {e}. Check the address, or use executor = 'local'.") from None
-            finally:
-                auth_log.setLevel(old_level)
-                _restore_signal_handlers(handlers)
-            self._started = True
-            logger.info("Ray %s in %.1f s: %s", "connected" if address else "started",
-                        time.perf_counter() - t0, ray.cluster_resources())
+        self._session = start_or_connect(address, num_cpus=num_cpus, dashboard=dashboard, init_kwargs=init_kwargs,
+                                         purpose="The search's Ray executor")
+        ray = self._ray = self._session.ray
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.slots = int(workers or max(cpus, 1))
         self.timeout_s = timeout_s
-        self._remote = ray.remote(num_cpus=1, max_retries=int(max_retries))(_evaluate_remote)
+        # SPREAD: batches go round the nodes (Ray's default fills the driver's node first and leaves
+        # a cluster's other nodes idle while their tasks queue there)
+        self._remote = ray.remote(num_cpus=1, max_retries=int(max_retries), scheduling_strategy="SPREAD")(_evaluate_remote)
         self._problem: Problem | None = None
         self._ref: Any = None
         self._key = ""
 
     def describe(self) -> str:
-        return f"RayExecutor(workers={self.slots})"
+        return f"Ray ({self.slots} workers)"
 
     def _put(self, problem: Problem) -> None:
         if problem is not self._problem:
@@ -262,9 +210,7 @@ class RayExecutor(Executor):
     def close(self) -> None:
         self._problem = None
         self._ref = None
-        if self._started and self._ray.is_initialized():
-            self._ray.shutdown()
-            self._started = False
+        self._session.close()
 
 
 def make_executor(kind: str = "local", *, address: str | None = None, workers: int | None = None,

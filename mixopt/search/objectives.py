@@ -18,11 +18,22 @@ Constraints are strings like ``"score:mmlu >= 0.45"``, ``"loss:code <= 1.2"`` or
 the sampler is ``threshold - x`` for ``>=`` and ``x - threshold`` for ``<=`` (``<= 0``
 feasible, in the quantity's own units; ``<`` and ``>`` are read as ``<=`` and ``>=``).
 
+**Chance constraints.** ``"score:gsm8k >= 0.71 @ 0.9"`` asks that the bound hold with
+probability at least 0.9. During the search the sampler sees the bound applied to the
+``p``-quantile of the predictive distribution under a normal reading, ``mean - z_p·std``
+(``>=``) or ``mean + z_p·std`` (``<=``) with ``z_p = Φ⁻¹(p)`` (``@ 0.95`` is ``z = 1.645``);
+after the search every candidate's probability of meeting the bound is measured on the
+surrogate's joint draws (:mod:`mixopt.search.decision`) and a candidate whose measured
+probability falls short of ``p`` is not recommended. ``p`` must lie in ``[0.5, 1)``
+(below 0.5 the bound would be looser than the mean). A constraint's own ``@ p`` overrides
+``kappa`` for that constraint.
+
 **Risk-aware search** (``kappa > 0``): every objective and constraint uses a pessimistic
 bound instead of the mean, ``mean - kappa·std`` for quantities to maximise (or that must stay
 above a threshold) and ``mean + kappa·std`` for quantities to minimise (or that must stay
 below), with ``std`` the surrogate's predictive standard deviation. ``kappa = 1.645`` is a
-one-sided 95 % bound under a normal predictive distribution. For an aggregate the std is
+one-sided 95 % bound under a normal predictive distribution; on a constraint without its
+own ``@ p`` it is the chance constraint ``@ Φ(kappa)`` (1.645 -> 0.95) as the sampler sees it. For an aggregate the std is
 ``sqrt(sum w_i^2 std_i^2)`` (errors treated as independent, an approximation).
 
 :class:`Problem` bundles the space, the objectives, the constraints and the surrogate into
@@ -334,7 +345,7 @@ def parse_objective(spec: str | Mapping[str, object]) -> Objective:
     )
 
 
-_CONSTRAINT_RE = re.compile(r"^(?P<lhs>.+?)\s*(?P<op><=|>=|<|>|≤|≥)\s*(?P<rhs>[^<>=]+)$")
+_CONSTRAINT_RE = re.compile(r"^(?P<lhs>.+?)\s*(?P<op><=|>=|<|>|≤|≥)\s*(?P<rhs>[^<>=@]+?)\s*(?:@\s*(?P<prob>[^<>=@]*))?$")
 
 
 @dataclass(frozen=True)
@@ -346,12 +357,15 @@ class Constraint:
         op: ``">="`` or ``"<="``.
         threshold: the bound (FLOPs for ``compute``).
         text: the string it was parsed from.
+        probability: for a chance constraint (``... @ 0.9``), the probability with which
+            the bound must hold; None for a plain constraint.
     """
 
     target: Objective
     op: Literal[">=", "<="]
     threshold: float
     text: str = ""
+    probability: float | None = None
 
     @property
     def name(self) -> str:
@@ -364,25 +378,48 @@ class Constraint:
             t = Metric(t.quantity, "maximize" if self.op == ">=" else "minimize")
         else:
             t = t.bind(info)
-        return Constraint(t, self.op, self.threshold, self.text)
+        return Constraint(t, self.op, self.threshold, self.text, self.probability)
 
-    def value(self, pred: Prediction, points: Points, kappa: float) -> np.ndarray:
-        """``(n,)`` constraint value, ``<= 0`` feasible (pessimistic by ``kappa`` std)."""
+    @property
+    def z(self) -> float | None:
+        """``Φ⁻¹(probability)`` of a chance constraint (None for a plain one)."""
+        if self.probability is None:
+            return None
+        from scipy.special import ndtri
+
+        return float(ndtri(self.probability))
+
+    def effective_kappa(self, kappa: float) -> float:
+        """The std multiple the sampler's value uses: ``z`` of a chance constraint, else ``kappa``."""
+        z = self.z
+        return float(kappa) if z is None else z
+
+    def margin(self, pred: Prediction, points: Points) -> np.ndarray:
+        """``(n,)`` constraint value of the predicted means (or of draws stacked as a
+        prediction), ``<= 0`` feasible, no risk adjustment."""
+        return self.value(pred, points, 0.0, chance=False)
+
+    def value(self, pred: Prediction, points: Points, kappa: float, *, chance: bool = True) -> np.ndarray:
+        """``(n,)`` constraint value, ``<= 0`` feasible, pessimistic by ``kappa`` std (by
+        ``z_p`` std for a chance constraint, unless ``chance=False``)."""
         mean, std = self.target.compute(pred, points)
         thr = self.threshold
         if isinstance(self.target, ComputeCost):
             mean, thr = np.power(10.0, mean), self.threshold
             std = None
-        if kappa and std is not None:
-            mean = mean - kappa * std if self.op == ">=" else mean + kappa * std
+        k = self.effective_kappa(kappa) if chance else kappa
+        if k and std is not None:
+            mean = mean - k * std if self.op == ">=" else mean + k * std
         return thr - mean if self.op == ">=" else mean - thr
 
 
 def parse_constraint(text: str) -> Constraint:
-    """Parse ``"<quantity> >= <number>"`` or ``"<quantity> <= <number>"``.
+    """Parse ``"<quantity> >= <number>"`` or ``"<quantity> <= <number>"``, optionally
+    followed by ``"@ <probability>"`` (a chance constraint, e.g. ``"score:gsm8k >= 0.71 @ 0.9"``).
 
     The quantity is anything :func:`parse_objective` reads (``score:<b>``, ``loss:<d>``,
-    ``loss``, ``mean(...)``, ``compute``).
+    ``loss``, ``mean(...)``, ``compute``). The probability lies in ``[0.5, 1)``; a
+    ``compute`` bound is exact and takes none.
 
     Raises:
         SearchError: a malformed constraint.
@@ -391,19 +428,40 @@ def parse_constraint(text: str) -> Constraint:
         raise SearchError(f"A constraint must be a string like 'score:mmlu >= 0.45', got {text!r}.")
     m = _CONSTRAINT_RE.match(text.strip())
     if not m:
-        raise SearchError(f"Cannot read constraint {text!r}: expected '<quantity> >= <number>' or '<quantity> <= <number>', e.g. 'score:mmlu >= 0.45'.")
+        raise SearchError(f"Cannot read constraint {text!r}: expected '<quantity> >= <number>' or '<quantity> <= <number>' "
+                          "(optionally '@ <probability>'), e.g. 'score:mmlu >= 0.45' or 'score:gsm8k >= 0.71 @ 0.9'.")
     try:
         thr = float(m.group("rhs").strip())
     except ValueError:
         raise SearchError(f"Constraint {text!r}: the right-hand side must be a number, got {m.group('rhs').strip()!r}.") from None
     if not math.isfinite(thr):
         raise SearchError(f"Constraint {text!r}: the threshold must be finite.")
+    prob = _chance_probability(text, m.group("prob"))
     op = m.group("op").replace("≤", "<=").replace("≥", ">=")
     op = {"<": "<=", ">": ">="}.get(op, op)
     target = parse_objective(m.group("lhs").strip())
     if isinstance(target, Metric) and target.direction is not None:
         raise SearchError(f"Constraint {text!r}: drop the 'max:'/'min:' prefix; the operator gives the direction.")
-    return Constraint(target, op, thr, text.strip())  # type: ignore[arg-type]
+    if prob is not None and isinstance(target, ComputeCost):
+        raise SearchError(f"Constraint {text!r}: compute is exact, so a probability means nothing there; drop '@ {m.group('prob').strip()}'.")
+    return Constraint(target, op, thr, text.strip(), prob)  # type: ignore[arg-type]
+
+
+def _chance_probability(text: str, raw: str | None) -> float | None:
+    """The ``@ p`` of a chance constraint (None when absent), checked."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw:
+        raise SearchError(f"Constraint {text!r}: '@' must be followed by a probability, e.g. 'score:gsm8k >= 0.71 @ 0.9'.")
+    try:
+        p = float(raw.rstrip("%")) / (100.0 if raw.endswith("%") else 1.0)
+    except ValueError:
+        raise SearchError(f"Constraint {text!r}: the probability after '@' must be a number like 0.9 (or 90%), got {raw!r}.") from None
+    if not (0.5 <= p < 1.0):
+        raise SearchError(f"Constraint {text!r}: the probability after '@' must be in [0.5, 1) (e.g. 0.9), got {raw!r}; "
+                          "1 cannot be guaranteed and below 0.5 the bound is looser than the mean.")
+    return p
 
 
 @dataclass(frozen=True, eq=False)
@@ -501,14 +559,19 @@ class Problem:
         self.constraint_names: tuple[str, ...] = tuple(c.name for c in self.constraints) + (
             (DATA_CONSTRAINT,) if space.has_data_constraint else ()
         )
-        if self.kappa > 0:
+        chance = [c for c in self.constraints if c.probability is not None]
+        if self.kappa > 0 or chance:
             probe = self.predict(space.decode(np.full((1, space.dim), 0.5)), intervals=True)
-            missing_std = [q for q in self.quantities if _std_of(probe, probe.index(q)) is None]
+            need = self.quantities if self.kappa > 0 else tuple(q for c in chance for q in c.target.quantities)
+            missing_std = [q for q in need if _std_of(probe, probe.index(q)) is None]
             if missing_std:
+                what = f"Risk-aware search (kappa={self.kappa})" if self.kappa > 0 else \
+                    f"The chance constraint(s) {[c.name for c in chance]}"
                 raise SearchError(
-                    f"Risk-aware search (kappa={self.kappa}) needs predictive uncertainty, but {type(surrogate).__name__} "
-                    f"gives none for {missing_std}. Set kappa = 0 or use a surrogate with intervals."
+                    f"{what} needs predictive uncertainty, but {type(surrogate).__name__} "
+                    f"gives none for {missing_std}. Set kappa = 0 / drop the '@ p', or use a surrogate with intervals."
                 )
+        self.needs_intervals = self.kappa > 0 or bool(chance)
 
     @property
     def directions(self) -> tuple[Direction, ...]:
@@ -532,7 +595,7 @@ class Problem:
     def evaluate_points(self, points: Points) -> Evaluation:
         """Objective and constraint values of decoded points (see :class:`Evaluation`)."""
         n = len(points)
-        pred = self.predict(points, intervals=self.kappa > 0)
+        pred = self.predict(points, intervals=self.needs_intervals)
         vals = np.empty((n, len(self.objectives)))
         for j, o in enumerate(self.objectives):
             mean, std = o.compute(pred, points)

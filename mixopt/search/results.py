@@ -27,9 +27,19 @@ an in-memory search uses its own front (``reference_source = "front"``).
 
 Best mixture
 ------------
-:meth:`SearchResult.best_for` scalarises the front: each objective is scaled to [0, 1]
-over the front (1 = best), multiplied by its weight (default 1) and summed; the front row
-with the largest sum wins.
+:attr:`SearchResult.best` is rank 1 of the shortlist: the candidate most often the best on
+the surrogate's joint draws (:mod:`mixopt.search.decision`), the same row in the terminal,
+the summary JSON, the report and the API. :meth:`SearchResult.best_for` is the plain
+scalarisation of the front at the means (each objective scaled to [0, 1] over the front,
+1 = best, times its weight, summed; the largest sum wins), for other weights.
+
+Decision
+--------
+:attr:`SearchResult.decision` holds what a person reads first (:meth:`SearchResult.headline`):
+each pick's P(best), P(within epsilon of the best), P(feasible) and per-constraint
+probabilities, pairwise P(A beats B), whether the picks are indistinguishable, the robust
+region, what binds, how far the target extrapolates beyond the sampling runs, and, when no
+trial is feasible, ``infeasible`` (the binding constraint and how close the search came).
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ import polars as pl
 
 from mixopt._files import atomic_path, write_text
 from mixopt._json import jsonable
+from mixopt._terminal import format_table
 from mixopt.errors import SearchError
 
 #: Margin of the default reference point, as a fraction of the front's range.
@@ -227,6 +238,12 @@ class SearchResult:
             ``reference_point`` (so it never falls).
         reference_source: ``"config"`` (given), ``"study"`` (fixed on the study's first run)
             or ``"front"`` (this front's nadir + margin; in-memory searches).
+        decision: the joint-draw summary (see the module docstring and
+            :mod:`mixopt.search.decision`); ``decision["infeasible"]`` is set when no trial
+            is feasible.
+        candidates: every candidate the decision judged on joint draws (``trial``,
+            ``mix:<d>``, ``flops``, ``obj:<objective>``, ``p_best``, ``p_within_epsilon``,
+            ``p_feasible``, ``eligible``), by knee distance at the means; not written to files.
     """
 
     pareto: pl.DataFrame
@@ -254,6 +271,13 @@ class SearchResult:
     shortlist: pl.DataFrame = field(default_factory=pl.DataFrame)
     hypervolume_history: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     reference_source: str = "front"
+    decision: Mapping[str, Any] = field(default_factory=dict)
+    candidates: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+    @property
+    def infeasible(self) -> bool:
+        """No feasible mixture: ``decision["infeasible"]`` says which constraint binds."""
+        return bool(self.decision.get("infeasible")) or (self.pareto.height == 0 and self.n_trials > 0)
 
     @property
     def trials_per_s(self) -> float:
@@ -271,6 +295,12 @@ class SearchResult:
             SearchError: a weight for an unknown objective, or negative weights.
         """
         return best_row(self.pareto, self.objectives, weights)
+
+    def headline(self) -> list[str]:
+        """What to pick, how sure it is, what binds, how far it extrapolates (:mod:`mixopt.search.summary`)."""
+        from mixopt.search.summary import headline
+
+        return headline(self)
 
     def hypervolume_at(self, reference_point: Mapping[str, float]) -> float:
         """Hypervolume of this front for another reference point."""
@@ -310,6 +340,10 @@ class SearchResult:
             "best": dict(self.best) if self.best is not None else None,
             "level": self.level,
             "notes": list(self.notes),
+            "infeasible": self.infeasible,
+            "reason": (self.decision.get("infeasible") or {}).get("reason") if self.infeasible else None,
+            "binding": list(self.decision.get("binding") or []),
+            "decision": dict(self.decision),
             "pareto": self.pareto.to_dicts(),
             "shortlist": self.shortlist.to_dicts(),
         })
@@ -337,7 +371,6 @@ class SearchResult:
             written.append(_write_frame(self.trials, path.with_name(f"{path.stem}.trials{ext}")))
         summary = self.to_json()
         summary.pop("pareto")
-        summary.pop("shortlist")
         summary["pareto_file"] = path.name
         summary["shortlist_file"] = f"{path.stem}.shortlist{ext}"
         sp = path.with_name(f"{path.stem}.summary.json")
@@ -348,8 +381,9 @@ class SearchResult:
         """A human-readable summary: counts, hypervolume, the shortlist, the front's first rows.
 
         Compute is shown in FLOPs (``flops``); ``obj:compute`` in the tables is log10(FLOPs).
+        The :meth:`headline` comes first, before any table.
         """
-        lines = [
+        lines = [*self.headline(), "",
             f"study {self.study_name!r} ({self.storage or 'in memory'}), sampler {self.sampler}, seed {self.seed}, {self.executor}",
             f"trials: {self.n_trials} finished ({self.n_new} new by this run in {self.elapsed_s:.1f} s"
             + (f", {self.trials_per_s:.0f}/s" if self.n_new else "") + f"); "
@@ -365,8 +399,10 @@ class SearchResult:
             lines.append("no feasible mixture found: relax the constraints or the bounds, or run more trials")
             return "\n".join(lines)
         ref = ", ".join(f"{k}={v:.4g}" for k, v in self.reference_point.items())
-        lines.append(f"Pareto set: {self.pareto.height} mixtures; hypervolume {self.hypervolume:.6g} "
-                     f"(reference {ref}; {self.reference_source})")
+        lines.append(f"Pareto set: {self.pareto.height} mixtures; hypervolume {self.hypervolume:.6g} = the part of "
+                     "objective space the front dominates, measured from a reference point (higher is better; compare "
+                     f"it only between runs of this study: it grows as trials improve the front) (reference {ref}; "
+                     f"{self.reference_source})")
         if len(self.hypervolume_history) > 1:
             hist = " -> ".join(f"{h['hypervolume']:.6g} @ {h['n_trials']}" for h in self.hypervolume_history[-5:])
             lines.append(f"hypervolume history (same reference): {hist}")
@@ -374,19 +410,17 @@ class SearchResult:
             mix = ", ".join(f"{d}={self.best[f'mix:{d}']:.3f}" for d in self.domains)
             vals = ", ".join(f"{n}={self.best[f'obj:{n}']:.4g}" for n, _ in self.objectives if n != "compute")
             w = ", ".join(f"{k}={v:g}" for k, v in self.weights.items())
-            lines.append(f"best (weights {w}): trial {self.best['trial']}: {mix}; {self.best['flops']:.3g} FLOPs; {vals}")
-        fmt = dict(tbl_rows=max_rows, tbl_cols=40, tbl_width_chars=200, float_precision=4)
+            lines.append(f"best = shortlist rank 1 (weights {w}): trial {self.best['trial']}: {mix}; {self.best['flops']:.3g} FLOPs; {vals}")
         objs = [f"obj:{n}" for n, _ in self.objectives if n != "compute"]
         if self.shortlist.height:
-            cols = ["rank", "trial", *[f"mix:{d}" for d in self.domains], "flops", *objs, "knee_distance"]
-            lines.append(f"shortlist: {self.shortlist.height} diverse knee-region mixtures (see mixopt.search.shortlist):")
-            with pl.Config(**fmt):
-                lines.append(str(self.shortlist.select([c for c in cols if c in self.shortlist.columns])))
+            cols = ["rank", "trial", *[f"mix:{d}" for d in self.domains], "flops", *objs, "p_best", "p_within_epsilon",
+                    "p_feasible", "knee_distance"]
+            lines.append(f"shortlist: {self.shortlist.height} mixtures ranked by P(best) on joint draws (see mixopt.search.decision):")
+            lines.append(format_table(self.shortlist.select([c for c in cols if c in self.shortlist.columns]), max_rows=max_rows))
         cols = ["trial", *[f"mix:{d}" for d in self.domains], "flops", *objs, "feasible"]
         shown = self.pareto.select([c for c in cols if c in self.pareto.columns]).head(max_rows)
         lines.append(f"Pareto set (first {min(max_rows, self.pareto.height)} of {self.pareto.height} rows; flops in FLOPs):")
-        with pl.Config(**fmt):
-            lines.append(str(shown))
+        lines.append(format_table(shown, max_rows=max_rows))
         if self.pareto.height > max_rows:
             lines.append(f"... {self.pareto.height - max_rows} more rows in the written table")
         return "\n".join(lines)

@@ -61,13 +61,16 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from mixopt.errors import SearchError
+from mixopt.search.assemble import build_result
+from mixopt.search.decision import DEFAULT_DRAWS, DEFAULT_EPSILON, check_settings
 from mixopt.search.executors import Executor, LocalExecutor
 from mixopt.search.objectives import Evaluation, Problem
-from mixopt.search.results import SearchResult, best_row, default_reference, hypervolume, pareto_mask
+from mixopt.search.results import SearchResult, best_row
 from mixopt.search.samplers import derive_seed, make_sampler
-from mixopt.search.shortlist import DEFAULT_SHORTLIST, shortlist
+from mixopt.search.shortlist import DEFAULT_SHORTLIST
 from mixopt.search.storage import (
     StudyLock,
+    add_told_trials,
     batched_writes,
     make_memory_storage,
     open_storage,
@@ -287,10 +290,11 @@ def study_history(storage: str | Path, study_name: str) -> dict[str, Any]:
 
 # -- the loop ---------------------------------------------------------------------------------
 def _progress(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    """A tqdm bar on a terminal; plain lines when stderr is a file or a pipe (:func:`mixopt._terminal.progress`)."""
+    from mixopt._terminal import progress
 
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="trial", desc="mixopt search",
-                dynamic_ncols=True, leave=True)
+    return progress(total, initial=initial, enabled=enabled, unit="trial", desc="mixopt search",
+                    dynamic_ncols=True, leave=True)
 
 
 def run_study(
@@ -313,6 +317,8 @@ def run_study(
     session: StudySession | None = None,
     surrogate_key: str | None = None,
     shortlist_size: int = DEFAULT_SHORTLIST,
+    n_draws: int = DEFAULT_DRAWS,
+    epsilon: float = DEFAULT_EPSILON,
 ) -> SearchResult:
     """Run (or resume) a batched ask/tell search.
 
@@ -343,6 +349,9 @@ def run_study(
             caller closes it.
         surrogate_key: hash of the surrogate's data and settings, recorded in a new study.
         shortlist_size: rows on the shortlist.
+        n_draws: joint draws behind P(best), P(feasible) and the robust region
+            (:mod:`mixopt.search.decision`; seeded by ``seed``).
+        epsilon: tolerance of "within epsilon of the best", in the objectives' units.
 
     Returns:
         The :class:`SearchResult` over every finished trial of the study.
@@ -362,6 +371,7 @@ def run_study(
         raise SearchError(f"max_failed_batches must be >= 1, got {max_failed_batches}.")
     if not study_name:
         raise SearchError("study_name must be a non-empty string.")
+    check_settings(n_draws, epsilon)
     if weights is not None:
         best_row(pl.DataFrame(), tuple(zip(problem.objective_names, problem.directions, strict=True)), weights)
     own_session = session is None
@@ -376,7 +386,7 @@ def run_study(
                         sampler_options=sampler_options, pop=pop, seed=seed, study_name=study_name,
                         executor=executor, progress=progress, warm_start=warm_start,
                         max_failed_batches=max_failed_batches, reference_point=reference_point,
-                        weights=weights, shortlist_size=shortlist_size)
+                        weights=weights, shortlist_size=shortlist_size, n_draws=n_draws, epsilon=epsilon)
     finally:
         if own_session and session is not None:
             session.close()
@@ -387,7 +397,7 @@ def _run(problem: Problem, session: StudySession | None, *, trials: int, batch_s
          executor: Executor | Callable[[int], Executor] | None, progress: bool,
          warm_start: Sequence[Mapping[str, float]], max_failed_batches: int,
          reference_point: Mapping[str, float] | None, weights: Mapping[str, float] | None,
-         shortlist_size: int) -> SearchResult:
+         shortlist_size: int, n_draws: int, epsilon: float) -> SearchResult:
     t_start = time.perf_counter()
     space = problem.space
     names = list(space.names)
@@ -426,7 +436,7 @@ def _run(problem: Problem, session: StudySession | None, *, trials: int, batch_s
     res = build_result(
         problem, study, study_name=study_name, storage=session.url if session else None, sampler=sampler, seed=seed,
         n_new=n_new, elapsed_s=elapsed, executor=ex.describe() if ex is not None else "nothing to run",
-        reference_point=ref, weights=weights, shortlist_size=shortlist_size,
+        reference_point=ref, weights=weights, shortlist_size=shortlist_size, n_draws=n_draws, epsilon=epsilon,
     )
     return _record_history(session, res, source)
 
@@ -582,173 +592,8 @@ def _save(study: optuna.Study, persistent: optuna.Study, session: StudySession, 
     """Write told trials to the persistent study (one batched write for a journal file)."""
     all_trials = study.get_trials(deepcopy=False)
     with batched_writes(session.storage):
-        persistent.add_trials([all_trials[n] for n in numbers])
+        add_told_trials(persistent, [all_trials[n] for n in numbers])
     session.lock.refresh()
-
-
-# -- results ------------------------------------------------------------------------------------
-def _trial_arrays(problem: Problem, finished: list[FrozenTrial]) -> dict[str, np.ndarray]:
-    names = list(problem.space.names)
-    n, m, c = len(finished), len(problem.objectives), len(problem.constraint_names)
-    u = np.array([[t.params.get(k, np.nan) for k in names] for t in finished], dtype=float).reshape(n, len(names))
-    values = np.full((n, m), np.nan)
-    cons = np.full((n, c), np.nan)
-    complete = np.zeros(n, dtype=bool)
-    for i, t in enumerate(finished):
-        if t.state == TrialState.COMPLETE and t.values is not None:
-            values[i] = t.values
-            complete[i] = True
-            tc = t.constraints
-            cons[i] = [tc.get(k, np.nan) for k in problem.constraint_names]
-    return {"u": u, "values": values, "cons": cons, "complete": complete,
-            "number": np.array([t.number for t in finished], dtype=np.int64),
-            "state": np.array([t.state.name for t in finished], dtype=object)}
-
-
-def build_result(
-    problem: Problem,
-    study: optuna.Study,
-    *,
-    study_name: str,
-    storage: str | None,
-    sampler: str,
-    seed: int,
-    n_new: int,
-    elapsed_s: float,
-    executor: str,
-    reference_point: Mapping[str, float] | None = None,
-    weights: Mapping[str, float] | None = None,
-    shortlist_size: int = DEFAULT_SHORTLIST,
-) -> SearchResult:
-    """Tables, Pareto set, shortlist, hypervolume and best mixture of a study's finished trials."""
-    space = problem.space
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-    a = _trial_arrays(problem, finished)
-    n = len(finished)
-    ok_u = np.all(np.isfinite(a["u"]), axis=1)
-    pts = space.decode(np.where(ok_u[:, None], a["u"], 0.5))
-    feasible = a["complete"] & (np.all(a["cons"] <= 0, axis=1) if a["cons"].shape[1] else True)
-    obj_names = problem.objective_names
-    dirs = problem.directions
-
-    cols: dict[str, Any] = {"trial": a["number"], "state": a["state"].astype(str)}
-    for j, d in enumerate(space.domains):
-        cols[f"mix:{d}"] = pts.mixture[:, j]
-    cols.update(flops=pts.flops, params=pts.params, tokens=pts.tokens)
-    cols.update(_data_columns(space, pts))
-    for j, name in enumerate(obj_names):
-        cols[f"obj:{name}"] = a["values"][:, j]
-    for j, name in enumerate(problem.constraint_names):
-        cols[f"con:{name}"] = a["cons"][:, j]
-    cols["feasible"] = feasible
-
-    # Pareto set among feasible trials, one row per distinct parameter vector
-    cand = np.flatnonzero(feasible & ok_u)
-    if cand.size:
-        _, first = np.unique(np.round(a["u"][cand], 12), axis=0, return_index=True)
-        cand = cand[np.sort(first)]
-        front_idx = cand[pareto_mask(a["values"][cand], dirs)]
-    else:
-        front_idx = np.zeros(0, dtype=int)
-    on_front = np.zeros(n, dtype=bool)
-    on_front[front_idx] = True
-    cols["pareto"] = on_front
-    trials_df = pl.DataFrame(cols) if n else pl.DataFrame()
-
-    notes: list[str] = []
-    if front_idx.size:
-        order = front_idx[np.argsort(-a["values"][front_idx, 0] if dirs[0] == "maximize" else a["values"][front_idx, 0], kind="stable")]
-        pareto = trials_df[order.tolist()].drop("state", "pareto")
-        pareto = _add_predictions(problem, pareto, pts, order, notes)
-        front_vals = a["values"][order]
-        if reference_point is None:
-            ref = default_reference(front_vals, dirs)
-        else:
-            missing = [o for o in obj_names if o not in reference_point]
-            if missing:
-                raise SearchError(f"reference_point lacks objective(s) {missing}; give a value for each of {list(obj_names)}.")
-            ref = np.array([float(reference_point[o]) for o in obj_names])
-        hv = hypervolume(front_vals, ref, dirs)
-        ref_map = {o: float(r) for o, r in zip(obj_names, ref, strict=True)}
-    else:
-        pareto = pl.DataFrame()
-        hv = 0.0
-        ref_map = dict(reference_point or {})
-        if a["complete"].any() and a["cons"].shape[1]:
-            viol = np.where(a["complete"], np.nansum(np.maximum(a["cons"], 0.0), axis=1), np.inf)
-            i = int(np.argmin(viol))
-            where = [f"{d}={pts.mixture[i, j]:.3f}" for j, d in enumerate(space.domains)] + [f"flops={pts.flops[i]:.3g}"]
-            notes.append(f"least-violating trial {int(a['number'][i])}: {', '.join(where)}, total violation {viol[i]:.4g}")
-    objectives = tuple(zip(obj_names, dirs, strict=True))
-    w = dict(weights) if weights else {o: 1.0 for o in obj_names}
-    best = best_row(pareto, objectives, w) if pareto.height else None
-    short = shortlist(pareto, objectives, space.domains, k=shortlist_size, weights=w) if pareto.height else pl.DataFrame()
-    return SearchResult(
-        pareto=pareto,
-        trials=trials_df,
-        objectives=objectives,
-        constraints=problem.constraint_names,
-        domains=space.domains,
-        hypervolume=float(hv),
-        reference_point=ref_map,
-        weights=w,
-        best=best,
-        level=problem.level,
-        study_name=study_name,
-        storage=storage,
-        sampler=sampler,
-        seed=seed,
-        n_trials=n,
-        n_new=n_new,
-        n_complete=int(a["complete"].sum()),
-        n_failed=int(np.sum(a["state"] == "FAIL")),
-        n_feasible=int(feasible.sum()),
-        elapsed_s=float(elapsed_s),
-        executor=executor,
-        notes=tuple(notes),
-        shortlist=short,
-    )
-
-
-def _data_columns(space: Any, pts: Any) -> dict[str, Any]:
-    """``tokens:<d>`` (tokens drawn from each domain) and ``epochs:<d>`` (passes over its unique
-    tokens; null where the domain's supply is not limited)."""
-    out: dict[str, Any] = {}
-    tok = pts.mixture * pts.tokens[:, None]
-    for j, d in enumerate(space.domains):
-        out[f"tokens:{d}"] = tok[:, j]
-    avail = space.data.available if space.data is not None else {}
-    for j, d in enumerate(space.domains):
-        out[f"epochs:{d}"] = pl.Series(f"epochs:{d}", tok[:, j] / avail[d] if d in avail else [None] * len(tok),
-                                       dtype=pl.Float64)
-    return out
-
-
-def _add_predictions(problem: Problem, pareto: pl.DataFrame, pts: Any, order: np.ndarray, notes: list[str]) -> pl.DataFrame:
-    """Mean and interval of every predicted quantity for the front rows (one predict call)."""
-    from mixopt.search.space import Points
-
-    sub = Points(mixture=pts.mixture[order], flops=pts.flops[order], params=pts.params[order], tokens=pts.tokens[order])
-    try:
-        pred = problem.predict(sub, intervals=True)
-    except Exception as e:  # noqa: BLE001 - intervals are optional; fall back to means
-        notes.append(f"intervals unavailable ({type(e).__name__}: {e}); predicted means only")
-        pred = problem.predict(sub, intervals=False)
-    extra: dict[str, np.ndarray] = {}
-    for j, q in enumerate(pred.names):
-        extra[q] = pred.mean[:, j]
-        if pred.lower is not None and pred.upper is not None:
-            extra[f"{q}:lower"] = np.asarray(pred.lower)[:, j]
-            extra[f"{q}:upper"] = np.asarray(pred.upper)[:, j]
-    space = problem.space
-    new = pl.DataFrame(extra)
-    keep = [c for c in new.columns if c not in pareto.columns]
-    front = pareto.hstack(new.select(keep))
-    first = ["trial", *[f"mix:{d}" for d in space.domains], "flops", "params", "tokens",
-             *[f"tokens:{d}" for d in space.domains], *[f"epochs:{d}" for d in space.domains],
-             *[f"obj:{o}" for o in problem.objective_names]]
-    rest = [c for c in front.columns if c not in first and c != "feasible"]
-    return front.select([*first, *rest, "feasible"])
 
 
 __all__ = [

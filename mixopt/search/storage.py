@@ -118,6 +118,12 @@ def _journal_classes() -> tuple[type, type]:
     return BaseJournalBackend, JournalFileBackend
 
 
+def _get_lock_file(lock: Any) -> Any:
+    from optuna.storages.journal._file import get_lock_file
+
+    return get_lock_file(lock)
+
+
 def make_batched_backend(path: str | Path) -> Any:
     """A :class:`BatchedJournalFileBackend` for ``path`` (Optuna imported lazily)."""
     base, _ = _journal_classes()
@@ -170,9 +176,44 @@ def _batched_class(base: type) -> type:
             """Write the held-back records (one append, one fsync)."""
             if self._pending:
                 pending, self._pending = self._pending, []
-                self._inner.append_logs(pending)
+                self._write(pending)
                 if self._n_file is not None:
                     self._n_file += len(pending)
+
+        def _write(self, logs: list[dict[str, Any]]) -> None:
+            """Append ``logs`` as Optuna's file backend does (its lock, one write, fsync), encoding
+            a ``distributions`` dict shared by many records once."""
+            lock, path = getattr(self._inner, "_lock", None), getattr(self._inner, "_file_path", None)
+            if lock is None or path is None:  # pragma: no cover - another Optuna layout: its own writer
+                self._inner.append_logs(logs)
+                return
+            frags: dict[int, tuple[Any, str]] = {}
+            lines = []
+            for log in logs:
+                d = log.get("distributions")
+                if type(d) is not dict or not d:
+                    lines.append(json.dumps(log, separators=(",", ":")))
+                    continue
+                hit = frags.get(id(d))
+                if hit is None:
+                    hit = frags[id(d)] = (d, json.dumps(d, separators=(",", ":")))
+                rest = json.dumps({k: v for k, v in log.items() if k != "distributions"}, separators=(",", ":"))
+                lines.append(f'{rest[:-1]},"distributions":{hit[1]}}}' if rest != "{}" else f'{{"distributions":{hit[1]}}}')
+            with _get_lock_file(lock):
+                with open(path, "ab") as f:
+                    f.write(("\n".join(lines) + "\n").encode("utf-8"))
+                    f.flush()
+                    os.fsync(f.fileno())
+
+        @property
+        def in_batch(self) -> bool:
+            """True inside :meth:`batch` (appends are held back)."""
+            return self._depth > 0
+
+        @property
+        def n_logs(self) -> int:
+            """Records in the file plus those held back (-1 until the file was read to its end)."""
+            return -1 if self._n_file is None else self._n_file + len(self._pending)
 
         @contextlib.contextmanager
         def batch(self) -> Iterator[None]:
@@ -186,6 +227,118 @@ def _batched_class(base: type) -> type:
 
     _BATCHED_CLASS = BatchedJournalFileBackend
     return _BATCHED_CLASS
+
+
+_JOURNAL_STORAGE_CLASS: type | None = None
+
+
+def _journal_storage_class() -> type:
+    """Optuna's :class:`~optuna.storages.JournalStorage` with a cheap ``add_trials`` for finished trials.
+
+    ``Study.add_trials`` writes one ``CREATE_TRIAL`` record per trial, serialising every
+    parameter's distribution to JSON, and then replays its own record to learn the trial id,
+    parsing every distribution back: at 64 domains that cost as much as asking the trials.
+    Inside a :meth:`BatchedJournalFileBackend.batch` this subclass writes the very same record
+    (so the file is an ordinary Optuna journal) with each distribution's JSON computed once per
+    distribution, and applies it to the replay state directly from the finished trial (the
+    result a replay would give: same id, number, state, values, parameters, attributes).
+    Outside a batch, or when the replay is behind the file, Optuna's own path runs.
+    """
+    global _JOURNAL_STORAGE_CLASS
+    if _JOURNAL_STORAGE_CLASS is not None:
+        return _JOURNAL_STORAGE_CLASS
+    from datetime import timezone
+
+    from optuna.distributions import FloatDistribution, distribution_to_json
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal._storage import JournalOperation
+    from optuna.trial import FrozenTrial, TrialState
+
+    class RunnerJournalStorage(JournalStorage):  # type: ignore[misc, valid-type]
+        def __init__(self, backend: Any) -> None:
+            super().__init__(backend)
+            # one entry per set of distribution objects: (the objects, their JSON dict, all plain floats?)
+            self._dist_json: dict[tuple[tuple[str, ...], tuple[int, ...]], tuple[list[Any], dict[str, str], bool]] = {}
+
+        def _distributions_json(self, dists: dict[str, Any]) -> tuple[dict[str, str], bool]:
+            """``{name: distribution JSON}`` of a trial's distributions (computed once per set of objects)."""
+            key = (tuple(dists), tuple(map(id, dists.values())))
+            hit = self._dist_json.get(key)
+            if hit is None:
+                objs = list(dists.values())  # kept alive, so the ids in the key stay theirs
+                plain = all(type(d) is FloatDistribution and not d.log for d in objs)
+                hit = (objs, {k: distribution_to_json(d) for k, d in dists.items()}, plain)
+                if len(self._dist_json) > 64:
+                    self._dist_json.clear()
+                self._dist_json[key] = hit
+            return hit[1], hit[2]
+
+        def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+            be = self._backend
+            if template_trial is None or template_trial.state == TrialState.RUNNING or not getattr(be, "in_batch", False):
+                return super().create_new_trial(study_id, template_trial)
+            t = template_trial
+            multi = t.values is not None and len(t.values) > 1
+            log: dict[str, Any] = {
+                "study_id": study_id,
+                "datetime_start": (t.datetime_start.astimezone(timezone.utc).isoformat(timespec="microseconds")
+                                   if t.datetime_start else None),
+                "state": t.state, "value": None if multi else t.value, "values": t.values if multi else None,
+            }
+            if t.datetime_complete:
+                log["datetime_complete"] = t.datetime_complete.astimezone(timezone.utc).isoformat(timespec="microseconds")
+            log["distributions"], plain = self._distributions_json(t.distributions)
+            if plain and all(type(v) is float and v == v for v in t.params.values()):
+                log["params"] = dict(t.params)  # FloatDistribution's internal value is the float itself
+            else:
+                log["params"] = {k: t.distributions[k].to_internal_repr(v) for k, v in t.params.items()}
+            log["user_attrs"] = t.user_attrs
+            log["system_attrs"] = t.system_attrs
+            log["intermediate_values"] = t.intermediate_values
+            with self._thread_lock:
+                rr = self._replay_result
+                if rr.log_number_read != be.n_logs:
+                    self._sync_with_backend()  # catch up first, so the record applied below is the next one
+                if rr.log_number_read == be.n_logs and study_id in rr._studies:
+                    be.append_logs([{"op_code": JournalOperation.CREATE_TRIAL, "worker_id": rr.worker_id, **log}])
+                    rr.log_number_read += 1
+                    return _apply_finished(rr, study_id, t, log)
+            return super().create_new_trial(study_id, template_trial)
+
+    def _apply_finished(rr: Any, study_id: int, t: FrozenTrial, log: dict[str, Any]) -> int:
+        """What replaying ``log`` (a finished trial's CREATE_TRIAL record) does to the replay state."""
+        trial_id = len(rr._trials)
+        ids = rr._study_id_to_trial_ids[study_id]
+        rr._trials[trial_id] = FrozenTrial(
+            number=len(ids), trial_id=trial_id, state=t.state, value=log["value"], values=log["values"],
+            datetime_start=t.datetime_start, datetime_complete=t.datetime_complete,
+            # the finished trial's own dicts, not copies: a finished trial never changes, and every
+            # extra live container makes each of Python's full garbage collections longer
+            params=t.params, distributions=t.distributions, user_attrs=t.user_attrs,
+            system_attrs=t.system_attrs, intermediate_values=t.intermediate_values)
+        ids.append(trial_id)
+        rr._trial_id_to_study_id[trial_id] = study_id
+        rr._last_created_trial_id_by_this_process = trial_id
+        return trial_id
+
+    _JOURNAL_STORAGE_CLASS = RunnerJournalStorage
+    return _JOURNAL_STORAGE_CLASS
+
+
+def add_told_trials(study: Any, trials: list[Any]) -> None:
+    """Copy finished trials of the runner's in-memory study into ``study`` (its persistent twin).
+
+    ``Study.add_trials`` validates each trial again (every parameter against its distribution);
+    these were validated when asked and told, so a batched journal takes them as they are.
+    Any other storage goes through ``Study.add_trials``.
+    """
+    storage = getattr(study, "_storage", None)
+    if isinstance(storage, _journal_storage_class()) and getattr(storage._backend, "in_batch", False):
+        sid = study._study_id
+        for t in trials:
+            storage.create_new_trial(sid, template_trial=t)
+    else:
+        study.add_trials(trials)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -206,10 +359,8 @@ def open_storage(url: str, *, for_writing: bool = True) -> Any:
     if path is not None and for_writing:
         check_writable_file(path, "study storage")
     if url.startswith("journal:"):
-        from optuna.storages import JournalStorage
-
         try:
-            return JournalStorage(make_batched_backend(path))
+            return _journal_storage_class()(make_batched_backend(path))
         except Exception as e:  # noqa: BLE001 - unreadable or damaged file
             raise SearchError(f"Cannot open the journal storage {path}: {type(e).__name__}: {e}.") from None
     try:
@@ -410,6 +561,7 @@ class StudyLock:
 
 __all__ = [
     "JOURNAL_SUFFIXES",
+    "add_told_trials",
     "LEASE_ATTR",
     "LEASE_TTL_S",
     "StudyLock",

@@ -32,6 +32,10 @@ from mixopt.errors import ModelFileError, NotFittedError, SchemaError
 #: Version of the on-disk model format written by :func:`save_surrogate`. Version 2 added
 #: ``manifest.json`` (SHA-256 of every file, settings included); version 1 is refused.
 MODEL_FORMAT_VERSION = 2
+#: settings older mixopt versions wrote that no longer exist: wall-time fit budgets (fits now
+#: count iterations only). A model file carrying them loads with them ignored: a loaded model
+#: is not refitted, so they never had an effect on its predictions.
+RETIRED_SETTINGS = frozenset({"max_seconds", "fit_budget_s"})
 _MODEL_FORMAT = "mixopt-surrogate"
 #: The files of a model directory; ``manifest.json`` lists the SHA-256 of each.
 MODEL_FILES = ("model.json", "arrays.npz")
@@ -678,7 +682,8 @@ def load_surrogate(path: str | Path) -> Surrogate:
     try:
         with np.load(io.BytesIO(data["arrays.npz"]), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        model = make_surrogate(meta["kind"], **meta.get("settings", {}))
+        settings = {k: v for k, v in meta.get("settings", {}).items() if k not in RETIRED_SETTINGS}
+        model = make_surrogate(meta["kind"], **settings)
         model.outputs_ = tuple(meta["outputs"])
         model.domains_ = tuple(meta["domains"])
         model.benchmarks_ = tuple(Benchmark.from_dict(b) for b in meta["benchmarks"])

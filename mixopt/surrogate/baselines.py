@@ -299,7 +299,11 @@ class RegMixRegression(Surrogate):
             Zr = self.train_features_[rows]
             Kt = np.exp(sqdist(Zt, Zr) * (-0.5 / (max(Zr.shape[1], 1) * fit["length"] ** 2)))
             mu = fit["intercept"] + Zt @ fit["coef"] + Kt @ fit["alpha"]
-            f = mu[None, :] + (delta @ fit["kinv"]) @ Kt.T  # (S, n)
+            # (S, n): the cheaper association (the kernel inverse is n_train x n_train)
+            if n_draws <= Kt.shape[0]:
+                f = mu[None, :] + (delta @ fit["kinv"]) @ Kt.T
+            else:
+                f = mu[None, :] + delta @ (Kt @ fit["kinv"]).T
             raw[q] = np.exp(f) if self.log_outputs_[j] else f
         return calibrated_draws(raw, pred.mean, pred.lower, pred.upper, pred.names,  # type: ignore[arg-type]
                                 n_draws=n_draws, seed=seed)

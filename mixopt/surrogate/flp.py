@@ -44,7 +44,8 @@ picking a domain would change what is being predicted; pass e.g. ``loss_column="
   stage-1 points (``final``; ``usable`` = also intermediate checkpoints of ``wsd``/``constant``
   runs): leave-largest-out folds (fold k fits without the k largest sizes and predicts their
   final checkpoints); lowest mean relative loss error wins. A candidate that cannot be fitted
-  (e.g. N and D collinear, or a fit out of its ``fit_budget_s``) drops out with its reason.
+  (e.g. N and D collinear, or a fit whose every start reaches the iteration cap) drops out with its
+  reason. Budgets count iterations, never seconds, so the choice does not depend on the machine.
 * stage-2 link per benchmark (``linear``, ``sigmoid`` with the floor at chance, ``sigmoid_free``
   with a learned floor): loss-threshold folds (hold out every checkpoint with a loss below the
   best final loss of the 2nd/3rd largest size); lowest mean absolute score error wins; a
@@ -109,8 +110,6 @@ DEFAULT_STAGE1 = "power_offset"
 #: small runs), Pythia and Gemstones when it is forced on every benchmark; linear only wins on
 #: Gadre's 5-run fit set. A sigmoid that cannot be fitted falls back to linear.
 DEFAULT_STAGE2 = "sigmoid"
-#: each selection (stage 1, stage 2) starts no new candidate/fold after this many fit budgets
-SELECTION_BUDGET_FITS = 2
 #: ``auto`` fits a stage-2 link only with at least this many points per parameter
 MIN_POINTS_PER_PARAM = 3
 #: reference level of the interval calibration
@@ -184,9 +183,6 @@ class FLP(_ComputeSurrogate):
         calibrate: scale the intervals by extrapolation distance from the internal
             leave-largest-out backtest (:mod:`mixopt.surrogate.calibrate`).
         selection_folds: internal folds (fold k holds out the k largest sizes).
-        fit_budget_s: wall-time budget of every single law fit, seconds; the stage-1 and the
-            stage-2 selections each stop starting new candidates after
-            ``SELECTION_BUDGET_FITS`` times this (the rest are reported as skipped).
         emergence_margin: distance from chance for a checkpoint to count as emerged (0.05).
         emergence: ``"checkpoint"`` (paper) or ``"first_crossing"``.
         min_emerged: fewest emerged checkpoints for a benchmark to be predictable (3).
@@ -199,7 +195,7 @@ class FLP(_ComputeSurrogate):
         stage2_huber_delta: Huber threshold of stage 2, score units (0.01).
         flops_reference: reference compute of the stage-1 law, FLOPs; None = power of ten
             nearest the training FLOPs' geometric mean (conditioning only).
-        n_starts: L-BFGS-B starts for nonlinear laws (None: the law's grid, up to 64).
+        n_starts: multi-start points for nonlinear laws (None: the law's grid, up to 64).
         n_bootstrap: joint bootstrap draws by run (200; 0 = noise-only intervals).
         seed: seed of the draws and start order.
         include_noise: add residual noise to the intervals (predictive intervals); False
@@ -234,7 +230,6 @@ class FLP(_ComputeSurrogate):
         preset: str | None = None,
         calibrate: bool = True,
         selection_folds: int = 2,
-        fit_budget_s: float = 30.0,
         emergence_margin: float = 0.05,
         emergence: str = "checkpoint",
         min_emerged: int = 3,
@@ -258,7 +253,6 @@ class FLP(_ComputeSurrogate):
         self.preset = preset
         self.calibrate = calibrate
         self.selection_folds = selection_folds
-        self.fit_budget_s = fit_budget_s
         self.emergence_margin = emergence_margin
         self.emergence = emergence
         self.min_emerged = min_emerged
@@ -300,8 +294,6 @@ class FLP(_ComputeSurrogate):
         if not isinstance(self.selection_folds, (int, np.integer)) or isinstance(self.selection_folds, bool) \
                 or self.selection_folds < 1:
             problems.append(f"selection_folds must be an integer >= 1, got {self.selection_folds!r}")
-        if not (isinstance(self.fit_budget_s, (int, float)) and math.isfinite(self.fit_budget_s) and self.fit_budget_s > 0):
-            problems.append(f"fit_budget_s must be a number of seconds > 0, got {self.fit_budget_s!r}")
         if self.stage2_points not in ("auto", "emerged", "all"):
             problems.append(f"stage2_points must be 'auto', 'emerged' or 'all', got {self.stage2_points!r}")
         for name in ("stage1_loss", "stage2_loss"):
@@ -391,7 +383,7 @@ class FLP(_ComputeSurrogate):
         law = self._stage1_law(runs, form)
         x1 = self._stage1_x_for(form, sub["flops"].to_numpy(), sub[PARAMS].to_numpy(), sub[TOKENS].to_numpy())
         fitter = LawFitter(law, loss=self.stage1_loss, huber_delta=self.huber_delta, n_starts=self.n_starts,
-                           n_bootstrap=0, seed=self.seed, max_seconds=float(self.fit_budget_s))
+                           n_bootstrap=0, seed=self.seed)
         n_runs = sub[RUN].n_unique()
         try:
             fitter.fit(x1, y_all[use], groups=self._group_ids(sub[RUN].to_numpy()), resample=resample)
@@ -426,7 +418,7 @@ class FLP(_ComputeSurrogate):
                                   int(np.unique(run_ids[rows]).shape[0]) if rows.any() else 0)
                 return None, row, reason
             fitter2 = LawFitter(law2, loss=self.stage2_loss, huber_delta=self.stage2_huber_delta,
-                                n_starts=self.n_starts, n_bootstrap=0, seed=self.seed, max_seconds=float(self.fit_budget_s))
+                                n_starts=self.n_starts, n_bootstrap=0, seed=self.seed)
             try:
                 fitter2.fit(loss_all[rows], s[rows], groups=run_ids[rows], resample=resample)
             except FitError as e:
@@ -479,8 +471,7 @@ class FLP(_ComputeSurrogate):
             m._stage1_only = True
             return m
 
-        sel = select(runs, cands, factory, folds=folds, quantities=[loss_name],
-                     time_budget_s=SELECTION_BUDGET_FITS * float(self.fit_budget_s))
+        sel = select(runs, cands, factory, folds=folds, quantities=[loss_name])
         rows = [_sel_row("stage1", loss_name, r["candidate"], r["status"], r["reason"], r["score"], r["n_points"])
                 for r in sel.table.iter_rows(named=True)]
         if sel.chosen is None:
@@ -520,14 +511,7 @@ class FLP(_ComputeSurrogate):
         links = STAGE2_FORMS
         err: dict[tuple[str, str], list[float]] = {}
         fail: dict[tuple[str, str], str] = {}
-        t_start = time.perf_counter()
-        budget = SELECTION_BUDGET_FITS * float(self.fit_budget_s)
         for train, test in self._loss_folds(runs, loss_name):
-            if time.perf_counter() - t_start > budget:
-                for name in names:
-                    for link in links:
-                        fail.setdefault((name, link), f"skipped: selection time budget of {budget:g} s used up")
-                break
             l_test = test.column(loss_name)
             sc_test = test.scores()
             for j, b in enumerate(runs.benchmarks):
@@ -675,11 +659,15 @@ class FLP(_ComputeSurrogate):
         raw = self._predict_raw(targets, intervals=True, level=float(cal.level))
         d = extrapolation_distance(targets.flops, self.fit_flops_max_)
         lower, upper, std = raw.lower.copy(), raw.upper.copy(), raw.std.copy()  # type: ignore[union-attr]
-        for j, name in enumerate(raw.names):
-            group = "loss" if name.startswith("loss") else "score"
-            lower[:, j], upper[:, j] = cal.apply(raw.mean[:, j], raw.lower[:, j], raw.upper[:, j], d,  # type: ignore[index]
-                                                 groups=group, level=level)
-            std[:, j] = raw.std[:, j] * cal.factor(d, group)  # type: ignore[index]
+        is_loss = np.array([name.startswith("loss") for name in raw.names])
+        for group, cols in (("loss", np.flatnonzero(is_loss)), ("score", np.flatnonzero(~is_loss))):
+            if not cols.size:
+                continue
+            mu = raw.mean[:, cols]
+            f = cal.factor(d, group, level)[:, None]
+            lower[:, cols] = mu - f * (mu - lower[:, cols])
+            upper[:, cols] = mu + f * (upper[:, cols] - mu)
+            std[:, cols] = std[:, cols] * cal.factor(d, group)[:, None]
         return Prediction(names=raw.names, mean=raw.mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
 

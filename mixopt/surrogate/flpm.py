@@ -3,7 +3,7 @@
 **Stage 1** fits, for every validation domain ``d`` (``loss:<d>`` column), one law of the
 training compute ``C`` (FLOPs) and the mixture ratios ``r_s`` (one per mixture domain ``s``)
 on the **final checkpoint of every run**, with the shared :class:`~mixopt.laws.LawFitter`
-(log-space Huber residuals, multi-start L-BFGS-B, bootstrap by run). Forms (``stage1``):
+(log-space Huber residuals, batched multi-start Levenberg-Marquardt, bootstrap by run). Forms (``stage1``):
 
 ``"flpm"`` (default) -- transfer-weighted compute power law::
 
@@ -148,16 +148,14 @@ class FLPM(FLPMPrediction):
         shared_exponent: ``flpm_additive`` only: one exponent for all source terms.
         n_bootstrap: stage-1 bootstrap draws by run (joint over domains); 0 disables
             stage-1 parameter uncertainty.
-        n_starts: L-BFGS-B starts per domain law (from the law's data-scaled grid).
+        n_starts: multi-start points per domain law (from the law's data-scaled grid).
         loss: ``"huber"`` or ``"squared"`` stage-1 residual loss (log space).
         huber_delta: Huber threshold in log-loss units.
-        maxiter: L-BFGS-B iterations per start (5000: the 17-source RegMix law needs more
-            than 1000 on some domains, e.g. wikipedia_en, and LawFitter raises FitError when
-            no start converges).
-        max_seconds: wall-time budget of one domain's stage-1 law fit (main fit and
-            bootstrap), seconds; None = unbounded. A fit that runs out raises FitError
-            (``auto`` drops that candidate). 120 s: the 17-source RegMix law takes ~11 s of
-            CPU per domain, and the shared machine runs several times slower than that.
+        maxiter: solver iterations per start (Levenberg-Marquardt,
+            :mod:`mixopt.laws.solvers`); the 17-source RegMix law converges in 200-600. Fits
+            are bounded by iterations only, never by seconds, so they do not depend on the
+            machine (a stage-1 start at the cap is kept if it is the best; ``auto``'s
+            internal backtest judges it).
         fixed_compute_tolerance: when the training runs share one compute scale, targets
             within this relative distance of it (either way) are predicted at that scale;
             others raise NotPredictableError.
@@ -221,7 +219,6 @@ class FLPM(FLPMPrediction):
         loss: str = "huber",
         huber_delta: float = 1e-3,
         maxiter: int = 5000,
-        max_seconds: float | None = 120.0,
         fixed_compute_tolerance: float = 0.25,
         emergence_margin: float = 0.05,
         min_emerged: int = 10,
@@ -249,7 +246,6 @@ class FLPM(FLPMPrediction):
         self.loss = loss
         self.huber_delta = huber_delta
         self.maxiter = maxiter
-        self.max_seconds = max_seconds
         self.fixed_compute_tolerance = fixed_compute_tolerance
         self.emergence_margin = emergence_margin
         self.min_emerged = min_emerged
@@ -334,6 +330,8 @@ class FLPM(FLPMPrediction):
                 f"(columns {runs.frame.columns[:12]}). Evaluate each checkpoint on every domain's validation set."
             )
         self._prepare(runs)
+        # warm starts of stage 1, given by auto to its fold fits only; never kept from an earlier fit
+        warm = self.__dict__.pop("_stage1_warm", None) or {}
         fixed = self._requested_config()
         self.selection_ = None
         self.calibrator_ = None
@@ -344,9 +342,10 @@ class FLPM(FLPMPrediction):
             choice = choose(self, runs, fixed, need_rows=self._intervals_mode() == "calibrated")
             self.selection_ = choice.table
             fixed = choice.config
+            warm = choice.warm
             logger.info("FLP-M auto: chose %s (folds: %s)", fixed, "; ".join(choice.folds) or "none")
         self.config_ = dict(fixed)
-        self._fit_config(runs)
+        self._fit_config(runs, warm)
         if self._intervals_mode() == "calibrated" and choice is not None and choice.rows.height:
             r = choice.rows.filter(pl.col("actual").is_finite() & pl.col("lower").is_finite() & pl.col("upper").is_finite())
             if r.height:
@@ -395,9 +394,9 @@ class FLPM(FLPMPrediction):
             return self.intervals
         return "raw" if self.preset == "paper" else "calibrated"
 
-    def _fit_config(self, runs: RunTable) -> None:
-        """Fit stage 1 (+ mixture correction) and stage 2 with the settled ``config_``."""
-        self._fit_stage1(self._stage1_rows(runs))
+    def _fit_config(self, runs: RunTable, warm: Mapping[str, Any] | None = None) -> None:
+        """Fit stage 1 (+ mixture correction) and stage 2 with the settled ``config_`` (``warm``: see :meth:`_fit_stage1`)."""
+        self._fit_stage1(self._stage1_rows(runs), warm)
         self._fit_residual(runs)
         self._fit_stage2(runs)
 
@@ -429,8 +428,14 @@ class FLPM(FLPMPrediction):
         res[~np.isfinite(res)] = np.nan
         self.residual_ = MixtureResidual().fit(R, res)
 
-    def _fit_stage1(self, final: RunTable) -> None:
-        """Fit the stage-1 law per loss domain on ``final`` (the rows of :meth:`_stage1_rows`)."""
+    def _fit_stage1(self, final: RunTable, warm: Mapping[str, Any] | None = None) -> None:
+        """Fit the stage-1 law per loss domain on ``final`` (the rows of :meth:`_stage1_rows`).
+
+        ``warm``: ``{form: entry}`` from :meth:`stage1_warm_entry` of a fit of the same form on
+        overlapping runs (``auto`` passes its fold fits' results on: to the same fold's full
+        fits, and from the largest fold to the final fit). Each domain's law fit then tries
+        those parameters first; the grid starts still run, so the fit is never worse.
+        """
         C = final.flops()
         R = final.mixture(self.domains_)
         L = final.losses(self.loss_domains_)
@@ -472,9 +477,12 @@ class FLPM(FLPMPrediction):
         params = np.empty((m, p))
         boot = np.empty((m, resample.n_draws, p))
         resid = np.empty(m)
+        entry = (warm or {}).get(self.config_["stage1"])
+        init = entry[2] if entry is not None and tuple(entry[0]) == law.param_names and \
+            tuple(entry[1]) == tuple(self.loss_domains_) else None
         for j, d in enumerate(self.loss_domains_):
             fitter = LawFitter(law, loss=self.loss, huber_delta=float(self.huber_delta), n_starts=int(self.n_starts),
-                               seed=int(self.seed), maxiter=int(self.maxiter), max_seconds=self.max_seconds,
+                               seed=int(self.seed), maxiter=int(self.maxiter),
                                # the internal backtest (auto) and the held-out checks judge the fit: a
                                # 17-source law that crawls at its optimum is kept, not refused
                                at_iteration_cap="best")
@@ -485,7 +493,7 @@ class FLPM(FLPMPrediction):
                     f"{law.n_params} parameters of {law.name!r}. Evaluate more final checkpoints on {d!r} or drop loss:{d}."
                 )
             try:
-                fitter.fit(x[ok], L[ok, j], groups=ids[ok], resample=resample)
+                fitter.fit(x[ok], L[ok, j], groups=ids[ok], resample=resample, init=None if init is None else init[j])
             except FitError as e:
                 raise FitError(f"FLP-M stage 1 could not fit the loss of domain {d!r}: {e}", starts=e.starts) from e
             params[j] = fitter.params_
@@ -505,6 +513,10 @@ class FLPM(FLPMPrediction):
         # common random numbers for the residual-noise part of interval draws
         rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), 3]))
         self.stage1_noise_draws_ = rng.standard_normal((resample.n_draws, m))
+
+    def stage1_warm_entry(self) -> tuple[tuple[str, ...], tuple[str, ...], np.ndarray]:
+        """``(law parameter names, loss domains, (m, p) parameters)`` of the fitted stage 1, a warm start for :meth:`_fit_stage1`."""
+        return self.stage1_law_.param_names, tuple(self.loss_domains_), np.array(self.stage1_params_, copy=True)
 
     def _stage2_inputs(self, runs: RunTable) -> np.ndarray:
         """Domain losses ``(n, m)`` the stage-2 model trains on, one row per checkpoint.

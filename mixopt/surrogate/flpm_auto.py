@@ -19,7 +19,8 @@ What is chosen (each setting left at ``"auto"``; a setting given explicitly is k
   candidate, ``logistic`` on ``fitted`` losses, is kept when the folds hold no emerged
   score to compare on (common: the held-out size is often still at chance); it is the
   measured best over 10 synthetic worlds (``benchmarks/bench_flpm.py``: about 3x lower
-  median score error than the net on observed losses, the paper's choice).
+  median score error than the net on observed losses, the paper's choice). On tables of at most
+  :data:`NET_MIN_RUNS` runs the net is not fitted at all (measured never to win there; no torch).
 
 The folds mimic the real extrapolation (:func:`mixopt.surrogate.select.size_folds`): fit
 without the largest model size(s), predict them. When every run has one compute scale
@@ -37,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,13 @@ FAMILY_CANDIDATES: tuple[str, ...] = ("law", "hybrid")
 STAGE2_CANDIDATES: tuple[tuple[str, str], ...] = (("logistic", "fitted"), ("net", "observed"), ("logistic", "observed"))
 #: a candidate must beat the first (simplest) one by this relative margin to be chosen
 TIE_MARGIN = 0.02
+#: ``stage2="auto"`` fits the net candidate (torch) only on tables with more runs than this.
+#: Measured (``benchmarks/bench_startup.py --sections net``): on the shipped example and on
+#: seeded worlds of its kind (3 domains, 12 or 16 mixtures x 5 sizes = 60 or 80 runs) the net
+#: was never chosen in the stage-2 step (on the 7 tables with a held-out score, its error was
+#: 1.8-10x the chosen logistic's), while fitting it imported torch and cost most of the main
+#: job's CPU. Larger tables keep the net in the race.
+NET_MIN_RUNS = 80
 
 TABLE_SCHEMA: dict[str, Any] = {
     "step": pl.String, "candidate": pl.String, "status": pl.String, "reason": pl.String,
@@ -73,16 +81,19 @@ class AutoChoice:
     Attributes:
         config: the chosen settings (``stage1``, ``family``, ``stage2``, ``stage2_inputs``).
         table: every candidate with its step (``stage1`` / ``stage2``), status (chosen,
-            scored, failed), reason, internal score (lower is better), points and seconds.
+            scored, failed, skipped), reason, internal score (lower is better), points and seconds.
         rows: held-out rows (:data:`mixopt.surrogate.select.ROWS_SCHEMA`) of the chosen
             configuration, for interval calibration; empty when no fold could be made.
         folds: descriptions of the folds used.
+        warm: stage-1 warm starts for the final fit (see :meth:`FLPM._fit_stage1`).
     """
 
     config: dict[str, str]
     table: pl.DataFrame
     rows: pl.DataFrame
     folds: tuple[str, ...] = field(default_factory=tuple)
+    #: stage-1 warm starts for the final fit, ``{form: FLPM.stage1_warm_entry()}`` of the largest fold
+    warm: dict[str, Any] = field(default_factory=dict)
 
 
 def mixture_folds(runs: RunTable, n_folds: int = 2, *, fraction: float = 0.25, seed: int = 0) -> list[Fold]:
@@ -167,6 +178,9 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
         m._internal = True  # its warnings repeat the user's fit: logged at DEBUG
         return m
 
+    # stage-1 fits of a form on a fold warm-start that fold's full fits (step 2) and, from the
+    # first fold (the most runs), the final fit: same optima, a fraction of the iterations
+    warm_by: dict[tuple[str, int], Any] = {}
     defaults = {"stage1": model._default_stage1 if model._default_stage1 != "auto" else "flpm", "family": "law",
                 "stage2": "net", "stage2_inputs": "observed"}
     if not folds:
@@ -178,7 +192,16 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
                       "score": None, "n_points": 0, "seconds": 0.0})
         return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=pl.DataFrame(), folds=())
 
-    # -- step 1: stage-1 form x family, on held-out losses (stage 1 only)
+    _choose_stage1(make, folds, cfg, defaults, table, warm_by)
+    return _choose_stage2(make, folds, runs, cfg, table, need_rows, warm_by)
+
+
+def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], cfg: dict[str, str],
+                   defaults: Mapping[str, str], table: list[dict[str, Any]], warm_by: dict[tuple[str, int], Any]) -> None:
+    """Step 1: stage-1 form x family, on held-out losses (stage 1 only).
+
+    Sets ``cfg``, appends to ``table`` and keeps each (form, fold) stage-1 fit in ``warm_by``.
+    """
     s1 = STAGE1_CANDIDATES if cfg["stage1"] == "auto" else (cfg["stage1"],)
     fam = FAMILY_CANDIDATES if cfg["family"] == "auto" else (cfg["family"],)
     if len(s1) * len(fam) > 1:
@@ -195,6 +218,7 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
                     m._prepare(fold.train)
                     m.config_ = {"stage1": form, "family": "law", "stage2": "net", "stage2_inputs": "observed"}
                     m._fit_stage1(m._stage1_rows(fold.train))
+                    warm_by[(form, fold.index)] = m.stage1_warm_entry()
                     for f in fam:
                         m.config_["family"] = f
                         m._fit_residual(fold.train)
@@ -224,16 +248,21 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
     else:
         cfg["stage1"], cfg["family"] = s1[0], fam[0]
 
-    # -- step 2: stage-2 model and inputs, on held-out scores (full fits)
-    s2 = [c for c in STAGE2_CANDIDATES
-          if cfg["stage2"] in ("auto", c[0]) and cfg["stage2_inputs"] in ("auto", c[1])]
+
+def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], runs: RunTable,
+                   cfg: dict[str, str], table: list[dict[str, Any]], need_rows: bool,
+                   warm_by: Mapping[tuple[str, int], Any]) -> AutoChoice:
+    """Step 2: stage-2 model and inputs, on held-out scores (full fits, warm-started from ``warm_by``); the outcome."""
+    s2, skipped = _stage2_candidates(cfg, runs)
+    table += skipped
     if not s2:
         s2 = [(cfg["stage2"] if cfg["stage2"] != "auto" else "net", cfg["stage2_inputs"] if cfg["stage2_inputs"] != "auto" else "observed")]
     has_scores = bool(runs.benchmarks)
     if len(s2) == 1 and not need_rows:
         cfg["stage2"], cfg["stage2_inputs"] = s2[0]
         return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=pl.DataFrame(),
-                          folds=tuple(f.description for f in folds))
+                          folds=tuple(f.description for f in folds),
+                          warm={f: e for (f, k), e in warm_by.items() if k == folds[0].index})
     rows_by: dict[int, pl.DataFrame] = {}
     scored = []
     for kind, inputs in s2:
@@ -243,7 +272,10 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
         parts, reason = [], ""
         try:
             for fold in folds:
-                m = make(settings).fit(fold.train)
+                m = make(settings)
+                if (cfg["stage1"], fold.index) in warm_by:
+                    m._stage1_warm = {cfg["stage1"]: warm_by[(cfg["stage1"], fold.index)]}
+                m.fit(fold.train)
                 parts.append(fold_rows(m, fold, level=0.9))
         except DROP_ERRORS as e:
             reason = str(e).splitlines()[0]
@@ -271,8 +303,21 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
     else:
         cfg["stage2"], cfg["stage2_inputs"] = s2[0]
         chosen_rows = pl.DataFrame()
+    warm = {f: e for (f, k), e in warm_by.items() if k == folds[0].index}
     return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=chosen_rows,
-                      folds=tuple(f.description for f in folds))
+                      folds=tuple(f.description for f in folds), warm=warm)
+
+
+def _stage2_candidates(cfg: Mapping[str, str], runs: RunTable) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """The stage-2 candidates allowed by ``cfg``, and table rows of those :data:`NET_MIN_RUNS` leaves out."""
+    s2 = [c for c in STAGE2_CANDIDATES if cfg["stage2"] in ("auto", c[0]) and cfg["stage2_inputs"] in ("auto", c[1])]
+    if cfg["stage2"] != "auto" or runs.n_runs > NET_MIN_RUNS:
+        return s2, []
+    why = (f"not fitted: {runs.n_runs} runs <= {NET_MIN_RUNS}, where the net never won on the measured worlds "
+           "(NET_MIN_RUNS; set stage2='net' to fit it)")
+    rows = [{"step": "stage2", "candidate": f"stage2={k}, inputs={i}", "status": "skipped", "reason": why, "score": None,
+             "n_points": 0, "seconds": 0.0} for k, i in s2 if k == "net"]
+    return [c for c in s2 if c[0] != "net"], rows
 
 
 def _pick(scored: Sequence[tuple[float, str, str, int]]) -> tuple[float, str, str, int]:
@@ -284,4 +329,4 @@ def _pick(scored: Sequence[tuple[float, str, str, int]]) -> tuple[float, str, st
     return best
 
 
-__all__ = ["AutoChoice", "FAMILY_CANDIDATES", "STAGE1_CANDIDATES", "STAGE2_CANDIDATES", "choose", "make_folds", "mixture_folds"]
+__all__ = ["NET_MIN_RUNS", "AutoChoice", "FAMILY_CANDIDATES", "STAGE1_CANDIDATES", "STAGE2_CANDIDATES", "choose", "make_folds", "mixture_folds"]

@@ -181,29 +181,19 @@ class FLPMPrediction(Surrogate):
         d = extrapolation_distance(targets.flops, self.train_max_flops_)
         lower, upper = pred.lower.copy(), pred.upper.copy()  # type: ignore[union-attr]
         std = pred.std.copy()  # type: ignore[union-attr]
-        for j, q in enumerate(pred.names):
-            if not np.isfinite(pred.mean[:, j]).any():
-                continue
-            g = q.split(":")[0]
-            lo, hi = cal.apply(pred.mean[:, j], lower[:, j], upper[:, j], d, groups=g, level=level)
+        k = normal_quantile(0.5 + level / 2) / normal_quantile(0.5 + pred.level / 2)
+        groups = np.array([q.split(":")[0] for q in pred.names])
+        for g in np.unique(groups):  # one factor per group ("loss", "score"), every column at once
+            cols = np.flatnonzero(groups == g)
+            mu, lo, hi = pred.mean[:, cols], lower[:, cols], upper[:, cols]
+            f = cal.factor(d, groups=str(g), level=level)[:, None]
             # calibration only widens: a held-out fold one size down sees less of a rising score
             # than the target does, so a factor < 1 learned there is not trusted beyond it
-            raw_lo, raw_hi = self._predict_raw_interval(pred, j, level)
-            lower[:, j], upper[:, j] = np.minimum(lo, raw_lo), np.maximum(hi, raw_hi)
-            std[:, j] = std[:, j] * np.maximum(cal.factor(d, groups=g), 1.0)
+            lower[:, cols] = np.minimum(mu - f * (mu - lo), mu - k * (mu - lo))
+            upper[:, cols] = np.maximum(mu + f * (hi - mu), mu + k * (hi - mu))
+            std[:, cols] = std[:, cols] * np.maximum(cal.factor(d, groups=str(g)), 1.0)[:, None]
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
-
-    @staticmethod
-    def _predict_raw_interval(pred: Prediction, j: int, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """The model's own interval of column ``j`` at ``level``, from its reference-level prediction.
-
-        (Each side scaled by the ratio of normal quantiles: exact for the Gaussian score
-        intervals, a close approximation for the log-space loss intervals.)
-        """
-        k = normal_quantile(0.5 + level / 2) / normal_quantile(0.5 + pred.level / 2)
-        mu = pred.mean[:, j]
-        return mu - k * (mu - pred.lower[:, j]), mu + k * (pred.upper[:, j] - mu)  # type: ignore[index]
 
     def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         x = self._stage1_inputs(targets)

@@ -232,10 +232,24 @@ class LogisticScoreMap:
         return a, w, np.exp(theta[..., -1])
 
     def _link(self, g: np.ndarray, span: np.ndarray) -> np.ndarray:
-        """Scores from linear predictors ``g (..., b)`` (in place where the link is logistic)."""
+        """Scores from linear predictors ``g (..., b)`` (in place where the link is logistic).
+
+        The sigmoid as ``1 / (1 + exp(-g))`` in place (``exp`` overflows to ``inf`` for very
+        negative ``g``, giving exactly 0), about twice as fast as the ``tanh`` form.
+        """
         sig = self.link_ == 1
-        if sig.any():
-            g[..., sig] = self.floor_[sig] + self.sign_[sig] * np.broadcast_to(span, g.shape)[..., sig] * _sigmoid(g[..., sig])
+        if not sig.any():
+            return g
+        if sig.all():
+            with np.errstate(over="ignore"):
+                np.negative(g, out=g)
+                np.exp(g, out=g)
+            g += 1.0
+            np.reciprocal(g, out=g)
+            g *= self.sign_ * span
+            g += self.floor_
+            return g
+        g[..., sig] = self.floor_[sig] + self.sign_[sig] * np.broadcast_to(span, g.shape)[..., sig] * _sigmoid(g[..., sig])
         return g
 
     def _theta_table(self) -> np.ndarray:

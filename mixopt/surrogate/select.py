@@ -304,7 +304,6 @@ def select(
     level: float = 0.9,
     score: Callable[[pl.DataFrame], float] = default_score,
     quantities: Sequence[str] | None = None,
-    time_budget_s: float | None = None,
     distance_of: Callable[[RunTable, RunTable], np.ndarray] | None = None,
 ) -> Selection:
     """Score every candidate by an internal leave-largest-out backtest and pick the best.
@@ -318,8 +317,6 @@ def select(
         score: ``rows -> float`` (lower is better), applied to each candidate's rows
             restricted to the quantities every scored candidate predicts.
         quantities: score only these quantities (None: all).
-        time_budget_s: wall-time budget of the whole selection; candidates not started
-            in time are ``"skipped"``.
         distance_of: see :func:`fold_rows`.
 
     Returns:
@@ -345,11 +342,7 @@ def select(
             table.append(_table_row(c.name, "skipped", reason))
         return Selection(chosen=None, table=pl.DataFrame(table, schema=TABLE_SCHEMA, orient="row"), rows={},
                          folds=(), reason=reason)
-    t_start = time.perf_counter()
     for c in candidates:
-        if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
-            table.append(_table_row(c.name, "skipped", f"time budget of {time_budget_s:g} s used up"))
-            continue
         t0 = time.perf_counter()
         try:
             r = internal_backtest(folds, lambda c=c: factory(c.settings), level=level, distance_of=distance_of)

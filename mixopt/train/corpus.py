@@ -47,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mixopt.errors import SchemaError, TrainerError
+from mixopt._files import describe_os_error
+from mixopt.errors import OutputError, SchemaError, TrainerError
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,23 @@ def prepare_corpus(documents: Mapping[str, Iterable[Document]], out: str | Path,
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_corpus(tmp, documents, max_bytes=max_bytes, sources=sources, valid_per_mille=valid_per_mille)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except OSError as e:  # a full disk or an unwritable place: nothing is left half-written
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"Cannot write the corpus to {out}: {describe_os_error(e)}.", e.errno) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_corpus(tmp: Path, documents: Mapping[str, Iterable[Document]], *, max_bytes: int | None,
+                  sources: Mapping[str, list[dict[str, str]]] | None, valid_per_mille: int) -> None:
+    """The corpus files and manifest, in the temporary folder ``tmp``."""
     tmp.mkdir(parents=True)
     manifest: dict = {"format": FORMAT_VERSION, "split": f"crc32('<domain>/<doc id>') % 1000 < {valid_per_mille} -> validation",
                       "separator": "NUL byte between documents", "domains": {}}
@@ -244,10 +262,6 @@ def prepare_corpus(documents: Mapping[str, Iterable[Document]], out: str | Path,
         manifest["domains"][domain] = {"train_bytes": len(tb), "valid_bytes": len(vb), "train_docs": len(train),
                                        "valid_docs": len(valid), "sources": list((sources or {}).get(domain, []))}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
 
 
 def read_fixture(domain: str) -> list[Document]:

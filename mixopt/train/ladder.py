@@ -50,6 +50,51 @@ def ladder_jobs(cfg: TrainConfig) -> list[JobSpec]:
     return jobs
 
 
+#: Columns of a jobs CSV (``mixopt ladder CONFIG --jobs FILE``), besides one ``mix:<domain>`` per domain.
+JOB_COLUMNS = ("run_id", "params", "tokens", "seed", "checkpoints")
+
+
+def write_jobs(jobs: Sequence[JobSpec], path: Path, *, extra: dict[str, list[float]] | None = None) -> Path:
+    """Write jobs as a CSV :func:`read_jobs` reads (``extra``: more columns, ignored by the reader)."""
+    import polars as pl
+
+    from mixopt._files import atomic_path
+    from mixopt.data.table import MIX_PREFIX
+
+    domains = list(dict.fromkeys(d for j in jobs for d in j.mixture))
+    cols: dict[str, list] = {"run_id": [j.run_id for j in jobs], "params": [float(j.params) for j in jobs],
+                             "tokens": [float(j.tokens) for j in jobs], "seed": [j.seed for j in jobs],
+                             "checkpoints": [j.checkpoints for j in jobs]}
+    cols.update({MIX_PREFIX + d: [float(j.mixture.get(d, 0.0)) for j in jobs] for d in domains})
+    cols.update(extra or {})
+    with atomic_path(Path(path), what="jobs table") as tmp:
+        pl.DataFrame(cols).write_csv(tmp)
+    return Path(path)
+
+
+def read_jobs(path: Path) -> list[JobSpec]:
+    """Jobs from a CSV with ``run_id, params, tokens, seed, checkpoints, mix:<domain>...`` (``mixopt plan`` writes it)."""
+    import polars as pl
+
+    from mixopt.data.table import MIX_PREFIX
+
+    try:
+        frame = pl.read_csv(path)
+    except (OSError, pl.exceptions.PolarsError) as e:
+        raise ConfigError(f"Cannot read the jobs table {path}: {e}. Expected a CSV written by `mixopt plan`.") from None
+    missing = [c for c in ("run_id", "params", "tokens") if c not in frame.columns]
+    mix = [c for c in frame.columns if c.startswith(MIX_PREFIX)]
+    if missing or not mix:
+        raise ConfigError(f"The jobs table {path} lacks column(s) {missing + ([] if mix else ['mix:<domain>'])}; "
+                          f"expected {list(JOB_COLUMNS)} and one mix:<domain> per domain, got {frame.columns}.")
+    jobs = []
+    for row in frame.iter_rows(named=True):
+        jobs.append(JobSpec(run_id=str(row["run_id"]), mixture={c[len(MIX_PREFIX):]: float(row[c]) for c in mix},
+                            params=float(row["params"]), tokens=float(row["tokens"]), seed=int(row.get("seed") or 0),
+                            checkpoints=int(row.get("checkpoints") or 4)))
+    return jobs
+
+
 def executor_for(t: TrainerSection) -> JobExecutor:
     return make_job_executor(t.executor, max_parallel=t.max_parallel, address=t.ray_address,
                              cpus_per_job=t.cpus_per_job, gpus_per_job=t.gpus_per_job)
@@ -111,4 +156,4 @@ def run_ladder(cfg: TrainConfig, *, output: Path | None = None, executor: JobExe
     return train_jobs(ladder_jobs(cfg), cfg.trainer, Path(out), executor=executor)
 
 
-__all__ = ["BatchReport", "ladder_jobs", "run_ladder", "size_label", "train_jobs"]
+__all__ = ["JOB_COLUMNS", "BatchReport", "ladder_jobs", "read_jobs", "run_ladder", "size_label", "train_jobs", "write_jobs"]

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mixopt._ray import node_id, start_or_connect
 from mixopt.errors import ConfigError
 from mixopt.train.executors import JobExecutor, TrainerRef, _report, prepare_job_dir, run_guarded
 from mixopt.train.spec import JobResult, JobSpec
@@ -29,7 +30,8 @@ DRIVER_GRACE_S = 60.0
 
 def _run_remote(job_dir: str, spec: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
     res = run_guarded(Path(job_dir), JobSpec.from_dict(spec), timeout_s)
-    out: dict[str, Any] = {"status": res.status, "message": res.message, "wall_s": res.wall_s, "log_tail": res.log_tail}
+    out: dict[str, Any] = {"status": res.status, "message": res.message, "wall_s": res.wall_s, "log_tail": res.log_tail,
+                           "node": node_id()}
     if res.table is not None:
         out["rows"] = res.table.frame.to_dicts()
         out["benchmarks"] = res.table.benchmarks_dict()
@@ -44,7 +46,8 @@ def _to_result(spec: JobSpec, d: dict[str, Any]) -> JobResult:
         from mixopt.data.table import Benchmark, RunTable
 
         table = RunTable(pl.DataFrame(d["rows"], infer_schema_length=None), [Benchmark.from_dict(b) for b in d["benchmarks"]])
-    return JobResult(spec=spec, status=d["status"], table=table, message=d["message"], wall_s=d["wall_s"], log_tail=d["log_tail"])
+    return JobResult(spec=spec, status=d["status"], table=table, message=d["message"], wall_s=d["wall_s"], log_tail=d["log_tail"],
+                     node=d.get("node"))
 
 
 class RayJobExecutor(JobExecutor):
@@ -55,34 +58,26 @@ class RayJobExecutor(JobExecutor):
         max_parallel: tasks in flight at once.
         cpus_per_job: CPUs requested per task.
         gpus_per_job: GPUs requested per task; None = 1 when the cluster has GPUs, else 0.
-        num_cpus: CPUs of a local Ray (default: this machine's).
+        num_cpus: CPUs of a local Ray (default: the CPUs this process may use).
+        max_retries: runs of a job again after its Ray worker or node died (a lost node of a cluster).
+
+    Ray is started or connected by :func:`mixopt._ray.start_or_connect` (a failure raises
+    :class:`~mixopt.errors.ClusterError`); :meth:`close` gives that session back.
     """
 
     def __init__(self, address: str | None = None, *, max_parallel: int = 2, cpus_per_job: float = 1.0,
-                 gpus_per_job: float | None = None, num_cpus: int | None = None) -> None:
-        import ray
-
+                 gpus_per_job: float | None = None, num_cpus: int | None = None, max_retries: int = 2) -> None:
         if max_parallel < 1:
             raise ConfigError(f"max_parallel must be >= 1, got {max_parallel}.")
-        self._ray = ray
-        self._started = False
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
-            if address:
-                kwargs["address"] = address
-            elif num_cpus is not None:
-                kwargs["num_cpus"] = int(num_cpus)
-            try:
-                ray.init(**kwargs)
-            except Exception as e:  # noqa: BLE001 - report any start/connect failure as a config error
-                where = f"connect to the Ray cluster at {address!r}" if address else "start a local Ray"
-                raise ConfigError(f"Could not {where}: {type(e).__name__}: {e}. Check the address, or use executor = \"local\".") from None
-            self._started = True
+        self._session = start_or_connect(address, num_cpus=num_cpus, purpose="The training jobs' Ray executor")
+        ray = self._ray = self._session.ray
         res = ray.cluster_resources()
         self.gpus_per_job = float(gpus_per_job) if gpus_per_job is not None else (1.0 if res.get("GPU", 0) >= 1 else 0.0)
         self.cpus_per_job = float(cpus_per_job)
         self.max_parallel = int(max_parallel)
-        self._remote = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_retries=0)(_run_remote)
+        # a task whose worker or node died is run again elsewhere (a job's own failure or timeout is a result, not retried)
+        self._remote = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_retries=int(max_retries),
+                                  scheduling_strategy="SPREAD")(_run_remote)  # jobs go round the nodes
 
     def describe(self) -> str:
         return f"ray ({self.max_parallel} in flight, {self.cpus_per_job:g} CPU / {self.gpus_per_job:g} GPU per job)"
@@ -128,9 +123,7 @@ class RayJobExecutor(JobExecutor):
         return [results[s.run_id] for s in jobs]
 
     def close(self) -> None:
-        if self._started and self._ray.is_initialized():
-            self._ray.shutdown()
-            self._started = False
+        self._session.close()
 
 
 __all__ = ["RayJobExecutor"]

@@ -14,6 +14,14 @@ taken from elsewhere in the same domain; the model picks the option with the hig
 log-likelihood per byte. ``params`` is the non-embedding parameter count (Kaplan et al.);
 ``flops`` is ``6·params·tokens``.
 
+Two trainer versions (``kernels``): ``"v1"``, the first one, kept bit-stable so configs
+that pin it (``configs/ladder.toml``, the shipped ladder) re-train to the same numbers; and
+``"v2"`` (default): widths in steps of 64 from 128 with head size 64, tanh GELU and fused
+AdamW, measured faster per FLOP on CPUs (``benchmarks/bench_train.py``). ``device`` runs the
+same job on a GPU (``"cuda"``, or ``"auto"`` when torch sees one): the weights are initialised
+on the CPU from the job's generator and the batches come from the same numpy generator, so a
+GPU run trains the same model on the same data (not bit-equal: other kernels).
+
 torch is imported here only, when a job runs.
 """
 
@@ -59,6 +67,8 @@ class ReferenceOptions:
     cloze_items: int = 200  # 4-option cloze items per domain for score:cloze_<d>
     cloze_context: int = 64  # context bytes of a cloze item
     eval_seed: int = 1234  # seeds the held-out windows and cloze items (the same for every run)
+    kernels: str = "v2"  # "v2": widths in steps of 64 from 128 (head size 64), tanh GELU, fused AdamW; "v1": the first trainer, bit-stable for configs that pin it
+    device: str = "auto"  # "cpu", "cuda", or "auto" (cuda when torch sees a GPU); CPU results are bit-stable, GPU ones are not bit-equal to them
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> ReferenceOptions:
@@ -66,11 +76,23 @@ class ReferenceOptions:
         unknown = sorted(set(m) - names)
         if unknown:
             raise ConfigError(f"Unknown reference-trainer option(s) {unknown}; known: {sorted(names)}.")
-        return cls(**dict(m))
+        o = cls(**dict(m))
+        if o.kernels not in KERNELS:
+            raise ConfigError(f"Reference-trainer option kernels must be one of {list(KERNELS)}, got {o.kernels!r}; "
+                              "use \"v1\" to reproduce runs made before v2, \"v2\" otherwise.")
+        if o.device not in DEVICES:
+            raise ConfigError(f"Reference-trainer option device must be one of {list(DEVICES)}, got {o.device!r}.")
+        return o
+
+
+#: trainer versions: v1 kept bit-stable (configs/ladder.toml pins it for the shipped ladder)
+KERNELS = ("v1", "v2")
+DEVICES = ("cpu", "cuda", "auto")
 
 
 # -- model ------------------------------------------------------------------------------------
-def _model_classes():
+def _model_classes(gelu: str = "none"):
+    """The model classes; ``gelu`` is GELU's ``approximate`` ("none" in v1, "tanh" in v2)."""
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -89,7 +111,7 @@ def _model_classes():
             q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d)
             x = x + self.proj(y)
-            return x + self.out(F.gelu(self.fc(self.ln2(x))))
+            return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate=gelu))
 
     class GPT(nn.Module):
         def __init__(self, layers: int, d: int, heads: int, context: int) -> None:
@@ -112,31 +134,38 @@ def non_embedding_params(layers: int, d: int) -> int:
     return layers * (12 * d * d + 13 * d) + 2 * d
 
 
-def default_heads(width: int) -> int:
-    """Heads of a width: head size about 32 (16 below width 64), dividing the width."""
+def default_heads(width: int, kernels: str = "v1") -> int:
+    """Heads of a width: head size about 32 (16 below width 64), dividing the width; v2: head size 64 from width 128."""
+    if kernels == "v2" and width >= 128:
+        return max(1, width // 64)
     h = max(1, round(width / (32 if width >= 64 else 16)))
     while width % h:
         h -= 1
     return h
 
 
-def shape_for_params(params: float) -> tuple[int, int, int]:
+def shape_for_params(params: float, kernels: str = "v1") -> tuple[int, int, int]:
     """``(layers, width, heads)`` whose non-embedding count is closest (in log) to ``params``.
 
-    At least 2 layers; widths are multiples of 8; the aspect ratio width/layers stays in
-    [16, 40] (the shapes measured fastest per loss at this scale).
+    At least 2 layers. v1: widths are multiples of 8 and the aspect ratio width/layers stays
+    in [16, 40] (the shapes measured fastest per loss at this scale). v2: widths from 128 are
+    multiples of 64 (from 64, of 16; below, of 8), aspect ratio in [16, 64]: fewer, wider layers whose
+    matrix products suit the vector units (``benchmarks/bench_train.py`` measures the difference).
     """
     best = None
+    hi = 40 if kernels == "v1" else 64
     for layers in range(2, 17):
         for d in range(16, 2049, 8):
-            if not 16 <= d / layers <= 40:
+            if kernels == "v2" and d % (64 if d >= 128 else 16 if d >= 64 else 8):
+                continue
+            if not 16 <= d / layers <= hi:
                 continue
             err = abs(math.log(non_embedding_params(layers, d) / params))
             if best is None or err < best[0] - 1e-12:
                 best = (err, layers, d)
     assert best is not None
     _, layers, d = best
-    return layers, d, default_heads(d)
+    return layers, d, default_heads(d, kernels)
 
 
 # -- evaluation sets (the same for every run) --------------------------------------------------
@@ -256,15 +285,30 @@ class ReferenceTrainer(Trainer):
         return rows_to_table(spec, rows, benches)
 
 
-def _bf16_enabled(mode: str) -> bool:
+def _bf16_enabled(mode: str, device: str = "cpu") -> bool:
     import torch
 
     if mode == "off":
         return False
     if mode == "on":
         return True
+    if device == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
     cap = torch.backends.cpu.get_cpu_capability()
     return "AVX512" in cap or "AMX" in cap
+
+
+def resolve_device(device: str, run_id: str | None = None) -> str:
+    """``"cpu"`` or ``"cuda"`` for a device option (``"auto"``: cuda when torch sees a GPU)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainerError(f"Job {run_id!r}: device = \"cuda\" but torch sees no GPU (torch {torch.__version__}, "
+                           f"CUDA build: {torch.version.cuda}); use device = \"auto\" or \"cpu\", or install a CUDA torch.",
+                           run_id=run_id)
+    return device
 
 
 def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str, Any]]:
@@ -273,9 +317,11 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
 
     if o.threads:
         torch.set_num_threads(int(o.threads))
-    layers, width, heads = shape_for_params(spec.params)
+    dev = resolve_device(o.device, spec.run_id)
+    v2 = o.kernels == "v2"
+    layers, width, heads = shape_for_params(spec.params, o.kernels)
     layers, width = o.layers or layers, o.width or width
-    heads = o.heads or default_heads(width)
+    heads = o.heads or default_heads(width, o.kernels)
     if width % heads:
         raise TrainerError(f"Job {spec.run_id!r}: width {width} is not divisible by heads {heads}.", run_id=spec.run_id)
     domains = list(spec.mixture)
@@ -287,20 +333,21 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     warmup = max(1, round(o.warmup_frac * steps))
 
     gen = torch.Generator().manual_seed(spec.seed)
-    model = _model_classes()(layers, width, heads, T)
-    with torch.no_grad():  # GPT-2 init from the job's own generator (no global RNG)
+    model = _model_classes("tanh" if v2 else "none")(layers, width, heads, T)
+    with torch.no_grad():  # GPT-2 init from the job's own generator (no global RNG), on the CPU for every device
         for name, p in model.named_parameters():
             if p.dim() >= 2:
                 std = 0.02 / math.sqrt(2 * layers) if name.endswith(("proj.weight", "out.weight")) else 0.02
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
             elif name.endswith("bias"):
                 p.zero_()
+    model.to(dev)
     n_params = non_embedding_params(layers, width)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay}, {"params": other, "weight_decay": 0.0}],
-                            lr=o.lr, betas=(0.9, 0.95))
-    bf16 = _bf16_enabled(o.bf16)
+                            lr=o.lr, betas=(0.9, 0.95), **({"fused": True} if v2 else {}))
+    bf16 = _bf16_enabled(o.bf16, dev)
     rng = np.random.default_rng([spec.seed, 7])
     train = {d: corpus.train[d] for d in domains}
     for d in domains:
@@ -308,8 +355,8 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
             raise TrainerError(f"Domain {d!r} has only {len(train[d])} training bytes.", run_id=spec.run_id)
     evals = {d: eval_windows(corpus.valid[d], o.eval_windows, T, o.eval_seed, d) for d in domains}
     clozes = {d: cloze_items(corpus.valid[d], o.cloze_items, o.cloze_context, o.eval_seed, d) for d in domains}
-    logger.info("job %s: %d layers x %d wide (%d heads), %d non-embedding params, %d steps of %dx%d bytes, bf16=%s",
-                spec.run_id, layers, width, heads, n_params, steps, B, T, bf16)
+    logger.info("job %s: %d layers x %d wide (%d heads), %d non-embedding params, %d steps of %dx%d bytes, bf16=%s, "
+                "kernels %s on %s", spec.run_id, layers, width, heads, n_params, steps, B, T, bf16, o.kernels, dev)
 
     def lr_at(step: int) -> float:
         if step < warmup:
@@ -324,25 +371,25 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
             arr = train[domains[s]]
             i = int(rng.integers(0, len(arr) - T - 1))
             rows.append(np.asarray(arr[i : i + T + 1]))
-        return torch.from_numpy(np.stack(rows).astype(np.int64))
+        return torch.from_numpy(np.stack(rows).astype(np.int64)).to(dev)
 
     @torch.no_grad()
     def evaluate() -> dict[str, float]:
         model.eval()
         out: dict[str, float] = {}
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
             for d in domains:
-                w = torch.from_numpy(evals[d].astype(np.int64))
+                w = torch.from_numpy(evals[d].astype(np.int64)).to(dev)
                 losses = [F.cross_entropy(model(x[:, :-1]).float().reshape(-1, 256), x[:, 1:].reshape(-1)) for x in w.split(16)]
                 out[f"loss:{d}"] = float(torch.stack(losses).mean())
                 toks, mask, answer, lengths = clozes[d]
-                t = torch.from_numpy(toks.astype(np.int64))
-                m = torch.from_numpy(mask)
+                t = torch.from_numpy(toks.astype(np.int64)).to(dev)
+                m = torch.from_numpy(mask).to(dev)
                 lp = []
                 for xb, mb in zip(t.split(64), m.split(64), strict=True):
                     logp = F.log_softmax(model(xb[:, :-1]).float(), dim=-1).gather(-1, xb[:, 1:, None])[..., 0]
                     lp.append((logp * mb[:, 1:]).sum(1))
-                per_byte = (torch.cat(lp) / torch.from_numpy(lengths)).view(-1, 4).numpy()
+                per_byte = (torch.cat(lp) / torch.from_numpy(lengths).to(dev)).view(-1, 4).cpu().numpy()
                 out[f"score:cloze_{d}"] = float((per_byte.argmax(1) == answer).mean())
         out["loss"] = float(np.mean([out[f"loss:{d}"] for d in domains]))
         model.train()
@@ -355,7 +402,7 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
         for g in opt.param_groups:
             g["lr"] = lr_at(step - 1)
         x = batch()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x[:, :-1])
         loss = F.cross_entropy(logits.float().reshape(-1, 256), x[:, 1:].reshape(-1))
         if not torch.isfinite(loss):
@@ -374,4 +421,5 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     return rows
 
 
-__all__ = ["ReferenceOptions", "ReferenceTrainer", "cloze_items", "eval_windows", "non_embedding_params", "shape_for_params"]
+__all__ = ["DEVICES", "KERNELS", "ReferenceOptions", "ReferenceTrainer", "cloze_items", "eval_windows", "non_embedding_params",
+           "resolve_device", "shape_for_params"]

@@ -103,6 +103,7 @@ class JobResult:
         message: the reason of a failure (with the job's log tail), empty when ok.
         wall_s: wall time of the job, seconds.
         log_tail: last lines of the job's log.
+        node: the Ray node id the job ran on (None when it ran in this process's machine without Ray).
     """
 
     spec: JobSpec
@@ -111,6 +112,7 @@ class JobResult:
     message: str = ""
     wall_s: float = 0.0
     log_tail: str = ""
+    node: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -35,7 +35,6 @@ import hashlib
 import json
 import logging
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -46,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from mixopt._ray import is_running as ray_is_running
 from mixopt.config import SearchConfig, config_to_dict
 from mixopt.data.readers import read_runs
 from mixopt.errors import MixoptError, ModelFileError, SearchError
@@ -383,7 +383,7 @@ def _executor_factory(config: SearchConfig, problem: Problem) -> Any:
 
     def make(remaining: int) -> Executor:
         kind = "ray" if s.ray_address else s.executor  # an address means Ray
-        if kind == "ray" and not s.ray_address and not _ray_running():
+        if kind == "ray" and not s.ray_address and not ray_is_running():
             b = min(s.batch_size, remaining)
             u = np.random.default_rng(s.seed).random((b, problem.space.dim))
             t0 = time.perf_counter()
@@ -398,12 +398,6 @@ def _executor_factory(config: SearchConfig, problem: Problem) -> Any:
         return make_executor(kind, address=s.ray_address, workers=s.workers, dashboard=s.ray_dashboard)
 
     return make
-
-
-def _ray_running() -> bool:
-    """A Ray already started in this process costs nothing more to use."""
-    ray = sys.modules.get("ray")
-    return bool(ray is not None and ray.is_initialized())
 
 
 class _InProcess(LocalExecutor):

@@ -170,6 +170,8 @@ def run_report(*, out: str | Path, model: str | Path | None = None, config: str 
     """
     if format not in OUTPUT_FORMATS:
         raise SchemaError(f"--format must be one of {list(OUTPUT_FORMATS)}, got {format!r}.")
+    if not 0 < level < 1:
+        raise SchemaError(f"--level must be in (0, 1) (an interval coverage, e.g. 0.9), got {level!r}.")
     check_writable(out, what="report" if format == "html" else "figures", folder=format != "html")  # before the work
     fitted = table = None
     files: dict[str, Any] = {}

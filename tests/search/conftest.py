@@ -85,6 +85,7 @@ class LinearMixSurrogate(Surrogate):
         a = x.T @ x + self.ridge * np.eye(x.shape[1])
         self.coef_ = np.linalg.solve(a, x.T @ y)
         self.sd_ = np.std(y - x @ self.coef_, axis=0)
+        self.train_max_flops_ = float(runs.flops().max())  # how far a target extrapolates (the search's headline)
         self.outputs_ = tuple(names)
         self.unpredictable_ = {}
 
@@ -93,10 +94,11 @@ class LinearMixSurrogate(Surrogate):
         return Prediction.from_normal(self.outputs_, mean, self.sd_ if intervals else None, level)
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return {}, {"coef": self.coef_, "sd": self.sd_}
+        return {"train_max_flops": self.train_max_flops_}, {"coef": self.coef_, "sd": self.sd_}
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         self.coef_, self.sd_ = arrays["coef"], arrays["sd"]
+        self.train_max_flops_ = float(state.get("train_max_flops", np.nan))
 
 
 register(AnalyticSurrogate)

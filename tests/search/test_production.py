@@ -252,9 +252,14 @@ def test_journal_storage_is_the_default_and_an_ordinary_optuna_study(tmp_path, a
 def test_batched_journal_writes_once_per_batch(tmp_path, analytic, monkeypatch) -> None:
     from optuna.storages.journal import JournalFileBackend
 
+    from mixopt.search.storage import make_batched_backend
+
     appends: list[int] = []
     real = JournalFileBackend.append_logs
     monkeypatch.setattr(JournalFileBackend, "append_logs", lambda self, logs: appends.append(len(logs)) or real(self, logs))
+    batched = type(make_batched_backend(tmp_path / "probe.log"))  # held-back records are written by its own _write
+    real_batch = batched._write
+    monkeypatch.setattr(batched, "_write", lambda self, logs: appends.append(len(logs)) or real_batch(self, logs))
     run_study(analytic_problem(analytic), trials=256, batch_size=64, storage=str(tmp_path / "b.log"), progress=False)
     trial_writes = [n for n in appends if n >= 64]
     assert len(trial_writes) == 4  # one append per batch of 64 trials, not one per trial
@@ -344,7 +349,7 @@ def test_report_shows_compute_in_flops_and_the_shortlist(analytic) -> None:
     p = analytic_problem(analytic, objectives=("score:x", "compute"), flops=(1e20, 1e22))
     res = run_study(p, trials=256, batch_size=64, progress=False)
     text = res.report()
-    assert "compute (min, log10 FLOPs)" in text and "FLOPs" in text and "shortlist: 5 diverse" in text
+    assert "compute (min, log10 FLOPs)" in text and "FLOPs" in text and "shortlist: 5 mixtures ranked by P(best)" in text
     assert not res.constraints and "con:* <= 0 means satisfied" not in text  # no constraint: no constraint line
     from mixopt.search import DataBudget
 

@@ -42,7 +42,7 @@ def test_ray_gives_the_same_result_as_local(ray_exec) -> None:
     cols = ["trial", "mix:a", "mix:b", "mix:c", "flops", "obj:score:x", "obj:score:y"]
     a, b = (r.trials.select(cols).to_numpy() for r in (ray_res, local_res))
     np.testing.assert_array_equal(a, b)
-    assert ray_res.executor == "RayExecutor(workers=2)" and local_res.executor == "LocalExecutor(slots=2)"
+    assert ray_res.executor == "Ray (2 workers)" and local_res.executor == "in-process (2 slots)"
     assert ray_res.pareto.equals(local_res.pareto)
 
 

@@ -93,8 +93,12 @@ def test_infeasible_everywhere_reports_the_least_violating(analytic) -> None:
     p = analytic_problem(analytic, constraints=["score:x >= 0.95"])  # max is 0.82
     res = run_study(p, trials=128, batch_size=64, progress=False)
     assert res.pareto.height == 0 and res.best is None and res.n_feasible == 0
-    assert any("least-violating" in n for n in res.notes)
-    assert "no feasible mixture" in res.report()
+    assert any("'score:x >= 0.95' binds" in n and "closest trial" in n for n in res.notes)
+    inf = res.decision["infeasible"]
+    assert res.infeasible and inf["binding"][0]["constraint"] == "score:x >= 0.95"
+    closest = 0.95 - res.trials["con:score:x >= 0.95"].min()  # how close the search came: the best score:x reached
+    assert inf["binding"][0]["closest_value"] == pytest.approx(closest) and 0.7 < closest <= 0.8 + 1e-9
+    assert "no feasible mixture" in res.report() and res.report().startswith("NO FEASIBLE MIXTURE")
 
 
 def test_failing_evaluation_marks_trials_failed_and_goes_on(caplog) -> None:

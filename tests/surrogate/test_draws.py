@@ -54,6 +54,9 @@ def single_runs():
 def models(runs, single_runs):
     return {
         "flpm": FLPM(**FAST_FLPM).fit(runs),
+        # calibrated intervals (the default): the stage-1 form fixed, the rest chosen by the internal backtest
+        "flpm_cal": FLPM(n_bootstrap=8, n_starts=3, stage1="flpm", family="law", stage2="logistic",
+                         stage2_inputs="fitted", seed=0).fit(runs),
         "dml": DML(**FAST_FLPM).fit(runs),
         "regmix": RegMixRegression().fit(runs),
         "flp": FLP(n_bootstrap=40).fit(single_runs),
@@ -76,7 +79,7 @@ def _check_quantiles(draws: np.ndarray, lower: np.ndarray, upper: np.ndarray) ->
     np.testing.assert_allclose(q_hi[ok], upper[ok], rtol=0, atol=float(QUANTILE_ATOL_WIDTHS * width[ok].max()))
 
 
-@pytest.mark.parametrize("kind", ["flpm", "dml", "regmix", "flp", "fp"])
+@pytest.mark.parametrize("kind", ["flpm", "flpm_cal", "dml", "regmix", "flp", "fp"])
 def test_draws_are_shaped_seeded_and_calibrated(models, targets, kind):
     model = models[kind]
     targets = _targets_for(kind, targets)
@@ -210,3 +213,39 @@ def test_intervals_widen_with_the_targets_distance_beyond_the_calibration(models
     assert pred.calibrated_ratio == pytest.approx(cal.calibrated_ratio)
     assert pred.beyond_calibration[-1] and pred.extrapolation["beyond_calibration"]
     assert pred.extrapolation["compute_ratio_max"] == pytest.approx(float(pred.compute_ratio.max()))
+
+
+def test_flpm_calibrated_intervals_equal_the_per_column_rule(models, world):
+    """The vectorised calibrated path: each side of the model's own reference-level interval
+    times the group's factor, never narrower than the model's own interval at the level."""
+    from mixopt.surrogate.base import normal_quantile
+    from mixopt.surrogate.calibrate import extrapolation_distance
+
+    model = models["flpm_cal"]
+    cal = model.calibrator_
+    assert cal is not None
+    mix = world.random_mixtures(5, seed=12)
+    tg = Targets(flops=model.train_max_flops_ * np.array([0.5, 1.0, 3.0, 30.0, 300.0]), mixture=mix, domains=world.domains)
+    for level in (0.9, 0.8):
+        pred = model.predict(tg, level=level)
+        raw = model._predict_raw(tg, intervals=True, level=cal.level)
+        d = extrapolation_distance(tg.flops, model.train_max_flops_)
+        k = normal_quantile(0.5 + level / 2) / normal_quantile(0.5 + cal.level / 2)
+        for j, q in enumerate(pred.names):
+            mu, lo, hi = raw.mean[:, j], raw.lower[:, j], raw.upper[:, j]
+            f = cal.factor(d, q.split(":")[0], level)
+            np.testing.assert_allclose(pred.lower[:, j], np.minimum(mu - f * (mu - lo), mu - k * (mu - lo)), rtol=1e-12)
+            np.testing.assert_allclose(pred.upper[:, j], np.maximum(mu + f * (hi - mu), mu + k * (hi - mu)), rtol=1e-12)
+    assert pred.calibrated_ratio == pytest.approx(cal.calibrated_ratio)
+    assert pred.beyond_calibration[-1] and not pred.beyond_calibration[0]
+
+
+def test_regmix_draws_agree_whichever_way_the_product_is_associated(models, targets):
+    """Fewer draws than rows takes ``(delta @ kinv) @ K^T``, a single row ``delta @ (K @ kinv)^T``."""
+    model = models["regmix"]
+    batch = model.predict_draws(targets, n_draws=3, seed=4)
+    for i in (0, 5):
+        one = model.predict_draws(Targets(flops=targets.flops[i : i + 1], mixture=targets.mixture[i : i + 1],
+                                          domains=targets.domains), n_draws=3, seed=4)
+        for q, d in one.items():
+            np.testing.assert_allclose(d[:, 0], batch[q][:, i], rtol=RTOL_BATCH, atol=ATOL_BATCH)

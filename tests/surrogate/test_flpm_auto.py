@@ -211,3 +211,19 @@ def test_calibrated_intervals_cover_when_extrapolating_on_noisy_worlds(seed):
         a = test.column(q)
         hits.append((lo <= a) & (a <= hi))
     assert np.mean(np.concatenate(hits)) >= MIN_COVERAGE
+
+
+def test_the_net_competes_only_on_tables_above_net_min_runs():
+    from types import SimpleNamespace
+
+    from mixopt.surrogate.flpm_auto import NET_MIN_RUNS, _stage2_candidates
+
+    auto = {"stage2": "auto", "stage2_inputs": "auto"}
+    small, large = SimpleNamespace(n_runs=NET_MIN_RUNS), SimpleNamespace(n_runs=NET_MIN_RUNS + 1)
+    s2, skipped = _stage2_candidates(auto, small)
+    assert s2 == [("logistic", "fitted"), ("logistic", "observed")]
+    assert [r["candidate"] for r in skipped] == ["stage2=net, inputs=observed"]
+    assert skipped[0]["status"] == "skipped" and f"<= {NET_MIN_RUNS}" in skipped[0]["reason"]
+    assert _stage2_candidates(auto, large) == ([("logistic", "fitted"), ("net", "observed"), ("logistic", "observed")], [])
+    # an explicit stage2 is never overruled
+    assert _stage2_candidates({"stage2": "net", "stage2_inputs": "auto"}, small) == ([("net", "observed")], [])

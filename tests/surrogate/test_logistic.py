@@ -74,3 +74,17 @@ def test_round_trip_and_errors(fitted):
         fitted.predict_mean(X[:, :2])
     with pytest.raises(NotFittedError):
         LogisticScoreMap().predict_mean(X)
+
+
+def test_all_logistic_links_take_the_in_place_path_and_equal_the_reference():
+    X, Y, M, g, _ = _data(1)
+    Y = np.column_stack([Y[:, 0], 1.0 - 0.8 * (Y[:, 0] - 0.25)])  # a lower-is-better benchmark with a floor too
+    m = LogisticScoreMap(n_members=3, seed=2).fit(X, Y, M, g, chance=[0.25, 0.8], higher_is_better=[True, False])
+    assert np.all(m.link_ == 1)
+    Xs = np.random.default_rng(4).normal(2.4, 0.3, (4, 30, 4))
+    paired = m.predict_paired(Xs)
+    for s in range(4):
+        for j in range(2):
+            th = m.members_[j, s % 3] if np.isfinite(m.members_[j, s % 3]).all() else m.coef_[j]
+            np.testing.assert_allclose(paired[s, :, j], _reference(m, Xs[s], th, j), rtol=RTOL_VECTOR, atol=ATOL_VECTOR)
+    np.testing.assert_allclose(m.predict_mean(Xs[0])[:, 1], _reference(m, Xs[0], m.coef_[1], 1), rtol=RTOL_VECTOR, atol=ATOL_VECTOR)

@@ -138,3 +138,20 @@ def test_unknown_domain_in_target_mixture_is_refused(saved_flpm):
     t = Targets(flops=np.array([1e20]), mixture=np.array([[0.5, 0.3, 0.1, 0.1]]), domains=(*model.domains_, "books"))
     with pytest.raises(Exception, match="never saw"):
         model.predict(t)
+
+
+def test_a_model_file_with_the_retired_wall_time_budget_loads_and_predicts_the_same(saved_flpm, tmp_path):
+    # written by a mixopt whose FLP-M had a max_seconds setting (its manifest hashes that model.json)
+    import hashlib
+
+    model, path, targets = saved_flpm
+    old = _copy(path, tmp_path / "old")
+    meta = json.loads((old / "model.json").read_text())
+    meta["settings"]["max_seconds"] = 120.0
+    (old / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
+    man = json.loads((old / "manifest.json").read_text())
+    man["files"]["model.json"] = hashlib.sha256((old / "model.json").read_bytes()).hexdigest()
+    (old / "manifest.json").write_text(json.dumps(man, indent=1) + "\n")
+    loaded = load_surrogate(old)
+    assert "max_seconds" not in loaded.get_params()
+    np.testing.assert_array_equal(loaded.predict(targets, intervals=False).mean, model.predict(targets, intervals=False).mean)

@@ -175,8 +175,6 @@ def test_a_fit_that_does_not_converge_raises_fit_error_fast() -> None:
     t0 = time.perf_counter()
     with pytest.raises(FitError, match=r"chinchilla.*did not converge.*32 points.*try"):
         LawFitter(ChinchillaLaw(1e9, 1e11), maxiter=2, n_starts=1).fit(x, y)
-    with pytest.raises(FitError, match="wall-time budget"):
-        LawFitter(ChinchillaLaw(1e9, 1e11), max_seconds=1e-4).fit(x, y)
     assert time.perf_counter() - t0 < 20.0  # generous: a shared 2-core CI machine
 
 

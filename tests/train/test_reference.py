@@ -85,6 +85,42 @@ def test_bad_options_and_domains_are_reported(fixture_corpus_dir, tmp_path):
         t.train(_spec(mixture={"web": 1.0}), tmp_path)
 
 
+def test_v1_shapes_are_unchanged_and_v2_widths_suit_the_vector_units():
+    # v1 is pinned by configs/ladder.toml: its shapes for the shipped ladder sizes must not move
+    assert [shape_for_params(n, "v1") for n in (4e4, 1.2e5, 2.5e5, 6e5)] == [(2, 40, 2), (3, 56, 4), (4, 72, 2), (4, 112, 4)]
+    assert shape_for_params(6e5) == shape_for_params(6e5, "v1")  # the function's own default stays v1
+    for n in (3e4, 1e5, 6e5, 2e6, 1e7):
+        layers, width, heads = shape_for_params(n, "v2")
+        assert width % (64 if width >= 128 else 16 if width >= 64 else 8) == 0 and width % heads == 0
+        assert width < 128 or width // heads == 64
+        assert abs(np.log(non_embedding_params(layers, width) / n)) < 0.25
+
+
+def test_kernels_and_device_options_are_checked(fixture_corpus_dir, tmp_path):
+    import torch
+
+    with pytest.raises(ConfigError, match=r"kernels must be one of \['v1', 'v2'\], got 'v3'"):
+        ReferenceTrainer(kernels="v3")
+    with pytest.raises(ConfigError, match="device must be one of"):
+        ReferenceTrainer(device="tpu")
+    if not torch.cuda.is_available():
+        t = ReferenceTrainer(corpus=str(fixture_corpus_dir), device="cuda", **MICRO)
+        with pytest.raises(TrainerError, match="torch sees no GPU"):
+            t.train(_spec(), tmp_path)
+
+
+@pytest.mark.parametrize("kernels", ["v1", "v2"])
+def test_a_gpu_trains_the_same_model_on_the_same_data(fixture_corpus_dir, tmp_path, kernels):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    cpu = ReferenceTrainer(corpus=str(fixture_corpus_dir), device="cpu", kernels=kernels, bf16="off", **MICRO)
+    gpu = ReferenceTrainer(corpus=str(fixture_corpus_dir), device="cuda", kernels=kernels, bf16="off", **MICRO)
+    a, b = cpu.train(_spec(), tmp_path / "c"), gpu.train(_spec(), tmp_path / "g")
+    np.testing.assert_allclose(b.losses(), a.losses(), rtol=2e-3)  # same init, same batches; other kernels
+    assert b.frame.height == a.frame.height
+
+
 def _corpus_variant(src, dst, *, valid_is_train: bool, train_bytes: int = 2000):
     """A copy of the fixture corpus whose prose train split is cut to ``train_bytes`` (so a micro run
     over-fits it) and whose prose validation split is either the real held-out text or the train bytes."""

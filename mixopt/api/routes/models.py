@@ -83,7 +83,7 @@ def check_fit_limits(settings: Any, limits: dict[str, float], where: str = "sett
 async def create_model(body: ModelCreate, ctx: CtxDep, owner: OwnerDep) -> ModelPublic:
     """Starts the fit as a job and returns at once (status ``fitting``); poll GET /v1/models/{id}.
 
-    Size and budget settings (``n_members``, ``max_seconds``, ``n_bootstrap``, ...) are bounded by
+    Size and budget settings (``n_members``, ``maxiter``, ``n_bootstrap``, ...) are bounded by
     the server's ``fit_limits`` (422 beyond), so every fit ends; POST /v1/models/{id}/cancel stops one.
     """
     from mixopt.surrogate import make_surrogate

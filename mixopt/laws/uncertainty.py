@@ -1,0 +1,174 @@
+"""Uncertainty of law fits: bootstrap draws by run (:class:`GroupResample`) and intervals.
+
+Used by :class:`~mixopt.laws.fitter.LawFitter` and the surrogates (FLP's and FLP-M's joint
+draws over stages). Randomness comes only from ``np.random.default_rng(seed)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mixopt.errors import ConfigError, SchemaError
+
+
+# -- resampling by run ---------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class GroupResample:
+    """Bootstrap draws over groups (runs): how often each group appears in each draw.
+
+    One object can drive several fits (FLP's two stages) so that draw ``b`` resamples the
+    *same* runs everywhere (joint bootstrap).
+
+    Attributes:
+        labels: ``(G,)`` sorted unique group labels.
+        counts: ``(B, G)`` int64 multiplicities; each row sums to ``G``.
+    """
+
+    labels: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def draw(
+        cls, groups: Sequence[Any] | np.ndarray, n_bootstrap: int, seed: int | np.random.Generator | None = 0
+    ) -> GroupResample:
+        """Resample the unique ``groups`` with replacement ``n_bootstrap`` times.
+
+        Args:
+            groups: group label of every row (or the labels themselves); duplicates collapse.
+            n_bootstrap: number of draws ``B`` (>= 0).
+            seed: seed or generator for ``np.random.default_rng``.
+        """
+        labels = np.unique(np.asarray(groups))
+        g = labels.shape[0]
+        if n_bootstrap < 0:
+            raise ConfigError(f"n_bootstrap must be >= 0, got {n_bootstrap}.")
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, g, size=(n_bootstrap, g)) if g else np.zeros((n_bootstrap, 0), dtype=np.int64)
+        flat = (idx + g * np.arange(n_bootstrap)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=n_bootstrap * g).reshape(n_bootstrap, g).astype(np.int64)
+        return cls(labels=labels, counts=counts)
+
+    @property
+    def n_draws(self) -> int:
+        return int(self.counts.shape[0])
+
+    def row_counts(self, groups: np.ndarray) -> np.ndarray:
+        """Multiplicity of every row in every draw, ``(B, n)`` float.
+
+        Raises:
+            SchemaError: a row's group is not among :attr:`labels`.
+        """
+        lookup = {g: i for i, g in enumerate(self.labels.tolist())}
+        values = np.asarray(groups).tolist()
+        missing = sorted({str(g) for g in values if g not in lookup})
+        if missing:
+            raise SchemaError(
+                f"The bootstrap resample does not cover group(s) {missing[:5]}; draw it over every run "
+                "the fit uses (GroupResample.draw(all_run_ids, ...))."
+            )
+        pos = np.fromiter((lookup[g] for g in values), dtype=np.int64, count=len(values))
+        return self.counts[:, pos].astype(np.float64)
+
+
+# -- intervals -----------------------------------------------------------------------------
+def combine_interval(
+    point: np.ndarray,
+    samples: np.ndarray | None,
+    noise_sd: float | np.ndarray,
+    level: float,
+    *,
+    log_space: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Central ``level`` interval from bootstrap draws plus Gaussian residual noise.
+
+    Parameter uncertainty is the bootstrap percentile interval ``[lo, hi]`` around the
+    draws' median ``m``; residual noise ``N(0, noise_sd²)`` is added in quadrature on each
+    side: ``lower = m - sqrt((m - lo)² + (z·sd)²)`` and likewise for ``upper``. This is exact
+    for either source alone and keeps the bootstrap's asymmetry. For log-space laws the
+    combination happens in log space (``noise_sd`` is then a log-scale sd).
+
+    Args:
+        point: ``(..., n)`` point predictions (used when there are fewer than 2 finite draws).
+        samples: ``(B, ..., n)`` bootstrap predictions or None; NaN draws (failed bootstrap
+            fits) are ignored.
+        noise_sd: residual sd, scalar or broadcastable to ``point``; 0 for parameter
+            uncertainty only.
+        level: central coverage in (0, 1).
+        log_space: combine in log space.
+
+    Returns:
+        ``(lower, upper)``, each shaped like ``point``.
+    """
+    from scipy.special import ndtri
+
+    if not 0 < level < 1:
+        raise ConfigError(f"level must be in (0, 1), got {level}.")
+    z = float(ndtri(0.5 + level / 2))
+    t = np.log if log_space else (lambda a: a)
+    inv = np.exp if log_space else (lambda a: a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = t(np.asarray(point, dtype=np.float64))
+        lo = hi = m = p
+        if samples is not None and samples.shape[0] >= 2:
+            s = t(np.asarray(samples, dtype=np.float64))
+            q, enough = _quantiles_axis0(s, ((1 - level) / 2, 0.5, (1 + level) / 2))
+            if np.any(enough):
+                lo, m, hi = (np.where(enough, qi, p) for qi in q)
+        zs = z * np.asarray(noise_sd, dtype=np.float64)
+        lower = m - np.sqrt((m - lo) ** 2 + zs**2)
+        upper = m + np.sqrt((hi - m) ** 2 + zs**2)
+    return inv(lower), inv(upper)
+
+
+def _quantiles_axis0(s: np.ndarray, qs: Sequence[float]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Quantiles along axis 0 ignoring non-finite values (linear interpolation, like
+    ``np.nanquantile`` but one sort for all ``qs``). Returns (quantiles, enough) where
+    ``enough`` marks entries with >= 2 finite values."""
+    s = np.where(np.isfinite(s), s, np.nan)
+    srt = np.sort(s, axis=0)  # NaN sort last
+    k = np.isfinite(s).sum(axis=0)
+    enough = k >= 2
+    km1 = np.maximum(k - 1, 0)
+    out = []
+    for q in qs:
+        pos = q * km1
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, km1)
+        frac = pos - lo
+        a = np.take_along_axis(srt, lo[None], axis=0)[0]
+        b = np.take_along_axis(srt, hi[None], axis=0)[0]
+        out.append(a + frac * (b - a))
+    return out, enough
+
+
+def predictive_std(
+    point: np.ndarray, samples: np.ndarray | None, noise_sd: float | np.ndarray, *, log_space: bool = False
+) -> np.ndarray:
+    """Predictive standard deviation in output units: ``sqrt(var_boot + noise²)``.
+
+    For log-space laws the log-scale ``noise_sd`` is mapped to output units by the delta
+    method (``point · noise_sd``).
+
+    Args:
+        point: ``(..., n)`` point predictions.
+        samples: ``(B, ..., n)`` bootstrap predictions or None (NaN draws ignored).
+        noise_sd: residual sd (log scale for log-space laws).
+    """
+    point = np.asarray(point, dtype=np.float64)
+    var = np.zeros_like(point)
+    if samples is not None and samples.shape[0] >= 2:
+        s = np.where(np.isfinite(samples), samples, np.nan)
+        enough = np.isfinite(s).sum(axis=0) >= 2
+        with np.errstate(invalid="ignore"):
+            v = np.nanvar(np.where(enough, s, 0.0), axis=0, ddof=1) if np.any(enough) else var
+        var = np.where(enough, v, 0.0)
+    sd = np.asarray(noise_sd, dtype=np.float64)
+    noise = (point * sd) ** 2 if log_space else sd**2
+    return np.sqrt(var + noise)
+
+
+__all__ = ["GroupResample", "combine_interval", "predictive_std"]

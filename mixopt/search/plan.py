@@ -1,0 +1,287 @@
+"""Plan the next sampling runs by what they teach about the decision (``mixopt plan``).
+
+Candidates
+----------
+Candidate runs are ``n_candidates`` seeded mixtures drawn in the search's mixture space
+(uniform in its cube, so floors, caps and pins hold; :meth:`MixtureSpace.to_mixture`) times
+the candidate ``sizes`` (parameters N; tokens ``tokens_per_param * N``), or an explicit pool
+(a retrospective benchmark). A run costs ``6·N·D`` FLOPs (:meth:`Targets.from_params_tokens`).
+
+The decision
+------------
+``n_targets`` seeded points of the search space (mixture and target compute, decoded by
+:meth:`SearchSpace.decode`, so token and ratio bounds hold) are re-predicted with the
+surrogate's joint draws; per draw the search's scalarisation (:func:`draw_stats`: objectives
+scaled over the points, weighted distance to the draw's ideal) ranks them. The pick is the
+point with the largest P(best); the decision's loss in draw ``s`` is its regret
+``r[s] = dist[s, pick] - min_i dist[s, i]``, with the gaps to the pick's nearest rivals.
+
+Criteria (both greedy, both counting candidates, never seconds)
+---------------------------------------------------------------
+Each candidate run's outcome ``y`` (the quantities the objectives use, one column each) is
+drawn with the *same* seed, so draw ``s`` is the same fitted model at the candidates and at
+the targets: the draws' covariance links what a run would measure with the decision.
+
+* ``decision`` (default): the expected reduction of the variance of the decision's losses
+  from measuring the run, under a linear-Gaussian reading of the draws,
+  ``sum_k sum_q Cov(y_q, r_k)^2 / (Var(y_q) + noise^2)``, per FLOP, where ``r_0`` is the
+  regret and ``r_1..`` the distance gaps between the pick and its nearest rivals
+  (:func:`decision_regret`), each scaled to unit variance. A cheap, documented
+  approximation of the expected reduction of regret: a run whose outcome moves with the
+  regret (it tells which mixture wins at the target) is worth much; one whose outcome is
+  certain, or unrelated to which candidate wins, is worth little.
+* ``doptimal``: the design-based rule: the gain in log-determinant of the information about
+  the surrogate's fitted parameters, ``sum_q 0.5·log(1 + Var(y_q) / noise^2)``, per FLOP.
+  Under a first-order expansion the draws' covariance of the outcomes is ``J Σ J^T`` (``J``
+  the law's Jacobian at the fit, ``Σ`` the parameters' covariance), so this is greedy
+  D-optimal design computed through the draws, without per-law Jacobians.
+
+After each pick the draws are conditioned on the picked run's outcome (each draw's column
+regressed on it and replaced by its residual: a Gaussian update of the draw ensemble), so a
+second run that would teach the same thing is worth little (the diversity of the batch);
+a candidate already picked is never picked twice. The batch stops at ``n_runs`` runs or when
+the next run would exceed ``max_flops``.
+
+Joint draws are required: a surrogate without its own ``predict_draws`` has only comonotone
+draws (every row moves together), which cannot say which mixture wins; the plan says so
+(``draws`` in the result) and should not be trusted then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mixopt.errors import SearchError
+from mixopt.search.decision import draw_stats, joint_draws, values_from_draws
+from mixopt.search.objectives import Problem
+from mixopt.search.space import Points
+from mixopt.surrogate.base import Targets
+
+CRITERIA = ("decision", "doptimal")
+#: Default noise of one run's measured outcome (std, in the quantity's units: nats of loss).
+DEFAULT_NOISE = 0.01
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """How to plan (``[plan]`` in a config).
+
+    Attributes:
+        runs: most runs in the batch.
+        flops: most total FLOPs of the batch (None: no FLOPs budget).
+        criterion: ``"decision"`` or ``"doptimal"``.
+        sizes: candidate model sizes N (empty: the sizes of the run table's runs).
+        tokens_per_param: tokens D per parameter of a candidate run (None: the run table's median).
+        n_candidates: candidate mixtures (each at every size).
+        n_targets: points of the search space the decision is judged on.
+        n_draws: joint draws.
+        noise: std of one run's measured outcome (quantity units).
+        seed: seeds candidates, targets and draws.
+    """
+
+    runs: int = 8
+    flops: float | None = None
+    criterion: str = "decision"
+    sizes: tuple[float, ...] = ()
+    tokens_per_param: float | None = None
+    n_candidates: int = 256
+    n_targets: int = 256
+    n_draws: int = 256
+    noise: float = DEFAULT_NOISE
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (isinstance(self.runs, int) and self.runs >= 1):
+            problems.append(f"runs must be an integer >= 1, got {self.runs!r}")
+        if self.flops is not None and not (np.isfinite(self.flops) and self.flops > 0):
+            problems.append(f"flops must be a FLOPs budget > 0, got {self.flops!r}")
+        if self.criterion not in CRITERIA:
+            problems.append(f"criterion must be one of {list(CRITERIA)}, got {self.criterion!r}")
+        if any(not (np.isfinite(s) and s > 0) for s in self.sizes):
+            problems.append(f"sizes must be parameter counts > 0, got {list(self.sizes)}")
+        if self.tokens_per_param is not None and not self.tokens_per_param > 0:
+            problems.append(f"tokens_per_param must be > 0, got {self.tokens_per_param!r}")
+        for name in ("n_candidates", "n_targets", "n_draws"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v >= 2):
+                problems.append(f"{name} must be an integer >= 2, got {v!r}")
+        if not (np.isfinite(self.noise) and self.noise > 0):
+            problems.append(f"noise must be a std > 0, got {self.noise!r}")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            problems.append(f"seed must be an integer >= 0, got {self.seed!r}")
+        if problems:
+            raise SearchError("Invalid plan settings:", problems)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A planned batch: the picked candidates in order, with the criterion at each pick."""
+
+    domains: tuple[str, ...]
+    mixture: np.ndarray  # (b, k)
+    params: np.ndarray  # (b,)
+    tokens: np.ndarray  # (b,)
+    value: np.ndarray  # (b,) criterion gain at the pick (before dividing by FLOPs)
+    index: np.ndarray  # (b,) candidate indices
+    criterion: str
+    draws: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flops(self) -> np.ndarray:
+        return 6.0 * self.params * self.tokens
+
+    def __len__(self) -> int:
+        return int(self.params.shape[0])
+
+
+def candidate_runs(problem: Problem, sizes: Sequence[float], tokens_per_param: float, n: int, seed: int) -> Points:
+    """``n`` seeded mixtures of the search's mixture space times ``sizes`` (size-major)."""
+    ms = problem.space.mixture
+    rng = np.random.default_rng([int(seed), 0x706C])
+    mix = ms.to_mixture(rng.random((n, ms.dim))) if ms.dim else np.tile(ms.center(), (n, 1))
+    sizes = np.asarray(sorted(set(float(s) for s in sizes)), dtype=np.float64)
+    params = np.repeat(sizes, n)
+    tokens = params * float(tokens_per_param)
+    return Points(mixture=np.tile(mix, (len(sizes), 1)), flops=6.0 * params * tokens, params=params, tokens=tokens)
+
+
+def target_points(problem: Problem, n: int, seed: int) -> Points:
+    """``n`` seeded points of the search space (mixture and target compute)."""
+    rng = np.random.default_rng([int(seed), 0x7467])
+    dim = problem.space.mixture.dim + problem.space.compute.dim
+    return problem.space.decode(rng.random((n, dim)))
+
+
+#: Rivals of the pick whose distance gap to it the decision criterion tracks.
+RIVALS = 8
+
+
+def decision_regret(problem: Problem, points: Points, *, n_draws: int, seed: int) -> tuple[np.ndarray, dict[str, Any], str]:
+    """Per-draw decision losses ``(S, 1 + RIVALS)`` and a summary of the decision.
+
+    Column 0 is the regret of the current pick; the others are the gaps
+    ``dist[:, j] - dist[:, pick]`` to its :data:`RIVALS` nearest rivals (smallest mean
+    distance), so a decision that is settled in every draw still says which runs would
+    sharpen the comparison that could overturn it."""
+    draws, kind = joint_draws(problem, points, n_draws=n_draws, seed=seed)
+    vals, cons = values_from_draws(problem, points, draws, n_draws)
+    required = [c.probability for c in problem.constraints] + ([None] if problem.space.has_data_constraint else [])
+    stats = draw_stats(vals, cons, problem.directions, scale_from=vals.mean(axis=0), weights=None, epsilon=0.0,
+                       required=required, kind=kind)
+    dist = np.where(np.isfinite(stats.distance), stats.distance, np.nan)
+    pick = int(np.argmax(stats.p_best))
+    regret = dist[:, pick] - np.nanmin(dist, axis=1)
+    order = [int(j) for j in np.argsort(np.nan_to_num(np.nanmean(dist, axis=0), nan=np.inf)) if j != pick][:RIVALS]
+    gaps = dist[:, order] - dist[:, [pick]]
+    p = stats.p_best[stats.p_best > 0]
+    summary = {"pick": {d: float(x) for d, x in zip(problem.space.domains, points.mixture[pick], strict=True)},
+               "p_best_of_pick": float(stats.p_best[pick]), "expected_regret": float(np.nanmean(regret)),
+               "p_best_entropy": float(-(p * np.log(p)).sum()), "targets": len(points)}
+    return np.nan_to_num(np.column_stack([regret, gaps])), summary, kind
+
+
+def outcome_draws(problem: Problem, runs: Points, *, n_draws: int, seed: int) -> np.ndarray:
+    """Draws ``(S, n, q)`` of the quantities the objectives use, at candidate runs."""
+    targets = Targets.from_params_tokens(runs.params, runs.tokens, runs.mixture if problem.space.domains else None,
+                                         problem.space.domains)
+    raw = problem.surrogate.predict_draws(targets, n_draws=n_draws, seed=seed)
+    names = [q for o in problem.objectives for q in o.quantities if q in raw]
+    if not names:
+        raise SearchError(f"The surrogate draws none of the objectives' quantities {list(problem.objective_names)}; "
+                          "plan needs a loss or score objective the surrogate predicts.")
+    names = list(dict.fromkeys(names))
+    y = np.stack([np.asarray(raw[q], dtype=np.float64).reshape(n_draws, len(runs)) for q in names], axis=2)
+    return np.nan_to_num(y - y.mean(axis=0, keepdims=True))
+
+
+def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, runs: int, flops: float | None,
+                 noise: float) -> tuple[list[int], list[float]]:
+    """Greedy picks over centred outcome draws ``y (S, n, q)``; ``regret (S,)`` for ``decision``, None for ``doptimal``."""
+    y = y.copy()
+    r = None
+    if regret is not None:  # centred, each loss scaled to unit std (a constant one carries nothing)
+        r = regret.reshape(regret.shape[0], -1) - regret.reshape(regret.shape[0], -1).mean(axis=0)
+        sd = r.std(axis=0, ddof=1)
+        r = r[:, sd > 0] / sd[sd > 0]
+    s = y.shape[0]
+    picked: list[int] = []
+    gains: list[float] = []
+    spent = 0.0
+    n2 = noise * noise
+    for _ in range(runs):
+        var = (y * y).sum(axis=0) / (s - 1)  # (n, q)
+        if r is None:
+            gain = 0.5 * np.log1p(var / n2).sum(axis=1)
+        else:
+            cov = np.einsum("snq,sk->nqk", y, r) / (s - 1)
+            gain = (cov * cov / (var + n2)[:, :, None]).sum(axis=(1, 2))
+        score = gain / cost
+        score[picked] = -np.inf
+        if flops is not None:
+            score[spent + cost > flops * (1 + 1e-9)] = -np.inf
+        i = int(np.argmax(score))
+        if not np.isfinite(score[i]):
+            break
+        picked.append(i)
+        gains.append(float(gain[i]))
+        spent += float(cost[i])
+        # Gaussian update of the draw ensemble on the picked run's (noisy) outcome, quantity by quantity.
+        for q in range(y.shape[2]):
+            yi = y[:, i, q].copy()
+            denom = float(yi @ yi) / (s - 1) + n2
+            beta = np.einsum("snq,s->nq", y, yi) / (s - 1) / denom
+            y -= yi[:, None, None] * beta[None, :, :]
+            if r is not None:
+                r = r - yi[:, None] * ((yi @ r) / (s - 1) / denom)[None, :]
+    return picked, gains
+
+
+def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | None = None,
+              sizes: Sequence[float] = (), tokens_per_param: float | None = None) -> Plan:
+    """The next batch of sampling runs (see the module docstring).
+
+    Args:
+        problem: the decision (the search's space, surrogate, objectives and constraints).
+        settings: budget, criterion and sample sizes.
+        candidates: an explicit pool of candidate runs (default: seeded candidates).
+        sizes: candidate sizes when ``settings.sizes`` is empty.
+        tokens_per_param: tokens per parameter when ``settings.tokens_per_param`` is None.
+    """
+    st = settings
+    if candidates is None:
+        sz = st.sizes or tuple(sizes)
+        tpp = st.tokens_per_param or tokens_per_param
+        if not sz or tpp is None:
+            raise SearchError("plan needs candidate sizes and tokens per parameter: set [plan] sizes = [...] and "
+                              "tokens_per_param, or give a run table to take them from.")
+        candidates = candidate_runs(problem, sz, tpp, st.n_candidates, st.seed)
+    y = outcome_draws(problem, candidates, n_draws=st.n_draws, seed=st.seed)
+    regret, summary, kind = (None, {}, "joint")
+    if st.criterion == "decision":
+        regret, summary, kind = decision_regret(problem, target_points(problem, st.n_targets, st.seed),
+                                                n_draws=st.n_draws, seed=st.seed)
+    else:
+        from mixopt.search.decision import draws_kind
+
+        kind = draws_kind(problem.surrogate)
+    cost = 6.0 * candidates.params * candidates.tokens
+    picked, gains = greedy_batch(y, regret, cost, runs=st.runs, flops=st.flops, noise=st.noise)
+    if not picked:
+        raise SearchError(f"No candidate run fits the FLOPs budget {st.flops:.3g}; the cheapest costs {cost.min():.3g} FLOPs. "
+                          "Raise [plan] flops or add a smaller size.")
+    idx = np.asarray(picked, dtype=np.int64)
+    summary = {**summary, "criterion": st.criterion, "draws": kind, "candidates": len(candidates),
+               "runs": len(idx), "flops": float(cost[idx].sum())}
+    return Plan(domains=problem.space.domains, mixture=candidates.mixture[idx], params=candidates.params[idx],
+                tokens=candidates.tokens[idx], value=np.asarray(gains), index=idx, criterion=st.criterion,
+                draws=kind, summary=summary)
+
+
+__all__ = ["CRITERIA", "DEFAULT_NOISE", "RIVALS", "Plan", "PlanSettings", "candidate_runs", "decision_regret", "greedy_batch",
+           "outcome_draws", "plan_runs", "target_points"]

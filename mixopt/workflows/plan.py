@@ -1,0 +1,83 @@
+"""The plan workflow (``mixopt plan``): fit the config's surrogate, plan the next runs, write them.
+
+The CSV has one row per planned run in the columns ``mixopt ladder CONFIG --jobs`` reads
+(:func:`mixopt.train.ladder.read_jobs`: ``run_id``, ``params``, ``tokens``, ``seed``,
+``checkpoints``, ``mix:<domain>``) plus ``flops`` and the criterion's ``gain`` at the pick;
+the JSON next to it holds the settings and the decision's summary (pick, P(best),
+expected regret, draws kind).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixopt._files import write_text
+from mixopt._json import jsonable
+from mixopt.config import SearchConfig
+from mixopt.data.table import RunTable
+from mixopt.search.plan import Plan, PlanSettings, plan_runs
+from mixopt.surrogate.base import Surrogate
+from mixopt.train.ladder import size_label, write_jobs
+from mixopt.train.spec import JobSpec
+from mixopt.workflows.optimize import _read_config_runs, build_problem, fit_surrogate
+
+
+def defaults_from_runs(runs: RunTable) -> tuple[tuple[float, ...], float]:
+    """Candidate sizes (the distinct sizes of the final checkpoints) and the median tokens per parameter."""
+    final = runs.final()
+    sizes = tuple(sorted({float(x) for x in final.params()}))
+    return sizes, float(np.median(final.tokens() / final.params()))
+
+
+def plan(config: SearchConfig, settings: PlanSettings | None = None, *, surrogate: Surrogate | None = None,
+         runs: RunTable | None = None) -> Plan:
+    """Plan the next sampling runs for ``config``'s decision (:mod:`mixopt.search.plan`).
+
+    Args:
+        config: the search config (objectives, constraints, target compute, bounds).
+        settings: budget and criterion (default ``config.plan`` or :class:`PlanSettings`).
+        surrogate: a fitted surrogate (default: fit the config's on its runs).
+        runs: the run table so far (default: the config's ``[data] runs``); it gives the
+            candidate sizes and tokens per parameter when ``settings`` does not.
+    """
+    st = settings or getattr(config, "plan", None) or PlanSettings()
+    if runs is None and config.data.runs is not None:
+        runs = _read_config_runs(config)
+    model = surrogate if surrogate is not None else fit_surrogate(config)
+    sizes, tpp = defaults_from_runs(runs) if runs is not None else ((), None)
+    return plan_runs(build_problem(config, model), st, sizes=sizes, tokens_per_param=tpp)
+
+
+def plan_jobs(p: Plan, *, prefix: str = "plan", seed: int = 0, checkpoints: int = 4) -> list[JobSpec]:
+    """The planned runs as ladder jobs (run ids ``<prefix>_<i>_N<size>``)."""
+    jobs = []
+    for i in range(len(p)):
+        mix = {d: float(x) for d, x in zip(p.domains, p.mixture[i], strict=True)}
+        total = sum(mix.values())
+        mix = {d: x / total for d, x in mix.items()}
+        jobs.append(JobSpec(run_id=f"{prefix}_{i:03d}_N{size_label(float(p.params[i]))}", mixture=mix,
+                            params=float(p.params[i]), tokens=float(p.tokens[i]), seed=seed, checkpoints=checkpoints))
+    return jobs
+
+
+def write_plan(p: Plan, path: str | Path, *, settings: PlanSettings | None = None, prefix: str = "plan",
+               checkpoints: int = 4) -> tuple[Path, Path]:
+    """Write the plan's CSV (ladder jobs + ``flops``, ``gain``) and its JSON summary (``<path>.json``)."""
+    path = Path(path)
+    jobs = plan_jobs(p, prefix=prefix, checkpoints=checkpoints)
+    write_jobs(jobs, path, extra={"flops": p.flops.tolist(), "gain": p.value.tolist()})
+    meta: dict[str, Any] = {"criterion": p.criterion, "draws": p.draws, "summary": p.summary,
+                            "runs": [{**j.to_dict(), "flops": float(f), "gain": float(g)}
+                                     for j, f, g in zip(jobs, p.flops, p.value, strict=True)]}
+    if settings is not None:
+        meta["settings"] = settings.__dict__
+    jpath = path.with_suffix(".json")
+    write_text(jpath, json.dumps(jsonable(meta), indent=1) + "\n", what="plan summary")
+    return path, jpath
+
+
+__all__ = ["defaults_from_runs", "plan", "plan_jobs", "write_plan"]

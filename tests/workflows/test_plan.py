@@ -1,0 +1,160 @@
+"""mixopt plan: the next runs chosen by what they teach about the decision."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from mixopt.data import Benchmark, RunTable
+from mixopt.errors import SearchError
+from mixopt.search import ComputeSpace, MixtureSpace, Problem, SearchSpace
+from mixopt.search.plan import PlanSettings, candidate_runs, greedy_batch, plan_runs
+from mixopt.surrogate.base import Prediction, Surrogate, Targets
+from mixopt.train.ladder import read_jobs
+from mixopt.workflows.plan import plan_jobs, write_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class HingeSurrogate(Surrogate):
+    """Loss over domains a, b, c with two uncertain parameters, one draw each per fitted model.
+
+    ``loss = 2 + θ·(r_b - 0.5) + φ·3·(r_c - 1/3)`` at a proxy run (C < 1e17), but at the
+    target compute only ``θ`` matters: the decision (how much b) hinges on θ alone. φ is
+    the larger source of variance at the proxies, so a design for the parameters (doptimal)
+    wants c to vary, while the decision wants b to vary.
+    """
+
+    kind: ClassVar[str] = "test-plan-hinge"
+    uses_mixture: ClassVar[bool] = True
+
+    def _fit(self, runs: RunTable | None) -> None:
+        self.domains_ = ("a", "b", "c")
+        self.benchmarks_ = (Benchmark(name="x", chance=0.25),)
+        self.outputs_ = ("loss",)
+        self.unpredictable_ = {}
+
+    def _loss(self, targets: Targets, theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+        r = targets.mixture
+        proxy = (targets.flops < 1e17).astype(float)
+        return 2 + theta[:, None] * (r[:, 1] - 0.5)[None, :] + proxy[None, :] * phi[:, None] * 3 * (r[:, 2] - 1 / 3)[None, :]
+
+    def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+        mean = self._loss(targets, np.zeros(1), np.zeros(1))[0][:, None]
+        return Prediction.from_normal(self.outputs_, mean, 0.1 if intervals else None, level)
+
+    def _predict_draws(self, targets: Targets, *, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        theta, phi = 0.1 * rng.standard_normal(n_draws), 0.1 * rng.standard_normal(n_draws)
+        return {"loss": self._loss(targets, theta, phi)}
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {}, {}
+
+    def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:  # pragma: no cover
+        self._fit(None)
+
+
+def _problem(caps: Mapping[str, float] | None = None) -> Problem:
+    s = HingeSurrogate()
+    s._fit(None)
+    s.fitted_ = True
+    space = SearchSpace(MixtureSpace(("a", "b", "c"), floors={"a": 0.05}, caps=dict(caps or {"c": 0.6})),
+                        ComputeSpace(params=1e9, tokens=2e10))
+    return Problem(space, s, ["loss"])
+
+
+SETTINGS = PlanSettings(runs=4, sizes=(1e6,), tokens_per_param=20.0, n_candidates=128, n_targets=64, n_draws=128)
+
+
+def test_decision_puts_runs_where_the_deciding_domain_varies_doptimal_where_variance_is() -> None:
+    problem = _problem()
+    cand = candidate_runs(problem, SETTINGS.sizes, 20.0, SETTINGS.n_candidates, SETTINGS.seed)
+    spread_b = np.median(np.abs(cand.mixture[:, 1] - 0.5))
+    spread_c = np.median(np.abs(cand.mixture[:, 2] - 1 / 3))
+    dec = plan_runs(problem, SETTINGS)
+    dop = plan_runs(problem, PlanSettings(**{**SETTINGS.__dict__, "criterion": "doptimal"}))
+    # the decision's runs sit where b is far from its midpoint (θ shows most), c near its own (φ is noise to it)
+    assert np.all(np.abs(dec.mixture[:, 1] - 0.5) > spread_b)
+    assert np.mean(np.abs(dec.mixture[:, 2] - 1 / 3)) < np.mean(np.abs(dop.mixture[:, 2] - 1 / 3))
+    assert np.mean(np.abs(dop.mixture[:, 2] - 1 / 3)) > spread_c
+    assert dec.summary["draws"] == "joint" and 0 < dec.summary["p_best_of_pick"] <= 1
+
+
+def test_plan_respects_bounds_budget_and_is_seeded() -> None:
+    problem = _problem(caps={"c": 0.3, "b": 0.7})
+    st = PlanSettings(**{**SETTINGS.__dict__, "sizes": (1e6, 4e6), "runs": 50, "flops": 6 * 20 * (3 * 1e12 + 16e12)})
+    p = plan_runs(problem, st)
+    assert np.all(p.mixture[:, 2] <= 0.3 + 1e-9) and np.all(p.mixture[:, 1] <= 0.7 + 1e-9)
+    assert np.all(p.mixture[:, 0] >= 0.05 - 1e-9)
+    assert np.allclose(p.mixture.sum(axis=1), 1)
+    assert p.flops.sum() <= st.flops * (1 + 1e-9)
+    assert np.allclose(p.tokens, 20 * p.params) and np.allclose(p.flops, 6 * p.params * p.tokens)
+    again = plan_runs(problem, st)
+    assert np.array_equal(p.mixture, again.mixture) and np.array_equal(p.params, again.params)
+    other = plan_runs(problem, PlanSettings(**{**st.__dict__, "seed": 1}))
+    assert not np.array_equal(p.mixture, other.mixture)
+
+
+def test_greedy_batch_picks_the_informative_run_once_and_honours_the_budget() -> None:
+    rng = np.random.default_rng(0)
+    s = 400
+    r = rng.standard_normal(s)
+    y = rng.standard_normal((s, 5, 1)) * 0.5
+    y[:, 3, 0] = r + 0.1 * rng.standard_normal(s)  # run 3 measures the regret
+    y[:, 4, 0] = y[:, 3, 0]  # run 4 would measure the same thing again
+    picked, gains = greedy_batch(y - y.mean(axis=0), r, np.ones(5), runs=2, flops=None, noise=0.05)
+    assert picked[0] in (3, 4) and set(picked) != {3, 4}
+    assert gains[0] > 10 * gains[1]
+    cost = np.array([1.0, 1.0, 1.0, 100.0, 100.0])
+    picked, _ = greedy_batch(y - y.mean(axis=0), r, cost, runs=5, flops=3.0, noise=0.05)
+    assert sorted(picked) == [0, 1, 2]
+
+
+def test_bad_settings_say_what_is_expected() -> None:
+    with pytest.raises(SearchError, match="criterion must be one of"):
+        PlanSettings(criterion="greedy")
+    with pytest.raises(SearchError, match="runs must be an integer >= 1"):
+        PlanSettings(runs=0)
+    with pytest.raises(SearchError, match="No candidate run fits the FLOPs budget"):
+        plan_runs(_problem(), PlanSettings(**{**SETTINGS.__dict__, "flops": 1.0}))
+
+
+def test_plan_csv_round_trips_to_ladder_jobs(tmp_path: Path) -> None:
+    p = plan_runs(_problem(), SETTINGS)
+    csv, js = write_plan(p, tmp_path / "plan.csv", settings=SETTINGS)
+    jobs = read_jobs(csv)
+    assert [j.to_dict() for j in jobs] == [j.to_dict() for j in plan_jobs(p)]
+    assert all(set(j.mixture) == {"a", "b", "c"} for j in jobs)
+    meta = json.loads(js.read_text())
+    assert meta["criterion"] == "decision" and len(meta["runs"]) == len(p)
+
+
+def test_cli_plan_on_the_shipped_ladder_writes_jobs_the_ladder_reads(tmp_path: Path, capsys) -> None:
+    from mixopt.cli.main import main
+
+    cfg = tmp_path / "plan.toml"
+    cfg.write_text(f"""[data]
+runs = "{ROOT / 'mixopt/examples/ladder_runs.csv'}"
+[surrogate]
+method = "flpm"
+[compute]
+params = 1.2e6
+tokens = 3.2e6
+[domains.math]
+floor = 0.05
+[objectives]
+optimize = ["loss:prose", "loss:code"]
+""")
+    out = tmp_path / "next.csv"
+    assert main(["plan", str(cfg), "--runs", "3", "--out", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["draws"] == "joint"
+    jobs = read_jobs(out)
+    assert len(jobs) == 3 and all(j.mixture["math"] >= 0.05 - 1e-9 for j in jobs)
+    assert all(j.params < 1.2e6 for j in jobs)
