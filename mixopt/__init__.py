@@ -26,6 +26,7 @@ from mixopt.errors import (
 if TYPE_CHECKING:  # pragma: no cover
     from mixopt.data import Benchmark, RunTable
     from mixopt.surrogate import Prediction, Surrogate, Targets, load_surrogate, make_surrogate, save_surrogate
+    from mixopt.workflows.plan import plan
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ _LAZY: dict[str, str] = {
     "load_surrogate": "mixopt.surrogate",
     "make_surrogate": "mixopt.surrogate",
     "save_surrogate": "mixopt.surrogate",
+    "plan": "mixopt.workflows.plan",
 }
 
 
@@ -73,5 +75,6 @@ __all__ = [
     "__version__",
     "load_surrogate",
     "make_surrogate",
+    "plan",
     "save_surrogate",
 ]

@@ -65,7 +65,7 @@ from mixopt.data.long import LongLayout
 from mixopt.errors import SchemaError, SearchError
 
 #: Top-level tables of the search sections.
-SECTIONS = ("data", "surrogate", "domains", "tokens", "compute", "objectives", "search")
+SECTIONS = ("data", "surrogate", "domains", "tokens", "compute", "objectives", "search", "plan")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +178,7 @@ class SearchConfig:
     compute: ComputeConfig = field(default_factory=ComputeConfig)  # [compute]
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)  # [objectives]
     search: SearchSettings = field(default_factory=SearchSettings)  # [search]
+    plan: Any = None  # [plan]: a mixopt.search.plan.PlanSettings, None when the section is absent
 
     @property
     def output(self) -> Path | None:
@@ -423,11 +424,34 @@ def parse_search_sections(raw: Mapping[str, Any], base: Path, source: str, *, cl
     compute = _parse_compute(raw, p)
     objectives = _parse_objectives(raw, p)
     search = _parse_search(raw, p, base_for)
+    plan = _parse_plan(raw, p) if "plan" in raw else None
     p.raise_if_any()
     return SearchConfig(
         path=None, data=data, surrogate=surrogate, domains=domains, tokens=tokens,
-        compute=compute, objectives=objectives, search=search,
+        compute=compute, objectives=objectives, search=search, plan=plan,
     )
+
+
+def _parse_plan(raw: Mapping[str, Any], p: _Problems) -> Any:
+    """``[plan]`` (``mixopt plan``): a :class:`mixopt.search.plan.PlanSettings`."""
+    from mixopt.search.plan import PlanSettings
+
+    t = _table(raw, "plan", p)
+    _unknown_keys(t, _names(PlanSettings), "plan", p)
+    kw: dict[str, Any] = {k: v for k, v in t.items() if k in _names(PlanSettings)}
+    if "sizes" in kw:
+        if not isinstance(kw["sizes"], list) or not all(_is_num(x) for x in kw["sizes"]):
+            p.add("plan.sizes", kw.pop("sizes"), "must be a list of parameter counts, e.g. [1e6, 4e6]")
+        else:
+            kw["sizes"] = tuple(float(x) for x in kw["sizes"])
+    for key in ("flops", "tokens_per_param", "noise"):
+        if key in kw and _is_num(kw[key]):
+            kw[key] = float(kw[key])
+    try:
+        return PlanSettings(**kw)
+    except (SearchError, TypeError) as e:
+        p.items.append(f"[plan]: {e} Fix these keys under [plan].")
+        return None
 
 
 __all__ = [

@@ -98,7 +98,7 @@ class PlanSettings:
         problems = []
         if not (isinstance(self.runs, int) and self.runs >= 1):
             problems.append(f"runs must be an integer >= 1, got {self.runs!r}")
-        if self.flops is not None and not (np.isfinite(self.flops) and self.flops > 0):
+        if self.flops is not None and not (isinstance(self.flops, (int, float)) and np.isfinite(self.flops) and self.flops > 0):
             problems.append(f"flops must be a FLOPs budget > 0, got {self.flops!r}")
         if self.criterion not in CRITERIA:
             problems.append(f"criterion must be one of {list(CRITERIA)}, got {self.criterion!r}")
@@ -115,7 +115,7 @@ class PlanSettings:
         if not (isinstance(self.seed, int) and self.seed >= 0):
             problems.append(f"seed must be an integer >= 0, got {self.seed!r}")
         if problems:
-            raise SearchError("Invalid plan settings:", problems)
+            raise SearchError("Invalid plan settings: " + "; ".join(problems) + ".")
 
 
 @dataclass(frozen=True)
@@ -243,13 +243,14 @@ def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, 
 
 
 def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | None = None,
-              sizes: Sequence[float] = (), tokens_per_param: float | None = None) -> Plan:
+              targets: Points | None = None, sizes: Sequence[float] = (), tokens_per_param: float | None = None) -> Plan:
     """The next batch of sampling runs (see the module docstring).
 
     Args:
         problem: the decision (the search's space, surrogate, objectives and constraints).
         settings: budget, criterion and sample sizes.
         candidates: an explicit pool of candidate runs (default: seeded candidates).
+        targets: the points the decision chooses among (default: seeded points of the space).
         sizes: candidate sizes when ``settings.sizes`` is empty.
         tokens_per_param: tokens per parameter when ``settings.tokens_per_param`` is None.
     """
@@ -264,8 +265,8 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
     y = outcome_draws(problem, candidates, n_draws=st.n_draws, seed=st.seed)
     regret, summary, kind = (None, {}, "joint")
     if st.criterion == "decision":
-        regret, summary, kind = decision_regret(problem, target_points(problem, st.n_targets, st.seed),
-                                                n_draws=st.n_draws, seed=st.seed)
+        pts = targets if targets is not None else target_points(problem, st.n_targets, st.seed)
+        regret, summary, kind = decision_regret(problem, pts, n_draws=st.n_draws, seed=st.seed)
     else:
         from mixopt.search.decision import draws_kind
 

@@ -33,18 +33,22 @@ def defaults_from_runs(runs: RunTable) -> tuple[tuple[float, ...], float]:
     return sizes, float(np.median(final.tokens() / final.params()))
 
 
-def plan(config: SearchConfig, settings: PlanSettings | None = None, *, surrogate: Surrogate | None = None,
+def plan(config: SearchConfig | str | Path, settings: PlanSettings | None = None, *, surrogate: Surrogate | None = None,
          runs: RunTable | None = None) -> Plan:
     """Plan the next sampling runs for ``config``'s decision (:mod:`mixopt.search.plan`).
 
     Args:
-        config: the search config (objectives, constraints, target compute, bounds).
+        config: the search config (objectives, constraints, target compute, bounds), or its file.
         settings: budget and criterion (default ``config.plan`` or :class:`PlanSettings`).
         surrogate: a fitted surrogate (default: fit the config's on its runs).
         runs: the run table so far (default: the config's ``[data] runs``); it gives the
             candidate sizes and tokens per parameter when ``settings`` does not.
     """
-    st = settings or getattr(config, "plan", None) or PlanSettings()
+    if not isinstance(config, SearchConfig):
+        from mixopt.config import load_config
+
+        config = load_config(config)
+    st = settings or config.plan or PlanSettings()
     if runs is None and config.data.runs is not None:
         runs = _read_config_runs(config)
     model = surrogate if surrogate is not None else fit_surrogate(config)

@@ -158,3 +158,30 @@ optimize = ["loss:prose", "loss:code"]
     jobs = read_jobs(out)
     assert len(jobs) == 3 and all(j.mixture["math"] >= 0.05 - 1e-9 for j in jobs)
     assert all(j.params < 1.2e6 for j in jobs)
+
+
+def test_plan_section_of_a_config_is_parsed_and_checked(tmp_path: Path) -> None:
+    import mixopt
+    from mixopt.config import load_config
+    from mixopt.errors import ConfigError
+
+    base = f"""[data]
+runs = "{ROOT / 'mixopt/examples/ladder_runs.csv'}"
+[surrogate]
+method = "flpm"
+[compute]
+params = 1.2e6
+tokens = 3.2e6
+[objectives]
+optimize = ["loss:prose"]
+"""
+    good = tmp_path / "good.toml"
+    good.write_text(base + "[plan]\nruns = 2\ncriterion = \"doptimal\"\nsizes = [4e4]\ntokens_per_param = 40\nn_candidates = 16\n")
+    st = load_config(good).plan
+    assert st == PlanSettings(runs=2, criterion="doptimal", sizes=(4e4,), tokens_per_param=40.0, n_candidates=16)
+    p = mixopt.plan(good)
+    assert len(p) == 2 and np.allclose(p.params, 4e4) and np.allclose(p.tokens, 1.6e6)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base + "[plan]\nruns = 0\ncritrion = \"x\"\n")
+    with pytest.raises(ConfigError, match=r"(?s)critrion.*runs must be an integer >= 1"):
+        load_config(bad)
