@@ -204,3 +204,32 @@ def full_disk(monkeypatch) -> Callable[..., None]:
         monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
 
     return install
+
+
+# -- data-gated tests ----------------------------------------------------------------------------------
+#: the real public data sets (README's ``../shared/data``)
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def needs_data(path: Path | str = SHARED_DATA) -> pytest.MarkDecorator:
+    """Mark a test (or module, via ``pytestmark``) that reads ``path`` under :data:`SHARED_DATA`.
+
+    Where the data is missing the test is skipped, except in CI (``CI=1``, set by ``.ci/run``),
+    where it fails: CI must run every data test, so missing data is a broken CI set-up.
+    """
+    return pytest.mark.needs_data(Path(path))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_data(path): reads the public data at path; skipped without it, fails under CI=1")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers(name="needs_data"):
+        path = Path(mark.args[0]) if mark.args else SHARED_DATA
+        if path.exists():
+            continue
+        if os.environ.get("CI") == "1":
+            pytest.fail(f"CI=1 but the public data {path} is missing: CI runs every data test. Put the data at "
+                        f"{SHARED_DATA} (README: data sets) or run outside CI to skip.", pytrace=False)
+        pytest.skip(f"public data not found at {path}")

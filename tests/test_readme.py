@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import needs_data
+
 REPO = Path(__file__).resolve().parents[1]
 README = Path(os.environ.get("MIXOPT_README", REPO / "README.md"))
 #: The reference pages the README links (methods, search, training, API, ...): checked like the README.
@@ -189,9 +191,8 @@ def test_readme_offline_commands_run(tmp_path) -> None:
 
 
 @pytest.mark.slow
+@needs_data(SHARED / "data")
 def test_readme_shared_data_commands_run(tmp_path) -> None:
-    if not (SHARED / "data").is_dir():
-        pytest.skip("../shared/data is not present")
     cmds = [c for c in _commands() if needs_shared(c) and runnable_offline(c)]
     if not cmds:
         pytest.skip("the README has no command on ../shared/data")

@@ -49,7 +49,7 @@ draws (every row moves together), which cannot say which mixture wins; the plan 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +75,8 @@ class PlanSettings:
         flops: most total FLOPs of the batch (None: no FLOPs budget).
         criterion: ``"decision"`` or ``"doptimal"``.
         sizes: candidate model sizes N (empty: the sizes of the run table's runs).
-        tokens_per_param: tokens D per parameter of a candidate run (None: the run table's median).
+        tokens_per_param: tokens D per parameter of a candidate run (None: the median tokens of the
+            run table's runs of that size, else its median D/N times N).
         n_candidates: candidate mixtures (each at every size).
         n_targets: points of the search space the decision is judged on.
         n_draws: joint draws.
@@ -140,14 +141,19 @@ class Plan:
         return int(self.params.shape[0])
 
 
-def candidate_runs(problem: Problem, sizes: Sequence[float], tokens_per_param: float, n: int, seed: int) -> Points:
-    """``n`` seeded mixtures of the search's mixture space times ``sizes`` (size-major)."""
+def candidate_runs(problem: Problem, sizes: Sequence[float], tokens_per_param: float | Mapping[float, float], n: int,
+                   seed: int) -> Points:
+    """``n`` seeded mixtures of the search's mixture space times ``sizes`` (size-major);
+    ``tokens_per_param`` is one ratio D/N or ``{size: tokens}`` for each size."""
     ms = problem.space.mixture
     rng = np.random.default_rng([int(seed), 0x706C])
     mix = ms.to_mixture(rng.random((n, ms.dim))) if ms.dim else np.tile(ms.center(), (n, 1))
     sizes = np.asarray(sorted(set(float(s) for s in sizes)), dtype=np.float64)
     params = np.repeat(sizes, n)
-    tokens = params * float(tokens_per_param)
+    if isinstance(tokens_per_param, Mapping):
+        tokens = np.repeat([float(tokens_per_param[s]) for s in sizes], n)
+    else:
+        tokens = params * float(tokens_per_param)
     return Points(mixture=np.tile(mix, (len(sizes), 1)), flops=6.0 * params * tokens, params=params, tokens=tokens)
 
 
@@ -243,7 +249,8 @@ def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, 
 
 
 def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | None = None,
-              targets: Points | None = None, sizes: Sequence[float] = (), tokens_per_param: float | None = None) -> Plan:
+              targets: Points | None = None, sizes: Sequence[float] = (),
+              tokens: Mapping[float, float] | None = None) -> Plan:
     """The next batch of sampling runs (see the module docstring).
 
     Args:
@@ -252,12 +259,14 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
         candidates: an explicit pool of candidate runs (default: seeded candidates).
         targets: the points the decision chooses among (default: seeded points of the space).
         sizes: candidate sizes when ``settings.sizes`` is empty.
-        tokens_per_param: tokens per parameter when ``settings.tokens_per_param`` is None.
+        tokens: ``{size: tokens}`` for ``sizes`` when ``settings.tokens_per_param`` is None.
     """
     st = settings
     if candidates is None:
         sz = st.sizes or tuple(sizes)
-        tpp = st.tokens_per_param or tokens_per_param
+        tpp: float | Mapping[float, float] | None = st.tokens_per_param or tokens
+        if isinstance(tpp, Mapping) and not all(float(x) in tpp for x in sz):
+            tpp = None
         if not sz or tpp is None:
             raise SearchError("plan needs candidate sizes and tokens per parameter: set [plan] sizes = [...] and "
                               "tokens_per_param, or give a run table to take them from.")

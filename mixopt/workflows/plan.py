@@ -26,11 +26,14 @@ from mixopt.train.spec import JobSpec
 from mixopt.workflows.optimize import _read_config_runs, build_problem, fit_surrogate
 
 
-def defaults_from_runs(runs: RunTable) -> tuple[tuple[float, ...], float]:
-    """Candidate sizes (the distinct sizes of the final checkpoints) and the median tokens per parameter."""
+def defaults_from_runs(runs: RunTable, sizes: tuple[float, ...] = ()) -> tuple[tuple[float, ...], dict[float, float]]:
+    """Candidate sizes (default: the distinct sizes of the final checkpoints) and the tokens of
+    each: the median tokens of the runs of that size, else the median D/N times N."""
     final = runs.final()
-    sizes = tuple(sorted({float(x) for x in final.params()}))
-    return sizes, float(np.median(final.tokens() / final.params()))
+    n, d = final.params(), final.tokens()
+    sizes = sizes or tuple(sorted({float(x) for x in n}))
+    tpp = float(np.median(d / n))
+    return sizes, {s: float(np.median(d[n == s])) if np.any(n == s) else tpp * s for s in sizes}
 
 
 def plan(config: SearchConfig | str | Path, settings: PlanSettings | None = None, *, surrogate: Surrogate | None = None,
@@ -52,8 +55,8 @@ def plan(config: SearchConfig | str | Path, settings: PlanSettings | None = None
     if runs is None and config.data.runs is not None:
         runs = _read_config_runs(config)
     model = surrogate if surrogate is not None else fit_surrogate(config)
-    sizes, tpp = defaults_from_runs(runs) if runs is not None else ((), None)
-    return plan_runs(build_problem(config, model), st, sizes=sizes, tokens_per_param=tpp)
+    sizes, tokens = defaults_from_runs(runs, st.sizes) if runs is not None else ((), None)
+    return plan_runs(build_problem(config, model), st, sizes=sizes, tokens=tokens)
 
 
 def plan_jobs(p: Plan, *, prefix: str = "plan", seed: int = 0, checkpoints: int = 4) -> list[JobSpec]:

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from mixopt.cli import main
+from tests.conftest import needs_data
 
 SHARED = Path(__file__).parents[2].parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"public data not found at {SHARED}")
+pytestmark = needs_data(SHARED)
 
 # (loss file, mixture file, params, tokens, runs, mixture domains, loss domains): SCHEMA.md sizes
 REGMIX = [

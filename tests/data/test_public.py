@@ -17,9 +17,10 @@ from mixopt.data.public import (
     load_regmix,
 )
 from mixopt.errors import SchemaError
+from tests.conftest import needs_data
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"public data not found at {DATA}")
+pytestmark = needs_data(DATA)
 
 ATOL_RATIO = 1e-12
 

@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 
 from mixopt.cli import EXIT_BAD_INPUT, main
+from tests.conftest import needs_data
 
 ROOT = Path(__file__).parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -87,7 +88,7 @@ def _params() -> list:
     for cmd in WALKTHROUGH:
         marks = []
         if "../shared/data" in cmd:
-            marks.append(pytest.mark.skipif(not SHARED.is_dir(), reason=f"public data not found at {SHARED}"))
+            marks.append(needs_data(SHARED))
             if " fit " in cmd:
                 marks.append(pytest.mark.slow)
         out.append(pytest.param(cmd, marks=marks, id=" ".join(cmd.split()[:2]) + ":" + cmd.split("--runs ")[1].split()[0].split("/")[-1]))
@@ -151,7 +152,7 @@ def test_fit_and_backtest_report_missing_cells(tmp_path: Path, monkeypatch: pyte
 
 
 # -- messages through the CLI name the flags ----------------------------------------------------
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"public data not found at {SHARED}")
+@needs_data(SHARED)
 def test_cli_errors_name_flags_not_python_arguments(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(ROOT)
     rc = main(["inspect", "--runs", "../shared/data/regmix/train_pile_loss_1m.csv", "--ratios", "../shared/data/regmix/train_mixture_1m.csv"])

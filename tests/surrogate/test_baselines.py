@@ -11,6 +11,7 @@ from mixopt.errors import ConfigError, NotPredictableError, SchemaError
 from mixopt.surrogate import Targets, load_surrogate, make_surrogate, save_surrogate
 from mixopt.surrogate.baselines import RegMixRegression
 from mixopt.testing import mixture_world
+from tests.conftest import needs_data
 
 #: tolerances, named
 RTOL_IN_RANGE = 0.02  # median relative loss error at held-out mixtures, sampled compute range
@@ -74,7 +75,7 @@ def test_errors(world, runs, model):
         m.predict(Targets(flops=np.array([100 * c0]), mixture=np.array([[0.2, 0.3, 0.5]]), domains=world.domains))
 
 
-@pytest.mark.skipif(not (DATA / "regmix" / "train_mixture_1m.csv").is_file(), reason="RegMix data not available")
+@needs_data(DATA / "regmix" / "train_mixture_1m.csv")
 def test_regmix_heldout_spearman_pile_cc():
     from scipy.stats import spearmanr
 

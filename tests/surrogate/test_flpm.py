@@ -16,6 +16,7 @@ from mixopt.errors import NotPredictableError, SchemaError
 from mixopt.surrogate import Targets, load_surrogate, make_surrogate, save_surrogate
 from mixopt.surrogate.flpm import DML, FLPM, DMLLaw, FLPMAdditiveLaw, FLPMLaw
 from mixopt.testing import mixture_world
+from tests.conftest import needs_data
 
 #: tolerances, named
 RTOL_RECOVERY = 1e-3  # noise-free stage-1 losses at held-out mixtures and 10x compute
@@ -205,7 +206,7 @@ def test_settings_are_validated():
         make_surrogate("flpm", not_a_setting=1)
 
 
-@pytest.mark.skipif(not (DATA / "regmix" / "train_mixture_1m.csv").is_file(), reason="RegMix data not available")
+@needs_data(DATA / "regmix" / "train_mixture_1m.csv")
 def test_regmix_heldout_spearman_pile_cc():
     from scipy.stats import spearmanr
 

@@ -23,3 +23,13 @@ def test_flpm_fits_and_predicts_a_table_with_empty_loss_cells() -> None:
     pred = model.predict(Targets.grid(mix, np.array([runs.flops().max() * 4]), runs.domains))
     for d in runs.loss_domains:
         assert np.all(np.isfinite(pred.get(f"loss:{d}")))
+    # at the table's own final checkpoints the fit reproduces every loss that is present
+    # (measured: median 0.2-0.7%, worst 2.3% per domain), and predicts the missing ones
+    fin = runs.final()
+    at_runs = model.predict(Targets.from_runs(fin), intervals=False)
+    for d in runs.loss_domains:
+        actual, got = fin.column(f"loss:{d}"), at_runs.get(f"loss:{d}")
+        ok = np.isfinite(actual)
+        assert 0 < ok.sum() and np.all(np.isfinite(got))
+        rel = np.abs(got[ok] / actual[ok] - 1)
+        assert np.median(rel) < 0.015 and rel.max() < 0.05, (d, np.median(rel), rel.max())

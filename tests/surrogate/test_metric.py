@@ -15,6 +15,7 @@ from mixopt.errors import ConfigError, FitError, NotPredictableError
 from mixopt.surrogate import Targets, load_surrogate, make_surrogate, save_surrogate
 from mixopt.testing import mixture_world
 from mixopt.testing.metric_worlds import olmix_like_runs
+from tests.conftest import needs_data
 
 #: tolerances, named
 RTOL_HELD_OUT = 0.03  # mean held-out relative error on 1 %-noise Olmix-like metrics
@@ -90,7 +91,7 @@ def test_64_domain_advice_names_what_each_law_needs():
     assert "--method regmix" in msg and "use stage1='dml'" not in msg
 
 
-@pytest.mark.skipif(not (DATA / "olmix").is_dir(), reason="shared Olmix data not present")
+@needs_data(DATA / "olmix")
 def test_backtest_olmix_swarm_with_every_mixture_method(capsys):
     d = DATA / "olmix"
     args = ["backtest", "--runs", str(d / "full_reuse_update_5_seed_0_metrics.csv"), "--ratios",

@@ -199,7 +199,6 @@ def test_auto_moves_on_when_a_stage1_fit_fails(monkeypatch) -> None:
 
 def test_fits_use_only_rows_where_the_loss_is_present() -> None:
     """Tables may leave a loss/score cell empty (null): FLP fits mask those rows."""
-    from mixopt.errors import SchemaError
     from mixopt.testing import single_domain_world
 
     world = single_domain_world(seed=3)
@@ -208,16 +207,17 @@ def test_fits_use_only_rows_where_the_loss_is_present() -> None:
     # blank the loss at every third intermediate checkpoint (finals keep theirs)
     inter = (pl.col("_i") % 3 == 1) & (pl.col("step") < pl.col("step").max().over("run"))
     blank = frame.with_columns(pl.when(inter).then(None).otherwise(pl.col("loss")).alias("loss")).drop("_i")
-    try:
-        holey = RunTable(blank, runs.benchmarks)
-    except SchemaError:
-        pytest.skip("this checkout's RunTable does not accept empty loss cells yet (branch 'tables')")
+    holey = RunTable(blank, runs.benchmarks)
     full = FLP(stage1="power_offset", stage2="sigmoid", n_bootstrap=0, calibrate=False).fit(runs)
     part = FLP(stage1="power_offset", stage2="sigmoid", n_bootstrap=0, calibrate=False).fit(holey)
     from mixopt.surrogate import Targets
 
     tg = Targets(flops=np.array([1e21]))
-    assert np.all(np.isfinite(part.predict(tg, intervals=False).mean[:, 0]))
+    a, b = part.predict(tg, intervals=False), full.predict(tg, intervals=False)
+    assert a.names == b.names and a.names[0] == "loss"
+    np.testing.assert_allclose(a.mean[:, 0], b.mean[:, 0], rtol=1e-9)  # the loss law sees the same final checkpoints
+    # the score laws fit on fewer rows: close to the full fit (measured 0.020-0.026 apart), not equal
+    assert np.all(np.abs(a.mean[:, 1:] - b.mean[:, 1:]) < 0.04), (a.mean, b.mean)
     # stage 1 uses final checkpoints only: unchanged; stage 2 fits on the rows that have a loss
     np.testing.assert_allclose(part.laws_["loss"].params, full.laws_["loss"].params, rtol=1e-9)
     assert part.outputs_ == full.outputs_ and set(part.laws_) == set(full.laws_)
