@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ import polars as pl
 from mixopt.data.table import MIX_PREFIX, PARAMS, RUN, RunTable
 from mixopt.errors import FitError, NotPredictableError, SchemaError
 from mixopt.surrogate.base import Surrogate, Targets, make_surrogate
-from mixopt.surrogate.decision import DECISION_SCHEMA, decision_metrics
+from mixopt.surrogate.decision import DECISION_SCHEMA, decision_metrics, directions
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,8 @@ class BacktestResult:
             quantity, predicted, lower, upper, actual, rel_error, covered.
         unpredictable: quantity -> reason, for quantities the method could not predict.
         level: interval coverage.
+        lower_better: quantities whose lower values are better beyond losses (BPB-like
+            benchmarks, ``Benchmark(higher_is_better=False)``), for the decision metrics.
     """
 
     method: str
@@ -151,6 +153,7 @@ class BacktestResult:
     rows: pl.DataFrame
     unpredictable: Mapping[str, str]
     level: float
+    lower_better: Mapping[str, bool] = field(default_factory=dict)
 
     def summary(self) -> pl.DataFrame:
         """Per quantity: n, median and mean relative error, interval coverage, and the decision metrics.
@@ -186,7 +189,7 @@ class BacktestResult:
         if self.rows.height == 0:
             d = pl.DataFrame(schema=DECISION_SCHEMA)
         else:
-            d = decision_metrics(self.rows)
+            d = decision_metrics(self.rows, lower_better=self.lower_better)
         return d.select(pl.lit(self.method, dtype=pl.String).alias("method"), pl.all())
 
     @property
@@ -206,6 +209,7 @@ class BacktestResult:
             "rows": self.rows.to_dicts(),
             "summary": self.summary().to_dicts(),
             "decisions": self.decisions().to_dicts(),
+            "lower_is_better": dict(self.lower_better),
         }
 
 
@@ -243,6 +247,7 @@ def evaluate(model: Surrogate, test: RunTable, *, level: float = 0.9, method: st
         rows=rows,
         unpredictable=dict(model.unpredictable_),
         level=level,
+        lower_better=directions(final.benchmarks),
     )
 
 

@@ -80,8 +80,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
         # flp: what `auto` chose and each candidate's internal backtest score
         selection = getattr(model, "selection_", None)
         if selection is not None and selection.height:
-            print_frame(selection, "\nchoices (internal leave-largest-out backtest; score = held-out error, lower wins):")
+            print_frame(selection, "\nchoices (internal backtest on these runs; score = held-out error, lower wins):")
+            _print_why(selection)
     return 0
+
+
+def _print_why(selection: Any) -> None:
+    """One line per choice: what was chosen, on which folds, and why (FLP-M / DML ``auto``)."""
+    if "step" not in selection.columns:
+        return
+    folds = selection.filter(selection["step"] == "folds")
+    if folds.height:
+        print("folds: " + "; ".join(f"{r['candidate']}: {r['reason']}" for r in folds.iter_rows(named=True)))
+    for r in selection.filter(selection["status"].is_in(["chosen", "excluded"])).iter_rows(named=True):
+        print(f"{r['status']}: {r['candidate']}" + (f" ({r['reason']})" if r["reason"] else ""))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -116,6 +116,8 @@ class BacktestData:
         comparison: per quantity, each method's median relative error and the winner
             (None when it cannot be computed).
         source: file it came from (None when built in memory).
+        lower_better: quantities whose lower values are better beyond losses (BPB-like
+            benchmarks), for :meth:`decisions`.
     """
 
     methods: tuple[str, ...]
@@ -125,6 +127,7 @@ class BacktestData:
     unpredictable: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     comparison: pl.DataFrame | None = None
     source: Path | None = None
+    lower_better: Mapping[str, bool] = field(default_factory=dict)
 
     def summary(self) -> pl.DataFrame:
         """Per method and quantity: n, median / mean relative error, interval coverage."""
@@ -149,7 +152,7 @@ class BacktestData:
         for m in self.methods:
             sub = self.rows.filter(pl.col("method") == m)
             if sub.height:
-                d = decision_metrics(sub)
+                d = decision_metrics(sub, lower_better=self.lower_better)
                 if d.height:
                     frames.append(d.select(pl.lit(m, dtype=pl.String).alias("method"), pl.all()))
         return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema={"method": pl.String, **DECISION_SCHEMA})
@@ -180,6 +183,7 @@ class BacktestData:
             unpredictable={str(d.get("method", "?")): dict(d.get("unpredictable") or {}) for d in dicts},
             comparison=comparison,
             source=source,
+            lower_better={str(k): bool(v) for d in dicts for k, v in dict(d.get("lower_is_better") or {}).items()},
         )
 
 

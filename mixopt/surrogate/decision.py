@@ -14,8 +14,9 @@ measures the choice the predictions imply, per quantity and per scale:
   (DataDecide's decision accuracy, Magnusson et al. 2025); pairs tied in the actual values
   are left out, pairs tied in the predictions count one half.
 
-Direction: a quantity named ``loss`` or ``loss:<domain>`` is lower-is-better, anything else
-(``score:<benchmark>``) higher-is-better (:func:`lower_is_better`).
+Direction: a quantity named ``loss`` or ``loss:<domain>`` is lower-is-better, a score
+``score:<benchmark>`` higher-is-better unless its benchmark says otherwise (BPB metrics:
+``Benchmark(higher_is_better=False)``; :func:`directions` reads them off a run table).
 
 Groups with fewer than :data:`MIN_MIXTURES` rows are left out (two mixtures give ρ = ±1,
 which says nothing). Used by backtests (:mod:`mixopt.backtest`), ``auto``'s transfer folds
@@ -25,7 +26,7 @@ which says nothing). Used by backtests (:mod:`mixopt.backtest`), ``auto``'s tran
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,11 @@ DECISION_SCHEMA: dict[str, Any] = {
 def lower_is_better(quantity: str) -> bool:
     """True for losses (``loss``, ``loss:<domain>``), False for scores and other metrics."""
     return quantity == "loss" or quantity.startswith("loss:")
+
+
+def directions(benchmarks: Sequence[Any]) -> dict[str, bool]:
+    """``{"score:<name>": lower_is_better}`` for benchmarks that are lower-is-better (``higher_is_better=False``)."""
+    return {"score:" + b.name: True for b in benchmarks if not getattr(b, "higher_is_better", True)}
 
 
 def spearman(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -123,7 +129,7 @@ def _scale_label(row: dict[str, Any], by: Sequence[str]) -> str:
 
 
 def decision_metrics(rows: pl.DataFrame, *, by: Sequence[str] | None = None, run_col: str = "run",
-                     min_mixtures: int = MIN_MIXTURES) -> pl.DataFrame:
+                     min_mixtures: int = MIN_MIXTURES, lower_better: Mapping[str, bool] | None = None) -> pl.DataFrame:
     """Per quantity and scale: the decision metrics of the module docstring (:data:`DECISION_SCHEMA`).
 
     Args:
@@ -134,6 +140,8 @@ def decision_metrics(rows: pl.DataFrame, *, by: Sequence[str] | None = None, run
             present, else ``flops``; none: every row of a quantity is one group).
         run_col: the run-id column (for ``chosen_run`` / ``best_run``; row numbers if absent).
         min_mixtures: fewest rows per group.
+        lower_better: per quantity, whether lower is better, overriding :func:`lower_is_better`
+            (e.g. :func:`directions` of the table's benchmarks).
 
     Returns:
         One row per (quantity, scale) with at least ``min_mixtures`` rows, in order of
@@ -156,7 +164,8 @@ def decision_metrics(rows: pl.DataFrame, *, by: Sequence[str] | None = None, run
         if g.height < min_mixtures:
             continue
         q = str(key[0])
-        m = choice_metrics(g["predicted"].to_numpy(), g["actual"].to_numpy(), lower_better=lower_is_better(q))
+        low = (lower_better or {}).get(q, lower_is_better(q))
+        m = choice_metrics(g["predicted"].to_numpy(), g["actual"].to_numpy(), lower_better=low)
         ids = g[run_col].cast(pl.String).to_list()
         out.append({
             "quantity": q, "scale": _scale_label(dict(zip(keys, key, strict=True)), by) if by else "all",
@@ -167,5 +176,5 @@ def decision_metrics(rows: pl.DataFrame, *, by: Sequence[str] | None = None, run
     return pl.DataFrame(out, schema=DECISION_SCHEMA) if out else pl.DataFrame(schema=DECISION_SCHEMA)
 
 
-__all__ = ["DECISION_SCHEMA", "MIN_MIXTURES", "choice_metrics", "decision_metrics", "lower_is_better", "pairwise_accuracy",
-           "spearman"]
+__all__ = ["DECISION_SCHEMA", "MIN_MIXTURES", "choice_metrics", "decision_metrics", "directions", "lower_is_better",
+           "pairwise_accuracy", "spearman"]

@@ -98,7 +98,7 @@ from mixopt.surrogate.advice import too_few_runs_message
 from mixopt.surrogate.base import register
 from mixopt.surrogate.calibrate import IntervalCalibrator
 from mixopt.surrogate.emergence import emerged_mask
-from mixopt.surrogate.flpm_predict import FLPMPrediction
+from mixopt.surrogate.flpm_predict import FAMILIES, FLPMPrediction
 from mixopt.surrogate.hybrid import MixtureResidual
 from mixopt.surrogate.logistic import LogisticScoreMap
 from mixopt.surrogate.metric import MetricOnly, is_metric_only
@@ -143,8 +143,11 @@ class FLPM(FLPMPrediction):
             :mod:`mixopt.surrogate.flpm_auto`), ``"flpm"``, ``"flpm_additive"``, ``"dml"``
             (FLOPs forms, final checkpoints) or ``"flpm_nd"``, ``"dml_nd"`` (N,D forms,
             :mod:`mixopt.laws.mixture`; every checkpoint, thinned). DML's default: ``"dml"``.
-        family: ``"auto"`` (default), ``"law"`` (the law alone) or ``"hybrid"`` (the law
-            times a kernel-ridge correction over the mixture, :mod:`mixopt.surrogate.hybrid`).
+        family: ``"auto"`` (default), ``"law"`` (the law alone), ``"hybrid"`` (the law
+            times a kernel-ridge correction over the mixture, :mod:`mixopt.surrogate.hybrid`)
+            or ``"average"`` (the equal-weight model average of the two, in log space: the law
+            times half the correction; its loss intervals cover both the law's and the
+            hybrid's prediction, so their disagreement shows).
         shared_exponent: ``flpm_additive`` only: one exponent for all source terms.
         n_bootstrap: stage-1 bootstrap draws by run (joint over domains); 0 disables
             stage-1 parameter uncertainty.
@@ -285,8 +288,8 @@ class FLPM(FLPMPrediction):
         problems = []
         if self.stage1 not in (*STAGE1_LAWS, "auto"):
             problems.append(f"stage1 must be 'auto' or one of {sorted(STAGE1_LAWS)}, got {self.stage1!r}")
-        if self.family not in ("auto", "law", "hybrid"):
-            problems.append(f"family must be 'auto', 'law' or 'hybrid', got {self.family!r}")
+        if self.family not in ("auto", *FAMILIES):
+            problems.append(f"family must be 'auto' or one of {list(FAMILIES)}, got {self.family!r}")
         if self.intervals not in ("auto", "calibrated", "widen", "raw"):
             problems.append(f"intervals must be 'auto', 'calibrated', 'widen' or 'raw', got {self.intervals!r}")
         if self.preset not in (None, "paper"):
@@ -415,9 +418,9 @@ class FLPM(FLPMPrediction):
         return runs.final()
 
     def _fit_residual(self, runs: RunTable) -> None:
-        """The hybrid family's correction over the mixture, fitted on the law's final-checkpoint residuals."""
+        """The hybrid (and average) family's correction over the mixture, fitted on the law's final-checkpoint residuals."""
         self.residual_ = None
-        if self.config_["family"] != "hybrid":
+        if self.config_["family"] not in ("hybrid", "average"):
             return
         fin = runs.final()
         R = fin.mixture(self.domains_)

@@ -6,8 +6,9 @@ What is chosen (each setting left at ``"auto"``; a setting given explicitly is k
   checkpoints) or the N,D forms ``flpm_nd``, ``dml_nd`` (every checkpoint; need several
   sizes); ``flpm_additive`` is reachable explicitly but left out: 3-6x slower to fit and
   never better on our benchmarks), and
-* ``family`` -- ``law`` (the law alone) or ``hybrid`` (the law times a kernel-ridge
-  correction over the mixture, :mod:`mixopt.surrogate.hybrid`),
+* ``family`` -- ``law`` (the law alone), ``hybrid`` (the law times a kernel-ridge
+  correction over the mixture, :mod:`mixopt.surrogate.hybrid`) or ``average`` (the
+  equal-weight model average of the two in log space; its loss intervals cover both),
 
   together, on the held-out runs' **losses** (cheap: stage 1 only), then
 
@@ -22,15 +23,34 @@ What is chosen (each setting left at ``"auto"``; a setting given explicitly is k
   median score error than the net on observed losses, the paper's choice). On tables of at most
   :data:`NET_MIN_RUNS` runs the net is not fitted at all (measured never to win there; no torch).
 
-The folds mimic the real extrapolation (:func:`mixopt.surrogate.select.size_folds`): fit
-without the largest model size(s), predict them. When every run has one compute scale
-(e.g. RegMix's 1M models) there is nothing to extrapolate in scale, and the folds leave
-whole mixtures out instead (:func:`mixture_folds`). Scores: mean absolute log error for
-losses, mean absolute error (score units) for scores -- absolute, because relative errors of
-scores near zero (the foot of an emergence curve) are noise. A candidate that cannot be
-fitted on some fold drops out with its reason. Every candidate's internal score is kept
-in :class:`AutoChoice.table`, and the chosen configuration's held-out rows calibrate the
-intervals (:mod:`mixopt.surrogate.calibrate`).
+The folds mimic the real extrapolation, and say what they can show (``Fold.kind``):
+
+* ``scale`` -- with >= 4 model sizes, fit without the largest size(s) and predict them
+  (:func:`mixopt.surrogate.select.size_folds`): errors and rankings out of range;
+* ``transfer`` -- a few runs at a second, larger scale (a validation round, a handful of
+  larger proxies: :func:`mixopt.surrogate.select.transfer_fold`): fit below, and rank those
+  runs' mixtures (a model fitted at one scale cannot predict the larger compute, but the
+  order of the mixtures is what transfers -- or not); one mixture fold is added for errors;
+* ``mixture`` -- every run at one compute scale (e.g. RegMix's 1M models): whole mixtures
+  left out (:func:`mixture_folds`), in range only.
+
+The stage-1 step is **judged out of range** whenever every candidate has out-of-range
+evidence (``scale`` / ``transfer`` folds): each candidate's mean absolute log error of the
+held-out losses and its mean ``1 - ρ`` among the held-out mixtures at each held-out scale
+(:mod:`mixopt.surrogate.decision`), each divided by the best candidate's and added; in-range
+folds then only inform the table. A free residual (the ``hybrid`` family) is **not a
+candidate** when every fold is in range: such folds cannot show that what the residual learns
+at the proxies' scale carries to the target's (on RegMix it lifts the 1M held-out ρ and lowers
+the 1.1B ρ; ``mixopt.testing.transfer`` is a world built that way). The ``average`` family
+stays: where the evidence cannot tell the law from the hybrid at the target, the two are
+averaged and the interval spans both, instead of one being picked. Scores: mean absolute
+error (score units) for stage 2 -- absolute, because relative errors of scores near zero (the
+foot of an emergence curve) are noise. A candidate that cannot be fitted on some fold drops
+out with its reason. The folds (step ``folds``), every candidate's internal score and the
+evidence it was judged on (``reason``) are kept in :class:`AutoChoice.table`
+(``model.selection_``), and the chosen configuration's held-out rows calibrate the intervals
+(:mod:`mixopt.surrogate.calibrate`; transfer folds, which cannot predict the larger compute,
+give none).
 """
 
 from __future__ import annotations
@@ -39,7 +59,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,7 +67,8 @@ import polars as pl
 
 from mixopt.data.table import RunTable
 from mixopt.surrogate.base import Targets
-from mixopt.surrogate.select import DROP_ERRORS, Fold, fold_rows, size_folds
+from mixopt.surrogate.decision import MIN_MIXTURES, spearman
+from mixopt.surrogate.select import DROP_ERRORS, ROWS_SCHEMA, Fold, compute_scales, fold_rows, size_folds, transfer_fold
 
 if TYPE_CHECKING:
     from mixopt.surrogate.flpm import FLPM
@@ -56,10 +77,13 @@ logger = logging.getLogger(__name__)
 
 #: candidate values per choosable setting, in order of preference on ties
 STAGE1_CANDIDATES: tuple[str, ...] = ("flpm", "dml", "flpm_nd", "dml_nd")
-FAMILY_CANDIDATES: tuple[str, ...] = ("law", "hybrid")
+FAMILY_CANDIDATES: tuple[str, ...] = ("law", "hybrid", "average")
 STAGE2_CANDIDATES: tuple[tuple[str, str], ...] = (("logistic", "fitted"), ("net", "observed"), ("logistic", "observed"))
 #: a candidate must beat the first (simplest) one by this relative margin to be chosen
 TIE_MARGIN = 0.02
+#: smallest normaliser of ``1 - ρ`` when errors and rankings are combined (ρ >= 0.98 is about as good as rankings of
+#: a few held-out mixtures can tell apart)
+RANK_GAP_FLOOR = 0.02
 #: ``stage2="auto"`` fits the net candidate (torch) only on tables with more runs than this.
 #: Measured (``benchmarks/bench_startup.py --sections net``): on the shipped example and on
 #: seeded worlds of its kind (3 domains, 12 or 16 mixtures x 5 sizes = 60 or 80 runs) the net
@@ -120,32 +144,140 @@ def mixture_folds(runs: RunTable, n_folds: int = 2, *, fraction: float = 0.25, s
         test = set(ids[np.isin(inverse, chosen)].tolist())
         train = [r for r in ids.tolist() if r not in test]
         folds.append(Fold(index=k + 1, train=runs.select_runs(train), test=final.select_runs(sorted(test)),
-                          description=f"fold {k + 1}: {chosen.size} of {n_mix} mixtures left out ({len(test)} runs)"))
+                          description=f"fold {k + 1}: {chosen.size} of {n_mix} mixtures left out ({len(test)} runs)",
+                          kind="mixture"))
     return folds
 
 
 def make_folds(runs: RunTable, seed: int = 0) -> list[Fold]:
-    """Size folds (largest size(s) out, two mixtures also left out) or, at one scale, mixture folds."""
+    """The internal folds, by what the runs allow (see the module docstring):
+
+    * >= 4 model sizes: leave-largest-out size folds (kind ``scale``);
+    * a few runs at a second, larger scale (a validation round, a handful of larger proxies):
+      the transfer fold (fit below, rank them; kind ``transfer``) plus one mixture fold;
+    * one compute scale: mixture folds (kind ``mixture``: in range only).
+    """
     flops = runs.final().flops()
     if float(flops.max() / flops.min()) >= 2.0:
         folds = size_folds(runs, 2, min_train_sizes=3, holdout_mixtures=0, seed=seed)
         if folds:
             return folds
-        return []
+        tf = transfer_fold(runs)
+        if tf is None:
+            return []
+        mf = [replace(f, index=f.index + 1, description=f.description.replace(f"fold {f.index}:", f"fold {f.index + 1}:", 1))
+              for f in mixture_folds(runs, 1, seed=seed)]
+        return [tf, *mf]
     return mixture_folds(runs, 1, seed=seed)
 
 
-def _loss_error(model: FLPM, fold: Fold) -> tuple[float, int]:
-    """Mean absolute log error of a stage-1-only fit's held-out final losses."""
+@dataclass
+class Evidence:
+    """Held-out evidence of one stage-1 candidate on some folds: log errors and rankings."""
+
+    err_sum: float = 0.0
+    n_err: int = 0
+    gaps: list[float] = field(default_factory=list)
+
+    @property
+    def error(self) -> float:
+        """Mean absolute log error of losses predicted at their own compute (NaN: none)."""
+        return self.err_sum / self.n_err if self.n_err else math.nan
+
+    @property
+    def rank_gap(self) -> float:
+        """Mean ``1 - ρ`` over (fold, held-out scale, loss domain) rankings of >= 3 mixtures (NaN: none)."""
+        return float(np.mean(self.gaps)) if self.gaps else math.nan
+
+    @property
+    def n_points(self) -> int:
+        return self.n_err + len(self.gaps)
+
+    def describe(self) -> str:
+        parts = [f"log error {self.error:.4g}" if self.n_err else "",
+                 f"mean 1-rho {self.rank_gap:.4g} over {len(self.gaps)} rankings" if self.gaps else ""]
+        return ", ".join(p for p in parts if p)
+
+
+@dataclass
+class FoldScore:
+    """A candidate's evidence, kept apart by what the folds can show.
+
+    ``out``: folds beyond the fitted compute (``scale``, ``transfer``): what the choice is
+    judged on whenever every candidate has some; ``within``: folds at the fitted scale
+    (``mixture``), used only when there is nothing out of range.
+    """
+
+    out: Evidence = field(default_factory=Evidence)
+    within: Evidence = field(default_factory=Evidence)
+
+    @property
+    def n_points(self) -> int:
+        return self.out.n_points + self.within.n_points
+
+
+def _fold_evidence(model: FLPM, fold: Fold, acc: FoldScore) -> None:
+    """Add a stage-1-only fit's held-out losses on ``fold`` to ``acc``.
+
+    A model fitted at one compute scale cannot predict a transfer fold's larger compute: it
+    is asked at its own compute, and only the ranking of the held-out mixtures is scored.
+    """
+    ev = acc.out if fold.out_of_range else acc.within
     test = fold.test
     targets = Targets.from_runs(test).align(model.domains_)
+    level_ok = model.vary_compute_ or fold.kind != "transfer"
+    if not level_ok:
+        c0 = math.sqrt(model.compute_range_[0] * model.compute_range_[1])
+        targets = Targets(flops=np.full(test.n_runs, c0), mixture=targets.mixture, domains=model.domains_)
     x = model._stage1_inputs(targets)
     L = model._stage1_mean(x) * np.exp(model._residual_correction(targets.mixture))
     A = test.losses(model.loss_domains_)
     ok = np.isfinite(A) & np.isfinite(L) & (A > 0) & (L > 0)
-    if not ok.any():
-        return math.nan, 0
-    return float(np.mean(np.abs(np.log(L[ok] / A[ok])))), int(ok.sum())
+    if level_ok and ok.any():
+        ev.err_sum += float(np.sum(np.abs(np.log(L[ok] / A[ok]))))
+        ev.n_err += int(ok.sum())
+    scales = compute_scales(test.flops())
+    for sc in np.unique(scales):
+        at = scales == sc
+        for j in range(A.shape[1]):
+            good = at & ok[:, j]
+            if good.sum() < MIN_MIXTURES:
+                continue
+            rho = spearman(L[good, j], A[good, j])
+            if math.isfinite(rho):
+                ev.gaps.append(1.0 - rho)
+
+
+def _judged_on(ev: Sequence[FoldScore]) -> tuple[str, list[Evidence]]:
+    """The evidence the choice rests on: out of range when every candidate has some, else within range."""
+    if ev and all(e.out.n_points for e in ev):
+        return "out of range", [e.out for e in ev]
+    return "within range", [e.within for e in ev]
+
+
+def _combined_scores(ev: Sequence[Evidence]) -> list[float]:
+    """One score per candidate (lower wins) from errors and rankings.
+
+    Each available component (mean abs log error; mean ``1 - ρ``) is divided by its best
+    value over the candidates (``1 - ρ`` by at least :data:`RANK_GAP_FLOOR`, so that rankings
+    that are all near perfect do not outweigh the errors), and the two are added; a component
+    some candidate lacks is left out; with one component the score is its raw value.
+    """
+    comps = []
+    for get, floor in ((lambda e: e.error, 0.0), (lambda e: e.rank_gap, RANK_GAP_FLOOR)):
+        vals = [get(e) for e in ev]
+        if all(math.isfinite(v) for v in vals):
+            comps.append((vals, floor))
+    if not comps:
+        return [math.inf] * len(ev)
+    if len(comps) == 1:
+        return comps[0][0]
+    out = [0.0] * len(ev)
+    for vals, floor in comps:
+        lo = max(min(vals), floor)
+        for i, v in enumerate(vals):
+            out[i] += v / lo if lo > 0 else (1.0 if v == lo else math.inf)
+    return out
 
 
 def _score_error(rows: pl.DataFrame) -> tuple[float, int]:
@@ -188,65 +320,109 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
             if v == "auto":
                 cfg[k] = defaults[k]
         table.append({"step": "all", "candidate": str(cfg), "status": "chosen",
-                      "reason": "no internal fold possible (fewer than 4 model sizes, or fewer than 8 mixtures at one scale); defaults used",
+                      "reason": "no internal fold possible (fewer than 4 model sizes, no few runs at a second larger scale, or "
+                                "fewer than 8 mixtures at one scale); defaults used",
                       "score": None, "n_points": 0, "seconds": 0.0})
         return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=pl.DataFrame(), folds=())
 
+    for f in folds:  # what the choice rests on, first in the table
+        table.append({"step": "folds", "candidate": f.kind, "status": "used", "reason": f.description, "score": None,
+                      "n_points": f.test.n_runs, "seconds": 0.0})
     _choose_stage1(make, folds, cfg, defaults, table, warm_by)
     return _choose_stage2(make, folds, runs, cfg, table, need_rows, warm_by)
 
 
 def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], cfg: dict[str, str],
                    defaults: Mapping[str, str], table: list[dict[str, Any]], warm_by: dict[tuple[str, int], Any]) -> None:
-    """Step 1: stage-1 form x family, on held-out losses (stage 1 only).
+    """Step 1: stage-1 form x family, on held-out losses and rankings (stage 1 only, :func:`_score_stage1`).
 
     Sets ``cfg``, appends to ``table`` and keeps each (form, fold) stage-1 fit in ``warm_by``.
     """
     s1 = STAGE1_CANDIDATES if cfg["stage1"] == "auto" else (cfg["stage1"],)
     fam = FAMILY_CANDIDATES if cfg["family"] == "auto" else (cfg["family"],)
     if len(s1) * len(fam) > 1:
-        scored = []
-        for form in s1:
-            # one law fit per fold serves every family (the hybrid corrects the same law)
-            t0 = time.perf_counter()
-            errs: dict[str, list[float]] = {f: [] for f in fam}
-            npts = dict.fromkeys(fam, 0)
-            reason = ""
-            try:
-                for fold in folds:
-                    m = make({"n_bootstrap": 0, "stage1": form})  # type: ignore[dict-item]
-                    m._prepare(fold.train)
-                    m.config_ = {"stage1": form, "family": "law", "stage2": "net", "stage2_inputs": "observed"}
-                    m._fit_stage1(m._stage1_rows(fold.train))
-                    warm_by[(form, fold.index)] = m.stage1_warm_entry()
-                    for f in fam:
-                        m.config_["family"] = f
-                        m._fit_residual(fold.train)
-                        e, n = _loss_error(m, fold)
-                        errs[f].append(e * n)
-                        npts[f] += n
-            except DROP_ERRORS as e:
-                reason = str(e).splitlines()[0]
-            sec = (time.perf_counter() - t0) / len(fam)
-            for f in fam:
-                name = f"stage1={form}, family={f}"
-                if reason or npts[f] == 0:
-                    table.append({"step": "stage1", "candidate": name, "status": "failed", "reason": reason or "no held-out loss",
-                                  "score": None, "n_points": npts[f], "seconds": sec})
-                    continue
-                score = float(np.sum(errs[f]) / npts[f])
-                scored.append((score, form, f, len(table)))
-                table.append({"step": "stage1", "candidate": name, "status": "scored", "reason": "", "score": score,
-                              "n_points": npts[f], "seconds": sec})
-        if scored:
-            best = _pick(scored)
-            cfg["stage1"], cfg["family"] = best[1], best[2]
-            table[best[3]]["status"] = "chosen"
-        else:
-            cfg["stage1"] = cfg["stage1"] if cfg["stage1"] != "auto" else defaults["stage1"]
-            cfg["family"] = cfg["family"] if cfg["family"] != "auto" else "law"
+        form, family = _score_stage1(make, folds, s1, fam, table, explicit_family=cfg["family"] != "auto", warm_by=warm_by)
+        cfg["stage1"] = form or (cfg["stage1"] if cfg["stage1"] != "auto" else defaults["stage1"])
+        cfg["family"] = family or (cfg["family"] if cfg["family"] != "auto" else "law")
     else:
         cfg["stage1"], cfg["family"] = s1[0], fam[0]
+
+
+def _score_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], forms: Sequence[str],
+                  families: Sequence[str], table: list[dict[str, Any]], *, explicit_family: bool,
+                  warm_by: dict[tuple[str, int], Any] | None = None) -> tuple[str | None, str | None]:
+    """Score every (form, family) on the folds' held-out losses; append the rows to ``table``; the winner or Nones.
+
+    The ``hybrid`` family (a free kernel residual over the mixture) is a candidate only when
+    some fold predicts beyond the fitted compute (``scale`` or ``transfer``): folds at the
+    fitted scale cannot show that what the residual learns there carries to a larger one
+    (RegMix: it lifts the 1M held-out ρ and lowers the 1.1B ρ). Given explicitly it is kept.
+    The ``average`` family (the law and the hybrid averaged, their disagreement in the
+    interval) stays a candidate: it hedges instead of picking. For the same reason the law
+    form is not chosen on in-range folds: the first form is kept (RegMix: in range ``dml``
+    beats ``flpm``, at 1.1B it ranks Pile-CC at ρ 0.969 against 0.988).
+    """
+    transfer = any(f.out_of_range for f in folds)
+    if not transfer and len(forms) > 1:
+        # in-range errors cannot show which law form extrapolates: keep the first (the paper's pooled law)
+        for form in forms[1:]:
+            table.append({"step": "stage1", "candidate": f"stage1={form}", "status": "excluded",
+                          "reason": f"every internal fold is at the fitted compute scale: in-range errors cannot show which law "
+                                    f"form extrapolates; {forms[0]!r} (the paper's form) is kept", "score": None,
+                          "n_points": 0, "seconds": 0.0})
+        forms = forms[:1]
+    fam = [f for f in families if f != "hybrid" or transfer or explicit_family]
+    for f in families:
+        if f not in fam:
+            table.append({"step": "stage1", "candidate": f"family={f}", "status": "excluded",
+                          "reason": "every internal fold is at the fitted compute scale (mixtures left out): such folds cannot "
+                                    "show that a residual learned there transfers to a larger scale; the law alone or the "
+                                    "average of the law and the hybrid (its spread in the interval) is used",
+                          "score": None, "n_points": 0, "seconds": 0.0})
+    cands: list[tuple[str, str, FoldScore, float]] = []
+    for form in forms:
+        # one law fit per fold serves every family (the hybrid corrects the same law)
+        t0 = time.perf_counter()
+        acc = {f: FoldScore() for f in fam}
+        reason = ""
+        try:
+            for fold in folds:
+                m = make({"n_bootstrap": 0, "stage1": form})
+                m._prepare(fold.train)
+                m.config_ = {"stage1": form, "family": "law", "stage2": "net", "stage2_inputs": "observed"}
+                m._fit_stage1(m._stage1_rows(fold.train))
+                if warm_by is not None:
+                    warm_by[(form, fold.index)] = m.stage1_warm_entry()
+                for f in fam:
+                    refit = f == "hybrid" or getattr(m, "residual_", None) is None  # the average reuses the hybrid's
+                    m.config_["family"] = f
+                    if refit:
+                        m._fit_residual(fold.train)
+                    _fold_evidence(m, fold, acc[f])
+        except DROP_ERRORS as e:
+            reason = str(e).splitlines()[0]
+        sec = (time.perf_counter() - t0) / len(fam)
+        for f in fam:
+            name = f"stage1={form}, family={f}"
+            if reason or acc[f].n_points == 0:
+                table.append({"step": "stage1", "candidate": name, "status": "failed", "reason": reason or "no held-out loss",
+                              "score": None, "n_points": acc[f].n_points, "seconds": sec})
+                continue
+            cands.append((form, f, acc[f], sec))
+    if not cands:
+        return None, None
+    basis, judged = _judged_on([c[2] for c in cands])
+    scores = _combined_scores(judged)
+    first = len(table)
+    for (form, f, ev, sec), sc in zip(cands, scores, strict=True):
+        reason = f"judged {basis}: " + (ev.out.describe() if basis == "out of range" else ev.within.describe())
+        if basis == "out of range" and ev.within.n_points:
+            reason += f" (within range, not judged: {ev.within.describe()})"
+        table.append({"step": "stage1", "candidate": f"stage1={form}, family={f}", "status": "scored",
+                      "reason": reason, "score": sc, "n_points": ev.n_points, "seconds": sec})
+    best = _pick([(sc, c[0], c[1], first + i) for i, (c, sc) in enumerate(zip(cands, scores, strict=True))])
+    table[best[3]]["status"] = "chosen"
+    return best[1], best[2]
 
 
 def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], runs: RunTable,
@@ -263,6 +439,8 @@ def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
         return AutoChoice(config=cfg, table=pl.DataFrame(table, schema=TABLE_SCHEMA), rows=pl.DataFrame(),
                           folds=tuple(f.description for f in folds),
                           warm={f: e for (f, k), e in warm_by.items() if k == folds[0].index})
+    # a transfer fold fitted at one scale ranks a larger scale its model cannot reach: no errors or intervals there
+    level_folds = [f for f in folds if f.kind != "transfer" or compute_scales(f.train.final().flops()).max() > 0]
     rows_by: dict[int, pl.DataFrame] = {}
     scored = []
     for kind, inputs in s2:
@@ -271,7 +449,7 @@ def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
         t0 = time.perf_counter()
         parts, reason = [], ""
         try:
-            for fold in folds:
+            for fold in level_folds:
                 m = make(settings)
                 if (cfg["stage1"], fold.index) in warm_by:
                     m._stage1_warm = {cfg["stage1"]: warm_by[(cfg["stage1"], fold.index)]}
@@ -284,7 +462,7 @@ def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
             table.append({"step": "stage2", "candidate": name, "status": "failed", "reason": reason, "score": None,
                           "n_points": 0, "seconds": sec})
             continue
-        rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame()
+        rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=ROWS_SCHEMA)
         score, npts = _score_error(rows) if has_scores else (0.0, 0)
         if not math.isfinite(score):
             score = math.inf

@@ -26,6 +26,10 @@ _CHUNK_MEAN = 262144
 _CHUNK_INTERVAL = 4096
 #: draws x rows per block in joint draws
 _CHUNK_DRAW_CELLS = 1 << 20
+#: the stage-1 families: the law alone, the law times the kernel correction, their equal-weight model average
+FAMILIES: tuple[str, ...] = ("law", "hybrid", "average")
+#: weight of the kernel correction (log space) per family
+RESIDUAL_WEIGHT: dict[str, float] = {"law": 0.0, "hybrid": 1.0, "average": 0.5}
 
 
 class FLPMPrediction(Surrogate):
@@ -56,10 +60,17 @@ class FLPMPrediction(Surrogate):
     extrapolation_distance_: np.ndarray
 
     def _residual_correction(self, R: np.ndarray) -> np.ndarray:
-        """Log-space correction ``(n, m)`` of the hybrid family (zeros for the law family)."""
+        """Log-space correction ``(n, m)`` of the hybrid family, half of it for the average (zeros for the law family)."""
         if getattr(self, "residual_", None) is None:
             return np.zeros((np.asarray(R).shape[0], len(self.loss_domains_)))
-        return self.residual_.predict(R)
+        return RESIDUAL_WEIGHT[self.config_["family"]] * self.residual_.predict(R)
+
+    def _family_spread(self, L: np.ndarray, corr: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The average family's loss interval widened to cover both averaged models (the law, the hybrid)."""
+        if self.config_.get("family") != "average":
+            return lo, hi
+        spread = np.exp(np.abs(corr))
+        return np.minimum(lo, L / spread), np.maximum(hi, L * spread)
 
     def _stage1_inputs(self, targets: Targets) -> np.ndarray:
         """Law inputs ``(n, q)`` for aligned targets; raises when compute/ratios are out of reach."""
@@ -220,6 +231,7 @@ class FLPMPrediction(Surrogate):
             draws = self._stage1_draws(xs) * cs[None]
             ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)
             lo, hi = combine_interval(L, draws if draws.shape[0] else None, self.stage1_residual_, level, log_space=True)
+            lo, hi = self._family_spread(L, corr[s : s + chunk], lo, hi)
             lower[s : s + chunk, :m] = lo  # type: ignore[index]
             upper[s : s + chunk, :m] = hi  # type: ignore[index]
             std[s : s + chunk, :m] = predictive_std(L, draws if draws.shape[0] else None, self.stage1_residual_, log_space=True)  # type: ignore[index]
@@ -242,4 +254,4 @@ class FLPMPrediction(Surrogate):
                           unpredictable=dict(self.unpredictable_))
 
 
-__all__ = ["FLPMPrediction"]
+__all__ = ["FAMILIES", "FLPMPrediction", "RESIDUAL_WEIGHT"]

@@ -78,6 +78,13 @@ TABLE_SCHEMA: dict[str, Any] = {
 }
 
 
+#: fold kinds, see :class:`Fold`
+FOLD_KINDS: tuple[str, ...] = ("scale", "transfer", "mixture")
+
+#: compute scales closer than this many decades are one scale (transfer folds)
+SCALE_DECADES = 0.15
+
+
 @dataclass(frozen=True)
 class Fold:
     """One internal split.
@@ -87,12 +94,23 @@ class Fold:
         train: runs to fit on (all checkpoints).
         test: held-out runs (final checkpoints).
         description: what was held out.
+        kind: what the fold can show (:data:`FOLD_KINDS`): ``"scale"`` (fit small, predict
+            the larger sizes: errors and rankings out of range), ``"transfer"`` (fit on the
+            smaller scale(s), rank the few runs of a larger one: a ranking can transfer even
+            when the fitted model cannot predict that compute), ``"mixture"`` (mixtures left
+            out at the fitted scale: in range only, cannot show transfer to a larger scale).
     """
 
     index: int
     train: RunTable
     test: RunTable
     description: str
+    kind: str = "scale"
+
+    @property
+    def out_of_range(self) -> bool:
+        """Whether the fold predicts beyond the fitted compute (it can show transfer)."""
+        return self.kind in ("scale", "transfer")
 
 
 @dataclass(frozen=True)
@@ -158,6 +176,47 @@ def size_folds(
             desc += f", {holdout_mixtures} mixture(s) left out of fitting"
         folds.append(Fold(index=k, train=runs.select_runs(train_ids), test=final.select_runs(sorted(test_ids)), description=desc))
     return folds
+
+
+def compute_scales(flops: np.ndarray, decades: float = SCALE_DECADES) -> np.ndarray:
+    """Integer scale label per run: runs whose compute lies within ``decades`` of the previous (sorted) run share one."""
+    lf = np.log10(np.asarray(flops, dtype=np.float64))
+    order = np.argsort(lf, kind="stable")
+    lab = np.zeros(lf.size, dtype=np.int64)
+    cur = 0
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        if lf[b] - lf[a] > decades:
+            cur += 1
+        lab[b] = cur
+    return lab
+
+
+def transfer_fold(runs: RunTable, *, min_mixtures: int = 3) -> Fold | None:
+    """Fit on every scale below the largest, rank the largest scale's runs (a validation round, a few larger proxies).
+
+    Made when the table holds at least two compute scales (:func:`compute_scales`) and the
+    largest has at least ``min_mixtures`` distinct mixtures and fewer runs than the rest.
+    None otherwise.
+    """
+    final = runs.final()
+    if final.n_runs < 2 * min_mixtures:
+        return None
+    lab = compute_scales(final.flops())
+    top = int(lab.max())
+    if top == 0:
+        return None
+    ids = final.run_ids().astype(str)
+    big = lab == top
+    n_mix = np.unique(np.round(final.mixture()[big], 4), axis=0).shape[0] if runs.domains else 0
+    if n_mix < min_mixtures or big.sum() >= (~big).sum():
+        return None
+    test_ids = ids[big].tolist()
+    train_ids = ids[~big].tolist()
+    fl = final.flops()
+    desc = (f"transfer fold: fit on {len(train_ids)} runs at <= {fl[~big].max():.3g} FLOPs, rank the {len(test_ids)} runs "
+            f"({n_mix} mixtures) at {np.median(fl[big]):.3g} FLOPs ({np.median(fl[big]) / fl[~big].max():.3g}x)")
+    return Fold(index=1, train=runs.select_runs(train_ids), test=final.select_runs(sorted(test_ids)), description=desc,
+                kind="transfer")
 
 
 def fold_rows(model: Surrogate, fold: Fold, *, level: float = 0.9, distance_of: Callable[[RunTable, RunTable], np.ndarray] | None = None) -> pl.DataFrame:
@@ -392,14 +451,17 @@ def _table_row(name: str, status: str, reason: str, *, seconds: float = math.nan
 
 __all__ = [
     "DROP_ERRORS",
+    "FOLD_KINDS",
     "ROWS_SCHEMA",
     "TABLE_SCHEMA",
     "Candidate",
     "Fold",
     "Selection",
+    "compute_scales",
     "default_score",
     "fold_rows",
     "internal_backtest",
     "select",
     "size_folds",
+    "transfer_fold",
 ]

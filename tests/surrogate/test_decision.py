@@ -107,3 +107,16 @@ def test_decisions_per_scale_and_too_few_mixtures():
     assert decision_metrics(two).height == 0  # two mixtures say nothing
     with pytest.raises(SchemaError, match="actual"):
         decision_metrics(pl.DataFrame({"quantity": ["x"], "predicted": [1.0]}))
+
+
+def test_lower_is_better_benchmarks_flip_the_choice():
+    from mixopt.data.table import Benchmark
+    from mixopt.surrogate.decision import directions
+
+    low = directions([Benchmark(name="bpb", chance=None, higher_is_better=False), Benchmark(name="arc_easy", chance=0.25)])
+    assert low == {"score:bpb": True}
+    rows = pl.DataFrame({"quantity": ["score:bpb"] * 5, "predicted": PRED_LOSS, "actual": ACTUAL_LOSS})
+    d = decision_metrics(rows, lower_better=low).row(0, named=True)
+    assert d["chosen_rank"] == 3 and d["regret"] == pytest.approx(0.2) and d["scale"] == "all"
+    hi = decision_metrics(rows).row(0, named=True)  # read as higher-is-better: picks the largest prediction
+    assert hi["chosen_run"] == "4" and hi["chosen_rank"] == 1

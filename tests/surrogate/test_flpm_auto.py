@@ -81,11 +81,12 @@ def test_scores_match_the_world_truth_and_a_shift_would_not(cls, world, noisy_ru
 def test_auto_reports_every_candidate_and_its_score(auto_model):
     m = auto_model
     t = m.selection_
-    assert set(t["step"].unique()) == {"stage1", "stage2"}
+    assert set(t["step"].unique()) == {"folds", "stage1", "stage2"}
+    assert set(t.filter(pl.col("step") == "folds")["candidate"].to_list()) == {"scale"}
     assert t.filter(pl.col("status") == "chosen").height == 2
     assert t.filter(pl.col("step") == "stage2").height == 2  # logistic on fitted / observed losses
     s1 = t.filter(pl.col("step") == "stage1")
-    assert s1.height == 8 and s1["score"].is_not_null().all()
+    assert s1.height == 12 and s1["score"].is_not_null().all()  # 4 forms x law, hybrid, average
     assert set(m.config_) == {"stage1", "family", "stage2", "stage2_inputs"} and "auto" not in m.config_.values()
     chosen = s1.filter(pl.col("status") == "chosen")["candidate"][0]
     assert chosen == f"stage1={m.config_['stage1']}, family={m.config_['family']}"
