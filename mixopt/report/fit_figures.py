@@ -284,6 +284,27 @@ def _x_axis(model: Surrogate, runs: RunTable) -> tuple[str, list[str]]:
     return "flops", []
 
 
+def _draw_score_curve(ax: Any, xc: np.ndarray, sc: tuple[Any, Any, Any], xe: np.ndarray, grid: np.ndarray,
+                      inside: np.ndarray, axis: str, g: str, label: str, level: float) -> dict[str, Any]:
+    """One score map's fitted curve, only where it was fitted (emerged ``xe``) and beyond, towards the target."""
+    ok = np.isfinite(xc)
+    if xe.size:
+        ok &= (xc >= xe.min() * (1 - 1e-9)) if axis == "flops" else (xc <= xe.max() * (1 + 1e-9))
+    _draw_path(ax, xc[ok], sc[0][ok], None if sc[1] is None else sc[1][ok], None if sc[2] is None else sc[2][ok],
+               inside[ok], g, label, level)
+    return {"flops": _list(grid[ok]), "x": _list(xc[ok]), "mean": _list(sc[0][ok]),
+            "lower": None if sc[1] is None else _list(sc[1][ok]),
+            "upper": None if sc[2] is None else _list(sc[2][ok])}
+
+
+def _draw_score_target(ax: Any, x: float, st: tuple[Any, Any, Any], g: str) -> dict[str, Any]:
+    """One score map's target prediction with its interval."""
+    lo = float(st[1][0]) if st[1] is not None else None
+    hi = float(st[2][0]) if st[2] is not None else None
+    _draw_target(ax, x, float(st[0][0]), lo, hi, f"{g}/target", _interval_text(float(st[0][0]), lo, hi))
+    return {"x": x, "mean": float(st[0][0]), "lower": lo, "upper": hi}
+
+
 def _score_maps(model: Surrogate, runs: RunTable, target: Target | None = None, *, level: float = 0.9,
                 key: str = "scores") -> tuple[Figure, dict[str, Any]] | None:
     from mixopt.surrogate.flp import emerged_mask
@@ -342,22 +363,11 @@ def _score_maps(model: Surrogate, runs: RunTable, target: Target | None = None, 
             reason = model.unpredictable_.get(q)
             sc = _series(pred, q) if reason is None else None
             if sc is not None and xc is not None:
-                # draw the map only where it was fitted (emerged region) and beyond, towards the target
-                ok = np.isfinite(xc)
-                xe = x_all[em & ev]
-                if xe.size:
-                    ok &= (xc >= xe.min() * (1 - 1e-9)) if axis == "flops" else (xc <= xe.max() * (1 + 1e-9))
-                _draw_path(ax, xc[ok], sc[0][ok], None if sc[1] is None else sc[1][ok], None if sc[2] is None else sc[2][ok],
-                           inside[ok], g, "fitted map (along compute" + (", target mixture)" if model.uses_mixture else ")"), level)
-                panel["curve"] = {"flops": _list(grid[ok]), "x": _list(xc[ok]), "mean": _list(sc[0][ok]),
-                                  "lower": None if sc[1] is None else _list(sc[1][ok]),
-                                  "upper": None if sc[2] is None else _list(sc[2][ok])}
+                label = "fitted map (along compute" + (", target mixture)" if model.uses_mixture else ")")
+                panel["curve"] = _draw_score_curve(ax, xc, sc, x_all[em & ev], grid, inside, axis, g, label, level)
             st = _series(tpred, q) if reason is None else None
             if st is not None and xt is not None:
-                lo = float(st[1][0]) if st[1] is not None else None
-                hi = float(st[2][0]) if st[2] is not None else None
-                _draw_target(ax, float(xt[0]), float(st[0][0]), lo, hi, f"{g}/target", _interval_text(float(st[0][0]), lo, hi))
-                panel["target"] = {"x": float(xt[0]), "mean": float(st[0][0]), "lower": lo, "upper": hi}
+                panel["target"] = _draw_score_target(ax, float(xt[0]), st, g)
             if reason is not None:
                 _note(ax, reason, gid=f"{g}/not_predictable")
                 panel["not_predictable"] = reason
