@@ -88,7 +88,8 @@ class ValidateSection:
     checkpoints: int = 4  # evaluated checkpoints per validation run
     runs: Path | None = None  # where validated runs are appended (default <output>/validated_runs.csv)
     output: Path | None = None  # folder for every round's surrogate, study, Pareto set and comparison
-    propose_next: bool = True  # also propose the sampling run that most reduces uncertainty at the target
+    propose_next: bool = True  # also propose the next sampling run
+    next: str = "plan"  # how: "plan" (mixopt plan's decision criterion) or "uncertainty" (widest Pareto interval)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,7 +198,7 @@ def _parse_ladder(L: Mapping[str, Any], base: Path, p: _Problems) -> LadderSecti
 
 def _parse_validate(V: Mapping[str, Any], base: Path, p: _Problems) -> ValidateSection:
     """``[validate]``."""
-    _unknown_keys(V, ("rounds", "top", "seed", "checkpoints", "runs", "output", "propose_next"), "validate", p)
+    _unknown_keys(V, ("rounds", "top", "seed", "checkpoints", "runs", "output", "propose_next", "next"), "validate", p)
     return ValidateSection(
         rounds=_num(V, "rounds", "validate", p, 0, lo=0, integer=True),
         top=_num(V, "top", "validate", p, 3, lo=1, integer=True),
@@ -206,7 +207,16 @@ def _parse_validate(V: Mapping[str, Any], base: Path, p: _Problems) -> ValidateS
         runs=_resolve(V.get("runs"), base, "validate.runs", p),
         output=_resolve(V.get("output"), base, "validate.output", p),
         propose_next=bool(V.get("propose_next", True)),
+        next=_next_rule(V, p),
     )
+
+
+def _next_rule(V: Mapping[str, Any], p: _Problems) -> str:
+    v = V.get("next", "plan")
+    if v not in ("plan", "uncertainty"):
+        p.add("validate.next", v, 'must be "plan" (the decision criterion of mixopt plan) or "uncertainty"')
+        return "plan"
+    return str(v)
 
 
 def parse_train_sections(raw: Mapping[str, Any], base: str | Path, *, path: Path | None = None, source: str = "<dict>") -> TrainConfig:

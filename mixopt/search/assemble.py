@@ -93,14 +93,7 @@ def build_result(
     dirs = problem.directions
     trials_df = _trial_table(problem, a, pts, feasible) if pts is not None else pl.DataFrame()
 
-    # Pareto set among feasible trials, one row per distinct parameter vector
-    cand = np.flatnonzero(feasible & ok_u)
-    if cand.size:
-        _, first = np.unique(np.round(a["u"][cand], 12), axis=0, return_index=True)
-        cand = cand[np.sort(first)]
-        front_idx = cand[pareto_mask(a["values"][cand], dirs)]
-    else:
-        front_idx = np.zeros(0, dtype=int)
+    cand, front_idx = _pareto_candidates(a, feasible & ok_u, dirs)
     if trials_df.height:
         on_front = np.zeros(n, dtype=bool)
         on_front[front_idx] = True
@@ -110,33 +103,19 @@ def build_result(
     objectives = tuple(zip(obj_names, dirs, strict=True))
     w = dict(weights) if weights else {o: 1.0 for o in obj_names}
     wv = [float(w.get(o, 0.0)) for o in obj_names]
-    infeasible: dict[str, Any] | None = None
     if front_idx.size:
         assert pts is not None
         order = front_idx[np.argsort(-a["values"][front_idx, 0] if dirs[0] == "maximize" else a["values"][front_idx, 0], kind="stable")]
         pareto = _rows(problem, trials_df, pts, order, notes)
         front_vals = a["values"][order]
-        if reference_point is None:
-            ref = default_reference(front_vals, dirs)
-        else:
-            missing = [o for o in obj_names if o not in reference_point]
-            if missing:
-                raise SearchError(f"reference_point lacks objective(s) {missing}; give a value for each of {list(obj_names)}.")
-            ref = np.array([float(reference_point[o]) for o in obj_names])
+        ref = _reference(front_vals, reference_point, obj_names, dirs)
         hv = hypervolume(front_vals, ref, dirs)
         ref_map = {o: float(r) for o, r in zip(obj_names, ref, strict=True)}
         short, decision, cands = _decide(problem, trials_df, pts, a, cand, order, wv, shortlist_size, seed, n_draws, epsilon, notes)
     else:
         hv = 0.0
         ref_map = dict(reference_point or {})
-        pareto = _empty_rows(problem, trials_df, pts)
-        cands = pl.DataFrame()
-        short = _with_decision_columns(pareto, problem).head(0)
-        infeasible = infeasibility(problem, a, pts) if pts is not None else {
-            "reason": "no trial finished", "binding": [], "closest": None}
-        notes.append(infeasible["reason"])
-        decision = {"infeasible": infeasible, "picks": [], "robust_region": None, "binding": infeasible["binding"],
-                    "extrapolation": D.extrapolation(problem, pts) if pts is not None else None}
+        pareto, short, decision, cands = _no_front(problem, trials_df, pts, a, notes)
     best = _best_of(short, pareto, objectives, wv)
     return SearchResult(
         pareto=pareto,
@@ -165,6 +144,40 @@ def build_result(
         decision=decision,
         candidates=cands,
     )
+
+
+def _pareto_candidates(a: dict[str, np.ndarray], usable: np.ndarray, dirs: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Feasible trials, one per distinct parameter vector (first kept), and those on the Pareto front."""
+    cand = np.flatnonzero(usable)
+    if not cand.size:
+        return cand, np.zeros(0, dtype=int)
+    _, first = np.unique(np.round(a["u"][cand], 12), axis=0, return_index=True)
+    cand = cand[np.sort(first)]
+    return cand, cand[pareto_mask(a["values"][cand], dirs)]
+
+
+def _reference(front_vals: np.ndarray, reference_point: Mapping[str, float] | None, obj_names: tuple[str, ...],
+               dirs: tuple[str, ...]) -> np.ndarray:
+    """The hypervolume reference point: the given one (every objective) or the default from the front."""
+    if reference_point is None:
+        return default_reference(front_vals, dirs)
+    missing = [o for o in obj_names if o not in reference_point]
+    if missing:
+        raise SearchError(f"reference_point lacks objective(s) {missing}; give a value for each of {list(obj_names)}.")
+    return np.array([float(reference_point[o]) for o in obj_names])
+
+
+def _no_front(problem: Problem, trials_df: pl.DataFrame, pts: Points | None, a: dict[str, np.ndarray],
+              notes: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame]:
+    """No feasible trial: empty (headed) tables and a decision that says which constraint binds."""
+    pareto = _empty_rows(problem, trials_df, pts)
+    short = _with_decision_columns(pareto, problem).head(0)
+    infeasible = infeasibility(problem, a, pts) if pts is not None else {
+        "reason": "no trial finished", "binding": [], "closest": None}
+    notes.append(infeasible["reason"])
+    decision = {"infeasible": infeasible, "picks": [], "robust_region": None, "binding": infeasible["binding"],
+                "extrapolation": D.extrapolation(problem, pts) if pts is not None else None}
+    return pareto, short, decision, pl.DataFrame()
 
 
 def _best_of(short: pl.DataFrame, pareto: pl.DataFrame, objectives: tuple[tuple[str, str], ...],

@@ -155,6 +155,104 @@ def _act_numpy(name: str, a: np.ndarray) -> np.ndarray:
     raise ConfigError(f"Unknown activation {name!r}; choose one of {list(ACTIVATIONS)}.")
 
 
+def _check_fit_inputs(
+    X: np.ndarray, Y: np.ndarray, mask: np.ndarray, groups: Sequence[Any] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Coerce and validate the stage-2 training arrays; raise one SchemaError listing every problem."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    groups = np.asarray(groups)
+    problems = []
+    if X.ndim != 2:
+        raise SchemaError(f"X must be (n, m), got shape {X.shape}.")
+    n = X.shape[0]
+    if Y.ndim != 2 or Y.shape[0] != n or mask.shape != Y.shape or groups.shape != (n,):
+        raise SchemaError(
+            f"Y, mask must be (n, b) and groups (n,) with n = {n}; got Y {Y.shape}, mask {mask.shape}, groups {groups.shape}."
+        )
+    if not np.all(np.isfinite(X)):
+        problems.append("X (domain losses) contains NaN/inf")
+    counts = mask.sum(axis=0)
+    if Y.shape[1] and counts.min() < 2:
+        problems.append(f"every benchmark needs >= 2 training rows, got counts {counts.tolist()}")
+    if np.any(mask & ~np.isfinite(Y)):
+        problems.append("Y is NaN/inf on a row selected by mask")
+    if problems:
+        raise SchemaError("Cannot train the stage-2 networks:", problems)
+    return X, Y, mask, groups
+
+
+def _benchmark_rows(
+    X: np.ndarray, Y: np.ndarray, mask: np.ndarray, groups: np.ndarray, links: np.ndarray,
+    chance: Sequence[float | None], higher_is_better: Sequence[bool],
+) -> dict[str, Any]:
+    """Per benchmark: its own rows (padded to the largest count), standardisation and link constants."""
+    m = X.shape[1]
+    b = Y.shape[1]
+    n_max = int(mask.sum(axis=0).max())
+    mu = np.zeros((b, m))
+    sd = np.ones((b, m))
+    ymu = np.zeros(b)
+    ysd = np.ones(b)
+    floor = np.zeros(b)
+    sign = np.ones(b)
+    span0 = np.ones(b)
+    Xb = np.zeros((b, n_max, m))
+    Yb = np.zeros((b, n_max))
+    row_groups: list[np.ndarray] = []
+    for j in range(b):
+        rows = np.flatnonzero(mask[:, j])
+        xj, yj = X[rows], Y[rows, j]
+        mu[j] = xj.mean(axis=0)
+        s = xj.std(axis=0)
+        sd[j] = np.where(s > 1e-12, s, 1.0)
+        ymu[j] = yj.mean()
+        ys = yj.std()
+        ysd[j] = ys if ys > 1e-12 else max(abs(ymu[j]), 1.0) * 1e-3
+        if links[j] == 1:
+            floor[j] = float(chance[j])  # type: ignore[arg-type]
+            sign[j] = 1.0 if higher_is_better[j] else -1.0
+            gap = sign[j] * (yj - floor[j])
+            bounded = higher_is_better[j] and floor[j] < 1.0 and yj.max() <= 1.0
+            span0[j] = (1.0 - floor[j]) if bounded else max(1.5 * float(gap.max()), 1e-6)
+        Xb[j, : rows.size] = (xj - mu[j]) / sd[j]
+        Yb[j, : rows.size] = yj
+        row_groups.append(groups[rows])
+    return {"mu": mu, "sd": sd, "ymu": ymu, "ysd": ysd, "floor": floor, "sign": sign, "span0": span0,
+            "Xb": Xb, "Yb": Yb, "groups": row_groups}
+
+
+def _member_weights(
+    row_groups: Sequence[np.ndarray], n_max: int, E: int, cfg: NetConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-member row weights ``(b·E, n_max)``: training (bootstrap counts by run) and held-out (0/1)."""
+    b = len(row_groups)
+    M = b * E
+    w_train = np.zeros((M, n_max))
+    w_val = np.zeros((M, n_max))
+    rng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), 2]))
+    for j in range(b):
+        labels, inv = np.unique(row_groups[j], return_inverse=True)
+        nj = inv.size
+        G = labels.shape[0]
+        n_val = min(max(int(round(cfg.val_fraction * G)), 1), G - 2) if (G >= 3 and cfg.val_fraction > 0) else 0
+        for e in range(E):
+            i = j * E + e
+            perm = rng.permutation(G)
+            val_g, tr_g = perm[:n_val], perm[n_val:]
+            if cfg.bootstrap and tr_g.size > 1:
+                cnt_g = np.bincount(rng.choice(tr_g, size=tr_g.size, replace=True), minlength=G).astype(np.float64)
+            else:
+                cnt_g = np.zeros(G)
+                cnt_g[tr_g] = 1.0
+            is_val = np.zeros(G)
+            is_val[val_g] = 1.0
+            w_train[i, :nj] = cnt_g[inv]
+            w_val[i, :nj] = is_val[inv]
+    return w_train, w_val
+
+
 class ScoreNetEnsemble:
     """An ensemble of two-layer nets per benchmark: domain losses ``(n, m)`` -> scores ``(n, b)``.
 
@@ -213,95 +311,22 @@ class ScoreNetEnsemble:
         import torch
 
         cfg = self.config
-        X = np.asarray(X, dtype=np.float64)
-        Y = np.asarray(Y, dtype=np.float64)
-        mask = np.asarray(mask, dtype=bool)
-        groups = np.asarray(groups)
-        problems = []
-        if X.ndim != 2:
-            raise SchemaError(f"X must be (n, m), got shape {X.shape}.")
+        X, Y, mask, groups = _check_fit_inputs(X, Y, mask, groups)
         n, m = X.shape
-        if Y.ndim != 2 or Y.shape[0] != n or mask.shape != Y.shape or groups.shape != (n,):
-            raise SchemaError(
-                f"Y, mask must be (n, b) and groups (n,) with n = {n}; got Y {Y.shape}, mask {mask.shape}, groups {groups.shape}."
-            )
-        if not np.all(np.isfinite(X)):
-            problems.append("X (domain losses) contains NaN/inf")
         b = Y.shape[1]
-        link = cfg.link
         higher_is_better = [True] * b if higher_is_better is None else [bool(v) for v in higher_is_better]
         chance = [None] * b if chance is None else [None if c is None else float(c) for c in chance]
-        counts = mask.sum(axis=0)
-        if b and counts.min() < 2:
-            problems.append(f"every benchmark needs >= 2 training rows, got counts {counts.tolist()}")
-        if np.any(mask & ~np.isfinite(Y)):
-            problems.append("Y is NaN/inf on a row selected by mask")
-        if problems:
-            raise SchemaError("Cannot train the stage-2 networks:", problems)
         E, h = int(cfg.n_members), int(cfg.hidden)
+        counts = mask.sum(axis=0)
         self.n_rows_ = counts.astype(np.int64)
         self.input_range_ = np.stack([X.min(axis=0), X.max(axis=0)]) if n else np.zeros((2, m))
-        links = self._resolve_links(b, link, chance, higher_is_better)
+        links = self._resolve_links(b, cfg.link, chance, higher_is_better)
         if b == 0:
             self._set_empty(m)
             return self
-
-        # per benchmark: its own rows (padded to the largest count), standardisation and link
-        n_max = int(counts.max())
-        mu = np.zeros((b, m))
-        sd = np.ones((b, m))
-        ymu = np.zeros(b)
-        ysd = np.ones(b)
-        floor = np.zeros(b)
-        sign = np.ones(b)
-        span0 = np.ones(b)
-        Xb = np.zeros((b, n_max, m))
-        Yb = np.zeros((b, n_max))
-        valid = np.zeros((b, n_max), dtype=bool)
-        row_groups: list[np.ndarray] = []
-        for j in range(b):
-            rows = np.flatnonzero(mask[:, j])
-            xj, yj = X[rows], Y[rows, j]
-            mu[j] = xj.mean(axis=0)
-            s = xj.std(axis=0)
-            sd[j] = np.where(s > 1e-12, s, 1.0)
-            ymu[j] = yj.mean()
-            ys = yj.std()
-            ysd[j] = ys if ys > 1e-12 else max(abs(ymu[j]), 1.0) * 1e-3
-            if links[j] == 1:
-                floor[j] = float(chance[j])  # type: ignore[index]
-                sign[j] = 1.0 if higher_is_better[j] else -1.0
-                gap = sign[j] * (yj - floor[j])
-                bounded = higher_is_better[j] and floor[j] < 1.0 and yj.max() <= 1.0
-                span0[j] = (1.0 - floor[j]) if bounded else max(1.5 * float(gap.max()), 1e-6)
-            Xb[j, : rows.size] = (xj - mu[j]) / sd[j]
-            Yb[j, : rows.size] = yj
-            valid[j, : rows.size] = True
-            row_groups.append(groups[rows])
-
-        # per-member row weights: training (bootstrap counts) and held-out (0/1)
+        rows = _benchmark_rows(X, Y, mask, groups, links, chance, higher_is_better)
+        w_train, w_val = _member_weights(rows["groups"], int(counts.max()), E, cfg)
         M = b * E
-        w_train = np.zeros((M, n_max))
-        w_val = np.zeros((M, n_max))
-        rng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), 2]))
-        for j in range(b):
-            labels, inv = np.unique(row_groups[j], return_inverse=True)
-            nj = inv.size
-            G = labels.shape[0]
-            n_val = min(max(int(round(cfg.val_fraction * G)), 1), G - 2) if (G >= 3 and cfg.val_fraction > 0) else 0
-            for e in range(E):
-                i = j * E + e
-                perm = rng.permutation(G)
-                val_g, tr_g = perm[:n_val], perm[n_val:]
-                if cfg.bootstrap and tr_g.size > 1:
-                    cnt_g = np.bincount(rng.choice(tr_g, size=tr_g.size, replace=True), minlength=G).astype(np.float64)
-                else:
-                    cnt_g = np.zeros(G)
-                    cnt_g[tr_g] = 1.0
-                is_val = np.zeros(G)
-                is_val[val_g] = 1.0
-                w_train[i, :nj] = cnt_g[inv]
-                w_val[i, :nj] = is_val[inv]
         has_val = w_val.sum(axis=1) > 0
         if not has_val.all():
             logger.info(
@@ -312,13 +337,22 @@ class ScoreNetEnsemble:
         prev_threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            W1, B1, W2, B2, log_span, epochs, val_res = self._train_torch(
-                rep(Xb), rep(Yb), w_train, w_val, has_val, rep(links), rep(floor), rep(sign), rep(span0), rep(ymu), rep(ysd), m, h, M
+            trained = self._train_torch(
+                rep(rows["Xb"]), rep(rows["Yb"]), w_train, w_val, has_val, rep(links), rep(rows["floor"]),
+                rep(rows["sign"]), rep(rows["span0"]), rep(rows["ymu"]), rep(rows["ysd"]), m, h, M,
             )
         finally:
             torch.set_num_threads(prev_threads)
+        self._fold_weights(trained, rows, links, b, E, m, h)
+        self._build_fast()
+        return self
 
-        # fold input standardisation (and, for linear links, target standardisation) into float64 weights
+    def _fold_weights(
+        self, trained: tuple[np.ndarray, ...], rows: dict[str, Any], links: np.ndarray, b: int, E: int, m: int, h: int
+    ) -> None:
+        """Fold input standardisation (and, for linear links, target standardisation) into float64 weights."""
+        W1, B1, W2, B2, log_span, epochs, val_res = trained
+        mu, sd, ymu, ysd = rows["mu"], rows["sd"], rows["ymu"], rows["ysd"]
         W1 = W1.reshape(b, E, m, h)
         B1 = B1.reshape(b, E, h)
         W2 = W2.reshape(b, E, h)
@@ -329,15 +363,13 @@ class ScoreNetEnsemble:
         self.w2_ = np.where(lin[..., None], W2 * ysd[:, None, None], W2)
         self.b2_ = np.where(lin, B2 * ysd[:, None] + ymu[:, None], B2)
         self.link_ = links.astype(np.int64)
-        self.floor_ = floor
-        self.sign_ = sign
+        self.floor_ = rows["floor"]
+        self.sign_ = rows["sign"]
         self.span_ = np.where(lin, 1.0, np.exp(log_span.reshape(b, E)))
         self.epochs_ = epochs.reshape(b, E)
         # pooled held-out residual sd (score units), falling back to training residuals
         res2 = val_res.reshape(b, E, 2)  # (sum of squared standardised residuals, count)
         self.noise_sd_ = np.sqrt(res2[..., 0].sum(axis=1) / np.maximum(res2[..., 1].sum(axis=1), 1.0)) * ysd
-        self._build_fast()
-        return self
 
     @staticmethod
     def _resolve_links(

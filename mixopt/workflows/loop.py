@@ -12,10 +12,11 @@ Every round's surrogate, study and Pareto set are kept. Pareto mixtures within L
 0.05 of a mixture validated in an earlier round are skipped (while enough others remain), so
 each round measures somewhere new. Run ids are ``val_r<r>_t<trial>_s<seed>``:
 re-running the loop retrains nothing already in the runs file and appends nothing twice.
-Optionally each round also proposes the next *sampling* run: the Pareto mixture whose
+Each round also proposes the next *sampling* run (``[validate] propose_next``), by
+``[validate] next``: ``"plan"`` (default) is ``mixopt plan``'s decision criterion (one run,
+:func:`plan_next`; docs/planning.md); ``"uncertainty"`` is the Pareto mixture whose
 prediction is least certain at the target (widest interval of the first objective's
-quantity, relative to its mean), at the smallest model size of the runs, where a run is
-cheapest (uncertainty sampling; a heuristic, not an optimal design).
+quantity, relative to its mean), at the smallest model size of the runs (a heuristic).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from mixopt._json import jsonable
 from mixopt.config import SearchConfig, TrainConfig
 from mixopt.data.readers import read_runs
 from mixopt.data.table import MIX_PREFIX, RunTable
-from mixopt.errors import ConfigError
+from mixopt.errors import ConfigError, MixoptError
 from mixopt.surrogate import load_surrogate, save_surrogate
 from mixopt.train.executors import JobExecutor
 from mixopt.train.ladder import BatchReport
@@ -129,7 +130,7 @@ def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, exec
                 comp.write_csv(tmp)
         summ = summarize(comp)
         first_q = _first_quantity(result)
-        proposal = propose_next(result.pareto, first_q, runs_r) if v.propose_next else None
+        proposal = _next_run(v.next, cfg_r, surrogate, result, first_q, runs_r) if v.propose_next else None
         write_text(folder / "round.json", json.dumps({
             "round": r, "runs": runs_r.n_runs, "trained": [j.spec.run_id for j in batch.results], "added": list(batch.added),
             "skipped": list(batch.skipped), "failed": [{"run": j.spec.run_id, "status": j.status, "message": j.message[:2000]} for j in batch.failed],
@@ -137,6 +138,32 @@ def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, exec
         }, indent=1, default=str) + "\n", what="round summary")
         reports.append(RoundReport(r, folder, runs_r.n_runs, chosen, batch, comp, summ, proposal, _best(result.best)))
     return reports
+
+
+def plan_next(cfg: SearchConfig, surrogate: Any, runs: RunTable) -> dict[str, Any]:
+    """The next sampling run by ``mixopt plan``'s decision criterion (one run; ``[plan]`` settings when given)."""
+    from mixopt.search.plan import PlanSettings, plan_runs
+    from mixopt.workflows.optimize import build_problem
+    from mixopt.workflows.plan import defaults_from_runs
+
+    st = replace(cfg.plan or PlanSettings(), runs=1, flops=None)
+    sizes, tokens = defaults_from_runs(runs, st.sizes)
+    p = plan_runs(build_problem(cfg, surrogate), st, sizes=sizes, tokens=tokens)
+    return {"rule": "plan", "mixture": {d: float(x) for d, x in zip(p.domains, p.mixture[0], strict=True)},
+            "params": float(p.params[0]), "tokens": float(p.tokens[0]), "criterion": p.criterion,
+            "gain": float(p.value[0]), "draws": p.draws, "decision": p.summary}
+
+
+def _next_run(rule: str, cfg: SearchConfig, surrogate: Any, result: Any, quantity: str | None, runs: RunTable) -> dict[str, Any] | None:
+    """``[validate] next``: ``"plan"`` (the decision criterion) or ``"uncertainty"`` (widest interval)."""
+    if rule == "plan":
+        try:
+            return plan_next(cfg, surrogate, runs)
+        except MixoptError as e:  # recorded in round.json, with the uncertainty rule's proposal beside it
+            old = propose_next(result.pareto, quantity, runs)
+            return {**(old or {}), "rule": "uncertainty", "plan_error": str(e)}
+    old = propose_next(result.pareto, quantity, runs)
+    return None if old is None else {**old, "rule": "uncertainty"}
 
 
 _ROUND_ID = re.compile(r"^val_r(\d+)_")
@@ -172,4 +199,4 @@ def _best(d: Any) -> dict[str, Any] | None:
     return None if d is None else jsonable(dict(d))
 
 
-__all__ = ["RoundReport", "propose_next", "run_loop"]
+__all__ = ["RoundReport", "plan_next", "propose_next", "run_loop"]

@@ -74,7 +74,9 @@ def test_optimize_runs_the_loop_and_a_rerun_adds_nothing(tmp_path, job_command, 
         assert comp.height > 0 and set(comp["quantity"].str.split(":").list.first()) <= {"loss", "score"}
         losses = comp.filter(pl.col("quantity").str.starts_with("loss:"))
         assert losses["rel_error"].median() < LOSS_REL_TOL
-        assert json.loads((f / "round.json").read_text())["proposal"]["mixture"]
+        proposal = json.loads((f / "round.json").read_text())["proposal"]
+        assert proposal["mixture"] and proposal["rule"] == "plan" and "plan_error" not in proposal
+        assert proposal["params"] > 0 and proposal["tokens"] > 0 and proposal["decision"]["targets"] > 0
     validated = read_runs(tmp_path / "out" / "validated.csv")
     assert validated.n_runs == 4 and all(r.startswith(("val_r1_", "val_r2_")) for r in validated.runs)
     runs2 = read_runs(loop / "round_2" / "runs.csv")
@@ -140,8 +142,9 @@ def test_train_sections_are_validated(tmp_path):
     from mixopt.errors import ConfigError
 
     p = tmp_path / "bad.toml"
-    p.write_text('[trainer]\nkind = "slurm"\nmax_parallel = 0\n[ladder]\nsizes = []\ntokens = 1e6\n[ladder.mixtures]\na = { x = 0.5, y = 0.6 }\n')
+    p.write_text('[validate]\nnext = "widest"\n[trainer]\nkind = "slurm"\nmax_parallel = 0\n[ladder]\nsizes = []\ntokens = 1e6\n[ladder.mixtures]\na = { x = 0.5, y = 0.6 }\n')
     with pytest.raises(ConfigError) as e:
         load_train_config(p)
     msg = str(e.value)
     assert "trainer.kind" in msg and "max_parallel" in msg and "ladder.sizes" in msg and "sum to 1.1" in msg
+    assert "validate.next" in msg and '"uncertainty"' in msg
