@@ -16,10 +16,19 @@ from mixopt.testing.conformance import CHECKS
 FAST = [name for name in CHECKS if name != "coverage_near_nominal"]
 
 #: (kind, check) -> why it fails today (measured on the conformance worlds)
-KNOWN_MISSES: dict[tuple[str, str], str] = {}
+KNOWN_MISSES: dict[tuple[str, str], str] = {
+    ("fp", "coverage_near_nominal"): "FP (FLOPs straight to score) covers 41% of 17 held-out scores one size beyond its runs: "
+                                     "its intervals do not carry the emergence curve's extrapolation error",
+    ("regmix", "coverage_near_nominal"): "the RegMix-style kernel regression covers 49% of 100 held-out values one size beyond its "
+                                         "runs: a kernel on the mixture has no compute trend to widen with",
+}
 #: kinds whose fit on the conformance world is too slow for the default run (flpm_additive: the
 #: additive stage-1 law's multi-start fit took > 10 min on a loaded 2-core machine): slow set only
 HEAVY_KINDS = {"flpm_additive"}
+#: the shipped kinds; stand-ins that test modules register for themselves (``test-*``, from
+#: tests/search/conftest.py) are not part of the contract and would make the parameters depend
+#: on which conftest pytest loaded first
+KINDS = [k for k in surrogate_kinds() if not k.startswith("test-")]
 
 
 def _param(kind: str, name: str, *marks: pytest.MarkDecorator):
@@ -30,12 +39,12 @@ def _param(kind: str, name: str, *marks: pytest.MarkDecorator):
 
 
 @pytest.mark.parametrize(("kind", "name"), [_param(k, n, *([pytest.mark.slow] if k in HEAVY_KINDS else []))
-                                            for k in surrogate_kinds() for n in FAST])
+                                            for k in KINDS for n in FAST])
 def test_every_kind_passes_the_contract(kind: str, name: str) -> None:
     CHECKS[name](kind)
 
 
-@pytest.mark.parametrize(("kind", "name"), [_param(k, "coverage_near_nominal", pytest.mark.slow) for k in surrogate_kinds()])
+@pytest.mark.parametrize(("kind", "name"), [_param(k, "coverage_near_nominal", pytest.mark.slow) for k in KINDS])
 def test_every_kind_covers_near_nominal(kind: str, name: str) -> None:
     CHECKS[name](kind)
 
