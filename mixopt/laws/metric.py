@@ -211,10 +211,32 @@ def fit_metric_laws(
     """
     if form not in FORMS:
         raise ConfigError(f"form must be one of {list(FORMS)}, got {form!r}.")
+    R, Y, weight = _check_metric_inputs(R, Y)
+    n, k = R.shape
+    r_mean = R.mean(axis=0)
+    X = R - r_mean
+    vary = u is not None
+    uu = np.asarray(u, dtype=np.float64) if vary else np.zeros(n)
+    if vary and form == "dml":
+        X = np.column_stack([X, (uu - uu.mean()) * _U_SCALE])
+    svd = np.linalg.svd(X, full_matrices=False)
+    ymin = Y.min(axis=0)
+    best, pick = _grid_search(form, Y, weight, svd, uu)
+    floor = pick[:, 0] * ymin
+    alpha = pick[:, 1]
+    intercept, coef, coef_u, base_floor = _final_coefficients(form, Y, pick, floor, svd, uu, k, vary)
+    laws = MetricLaws(form=form, r_mean=r_mean, floor=floor, alpha=alpha, intercept=intercept, coef=coef, coef_u=coef_u,
+                      penalty=pick[:, 2], loo_log_rmse=np.sqrt(best / n), base_floor=base_floor, vary_compute=vary)
+    if residual and n >= 8:
+        _fit_residual(laws, R, Y, weight, uu if vary else None)
+    return laws
+
+
+def _check_metric_inputs(R: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(R, Y, weight)``: float arrays, missing metric values imputed (weight 0) or a FitError."""
     R = np.asarray(R, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    n, k = R.shape
-    M = Y.shape[1]
+    n, _ = R.shape
     if n < 4:
         raise FitError(f"A metric law needs at least 4 runs (final checkpoints), got {n}. Add runs.")
     if np.any(Y[np.isfinite(Y)] <= 0):
@@ -227,14 +249,18 @@ def fit_metric_laws(
         if few.size:
             raise FitError(f"metric column(s) {few[:5].tolist()} have fewer than 4 values; drop them or evaluate more runs.")
         Y = np.where(miss, np.nanmedian(Y, axis=0), Y)
-    weight = (~miss).astype(np.float64)
-    r_mean = R.mean(axis=0)
-    X = R - r_mean
-    vary = u is not None
-    uu = np.asarray(u, dtype=np.float64) if vary else np.zeros(n)
-    if vary and form == "dml":
-        X = np.column_stack([X, (uu - uu.mean()) * _U_SCALE])
-    U, s, Vt = np.linalg.svd(X, full_matrices=False)
+    return R, Y, (~miss).astype(np.float64)
+
+
+def _grid_search(
+    form: str, Y: np.ndarray, weight: np.ndarray, svd: tuple[np.ndarray, np.ndarray, np.ndarray], uu: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per metric the (floor fraction, exponent, ridge penalty) of least leave-one-out error.
+
+    Returns ``best (M,)`` (sum of squared relative LOO errors) and ``pick (M, 3)`` (f, alpha, lam).
+    """
+    U, s, _ = svd
+    n, M = Y.shape
     ymin = Y.min(axis=0)
     alphas = FLPM_EXPONENTS if form == "flpm" else (1.0,)
     best = np.full(M, np.inf)
@@ -266,9 +292,16 @@ def fit_metric_laws(
     if not np.all(np.isfinite(best)):
         bad = np.flatnonzero(~np.isfinite(best))
         raise FitError(f"No admissible {form!r} law for metric column(s) {bad[:5].tolist()} (every grid point diverged).")
-    # final coefficients per chosen grid point (grouped to share solves)
-    floor = pick[:, 0] * ymin
-    alpha = pick[:, 1]
+    return best, pick
+
+
+def _final_coefficients(
+    form: str, Y: np.ndarray, pick: np.ndarray, floor: np.ndarray, svd: tuple[np.ndarray, np.ndarray, np.ndarray],
+    uu: np.ndarray, k: int, vary: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Final coefficients per chosen grid point (grouped to share solves): intercept, coef, coef_u, base_floor."""
+    U, s, Vt = svd
+    M = Y.shape[1]
     intercept = np.empty(M)
     coef = np.zeros((M, k))
     coef_u = np.zeros(M)
@@ -287,11 +320,7 @@ def fit_metric_laws(
         intercept[cols] = zm
         if form == "flpm":
             base_floor[cols] = 0.5 * np.maximum((Z).min(axis=0), 1e-12)
-    laws = MetricLaws(form=form, r_mean=r_mean, floor=floor, alpha=alpha, intercept=intercept, coef=coef, coef_u=coef_u,
-                      penalty=pick[:, 2], loo_log_rmse=np.sqrt(best / n), base_floor=base_floor, vary_compute=vary)
-    if residual and n >= 8:
-        _fit_residual(laws, R, Y, weight, uu if vary else None)
-    return laws
+    return intercept, coef, coef_u, base_floor
 
 
 def _inverse(form: str, Z: np.ndarray, E: np.ndarray, a: float, u: np.ndarray) -> np.ndarray:

@@ -297,6 +297,27 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
                     dynamic_ncols=True, leave=True)
 
 
+def _check_run_settings(problem: Problem, trials: int, batch_size: int, population_size: int | None,
+                        max_failed_batches: int, study_name: str, n_draws: int, epsilon: float,
+                        weights: Mapping[str, float] | None) -> int:
+    """Reject bad :func:`run_study` settings before anything is opened; returns the population size."""
+    if not isinstance(trials, int) or trials < 1:
+        raise SearchError(f"trials must be an integer >= 1, got {trials!r}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise SearchError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    pop = int(population_size or batch_size)
+    if pop < 2:
+        raise SearchError(f"population_size must be >= 2, got {pop}.")
+    if max_failed_batches < 1:
+        raise SearchError(f"max_failed_batches must be >= 1, got {max_failed_batches}.")
+    if not study_name:
+        raise SearchError("study_name must be a non-empty string.")
+    check_settings(n_draws, epsilon)
+    if weights is not None:
+        best_row(pl.DataFrame(), tuple(zip(problem.objective_names, problem.directions, strict=True)), weights)
+    return pop
+
+
 def run_study(
     problem: Problem,
     *,
@@ -360,20 +381,8 @@ def run_study(
         SearchError: bad settings, a stored study for another problem, another process on
             the study, or evaluation failing for ``max_failed_batches`` batches in a row.
     """
-    if not isinstance(trials, int) or trials < 1:
-        raise SearchError(f"trials must be an integer >= 1, got {trials!r}.")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise SearchError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    pop = int(population_size or batch_size)
-    if pop < 2:
-        raise SearchError(f"population_size must be >= 2, got {pop}.")
-    if max_failed_batches < 1:
-        raise SearchError(f"max_failed_batches must be >= 1, got {max_failed_batches}.")
-    if not study_name:
-        raise SearchError("study_name must be a non-empty string.")
-    check_settings(n_draws, epsilon)
-    if weights is not None:
-        best_row(pl.DataFrame(), tuple(zip(problem.objective_names, problem.directions, strict=True)), weights)
+    pop = _check_run_settings(problem, trials, batch_size, population_size, max_failed_batches, study_name,
+                              n_draws, epsilon, weights)
     own_session = session is None
     url = storage_url(storage) if session is None else session.url
     if session is None and url is not None:

@@ -139,6 +139,21 @@ def random_mixtures(n: int, k: int, *, seed: int | np.random.Generator | None = 
     return rng.dirichlet(a, size=n).reshape(n, k)
 
 
+def _check_sample_args(params: Sequence[float] | np.ndarray, tokens_per_param: float, n_checkpoints: int,
+                       loss_noise: float, score_noise: float) -> np.ndarray:
+    """The model sizes of :meth:`World.sample_runs` as ``(p,)`` floats, after checking its numeric settings."""
+    N = np.atleast_1d(np.asarray(params, dtype=np.float64))
+    if N.ndim != 1 or N.size == 0 or not np.all(np.isfinite(N)) or np.any(N <= 0):
+        raise SchemaError(f"params must be a non-empty sequence of finite sizes > 0, got {params!r}.")
+    if not (tokens_per_param > 0 and math.isfinite(tokens_per_param)):
+        raise SchemaError(f"tokens_per_param must be > 0, got {tokens_per_param}.")
+    if int(n_checkpoints) < 1:
+        raise SchemaError(f"n_checkpoints must be >= 1, got {n_checkpoints}.")
+    if loss_noise < 0 or score_noise < 0:
+        raise SchemaError(f"noise levels must be >= 0, got loss_noise={loss_noise}, score_noise={score_noise}.")
+    return N
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class World:
     """A synthetic world with known truth (see the module docstring for the laws).
@@ -367,28 +382,9 @@ class World:
             ``loss:<d>`` (multi-domain only) and ``score:<b>``. Run ids are
             ``N<params>_m<mixture index>``, e.g. ``N1e+08_m003``.
         """
-        N = np.atleast_1d(np.asarray(params, dtype=np.float64))
-        if N.ndim != 1 or N.size == 0 or not np.all(np.isfinite(N)) or np.any(N <= 0):
-            raise SchemaError(f"params must be a non-empty sequence of finite sizes > 0, got {params!r}.")
-        if not (tokens_per_param > 0 and math.isfinite(tokens_per_param)):
-            raise SchemaError(f"tokens_per_param must be > 0, got {tokens_per_param}.")
-        if int(n_checkpoints) < 1:
-            raise SchemaError(f"n_checkpoints must be >= 1, got {n_checkpoints}.")
-        if loss_noise < 0 or score_noise < 0:
-            raise SchemaError(f"noise levels must be >= 0, got loss_noise={loss_noise}, score_noise={score_noise}.")
+        N = _check_sample_args(params, tokens_per_param, n_checkpoints, loss_noise, score_noise)
         n_ck = int(n_checkpoints)
-        if self.single_domain:
-            if mixtures is not None and np.asarray(mixtures).size:
-                raise SchemaError("This single-domain world takes no mixtures; pass mixtures=None.")
-            R = np.zeros((1, 0))
-        else:
-            R = np.full((1, self.k), 1.0 / self.k) if mixtures is None else np.asarray(mixtures, dtype=np.float64)
-            if R.ndim == 1:
-                R = R[None, :]
-            if R.ndim != 2 or R.shape[1] != self.k:
-                raise SchemaError(f"mixtures must be (q, {self.k}) over {list(self.domains)}, got shape {R.shape}.")
-            if np.any(~np.isfinite(R)) or np.any(R < 0) or np.any(np.abs(R.sum(axis=1) - 1) > 1e-6):
-                raise SchemaError("every mixture row must be non-negative and sum to 1; renormalise the rows.")
+        R = self._sample_mixtures(mixtures)
         rng = np.random.default_rng(seed)
         p, q = N.size, R.shape[0]
         # row layout: run-major (params outer, mixture inner), checkpoints innermost
@@ -431,6 +427,21 @@ class World:
             raise SchemaError("params contains duplicate sizes (same N to 3 significant digits); give distinct model sizes.")
         logger.debug("sampled %d runs x %d checkpoints from %r", p * q, n_ck, self)
         return RunTable(frame, self.benchmarks)
+
+    def _sample_mixtures(self, mixtures: np.ndarray | None) -> np.ndarray:
+        """``(q, k)`` checked sampling ratios (``(1, 0)`` for a single-domain world)."""
+        if self.single_domain:
+            if mixtures is not None and np.asarray(mixtures).size:
+                raise SchemaError("This single-domain world takes no mixtures; pass mixtures=None.")
+            return np.zeros((1, 0))
+        R = np.full((1, self.k), 1.0 / self.k) if mixtures is None else np.asarray(mixtures, dtype=np.float64)
+        if R.ndim == 1:
+            R = R[None, :]
+        if R.ndim != 2 or R.shape[1] != self.k:
+            raise SchemaError(f"mixtures must be (q, {self.k}) over {list(self.domains)}, got shape {R.shape}.")
+        if np.any(~np.isfinite(R)) or np.any(R < 0) or np.any(np.abs(R.sum(axis=1) - 1) > 1e-6):
+            raise SchemaError("every mixture row must be non-negative and sum to 1; renormalise the rows.")
+        return R
 
     # -- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

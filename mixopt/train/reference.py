@@ -311,6 +311,9 @@ def resolve_device(device: str, run_id: str | None = None) -> str:
     return device
 
 
+# Longer than the ~80-line rule on purpose: like nanoGPT's train.py, the training loop (model,
+# optimiser, schedule, steps, evaluation at each checkpoint) is read top to bottom as one piece;
+# cutting it into helpers would scatter the state every step shares.
 def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str, Any]]:
     import torch
     from torch.nn import functional as F
