@@ -8,12 +8,15 @@ See :mod:`mixopt.testing.worlds` for the laws; quick start::
 
 :class:`WorldSurrogate` (:mod:`mixopt.testing.truth`) serves a world's exact truth behind the
 surrogate interface, so a search can be measured against a known Pareto front.
+:class:`WorldOracle` (:mod:`mixopt.testing.oracle`) fits a world's own generating forms to the
+runs a method may use: the information limit a method's error is judged against.
 
 Package rule: ``mixopt.testing`` may import ``mixopt.data``, ``mixopt.laws`` and
 ``mixopt.surrogate``; the library never imports it (only tests, benchmarks and the CLI's
 ``simulate`` command do).
 """
 
+from mixopt.testing.oracle import WorldOracle
 from mixopt.testing.truth import WorldSurrogate
 from mixopt.testing.worlds import (
     BENCHMARK_POOL,
@@ -30,6 +33,7 @@ __all__ = [
     "BENCHMARK_POOL",
     "DOMAIN_NAMES",
     "World",
+    "WorldOracle",
     "WorldSurrogate",
     "calibrate_benchmarks",
     "mixture_world",
