@@ -120,3 +120,17 @@ def test_lower_is_better_benchmarks_flip_the_choice():
     assert d["chosen_rank"] == 3 and d["regret"] == pytest.approx(0.2) and d["scale"] == "all"
     hi = decision_metrics(rows).row(0, named=True)  # read as higher-is-better: picks the largest prediction
     assert hi["chosen_run"] == "4" and hi["chosen_rank"] == 1
+
+
+def test_average_ranks_match_scipy_rankdata_with_ties() -> None:
+    """The numpy ranks used by Spearman ρ (no scipy.stats import on the fit path) equal scipy's average ranks."""
+    from scipy.stats import rankdata
+
+    from mixopt.surrogate.decision import average_ranks
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        x = rng.integers(0, 4, size=int(rng.integers(1, 25))).astype(float)  # many ties
+        np.testing.assert_array_equal(average_ranks(x), rankdata(x))
+    y = rng.normal(size=50)
+    np.testing.assert_array_equal(average_ranks(y), rankdata(y))
