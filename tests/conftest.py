@@ -233,3 +233,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.fail(f"CI=1 but the public data {path} is missing: CI runs every data test. Put the data at "
                         f"{SHARED_DATA} (README: data sets) or run outside CI to skip.", pytrace=False)
         pytest.skip(f"public data not found at {path}")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_ray_left_running():
+    """A Ray that a test module started (or kept for its own tests) is shut down when the module ends,
+    so that a later module's search sees the machine as it would in a fresh process: the optimize
+    workflow reuses an already-connected Ray, so a Ray left behind would change where it runs."""
+    yield
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
