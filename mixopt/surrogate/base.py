@@ -27,7 +27,7 @@ import polars as pl
 from mixopt._params import init_params
 from mixopt.data.table import Benchmark, RunTable, training_flops
 from mixopt.data.thinning import MAX_CHECKPOINTS_PER_RUN, thin_checkpoints
-from mixopt.errors import ModelFileError, NotFittedError, SchemaError
+from mixopt.errors import ModelFileError, NotFittedError, NotPredictableError, SchemaError
 
 #: Version of the on-disk model format written by :func:`save_surrogate`. Version 2 added
 #: ``manifest.json`` (SHA-256 of every file, settings included); version 1 is refused.
@@ -402,6 +402,45 @@ def normal_quantile(p: float) -> float:
     from scipy.special import ndtri
 
     return float(ndtri(p))
+
+
+def check_fixed_ratios(R: np.ndarray, inactive: Sequence[int], fixed_ratios: Sequence[float], domains: Sequence[str]) -> None:
+    """Raise :class:`NotPredictableError` when a target ``R`` ``(n, k)`` moves a domain every training run held fixed.
+
+    ``inactive``: the columns of ``R`` (over ``domains``) the training runs never varied;
+    ``fixed_ratios``: the ratio each of them had in every run.
+    """
+    if not len(inactive):
+        return
+    cols = list(inactive)
+    bad = np.any(np.abs(R[:, cols] - np.asarray(fixed_ratios)) > 1e-9, axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise NotPredictableError(
+            f"Target {i} sets the ratio of {[domains[j] for j in cols]} to {R[i, cols].round(6).tolist()}, "
+            f"but every training run had {list(fixed_ratios)}: the effect of those domains was never observed. "
+            "Keep their ratios or refit on runs that vary them."
+        )
+
+
+def check_single_scale(C: np.ndarray, compute_range: tuple[float, float], tolerance: float, model_name: str,
+                       runs: str = "runs") -> None:
+    """Raise :class:`NotPredictableError` when a target's compute ``C`` ``(n,)`` leaves the one training scale.
+
+    For a model fitted at a single compute scale ``compute_range`` (FLOPs): targets within
+    ``tolerance`` (a fraction) of it are predictable, others are not. ``model_name`` and
+    ``runs`` (what it was fitted on) name the model in the error.
+    """
+    lo, hi = compute_range
+    tol = 1.0 + float(tolerance)
+    bad = (C > hi * tol) | (C < lo / tol)
+    if bad.any():
+        raise NotPredictableError(
+            f"not extrapolable in compute: this {model_name} was fitted on {runs} at a single compute scale "
+            f"({lo:.4g}-{hi:.4g} FLOPs), so it predicts mixtures at that scale only (+-{float(tolerance):.0%}); "
+            f"got target compute {float(C[bad][0]):.4g} FLOPs. Predict at ~{math.sqrt(lo * hi):.4g} FLOPs, "
+            "or fit on runs of several sizes."
+        )
 
 
 class Surrogate(ABC):
