@@ -108,22 +108,22 @@ def read_jobs(path: Path) -> list[JobSpec]:
 
 
 def phases_from_row(row: dict) -> list[dict]:
-    """The schedule of a table row with ``phase_end@k`` / ``mix@k:<d>`` cells (empty when the row has none).
+    """The schedule of a table row with ``mix@k:<d>`` / ``phase_end@k`` cells (empty when the row has none).
 
-    Phases whose end cell is empty are absent (a one-phase row of a table that also holds
-    phased rows); the ratios are taken as written (a job checks them).
+    A row whose phase cells are empty is a one-phase row of a table that also holds phased
+    rows; the ratios are taken as written (the job checks them).
     """
-    from mixopt.train.spec import PHASE_END_PREFIX
+    from mixopt.data.phases import phase_end_column, phase_layout
 
-    ks = sorted(int(c[len(PHASE_END_PREFIX):]) for c in row if c.startswith(PHASE_END_PREFIX) and c[len(PHASE_END_PREFIX):].isdigit())
+    layout = phase_layout(list(row))
+    if layout is None or all(row.get(c) is None for c in layout.mix_columns(1)):
+        return []
     phases = []
-    for k in ks:
-        end = row.get(f"{PHASE_END_PREFIX}{k}")
+    for k in range(1, layout.n_phases + 1):
+        end = 1.0 if k == layout.n_phases else row.get(phase_end_column(k))
         if end is None:
-            continue
-        prefix = f"mix@{k}:"
-        phases.append({"end": float(end), "mixture": {c[len(prefix):]: float(v) for c, v in row.items()
-                                                      if c.startswith(prefix) and v is not None}})
+            break
+        phases.append({"end": float(end), "mixture": {d: float(row[c] or 0.0) for d, c in zip(layout.domains, layout.mix_columns(k), strict=True)}})
     return phases
 
 

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import polars as pl
 
 from mixopt._params import init_params
+from mixopt.data.phases import phase_end_column, phase_mix_column
 from mixopt.data.table import MIX_PREFIX, RATIO_SUM_ATOL, RUN, Benchmark, RunTable
 from mixopt.errors import ConfigError, SchemaError, TrainerError
 
@@ -138,21 +139,19 @@ class JobSpec:
 
 #: largest difference allowed between a phased job's given mixture and its phases' token-weighted mixture
 SCHEDULE_MIX_ATOL = 1e-6
-#: prefix of the phase-end columns (``phase_end@k``: fraction of the run's tokens where phase k ends)
-PHASE_END_PREFIX = "phase_end@"
-
-
-def phase_mix_column(k: int, domain: str) -> str:
-    """``mix@<k>:<domain>``: the ratio of ``domain`` in phase ``k`` (1-based)."""
-    return f"mix@{k}:{domain}"
-
-
 def phase_columns(ends: Sequence[float], mixtures: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """``{phase_end@k: e_k, mix@k:<d>: r_kd}`` for phases ``k = 1..K`` of a schedule."""
+    """The run-table columns of one schedule (:mod:`mixopt.data.phases`): ``mix@k:<d>`` for phases
+    ``k = 1..K`` and ``phase_end@k`` for ``k = 1..K-1`` (the last phase ends at 1).
+
+    Args:
+        ends: the ``K`` phase ends (the last is 1).
+        mixtures: the ``K`` phase mixtures, naming the same domains.
+    """
     out: dict[str, float] = {}
-    for k, (e, m) in enumerate(zip(ends, mixtures, strict=True), start=1):
-        out[f"{PHASE_END_PREFIX}{k}"] = float(e)
+    for k, m in enumerate(mixtures, start=1):
         out.update({phase_mix_column(k, d): float(r) for d, r in m.items()})
+    for k, e in enumerate(list(ends)[:-1], start=1):
+        out[phase_end_column(k)] = float(e)
     return out
 
 
@@ -313,5 +312,5 @@ def rows_to_table(spec: JobSpec, rows: Sequence[Mapping[str, Any]], benchmarks: 
         raise TrainerError(f"Job {spec.run_id!r} returned an invalid run table: {e}", run_id=spec.run_id) from None
 
 
-__all__ = ["PHASE_END_PREFIX", "TRAINERS", "JobResult", "JobSpec", "Trainer", "make_trainer", "phase_columns", "phase_mix_column",
+__all__ = ["TRAINERS", "JobResult", "JobSpec", "Trainer", "make_trainer", "phase_columns",
            "register_trainer", "rows_to_table", "schedule_mixture"]

@@ -38,7 +38,7 @@ def test_a_phased_spec_fills_the_whole_run_mixture_and_round_trips():
     again = JobSpec.from_dict(json.loads(json.dumps(job.to_dict())))
     assert again == job
     cols = job.phase_columns()
-    assert cols["phase_end@1"] == 0.75 and cols["phase_end@2"] == 1.0
+    assert cols["phase_end@1"] == 0.75 and "phase_end@2" not in cols  # the last phase ends at 1
     assert cols["mix@2:math"] == 0.7 and cols["mix@1:prose"] == 0.4
 
 
@@ -117,7 +117,8 @@ def test_a_one_phase_job_trains_bit_identically_to_the_constant_mixture(trained)
 def test_phased_rows_carry_the_phase_columns_as_trained(trained):
     t = trained["two_phase"]
     f = t.frame
-    assert f["phase_end@1"].to_list() == [0.75] * 3 and f["phase_end@2"].to_list() == [1.0] * 3  # 12 steps: 9 + 3
+    assert f["phase_end@1"].to_list() == [0.75] * 3 and "phase_end@2" not in f.columns  # 12 steps: 9 + 3
+    assert t.is_phased and t.n_phases == 2 and t.phase().tolist() == [1, 1, 2]  # checkpoints at steps 4, 8, 12
     assert f["mix@2:math"][0] == pytest.approx(0.7) and f["mix@1:prose"][0] == pytest.approx(0.4)
     np.testing.assert_allclose(t.mixture()[0], [0.75 * MIX[d] + 0.25 * ANNEAL[d] for d in MIX], atol=1e-12)
     # the same seed and the first 9 steps' mixture: the first checkpoint (step 4) is the constant run's
