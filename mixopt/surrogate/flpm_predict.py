@@ -9,16 +9,14 @@ through the nets, and the conformal calibration of the intervals.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, SCORE_PREFIX
-from mixopt.errors import NotPredictableError
 from mixopt.laws.fitter import combine_interval, predictive_std
-from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, normal_quantile
+from mixopt.surrogate.base import Prediction, Surrogate, Targets, check_fixed_ratios, check_single_scale, gaussian_interval, normal_quantile
 from mixopt.surrogate.calibrate import extrapolation_distance
 from mixopt.surrogate.draws import DRAW_LEVEL, calibrated_draws, draw_rng
 
@@ -122,27 +120,9 @@ class FLPMPrediction(Surrogate):
         R = targets.mixture
         assert R is not None  # aligned by Surrogate.predict
         inactive = [j for j in range(len(self.domains_)) if j not in self.stage1_active_]
-        if inactive:
-            fixed = np.asarray(self.stage1_fixed_ratios_)
-            bad = np.any(np.abs(R[:, inactive] - fixed) > 1e-9, axis=1)
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise NotPredictableError(
-                    f"Target {i} sets the ratio of {[self.domains_[j] for j in inactive]} to "
-                    f"{R[i, inactive].round(6).tolist()}, but every training run had {list(self.stage1_fixed_ratios_)}: "
-                    "the effect of those domains was never observed. Keep their ratios or refit on runs that vary them."
-                )
+        check_fixed_ratios(R, inactive, self.stage1_fixed_ratios_, self.domains_)
         if not self.vary_compute_:
-            c0 = math.sqrt(self.compute_range_[0] * self.compute_range_[1])
-            tol = 1.0 + float(self.fixed_compute_tolerance)
-            bad = (C > self.compute_range_[1] * tol) | (C < self.compute_range_[0] / tol)
-            if bad.any():
-                raise NotPredictableError(
-                    f"not extrapolable in compute: this {type(self).__name__} was fitted on runs at a single compute scale "
-                    f"({self.compute_range_[0]:.4g}-{self.compute_range_[1]:.4g} FLOPs), so it predicts mixtures at that "
-                    f"scale only (+-{float(self.fixed_compute_tolerance):.0%}); got target compute {float(C[bad][0]):.4g} "
-                    f"FLOPs. Predict at ~{c0:.4g} FLOPs, or fit on runs of several sizes."
-                )
+            check_single_scale(C, self.compute_range_, self.fixed_compute_tolerance, type(self).__name__)
         N, D = targets.params, targets.tokens
         if self.stage1_law_.uses_nd and (N is None or D is None):
             # compute only: split it as the sampling runs did (their median tokens per parameter)

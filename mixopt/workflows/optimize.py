@@ -108,8 +108,17 @@ def _precheck_outputs(config: SearchConfig, info: OutputInfo) -> None:
 
 
 def _read_config_runs(config: SearchConfig) -> Any:
+    """The config's run table; with ``[domains.changes] runs``, the old runs mapped into the new
+    domain space and added to it (:func:`mixopt.data.changes.map_runs`, ``evidence`` column)."""
     d = config.data
-    return read_runs(d.runs, **d.read_options())  # type: ignore[arg-type]
+    runs = read_runs(d.runs, **d.read_options())  # type: ignore[arg-type]
+    ch = config.changes
+    if ch is not None and ch.runs is not None:
+        from mixopt.data.changes import combine_runs, map_runs
+
+        old = read_runs(ch.runs, **d.read_options())
+        runs = combine_runs(map_runs(old, ch, new_runs=runs).runs, runs)
+    return runs
 
 
 def surrogate_key(config: SearchConfig) -> str | None:
@@ -121,7 +130,8 @@ def surrogate_key(config: SearchConfig) -> str | None:
     if config.surrogate.model is not None or config.data.runs is None:
         return None
     h = hashlib.sha256()
-    for f in (config.data.runs, config.data.ratios):
+    old = (config.changes.runs,) if config.changes is not None and config.changes.runs is not None else ()
+    for f in (config.data.runs, config.data.ratios, *old):
         if f is not None:
             with open(f, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -131,6 +141,8 @@ def surrogate_key(config: SearchConfig) -> str | None:
     data = {k: v for k, v in plain["data"].items() if k not in ("runs", "ratios")}
     desc = {"data": data, "method": config.surrogate.method, "settings": plain["surrogate"]["settings"],
             "model_format": MODEL_FORMAT_VERSION}
+    if config.changes is not None:
+        desc["changes"] = plain["changes"]
     h.update(json.dumps(desc, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
