@@ -99,7 +99,7 @@ from mixopt.surrogate.advice import too_few_runs_message
 from mixopt.surrogate.base import register
 from mixopt.surrogate.calibrate import IntervalCalibrator
 from mixopt.surrogate.emergence import emerged_mask
-from mixopt.surrogate.flpm_predict import FAMILIES, FLPMPrediction
+from mixopt.surrogate.flpm_predict import FAMILIES, FLPMPrediction, Stage1Alt
 from mixopt.surrogate.hybrid import MixtureResidual
 from mixopt.surrogate.logistic import LogisticScoreMap
 from mixopt.surrogate.metric import MetricOnly, is_metric_only
@@ -391,7 +391,12 @@ class FLPM(FLPMPrediction):
         if self.preset == "paper":
             return {"stage1": "flpm" if self.stage1 == "auto" else self.stage1, "family": "law", "stage2": "net",
                     "stage2_inputs": "observed"}
-        return {"stage1": self.stage1, "family": self.family, "stage2": self.stage2, "stage2_inputs": self.stage2_inputs}
+        out = {"stage1": self.stage1, "family": self.family, "stage2": self.stage2, "stage2_inputs": self.stage2_inputs}
+        # a form average chosen by auto, handed to its own fold fits (never a user setting)
+        alt = getattr(self, "_stage1_alt_request", None)
+        if alt is not None:
+            out.update(stage1_alt=str(alt[0]), stage1_weight=repr(float(alt[1])))
+        return out
 
     def _intervals_mode(self) -> str:
         """``calibrated`` (conformal, from the internal backtest), ``widen`` (the nets' size backtest) or ``raw``."""
@@ -402,8 +407,33 @@ class FLPM(FLPMPrediction):
     def _fit_config(self, runs: RunTable, warm: Mapping[str, Any] | None = None) -> None:
         """Fit stage 1 (+ mixture correction) and stage 2 with the settled ``config_`` (``warm``: see :meth:`_fit_stage1`)."""
         self._fit_stage1(self._stage1_rows(runs), warm)
+        self._fit_stage1_alt(runs, warm)
         self._fit_residual(runs)
         self._fit_stage2(runs)
+
+    def _fit_stage1_alt(self, runs: RunTable, warm: Mapping[str, Any] | None = None) -> None:
+        """The second law form of a form average (``config_["stage1_alt"]``, weight ``config_["stage1_weight"]``).
+
+        ``auto`` averages two law forms of the same inputs (``flpm`` / ``dml``, or the N,D pair) when
+        their held-out evidence is within noise but they disagree beyond the runs
+        (:mod:`mixopt.surrogate.flpm_auto`). The second form is fitted on the same rows with the
+        same bootstrap resamples, so draw ``b`` of either form is the same resample of the runs.
+        """
+        self.stage1_alt_ = None
+        alt = self.config_.get("stage1_alt")
+        if not alt:
+            return
+        keep = {k: getattr(self, k) for k in ("stage1_law_", "stage1_params_", "stage1_bootstrap_", "stage1_residual_")}
+        form = self.config_["stage1"]
+        self.config_["stage1"] = alt
+        try:
+            self._fit_stage1(self._stage1_rows(runs), warm)
+            law, params, boot, resid = self.stage1_law_, self.stage1_params_, self.stage1_bootstrap_, self.stage1_residual_
+        finally:
+            self.config_["stage1"] = form
+            for k, v in keep.items():
+                setattr(self, k, v)
+        self.stage1_alt_ = Stage1Alt.make(law, params, boot, resid, float(self.config_["stage1_weight"]), int(self.seed))
 
     def _stage1_rows(self, runs: RunTable) -> RunTable:
         """The checkpoints stage 1 is fitted on: the final checkpoint of every run.
@@ -646,6 +676,11 @@ class FLPM(FLPMPrediction):
         arrays.update({f"net.{k}": v for k, v in self.nets_.arrays().items()})
         if getattr(self, "residual_", None) is not None:
             arrays.update({f"residual.{k}": v for k, v in self.residual_.arrays().items()})
+        alt = getattr(self, "stage1_alt_", None)
+        if alt is not None:
+            state["stage1_alt_law"] = alt.law.name
+            state["stage1_alt_config"] = alt.law.config()
+            arrays.update({f"stage1alt.{k}": v for k, v in alt.arrays().items()})
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
@@ -668,18 +703,13 @@ class FLPM(FLPMPrediction):
         self.residual_ = None
         if res_arrays:
             self.residual_ = MixtureResidual.from_arrays(res_arrays)
-        cfg = dict(state["stage1_config"])
-        form = state["stage1_law"]
         self.residual_schedule_ = bool(state.get("residual_schedule", False))
-        if form in SCHEDULE_LAWS:
-            self.stage1_law_ = make_schedule_law(form, cfg["sources"], n_phases=int(cfg["n_phases"]),
-                                                 vary_compute=bool(cfg["vary_compute"]), reference=float(cfg["reference"]),
-                                                 ratio_total=float(cfg.get("ratio_total", 1.0)))
-        else:
-            self.stage1_law_ = make_stage1_law(form, cfg["sources"], vary_compute=bool(cfg["vary_compute"]),
-                                               reference=float(cfg["reference"]), ratio_total=float(cfg.get("ratio_total", 1.0)),
-                                               shared_exponent=bool(cfg.get("shared_exponent", False)),
-                                               n_reference=float(cfg.get("n_reference", 1e8)), d_reference=float(cfg.get("d_reference", 2e9)))
+        self.stage1_law_ = _law_from_state(state["stage1_law"], dict(state["stage1_config"]))
+        self.stage1_alt_ = None
+        if state.get("stage1_alt_law"):
+            alt_arrays = {k[len("stage1alt."):]: v for k, v in arrays.items() if k.startswith("stage1alt.")}
+            self.stage1_alt_ = Stage1Alt.from_arrays(_law_from_state(state["stage1_alt_law"], dict(state["stage1_alt_config"])),
+                                                     alt_arrays, float(self.config_["stage1_weight"]))
         self.stage1_active_ = tuple(int(j) for j in state["stage1_active"])
         self.stage1_fixed_ratios_ = tuple(float(v) for v in state["stage1_fixed_ratios"])
         self.vary_compute_ = bool(state["vary_compute"])
@@ -705,6 +735,17 @@ class FLPM(FLPMPrediction):
                 f"match {len(self.loss_domains_)} loss domains, {self.stage1_law_.n_params} law parameters and "
                 f"{len(self.stage2_benchmarks_)} benchmarks"
             )
+
+
+def _law_from_state(form: str, cfg: Mapping[str, Any]) -> Any:
+    """A stage-1 law from its saved name and :meth:`~mixopt.laws.mixture.MixtureLaw.config`."""
+    if form in SCHEDULE_LAWS:
+        return make_schedule_law(form, cfg["sources"], n_phases=int(cfg["n_phases"]), vary_compute=bool(cfg["vary_compute"]),
+                                 reference=float(cfg["reference"]), ratio_total=float(cfg.get("ratio_total", 1.0)))
+    return make_stage1_law(form, cfg["sources"], vary_compute=bool(cfg["vary_compute"]),
+                           reference=float(cfg["reference"]), ratio_total=float(cfg.get("ratio_total", 1.0)),
+                           shared_exponent=bool(cfg.get("shared_exponent", False)),
+                           n_reference=float(cfg.get("n_reference", 1e8)), d_reference=float(cfg.get("d_reference", 2e9)))
 
 
 @register
