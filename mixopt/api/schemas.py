@@ -121,6 +121,34 @@ class JobCreate(_In):
     dataset: Id | None = Field(None, description="dataset id to fit config.surrogate.method on (or data.dataset in the config)")
 
 
+class PlanCreate(_In):
+    """Plan the next sampling runs for a decision with a fitted model (``mixopt plan``)."""
+
+    config: dict[str, Any] | str = Field(description="the decision: search config ([compute], [domains], [objectives], "
+                                                     "optional [plan]) as an object or TOML text")
+    model: Id = Field(description="a ready model id (its dataset gives the candidate sizes and tokens by default)")
+    plan: dict[str, Any] | None = Field(None, description="[plan] keys overriding the config's: runs, flops, criterion, "
+                                                          "sizes, tokens_per_param, n_candidates, n_targets, n_draws, noise, seed")
+
+
+class PlannedRun(_Out):
+    run_id: str
+    params: float
+    tokens: float
+    flops: float = Field(description="6 * params * tokens")
+    gain: float = Field(description="the criterion at the pick (before dividing by FLOPs)")
+    mixture: dict[str, float]
+
+
+class PlanPublic(_Out):
+    model: str
+    criterion: str
+    draws: str = Field(description="'joint' (the model's own joint draws) or 'comonotone' (not to be trusted for planning)")
+    runs: list[PlannedRun]
+    summary: dict[str, Any] = Field(description="current pick, its P(best), expected regret, P(best) entropy, counts")
+    settings: dict[str, Any]
+
+
 class JobResume(_In):
     trials: int | None = Field(None, ge=1, description="new target number of finished trials (default: the job's)")
 
