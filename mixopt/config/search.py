@@ -66,6 +66,7 @@ from mixopt.config._parse import (
     _table,
     _unknown_keys,
 )
+from mixopt.config.phases import PhasesConfig, parse_phases
 from mixopt.data.changes import DomainChanges
 from mixopt.data.long import LongLayout
 from mixopt.errors import SchemaError, SearchError
@@ -74,7 +75,7 @@ from mixopt.errors import SchemaError, SearchError
 CHANGES = "changes"
 
 #: Top-level tables of the search sections.
-SECTIONS = ("data", "surrogate", "domains", "tokens", "compute", "objectives", "search", "plan")
+SECTIONS = ("data", "surrogate", "domains", "tokens", "compute", "objectives", "search", "plan", "phases")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,6 +190,7 @@ class SearchConfig:
     search: SearchSettings = field(default_factory=SearchSettings)  # [search]
     plan: Any = None  # [plan]: a mixopt.search.plan.PlanSettings, None when the section is absent
     changes: DomainChanges | None = None  # [domains.changes]: how the domain set changed since its old runs (mixopt.data.changes)
+    phases: PhasesConfig | None = None  # [phases]: search schedules of K phases (mixopt.config.phases); None = constant mixtures
 
     @property
     def output(self) -> Path | None:
@@ -458,10 +460,11 @@ def parse_search_sections(raw: Mapping[str, Any], base: Path, source: str, *, cl
     objectives = _parse_objectives(raw, p)
     search = _parse_search(raw, p, base_for)
     plan = _parse_plan(raw, p) if "plan" in raw else None
+    phases = parse_phases(raw, p)
     p.raise_if_any()
     return SearchConfig(
         path=None, data=data, surrogate=surrogate, domains=domains, tokens=tokens,
-        compute=compute, objectives=objectives, search=search, plan=plan, changes=changes,
+        compute=compute, objectives=objectives, search=search, plan=plan, changes=changes, phases=phases,
     )
 
 

@@ -636,7 +636,8 @@ def make_surrogate(kind: str, **settings: Any) -> Surrogate:
 def _load_builtin() -> None:
     import importlib
 
-    for mod in ("mixopt.surrogate.flp", "mixopt.surrogate.fp", "mixopt.surrogate.flpm", "mixopt.surrogate.baselines"):
+    for mod in ("mixopt.surrogate.flp", "mixopt.surrogate.fp", "mixopt.surrogate.flpm", "mixopt.surrogate.baselines",
+                "mixopt.surrogate.reuse"):
         importlib.import_module(mod)
 
 

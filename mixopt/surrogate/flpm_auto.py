@@ -68,6 +68,7 @@ import polars as pl
 from mixopt.data.table import RunTable
 from mixopt.surrogate.base import Targets
 from mixopt.surrogate.decision import MIN_MIXTURES, spearman
+from mixopt.surrogate.schedule import SCHEDULE_CANDIDATES, has_schedules, is_schedule_form
 from mixopt.surrogate.select import DROP_ERRORS, ROWS_SCHEMA, Fold, compute_scales, fold_rows, size_folds, transfer_fold
 
 if TYPE_CHECKING:
@@ -235,9 +236,10 @@ def _fold_evidence(model: FLPM, fold: Fold, acc: FoldScore) -> None:
     level_ok = model.vary_compute_ or fold.kind != "transfer"
     if not level_ok:
         c0 = math.sqrt(model.compute_range_[0] * model.compute_range_[1])
-        targets = Targets(flops=np.full(test.n_runs, c0), mixture=targets.mixture, domains=model.domains_)
+        targets = Targets(flops=np.full(test.n_runs, c0), mixture=None if targets.phases is not None else targets.mixture,
+                          domains=model.domains_, phases=targets.phases, phase_end=targets.phase_end)
     x = model._stage1_inputs(targets)
-    L = model._stage1_mean(x) * np.exp(model._residual_correction(targets.mixture))
+    L = model._stage1_mean(x) * np.exp(model._residual_correction(model._residual_inputs(targets)))
     A = test.losses(model.loss_domains_)
     ok = np.isfinite(A) & np.isfinite(L) & (A > 0) & (L > 0)
     if level_ok and ok.any():
@@ -405,6 +407,8 @@ def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
     Sets ``cfg``, appends to ``table`` and keeps each (form, fold) stage-1 fit in ``warm_by``.
     """
     s1 = STAGE1_CANDIDATES if cfg["stage1"] == "auto" else (cfg["stage1"],)
+    if cfg["stage1"] == "auto" and has_schedules(folds[0].train):
+        s1 = s1 + SCHEDULE_CANDIDATES  # schedules that differ from constant mixtures: the schedule laws compete
     fam = FAMILY_CANDIDATES if cfg["family"] == "auto" else (cfg["family"],)
     if len(s1) * len(fam) > 1:
         form, family, alt = _score_stage1(make, folds, s1, fam, table, explicit_family=cfg["family"] != "auto", warm_by=warm_by)
@@ -520,9 +524,11 @@ def _form_average(best: tuple[float, str, str, int], cands: Sequence[tuple[str, 
 
     _, form, family, row = best
     i_best = row - first
-    nd = STAGE1_LAWS[form].uses_nd
+    def inputs(f: str) -> str:  # forms average only with forms of the same inputs
+        return "schedule" if is_schedule_form(f) else ("nd" if STAGE1_LAWS[f].uses_nd else "flops")
+
     others = sorted((scores[i], i) for i, c in enumerate(cands)
-                    if c[1] == family and c[0] != form and STAGE1_LAWS[c[0]].uses_nd == nd and math.isfinite(scores[i]))
+                    if c[1] == family and c[0] != form and inputs(c[0]) == inputs(form) and math.isfinite(scores[i]))
     for sc, i in others:
         tied, why = within_noise(judged[i_best], judged[i])
         if not tied:

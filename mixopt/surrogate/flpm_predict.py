@@ -10,6 +10,7 @@ through the nets, and the conformal calibration of the intervals.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from mixopt.laws.fitter import combine_interval, predictive_std
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, check_fixed_ratios, check_single_scale, gaussian_interval, normal_quantile
 from mixopt.surrogate.calibrate import extrapolation_distance
 from mixopt.surrogate.draws import DRAW_LEVEL, calibrated_draws, draw_rng
+from mixopt.surrogate.schedule import Schedule, residual_features, targets_schedule
 
 #: rows per block in prediction (means / intervals)
 _CHUNK_MEAN = 262144
@@ -136,7 +138,28 @@ class FLPMPrediction(Surrogate):
             # compute only: split it as the sampling runs did (their median tokens per parameter)
             N = np.sqrt(C / (FLOPS_PER_PARAM_TOKEN * self.tokens_per_param_))
             D = self.tokens_per_param_ * N
-        return self.stage1_law_.inputs_from_scale(C, N, D, R[:, list(self.stage1_active_)])
+        return self._law_inputs(C, N, D, R, targets_schedule(targets))
+
+    def _law_inputs(self, C: np.ndarray, N: np.ndarray | None, D: np.ndarray | None, R: np.ndarray,
+                    schedule: Schedule | None, *, law: Any = None, active: Sequence[int] | None = None) -> np.ndarray:
+        """Stage-1 law inputs ``(n, q)``: a schedule law reads ``schedule`` (constant mixtures are one phase), the
+        others the overall mixture ``R (n, k)``; ``law``/``active`` default to the fitted ones."""
+        law = self.stage1_law_ if law is None else law
+        act = list(self.stage1_active_ if active is None else active)
+        if getattr(law, "uses_schedule", False):
+            P, E, f = schedule if schedule is not None else (R[:, None, :], np.zeros((R.shape[0], 0)), None)
+            return law.inputs_from_schedule(C, P[:, :, act], E, f)
+        return law.inputs_from_scale(C, N, D, R[:, act])
+
+    def _residual_inputs(self, targets: Targets) -> np.ndarray:
+        """What the hybrid correction reads for aligned targets: the mixture, or schedule features (:mod:`mixopt.surrogate.schedule`)."""
+        assert targets.mixture is not None
+        if not getattr(self, "residual_schedule_", False):
+            return targets.mixture
+        sched = targets_schedule(targets)
+        if sched is None:  # a constant mixture is a one-phase schedule
+            sched = (targets.mixture[:, None, :], np.zeros((len(targets), 0)), np.ones(len(targets)))
+        return residual_features(targets.mixture, sched)
 
     def _stage1_form_mean(self, x: np.ndarray) -> np.ndarray:
         """The first law form's point losses ``(n, m)`` (the stage-1 law when no forms are averaged)."""
@@ -216,7 +239,7 @@ class FLPMPrediction(Surrogate):
         those losses plus one noise value per benchmark ``eta[s, b]·noise_sd_b``.
         """
         x = self._stage1_inputs(targets)
-        corr = np.exp(self._residual_correction(targets.mixture))  # type: ignore[arg-type]
+        corr = np.exp(self._residual_correction(self._residual_inputs(targets)))
         n, m = x.shape[0], len(self.loss_domains_)
         rng = draw_rng(seed, 2)
         boot = self.stage1_bootstrap_  # (m, B, p)
@@ -287,7 +310,7 @@ class FLPMPrediction(Surrogate):
 
     def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         x = self._stage1_inputs(targets)
-        corr = self._residual_correction(targets.mixture)  # type: ignore[arg-type]
+        corr = self._residual_correction(self._residual_inputs(targets))
         corr_any = bool(np.any(corr))  # the law family's correction is 0: its draws need no scaling
         n = x.shape[0]
         m = len(self.loss_domains_)

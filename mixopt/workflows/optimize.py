@@ -90,6 +90,8 @@ def build_space(config: SearchConfig, domains: Sequence[str], *, source: str = "
     caps = {d: c.cap for d, c in config.domains.items() if c.pin is None}
     pins = {d: c.pin for d, c in config.domains.items() if c.pin is not None}
     mixture = MixtureSpace(domains, floors=floors, caps=caps, pins=pins)  # type: ignore[arg-type]
+    if config.phases is not None:
+        mixture = _schedule_space(config, domains, floors, caps, pins)  # type: ignore[assignment]
     c = config.compute
     if c.flops is not None:
         compute = ComputeSpace(flops=c.flops, tokens_per_param=c.tokens_per_param)
@@ -98,6 +100,33 @@ def build_space(config: SearchConfig, domains: Sequence[str], *, source: str = "
     t = config.tokens
     data = DataBudget(available=t.available, max_epochs=t.max_epochs, epochs=t.epochs) if t.available else None
     return SearchSpace(mixture, compute, data)
+
+
+def _schedule_space(config: SearchConfig, domains: tuple[str, ...], floors: dict, caps: dict, pins: dict) -> Any:
+    """The :class:`~mixopt.search.schedule.ScheduleSpace` of ``[phases]``: per phase, ``[phases.floor]``/``[phases.cap]``
+    over the ``[domains]`` bounds; a pinned domain keeps its pin in every phase."""
+    from mixopt.search.schedule import ScheduleSpace
+
+    ph = config.phases
+    assert ph is not None
+    named = set(ph.floor) | set(ph.cap)
+    unknown = sorted(named - set(domains))
+    if unknown:
+        raise SearchError(f"[phases] floor/cap name domain(s) {unknown} that the surrogate lacks (it has {list(domains)}); "
+                          "fix the names.")
+    pinned = sorted(named & set(pins))
+    if pinned:
+        raise SearchError(f"[phases] gives per-phase bounds for pinned domain(s) {pinned}: a pin holds in every phase; "
+                          "drop the pin under [domains] or the bounds under [phases].")
+    spaces = []
+    for k in range(ph.count):
+        f = {**floors, **{d: v[k] for d, v in ph.floor.items()}}
+        c = {**caps, **{d: v[k] for d, v in ph.cap.items()}}
+        try:
+            spaces.append(MixtureSpace(domains, floors=f, caps=c, pins=pins))
+        except SearchError as e:
+            raise SearchError(f"[phases] phase {k + 1}: {e}") from None
+    return ScheduleSpace(spaces, list(ph.ends))
 
 
 def _precheck_outputs(config: SearchConfig, info: OutputInfo) -> None:
@@ -157,8 +186,11 @@ def problem_config(config: SearchConfig) -> dict[str, Any]:
     """The config sections that define the search problem (stored with the study)."""
     d = config_to_dict(config)
     o = d["objectives"]
-    return {"domains": d["domains"], "tokens": d["tokens"], "compute": d["compute"],
-            "objectives": {k: o[k] for k in ("optimize", "constraints", "risk_kappa", "penalty")}}
+    out = {"domains": d["domains"], "tokens": d["tokens"], "compute": d["compute"],
+           "objectives": {k: o[k] for k in ("optimize", "constraints", "risk_kappa", "penalty")}}
+    if d.get("phases") is not None:  # absent without [phases]: studies of constant mixtures resume as before
+        out["phases"] = d["phases"]
+    return out
 
 
 def fit_surrogate(config: SearchConfig, *, key: str | None = None, cache: Path | None = None) -> Surrogate:
