@@ -117,6 +117,50 @@ MEMBER_SEP = "|"
 SELECTION_AT: tuple[str, ...] = ("auto", "target", "largest")
 
 
+#: what stage 2 regresses scores on (``stage2_loss_x``)
+STAGE2_LOSS_X: tuple[str, ...] = ("observed", "smoothed", "law")
+#: fewest finite losses a run needs for its loss curve to be smoothed (the quadratic has 3 coefficients)
+SMOOTH_MIN_POINTS = 5
+
+
+def smooth_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray,
+                      anchor: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
+    """Each run's loss curve smoothed: ``log L`` fitted by a quadratic in ``log tokens`` over its checkpoints.
+
+    Stage 2 regresses scores on the observed loss; a loss measured with noise flattens that
+    regression (errors in variables: the fitted slope shrinks by ``var(L) / (var(L) + noise²)``),
+    and the flattened link then under-predicts scores far beyond the runs. The scores depend on
+    the model, not on the noise of its loss evaluation, so the regressor is the smooth curve
+    through the run's losses. Runs with fewer than :data:`SMOOTH_MIN_POINTS` finite losses keep
+    their observed values; missing losses stay missing.
+
+    ``anchor`` (``{run: (final tokens, loss)}``, ``stage2_loss_x="law"``): each smoothed curve is
+    shifted (in log loss) to pass through the given loss at the run's final tokens, the stage-1
+    law's prediction there, which pools the runs (the law is fitted on all of them) the way the
+    target's loss is predicted.
+    """
+    out = np.array(loss, dtype=np.float64, copy=True)
+    ids = np.asarray(run_ids)
+    lt = np.log(np.maximum(np.asarray(tokens, dtype=np.float64), 1e-300))
+    ok_all = np.isfinite(out) & (out > 0) & np.isfinite(lt)
+    _, inverse = np.unique(ids.astype(str), return_inverse=True)
+    for g in range(int(inverse.max()) + 1 if inverse.size else 0):
+        rows = np.flatnonzero((inverse == g) & ok_all)
+        if rows.size < SMOOTH_MIN_POINTS or np.ptp(lt[rows]) <= 0:
+            continue
+        x = lt[rows] - lt[rows].mean()
+        design = np.column_stack([np.ones_like(x), x, x * x])
+        coef, *_ = np.linalg.lstsq(design, np.log(out[rows]), rcond=None)
+        fitted = design @ coef
+        run = str(ids[rows[0]])
+        if anchor is not None and run in anchor:
+            t_end, l_end = anchor[run]
+            xe = math.log(t_end) - lt[rows].mean()
+            fitted = fitted + (math.log(l_end) - (coef[0] + coef[1] * xe + coef[2] * xe * xe))
+        out[rows] = np.exp(fitted)
+    return out
+
+
 def _run_schedules(runs: RunTable, schedule: str) -> np.ndarray:
     """``(len(runs),)`` schedule of every row: the ``schedule`` setting, or the table's column."""
     n = len(runs)
@@ -180,6 +224,10 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         min_runs: fewest distinct runs among them (2).
         stage2_points: ``"emerged"``, ``"all"`` (every evaluated checkpoint) or ``"auto"``
             (emerged for linear, all for the sigmoids).
+        stage2_loss_x: the loss stage 2 regresses scores on: ``"observed"`` (the paper) or
+            ``"smoothed"`` (each run's loss curve smoothed, :func:`smooth_run_losses`: a noisy
+            loss flattens the fitted link, errors in variables) or ``"law"`` (smoothed, and each
+            run's curve shifted through the stage-1 law's loss at its final compute).
         stage1_loss: ``"huber"`` (Epoch's practice, default) or ``"squared"``.
         stage2_loss: ``"squared"`` (paper: least squares, default) or ``"huber"``.
         huber_delta: Huber threshold of stage 1, log-loss units (1e-3).
@@ -228,6 +276,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         min_emerged: int = 3,
         min_runs: int = 2,
         stage2_points: str = "auto",
+        stage2_loss_x: str = "observed",
         stage1_loss: str = "huber",
         stage2_loss: str = "squared",
         huber_delta: float = 1e-3,
@@ -253,6 +302,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         self.min_emerged = min_emerged
         self.min_runs = min_runs
         self.stage2_points = stage2_points
+        self.stage2_loss_x = stage2_loss_x
         self.stage1_loss = stage1_loss
         self.stage2_loss = stage2_loss
         self.huber_delta = huber_delta
@@ -297,6 +347,8 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             problems.append(f"selection_at must be one of {list(SELECTION_AT)}, got {self.selection_at!r}")
         elif self.selection_at == "target" and self.target_flops is None:
             problems.append("selection_at='target' needs target_flops (the compute of the target, FLOPs)")
+        if self.stage2_loss_x not in STAGE2_LOSS_X:
+            problems.append(f"stage2_loss_x must be one of {list(STAGE2_LOSS_X)}, got {self.stage2_loss_x!r}")
         if self.stage2_points not in ("auto", "emerged", "all"):
             problems.append(f"stage2_points must be 'auto', 'emerged' or 'all', got {self.stage2_points!r}")
         for name in ("stage1_loss", "stage2_loss"):
@@ -442,13 +494,27 @@ class FLP(_FLPChoice, _ComputeSurrogate):
                           int(np.unique(run_ids[emerged]).shape[0]) if emerged.any() else 0)
         return None, row, reason
 
+    def _final_anchor(self, runs: RunTable, fitter1: LawFitter, form: str) -> dict[str, tuple[float, float]]:
+        """``{run: (final tokens, stage-1 law's loss at the run's final compute)}`` (``stage2_loss_x="law"``)."""
+        final = runs.final()
+        x = self._stage1_x_for(form, final.flops(), final.params(), final.tokens())
+        with np.errstate(all="ignore"):
+            pred = fitter1.law.predict(x, np.asarray(fitter1.params_, dtype=np.float64))
+        return {str(r): (float(t), float(v)) for r, t, v in zip(final.run_ids(), final.tokens(), pred, strict=True)
+                if np.isfinite(v) and v > 0}
+
     def _arrays(self, runs: RunTable, loss_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(run ids, scores (n, b), loss (n,)) of a table, cached for the duration of one fit."""
         cache = self.__dict__.setdefault("_array_cache", {})
         key = (id(runs), loss_name)
         hit = cache.get(key)
         if hit is None or hit[0] is not runs:
-            hit = (runs, (self._group_ids(runs.run_ids()), runs.scores(), runs.column(loss_name)))
+            loss = runs.column(loss_name)
+            mode_x = getattr(self, "stage2_loss_x", "observed")
+            if mode_x in ("smoothed", "law"):
+                loss = smooth_run_losses(runs.run_ids(), runs.tokens(), loss,
+                                         anchor=self.__dict__.get("_loss_anchor") if mode_x == "law" else None)
+            hit = (runs, (self._group_ids(runs.run_ids()), runs.scores(), loss))
             cache[key] = hit
         return hit[1]
 
@@ -460,6 +526,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
     def _fit(self, runs: RunTable) -> None:
         t0 = time.perf_counter()
         self.__dict__.pop("_array_cache", None)
+        self.__dict__.pop("_loss_anchor", None)
         self._check_settings()
         eff = self._effective()
         loss_name = self._resolve_loss(runs)
@@ -474,6 +541,11 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         selection += rows0
         form, mode, rows1, average = self._choose_stage1(runs, loss_name, eff, folds1)
         selection += rows1
+        resample = self._resample(runs)
+        fitter1, law1, n1 = self._fit_stage1(runs, loss_name, form, mode, resample)
+        if self.stage2_loss_x == "law" and not stage1_only:
+            self.__dict__.pop("_array_cache", None)
+            self.__dict__["_loss_anchor"] = self._final_anchor(runs, fitter1, form)
         if fixed_links is not None:
             links = dict(fixed_links)
         elif stage1_only:
@@ -483,8 +555,6 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             selection += rows2
 
         final = runs.final()
-        resample = self._resample(runs)
-        fitter1, law1, n1 = self._fit_stage1(runs, loss_name, form, mode, resample)
         laws: dict[str, FittedLaw] = {loss_name: FittedLaw.from_fitter(fitter1)}
         members: dict[str, float] = {}
         if len(average) > 1:
@@ -551,6 +621,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             selection += cal_rows
         self.selection_ = pl.DataFrame(selection, schema=SELECTION_SCHEMA, orient="row")
         self.__dict__.pop("_array_cache", None)
+        self.__dict__.pop("_loss_anchor", None)
         self.fit_seconds_ = time.perf_counter() - t0
         logger.debug("FLP fit on %d runs / %d checkpoints in %.3fs", runs.n_runs, len(runs), self.fit_seconds_)
 

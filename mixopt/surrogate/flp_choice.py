@@ -42,6 +42,8 @@ CALIBRATION_LEVEL = 0.9
 CALIBRATION_MIN_POINTS = 3
 #: ratio-matched folds added to the size folds for calibration (target known)
 CALIBRATION_RATIO_FOLDS = 3
+#: parameters of each stage-1 form (the simplest of tied forms gives the point prediction)
+FORM_PARAMS: dict[str, int] = {"pure_power": 2, "power_offset": 3, "chinchilla_tied": 4, "chinchilla": 5}
 #: fewest sizes a ratio-matched fold fits on (more points than the 3-parameter offset power law has)
 RATIO_MIN_TRAIN_SIZES = 4
 #: stage-1 candidates whose internal error is within this share of the best one's are within noise (averaged)
@@ -90,15 +92,22 @@ class _FLPChoice:
 
         sel = select(runs, cands, factory, folds=folds, quantities=[loss_name])
         average = self._ties(sel) if getattr(self, "_average_ok", False) else {}
+        best = sel.chosen
+        if len(average) > 1:
+            # the one-standard-error rule: among forms the folds cannot tell apart, the simplest gives the point
+            scores = {r["candidate"]: r["score"] for r in sel.table.iter_rows(named=True)}
+            best = min(average, key=lambda c: (FORM_PARAMS.get(c.split("+")[0], 99), scores.get(c) or math.inf))
         rows = []
         for r in sel.table.iter_rows(named=True):
             status, reason = r["status"], r["reason"]
             if r["candidate"] in average and len(average) > 1:
                 others = ", ".join(k for k in average if k != r["candidate"])
-                status = "chosen" if r["candidate"] == sel.chosen else "averaged"
-                reason = (f"{'chosen (point prediction); ' if status == 'chosen' else ''}within noise of {others} on "
-                          f"these folds: intervals and draws averaged over both, weight {average[r['candidate']]:.2f}")
+                status = "chosen" if r["candidate"] == best else "averaged"
+                reason = (f"{'chosen (point prediction: fewest parameters among the tied forms); ' if status == 'chosen' else ''}"
+                          f"within noise of {others} on these folds: intervals and draws cover them all, "
+                          f"weight {average[r['candidate']]:.2f}")
             rows.append(_sel_row("stage1", loss_name, r["candidate"], status, reason, r["score"], r["n_points"]))
+        sel.chosen = best
         if sel.chosen is None:
             # no internal backtest possible: the fallback below is the form measured best on the shared data
             form = DEFAULT_STAGE1 if DEFAULT_STAGE1 in forms else forms[0]
