@@ -244,3 +244,14 @@ def _no_ray_left_running():
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def runs_file(tmp_path_factory) -> Path:
+    """A mixture-world run table as CSV: 3 domains, 3 benchmarks, 16 mixtures x 4 sizes, 4 checkpoints each."""
+    from mixopt.data.readers import write_runs
+    from mixopt.testing import mixture_world
+
+    w = mixture_world(n_domains=3, n_benchmarks=3, seed=0)
+    runs = w.sample_runs([2e7, 6e7, 2e8, 6e8], w.random_mixtures(16, seed=1), n_checkpoints=4, seed=2)
+    return write_runs(runs, tmp_path_factory.mktemp("data") / "runs.csv")

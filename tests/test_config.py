@@ -13,20 +13,10 @@ from search.conftest import LinearMixSurrogate, fitted_analytic, ray_local  # no
 
 from mixopt.config import SearchConfig, config_to_dict, load_config
 from mixopt.errors import ConfigError, SearchError
-from mixopt.testing import mixture_world
 from mixopt.workflows import run_search
+from tests._configs import search_config_text
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def runs_file(tmp_path_factory) -> Path:
-    from mixopt.data.readers import write_runs
-
-    w = mixture_world(n_domains=3, n_benchmarks=3, seed=0)
-    mixes = w.random_mixtures(16, seed=1)
-    runs = w.sample_runs([2e7, 6e7, 2e8, 6e8], mixes, n_checkpoints=4, seed=2)
-    return write_runs(runs, tmp_path_factory.mktemp("data") / "runs.csv")
 
 
 def write(tmp_path: Path, body: str, name: str = "c.toml") -> Path:
@@ -37,23 +27,8 @@ def write(tmp_path: Path, body: str, name: str = "c.toml") -> Path:
 
 def base(runs: Path, extra: str = "", search: str = "") -> str:
     """A valid config over ``runs``; ``extra`` goes into [objectives] (and may add tables), ``search`` into [search]."""
-    given = {line.split("=", 1)[0].strip() for line in search.splitlines() if "=" in line}
-    defaults = "\n".join(f"{k} = {v}" for k, v in (("trials", "256"), ("batch_size", "64"), ("storage", '"memory"'))
-                         if k not in given)
-    return f"""
-    [data]
-    runs = "{runs}"
-    [surrogate]
-    method = "test-linear"
-    [compute]
-    flops = [1e20, 1e22]
-    [objectives]
-    optimize = ["score:hellaswag", "score:humaneval"]
-    {extra}
-    [search]
-    {defaults}
-    {search}
-    """
+    return search_config_text(runs, flops="[1e20, 1e22]", objectives=extra, search=search, trials=256, batch_size=64,
+                              storage="memory")
 
 
 def test_load_full_config_and_relative_paths(tmp_path, runs_file) -> None:

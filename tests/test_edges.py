@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from mixopt.cli import main
+from tests._configs import write_search_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data" / "fixtures"
@@ -43,24 +44,8 @@ def job_command():
 
 
 def _search_config(tmp_path: Path, output: str, *, runs: Path = EXAMPLE_RUNS, extra: str = "") -> Path:
-    cfg = tmp_path / "search.toml"
-    cfg.write_text(textwrap.dedent(f"""
-        [data]
-        runs = "{runs}"
-        [surrogate]
-        method = "regmix"
-        [compute]
-        flops = 1e21
-        [objectives]
-        optimize = ["score:humaneval", "score:hellaswag"]
-        [search]
-        trials = 32
-        batch_size = 16
-        seed = 0
-        storage = "memory"
-        output = "{output}"
-    """) + textwrap.dedent(extra))
-    return cfg
+    return write_search_config(tmp_path / "search.toml", runs, method="regmix", optimize=("score:humaneval", "score:hellaswag"),
+                               search=extra, trials=32, batch_size=16, seed=0, storage="memory", output=output)
 
 
 # -- bad input --------------------------------------------------------------------------------------

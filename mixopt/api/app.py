@@ -242,10 +242,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Health(status="ok", version=mixopt.__version__, database=ctx.store.dialect, executor=ctx.runner.describe(),
                       auth=settings.auth_enabled, predict={"requests": ctx.batcher.requests, "calls": ctx.batcher.calls})
 
-    from mixopt.api.routes import datasets, jobs, models, validations
+    from mixopt.api.routes import datasets, jobs, models, plan, validations
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(get_owner)])
-    for r in (datasets.router, models.router, jobs.router, validations.router):
+    for r in (datasets.router, models.router, jobs.router, plan.router, validations.router):
         v1.include_router(r)
     app.include_router(v1)
     app.state.started = time.time()

@@ -89,11 +89,22 @@ class ModelPublic(_Out):
     summary: dict[str, Any] | None = Field(None, description="outputs, domains, fitted laws, backtest summary and decision metrics (when ready)")
 
 
+class ScheduleCreate(_In):
+    """A mixture that changes during training (docs/phases.md): the phases' mixtures and where each ends."""
+
+    phases: list[dict[str, Ratio]] = Field(min_length=1, max_length=16, description="each phase's mixture {domain: ratio}, in order")
+    phase_end: list[Annotated[float, Field(allow_inf_nan=False, gt=0.0, lt=1.0)]] = Field(
+        default_factory=list, max_length=15,
+        description="fraction of the run's tokens at which each phase but the last ends (strictly increasing)")
+
+
 class PredictCreate(_In):
-    """A batch of mixtures x compute to predict."""
+    """A batch of mixtures (or schedules) x compute to predict."""
 
     mixtures: list[dict[str, Ratio]] | list[list[Ratio]] | None = Field(
         None, description="one mixture per row: {domain: ratio} (missing = 0) or ratios in the model's domain order")
+    schedules: list[ScheduleCreate] | None = Field(
+        None, description="instead of mixtures: one schedule per row (phases and their ends; docs/phases.md)")
     flops: Positive | list[Positive] | None = Field(None, description="training compute, FLOPs: one number or one per mixture")
     params: Positive | list[Positive] | None = Field(None, description="parameter counts (with tokens, instead of flops)")
     tokens: Positive | list[Positive] | None = Field(None, description="training tokens (with params)")
@@ -119,6 +130,34 @@ class JobCreate(_In):
     config: dict[str, Any] | str = Field(description="search config: [compute], [domains], [objectives], [search], [surrogate] method/settings")
     model: Id | None = Field(None, description="fitted model id to search with (or surrogate.model in the config)")
     dataset: Id | None = Field(None, description="dataset id to fit config.surrogate.method on (or data.dataset in the config)")
+
+
+class PlanCreate(_In):
+    """Plan the next sampling runs for a decision with a fitted model (``mixopt plan``)."""
+
+    config: dict[str, Any] | str = Field(description="the decision: search config ([compute], [domains], [objectives], "
+                                                     "optional [plan]) as an object or TOML text")
+    model: Id = Field(description="a ready model id (its dataset gives the candidate sizes and tokens by default)")
+    plan: dict[str, Any] | None = Field(None, description="[plan] keys overriding the config's: runs, flops, criterion, "
+                                                          "sizes, tokens_per_param, n_candidates, n_targets, n_draws, noise, seed")
+
+
+class PlannedRun(_Out):
+    run_id: str
+    params: float
+    tokens: float
+    flops: float = Field(description="6 * params * tokens")
+    gain: float = Field(description="the criterion at the pick (before dividing by FLOPs)")
+    mixture: dict[str, float]
+
+
+class PlanPublic(_Out):
+    model: str
+    criterion: str
+    draws: str = Field(description="'joint' (the model's own joint draws) or 'comonotone' (not to be trusted for planning)")
+    runs: list[PlannedRun]
+    summary: dict[str, Any] = Field(description="current pick, its P(best), expected regret, P(best) entropy, counts")
+    settings: dict[str, Any]
 
 
 class JobResume(_In):

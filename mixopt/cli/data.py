@@ -17,6 +17,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.world == "single":
         world = single_domain_world(seed=args.seed)
         mixtures = None
+    elif args.world == "phases":
+        from mixopt.testing.phases_world import phases_world
+
+        world = phases_world(n_domains=args.domains, n_benchmarks=args.benchmarks, seed=args.seed)
+        mixtures = world.random_schedules(args.mixtures, seed=args.seed)  # 1- and 2-phase schedules
     else:
         world = two_domain_code_world() if args.world == "code" else mixture_world(
             n_domains=args.domains, n_benchmarks=args.benchmarks, seed=args.seed
@@ -71,10 +76,12 @@ def register(sub: Any) -> None:
     """Add ``simulate`` and ``inspect`` to the CLI's subparsers."""
     s = sub.add_parser("simulate", help="write a synthetic run table from a seeded ground-truth world")
     s.add_argument("--out", required=True, help="output file (.parquet, .csv or .jsonl)")
-    s.add_argument("--world", default="mixture", choices=["single", "mixture", "code"], help="single-domain, k-domain mixture world, or the paper's web+code world")
+    s.add_argument("--world", default="mixture", choices=["single", "mixture", "code", "phases"],
+                   help="single-domain, k-domain mixture world, the paper's web+code world, or a k-domain world of 1- and "
+                        "2-phase schedules whose late tokens count more (docs/phases.md)")
     s.add_argument("--domains", type=int, default=3, help="number of domains of a mixture world")
     s.add_argument("--benchmarks", type=int, default=4, help="number of benchmarks of a mixture world")
-    s.add_argument("--mixtures", type=int, default=12, help="number of random mixtures (mixture worlds)")
+    s.add_argument("--mixtures", type=int, default=12, help="number of random mixtures (mixture worlds) or schedules (phases)")
     s.add_argument("--sizes", default="2e7,5e7,1e8,2e8,4e8", help="parameter counts of the sampling runs")
     s.add_argument("--tokens-per-param", type=float, default=20.0, help="training tokens per parameter")
     s.add_argument("--checkpoints", type=int, default=10, help="evaluated checkpoints per run")

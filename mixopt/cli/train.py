@@ -57,7 +57,8 @@ def cmd_ladder(args: argparse.Namespace) -> int:
         return _ladder_done(args, train_jobs(jobs, cfg.trainer, Path(target)), target)
     jobs = ladder_jobs(cfg)
     if not args.json:
-        print(f"ladder: {len(jobs)} runs ({len(cfg.ladder.sizes)} sizes x {len(cfg.ladder.mixtures)} mixtures x "  # type: ignore[union-attr]
+        print(f"ladder: {len(jobs)} runs ({len(cfg.ladder.sizes)} sizes x "  # type: ignore[union-attr]
+              f"{len(cfg.ladder.mixtures) + len(cfg.ladder.schedules)} mixtures and schedules x "  # type: ignore[union-attr]
               f"{len(cfg.ladder.seeds)} seeds), trainer {cfg.trainer.kind}, {cfg.trainer.executor} executor")  # type: ignore[union-attr]
     rep = run_ladder(cfg, output=out)
     return _ladder_done(args, rep, out or cfg.ladder.output)  # type: ignore[union-attr]

@@ -19,6 +19,11 @@ A config file describes one mixture search (see ``configs/example.toml``)::
     [domains.math]
     pin = 0.05
 
+    [domains.changes]           # optional: the domain set changed since these old runs
+    runs = "old_runs.csv"       # read with the [data] options, mapped, added to [data] runs
+    added = ["math"]            # also: removed, split = { web = { web_hq = 0.3, web_lq = 0.7 } },
+                                # merged = { code = { python = 0.6, java = 0.4 } }, refiltered
+
     [tokens]                    # optional data limits
     available = { code = 2e11 } # unique tokens per domain (others unlimited)
     max_epochs = 4
@@ -61,11 +66,16 @@ from mixopt.config._parse import (
     _table,
     _unknown_keys,
 )
+from mixopt.config.phases import PhasesConfig, parse_phases
+from mixopt.data.changes import DomainChanges
 from mixopt.data.long import LongLayout
 from mixopt.errors import SchemaError, SearchError
 
+#: The key of ``[domains]`` that states a domain-set change (so no domain may be named so).
+CHANGES = "changes"
+
 #: Top-level tables of the search sections.
-SECTIONS = ("data", "surrogate", "domains", "tokens", "compute", "objectives", "search", "plan")
+SECTIONS = ("data", "surrogate", "domains", "tokens", "compute", "objectives", "search", "plan", "phases")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,6 +189,8 @@ class SearchConfig:
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)  # [objectives]
     search: SearchSettings = field(default_factory=SearchSettings)  # [search]
     plan: Any = None  # [plan]: a mixopt.search.plan.PlanSettings, None when the section is absent
+    changes: DomainChanges | None = None  # [domains.changes]: how the domain set changed since its old runs (mixopt.data.changes)
+    phases: PhasesConfig | None = None  # [phases]: search schedules of K phases (mixopt.config.phases); None = constant mixtures
 
     @property
     def output(self) -> Path | None:
@@ -255,6 +267,8 @@ def _parse_domains(raw: Mapping[str, Any], p: _Problems) -> dict[str, DomainConf
     t = _table(raw, "domains", p)
     domains: dict[str, DomainConfig] = {}
     for name, dt in t.items():
+        if name == CHANGES:
+            continue
         where = f"domains.{name}"
         if not isinstance(dt, Mapping):
             p.add(where, dt, "must be a table like [domains.web] with floor/cap/pin (put defaults under [tokens])")
@@ -275,6 +289,26 @@ def _parse_domains(raw: Mapping[str, Any], p: _Problems) -> dict[str, DomainConf
             f"sum(floors and pins) <= 1 must hold, but got {sum(lows.values()):.4g} for domains ({named}); lower the floors"
         )
     return domains
+
+
+def _parse_changes(raw: Mapping[str, Any], p: _Problems, base_for: Any) -> DomainChanges | None:
+    """``[domains.changes]``: a :class:`~mixopt.data.changes.DomainChanges` (None when absent)."""
+    t = raw.get("domains", {})
+    if not isinstance(t, Mapping) or CHANGES not in t:
+        return None
+    v = t[CHANGES]
+    where = f"domains.{CHANGES}"
+    if not isinstance(v, Mapping):
+        p.add(where, v, "must be a table like [domains.changes] with added, removed, split, merged, refiltered")
+        return None
+    _unknown_keys(v, _names(DomainChanges), where, p)
+    kw: dict[str, Any] = {k: x for k, x in v.items() if k in _names(DomainChanges) and k != "runs"}
+    kw["runs"] = _path(v, "runs", where, p, base_for(f"{where}.runs"), must_exist=True, file=True)
+    try:
+        return DomainChanges(**kw)
+    except (SchemaError, TypeError) as e:
+        p.add(where, dict(v), str(e).replace("\n", " "))
+        return None
 
 
 def _parse_tokens(raw: Mapping[str, Any], p: _Problems) -> TokensConfig:
@@ -420,15 +454,17 @@ def parse_search_sections(raw: Mapping[str, Any], base: Path, source: str, *, cl
     if data.runs is None and surrogate.model is None:
         p.items.append("no data: set [data] runs = \"path/to/runs.csv\" (a run table) or [surrogate] model = \"path/to/model\"")
     domains = _parse_domains(raw, p)
+    changes = _parse_changes(raw, p, base_for)
     tokens = _parse_tokens(raw, p)
     compute = _parse_compute(raw, p)
     objectives = _parse_objectives(raw, p)
     search = _parse_search(raw, p, base_for)
     plan = _parse_plan(raw, p) if "plan" in raw else None
+    phases = parse_phases(raw, p)
     p.raise_if_any()
     return SearchConfig(
         path=None, data=data, surrogate=surrogate, domains=domains, tokens=tokens,
-        compute=compute, objectives=objectives, search=search, plan=plan,
+        compute=compute, objectives=objectives, search=search, plan=plan, changes=changes, phases=phases,
     )
 
 

@@ -20,6 +20,10 @@ sections) or alone (``configs/ladder.toml``)::
     output = "../mixopt/examples/ladder_runs.csv"
     [ladder.mixtures]
     uniform = { prose = 0.25, code = 0.25, docs = 0.25, math = 0.25 }
+    [ladder.schedules.anneal_math]  # optional: phased runs (mixtures that change during training)
+    ends = [0.8, 1.0]               # phase_end@k: fraction of the run's tokens where phase k ends
+    mixtures = [{ prose = 0.25, code = 0.25, docs = 0.25, math = 0.25 },
+                { prose = 0.1, code = 0.1, docs = 0.1, math = 0.7 }]
 
     [validate]                  # mixopt validate / the loop of mixopt optimize
     rounds = 2
@@ -40,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from mixopt.config._parse import _number, _Problems, _unknown_keys
-from mixopt.errors import ConfigError
+from mixopt.errors import ConfigError, SchemaError
 from mixopt.train.executors import TrainerRef
 
 #: Top-level tables of the training sections.
@@ -71,6 +75,7 @@ class LadderSection:
 
     sizes: tuple[float, ...] = ()  # parameter counts N (non-embedding)
     mixtures: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # {name: {domain: ratio}}
+    schedules: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)  # {name: ({"end": e_k, "mixture": {...}}, ...)}
     tokens: float | None = None  # training tokens D of every run
     tokens_per_param: float | None = None  # or D = tokens_per_param * N
     seeds: tuple[int, ...] = (0,)  # one run per seed
@@ -162,14 +167,16 @@ def _parse_trainer(raw: Mapping[str, Any], base: Path, p: _Problems, *, in_file:
 
 def _parse_ladder(L: Mapping[str, Any], base: Path, p: _Problems) -> LadderSection:
     """``[ladder]``: sizes x mixtures x seeds, one of tokens or tokens_per_param."""
-    _unknown_keys(L, ("sizes", "mixtures", "tokens", "tokens_per_param", "seeds", "checkpoints", "output"), "ladder", p)
+    _unknown_keys(L, ("sizes", "mixtures", "schedules", "tokens", "tokens_per_param", "seeds", "checkpoints", "output"), "ladder", p)
     sizes = L.get("sizes", [])
     if not isinstance(sizes, list) or not sizes or not all(isinstance(s, (int, float)) and s > 0 for s in sizes):
         p.add("ladder.sizes", sizes, "must be a list of parameter counts > 0, e.g. [4e4, 1e5]")
         sizes = []
     mixes = L.get("mixtures", {})
-    if not isinstance(mixes, Mapping) or not mixes:
-        p.items.append("ladder.mixtures: give named mixtures, e.g. [ladder.mixtures] uniform = { prose = 0.5, code = 0.5 }")
+    schedules = _parse_schedules(L.get("schedules", {}), p)
+    if not isinstance(mixes, Mapping) or (not mixes and not schedules):
+        p.items.append("ladder.mixtures: give named mixtures, e.g. [ladder.mixtures] uniform = { prose = 0.5, code = 0.5 } "
+                       "(or schedules under [ladder.schedules.<name>])")
         mixes = {}
     for name, m in mixes.items():
         if not isinstance(m, Mapping) or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in m.values()):
@@ -177,8 +184,12 @@ def _parse_ladder(L: Mapping[str, Any], base: Path, p: _Problems) -> LadderSecti
         elif abs(sum(m.values()) - 1) > 1e-6:
             p.items.append(f"ladder.mixtures.{name}: ratios sum to {sum(m.values()):.6g}, not 1")
     doms = {tuple(m) for m in mixes.values() if isinstance(m, Mapping)}
+    doms |= {tuple(ph[0]["mixture"]) for ph in schedules.values()}
     if len(doms) > 1:
-        p.items.append(f"ladder.mixtures: every mixture must name the same domains in the same order, got {sorted(doms)}")
+        p.items.append(f"ladder.mixtures: every mixture (and schedule phase) must name the same domains in the same order, got {sorted(doms)}")
+    clash = sorted(set(schedules) & set(mixes))
+    if clash:
+        p.items.append(f"ladder: {clash} name both a mixture and a schedule; give each run name once")
     tokens = _num(L, "tokens", "ladder", p, None, lo=1, optional=True)
     tpp = _num(L, "tokens_per_param", "ladder", p, None, lo=0, optional=True)
     if (tokens is None) == (tpp is None):
@@ -190,10 +201,51 @@ def _parse_ladder(L: Mapping[str, Any], base: Path, p: _Problems) -> LadderSecti
     return LadderSection(
         sizes=tuple(float(s) for s in sizes),
         mixtures={k: {d: float(r) for d, r in v.items()} for k, v in mixes.items() if isinstance(v, Mapping)},
+        schedules=schedules,
         tokens=tokens, tokens_per_param=tpp, seeds=tuple(seeds),
         checkpoints=_num(L, "checkpoints", "ladder", p, 4, lo=1, integer=True),
         output=_resolve(L.get("output"), base, "ladder.output", p),
     )
+
+
+def _parse_schedules(S: Any, p: _Problems) -> dict[str, tuple[dict[str, Any], ...]]:
+    """``[ladder.schedules.<name>]``: ``ends`` (phase ends, fractions of the run; the trailing 1 may be left out) and one
+    mixture per phase; checked as a training job checks them."""
+    from mixopt.train.spec import JobSpec
+
+    if not isinstance(S, Mapping):
+        p.add("ladder.schedules", S, "must be a table of named schedules, e.g. [ladder.schedules.anneal] ends = [0.8, 1.0] "
+              "mixtures = [{ web = 0.7, code = 0.3 }, { web = 0.3, code = 0.7 }]")
+        return {}
+    out: dict[str, tuple[dict[str, Any], ...]] = {}
+    for name, t in S.items():
+        where = f"ladder.schedules.{name}"
+        if not isinstance(t, Mapping):
+            p.add(where, t, "must be a table with ends = [...] and mixtures = [{...}, ...]")
+            continue
+        _unknown_keys(t, ("ends", "mixtures"), where, p)
+        ends, mixes = t.get("ends"), t.get("mixtures")
+        if not isinstance(mixes, list) or len(mixes) < 2 or not all(isinstance(m, Mapping) for m in mixes):
+            p.add(f"{where}.mixtures", mixes, "must list one {domain = ratio} table per phase, at least two phases "
+                  "(a constant mixture goes under [ladder.mixtures])")
+            continue
+        if not isinstance(ends, list) or not all(isinstance(e, (int, float)) for e in ends):
+            p.add(f"{where}.ends", ends, "must be a list of phase ends, fractions of the run's tokens, e.g. [0.8, 1.0]")
+            continue
+        ends = [float(e) for e in ends]
+        if len(ends) == len(mixes) - 1:
+            ends.append(1.0)
+        if len(ends) != len(mixes):
+            p.add(f"{where}.ends", ends, f"must give one end per phase ({len(mixes)} mixtures), the last 1.0")
+            continue
+        phases = [{"end": e, "mixture": dict(m)} for e, m in zip(ends, mixes, strict=True)]
+        try:
+            job = JobSpec(run_id="schedule", params=1.0, tokens=1.0, phases=phases)
+        except SchemaError as e:
+            p.add(where, {"ends": ends, "mixtures": mixes}, "; ".join(getattr(e, "problems", None) or [str(e)]))
+            continue
+        out[str(name)] = tuple(job.phases)
+    return out
 
 
 def _parse_validate(V: Mapping[str, Any], base: Path, p: _Problems) -> ValidateSection:

@@ -17,6 +17,7 @@ import polars as pl
 from mixopt.data.join import join_runs as _join
 from mixopt.data.long import STEP
 from mixopt.data.options import opt
+from mixopt.data.phases import is_phase_column
 from mixopt.data.table import FLOPS, LOSS, LOSS_PREFIX, MIX_PREFIX, PARAMS, RUN, SCORE_PREFIX, TOKENS, Benchmark
 from mixopt.errors import SchemaError
 
@@ -27,7 +28,8 @@ _OLMIX_DROP = ("", "Unnamed: 0", "name", "index")
 How = Literal["exact", "inner"]
 
 def _is_canonical(c: str) -> bool:
-    return c in (RUN, PARAMS, TOKENS, FLOPS, LOSS, STEP) or c.startswith((MIX_PREFIX, LOSS_PREFIX, SCORE_PREFIX))
+    return c in (RUN, PARAMS, TOKENS, FLOPS, LOSS, STEP) or c.startswith((MIX_PREFIX, LOSS_PREFIX, SCORE_PREFIX)) \
+        or is_phase_column(c)
 
 
 def _size_example() -> str:

@@ -18,6 +18,10 @@ column         dtype     meaning
 ``score:<b>``  Float64   score on benchmark b (null = not evaluated at this checkpoint)
 ============== ========= =====================================================================
 
+A run whose mixture changes during training (a *schedule*) adds ``mix@<k>:<d>`` and
+``phase_end@<k>`` columns (and optionally ``run_tokens``); ``mix:<d>`` is then the whole run's
+token-weighted mixture. See :mod:`mixopt.data.phases` and docs/phases.md.
+
 The last checkpoint of each run (largest ``tokens``) is its *final* checkpoint; mixopt
 treats it as the end of a fully trained run (learning rate decayed), as FLP's stage 1
 requires. Benchmark metadata (chance level, direction) travels with the table as
@@ -45,6 +49,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mixopt.data.phases import RUN_TOKENS, is_phase_column, phase_end_column, phase_layout, phase_mix_column, schedule_frame
 from mixopt.errors import SchemaError
 
 RUN = "run"
@@ -314,6 +319,56 @@ class RunTable:
             return np.ones((len(self), 0))
         return np.column_stack([self.column(MIX_PREFIX + d) for d in domains])
 
+    # -- schedules (phased mixtures, see mixopt.data.phases) ------------------------------
+    @property
+    def n_phases(self) -> int:
+        """Phases K of the table's schedules (1 for constant mixtures)."""
+        layout = phase_layout(self._frame.columns)
+        return 1 if layout is None else layout.n_phases
+
+    @property
+    def is_phased(self) -> bool:
+        """Whether the table has schedule columns (``mix@k:<d>``), even if every run is constant."""
+        return phase_layout(self._frame.columns) is not None
+
+    def phases(self, domains: Sequence[str] | None = None) -> np.ndarray:
+        """Phase ratios ``(n, K, k)`` for ``domains`` (default :attr:`domains`); ``(n, 1, k)`` = :meth:`mixture` when not phased."""
+        domains = self._domains if domains is None else tuple(domains)
+        if not self.is_phased:
+            return self.mixture(domains)[:, None, :]
+        K = self.n_phases
+        return np.stack([np.column_stack([self.column(phase_mix_column(p, d)) for d in domains]) if domains
+                         else np.ones((len(self), 0)) for p in range(1, K + 1)], axis=1)
+
+    def phase_end(self) -> np.ndarray:
+        """Phase ends ``(n, K-1)`` as fractions of the run's tokens (``(n, 0)`` when not phased)."""
+        K = self.n_phases
+        if K == 1:
+            return np.zeros((len(self), 0))
+        return np.column_stack([self.column(phase_end_column(p)) for p in range(1, K)])
+
+    def run_tokens(self) -> np.ndarray:
+        """``(n,)`` the run's total training tokens (``run_tokens``; the run's final tokens when not phased)."""
+        if RUN_TOKENS in self._frame.columns:
+            return self.column(RUN_TOKENS)
+        return self._frame.select(pl.col(TOKENS).max().over(RUN)).to_series().to_numpy().astype(np.float64)
+
+    def training_fraction(self) -> np.ndarray:
+        """``(n,)`` each checkpoint's fraction of its run's training, ``tokens / run_tokens`` in (0, 1]."""
+        return self.tokens() / self.run_tokens()
+
+    def phase(self) -> np.ndarray:
+        """``(n,)`` the phase (from 1) each checkpoint is in (see :func:`mixopt.data.phases.phase_index`)."""
+        from mixopt.data.phases import phase_index
+
+        return phase_index(self.phase_end(), self.training_fraction())
+
+    def exposure(self, domains: Sequence[str] | None = None) -> np.ndarray:
+        """``(n, k)`` tokens of each domain seen up to each checkpoint (``tokens·mix`` when not phased)."""
+        from mixopt.data.phases import exposure_tokens
+
+        return exposure_tokens(self.phases(domains), self.phase_end(), self.tokens(), self.run_tokens())
+
     def overall_loss(self) -> np.ndarray:
         """Overall validation loss ``(n,)``, nats/token."""
         return self.column(LOSS)
@@ -451,7 +506,8 @@ def _structure(frame: pl.DataFrame) -> pl.DataFrame:
     if dup_cols:
         problems.append(f"duplicate column(s) {sorted(dup_cols)}")
     known_prefixes = (MIX_PREFIX, LOSS_PREFIX, SCORE_PREFIX)
-    numeric_cols = [c for c in frame.columns if c in (PARAMS, TOKENS, FLOPS, LOSS) or c.startswith(known_prefixes)]
+    numeric_cols = [c for c in frame.columns if c in (PARAMS, TOKENS, FLOPS, LOSS) or c.startswith(known_prefixes)
+                    or is_phase_column(c)]
     casts = []
     for c in numeric_cols:
         dt = frame.schema[c]
@@ -617,6 +673,7 @@ def _validate(frame: pl.DataFrame, benchmarks: Sequence[Benchmark]) -> tuple[pl.
     """
     frame = _structure(frame)
     problems: list[str] = []
+    frame = schedule_frame(frame, problems, run=RUN, tokens=TOKENS)
     mix_ok = _value_checks(frame, problems)
     frame = _mixture_checks(frame, mix_ok, problems)
     if not problems:

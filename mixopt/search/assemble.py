@@ -52,6 +52,7 @@ def _trial_table(problem: Problem, a: dict[str, np.ndarray], pts: Points, feasib
     cols: dict[str, Any] = {"trial": a["number"], "state": a["state"].astype(str)}
     for j, d in enumerate(space.domains):
         cols[f"mix:{d}"] = pts.mixture[:, j]
+    cols.update(_phase_columns(space, pts))
     cols.update(flops=pts.flops, params=pts.params, tokens=pts.tokens)
     cols.update(_data_columns(space, pts))
     for j, name in enumerate(problem.objective_names):
@@ -225,7 +226,7 @@ def _decide(problem: Problem, trials_df: pl.DataFrame, pts: Points, a: dict[str,
             notes.append("no candidate meets " + "; ".join(repr(problem.constraints[j].name) for j in short_of)
                          + " with its probability on the joint draws (the search's normal bound let them through); "
                          "the picks are ranked anyway: read their P(feasible)")
-    picks = D.pick_shortlist(stats, vals[sel], sub.mixture, dirs, np.flatnonzero(np.isin(sel, knee)), np.isin(sel, order), k)
+    picks = D.pick_shortlist(stats, vals[sel], sub.features(), dirs, np.flatnonzero(np.isin(sel, knee)), np.isin(sel, order), k)
     rows = _rows(problem, trials_df, pts, sel[picks], notes)
     on_front = np.isin(sel[picks], order)
     mean_knee = D._knee_against(vals[sel[picks]], vals[order], dirs, w)
@@ -257,6 +258,7 @@ def _decide(problem: Problem, trials_df: pl.DataFrame, pts: Points, a: dict[str,
         "infeasible": None,
     }
     cands = pl.DataFrame({"trial": a["number"][sel], **{f"mix:{d}": sub.mixture[:, j] for j, d in enumerate(problem.space.domains)},
+                          **_phase_columns(problem.space, sub),
                           "flops": sub.flops, **{f"obj:{o}": vals[sel, j] for j, o in enumerate(problem.objective_names)},
                           "p_best": stats.p_best, "p_within_epsilon": stats.p_near, "p_feasible": stats.p_feasible,
                           "eligible": stats.eligible})
@@ -279,7 +281,7 @@ def _draw_stats(problem: Problem, sub: Points, front_vals: np.ndarray, w: list[f
 
 
 def _subset(pts: Points, idx: np.ndarray) -> Points:
-    return Points(mixture=pts.mixture[idx], flops=pts.flops[idx], params=pts.params[idx], tokens=pts.tokens[idx])
+    return pts.take(idx)
 
 
 def infeasibility(problem: Problem, a: dict[str, np.ndarray], pts: Points) -> dict[str, Any]:
@@ -315,6 +317,9 @@ def infeasibility(problem: Problem, a: dict[str, np.ndarray], pts: Points) -> di
     i = int(np.argmin(viol))
     row = done[i]
     closest = {"trial": int(a["number"][row]), "mixture": {d: float(pts.mixture[row, j]) for j, d in enumerate(problem.space.domains)},
+               **({"phases": [{d: float(pts.phases[row, p, j]) for j, d in enumerate(problem.space.domains)}
+                              for p in range(pts.phases.shape[1])],
+                   "phase_end": [float(x) for x in np.asarray(pts.phase_end)[row]]} if pts.phases is not None else {}),
                "flops": float(pts.flops[row]), "total_violation": float(viol[i]),
                "violates": [names[j] for j in range(len(names)) if c[i, j] > 0]}
     if never:
@@ -350,6 +355,28 @@ def _data_columns(space: Any, pts: Any) -> dict[str, Any]:
     return out
 
 
+def phase_column_names(space: Any) -> list[str]:
+    """The schedule columns of a search's tables (:mod:`mixopt.data.phases`): ``mix@k:<d>`` for every
+    phase, then ``phase_end@k`` for ``k = 1..K-1``; none without a schedule."""
+    from mixopt.data.phases import phase_end_column, phase_mix_column
+
+    sched = space.schedule
+    if sched is None:
+        return []
+    K = sched.n_phases
+    return [phase_mix_column(k, d) for k in range(1, K + 1) for d in space.domains] + [phase_end_column(k) for k in range(1, K)]
+
+
+def _phase_columns(space: Any, pts: Points) -> dict[str, np.ndarray]:
+    """The schedule columns of decoded points (empty without a schedule)."""
+    names = phase_column_names(space)
+    if not names or pts.phases is None:
+        return {}
+    P, E = pts.phases, np.asarray(pts.phase_end).reshape(len(pts), -1)
+    vals = [P[:, k, j] for k in range(P.shape[1]) for j in range(P.shape[2])] + [E[:, k] for k in range(E.shape[1])]
+    return dict(zip(names, vals, strict=True))
+
+
 def _rows(problem: Problem, trials_df: pl.DataFrame, pts: Points, idx: np.ndarray, notes: list[str]) -> pl.DataFrame:
     """Trial rows ``idx`` in the Pareto table's format, with every prediction (one predict call)."""
     return _add_predictions(problem, trials_df[idx.tolist()].drop("state", "pareto"), pts, idx, notes)
@@ -360,7 +387,7 @@ def _empty_rows(problem: Problem, trials_df: pl.DataFrame, pts: Points | None) -
     if pts is not None and trials_df.height:
         return _rows(problem, trials_df, pts, np.array([0]), []).head(0)
     space = problem.space
-    cols = ["trial", *[f"mix:{d}" for d in space.domains], "flops", "params", "tokens",
+    cols = ["trial", *[f"mix:{d}" for d in space.domains], *phase_column_names(space), "flops", "params", "tokens",
             *[f"tokens:{d}" for d in space.domains], *[f"epochs:{d}" for d in space.domains],
             *[f"obj:{o}" for o in problem.objective_names], *[f"con:{c}" for c in problem.constraint_names]]
     schema: dict[str, Any] = {c: pl.Float64 for c in cols}
@@ -396,7 +423,7 @@ def _add_predictions(problem: Problem, pareto: pl.DataFrame, pts: Any, order: np
     new = pl.DataFrame(extra)
     keep = [c for c in new.columns if c not in pareto.columns]
     front = pareto.hstack(new.select(keep))
-    first = ["trial", *[f"mix:{d}" for d in space.domains], "flops", "params", "tokens",
+    first = ["trial", *[f"mix:{d}" for d in space.domains], *phase_column_names(space), "flops", "params", "tokens",
              *[f"tokens:{d}" for d in space.domains], *[f"epochs:{d}" for d in space.domains],
              *[f"obj:{o}" for o in problem.objective_names]]
     rest = [c for c in front.columns if c not in first and c != "feasible"]

@@ -135,8 +135,7 @@ def _stacked(draws: Mapping[str, np.ndarray], names: Sequence[str], points: Poin
     n = len(points)
     cols = [np.asarray(draws[q]).reshape(-1) if q in draws else np.full(s * n, np.nan) for q in names]
     pred = Prediction(names=tuple(names), mean=np.column_stack(cols) if cols else np.zeros((s * n, 0)))
-    tiled = Points(mixture=np.tile(points.mixture, (s, 1)), flops=np.tile(points.flops, s),
-                   params=np.tile(points.params, s), tokens=np.tile(points.tokens, s))
+    tiled = points.tile(s)
     return pred, tiled
 
 
@@ -337,8 +336,7 @@ def binding(problem: Problem, stats: DrawStats, i: int, points: Points, j_row: i
     """
     out: list[dict[str, Any]] = []
     cons = {c.name: c for c in problem.constraints}
-    one = Points(mixture=points.mixture[[j_row]], flops=points.flops[[j_row]], params=points.params[[j_row]],
-                 tokens=points.tokens[[j_row]])
+    one = points.take(np.array([j_row]))
     pred = problem.predict(one, intervals=False)
     at_mean = [float(c.margin(pred, one)[0]) for c in problem.constraints]
     if problem.space.has_data_constraint:
@@ -356,13 +354,15 @@ def binding(problem: Problem, stats: DrawStats, i: int, points: Points, j_row: i
                 entry["threshold"] = c.threshold
                 entry["required"] = c.probability
             out.append(entry)
-    mix = problem.space.mixture
-    x = points.mixture[j_row]
-    for j, d in enumerate(problem.space.domains):
-        if mix.cap[j] < 1 and x[j] >= mix.cap[j] - 1e-3:
-            out.append({"bound": f"{d} <= {mix.cap[j]:g} (cap)", "value": float(x[j])})
-        elif mix.floor[j] > 0 and x[j] <= mix.floor[j] + 1e-3:
-            out.append({"bound": f"{d} >= {mix.floor[j]:g} (floor)", "value": float(x[j])})
+    sched = problem.space.schedule
+    spaces = [("", problem.space.mixture, points.mixture[j_row])] if sched is None or points.phases is None else \
+        [(f"phase {p + 1}: ", m, points.phases[j_row, p]) for p, m in enumerate(sched.phases)]
+    for where, mix, x in spaces:
+        for j, d in enumerate(problem.space.domains):
+            if mix.cap[j] < 1 and x[j] >= mix.cap[j] - 1e-3:
+                out.append({"bound": f"{where}{d} <= {mix.cap[j]:g} (cap)", "value": float(x[j])})
+            elif mix.floor[j] > 0 and x[j] <= mix.floor[j] + 1e-3:
+                out.append({"bound": f"{where}{d} >= {mix.floor[j]:g} (floor)", "value": float(x[j])})
     return out
 
 

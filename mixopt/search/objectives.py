@@ -584,6 +584,9 @@ class Problem:
     def targets(self, points: Points) -> Targets:
         """Surrogate targets for decoded points."""
         if self.surrogate.uses_mixture and self.info.domains:
+            if points.phases is not None:  # a schedule: a surrogate that reads only the mixture sees the whole-run one
+                return Targets(flops=points.flops, params=points.params, tokens=points.tokens, mixture=points.mixture,
+                               domains=self.space.domains, phases=points.phases, phase_end=points.phase_end)
             return Targets(flops=points.flops, params=points.params, tokens=points.tokens,
                            mixture=points.mixture, domains=self.space.domains)
         return Targets(flops=points.flops, params=points.params, tokens=points.tokens)
@@ -632,6 +635,7 @@ class Problem:
             "kappa": self.kappa,
             "penalty": self.penalty,
             "params": list(sp.names),
+            **({"schedule": sp.schedule.describe()} if sp.schedule is not None else {}),
         }
 
 

@@ -205,7 +205,8 @@ class SearchResult:
 
     Attributes:
         pareto: the Pareto set, one row per mixture (see :func:`build_tables`): ``trial``,
-            ``mix:<d>``, ``flops``, ``params``, ``tokens``, ``obj:<objective>`` (the value
+            ``mix:<d>`` (of a schedule: the whole run's mixture, then each phase's ``mix@k:<d>`` and
+            the boundaries ``phase_end@k``), ``flops``, ``params``, ``tokens``, ``obj:<objective>`` (the value
             the sampler optimised), ``<quantity>``/``<quantity>:lower``/``<quantity>:upper``
             for every predicted quantity (mean and central interval), ``epochs:<d>`` for
             domains with a token limit, ``con:<constraint>`` and ``feasible``.
@@ -377,6 +378,13 @@ class SearchResult:
         written.append(write_text(sp, json.dumps(summary, indent=1) + "\n", what="search summary"))
         return written
 
+    @property
+    def phase_columns(self) -> list[str]:
+        """The schedule columns of the Pareto table (``mix@k:<d>``, ``phase_end@k``); empty for constant mixtures."""
+        from mixopt.data.phases import is_phase_column
+
+        return [c for c in self.pareto.columns if is_phase_column(c)]
+
     def report(self, max_rows: int = 20) -> str:
         """A human-readable summary: counts, hypervolume, the shortlist, the front's first rows.
 
@@ -408,16 +416,20 @@ class SearchResult:
             lines.append(f"hypervolume history (same reference): {hist}")
         if self.best is not None:
             mix = ", ".join(f"{d}={self.best[f'mix:{d}']:.3f}" for d in self.domains)
+            from mixopt.search.summary import schedule_text
+
+            if schedule_text(self.best, self.domains):
+                mix += f" (whole run; {schedule_text(self.best, self.domains)})"
             vals = ", ".join(f"{n}={self.best[f'obj:{n}']:.4g}" for n, _ in self.objectives if n != "compute")
             w = ", ".join(f"{k}={v:g}" for k, v in self.weights.items())
             lines.append(f"best = shortlist rank 1 (weights {w}): trial {self.best['trial']}: {mix}; {self.best['flops']:.3g} FLOPs; {vals}")
         objs = [f"obj:{n}" for n, _ in self.objectives if n != "compute"]
         if self.shortlist.height:
-            cols = ["rank", "trial", *[f"mix:{d}" for d in self.domains], "flops", *objs, "p_best", "p_within_epsilon",
+            cols = ["rank", "trial", *[f"mix:{d}" for d in self.domains], *self.phase_columns, "flops", *objs, "p_best", "p_within_epsilon",
                     "p_feasible", "knee_distance"]
             lines.append(f"shortlist: {self.shortlist.height} mixtures ranked by P(best) on joint draws (see mixopt.search.decision):")
             lines.append(format_table(self.shortlist.select([c for c in cols if c in self.shortlist.columns]), max_rows=max_rows))
-        cols = ["trial", *[f"mix:{d}" for d in self.domains], "flops", *objs, "feasible"]
+        cols = ["trial", *[f"mix:{d}" for d in self.domains], *self.phase_columns, "flops", *objs, "feasible"]
         shown = self.pareto.select([c for c in cols if c in self.pareto.columns]).head(max_rows)
         lines.append(f"Pareto set (first {min(max_rows, self.pareto.height)} of {self.pareto.height} rows; flops in FLOPs):")
         lines.append(format_table(shown, max_rows=max_rows))

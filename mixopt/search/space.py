@@ -60,6 +60,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -474,26 +475,51 @@ class Points:
     """Decoded models of a batch.
 
     Attributes:
-        mixture: ``(n, k)`` mixture ratios.
+        mixture: ``(n, k)`` mixture ratios (of a schedule: the whole run's token-weighted mixture).
         flops: ``(n,)`` training compute, FLOPs.
         params: ``(n,)`` parameters N.
         tokens: ``(n,)`` training tokens D.
+        phases: ``(n, K, k)`` phase ratios of schedules (None for constant mixtures).
+        phase_end: ``(n, K-1)`` phase ends, fractions of the run's tokens (None for constant mixtures).
     """
 
     mixture: np.ndarray
     flops: np.ndarray
     params: np.ndarray
     tokens: np.ndarray
+    phases: np.ndarray | None = None
+    phase_end: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.flops.shape[0])
+
+    def take(self, idx: np.ndarray) -> Points:
+        """The points at rows ``idx``."""
+        idx = np.asarray(idx)
+        return Points(mixture=self.mixture[idx], flops=self.flops[idx], params=self.params[idx], tokens=self.tokens[idx],
+                      phases=None if self.phases is None else self.phases[idx],
+                      phase_end=None if self.phase_end is None else self.phase_end[idx])
+
+    def tile(self, s: int) -> Points:
+        """The ``n`` points repeated ``s`` times (``s*n`` rows, repeat-major)."""
+        return Points(mixture=np.tile(self.mixture, (s, 1)), flops=np.tile(self.flops, s), params=np.tile(self.params, s),
+                      tokens=np.tile(self.tokens, s), phases=None if self.phases is None else np.tile(self.phases, (s, 1, 1)),
+                      phase_end=None if self.phase_end is None else np.tile(self.phase_end, (s, 1)))
+
+    def features(self) -> np.ndarray:
+        """``(n, f)`` what tells two points' mixtures apart: the ratios, or a schedule's phase ratios and boundaries."""
+        if self.phases is None:
+            return self.mixture
+        return np.hstack([self.phases.reshape(len(self), -1), np.asarray(self.phase_end).reshape(len(self), -1)])
 
 
 class SearchSpace:
     """Mixture × compute, with data limits: the map between the unit cube and models.
 
     Args:
-        mixture: the mixture polytope.
+        mixture: the mixture polytope, or a :class:`~mixopt.search.schedule.ScheduleSpace` for a
+            search over schedules (decoded points then carry their phases; the data limits count
+            the whole run's tokens of each domain, over every phase).
         compute: the compute budget.
         data: token availability; None means unlimited data.
 
@@ -506,7 +532,7 @@ class SearchSpace:
         names: cube coordinate names (used as Optuna parameter names).
     """
 
-    def __init__(self, mixture: MixtureSpace, compute: ComputeSpace, data: DataBudget | None = None) -> None:
+    def __init__(self, mixture: MixtureSpace | Any, compute: ComputeSpace, data: DataBudget | None = None) -> None:
         self.mixture = mixture
         self.compute = compute
         self.data = data if data is not None and data.available else None
@@ -542,9 +568,19 @@ class SearchSpace:
         if u.ndim != 2 or u.shape[1] != self.dim:
             raise SearchError(f"cube points must have shape (n, {self.dim}), got {u.shape}.")
         km = self.mixture.dim
-        mix = self.mixture.to_mixture(u[:, :km])
         flops, params, tokens = self.compute.decode(u[:, km:])
+        if self.schedule is not None:
+            from mixopt.data.phases import overall_mixture
+
+            P, E = self.schedule.to_schedule(u[:, :km])
+            return Points(mixture=overall_mixture(P, E), flops=flops, params=params, tokens=tokens, phases=P, phase_end=E)
+        mix = self.mixture.to_mixture(u[:, :km])
         return Points(mixture=mix, flops=flops, params=params, tokens=tokens)
+
+    @property
+    def schedule(self) -> Any:
+        """The :class:`~mixopt.search.schedule.ScheduleSpace` of a search over schedules, else None."""
+        return self.mixture if hasattr(self.mixture, "to_schedule") else None
 
     def encode(self, mixture: np.ndarray, flops: np.ndarray, params: np.ndarray | None = None,
                tokens: np.ndarray | None = None) -> np.ndarray:

@@ -18,7 +18,24 @@ def _p(x: Any) -> str:
 
 
 def _mix(row: Mapping[str, Any], domains: Sequence[str]) -> str:
-    return ", ".join(f"{d} {100 * float(row[f'mix:{d}']):.1f}%" for d in domains if row.get(f"mix:{d}") is not None)
+    """The mixture of a result row; a schedule's phases (``mix@k:<d>``, ``phase_end@k``) after its whole-run mixture."""
+    text = ", ".join(f"{d} {100 * float(row[f'mix:{d}']):.1f}%" for d in domains if row.get(f"mix:{d}") is not None)
+    phases = schedule_text(row, domains)
+    return f"{text} over the whole run; {phases}" if phases else text
+
+
+def schedule_text(row: Mapping[str, Any], domains: Sequence[str]) -> str:
+    """``"phase 1 (to 80%): web 70.0%, ...; phase 2 (to 100%): ..."`` for a row with schedule columns, else ``""``."""
+    from mixopt.data.phases import phase_end_column, phase_mix_column
+
+    parts, k, start = [], 1, 0.0
+    while row.get(phase_mix_column(k, domains[0]) if domains else "") is not None:
+        end = row.get(phase_end_column(k))
+        end = 1.0 if end is None else float(end)
+        mix = ", ".join(f"{d} {100 * float(row[phase_mix_column(k, d)]):.1f}%" for d in domains)
+        parts.append(f"phase {k} ({100 * start:.0f}-{100 * end:.0f}% of tokens): {mix}")
+        start, k = end, k + 1
+    return "; ".join(parts) if len(parts) > 1 else ""
 
 
 def headline(result: Any) -> list[str]:

@@ -27,7 +27,7 @@ import polars as pl
 from mixopt._params import init_params
 from mixopt.data.table import Benchmark, RunTable, training_flops
 from mixopt.data.thinning import MAX_CHECKPOINTS_PER_RUN, thin_checkpoints
-from mixopt.errors import ModelFileError, NotFittedError, SchemaError
+from mixopt.errors import ModelFileError, NotFittedError, NotPredictableError, SchemaError
 
 #: Version of the on-disk model format written by :func:`save_surrogate`. Version 2 added
 #: ``manifest.json`` (SHA-256 of every file, settings included); version 1 is refused.
@@ -50,8 +50,16 @@ class Targets:
         flops: ``(n,)`` training compute, FLOPs.
         params: ``(n,)`` parameter counts N, or None when only compute is known.
         tokens: ``(n,)`` training tokens D, or None.
-        mixture: ``(n, k)`` mixture ratios over ``domains`` (rows sum to 1), or None.
+        mixture: ``(n, k)`` mixture ratios over ``domains`` (rows sum to 1), or None. With a
+            schedule it is the whole run's token-weighted mixture (computed when None, checked
+            when given), so every surrogate that reads ``mixture`` predicts phased targets.
         domains: names of the ``k`` mixture columns.
+        phases: ``(n, K, k)`` the schedule's ratios per phase (:mod:`mixopt.data.phases`), or
+            None for constant mixtures (``(K, k)`` is broadcast to every row).
+        phase_end: ``(n, K-1)`` phase ends as fractions of the run's tokens (None or empty with
+            one phase; ``(K-1,)`` is broadcast).
+        fraction: ``(n,)`` fraction of its run's training each target sits at (a checkpoint
+            inside a run; ``tokens`` are the tokens seen there), or None = the end of the run.
     """
 
     flops: np.ndarray
@@ -59,6 +67,9 @@ class Targets:
     tokens: np.ndarray | None = None
     mixture: np.ndarray | None = None
     domains: tuple[str, ...] = ()
+    phases: np.ndarray | None = None
+    phase_end: np.ndarray | None = None
+    fraction: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         flops = np.atleast_1d(np.asarray(self.flops, dtype=np.float64))
@@ -78,6 +89,15 @@ class Targets:
                     problems.append(f"{name} must be finite and > 0, got {v[~(np.isfinite(v) & (v > 0))][:3].tolist()}")
                 object.__setattr__(self, name, v)
         object.__setattr__(self, "domains", tuple(self.domains))
+        if self.phases is not None:
+            self._check_phases(n, problems)
+        elif self.phase_end is not None and np.size(self.phase_end):
+            problems.append("phase_end given without phases: pass the schedule's phases (n, K, k) too")
+        if self.fraction is not None:
+            f = np.broadcast_to(np.asarray(self.fraction, dtype=np.float64).reshape(-1), (n,)).copy()
+            if not np.all(np.isfinite(f)) or np.any(f <= 0) or np.any(f > 1 + 1e-9):
+                problems.append(f"fraction (of the run's training) must be in (0, 1], got {f[~((f > 0) & (f <= 1 + 1e-9))][:3].tolist()}")
+            object.__setattr__(self, "fraction", np.minimum(f, 1.0))
         if self.mixture is not None:
             m = np.asarray(self.mixture, dtype=np.float64)
             if m.ndim == 1:
@@ -102,8 +122,64 @@ class Targets:
         if problems:
             raise SchemaError("Invalid prediction targets:", problems)
 
+    def _check_phases(self, n: int, problems: list[str]) -> None:
+        """Validate and broadcast the schedule; fill (or check) ``mixture`` with its token-weighted mixture."""
+        from mixopt.data.phases import check_schedule, overall_mixture
+
+        P = np.asarray(self.phases, dtype=np.float64)
+        if P.ndim == 2:
+            P = np.broadcast_to(P, (n, *P.shape)).copy()
+        k = len(self.domains)
+        if P.ndim != 3 or P.shape[0] != n or P.shape[2] != k:
+            problems.append(f"phases must have shape (n, K, k) = ({n}, K, {k}) for domains {list(self.domains)}, got {P.shape}")
+            return
+        E = np.zeros((n, 0)) if self.phase_end is None else np.asarray(self.phase_end, dtype=np.float64)
+        if E.ndim <= 1:
+            E = np.broadcast_to(E.reshape(1, -1), (n, E.size)).copy()
+        try:
+            P, E = check_schedule(P, E, self.domains, what="target schedule")
+        except SchemaError as e:
+            problems.extend(e.problems or [str(e)])
+            return
+        M = overall_mixture(P, E)
+        if self.mixture is not None:
+            m = np.asarray(self.mixture, dtype=np.float64)
+            m = np.broadcast_to(m, (n, m.shape[-1])) if m.ndim == 1 else m
+            if m.shape != M.shape or not np.allclose(m, M, rtol=0, atol=1e-6):
+                problems.append(
+                    "mixture must be the schedule's token-weighted mixture Σ_k share_k·phases_k when both are given; "
+                    "pass mixture=None to compute it"
+                )
+                return
+        object.__setattr__(self, "phases", P)
+        object.__setattr__(self, "phase_end", E)
+        object.__setattr__(self, "mixture", M)
+
     def __len__(self) -> int:
         return int(self.flops.shape[0])
+
+    @property
+    def n_phases(self) -> int:
+        """Phases K of the schedules (1 for constant mixtures)."""
+        return 1 if self.phases is None else int(self.phases.shape[1])
+
+    def schedule(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(phases (n, K, k), phase_end (n, K-1))``; a constant mixture is one phase. Needs a mixture."""
+        if self.phases is not None:
+            assert self.phase_end is not None
+            return self.phases, self.phase_end
+        if self.mixture is None:
+            raise SchemaError("These targets have no mixture, so no schedule; pass a mixture or phases.")
+        return self.mixture[:, None, :], np.zeros((len(self), 0))
+
+    def rows(self, index: np.ndarray | slice) -> Targets:
+        """The targets at ``index`` (schedule and fractions kept)."""
+        def take(v: np.ndarray | None) -> np.ndarray | None:
+            return None if v is None else v[index]
+
+        return Targets(flops=self.flops[index], params=take(self.params), tokens=take(self.tokens),
+                       mixture=None if self.phases is not None else take(self.mixture), domains=self.domains,
+                       phases=take(self.phases), phase_end=take(self.phase_end), fraction=take(self.fraction))
 
     @classmethod
     def from_params_tokens(
@@ -145,7 +221,10 @@ class Targets:
 
     @classmethod
     def from_runs(cls, runs: RunTable) -> Targets:
-        """Targets at every row of a run table (for backtests)."""
+        """Targets at every row of a run table (for backtests); a phased table gives phased targets."""
+        if runs.is_phased and runs.domains:
+            return cls(flops=runs.flops(), params=runs.params(), tokens=runs.tokens(), domains=runs.domains,
+                       phases=runs.phases(), phase_end=runs.phase_end(), fraction=runs.training_fraction())
         return cls(
             flops=runs.flops(),
             params=runs.params(),
@@ -181,7 +260,20 @@ class Targets:
         for j, d in enumerate(domains):
             if d in idx:
                 out[:, j] = self.mixture[:, idx[d]]
-        return Targets(flops=self.flops, params=self.params, tokens=self.tokens, mixture=out, domains=domains)
+        if self.phases is not None:
+            P = np.zeros((len(self), self.phases.shape[1], len(domains)))
+            for j, d in enumerate(domains):
+                if d in idx:
+                    P[:, :, j] = self.phases[:, :, idx[d]]
+            if unknown and np.any(self.phases[:, :, [idx[d] for d in unknown]] > 0):
+                raise SchemaError(
+                    f"Target schedule puts weight on domain(s) {unknown} in some phase that the model never saw "
+                    f"(it knows {list(domains)}). Remove them or refit on runs that cover them."
+                )
+            return Targets(flops=self.flops, params=self.params, tokens=self.tokens, domains=domains, phases=P,
+                           phase_end=self.phase_end, fraction=self.fraction)
+        return Targets(flops=self.flops, params=self.params, tokens=self.tokens, mixture=out, domains=domains,
+                       fraction=self.fraction)
 
 
 @dataclass(frozen=True, eq=False)
@@ -310,6 +402,45 @@ def normal_quantile(p: float) -> float:
     from scipy.special import ndtri
 
     return float(ndtri(p))
+
+
+def check_fixed_ratios(R: np.ndarray, inactive: Sequence[int], fixed_ratios: Sequence[float], domains: Sequence[str]) -> None:
+    """Raise :class:`NotPredictableError` when a target ``R`` ``(n, k)`` moves a domain every training run held fixed.
+
+    ``inactive``: the columns of ``R`` (over ``domains``) the training runs never varied;
+    ``fixed_ratios``: the ratio each of them had in every run.
+    """
+    if not len(inactive):
+        return
+    cols = list(inactive)
+    bad = np.any(np.abs(R[:, cols] - np.asarray(fixed_ratios)) > 1e-9, axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise NotPredictableError(
+            f"Target {i} sets the ratio of {[domains[j] for j in cols]} to {R[i, cols].round(6).tolist()}, "
+            f"but every training run had {list(fixed_ratios)}: the effect of those domains was never observed. "
+            "Keep their ratios or refit on runs that vary them."
+        )
+
+
+def check_single_scale(C: np.ndarray, compute_range: tuple[float, float], tolerance: float, model_name: str,
+                       runs: str = "runs") -> None:
+    """Raise :class:`NotPredictableError` when a target's compute ``C`` ``(n,)`` leaves the one training scale.
+
+    For a model fitted at a single compute scale ``compute_range`` (FLOPs): targets within
+    ``tolerance`` (a fraction) of it are predictable, others are not. ``model_name`` and
+    ``runs`` (what it was fitted on) name the model in the error.
+    """
+    lo, hi = compute_range
+    tol = 1.0 + float(tolerance)
+    bad = (C > hi * tol) | (C < lo / tol)
+    if bad.any():
+        raise NotPredictableError(
+            f"not extrapolable in compute: this {model_name} was fitted on {runs} at a single compute scale "
+            f"({lo:.4g}-{hi:.4g} FLOPs), so it predicts mixtures at that scale only (+-{float(tolerance):.0%}); "
+            f"got target compute {float(C[bad][0]):.4g} FLOPs. Predict at ~{math.sqrt(lo * hi):.4g} FLOPs, "
+            "or fit on runs of several sizes."
+        )
 
 
 class Surrogate(ABC):
@@ -503,7 +634,8 @@ def make_surrogate(kind: str, **settings: Any) -> Surrogate:
 def _load_builtin() -> None:
     import importlib
 
-    for mod in ("mixopt.surrogate.flp", "mixopt.surrogate.fp", "mixopt.surrogate.flpm", "mixopt.surrogate.baselines"):
+    for mod in ("mixopt.surrogate.flp", "mixopt.surrogate.fp", "mixopt.surrogate.flpm", "mixopt.surrogate.baselines",
+                "mixopt.surrogate.reuse"):
         importlib.import_module(mod)
 
 

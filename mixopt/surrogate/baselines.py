@@ -44,9 +44,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mixopt.data.table import LOSS_PREFIX, SCORE_PREFIX, RunTable
-from mixopt.errors import ConfigError, NotPredictableError, SchemaError
+from mixopt.errors import ConfigError, SchemaError
 from mixopt.laws.metric import sqdist
-from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, register
+from mixopt.surrogate.base import Prediction, Surrogate, Targets, check_single_scale, gaussian_interval, register
 
 logger = logging.getLogger(__name__)
 
@@ -234,14 +234,7 @@ class RegMixRegression(Surrogate):
         R = targets.mixture
         assert R is not None
         if not self.vary_compute_:
-            tol = 1.0 + float(self.fixed_compute_tolerance)
-            bad = (C > self.compute_range_[1] * tol) | (C < self.compute_range_[0] / tol)
-            if bad.any():
-                raise NotPredictableError(
-                    f"not extrapolable in compute: RegMixRegression was fitted at one compute scale "
-                    f"({self.compute_range_[0]:.4g}-{self.compute_range_[1]:.4g} FLOPs); got target compute "
-                    f"{float(C[bad][0]):.4g} FLOPs. Predict at that scale or fit on runs of several sizes."
-                )
+            check_single_scale(C, self.compute_range_, self.fixed_compute_tolerance, "RegMixRegression")
         n = len(targets)
         names = list(self.outputs_)
         mean = np.full((n, len(names)), np.nan)

@@ -94,15 +94,17 @@ from mixopt.laws.mixture import (
     FLPMLaw,
     make_stage1_law,
 )
+from mixopt.laws.recency import SCHEDULE_LAWS, make_schedule_law
 from mixopt.surrogate.advice import too_few_runs_message
 from mixopt.surrogate.base import register
 from mixopt.surrogate.calibrate import IntervalCalibrator
 from mixopt.surrogate.emergence import emerged_mask
-from mixopt.surrogate.flpm_predict import FAMILIES, FLPMPrediction
+from mixopt.surrogate.flpm_predict import FAMILIES, FLPMPrediction, Stage1Alt
 from mixopt.surrogate.hybrid import MixtureResidual
 from mixopt.surrogate.logistic import LogisticScoreMap
 from mixopt.surrogate.metric import MetricOnly, is_metric_only
 from mixopt.surrogate.nets import NetConfig, ScoreNetEnsemble
+from mixopt.surrogate.schedule import has_schedules, residual_features, runs_schedule
 from mixopt.surrogate.widen import size_backtest_widening
 
 logger = logging.getLogger(__name__)
@@ -286,8 +288,8 @@ class FLPM(FLPMPrediction):
 
     def _check_settings(self) -> None:
         problems = []
-        if self.stage1 not in (*STAGE1_LAWS, "auto"):
-            problems.append(f"stage1 must be 'auto' or one of {sorted(STAGE1_LAWS)}, got {self.stage1!r}")
+        if self.stage1 not in (*STAGE1_LAWS, *SCHEDULE_LAWS, "auto"):
+            problems.append(f"stage1 must be 'auto' or one of {sorted([*STAGE1_LAWS, *SCHEDULE_LAWS])}, got {self.stage1!r}")
         if self.family not in ("auto", *FAMILIES):
             problems.append(f"family must be 'auto' or one of {list(FAMILIES)}, got {self.family!r}")
         if self.intervals not in ("auto", "calibrated", "widen", "raw"):
@@ -389,7 +391,12 @@ class FLPM(FLPMPrediction):
         if self.preset == "paper":
             return {"stage1": "flpm" if self.stage1 == "auto" else self.stage1, "family": "law", "stage2": "net",
                     "stage2_inputs": "observed"}
-        return {"stage1": self.stage1, "family": self.family, "stage2": self.stage2, "stage2_inputs": self.stage2_inputs}
+        out = {"stage1": self.stage1, "family": self.family, "stage2": self.stage2, "stage2_inputs": self.stage2_inputs}
+        # a form average chosen by auto, handed to its own fold fits (never a user setting)
+        alt = getattr(self, "_stage1_alt_request", None)
+        if alt is not None:
+            out.update(stage1_alt=str(alt[0]), stage1_weight=repr(float(alt[1])))
+        return out
 
     def _intervals_mode(self) -> str:
         """``calibrated`` (conformal, from the internal backtest), ``widen`` (the nets' size backtest) or ``raw``."""
@@ -400,8 +407,33 @@ class FLPM(FLPMPrediction):
     def _fit_config(self, runs: RunTable, warm: Mapping[str, Any] | None = None) -> None:
         """Fit stage 1 (+ mixture correction) and stage 2 with the settled ``config_`` (``warm``: see :meth:`_fit_stage1`)."""
         self._fit_stage1(self._stage1_rows(runs), warm)
+        self._fit_stage1_alt(runs, warm)
         self._fit_residual(runs)
         self._fit_stage2(runs)
+
+    def _fit_stage1_alt(self, runs: RunTable, warm: Mapping[str, Any] | None = None) -> None:
+        """The second law form of a form average (``config_["stage1_alt"]``, weight ``config_["stage1_weight"]``).
+
+        ``auto`` averages two law forms of the same inputs (``flpm`` / ``dml``, or the N,D pair) when
+        their held-out evidence is within noise but they disagree beyond the runs
+        (:mod:`mixopt.surrogate.flpm_auto`). The second form is fitted on the same rows with the
+        same bootstrap resamples, so draw ``b`` of either form is the same resample of the runs.
+        """
+        self.stage1_alt_ = None
+        alt = self.config_.get("stage1_alt")
+        if not alt:
+            return
+        keep = {k: getattr(self, k) for k in ("stage1_law_", "stage1_params_", "stage1_bootstrap_", "stage1_residual_")}
+        form = self.config_["stage1"]
+        self.config_["stage1"] = alt
+        try:
+            self._fit_stage1(self._stage1_rows(runs), warm)
+            law, params, boot, resid = self.stage1_law_, self.stage1_params_, self.stage1_bootstrap_, self.stage1_residual_
+        finally:
+            self.config_["stage1"] = form
+            for k, v in keep.items():
+                setattr(self, k, v)
+        self.stage1_alt_ = Stage1Alt.make(law, params, boot, resid, float(self.config_["stage1_weight"]), int(self.seed))
 
     def _stage1_rows(self, runs: RunTable) -> RunTable:
         """The checkpoints stage 1 is fitted on: the final checkpoint of every run.
@@ -413,23 +445,27 @@ class FLPM(FLPMPrediction):
         that budget, so prefer the FLOPs forms there.) This is the one place where stage-1
         targets are chosen: a metric-only or thinned variant overrides it.
         """
-        if STAGE1_LAWS[self.config_["stage1"]].uses_nd:
+        if self.config_["stage1"] in STAGE1_LAWS and STAGE1_LAWS[self.config_["stage1"]].uses_nd:
             return _thin_checkpoints(runs, ND_MAX_CHECKPOINTS, ND_MIN_FRACTION)
         return runs.final()
 
     def _fit_residual(self, runs: RunTable) -> None:
         """The hybrid (and average) family's correction over the mixture, fitted on the law's final-checkpoint residuals."""
         self.residual_ = None
+        self.residual_schedule_ = False
         if self.config_["family"] not in ("hybrid", "average"):
             return
         fin = runs.final()
         R = fin.mixture(self.domains_)
-        x = self.stage1_law_.inputs_from_scale(fin.flops(), fin.params(), fin.tokens(), R[:, list(self.stage1_active_)])
+        sched = runs_schedule(fin, self.domains_)
+        x = self._law_inputs(fin.flops(), fin.params(), fin.tokens(), R, sched)
         L = fin.losses(self.loss_domains_)
         with np.errstate(divide="ignore", invalid="ignore"):
             res = np.log(L / self._stage1_mean(x))
         res[~np.isfinite(res)] = np.nan
-        self.residual_ = MixtureResidual().fit(R, res)
+        # schedules that differ from constant mixtures: the correction reads schedule features
+        self.residual_schedule_ = has_schedules(fin)
+        self.residual_ = MixtureResidual().fit(residual_features(R, sched if self.residual_schedule_ else None), res)
 
     def _fit_stage1(self, final: RunTable, warm: Mapping[str, Any] | None = None) -> None:
         """Fit the stage-1 law per loss domain on ``final`` (the rows of :meth:`_stage1_rows`).
@@ -443,7 +479,17 @@ class FLPM(FLPMPrediction):
         R = final.mixture(self.domains_)
         L = final.losses(self.loss_domains_)
         ids = np.asarray(final.run_ids(), dtype=object)
-        active = [j for j in range(R.shape[1]) if np.ptp(R[:, j]) > 0]
+        form = self.config_["stage1"]
+        sched = runs_schedule(final, self.domains_) if form in SCHEDULE_LAWS else None
+        if form in SCHEDULE_LAWS and not has_schedules(final):
+            raise FitError(
+                f"FLP-M stage 1 {form!r} reads schedules (mix@k:<domain>, phase_end@k columns, docs/phases.md), but every "
+                "run has one constant mixture: the recency weight cannot be learned. Use stage1='auto' or 'flpm', or add "
+                "runs whose mixture changes during training."
+            )
+        # a schedule law sees every phase's ratios: a domain is active when any of them varies
+        P = sched[0] if sched is not None else R[:, None, :]
+        active = [j for j in range(R.shape[1]) if np.ptp(P[:, :, j]) > 0]
         inactive = [j for j in range(R.shape[1]) if j not in active]
         if not active:
             raise FitError(
@@ -467,10 +513,14 @@ class FLPM(FLPMPrediction):
             )
         ref = reference_for(C)
         total = float(1.0 - R[0, inactive].sum()) if inactive else 1.0
-        law = make_stage1_law(self.config_["stage1"], [self.domains_[j] for j in active], vary_compute=vary, reference=ref,
-                              ratio_total=total, shared_exponent=bool(self.shared_exponent),
-                              n_reference=reference_for(final.params()), d_reference=reference_for(final.tokens()))
-        x = law.inputs_from_scale(C, final.params(), final.tokens(), R[:, active])
+        if form in SCHEDULE_LAWS:
+            law = make_schedule_law(form, [self.domains_[j] for j in active], n_phases=P.shape[1], vary_compute=vary,
+                                    reference=ref, ratio_total=total)
+        else:
+            law = make_stage1_law(form, [self.domains_[j] for j in active], vary_compute=vary, reference=ref,
+                                  ratio_total=total, shared_exponent=bool(self.shared_exponent),
+                                  n_reference=reference_for(final.params()), d_reference=reference_for(final.tokens()))
+        x = self._law_inputs(C, final.params(), final.tokens(), R, sched, law=law, active=active)
         n_runs = int(np.unique(ids).shape[0])
         if n_runs < law.n_params:
             raise FitError(too_few_runs_message(self.config_["stage1"], law.n_params, n_runs, law.sources, vary_compute=vary,
@@ -531,8 +581,10 @@ class FLPM(FLPMPrediction):
         """
         if self.config_["stage2_inputs"] == "fitted":
             R = runs.mixture(self.domains_)
-            x = self.stage1_law_.inputs_from_scale(runs.flops(), runs.params(), runs.tokens(), R[:, list(self.stage1_active_)])
-            return self._stage1_mean(x) * np.exp(self._residual_correction(R))
+            sched = runs_schedule(runs, self.domains_)
+            x = self._law_inputs(runs.flops(), runs.params(), runs.tokens(), R, sched)
+            feats = residual_features(R, sched if getattr(self, "residual_schedule_", False) else None)
+            return self._stage1_mean(x) * np.exp(self._residual_correction(feats))
         return runs.losses(self.loss_domains_)
 
     def _fit_stage2(self, runs: RunTable) -> None:
@@ -602,6 +654,7 @@ class FLPM(FLPMPrediction):
             "stage1_config": self.stage1_law_.config(),
             "stage1_active": list(self.stage1_active_),
             "stage1_fixed_ratios": list(self.stage1_fixed_ratios_),
+            "residual_schedule": bool(getattr(self, "residual_schedule_", False)),
             "vary_compute": bool(self.vary_compute_),
             "compute_range": list(self.compute_range_),
             "stage2_benchmarks": list(self.stage2_benchmarks_),
@@ -623,6 +676,11 @@ class FLPM(FLPMPrediction):
         arrays.update({f"net.{k}": v for k, v in self.nets_.arrays().items()})
         if getattr(self, "residual_", None) is not None:
             arrays.update({f"residual.{k}": v for k, v in self.residual_.arrays().items()})
+        alt = getattr(self, "stage1_alt_", None)
+        if alt is not None:
+            state["stage1_alt_law"] = alt.law.name
+            state["stage1_alt_config"] = alt.law.config()
+            arrays.update({f"stage1alt.{k}": v for k, v in alt.arrays().items()})
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
@@ -645,12 +703,13 @@ class FLPM(FLPMPrediction):
         self.residual_ = None
         if res_arrays:
             self.residual_ = MixtureResidual.from_arrays(res_arrays)
-        cfg = dict(state["stage1_config"])
-        form = state["stage1_law"]
-        self.stage1_law_ = make_stage1_law(form, cfg["sources"], vary_compute=bool(cfg["vary_compute"]),
-                                           reference=float(cfg["reference"]), ratio_total=float(cfg.get("ratio_total", 1.0)),
-                                           shared_exponent=bool(cfg.get("shared_exponent", False)),
-                                           n_reference=float(cfg.get("n_reference", 1e8)), d_reference=float(cfg.get("d_reference", 2e9)))
+        self.residual_schedule_ = bool(state.get("residual_schedule", False))
+        self.stage1_law_ = _law_from_state(state["stage1_law"], dict(state["stage1_config"]))
+        self.stage1_alt_ = None
+        if state.get("stage1_alt_law"):
+            alt_arrays = {k[len("stage1alt."):]: v for k, v in arrays.items() if k.startswith("stage1alt.")}
+            self.stage1_alt_ = Stage1Alt.from_arrays(_law_from_state(state["stage1_alt_law"], dict(state["stage1_alt_config"])),
+                                                     alt_arrays, float(self.config_["stage1_weight"]))
         self.stage1_active_ = tuple(int(j) for j in state["stage1_active"])
         self.stage1_fixed_ratios_ = tuple(float(v) for v in state["stage1_fixed_ratios"])
         self.vary_compute_ = bool(state["vary_compute"])
@@ -676,6 +735,17 @@ class FLPM(FLPMPrediction):
                 f"match {len(self.loss_domains_)} loss domains, {self.stage1_law_.n_params} law parameters and "
                 f"{len(self.stage2_benchmarks_)} benchmarks"
             )
+
+
+def _law_from_state(form: str, cfg: Mapping[str, Any]) -> Any:
+    """A stage-1 law from its saved name and :meth:`~mixopt.laws.mixture.MixtureLaw.config`."""
+    if form in SCHEDULE_LAWS:
+        return make_schedule_law(form, cfg["sources"], n_phases=int(cfg["n_phases"]), vary_compute=bool(cfg["vary_compute"]),
+                                 reference=float(cfg["reference"]), ratio_total=float(cfg.get("ratio_total", 1.0)))
+    return make_stage1_law(form, cfg["sources"], vary_compute=bool(cfg["vary_compute"]),
+                           reference=float(cfg["reference"]), ratio_total=float(cfg.get("ratio_total", 1.0)),
+                           shared_exponent=bool(cfg.get("shared_exponent", False)),
+                           n_reference=float(cfg.get("n_reference", 1e8)), d_reference=float(cfg.get("d_reference", 2e9)))
 
 
 @register

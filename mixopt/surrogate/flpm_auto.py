@@ -68,6 +68,7 @@ import polars as pl
 from mixopt.data.table import RunTable
 from mixopt.surrogate.base import Targets
 from mixopt.surrogate.decision import MIN_MIXTURES, spearman
+from mixopt.surrogate.schedule import SCHEDULE_CANDIDATES, has_schedules, is_schedule_form
 from mixopt.surrogate.select import DROP_ERRORS, ROWS_SCHEMA, Fold, compute_scales, fold_rows, size_folds, transfer_fold
 
 if TYPE_CHECKING:
@@ -91,6 +92,11 @@ RANK_GAP_FLOOR = 0.02
 #: 1.8-10x the chosen logistic's), while fitting it imported torch and cost most of the main
 #: job's CPU. Larger tables keep the net in the race.
 NET_MIN_RUNS = 80
+#: two candidates' paired held-out log errors within this many standard errors are "within noise"
+NOISE_T = 2.0
+#: law forms are compared beyond the runs at this multiple of the largest run's compute (a typical target:
+#: FLP-M's extrapolations are ~10x; the fit does not know the request's target)
+DISAGREE_REACH = 10.0
 
 TABLE_SCHEMA: dict[str, Any] = {
     "step": pl.String, "candidate": pl.String, "status": pl.String, "reason": pl.String,
@@ -178,6 +184,8 @@ class Evidence:
     err_sum: float = 0.0
     n_err: int = 0
     gaps: list[float] = field(default_factory=list)
+    #: every held-out point's absolute log error, in fold order (paired across candidates: the same folds and runs)
+    errs: list[float] = field(default_factory=list)
 
     @property
     def error(self) -> float:
@@ -228,14 +236,17 @@ def _fold_evidence(model: FLPM, fold: Fold, acc: FoldScore) -> None:
     level_ok = model.vary_compute_ or fold.kind != "transfer"
     if not level_ok:
         c0 = math.sqrt(model.compute_range_[0] * model.compute_range_[1])
-        targets = Targets(flops=np.full(test.n_runs, c0), mixture=targets.mixture, domains=model.domains_)
+        targets = Targets(flops=np.full(test.n_runs, c0), mixture=None if targets.phases is not None else targets.mixture,
+                          domains=model.domains_, phases=targets.phases, phase_end=targets.phase_end)
     x = model._stage1_inputs(targets)
-    L = model._stage1_mean(x) * np.exp(model._residual_correction(targets.mixture))
+    L = model._stage1_mean(x) * np.exp(model._residual_correction(model._residual_inputs(targets)))
     A = test.losses(model.loss_domains_)
     ok = np.isfinite(A) & np.isfinite(L) & (A > 0) & (L > 0)
     if level_ok and ok.any():
-        ev.err_sum += float(np.sum(np.abs(np.log(L[ok] / A[ok]))))
+        e = np.abs(np.log(L[ok] / A[ok]))
+        ev.err_sum += float(np.sum(e))
         ev.n_err += int(ok.sum())
+        ev.errs.extend(e.tolist())
     scales = compute_scales(test.flops())
     for sc in np.unique(scales):
         at = scales == sc
@@ -278,6 +289,63 @@ def _combined_scores(ev: Sequence[Evidence]) -> list[float]:
         for i, v in enumerate(vals):
             out[i] += v / lo if lo > 0 else (1.0 if v == lo else math.inf)
     return out
+
+
+def within_noise(a: Evidence, b: Evidence) -> tuple[bool, str]:
+    """Whether two candidates' held-out evidence cannot tell them apart, and why.
+
+    Errors: the paired difference of the points' absolute log errors (same folds, runs and
+    domains) is within :data:`NOISE_T` standard errors of zero (or the mean errors are within
+    :data:`TIE_MARGIN` of each other). Rankings: the mean ``1 - ρ`` differ by less than
+    :data:`RANK_GAP_FLOOR`. Both must hold where both are measured.
+    """
+    why = []
+    if a.n_err and b.n_err:
+        if len(a.errs) == len(b.errs) and len(a.errs) >= 3:
+            d = np.asarray(a.errs) - np.asarray(b.errs)
+            se = float(d.std(ddof=1) / math.sqrt(d.size))
+            t = abs(float(d.mean())) / se if se > 0 else (0.0 if d.mean() == 0 else math.inf)
+            close = t <= NOISE_T or abs(a.error - b.error) <= TIE_MARGIN * max(a.error, b.error)
+            why.append(f"log errors {a.error:.4g} vs {b.error:.4g} (paired t {t:.2f} over {d.size} points)")
+        else:
+            close = abs(a.error - b.error) <= TIE_MARGIN * max(a.error, b.error)
+            why.append(f"log errors {a.error:.4g} vs {b.error:.4g}")
+        if not close:
+            return False, "; ".join(why)
+    if a.gaps and b.gaps:
+        gap = abs(a.rank_gap - b.rank_gap)
+        why.append(f"mean 1-rho {a.rank_gap:.4g} vs {b.rank_gap:.4g}")
+        if gap >= RANK_GAP_FLOOR:
+            return False, "; ".join(why)
+    return bool(why), "; ".join(why)
+
+
+def form_disagreement(a: FLPM, b: FLPM, runs: RunTable, reach: float = DISAGREE_REACH) -> tuple[float, float]:
+    """How far two fitted stage-1 laws part beyond the runs, and the loss noise to compare it with.
+
+    Both laws (same inputs) predict every distinct mixture of ``runs`` at ``reach`` x the
+    largest run's compute (at its own compute for a model fitted at one scale); returns the
+    largest over loss domains of the median ``|log(L_a / L_b)|``, and the larger of the two
+    laws' median residual scale (log units).
+    """
+    fin = runs.final()
+    mix = fin.mixture(a.domains_)
+    R = mix[np.unique(np.round(mix, 6), axis=0, return_index=True)[1]]
+    c = float(fin.flops().max()) * (reach if a.vary_compute_ and b.vary_compute_ else 1.0)
+    if not a.vary_compute_:
+        c = math.sqrt(a.compute_range_[0] * a.compute_range_[1])
+    t = Targets(flops=np.full(R.shape[0], c), mixture=R, domains=a.domains_)
+    try:
+        with np.errstate(all="ignore"):
+            La = a._stage1_mean(a._stage1_inputs(t))
+            Lb = b._stage1_mean(b._stage1_inputs(t))
+    except DROP_ERRORS:
+        return math.nan, math.nan
+    d = np.abs(np.log(La / Lb))
+    d[~np.isfinite(d)] = np.nan
+    gap = float(np.nanmax(np.nanmedian(d, axis=0))) if np.isfinite(d).any() else math.nan
+    noise = max(float(np.median(a.stage1_residual_)), float(np.median(b.stage1_residual_)))
+    return gap, noise
 
 
 def _score_error(rows: pl.DataFrame) -> tuple[float, int]:
@@ -339,19 +407,28 @@ def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
     Sets ``cfg``, appends to ``table`` and keeps each (form, fold) stage-1 fit in ``warm_by``.
     """
     s1 = STAGE1_CANDIDATES if cfg["stage1"] == "auto" else (cfg["stage1"],)
+    if cfg["stage1"] == "auto" and has_schedules(folds[0].train):
+        s1 = s1 + SCHEDULE_CANDIDATES  # schedules that differ from constant mixtures: the schedule laws compete
     fam = FAMILY_CANDIDATES if cfg["family"] == "auto" else (cfg["family"],)
     if len(s1) * len(fam) > 1:
-        form, family = _score_stage1(make, folds, s1, fam, table, explicit_family=cfg["family"] != "auto", warm_by=warm_by)
+        form, family, alt = _score_stage1(make, folds, s1, fam, table, explicit_family=cfg["family"] != "auto", warm_by=warm_by)
         cfg["stage1"] = form or (cfg["stage1"] if cfg["stage1"] != "auto" else defaults["stage1"])
         cfg["family"] = family or (cfg["family"] if cfg["family"] != "auto" else "law")
+        if alt is not None:
+            cfg["stage1_alt"], cfg["stage1_weight"] = alt[0], repr(float(alt[1]))
     else:
         cfg["stage1"], cfg["family"] = s1[0], fam[0]
 
 
 def _score_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], forms: Sequence[str],
                   families: Sequence[str], table: list[dict[str, Any]], *, explicit_family: bool,
-                  warm_by: dict[tuple[str, int], Any] | None = None) -> tuple[str | None, str | None]:
-    """Score every (form, family) on the folds' held-out losses; append the rows to ``table``; the winner or Nones.
+                  warm_by: dict[tuple[str, int], Any] | None = None
+                  ) -> tuple[str | None, str | None, tuple[str, float] | None]:
+    """Score every (form, family) on the folds' held-out losses; append the rows to ``table``.
+
+    Returns the winning form and family (or Nones) and, when a second law form of the same
+    inputs is within noise of the winner on the folds but the two part beyond the runs, that
+    form and its weight (see :func:`_form_average`), else None.
 
     The ``hybrid`` family (a free kernel residual over the mixture) is a candidate only when
     some fold predicts beyond the fitted compute (``scale`` or ``transfer``): folds at the
@@ -380,6 +457,7 @@ def _score_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fol
                                     "average of the law and the hybrid (its spread in the interval) is used",
                           "score": None, "n_points": 0, "seconds": 0.0})
     cands: list[tuple[str, str, FoldScore, float]] = []
+    first_fit: dict[str, FLPM] = {}  # each form's law on the first fold (the most runs), to compare forms beyond the runs
     for form in forms:
         # one law fit per fold serves every family (the hybrid corrects the same law)
         t0 = time.perf_counter()
@@ -393,6 +471,8 @@ def _score_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fol
                 m._fit_stage1(m._stage1_rows(fold.train))
                 if warm_by is not None:
                     warm_by[(form, fold.index)] = m.stage1_warm_entry()
+                if fold is folds[0]:
+                    first_fit[form] = m
                 for f in fam:
                     refit = f == "hybrid" or getattr(m, "residual_", None) is None  # the average reuses the hybrid's
                     m.config_["family"] = f
@@ -410,7 +490,7 @@ def _score_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fol
                 continue
             cands.append((form, f, acc[f], sec))
     if not cands:
-        return None, None
+        return None, None, None
     basis, judged = _judged_on([c[2] for c in cands])
     scores = _combined_scores(judged)
     first = len(table)
@@ -422,7 +502,58 @@ def _score_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fol
                       "reason": reason, "score": sc, "n_points": ev.n_points, "seconds": sec})
     best = _pick([(sc, c[0], c[1], first + i) for i, (c, sc) in enumerate(zip(cands, scores, strict=True))])
     table[best[3]]["status"] = "chosen"
-    return best[1], best[2]
+    alt = None
+    if basis == "out of range":
+        alt = _form_average(best, cands, judged, scores, first, first_fit, folds[0].train, table)
+    return best[1], best[2], alt
+
+
+def _form_average(best: tuple[float, str, str, int], cands: Sequence[tuple[str, str, FoldScore, float]],
+                  judged: Sequence[Evidence], scores: Sequence[float], first: int, first_fit: Mapping[str, FLPM],
+                  runs: RunTable, table: list[dict[str, Any]]) -> tuple[str, float] | None:
+    """Average the winning law form with another when the folds cannot tell them apart but they disagree beyond the runs.
+
+    Candidates: the other forms with the winner's family and inputs (FLOPs or N,D), judged
+    out of range. The best-scoring one whose evidence is :func:`within_noise` of the winner's
+    is compared with it at :data:`DISAGREE_REACH` x the fold's largest compute
+    (:func:`form_disagreement`); when they part by more than the loss noise, the two are
+    averaged (log space) with weights inverse to their fold scores, recorded in ``table``
+    (the winner's and the partner's rows become ``averaged``, one ``chosen`` row names both).
+    """
+    from mixopt.surrogate.flpm import STAGE1_LAWS
+
+    _, form, family, row = best
+    i_best = row - first
+    def inputs(f: str) -> str:  # forms average only with forms of the same inputs
+        return "schedule" if is_schedule_form(f) else ("nd" if STAGE1_LAWS[f].uses_nd else "flops")
+
+    others = sorted((scores[i], i) for i, c in enumerate(cands)
+                    if c[1] == family and c[0] != form and inputs(c[0]) == inputs(form) and math.isfinite(scores[i]))
+    for sc, i in others:
+        tied, why = within_noise(judged[i_best], judged[i])
+        if not tied:
+            continue
+        alt = cands[i][0]
+        if form not in first_fit or alt not in first_fit:
+            return None
+        gap, noise = form_disagreement(first_fit[form], first_fit[alt], runs)
+        where = f"at {DISAGREE_REACH:g}x the largest fitted compute of fold 1"
+        if not (math.isfinite(gap) and gap > noise):
+            table.append({"step": "stage1", "candidate": f"stage1={form}+{alt}, family={family}", "status": "not needed",
+                          "reason": f"{alt!r} is within noise of {form!r} on the folds ({why}), but the two agree beyond the "
+                                    f"runs (median |log ratio| {gap:.3g} {where}, loss noise {noise:.3g}): {form!r} kept",
+                          "score": None, "n_points": 0, "seconds": 0.0})
+            return None
+        w = float(scores[i_best] / (scores[i_best] + sc)) if scores[i_best] + sc > 0 else 0.5
+        table[row]["status"] = "averaged"
+        table[first + i]["status"] = "averaged"
+        table.append({"step": "stage1", "candidate": f"stage1={form} {1 - w:.2f} + {alt} {w:.2f}, family={family}",
+                      "status": "chosen", "score": None, "n_points": 0, "seconds": 0.0,
+                      "reason": f"the folds cannot tell {form!r} from {alt!r} ({why}) but the two disagree beyond the runs "
+                                f"(median |log ratio| {gap:.3g} {where}, loss noise {noise:.3g}): averaged in log space, "
+                                f"weights inverse to the fold scores; intervals and joint draws carry both forms"})
+        return alt, w
+    return None
 
 
 def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], runs: RunTable,
@@ -448,11 +579,14 @@ def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
         name = f"stage2={kind}, inputs={inputs}"
         t0 = time.perf_counter()
         parts, reason = [], ""
+        alt = settings.pop("stage1_alt", None), settings.pop("stage1_weight", None)
         try:
             for fold in level_folds:
                 m = make(settings)
+                if alt[0] is not None:
+                    m._stage1_alt_request = (alt[0], float(alt[1]))
                 if (cfg["stage1"], fold.index) in warm_by:
-                    m._stage1_warm = {cfg["stage1"]: warm_by[(cfg["stage1"], fold.index)]}
+                    m._stage1_warm = {f: warm_by[(f, fold.index)] for f in (cfg["stage1"], alt[0]) if (f, fold.index) in warm_by}
                 m.fit(fold.train)
                 parts.append(fold_rows(m, fold, level=0.9))
         except DROP_ERRORS as e:
@@ -507,4 +641,5 @@ def _pick(scored: Sequence[tuple[float, str, str, int]]) -> tuple[float, str, st
     return best
 
 
-__all__ = ["NET_MIN_RUNS", "AutoChoice", "FAMILY_CANDIDATES", "STAGE1_CANDIDATES", "STAGE2_CANDIDATES", "choose", "make_folds", "mixture_folds"]
+__all__ = ["DISAGREE_REACH", "NET_MIN_RUNS", "NOISE_T", "AutoChoice", "FAMILY_CANDIDATES", "STAGE1_CANDIDATES", "STAGE2_CANDIDATES", "choose", "form_disagreement", "make_folds",
+           "mixture_folds", "within_noise"]

@@ -9,17 +9,18 @@ through the nets, and the conformal calibration of the intervals.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, SCORE_PREFIX
-from mixopt.errors import NotPredictableError
 from mixopt.laws.fitter import combine_interval, predictive_std
-from mixopt.surrogate.base import Prediction, Surrogate, Targets, gaussian_interval, normal_quantile
+from mixopt.surrogate.base import Prediction, Surrogate, Targets, check_fixed_ratios, check_single_scale, gaussian_interval, normal_quantile
 from mixopt.surrogate.calibrate import extrapolation_distance
 from mixopt.surrogate.draws import DRAW_LEVEL, calibrated_draws, draw_rng
+from mixopt.surrogate.schedule import Schedule, residual_features, targets_schedule
 
 #: rows per block in prediction (means / intervals)
 _CHUNK_MEAN = 262144
@@ -30,6 +31,49 @@ _CHUNK_DRAW_CELLS = 1 << 20
 FAMILIES: tuple[str, ...] = ("law", "hybrid", "average")
 #: weight of the kernel correction (log space) per family
 RESIDUAL_WEIGHT: dict[str, float] = {"law": 0.0, "hybrid": 1.0, "average": 0.5}
+
+
+@dataclass
+class Stage1Alt:
+    """The second law form of a form average: ``log L = (1 - w)·log L_form + w·log L_alt``.
+
+    Its bootstrap refits pair with the first form's (the same resamples of the runs); draw
+    ``b`` of the average is the alternative form's refit where ``pick[b]`` (a seeded
+    ``w`` share of the draws, at least one of each form), the first form's elsewhere -- a
+    mixture of the two models, so bootstrap intervals and joint draws carry their
+    disagreement; intervals are in addition widened to contain both forms' predictions.
+    """
+
+    law: Any
+    params: np.ndarray  # (m, p)
+    bootstrap: np.ndarray  # (m, B, p)
+    residual: np.ndarray  # (m,)
+    weight: float
+    pick: np.ndarray  # (B,) bool
+
+    @classmethod
+    def make(cls, law: Any, params: np.ndarray, bootstrap: np.ndarray, residual: np.ndarray, weight: float,
+             seed: int) -> Stage1Alt:
+        B = bootstrap.shape[1]
+        pick = np.zeros(B, dtype=bool)
+        if B:
+            n_alt = int(np.clip(round(weight * B), 1 if B > 1 else 0, B - 1 if B > 1 else B))
+            pick[np.random.default_rng(np.random.SeedSequence([int(seed), 5])).permutation(B)[:n_alt]] = True
+        return cls(law, np.asarray(params, dtype=np.float64), np.asarray(bootstrap, dtype=np.float64),
+                   np.asarray(residual, dtype=np.float64), float(weight), pick)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"params": self.params, "bootstrap": self.bootstrap, "residual": self.residual, "pick": self.pick}
+
+    @classmethod
+    def from_arrays(cls, law: Any, arrays: dict[str, np.ndarray], weight: float) -> Stage1Alt:
+        return cls(law, np.asarray(arrays["params"], dtype=np.float64), np.asarray(arrays["bootstrap"], dtype=np.float64),
+                   np.asarray(arrays["residual"], dtype=np.float64), float(weight), np.asarray(arrays["pick"], dtype=bool))
+
+    def mean(self, x: np.ndarray) -> np.ndarray:
+        """The alternative form's point losses ``(n, m)``."""
+        with np.errstate(over="ignore"):
+            return np.ascontiguousarray(self.law.predict(x, self.params).T)
 
 
 class FLPMPrediction(Surrogate):
@@ -78,49 +122,74 @@ class FLPMPrediction(Surrogate):
         R = targets.mixture
         assert R is not None  # aligned by Surrogate.predict
         inactive = [j for j in range(len(self.domains_)) if j not in self.stage1_active_]
-        if inactive:
-            fixed = np.asarray(self.stage1_fixed_ratios_)
-            bad = np.any(np.abs(R[:, inactive] - fixed) > 1e-9, axis=1)
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise NotPredictableError(
-                    f"Target {i} sets the ratio of {[self.domains_[j] for j in inactive]} to "
-                    f"{R[i, inactive].round(6).tolist()}, but every training run had {list(self.stage1_fixed_ratios_)}: "
-                    "the effect of those domains was never observed. Keep their ratios or refit on runs that vary them."
-                )
+        check_fixed_ratios(R, inactive, self.stage1_fixed_ratios_, self.domains_)
         if not self.vary_compute_:
-            c0 = math.sqrt(self.compute_range_[0] * self.compute_range_[1])
-            tol = 1.0 + float(self.fixed_compute_tolerance)
-            bad = (C > self.compute_range_[1] * tol) | (C < self.compute_range_[0] / tol)
-            if bad.any():
-                raise NotPredictableError(
-                    f"not extrapolable in compute: this {type(self).__name__} was fitted on runs at a single compute scale "
-                    f"({self.compute_range_[0]:.4g}-{self.compute_range_[1]:.4g} FLOPs), so it predicts mixtures at that "
-                    f"scale only (+-{float(self.fixed_compute_tolerance):.0%}); got target compute {float(C[bad][0]):.4g} "
-                    f"FLOPs. Predict at ~{c0:.4g} FLOPs, or fit on runs of several sizes."
-                )
+            check_single_scale(C, self.compute_range_, self.fixed_compute_tolerance, type(self).__name__)
         N, D = targets.params, targets.tokens
         if self.stage1_law_.uses_nd and (N is None or D is None):
             # compute only: split it as the sampling runs did (their median tokens per parameter)
             N = np.sqrt(C / (FLOPS_PER_PARAM_TOKEN * self.tokens_per_param_))
             D = self.tokens_per_param_ * N
-        return self.stage1_law_.inputs_from_scale(C, N, D, R[:, list(self.stage1_active_)])
+        return self._law_inputs(C, N, D, R, targets_schedule(targets))
 
-    def _stage1_mean(self, x: np.ndarray) -> np.ndarray:
-        """Point losses ``(n, m)``, nats/token."""
+    def _law_inputs(self, C: np.ndarray, N: np.ndarray | None, D: np.ndarray | None, R: np.ndarray,
+                    schedule: Schedule | None, *, law: Any = None, active: Sequence[int] | None = None) -> np.ndarray:
+        """Stage-1 law inputs ``(n, q)``: a schedule law reads ``schedule`` (constant mixtures are one phase), the
+        others the overall mixture ``R (n, k)``; ``law``/``active`` default to the fitted ones."""
+        law = self.stage1_law_ if law is None else law
+        act = list(self.stage1_active_ if active is None else active)
+        if getattr(law, "uses_schedule", False):
+            P, E, f = schedule if schedule is not None else (R[:, None, :], np.zeros((R.shape[0], 0)), None)
+            return law.inputs_from_schedule(C, P[:, :, act], E, f)
+        return law.inputs_from_scale(C, N, D, R[:, act])
+
+    def _residual_inputs(self, targets: Targets) -> np.ndarray:
+        """What the hybrid correction reads for aligned targets: the mixture, or schedule features (:mod:`mixopt.surrogate.schedule`)."""
+        assert targets.mixture is not None
+        if not getattr(self, "residual_schedule_", False):
+            return targets.mixture
+        sched = targets_schedule(targets)
+        if sched is None:  # a constant mixture is a one-phase schedule
+            sched = (targets.mixture[:, None, :], np.zeros((len(targets), 0)), np.ones(len(targets)))
+        return residual_features(targets.mixture, sched)
+
+    def _stage1_form_mean(self, x: np.ndarray) -> np.ndarray:
+        """The first law form's point losses ``(n, m)`` (the stage-1 law when no forms are averaged)."""
         with np.errstate(over="ignore"):
             return np.ascontiguousarray(self.stage1_law_.predict(x, self.stage1_params_).T)
 
+    def _stage1_mean(self, x: np.ndarray) -> np.ndarray:
+        """Point losses ``(n, m)``, nats/token (a form average: the weighted geometric mean of both forms)."""
+        L = self._stage1_form_mean(x)
+        alt = getattr(self, "stage1_alt_", None)
+        if alt is None:
+            return L
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.exp((1.0 - alt.weight) * np.log(L) + alt.weight * np.log(alt.mean(x)))
+
+    def _form_points(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Both averaged forms' point losses ``(n, m)`` each, or None when no forms are averaged."""
+        alt = getattr(self, "stage1_alt_", None)
+        return None if alt is None else (self._stage1_form_mean(x), alt.mean(x))
+
+    @staticmethod
+    def _law_draws(law: Any, x: np.ndarray, boot: np.ndarray) -> np.ndarray:
+        theta = np.nan_to_num(boot.transpose(1, 0, 2), nan=0.0)  # (B, m, p)
+        with np.errstate(all="ignore"):
+            out = law.predict(x, theta).transpose(0, 2, 1)  # (B, n, m)
+        failed = ~np.isfinite(boot).all(axis=2).T  # (B, m)
+        out[np.broadcast_to(failed[:, None, :], out.shape)] = np.nan
+        return out
+
     def _stage1_draws(self, x: np.ndarray) -> np.ndarray:
-        """Bootstrap losses ``(B, n, m)`` without residual noise (NaN for failed draws)."""
+        """Bootstrap losses ``(B, n, m)`` without residual noise (NaN for failed draws); a form average mixes the forms' draws."""
         B = self.stage1_bootstrap_.shape[1]
         if B == 0:
             return np.zeros((0, x.shape[0], len(self.loss_domains_)))
-        theta = np.nan_to_num(self.stage1_bootstrap_.transpose(1, 0, 2), nan=0.0)  # (B, m, p)
-        with np.errstate(all="ignore"):
-            out = self.stage1_law_.predict(x, theta).transpose(0, 2, 1)  # (B, n, m)
-        failed = ~np.isfinite(self.stage1_bootstrap_).all(axis=2).T  # (B, m)
-        out[np.broadcast_to(failed[:, None, :], out.shape)] = np.nan
+        out = self._law_draws(self.stage1_law_, x, self.stage1_bootstrap_)
+        alt = getattr(self, "stage1_alt_", None)
+        if alt is not None and alt.pick.any():
+            out[alt.pick] = self._law_draws(alt.law, x, alt.bootstrap[:, alt.pick])
         return out
 
     def _extrapolation_reference(self) -> tuple[float | None, float | None]:
@@ -150,7 +219,7 @@ class FLPMPrediction(Surrogate):
         those losses plus one noise value per benchmark ``eta[s, b]·noise_sd_b``.
         """
         x = self._stage1_inputs(targets)
-        corr = np.exp(self._residual_correction(targets.mixture))  # type: ignore[arg-type]
+        corr = np.exp(self._residual_correction(self._residual_inputs(targets)))
         n, m = x.shape[0], len(self.loss_domains_)
         rng = draw_rng(seed, 2)
         boot = self.stage1_bootstrap_  # (m, B, p)
@@ -159,16 +228,31 @@ class FLPMPrediction(Surrogate):
         eps = rng.standard_normal((n_draws, m)) * self.stage1_residual_
         n_b = len(self.stage2_benchmarks_)
         eta = rng.standard_normal((n_draws, n_b)) * (self.nets_.noise_sd_ if n_b else 0.0)
+        alt = getattr(self, "stage1_alt_", None)
+        if alt is not None and boot.shape[1]:
+            ok = ok[np.isfinite(alt.bootstrap[:, ok]).all(axis=(0, 2))]
+            order = rng.permutation(ok) if ok.size else ok
         if order.size:
-            theta = boot.transpose(1, 0, 2)[order[np.arange(n_draws) % order.size]]  # (S, m, p)
+            which = order[np.arange(n_draws) % order.size]
+            theta = boot.transpose(1, 0, 2)[which]  # (S, m, p)
         else:
+            which = np.zeros(0, dtype=np.int64)
             theta = np.broadcast_to(self.stage1_params_, (n_draws, *self.stage1_params_.shape))
+        use_alt = alt.pick[which] if alt is not None and which.size else None
+        if alt is not None and use_alt is None:  # no bootstrap: the forms' points, in the weight's share of the draws
+            use_alt = np.arange(n_draws) < round(alt.weight * n_draws)
+        alt_theta = None
+        if use_alt is not None and use_alt.any():
+            alt_theta = alt.bootstrap.transpose(1, 0, 2)[which[use_alt]] if which.size else \
+                np.broadcast_to(alt.params, (int(use_alt.sum()), *alt.params.shape))
         losses = np.empty((n_draws, n, m))
         scores = np.empty((n_draws, n, n_b))
         step = max(1, _CHUNK_DRAW_CELLS // max(n_draws * max(m, 1), 1))
         for s in range(0, n, step):
             with np.errstate(all="ignore"):
                 L = self.stage1_law_.predict(x[s : s + step], theta).transpose(0, 2, 1)  # (S, rows, m)
+                if alt_theta is not None:
+                    L[use_alt] = alt.law.predict(x[s : s + step], alt_theta).transpose(0, 2, 1)
             L *= corr[None, s : s + step] * np.exp(eps)[:, None, :]
             losses[:, s : s + step] = L
             if n_b:
@@ -208,7 +292,7 @@ class FLPMPrediction(Surrogate):
 
     def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         x = self._stage1_inputs(targets)
-        corr = self._residual_correction(targets.mixture)  # type: ignore[arg-type]
+        corr = self._residual_correction(self._residual_inputs(targets))
         n = x.shape[0]
         m = len(self.loss_domains_)
         names = list(self.outputs_)
@@ -232,6 +316,10 @@ class FLPMPrediction(Surrogate):
             ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)
             lo, hi = combine_interval(L, draws if draws.shape[0] else None, self.stage1_residual_, level, log_space=True)
             lo, hi = self._family_spread(L, corr[s : s + chunk], lo, hi)
+            pts = self._form_points(xs)
+            if pts is not None:  # a form average: the interval contains both forms' predictions
+                pts = (pts[0] * cs, pts[1] * cs)
+                lo, hi = np.fmin(lo, np.fmin(*pts)), np.fmax(hi, np.fmax(*pts))
             lower[s : s + chunk, :m] = lo  # type: ignore[index]
             upper[s : s + chunk, :m] = hi  # type: ignore[index]
             std[s : s + chunk, :m] = predictive_std(L, draws if draws.shape[0] else None, self.stage1_residual_, log_space=True)  # type: ignore[index]
@@ -247,6 +335,9 @@ class FLPMPrediction(Surrogate):
             extra = self.extrapolation_error_[None, :] ** 2 * (beyond[:, None] / self.extrapolation_distance_[None, :])
             sd = np.sqrt(var + self.nets_.noise_sd_**2 + extra)
             lo, hi = gaussian_interval(S, sd, level)
+            if pts is not None:
+                Sa, Sb = self.nets_.predict_mean(pts[0]), self.nets_.predict_mean(pts[1])
+                lo, hi = np.fmin(lo, np.fmin(Sa, Sb)), np.fmax(hi, np.fmax(Sa, Sb))
             lower[s : s + chunk, score_cols] = lo  # type: ignore[index]
             upper[s : s + chunk, score_cols] = hi  # type: ignore[index]
             std[s : s + chunk, score_cols] = sd  # type: ignore[index]
@@ -254,4 +345,4 @@ class FLPMPrediction(Surrogate):
                           unpredictable=dict(self.unpredictable_))
 
 
-__all__ = ["FAMILIES", "FLPMPrediction", "RESIDUAL_WEIGHT"]
+__all__ = ["FAMILIES", "FLPMPrediction", "RESIDUAL_WEIGHT", "Stage1Alt"]

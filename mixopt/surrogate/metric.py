@@ -23,7 +23,6 @@ poorly.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from mixopt.data.table import RunTable
-from mixopt.errors import ConfigError, FitError, NotPredictableError
+from mixopt.errors import ConfigError, FitError
 from mixopt.laws.base import reference_for
 from mixopt.laws.metric import MetricLaws, fit_metric_laws
-from mixopt.surrogate.base import Prediction, Targets, normal_quantile
+from mixopt.surrogate.base import Prediction, Targets, check_fixed_ratios, check_single_scale, normal_quantile
 
 logger = logging.getLogger(__name__)
 
@@ -122,26 +121,9 @@ class MetricOnly:
         assert R is not None  # aligned by Surrogate.predict
         C = targets.flops
         inactive = [j for j in range(len(domains)) if j not in self.active]
-        if inactive:
-            bad = np.any(np.abs(R[:, inactive] - np.asarray(self.fixed_ratios)) > 1e-9, axis=1)
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise NotPredictableError(
-                    f"Target {i} sets the ratio of {[domains[j] for j in inactive]} to {R[i, inactive].round(6).tolist()}, "
-                    f"but every training run had {list(self.fixed_ratios)}: the effect of those domains was never "
-                    "observed. Keep their ratios or refit on runs that vary them."
-                )
+        check_fixed_ratios(R, inactive, self.fixed_ratios, domains)
         if not self.vary_compute:
-            lo, hi = self.compute_range
-            tol = 1.0 + float(tolerance)
-            out = (C > hi * tol) | (C < lo / tol)
-            if out.any():
-                raise NotPredictableError(
-                    f"not extrapolable in compute: this {model_name} was fitted on metric-only runs at a single compute "
-                    f"scale ({lo:.4g}-{hi:.4g} FLOPs), so it predicts mixtures at that scale only "
-                    f"(+-{float(tolerance):.0%}); got target compute {float(C[out][0]):.4g} FLOPs. "
-                    f"Predict at ~{math.sqrt(lo * hi):.4g} FLOPs, or fit on runs of several sizes."
-                )
+            check_single_scale(C, self.compute_range, tolerance, model_name, runs="metric-only runs")
             u = None
         else:
             u = np.log(C / self.reference)

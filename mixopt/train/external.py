@@ -8,7 +8,12 @@ are filled from the job (values are shell-quoted when a shell is used):
 placeholder      value
 ================ ===========================================================================
 ``{run_id}``     the run id
-``{mix_json}``   the mixture as JSON, e.g. ``{"web": 0.6, "code": 0.4}``
+``{mix_json}``   the mixture as JSON, e.g. ``{"web": 0.6, "code": 0.4}`` (of a schedule: the
+                 token-weighted mixture of the whole run)
+``{schedule_json}`` the schedule as JSON, one entry per phase with its end (fraction of the
+                 run's tokens) and mixture, e.g. ``[{"end": 0.8, "mixture": {"web": 0.7,
+                 "code": 0.3}}, {"end": 1.0, "mixture": {"web": 0.4, "code": 0.6}}]``; a
+                 constant mixture is one phase ending at 1.0
 ``{params}``     parameters N (integer)
 ``{tokens}``     training tokens D (integer)
 ``{seed}``       the seed
@@ -21,7 +26,8 @@ config says ``shell = true``. It is waited on with ``timeout_s`` (the executor's
 guard applies as well); its output goes to the job log. It must write ``results`` (default
 ``{out}/results.csv``) in the documented run-table format: one row per checkpoint with
 ``tokens`` and ``loss:<d>``/``score:<b>`` columns (``run``, ``params`` and ``mix:<d>`` are
-filled from the job when absent; ``flops`` defaults to ``6·params·tokens``); chance levels of
+filled from the job when absent, and so are a phased job's ``phase_end@k`` and ``mix@k:<d>``;
+``flops`` defaults to ``6·params·tokens``); chance levels of
 score columns go in ``<stem>.benchmarks.json`` or ``chance = { bench = 0.25 }``.
 """
 
@@ -40,7 +46,7 @@ from mixopt.train.spec import JobSpec, Trainer, register_trainer, rows_to_table
 
 logger = logging.getLogger(__name__)
 
-PLACEHOLDERS = ("run_id", "mix_json", "params", "tokens", "seed", "checkpoints", "out")
+PLACEHOLDERS = ("run_id", "mix_json", "schedule_json", "params", "tokens", "seed", "checkpoints", "out")
 
 
 @register_trainer
@@ -75,7 +81,7 @@ class CommandTrainer(Trainer):
 
     def argv(self, spec: JobSpec, out: Path) -> list[str] | str:
         """The command for one job: a list of arguments, or one string when ``shell``."""
-        values = {"run_id": spec.run_id, "mix_json": spec.mixture_json(), "params": str(int(round(spec.params))),
+        values = {"run_id": spec.run_id, "mix_json": spec.mixture_json(), "schedule_json": spec.schedule_json(), "params": str(int(round(spec.params))),
                   "tokens": str(int(round(spec.tokens))), "seed": str(spec.seed), "checkpoints": str(spec.checkpoints),
                   "out": str(out)}
         if self.shell:

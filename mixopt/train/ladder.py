@@ -1,5 +1,8 @@
 """Train a ladder of sampling runs (sizes x mixtures x seeds) into a run table.
 
+The mixtures are the constant ones of ``[ladder.mixtures]`` and the schedules (phased runs)
+of ``[ladder.schedules]``, trained alike: a schedule's run id is built from its name.
+
 Each finished run is appended to the output table as soon as it ends (write, then rename;
 runs already in the table are neither retrained nor duplicated), so an interrupted ladder
 keeps what it finished and a re-run trains only the rest. Failed and timed-out jobs are
@@ -47,10 +50,15 @@ def ladder_jobs(cfg: TrainConfig) -> list[JobSpec]:
             for seed in L.seeds:
                 jobs.append(JobSpec(run_id=f"N{size_label(size)}_{name}_s{seed}", mixture=mix, params=size, tokens=tokens,
                                     seed=seed, checkpoints=L.checkpoints))
+        for name, phases in L.schedules.items():
+            for seed in L.seeds:
+                jobs.append(JobSpec(run_id=f"N{size_label(size)}_{name}_s{seed}", phases=phases, params=size, tokens=tokens,
+                                    seed=seed, checkpoints=L.checkpoints))
     return jobs
 
 
-#: Columns of a jobs CSV (``mixopt ladder CONFIG --jobs FILE``), besides one ``mix:<domain>`` per domain.
+#: Columns of a jobs CSV (``mixopt ladder CONFIG --jobs FILE``), besides one ``mix:<domain>`` per domain (and, for
+#: phased jobs, ``phase_end@k`` and ``mix@k:<domain>`` per phase, empty in the rows of one-phase jobs).
 JOB_COLUMNS = ("run_id", "params", "tokens", "seed", "checkpoints")
 
 
@@ -66,6 +74,8 @@ def write_jobs(jobs: Sequence[JobSpec], path: Path, *, extra: dict[str, list[flo
                              "tokens": [float(j.tokens) for j in jobs], "seed": [j.seed for j in jobs],
                              "checkpoints": [j.checkpoints for j in jobs]}
     cols.update({MIX_PREFIX + d: [float(j.mixture.get(d, 0.0)) for j in jobs] for d in domains})
+    phase_cols = list(dict.fromkeys(c for j in jobs for c in j.phase_columns()))
+    cols.update({c: [j.phase_columns().get(c) for j in jobs] for c in phase_cols})
     cols.update(extra or {})
     with atomic_path(Path(path), what="jobs table") as tmp:
         pl.DataFrame(cols).write_csv(tmp)
@@ -89,10 +99,32 @@ def read_jobs(path: Path) -> list[JobSpec]:
                           f"expected {list(JOB_COLUMNS)} and one mix:<domain> per domain, got {frame.columns}.")
     jobs = []
     for row in frame.iter_rows(named=True):
-        jobs.append(JobSpec(run_id=str(row["run_id"]), mixture={c[len(MIX_PREFIX):]: float(row[c]) for c in mix},
+        phases = phases_from_row(row)
+        mixture = {} if phases else {c[len(MIX_PREFIX):]: float(row[c]) for c in mix}
+        jobs.append(JobSpec(run_id=str(row["run_id"]), mixture=mixture, phases=phases,
                             params=float(row["params"]), tokens=float(row["tokens"]), seed=int(row.get("seed") or 0),
                             checkpoints=int(row.get("checkpoints") or 4)))
     return jobs
+
+
+def phases_from_row(row: dict) -> list[dict]:
+    """The schedule of a table row with ``mix@k:<d>`` / ``phase_end@k`` cells (empty when the row has none).
+
+    A row whose phase cells are empty is a one-phase row of a table that also holds phased
+    rows; the ratios are taken as written (the job checks them).
+    """
+    from mixopt.data.phases import phase_end_column, phase_layout
+
+    layout = phase_layout(list(row))
+    if layout is None or all(row.get(c) is None for c in layout.mix_columns(1)):
+        return []
+    phases = []
+    for k in range(1, layout.n_phases + 1):
+        end = 1.0 if k == layout.n_phases else row.get(phase_end_column(k))
+        if end is None:
+            break
+        phases.append({"end": float(end), "mixture": {d: float(row[c] or 0.0) for d, c in zip(layout.domains, layout.mix_columns(k), strict=True)}})
+    return phases
 
 
 def executor_for(t: TrainerSection) -> JobExecutor:
@@ -156,4 +188,4 @@ def run_ladder(cfg: TrainConfig, *, output: Path | None = None, executor: JobExe
     return train_jobs(ladder_jobs(cfg), cfg.trainer, Path(out), executor=executor)
 
 
-__all__ = ["JOB_COLUMNS", "BatchReport", "ladder_jobs", "read_jobs", "run_ladder", "size_label", "train_jobs", "write_jobs"]
+__all__ = ["JOB_COLUMNS", "BatchReport", "ladder_jobs", "phases_from_row", "read_jobs", "run_ladder", "size_label", "train_jobs", "write_jobs"]

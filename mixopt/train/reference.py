@@ -4,7 +4,11 @@ One file, readable whole (after nanoGPT's ``model.py``/``train.py``): a pre-Laye
 decoder-only transformer over a 256-byte vocabulary, AdamW with linear warmup and cosine
 decay to 10 %, gradient clipping, bf16 autocast on CPUs that support it (fp32 master
 weights). Every batch row is drawn from a domain with the mixture's probabilities, at a
-random offset of that domain's training bytes. At ``checkpoints`` evenly spaced points the
+random offset of that domain's training bytes. A phased job (a schedule) switches the
+probabilities at each phase boundary: phase ``k`` trains the steps up to
+``round(end_k · steps)``, and the rows record the boundaries as trained (``phase_end@k`` =
+that step over the run's steps, ``mix:<d>`` = the mixture weighted by the steps of each
+phase). A one-phase job draws exactly the batches of the constant mixture. At ``checkpoints`` evenly spaced points the
 model is evaluated on every domain's held-out bytes (``loss:<d>``, nats per byte = nats per
 token) and on a 4-option cloze task per domain (``score:cloze_<d>``, chance 0.25).
 
@@ -311,6 +315,76 @@ def resolve_device(device: str, run_id: str | None = None) -> str:
     return device
 
 
+class PhaseSampler:
+    """The training batches of a job: each row from a domain drawn with its phase's probabilities.
+
+    Args:
+        domains: the ``k`` domains, in the order of the probabilities.
+        train: ``{domain: training bytes}``.
+        probs: per phase, ``(k,)`` domain probabilities.
+        bounds: per phase, the last step (1-based) it trains; increasing, the last = the run's steps.
+        batch: rows per step B.
+        context: bytes per row T (a row holds T + 1 bytes: inputs and next-byte targets).
+        rng: the job's generator (one draw of the sources, then one offset per row, every step).
+    """
+
+    def __init__(self, domains: list[str], train: Mapping[str, np.ndarray], probs: list[np.ndarray], bounds: list[int], *,
+                 batch: int, context: int, rng: np.random.Generator) -> None:
+        self.domains, self.train, self.probs, self.bounds = domains, train, probs, bounds
+        self.B, self.T, self.rng = batch, context, rng
+
+    def phase(self, step: int) -> int:
+        """Index (0-based) of the phase that trains ``step`` (1-based): the first whose last step is >= it."""
+        for k, b in enumerate(self.bounds):
+            if step <= b:
+                return k
+        return len(self.bounds) - 1
+
+    def sources(self, step: int) -> np.ndarray:
+        """``(B,)`` domain indices of the rows of ``step``."""
+        return self.rng.choice(len(self.domains), size=self.B, p=self.probs[self.phase(step)])
+
+    def batch(self, step: int) -> np.ndarray:
+        """``(B, T + 1)`` uint8 rows of ``step``."""
+        rows = []
+        for s in self.sources(step):
+            arr = self.train[self.domains[s]]
+            i = int(self.rng.integers(0, len(arr) - self.T - 1))
+            rows.append(np.asarray(arr[i : i + self.T + 1]))
+        return np.stack(rows)
+
+
+def phase_plan(spec: JobSpec, domains: list[str], steps: int) -> tuple[list[np.ndarray], list[int], dict[str, Any]]:
+    """Per phase: the domain probabilities, the last step it trains, and the rows' phase columns as trained.
+
+    Raises:
+        TrainerError: a phase gets no training step at this many steps.
+    """
+    from mixopt.train.spec import phase_columns
+
+    sched = spec.schedule
+    probs = []
+    for _, mix in sched:
+        p = np.array([mix[d] for d in domains], dtype=float)
+        probs.append(p / p.sum())
+    bounds = [min(steps, round(end * steps)) for end, _ in sched]
+    bounds[-1] = steps
+    prev = 0
+    for k, b in enumerate(bounds, start=1):
+        if b <= prev:
+            raise TrainerError(f"Job {spec.run_id!r}: phase {k} (ending at {sched[k - 1][0]:g} of the run) gets no training step "
+                               f"of the {steps}; widen it or train on more tokens.", run_id=spec.run_id)
+        prev = b
+    if len(sched) == 1:
+        return probs, bounds, {}
+    ends = [b / steps for b in bounds]
+    shares = np.diff([0.0, *ends])
+    overall = sum(s * p for s, p in zip(shares, probs, strict=True))
+    cols = {f"mix:{d}": float(overall[j]) for j, d in enumerate(domains)}
+    cols.update(phase_columns(ends, [dict(zip(domains, p.tolist(), strict=True)) for p in probs]))
+    return probs, bounds, cols
+
+
 # Longer than the ~80-line rule on purpose: like nanoGPT's train.py, the training loop (model,
 # optimiser, schedule, steps, evaluation at each checkpoint) is read top to bottom as one piece;
 # cutting it into helpers would scatter the state every step shares.
@@ -328,10 +402,9 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     if width % heads:
         raise TrainerError(f"Job {spec.run_id!r}: width {width} is not divisible by heads {heads}.", run_id=spec.run_id)
     domains = list(spec.mixture)
-    probs = np.array([spec.mixture[d] for d in domains], dtype=float)
-    probs /= probs.sum()
     T, B = o.context, o.batch
     steps = max(1, math.ceil(spec.tokens / (B * T)))
+    phase_probs, bounds, phase_cols = phase_plan(spec, domains, steps)
     ckpt_steps = sorted({max(1, round(k * steps / spec.checkpoints)) for k in range(1, spec.checkpoints + 1)})
     warmup = max(1, round(o.warmup_frac * steps))
 
@@ -367,14 +440,10 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
         frac = (step - warmup) / max(1, steps - warmup)
         return o.lr * (o.min_lr_frac + (1 - o.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
 
-    def batch() -> torch.Tensor:
-        src = rng.choice(len(domains), size=B, p=probs)
-        rows = []
-        for s in src:
-            arr = train[domains[s]]
-            i = int(rng.integers(0, len(arr) - T - 1))
-            rows.append(np.asarray(arr[i : i + T + 1]))
-        return torch.from_numpy(np.stack(rows).astype(np.int64)).to(dev)
+    sampler = PhaseSampler(domains, train, phase_probs, bounds, batch=B, context=T, rng=rng)
+
+    def batch(step: int) -> torch.Tensor:
+        return torch.from_numpy(sampler.batch(step).astype(np.int64)).to(dev)
 
     @torch.no_grad()
     def evaluate() -> dict[str, float]:
@@ -404,7 +473,7 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     for step in range(1, steps + 1):
         for g in opt.param_groups:
             g["lr"] = lr_at(step - 1)
-        x = batch()
+        x = batch(step)
         with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x[:, :-1])
         loss = F.cross_entropy(logits.float().reshape(-1, 256), x[:, 1:].reshape(-1))
@@ -416,7 +485,8 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
         opt.step()
         if step in ckpt_steps:
             tokens = float(step * B * T)
-            row = {"params": float(n_params), "tokens": tokens, "flops": training_flops(float(n_params), tokens), "step": step, **evaluate()}
+            row = {"params": float(n_params), "tokens": tokens, "flops": training_flops(float(n_params), tokens), "step": step,
+                   **phase_cols, **evaluate()}
             rows.append(row)
             el = time.perf_counter() - t0
             logger.info("job %s: step %d/%d, train loss %.3f, val loss %.3f, %.0f tokens/s", spec.run_id, step, steps,
@@ -424,5 +494,5 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     return rows
 
 
-__all__ = ["DEVICES", "KERNELS", "ReferenceOptions", "ReferenceTrainer", "cloze_items", "eval_windows", "non_embedding_params",
-           "resolve_device", "shape_for_params"]
+__all__ = ["DEVICES", "KERNELS", "PhaseSampler", "ReferenceOptions", "ReferenceTrainer", "cloze_items", "eval_windows", "non_embedding_params",
+           "phase_plan", "resolve_device", "shape_for_params"]

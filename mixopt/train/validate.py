@@ -114,16 +114,24 @@ def pick_diverse(pareto: pl.DataFrame, k: int, *, shortlist: pl.DataFrame | None
 
 def jobs_from_rows(rows: pl.DataFrame, *, prefix: str, seed: int, checkpoints: int) -> list[JobSpec]:
     """One job per chosen row: its mixture, ``params`` and ``tokens`` (run id ``<prefix>_<trial>_s<seed>``)."""
+    from mixopt.train.ladder import phases_from_row
+
     mix_cols = [c for c in rows.columns if c.startswith(MIX_PREFIX)]
     jobs = []
     for i, r in enumerate(rows.iter_rows(named=True)):
         tag = f"t{int(r['trial'])}" if r.get("trial") is not None else f"i{i}"
-        mix = {c[len(MIX_PREFIX):]: max(0.0, float(r[c])) for c in mix_cols}
-        s = sum(mix.values())
-        mix = {d: v / s for d, v in mix.items()}
-        jobs.append(JobSpec(run_id=f"{prefix}_{tag}_s{seed}", mixture=mix, params=float(r["params"]), tokens=float(r["tokens"]),
-                            seed=seed, checkpoints=checkpoints))
+        phases = [{"end": ph["end"], "mixture": _normalised(ph["mixture"])} for ph in phases_from_row(r)]
+        mix = {} if phases else _normalised({c[len(MIX_PREFIX):]: float(r[c]) for c in mix_cols})
+        jobs.append(JobSpec(run_id=f"{prefix}_{tag}_s{seed}", mixture=mix, phases=phases, params=float(r["params"]),
+                            tokens=float(r["tokens"]), seed=seed, checkpoints=checkpoints))
     return jobs
+
+
+def _normalised(mix: dict[str, float]) -> dict[str, float]:
+    """Ratios clipped at 0 and renormalised (a Pareto file's rounding must not fail the job's check)."""
+    mix = {d: max(0.0, float(v)) for d, v in mix.items()}
+    s = sum(mix.values())
+    return {d: v / s for d, v in mix.items()}
 
 
 def compare(surrogate: Any, measured: RunTable, *, level: float = 0.9) -> pl.DataFrame:
@@ -143,7 +151,11 @@ def compare(surrogate: Any, measured: RunTable, *, level: float = 0.9) -> pl.Dat
     params, tokens = final.params(), final.tokens()
     domains = tuple(getattr(surrogate, "domains_", ()) or ())
     mixture = final.mixture(domains) if domains else None
-    targets = Targets(flops=training_flops(params, tokens), params=params, tokens=tokens, mixture=mixture, domains=domains)
+    if domains and final.is_phased:  # measured schedules: the surrogate gets their phases
+        targets = Targets(flops=training_flops(params, tokens), params=params, tokens=tokens, domains=domains,
+                          phases=final.phases(domains), phase_end=final.phase_end())
+    else:
+        targets = Targets(flops=training_flops(params, tokens), params=params, tokens=tokens, mixture=mixture, domains=domains)
     pred = surrogate.predict(targets, level=level)
     rows = []
     cols = set(final.frame.columns)

@@ -23,10 +23,10 @@ instead of refitting; other data gives another key (and a study fitted on other 
 refused before any fit).
 
 **Executor.** Nothing is started when the study already has its trials. ``executor =
-"ray"`` without an address (and no Ray already running in this process) first times
-one batch in this process; when the whole
-remaining search would take less than :data:`RAY_WORTH_IT_S` seconds here it runs
-in-process (the result's ``executor`` says so), since starting Ray costs several seconds.
+"ray"`` without an address (and no Ray already running in this process) runs in-process
+when fewer than :data:`RAY_MIN_TRIALS` trials remain (the result's ``executor`` says so):
+starting Ray costs several seconds, more than such a search takes here. The choice is by
+count, never by a clock, so the same config and study always get the same executor.
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mixopt._ray import is_running as ray_is_running
 from mixopt.config import SearchConfig, config_to_dict
 from mixopt.data.readers import read_runs
@@ -59,9 +57,11 @@ from mixopt.surrogate.base import MODEL_FORMAT_VERSION, Surrogate, load_surrogat
 
 logger = logging.getLogger(__name__)
 
-#: A local Ray is started only when the remaining search would take longer than this many
-#: seconds in this process (timed on one batch); starting Ray costs several seconds.
-RAY_WORTH_IT_S = 10.0
+#: A local Ray is started only when at least this many trials remain. In-process the built-in
+#: surrogates evaluate about 1,000 (64 domains) to 4,000 (the example, 5 domains) trials per
+#: CPU-second (docs/figures.md, "Search"), so a smaller search takes seconds, less than
+#: starting Ray does.
+RAY_MIN_TRIALS = 20_000
 #: Study user attribute holding the config's problem sections (checked before fitting).
 PROBLEM_CONFIG_ATTR = "mixopt:problem_config"
 
@@ -90,6 +90,8 @@ def build_space(config: SearchConfig, domains: Sequence[str], *, source: str = "
     caps = {d: c.cap for d, c in config.domains.items() if c.pin is None}
     pins = {d: c.pin for d, c in config.domains.items() if c.pin is not None}
     mixture = MixtureSpace(domains, floors=floors, caps=caps, pins=pins)  # type: ignore[arg-type]
+    if config.phases is not None:
+        mixture = _schedule_space(config, domains, floors, caps, pins)  # type: ignore[assignment]
     c = config.compute
     if c.flops is not None:
         compute = ComputeSpace(flops=c.flops, tokens_per_param=c.tokens_per_param)
@@ -100,6 +102,33 @@ def build_space(config: SearchConfig, domains: Sequence[str], *, source: str = "
     return SearchSpace(mixture, compute, data)
 
 
+def _schedule_space(config: SearchConfig, domains: tuple[str, ...], floors: dict, caps: dict, pins: dict) -> Any:
+    """The :class:`~mixopt.search.schedule.ScheduleSpace` of ``[phases]``: per phase, ``[phases.floor]``/``[phases.cap]``
+    over the ``[domains]`` bounds; a pinned domain keeps its pin in every phase."""
+    from mixopt.search.schedule import ScheduleSpace
+
+    ph = config.phases
+    assert ph is not None
+    named = set(ph.floor) | set(ph.cap)
+    unknown = sorted(named - set(domains))
+    if unknown:
+        raise SearchError(f"[phases] floor/cap name domain(s) {unknown} that the surrogate lacks (it has {list(domains)}); "
+                          "fix the names.")
+    pinned = sorted(named & set(pins))
+    if pinned:
+        raise SearchError(f"[phases] gives per-phase bounds for pinned domain(s) {pinned}: a pin holds in every phase; "
+                          "drop the pin under [domains] or the bounds under [phases].")
+    spaces = []
+    for k in range(ph.count):
+        f = {**floors, **{d: v[k] for d, v in ph.floor.items()}}
+        c = {**caps, **{d: v[k] for d, v in ph.cap.items()}}
+        try:
+            spaces.append(MixtureSpace(domains, floors=f, caps=c, pins=pins))
+        except SearchError as e:
+            raise SearchError(f"[phases] phase {k + 1}: {e}") from None
+    return ScheduleSpace(spaces, list(ph.ends))
+
+
 def _precheck_outputs(config: SearchConfig, info: OutputInfo) -> None:
     for o in config.objectives.optimize:
         parse_objective(o).bind(info)
@@ -108,8 +137,17 @@ def _precheck_outputs(config: SearchConfig, info: OutputInfo) -> None:
 
 
 def _read_config_runs(config: SearchConfig) -> Any:
+    """The config's run table; with ``[domains.changes] runs``, the old runs mapped into the new
+    domain space and added to it (:func:`mixopt.data.changes.map_runs`, ``evidence`` column)."""
     d = config.data
-    return read_runs(d.runs, **d.read_options())  # type: ignore[arg-type]
+    runs = read_runs(d.runs, **d.read_options())  # type: ignore[arg-type]
+    ch = config.changes
+    if ch is not None and ch.runs is not None:
+        from mixopt.data.changes import combine_runs, map_runs
+
+        old = read_runs(ch.runs, **d.read_options())
+        runs = combine_runs(map_runs(old, ch, new_runs=runs).runs, runs)
+    return runs
 
 
 def surrogate_key(config: SearchConfig) -> str | None:
@@ -121,7 +159,8 @@ def surrogate_key(config: SearchConfig) -> str | None:
     if config.surrogate.model is not None or config.data.runs is None:
         return None
     h = hashlib.sha256()
-    for f in (config.data.runs, config.data.ratios):
+    old = (config.changes.runs,) if config.changes is not None and config.changes.runs is not None else ()
+    for f in (config.data.runs, config.data.ratios, *old):
         if f is not None:
             with open(f, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -131,6 +170,8 @@ def surrogate_key(config: SearchConfig) -> str | None:
     data = {k: v for k, v in plain["data"].items() if k not in ("runs", "ratios")}
     desc = {"data": data, "method": config.surrogate.method, "settings": plain["surrogate"]["settings"],
             "model_format": MODEL_FORMAT_VERSION}
+    if config.changes is not None:
+        desc["changes"] = plain["changes"]
     h.update(json.dumps(desc, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
@@ -145,8 +186,11 @@ def problem_config(config: SearchConfig) -> dict[str, Any]:
     """The config sections that define the search problem (stored with the study)."""
     d = config_to_dict(config)
     o = d["objectives"]
-    return {"domains": d["domains"], "tokens": d["tokens"], "compute": d["compute"],
-            "objectives": {k: o[k] for k in ("optimize", "constraints", "risk_kappa", "penalty")}}
+    out = {"domains": d["domains"], "tokens": d["tokens"], "compute": d["compute"],
+           "objectives": {k: o[k] for k in ("optimize", "constraints", "risk_kappa", "penalty")}}
+    if d.get("phases") is not None:  # absent without [phases]: studies of constant mixtures resume as before
+        out["phases"] = d["phases"]
+    return out
 
 
 def fit_surrogate(config: SearchConfig, *, key: str | None = None, cache: Path | None = None) -> Surrogate:
@@ -318,7 +362,7 @@ def search_with_surrogate(config: SearchConfig, surrogate: Surrogate | None = No
         if surrogate is None:
             surrogate = fit_surrogate(config, key=key, cache=model_cache_dir(config))
         problem = build_problem(config, surrogate)
-        factory = executor if executor is not None else _executor_factory(config, problem)
+        factory = executor if executor is not None else _executor_factory(config)
         res = run_study(
             problem,
             trials=s.trials,
@@ -378,23 +422,14 @@ def _check_problem_config(session: StudySession, config: SearchConfig) -> None:
         )
 
 
-def _executor_factory(config: SearchConfig, problem: Problem) -> Any:
+def _executor_factory(config: SearchConfig) -> Any:
     s = config.search
 
     def make(remaining: int) -> Executor:
         kind = "ray" if s.ray_address else s.executor  # an address means Ray
-        if kind == "ray" and not s.ray_address and not ray_is_running():
-            b = min(s.batch_size, remaining)
-            u = np.random.default_rng(s.seed).random((b, problem.space.dim))
-            t0 = time.perf_counter()
-            try:
-                problem(u)
-            except Exception:  # noqa: BLE001 - the search itself reports failing evaluations
-                pass
-            est = (time.perf_counter() - t0) * remaining / max(b, 1)
-            if est < RAY_WORTH_IT_S:
-                logger.info("%d trials take about %.1f s in this process; not starting Ray.", remaining, est)
-                return _InProcess(s.workers or 1)
+        if kind == "ray" and not s.ray_address and not ray_is_running() and remaining < RAY_MIN_TRIALS:
+            logger.info("%d trials remain (< %d); running them in-process, not starting Ray.", remaining, RAY_MIN_TRIALS)
+            return _InProcess(s.workers or 1)
         return make_executor(kind, address=s.ray_address, workers=s.workers, dashboard=s.ray_dashboard)
 
     return make
@@ -402,11 +437,11 @@ def _executor_factory(config: SearchConfig, problem: Problem) -> Any:
 
 class _InProcess(LocalExecutor):
     def describe(self) -> str:
-        return f"in-process (too small to start Ray: < {RAY_WORTH_IT_S:g} s of work)"
+        return f"in-process (too small to start Ray: < {RAY_MIN_TRIALS:,} trials)"
 
 
 __all__ = [
-    "RAY_WORTH_IT_S",
+    "RAY_MIN_TRIALS",
     "Optimized",
     "optimize",
     "search_with_surrogate",

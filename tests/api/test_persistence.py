@@ -1,65 +1,30 @@
 """Persistence across service restarts in a real PostgreSQL server (started by the test), SQLite without one.
 
-The PostgreSQL server is a throw-away cluster: ``initdb`` in a temporary folder, ``pg_ctl
+The PostgreSQL server is a throw-away cluster (tests/_postgres.py): ``initdb`` in a temporary folder, ``pg_ctl
 start`` on a free loopback port (as the ``postgres`` user when the tests run as root,
 since PostgreSQL refuses to run as root), stopped and deleted afterwards.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from mixopt.api import create_app
-from tests.api.conftest import SEARCH, A, B, fitted_model, free_port, make_settings, wait_for
-
-
-def _pg_bin() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent
-    cands = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(cands[-1]).parent if cands else None
+from tests._postgres import postgres_missing, postgres_server
+from tests.api.conftest import SEARCH, A, B, fitted_model, make_settings, wait_for
 
 
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
     """A PostgreSQL URL when the postgresql package is installed (and psycopg is), else None (SQLite)."""
-    bindir = _pg_bin()
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        bindir = None
-    if bindir is None:
+    if postgres_missing():
         yield None  # type: ignore[misc]
         return
-    root = Path(tempfile.mkdtemp(prefix="mixopt-pg-"))
-    pgdata, port = root / "data", free_port()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres user
-        user = pwd.getpwnam("postgres")
-        os.chown(root, user.pw_uid, user.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    run = {"check": True, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "timeout": 120}
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(pgdata), "-U", "mixopt", "--auth=trust", "-E", "UTF8",
-                    "--no-sync"], **run)
-    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(pgdata), "-o", opts, "-l", str(root / "log"), "-w", "start"], **run)
-    try:
-        yield f"postgresql://mixopt@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_server(timeout=120) as address:
+        yield f"postgresql://{address}"
 
 
 def test_everything_persists_across_restarts(database_url, tmp_path) -> None:

@@ -13,10 +13,8 @@ except under CI (``CI`` set), where it fails.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -30,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._postgres import postgres_missing, postgres_server
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,14 +39,6 @@ def _missing(what: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"the two-node cluster test needs {what} (CI is set, so this is a failure, not a skip)")
     pytest.skip(f"needs {what}")
-
-
-def _pg_bindir() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent
-    cands = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(cands[-1]).parent if cands else None
 
 
 def _free_ports(n: int) -> list[int]:
@@ -83,32 +75,11 @@ def _free_range(width: int) -> int:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    bindir = _pg_bindir()
-    if bindir is None:
-        _missing("PostgreSQL (initdb, pg_ctl: apt-get install postgresql)")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        _missing("the psycopg driver (pip install 'psycopg[binary]')")
-    root = Path(tempfile.mkdtemp(prefix="mixopt-cluster-pg-"))
-    pgdata, (port,) = root / "data", _free_ports(1)
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        user = pwd.getpwnam("postgres")
-        os.chown(root, user.pw_uid, user.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    run = {"check": True, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "timeout": 180}
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(pgdata), "-U", "mixopt", "--auth=trust", "-E", "UTF8",
-                    "--no-sync"], **run)
-    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(pgdata), "-o", opts, "-l", str(root / "log"), "-w", "start"],
-                   **run)
-    try:
-        yield f"postgresql+psycopg://mixopt@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+    missing = postgres_missing()
+    if missing:
+        _missing(missing)
+    with postgres_server() as address:
+        yield f"postgresql+psycopg://{address}"
 
 
 def _node_args(ports: list[int], worker_base: int) -> list[str]:

@@ -156,25 +156,10 @@ def ray_local():
 def write_endless_search_config(tmp_path: Any, search: str) -> Any:
     """A config for a search that runs until it is stopped (regmix on a tiny 3-domain world),
     with ``search`` appended to its ``[search]`` section; returns the config path."""
-    import textwrap
-
     from mixopt.data.readers import write_runs
+    from tests._configs import write_search_config
 
     w = mixture_world(n_domains=3, n_benchmarks=2, seed=0)
     runs = write_runs(w.sample_runs([2e7, 6e7, 2e8], w.random_mixtures(8, seed=1), n_checkpoints=3, seed=2), tmp_path / "r.csv")
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(textwrap.dedent(f"""
-        [data]
-        runs = "{runs}"
-        [surrogate]
-        method = "regmix"
-        [compute]
-        flops = 1e21
-        [objectives]
-        optimize = ["score:{w.benchmark_names[0]}"]
-        [search]
-        batch_size = 16
-        sampler = "random"
-        storage = "s.log"
-    """) + textwrap.dedent(search))
-    return cfg
+    return write_search_config(tmp_path / "c.toml", runs, method="regmix", optimize=(f"score:{w.benchmark_names[0]}",),
+                               search=search, batch_size=16, sampler="random", storage="s.log")

@@ -4,7 +4,6 @@ honest infeasibility (exit code 5, headed files) and rank 1 == best everywhere."
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +18,7 @@ from mixopt.search import decision as D
 from mixopt.surrogate.base import Prediction, Targets
 from mixopt.testing import mixture_world
 from mixopt.testing.truth import WorldSurrogate
+from tests._configs import write_search_config
 
 from .conftest import analytic_problem
 
@@ -186,34 +186,9 @@ def test_headline_states_the_pick_its_certainty_and_the_distance(analytic) -> No
 
 
 # -- infeasible: exit code 5, headed files ------------------------------------------------------------
-@pytest.fixture(scope="module")
-def runs_file(tmp_path_factory) -> Path:
-    from mixopt.data.readers import write_runs
-
-    w = mixture_world(n_domains=3, n_benchmarks=3, seed=0)
-    runs = w.sample_runs([2e7, 6e7, 2e8, 6e8], w.random_mixtures(16, seed=1), n_checkpoints=4, seed=2)
-    return write_runs(runs, tmp_path_factory.mktemp("data") / "runs.csv")
-
-
 def _config(tmp_path: Path, runs: Path, constraints: str) -> Path:
-    p = tmp_path / "c.toml"
-    p.write_text(textwrap.dedent(f"""
-    [data]
-    runs = "{runs}"
-    [surrogate]
-    method = "test-linear"
-    [compute]
-    flops = 1e21
-    [objectives]
-    optimize = ["score:hellaswag", "score:humaneval"]
-    constraints = {constraints}
-    [search]
-    trials = 128
-    batch_size = 64
-    storage = "memory"
-    output = "out/front.csv"
-    """))
-    return p
+    return write_search_config(tmp_path / "c.toml", runs, objectives=f"constraints = {constraints}", trials=128, batch_size=64,
+                               storage="memory", output="out/front.csv")
 
 
 def test_infeasible_search_exits_5_with_headed_files(tmp_path, runs_file, capsys) -> None:

@@ -17,9 +17,9 @@ from mixopt.config import load_config
 from mixopt.errors import SearchError
 from mixopt.search import StudyLock, run_study, shortlist, study_history
 from mixopt.search.storage import LEASE_ATTR, storage_url
-from mixopt.testing import mixture_world
 from mixopt.workflows import run_search
 from mixopt.workflows.optimize import model_cache_dir, write_result
+from tests._configs import write_search_config
 
 from .conftest import LinearMixSurrogate, analytic_problem, fitted_analytic
 
@@ -27,37 +27,9 @@ from .conftest import LinearMixSurrogate, analytic_problem, fitted_analytic
 UNWRITABLE = Path("/proc/mixopt-no-such-dir/pareto.csv")
 
 
-@pytest.fixture(scope="module")
-def runs_file(tmp_path_factory) -> Path:
-    from mixopt.data.readers import write_runs
-
-    w = mixture_world(n_domains=3, n_benchmarks=3, seed=0)
-    runs = w.sample_runs([2e7, 6e7, 2e8, 6e8], w.random_mixtures(16, seed=1), n_checkpoints=4, seed=2)
-    return write_runs(runs, tmp_path_factory.mktemp("data") / "runs.csv")
-
-
 def config(tmp_path: Path, runs: Path, *, search: str = "", objectives: str = "", name: str = "c.toml") -> Path:
-    body = f"""
-    [data]
-    runs = "{runs}"
-    [surrogate]
-    method = "test-linear"
-    [compute]
-    flops = [1e20, 1e22]
-    [tokens]
-    available = {{ code = 2e10 }}
-    [objectives]
-    optimize = ["score:hellaswag", "score:humaneval"]
-    {objectives}
-    [search]
-    trials = 256
-    batch_size = 64
-    study_name = "prod"
-    {search}
-    """
-    p = tmp_path / name
-    p.write_text(textwrap.dedent(body))
-    return p
+    return write_search_config(tmp_path / name, runs, flops="[1e20, 1e22]", objectives=objectives, search=search,
+                               sections="[tokens]\navailable = { code = 2e10 }", trials=256, batch_size=64, study_name="prod")
 
 
 @pytest.fixture

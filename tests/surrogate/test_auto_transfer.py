@@ -112,8 +112,8 @@ def test_mixopt_fit_prints_the_folds_and_why_each_choice(artefact, tmp_path, cap
 
 def test_in_range_folds_do_not_choose_the_law_form(artefact):
     table: list = []
-    form, family = _score_stage1(lambda s: FLPM(**{**KW, **s}), make_folds(artefact["proxy"]), ("flpm", "dml"),
-                                  ("law", "hybrid", "average"), table, explicit_family=False)
-    assert form == "flpm" and family in ("law", "average")
+    form, family, alt = _score_stage1(lambda s: FLPM(**{**KW, **s}), make_folds(artefact["proxy"]), ("flpm", "dml"),
+                                       ("law", "hybrid", "average"), table, explicit_family=False)
+    assert form == "flpm" and family in ("law", "average") and alt is None  # forms are averaged on out-of-range evidence only
     excluded = {r["candidate"] for r in table if r["status"] == "excluded"}
     assert excluded == {"stage1=dml", "family=hybrid"}
