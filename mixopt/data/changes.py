@@ -20,6 +20,7 @@ change         what the old run's mixture becomes                              e
                internal mix is not given)
 ``refiltered`` same name and share; the data changed, so a run that used it    assumed
                is assumed evidence
+``renamed``    the same data under a new name (``{ "s2pdf:x" = "s2pdfv1:x" }``)  exact
 ============== =============================================================== ===========
 
 The ``evidence`` column reads ``mapped:<change>[+<change>...]``; an *assumed* change carries a
@@ -132,6 +133,7 @@ class DomainChanges:
             is the shares (sum 1); ``{block: [members]}`` when the internal mix is not known.
         refiltered: domains whose data was re-filtered (same name; their old runs are
             assumed evidence).
+        renamed: ``{old name: new name}`` for the same data under a new name.
         runs: the old run table file (config only; read with the ``[data]`` read options).
         removed_tolerance: a run with at most this share of the removed domains maps exactly.
         on_removed: runs above the tolerance: ``"drop"``, ``"discount"`` or ``"refuse"``.
@@ -148,6 +150,7 @@ class DomainChanges:
     split: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     merged: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     refiltered: tuple[str, ...] = ()
+    renamed: Mapping[str, str] = field(default_factory=dict)
     runs: Path | None = None
     removed_tolerance: float = 0.01
     on_removed: str = "drop"
@@ -160,6 +163,12 @@ class DomainChanges:
             set_(key, _names(getattr(self, key), key, problems))
         set_("split", _parts(self.split, "split", problems, need="{ web = { web_hq = 0.3, web_lq = 0.7 } }"))
         set_("merged", _parts(self.merged, "merged", problems, need="{ code = { python = 0.6, java = 0.4 } }"))
+        if not isinstance(self.renamed, Mapping) or not all(
+                isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip() for k, v in self.renamed.items()):
+            problems.append(f"renamed must be a table of {{old name = \"new name\"}} strings, got {self.renamed!r}")
+            set_("renamed", {})
+        else:
+            set_("renamed", {str(k).strip(): str(v).strip() for k, v in self.renamed.items()})
         for key in ("removed_tolerance", "merge_tolerance"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
@@ -172,7 +181,8 @@ class DomainChanges:
         # each old domain may be touched by one change only; each new name may come from one change only
         old_uses: dict[str, list[str]] = {}
         for kind, names in (("removed", self.removed), ("split", tuple(self.split)), ("refiltered", self.refiltered),
-                            ("merged", tuple(m for parts in self.merged.values() for m in parts))):
+                            ("merged", tuple(m for parts in self.merged.values() for m in parts)),
+                            ("renamed", tuple(self.renamed))):
             for d in names:
                 old_uses.setdefault(d, []).append(kind)
         for d, kinds in old_uses.items():
@@ -181,7 +191,7 @@ class DomainChanges:
                                 "(split, merged or re-filtered), and changed once")
         new_names: dict[str, list[str]] = {}
         for kind, names in (("added", self.added), ("split", tuple(p for parts in self.split.values() for p in parts)),
-                            ("merged", tuple(self.merged))):
+                            ("merged", tuple(self.merged)), ("renamed", tuple(self.renamed.values()))):
             for d in names:
                 new_names.setdefault(d, []).append(kind)
         for d, kinds in new_names.items():
@@ -192,7 +202,7 @@ class DomainChanges:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.added or self.removed or self.split or self.merged or self.refiltered)
+        return not (self.added or self.removed or self.split or self.merged or self.refiltered or self.renamed)
 
     def new_domains(self, old: Sequence[str]) -> tuple[str, ...]:
         """The new domain set from the old one (order: old order with changes in place, added last).
@@ -202,11 +212,12 @@ class DomainChanges:
         """
         old = tuple(old)
         problems: list[str] = []
-        consumed = [*self.removed, *self.split, *self.refiltered, *(m for parts in self.merged.values() for m in parts)]
+        consumed = [*self.removed, *self.split, *self.refiltered, *(m for parts in self.merged.values() for m in parts),
+                    *self.renamed]
         unknown = [d for d in dict.fromkeys(consumed) if d not in old]
         if unknown:
             problems.append(f"unknown domain(s) {unknown}: the old runs have domains {list(old)}; "
-                            "name old domains in removed, split, merged and refiltered")
+                            "name old domains in removed, split, merged, refiltered and renamed")
         present = [d for d in self.added if d in old]
         if present:
             problems.append(f"added domain(s) {present} are already in the old runs' domains {list(old)}; "
@@ -217,6 +228,9 @@ class DomainChanges:
                 continue
             if d in self.split:
                 out.extend(self.split[d])
+                continue
+            if d in self.renamed:
+                out.append(self.renamed[d])
                 continue
             block = next((b for b, parts in self.merged.items() if d in parts), None)
             if block is not None:
@@ -239,6 +253,7 @@ class DomainChanges:
         return {"added": list(self.added), "removed": list(self.removed),
                 "split": {k: dict(v) for k, v in self.split.items()},
                 "merged": {k: dict(v) for k, v in self.merged.items()}, "refiltered": list(self.refiltered),
+                "renamed": dict(self.renamed),
                 "runs": None if self.runs is None else str(self.runs), "removed_tolerance": self.removed_tolerance,
                 "on_removed": self.on_removed, "merge_tolerance": self.merge_tolerance}
 
@@ -378,6 +393,10 @@ def map_runs(old: RunTable, changes: DomainChanges, *, domains: Sequence[str] | 
                 out[p] = mix[d] * x * scale
             tag(mix[d] > 0, "split" + ASSUMED)
             continue
+        if d in changes.renamed:
+            out[changes.renamed[d]] = mix[d] * scale
+            tag(mix[d] > 0, "renamed")
+            continue
         block = next((b for b, parts in changes.merged.items() if d in parts), None)
         if block is not None:
             out[block] = out.get(block, np.zeros(n)) + mix[d] * scale
@@ -404,7 +423,7 @@ def map_runs(old: RunTable, changes: DomainChanges, *, domains: Sequence[str] | 
         out[d] = np.zeros(n)
     if changes.added:
         tag(np.ones(n, dtype=bool), "added")
-    evidence = [MAPPED + ("+".join(t) if t else "unchanged") for t in tags]
+    evidence = [MAPPED + ("+".join(dict.fromkeys(t)) if t else "unchanged") for t in tags]
     mix_cols = [pl.Series(MIX_PREFIX + d, out[d]) for d in new]
     rest = [c for c in frame.columns if not c.startswith(MIX_PREFIX) and c != EVIDENCE]
     mapped = frame.select(rest).with_columns(mix_cols).with_columns(pl.Series(EVIDENCE, evidence))

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from mixopt.data.readers import read_runs, sidecar_path, write_runs
@@ -41,6 +42,7 @@ def merge_tables(tables: Sequence[RunTable]) -> RunTable:
         seen |= set(t.runs)
         for b in t.benchmarks:
             bench.setdefault(b.name, b)
+    tables = _same_phases(tables)
     # a loss column is required at every checkpoint: one that some tables lack is dropped
     partial = sorted({c for t in tables for c in t.frame.columns if c == LOSS or c.startswith(LOSS_PREFIX)}
                      - set.intersection(*(set(t.frame.columns) for t in tables)))
@@ -48,6 +50,33 @@ def merge_tables(tables: Sequence[RunTable]) -> RunTable:
         logger.warning("Loss column(s) %s are missing from some of the merged tables: dropped", partial)
     frame = pl.concat([t.frame.drop([c for c in partial if c in t.frame.columns]) for t in tables], how="diagonal_relaxed")
     return RunTable(frame, list(bench.values()))
+
+
+def _same_phases(tables: Sequence[RunTable]) -> list[RunTable]:
+    """The tables in one schedule layout: when some hold schedules of ``K`` phases, runs with fewer
+    phases (constant mixtures among them) are written in ``K`` phases by repeating their last phase
+    (its added boundaries split what is left of the run evenly; they change nothing), as
+    :mod:`mixopt.data.phases` reads a one-phase run in a ``K``-phase table."""
+    from mixopt.data.phases import is_phase_column, schedule_columns
+
+    K = max(t.n_phases for t in tables)
+    if K == 1:
+        return list(tables)
+    out = []
+    for t in tables:
+        if t.n_phases == K:
+            out.append(t)
+            continue
+        P, E = t.phases(), t.phase_end()
+        n, k0 = len(t), t.n_phases
+        last = E[:, -1:] if E.shape[1] else np.zeros((n, 1))
+        extra = last + (1.0 - last) * np.arange(1, K - k0 + 1)[None, :] / (K - k0 + 1)
+        P = np.concatenate([P, np.repeat(P[:, -1:, :], K - k0, axis=1)], axis=1)
+        E = np.concatenate([E, extra], axis=1)
+        cols = schedule_columns(P, E, t.domains)
+        frame = t.frame.drop([c for c in t.frame.columns if is_phase_column(c) or c in cols])
+        out.append(RunTable(frame.with_columns([pl.Series(c, v) for c, v in cols.items()]), t.benchmarks))
+    return out
 
 
 def atomic_write_runs(table: RunTable, path: str | Path) -> Path:

@@ -112,6 +112,14 @@ def test_refiltered_keeps_the_share_and_discounts_runs_that_used_it():
     assert _ev(m.runs, "c") == "mapped:unchanged"
 
 
+def test_renamed_keeps_the_share_under_the_new_name():
+    m = map_runs(_old(), DomainChanges(renamed={"wiki": "wikipedia"}))
+    assert m.domains == ("web", "python", "java", "wikipedia")
+    assert _mix(m.runs, "d")["wikipedia"] == pytest.approx(0.3, abs=ATOL)
+    assert _ev(m.runs, "d") == "mapped:renamed"
+    assert _ev(m.runs, "a") == "mapped:unchanged"
+
+
 def test_combined_changes_and_combine_with_new_runs():
     ch = DomainChanges(added=["math"], removed=["wiki"], split={"web": {"web_hq": 0.3, "web_lq": 0.7}},
                        merged={"code": {"python": 0.5, "java": 0.5}})
@@ -137,6 +145,8 @@ def test_combined_changes_and_combine_with_new_runs():
         (dict(split={"web": {"web_hq": 0.3}}), r"at least two parts"),
         (dict(merged={"code": ["python", "java"]}, added=["code"]), r"'code' comes from added and merged"),
         (dict(on_removed="keep"), r"on_removed must be one of"),
+        (dict(renamed={"wiki": "web"}), r"would appear twice"),
+        (dict(renamed={"wiki": "x"}, removed=["wiki"]), r"'wiki' is both removed and renamed"),
     ],
 )
 def test_unmappable_changes_are_refused_with_the_reason(changes, reason):

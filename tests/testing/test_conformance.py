@@ -21,6 +21,7 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
                                      "its intervals do not carry the emergence curve's extrapolation error",
     ("regmix", "coverage_near_nominal"): "the RegMix-style kernel regression covers 49% of 100 held-out values one size beyond its "
                                          "runs: a kernel on the mixture has no compute trend to widen with",
+    ("reuse", "coverage_near_nominal"): "without an evidence column ReuseRegression fits exactly as regmix (same miss)",
 }
 #: kinds whose fit on the conformance world is too slow for the default run (flpm_additive: the
 #: additive stage-1 law's multi-start fit took > 10 min on a loaded 2-core machine): slow set only

@@ -191,3 +191,24 @@ def test_a_bad_ladder_schedule_is_refused(tmp_path, body, says):
     with pytest.raises(ConfigError, match="ladder.schedules.bad") as e:
         load_project(tmp_path / "l.toml", search=False)
     assert says in str(e.value)
+
+
+def test_appending_schedules_to_constant_runs_writes_the_constant_ones_in_every_phase(trained, tmp_path):
+    """A table of constant runs takes phased runs (and the other way round): one-phase runs repeat their mixture."""
+    from mixopt.data.readers import read_runs
+    from mixopt.train.store import append_runs
+
+    path = tmp_path / "runs.csv"
+    append_runs(path, trained["constant"])
+    two = trained["two_phase"].frame.with_columns(__import__("polars").lit("phased").alias("run"))
+    from mixopt.data.table import RunTable
+
+    table, added = append_runs(path, RunTable(two, trained["two_phase"].benchmarks))
+    assert added == ["phased"]
+    back = read_runs(path)
+    assert back.n_phases == 2 and set(back.runs) == {"micro", "phased"}
+    const = back.select_runs(["micro"]).frame
+    for d in MIX:
+        for c in (f"mix@1:{d}", f"mix@2:{d}", f"mix:{d}"):
+            np.testing.assert_allclose(const[c].to_numpy(), MIX[d], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(back.select_runs(["micro"]).losses(), trained["constant"].losses(), rtol=0, atol=0)
