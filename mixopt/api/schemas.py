@@ -58,6 +58,21 @@ class DatasetPublic(_Out):
     files: list[str] = Field(description="names of the uploaded files")
 
 
+class DatasetChangesCreate(_In):
+    """Map a dataset's runs into a new domain set (``[domains.changes]``, :mod:`mixopt.data.changes`)."""
+
+    changes: dict[str, Any] = Field(description="added, removed, split, merged, refiltered, renamed, removed_tolerance, "
+                                                "on_removed, merge_tolerance (as in [domains.changes], without runs)")
+    new: Id | None = Field(None, description="dataset of runs on the new domain set, added to the mapped runs")
+    name: str | None = Field(None, max_length=200, description="a name for the new dataset")
+
+
+class DatasetChangesPublic(DatasetPublic):
+    """The stored dataset of the mapped (and added) runs, with the mapping's summary."""
+
+    mapping: dict[str, Any] = Field(description="runs mapped, dropped runs and why, evidence counts, assumptions")
+
+
 # -- models -------------------------------------------------------------------------------------
 class BacktestCreate(_In):
     """Hold out runs, fit on the rest, compare predicted and actual (see ``mixopt backtest``)."""
