@@ -169,7 +169,8 @@ class PlannedRun(_Out):
 class PlanPublic(_Out):
     model: str
     criterion: str
-    draws: str = Field(description="'joint' (the model's own joint draws) or 'comonotone' (not to be trusted for planning)")
+    draws: str = Field(description="'posterior' (the model's posterior over new points), 'joint' (its own joint draws) or "
+                                   "'comonotone' (not to be trusted for planning)")
     runs: list[PlannedRun]
     summary: dict[str, Any] = Field(description="current pick, its P(best), expected regret, P(best) entropy, counts")
     settings: dict[str, Any]
