@@ -41,7 +41,7 @@ CALIBRATION_LEVEL = 0.9
 #: fewest held-out points to calibrate on (with 3 the conformal 90% factor is the largest miss)
 CALIBRATION_MIN_POINTS = 3
 #: ratio-matched folds added to the size folds for calibration (target known)
-CALIBRATION_RATIO_FOLDS = 3
+CALIBRATION_RATIO_FOLDS = 5
 #: rank of each stage-1 form among tied ones (the simplest gives the point prediction): by parameter count,
 #: except that the pure power law comes last, having no irreducible loss it falls below any loss floor far out
 #: (measured: as the point prediction of a tie it gave 26 % loss error on Pythia where the offset law gives 2.3 %)
