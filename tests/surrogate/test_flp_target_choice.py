@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -63,13 +65,13 @@ def test_ratio_matched_choice_is_recorded() -> None:
     target = 10 * float(runs.final().flops().max())
     m = FLP(n_bootstrap=0, calibrate=False, target_flops=target).fit(runs)
     row = m.selection_.filter(pl.col("candidate") == "folds").row(0, named=True)
-    assert row["reason"].startswith("ratio-matched to the request (10x")
+    assert row["reason"].startswith("leave-largest-out and ratio-matched to the request (10x")
     assert m.stage1_ == "power_offset"  # the generating form
 
 
 def test_forms_within_noise_are_averaged_and_the_interval_holds_both(tmp_path) -> None:
-    """Seed 6 at 100x: the offset and the pure power law tie on the folds but disagree at the target."""
-    runs = _ladder(6)
+    """A 5-size noisy ladder at 100x: the offset and the pure power law tie on the folds but disagree at the target."""
+    runs = _ladder(4, n=5, noise=0.01)
     nt = 1e10
     target = 6 * nt * 20 * nt
     m = FLP(n_bootstrap=40, calibrate=False, target_flops=target).fit(runs)
@@ -106,3 +108,53 @@ def test_backtest_passes_the_target_compute() -> None:
     big = backtest(runs, "flp", settings={"n_bootstrap": 0, "calibrate": False, "selection_at": "largest"},
                    holdout_min_params=8e8)
     assert big.rows.height == r.rows.height
+
+
+def test_calibration_sees_more_held_out_losses_with_a_target() -> None:
+    """A leave-largest-out fold holds out one size (4 losses here); the compute-cut folds add enough for a conformal rank."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for n in (2e7, 5e7, 1e8, 2e8, 4e8):
+        for r in (5.0, 20.0, 80.0, 320.0):
+            d = n * r
+            rows.append({"run": f"N{n:.2g}_r{r:g}", "params": n, "tokens": d, "flops": 6 * n * d, "step": 1,
+                         "loss": float((1.8 + 1.4 * (6 * n * d / 1e18) ** -0.15) * (1 + 0.003 * rng.standard_normal()))})
+    runs = RunTable(pl.DataFrame(rows))
+    fmax = float(runs.final().flops().max())
+
+    def loss_points(model: FLP) -> int:
+        cal = model.selection_.filter((pl.col("stage") == "calibration") & (pl.col("quantity") == "loss"))
+        return int(cal["n_points"].sum()) if cal.height else 0
+
+    without = FLP(n_bootstrap=20).fit(runs)
+    with_target = FLP(n_bootstrap=20, target_flops=5 * fmax).fit(runs)
+    assert loss_points(without) < 19  # the conformal 90% rank is the largest score: intervals can only widen
+    assert loss_points(with_target) >= 19  # a finite 90% conformal rank (below the largest score)
+
+
+PYTHIA = Path(__file__).parents[2].parent / "shared" / "data" / "pythia"
+
+
+@pytest.mark.skipif(not PYTHIA.is_dir(), reason="../shared/data/pythia absent")
+def test_pythia_ladder_choice_at_the_targets_distance_is_right_there() -> None:
+    """Pythia fit <= 1B, targets 6.9B and 12B: leave-largest-out picks the pure power law (a tie on its one fold,
+    decided by a hair), the target-aware choice the offset law, whose loss error at the targets is far smaller."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+    from real_pythia import load_pythia
+
+    runs = load_pythia(PYTHIA.parent, False)
+    fin = runs.final()
+    p = fin.params()
+    ids = fin.run_ids().astype(str)
+    train = runs.select_runs(ids[p < 1.2e9].tolist())
+    test = fin.select_runs(ids[p >= 6e9].tolist())
+    target = float(np.median(test.flops()))
+    err = {}
+    for at in ("largest", "auto"):
+        m = FLP(n_bootstrap=0, calibrate=False, stage2="linear", target_flops=target, selection_at=at).fit(train)
+        pred = m.predict(Targets.from_runs(test)).mean[:, 0]
+        err[at] = (m.stage1_, float(np.max(np.abs(pred / test.column("loss") - 1))))
+    assert err["largest"][0] == "pure_power" and err["auto"][0] == "power_offset"
+    assert err["auto"][1] < 0.1 < err["largest"][1]
