@@ -1,6 +1,9 @@
-"""Retrospective planning on RegMix: planned runs vs random order at equal numbers of runs.
+"""Planned runs vs random order: RegMix and Olmix retrospective planning, synthetic worlds.
 
-    python benchmarks/bench_plan.py --data-dir ../shared/data [--quick]
+    python benchmarks/bench_plan.py --data-dir ../shared/data [--quick] [--section regmix,olmix,worlds]
+        [--scales 60M,1.1B] [--seeds 0,1,2] [--criterion decision|ranking|doptimal] [--draws auto|posterior|model]
+
+Sections ``olmix`` and ``worlds`` are described in their functions (:func:`_olmix`, :func:`_worlds`).
 
 The pool is RegMix's 512 ``train_1m`` proxies (1M parameters). Both orders start from the
 same 16 seeded random runs. *Random* reveals the next runs of a seeded permutation (RegMix's
