@@ -127,12 +127,15 @@ def build_targets(
     params: float | Sequence[float] | None,
     tokens: float | Sequence[float] | None,
     max_batch: int,
+    schedules: Sequence[Mapping[str, Any]] | None = None,
 ) -> Any:
     """:class:`~mixopt.surrogate.Targets` for a predict request.
 
     ``mixtures`` rows are ``{domain: ratio}`` (missing domains = 0) or lists over the
     model's domains in order; compute is ``flops`` or ``params`` and ``tokens`` (each one
-    number for every row, or one per row).
+    number for every row, or one per row). ``schedules`` (instead of ``mixtures``) rows are
+    ``{"phases": [{domain: ratio}, ...], "phase_end": [...]}`` (:mod:`mixopt.data.phases`);
+    schedules with fewer phases than the longest are padded (:func:`~mixopt.data.phases.pad_schedule`).
 
     Raises:
         SchemaError: every problem of the request (unknown domains, wrong lengths, ...).
@@ -142,6 +145,10 @@ def build_targets(
 
     problems: list[str] = []
     domains = tuple(model.domains_)
+    if schedules is not None:
+        if mixtures is not None:
+            raise SchemaError("Invalid predict request:", ["give mixtures or schedules, not both"])
+        return _schedule_targets(model, schedules, flops=flops, params=params, tokens=tokens, max_batch=max_batch)
     n_mix = len(mixtures) if mixtures is not None else None
     lengths = [len(x) for x in (flops, params, tokens) if isinstance(x, (list, tuple))]
     n = n_mix if n_mix is not None else max(lengths, default=1)
@@ -184,6 +191,46 @@ def build_targets(
                    domains=domains if mix is not None else ())
 
 
+def _schedule_targets(model: Any, schedules: Sequence[Mapping[str, Any]], *, flops: Any, params: Any, tokens: Any,
+                      max_batch: int) -> Any:
+    """Targets of a predict request with schedules (see :func:`build_targets`)."""
+    from mixopt.data.phases import pad_schedule, schedule_from_mappings
+    from mixopt.surrogate import Targets
+
+    problems: list[str] = []
+    domains = tuple(model.domains_)
+    n = len(schedules)
+    if n > max_batch:
+        raise LimitError(f"A predict request may hold at most {max_batch} rows, got {n}; split it into smaller batches.")
+    if n == 0:
+        problems.append("schedules: expected at least one schedule, got an empty list")
+    if not model.uses_mixture:
+        problems.append(f"schedules: this {model.kind} model does not read mixtures; predict with flops or params and tokens")
+    rows: list[tuple[np.ndarray, np.ndarray]] = []
+    for i, sc in enumerate(schedules):
+        try:
+            rows.append(schedule_from_mappings(list(sc.get("phases", [])), list(sc.get("phase_end", [])), domains))
+        except SchemaError as e:
+            problems.extend(f"schedules[{i}]: {p}" for p in (e.problems or [str(e)]))
+    if flops is not None and (params is not None or tokens is not None):
+        problems.append("give compute as flops, or as params and tokens, not both")
+    elif flops is None and (params is None or tokens is None):
+        problems.append("compute: give flops (a number or one per schedule), or params and tokens")
+    f = _vector("flops", flops, n, problems)
+    p = _vector("params", params, n, problems)
+    t = _vector("tokens", tokens, n, problems)
+    if problems:
+        raise SchemaError("Invalid predict request:", problems)
+    K = max(P.shape[0] for P, _ in rows)
+    padded = [pad_schedule(P[None], E[None], K) for P, E in rows]
+    P = np.concatenate([a for a, _ in padded])
+    E = np.concatenate([b for _, b in padded])
+    if f is None:
+        p, t = np.broadcast_to(p, (n,)), np.broadcast_to(t, (n,))
+        f = training_flops(p, t)
+    return Targets(flops=np.broadcast_to(f, (n,)).copy(), params=p, tokens=t, domains=domains, phases=P, phase_end=E)
+
+
 def prediction_columns(pred: Any) -> dict[str, Any]:
     """``{quantity: {"mean": [...], "lower": [...], "upper": [...]}}`` (numpy arrays; NaN = not predictable)."""
     out: dict[str, Any] = {}
@@ -211,8 +258,10 @@ def concat_targets(parts: Sequence[Any]) -> Any:
         flops=cat([p.flops for p in parts]),
         params=None if first.params is None else cat([p.params for p in parts]),
         tokens=None if first.tokens is None else cat([p.tokens for p in parts]),
-        mixture=None if first.mixture is None else np.vstack([p.mixture for p in parts]),
+        mixture=None if first.mixture is None or first.phases is not None else np.vstack([p.mixture for p in parts]),
         domains=first.domains,
+        phases=None if first.phases is None else np.concatenate([p.phases for p in parts]),
+        phase_end=None if first.phase_end is None else np.concatenate([p.phase_end for p in parts]),
     )
 
 
@@ -264,7 +313,8 @@ class PredictBatcher:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        k = (key, id(model), float(level), bool(intervals), targets.params is None, targets.mixture is None)
+        k = (key, id(model), float(level), bool(intervals), targets.params is None, targets.mixture is None,
+             None if targets.phases is None else targets.phases.shape[1])  # merged rows share one schedule layout
         fut = loop.create_future()
         self._pending.setdefault(k, []).append((targets, fut))
         self.requests += 1

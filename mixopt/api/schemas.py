@@ -58,6 +58,21 @@ class DatasetPublic(_Out):
     files: list[str] = Field(description="names of the uploaded files")
 
 
+class DatasetChangesCreate(_In):
+    """Map a dataset's runs into a new domain set (``[domains.changes]``, :mod:`mixopt.data.changes`)."""
+
+    changes: dict[str, Any] = Field(description="added, removed, split, merged, refiltered, renamed, removed_tolerance, "
+                                                "on_removed, merge_tolerance (as in [domains.changes], without runs)")
+    new: Id | None = Field(None, description="dataset of runs on the new domain set, added to the mapped runs")
+    name: str | None = Field(None, max_length=200, description="a name for the new dataset")
+
+
+class DatasetChangesPublic(DatasetPublic):
+    """The stored dataset of the mapped (and added) runs, with the mapping's summary."""
+
+    mapping: dict[str, Any] = Field(description="runs mapped, dropped runs and why, evidence counts, assumptions")
+
+
 # -- models -------------------------------------------------------------------------------------
 class BacktestCreate(_In):
     """Hold out runs, fit on the rest, compare predicted and actual (see ``mixopt backtest``)."""
@@ -89,11 +104,22 @@ class ModelPublic(_Out):
     summary: dict[str, Any] | None = Field(None, description="outputs, domains, fitted laws, backtest summary and decision metrics (when ready)")
 
 
+class ScheduleCreate(_In):
+    """A mixture that changes during training (docs/phases.md): the phases' mixtures and where each ends."""
+
+    phases: list[dict[str, Ratio]] = Field(min_length=1, max_length=16, description="each phase's mixture {domain: ratio}, in order")
+    phase_end: list[Annotated[float, Field(allow_inf_nan=False, gt=0.0, lt=1.0)]] = Field(
+        default_factory=list, max_length=15,
+        description="fraction of the run's tokens at which each phase but the last ends (strictly increasing)")
+
+
 class PredictCreate(_In):
-    """A batch of mixtures x compute to predict."""
+    """A batch of mixtures (or schedules) x compute to predict."""
 
     mixtures: list[dict[str, Ratio]] | list[list[Ratio]] | None = Field(
         None, description="one mixture per row: {domain: ratio} (missing = 0) or ratios in the model's domain order")
+    schedules: list[ScheduleCreate] | None = Field(
+        None, description="instead of mixtures: one schedule per row (phases and their ends; docs/phases.md)")
     flops: Positive | list[Positive] | None = Field(None, description="training compute, FLOPs: one number or one per mixture")
     params: Positive | list[Positive] | None = Field(None, description="parameter counts (with tokens, instead of flops)")
     tokens: Positive | list[Positive] | None = Field(None, description="training tokens (with params)")
@@ -143,7 +169,8 @@ class PlannedRun(_Out):
 class PlanPublic(_Out):
     model: str
     criterion: str
-    draws: str = Field(description="'joint' (the model's own joint draws) or 'comonotone' (not to be trusted for planning)")
+    draws: str = Field(description="'posterior' (the model's posterior over new points), 'joint' (its own joint draws) or "
+                                   "'comonotone' (not to be trusted for planning)")
     runs: list[PlannedRun]
     summary: dict[str, Any] = Field(description="current pick, its P(best), expected regret, P(best) entropy, counts")
     settings: dict[str, Any]

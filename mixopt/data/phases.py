@@ -299,6 +299,28 @@ def schedule_from_mappings(
     return P[0], E[0]
 
 
+def pad_schedule(phases: np.ndarray, phase_end: np.ndarray, n_phases: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same schedules in ``n_phases >= K`` phases: the last phase is split evenly (same exposure at every point).
+
+    Args:
+        phases: ``(n, K, k)``; phase_end: ``(n, K-1)``.
+        n_phases: the number of phases wanted.
+
+    Returns:
+        ``(phases (n, n_phases, k), phase_end (n, n_phases - 1))``.
+    """
+    P = np.asarray(phases, dtype=np.float64)
+    E = np.asarray(phase_end, dtype=np.float64).reshape(P.shape[0], -1)
+    K, extra = P.shape[1], int(n_phases) - P.shape[1]
+    if extra < 0:
+        raise SchemaError(f"pad_schedule cannot shorten a {K}-phase schedule to {n_phases} phases.")
+    if extra == 0:
+        return P, E
+    start = E[:, -1:] if K > 1 else np.zeros((P.shape[0], 1))
+    cuts = start + (1.0 - start) * (np.arange(1, extra + 1) / (extra + 1))[None, :]
+    return np.concatenate([P, np.repeat(P[:, -1:], extra, axis=1)], axis=1), np.concatenate([E, cuts], axis=1)
+
+
 def schedule_columns(phases: np.ndarray, phase_end: np.ndarray, domains: Sequence[str]) -> dict[str, np.ndarray]:
     """The table columns of ``n`` schedules: ``mix@k:<d>``, ``phase_end@k`` and the overall ``mix:<d>``."""
     P = np.asarray(phases, dtype=np.float64)
@@ -435,6 +457,7 @@ __all__ = [
     "exposure_tokens",
     "is_phase_column",
     "overall_mixture",
+    "pad_schedule",
     "phase_bounds",
     "phase_end_column",
     "phase_index",

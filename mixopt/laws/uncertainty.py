@@ -6,6 +6,8 @@ draws over stages). Randomness comes only from ``np.random.default_rng(seed)``.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,25 +105,58 @@ def combine_interval(
     Returns:
         ``(lower, upper)``, each shaped like ``point``.
     """
-    from scipy.special import ndtri
-
     if not 0 < level < 1:
         raise ConfigError(f"level must be in (0, 1), got {level}.")
-    z = float(ndtri(0.5 + level / 2))
+    z = _ndtri(0.5 + level / 2)
     t = np.log if log_space else (lambda a: a)
     inv = np.exp if log_space else (lambda a: a)
+    qs = ((1 - level) / 2, 0.5, (1 + level) / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = t(np.asarray(point, dtype=np.float64))
         lo = hi = m = p
         if samples is not None and samples.shape[0] >= 2:
-            s = t(np.asarray(samples, dtype=np.float64))
-            q, enough = _quantiles_axis0(s, ((1 - level) / 2, 0.5, (1 + level) / 2))
-            if np.any(enough):
-                lo, m, hi = (np.where(enough, qi, p) for qi in q)
+            samples = np.asarray(samples, dtype=np.float64)
+            q = _quantiles_all_finite(samples, qs, t, positive=log_space)
+            if q is not None:
+                lo, m, hi = q
+            else:
+                q, enough = _quantiles_axis0(t(samples), qs)
+                if np.any(enough):
+                    lo, m, hi = (np.where(enough, qi, p) for qi in q)
         zs = z * np.asarray(noise_sd, dtype=np.float64)
         lower = m - np.sqrt((m - lo) ** 2 + zs**2)
         upper = m + np.sqrt((hi - m) ** 2 + zs**2)
     return inv(lower), inv(upper)
+
+
+@functools.lru_cache(maxsize=64)
+def _ndtri(p: float) -> float:
+    from scipy.special import ndtri
+
+    return float(ndtri(p))
+
+
+def _quantiles_all_finite(s: np.ndarray, qs: Sequence[float], t: Any, *, positive: bool) -> list[np.ndarray] | None:
+    """:func:`_quantiles_axis0` of ``t(s)`` when every draw is finite (and > 0 if ``positive``), else None.
+
+    ``t`` is increasing (the identity or ``log``), so the draws are sorted before it and it is
+    applied to the two order statistics each quantile reads only: the same numbers as sorting
+    ``t(s)`` (every entry then has all ``B`` draws, so the positions are the same everywhere).
+    """
+    lo_all = s.min(axis=0)
+    if not (np.all(lo_all > 0) if positive else np.all(np.isfinite(lo_all))) or not np.all(np.isfinite(s.max(axis=0))):
+        return None
+    srt = np.sort(s, axis=0)
+    km1 = s.shape[0] - 1
+    out = []
+    for q in qs:
+        pos = q * km1
+        i = int(math.floor(pos))
+        j = min(i + 1, km1)
+        a = t(srt[i])
+        b = a if j == i else t(srt[j])
+        out.append(a + (pos - i) * (b - a))
+    return out
 
 
 def _quantiles_axis0(s: np.ndarray, qs: Sequence[float]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -160,7 +195,9 @@ def predictive_std(
     """
     point = np.asarray(point, dtype=np.float64)
     var = np.zeros_like(point)
-    if samples is not None and samples.shape[0] >= 2:
+    if samples is not None and samples.shape[0] >= 2 and np.isfinite(samples).all():
+        var = np.var(samples, axis=0, ddof=1)  # what the masked branch computes when every draw is finite
+    elif samples is not None and samples.shape[0] >= 2:
         s = np.where(np.isfinite(samples), samples, np.nan)
         enough = np.isfinite(s).sum(axis=0) >= 2
         with np.errstate(invalid="ignore"):

@@ -11,6 +11,7 @@ Predicted quantities are named like run-table columns: ``score:<benchmark>`` and
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -397,8 +398,9 @@ def gaussian_interval(mean: np.ndarray, std: np.ndarray, level: float) -> tuple[
     return mean - z * std, mean + z * std
 
 
+@functools.lru_cache(maxsize=256)
 def normal_quantile(p: float) -> float:
-    """The standard normal's ``p`` quantile (``scipy.special.ndtri``, without ``scipy.stats``)."""
+    """The standard normal's ``p`` quantile (``scipy.special.ndtri``, without ``scipy.stats``; kept per ``p``)."""
     from scipy.special import ndtri
 
     return float(ndtri(p))

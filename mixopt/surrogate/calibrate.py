@@ -321,22 +321,33 @@ class IntervalCalibrator:
         out = np.ones(d.shape)
         if not self.params_:
             return out
-        if groups is None or isinstance(groups, str):
-            labels = np.full(d.shape, POOLED if groups is None else groups, dtype=object)
-        else:
-            labels = np.asarray(groups, dtype=object).reshape(d.shape)
         lev = float(self.level if level is None else level)
         if not 0 < lev < 1:
             raise ConfigError(f"level must be in (0, 1), got {level}.")
+        if groups is None or isinstance(groups, str):  # one label for every row
+            q, g, reach = self._group_factor(POOLED if groups is None else groups, level, lev)
+            return self._factor_from(q, g, d, reach)
+        labels = np.asarray(groups, dtype=object).reshape(d.shape)
         for key in set(labels.tolist()):
-            k = key if key in self.params_ else POOLED
             sel = labels == key
+            q, g, reach = self._group_factor(key, level, lev)
+            out[sel] = self._factor_from(q, g, d[sel], reach)
+        return out
+
+    def _group_factor(self, key: str, level: float | None, lev: float) -> tuple[float, float, float]:
+        """``(q, g, reach)`` of a group at a level; they depend on the fit only, so they are kept."""
+        cache = self.__dict__.get("_factor_cache")
+        if cache is None or cache[0] is not self.params_:
+            cache = self.__dict__["_factor_cache"] = (self.params_, {})
+        hit = cache[1].get((key, level, lev))
+        if hit is None:
+            k = key if key in self.params_ else POOLED
             q, g = self.params_[k]
             if level is not None and lev != self.level:
                 use = np.ones(self.scores_.size, dtype=bool) if k == POOLED else (self.groups_ == k)
                 q = conformal_quantile(self.scores_[use] / (1.0 + g * self.distance_[use]), lev)
-            out[sel] = self._factor_from(q, g, d[sel], self.reach(k))
-        return out
+            hit = cache[1][(key, level, lev)] = (q, g, self.reach(k))
+        return hit
 
     def apply(
         self,

@@ -9,6 +9,7 @@ through the nets, and the conformal calibration of the intervals.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from mixopt.surrogate.schedule import Schedule, residual_features, targets_sched
 
 #: rows per block in prediction (means / intervals)
 _CHUNK_MEAN = 262144
-_CHUNK_INTERVAL = 4096
+_CHUNK_INTERVAL = 1024  # (B, rows, m) draw blocks that stay in cache
 #: draws x rows per block in joint draws
 _CHUNK_DRAW_CELLS = 1 << 20
 #: the stage-1 families: the law alone, the law times the kernel correction, their equal-weight model average
@@ -74,6 +75,13 @@ class Stage1Alt:
         """The alternative form's point losses ``(n, m)``."""
         with np.errstate(over="ignore"):
             return np.ascontiguousarray(self.law.predict(x, self.params).T)
+
+
+@functools.lru_cache(maxsize=64)
+def _group_columns(names: tuple[str, ...]) -> tuple[tuple[str, np.ndarray], ...]:
+    """``(group, its column indices)`` per quantity group (``loss``, ``score``), in sorted group order."""
+    groups = np.array([q.split(":")[0] for q in names])
+    return tuple((str(g), np.flatnonzero(groups == g)) for g in np.unique(groups))
 
 
 class FLPMPrediction(Surrogate):
@@ -172,14 +180,26 @@ class FLPMPrediction(Surrogate):
         alt = getattr(self, "stage1_alt_", None)
         return None if alt is None else (self._stage1_form_mean(x), alt.mean(x))
 
-    @staticmethod
-    def _law_draws(law: Any, x: np.ndarray, boot: np.ndarray) -> np.ndarray:
-        theta = np.nan_to_num(boot.transpose(1, 0, 2), nan=0.0)  # (B, m, p)
-        with np.errstate(all="ignore"):
-            out = law.predict(x, theta).transpose(0, 2, 1)  # (B, n, m)
-        failed = ~np.isfinite(boot).all(axis=2).T  # (B, m)
-        out[np.broadcast_to(failed[:, None, :], out.shape)] = np.nan
+    def _law_draws(self, law: Any, x: np.ndarray, boot: np.ndarray) -> np.ndarray:
+        """Bootstrap losses ``(B, n, m)`` of ``law`` with refits ``boot (m, B, p)`` (NaN for failed refits)."""
+        theta, failed = self._draw_params(boot)
+        B, m = boot.shape[1], boot.shape[0]
+        with np.errstate(all="ignore"):  # one (B·m, p) batch: the ratios' sums are one matrix product
+            out = law.predict(x, theta).reshape(B, m, -1).transpose(0, 2, 1)  # (B, n, m)
+        if failed is not None:
+            out[np.broadcast_to(failed[:, None, :], out.shape)] = np.nan
         return out
+
+    def _draw_params(self, boot: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(theta (B·m, p) with failed refits zeroed, failed (B, m) or None)``, kept per fitted array."""
+        cache = self.__dict__.setdefault("_draw_params_cache", {})
+        hit = cache.get(id(boot))
+        if hit is None or hit[0] is not boot:
+            m, B, p = boot.shape
+            failed = ~np.isfinite(boot).all(axis=2).T  # (B, m)
+            theta = np.ascontiguousarray(np.nan_to_num(boot.transpose(1, 0, 2), nan=0.0).reshape(B * m, p))
+            hit = cache[id(boot)] = (boot, theta, failed if failed.any() else None)
+        return hit[1], hit[2]
 
     def _stage1_draws(self, x: np.ndarray) -> np.ndarray:
         """Bootstrap losses ``(B, n, m)`` without residual noise (NaN for failed draws); a form average mixes the forms' draws."""
@@ -277,22 +297,21 @@ class FLPMPrediction(Surrogate):
         lower, upper = pred.lower.copy(), pred.upper.copy()  # type: ignore[union-attr]
         std = pred.std.copy()  # type: ignore[union-attr]
         k = normal_quantile(0.5 + level / 2) / normal_quantile(0.5 + pred.level / 2)
-        groups = np.array([q.split(":")[0] for q in pred.names])
-        for g in np.unique(groups):  # one factor per group ("loss", "score"), every column at once
-            cols = np.flatnonzero(groups == g)
+        for g, cols in _group_columns(pred.names):  # one factor per group ("loss", "score"), every column at once
             mu, lo, hi = pred.mean[:, cols], lower[:, cols], upper[:, cols]
-            f = cal.factor(d, groups=str(g), level=level)[:, None]
+            f = cal.factor(d, groups=g, level=level)[:, None]
             # calibration only widens: a held-out fold one size down sees less of a rising score
             # than the target does, so a factor < 1 learned there is not trusted beyond it
             lower[:, cols] = np.minimum(mu - f * (mu - lo), mu - k * (mu - lo))
             upper[:, cols] = np.maximum(mu + f * (hi - mu), mu + k * (hi - mu))
-            std[:, cols] = std[:, cols] * np.maximum(cal.factor(d, groups=str(g)), 1.0)[:, None]
+            std[:, cols] = std[:, cols] * np.maximum(cal.factor(d, groups=g), 1.0)[:, None]
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
 
     def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         x = self._stage1_inputs(targets)
         corr = self._residual_correction(self._residual_inputs(targets))
+        corr_any = bool(np.any(corr))  # the law family's correction is 0: its draws need no scaling
         n = x.shape[0]
         m = len(self.loss_domains_)
         names = list(self.outputs_)
@@ -312,7 +331,9 @@ class FLPMPrediction(Surrogate):
             mean[s : s + chunk, score_cols] = S
             if not intervals:
                 continue
-            draws = self._stage1_draws(xs) * cs[None]
+            draws = self._stage1_draws(xs)
+            if corr_any:
+                draws *= cs[None]
             ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)
             lo, hi = combine_interval(L, draws if draws.shape[0] else None, self.stage1_residual_, level, log_space=True)
             lo, hi = self._family_spread(L, corr[s : s + chunk], lo, hi)
@@ -326,7 +347,8 @@ class FLPMPrediction(Surrogate):
             if not score_cols:
                 continue
             if ok.any():
-                noisy = draws[ok] * np.exp(self.stage1_noise_draws_[ok][:, None, :] * self.stage1_residual_)
+                noise = np.exp(self.stage1_noise_draws_[ok][:, None, :] * self.stage1_residual_)
+                noisy = (draws if ok.all() else draws[ok]) * noise
                 Sd = self.nets_.predict_paired(noisy)
             else:
                 Sd = self.nets_.predict_members(L)

@@ -287,11 +287,27 @@ class LogisticScoreMap:
         Xs = np.asarray(Xs, dtype=np.float64)
         if Xs.ndim != 3:
             raise SchemaError(f"Xs must be (S, n, m) input draws, got shape {Xs.shape}.")
+        a, wt, span = self._paired_theta(Xs.shape[0])
+        g = np.matmul(Xs, wt)
+        g += a
+        return self._link(g, span)
+
+    def _paired_theta(self, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw parameters of draws ``0..S-1`` (member ``s mod E``): ``(a (S, 1, b), w^T (S, m, b), span (S, 1, b))``.
+
+        They depend on the fit only, so they are kept per ``S`` (the table is rebuilt with the fit).
+        """
         table = self._theta_table()
-        theta = table[np.arange(Xs.shape[0]) % table.shape[0]]  # (S, b, p)
-        a, w, span = self._raw_theta(theta)
-        g = np.matmul(Xs, w.transpose(0, 2, 1)) + a[:, None, :]
-        return self._link(g, span[:, None, :])
+        cache = self.__dict__.get("_paired_cache")
+        if cache is None or cache[0] is not table:
+            cache = self.__dict__["_paired_cache"] = (table, {})
+        hit = cache[1].get(S)
+        if hit is None:
+            a, w, span = self._raw_theta(table[np.arange(S) % table.shape[0]])  # (S, b), (S, b, m), (S, b)
+            hit = cache[1][S] = (a[:, None, :], w.transpose(0, 2, 1), span[:, None, :])
+            if len(cache[1]) > 64:  # a bounded number of draw counts
+                cache[1].pop(next(iter(cache[1])))
+        return hit
 
     # -- export / import -------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:

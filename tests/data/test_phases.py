@@ -151,3 +151,33 @@ def test_csv_round_trip(tmp_path) -> None:
     tg = Targets.from_runs(again)
     assert tg.n_phases == 2
     np.testing.assert_allclose(tg.fraction, [0.5, 1.0, 0.5, 1.0], rtol=0, atol=ATOL)
+
+
+def test_pad_schedule_keeps_exposure() -> None:
+    from mixopt.data.phases import pad_schedule
+
+    P = np.array([[[0.8, 0.2], [0.2, 0.8]]])
+    E = np.array([[0.75]])
+    P3, E3 = pad_schedule(P, E, 3)
+    check_schedule(P3, E3)
+    assert P3.shape == (1, 3, 2) and E3.shape == (1, 2)
+    f = np.linspace(0.05, 1.0, 20)
+    np.testing.assert_allclose(exposure(np.repeat(P3, 20, 0), np.repeat(E3, 20, 0), f),
+                               exposure(np.repeat(P, 20, 0), np.repeat(E, 20, 0), f), rtol=0, atol=1e-12)
+    one, e1 = pad_schedule(P[:, :1], np.zeros((1, 0)), 2)
+    np.testing.assert_allclose(one[0], [[0.8, 0.2], [0.8, 0.2]], rtol=0, atol=0)
+    np.testing.assert_allclose(e1, [[0.5]], rtol=0, atol=0)
+
+
+def test_simulate_phases_world_writes_a_phased_table(tmp_path) -> None:
+    from mixopt.cli import main
+
+    out = tmp_path / "phased.csv"
+    assert main(["simulate", "--world", "phases", "--out", str(out), "--mixtures", "6", "--sizes", "2e7,5e7",
+                 "--checkpoints", "3", "--seed", "1"]) == 0
+    t = read_runs(out)
+    assert t.is_phased and t.n_phases == 2 and t.n_runs == 12 and t.domains == ("web", "code", "math")
+    P = t.final().phases()
+    assert np.any(np.abs(P[:, 0] - P[:, 1]).max(axis=1) > 1e-6)  # some two-phase runs
+    assert np.any(np.abs(P[:, 0] - P[:, 1]).max(axis=1) == 0)  # and some constant ones
+    assert set(t.phase().tolist()) == {1, 2}

@@ -23,6 +23,7 @@ from mixopt.laws import (
     PurePowerLaw,
     Sigmoid,
     combine_interval,
+    predictive_std,
 )
 
 #: noise-free data must give back the generating parameters this closely
@@ -364,3 +365,35 @@ def test_at_iteration_cap_best_keeps_the_best_start_instead_of_raising():
     assert np.all(np.isfinite(fit.params_)) and not fit.starts_["converged"].any()
     with pytest.raises(ConfigError, match="at_iteration_cap"):
         LawFitter(PowerLawWithOffset(), at_iteration_cap="ignore").fit(c, y)
+
+
+@pytest.mark.parametrize("log_space", [False, True])
+@pytest.mark.parametrize("B", [2, 7, 30])
+def test_all_finite_draws_give_the_masked_path_bit_for_bit(log_space: bool, B: int) -> None:
+    # every draw finite (and positive in log space): sorted before the log, the log of two order
+    # statistics per quantile only; one non-finite draw elsewhere sends the block down the masked path
+    from scipy.special import ndtri
+
+    from mixopt.laws.uncertainty import _quantiles_axis0
+
+    rng = np.random.default_rng(B)
+    samples = np.exp(rng.normal(0.0, 0.3, (B, 40, 3)))
+    point = np.median(samples, axis=0)
+    t = np.log if log_space else (lambda a: a)
+    for level in (0.5, 0.9, 0.99):
+        fast = combine_interval(point, samples, 0.05, level, log_space=log_space)
+        (lo, m, hi), enough = _quantiles_axis0(t(samples), ((1 - level) / 2, 0.5, (1 + level) / 2))
+        assert enough.all()
+        z, zs = float(ndtri(0.5 + level / 2)), 0.05
+        ref_lo, ref_hi = m - np.sqrt((m - lo) ** 2 + (z * zs) ** 2), m + np.sqrt((hi - m) ** 2 + (z * zs) ** 2)
+        inv = np.exp if log_space else (lambda a: a)
+        np.testing.assert_array_equal(fast[0], inv(ref_lo))
+        np.testing.assert_array_equal(fast[1], inv(ref_hi))
+    # a NaN draw in one column: that column ignores it, the others are unchanged
+    bad = samples.copy()
+    bad[0, 0, 0] = np.nan
+    lo_b, hi_b = combine_interval(point, bad, 0.05, 0.9, log_space=log_space)
+    lo_f, hi_f = combine_interval(point, samples, 0.05, 0.9, log_space=log_space)
+    np.testing.assert_array_equal(lo_b[1:], lo_f[1:])
+    np.testing.assert_array_equal(predictive_std(point, bad, 0.1, log_space=log_space)[1:],
+                                  predictive_std(point, samples, 0.1, log_space=log_space)[1:])

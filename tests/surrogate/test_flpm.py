@@ -254,3 +254,20 @@ def test_additive_stage1_runs_end_to_end(world, runs):
     got = m.predict(targets, intervals=False).mean[:, :3]
     # the per-source sum cannot express the world's pooled law exactly (see the module docs)
     assert np.median(np.abs(got / world.true_losses(targets.flops, mix) - 1)) < RTOL_ADDITIVE_MEDIAN
+
+
+def test_bootstrap_losses_in_one_batch_equal_each_refit_alone(world, model):
+    # the (B·m, p) batch of refits sums the ratios by one matrix product: equal to evaluating
+    # every refit of every domain alone within RTOL_BATCH (summation order only)
+    t = _targets(world, n=30)[0].align(model.domains_)
+    x = model._stage1_inputs(t)
+    draws = model._stage1_draws(x)
+    boot = model.stage1_bootstrap_
+    assert draws.shape == (boot.shape[1], 30, boot.shape[0])
+    for b in range(boot.shape[1]):
+        for j in range(boot.shape[0]):
+            if np.isfinite(boot[j, b]).all():
+                np.testing.assert_allclose(draws[b, :, j], model.stage1_law_.predict(x, boot[j, b]), rtol=RTOL_BATCH, atol=ATOL_BATCH)
+            else:
+                assert np.isnan(draws[b, :, j]).all()
+    assert model._stage1_draws(x) is not draws and np.array_equal(model._stage1_draws(x), draws, equal_nan=True)  # kept parameters, fresh output

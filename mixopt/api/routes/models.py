@@ -206,7 +206,8 @@ async def predict(model_id: str, body: PredictCreate, ctx: CtxDep, owner: OwnerD
     if model is None:  # first use (or evicted): database lookup and loading, in a thread
         model = await asyncio.get_running_loop().run_in_executor(ctx.predict_pool, ready_model, ctx, model_id, owner)
     targets = build_targets(model, mixtures=body.mixtures, flops=body.flops, params=body.params, tokens=body.tokens,
-                            max_batch=ctx.settings.max_batch)
+                            max_batch=ctx.settings.max_batch,
+                            schedules=None if body.schedules is None else [s.model_dump() for s in body.schedules])
     if ctx.settings.predict_merge:
         pred = await ctx.batcher.predict(model_id, model, targets, level=body.level, intervals=body.intervals)
     else:  # one model call per request (MIXOPT_PREDICT_MERGE=0; the benchmark's baseline)
