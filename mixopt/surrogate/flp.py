@@ -28,18 +28,20 @@ the score by the delta method (``|dP/dL|·L·sd1``) — a new model's loss also 
 
 **Weak evidence.** A benchmark with fewer than ``min_emerged`` (default 3) emerged
 checkpoints, or emerged checkpoints from fewer than ``min_runs`` (default 2) distinct runs,
-is still predicted when it has a chance level and at least ``min_emerged`` evaluated
+is still predicted when it has a chance level, at least ``min_emerged`` evaluated
 checkpoints from ``min_runs`` runs (:func:`~mixopt.surrogate.emergence.weak_evidence_predictable`,
-the rule FLP-M follows too): its stage 2 is the chance-anchored sigmoid fitted on every
+the rule FLP-M follows too) and a signal: its scores follow the loss
+(:func:`~mixopt.surrogate.emergence.score_signal` >= :data:`~mixopt.surrogate.emergence.SIGNAL_Z`). Its stage 2 is the chance-anchored sigmoid fitted on every
 evaluated checkpoint (the foot of its emergence curve), and its intervals are calibrated in a
 group of their own (``"weak"``: held-out rows of benchmarks the fold's model predicted on
 weak evidence), so they come out wide. It is listed in ``weak_`` and in ``selection_``
 (status ``weak``) with the evidence it rests on. ``preset="paper"`` and a fixed link other
 than ``"sigmoid"`` drop it as the paper does.
 
-**Not predictable** (never extrapolated silently): a benchmark without a chance level and
-with too few emerged checkpoints, or with too few evaluated checkpoints for even the weak
-rule (no signal at all), or whose fit fails. It is listed in ``unpredictable_`` with the
+**Not predictable** (never extrapolated silently): a benchmark with too few emerged
+checkpoints and no chance level, too few evaluated checkpoints, or no signal at all (scores
+that do not follow the loss: noise around chance, nothing to extrapolate), or whose fit
+fails. It is listed in ``unpredictable_`` with the
 reason, and its predictions are NaN.
 
 **Loss column** (``loss_column``): None uses the overall ``loss`` column; a table with only
@@ -94,7 +96,7 @@ from mixopt.surrogate.base import Prediction, Targets, register
 from mixopt.surrogate.calibrate import IntervalCalibrator, extrapolation_distance
 from mixopt.surrogate.compute import _ComputeSurrogate
 from mixopt.surrogate.draws import draw_rng
-from mixopt.surrogate.emergence import EMERGENCE_MODES, emerged_mask, weak_evidence_predictable
+from mixopt.surrogate.emergence import EMERGENCE_MODES, SIGNAL_Z, emerged_mask, score_signal, weak_evidence_predictable
 from mixopt.surrogate.fitted import _REPORT_SCHEMA, FittedLaw, _chunks, _report_row
 from mixopt.surrogate.flp_choice import (
     DEFAULT_STAGE2,
@@ -485,8 +487,14 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         weak = None
         if reason is not None and self._weak_allowed():
             n_ev_runs = int(np.unique(run_ids[evaluated]).shape[0]) if evaluated.any() else 0
-            if weak_evidence_predictable(b, int(evaluated.sum()), n_ev_runs, anchored=True,
-                                         min_points=int(self.min_emerged), min_runs=int(self.min_runs)):
+            z = score_signal(s[evaluated], loss_all[evaluated], b)
+            if not weak_evidence_predictable(b, int(evaluated.sum()), n_ev_runs, anchored=True,
+                                             min_points=int(self.min_emerged), min_runs=int(self.min_runs)):
+                pass
+            elif z < SIGNAL_Z:
+                reason += (f" No signal for weak evidence either: the scores do not follow the loss (rank-correlation "
+                           f"z {z:.2f} < {SIGNAL_Z:g}), so there is no emergence curve to extrapolate.")
+            else:
                 n_em = int(emerged.sum())
                 n_em_runs = int(np.unique(run_ids[emerged]).shape[0]) if n_em else 0
                 weak = (f"predicted on weak evidence: {n_em} emerged checkpoint(s) from {n_em_runs} run(s) (fewer than "
@@ -494,6 +502,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
                         f"on all {int(evaluated.sum())} evaluated checkpoints of {n_ev_runs} runs, its interval is "
                         "calibrated on its own (group 'weak') and is wide")
                 link, points, reason, min_points_per_param = "sigmoid", "all", None, 0
+                weak += f" (score follows the loss: rank-correlation z {z:.1f})"
         if reason is None:
             use_all = points == "all" or (points == "auto" and link != "linear")
             rows = evaluated if use_all else emerged
