@@ -97,6 +97,8 @@ NOISE_T = 2.0
 #: law forms are compared beyond the runs at this multiple of the largest run's compute (a typical target:
 #: FLP-M's extrapolations are ~10x; the fit does not know the request's target)
 DISAGREE_REACH = 10.0
+#: calibration group of the held-out rows of benchmarks predicted on weak evidence (see :mod:`mixopt.surrogate.emergence`)
+WEAK_GROUP = "weak"
 
 TABLE_SCHEMA: dict[str, Any] = {
     "step": pl.String, "candidate": pl.String, "status": pl.String, "reason": pl.String,
@@ -596,7 +598,11 @@ def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
                 if (cfg["stage1"], fold.index) in warm_by:
                     m._stage1_warm = {f: warm_by[(f, fold.index)] for f in (cfg["stage1"], alt[0]) if (f, fold.index) in warm_by}
                 m.fit(fold.train)
-                parts.append(fold_rows(m, fold, level=0.9))
+                # benchmarks this fold's model predicts on weak evidence calibrate their own (wide) intervals
+                weak = list(getattr(m, "weak_", {}))
+                parts.append(fold_rows(m, fold, level=0.9).with_columns(
+                    pl.when(pl.col("quantity").is_in(weak)).then(pl.lit(WEAK_GROUP))
+                    .otherwise(pl.col("quantity").str.split(":").list.first()).alias("group")))
         except DROP_ERRORS as e:
             reason = str(e).splitlines()[0]
         sec = time.perf_counter() - t0
@@ -649,5 +655,5 @@ def _pick(scored: Sequence[tuple[float, str, str, int]]) -> tuple[float, str, st
     return best
 
 
-__all__ = ["DISAGREE_REACH", "NET_MIN_RUNS", "NOISE_T", "AutoChoice", "FAMILY_CANDIDATES", "STAGE1_CANDIDATES", "STAGE2_CANDIDATES", "choose", "form_disagreement", "make_folds",
+__all__ = ["DISAGREE_REACH", "NET_MIN_RUNS", "NOISE_T", "WEAK_GROUP", "AutoChoice", "FAMILY_CANDIDATES", "STAGE1_CANDIDATES", "STAGE2_CANDIDATES", "choose", "form_disagreement", "make_folds",
            "mixture_folds", "within_noise"]
