@@ -244,7 +244,7 @@ def _fold_evidence(model: FLPM, fold: Fold, acc: FoldScore) -> None:
         targets = Targets(flops=np.full(test.n_runs, c0), mixture=None if targets.phases is not None else targets.mixture,
                           domains=model.domains_, phases=targets.phases, phase_end=targets.phase_end)
     x = model._stage1_inputs(targets)
-    L = model._stage1_mean(x) * np.exp(model._residual_correction(model._residual_inputs(targets)))
+    L = model._stage1_mean(x) * np.exp(model._residual_correction(model._residual_inputs(targets), targets.flops))
     A = test.losses(model.loss_domains_)
     ok = np.isfinite(A) & np.isfinite(L) & (A > 0) & (L > 0)
     if level_ok and ok.any():
@@ -402,7 +402,29 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
         table.append({"step": "folds", "candidate": f.kind, "status": "used", "reason": f.description, "score": None,
                       "n_points": f.test.n_runs, "seconds": 0.0})
     _choose_stage1(make, folds, cfg, defaults, table, warm_by)
-    return _choose_stage2(make, folds, runs, cfg, table, need_rows, warm_by)
+    choice = _choose_stage2(make, folds, runs, cfg, table, need_rows, warm_by)
+    if fixed.get("family") == "auto" and choice.config.get("family") == "hybrid":
+        _limit_residual_reach(choice, folds)
+    return choice
+
+
+def _limit_residual_reach(choice: AutoChoice, folds: Sequence[Fold]) -> None:
+    """A hybrid chosen on out-of-range folds is trusted as far as they reached: the largest compute
+    ratio of a fold's held-out runs to its fitted runs (``config["residual_reach"]``). Beyond that
+    ratio (target compute / largest fitted compute) it predicts as the ``average`` family (RegMix,
+    1M + 16 60M runs: the transfer fold, 57x, prefers the hybrid, which ranks the other 60M runs at
+    rho 0.989 but the 1.1B models, 460x beyond, at 0.962 where the law reaches 0.988)."""
+    ratios = [float(f.test.flops().max() / f.train.flops().max()) for f in folds if f.out_of_range and f.test.n_runs]
+    if not ratios:
+        return
+    reach = max(ratios)
+    choice.config["residual_reach"] = repr(reach)
+    rows = choice.table.to_dicts()
+    rows.append({"step": "stage1", "candidate": f"family=hybrid up to {reach:.3g}x", "status": "chosen",
+                 "reason": f"the out-of-range folds checked the hybrid up to {reach:.3g}x their fitted compute; targets "
+                           "further beyond the fitted compute are predicted by the average of the law and the hybrid "
+                           "(its spread in the interval)", "score": None, "n_points": 0, "seconds": 0.0})
+    choice.table = pl.DataFrame(rows, schema=TABLE_SCHEMA)
 
 
 def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], cfg: dict[str, str],

@@ -103,18 +103,38 @@ class FLPMPrediction(Surrogate):
     extrapolation_error_: np.ndarray
     extrapolation_distance_: np.ndarray
 
-    def _residual_correction(self, R: np.ndarray) -> np.ndarray:
-        """Log-space correction ``(n, m)`` of the hybrid family, half of it for the average (zeros for the law family)."""
+    def _averaged_rows(self, flops: np.ndarray) -> np.ndarray:
+        """Rows ``(n,)`` predicted by the average of the law and the hybrid: every row of the ``average``
+        family; for a hybrid ``auto`` judged on out-of-range folds, the rows beyond the compute ratio
+        those folds checked (``config_["residual_reach"]``): what carried that far is not shown to
+        carry further, so there the hybrid hedges as it does without such evidence."""
+        flops = np.asarray(flops, dtype=np.float64)
+        family = self.config_.get("family")
+        if family == "average":
+            return np.ones(flops.shape[0], dtype=bool)
+        reach = self.config_.get("residual_reach")
+        if family != "hybrid" or reach is None:
+            return np.zeros(flops.shape[0], dtype=bool)
+        return flops > float(reach) * float(self.train_max_flops_) * (1.0 + 1e-9)
+
+    def _residual_correction(self, R: np.ndarray, flops: np.ndarray | None = None) -> np.ndarray:
+        """Log-space correction ``(n, m)`` of the hybrid family, half of it for the average (zeros for the law family);
+        with ``flops``, half of it too on a hybrid's rows beyond its checked reach (:meth:`_averaged_rows`)."""
         if getattr(self, "residual_", None) is None:
             return np.zeros((np.asarray(R).shape[0], len(self.loss_domains_)))
-        return RESIDUAL_WEIGHT[self.config_["family"]] * self.residual_.predict(R)
+        corr = RESIDUAL_WEIGHT[self.config_["family"]] * self.residual_.predict(R)
+        if flops is not None and self.config_.get("residual_reach") is not None:
+            corr = np.where(self._averaged_rows(flops)[:, None], RESIDUAL_WEIGHT["average"] * corr, corr)
+        return corr
 
-    def _family_spread(self, L: np.ndarray, corr: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The average family's loss interval widened to cover both averaged models (the law, the hybrid)."""
-        if self.config_.get("family") != "average":
+    def _family_spread(self, L: np.ndarray, corr: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                       rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The averaged rows' loss interval widened to cover both averaged models (the law, the hybrid)."""
+        if not rows.any():
             return lo, hi
         spread = np.exp(np.abs(corr))
-        return np.minimum(lo, L / spread), np.maximum(hi, L * spread)
+        lo2, hi2 = np.minimum(lo, L / spread), np.maximum(hi, L * spread)
+        return np.where(rows[:, None], lo2, lo), np.where(rows[:, None], hi2, hi)
 
     def _stage1_inputs(self, targets: Targets) -> np.ndarray:
         """Law inputs ``(n, q)`` for aligned targets; raises when compute/ratios are out of reach."""
@@ -231,7 +251,7 @@ class FLPMPrediction(Surrogate):
         those losses plus one noise value per benchmark ``eta[s, b]·noise_sd_b``.
         """
         x = self._stage1_inputs(targets)
-        corr = np.exp(self._residual_correction(self._residual_inputs(targets)))
+        corr = np.exp(self._residual_correction(self._residual_inputs(targets), targets.flops))
         n, m = x.shape[0], len(self.loss_domains_)
         rng = draw_rng(seed, 2)
         boot = self.stage1_bootstrap_  # (m, B, p)
@@ -313,17 +333,19 @@ class FLPMPrediction(Surrogate):
     def _model_envelope(self, targets: Targets, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """Per column, the smallest and largest prediction of the models a model average combines
         (the law and the hybrid of the ``average`` family; the two forms of a form average), or None."""
-        fam_avg = self.config_.get("family") == "average" and getattr(self, "residual_", None) is not None
+        rows = self._averaged_rows(targets.flops)
+        fam_avg = bool(rows.any()) and getattr(self, "residual_", None) is not None
         alt = getattr(self, "stage1_alt_", None)
         if not fam_avg and alt is None:
             return None
         x = self._stage1_inputs(targets)
         bases = [self._stage1_form_mean(x), alt.mean(x)] if alt is not None else [self._stage1_mean(x)]
-        if fam_avg:
-            full = self.residual_.predict(self._residual_inputs(targets))
-            corrs = [np.zeros_like(full), full]
+        R = self._residual_inputs(targets)
+        if fam_avg:  # averaged rows span the law (no correction) and the hybrid (all of it); the others their own
+            full, own = self.residual_.predict(R), self._residual_correction(R, targets.flops)
+            corrs = [np.where(rows[:, None], 0.0, own), np.where(rows[:, None], full, own)]
         else:
-            corrs = [self._residual_correction(self._residual_inputs(targets))]
+            corrs = [self._residual_correction(R, targets.flops)]
         col = {q: j for j, q in enumerate(names)}
         m = len(self.loss_domains_)
         score_cols = [col[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
@@ -342,7 +364,8 @@ class FLPMPrediction(Surrogate):
 
     def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         x = self._stage1_inputs(targets)
-        corr = self._residual_correction(self._residual_inputs(targets))
+        corr = self._residual_correction(self._residual_inputs(targets), targets.flops)
+        averaged = self._averaged_rows(targets.flops)
         corr_any = bool(np.any(corr))  # the law family's correction is 0: its draws need no scaling
         n = x.shape[0]
         m = len(self.loss_domains_)
@@ -368,7 +391,7 @@ class FLPMPrediction(Surrogate):
                 draws *= cs[None]
             ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)
             lo, hi = combine_interval(L, draws if draws.shape[0] else None, self.stage1_residual_, level, log_space=True)
-            lo, hi = self._family_spread(L, corr[s : s + chunk], lo, hi)
+            lo, hi = self._family_spread(L, corr[s : s + chunk], lo, hi, averaged[s : s + chunk])
             pts = self._form_points(xs)
             if pts is not None:  # a form average: the interval contains both forms' predictions
                 pts = (pts[0] * cs, pts[1] * cs)
