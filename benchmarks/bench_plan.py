@@ -1,6 +1,9 @@
-"""Retrospective planning on RegMix: planned runs vs random order at equal numbers of runs.
+"""Planned runs vs random order: RegMix and Olmix retrospective planning, synthetic worlds.
 
-    python benchmarks/bench_plan.py --data-dir ../shared/data [--quick]
+    python benchmarks/bench_plan.py --data-dir ../shared/data [--quick] [--section regmix,olmix,worlds]
+        [--scales 60M,1.1B] [--seeds 0,1,2] [--criterion decision|ranking|doptimal] [--draws auto|posterior|model]
+
+Sections ``olmix`` and ``worlds`` are described in their functions (:func:`_olmix`, :func:`_worlds`).
 
 The pool is RegMix's 512 ``train_1m`` proxies (1M parameters). Both orders start from the
 same 16 seeded random runs. *Random* reveals the next runs of a seeded permutation (RegMix's
@@ -18,6 +21,7 @@ and 64, 128 draws (a quick figure, say so).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +33,8 @@ from mixopt.search import ComputeSpace, MixtureSpace, Problem, SearchSpace
 from mixopt.search.plan import PlanSettings, plan_runs
 from mixopt.search.space import Points
 from mixopt.surrogate import Targets, make_surrogate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_olmix (holdout, scores)
 
 QUANTITY = "loss:pile_cc"
 START, BATCH = 16, 16
@@ -45,7 +51,7 @@ def _score(model, test, c1m: float) -> tuple[float, float]:
     return float(spearmanr(pred, act)[0]), float(act[int(np.argmin(pred))] - act.min())
 
 
-def _planned(pool, test, order, budgets, n1m, t1m, draws, seed) -> dict[int, tuple[float, float]]:
+def _planned(pool, test, order, budgets, n1m, t1m, draws, seed, how) -> dict[int, tuple[float, float]]:
     X = pool.mixture()
     revealed = list(order[:START])
     out: dict[int, tuple[float, float]] = {}
@@ -57,7 +63,7 @@ def _planned(pool, test, order, budgets, n1m, t1m, draws, seed) -> dict[int, tup
         rest = np.setdiff1d(np.arange(pool.n_runs), revealed)
         cand = Points(mixture=X[rest], flops=np.full(rest.size, 6 * n1m * t1m), params=np.full(rest.size, n1m),
                       tokens=np.full(rest.size, t1m))
-        st = PlanSettings(runs=BATCH, n_draws=draws, seed=seed + len(revealed))
+        st = PlanSettings(runs=BATCH, n_draws=draws, seed=seed + len(revealed), **how)
         p = plan_runs(Problem(space, model, [QUANTITY]), st, candidates=cand, targets=tgt)
         revealed += [int(rest[i]) for i in p.index]
         if len(revealed) in budgets:
@@ -65,26 +71,190 @@ def _planned(pool, test, order, budgets, n1m, t1m, draws, seed) -> dict[int, tup
     return out
 
 
+def _olmix(a, seeds, budgets, draws, how) -> None:
+    """Olmix's 512-run 64-domain swarm: pool = the 410 runs outside real_olmix's fixed 20 % holdout;
+    the decision = which held-out mixture has the lowest task-mean BPB; scored on the 102 held-out runs."""
+    import polars as pl
+    from real_olmix import holdout, scores
+
+    from mixopt.data import RunTable
+    from mixopt.data.public import load_olmix
+
+    full = load_olmix(a.data_dir, "full_recomputation").final()
+    tr, te = holdout(full.n_runs)
+    names = [f"score:{b}" for b in full.benchmark_names]
+    f = full.frame
+    bpb = pl.DataFrame({"run": f["run"], "params": f["params"], "tokens": f["tokens"],
+                        **{c: f[c] for c in f.columns if c.startswith("mix:")},
+                        "loss:bpb_mean": np.mean(full.scores(full.benchmark_names), axis=1)})
+    mean_tab = RunTable(bpb)
+    runs = full.run_ids()
+    pool, test = full.select_runs(runs[tr]), full.select_runs(runs[te])
+    pool_mean = mean_tab.select_runs(runs[tr])
+    test_mean = mean_tab.select_runs(runs[te])
+    n, d = float(np.median(full.params())), float(np.median(full.tokens()))
+    c = 6 * n * d
+    Y = test.scores(test.benchmark_names)
+    ym = test_mean.column("loss:bpb_mean")
+
+    def score(idx) -> tuple[float, float, float]:
+        model = make_surrogate("regmix", seed=0).fit(pool.select_runs(pool.run_ids()[np.asarray(idx)]))
+        pred = model.predict(Targets(flops=np.full(test.n_runs, c), mixture=test.mixture(), domains=test.domains),
+                             intervals=False)
+        P = np.column_stack([pred.get(q) for q in names])
+        m = scores(P, Y)
+        pm = P.mean(axis=1)
+        return m["mre"], float(spearmanr(pm, ym)[0]), float(ym[int(np.argmin(pm))] - ym.min())
+
+    space = SearchSpace(MixtureSpace(pool.domains), ComputeSpace(params=n, tokens=d))
+    tgt = Points(mixture=test.mixture(pool.domains), flops=np.full(test.n_runs, c), params=np.full(test.n_runs, n),
+                 tokens=np.full(test.n_runs, d))
+    X = pool.mixture()
+    rows: dict[int, dict[str, list]] = {b: {"random": [], "planned": []} for b in budgets}
+    for seed in seeds:
+        order = np.random.default_rng([seed, 0x6F6C]).permutation(pool.n_runs)
+        for b in budgets:
+            rows[b]["random"].append(score(order[:b]))
+        revealed = list(order[:START])
+        while len(revealed) < max(budgets):
+            model = make_surrogate("regmix", seed=0).fit(pool_mean.select_runs(pool_mean.run_ids()[np.asarray(revealed)]))
+            rest = np.setdiff1d(np.arange(pool.n_runs), revealed)
+            cand = Points(mixture=X[rest], flops=np.full(rest.size, c), params=np.full(rest.size, n), tokens=np.full(rest.size, d))
+            st = PlanSettings(runs=BATCH, n_draws=draws, seed=seed + len(revealed), **how)
+            p = plan_runs(Problem(space, model, ["loss:bpb_mean"]), st, candidates=cand, targets=tgt)
+            revealed += [int(rest[i]) for i in p.index]
+            if len(revealed) in budgets:
+                rows[len(revealed)]["planned"].append(score(revealed))
+    allp = score(np.arange(pool.n_runs))
+    print(f"\nOlmix full_recomputation (pool {pool.n_runs} runs x {len(pool.domains)} domains, {test.n_runs} held out, "
+          f"{len(names)} tasks)\n| runs | error random | error planned | ρ(mean BPB) random | ρ planned | regret random | regret planned |")
+    print("|---|---|---|---|---|---|---|")
+    for b in budgets:
+        r, q = np.array(rows[b]["random"]), np.array(rows[b]["planned"])
+        print(f"| {b} | {r[:, 0].mean():.4f} | {q[:, 0].mean():.4f} | {r[:, 1].mean():.3f} | {q[:, 1].mean():.3f} | "
+              f"{r[:, 2].mean():.4f} | {q[:, 2].mean():.4f} |")
+    print(f"| all {pool.n_runs} | {allp[0]:.4f} | - | {allp[1]:.3f} | - | {allp[2]:.4f} | - |")
+
+
+#: Synthetic worlds: candidate sizes, the default design's mixtures per size, the decision's target size.
+WORLD_SIZES, WORLD_MIXES, WORLD_POOL, WORLD_TARGET, WORLD_TPP = (2e7, 5e7, 1e8, 3e8), 12, 96, 1e9, 20.0
+
+
+def _world_regret(world, idx, table, tgt_mix, true_t) -> float:
+    from mixopt.errors import NotPredictableError
+
+    model = make_surrogate("regmix", seed=0).fit(table.select_runs(table.run_ids()[np.asarray(idx)]))
+    c = 6 * WORLD_TARGET * WORLD_TPP * WORLD_TARGET
+    try:
+        pred = model.predict(Targets(flops=np.full(len(tgt_mix), c), mixture=tgt_mix, domains=table.domains),
+                             intervals=False).get("loss:overall")
+    except NotPredictableError:
+        return float("inf")
+    return float(true_t[int(np.argmin(pred))] - true_t.min())
+
+
+def _worlds(seeds, draws, how) -> None:
+    """Planned ladder vs the default design on synthetic worlds (truth known).
+
+    Per seed: ``mixture_world(3 domains, seed)``; a pool of runs (every size in WORLD_SIZES x
+    WORLD_POOL seeded random mixtures, D = 20 N, 0.5 % loss noise, final checkpoint). The
+    decision: which of 256 seeded mixtures has the lowest overall loss at N = 1e9, D = 2e10;
+    its regret is measured with the world's true loss. Default design: the fixed grid
+    WORLD_SIZES x the pool's first WORLD_MIXES mixtures (48 runs); its regret is the target.
+    Planned: starts from the 2 smallest sizes x 4 mixtures (in its FLOPs), then batches of 4
+    runs from the pool by ``mixopt plan`` (all sizes, per FLOP) until its regret reaches the
+    target (or twice the default's FLOPs are spent). Both fit the ``regmix`` surrogate.
+    """
+    import polars as pl
+
+    from mixopt.data import RunTable
+    from mixopt.testing import mixture_world, random_mixtures
+
+    print(f"\nSynthetic worlds (3 domains; sizes {list(WORLD_SIZES)}; target N {WORLD_TARGET:.0e}; seeds {seeds})")
+    print("| seed | default runs | default regret (target) | planned runs | planned FLOPs / default | planned regret | "
+          "random runs | random FLOPs / default |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for seed in seeds:
+        w = mixture_world(n_domains=3, n_benchmarks=0, seed=seed)
+        mixes = random_mixtures(WORLD_POOL, 3, seed=seed + 1000)
+        table = w.sample_runs(list(WORLD_SIZES), mixes, tokens_per_param=WORLD_TPP, n_checkpoints=1,
+                              loss_noise=0.005, score_noise=0.0, seed=seed).final()
+        f = table.frame  # the decision's quantity: the overall loss, as one loss column regmix predicts
+        table = RunTable(f.select("run", "params", "tokens", *[c for c in f.columns if c.startswith("mix:")],
+                                  pl.col("loss").alias("loss:overall")))
+        n = table.params()
+        cost = 6 * n * table.tokens()
+        mix_i = np.array([int(str(r).rsplit("_m", 1)[1]) for r in table.run_ids()])  # run ids N<size>_m<mixture>
+        size_i = np.searchsorted(np.asarray(WORLD_SIZES), n)
+        tgt_mix = random_mixtures(256, 3, seed=seed + 2000)
+        true_t = w.true_overall_loss(np.full(256, 6 * WORLD_TARGET * WORLD_TPP * WORLD_TARGET), tgt_mix)
+        default = np.flatnonzero(mix_i < WORLD_MIXES)
+        f_def = float(cost[default].sum())
+        target = _world_regret(w, default, table, tgt_mix, true_t)
+        revealed = list(np.flatnonzero((mix_i < 4) & (size_i < 2)))
+        space = SearchSpace(MixtureSpace(table.domains), ComputeSpace(params=WORLD_TARGET, tokens=WORLD_TPP * WORLD_TARGET))
+        c_t = 6 * WORLD_TARGET * WORLD_TPP * WORLD_TARGET
+        tgt = Points(mixture=tgt_mix, flops=np.full(256, c_t), params=np.full(256, WORLD_TARGET),
+                     tokens=np.full(256, WORLD_TPP * WORLD_TARGET))
+        X = table.mixture()
+        regret = _world_regret(w, revealed, table, tgt_mix, true_t)
+        while regret > target + 1e-12 and cost[revealed].sum() < 2 * f_def:
+            model = make_surrogate("regmix", seed=0).fit(table.select_runs(table.run_ids()[np.asarray(revealed)]))
+            rest = np.setdiff1d(np.arange(table.n_runs), revealed)
+            cand = Points(mixture=X[rest], flops=cost[rest], params=n[rest], tokens=table.tokens()[rest])
+            st = PlanSettings(runs=4, n_draws=draws, seed=seed + len(revealed), **how)
+            p = plan_runs(Problem(space, model, ["loss:overall"]), st, candidates=cand, targets=tgt)
+            revealed += [int(rest[i]) for i in p.index]
+            regret = _world_regret(w, revealed, table, tgt_mix, true_t)
+        ratio = float(cost[revealed].sum()) / f_def if regret <= target + 1e-12 else float("inf")
+        # baseline in the same run: the same start, then batches of 4 random pool runs (any size)
+        start = list(np.flatnonzero((mix_i < 4) & (size_i < 2)))
+        rand = start + [int(i) for i in np.random.default_rng([seed, 0x7277]).permutation(
+            np.setdiff1d(np.arange(table.n_runs), start))]
+        k, r_regret = len(start), _world_regret(w, start, table, tgt_mix, true_t)
+        while r_regret > target + 1e-12 and cost[rand[:k]].sum() < 2 * f_def and k < len(rand):
+            k += 4
+            r_regret = _world_regret(w, rand[:k], table, tgt_mix, true_t)
+        r_ratio = float(cost[rand[:k]].sum()) / f_def if r_regret <= target + 1e-12 else float("inf")
+        ratios.append((ratio, r_ratio))
+        print(f"| {seed} | {default.size} | {target:.4f} | {len(revealed)} | {ratio:.3f} | {regret:.4f} | {k} | {r_ratio:.3f} |",
+              flush=True)
+    r = np.array(ratios)
+    for j, name in enumerate(("planned", "random order")):
+        print(f"{name}: median FLOPs / default {np.median(r[:, j]):.3f}; seeds at <= 0.5: {int((r[:, j] <= 0.5).sum())}/"
+              f"{len(r)}; not reached within 2x: {int(np.isinf(r[:, j]).sum())}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--criterion", default="decision")
+    ap.add_argument("--draws", default="auto", help="plan draws: auto (posterior for regmix), posterior, model")
+    ap.add_argument("--scales", default="60M,1.1B")
+    ap.add_argument("--section", default="regmix,olmix", help="comma-separated: regmix, olmix, worlds")
+    ap.add_argument("--seeds", default="", help="comma-separated seeds (default 0,1,2; --quick: 0)")
     a = ap.parse_args()
+    how = {"criterion": a.criterion, "draws": a.draws}
     seeds = [0] if a.quick else [0, 1, 2]
+    if a.seeds:
+        seeds = [int(x) for x in a.seeds.split(",")]
     budgets = [32, 64] if a.quick else [32, 64, 128]
     draws = 128 if a.quick else 256
     pool = load_regmix(a.data_dir, "train_1m").final()
     n1m, t1m = float(np.median(pool.params())), float(np.median(pool.tokens()))
     tests = {"60M": load_regmix(a.data_dir, "test_60m").final(), "1.1B": load_regmix(a.data_dir, "test_1b").final()}
     t0 = time.process_time()
-    print(f"RegMix retrospective planning, {QUANTITY}, seeds {seeds}{' (--quick)' if a.quick else ''}")
+    print(f"RegMix retrospective planning, {QUANTITY}, seeds {seeds}, plan {how}{' (--quick)' if a.quick else ''}")
+    tests = {k: v for k, v in tests.items() if k in a.scales.split(",") and "regmix" in a.section}
     for scale, test in tests.items():
         rows = {b: {"random": [], "planned": []} for b in budgets}
         for seed in seeds:
             order = np.random.default_rng([seed, 0x626E]).permutation(pool.n_runs)
             for b in budgets:
                 rows[b]["random"].append(_score(_fit(pool, order[:b]), test, 6 * n1m * t1m))
-            for b, v in _planned(pool, test, order, budgets, n1m, t1m, draws, seed).items():
+            for b, v in _planned(pool, test, order, budgets, n1m, t1m, draws, seed, how).items():
                 rows[b]["planned"].append(v)
         full = _score(_fit(pool, np.arange(pool.n_runs)), test, 6 * n1m * t1m)
         print(f"\n{scale} ({test.n_runs} mixtures)\n| runs | ρ random | ρ planned | regret random | regret planned |")
@@ -93,6 +263,10 @@ def main() -> None:
             r, p = np.array(rows[b]["random"]), np.array(rows[b]["planned"])
             print(f"| {b} | {r[:, 0].mean():.3f} | {p[:, 0].mean():.3f} | {r[:, 1].mean():.4f} | {p[:, 1].mean():.4f} |")
         print(f"| all 512 | {full[0]:.3f} | - | {full[1]:.4f} | - |")
+    if "worlds" in a.section:
+        _worlds(list(range(1, 11)) if not a.quick else [1, 2, 3], draws, how)
+    if "olmix" in a.section:
+        _olmix(a, seeds, budgets, draws, how)
     print(f"\nCPU {time.process_time() - t0:.1f} s")
 
 

@@ -16,12 +16,13 @@ method/oracle ratio, the oracle taken on the same (run, benchmark) pairs the met
 unpredicted (a miss unless the oracle's own median error on that benchmark is > 2x its
 median), and the method's 90 % interval coverage at the held-out size (target 80-95 %).
 
-Run:  python benchmarks/bench_worlds.py [--quick] [--seeds 10] [--world single|mixture|both]
+Run:  python benchmarks/bench_worlds.py [--quick] [--seeds 10] [--world single|mixture|both] [--settings JSON]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -58,7 +59,7 @@ def build(world_kind: str, seed: int) -> tuple[World, RunTable]:
     return w, runs
 
 
-def one_seed(world_kind: str, seed: int) -> dict:
+def one_seed(world_kind: str, seed: int, settings: dict | None = None) -> dict:
     w, runs = build(world_kind, seed)
     split = make_split(runs, holdout_min_params=1e9)
     final = split.test.final()
@@ -72,7 +73,7 @@ def one_seed(world_kind: str, seed: int) -> dict:
     t0 = time.process_time()
     kind = SETUPS[world_kind]["method"]
     try:
-        model = make_surrogate(kind, seed=0).fit(split.train)
+        model = make_surrogate(kind, **{"seed": 0, **(settings or {})}).fit(split.train)
         rows = evaluate(model, split.test, level=0.9).rows
         sc = rows.filter(pl.col("quantity").str.starts_with("score:"))
         dropped = sorted(q.removeprefix("score:") for q in model.unpredictable_ if q.startswith("score:"))
@@ -121,10 +122,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3 seeds (1..3)")
     ap.add_argument("--seeds", type=int, default=10, help="seeds 1..N (default 10)")
     ap.add_argument("--world", choices=["single", "mixture", "both"], default="both")
+    ap.add_argument("--settings", default="{}", help='JSON settings of the method (e.g. \'{"stage2_loss_x": "law"}\')')
     args = ap.parse_args()
+    settings = json.loads(args.settings)
     seeds = list(range(1, (3 if args.quick else args.seeds) + 1))
     kinds = ["single", "mixture"] if args.world == "both" else [args.world]
-    rows = [one_seed(k, s) for k in kinds for s in seeds]
+    rows = [one_seed(k, s, settings) for k in kinds for s in seeds]
     df = pl.DataFrame(rows, schema_overrides={"method": pl.Float64, "coverage90": pl.Float64, "ratio": pl.Float64,
                                               "oracle_same_pairs": pl.Float64})
     print("\nper seed: median relative score error on the held-out runs (method = FLP single / FLP-M mixture)")

@@ -8,6 +8,10 @@ constant learning rate with separate cool-down branches, so their intermediate c
 "hot" (not cooled down): ``schedule="constant"`` lets ``auto`` consider them (row
 ``default_constant``). No published anchor law is computable from these files (their fits use
 W&B training-loss curves that are absent from the snapshot).
+
+Section ``gemstones-ladder``: fit on the models <= 120M only, predict the >= 1B ones (8-17x the
+largest fitted compute), the default beside ``selection_at="largest"`` (the stage-1 choice before
+it was judged at the target's distance).
 """
 
 from __future__ import annotations
@@ -34,4 +38,15 @@ def run(quick: bool) -> dict[str, Any]:
         "paper": ("flp", {"preset": "paper", "n_bootstrap": nb}),
         "fp": ("fp", {"n_bootstrap": nb}),
     }
-    return section(runs, methods, 1e9, "gemstones")
+    out = {"gemstones": section(runs, methods, 1e9, "gemstones")}
+    # the ~10x ladder: fit on the models <= 120M, predict the >= 1B ones (8-17x the largest fitted compute); the
+    # default (stage-1 form judged at the target's distance) beside selection_at="largest" (leave-largest-out)
+    ladder = {"default": ("flp", {"n_bootstrap": nb}),
+              "largest": ("flp", {"n_bootstrap": nb, "selection_at": "largest"}),
+              "default_constant": ("flp", {"n_bootstrap": nb, "schedule": "constant"}),
+              "largest_constant": ("flp", {"n_bootstrap": nb, "schedule": "constant", "selection_at": "largest"})}
+    fin = runs.final()
+    keep = fin.run_ids().astype(str)[(fin.params() < 1.2e8) | (fin.params() >= 1e9)].tolist()
+    print()
+    out["gemstones-ladder"] = section(runs.select_runs(keep), ladder, 1e9, "gemstones-ladder")
+    return out

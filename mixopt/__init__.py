@@ -25,6 +25,7 @@ from mixopt.errors import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from mixopt.data import Benchmark, RunTable
+    from mixopt.data.changes import DomainChanges, map_runs
     from mixopt.surrogate import Prediction, Surrogate, Targets, load_surrogate, make_surrogate, save_surrogate
     from mixopt.workflows.plan import plan
 
@@ -34,6 +35,8 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "Benchmark": "mixopt.data",
     "RunTable": "mixopt.data",
+    "DomainChanges": "mixopt.data.changes",
+    "map_runs": "mixopt.data.changes",
     "Prediction": "mixopt.surrogate",
     "Surrogate": "mixopt.surrogate",
     "Targets": "mixopt.surrogate",
@@ -60,6 +63,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "Benchmark",
     "ConfigError",
+    "DomainChanges",
     "FitError",
     "MixoptError",
     "ModelFileError",
@@ -75,6 +79,7 @@ __all__ = [
     "__version__",
     "load_surrogate",
     "make_surrogate",
+    "map_runs",
     "plan",
     "save_surrogate",
 ]

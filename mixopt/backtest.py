@@ -251,6 +251,17 @@ def evaluate(model: Surrogate, test: RunTable, *, level: float = 0.9, method: st
     )
 
 
+def _takes_target(kind: str) -> bool:
+    """Whether surrogate ``kind`` has a ``target_flops`` setting."""
+    import inspect
+
+    from mixopt.surrogate import base
+
+    base._load_builtin()
+    cls = base._REGISTRY.get(kind)
+    return cls is not None and "target_flops" in inspect.signature(cls.__init__).parameters
+
+
 def backtest(
     runs: RunTable,
     method: str | Surrogate = "flp",
@@ -271,7 +282,11 @@ def backtest(
         split: a ready split; otherwise ``split_args`` go to :func:`make_split`.
     """
     split = split or make_split(runs, **split_args)
-    model = make_surrogate(method, **dict(settings or {})) if isinstance(method, str) else method
+    settings = dict(settings or {})
+    if isinstance(method, str) and "target_flops" not in settings and _takes_target(method) and split.test.n_runs:
+        # the target's compute is known before training it: model choice is judged at its distance
+        settings["target_flops"] = float(np.median(split.test.final().flops()))
+    model = make_surrogate(method, **settings) if isinstance(method, str) else method
     model.fit(split.train)
     return evaluate(model, split.test, level=level, split=split.description,
                     method=method if isinstance(method, str) else None)

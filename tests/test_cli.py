@@ -260,3 +260,21 @@ def test_backtest_reports_decisions_among_held_out_mixtures(tmp_path, capsys):
     assert {d["scale"].split(",")[0] for d in dec} == {"params=2e+07", "params=5e+07"}
     assert main(["backtest", "--runs", str(runs), "--method", "regmix", "--holdout-mixtures", "6"]) == 0
     assert "decisions among held-out mixtures" in capsys.readouterr().out
+
+
+def test_optimize_two_phase_config_on_the_shipped_phased_ladder(tmp_path, capsys):
+    """`mixopt optimize configs/two_phase.toml`: schedules searched on the real phased ladder, in CI time."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "pareto.csv"
+    rc = main(["--json", "optimize", str(repo / "configs" / "two_phase.toml"), "--no-progress", "--output", str(out),
+               "--trials", "512"])
+    assert rc == 0
+    front = pl.read_csv(out)
+    assert {"mix@1:math", "mix@2:math", "phase_end@1"} <= set(front.columns)
+    assert front["phase_end@1"].min() >= 0.6 - 1e-9 and front["phase_end@1"].max() <= 0.9 + 1e-9
+    assert (front["mix:math"] * front["tokens"]).max() <= 1.5e5 * (1 + 1e-9)  # math tokens over both phases
+    assert all(front[f"mix@{k}:prose"].min() >= 0.05 - 1e-9 for k in (1, 2))
+    best = _json(capsys)["best"]
+    assert 0.6 - 1e-9 <= best["phase_end@1"] <= 0.9 + 1e-9 and "mix@2:math" in best

@@ -174,20 +174,8 @@ def build_targets(
                         problems.append(f"mixtures[{i}]: expected {len(domains)} ratios over {list(domains)}, got {len(row)}")
                         continue
                     mix[i] = [float(x) for x in row]
-    have_nt = params is not None or tokens is not None
-    if flops is not None and have_nt:
-        problems.append("give compute as flops, or as params and tokens, not both")
-    elif flops is None and (params is None or tokens is None):
-        problems.append("compute: give flops (a number or one per mixture), or params and tokens")
-    f = _vector("flops", flops, n, problems)
-    p = _vector("params", params, n, problems)
-    t = _vector("tokens", tokens, n, problems)
-    if problems:
-        raise SchemaError("Invalid predict request:", problems)
-    if f is None:
-        p, t = np.broadcast_to(p, (n,)), np.broadcast_to(t, (n,))
-        f = training_flops(p, t)
-    return Targets(flops=np.broadcast_to(f, (n,)).copy(), params=p, tokens=t, mixture=mix,
+    f, p, t = _compute(flops, params, tokens, n, problems, per="mixture")
+    return Targets(flops=f, params=p, tokens=t, mixture=mix,
                    domains=domains if mix is not None else ())
 
 
@@ -212,23 +200,34 @@ def _schedule_targets(model: Any, schedules: Sequence[Mapping[str, Any]], *, flo
             rows.append(schedule_from_mappings(list(sc.get("phases", [])), list(sc.get("phase_end", [])), domains))
         except SchemaError as e:
             problems.extend(f"schedules[{i}]: {p}" for p in (e.problems or [str(e)]))
+    f, p, t = _compute(flops, params, tokens, n, problems, per="schedule")
+    K = max(P.shape[0] for P, _ in rows)
+    padded = [pad_schedule(P[None], E[None], K) for P, E in rows]
+    P = np.concatenate([a for a, _ in padded])
+    E = np.concatenate([b for _, b in padded])
+    return Targets(flops=f, params=p, tokens=t, domains=domains, phases=P, phase_end=E)
+
+
+def _compute(flops: Any, params: Any, tokens: Any, n: int, problems: list[str], *,
+             per: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A request's compute as ``(flops, params, tokens)`` for ``n`` rows (flops from N and D when not given).
+
+    Checks the compute fields, adds what is wrong to ``problems`` and raises the request's
+    :class:`SchemaError` when anything (earlier problems included) is wrong.
+    """
     if flops is not None and (params is not None or tokens is not None):
         problems.append("give compute as flops, or as params and tokens, not both")
     elif flops is None and (params is None or tokens is None):
-        problems.append("compute: give flops (a number or one per schedule), or params and tokens")
+        problems.append(f"compute: give flops (a number or one per {per}), or params and tokens")
     f = _vector("flops", flops, n, problems)
     p = _vector("params", params, n, problems)
     t = _vector("tokens", tokens, n, problems)
     if problems:
         raise SchemaError("Invalid predict request:", problems)
-    K = max(P.shape[0] for P, _ in rows)
-    padded = [pad_schedule(P[None], E[None], K) for P, E in rows]
-    P = np.concatenate([a for a, _ in padded])
-    E = np.concatenate([b for _, b in padded])
     if f is None:
         p, t = np.broadcast_to(p, (n,)), np.broadcast_to(t, (n,))
         f = training_flops(p, t)
-    return Targets(flops=np.broadcast_to(f, (n,)).copy(), params=p, tokens=t, domains=domains, phases=P, phase_end=E)
+    return np.broadcast_to(f, (n,)).copy(), p, t
 
 
 def prediction_columns(pred: Any) -> dict[str, Any]:

@@ -58,6 +58,21 @@ class DatasetPublic(_Out):
     files: list[str] = Field(description="names of the uploaded files")
 
 
+class DatasetChangesCreate(_In):
+    """Map a dataset's runs into a new domain set (``[domains.changes]``, :mod:`mixopt.data.changes`)."""
+
+    changes: dict[str, Any] = Field(description="added, removed, split, merged, refiltered, renamed, removed_tolerance, "
+                                                "on_removed, merge_tolerance (as in [domains.changes], without runs)")
+    new: Id | None = Field(None, description="dataset of runs on the new domain set, added to the mapped runs")
+    name: str | None = Field(None, max_length=200, description="a name for the new dataset")
+
+
+class DatasetChangesPublic(DatasetPublic):
+    """The stored dataset of the mapped (and added) runs, with the mapping's summary."""
+
+    mapping: dict[str, Any] = Field(description="runs mapped, dropped runs and why, evidence counts, assumptions")
+
+
 # -- models -------------------------------------------------------------------------------------
 class BacktestCreate(_In):
     """Hold out runs, fit on the rest, compare predicted and actual (see ``mixopt backtest``)."""
@@ -154,7 +169,8 @@ class PlannedRun(_Out):
 class PlanPublic(_Out):
     model: str
     criterion: str
-    draws: str = Field(description="'joint' (the model's own joint draws) or 'comonotone' (not to be trusted for planning)")
+    draws: str = Field(description="'posterior' (the model's posterior over new points), 'joint' (its own joint draws) or "
+                                   "'comonotone' (not to be trusted for planning)")
     runs: list[PlannedRun]
     summary: dict[str, Any] = Field(description="current pick, its P(best), expected regret, P(best) entropy, counts")
     settings: dict[str, Any]

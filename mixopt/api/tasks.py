@@ -67,6 +67,8 @@ SERVER_KEYS: dict[str, str] = {
     "data.on": "upload both files of a two-file table together (POST /v1/datasets with runs and ratios)",
     "data.join": "upload both files of a two-file table together (POST /v1/datasets with runs and ratios)",
     "data.long": "upload the table in the wide layout",
+    "domains.changes": "map the old runs first (POST /v1/datasets/{old}/changes with the new runs' dataset as \"new\") "
+                       "and search on the dataset it returns",
 }
 
 #: Whole sections of a project config that a job config may not have: only the server's own

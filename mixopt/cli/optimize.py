@@ -98,6 +98,8 @@ def register(sub: Any) -> None:
                    help="a constraint, replacing the config's (repeat for several), e.g. 'score:gsm8k >= 0.71 @ 0.9' "
                         "(the '@ p' makes it a chance constraint that must hold with probability p)")
     o.add_argument("--shortlist", type=int, help="rows on the shortlist of diverse knee-region recommendations (default 5)")
+    o.add_argument("--epsilon", type=float, help="tolerance of \"within epsilon of the best\" (P(within eps), the robust region), "
+                                                "in the objectives' units (default 0.005, half a score point)")
     o.add_argument("--ray-dashboard", dest="ray_dashboard", action="store_true", default=None,
                    help="start the Ray dashboard (port 8265) with a local Ray; off by default")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -53,6 +53,7 @@ OVERRIDES = {
     "workers": "search.workers",
     "ray_dashboard": "search.ray_dashboard",
     "shortlist": "objectives.shortlist",
+    "epsilon": "objectives.epsilon",
 }
 
 

@@ -32,6 +32,7 @@ A config file describes one mixture search (see ``configs/example.toml``)::
     optimize = ["score:hellaswag", "score:humaneval"]
     constraints = ["score:arc_easy >= 0.45"]
     risk_kappa = 0.0
+    epsilon = 0.005             # "within epsilon of the best": the robust region's tolerance
 
     [search]
     trials = 4000
@@ -153,6 +154,7 @@ class ObjectivesConfig:
     weights: Mapping[str, float] = field(default_factory=dict)  # scalarisation weights for the single best mixture
     reference_point: Mapping[str, float] = field(default_factory=dict)  # hypervolume reference per objective
     shortlist: int = 5  # rows on the shortlist of diverse knee-region recommendations (mixopt.search.shortlist)
+    epsilon: float = 0.005  # "within epsilon of the best" (P(within eps), robust region), objectives' units (= search.decision.DEFAULT_EPSILON)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -385,6 +387,7 @@ def _parse_objectives(raw: Mapping[str, Any], p: _Problems) -> ObjectivesConfig:
         weights=_num_map(t, "weights", "objectives", p, positive=False, lo=0.0, hi=math.inf),
         reference_point=_num_map(t, "reference_point", "objectives", p, positive=False),
         shortlist=_number(t, "shortlist", "objectives", p, 5, lo=1, integer=True),
+        epsilon=_number(t, "epsilon", "objectives", p, 0.005, lo=0.0),
     )
 
 

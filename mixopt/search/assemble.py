@@ -204,8 +204,15 @@ def _decide(problem: Problem, trials_df: pl.DataFrame, pts: Points, a: dict[str,
     """The shortlist ranked on joint draws, and the decision summary (see :mod:`mixopt.search.decision`)."""
     dirs = problem.directions
     vals = a["values"]
-    knee = order[D.knee_region(vals[order], dirs, w, k)]
-    ranked = cand[D.candidate_order(vals[cand], vals[order], dirs, w, np.flatnonzero(np.isin(cand, knee)), limit=cand.size)]
+    if len(dirs) == 1:  # one objective: its front is the best row; the pool is the top distinct mixtures by the objective
+        ranked = cand[np.argsort(-vals[cand, 0] if dirs[0] == "maximize" else vals[cand, 0], kind="stable")]
+        feats = np.round(pts.features()[ranked], 9)
+        knee = ranked[np.sort(np.unique(feats, axis=0, return_index=True)[1])[:k]]
+        pool, scale = knee, vals[knee]  # rank 1 from the pool; knee distances scaled over it
+    else:
+        knee = order[D.knee_region(vals[order], dirs, w, k)]
+        ranked = cand[D.candidate_order(vals[cand], vals[order], dirs, w, np.flatnonzero(np.isin(cand, knee)), limit=cand.size)]
+        pool, scale = order, vals[order]
     limit = D.MAX_CANDIDATES
     while True:  # widen the candidates while the robust region fills them (it must not be cut by the limit)
         sel = ranked[np.sort(np.concatenate([np.arange(min(limit, ranked.size)), np.flatnonzero(np.isin(ranked, knee))]))]
@@ -226,10 +233,10 @@ def _decide(problem: Problem, trials_df: pl.DataFrame, pts: Points, a: dict[str,
             notes.append("no candidate meets " + "; ".join(repr(problem.constraints[j].name) for j in short_of)
                          + " with its probability on the joint draws (the search's normal bound let them through); "
                          "the picks are ranked anyway: read their P(feasible)")
-    picks = D.pick_shortlist(stats, vals[sel], sub.features(), dirs, np.flatnonzero(np.isin(sel, knee)), np.isin(sel, order), k)
+    picks = D.pick_shortlist(stats, vals[sel], sub.features(), dirs, np.flatnonzero(np.isin(sel, knee)), np.isin(sel, pool), k)
     rows = _rows(problem, trials_df, pts, sel[picks], notes)
     on_front = np.isin(sel[picks], order)
-    mean_knee = D._knee_against(vals[sel[picks]], vals[order], dirs, w)
+    mean_knee = D._knee_against(vals[sel[picks]], scale, dirs, w)
     extra = {"rank": np.arange(1, len(picks) + 1, dtype=np.int64), "knee_distance": mean_knee,
              "p_best": stats.p_best[picks], "p_within_epsilon": stats.p_near[picks], "p_feasible": stats.p_feasible[picks]}
     for j, c in enumerate(problem.constraint_names):

@@ -29,7 +29,7 @@ scaled value over the eligible candidates *in that draw*, and the weighted dista
 * **P(within ε)**: the share of draws in which no objective of the candidate is worse than
   that draw's best candidate by more than ``epsilon`` (in each objective's own units:
   score points on the 0-1 scale, nats for losses, decades for ``compute``; default
-  :data:`DEFAULT_EPSILON` = half a score point).
+  :data:`DEFAULT_EPSILON` = half a score point; ``[objectives] epsilon``, ``--epsilon``).
 * **P(feasible)**: the share of draws in which every constraint holds (the data limit is
   exact); **P(<constraint>)** the same for each constraint alone.
 
@@ -38,7 +38,10 @@ P(best) (its probability of being the best of *all* candidates; ties: the smalle
 distance at the means). The other picks are diverse (greedy farthest point on mixture
 ratios and scaled objectives, as :func:`~mixopt.search.shortlist.shortlist`) among the
 eligible rows of the front's knee region, then ordered by P(best). ``best`` of a result
-*is* rank 1. The robust region below is what says how far the alternatives reach.
+*is* rank 1. The robust region below is what says how far the alternatives reach. With a
+single objective the front is its best row, so the candidates are ordered by the objective's
+mean and the shortlist is the top ``k`` distinct mixtures by it, ranked by P(best) (rank 1:
+the largest P(best) among them).
 
 **Robust region.** The eligible candidates within ε of the best with probability >=
 :data:`ROBUST_P`: per domain the range of their ratios is what the data decide. The picks

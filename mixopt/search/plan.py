@@ -42,6 +42,23 @@ second run that would teach the same thing is worth little (the diversity of the
 a candidate already picked is never picked twice. The batch stops at ``n_runs`` runs or when
 the next run would exceed ``max_flops``.
 
+Draws
+-----
+``draws = "auto"`` (default) uses the surrogate's **posterior draws** when it has them
+(``predict_posterior_draws``: the ``regmix`` kind's Gaussian-process posterior): candidates
+and decision points are drawn in *one* call, so a candidate's draw and a point's draw are
+one function, and the covariance between them is the kernel posterior's -- large where no
+run is near, shared between nearby mixtures. Without them (or ``draws = "model"``), the
+surrogate's joint draws (``predict_draws``) are used, drawn in two calls with the same seed.
+Those are the fit's response to perturbed training values: for ``regmix`` they are near
+zero away from the training runs and correlate a candidate with the training runs it
+shares, not with the targets it is near, so the plan clustered its picks beside measured
+runs and did not beat random order on RegMix (docs/figures.md#planning).
+
+* ``ranking``: ``decision`` with the gaps between the pick and *every* decision point (not
+  only its nearest rivals): the variance of the whole ranking at the target, for
+  decisions scored by rank correlation (RegMix's protocol).
+
 Joint draws are required: a surrogate without its own ``predict_draws`` has only comonotone
 draws (every row moves together), which cannot say which mixture wins; the plan says so
 (``draws`` in the result) and should not be trusted then.
@@ -61,7 +78,10 @@ from mixopt.search.objectives import Problem
 from mixopt.search.space import Points
 from mixopt.surrogate.base import Targets
 
-CRITERIA = ("decision", "doptimal")
+CRITERIA = ("decision", "ranking", "doptimal")
+#: Where the draws come from: the surrogate's posterior over candidates and targets jointly when it has one
+#: (``predict_posterior_draws``), else its joint draws (``auto``); or either, forced.
+DRAWS = ("auto", "posterior", "model")
 #: Default noise of one run's measured outcome (std, in the quantity's units: nats of loss).
 DEFAULT_NOISE = 0.01
 
@@ -82,6 +102,7 @@ class PlanSettings:
         n_draws: joint draws.
         noise: std of one run's measured outcome (quantity units).
         seed: seeds candidates, targets and draws.
+        draws: ``"auto"``, ``"posterior"`` or ``"model"`` (:data:`DRAWS`; see the module docstring).
     """
 
     runs: int = 8
@@ -94,6 +115,7 @@ class PlanSettings:
     n_draws: int = 256
     noise: float = DEFAULT_NOISE
     seed: int = 0
+    draws: str = "auto"
 
     def __post_init__(self) -> None:
         problems = []
@@ -113,6 +135,8 @@ class PlanSettings:
                 problems.append(f"{name} must be an integer >= 2, got {v!r}")
         if not (np.isfinite(self.noise) and self.noise > 0):
             problems.append(f"noise must be a std > 0, got {self.noise!r}")
+        if self.draws not in DRAWS:
+            problems.append(f"draws must be one of {list(DRAWS)}, got {self.draws!r}")
         if not (isinstance(self.seed, int) and self.seed >= 0):
             problems.append(f"seed must be an integer >= 0, got {self.seed!r}")
         if problems:
@@ -168,14 +192,17 @@ def target_points(problem: Problem, n: int, seed: int) -> Points:
 RIVALS = 8
 
 
-def decision_regret(problem: Problem, points: Points, *, n_draws: int, seed: int) -> tuple[np.ndarray, dict[str, Any], str]:
+def decision_regret(problem: Problem, points: Points, *, n_draws: int, seed: int,
+                    draws: Mapping[str, np.ndarray] | None = None, kind: str = "joint", rivals: int = RIVALS) -> tuple[np.ndarray, dict[str, Any], str]:
     """Per-draw decision losses ``(S, 1 + RIVALS)`` and a summary of the decision.
 
     Column 0 is the regret of the current pick; the others are the gaps
     ``dist[:, j] - dist[:, pick]`` to its :data:`RIVALS` nearest rivals (smallest mean
     distance), so a decision that is settled in every draw still says which runs would
-    sharpen the comparison that could overturn it."""
-    draws, kind = joint_draws(problem, points, n_draws=n_draws, seed=seed)
+    sharpen the comparison that could overturn it. ``draws``: given draws at ``points`` (of ``kind``)
+    instead of the surrogate's joint draws."""
+    if draws is None:
+        draws, kind = joint_draws(problem, points, n_draws=n_draws, seed=seed)
     vals, cons = values_from_draws(problem, points, draws, n_draws)
     required = [c.probability for c in problem.constraints] + ([None] if problem.space.has_data_constraint else [])
     stats = draw_stats(vals, cons, problem.directions, scale_from=vals.mean(axis=0), weights=None, epsilon=0.0,
@@ -183,7 +210,7 @@ def decision_regret(problem: Problem, points: Points, *, n_draws: int, seed: int
     dist = np.where(np.isfinite(stats.distance), stats.distance, np.nan)
     pick = int(np.argmax(stats.p_best))
     regret = dist[:, pick] - np.nanmin(dist, axis=1)
-    order = [int(j) for j in np.argsort(np.nan_to_num(np.nanmean(dist, axis=0), nan=np.inf)) if j != pick][:RIVALS]
+    order = [int(j) for j in np.argsort(np.nan_to_num(np.nanmean(dist, axis=0), nan=np.inf)) if j != pick][:rivals]
     gaps = dist[:, order] - dist[:, [pick]]
     p = stats.p_best[stats.p_best > 0]
     summary = {"pick": {d: float(x) for d, x in zip(problem.space.domains, points.mixture[pick], strict=True)},
@@ -192,11 +219,13 @@ def decision_regret(problem: Problem, points: Points, *, n_draws: int, seed: int
     return np.nan_to_num(np.column_stack([regret, gaps])), summary, kind
 
 
-def outcome_draws(problem: Problem, runs: Points, *, n_draws: int, seed: int) -> np.ndarray:
-    """Draws ``(S, n, q)`` of the quantities the objectives use, at candidate runs."""
-    targets = Targets.from_params_tokens(runs.params, runs.tokens, runs.mixture if problem.space.domains else None,
-                                         problem.space.domains)
-    raw = problem.surrogate.predict_draws(targets, n_draws=n_draws, seed=seed)
+def outcome_draws(problem: Problem, runs: Points, *, n_draws: int, seed: int,
+                  raw: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """Draws ``(S, n, q)`` of the quantities the objectives use, at candidate runs (``raw``: given draws)."""
+    if raw is None:
+        targets = Targets.from_params_tokens(runs.params, runs.tokens, runs.mixture if problem.space.domains else None,
+                                             problem.space.domains)
+        raw = problem.surrogate.predict_draws(targets, n_draws=n_draws, seed=seed)
     names = [q for o in problem.objectives for q in o.quantities if q in raw]
     if not names:
         raise SearchError(f"The surrogate draws none of the objectives' quantities {list(problem.objective_names)}; "
@@ -248,6 +277,21 @@ def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, 
     return picked, gains
 
 
+def posterior_draws(problem: Problem, runs: Points, points: Points | None, *, n_draws: int,
+                    seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """The surrogate's joint posterior draws over candidate ``runs`` and decision ``points`` in one call
+    (so a run's draw and a point's draw are one function), split back into the two sets."""
+    allp = runs if points is None else Points(
+        mixture=np.vstack([runs.mixture, points.mixture]), flops=np.concatenate([runs.flops, points.flops]),
+        params=np.concatenate([runs.params, points.params]), tokens=np.concatenate([runs.tokens, points.tokens]))
+    names = problem.quantities
+    raw = problem.surrogate.predict_posterior_draws(problem.targets(allp), n_draws=n_draws, seed=seed,  # type: ignore[attr-defined]
+                                                    names=names)
+    n = len(runs)
+    cand = {q: np.asarray(v)[:, :n] for q, v in raw.items()}
+    return cand, (None if points is None else {q: np.asarray(v)[:, n:] for q, v in raw.items()})
+
+
 def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | None = None,
               targets: Points | None = None, sizes: Sequence[float] = (),
               tokens: Mapping[float, float] | None = None) -> Plan:
@@ -271,15 +315,32 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
             raise SearchError("plan needs candidate sizes and tokens per parameter: set [plan] sizes = [...] and "
                               "tokens_per_param, or give a run table to take them from.")
         candidates = candidate_runs(problem, sz, tpp, st.n_candidates, st.seed)
-    y = outcome_draws(problem, candidates, n_draws=st.n_draws, seed=st.seed)
-    regret, summary, kind = (None, {}, "joint")
-    if st.criterion == "decision":
+    posterior = callable(getattr(problem.surrogate, "predict_posterior_draws", None))
+    if st.draws == "posterior" and not posterior:
+        raise SearchError(f"[plan] draws = \"posterior\" needs a surrogate with a joint posterior over new points "
+                          f"(predict_posterior_draws: the regmix kind); {type(problem.surrogate).__name__} has none. "
+                          "Use draws = \"auto\" or \"model\".")
+    posterior = posterior and st.draws != "model"
+    pts = None
+    rivals = RIVALS if st.criterion == "decision" else (st.n_targets if targets is None else len(targets))
+    if st.criterion in ("decision", "ranking"):
         pts = targets if targets is not None else target_points(problem, st.n_targets, st.seed)
-        regret, summary, kind = decision_regret(problem, pts, n_draws=st.n_draws, seed=st.seed)
+    regret, summary, kind = (None, {}, "joint")
+    if posterior:
+        raw_c, raw_t = posterior_draws(problem, candidates, pts, n_draws=st.n_draws, seed=st.seed)
+        y = outcome_draws(problem, candidates, n_draws=st.n_draws, seed=st.seed, raw=raw_c)
+        kind = "posterior"
+        if pts is not None:
+            regret, summary, kind = decision_regret(problem, pts, n_draws=st.n_draws, seed=st.seed, draws=raw_t,
+                                                    kind="posterior", rivals=rivals)
     else:
-        from mixopt.search.decision import draws_kind
+        y = outcome_draws(problem, candidates, n_draws=st.n_draws, seed=st.seed)
+        if pts is not None:
+            regret, summary, kind = decision_regret(problem, pts, n_draws=st.n_draws, seed=st.seed, rivals=rivals)
+        else:
+            from mixopt.search.decision import draws_kind
 
-        kind = draws_kind(problem.surrogate)
+            kind = draws_kind(problem.surrogate)
     cost = 6.0 * candidates.params * candidates.tokens
     picked, gains = greedy_batch(y, regret, cost, runs=st.runs, flops=st.flops, noise=st.noise)
     if not picked:
@@ -293,5 +354,5 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
                 draws=kind, summary=summary)
 
 
-__all__ = ["CRITERIA", "DEFAULT_NOISE", "RIVALS", "Plan", "PlanSettings", "candidate_runs", "decision_regret", "greedy_batch",
-           "outcome_draws", "plan_runs", "target_points"]
+__all__ = ["CRITERIA", "DEFAULT_NOISE", "DRAWS", "RIVALS", "Plan", "PlanSettings", "candidate_runs", "decision_regret", "greedy_batch",
+           "outcome_draws", "plan_runs", "posterior_draws", "target_points"]

@@ -301,6 +301,45 @@ class RegMixRegression(Surrogate):
         return calibrated_draws(raw, pred.mean, pred.lower, pred.upper, pred.names,  # type: ignore[arg-type]
                                 n_draws=n_draws, seed=seed)
 
+    def predict_posterior_draws(self, targets: Targets, *, n_draws: int, seed: int,
+                                names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Function-space draws ``{name: (n_draws, n)}`` from the Gaussian process's joint
+        posterior over the ``n`` rows of ``targets`` (one call: rows are jointly drawn only
+        within it). Unlike :meth:`predict_draws` (the fit's response to noise at the training
+        runs, near zero far from them), the covariance is ``amplitude · (k(x, x') -
+        k(x)ᵀ (K + noise·I)⁻¹ k(x'))``: large where no run is near, and shared between
+        nearby rows, so it says what measuring one mixture would teach about another
+        (used by :mod:`mixopt.search.plan`). Latent function only (no measurement noise);
+        losses are drawn in log space and exponentiated. ``names``: only these outputs
+        (default: every output)."""
+        from mixopt.surrogate.draws import check_draw_args, draw_rng
+
+        self._check_fitted()
+        n_draws, seed = check_draw_args(n_draws, seed)
+        targets = targets.align(self.domains_)
+        Zt = self._features(targets.flops, targets.mixture)  # type: ignore[arg-type]
+        n = Zt.shape[0]
+        rng = draw_rng(seed, 3)
+        Ktt = np.exp(sqdist(Zt, Zt) * (-0.5 / (max(Zt.shape[1], 1))))
+        out: dict[str, np.ndarray] = {}
+        for j, q in enumerate(self.outputs_):
+            if names is not None and q not in names:
+                continue
+            fit = self.fits_.get(q)
+            if fit is None:
+                out[q] = np.full((n_draws, n), np.nan)
+                continue
+            Zr = self.train_features_[fit["rows"].astype(np.int64)]
+            inv_l2 = 1.0 / fit["length"] ** 2
+            Kt = np.exp(sqdist(Zt, Zr) * (-0.5 / (max(Zr.shape[1], 1) * fit["length"] ** 2)))
+            mu = fit["intercept"] + Zt @ fit["coef"] + Kt @ fit["alpha"]
+            cov = fit["amplitude"] * (Ktt ** inv_l2 - Kt @ fit["kinv"] @ Kt.T)
+            w, V = np.linalg.eigh(0.5 * (cov + cov.T))
+            z = rng.standard_normal((n_draws, n))
+            f = mu[None, :] + (z * np.sqrt(np.clip(w, 0.0, None))[None, :]) @ V.T
+            out[q] = np.exp(f) if self.log_outputs_[j] else f
+        return out
+
     # -- state ---------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state: dict[str, Any] = {

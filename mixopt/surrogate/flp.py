@@ -65,6 +65,7 @@ checkpoints, uncalibrated intervals).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -110,6 +111,54 @@ USABLE_SCHEDULES: tuple[str, ...] = ("wsd", "constant")
 #: name of the optional per-run schedule column of a run table
 SCHEDULE_COLUMN = "schedule"
 PRESETS: tuple[str | None, ...] = (None, "paper")
+#: separates the loss name from an averaged stage-1 member's candidate in ``laws_`` keys
+MEMBER_SEP = "|"
+#: which folds judge the stage-1 form (``selection_at``)
+SELECTION_AT: tuple[str, ...] = ("auto", "target", "largest")
+
+
+#: what stage 2 regresses scores on (``stage2_loss_x``)
+STAGE2_LOSS_X: tuple[str, ...] = ("observed", "smoothed", "law")
+#: fewest finite losses a run needs for its loss curve to be smoothed (the quadratic has 3 coefficients)
+SMOOTH_MIN_POINTS = 5
+
+
+def smooth_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray,
+                      anchor: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
+    """Each run's loss curve smoothed: ``log L`` fitted by a quadratic in ``log tokens`` over its checkpoints.
+
+    Stage 2 regresses scores on the observed loss; a loss measured with noise flattens that
+    regression (errors in variables: the fitted slope shrinks by ``var(L) / (var(L) + noise²)``),
+    and the flattened link then under-predicts scores far beyond the runs. The scores depend on
+    the model, not on the noise of its loss evaluation, so the regressor is the smooth curve
+    through the run's losses. Runs with fewer than :data:`SMOOTH_MIN_POINTS` finite losses keep
+    their observed values; missing losses stay missing.
+
+    ``anchor`` (``{run: (final tokens, loss)}``, ``stage2_loss_x="law"``): each smoothed curve is
+    shifted (in log loss) to pass through the given loss at the run's final tokens, the stage-1
+    law's prediction there, which pools the runs (the law is fitted on all of them) the way the
+    target's loss is predicted.
+    """
+    out = np.array(loss, dtype=np.float64, copy=True)
+    ids = np.asarray(run_ids)
+    lt = np.log(np.maximum(np.asarray(tokens, dtype=np.float64), 1e-300))
+    ok_all = np.isfinite(out) & (out > 0) & np.isfinite(lt)
+    _, inverse = np.unique(ids.astype(str), return_inverse=True)
+    for g in range(int(inverse.max()) + 1 if inverse.size else 0):
+        rows = np.flatnonzero((inverse == g) & ok_all)
+        if rows.size < SMOOTH_MIN_POINTS or np.ptp(lt[rows]) <= 0:
+            continue
+        x = lt[rows] - lt[rows].mean()
+        design = np.column_stack([np.ones_like(x), x, x * x])
+        coef, *_ = np.linalg.lstsq(design, np.log(out[rows]), rcond=None)
+        fitted = design @ coef
+        run = str(ids[rows[0]])
+        if anchor is not None and run in anchor:
+            t_end, l_end = anchor[run]
+            xe = math.log(t_end) - lt[rows].mean()
+            fitted = fitted + (math.log(l_end) - (coef[0] + coef[1] * xe + coef[2] * xe * xe))
+        out[rows] = np.exp(fitted)
+    return out
 
 
 def _run_schedules(runs: RunTable, schedule: str) -> np.ndarray:
@@ -159,12 +208,26 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         calibrate: scale the intervals by extrapolation distance from the internal
             leave-largest-out backtest (:mod:`mixopt.surrogate.calibrate`).
         selection_folds: internal folds (fold k holds out the k largest sizes).
+        target_flops: compute of the decision's target (FLOPs), or None. With it, the
+            stage-1 form is judged on ratio-matched folds (:func:`~mixopt.surrogate.select.ratio_folds`:
+            fit on the smaller runs, score runs about ``target_flops / largest fitted compute``
+            beyond them), and forms within noise of the best there are averaged (see
+            "Choosing by the data"). :func:`mixopt.backtest.backtest` sets it to the held-out
+            runs' median compute when the settings leave it out.
+        selection_at: folds that judge the stage-1 form: ``"auto"`` (ratio-matched when
+            ``target_flops`` is set, else leave-largest-out), ``"target"`` (ratio-matched; needs
+            ``target_flops``) or ``"largest"`` (leave-largest-out, the choice before ratio
+            matching, kept for comparisons).
         emergence_margin: distance from chance for a checkpoint to count as emerged (0.05).
         emergence: ``"checkpoint"`` (paper) or ``"first_crossing"``.
         min_emerged: fewest emerged checkpoints for a benchmark to be predictable (3).
         min_runs: fewest distinct runs among them (2).
         stage2_points: ``"emerged"``, ``"all"`` (every evaluated checkpoint) or ``"auto"``
             (emerged for linear, all for the sigmoids).
+        stage2_loss_x: the loss stage 2 regresses scores on: ``"observed"`` (the paper) or
+            ``"smoothed"`` (each run's loss curve smoothed, :func:`smooth_run_losses`: a noisy
+            loss flattens the fitted link, errors in variables) or ``"law"`` (smoothed, and each
+            run's curve shifted through the stage-1 law's loss at its final compute).
         stage1_loss: ``"huber"`` (Epoch's practice, default) or ``"squared"``.
         stage2_loss: ``"squared"`` (paper: least squares, default) or ``"huber"``.
         huber_delta: Huber threshold of stage 1, log-loss units (1e-3).
@@ -206,11 +269,14 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         preset: str | None = None,
         calibrate: bool = True,
         selection_folds: int = 2,
+        target_flops: float | None = None,
+        selection_at: str = "auto",
         emergence_margin: float = 0.05,
         emergence: str = "checkpoint",
         min_emerged: int = 3,
         min_runs: int = 2,
         stage2_points: str = "auto",
+        stage2_loss_x: str = "observed",
         stage1_loss: str = "huber",
         stage2_loss: str = "squared",
         huber_delta: float = 1e-3,
@@ -229,11 +295,14 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         self.preset = preset
         self.calibrate = calibrate
         self.selection_folds = selection_folds
+        self.target_flops = target_flops
+        self.selection_at = selection_at
         self.emergence_margin = emergence_margin
         self.emergence = emergence
         self.min_emerged = min_emerged
         self.min_runs = min_runs
         self.stage2_points = stage2_points
+        self.stage2_loss_x = stage2_loss_x
         self.stage1_loss = stage1_loss
         self.stage2_loss = stage2_loss
         self.huber_delta = huber_delta
@@ -270,6 +339,16 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         if not isinstance(self.selection_folds, (int, np.integer)) or isinstance(self.selection_folds, bool) \
                 or self.selection_folds < 1:
             problems.append(f"selection_folds must be an integer >= 1, got {self.selection_folds!r}")
+        if self.target_flops is not None and not (isinstance(self.target_flops, (int, float))
+                                                  and not isinstance(self.target_flops, bool)
+                                                  and math.isfinite(self.target_flops) and self.target_flops > 0):
+            problems.append(f"target_flops must be None or a positive number of FLOPs, got {self.target_flops!r}")
+        if self.selection_at not in SELECTION_AT:
+            problems.append(f"selection_at must be one of {list(SELECTION_AT)}, got {self.selection_at!r}")
+        elif self.selection_at == "target" and self.target_flops is None:
+            problems.append("selection_at='target' needs target_flops (the compute of the target, FLOPs)")
+        if self.stage2_loss_x not in STAGE2_LOSS_X:
+            problems.append(f"stage2_loss_x must be one of {list(STAGE2_LOSS_X)}, got {self.stage2_loss_x!r}")
         if self.stage2_points not in ("auto", "emerged", "all"):
             problems.append(f"stage2_points must be 'auto', 'emerged' or 'all', got {self.stage2_points!r}")
         for name in ("stage1_loss", "stage2_loss"):
@@ -415,13 +494,27 @@ class FLP(_FLPChoice, _ComputeSurrogate):
                           int(np.unique(run_ids[emerged]).shape[0]) if emerged.any() else 0)
         return None, row, reason
 
+    def _final_anchor(self, runs: RunTable, fitter1: LawFitter, form: str) -> dict[str, tuple[float, float]]:
+        """``{run: (final tokens, stage-1 law's loss at the run's final compute)}`` (``stage2_loss_x="law"``)."""
+        final = runs.final()
+        x = self._stage1_x_for(form, final.flops(), final.params(), final.tokens())
+        with np.errstate(all="ignore"):
+            pred = fitter1.law.predict(x, np.asarray(fitter1.params_, dtype=np.float64))
+        return {str(r): (float(t), float(v)) for r, t, v in zip(final.run_ids(), final.tokens(), pred, strict=True)
+                if np.isfinite(v) and v > 0}
+
     def _arrays(self, runs: RunTable, loss_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(run ids, scores (n, b), loss (n,)) of a table, cached for the duration of one fit."""
         cache = self.__dict__.setdefault("_array_cache", {})
         key = (id(runs), loss_name)
         hit = cache.get(key)
         if hit is None or hit[0] is not runs:
-            hit = (runs, (self._group_ids(runs.run_ids()), runs.scores(), runs.column(loss_name)))
+            loss = runs.column(loss_name)
+            mode_x = getattr(self, "stage2_loss_x", "observed")
+            if mode_x in ("smoothed", "law"):
+                loss = smooth_run_losses(runs.run_ids(), runs.tokens(), loss,
+                                         anchor=self.__dict__.get("_loss_anchor") if mode_x == "law" else None)
+            hit = (runs, (self._group_ids(runs.run_ids()), runs.scores(), loss))
             cache[key] = hit
         return hit[1]
 
@@ -433,6 +526,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
     def _fit(self, runs: RunTable) -> None:
         t0 = time.perf_counter()
         self.__dict__.pop("_array_cache", None)
+        self.__dict__.pop("_loss_anchor", None)
         self._check_settings()
         eff = self._effective()
         loss_name = self._resolve_loss(runs)
@@ -442,8 +536,16 @@ class FLP(_FLPChoice, _ComputeSurrogate):
                        (eff["stage2"] == "auto" and fixed_links is None and not stage1_only) or eff["calibrate"])
         folds = size_folds(runs, int(self.selection_folds)) if needs_folds else []
         selection: list[dict[str, Any]] = []
-        form, mode, rows1 = self._choose_stage1(runs, loss_name, eff, folds)
+        judged = needs_folds and (eff["stage1"] == "auto" or eff["checkpoints"] == "auto")
+        folds1, rows0 = self._stage1_folds(runs, folds) if judged else (folds, [])
+        selection += rows0
+        form, mode, rows1, average = self._choose_stage1(runs, loss_name, eff, folds1)
         selection += rows1
+        resample = self._resample(runs)
+        fitter1, law1, n1 = self._fit_stage1(runs, loss_name, form, mode, resample)
+        if self.stage2_loss_x == "law" and not stage1_only:
+            self.__dict__.pop("_array_cache", None)
+            self.__dict__["_loss_anchor"] = self._final_anchor(runs, fitter1, form)
         if fixed_links is not None:
             links = dict(fixed_links)
         elif stage1_only:
@@ -453,9 +555,26 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             selection += rows2
 
         final = runs.final()
-        resample = self._resample(runs)
-        fitter1, law1, n1 = self._fit_stage1(runs, loss_name, form, mode, resample)
         laws: dict[str, FittedLaw] = {loss_name: FittedLaw.from_fitter(fitter1)}
+        members: dict[str, float] = {}
+        if len(average) > 1:
+            for cand, w in average.items():
+                f_k, m_k = cand.split("+")
+                if (f_k, m_k) == (form, mode):
+                    members[loss_name] = w
+                    continue
+                try:
+                    fk, _, _ = self._fit_stage1(runs, loss_name, f_k, m_k, resample)
+                except FitError as e:  # a member that fails on all runs drops out of the average
+                    logger.info("FLP: averaged stage-1 member %s dropped: %s", cand, e)
+                    continue
+                laws[MEMBER_SEP.join((loss_name, cand))] = FittedLaw.from_fitter(fk)
+                members[MEMBER_SEP.join((loss_name, cand))] = w
+            if len(members) < 2:
+                members = {}
+            else:
+                tot = sum(members.values())
+                members = {k: v / tot for k, v in members.items()}
         report = [_report_row(loss_name, law1.name, "fitted", "" if mode == "final" else f"{n1} usable checkpoints",
                               fitter1.n_samples_, fitter1.n_groups_, law1.as_dict(fitter1.params_),
                               fitter1.residual_scale_, fitter1.bootstrap_failed_)]
@@ -487,6 +606,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         self.loss_name_ = loss_name
         self.stage1_ = form
         self.checkpoints_ = mode
+        self.stage1_average_ = members
         self.stage2_ = stage2
         self.laws_ = laws
         self.fit_report_ = pl.DataFrame(report, schema=_REPORT_SCHEMA, orient="row")
@@ -501,6 +621,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             selection += cal_rows
         self.selection_ = pl.DataFrame(selection, schema=SELECTION_SCHEMA, orient="row")
         self.__dict__.pop("_array_cache", None)
+        self.__dict__.pop("_loss_anchor", None)
         self.fit_seconds_ = time.perf_counter() - t0
         logger.debug("FLP fit on %d runs / %d checkpoints in %.3fs", runs.n_runs, len(runs), self.fit_seconds_)
 
@@ -521,24 +642,105 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             lower[:, cols] = mu - f * (mu - lower[:, cols])
             upper[:, cols] = mu + f * (upper[:, cols] - mu)
             std[:, cols] = std[:, cols] * cal.factor(d, group)[:, None]
-        return Prediction(names=raw.names, mean=raw.mean, lower=lower, upper=upper, std=std, level=level,
+        pred = Prediction(names=raw.names, mean=raw.mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
+        return self._widen_to(pred, self._member_envelope(targets, pred.names))
+
+    # -- averaged stage 1 ----------------------------------------------------------------------------
+    def _members(self) -> list[tuple[float, FittedLaw, str]]:
+        """Stage-1 laws ``(weight, law, form)``: the chosen one, or every averaged member."""
+        avg: Mapping[str, float] = getattr(self, "stage1_average_", {}) or {}
+        if not avg:
+            return [(1.0, self.laws_[self.loss_name_], self.stage1_)]
+        out = []
+        for key, w in avg.items():
+            form = self.stage1_ if key == self.loss_name_ else key.split(MEMBER_SEP, 1)[1].split("+")[0]
+            out.append((float(w), self.laws_[key], form))
+        return out
+
+    @staticmethod
+    def _member_assign(weights: np.ndarray, n_draws: int) -> np.ndarray:
+        """``(n_draws,)`` member of every bootstrap draw: member k takes about ``weights[k]·n_draws`` draws (deterministic)."""
+        cum = np.cumsum(weights) / np.sum(weights)
+        return np.minimum(np.searchsorted(cum, (np.arange(n_draws) + 0.5) / max(n_draws, 1)), len(weights) - 1)
+
+    def _stage1_mean_draws(self, members: list[tuple[float, FittedLaw, str]], targets: Targets, sl: slice,
+                           boot_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
+        """Loss of the targets ``sl``: (the chosen member's mean, draws (S, n) or None, member means (K, n), residual sd).
+
+        The point prediction stays the chosen form's (the best on the folds; averaging the means moved
+        it towards the worse form on the synthetic ladders); draw ``s`` is member ``assign[s]``'s
+        bootstrap refit ``boot_rows[s]``, so the draws and intervals carry the members' spread."""
+        w = np.array([m[0] for m in members])
+        chosen = next((k for k, m in enumerate(members) if m[1] is self.laws_[self.loss_name_]), 0)
+        means, draws = [], []
+        for _, fl, form in members:
+            x = self._stage1_x_for(form, targets.flops[sl], None if targets.params is None else targets.params[sl],
+                                   None if targets.tokens is None else targets.tokens[sl])
+            with np.errstate(all="ignore"):
+                means.append(fl.law.predict(x, fl.params))
+                if boot_rows is not None:
+                    draws.append(fl.law.predict(x, fl.boot[boot_rows]))
+        mm = np.vstack(means)
+        mean = mm[chosen]
+        scale = float(np.sqrt(np.sum(w * np.array([m[1].scale for m in members]) ** 2)))
+        if boot_rows is None:
+            return mean, None, mm, scale
+        if len(members) == 1:
+            return mean, draws[0], mm, scale
+        assign = self._member_assign(w, boot_rows.shape[0])
+        stack = np.stack(draws)  # (K, S, n)
+        return mean, stack[assign, np.arange(boot_rows.shape[0])], mm, scale
+
+    def _member_envelope(self, targets: Targets, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(lo, hi)`` (n, outputs): the smallest and largest of the averaged members' means (None: no average)."""
+        members = self._members()
+        if len(members) < 2:
+            return None
+        n = len(targets)
+        _, _, mm, _ = self._stage1_mean_draws(members, targets, slice(0, n), None)
+        lo = np.full((n, len(names)), np.nan)
+        hi = np.full((n, len(names)), np.nan)
+        for j, nm in enumerate(names):
+            if nm == self.loss_name_:
+                vals = mm
+            elif nm in self.laws_:
+                s2 = self.laws_[nm]
+                with np.errstate(all="ignore"):
+                    vals = np.vstack([s2.law.predict(mm[k][:, None], s2.params) for k in range(mm.shape[0])])
+            else:
+                continue
+            lo[:, j] = np.min(vals, axis=0)
+            hi[:, j] = np.max(vals, axis=0)
+        return lo, hi
+
+    @staticmethod
+    def _widen_to(pred: Prediction, env: tuple[np.ndarray, np.ndarray] | None) -> Prediction:
+        """The prediction with every interval stretched to hold the averaged members' means."""
+        if env is None or pred.lower is None or pred.upper is None:
+            return pred
+        lo, hi = env
+        lower = np.where(np.isfinite(lo), np.fmin(pred.lower, lo), pred.lower)
+        upper = np.where(np.isfinite(hi), np.fmax(pred.upper, hi), pred.upper)
+        return dataclasses.replace(pred, lower=lower, upper=upper)
 
     def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+        pred = self._predict_raw_members(targets, intervals=intervals, level=level)
+        return self._widen_to(pred, self._member_envelope(targets, pred.names)) if intervals else pred
+
+    def _predict_raw_members(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         n = len(targets)
-        x1 = self._stage1_x(targets.flops, targets.params, targets.tokens)
+        members = self._members()
         s1 = self.laws_[self.loss_name_]
         names = list(self.outputs_)
         score_laws = [(nm, self.laws_[nm]) for nm in names[1:] if nm in self.laws_]
         fitted = [names[0]] + [nm for nm, _ in score_laws]
         out: dict[str, list[np.ndarray]] = {nm: [np.empty(n) for _ in range(4)] for nm in fitted}
         n_draws = s1.boot.shape[0] if intervals else 0
-        noise1 = s1.scale if self.include_noise else 0.0
         for sl in _chunks(n, n_draws):
-            xc = x1[sl]
-            with np.errstate(all="ignore"):
-                loss = s1.law.predict(xc, s1.params)
-                loss_b = s1.law.predict(xc, s1.boot) if n_draws else None
+            loss, loss_b, _, scale1 = self._stage1_mean_draws(members, targets, sl,
+                                                              np.arange(n_draws) if n_draws else None)
+            noise1 = scale1 if self.include_noise else 0.0
             col = out[names[0]]
             col[0][sl] = loss
             if intervals:
@@ -559,7 +761,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
                     up = s2.law.predict((loss + h)[:, None], s2.params)
                     down = s2.law.predict((loss - h)[:, None], s2.params)
                     slope = (up - down) / (2 * h)  # dP/dL, score per nat/token
-                    noise = np.sqrt(s2.scale**2 + (slope * loss * s1.scale) ** 2)
+                    noise = np.sqrt(s2.scale**2 + (slope * loss * scale1) ** 2)
                 col[1][sl], col[2][sl] = combine_interval(p, p_b, noise, level, log_space=False)
                 col[3][sl] = predictive_std(p, p_b, noise, log_space=False)
         cols = {nm: tuple(v) for nm, v in out.items()}
@@ -572,15 +774,17 @@ class FLP(_FLPChoice, _ComputeSurrogate):
     def _raw_draws(self, targets: Targets, n_draws: int, seed: int) -> dict[str, np.ndarray]:
         """Draw ``s``: bootstrap refit ``b_s`` of stage 1 and of every stage-2 law (one by-run
         resample), the loss's log residual ``eps[s]·sd``, each score's residual ``eta[s]·sd``."""
-        x1 = self._stage1_x(targets.flops, targets.params, targets.tokens)
         s1 = self.laws_[self.loss_name_]
         rng = draw_rng(seed, 2)
         names = list(self.outputs_)
         idx = self._draw_index(s1.boot.shape[0], n_draws, rng)
         eps = rng.standard_normal((n_draws, len(names))) * float(self.include_noise)
-        th1 = s1.boot[idx] if idx is not None else np.broadcast_to(s1.params, (n_draws, s1.params.shape[0]))
+        members = self._members()
+        mean1, loss_b, _, scale1 = self._stage1_mean_draws(members, targets, slice(0, len(targets)), idx)
+        if loss_b is None:
+            loss_b = np.broadcast_to(mean1, (n_draws, len(targets)))
         with np.errstate(all="ignore"):
-            loss = s1.law.predict(x1, th1) * np.exp(eps[:, :1] * s1.scale)  # (S, n)
+            loss = loss_b * np.exp(eps[:, :1] * scale1)  # (S, n)
         out = {names[0]: loss}
         for j, nm in enumerate(names[1:], start=1):
             s2 = self.laws_.get(nm)
@@ -597,6 +801,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         state, arrays = self._laws_state()
         state["loss_name"] = self.loss_name_
         state["stage1"] = self.stage1_
+        state["stage1_average"] = dict(getattr(self, "stage1_average_", {}) or {})
         state["checkpoints"] = self.checkpoints_
         state["stage2"] = dict(self.stage2_)
         state["fit_flops_max"] = self.fit_flops_max_
@@ -608,6 +813,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         self._set_laws_state(state, arrays)
         self.loss_name_ = str(state["loss_name"])
         self.stage1_ = str(state.get("stage1", self.stage1))
+        self.stage1_average_ = {str(k): float(v) for k, v in dict(state.get("stage1_average", {})).items()}
         self.checkpoints_ = str(state.get("checkpoints", "final"))
         self.stage2_ = dict(state.get("stage2", {}))
         self.fit_flops_max_ = float(state.get("fit_flops_max", math.nan))

@@ -19,7 +19,7 @@ import polars as pl
 
 from mixopt.data.table import SCORE_PREFIX, RunTable
 from mixopt.surrogate.calibrate import IntervalCalibrator
-from mixopt.surrogate.select import DROP_ERRORS, Candidate, Fold, internal_backtest, select
+from mixopt.surrogate.select import DROP_ERRORS, Candidate, Fold, Selection, fold_ratio, internal_backtest, ratio_folds, select
 
 if TYPE_CHECKING:
     from mixopt.surrogate.flp import FLP
@@ -40,6 +40,18 @@ MIN_POINTS_PER_PARAM = 3
 CALIBRATION_LEVEL = 0.9
 #: fewest held-out points to calibrate on (with 3 the conformal 90% factor is the largest miss)
 CALIBRATION_MIN_POINTS = 3
+#: ratio-matched folds added to the size folds for calibration (target known)
+CALIBRATION_RATIO_FOLDS = 5
+#: rank of each stage-1 form among tied ones (the simplest gives the point prediction): by parameter count,
+#: except that the pure power law comes last, having no irreducible loss it falls below any loss floor far out
+#: (measured: as the point prediction of a tie it gave 26 % loss error on Pythia where the offset law gives 2.3 %)
+FORM_PARAMS: dict[str, int] = {"power_offset": 3, "chinchilla_tied": 4, "chinchilla": 5, "pure_power": 6}
+#: fewest sizes a ratio-matched fold fits on (more points than the 3-parameter offset power law has)
+RATIO_MIN_TRAIN_SIZES = 4
+#: stage-1 candidates whose internal error is within this share of the best one's are within noise (averaged)
+TIE_RELATIVE = 0.25
+#: ... or within this absolute relative loss error (0.2 % of the loss), or within 2 paired standard errors
+TIE_ABSOLUTE = 0.002
 
 
 SELECTION_SCHEMA = {
@@ -64,7 +76,7 @@ class _FLPChoice:
     """Internal-backtest choices of :class:`~mixopt.surrogate.flp.FLP` (a mixin; see the module docstring)."""
 
     def _choose_stage1(self, runs: RunTable, loss_name: str, eff: Mapping[str, Any],
-                       folds: list[Fold]) -> tuple[str, str, list[dict[str, Any]]]:
+                       folds: list[Fold]) -> tuple[str, str, list[dict[str, Any]], dict[str, float]]:
         forms = STAGE1_FORMS if eff["stage1"] == "auto" else (eff["stage1"],)
         has_usable = bool(np.any(self._usable_rows(runs, "usable") & ~self._usable_rows(runs, "final")))
         if eff["checkpoints"] == "auto":
@@ -72,7 +84,7 @@ class _FLPChoice:
         else:
             modes = (eff["checkpoints"],)
         if len(forms) * len(modes) == 1:
-            return forms[0], modes[0], [_sel_row("stage1", loss_name, f"{forms[0]}+{modes[0]}", "fixed", "set by the settings")]
+            return forms[0], modes[0], [_sel_row("stage1", loss_name, f"{forms[0]}+{modes[0]}", "fixed", "set by the settings")], {}
         cands = [Candidate(f"{f}+{m}", {"stage1": f, "checkpoints": m}) for f in forms for m in modes]
 
         def factory(s: Mapping[str, Any]) -> FLP:
@@ -81,16 +93,93 @@ class _FLPChoice:
             return m
 
         sel = select(runs, cands, factory, folds=folds, quantities=[loss_name])
-        rows = [_sel_row("stage1", loss_name, r["candidate"], r["status"], r["reason"], r["score"], r["n_points"])
-                for r in sel.table.iter_rows(named=True)]
+        average = self._ties(sel) if getattr(self, "_average_ok", False) else {}
+        best = sel.chosen
+        if len(average) > 1:
+            # the one-standard-error rule: among forms the folds cannot tell apart, the simplest gives the point
+            scores = {r["candidate"]: r["score"] for r in sel.table.iter_rows(named=True)}
+            best = min(average, key=lambda c: (FORM_PARAMS.get(c.split("+")[0], 99), scores.get(c) or math.inf))
+        rows = []
+        for r in sel.table.iter_rows(named=True):
+            status, reason = r["status"], r["reason"]
+            if r["candidate"] in average and len(average) > 1:
+                others = ", ".join(k for k in average if k != r["candidate"])
+                status = "chosen" if r["candidate"] == best else "averaged"
+                reason = (f"{'chosen (point prediction: fewest parameters among the tied forms); ' if status == 'chosen' else ''}"
+                          f"within noise of {others} on these folds: intervals and draws cover them all, "
+                          f"weight {average[r['candidate']]:.2f}")
+            rows.append(_sel_row("stage1", loss_name, r["candidate"], status, reason, r["score"], r["n_points"]))
+        sel.chosen = best
         if sel.chosen is None:
             # no internal backtest possible: the fallback below is the form measured best on the shared data
             form = DEFAULT_STAGE1 if DEFAULT_STAGE1 in forms else forms[0]
             mode = "final" if "final" in modes else modes[0]
             rows.append(_sel_row("stage1", loss_name, f"{form}+{mode}", "fallback", sel.reason))
-            return form, mode, rows
+            return form, mode, rows, {}
         chosen = next(c for c in cands if c.name == sel.chosen)
-        return str(chosen.settings["stage1"]), str(chosen.settings["checkpoints"]), rows
+        return str(chosen.settings["stage1"]), str(chosen.settings["checkpoints"]), rows, average
+
+    @staticmethod
+    def _ties(sel: Selection) -> dict[str, float]:
+        """Candidates within noise of the chosen one on the folds, with averaging weights (empty: no tie).
+
+        Within noise: the mean relative error exceeds the best's by at most
+        ``max(TIE_RELATIVE·best, TIE_ABSOLUTE, 2·paired standard error)`` (paired over the same held-out
+        points). Weight ``∝ 1 / error²`` (inverse mean-squared evidence): the best gets the most."""
+        if sel.chosen is None or len(sel.rows) < 2:
+            return {}
+        best = sel.rows[sel.chosen].select("fold", "run", pl.col("rel_error").alias("b"))
+        s_best = float(best["b"].mean())
+        out: dict[str, float] = {}
+        for name, r in sel.rows.items():
+            j = r.select("fold", "run", pl.col("rel_error").alias("c")).join(best, on=["fold", "run"], how="inner")
+            if j.height == 0:
+                continue
+            d = (j["c"] - j["b"]).to_numpy()
+            se = float(np.std(d, ddof=1) / math.sqrt(d.size)) if d.size >= 3 else 0.0
+            tol = max(TIE_RELATIVE * s_best, TIE_ABSOLUTE, 2.0 * se)
+            delta = float(np.mean(d))
+            if name == sel.chosen or delta <= tol:
+                out[name] = 1.0 / max(float(j["c"].mean()), 1e-12) ** 2
+        if len(out) < 2:
+            return {}
+        tot = sum(out.values())
+        return {k: v / tot for k, v in out.items()}
+
+    def _stage1_folds(self, runs: RunTable, folds: list[Fold]) -> tuple[list[Fold], list[dict[str, Any]]]:
+        """Folds that judge the stage-1 form (``selection_at``), and a ``folds`` row saying which and why.
+
+        Ratio-matched folds (target known) also allow averaging forms within noise (``_average_ok``)."""
+        self._average_ok = False
+        at = getattr(self, "selection_at", "auto")
+        target = getattr(self, "target_flops", None)
+        fl_max = float(np.max(runs.final().flops()))
+        if at == "largest" or target is None:
+            why = ("leave-largest-out (selection_at='largest')" if at == "largest"
+                   else "leave-largest-out: no target_flops given, so the target's distance is unknown")
+            reach = max((fold_ratio(f) for f in folds), default=float("nan"))
+            return folds, [_sel_row("stage1", "*", "folds", "fixed", f"{why}; the folds reach {reach:.3g}x", None,
+                                    len(folds))]
+        ratio = float(target) / fl_max
+        rf = ratio_folds(runs, ratio, int(self.selection_folds), min_train_sizes=RATIO_MIN_TRAIN_SIZES) if ratio > 1 else []
+        if not rf:
+            why = (f"target {target:.3g} FLOPs lies within the fitted compute" if ratio <= 1
+                   else f"no ratio-matched fold has >= {RATIO_MIN_TRAIN_SIZES} sizes to fit on")
+            reach = max((fold_ratio(f) for f in folds), default=float("nan"))
+            # the request lies beyond what the folds show: forms they cannot tell apart are averaged
+            self._average_ok = ratio > 1
+            return folds, [_sel_row("stage1", "*", "folds", "fixed", f"leave-largest-out: {why} (request {ratio:.3g}x, "
+                                    f"the folds reach {reach:.3g}x)", None, len(folds))]
+        self._average_ok = True
+        reach = max(fold_ratio(f) for f in rf)
+        # judged on both: the ratio-matched folds alone preferred the 5-parameter Chinchilla form on Gadre's RedPajama
+        # ladder (fit <= 0.411B), 1-3 % off at the targets where the leave-largest-out choice is 0.1-0.3 % off
+        both = list(folds) + [Fold(index=len(folds) + k + 1, train=f.train, test=f.test, description=f.description,
+                                   kind=f.kind) for k, f in enumerate(rf)]
+        return both, [_sel_row("stage1", "*", "folds", "fixed",
+                               f"leave-largest-out and ratio-matched to the request ({ratio:.3g}x = target / largest fitted "
+                               f"compute): {len(rf)} ratio fold(s) reaching {reach:.3g}x; "
+                               + "; ".join(f.description for f in rf), None, len(both))]
 
     def _loss_folds(self, runs: RunTable, loss_name: str) -> list[tuple[RunTable, RunTable]]:
         """Stage-2 folds: hold out every checkpoint with a loss below the best final loss of
@@ -156,8 +245,33 @@ class _FLPChoice:
                                      "no internal backtest could score a link (too few emerged points in the folds)"))
         return choice, rows
 
+    def _calibration_folds(self, runs: RunTable, folds: list[Fold]) -> list[Fold]:
+        """The size folds, plus (target known) ratio-matched folds that hold out other runs.
+
+        A leave-largest-out fold holds out one size: on a ladder that is a handful of runs, one
+        held-out loss each, too few for a finite conformal rank (the loss intervals then cannot
+        shrink). Compute cuts (:func:`~mixopt.surrogate.select.ratio_folds`, three sizes to fit
+        on) hold out more runs, at distances reaching towards the target's."""
+        target = getattr(self, "target_flops", None)
+        if target is None or getattr(self, "selection_at", "auto") == "largest":
+            return folds
+        ratio = float(target) / float(np.max(runs.final().flops()))
+        if ratio <= 1:
+            return folds
+        out = list(folds)
+        seen = {(tuple(sorted(f.train.final().run_ids().astype(str))), tuple(sorted(f.test.run_ids().astype(str))))
+                for f in folds}
+        for f in ratio_folds(runs, ratio, CALIBRATION_RATIO_FOLDS):
+            key = (tuple(sorted(f.train.final().run_ids().astype(str))), tuple(sorted(f.test.run_ids().astype(str))))
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(Fold(index=len(out) + 1, train=f.train, test=f.test, description=f.description, kind=f.kind))
+        return out
+
     def _fit_calibrator(self, runs: RunTable, folds: list[Fold], form: str, mode: str,
                         links: Mapping[str, str]) -> tuple[IntervalCalibrator | None, list[dict[str, Any]]]:
+        folds = self._calibration_folds(runs, folds)
         if not folds:
             return None, [_sel_row("calibration", "*", "conformal", "skipped", "no internal folds (too few model sizes)")]
 

@@ -140,47 +140,38 @@ class ReuseRegression(RegMixRegression):
         folds = [set(new_ids[i] for i in order[f :: self.folds]) for f in range(self.folds)]
         ids = runs.run_ids()
         errs: dict[str, float] = {}
+        new_vals = runs.filter(pl.Series(~mapped(ev))).final()
+        scale = {}
+        for q in self._output_names(runs):  # each output's spread over the new runs, in the fitted units (log for losses)
+            v = new_vals.column(q)
+            scale[q] = max(float(np.nanvar(np.log(v) if q.startswith("loss:") else v)), 1e-12)
         for name, keep in cands:
             sq: list[np.ndarray] = []
-            ok = True
             for held in folds:
                 test = np.isin(ids, list(held))
-                train = runs.filter(pl.Series(keep & ~test))
-                model = ReuseRegression(**{**self.get_params(), "select": False}).fit(train)
+                model = ReuseRegression(**{**self.get_params(), "select": False}).fit(runs.filter(pl.Series(keep & ~test)))
                 t = runs.filter(pl.Series(test)).final()
                 pred = model.predict(Targets(flops=t.flops(), mixture=t.mixture(model.domains_), domains=model.domains_),
                                      intervals=False)
-                cols = []
                 for j, q in enumerate(model.outputs_):
-                    if q not in pred.names or q not in t.frame.columns:
+                    if q not in pred.names or q not in scale:
                         continue
-                    y = t.column(q)
-                    p = pred.get(q)
+                    y, p = t.column(q), pred.get(q)
                     if model.log_outputs_[j]:
                         y, p = np.log(y), np.log(np.maximum(p, 1e-300))
-                    cols.append(y - p)
-                if not cols:
-                    ok = False
-                    break
-                sq.append(np.column_stack(cols))
-            if not ok:
-                continue
-            r = np.vstack(sq)
-            new_vals = runs.filter(pl.Series(~mapped(ev))).final()
-            scale = []
-            for q in model.outputs_:
-                if q in new_vals.frame.columns:
-                    v = new_vals.column(q)
-                    v = np.log(v) if q.startswith("loss") else v
-                    scale.append(max(float(np.nanvar(v)), 1e-12))
-            scale_a = np.asarray(scale[: r.shape[1]]) if len(scale) >= r.shape[1] else np.ones(r.shape[1])
-            errs[name] = float(np.nanmean(r**2 / scale_a[None, :]))
+                    sq.append((y - p) ** 2 / scale[q])
+            if sq:
+                errs[name] = float(np.nanmean(np.concatenate(sq)))
         if not errs:
             return "all", {}
         best = min(errs.values())
         # a tie goes to the larger set (candidates are in order of decreasing size)
         name = next(n for n, _ in cands if n in errs and errs[n] <= best * (1 + 1e-9))
         return name, errs
+
+    @staticmethod
+    def _output_names(runs: RunTable) -> list[str]:
+        return [f"loss:{d}" for d in runs.loss_domains] + [f"score:{b}" for b in runs.benchmark_names]
 
     def _fit_rows(self, runs: RunTable) -> None:
         table = runs.final() if self.rows == "final" else runs

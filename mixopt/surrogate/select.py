@@ -178,6 +178,86 @@ def size_folds(
     return folds
 
 
+#: a ratio-matched fold scores only held-out runs at least this share of the way (in log-compute) to the request
+RATIO_WINDOW = 0.5
+
+
+def ratio_folds(
+    runs: RunTable,
+    ratio: float,
+    n_folds: int = 2,
+    *,
+    min_train_sizes: int = 3,
+) -> list[Fold]:
+    """Ratio-matched folds: fit on the smallest runs, score the ones as far beyond them as the request lies.
+
+    A request for a target ``ratio`` times the largest fitted compute is judged on folds that
+    extrapolate about as far: every cut ``c`` at a distinct final compute gives a candidate
+    fold (fit on the runs whose final compute is ``<= c``, score the final checkpoints of the
+    runs beyond ``c``); a fold needs ``min_train_sizes`` distinct sizes to fit on. Its
+    *reach* is the largest held-out compute over ``c``. The folds reaching the request with the
+    most runs to fit on come first, then (when none reaches it) the ones reaching furthest; at
+    most ``n_folds`` folds, no two alike. Each fold scores only the held-out runs at least
+    :data:`RATIO_WINDOW` of the way to ``min(ratio, reach)`` in log-compute (the runs just
+    beyond the cut say little about a 10x extrapolation).
+
+    Args:
+        runs: the user's runs (all checkpoints).
+        ratio: the request's compute ratio (target compute / largest fitted final compute), > 1.
+        n_folds: at most this many folds.
+        min_train_sizes: fewest distinct model sizes (``params``) to fit on.
+
+    Returns:
+        The folds (``kind="scale"``), possibly empty. Their descriptions state fit range, held-out
+        runs and the ratio they extrapolate.
+    """
+    if n_folds < 1:
+        raise ConfigError(f"n_folds must be >= 1, got {n_folds}.")
+    if not (math.isfinite(ratio) and ratio > 0):
+        raise ConfigError(f"ratio must be a finite positive number (target compute / largest fitted compute), got {ratio!r}.")
+    final = runs.final()
+    ids = final.run_ids().astype(str)
+    p = final.params()
+    fl = final.flops()
+    cuts = np.unique(fl)
+    cand: list[tuple[float, float, list[str], list[str]]] = []
+    want = max(float(ratio), 1.0 + 1e-9)
+    for c in cuts[:-1]:
+        tr = fl <= c * (1 + 1e-9)
+        if np.unique(p[tr]).size < min_train_sizes:
+            continue
+        te = ~tr
+        reach = float(fl[te].max() / c)
+        goal = min(want, reach)
+        keep = te & (np.log(fl / c) >= RATIO_WINDOW * math.log(goal))
+        if not keep.any():
+            continue
+        cand.append((reach, float(c), ids[tr].tolist(), ids[keep].tolist()))
+    reaching = sorted((x for x in cand if x[0] >= want), key=lambda x: -x[1])
+    short = sorted((x for x in cand if x[0] < want), key=lambda x: -x[0])
+    folds: list[Fold] = []
+    seen: set[tuple[str, ...]] = set()
+    for _reach, c, train_ids, test_ids in reaching + short:
+        key = tuple(sorted(test_ids))
+        if key in seen:
+            continue
+        seen.add(key)
+        k = len(folds) + 1
+        t_fl = fl[np.isin(ids, test_ids)]
+        desc = (f"ratio fold {k}: fit on final compute <= {c:.3g} ({len(train_ids)} runs), predict {len(test_ids)} run(s) at "
+                f"{t_fl.min() / c:.3g}-{t_fl.max() / c:.3g}x (request {ratio:.3g}x)")
+        folds.append(Fold(index=k, train=runs.select_runs(train_ids), test=final.select_runs(sorted(test_ids)),
+                          description=desc))
+        if len(folds) >= n_folds:
+            break
+    return folds
+
+
+def fold_ratio(fold: Fold) -> float:
+    """Largest held-out final compute over the largest fitted final compute."""
+    return float(np.max(fold.test.final().flops()) / np.max(fold.train.final().flops()))
+
+
 def compute_scales(flops: np.ndarray, decades: float = SCALE_DECADES) -> np.ndarray:
     """Integer scale label per run: runs whose compute lies within ``decades`` of the previous (sorted) run share one."""
     lf = np.log10(np.asarray(flops, dtype=np.float64))
@@ -452,6 +532,7 @@ def _table_row(name: str, status: str, reason: str, *, seconds: float = math.nan
 __all__ = [
     "DROP_ERRORS",
     "FOLD_KINDS",
+    "RATIO_WINDOW",
     "ROWS_SCHEMA",
     "TABLE_SCHEMA",
     "Candidate",
@@ -459,8 +540,10 @@ __all__ = [
     "Selection",
     "compute_scales",
     "default_score",
+    "fold_ratio",
     "fold_rows",
     "internal_backtest",
+    "ratio_folds",
     "select",
     "size_folds",
     "transfer_fold",

@@ -41,10 +41,10 @@ import numpy as np
 import polars as pl
 
 from mixopt.data.phases import check_schedule, schedule_columns
-from mixopt.data.table import LOSS, LOSS_PREFIX, PARAMS, RUN, SCORE_PREFIX, TOKENS, Benchmark, RunTable, training_flops
+from mixopt.data.table import LOSS, LOSS_PREFIX, PARAMS, RUN, SCORE_PREFIX, TOKENS, Benchmark, RunTable
 from mixopt.errors import SchemaError
 from mixopt.laws.recency import recency_mixture
-from mixopt.testing.worlds import World, _check_sample_args, mixture_world
+from mixopt.testing.worlds import World, _check_sample_args, _checkpoint_grid, mixture_world
 
 logger = logging.getLogger(__name__)
 
@@ -183,11 +183,7 @@ class PhasedWorld:
         n_ck = int(n_checkpoints)
         rng = np.random.default_rng(seed)
         p, q = N.size, P.shape[0]
-        n_par = np.repeat(np.repeat(N, q), n_ck)
-        idx = np.repeat(np.tile(np.arange(q), p), n_ck)
-        frac = np.tile(np.arange(1, n_ck + 1) / n_ck, p * q)
-        tokens = tokens_per_param * n_par * frac
-        flops = training_flops(n_par, tokens)
+        n_par, idx, frac, tokens, flops = _checkpoint_grid(N, q, n_ck, tokens_per_param)
         L = self.true_losses(flops, P[idx], E[idx], frac)
         overall = L @ self.base.overall_weights
         S = self.base.scores_from_losses(L)

@@ -154,6 +154,20 @@ def _check_sample_args(params: Sequence[float] | np.ndarray, tokens_per_param: f
     return N
 
 
+def _checkpoint_grid(N: np.ndarray, q: int, n_checkpoints: int,
+                     tokens_per_param: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of ``p·q`` runs x ``n_checkpoints``: run-major (sizes outer, mixtures inner), checkpoints innermost.
+
+    Returns ``(params, mixture index, fraction of training, tokens, flops)``, one entry per row.
+    """
+    p, n_ck = N.size, int(n_checkpoints)
+    n_par = np.repeat(np.repeat(N, q), n_ck)
+    idx = np.repeat(np.tile(np.arange(q), p), n_ck)
+    frac = np.tile(np.arange(1, n_ck + 1) / n_ck, p * q)
+    tokens = tokens_per_param * n_par * frac
+    return n_par, idx, frac, tokens, training_flops(n_par, tokens)
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class World:
     """A synthetic world with known truth (see the module docstring for the laws).
@@ -387,12 +401,7 @@ class World:
         R = self._sample_mixtures(mixtures)
         rng = np.random.default_rng(seed)
         p, q = N.size, R.shape[0]
-        # row layout: run-major (params outer, mixture inner), checkpoints innermost
-        n_par = np.repeat(np.repeat(N, q), n_ck)
-        mix_idx = np.repeat(np.tile(np.arange(q), p), n_ck)
-        frac = np.tile(np.arange(1, n_ck + 1) / n_ck, p * q)
-        tokens = tokens_per_param * n_par * frac
-        flops = training_flops(n_par, tokens)
+        n_par, mix_idx, frac, tokens, flops = _checkpoint_grid(N, q, n_ck, tokens_per_param)
         r = R[mix_idx] if not self.single_domain else None
         L = self.true_losses(flops, r)
         overall = L @ self.overall_weights

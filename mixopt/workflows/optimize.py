@@ -382,6 +382,7 @@ def search_with_surrogate(config: SearchConfig, surrogate: Surrogate | None = No
             session=session,
             surrogate_key=key,
             shortlist_size=config.objectives.shortlist,
+            epsilon=config.objectives.epsilon,
         )
         if session is not None and session.study is not None and not session.attr(PROBLEM_CONFIG_ATTR):
             session.set_attr(PROBLEM_CONFIG_ATTR, json.dumps(problem_config(config), sort_keys=True, default=str))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -54,6 +55,25 @@ def test_end_to_end_on_ray(ray_server) -> None:
         assert other.jobs() == [] and other.datasets() == []
 
 
+def _read_response(s: socket.socket) -> bytes:
+    """The whole HTTP response: headers and body can arrive in separate packets, so read to Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    want = int(m.group(1)) if m else 0
+    while len(body) < want:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_oversized_upload_refused_before_reading(ray_server) -> None:
     """A 1 GB upload is answered 413 from its Content-Length header; the body is never sent."""
     srv = ray_server
@@ -61,7 +81,7 @@ def test_oversized_upload_refused_before_reading(ray_server) -> None:
         s.sendall(b"POST /v1/datasets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY_A.encode()
                   + b"\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000000\r\n\r\n")
         s.sendall(b"--b\r\n" + b"x" * 65536)
-        head = s.recv(4096)
+        head = _read_response(s)
     assert head.startswith(b"HTTP/1.1 413"), head[:200]
     assert b"exceeds this server's limit" in head
     with Client(srv.url, api_key=KEY_A) as c:  # and the service is still fine

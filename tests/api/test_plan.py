@@ -15,7 +15,7 @@ def test_plan_returns_runs_the_ladder_reads_within_the_bounds(client) -> None:
     r = client.post("/v1/plan", json=body, headers=A)
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["criterion"] == "decision" and out["draws"] == "joint" and len(out["runs"]) == 3
+    assert out["criterion"] == "decision" and out["draws"] == "posterior" and len(out["runs"]) == 3  # regmix: its GP posterior
     for run in out["runs"]:
         mix = run["mixture"]
         assert set(mix) == {"web", "code", "math"} and abs(sum(mix.values()) - 1) < 1e-9

@@ -167,3 +167,17 @@ def test_pad_schedule_keeps_exposure() -> None:
     one, e1 = pad_schedule(P[:, :1], np.zeros((1, 0)), 2)
     np.testing.assert_allclose(one[0], [[0.8, 0.2], [0.8, 0.2]], rtol=0, atol=0)
     np.testing.assert_allclose(e1, [[0.5]], rtol=0, atol=0)
+
+
+def test_simulate_phases_world_writes_a_phased_table(tmp_path) -> None:
+    from mixopt.cli import main
+
+    out = tmp_path / "phased.csv"
+    assert main(["simulate", "--world", "phases", "--out", str(out), "--mixtures", "6", "--sizes", "2e7,5e7",
+                 "--checkpoints", "3", "--seed", "1"]) == 0
+    t = read_runs(out)
+    assert t.is_phased and t.n_phases == 2 and t.n_runs == 12 and t.domains == ("web", "code", "math")
+    P = t.final().phases()
+    assert np.any(np.abs(P[:, 0] - P[:, 1]).max(axis=1) > 1e-6)  # some two-phase runs
+    assert np.any(np.abs(P[:, 0] - P[:, 1]).max(axis=1) == 0)  # and some constant ones
+    assert set(t.phase().tolist()) == {1, 2}

@@ -14,6 +14,7 @@ from mixopt.data import Benchmark, RunTable
 from mixopt.errors import SearchError
 from mixopt.search import ComputeSpace, MixtureSpace, Problem, SearchSpace
 from mixopt.search.plan import PlanSettings, candidate_runs, greedy_batch, plan_runs
+from mixopt.search.space import Points
 from mixopt.surrogate.base import Prediction, Surrogate, Targets
 from mixopt.train.ladder import read_jobs
 from mixopt.workflows.plan import plan_jobs, write_plan
@@ -185,3 +186,66 @@ optimize = ["loss:prose"]
     bad.write_text(base + "[plan]\nruns = 0\ncritrion = \"x\"\n")
     with pytest.raises(ConfigError, match=r"(?s)critrion.*runs must be an integer >= 1"):
         load_config(bad)
+
+
+class TieSurrogate(HingeSurrogate):
+    """Two target mixtures tied in the mean; θ decides which wins. Exactly one proxy candidate
+    (c > 0.7) measures θ; every other proxy candidate measures its own nuisance φ_k, with
+    three times θ's variance (so it is what a design for the parameters would want)."""
+
+    kind: ClassVar[str] = "test-plan-tie"
+
+    def _predict_draws(self, targets: Targets, *, n_draws: int, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        theta, phi = rng.standard_normal(n_draws), rng.standard_normal((n_draws, 16))
+        r = targets.mixture
+        at_target = 2 + 0.1 * theta[:, None] * (r[:, 0] - r[:, 1])[None, :]
+        k = np.minimum((r[:, 0] * 16).astype(int), 15)
+        proxy = np.where(r[:, 2][None, :] > 0.7, 2 + 0.1 * theta[:, None], 2 + 0.3 * phi[:, k])
+        return {"loss": np.where((targets.flops >= 1e17)[None, :], at_target, proxy)}
+
+
+def test_the_run_that_decides_between_two_tied_picks_is_planned_first_and_plans_are_seeded() -> None:
+    s = TieSurrogate()
+    s._fit(None)
+    s.fitted_ = True
+    space = SearchSpace(MixtureSpace(("a", "b", "c")), ComputeSpace(params=1e9, tokens=2e10))
+    problem = Problem(space, s, ["loss"])
+    mix = np.array([[0.05 + 0.1 * i, 0.9 - 0.1 * i, 0.05] for i in range(8)])
+    mix = np.insert(mix, 5, [0.1, 0.1, 0.8], axis=0)  # candidate 5 is the informative one
+    n = len(mix)
+    cand = Points(mixture=mix, flops=np.full(n, 6 * 1e6 * 2e7), params=np.full(n, 1e6), tokens=np.full(n, 2e7))
+    tgt = Points(mixture=np.array([[0.6, 0.3, 0.1], [0.3, 0.6, 0.1]]), flops=np.full(2, 6 * 1e9 * 2e10),
+                 params=np.full(2, 1e9), tokens=np.full(2, 2e10))
+    st = PlanSettings(runs=3, n_draws=512, seed=3)
+    p = plan_runs(problem, st, candidates=cand, targets=tgt)
+    assert p.index[0] == 5 and p.value[0] > 10 * p.value[1:].max()
+    dop = plan_runs(problem, PlanSettings(**{**st.__dict__, "criterion": "doptimal"}), candidates=cand, targets=tgt)
+    assert dop.index[0] != 5  # the design rule wants the noisier nuisance runs
+    again = plan_runs(problem, st, candidates=cand, targets=tgt)
+    assert np.array_equal(p.index, again.index) and np.array_equal(p.value, again.value)
+
+
+def test_posterior_draws_are_wide_far_from_the_runs_and_plans_use_them() -> None:
+    from mixopt.data import read_runs
+    from mixopt.surrogate import make_surrogate
+
+    runs = read_runs(ROOT / "mixopt/examples/runs_3domain.csv")
+    model = make_surrogate("regmix", seed=0).fit(runs)
+    final = runs.final()
+    near = final.mixture()[:1]
+    far = np.array([[0.98, 0.01, 0.01]]) if near[0, 0] < 0.9 else np.array([[0.01, 0.01, 0.98]])
+    fl = np.full(2, float(final.flops().max()))
+    q = next(o for o in model.outputs_ if o.startswith("loss"))
+    t = Targets(flops=fl, mixture=np.vstack([near, far]), domains=final.domains)
+    d = model.predict_posterior_draws(t, n_draws=400, seed=0, names=(q,))[q]
+    assert d.shape == (400, 2) and np.log(d[:, 1]).std() > 2 * np.log(d[:, 0]).std()
+    assert np.array_equal(d, model.predict_posterior_draws(t, n_draws=400, seed=0, names=(q,))[q])
+    space = SearchSpace(MixtureSpace(final.domains), ComputeSpace(flops=float(fl[0])))
+    st = PlanSettings(runs=2, sizes=(float(final.params().min()),), tokens_per_param=20.0, n_candidates=32,
+                      n_targets=32, n_draws=64)
+    p = plan_runs(Problem(space, model, [q]), st)
+    assert p.draws == "posterior" and len(p) == 2
+    assert plan_runs(Problem(space, model, [q]), PlanSettings(**{**st.__dict__, "draws": "model"})).draws == "joint"
+    with pytest.raises(SearchError, match="predict_posterior_draws"):
+        plan_runs(_problem(), PlanSettings(**{**SETTINGS.__dict__, "draws": "posterior"}))

@@ -15,9 +15,9 @@ from fastapi.concurrency import run_in_threadpool
 from mixopt._files import atomic_path
 from mixopt.api.deps import CtxDep, OwnerDep
 from mixopt.api.errors import ConflictError
-from mixopt.api.schemas import DatasetPublic
+from mixopt.api.schemas import DatasetChangesCreate, DatasetChangesPublic, DatasetPublic
 from mixopt.api.store import new_id
-from mixopt.api.tasks import DATASET_FILE, dataset_summary
+from mixopt.api.tasks import DATASET_FILE, dataset_summary, load_dataset
 from mixopt.errors import SchemaError
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -150,6 +150,42 @@ def list_datasets(ctx: CtxDep, owner: OwnerDep) -> list[DatasetPublic]:
 @router.get("/{dataset_id}", response_model=DatasetPublic, summary="Show a dataset")
 def get_dataset(dataset_id: str, ctx: CtxDep, owner: OwnerDep) -> DatasetPublic:
     return _public(ctx.store.get("dataset", dataset_id, owner))
+
+
+@router.post("/{dataset_id}/changes", status_code=201, response_model=DatasetChangesPublic,
+             summary="Map a dataset's runs into a new domain set")
+def map_dataset(dataset_id: str, body: DatasetChangesCreate, ctx: CtxDep, owner: OwnerDep) -> DatasetChangesPublic:
+    """The old runs of ``dataset_id`` mapped by ``changes`` (and the ``new`` dataset's runs added), stored
+    as a new dataset with an ``evidence`` column; an unmappable change is a 422 saying why."""
+    from mixopt.data.changes import DomainChanges, combine_runs, map_runs
+    from mixopt.data.readers import write_runs
+
+    if "runs" in body.changes:
+        raise SchemaError("changes.runs: not accepted over the API: the old runs are the dataset in the path.")
+    ctx.store.get("dataset", dataset_id, owner)
+    try:
+        changes = DomainChanges(**body.changes)
+    except TypeError as e:
+        raise SchemaError(f"Invalid changes: {e}. Allowed keys: added, removed, split, merged, refiltered, renamed, "
+                          "removed_tolerance, on_removed, merge_tolerance.") from None
+    old = load_dataset(ctx.dataset_dir(dataset_id))
+    new = None
+    if body.new is not None:
+        ctx.store.get("dataset", body.new, owner)
+        new = load_dataset(ctx.dataset_dir(body.new))
+    mapped = map_runs(old, changes, new_runs=new)
+    table = mapped.runs if new is None else combine_runs(mapped.runs, new)
+    id_ = new_id("dataset")
+    folder = ctx.dataset_dir(id_)
+    try:
+        write_runs(table, folder / DATASET_FILE)
+        info = dataset_summary(table) | {"files": [f"{dataset_id} (mapped)"] + ([body.new] if body.new else [])}
+        row = ctx.store.insert("dataset", {"id": id_, "owner": owner, "name": (body.name or f"{dataset_id} mapped")[:200],
+                                           "created_at": time.time(), "info": info})
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return DatasetChangesPublic(**_public(row).model_dump(), mapping=mapped.summary())
 
 
 @router.delete("/{dataset_id}", status_code=204, summary="Delete a dataset")
