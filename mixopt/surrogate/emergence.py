@@ -59,6 +59,22 @@ def emerged_mask(
     return np.asarray(m, dtype=bool)
 
 
+def weak_evidence_predictable(benchmark: Benchmark, n_evaluated: int, n_evaluated_runs: int, *, anchored: bool,
+                              min_points: int, min_runs: int) -> bool:
+    """Whether a benchmark with too few emerged checkpoints is still predicted, on weak evidence.
+
+    The paper drops a benchmark with fewer than ``min_emerged`` checkpoints above chance +
+    margin. A stage 2 that is **anchored at chance** (a sigmoid from the chance level to a
+    learned ceiling, fitted on every evaluated checkpoint, at chance or not) still has a
+    curve to extrapolate from the foot of the emergence curve, and a prediction with an
+    honest wide interval serves better than none: such a benchmark is predicted when it has
+    a chance level and at least ``min_points`` evaluated checkpoints from ``min_runs`` runs.
+    Its intervals are calibrated on their own (the weak group) by the caller's internal
+    backtest. A stage 2 trained on emerged points only (the paper's linear net) cannot.
+    """
+    return bool(anchored and benchmark.chance is not None and n_evaluated >= min_points and n_evaluated_runs >= min_runs)
+
+
 def _threshold_text(b: Benchmark, margin: float) -> str:
     if b.chance is None:
         return "any score (no chance floor)"
@@ -67,4 +83,4 @@ def _threshold_text(b: Benchmark, margin: float) -> str:
     return f"score <= chance {b.chance:g} - margin {margin:g} = {b.chance - margin:g}"
 
 
-__all__ = ["EMERGENCE_MODES", "emerged_mask"]
+__all__ = ["EMERGENCE_MODES", "emerged_mask", "weak_evidence_predictable"]

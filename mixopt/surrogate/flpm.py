@@ -98,7 +98,7 @@ from mixopt.laws.recency import SCHEDULE_LAWS, make_schedule_law
 from mixopt.surrogate.advice import too_few_runs_message
 from mixopt.surrogate.base import register
 from mixopt.surrogate.calibrate import IntervalCalibrator
-from mixopt.surrogate.emergence import emerged_mask
+from mixopt.surrogate.emergence import emerged_mask, weak_evidence_predictable
 from mixopt.surrogate.flpm_predict import FAMILIES, FLPMPrediction, Stage1Alt
 from mixopt.surrogate.hybrid import MixtureResidual
 from mixopt.surrogate.logistic import LogisticScoreMap
@@ -354,7 +354,7 @@ class FLPM(FLPMPrediction):
         if self._intervals_mode() == "calibrated" and choice is not None and choice.rows.height:
             r = choice.rows.filter(pl.col("actual").is_finite() & pl.col("lower").is_finite() & pl.col("upper").is_finite())
             if r.height:
-                groups = [q.split(":")[0] for q in r["quantity"].to_list()]
+                groups = r["group"].to_list() if "group" in r.columns else [q.split(":")[0] for q in r["quantity"].to_list()]
                 self.calibrator_ = IntervalCalibrator(level=0.9).fit(
                     r["actual"].to_numpy(), r["predicted"].to_numpy(), r["lower"].to_numpy(), r["upper"].to_numpy(),
                     r["distance"].to_numpy(), groups=groups)
@@ -367,6 +367,7 @@ class FLPM(FLPMPrediction):
         self.benchmarks_ = tuple(runs.benchmarks)
         self.outputs_ = tuple(SCORE_PREFIX + b for b in runs.benchmark_names)
         self.unpredictable_ = {}
+        self.weak_ = {}
         self.vary_compute_ = mode.vary_compute
         self.compute_range_ = mode.compute_range
         self.train_max_flops_ = mode.compute_range[1]
@@ -601,13 +602,27 @@ class FLPM(FLPMPrediction):
         keep: list[Benchmark] = []
         Ys, masks = [], []
         self.emerged_counts_ = {}
+        weak: dict[str, str] = {}
         for b in self.benchmarks_:
             s = runs.scores([b.name])[:, 0][xok]
             em = emerged_mask(s, b, float(self.emergence_margin))
             n_em = int(em.sum())
             n_runs = int(np.unique(ids[em]).shape[0]) if n_em else 0
             self.emerged_counts_[b.name] = n_em
-            if n_em < self.min_emerged or n_runs < self.min_runs:
+            link = "linear" if self.preset == "paper" else self.link
+            points = "emerged" if self.preset == "paper" else self.stage2_points
+            sigmoid = self.config_["stage2"] == "logistic" or link == "sigmoid" or (link == "auto" and b.chance is not None)
+            all_points = points == "all" or (points == "auto" and sigmoid)
+            evaluated = np.isfinite(s)
+            n_eval_runs = int(np.unique(ids[evaluated]).shape[0]) if evaluated.any() else 0
+            if (n_em < self.min_emerged or n_runs < self.min_runs) and weak_evidence_predictable(
+                    b, int(evaluated.sum()), n_eval_runs, anchored=sigmoid and all_points, min_points=int(self.min_emerged),
+                    min_runs=int(self.min_runs)):
+                weak[SCORE_PREFIX + b.name] = (
+                    f"predicted on weak evidence: {n_em} emerged checkpoint(s) from {n_runs} run(s) (fewer than "
+                    f"min_emerged {self.min_emerged} from {self.min_runs} runs); the chance-anchored stage 2 extrapolates "
+                    "from the foot of the emergence curve, its interval is calibrated on its own and is wide")
+            elif n_em < self.min_emerged or n_runs < self.min_runs:
                 if b.chance is None:
                     rule = "every evaluated checkpoint counts (no chance level)"
                 elif b.higher_is_better:
@@ -621,10 +636,7 @@ class FLPM(FLPMPrediction):
                 )
                 continue
             keep.append(b)
-            link = "linear" if self.preset == "paper" else self.link
-            points = "emerged" if self.preset == "paper" else self.stage2_points
-            sigmoid = self.config_["stage2"] == "logistic" or link == "sigmoid" or (link == "auto" and b.chance is not None)
-            use = np.isfinite(s) if (points == "all" or (points == "auto" and sigmoid)) else em
+            use = evaluated if all_points else em
             Ys.append(np.where(use, s, np.nan))
             masks.append(use)
         for q, why in unpredictable.items():
@@ -636,6 +648,9 @@ class FLPM(FLPMPrediction):
         )
         self.stage2_benchmarks_ = tuple(b.name for b in keep)
         self.unpredictable_ = unpredictable
+        self.weak_ = weak
+        for q, why in weak.items():
+            logger.log(self._warn_level(), "FLP-M: %s %s", q, why)
         self.train_max_flops_ = float(runs.flops().max())
         self.extrapolation_error_ = np.zeros(len(keep))
         self.extrapolation_distance_ = np.ones(len(keep))
@@ -659,6 +674,7 @@ class FLPM(FLPMPrediction):
             "compute_range": list(self.compute_range_),
             "stage2_benchmarks": list(self.stage2_benchmarks_),
             "emerged_counts": dict(self.emerged_counts_),
+            "weak": dict(getattr(self, "weak_", {})),
             "train_max_flops": self.train_max_flops_,
             "config": dict(self.config_),
             "tokens_per_param": self.tokens_per_param_,
@@ -716,6 +732,7 @@ class FLPM(FLPMPrediction):
         self.compute_range_ = (float(state["compute_range"][0]), float(state["compute_range"][1]))
         self.stage2_benchmarks_ = tuple(state["stage2_benchmarks"])
         self.emerged_counts_ = {str(k): int(v) for k, v in dict(state.get("emerged_counts", {})).items()}
+        self.weak_ = {str(k): str(v) for k, v in dict(state.get("weak", {})).items()}
         self.train_max_flops_ = float(state["train_max_flops"])
         self.extrapolation_error_ = np.asarray(arrays["stage2.extrapolation_error"], dtype=np.float64)
         self.extrapolation_distance_ = np.asarray(arrays["stage2.extrapolation_distance"], dtype=np.float64)

@@ -97,6 +97,8 @@ NOISE_T = 2.0
 #: law forms are compared beyond the runs at this multiple of the largest run's compute (a typical target:
 #: FLP-M's extrapolations are ~10x; the fit does not know the request's target)
 DISAGREE_REACH = 10.0
+#: calibration group of the held-out rows of benchmarks predicted on weak evidence (see :mod:`mixopt.surrogate.emergence`)
+WEAK_GROUP = "weak"
 
 TABLE_SCHEMA: dict[str, Any] = {
     "step": pl.String, "candidate": pl.String, "status": pl.String, "reason": pl.String,
@@ -239,7 +241,7 @@ def _fold_evidence(model: FLPM, fold: Fold, acc: FoldScore) -> None:
         targets = Targets(flops=np.full(test.n_runs, c0), mixture=None if targets.phases is not None else targets.mixture,
                           domains=model.domains_, phases=targets.phases, phase_end=targets.phase_end)
     x = model._stage1_inputs(targets)
-    L = model._stage1_mean(x) * np.exp(model._residual_correction(model._residual_inputs(targets)))
+    L = model._stage1_mean(x) * np.exp(model._residual_correction(model._residual_inputs(targets), targets.flops))
     A = test.losses(model.loss_domains_)
     ok = np.isfinite(A) & np.isfinite(L) & (A > 0) & (L > 0)
     if level_ok and ok.any():
@@ -397,7 +399,29 @@ def choose(model: FLPM, runs: RunTable, fixed: Mapping[str, str], *, need_rows: 
         table.append({"step": "folds", "candidate": f.kind, "status": "used", "reason": f.description, "score": None,
                       "n_points": f.test.n_runs, "seconds": 0.0})
     _choose_stage1(make, folds, cfg, defaults, table, warm_by)
-    return _choose_stage2(make, folds, runs, cfg, table, need_rows, warm_by)
+    choice = _choose_stage2(make, folds, runs, cfg, table, need_rows, warm_by)
+    if fixed.get("family") == "auto" and choice.config.get("family") == "hybrid":
+        _limit_residual_reach(choice, folds)
+    return choice
+
+
+def _limit_residual_reach(choice: AutoChoice, folds: Sequence[Fold]) -> None:
+    """A hybrid chosen on out-of-range folds is trusted as far as they reached: the largest compute
+    ratio of a fold's held-out runs to its fitted runs (``config["residual_reach"]``). Beyond that
+    ratio (target compute / largest fitted compute) it predicts as the ``average`` family (RegMix,
+    1M + 16 60M runs: the transfer fold, 57x, prefers the hybrid, which ranks the other 60M runs at
+    rho 0.989 but the 1.1B models, 460x beyond, at 0.962 where the law reaches 0.988)."""
+    ratios = [float(f.test.flops().max() / f.train.flops().max()) for f in folds if f.out_of_range and f.test.n_runs]
+    if not ratios:
+        return
+    reach = max(ratios)
+    choice.config["residual_reach"] = repr(reach)
+    rows = choice.table.to_dicts()
+    rows.append({"step": "stage1", "candidate": f"family=hybrid up to {reach:.3g}x", "status": "chosen",
+                 "reason": f"the out-of-range folds checked the hybrid up to {reach:.3g}x their fitted compute; targets "
+                           "further beyond the fitted compute are predicted by the average of the law and the hybrid "
+                           "(its spread in the interval)", "score": None, "n_points": 0, "seconds": 0.0})
+    choice.table = pl.DataFrame(rows, schema=TABLE_SCHEMA)
 
 
 def _choose_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fold], cfg: dict[str, str],
@@ -588,7 +612,11 @@ def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
                 if (cfg["stage1"], fold.index) in warm_by:
                     m._stage1_warm = {f: warm_by[(f, fold.index)] for f in (cfg["stage1"], alt[0]) if (f, fold.index) in warm_by}
                 m.fit(fold.train)
-                parts.append(fold_rows(m, fold, level=0.9))
+                # benchmarks this fold's model predicts on weak evidence calibrate their own (wide) intervals
+                weak = list(getattr(m, "weak_", {}))
+                parts.append(fold_rows(m, fold, level=0.9).with_columns(
+                    pl.when(pl.col("quantity").is_in(weak)).then(pl.lit(WEAK_GROUP))
+                    .otherwise(pl.col("quantity").str.split(":").list.first()).alias("group")))
         except DROP_ERRORS as e:
             reason = str(e).splitlines()[0]
         sec = time.perf_counter() - t0
@@ -641,5 +669,5 @@ def _pick(scored: Sequence[tuple[float, str, str, int]]) -> tuple[float, str, st
     return best
 
 
-__all__ = ["DISAGREE_REACH", "NET_MIN_RUNS", "NOISE_T", "AutoChoice", "FAMILY_CANDIDATES", "STAGE1_CANDIDATES", "STAGE2_CANDIDATES", "choose", "form_disagreement", "make_folds",
+__all__ = ["DISAGREE_REACH", "NET_MIN_RUNS", "NOISE_T", "WEAK_GROUP", "AutoChoice", "FAMILY_CANDIDATES", "STAGE1_CANDIDATES", "STAGE2_CANDIDATES", "choose", "form_disagreement", "make_folds",
            "mixture_folds", "within_noise"]

@@ -117,3 +117,31 @@ def test_in_range_folds_do_not_choose_the_law_form(artefact):
     assert form == "flpm" and family in ("law", "average") and alt is None  # forms are averaged on out-of-range evidence only
     excluded = {r["candidate"] for r in table if r["status"] == "excluded"}
     assert excluded == {"stage1=dml", "family=hybrid"}
+
+
+def test_a_hybrid_beyond_its_checked_reach_predicts_as_the_average(artefact):
+    import copy
+
+    both, dom = artefact["both"], artefact["world"].domains
+    hybrid = FLPM(**{**KW, "family": "hybrid"}).fit(both)
+    reached = copy.deepcopy(hybrid)
+    reached.config_["residual_reach"] = "2.0"
+    avg = copy.deepcopy(hybrid)
+    avg.config_["family"] = "average"
+    top = float(hybrid.train_max_flops_)
+    for ratio, like in ((1.0, hybrid), (1.9, hybrid), (3.0, avg)):
+        tg = Targets(flops=np.full(30, ratio * top), mixture=artefact["bigmix"], domains=dom)
+        pr, pw = reached.predict(tg, level=0.9), like.predict(tg, level=0.9)
+        for d in dom:
+            np.testing.assert_allclose(pr.get("loss:" + d), pw.get("loss:" + d), rtol=1e-12)
+            np.testing.assert_allclose(pr.interval("loss:" + d), pw.interval("loss:" + d), rtol=1e-12)
+    # beyond the reach the prediction differs from the hybrid's, and the interval holds the law and the hybrid
+    tg = Targets(flops=np.full(30, 3.0 * top), mixture=artefact["bigmix"], domains=dom)
+    law = copy.deepcopy(hybrid)
+    law.config_["family"] = "law"
+    pr, ph, pl_ = (m.predict(tg, level=0.5) for m in (reached, hybrid, law))
+    q = "loss:" + dom[0]
+    assert np.any(np.abs(np.log(pr.get(q) / ph.get(q))) > 1e-3)
+    lo, hi = pr.interval(q)
+    pair = np.column_stack([ph.get(q), pl_.get(q)])
+    assert np.all(lo <= pair.min(axis=1) * (1 + 1e-9)) and np.all(hi >= pair.max(axis=1) * (1 - 1e-9))

@@ -98,11 +98,11 @@ def test_outputs_intervals_and_unpredictable_benchmark(world, model):
     targets, _ = _targets(world, factor=1.0)
     pred = model.predict(targets)
     assert pred.names[:3] == tuple(f"loss:{d}" for d in world.loss_domains)
-    assert "score:mmlu" in model.unpredictable_
-    reason = model.unpredictable_["score:mmlu"]
-    assert "0 emerged checkpoint" in reason and "chance 0.25" in reason
-    assert np.all(np.isnan(pred.get("score:mmlu")))
-    assert pred.unpredictable["score:mmlu"] == reason
+    # mmlu never rises above chance + 0.05 in the runs: the chance-anchored stage 2 still predicts it, on weak
+    # evidence (the paper drops it: tests/surrogate/test_weak_benchmarks.py)
+    assert "score:mmlu" not in model.unpredictable_ and "score:mmlu" in model.weak_
+    assert "0 emerged checkpoint" in model.weak_["score:mmlu"]
+    assert np.all(np.isfinite(pred.get("score:mmlu")))
     ok = [j for j, q in enumerate(pred.names) if q not in model.unpredictable_]
     assert np.all(np.isfinite(pred.mean[:, ok]))
     assert np.all(pred.lower[:, ok] <= pred.mean[:, ok] + 1e-12)
@@ -149,8 +149,9 @@ def test_save_load_round_trip_identical_in_another_process(world, model, tmp_pat
     np.testing.assert_array_equal(np.load(tmp_path / "mean.npy"), here.mean)
     np.testing.assert_array_equal(np.load(tmp_path / "upper.npy"), here.upper)
     meta = json.loads((path / "model.json").read_text())
-    assert meta["kind"] == "flpm" and meta["unpredictable"]["score:mmlu"]
+    assert meta["kind"] == "flpm" and "score:mmlu" not in meta["unpredictable"]
     loaded = load_surrogate(path)
+    assert loaded.weak_ == model.weak_ and "score:mmlu" in loaded.weak_
     assert loaded.get_params() == model.get_params()
 
 
