@@ -34,6 +34,7 @@ from mixopt.data.table import MIX_PREFIX, PARAMS, RUN, RunTable
 from mixopt.errors import FitError, NotPredictableError, SchemaError
 from mixopt.surrogate.base import Surrogate, Targets, make_surrogate
 from mixopt.surrogate.decision import DECISION_SCHEMA, decision_metrics, directions
+from mixopt.surrogate.schedule import schedule_groups
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,9 @@ def make_split(
     if holdout_mixtures is not None:
         if not runs.domains:
             raise SchemaError("holdout_mixtures needs a table with mixture columns (mix:<domain>); this table has none.")
-        mix = np.round(final.mixture(), 3)
-        uniq, inverse = np.unique(mix, axis=0, return_inverse=True)
-        inverse = np.asarray(inverse).reshape(-1)
+        # distinct mixtures; on a phased table distinct schedules (a named mixture is every schedule of that whole-run mixture)
+        inverse, first = schedule_groups(final, 3)
+        uniq = np.round(final.mixture(), 3)[first]
         if isinstance(holdout_mixtures, int):
             if not 0 < holdout_mixtures < len(uniq):
                 raise SchemaError(

@@ -162,6 +162,10 @@ class IntervalCalibrator:
         min_factor: smallest factor (intervals never shrink below this fraction).
         max_factor: largest factor (an interval that misses by 1000x is not repaired by
             a 1000x factor; coverage is then reported as missed).
+        apart: groups kept out of the pooled fit (they get their own fit when they have
+            ``min_points`` points): e.g. ``"weak"``, the rows of benchmarks predicted on weak
+            evidence, whose large misses would otherwise widen every group that falls back
+            to the pool.
 
     Attributes (after fit):
         params_: ``{group: (q, g)}``; the pooled fit under :data:`POOLED` (absent when
@@ -181,8 +185,10 @@ class IntervalCalibrator:
         growth_grid: Sequence[float] = DEFAULT_GROWTH_GRID,
         min_factor: float = 0.25,
         max_factor: float = 100.0,
+        apart: Sequence[str] = (),
     ) -> None:
         self.level = level
+        self.apart = tuple(apart)
         self.min_points = min_points
         self.growth_grid = tuple(growth_grid)
         self.min_factor = min_factor
@@ -247,7 +253,7 @@ class IntervalCalibrator:
             self.reason_ = ""
             keys = [POOLED] + sorted({str(k) for k in g.tolist()} - {POOLED})
             for key in keys:
-                sel = np.ones(z.size, dtype=bool) if key == POOLED else (g == key)
+                sel = self._in_group(g, key)
                 if sel.sum() < self.min_points:
                     continue
                 q, gr, _ = _fit_growth(z[sel], d[sel], float(self.level), self.growth_grid)
@@ -262,6 +268,12 @@ class IntervalCalibrator:
         self.table_ = pl.DataFrame(rows, schema={"group": pl.String, "n": pl.Int64, "q": pl.Float64, "g": pl.Float64,
                                                  "coverage_before": pl.Float64, "coverage_after": pl.Float64}, orient="row")
         return self
+
+    def _in_group(self, labels: np.ndarray, key: str) -> np.ndarray:
+        """``(n,)`` bool: the points of group ``key`` (the pool: every group not kept ``apart``)."""
+        if key == POOLED:
+            return ~np.isin(labels, list(getattr(self, "apart", ())))
+        return labels == key
 
     def _factor_from(self, q: float, g: float, d: np.ndarray, reach: float = math.inf) -> np.ndarray:
         if not math.isfinite(q):
@@ -284,7 +296,7 @@ class IntervalCalibrator:
         if not self.params_ or not self.distance_.size:
             return math.nan
         key = group if group in self.params_ else POOLED
-        use = np.ones(self.distance_.size, dtype=bool) if key == POOLED else (self.groups_ == key)
+        use = self._in_group(self.groups_, key)
         return float(np.max(self.distance_[use])) if use.any() else float(np.max(self.distance_))
 
     def _check_fitted(self) -> None:
@@ -344,7 +356,7 @@ class IntervalCalibrator:
             k = key if key in self.params_ else POOLED
             q, g = self.params_[k]
             if level is not None and lev != self.level:
-                use = np.ones(self.scores_.size, dtype=bool) if k == POOLED else (self.groups_ == k)
+                use = self._in_group(self.groups_, k)
                 q = conformal_quantile(self.scores_[use] / (1.0 + g * self.distance_[use]), lev)
             hit = cache[1][(key, level, lev)] = (q, g, self.reach(k))
         return hit
@@ -381,7 +393,7 @@ class IntervalCalibrator:
         self._check_fitted()
         return {
             "settings": {"level": self.level, "min_points": self.min_points, "growth_grid": list(self.growth_grid),
-                         "min_factor": self.min_factor, "max_factor": self.max_factor},
+                         "min_factor": self.min_factor, "max_factor": self.max_factor, "apart": list(self.apart)},
             "params": {k: [float(q), float(g)] for k, (q, g) in self.params_.items()},
             "scores": [float(v) if math.isfinite(v) else 1e300 for v in self.scores_.tolist()],
             "distance": self.distance_.tolist(),
@@ -395,7 +407,7 @@ class IntervalCalibrator:
         """Rebuild a fitted calibrator from :meth:`state`."""
         s = dict(state["settings"])
         cal = cls(float(s["level"]), min_points=int(s["min_points"]), growth_grid=tuple(s["growth_grid"]),
-                  min_factor=float(s["min_factor"]), max_factor=float(s["max_factor"]))
+                  min_factor=float(s["min_factor"]), max_factor=float(s["max_factor"]), apart=tuple(s.get("apart", ())))
         cal.params_ = {k: (float(v[0]), float(v[1])) for k, v in dict(state["params"]).items()}
         sc = np.asarray(state["scores"], dtype=np.float64)
         cal.scores_ = np.where(sc >= 1e300, np.inf, sc)

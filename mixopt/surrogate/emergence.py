@@ -75,6 +75,30 @@ def weak_evidence_predictable(benchmark: Benchmark, n_evaluated: int, n_evaluate
     return bool(anchored and benchmark.chance is not None and n_evaluated >= min_points and n_evaluated_runs >= min_runs)
 
 
+#: one-sided z of the rank correlation between loss and score a benchmark needs to carry a signal (1 %)
+SIGNAL_Z = 2.33
+
+
+def score_signal(scores: np.ndarray, loss: np.ndarray, benchmark: Benchmark) -> float:
+    """How strongly a benchmark's scores follow the loss: the one-sided z of their rank correlation.
+
+    ``z = -rho·sqrt(n - 1)`` for a higher-is-better metric (``+rho·sqrt(n - 1)`` for lower-is-better),
+    ``rho`` the Spearman correlation of loss and score over the checkpoints where both are finite:
+    large when the score improves as the loss falls, about 0 for a benchmark that stays at chance
+    (noise around the floor). A benchmark below :data:`SIGNAL_Z` has **no signal at all** in the
+    runs, and nothing to extrapolate, not even on weak evidence; 0 with fewer than 3 points.
+    """
+    s, x = np.asarray(scores, dtype=np.float64), np.asarray(loss, dtype=np.float64)
+    ok = np.isfinite(s) & np.isfinite(x)
+    n = int(ok.sum())
+    if n < 3 or np.ptp(s[ok]) == 0 or np.ptp(x[ok]) == 0:
+        return 0.0
+    rs = np.argsort(np.argsort(s[ok])).astype(np.float64)
+    rx = np.argsort(np.argsort(x[ok])).astype(np.float64)
+    rho = float(np.corrcoef(rs, rx)[0, 1])
+    return (-rho if benchmark.higher_is_better else rho) * float(np.sqrt(n - 1))
+
+
 def _threshold_text(b: Benchmark, margin: float) -> str:
     if b.chance is None:
         return "any score (no chance floor)"
@@ -83,4 +107,4 @@ def _threshold_text(b: Benchmark, margin: float) -> str:
     return f"score <= chance {b.chance:g} - margin {margin:g} = {b.chance - margin:g}"
 
 
-__all__ = ["EMERGENCE_MODES", "emerged_mask", "weak_evidence_predictable"]
+__all__ = ["EMERGENCE_MODES", "SIGNAL_Z", "emerged_mask", "score_signal", "weak_evidence_predictable"]

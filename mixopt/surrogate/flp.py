@@ -26,11 +26,23 @@ the score by the delta method (``|dP/dL|·L·sd1``) — a new model's loss also 
 **Emergence** (paper: score >= chance + 5 points): see :mod:`mixopt.surrogate.emergence`
 (``emergence_margin``, ``emergence="checkpoint"`` or ``"first_crossing"``).
 
-**Not predictable** (never extrapolated silently): a benchmark with fewer than
-``min_emerged`` (default 3) emerged checkpoints, or emerged checkpoints from fewer than
-``min_runs`` (default 2) distinct runs (one run gives a slope but no by-run bootstrap spread
-and confounds the run's own quirks with the law), or whose fit fails. It is listed in
-``unpredictable_`` with the reason, and its predictions are NaN.
+**Weak evidence.** A benchmark with fewer than ``min_emerged`` (default 3) emerged
+checkpoints, or emerged checkpoints from fewer than ``min_runs`` (default 2) distinct runs,
+is still predicted when it has a chance level, at least ``min_emerged`` evaluated
+checkpoints from ``min_runs`` runs (:func:`~mixopt.surrogate.emergence.weak_evidence_predictable`,
+the rule FLP-M follows too) and a signal: its scores follow the loss
+(:func:`~mixopt.surrogate.emergence.score_signal` >= :data:`~mixopt.surrogate.emergence.SIGNAL_Z`). Its stage 2 is the chance-anchored sigmoid fitted on every
+evaluated checkpoint (the foot of its emergence curve), and its intervals are calibrated in a
+group of their own (``"weak"``: held-out rows of benchmarks the fold's model predicted on
+weak evidence), so they come out wide. It is listed in ``weak_`` and in ``selection_``
+(status ``weak``) with the evidence it rests on. ``preset="paper"`` and a fixed link other
+than ``"sigmoid"`` drop it as the paper does.
+
+**Not predictable** (never extrapolated silently): a benchmark with too few emerged
+checkpoints and no chance level, too few evaluated checkpoints, or no signal at all (scores
+that do not follow the loss: noise around chance, nothing to extrapolate), or whose fit
+fails. It is listed in ``unpredictable_`` with the
+reason, and its predictions are NaN.
 
 **Loss column** (``loss_column``): None uses the overall ``loss`` column; a table with only
 per-domain ``loss:<d>`` columns is an error listing them — FLP models *one* loss, and silently
@@ -84,7 +96,7 @@ from mixopt.surrogate.base import Prediction, Targets, register
 from mixopt.surrogate.calibrate import IntervalCalibrator, extrapolation_distance
 from mixopt.surrogate.compute import _ComputeSurrogate
 from mixopt.surrogate.draws import draw_rng
-from mixopt.surrogate.emergence import EMERGENCE_MODES, emerged_mask
+from mixopt.surrogate.emergence import EMERGENCE_MODES, SIGNAL_Z, emerged_mask, score_signal, weak_evidence_predictable
 from mixopt.surrogate.fitted import _REPORT_SCHEMA, FittedLaw, _chunks, _report_row
 from mixopt.surrogate.flp_choice import (
     DEFAULT_STAGE2,
@@ -93,6 +105,7 @@ from mixopt.surrogate.flp_choice import (
     STAGE1_FORMS,
     STAGE2_FORMS,
     _FLPChoice,
+    _sel_row,
 )
 from mixopt.surrogate.fp import FP
 from mixopt.surrogate.select import size_folds
@@ -113,6 +126,8 @@ SCHEDULE_COLUMN = "schedule"
 PRESETS: tuple[str | None, ...] = (None, "paper")
 #: separates the loss name from an averaged stage-1 member's candidate in ``laws_`` keys
 MEMBER_SEP = "|"
+#: calibration group of the held-out rows of benchmarks predicted on weak evidence
+WEAK_GROUP = "weak"
 #: which folds judge the stage-1 form (``selection_at``)
 SELECTION_AT: tuple[str, ...] = ("auto", "target", "largest")
 
@@ -254,6 +269,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         fit_report_: polars frame, one row per output (law, status, reason, points, runs,
             parameters as JSON, residual scale, failed bootstrap draws).
         unpredictable_: ``{"score:<b>": reason}``.
+        weak_: ``{"score:<b>": evidence}`` of the benchmarks predicted on weak evidence.
     """
 
     kind: ClassVar[str] = "flp"
@@ -406,14 +422,21 @@ class FLP(_FLPChoice, _ComputeSurrogate):
     def _stage1_x(self, flops: np.ndarray, params: np.ndarray | None, tokens: np.ndarray | None) -> np.ndarray:
         return self._stage1_x_for(getattr(self, "stage1_", self.stage1), flops, params, tokens)
 
-    def _stage2_law(self, b: Benchmark, scores: np.ndarray, link: str) -> Law:
-        if link == "linear":
-            return Linear()
+    @staticmethod
+    def _metric_range(scores: np.ndarray) -> tuple[float, float]:
+        """The range a metric's values can take, read off its observed scores: ``[0, 1]`` for
+        fractions, ``[0, 100]`` for percentages, unbounded on a side the scores pass."""
         fin = scores[np.isfinite(scores)]
         top = float(np.max(fin)) if fin.size else 1.0
         bottom = float(np.min(fin)) if fin.size else 0.0
         scale_hi = 1.0 if top <= 1.0 else (100.0 if top <= 100.0 else math.inf)
         scale_lo = 0.0 if bottom >= 0.0 else -math.inf
+        return scale_lo, scale_hi
+
+    def _stage2_law(self, b: Benchmark, scores: np.ndarray, link: str) -> Law:
+        if link == "linear":
+            return Linear()
+        scale_lo, scale_hi = self._metric_range(scores)
         if b.chance is None or link == "sigmoid_free":
             return Sigmoid(floor=None, ceiling_bounds=(scale_lo, scale_hi) if scale_lo < scale_hi else (-math.inf, math.inf))
         c = float(b.chance)
@@ -461,6 +484,25 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         evaluated = np.isfinite(s) & np.isfinite(loss_all)
         emerged = emerged_mask(s, b, float(self.emergence_margin), run_ids=run_ids, mode=self.emergence) & np.isfinite(loss_all)
         reason = self._predictability(b, emerged, run_ids, int(evaluated.sum()))
+        weak = None
+        if reason is not None and self._weak_allowed():
+            n_ev_runs = int(np.unique(run_ids[evaluated]).shape[0]) if evaluated.any() else 0
+            z = score_signal(s[evaluated], loss_all[evaluated], b)
+            if not weak_evidence_predictable(b, int(evaluated.sum()), n_ev_runs, anchored=True,
+                                             min_points=int(self.min_emerged), min_runs=int(self.min_runs)):
+                pass
+            elif z < SIGNAL_Z:
+                reason += (f" No signal for weak evidence either: the scores do not follow the loss (rank-correlation "
+                           f"z {z:.2f} < {SIGNAL_Z:g}), so there is no emergence curve to extrapolate.")
+            else:
+                n_em = int(emerged.sum())
+                n_em_runs = int(np.unique(run_ids[emerged]).shape[0]) if n_em else 0
+                weak = (f"predicted on weak evidence: {n_em} emerged checkpoint(s) from {n_em_runs} run(s) (fewer than "
+                        f"min_emerged {self.min_emerged} from {self.min_runs} runs); the chance-anchored sigmoid is fitted "
+                        f"on all {int(evaluated.sum())} evaluated checkpoints of {n_ev_runs} runs, its interval is "
+                        "calibrated on its own (group 'weak') and is wide")
+                link, points, reason, min_points_per_param = "sigmoid", "all", None, 0
+                weak += f" (score follows the loss: rank-correlation z {z:.1f})"
         if reason is None:
             use_all = points == "all" or (points == "auto" and link != "linear")
             rows = evaluated if use_all else emerged
@@ -486,6 +528,9 @@ class FLP(_FLPChoice, _ComputeSurrogate):
                         note = (f"note: the score improves as loss grows (slope {slope:.3g} per nat/token); "
                                 "the emerged points carry no usable trend")
                         logger.info("FLP: %s %s", name, note)
+                if weak is not None:
+                    self.__dict__.setdefault("_weak", {})[name] = weak
+                    note = "; ".join(x for x in (weak, note) if x)
                 row = _report_row(name, law2.name if link != "sigmoid_free" else "sigmoid_free", "fitted", note,
                                   fitter2.n_samples_, fitter2.n_groups_, law2.as_dict(fitter2.params_),
                                   fitter2.residual_scale_, fitter2.bootstrap_failed_)
@@ -493,6 +538,15 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         row = _report_row(name, link, "unpredictable", reason or "", int(emerged.sum()),
                           int(np.unique(run_ids[emerged]).shape[0]) if emerged.any() else 0)
         return None, row, reason
+
+    def _weak_allowed(self) -> bool:
+        """Whether a benchmark with too few emerged checkpoints may be predicted on weak evidence
+        (:func:`~mixopt.surrogate.emergence.weak_evidence_predictable`): not under ``preset="paper"``
+        (which drops it), nor when the settings fix a link other than the chance-anchored sigmoid, nor
+        inside the stage-2 link choice (its folds score links on emerged evidence)."""
+        if self.preset == "paper" or getattr(self, "_no_weak", False):
+            return False
+        return self.stage2 in ("auto", "sigmoid") or getattr(self, "_stage2_map", None) is not None
 
     def _final_anchor(self, runs: RunTable, fitter1: LawFitter, form: str) -> dict[str, tuple[float, float]]:
         """``{run: (final tokens, stage-1 law's loss at the run's final compute)}`` (``stage2_loss_x="law"``)."""
@@ -527,6 +581,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         t0 = time.perf_counter()
         self.__dict__.pop("_array_cache", None)
         self.__dict__.pop("_loss_anchor", None)
+        self.__dict__.pop("_weak", None)
         self._check_settings()
         eff = self._effective()
         loss_name = self._resolve_loss(runs)
@@ -614,6 +669,12 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         self.domains_ = ()
         self.benchmarks_ = tuple(runs.benchmarks)
         self.unpredictable_ = unpredictable
+        self.weak_ = {q: why for q, why in self.__dict__.pop("_weak", {}).items() if q in laws}
+        sc_all = runs.scores()
+        self.score_range_ = {SCORE_PREFIX + b.name: self._metric_range(sc_all[:, j]) for j, b in enumerate(runs.benchmarks)}
+        for q, why in self.weak_.items():
+            selection.append(_sel_row("stage2", q, "sigmoid", "weak", why))
+            logger.info("FLP: %s %s", q, why)
         self.fit_flops_max_ = float(np.max(final.flops()))
         self.calibrator_ = None
         if eff["calibrate"] and not stage1_only:
@@ -627,24 +688,55 @@ class FLP(_FLPChoice, _ComputeSurrogate):
 
     # -- predict ---------------------------------------------------------------------------------
     def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+        pred = self._predict_calibrated(targets, intervals=intervals, level=level)
+        return self._clip_to_range(pred) if intervals else pred
+
+    def _clip_to_range(self, pred: Prediction) -> Prediction:
+        """Score intervals cut to the metric's range (``score_range_``): a 0-1 accuracy's interval
+        past 1 or below 0 says nothing more than one ending there."""
+        rng = getattr(self, "score_range_", {}) or {}
+        if pred.lower is None or pred.upper is None or not rng:
+            return pred
+        lower, upper = pred.lower.copy(), pred.upper.copy()
+        for j, nm in enumerate(pred.names):
+            if nm in rng:
+                lo, hi = rng[nm]
+                lower[:, j] = np.clip(lower[:, j], lo, hi)
+                upper[:, j] = np.clip(upper[:, j], lo, hi)
+        return dataclasses.replace(pred, lower=lower, upper=upper)
+
+    def _predict_calibrated(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
         cal: IntervalCalibrator | None = getattr(self, "calibrator_", None)
         if not intervals or cal is None:
             return self._predict_raw(targets, intervals=intervals, level=level)
         raw = self._predict_raw(targets, intervals=True, level=float(cal.level))
         d = extrapolation_distance(targets.flops, self.fit_flops_max_)
         lower, upper, std = raw.lower.copy(), raw.upper.copy(), raw.std.copy()  # type: ignore[union-attr]
-        is_loss = np.array([name.startswith("loss") for name in raw.names])
-        for group, cols in (("loss", np.flatnonzero(is_loss)), ("score", np.flatnonzero(~is_loss))):
-            if not cols.size:
-                continue
-            mu = raw.mean[:, cols]
-            f = cal.factor(d, group, level)[:, None]
-            lower[:, cols] = mu - f * (mu - lower[:, cols])
-            upper[:, cols] = mu + f * (upper[:, cols] - mu)
-            std[:, cols] = std[:, cols] * cal.factor(d, group)[:, None]
+        groups = np.array([self._calibration_group(name, cal) for name in raw.names])
+        for group in np.unique(groups):
+            cols = np.flatnonzero(groups == group)
+            mu, lo, hi = raw.mean[:, cols], lower[:, cols], upper[:, cols]
+            f = cal.factor(d, str(group), level)[:, None]
+            if group == "loss":  # the loss interval is log-space: scaled there, it stays positive
+                with np.errstate(all="ignore"):
+                    lower[:, cols] = mu * (lo / mu) ** f
+                    upper[:, cols] = mu * (hi / mu) ** f
+            else:
+                lower[:, cols] = mu - f * (mu - lo)
+                upper[:, cols] = mu + f * (hi - mu)
+            std[:, cols] = std[:, cols] * cal.factor(d, str(group))[:, None]
         pred = Prediction(names=raw.names, mean=raw.mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
         return self._widen_to(pred, self._member_envelope(targets, pred.names))
+
+    def _calibration_group(self, name: str, cal: IntervalCalibrator | None = None) -> str:
+        """Calibration group of an output: ``"loss"``, ``"score"``, or ``"weak"`` for a benchmark predicted on
+        weak evidence (the scores' factor when the calibration saw no weak-evidence rows)."""
+        if name.startswith("loss"):
+            return "loss"
+        if name in getattr(self, "weak_", {}) and (cal is None or WEAK_GROUP in cal.params_):
+            return WEAK_GROUP
+        return "score"
 
     # -- averaged stage 1 ----------------------------------------------------------------------------
     def _members(self) -> list[tuple[float, FittedLaw, str]]:
@@ -807,6 +899,8 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         state["fit_flops_max"] = self.fit_flops_max_
         state["selection"] = self.selection_.to_dicts()
         state["calibrator"] = self.calibrator_.state() if self.calibrator_ is not None else None
+        state["weak"] = dict(getattr(self, "weak_", {}))
+        state["score_range"] = {k: [float(v[0]), float(v[1])] for k, v in (getattr(self, "score_range_", {}) or {}).items()}
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
@@ -815,6 +909,8 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         self.stage1_ = str(state.get("stage1", self.stage1))
         self.stage1_average_ = {str(k): float(v) for k, v in dict(state.get("stage1_average", {})).items()}
         self.checkpoints_ = str(state.get("checkpoints", "final"))
+        self.weak_ = {str(k): str(v) for k, v in dict(state.get("weak", {})).items()}
+        self.score_range_ = {str(k): (float(v[0]), float(v[1])) for k, v in dict(state.get("score_range", {})).items()}
         self.stage2_ = dict(state.get("stage2", {}))
         self.fit_flops_max_ = float(state.get("fit_flops_max", math.nan))
         rows = [{**r, "score": None if r.get("score") in (None, "nan") else float(r["score"])} for r in state.get("selection", [])]

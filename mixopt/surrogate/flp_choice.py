@@ -206,6 +206,15 @@ class _FLPChoice:
         names = [SCORE_PREFIX + b.name for b in runs.benchmarks]
         if eff["stage2"] != "auto":
             return {n: str(eff["stage2"]) for n in names}, []
+        self._no_weak = True  # links are scored on emerged evidence; weak-evidence fits come after the choice
+        try:
+            return self._score_links(runs, loss_name, eff, names)
+        finally:
+            self._no_weak = False
+
+    def _score_links(self, runs: RunTable, loss_name: str, eff: Mapping[str, Any],
+                     names: list[str]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """Every link of every benchmark scored on the loss-threshold folds; the best one per benchmark."""
         links = STAGE2_FORMS
         err: dict[tuple[str, str], list[float]] = {}
         fail: dict[tuple[str, str], str] = {}
@@ -282,15 +291,25 @@ class _FLPChoice:
             m._stage2_map = dict(links)
             return m
 
+        weak_by_fold: dict[int, set[str]] = {}
+
+        def spy(fold: Fold, model: FLP) -> None:
+            weak_by_fold[fold.index] = set(getattr(model, "weak_", {}))
+
         try:
-            rows = internal_backtest(folds, factory, level=CALIBRATION_LEVEL)
+            rows = internal_backtest(folds, factory, level=CALIBRATION_LEVEL, spy=spy)
         except DROP_ERRORS as e:
             msg = str(e).splitlines()[0][:300]
             return None, [_sel_row("calibration", "*", "conformal", "failed", msg)]
-        groups = ["loss" if q.startswith("loss") else "score" for q in rows["quantity"].to_list()]
-        cal = IntervalCalibrator(level=CALIBRATION_LEVEL, min_points=CALIBRATION_MIN_POINTS).fit(
-            rows["actual"].to_numpy(), rows["predicted"].to_numpy(), rows["lower"].to_numpy(), rows["upper"].to_numpy(),
-            rows["distance"].to_numpy(), groups)
+        # weak-evidence rows (a benchmark that fold's model predicted on weak evidence) calibrate their own group
+        groups = ["loss" if q.startswith("loss") else ("weak" if q in weak_by_fold.get(int(k), set()) else "score")
+                  for q, k in zip(rows["quantity"].to_list(), rows["fold"].to_list(), strict=True)]
+        is_loss = np.array([g == "loss" for g in groups])
+        vals = [rows[c].to_numpy().astype(np.float64) for c in ("actual", "predicted", "lower", "upper")]
+        with np.errstate(all="ignore"):  # loss intervals are log-space: calibrated (and later scaled) in log loss
+            vals = [np.where(is_loss, np.log(np.where(v > 0, v, np.nan)), v) for v in vals]
+        cal = IntervalCalibrator(level=CALIBRATION_LEVEL, min_points=CALIBRATION_MIN_POINTS, apart=("weak",)).fit(
+            *vals, rows["distance"].to_numpy(), groups)
         out = []
         if cal.is_identity:
             out.append(_sel_row("calibration", "*", "conformal", "skipped", cal.reason_, None, cal.n_points_))

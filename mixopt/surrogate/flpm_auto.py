@@ -68,7 +68,7 @@ import polars as pl
 from mixopt.data.table import RunTable
 from mixopt.surrogate.base import Targets
 from mixopt.surrogate.decision import MIN_MIXTURES, spearman
-from mixopt.surrogate.schedule import SCHEDULE_CANDIDATES, has_schedules, is_schedule_form
+from mixopt.surrogate.schedule import SCHEDULE_CANDIDATES, SCHEDULE_OF, has_schedules, is_schedule_form, schedule_groups
 from mixopt.surrogate.select import DROP_ERRORS, ROWS_SCHEMA, Fold, compute_scales, fold_rows, size_folds, transfer_fold
 
 if TYPE_CHECKING:
@@ -132,14 +132,14 @@ def mixture_folds(runs: RunTable, n_folds: int = 2, *, fraction: float = 0.25, s
     """Leave-mixtures-out folds for tables at one compute scale.
 
     Fold ``k`` holds out a seeded, disjoint ``fraction`` of the distinct mixtures (every
-    run trained on them), fits on the rest and predicts their final checkpoints.
+    run trained on them), fits on the rest and predicts their final checkpoints. On a phased
+    table a "mixture" is a schedule (:func:`~mixopt.surrogate.schedule.schedule_groups`): two
+    schedules with the same whole-run mixture are left out apart.
     """
     final = runs.final()
     ids = final.run_ids().astype(str)
-    mix = np.round(final.mixture(), 4)
-    uniq, inverse = np.unique(mix, axis=0, return_inverse=True)
-    inverse = np.asarray(inverse).reshape(-1)
-    n_mix = uniq.shape[0]
+    inverse, first = schedule_groups(final, 4)
+    n_mix = first.size
     n_out = int(round(fraction * n_mix))
     if n_mix < 8 or n_out < 2:
         return []
@@ -163,7 +163,9 @@ def make_folds(runs: RunTable, seed: int = 0) -> list[Fold]:
     * >= 4 model sizes: leave-largest-out size folds (kind ``scale``);
     * a few runs at a second, larger scale (a validation round, a handful of larger proxies):
       the transfer fold (fit below, rank them; kind ``transfer``) plus one mixture fold;
-    * one compute scale: mixture folds (kind ``mixture``: in range only).
+    * one compute scale: mixture folds (kind ``mixture``: in range only);
+    * schedules at a few sizes that allow neither of the first two: mixture (schedule) folds,
+      on which the schedule laws compete with the first form (constant tables: no folds, as before).
     """
     flops = runs.final().flops()
     if float(flops.max() / flops.min()) >= 2.0:
@@ -172,7 +174,8 @@ def make_folds(runs: RunTable, seed: int = 0) -> list[Fold]:
             return folds
         tf = transfer_fold(runs)
         if tf is None:
-            return []
+            # schedules: in-range schedule folds still judge the recency weight (it reads which tokens count, not the scale)
+            return mixture_folds(runs, 1, seed=seed) if has_schedules(runs) else []
         mf = [replace(f, index=f.index + 1, description=f.description.replace(f"fold {f.index}:", f"fold {f.index + 1}:", 1))
               for f in mixture_folds(runs, 1, seed=seed)]
         return [tf, *mf]
@@ -465,13 +468,18 @@ def _score_stage1(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fol
     """
     transfer = any(f.out_of_range for f in folds)
     if not transfer and len(forms) > 1:
-        # in-range errors cannot show which law form extrapolates: keep the first (the paper's pooled law)
-        for form in forms[1:]:
+        # in-range errors cannot show which law form extrapolates: keep the first (the paper's pooled law) and its
+        # schedule form, which differs from it only in which tokens the mixture is read from (in-range folds show that)
+        keep = [forms[0], *([SCHEDULE_OF[forms[0]]] if SCHEDULE_OF.get(forms[0]) in forms else [])]
+        for form in forms:
+            if form in keep:
+                continue
             table.append({"step": "stage1", "candidate": f"stage1={form}", "status": "excluded",
                           "reason": f"every internal fold is at the fitted compute scale: in-range errors cannot show which law "
-                                    f"form extrapolates; {forms[0]!r} (the paper's form) is kept", "score": None,
+                                    f"form extrapolates; {' and '.join(map(repr, keep))} kept (the paper's form"
+                                    + (" and its schedule form)" if len(keep) > 1 else ")"), "score": None,
                           "n_points": 0, "seconds": 0.0})
-        forms = forms[:1]
+        forms = keep
     fam = [f for f in families if f != "hybrid" or transfer or explicit_family]
     for f in families:
         if f not in fam:

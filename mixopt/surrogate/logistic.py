@@ -18,8 +18,9 @@ FLP-M's ``stage2="auto"``, chosen by an internal backtest only where it predicts
 Fitting: least squares (``scipy.optimize.least_squares``, trust-region reflective, with
 the analytic Jacobian) from a small grid of starts (offset x ceiling); the ceiling is
 bounded by the metric's scale (``span <= 1 - floor`` for 0-1 scores). Uncertainty:
-``n_members`` refits on bootstrap resamples *by run* (the spread of predictions) plus the
-residual sd of the full-data fit (``noise_sd_``). The point prediction is the full-data fit.
+``n_members`` refits on bootstrap resamples *by run* (the spread of predictions), all of a
+benchmark's in one batched Levenberg-Marquardt run warm-started at the full-data fit, plus
+the residual sd of the full-data fit (``noise_sd_``). The point prediction is the full-data fit.
 
 The interface mirrors :class:`~mixopt.surrogate.nets.ScoreNetEnsemble` (``fit``,
 ``predict_mean``, ``predict_members``, ``predict_paired``, ``noise_sd_``, ``arrays`` /
@@ -123,13 +124,52 @@ class LogisticScoreMap:
             resid = y - self._eval(j, z, self.coef_[j][None, :])[0]
             self.noise_sd_[j] = math.sqrt(float(np.sum(resid**2)) / max(y.size - p, 1))
             labels, inv = np.unique(g, return_inverse=True)
+            use, weights = [], []
             for e in range(E):
                 pick = rng.integers(0, labels.size, labels.size)
                 w = np.bincount(pick, minlength=labels.size)[inv].astype(np.float64)
                 if np.count_nonzero(w) < p + 1:
                     continue
-                self.members_[j, e] = self._fit_one(j, z, y, hi_span, w, start=self.coef_[j])
+                use.append(e)
+                weights.append(w)
+            if use:
+                self.members_[j, use] = self._fit_members(j, z, y, hi_span, np.stack(weights), self.coef_[j])
         return self
+
+    def _fit_members(self, j: int, z: np.ndarray, y: np.ndarray, hi_span: float, W: np.ndarray,
+                     start: np.ndarray) -> np.ndarray:
+        """Bootstrap refits ``(E', m + 2)`` of benchmark ``j`` for row weights ``W (E', n)`` (the counts), from ``start``.
+
+        The linear link: closed form per refit. The logistic link: every refit in one batched
+        Levenberg-Marquardt run (:func:`mixopt.laws.solvers.batched_lm`, squared loss, the
+        same bounds, at most ``max_nfev`` iterations), warm-started at the full-data fit.
+        """
+        if not self.link_[j] or not np.all(np.isfinite(start)):
+            return np.stack([self._fit_one(j, z, y, hi_span, w, start=start) for w in W])
+        from mixopt.laws.solvers import batched_lm
+
+        m = z.shape[1]
+        lo_span = 1e-4 * hi_span
+        lo = np.concatenate([[-_BIG], np.full(m, -_BIG), [math.log(lo_span)]])
+        hi = np.concatenate([[_BIG], np.full(m, _BIG), [math.log(hi_span)]])
+        gap = self.sign_[j] * (y - self.floor_[j])
+        zt = z.T
+
+        def evaluate(theta: np.ndarray, with_jacobian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+            sp = np.exp(theta[:, -1:])
+            sg = _sigmoid(theta[:, :1] + theta[:, 1:-1] @ zt)  # (b, n)
+            f = sp * sg
+            if not with_jacobian:
+                return f, None
+            d = f * (1.0 - sg)
+            return f, np.concatenate([d[..., None], d[..., None] * z[None], f[..., None]], axis=2)
+
+        theta0 = np.broadcast_to(np.clip(start, lo + 1e-9, hi - 1e-9), (W.shape[0], m + 2))
+        res = batched_lm(evaluate, gap, W, theta0, (lo, hi), lambda r: (0.5 * r * r, r), log_space=False,
+                         maxiter=int(self.max_nfev))
+        out = res.theta.copy()
+        out[~(np.isfinite(res.objective) & np.isfinite(out).all(axis=1))] = np.nan
+        return out
 
     def _max_span(self, j: int, y: np.ndarray) -> float:
         if not self.link_[j]:

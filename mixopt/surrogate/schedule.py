@@ -18,11 +18,14 @@ import numpy as np
 
 from mixopt.data.phases import exposure
 from mixopt.data.table import RunTable
+from mixopt.errors import SchemaError
 from mixopt.laws.recency import SCHEDULE_LAWS
 from mixopt.surrogate.base import Targets
 
 #: the schedule forms ``auto`` adds to its stage-1 candidates on tables with schedules
-SCHEDULE_CANDIDATES: tuple[str, ...] = ("flpm_recency",)
+SCHEDULE_CANDIDATES: tuple[str, ...] = ("flpm_recency", "dml_recency")
+#: the schedule form of each constant-mixture form (same base law): kept beside it on in-range folds
+SCHEDULE_OF: dict[str, str] = {"flpm": "flpm_recency", "dml": "dml_recency"}
 #: the share of training at the end whose mixture is a residual feature of schedules
 LATE_SHARE = 0.2
 #: phase ratios closer than this are the same mixture
@@ -55,6 +58,40 @@ def has_schedules(runs: RunTable) -> bool:
     return bool(np.any(np.abs(P - P[:, :1, :]) > _SAME))
 
 
+def schedule_groups(final: RunTable, decimals: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Group final checkpoints by their *schedule* (for leave-mixtures-out folds and held-out mixtures).
+
+    Returns ``(inverse (n,), first (g,))``: each run's group (0..g-1, in the order of the sorted
+    keys) and the index of each group's first run. Constant tables group by the mixture rounded
+    to ``decimals``; phased tables by the schedule with equal adjacent phases merged (a constant
+    run written in K phases is its mixture, whatever its boundaries), so two schedules with the
+    same whole-run mixture but different phases are different groups.
+    """
+    if not final.domains:
+        raise SchemaError("grouping runs by mixture needs mixture columns (mix:<domain>); this table has none.")
+    if not final.is_phased or final.n_phases < 2:
+        keys = [tuple(row) for row in np.round(final.mixture(), decimals).tolist()]
+    else:
+        P = np.round(final.phases(), decimals)
+        E = np.round(final.phase_end(), decimals)
+        keys = []
+        for i in range(final.n_runs):
+            ends = [*E[i].tolist(), 1.0]
+            merged: list[tuple[float, tuple[float, ...]]] = []
+            for k in range(P.shape[1]):
+                mix = tuple(P[i, k].tolist())
+                if merged and merged[-1][1] == mix:
+                    merged[-1] = (ends[k], mix)
+                else:
+                    merged.append((ends[k], mix))
+            keys.append(tuple(merged))
+    uniq = sorted(set(keys))
+    where = {k: g for g, k in enumerate(uniq)}
+    inverse = np.asarray([where[k] for k in keys], dtype=np.int64)
+    first = np.asarray([keys.index(k) for k in uniq], dtype=np.int64)
+    return inverse, first
+
+
 def is_schedule_form(form: str) -> bool:
     """Whether a stage-1 form reads schedules (:data:`mixopt.laws.recency.SCHEDULE_LAWS`)."""
     return form in SCHEDULE_LAWS
@@ -69,5 +106,5 @@ def residual_features(mixture: np.ndarray, schedule: Schedule | None) -> np.ndar
     return np.column_stack([exposure(P, E, 1.0), late])
 
 
-__all__ = ["LATE_SHARE", "SCHEDULE_CANDIDATES", "Schedule", "has_schedules", "is_schedule_form", "residual_features",
-           "runs_schedule", "targets_schedule"]
+__all__ = ["LATE_SHARE", "SCHEDULE_CANDIDATES", "SCHEDULE_OF", "Schedule", "has_schedules", "is_schedule_form", "residual_features",
+           "runs_schedule", "schedule_groups", "targets_schedule"]

@@ -44,6 +44,7 @@ from mixopt.data.table import PARAMS, RUN, RunTable
 from mixopt.errors import ConfigError, FitError, MixoptError, NotPredictableError, SchemaError
 from mixopt.surrogate.base import Surrogate, Targets
 from mixopt.surrogate.calibrate import extrapolation_distance
+from mixopt.surrogate.schedule import schedule_groups
 
 logger = logging.getLogger(__name__)
 
@@ -156,11 +157,9 @@ def size_folds(
     sizes = np.unique(p)
     held_mix: set[str] = set()
     if holdout_mixtures > 0 and runs.domains:
-        mix = np.round(final.mixture(), 3)
-        uniq, inverse = np.unique(mix, axis=0, return_inverse=True)
-        inverse = np.asarray(inverse).reshape(-1)
-        if len(uniq) > holdout_mixtures:
-            chosen = np.random.default_rng(seed).choice(len(uniq), size=holdout_mixtures, replace=False)
+        inverse, first = schedule_groups(final, 3)
+        if len(first) > holdout_mixtures:
+            chosen = np.random.default_rng(seed).choice(len(first), size=holdout_mixtures, replace=False)
             held_mix = set(ids[np.isin(inverse, chosen)].tolist())
     folds = []
     for k in range(1, n_folds + 1):
@@ -287,7 +286,10 @@ def transfer_fold(runs: RunTable, *, min_mixtures: int = 3) -> Fold | None:
         return None
     ids = final.run_ids().astype(str)
     big = lab == top
-    n_mix = np.unique(np.round(final.mixture()[big], 4), axis=0).shape[0] if runs.domains else 0
+    if runs.domains:
+        n_mix = np.unique(schedule_groups(final, 4)[0][big]).size
+    else:
+        n_mix = 0
     if n_mix < min_mixtures or big.sum() >= (~big).sum():
         return None
     test_ids = ids[big].tolist()

@@ -43,6 +43,7 @@ def ladder_jobs(cfg: TrainConfig) -> list[JobSpec]:
     L = cfg.ladder
     if L is None:
         raise ConfigError(f"{cfg.path}: no [ladder] section; add sizes, mixtures and tokens (see configs/ladder.toml).")
+    _check_distinct_shapes(cfg)
     jobs = []
     for size in sorted(L.sizes, reverse=True):
         tokens = L.tokens if L.tokens is not None else float(L.tokens_per_param) * size  # type: ignore[arg-type]
@@ -55,6 +56,33 @@ def ladder_jobs(cfg: TrainConfig) -> list[JobSpec]:
                 jobs.append(JobSpec(run_id=f"N{size_label(size)}_{name}_s{seed}", phases=phases, params=size, tokens=tokens,
                                     seed=seed, checkpoints=L.checkpoints))
     return jobs
+
+
+def _check_distinct_shapes(cfg: TrainConfig) -> None:
+    """Refuse ladder sizes the reference trainer builds as the same model (the runs would be copies of each other).
+
+    The reference trainer picks the shape nearest each size (:func:`~mixopt.train.reference.shape_for_params`);
+    at small sizes two sizes can share it (configs/phased_ladder.toml once asked for 1.5e4 and 3e4: both gave
+    2 layers of width 32, 25472 parameters, and bit-identical runs).
+    """
+    if cfg.trainer.kind != "reference" or cfg.ladder is None:
+        return
+    from mixopt.train.reference import ReferenceOptions, non_embedding_params, shape_for_params
+
+    o = ReferenceOptions.from_mapping(dict(cfg.trainer.options))
+    if o.layers and o.width:
+        return  # one fixed shape: the sizes only set the tokens
+    by_shape: dict[tuple[int, int], list[float]] = {}
+    for size in cfg.ladder.sizes:
+        layers, width, _ = shape_for_params(float(size), o.kernels)
+        by_shape.setdefault((o.layers or layers, o.width or width), []).append(float(size))
+    dup = {k: v for k, v in by_shape.items() if len(v) > 1}
+    if dup:
+        what = "; ".join(f"sizes {', '.join(f'{s:.3g}' for s in v)} -> {k[0]} layers x width {k[1]} "
+                         f"({non_embedding_params(*k)} parameters)" for k, v in dup.items())
+        raise ConfigError(f"{cfg.path}: [ladder] sizes that the reference trainer builds as the same model ({what}); "
+                          "their runs would be copies. Spread the sizes further apart (at this scale the nearest shapes are "
+                          "25472, 39520, 56640, 115192 parameters) or drop the duplicates.")
 
 
 #: Columns of a jobs CSV (``mixopt ladder CONFIG --jobs FILE``), besides one ``mix:<domain>`` per domain (and, for

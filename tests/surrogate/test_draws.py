@@ -198,12 +198,18 @@ def test_intervals_widen_with_the_targets_distance_beyond_the_calibration(models
     tg = Targets.from_params_tokens(sizes, 20 * sizes)
     pred = model.predict(tg, level=cal.level)
     raw = model._predict_raw(tg, intervals=True, level=cal.level)
+    calib = model._predict_calibrated(tg, intervals=True, level=cal.level)  # before the cut to the metric's range
     d = extrapolation_distance(tg.flops, model.fit_flops_max_)
     for q, group in (("loss", "loss"), (model.outputs_[1], "score")):
         j = pred.index(q)
         if not np.isfinite(pred.mean[:, j]).all():
             continue
-        widen = (pred.upper[:, j] - pred.mean[:, j]) / (raw.upper[:, j] - raw.mean[:, j])
+        if group == "loss":  # the log-space loss interval is scaled in log loss (it stays positive)
+            widen = np.log(calib.upper[:, j] / calib.mean[:, j]) / np.log(raw.upper[:, j] / raw.mean[:, j])
+        else:
+            widen = (calib.upper[:, j] - calib.mean[:, j]) / (raw.upper[:, j] - raw.mean[:, j])
+            lo, hi = model.score_range_[q]
+            assert np.all(pred.lower[:, j] >= lo) and np.all(pred.upper[:, j] <= hi)
         np.testing.assert_allclose(widen, cal.factor(d, group), rtol=1e-9)
         beyond = d > cal.reach(group)
         assert beyond[-2:].all()

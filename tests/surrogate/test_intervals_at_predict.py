@@ -85,5 +85,13 @@ def test_intervals_widen_with_distance_and_the_factor_never_shrinks(pair):
     for q in pc.names:
         if q in cal.unpredictable_:
             continue
-        ratio = _widths(pc, q)[2] / _widths(pr, q)[2]
+        if q.startswith("loss") and cal.kind == "flp":  # FLP scales its log-space loss interval in log loss
+            (clo, chi), (rlo, rhi) = pc.interval(q), pr.interval(q)
+            ratio = np.log(chi / clo) / np.log(rhi / rlo)
+        else:
+            ratio = _widths(pc, q)[2] / _widths(pr, q)[2]
+            bounds = (getattr(cal, "score_range_", {}) or {}).get(q)
+            if bounds is not None:  # an interval cut at the metric's range (0 or 1) is not a shrinking factor
+                clo, chi = pc.interval(q)
+                ratio = ratio[(clo > bounds[0]) & (chi < bounds[1])]
         assert np.all(np.diff(ratio) >= -1e-9 * ratio[:-1]), (q, ratio)

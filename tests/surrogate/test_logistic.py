@@ -88,3 +88,24 @@ def test_all_logistic_links_take_the_in_place_path_and_equal_the_reference():
             th = m.members_[j, s % 3] if np.isfinite(m.members_[j, s % 3]).all() else m.coef_[j]
             np.testing.assert_allclose(paired[s, :, j], _reference(m, Xs[s], th, j), rtol=RTOL_VECTOR, atol=ATOL_VECTOR)
     np.testing.assert_allclose(m.predict_mean(Xs[0])[:, 1], _reference(m, Xs[0], m.coef_[1], 1), rtol=RTOL_VECTOR, atol=ATOL_VECTOR)
+
+
+def test_batched_bootstrap_refits_reach_the_per_refit_least_squares_optimum():
+    # the members of a logistic benchmark are fitted in one batched Levenberg-Marquardt run; each
+    # reaches at least the objective of its own trust-region fit (scipy, from the same start)
+    X, Y, M, g, _ = _data(2)
+    m = LogisticScoreMap(n_members=8, seed=3).fit(X, Y, M, g, chance=[0.25, None], higher_is_better=[True, False])
+    z = (X - m.mu_[0]) / m.sd_[0]
+    y = Y[:, 0]
+    labels, inv = np.unique(g, return_inverse=True)
+    rng = np.random.default_rng(np.random.SeedSequence([3, 7]))
+    W = np.stack([np.bincount(rng.integers(0, labels.size, labels.size), minlength=labels.size)[inv] for _ in range(8)]).astype(float)
+
+    def cost(theta, w):
+        return float(np.sum(w * (m._eval(0, z, theta[None])[0] - y) ** 2))
+
+    hi_span = m._max_span(0, y)
+    for e in range(8):
+        ref = m._fit_one(0, z, y, hi_span, W[e], start=m.coef_[0])
+        assert cost(m.members_[0, e], W[e]) <= cost(ref, W[e]) * (1 + 1e-9)
+        np.testing.assert_allclose(m._eval(0, z, m.members_[0, e][None])[0], m._eval(0, z, ref[None])[0], rtol=0, atol=1e-3)

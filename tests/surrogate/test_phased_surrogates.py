@@ -172,3 +172,77 @@ def test_phased_table_keeps_existing_surrogates_working() -> None:
     t = _held_out(w, 4)
     assert np.all(np.isfinite(m.predict(t).mean))
     assert isinstance(runs.frame, pl.DataFrame)
+
+
+def _mirrored_runs(sizes: list[float], n: int = 6, seed: int = 3):
+    """``n`` schedules (A then B, ending at 0.5) and their mirrors (B then A): pairs with the same whole-run mixture."""
+    w = phases_world(3, 0, seed=seed)
+    P, _ = w.random_schedules(n, seed=seed, two_phase=1.0)
+    P = np.concatenate([P, P[:, ::-1]], axis=0)
+    E = np.full((2 * n, 1), 0.5)
+    return w, w.sample_runs(sizes, (P, E), seed=seed + 1, loss_noise=0.005, score_noise=0.005, n_checkpoints=2)
+
+
+def test_schedule_groups_tell_schedules_of_one_overall_mixture_apart() -> None:
+    from mixopt.surrogate.schedule import schedule_groups
+
+    _, runs = _mirrored_runs([2e7, 5e7])
+    final = runs.final()
+    inverse, first = schedule_groups(final)
+    assert first.size == 12  # 6 pairs: the overall mixture alone gives 6 groups
+    assert np.unique(np.round(final.mixture(), 4), axis=0).shape[0] == 6
+    # one group per schedule, across sizes; a constant run written in two phases groups by its mixture
+    assert all(np.unique(inverse[final.params() == s]).size == 12 for s in np.unique(final.params()))
+    f = final.frame
+    cons = RunTable(f.with_columns(**{f"mix@2:{d}": f[f"mix@1:{d}"] for d in runs.domains}).drop([f"mix:{d}" for d in runs.domains]),
+                    runs.benchmarks)
+    cons2 = RunTable(cons.frame.with_columns(pl.lit(0.7).alias("phase_end@1")), runs.benchmarks)
+    np.testing.assert_array_equal(schedule_groups(cons)[0], schedule_groups(cons2)[0])
+
+
+def test_leave_mixtures_out_folds_hold_out_whole_schedules() -> None:
+    """A fold holds out schedules, not overall mixtures: a held-out schedule's mirror (same mixture) may be fitted on."""
+    from mixopt.surrogate.flpm_auto import make_folds, mixture_folds
+    from mixopt.surrogate.schedule import schedule_groups
+
+    _, runs = _mirrored_runs([1e8], n=8)
+    folds = mixture_folds(runs, 1)
+    assert len(folds) == 1 and "4 of 16 mixtures" in folds[0].description
+    fold = folds[0]
+    both = RunTable(pl.concat([fold.train.final().frame, fold.test.frame]), runs.benchmarks)
+    g, _ = schedule_groups(both)
+    n_tr = fold.train.final().n_runs
+    assert not set(g[:n_tr].tolist()) & set(g[n_tr:].tolist())  # no held-out schedule is fitted on
+    mix_tr, mix_te = np.round(fold.train.final().mixture(), 4), np.round(fold.test.mixture(), 4)
+    assert any(np.allclose(a, b) for a in mix_te for b in mix_tr)  # grouping by overall mixture would forbid this
+    # schedules at two sizes (no size or transfer fold): the schedule folds, in range
+    _, two = _mirrored_runs([2e7, 6e7], n=8)
+    assert [f.kind for f in make_folds(two)] == ["mixture"]
+    constant = mixture_world(3, 0, seed=0)
+    assert make_folds(constant.sample_runs([2e7, 6e7], constant.random_mixtures(16, seed=1), n_checkpoints=2)) == []
+
+
+def test_phased_auto_on_in_range_folds_scores_flpm_against_its_schedule_form() -> None:
+    """Two sizes of schedules: mixture folds only, where flpm and flpm_recency compete and the other forms are excluded."""
+    w = phases_world(3, 0, seed=1)
+    P, E = w.random_schedules(20, seed=2, two_phase=0.7)
+    runs = w.sample_runs([2e7, 6e7], (P, E), seed=3, loss_noise=0.003, score_noise=0.003, n_checkpoints=3)
+    m = FLPM(n_bootstrap=4).fit(runs)
+    t = m.selection_
+    status = dict(zip(t["candidate"].to_list(), t["status"].to_list(), strict=True))
+    assert status["stage1=dml"] == "excluded" and status["stage1=dml_recency"] == "excluded"
+    assert status["stage1=flpm_recency, family=law"] in ("scored", "chosen")
+    assert status["stage1=flpm, family=law"] in ("scored", "chosen")
+    assert m.config_["stage1"] == "flpm_recency"  # the world has recency (λ 2-6 on two of its domains)
+
+
+@pytest.mark.slow
+def test_phased_auto_out_of_range_chooses_among_both_recency_forms() -> None:
+    """Scale folds (5 sizes): dml_recency is a candidate beside flpm_recency, scored on the same folds as flpm and dml."""
+    w, runs = _runs(0, 0.005, n=16, sizes=[2e7, 5e7, 1e8, 2e8, 4e8])
+    m = FLPM(n_bootstrap=4).fit(runs)
+    t = m.selection_.filter(pl.col("step") == "stage1")
+    scored = {c: s for c, s in zip(t["candidate"].to_list(), t["status"].to_list(), strict=True)}
+    for form in ("flpm", "dml", "flpm_recency", "dml_recency"):
+        assert scored[f"stage1={form}, family=law"] in ("scored", "chosen", "averaged"), (form, scored)
+    assert m.config_["stage1"] in ("flpm_recency", "dml_recency")

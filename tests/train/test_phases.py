@@ -212,3 +212,12 @@ def test_appending_schedules_to_constant_runs_writes_the_constant_ones_in_every_
         for c in (f"mix@1:{d}", f"mix@2:{d}", f"mix:{d}"):
             np.testing.assert_allclose(const[c].to_numpy(), MIX[d], rtol=0, atol=1e-12)
     np.testing.assert_allclose(back.select_runs(["micro"]).losses(), trained["constant"].losses(), rtol=0, atol=0)
+
+
+def test_ladder_sizes_that_give_the_same_reference_model_are_refused(tmp_path):
+    """1.5e4 and 3e4 both build 2 layers of width 32 (25472 parameters): the runs would be copies."""
+    (tmp_path / "l.toml").write_text(LADDER.replace("sizes = [2e4, 4e4]", "sizes = [1.5e4, 3e4, 6e4]"))
+    cfg = load_project(tmp_path / "l.toml", search=False).train
+    with pytest.raises(ConfigError, match="same model") as e:
+        ladder_jobs(cfg)
+    assert "1.5e+04, 3e+04 -> 2 layers x width 32 (25472 parameters)" in str(e.value)
