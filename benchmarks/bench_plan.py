@@ -1,7 +1,7 @@
 """Planned runs vs random order: RegMix and Olmix retrospective planning, synthetic worlds.
 
     python benchmarks/bench_plan.py --data-dir ../shared/data [--quick] [--section regmix,olmix,worlds]
-        [--scales 60M,1.1B] [--seeds 0,1,2] [--criterion decision|ranking|doptimal] [--draws auto|posterior|model]
+        [--scales 60M,1.1B] [--seeds 0,1,2] [--criterion decision|ranking|prediction|doptimal] [--draws auto|posterior|model]
 
 Sections ``olmix`` and ``worlds`` are described in their functions (:func:`_olmix`, :func:`_worlds`).
 
