@@ -2,10 +2,12 @@
 
 Prints two tables:
 
-(1) FLP-M (``method = "flpm"``: ``auto`` chooses among its stage-1 forms, the schedule law
-    ``flpm_recency`` among them on a table with schedules) fitted on the phased ladder's smaller
-    sizes (mixopt/examples/phased_ladder_runs.csv, configs/phased_ladder.toml) predicting the
-    largest size's final per-domain losses: median / max relative error and 90 % interval
+(1) FLP-M (``method = "flpm"``: ``auto`` chooses among its stage-1 forms, the schedule laws
+    ``flpm_recency`` / ``dml_recency`` among them on a table with schedules) fitted on the phased
+    ladder's smaller sizes (mixopt/examples/phased_ladder_runs.csv, configs/phased_ladder.toml)
+    predicting the largest size's final per-domain losses (when the smaller sizes span < 2x in
+    compute, too little for a law to extrapolate a size, the largest size's schedules are held
+    out and its constant mixtures fitted): median / max relative error and 90 % interval
     coverage, for the constant mixtures and the held-out schedules separately (target: median
     within 3 %);
 (2) the real check: the search of configs/two_phase.toml (two-phase schedules) and the same
@@ -59,20 +61,38 @@ def _t_quantile(df: int, p: float = 0.95) -> float:
 def backtest_largest(runs) -> pl.DataFrame:
     """Table (1): fit on every size but the largest, predict the largest's final losses."""
     from mixopt.surrogate.base import Targets, make_surrogate
+    from mixopt.surrogate.schedule import has_schedules
 
     sizes = sorted(set(runs.final().params().tolist()))
     final = runs.final()
-    big = [r for r, n in zip(final.run_ids(), final.params(), strict=True) if n == sizes[-1]]
+    fl = final.flops()
+    P0 = final.phases()
+    sched = np.any(np.abs(P0 - P0[:, :1, :]) > 1e-9, axis=(1, 2))
+    at_big = final.params() == sizes[-1]
+    below = fl[~at_big]
+    if below.max() / below.min() >= 2.0:  # a law needs >= 2x compute to extrapolate: hold out the whole largest size
+        big = [r for r, b in zip(final.run_ids(), at_big, strict=True) if b]
+        what = f"every run at {sizes[-1]:.3g}"
+    else:  # the smaller sizes span < 2x: the largest size's schedules held out, its constant mixtures fitted
+        big = [r for r, b, s in zip(final.run_ids(), at_big, sched, strict=True) if b and s]
+        what = (f"the schedules at {sizes[-1]:.3g} (its constant mixtures fitted: the smaller sizes span only "
+                f"{below.max() / below.min():.2f}x in compute, too little to extrapolate a size)")
     train = runs.drop_runs(big)
     test = runs.select_runs(big).final()
     t0 = time.process_time()
     model = make_surrogate("flpm").fit(train)
     fit_s = time.process_time() - t0
+    print(f"held out: {what}; schedules in the fitted runs: {has_schedules(train)}; stage 1 chosen: "
+          f"{model.config_.get('stage1')} (recency λ per domain {np.round(model.stage1_params_[:, -1], 2).tolist()})"
+          if str(model.config_.get("stage1", "")).endswith("_recency") else
+          f"held out: {what}; stage 1 chosen: {model.config_.get('stage1')}")
     pred = model.predict(Targets.from_runs(test), intervals=True, level=0.9)
     P = test.phases()
     phased = np.any(np.abs(P - P[:, :1, :]) > 1e-9, axis=(1, 2))
     rows = []
     for kind, mask in (("constant mixtures", ~phased), ("schedules (held out)", phased), ("all", np.ones_like(phased))):
+        if not mask.any():
+            continue
         errs, cover = [], []
         for d in test.loss_domains:
             j = pred.index(f"loss:{d}")
@@ -84,7 +104,8 @@ def backtest_largest(runs) -> pl.DataFrame:
         rows.append({"runs at the largest size": kind, "n": int(mask.sum()), "median_rel_error": float(np.median(e)),
                      "max_rel_error": float(np.max(e)), "coverage_90": float(np.mean(c))})
     forms = getattr(model, "stage1_forms_", None) or getattr(model, "forms_", None)
-    print(f"(1) FLP-M fitted on sizes {[f'{s:.3g}' for s in sizes[:-1]]} ({train.n_runs} runs, {fit_s:.1f} CPU-s), "
+    fitted = sorted(set(train.final().params().tolist()))
+    print(f"(1) FLP-M fitted on sizes {[f'{s:.3g}' for s in fitted]} ({train.n_runs} runs, {fit_s:.1f} CPU-s), "
           f"predicting the {len(big)} runs at {sizes[-1]:.3g} (final checkpoints, loss:<d>); target median <= {LOSS_TARGET:.0%}"
           + (f"; stage-1 forms {forms}" if forms else ""))
     out = pl.DataFrame(rows)

@@ -51,7 +51,7 @@ def register(sub: Any) -> None:
     sp.add_argument("config", help="the search config (objectives, constraints, target compute, [data] runs)")
     sp.add_argument("--runs", type=int, help="most runs in the batch (default [plan] runs)")
     sp.add_argument("--flops", type=float, help="most FLOPs of the batch, 6*N*D summed")
-    sp.add_argument("--criterion", choices=("decision", "doptimal"), help="decision (default) or doptimal")
+    sp.add_argument("--criterion", choices=("decision", "ranking", "prediction", "doptimal"), help="decision (default), ranking, prediction or doptimal")
     sp.add_argument("--seed", type=int, help="seed of candidates, targets and draws")
     sp.add_argument("--out", default="plan.csv", help="jobs CSV to write (default plan.csv; the summary goes to .json)")
     common(sp)

@@ -243,7 +243,7 @@ def _decide(problem: Problem, trials_df: pl.DataFrame, pts: Points, a: dict[str,
         extra[f"p:{c}"] = stats.p_constraint[picks, j]
     extra["on_front"] = on_front
     short = pl.DataFrame(extra).hstack(rows)
-    region = D.robust_region(stats, sub.mixture, sub.flops, problem.space.domains)
+    region = D.robust_region(stats, sub.mixture, sub.flops, problem.space.domains, phases=sub.phases, phase_end=sub.phase_end)
     n_near = int(np.sum((stats.p_near >= D.ROBUST_P) & stats.eligible))
     top = picks[0]
     decision: dict[str, Any] = {

@@ -305,8 +305,25 @@ def knee_region(front_values: np.ndarray, directions: Sequence[str], weights: Se
 
 
 # -- what a person reads --------------------------------------------------------------------------
-def robust_region(stats: DrawStats, mixture: np.ndarray, flops: np.ndarray, domains: Sequence[str]) -> dict[str, Any]:
-    """The mixtures within ε of the best with probability >= :data:`ROBUST_P`: their ranges."""
+def _ranges_text(mixture: np.ndarray, domains: Sequence[str], out: dict[str, Any]) -> list[str]:
+    """``d lo–hi%`` per domain over the rows of ``mixture`` (n, k); fills ``out[d] = [lo, hi]``."""
+    parts = []
+    for j, d in enumerate(domains):
+        lo, hi = float(mixture[:, j].min()), float(mixture[:, j].max())
+        out[d] = [lo, hi]
+        nd = 1 if hi - lo < 0.03 or hi < 0.1 else 0
+        parts.append(f"{d} {100 * lo:.{nd}f}%" if abs(hi - lo) < 0.0005 else f"{d} {100 * lo:.{nd}f}–{100 * hi:.{nd}f}%")
+    return parts
+
+
+def robust_region(stats: DrawStats, mixture: np.ndarray, flops: np.ndarray, domains: Sequence[str], *,
+                  phases: np.ndarray | None = None, phase_end: np.ndarray | None = None) -> dict[str, Any]:
+    """The mixtures within ε of the best with probability >= :data:`ROBUST_P`: their ranges.
+
+    For schedules (``phases (n, K, k)``, ``phase_end (n, K-1)``) also each phase's ratio ranges
+    and its end's range (``out["phases"]``, and ``; phase k (ends a–b%): ...`` in the text); the
+    ``mixture`` ranges are then the whole run's.
+    """
     rows = np.flatnonzero((stats.p_near >= ROBUST_P) & stats.eligible)
     threshold = ROBUST_P
     if rows.size == 0 and stats.p_near.max(initial=0.0) > 0:
@@ -316,17 +333,29 @@ def robust_region(stats: DrawStats, mixture: np.ndarray, flops: np.ndarray, doma
     if rows.size == 0:
         out["text"] = "no mixture is within epsilon of the best in most draws"
         return out
-    parts = []
-    for j, d in enumerate(domains):
-        lo, hi = float(mixture[rows, j].min()), float(mixture[rows, j].max())
-        out["mixture"][d] = [lo, hi]
-        nd = 1 if hi - lo < 0.03 or hi < 0.1 else 0
-        parts.append(f"{d} {100 * lo:.{nd}f}%" if abs(hi - lo) < 0.0005 else f"{d} {100 * lo:.{nd}f}–{100 * hi:.{nd}f}%")
+    parts = _ranges_text(mixture[rows], domains, out["mixture"])
     f = flops[rows]
     if f.max() > f.min() * (1 + 1e-9):
         out["flops"] = [float(f.min()), float(f.max())]
         parts.append(f"compute {f.min():.3g}–{f.max():.3g} FLOPs")
     out["text"] = ", ".join(parts)
+    if phases is not None and phase_end is not None and phases.shape[1] > 1:
+        out["text"] = "whole run " + out["text"]
+        out["phases"] = []
+        P, E = phases[rows], phase_end[rows]
+        K = P.shape[1]
+        for k in range(K):
+            ph: dict[str, Any] = {"mixture": {}}
+            text = ", ".join(_ranges_text(P[:, k, :], domains, ph["mixture"]))
+            if k < K - 1:
+                lo, hi = float(E[:, k].min()), float(E[:, k].max())
+                ph["end"] = [lo, hi]
+                end = f"{100 * lo:.0f}%" if hi - lo < 0.005 else f"{100 * lo:.0f}–{100 * hi:.0f}%"
+            else:
+                ph["end"] = [1.0, 1.0]
+                end = "100%"
+            out["phases"].append(ph)
+            out["text"] += f"; phase {k + 1} (ends {end}): {text}"
     return out
 
 

@@ -58,6 +58,13 @@ runs and did not beat random order on RegMix (docs/figures.md#planning).
 * ``ranking``: ``decision`` with the gaps between the pick and *every* decision point (not
   only its nearest rivals): the variance of the whole ranking at the target, for
   decisions scored by rank correlation (RegMix's protocol).
+* ``prediction``: the expected reduction of the summed variance of the objectives *at the
+  decision points* (integrated variance, IMSE), ``sum_j sum_q Cov(y_q, f_j)^2 / (Var(y_q) +
+  noise^2)``, each objective scaled by its std over all points and draws (not per point, so an
+  already-known point counts little). With the GP posterior draws this is a space-filling
+  design weighted to the region the decision is about (the coverage term: no pick at a
+  corner of the simplex no decision point is near), and it is the quantity a rank
+  correlation over the points scores.
 
 Joint draws are required: a surrogate without its own ``predict_draws`` has only comonotone
 draws (every row moves together), which cannot say which mixture wins; the plan says so
@@ -78,7 +85,7 @@ from mixopt.search.objectives import Problem
 from mixopt.search.space import Points
 from mixopt.surrogate.base import Targets
 
-CRITERIA = ("decision", "ranking", "doptimal")
+CRITERIA = ("decision", "ranking", "prediction", "doptimal")
 #: Where the draws come from: the surrogate's posterior over candidates and targets jointly when it has one
 #: (``predict_posterior_draws``), else its joint draws (``auto``); or either, forced.
 DRAWS = ("auto", "posterior", "model")
@@ -93,7 +100,7 @@ class PlanSettings:
     Attributes:
         runs: most runs in the batch.
         flops: most total FLOPs of the batch (None: no FLOPs budget).
-        criterion: ``"decision"`` or ``"doptimal"``.
+        criterion: one of :data:`CRITERIA` (``"decision"``, ``"ranking"``, ``"prediction"``, ``"doptimal"``).
         sizes: candidate model sizes N (empty: the sizes of the run table's runs).
         tokens_per_param: tokens D per parameter of a candidate run (None: the median tokens of the
             run table's runs of that size, else its median D/N times N).
@@ -219,6 +226,20 @@ def decision_regret(problem: Problem, points: Points, *, n_draws: int, seed: int
     return np.nan_to_num(np.column_stack([regret, gaps])), summary, kind
 
 
+def target_values(problem: Problem, points: Points, *, n_draws: int, seed: int,
+                  draws: Mapping[str, np.ndarray] | None = None, kind: str = "joint") -> tuple[np.ndarray, dict[str, Any], str]:
+    """Per-draw objective values at the decision points ``(S, n·m)``, each objective scaled by its std over
+    all points and draws (the ``prediction`` criterion's losses), and the decision's summary."""
+    if draws is None:
+        draws, kind = joint_draws(problem, points, n_draws=n_draws, seed=seed)
+    _, summary, kind = decision_regret(problem, points, n_draws=n_draws, seed=seed, draws=draws, kind=kind, rivals=0)
+    vals = np.nan_to_num(values_from_draws(problem, points, draws, n_draws)[0])  # (S, n, m)
+    vals = vals - vals.mean(axis=0, keepdims=True)
+    sd = vals.reshape(-1, vals.shape[2]).std(axis=0)
+    vals = vals / np.where(sd > 0, sd, 1.0)[None, None, :]
+    return vals.reshape(n_draws, -1), summary, kind
+
+
 def outcome_draws(problem: Problem, runs: Points, *, n_draws: int, seed: int,
                   raw: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """Draws ``(S, n, q)`` of the quantities the objectives use, at candidate runs (``raw``: given draws)."""
@@ -236,14 +257,16 @@ def outcome_draws(problem: Problem, runs: Points, *, n_draws: int, seed: int,
 
 
 def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, runs: int, flops: float | None,
-                 noise: float) -> tuple[list[int], list[float]]:
-    """Greedy picks over centred outcome draws ``y (S, n, q)``; ``regret (S,)`` for ``decision``, None for ``doptimal``."""
+                 noise: float, scale: bool = True) -> tuple[list[int], list[float]]:
+    """Greedy picks over centred outcome draws ``y (S, n, q)``; ``regret (S, k)`` (the losses tracked) for
+    ``decision``/``ranking``/``prediction``, None for ``doptimal``. ``scale``: each loss column to unit std
+    (else the columns are taken as given, centred)."""
     y = y.copy()
     r = None
     if regret is not None:  # centred, each loss scaled to unit std (a constant one carries nothing)
         r = regret.reshape(regret.shape[0], -1) - regret.reshape(regret.shape[0], -1).mean(axis=0)
         sd = r.std(axis=0, ddof=1)
-        r = r[:, sd > 0] / sd[sd > 0]
+        r = r[:, sd > 0] / (sd[sd > 0] if scale else 1.0)
     s = y.shape[0]
     picked: list[int] = []
     gains: list[float] = []
@@ -323,26 +346,32 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
     posterior = posterior and st.draws != "model"
     pts = None
     rivals = RIVALS if st.criterion == "decision" else (st.n_targets if targets is None else len(targets))
-    if st.criterion in ("decision", "ranking"):
+    if st.criterion in ("decision", "ranking", "prediction"):
         pts = targets if targets is not None else target_points(problem, st.n_targets, st.seed)
     regret, summary, kind = (None, {}, "joint")
     if posterior:
         raw_c, raw_t = posterior_draws(problem, candidates, pts, n_draws=st.n_draws, seed=st.seed)
         y = outcome_draws(problem, candidates, n_draws=st.n_draws, seed=st.seed, raw=raw_c)
         kind = "posterior"
-        if pts is not None:
+        if st.criterion == "prediction":
+            regret, summary, kind = target_values(problem, pts, n_draws=st.n_draws, seed=st.seed, draws=raw_t,
+                                                  kind="posterior")
+        elif pts is not None:
             regret, summary, kind = decision_regret(problem, pts, n_draws=st.n_draws, seed=st.seed, draws=raw_t,
                                                     kind="posterior", rivals=rivals)
     else:
         y = outcome_draws(problem, candidates, n_draws=st.n_draws, seed=st.seed)
-        if pts is not None:
+        if st.criterion == "prediction":
+            regret, summary, kind = target_values(problem, pts, n_draws=st.n_draws, seed=st.seed)
+        elif pts is not None:
             regret, summary, kind = decision_regret(problem, pts, n_draws=st.n_draws, seed=st.seed, rivals=rivals)
         else:
             from mixopt.search.decision import draws_kind
 
             kind = draws_kind(problem.surrogate)
     cost = 6.0 * candidates.params * candidates.tokens
-    picked, gains = greedy_batch(y, regret, cost, runs=st.runs, flops=st.flops, noise=st.noise)
+    picked, gains = greedy_batch(y, regret, cost, runs=st.runs, flops=st.flops, noise=st.noise,
+                                 scale=st.criterion != "prediction")
     if not picked:
         raise SearchError(f"No candidate run fits the FLOPs budget {st.flops:.3g}; the cheapest costs {cost.min():.3g} FLOPs. "
                           "Raise [plan] flops or add a smaller size.")
@@ -355,4 +384,4 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
 
 
 __all__ = ["CRITERIA", "DEFAULT_NOISE", "DRAWS", "RIVALS", "Plan", "PlanSettings", "candidate_runs", "decision_regret", "greedy_batch",
-           "outcome_draws", "plan_runs", "posterior_draws", "target_points"]
+           "outcome_draws", "plan_runs", "posterior_draws", "target_points", "target_values"]

@@ -119,7 +119,7 @@ def _fit_output(Z: np.ndarray, y: np.ndarray, dec: dict[str, Any]) -> dict[str, 
     alpha = kinv @ res
     amplitude = max(float(res @ alpha) / n, 1e-300)  # ML estimate of the kernel amplitude
     return {"coef": coef, "intercept": ym, "alpha": alpha, "length": ls, "noise": nz, "amplitude": amplitude, "kinv": kinv,
-            "loo_rmse": math.sqrt(choice[0])}
+            "loo_rmse": math.sqrt(choice[0]), "ridge": lam, "ridge_mse": best[0]}
 
 
 @register
@@ -307,7 +307,10 @@ class RegMixRegression(Surrogate):
         posterior over the ``n`` rows of ``targets`` (one call: rows are jointly drawn only
         within it). Unlike :meth:`predict_draws` (the fit's response to noise at the training
         runs, near zero far from them), the covariance is ``amplitude · (k(x, x') -
-        k(x)ᵀ (K + noise·I)⁻¹ k(x'))``: large where no run is near, and shared between
+        k(x)ᵀ (K + noise·I)⁻¹ k(x'))`` plus the linear part's (Bayesian ridge: ``s² · (zᵀ (ZᵀZ +
+        λI)⁻¹ z' + 1/n)``, ``s²`` the ridge's leave-one-out error, ``λ`` its penalty; without it
+        a fit whose kernel amplitude is ~0, as at a few runs, draws almost nothing where
+        the linear coefficients are most uncertain): large where no run is near, and shared between
         nearby rows, so it says what measuring one mixture would teach about another
         (used by :mod:`mixopt.search.plan`). Latent function only (no measurement noise);
         losses are drawn in log space and exponentiated. ``names``: only these outputs
@@ -334,6 +337,10 @@ class RegMixRegression(Surrogate):
             Kt = np.exp(sqdist(Zt, Zr) * (-0.5 / (max(Zr.shape[1], 1) * fit["length"] ** 2)))
             mu = fit["intercept"] + Zt @ fit["coef"] + Kt @ fit["alpha"]
             cov = fit["amplitude"] * (Ktt ** inv_l2 - Kt @ fit["kinv"] @ Kt.T)
+            if "ridge" in fit:  # the linear part's posterior (Bayesian ridge: coef ~ N(coef, s2 (ZᵀZ + λI)⁻¹), intercept s2/n)
+                _, sv, Vt = np.linalg.svd(Zr, full_matrices=False)
+                A = (Zt @ Vt.T) / np.sqrt(sv**2 + fit["ridge"])[None, :]
+                cov = cov + fit["ridge_mse"] * (A @ A.T + 1.0 / Zr.shape[0])
             w, V = np.linalg.eigh(0.5 * (cov + cov.T))
             z = rng.standard_normal((n_draws, n))
             f = mu[None, :] + (z * np.sqrt(np.clip(w, 0.0, None))[None, :]) @ V.T
@@ -351,7 +358,8 @@ class RegMixRegression(Surrogate):
         arrays: dict[str, np.ndarray] = {"feat_mean": self.feat_mean_, "feat_sd": self.feat_sd_, "train_features": self.train_features_}
         for i, (q, fit) in enumerate(self.fits_.items()):
             state["fits"][q] = {"index": i, "intercept": fit["intercept"], "length": fit["length"], "noise": fit["noise"],
-                                "amplitude": fit["amplitude"], "loo_rmse": fit["loo_rmse"]}
+                                "amplitude": fit["amplitude"], "loo_rmse": fit["loo_rmse"],
+                                **{k: fit[k] for k in ("ridge", "ridge_mse") if k in fit}}
             for key in ("coef", "alpha", "kinv", "rows"):
                 arrays[f"fit{i}.{key}"] = fit[key]
         return state, arrays
@@ -366,7 +374,8 @@ class RegMixRegression(Surrogate):
         self.fits_ = {}
         for q, st in dict(state["fits"]).items():
             i = int(st["index"])
-            fit = {k: float(st[k]) for k in ("intercept", "length", "noise", "amplitude", "loo_rmse")}
+            fit = {k: float(st[k]) for k in ("intercept", "length", "noise", "amplitude", "loo_rmse", "ridge", "ridge_mse")
+                   if k in st}  # ridge, ridge_mse: absent from models saved before the linear part's posterior
             for key in ("coef", "alpha", "kinv", "rows"):
                 fit[key] = np.asarray(arrays[f"fit{i}.{key}"], dtype=np.float64)
             self.fits_[q] = fit

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -43,7 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mixopt._ray import is_running as ray_is_running
+from mixopt.backtest import _takes_target
 from mixopt.config import SearchConfig, config_to_dict
 from mixopt.data.readers import read_runs
 from mixopt.errors import MixoptError, ModelFileError, SearchError
@@ -53,7 +57,7 @@ from mixopt.search.results import SearchResult
 from mixopt.search.runner import StudySession, open_session, run_study
 from mixopt.search.space import ComputeSpace, DataBudget, MixtureSpace, SearchSpace
 from mixopt.search.storage import check_writable_file, storage_file, storage_url
-from mixopt.surrogate.base import MODEL_FORMAT_VERSION, Surrogate, load_surrogate, make_surrogate, save_surrogate
+from mixopt.surrogate.base import MODEL_FORMAT_VERSION, Surrogate, Targets, load_surrogate, make_surrogate, save_surrogate
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +173,7 @@ def surrogate_key(config: SearchConfig) -> str | None:
     plain = config_to_dict(config)
     data = {k: v for k, v in plain["data"].items() if k not in ("runs", "ratios")}
     desc = {"data": data, "method": config.surrogate.method, "settings": plain["surrogate"]["settings"],
-            "model_format": MODEL_FORMAT_VERSION}
+            "model_format": MODEL_FORMAT_VERSION, "target_flops": config_target_flops(config)}
     if config.changes is not None:
         desc["changes"] = plain["changes"]
     h.update(json.dumps(desc, sort_keys=True, default=str).encode())
@@ -191,6 +195,19 @@ def problem_config(config: SearchConfig) -> dict[str, Any]:
     if d.get("phases") is not None:  # absent without [phases]: studies of constant mixtures resume as before
         out["phases"] = d["phases"]
     return out
+
+
+def config_target_flops(config: SearchConfig) -> float | None:
+    """The request's compute (FLOPs) from ``[compute]``: the geometric middle of the flops range,
+    or ``6·N·D`` at the middles of the params and tokens ranges; None when neither is given."""
+    c = config.compute
+    if c.flops is not None:
+        return float(math.sqrt(float(c.flops[0]) * float(c.flops[1])))
+    if c.params is not None and c.tokens is not None:
+        n = math.sqrt(float(c.params[0]) * float(c.params[1]))
+        d = math.sqrt(float(c.tokens[0]) * float(c.tokens[1]))
+        return float(Targets.from_params_tokens(np.array([n]), np.array([d])).flops[0])
+    return None
 
 
 def fit_surrogate(config: SearchConfig, *, key: str | None = None, cache: Path | None = None) -> Surrogate:
@@ -230,7 +247,13 @@ def fit_surrogate(config: SearchConfig, *, key: str | None = None, cache: Path |
         build_space(config, runs.domains, source=f"the run table {d.runs.name}")  # type: ignore[union-attr]
     except SearchError as e:
         raise SearchError(f"{e}\n(checked against {d.runs} before fitting)") from None
-    surrogate = make_surrogate(sc.method, **dict(sc.settings))
+    settings = dict(sc.settings)
+    target = config_target_flops(config)
+    if "target_flops" not in settings and target is not None and _takes_target(sc.method):
+        # the request's compute is known before fitting: model choice is judged at its distance from the runs
+        settings["target_flops"] = target
+        logger.info("Fitting %s with target_flops %.3g from [compute].", sc.method, target)
+    surrogate = make_surrogate(sc.method, **settings)
     t0 = time.perf_counter()
     surrogate.fit(runs)
     logger.info("Fitted %s on %d runs in %.1f s", sc.method, runs.n_runs, time.perf_counter() - t0)

@@ -184,6 +184,14 @@ def test_optimize_with_phases_writes_the_phase_columns(tmp_path):
     summary = json.loads((tmp_path / "front.summary.json").read_text())
     assert "phase_end@1" in summary["best"] and "mix@2:a" in summary["best"]
     assert "phase 2 (" in res.report() and "phase 1 (0-" in "\n".join(res.headline())
+    # the robust region per phase: each phase's ratio ranges (within that phase's bounds) and its end's range
+    region = res.decision["robust_region"]
+    assert region["n"] >= 1 and len(region["phases"]) == 2
+    p1, p2 = region["phases"]
+    assert p1["mixture"]["a"][1] <= 0.3 + BOUND_ATOL and 0.6 - BOUND_ATOL <= p1["end"][0] <= p1["end"][1] <= 0.9 + BOUND_ATOL
+    assert p2["end"] == [1.0, 1.0] and set(p2["mixture"]) == {"a", "b", "c"}
+    assert region["text"].startswith("whole run ") and "; phase 1 (ends " in region["text"] and "; phase 2 (ends 100%)" in region["text"]
+    assert "; phase 2 (ends 100%)" in res.report()
 
 
 @pytest.mark.parametrize("phases, says", [

@@ -249,3 +249,43 @@ def test_posterior_draws_are_wide_far_from_the_runs_and_plans_use_them() -> None
     assert plan_runs(Problem(space, model, [q]), PlanSettings(**{**st.__dict__, "draws": "model"})).draws == "joint"
     with pytest.raises(SearchError, match="predict_posterior_draws"):
         plan_runs(_problem(), PlanSettings(**{**SETTINGS.__dict__, "draws": "posterior"}))
+
+
+def test_prediction_criterion_plans_first_the_run_that_measures_the_decision_points() -> None:
+    rng = np.random.default_rng(1)
+    s = 400
+    f = rng.standard_normal((s, 3))  # the objective at 3 decision points, per draw
+    y = rng.standard_normal((s, 6, 1)) * 0.3
+    y[:, 2, 0] = f.sum(axis=1) + 0.05 * rng.standard_normal(s)  # run 2 moves with every point at once
+    picked, gains = greedy_batch(y - y.mean(axis=0), f, np.ones(6), runs=3, flops=None, noise=0.05, scale=False)
+    assert picked[0] == 2 and gains[0] > 5 * max(gains[1:])
+    assert picked == greedy_batch(y - y.mean(axis=0), f, np.ones(6), runs=3, flops=None, noise=0.05, scale=False)[0]
+
+
+def test_regmix_posterior_draws_carry_the_linear_parts_uncertainty_and_prediction_plans_are_seeded(tmp_path: Path) -> None:
+    from mixopt.data import read_runs
+    from mixopt.surrogate import make_surrogate
+    from mixopt.surrogate.base import load_surrogate, save_surrogate
+
+    runs = read_runs(ROOT / "mixopt/examples/runs_3domain.csv")
+    model = make_surrogate("regmix", seed=0).fit(runs)
+    final = runs.final()
+    q = next(o for o in model.outputs_ if o.startswith("loss"))
+    fl = float(final.flops().max())
+    mix = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    t = Targets(flops=np.full(3, fl), mixture=mix, domains=final.domains)
+    with_lin = np.log(model.predict_posterior_draws(t, n_draws=400, seed=0, names=(q,))[q]).std(axis=0)
+    for fit in model.fits_.values():
+        fit.pop("ridge")
+    without = np.log(model.predict_posterior_draws(t, n_draws=400, seed=0, names=(q,))[q]).std(axis=0)
+    assert np.all(with_lin > without)
+    model = make_surrogate("regmix", seed=0).fit(runs)
+    again = load_surrogate(save_surrogate(model, tmp_path / "m.mixopt"))
+    assert again.fits_[q]["ridge"] == model.fits_[q]["ridge"]
+    space = SearchSpace(MixtureSpace(final.domains), ComputeSpace(flops=fl))
+    st = PlanSettings(runs=3, criterion="prediction", sizes=(float(final.params().min()),), tokens_per_param=20.0,
+                      n_candidates=32, n_targets=32, n_draws=64)
+    p = plan_runs(Problem(space, model, [q]), st)
+    assert p.criterion == "prediction" and p.draws == "posterior" and len(p) == 3 and np.all(p.value > 0)
+    p2 = plan_runs(Problem(space, model, [q]), st)
+    assert np.array_equal(p.index, p2.index) and np.array_equal(p.value, p2.value)
