@@ -422,7 +422,7 @@ class IntervalCalibrator:
 
     def __repr__(self) -> str:
         return (f"IntervalCalibrator(level={self.level!r}, min_points={self.min_points!r}, growth_grid={self.growth_grid!r}, "
-                f"min_factor={self.min_factor!r}, max_factor={self.max_factor!r})")
+                f"min_factor={self.min_factor!r}, max_factor={self.max_factor!r}, apart={self.apart!r})")
 
 
 __all__ = [

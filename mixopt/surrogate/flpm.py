@@ -342,7 +342,7 @@ class FLPM(FLPMPrediction):
         self.calibrator_ = None
         choice = None
         if "auto" in fixed.values() or self._intervals_mode() == "calibrated":
-            from mixopt.surrogate.flpm_auto import choose
+            from mixopt.surrogate.flpm_auto import WEAK_GROUP, choose
 
             choice = choose(self, runs, fixed, need_rows=self._intervals_mode() == "calibrated")
             self.selection_ = choice.table
@@ -355,7 +355,7 @@ class FLPM(FLPMPrediction):
             r = choice.rows.filter(pl.col("actual").is_finite() & pl.col("lower").is_finite() & pl.col("upper").is_finite())
             if r.height:
                 groups = r["group"].to_list() if "group" in r.columns else [q.split(":")[0] for q in r["quantity"].to_list()]
-                self.calibrator_ = IntervalCalibrator(level=0.9).fit(
+                self.calibrator_ = IntervalCalibrator(level=0.9, apart=(WEAK_GROUP,)).fit(
                     r["actual"].to_numpy(), r["predicted"].to_numpy(), r["lower"].to_numpy(), r["upper"].to_numpy(),
                     r["distance"].to_numpy(), groups=groups)
 
