@@ -197,7 +197,8 @@ class FLPMPrediction(Surrogate):
         theta, failed = self._draw_params(boot)
         B, m = boot.shape[1], boot.shape[0]
         with np.errstate(all="ignore"):  # one (B·m, p) batch: the ratios' sums are one matrix product
-            out = law.predict(x, theta).reshape(B, m, -1).transpose(0, 2, 1)  # (B, n, m)
+            # (B, n, m) contiguous: the reductions over draws (quantiles, variance) read it along axis 0
+            out = np.ascontiguousarray(law.predict(x, theta).T.reshape(x.shape[0], B, m).transpose(1, 0, 2))
         if failed is not None:
             out[np.broadcast_to(failed[:, None, :], out.shape)] = np.nan
         return out
