@@ -314,9 +314,7 @@ class FLPMPrediction(Surrogate):
         # benchmarks predicted on weak evidence (few emerged checkpoints) have their own calibration group;
         # without held-out rows of their own they take the scores' factor
         weak_group = "weak" if "weak" in cal.params_ else "score"
-        groups = np.array([weak_group if q in weak else q.split(":")[0] for q in pred.names])
-        for g in (str(u) for u in np.unique(groups)):  # one factor per group ("loss", "score"), every column at once
-            cols = np.flatnonzero(groups == g)
+        for g, cols in self._calibration_groups(pred.names, weak_group, weak):  # one factor per group, all its columns
             mu, lo, hi = pred.mean[:, cols], lower[:, cols], upper[:, cols]
             f = cal.factor(d, groups=g, level=level)[:, None]
             # calibration only widens: a held-out fold one size down sees less of a rising score
@@ -330,6 +328,19 @@ class FLPMPrediction(Surrogate):
             lower, upper = np.fmin(lower, env[0]), np.fmax(upper, env[1])
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
+
+    def _calibration_groups(self, names: tuple[str, ...], weak_group: str, weak: Any) -> list[tuple[str, np.ndarray]]:
+        """``[(group, columns)]`` of the calibration groups (``loss``, ``score``, weak benchmarks' group),
+        kept per (names, weak group, weak benchmarks): they depend on the fit only."""
+        key = (tuple(names), weak_group, tuple(sorted(weak)))
+        cache = self.__dict__.setdefault("_calibration_groups_cache", {})
+        hit = cache.get(key)
+        if hit is None:
+            groups = np.array([weak_group if q in weak else q.split(":")[0] for q in names])
+            hit = cache[key] = [(str(u), np.flatnonzero(groups == u)) for u in np.unique(groups)]
+            if len(cache) > 16:
+                cache.pop(next(iter(cache)))
+        return hit
 
     def _model_envelope(self, targets: Targets, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """Per column, the smallest and largest prediction of the models a model average combines
