@@ -12,6 +12,7 @@ import pytest
 from search.conftest import LinearMixSurrogate, fitted_analytic, ray_local  # noqa: F401  (registers test-linear)
 
 from mixopt.config import SearchConfig, config_to_dict, load_config
+from mixopt.data.readers import read_runs
 from mixopt.errors import ConfigError, SearchError
 from mixopt.workflows import run_search
 from tests._configs import search_config_text
@@ -233,3 +234,22 @@ def test_shortlist_and_ray_dashboard_settings(tmp_path, runs_file) -> None:
         load_config(write(tmp_path, base(runs_file, extra="shortlist = 0")))
     with pytest.raises(ConfigError, match=r"search.ray_dashboard = 'yes': must be true or false"):
         load_config(write(tmp_path, base(runs_file, search='ray_dashboard = "yes"')))
+
+
+def test_a_domain_named_changes_is_refused_with_the_rename(tmp_path, runs_file) -> None:
+    """``[domains.changes]`` is the domain-set change; bounds there name the reservation and the fix, not 'unknown key'."""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, base(runs_file, extra="[domains.changes]\n    floor = 0.1\n    cap = 0.5")))
+    msg = str(e.value)
+    assert "'changes' is reserved" in msg and "(cap, floor)" in msg and "[data] columns" in msg
+    assert "[domains.changes_data]" in msg and "unknown key" not in msg
+    # the fix the message gives works: a table whose domain is called 'changes', renamed by [data] columns
+    mix = next(c for c in runs_file.read_text().splitlines()[0].split(",") if c.startswith("mix:"))
+    renamed = tmp_path / "runs.csv"
+    renamed.write_text(runs_file.read_text().replace(mix, "mix:changes"))
+    text = base(renamed, extra="[domains.changes_data]\n    floor = 0.1").replace(
+        "[data]\n", "[data]\ncolumns = { \"mix:changes\" = \"mix:changes_data\" }\n", 1)
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.domains["changes_data"].floor == 0.1 and cfg.changes is None
+    table = read_runs(cfg.data.runs, **cfg.data.read_options())
+    assert "changes_data" in table.domains and "changes" not in table.domains

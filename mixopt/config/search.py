@@ -303,6 +303,16 @@ def _parse_changes(raw: Mapping[str, Any], p: _Problems, base_for: Any) -> Domai
     if not isinstance(v, Mapping):
         p.add(where, v, "must be a table like [domains.changes] with added, removed, split, merged, refiltered")
         return None
+    bounds = sorted(set(v) & set(_names(DomainConfig)))
+    if bounds:
+        p.add(where, dict(v), (
+            f"the name 'changes' is reserved under [domains] for the domain-set change (added, removed, split, "
+            f"merged, refiltered, renamed, runs), but this table has domain bounds ({', '.join(bounds)}); a domain "
+            "cannot be called 'changes' in a config: rename it in the run table with [data] columns, e.g. "
+            "columns = { \"mix:changes\" = \"mix:changes_data\" } (use your file's ratio column), "
+            "then give its bounds under [domains.changes_data]"
+        ))
+        return None
     _unknown_keys(v, _names(DomainChanges), where, p)
     kw: dict[str, Any] = {k: x for k, x in v.items() if k in _names(DomainChanges) and k != "runs"}
     kw["runs"] = _path(v, "runs", where, p, base_for(f"{where}.runs"), must_exist=True, file=True)

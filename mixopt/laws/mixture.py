@@ -216,6 +216,29 @@ class FLPMLaw(MixtureLaw):
             *(Param(f"log_w:{s}", -_BIG, _BIG, (0.0,), f"log weight of source {s!r} in the effective compute") for s in self.sources),
         )
 
+    def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Losses ``(b, n)`` for a batch ``theta (b, p)`` (or ``(n,)`` for one vector, ``(..., n)`` batched).
+
+        For one input set and a ``(b, p)`` batch (the prediction path: the point fit and
+        every bootstrap refit at once) the formula runs in place in the gemm's ``(n, b)``
+        layout and the result is its transposed view: the same operations in the same order
+        as :meth:`_parts`, so the same numbers, without temporaries or a transposing copy.
+        """
+        theta = np.asarray(theta, dtype=np.float64)
+        prep = self._prepare(x)
+        u, R = prep
+        if theta.ndim != 2 or R.ndim != 2:
+            return self._vj(prep, theta, False)[0]
+        share = R @ np.exp(theta[:, 3:]).T  # (n, b)
+        share += np.exp(theta[:, 2])
+        np.log(share, out=share)
+        if not isinstance(u, float):
+            share += np.asarray(u)[:, None]
+        share *= -theta[:, 1]
+        np.exp(share, out=share)
+        share += theta[:, 0]
+        return share.T
+
     def _parts(self, prep: tuple[Any, ...], theta: np.ndarray, with_jacobian: bool) -> tuple[np.ndarray, Any, Any, Any]:
         u, R = prep
         alpha, eps = theta[..., 1, None], np.exp(theta[..., 2, None])

@@ -331,9 +331,33 @@ class LogisticScoreMap:
         if Xs.ndim != 3:
             raise SchemaError(f"Xs must be (S, n, m) input draws, got shape {Xs.shape}.")
         a, wt, span = self._paired_theta(Xs.shape[0])
-        g = np.matmul(Xs, wt)
-        g += a
-        return self._link(g, span)
+        if not (self.link_ == 1).all():
+            g = np.matmul(Xs, wt)
+            g += a
+            return self._link(g, span)
+        # every link logistic: the negated predictor straight from negated parameters (negation is
+        # exact, so the same numbers as :meth:`_link`'s in-place ``-g``), the sign times span kept
+        neg_a, neg_wt, sspan = self._paired_theta_neg(Xs.shape[0])
+        g = np.matmul(Xs, neg_wt)
+        g += neg_a
+        with np.errstate(over="ignore"):
+            np.exp(g, out=g)
+        g += 1.0
+        np.reciprocal(g, out=g)
+        g *= sspan
+        g += self.floor_
+        return g
+
+    def _paired_theta_neg(self, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(-a, -w^T, sign·span)`` of :meth:`_paired_theta` (kept beside it, rebuilt with the fit)."""
+        a, wt, span = self._paired_theta(S)
+        cache = self.__dict__.setdefault("_paired_neg", {})
+        hit = cache.get(S)
+        if hit is None or hit[0] is not a:  # keyed like _paired_theta's entries, so rebuilt with them
+            hit = cache[S] = (a, (-a, -wt, self.sign_ * span))
+            if len(cache) > 64:
+                cache.pop(next(iter(cache)))
+        return hit[1]
 
     def _paired_theta(self, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw parameters of draws ``0..S-1`` (member ``s mod E``): ``(a (S, 1, b), w^T (S, m, b), span (S, 1, b))``.

@@ -180,3 +180,20 @@ def test_sigmoid_score_rises_as_loss_falls_between_floor_and_ceiling(ceiling: fl
     p = law.predict(loss[:, None], np.array([ceiling, k, l0]))
     assert np.all(np.diff(p) >= -1e-15)
     assert np.all((p >= 0.25 - 1e-12) & (p <= ceiling + 1e-12))
+
+
+@pytest.mark.parametrize("vary_compute", [True, False])
+def test_flpm_batched_predict_is_the_general_evaluation_bit_for_bit(vary_compute: bool) -> None:
+    # the prediction path's in-place (n, b) evaluation must give the numbers of _parts exactly
+    from mixopt.laws.mixture import FLPMLaw
+
+    rng = np.random.default_rng(0)
+    law = FLPMLaw(list("abcd"), vary_compute=vary_compute)
+    x = law.inputs_from(rng.uniform(1e18, 1e22, 50), rng.dirichlet(np.ones(4), size=50))
+    theta = rng.normal(size=(12, 7)) * 0.3
+    theta[:, 0], theta[:, 1] = 2.0, 0.3
+    fast = law.predict(x, theta)
+    general = law._vj(law._prepare(x), theta, False)[0]
+    assert fast.shape == (12, 50)
+    assert np.array_equal(fast, general)
+    assert np.array_equal(law.predict(x, theta[3]), general[3])

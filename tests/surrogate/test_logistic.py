@@ -145,3 +145,19 @@ def test_batched_bootstrap_refits_reach_the_per_refit_least_squares_optimum():
         ref = _trf(m, 0, z, y, W[e], m.coef_[0][None])
         assert _cost(m, 0, z, y, m.members_[0, e], W[e]) <= _cost(m, 0, z, y, ref, W[e]) * (1 + RTOL_COST)
         np.testing.assert_allclose(m._eval(0, z, m.members_[0, e][None])[0], m._eval(0, z, ref[None])[0], rtol=0, atol=1e-3)
+
+
+def test_all_logistic_paired_fast_path_is_the_general_link_bit_for_bit():
+    # every link logistic: predict_paired negates the parameters instead of the predictor (exact),
+    # so its scores are _link's on the same predictor, bit for bit, and match the reference
+    X, Y, M, g, _ = _data()
+    m = LogisticScoreMap(n_members=4, seed=2).fit(X, Y[:, :1], M[:, :1], g, chance=[0.25], higher_is_better=[True])
+    assert (m.link_ == 1).all()
+    Xs = np.random.default_rng(4).normal(2.4, 0.3, (9, 30, 4))
+    a, wt, span = m._paired_theta(9)
+    general = m._link(np.matmul(Xs, wt) + a, span)
+    np.testing.assert_array_equal(m.predict_paired(Xs), general)
+    th = m._theta_table()
+    for s in range(9):
+        np.testing.assert_allclose(m.predict_paired(Xs)[s, :, 0], _reference(m, Xs[s], th[s % th.shape[0], 0], 0),
+                                   rtol=RTOL_VECTOR, atol=ATOL_VECTOR)
