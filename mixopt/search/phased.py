@@ -50,6 +50,17 @@ DIFF_LEVEL = 0.9
 _READS_RTOL = 1e-9
 
 
+def recommend(reads_schedule: bool, p_schedule_better: float) -> tuple[str, str]:
+    """``(recommended, reason)``: ``("schedule", "schedule_better")`` only with a law that reads
+    schedules and P(schedule better) >= :data:`P_SCHEDULE`; else the constant mixture, with
+    ``"no_recency_law"`` or ``"within_noise"``."""
+    if not reads_schedule:
+        return "constant", "no_recency_law"
+    if p_schedule_better < P_SCHEDULE:
+        return "constant", "within_noise"
+    return "schedule", "schedule_better"
+
+
 def constant_points(pts: Points) -> Points:
     """The same runs with every phase set to the run's whole-run mixture (the phase ends kept)."""
     assert pts.phases is not None
@@ -139,15 +150,13 @@ def schedule_vs_constant(problem: Problem, pts: Points, numbers: np.ndarray, can
                        "better_if": "higher" if dirs[j] == "maximize" else "lower"}
     shown = "; ".join(f"{o} {v['mean']:+.4g} [{v['lower']:+.4g}, {v['upper']:+.4g}] ({v['better_if']} is better)"
                       for o, v in diff.items())
-    if not reads:
-        rec, reason = "constant", "no_recency_law"
+    rec, reason = recommend(reads, p)
+    if reason == "no_recency_law":
         why = (f"the surrogate's law ({form or 'this surrogate'}) reads only the whole-run mixture, so it cannot tell "
                "schedules with the same whole-run mixture apart: the schedule's predicted advantage is no evidence")
-    elif p < P_SCHEDULE:
-        rec, reason = "constant", "within_noise"
+    elif reason == "within_noise":
         why = f"P(schedule better) {p:.2f} < {P_SCHEDULE:g}: the difference is within the surrogate's noise"
     else:
-        rec, reason = "schedule", "schedule_better"
         why = f"P(schedule better) {p:.2f} >= {P_SCHEDULE:g} with a recency law ({form or 'reads the schedule'})"
     out.update(recommended=rec, reason=reason, p_schedule_better=p, difference=diff, draws={"kind": kind, "n": n_draws},
                constant=_row(problem, const, int(best), int(numbers[cand[best]]), ev.values[best]),
@@ -157,4 +166,4 @@ def schedule_vs_constant(problem: Problem, pts: Points, numbers: np.ndarray, can
     return out
 
 
-__all__ = ["DIFF_LEVEL", "P_SCHEDULE", "constant_points", "schedule_law", "schedule_vs_constant"]
+__all__ = ["DIFF_LEVEL", "P_SCHEDULE", "constant_points", "recommend", "schedule_law", "schedule_vs_constant"]
