@@ -16,7 +16,10 @@ Prints two tables:
     trainer settings, one run per seed; the measured objective and constraint of each pick per
     seed, the paired difference (schedule - constant; the same seed gives the same
     initialisation and batch order) with its mean and a t interval over seeds, and what the
-    surrogate predicted (90 % intervals).
+    surrogate predicted (90 % intervals); then the [phases] search's own schedule-vs-constant
+    decision (:mod:`mixopt.search.phased`) and whether the measurement agrees with it (met: the
+    schedule is recommended and measured better, or the constant mixture is recommended and the
+    schedule is not measured better).
 
 CPU-seconds of the training (``getrusage`` of the finished job processes) are printed with
 the machine's `uptime` load; compare ratios, not absolute times, on a shared machine.
@@ -164,6 +167,8 @@ def real_check(seeds: list[int], out_dir: Path, parallel: int | None = None) -> 
     for name, pick in (("schedule", pick_s), ("constant", pick_c)):
         print(f"  predicted ({name}): " + "; ".join(
             f"{q} {pick[q]:.4f} [{pick[f'{q}:lower']:.4f}, {pick[f'{q}:upper']:.4f}]" for q in quantities if q in pick))
+    svc = dict(res_s.schedule_vs_constant or {})
+    print(f"  the [phases] search's decision (stage 1 {svc.get('stage1')}): {svc.get('text')}")
     trainer = replace(load_project(LADDER, search=False).train.trainer, workdir=out_dir / "jobs")  # the ladder's settings
     if parallel:
         trainer = replace(trainer, max_parallel=parallel)  # jobs side by side: the numbers do not depend on it
@@ -198,10 +203,15 @@ def real_check(seeds: list[int], out_dir: Path, parallel: int | None = None) -> 
           f"[{mean - half:+.4f}, {mean + half:+.4f}] over {len(d)} seed(s): {verdict}")
     pred_diff = float(pick_s[objective] - pick_c[objective])
     print(f"  predicted difference {pred_diff:+.4f}")
+    rec = svc.get("recommended")
+    # met: the schedule is recommended and measured better, or the constant is recommended and the schedule is not measured better
+    met = (rec == "schedule" and verdict == "the schedule is better") or (rec == "constant" and verdict != "the schedule is better")
+    print(f"  recommended: {rec} ({svc.get('reason')}); measured: {verdict} -> target {'met' if met else 'MISSED'}")
     return {"pick_schedule": {k: v for k, v in pick_s.items() if isinstance(v, (int, float, str, bool))},
             "pick_constant": {k: v for k, v in pick_c.items() if isinstance(v, (int, float, str, bool))},
             "measured": rows, "mean_diff": mean, "interval_90": [mean - half, mean + half], "verdict": verdict,
-            "predicted_diff": pred_diff, "cpu_s": cpu, "wall_s": wall}
+            "predicted_diff": pred_diff, "cpu_s": cpu, "wall_s": wall, "schedule_vs_constant": svc, "recommended": rec,
+            "target_met": met}
 
 
 def main() -> None:

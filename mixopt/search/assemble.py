@@ -264,6 +264,13 @@ def _decide(problem: Problem, trials_df: pl.DataFrame, pts: Points, a: dict[str,
         "extrapolation": D.extrapolation(problem, _subset(sub, np.array([top]))),
         "infeasible": None,
     }
+    if problem.space.schedule is not None:  # a search over schedules: is rank 1 worth more than the best constant mixture?
+        from mixopt.search.phased import schedule_vs_constant
+
+        svc = schedule_vs_constant(problem, pts, a["number"], cand, int(sel[top]), vals[order], w, n_draws=n_draws,
+                                   seed=seed, epsilon=epsilon)
+        if svc is not None:
+            decision["schedule_vs_constant"] = svc
     cands = pl.DataFrame({"trial": a["number"][sel], **{f"mix:{d}": sub.mixture[:, j] for j, d in enumerate(problem.space.domains)},
                           **_phase_columns(problem.space, sub),
                           "flops": sub.flops, **{f"obj:{o}": vals[sel, j] for j, o in enumerate(problem.objective_names)},

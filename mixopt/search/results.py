@@ -281,6 +281,13 @@ class SearchResult:
         return bool(self.decision.get("infeasible")) or (self.pareto.height == 0 and self.n_trials > 0)
 
     @property
+    def schedule_vs_constant(self) -> Mapping[str, Any] | None:
+        """A search over schedules: rank 1 against the best constant mixture, and which one is
+        recommended (``recommended``: ``"schedule"`` or ``"constant"``, ``reason``, ``p_schedule_better``,
+        ``difference``, ``constant``; :mod:`mixopt.search.phased`). None for constant searches."""
+        return self.decision.get("schedule_vs_constant")
+
+    @property
     def trials_per_s(self) -> float:
         """Trials finished per second of this run's wall time."""
         return self.n_new / self.elapsed_s if self.elapsed_s > 0 else float("nan")

@@ -43,6 +43,7 @@ study)``, so a given history and seed always continue the same way.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -414,6 +415,14 @@ def _run(problem: Problem, session: StudySession | None, *, trials: int, batch_s
     persistent = session.study if session is not None else None
     earlier = session.earlier if session is not None else []
     n_before = len(earlier)
+    remaining = max(trials - n_before, 0)
+    if remaining == 0 and n_before and [t.number for t in earlier] == list(range(n_before)):
+        # a finished study: nothing to ask, so no sampler and no in-memory copy of its trials
+        # (the copy would hold the same trials under the same numbers)
+        logger.info("Study %r already has %d finished trials (asked for %d); nothing to run.", study_name, n_before, trials)
+        return _result(problem, _Finished(earlier), session, n_before=n_before, study_name=study_name, sampler=sampler,
+                       seed=seed, ex=None, t_start=t_start, reference_point=reference_point, weights=weights,
+                       shortlist_size=shortlist_size, n_draws=n_draws, epsilon=epsilon)
     samp = make_sampler(
         sampler, seed=derive_seed(seed, n_before), n_objectives=len(problem.objectives),
         search_space=dists, population_size=pop, n_trials=trials, options=sampler_options,
@@ -425,7 +434,6 @@ def _run(problem: Problem, session: StudySession | None, *, trials: int, batch_s
     if not earlier and warm_start:
         for u in _warm_points(problem, warm_start):
             study.enqueue_trial({n: float(v) for n, v in zip(names, u, strict=True)})
-    remaining = max(trials - n_before, 0)
     own_executor = not isinstance(executor, Executor)
     ex: Executor | None = executor if isinstance(executor, Executor) else None
     if remaining == 0:
@@ -439,6 +447,25 @@ def _run(problem: Problem, session: StudySession | None, *, trials: int, batch_s
     finally:
         if own_executor and ex is not None:
             ex.close()
+    return _result(problem, study, session, n_before=n_before, study_name=study_name, sampler=sampler, seed=seed, ex=ex,
+                   t_start=t_start, reference_point=reference_point, weights=weights, shortlist_size=shortlist_size,
+                   n_draws=n_draws, epsilon=epsilon)
+
+
+class _Finished:
+    """A finished study's trials, read as :func:`build_result` reads a study (``get_trials``)."""
+
+    def __init__(self, trials: list[FrozenTrial]) -> None:
+        self._trials = trials
+
+    def get_trials(self, deepcopy: bool = True) -> list[FrozenTrial]:
+        return copy.deepcopy(self._trials) if deepcopy else list(self._trials)
+
+
+def _result(problem: Problem, study: Any, session: StudySession | None, *, n_before: int, study_name: str, sampler: str,
+            seed: int, ex: Executor | None, t_start: float, reference_point: Mapping[str, float] | None,
+            weights: Mapping[str, float] | None, shortlist_size: int, n_draws: int, epsilon: float) -> SearchResult:
+    """The :class:`SearchResult` over ``study``'s finished trials, with this run's history entry."""
     elapsed = time.perf_counter() - t_start
     n_new = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished()) - n_before
     ref, source = _reference(session, reference_point)

@@ -85,6 +85,19 @@ def headline_lines(dec: Mapping[str, Any], best: Mapping[str, Any] | None, domai
                      f"of the best with P >= {region.get('threshold'):.2g}): {region['text']}")
     lines.append("  binds: " + (_binding_text(dec.get("binding") or []) or "nothing (no constraint or bound is active at the pick)"))
     lines += _extrapolation_lines(dec.get("extrapolation"))
+    lines += _schedule_lines(dec.get("schedule_vs_constant"), domains)
+    return lines
+
+
+def _schedule_lines(svc: Mapping[str, Any] | None, domains: Sequence[str]) -> list[str]:
+    """The schedule-vs-constant decision of a search over schedules (:mod:`mixopt.search.phased`)."""
+    if not svc:
+        return []
+    lines = [f"  SCHEDULE OR CONSTANT: {svc.get('text')}"]
+    const = svc.get("constant")
+    if const:
+        mix = ", ".join(f"{d} {100 * float(const[f'mix:{d}']):.1f}%" for d in domains if const.get(f"mix:{d}") is not None)
+        lines.append(f"  best constant mixture (from trial {const.get('source_trial')}): {mix}")
     return lines
 
 

@@ -314,22 +314,48 @@ class FLPMPrediction(Surrogate):
         # benchmarks predicted on weak evidence (few emerged checkpoints) have their own calibration group;
         # without held-out rows of their own they take the scores' factor
         weak_group = "weak" if "weak" in cal.params_ else "score"
-        groups = np.array([weak_group if q in weak else q.split(":")[0] for q in pred.names])
-        for g in (str(u) for u in np.unique(groups)):  # one factor per group ("loss", "score"), every column at once
-            cols = np.flatnonzero(groups == g)
+        for g, cols in self._calibration_groups(pred.names, weak_group, weak):  # one factor per group, all its columns
             mu, lo, hi = pred.mean[:, cols], lower[:, cols], upper[:, cols]
-            f = cal.factor(d, groups=g, level=level)[:, None]
+            f = self._cal_factor(cal, d, g, level)[:, None]
             # calibration only widens: a held-out fold one size down sees less of a rising score
             # than the target does, so a factor < 1 learned there is not trusted beyond it (losses too:
             # letting the loss factor narrow, measured on the issue-11 worlds, took seed 1 from 94 % to 53 %)
             lower[:, cols] = np.minimum(mu - f * (mu - lo), mu - k * (mu - lo))
             upper[:, cols] = np.maximum(mu + f * (hi - mu), mu + k * (hi - mu))
-            std[:, cols] = std[:, cols] * np.maximum(cal.factor(d, groups=g), 1.0)[:, None]
+            std[:, cols] = std[:, cols] * np.maximum(self._cal_factor(cal, d, g, None), 1.0)[:, None]
         env = self._model_envelope(targets, pred.names)
         if env is not None:  # a model average's interval keeps every averaged model's prediction inside
             lower, upper = np.fmin(lower, env[0]), np.fmax(upper, env[1])
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
+
+    def _cal_factor(self, cal: Any, d: np.ndarray, group: str, level: float | None) -> np.ndarray:
+        """``cal.factor(d, groups=group, level=level)``, kept for small batches (the API's and the search's
+        repeated requests at the same distances); keyed by the calibrator itself and the distances' bytes."""
+        if d.size > 4096:
+            return cal.factor(d, groups=group, level=level)
+        cache = self.__dict__.setdefault("_cal_factor_cache", {})
+        key = (id(cal), d.tobytes(), group, level)
+        hit = cache.get(key)
+        if hit is None or hit[0] is not cal:
+            hit = cache[key] = (cal, cal.factor(d, groups=group, level=level))
+            hit[1].setflags(write=False)
+            if len(cache) > 64:
+                cache.pop(next(iter(cache)))
+        return hit[1]
+
+    def _calibration_groups(self, names: tuple[str, ...], weak_group: str, weak: Any) -> list[tuple[str, np.ndarray]]:
+        """``[(group, columns)]`` of the calibration groups (``loss``, ``score``, weak benchmarks' group),
+        kept per (names, weak group, weak benchmarks): they depend on the fit only."""
+        key = (tuple(names), weak_group, tuple(sorted(weak)))
+        cache = self.__dict__.setdefault("_calibration_groups_cache", {})
+        hit = cache.get(key)
+        if hit is None:
+            groups = np.array([weak_group if q in weak else q.split(":")[0] for q in names])
+            hit = cache[key] = [(str(u), np.flatnonzero(groups == u)) for u in np.unique(groups)]
+            if len(cache) > 16:
+                cache.pop(next(iter(cache)))
+        return hit
 
     def _model_envelope(self, targets: Targets, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """Per column, the smallest and largest prediction of the models a model average combines

@@ -15,9 +15,11 @@ mixture``), fitted on sizes 2e7-3e8 and predicting 1e9, it removes most of the n
 systematic under-prediction (see ``benchmarks/bench_flpm.py``). It is one candidate of
 FLP-M's ``stage2="auto"``, chosen by an internal backtest only where it predicts better.
 
-Fitting: least squares (``scipy.optimize.least_squares``, trust-region reflective, with
-the analytic Jacobian) from a small grid of starts (offset x ceiling); the ceiling is
-bounded by the metric's scale (``span <= 1 - floor`` for 0-1 scores). Uncertainty:
+Fitting: least squares from a small grid of starts (offset x ceiling), all of a
+benchmark's starts in one batched Levenberg-Marquardt run with the analytic Jacobian
+(:func:`mixopt.laws.solvers.batched_lm`; it reaches scipy's trust-region optimum from the
+same starts, predictions within 1e-6, see ``tests/surrogate/test_logistic.py``); the ceiling
+is bounded by the metric's scale (``span <= 1 - floor`` for 0-1 scores). Uncertainty:
 ``n_members`` refits on bootstrap resamples *by run* (the spread of predictions), all of a
 benchmark's in one batched Levenberg-Marquardt run warm-started at the full-data fit, plus
 the residual sd of the full-data fit (``noise_sd_``). The point prediction is the full-data fit.
@@ -57,7 +59,7 @@ class LogisticScoreMap:
 
     Args:
         n_members: bootstrap-by-run refits per benchmark (interval spread); 0 = none.
-        max_nfev: function evaluations per least-squares start.
+        max_nfev: iterations per least-squares start (the point fit's and every bootstrap refit's).
         seed: seed of the bootstrap resamples.
 
     Attributes (after fit):
@@ -146,29 +148,13 @@ class LogisticScoreMap:
         """
         if not self.link_[j] or not np.all(np.isfinite(start)):
             return np.stack([self._fit_one(j, z, y, hi_span, w, start=start) for w in W])
-        from mixopt.laws.solvers import batched_lm
-
         m = z.shape[1]
-        lo_span = 1e-4 * hi_span
-        lo = np.concatenate([[-_BIG], np.full(m, -_BIG), [math.log(lo_span)]])
-        hi = np.concatenate([[_BIG], np.full(m, _BIG), [math.log(hi_span)]])
+        lo, hi = self._bounds(m, hi_span)
         gap = self.sign_[j] * (y - self.floor_[j])
-        zt = z.T
-
-        def evaluate(theta: np.ndarray, with_jacobian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-            sp = np.exp(theta[:, -1:])
-            sg = _sigmoid(theta[:, :1] + theta[:, 1:-1] @ zt)  # (b, n)
-            f = sp * sg
-            if not with_jacobian:
-                return f, None
-            d = f * (1.0 - sg)
-            return f, np.concatenate([d[..., None], d[..., None] * z[None], f[..., None]], axis=2)
-
         theta0 = np.broadcast_to(np.clip(start, lo + 1e-9, hi - 1e-9), (W.shape[0], m + 2))
-        res = batched_lm(evaluate, gap, W, theta0, (lo, hi), lambda r: (0.5 * r * r, r), log_space=False,
-                         maxiter=int(self.max_nfev))
-        out = res.theta.copy()
-        out[~(np.isfinite(res.objective) & np.isfinite(out).all(axis=1))] = np.nan
+        theta, obj = self._batched_fit(z, gap, W, theta0, lo, hi)
+        out = theta.copy()
+        out[~(np.isfinite(obj) & np.isfinite(out).all(axis=1))] = np.nan
         return out
 
     def _max_span(self, j: int, y: np.ndarray) -> float:
@@ -181,30 +167,22 @@ class LogisticScoreMap:
 
     def _fit_one(self, j: int, z: np.ndarray, y: np.ndarray, hi_span: float, w: np.ndarray | None,
                  start: np.ndarray | None = None) -> np.ndarray:
-        """Least-squares parameters ``(m + 2,)`` of benchmark ``j`` (weights ``w`` = bootstrap counts)."""
-        from scipy.optimize import least_squares
+        """Least-squares parameters ``(m + 2,)`` of benchmark ``j`` (weights ``w`` = bootstrap counts).
 
+        The linear link: weighted least squares in closed form. The logistic link: every start
+        (``start``, or the grid offset x ceiling along the least-squares slope) in one batched
+        Levenberg-Marquardt run (:func:`mixopt.laws.solvers.batched_lm`, squared loss, at most
+        ``max_nfev`` iterations each); the start with the lowest objective wins (ties: the first).
+        """
         m = z.shape[1]
-        sw = np.ones(y.size) if w is None else np.sqrt(w)
         if not self.link_[j]:  # linear: weighted least squares in closed form
+            sw = np.ones(y.size) if w is None else np.sqrt(w)
             A = np.column_stack([np.ones(y.size), z]) * sw[:, None]
             beta = np.linalg.lstsq(A, y * sw, rcond=None)[0]
             return np.concatenate([beta, [0.0]])
+        lo, hi = self._bounds(m, hi_span)
         lo_span = 1e-4 * hi_span
-        lo = np.concatenate([[-_BIG], np.full(m, -_BIG), [math.log(lo_span)]])
-        hi = np.concatenate([[_BIG], np.full(m, _BIG), [math.log(hi_span)]])
-        fl, sg = self.floor_[j], self.sign_[j]
-        gap = sg * (y - fl)
-
-        def res(theta: np.ndarray) -> np.ndarray:
-            return sw * (np.exp(theta[-1]) * _sigmoid(theta[0] + z @ theta[1:-1]) - gap)
-
-        def jac(theta: np.ndarray) -> np.ndarray:
-            sp = np.exp(theta[-1])
-            s = _sigmoid(theta[0] + z @ theta[1:-1])
-            d = sp * s * (1.0 - s)
-            return sw[:, None] * np.column_stack([d, d[:, None] * z, sp * s])
-
+        gap = self.sign_[j] * (y - self.floor_[j])
         starts = []
         if start is not None and np.all(np.isfinite(start)):
             starts.append(np.clip(start, lo + 1e-9, hi - 1e-9))
@@ -217,18 +195,43 @@ class LogisticScoreMap:
                 for f in _SPAN_STARTS:
                     sp = max(f * hi_span, 1.5 * lo_span)
                     starts.append(np.clip(np.concatenate([[a0], slope / nrm, [math.log(sp)]]), lo + 1e-9, hi - 1e-9))
-        best, best_cost = None, math.inf
-        for t0 in starts:
-            try:
-                r = least_squares(res, t0, jac=jac, bounds=(lo, hi), method="trf", max_nfev=int(self.max_nfev))
-            except (ValueError, np.linalg.LinAlgError) as e:  # pragma: no cover - defensive
-                logger.debug("logistic stage 2: start failed (%s)", e)
-                continue
-            if r.cost < best_cost:
-                best, best_cost = r.x, r.cost
-        if best is None:
+        theta0 = np.stack(starts)
+        W = np.broadcast_to(np.ones(y.size) if w is None else np.asarray(w, dtype=np.float64), (theta0.shape[0], y.size))
+        theta, obj = self._batched_fit(z, gap, W, theta0, lo, hi)
+        ok = np.isfinite(obj) & np.isfinite(theta).all(axis=1)
+        if not ok.any():
             return np.full(m + 2, np.nan)
-        return best
+        return theta[int(np.argmin(np.where(ok, obj, np.inf)))]
+
+    @staticmethod
+    def _bounds(m: int, hi_span: float) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds ``(lo, hi)`` of ``[a, w_1..w_m, log_span]``: ``span`` in ``[1e-4·hi_span, hi_span]``."""
+        lo = np.concatenate([[-_BIG], np.full(m, -_BIG), [math.log(1e-4 * hi_span)]])
+        hi = np.concatenate([[_BIG], np.full(m, _BIG), [math.log(hi_span)]])
+        return lo, hi
+
+    def _batched_fit(self, z: np.ndarray, gap: np.ndarray, W: np.ndarray, theta0: np.ndarray, lo: np.ndarray,
+                     hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``span·sigmoid(a + z·w) ≈ gap`` for every row of ``theta0 (B, m + 2)`` with row weights ``W (B, n)``.
+
+        Returns ``(theta (B, m + 2), objective (B,))`` of one batched Levenberg-Marquardt run.
+        """
+        from mixopt.laws.solvers import batched_lm
+
+        zt = z.T
+
+        def evaluate(theta: np.ndarray, with_jacobian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+            sp = np.exp(theta[:, -1:])
+            sg = _sigmoid(theta[:, :1] + theta[:, 1:-1] @ zt)  # (b, n)
+            f = sp * sg
+            if not with_jacobian:
+                return f, None
+            d = f * (1.0 - sg)
+            return f, np.concatenate([d[..., None], d[..., None] * z[None], f[..., None]], axis=2)
+
+        res = batched_lm(evaluate, gap, W, theta0, (lo, hi), lambda r: (0.5 * r * r, r), log_space=False,
+                         maxiter=int(self.max_nfev))
+        return res.theta, res.objective
 
     # -- prediction ----------------------------------------------------------------------------
     def _eval(self, j: int, z: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -328,9 +331,33 @@ class LogisticScoreMap:
         if Xs.ndim != 3:
             raise SchemaError(f"Xs must be (S, n, m) input draws, got shape {Xs.shape}.")
         a, wt, span = self._paired_theta(Xs.shape[0])
-        g = np.matmul(Xs, wt)
-        g += a
-        return self._link(g, span)
+        if not (self.link_ == 1).all():
+            g = np.matmul(Xs, wt)
+            g += a
+            return self._link(g, span)
+        # every link logistic: the negated predictor straight from negated parameters (negation is
+        # exact, so the same numbers as :meth:`_link`'s in-place ``-g``), the sign times span kept
+        neg_a, neg_wt, sspan = self._paired_theta_neg(Xs.shape[0])
+        g = np.matmul(Xs, neg_wt)
+        g += neg_a
+        with np.errstate(over="ignore"):
+            np.exp(g, out=g)
+        g += 1.0
+        np.reciprocal(g, out=g)
+        g *= sspan
+        g += self.floor_
+        return g
+
+    def _paired_theta_neg(self, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(-a, -w^T, sign·span)`` of :meth:`_paired_theta` (kept beside it, rebuilt with the fit)."""
+        a, wt, span = self._paired_theta(S)
+        cache = self.__dict__.setdefault("_paired_neg", {})
+        hit = cache.get(S)
+        if hit is None or hit[0] is not a:  # keyed like _paired_theta's entries, so rebuilt with them
+            hit = cache[S] = (a, (-a, -wt, self.sign_ * span))
+            if len(cache) > 64:
+                cache.pop(next(iter(cache)))
+        return hit[1]
 
     def _paired_theta(self, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw parameters of draws ``0..S-1`` (member ``s mod E``): ``(a (S, 1, b), w^T (S, m, b), span (S, 1, b))``.

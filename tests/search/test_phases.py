@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -114,11 +115,66 @@ def test_a_two_phase_search_respects_per_phase_bounds_and_whole_run_token_limits
     assert best["mix@1:a"] < OPT_ATOL and best["phase_end@1"] >= 0.75 - OPT_ATOL
 
 
+class OverallSurrogate(RecencySurrogate):
+    """``score:x = 0.3 + 0.5·r_a(whole run)``: reads only the whole-run mixture (no recency law)."""
+
+    kind: ClassVar[str] = "test-overall"
+
+    def _predict(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+        mean = np.column_stack([0.3 + 0.5 * targets.mixture[:, 0], 0.3 + 0.5 * targets.mixture[:, 1]])
+        return Prediction.from_normal(self.outputs_, mean, 0.01 if intervals else None, level)
+
+
+register(OverallSurrogate)
+
+
+def _limited_search(surrogate: Surrogate, trials: int = 768):
+    D = 1e9
+    space = SearchSpace(_schedule(caps2={"a": 0.8}), ComputeSpace(params=1e6, tokens=D),
+                        DataBudget(available={"a": 0.2 * D}, max_epochs=1.0))
+    return run_study(Problem(space, surrogate, ["score:x"]), trials=trials, batch_size=128, seed=0, progress=False)
+
+
+def test_a_schedule_that_truly_wins_is_recommended_over_the_best_constant_mixture():
+    """x counts only the last phase's a; a's data limit holds a constant mixture to a <= 0.2 (x <= 0.4),
+    while a schedule puts a = 0.8 in a last phase of <= 25 % (x ~ 0.7): the schedule wins beyond noise."""
+    res = _limited_search(_recency())
+    svc = res.schedule_vs_constant
+    assert svc is not None and svc is res.decision["schedule_vs_constant"]
+    assert svc["recommended"] == "schedule" and svc["reason"] == "schedule_better" and svc["reads_schedule"]
+    assert svc["p_schedule_better"] >= 0.9 and svc["schedule"]["trial"] == res.best["trial"]
+    const = svc["constant"]
+    P = np.array([[const[f"mix@{k}:{d}"] for d in "abc"] for k in (1, 2)])
+    np.testing.assert_allclose(P[0], P[1], atol=1e-12)  # a constant mixture: equal phases
+    assert const["mix:a"] <= 0.2 + 1e-9 and const["obj:score:x"] == pytest.approx(0.3 + 0.5 * 0.2, abs=OPT_ATOL)
+    d = svc["difference"]["score:x"]
+    assert d["lower"] > 0.2 and d["mean"] == pytest.approx(res.best["score:x"] - const["obj:score:x"], abs=0.02)
+    text = "\n".join(res.headline())
+    assert "SCHEDULE OR CONSTANT: recommend the schedule" in text and "best constant mixture" in text
+
+
+def test_without_a_recency_law_the_constant_mixture_is_recommended_and_says_why():
+    res = _limited_search(_overall())
+    svc = json.loads(json.dumps(res.to_json()))["decision"]["schedule_vs_constant"]  # the summary JSON carries it
+    assert svc["recommended"] == "constant" and svc["reason"] == "no_recency_law" and not svc["reads_schedule"]
+    assert abs(svc["difference"]["score:x"]["mean"]) < 0.02  # same whole-run mixture limit: no real difference
+    assert "reads only the whole-run mixture" in svc["text"]
+    assert "recommend the constant mixture" in "\n".join(res.headline())
+
+
+def _overall() -> OverallSurrogate:
+    s = OverallSurrogate()
+    s._fit(None)
+    s.fitted_ = True
+    return s
+
+
 def test_a_constant_search_is_unchanged():
     space = SearchSpace(MixtureSpace(("a", "b", "c")), ComputeSpace(params=1e6, tokens=1e9))
     problem = Problem(space, _recency(), ["score:x", "score:y"])
     assert space.schedule is None and "schedule" not in problem.describe()
     res = run_study(problem, trials=128, batch_size=64, progress=False)
+    assert res.schedule_vs_constant is None
     assert not any("@" in c for c in res.pareto.columns) and space.decode(np.full((1, space.dim), 0.5)).phases is None
 
 

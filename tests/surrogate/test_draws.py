@@ -255,3 +255,26 @@ def test_regmix_draws_agree_whichever_way_the_product_is_associated(models, targ
                                           domains=targets.domains), n_draws=3, seed=4)
         for q, d in one.items():
             np.testing.assert_allclose(d[:, 0], batch[q][:, i], rtol=RTOL_BATCH, atol=ATOL_BATCH)
+
+
+def test_flpm_calibration_factors_kept_per_distances_equal_the_calibrators(models, world):
+    # the small-batch cache of calibration factors returns the calibrator's own numbers,
+    # and a different calibrator object (a refit) is never served another's factors
+    import copy
+
+    from mixopt.surrogate.calibrate import extrapolation_distance
+
+    model = models["flpm_cal"]
+    cal = model.calibrator_
+    tg = Targets(flops=model.train_max_flops_ * np.array([0.5, 3.0, 30.0]), mixture=world.random_mixtures(3, seed=13),
+                 domains=world.domains)
+    d = extrapolation_distance(tg.flops, model.train_max_flops_)
+    for level in (0.9, 0.8, None):
+        np.testing.assert_array_equal(model._cal_factor(cal, d, "loss", level), cal.factor(d, groups="loss", level=level))
+    first = model.predict(tg, level=0.8)
+    again = model.predict(tg, level=0.8)
+    np.testing.assert_array_equal(first.lower, again.lower)
+    other = copy.deepcopy(cal)
+    other.max_factor = other.min_factor = 7.0  # every factor 7
+    assert np.all(model._cal_factor(other, d, "loss", 0.9) == 7.0)
+    np.testing.assert_array_equal(model._cal_factor(cal, d, "loss", 0.9), cal.factor(d, groups="loss", level=0.9))
