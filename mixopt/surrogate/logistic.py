@@ -48,6 +48,8 @@ _A_STARTS = (-4.0, -1.5, 0.5)
 #: starting ceilings, as fractions of the largest admissible span
 _SPAN_STARTS = (0.35, 0.7, 1.0)
 _BIG = 60.0
+#: iterations between checks that stop point-fit starts which cannot win (as the law fitter does)
+PRUNE_EVERY = 10
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -197,7 +199,7 @@ class LogisticScoreMap:
                     starts.append(np.clip(np.concatenate([[a0], slope / nrm, [math.log(sp)]]), lo + 1e-9, hi - 1e-9))
         theta0 = np.stack(starts)
         W = np.broadcast_to(np.ones(y.size) if w is None else np.asarray(w, dtype=np.float64), (theta0.shape[0], y.size))
-        theta, obj = self._batched_fit(z, gap, W, theta0, lo, hi)
+        theta, obj = self._batched_fit(z, gap, W, theta0, lo, hi, prune_every=PRUNE_EVERY if theta0.shape[0] > 1 else 0)
         ok = np.isfinite(obj) & np.isfinite(theta).all(axis=1)
         if not ok.any():
             return np.full(m + 2, np.nan)
@@ -211,10 +213,11 @@ class LogisticScoreMap:
         return lo, hi
 
     def _batched_fit(self, z: np.ndarray, gap: np.ndarray, W: np.ndarray, theta0: np.ndarray, lo: np.ndarray,
-                     hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                     hi: np.ndarray, prune_every: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``span·sigmoid(a + z·w) ≈ gap`` for every row of ``theta0 (B, m + 2)`` with row weights ``W (B, n)``.
 
-        Returns ``(theta (B, m + 2), objective (B,))`` of one batched Levenberg-Marquardt run.
+        Returns ``(theta (B, m + 2), objective (B,))`` of one batched Levenberg-Marquardt run;
+        ``prune_every > 0`` stops starts that cannot win (those of one fit, not bootstrap refits).
         """
         from mixopt.laws.solvers import batched_lm
 
@@ -230,7 +233,7 @@ class LogisticScoreMap:
             return f, np.concatenate([d[..., None], d[..., None] * z[None], f[..., None]], axis=2)
 
         res = batched_lm(evaluate, gap, W, theta0, (lo, hi), lambda r: (0.5 * r * r, r), log_space=False,
-                         maxiter=int(self.max_nfev))
+                         maxiter=int(self.max_nfev), prune_every=prune_every)
         return res.theta, res.objective
 
     # -- prediction ----------------------------------------------------------------------------
