@@ -115,6 +115,21 @@ def evaluate(name: str, model: FLPM, w: PhasedWorld, held: Targets, cands: Targe
     margin = truth["best_const"] - truth["best_sched"]
     row["true_margin_%"] = 100 * margin / truth["best_const"]
     row["margin_recovered_%"] = 100 * (truth["best_const"] - true_pick) / margin if margin > 0 else float("nan")
+    # the schedule-vs-constant decision (mixopt.search.phased): the pick against the best predicted constant on joint draws
+    from mixopt.laws.recency import SCHEDULE_LAWS
+    from mixopt.search.phased import recommend
+
+    const = np.abs(cands.phases[:, 0] - cands.phases[:, 1]).max(axis=1) <= 1e-9
+    best_c = int(np.flatnonzero(const)[np.argmin(overall[const])])
+    rec = "constant" if const[pick] else None
+    if rec is None:
+        pair = cands.rows(np.array([pick, best_c]))
+        dr = model.predict_draws(pair, n_draws=256, seed=0)
+        od = np.stack([np.asarray(dr["loss:" + d]) for d in w.loss_domains], axis=2) @ w.base.overall_weights
+        rec, _ = recommend(model.config_.get("stage1") in SCHEDULE_LAWS, float(np.mean(od[:, 0] < od[:, 1])))
+    rec_i = pick if rec == "schedule" else best_c
+    row["recommended"] = rec
+    row["recommended_margin_%"] = 100 * (truth["best_const"] - float(truth["cand_overall"][rec_i])) / margin if margin > 0 else float("nan")
     if model.config_.get("stage1") in ("flpm_recency", "dml_recency"):
         row["recency"] = "/".join(f"{v:.2f}" for v in model.stage1_params_[:, -1])
     return row
@@ -164,7 +179,7 @@ def main() -> None:
     pl.Config.set_tbl_cols(-1)
     pl.Config.set_float_precision(3)
     print(df.select("seed", "method", "stage1", "family", "loss_err_%", "loss_cover_%", "score_err_%", "score_pairs",
-                    "score_abs_err", "true_margin_%", "margin_recovered_%", "pick_two_phase", *(["recency"] if "recency" in df.columns else []),
+                    "score_abs_err", "true_margin_%", "margin_recovered_%", "pick_two_phase", "recommended", "recommended_margin_%", *(["recency"] if "recency" in df.columns else []),
                     "true_recency", "fit_cpu_s"))
     summary = df.group_by("method", maintain_order=True).agg(
         pl.col("loss_err_%").median().alias("median loss err %"),
@@ -175,6 +190,8 @@ def main() -> None:
         pl.col("margin_recovered_%").median().alias("median margin recovered %"),
         pl.col("margin_recovered_%").min().alias("worst seed margin %"),
         (pl.col("stage1") == "flpm_recency").sum().alias("seeds choosing flpm_recency"),
+        (pl.col("recommended") == "constant").sum().alias("seeds recommending constant"),
+        pl.col("recommended_margin_%").median().alias("median margin recovered by the recommended %"),
         pl.col("fit_cpu_s").sum().alias("fit CPU s"),
     )
     print(f"\n{n_seeds} seeds; held out: {N_HELD} two-phase schedules at {TARGET:.2g} params (fitted sizes {SIZES})")
