@@ -185,6 +185,37 @@ def _summary_section(model: Any, runs: RunTable | None, target: F.Target | None,
     return sec
 
 
+def _evidence_section(model: Any, runs: RunTable | None) -> Section | None:
+    """Old runs mapped across a domain-set change (``evidence`` column, :mod:`mixopt.data.changes`):
+    which rows are new, mapped exactly or mapped on an assumption, and the offsets a reuse fit learned."""
+    from mixopt.data.changes import EVIDENCE, approximate, evidence, mapped
+
+    offsets = {q: o for q, o in (getattr(model, "offsets_", None) or {}).items() if o}
+    has_rows = runs is not None and EVIDENCE in runs.frame.columns and bool(mapped(evidence(runs)).any())
+    if not has_rows and not offsets:
+        return None
+    sec = Section("evidence", "Evidence across the domain-set change",
+                  "Old runs trained on the earlier domain set, mapped into the new one ([domains.changes]); "
+                  "rows marked assumed rest on a stated or learned split, a re-filtered domain or an approximate merge.")
+    if has_rows:
+        assert runs is not None
+        ev = evidence(runs.final()).astype(str)
+        vals, counts = np.unique(ev, return_counts=True)
+        kind = ["mapped, assumed" if approximate(v) else "mapped exactly" if mapped(v) else "new" for v in vals]
+        sec.items.append(TableItem("evidence_rows", "Runs by evidence",
+                                   pl.DataFrame({"evidence": vals.tolist(), "kind": kind, "runs": counts.tolist()}),
+                                   caption=f"{int(mapped(ev).sum())} of {len(ev)} runs are old runs mapped into the new domain set."))
+    used = getattr(model, "evidence_used_", None)
+    if used is not None and getattr(model, "evidence_cv_", None):
+        cv = ", ".join(f"{k} {v:.4g}" for k, v in model.evidence_cv_.items())
+        sec.items.append(Note(f"The fit used the {used!r} evidence set (cross-validated error on the new runs: {cv})."))
+    if offsets:
+        rows = [{"quantity": q, "indicator": nm, "offset": float(c)} for q, o in offsets.items() for nm, c in o.items()]
+        sec.items.append(TableItem("evidence_offsets", "Learned offsets of the mapped rows", pl.DataFrame(rows, orient="row"),
+                                   caption="Linear coefficient of each evidence indicator, in the quantity's fitted units."))
+    return sec
+
+
 def _f(v: Any) -> float | None:
     try:
         x = float(v)
@@ -438,6 +469,9 @@ def build_report(
     if target is None and model is not None and runs is not None:
         target = F.default_target(model, runs)
     sections = [_summary_section(model, runs, target, sr, bt, level, target_is_best)]
+    ev_sec = _evidence_section(model, runs)
+    if ev_sec is not None:
+        sections.append(ev_sec)
     if model is not None:
         if runs is not None and target is not None:
             sections += _fit_sections(model, runs, target, level)

@@ -24,7 +24,7 @@ from mixopt.report.build import build_report
 from mixopt.report.document import OUTPUT_FORMATS, Report
 from mixopt.report.figures import Target
 from mixopt.surrogate import load_surrogate
-from mixopt.workflows.optimize import fit_surrogate, model_cache_dir, surrogate_key
+from mixopt.workflows.optimize import _read_config_runs, fit_surrogate, model_cache_dir, surrogate_key
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +59,13 @@ def _config_files(config: Any) -> dict[str, Any]:
 
 
 def read_config_runs(config: Any):
-    """The run table a search config names (None when it only names a saved model)."""
+    """The run table a search config names (None when it only names a saved model); with
+    ``[domains.changes] runs``, the old runs mapped and added as the search fits them."""
     d = config.data
     if d.runs is None:
         return None
+    if getattr(config, "changes", None) is not None:
+        return _read_config_runs(config)
     return read_runs(d.runs, **d.read_options())
 
 

@@ -151,6 +151,20 @@ def test_resume_from_a_journal_file(tmp_path, analytic) -> None:
     assert res.n_trials == 256 and res.n_new == 128 and res.storage == st
 
 
+def test_a_finished_study_resumes_without_a_sampler_and_gives_the_same_result(tmp_path, analytic, monkeypatch) -> None:
+    """Nothing left to run: no sampler, no in-memory copy, and the same tables as the run that finished it."""
+    import mixopt.search.runner as runner
+
+    p = analytic_problem(analytic)
+    st = f"journal:{tmp_path / 'study.log'}"
+    first = run_study(p, trials=128, batch_size=64, storage=st, study_name="f", progress=False)
+    monkeypatch.setattr(runner, "make_sampler", lambda *a, **k: pytest.fail("a sampler was built for a finished study"))
+    again = run_study(p, trials=128, batch_size=64, storage=st, study_name="f", progress=False)
+    assert again.n_new == 0 and again.executor == "nothing to run" and again.n_trials == first.n_trials
+    assert again.pareto.equals(first.pareto) and again.trials.equals(first.trials)
+    assert again.hypervolume == first.hypervolume
+
+
 def test_interrupted_batch_is_saved(tmp_path, analytic) -> None:
     """A Ctrl-C during evaluation: every batch told before it is in the storage."""
     db = tmp_path / "study.db"

@@ -171,3 +171,30 @@ def test_config_with_domains_changes_fits_on_old_and_new_runs(tmp_path):
     raw["domains"]["changes"]["added"] = ["music"]
     with pytest.raises(SchemaError, match="come from no change"):
         fit_surrogate(config_from_dict(raw, base_dir=tmp_path))
+
+
+def test_report_of_a_config_with_domains_changes_shows_the_mapped_evidence(tmp_path):
+    """``mixopt report --config`` reads the old runs through [domains.changes]: the evidence section counts
+    new and mapped rows (exact vs assumed) and lists the offsets the reuse fit learned."""
+    from mixopt.config import config_from_dict
+    from mixopt.workflows.report import read_config_runs, run_report
+
+    w = mixture_world(n_domains=3, n_benchmarks=0, seed=4)
+    rng = np.random.default_rng(4)
+    _table(w, rng.dirichlet(np.ones(3), 10), 1, "o").frame.write_csv(tmp_path / "old.csv")
+    _table(w, rng.dirichlet(np.ones(3), 6), 2, "n").frame.write_csv(tmp_path / "new.csv")
+    raw = {"data": {"runs": "new.csv"}, "surrogate": {"method": "reuse", "settings": {"min_rows": 3, "offset_mapped": True,
+                                                                       "select": False}},
+           "compute": {"params": P, "tokens": T}, "objectives": {"optimize": [Q]},
+           "search": {"storage": "memory"},
+           "domains": {"changes": {"runs": "old.csv", "refiltered": [w.domains[0]]}}}
+    cfg = config_from_dict(raw, base_dir=tmp_path)
+    assert read_config_runs(cfg).n_runs == 16
+    out = run_report(out=tmp_path / "r.html", config=cfg)
+    assert "evidence" in out["sections"]
+    html = (tmp_path / "r.html").read_text()
+    assert "Evidence across the domain-set change" in html and "mapped, assumed" in html
+    assert "10 of 16 runs are old runs mapped" in html and "Learned offsets of the mapped rows" in html
+    del raw["domains"]
+    plain = run_report(out=tmp_path / "p.html", config=config_from_dict(raw, base_dir=tmp_path))
+    assert "evidence" not in plain["sections"]
