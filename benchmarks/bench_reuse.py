@@ -450,7 +450,7 @@ def print_real(res: dict, full_grid, new_grid, perms: int) -> None:
             cells = []
             for m in ("joint", "joint+plan"):
                 _, _, mm, s = rows[m][i]
-                cells.append("not reached" if mm is None else f"{mm}, {100 * s:.0f} %")
+                cells.append("not reached" if mm is None else f"{mm}, {100 * s:.0f} %" if s >= 0 else f"{mm}, none (more runs)")
             print(f"| {n} | {rows['joint'][i][1]:.4f} | " + " | ".join(cells) + " |")
     r = res["runs"]
     print(f"\ntrained in this run: {len(r.trained)} run(s), {r.cpu_s:.0f} CPU-s of training "
