@@ -131,7 +131,7 @@ def combine_interval(
 
 @functools.lru_cache(maxsize=64)
 def _ndtri(p: float) -> float:
-    from scipy.special import ndtri
+    from mixopt._normal import ndtri
 
     return float(ndtri(p))
 

@@ -101,7 +101,7 @@ def comonotone_draws(pred: Prediction, *, n_draws: int, seed: int) -> dict[str, 
     no uncertainty repeats its mean. The normals are stratified (the ``n_draws`` quantiles
     ``(i + 0.5) / n_draws``, in a seeded order per quantity), so a row's draws average to
     its mean exactly."""
-    from scipy.special import ndtri
+    from mixopt._normal import ndtri
 
     rng = np.random.default_rng([int(seed), 0x6D69])
     strata = ndtri((np.arange(n_draws) + 0.5) / n_draws)  # stratified: mean 0 and exact quantiles for any n_draws
@@ -112,7 +112,7 @@ def comonotone_draws(pred: Prediction, *, n_draws: int, seed: int) -> dict[str, 
         if pred.std is not None:
             std = np.asarray(pred.std)[:, j]
         elif pred.lower is not None and pred.upper is not None:
-            from scipy.special import ndtri
+            from mixopt._normal import ndtri
 
             std = (np.asarray(pred.upper)[:, j] - np.asarray(pred.lower)[:, j]) / (2 * float(ndtri(0.5 + pred.level / 2)))
         else:

@@ -385,7 +385,7 @@ class Constraint:
         """``Φ⁻¹(probability)`` of a chance constraint (None for a plain one)."""
         if self.probability is None:
             return None
-        from scipy.special import ndtri
+        from mixopt._normal import ndtri
 
         return float(ndtri(self.probability))
 

@@ -400,8 +400,8 @@ def gaussian_interval(mean: np.ndarray, std: np.ndarray, level: float) -> tuple[
 
 @functools.lru_cache(maxsize=256)
 def normal_quantile(p: float) -> float:
-    """The standard normal's ``p`` quantile (``scipy.special.ndtri``, without ``scipy.stats``; kept per ``p``)."""
-    from scipy.special import ndtri
+    """The standard normal's ``p`` quantile (:func:`mixopt._normal.ndtri`, scipy's algorithm without importing scipy; kept per ``p``)."""
+    from mixopt._normal import ndtri
 
     return float(ndtri(p))
 

@@ -108,7 +108,7 @@ def match_marginals(raw: np.ndarray, mean: np.ndarray, lower: np.ndarray, upper:
     bad = ~((q_hi - q_mid > tiny) & (q_mid - q_lo > tiny)) | (count < max(3, S // 2))
     out = _piecewise(fill, q_lo, q_mid, q_hi, lower, mean, upper)
     if bad.any():
-        from scipy.special import ndtri
+        from mixopt._normal import ndtri
 
         zq = float(ndtri(1.0 - a))
         zz = np.broadcast_to(np.asarray(z, dtype=np.float64)[:, None], (S, int(bad.sum())))
@@ -127,7 +127,7 @@ def comonotone_draws(mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, nam
     Returns:
         ``{name: (S, n)}``; NaN where the prediction (or its interval) is NaN.
     """
-    from scipy.special import ndtri
+    from mixopt._normal import ndtri
 
     z = shared_normals(n_draws, len(names), seed)
     zq = float(ndtri(0.5 + level / 2.0))
