@@ -1,6 +1,6 @@
 """Reuse of old runs after a domain-set change vs full recomputation, in the same run.
 
-    python benchmarks/bench_reuse.py [--quick] [--data-dir ../shared/data] [--only synthetic|olmix]
+    python benchmarks/bench_reuse.py [--quick] [--data-dir ../shared/data] [--only synthetic|olmix|real]
 
 **Synthetic** (``mixture_world(n_domains=4, seed)``, seeds 0-9; 3 with ``--quick``): an old swarm of
 ``N_OLD`` runs on the first three domains (Dirichlet(1) mixtures, the fourth at 0), then the fourth
@@ -35,6 +35,19 @@ the 13 held-out runs by Spearman ρ and the pick's regret (measured mean BPB ove
 predicted-best held-out run minus the best's). Within each swarm the same split protocol gives each
 swarm's own decision quality (the full swarm also at 64 random runs). The swarms share no held-out set:
 their best runs are different mixtures of different domain sets.
+
+**Real** (the reference trainer, ``mixopt/train``): byte-level GPTs of 25472 non-embedding parameters,
+800768 bytes each, seed 0, on prose/code/docs/math. An old swarm of 12 Dirichlet(1) mixtures of
+prose/code/docs (math at 0; every run is also evaluated on math's held-out text), then
+``DomainChanges(added=["math"])``. Objective ``loss:mean4``, the mean loss over the four domains.
+Decision quality on a held-out test set of 16 trained Dirichlet(1) 4-domain mixtures: ρ of predicted vs
+measured objective and the pick's regret (measured objective of the predicted-best test mixture minus
+the best's). ``full``: ``regmix`` on the first n of a fresh 16-run 4-domain swarm (mean over 10 orders);
+``joint``: the mapped old runs + the first m fresh runs (the random new runs), ``reuse``; ``joint+plan``:
+the new runs planned by ``mixopt plan`` in batches (one sequence). Saved as in the synthetic section.
+Trained runs are cached in ``out/bench_reuse_real/runs.csv`` keyed by mixture + seed (started from the
+shipped ``mixopt/examples/reuse_real_runs.csv``, so the analysis re-runs in seconds; ``--retrain`` trains
+all 56 runs again, ~1030 CPU-s; needs ``python -m mixopt corpus build out/corpus``).
 
 Figures: CPU seconds (``time.process_time``).
 """
@@ -261,11 +274,199 @@ def olmix(data_dir: str, seeds: list[int]) -> None:
         print(f"| {label} | {len(idx) - int(round(0.2 * len(idx)))} | {r[:, 0].mean():.3f} | {r[:, 1].mean():.4f} |")
 
 
+# -- Real: the reference trainer ------------------------------------------------------------------
+REAL_DOMAINS = ("prose", "code", "docs", "math")
+#: the smallest reference-trainer shape (2 layers x 32 wide: 25472 non-embedding parameters)
+REAL_PARAMS = 2.5e4
+REAL_TOKENS = 8e5  # training bytes of every run (391 steps of 8 x 256 bytes: 800768)
+REAL_SEED = 0
+REAL_OPTIONS = {"threads": 1, "eval_windows": 96, "cloze_items": 20, "kernels": "v2", "device": "cpu"}
+REAL_Q = "loss:mean4"
+N_OLD_REAL = 12
+N_FRESH_REAL = 16
+N_TEST_REAL = 16
+REAL_FULL = (4, 6, 8, 12, 16)
+REAL_NEW = (2, 4, 6, 8, 12)
+REAL_PERMS = 10
+REAL_SHIPPED = Path(__file__).resolve().parents[1] / "mixopt" / "examples" / "reuse_real_runs.csv"
+
+
+def _real_mix(m: np.ndarray) -> dict[str, float]:
+    """A mixture rounded to 4 decimals (the largest share takes the rounding), as ``{domain: ratio}``."""
+    r = np.round(np.asarray(m, float), 4)
+    r[int(np.argmax(r))] += 1.0 - r.sum()
+    r = np.round(r, 6)
+    return dict(zip(REAL_DOMAINS, (float(x) for x in r), strict=True))
+
+
+def _real_id(mix: dict[str, float], seed: int = REAL_SEED) -> str:
+    """The cache key of a run: its mixture (4 decimals) and seed."""
+    import hashlib
+
+    key = ",".join(f"{d}={mix[d]:.4f}" for d in REAL_DOMAINS)
+    return f"rr_{hashlib.sha1(key.encode()).hexdigest()[:10]}_s{seed}"
+
+
+def _real_design() -> dict[str, list[dict[str, float]]]:
+    """The seeded mixtures: the old 3-domain swarm (math at 0), the fresh 4-domain swarm, the test set."""
+    old = np.random.default_rng([0x7265, 1]).dirichlet(np.ones(3), N_OLD_REAL)
+    fresh = np.random.default_rng([0x7265, 2]).dirichlet(np.ones(4), N_FRESH_REAL)
+    test = np.random.default_rng([0x7265, 3]).dirichlet(np.ones(4), N_TEST_REAL)
+    return {"old": [_real_mix(np.append(m, 0.0)) for m in old], "fresh": [_real_mix(m) for m in fresh],
+            "test": [_real_mix(m) for m in test]}
+
+
+class _RealRuns:
+    """The reference trainer behind a cache: a run (mixture + seed) in the CSV is never retrained."""
+
+    def __init__(self, cache: Path, max_parallel: int) -> None:
+        from mixopt.config.train import TrainerSection
+
+        self.cache = cache
+        corpus = Path(__file__).resolve().parents[1] / "out" / "corpus"
+        self.trainer = TrainerSection(kind="reference", options={"corpus": str(corpus), **REAL_OPTIONS},
+                                      max_parallel=max_parallel, timeout_s=1800, workdir=cache.parent / "jobs")
+        self.trained: list[str] = []
+        self.cpu_s = 0.0
+
+    def table(self, mixes: list[dict[str, float]], *, domains=REAL_DOMAINS) -> RunTable:
+        """The runs of ``mixes`` (trained when not cached), with ``loss:mean4`` and ``mix:<d>`` of ``domains``."""
+        import resource
+
+        from mixopt.data.readers import read_runs
+        from mixopt.train.ladder import train_jobs
+        from mixopt.train.spec import JobSpec
+        from mixopt.train.store import existing_runs
+
+        ids = [_real_id(m) for m in mixes]
+        have = existing_runs(self.cache) if self.cache.exists() else set()
+        todo = {i: m for i, m in zip(ids, mixes, strict=True) if i not in have}
+        if todo:
+            if not (Path(self.trainer.options["corpus"]) / "manifest.json").exists():
+                raise SystemExit(f"{len(todo)} run(s) to train but no corpus at {self.trainer.options['corpus']}: "
+                                 "run `python -m mixopt corpus build out/corpus` first (or ship the runs CSV).")
+            print(f"  training {len(todo)} run(s) with the reference trainer ...", flush=True)
+            jobs = [JobSpec(run_id=i, mixture=m, params=REAL_PARAMS, tokens=REAL_TOKENS, seed=REAL_SEED, checkpoints=1)
+                    for i, m in todo.items()]
+            c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            rep = train_jobs(jobs, self.trainer, self.cache)
+            c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            self.cpu_s += (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
+            if rep.failed:
+                raise SystemExit(f"{len(rep.failed)} training job(s) failed: {rep.failed[0].message}")
+            self.trained.extend(rep.added)
+        f = read_runs(self.cache).frame.filter(pl.col("run").is_in(ids))
+        f = f.with_columns(pl.mean_horizontal([pl.col(f"loss:{d}") for d in REAL_DOMAINS]).alias(REAL_Q))
+        order = {i: k for k, i in enumerate(ids)}
+        f = f.sort(pl.col("run").replace_strict(order, return_dtype=pl.Int64))
+        return RunTable(f.select(["run", "params", "tokens", *[f"mix:{d}" for d in domains], REAL_Q]))
+
+
+def _real_quality(model, test: RunTable) -> tuple[float, float]:
+    """ρ of predicted vs measured objective among the test runs, and the pick's regret (measured)."""
+    from scipy.stats import spearmanr
+
+    pred = model.predict(Targets.from_params_tokens(test.params(), test.tokens(), test.mixture(), test.domains),
+                         intervals=False).get(REAL_Q)
+    act = test.column(REAL_Q)
+    return float(spearmanr(pred, act)[0]), float(act[int(np.nanargmin(pred))] - act.min())
+
+
+def real(cache: Path, *, full_grid, new_grid, perms: int, draws: int, max_parallel: int) -> dict:
+    runs = _RealRuns(cache, max_parallel)
+    design = _real_design()
+    old4 = runs.table(design["old"])
+    fresh = runs.table(design["fresh"])
+    test = runs.table(design["test"])
+    old = RunTable(old4.frame.drop("mix:math"))
+    ch = DomainChanges(added=["math"])
+    mapped = map_runs(old, ch, domains=list(REAL_DOMAINS))
+    q: dict[str, dict[int, list[tuple[float, float]]]] = {m: {} for m in ("full", "joint", "joint+plan")}
+    old_only = _real_quality(joint_fit(mapped, None, **SETTINGS), test)
+    for p in range(perms):
+        order = np.arange(fresh.n_runs) if p == 0 else np.random.default_rng([0x7265, 9, p]).permutation(fresh.n_runs)
+        ids = [fresh.runs[i] for i in order]
+        for n in full_grid:
+            q["full"].setdefault(n, []).append(_real_quality(make_surrogate("regmix", **SETTINGS).fit(fresh.select_runs(ids[:n])), test))
+        for n in new_grid:
+            q["joint"].setdefault(n, []).append(_real_quality(joint_fit(mapped, fresh.select_runs(ids[:n]), **SETTINGS), test))
+    planned: RunTable | None = None
+    plan_mixes: list[dict[str, float]] = []
+    for i, n in enumerate(new_grid):
+        have = 0 if planned is None else planned.n_runs
+        model = joint_fit(mapped, planned, **SETTINGS)
+        st = PlanSettings(runs=n - have, n_draws=draws, n_candidates=256, n_targets=256, seed=100 + i)
+        pl_ = plan_new_runs(model, REAL_DOMAINS, REAL_Q, params=float(old4.params()[0]), tokens=float(old4.tokens()[0]), settings=st)
+        batch = [_real_mix(m) for m in pl_.mixture]
+        plan_mixes.extend(batch)
+        planned = runs.table(plan_mixes)
+        q["joint+plan"].setdefault(n, []).append(_real_quality(joint_fit(mapped, planned, **SETTINGS), test))
+    best = test.runs[int(np.argmin(test.column(REAL_Q)))]
+    return {"q": q, "old_only": old_only, "runs": runs, "design": design, "plan": plan_mixes, "test": test,
+            "fresh": fresh, "old": old4, "best": best, "mapped": mapped}
+
+
+def _saved_by(q: dict, method: str, full_grid, new_grid, k: int, better) -> list[tuple[int, float, int | None, float | None]]:
+    """As :func:`_saved`, on the mean of metric ``k`` (0: ρ, higher is better; 1: regret, lower)."""
+    out = []
+    for n in full_grid:
+        target = float(np.mean([x[k] for x in q["full"][n]]))
+        ok = [better(float(np.mean([x[k] for x in q[method][m]])), target) for m in new_grid]
+        m = next((m for i, m in enumerate(new_grid) if all(ok[i:])), None)
+        out.append((n, target, m, None if m is None else 1 - m / n))
+    return out
+
+
+def print_real(res: dict, full_grid, new_grid, perms: int) -> None:
+    q, test = res["q"], res["test"]
+    old, fresh = res["old"], res["fresh"]
+    print(f"\n## Real: math added to a {old.n_runs}-run 3-domain swarm of reference-trainer GPTs "
+          f"({int(old.params()[0])} params, {int(old.tokens()[0])} bytes each, seed {REAL_SEED})")
+    act = test.column(REAL_Q)
+    print(f"test set: {test.n_runs} trained Dirichlet(1) 4-domain mixtures; {REAL_Q} (mean loss over the 4 domains, "
+          f"nats/byte) {act.min():.4f}-{act.max():.4f}, best {res['best']}")
+    ol = old.column(REAL_Q)
+    fr = fresh.column(REAL_Q)
+    print(f"old swarm (math at 0) {REAL_Q}: {ol.min():.4f}-{ol.max():.4f}; fresh swarm: {fr.min():.4f}-{fr.max():.4f}")
+    print(f"old runs only (mapped, math at 0): ρ {res['old_only'][0]:.3f}, regret {res['old_only'][1]:.4f}")
+    print("planned new runs (mixopt plan, criterion decision): "
+          + "; ".join("/".join(f"{m[d]:.2f}" for d in REAL_DOMAINS) for m in res["plan"]) + "  (prose/code/docs/math)")
+    print(f"\nDecision quality on the {test.n_runs} test mixtures (full and joint: mean over {perms} orders of the "
+          f"fresh swarm; joint+plan: one sequence of batches)\n")
+    print("| new runs | ρ full | ρ joint | ρ joint+plan | regret full | regret joint | regret joint+plan |\n"
+          "|---|---|---|---|---|---|---|")
+    for n in sorted(set(full_grid) | set(new_grid)):
+        def cell(m, k, n=n):
+            return f"{np.mean([x[k] for x in q[m][n]]):.3f}" if n in q[m] else "-"
+        print(f"| {n} | {cell('full', 0)} | {cell('joint', 0)} | {cell('joint+plan', 0)} | {cell('full', 1)} | "
+              f"{cell('joint', 1)} | {cell('joint+plan', 1)} |")
+    print(f"regret = measured {REAL_Q} of the predicted-best test mixture minus the best test mixture's (nats/byte)")
+    for k, name, better in ((1, "regret", lambda a, b: a <= b), (0, "ρ", lambda a, b: a >= b)):
+        print(f"\nCompute saved at equal decision quality ({name}; the fewest new runs from which on the mean {name} "
+              f"is at least as good as full's):\n")
+        print(f"| full runs | full {name} | joint: runs, saved | joint+plan: runs, saved |\n|---|---|---|---|")
+        rows = {m: _saved_by(q, m, full_grid, new_grid, k, better) for m in ("joint", "joint+plan")}
+        for i, n in enumerate(full_grid):
+            cells = []
+            for m in ("joint", "joint+plan"):
+                _, _, mm, s = rows[m][i]
+                cells.append("not reached" if mm is None else f"{mm}, {100 * s:.0f} %" if s >= 0 else f"{mm}, none (more runs)")
+            print(f"| {n} | {rows['joint'][i][1]:.4f} | " + " | ".join(cells) + " |")
+    r = res["runs"]
+    print(f"\ntrained in this run: {len(r.trained)} run(s), {r.cpu_s:.0f} CPU-s of training "
+          f"(cache {r.cache}; runs already there are not retrained)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["synthetic", "olmix"], default=None)
+    ap.add_argument("--only", choices=["synthetic", "olmix", "real"], default=None)
+    ap.add_argument("--real-runs", default=None,
+                    help="cache of the real section's trained runs (default out/bench_reuse_real/runs.csv, "
+                         "started from mixopt/examples/reuse_real_runs.csv when absent)")
+    ap.add_argument("--retrain", action="store_true", help="real: do not start the cache from the shipped runs")
+    ap.add_argument("--max-parallel", type=int, default=2, help="real: training jobs side by side")
     a = ap.parse_args()
     seeds = [0, 1, 2] if a.quick else list(range(10))
     draws = 128 if a.quick else 256
@@ -281,6 +482,21 @@ def main() -> None:
         else:
             print(f"\nOlmix files not found under {a.data_dir}/olmix: skipped")
         print(f"\nolmix CPU {time.process_time() - t1:.1f} s")
+    if a.only in (None, "real"):
+        t2 = time.process_time()
+        cache = Path(a.real_runs) if a.real_runs else Path(__file__).resolve().parents[1] / "out" / "bench_reuse_real" / "runs.csv"
+        if not cache.exists() and not a.retrain and REAL_SHIPPED.exists():
+            import shutil
+
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REAL_SHIPPED, cache)
+            shutil.copyfile(REAL_SHIPPED.with_suffix(".benchmarks.json"), cache.with_suffix(".benchmarks.json"))
+            print(f"\nreal: started the cache {cache} from {REAL_SHIPPED}")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fg, ng = ((4, 8), (2, 4)) if a.quick else (REAL_FULL, REAL_NEW)
+        perms = 3 if a.quick else REAL_PERMS
+        print_real(real(cache, full_grid=fg, new_grid=ng, perms=perms, draws=256, max_parallel=a.max_parallel), fg, ng, perms)
+        print(f"\nreal CPU {time.process_time() - t2:.1f} s (this process; training is in the children, above)")
     print(f"\nCPU {time.process_time() - t0:.1f} s" if not math.isnan(t0) else "")
 
 

@@ -64,20 +64,42 @@ def _loop(args: argparse.Namespace, project: ProjectConfig) -> int:
 
     assert project.search is not None
     reports = run_loop(project.search, project.train, progress=not args.no_progress and not args.json)
+    written = []
+    if args.report and reports:
+        from mixopt.report import build_report
+        from mixopt.workflows.report import write
+
+        last = reports[-1].folder
+        rep = build_report(search=last / "pareto.csv", loop=last.parent, command=command_line(args),
+                           files={"config": project.search.path} if project.search.path else None,
+                           title="mixopt report: optimise -> validate -> refit loop")
+        written = [str(p) for p in write(rep, args.report)]
     if args.json:
         emit_json({"rounds": [{"round": r.round, "folder": str(r.folder), "runs": r.n_runs, "added": list(r.batch.added),
                                "failed": [x.spec.run_id for x in r.batch.failed], "summary": r.summary.to_dicts(),
-                               "proposal": r.proposal, "best": r.best} for r in reports]})
+                               "proposal": r.proposal, "best": r.best, "decision": r.decision, "next_trained": r.next_trained}
+                              for r in reports], "written": written})
         return 0
     for r in reports:
         print(f"round {r.round}: surrogate fitted on {r.n_runs} runs; trained {len(r.batch.results)} mixtures "
               f"({len(r.batch.added)} new, {len(r.batch.failed)} failed); files in {r.folder}")
         if r.summary.height:
             print_frame(r.summary, "  predicted vs measured:")
-        if r.proposal:
-            mix = ", ".join(f"{d}={v:.2f}" for d, v in r.proposal["mixture"].items())
-            print(f"  next sampling run (widest {r.proposal['quantity']} interval): {mix} at N={params_text(r.proposal['params'])}, "
-                  f"D={sci(r.proposal['tokens'])} tokens")
+        d = r.decision or {}
+        if d.get("pick"):
+            mix = ", ".join(f"{k}={v:.2f}" for k, v in d["pick"]["mixture"].items())
+            moved = "" if "changed" not in d else (f"; {'changed' if d['changed'] else 'unchanged'} from round {r.round - 1} "
+                                                   f"(L1 {d['l1']:.3f})")
+            print(f"  rank-1 mixture: {mix}{moved}")
+        if r.proposal and r.proposal.get("mixture"):
+            mix = ", ".join(f"{k}={v:.2f}" for k, v in r.proposal["mixture"].items())
+            why = (f"widest {r.proposal['quantity']} interval" if r.proposal.get("rule") == "uncertainty" and r.proposal.get("quantity")
+                   else f"{r.proposal.get('rule', 'plan')}: {r.proposal.get('criterion', '')}".rstrip(": "))
+            done = " (trained: " + r.next_trained["run"] + ")" if r.next_trained and r.next_trained.get("comparison") else ""
+            print(f"  next sampling run ({why}): {mix} at N={params_text(r.proposal['params'])}, "
+                  f"D={sci(r.proposal['tokens'])} tokens{done}")
+    for p in written:
+        print(f"wrote {p}")
     return 0
 
 

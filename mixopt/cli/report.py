@@ -23,6 +23,8 @@ def add_report_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--backtest", help="backtest results from `mixopt backtest --out FILE.json|csv` (or its --json output)")
     r.add_argument("--pareto", help="Pareto table written by `mixopt optimize` (its .summary.json is read from next to it)")
     r.add_argument("--validation", help="predicted vs measured table of trained mixtures (quantity, predicted, measured)")
+    r.add_argument("--loop", help="a loop's [validate] output folder (round_<r>/round.json from `mixopt optimize`): the "
+                                   "round-by-round section (gaps, coverage, the pick's change)")
     r.add_argument("--target-flops", type=float,
                    help="extrapolate the fits to this compute (default: the search's best row, else 10x the largest sampling run)")
     r.add_argument("--target-params", type=float, help="target parameter count N (with --target-tokens)")
@@ -42,7 +44,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     info = run_report(out=args.out, model=args.model, config=args.config, runs=args.runs, ratios=args.ratios,
                       runs_format=args.runs_format, params_default=args.params_default, tokens_default=args.tokens_default,
                       chance=pairs(args.chance, "--chance") or None, backtest=args.backtest, pareto=args.pareto,
-                      validation=args.validation, target=target, level=args.level, title=args.title, format=args.format,
+                      validation=args.validation, loop=args.loop, target=target, level=args.level, title=args.title, format=args.format,
                       command=command_line(args))
     if args.json:
         emit_json(info)

@@ -95,6 +95,7 @@ class ValidateSection:
     output: Path | None = None  # folder for every round's surrogate, study, Pareto set and comparison
     propose_next: bool = True  # also propose the next sampling run
     next: str = "plan"  # how: "plan" (mixopt plan's decision criterion) or "uncertainty" (widest Pareto interval)
+    train_next: bool = False  # also train the proposal each round (later rounds refit on it)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,7 +251,7 @@ def _parse_schedules(S: Any, p: _Problems) -> dict[str, tuple[dict[str, Any], ..
 
 def _parse_validate(V: Mapping[str, Any], base: Path, p: _Problems) -> ValidateSection:
     """``[validate]``."""
-    _unknown_keys(V, ("rounds", "top", "seed", "checkpoints", "runs", "output", "propose_next", "next"), "validate", p)
+    _unknown_keys(V, ("rounds", "top", "seed", "checkpoints", "runs", "output", "propose_next", "next", "train_next"), "validate", p)
     return ValidateSection(
         rounds=_num(V, "rounds", "validate", p, 0, lo=0, integer=True),
         top=_num(V, "top", "validate", p, 3, lo=1, integer=True),
@@ -260,7 +261,18 @@ def _parse_validate(V: Mapping[str, Any], base: Path, p: _Problems) -> ValidateS
         output=_resolve(V.get("output"), base, "validate.output", p),
         propose_next=bool(V.get("propose_next", True)),
         next=_next_rule(V, p),
+        train_next=_bool(V, "train_next", p),
     )
+
+
+def _bool(V: Mapping[str, Any], key: str, p: _Problems, default: bool = False) -> bool:
+    v = V.get(key, default)
+    if not isinstance(v, bool):
+        p.add(f"validate.{key}", v, "must be true or false")
+        return default
+    if key == "train_next" and v and V.get("propose_next") is False:
+        p.add("validate.train_next", v, "trains the proposal, so it needs propose_next = true (or drop train_next)")
+    return v
 
 
 def _next_rule(V: Mapping[str, Any], p: _Problems) -> str:

@@ -17,9 +17,11 @@ from mixopt.report.build import build_report, provenance, target_from_search
 from mixopt.report.document import Report
 from mixopt.report.figures import Target, default_target
 from mixopt.report.inputs import BacktestData, SearchData, read_backtest, read_search, read_validation
+from mixopt.report.loop import LoopData, read_loop
 
 __all__ = [
     "BacktestData",
+    "LoopData",
     "Report",
     "SearchData",
     "Target",
@@ -27,6 +29,7 @@ __all__ = [
     "default_target",
     "provenance",
     "read_backtest",
+    "read_loop",
     "read_search",
     "read_validation",
     "target_from_search",

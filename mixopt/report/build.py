@@ -1,7 +1,7 @@
 """Assemble a :class:`~mixopt.report.document.Report` from whatever results are at hand.
 
 :func:`build_report` takes any combination of a fitted surrogate with its sampling runs, a
-backtest, a search and a validation table, and renders the sections those inputs support;
+backtest, a search, a validation table and a loop's rounds, and renders the sections those inputs support;
 sections with no input are left out, and a missing optional piece (no intervals, no
 optimisation history, an unpredictable benchmark) is said in the report instead of
 failing it.
@@ -36,6 +36,7 @@ from mixopt.report.inputs import (
     read_search,
     read_validation,
 )
+from mixopt.report.loop import LoopData, loop_section, read_loop
 
 logger = logging.getLogger(__name__)
 
@@ -425,6 +426,7 @@ def build_report(
     backtest: Any = None,
     search: Any = None,
     validation: Any = None,
+    loop: Any = None,
     level: float = 0.9,
     title: str = "mixopt report",
     files: Mapping[str, str | Path | None] | None = None,
@@ -442,6 +444,8 @@ def build_report(
             ``BacktestResult``, or a results file.
         search: :class:`SearchData`, a ``SearchResult`` or a Pareto-table file.
         validation: a predicted-vs-measured frame or file.
+        loop: a loop's :class:`~mixopt.report.loop.LoopData`, or its ``[validate] output`` folder
+            (``round_<r>/round.json``): the round-by-round section.
         level: interval coverage for the model's predictions.
         title: report title.
         files: ``{role: path}`` of input files to hash in the provenance.
@@ -451,8 +455,8 @@ def build_report(
     Raises:
         SchemaError: nothing to report, or unreadable inputs.
     """
-    if model is None and backtest is None and search is None and validation is None:
-        raise SchemaError("Nothing to report: give a model (with its runs), a backtest, a search or a validation table.")
+    if model is None and backtest is None and search is None and validation is None and loop is None:
+        raise SchemaError("Nothing to report: give a model (with its runs), a backtest, a search, a validation table or a loop folder.")
     if not 0 < level < 1:
         raise SchemaError(f"level must be in (0, 1), got {level}.")
     if model is not None:
@@ -460,6 +464,7 @@ def build_report(
     bt = _as_backtest(backtest)
     sr = _as_search(search)
     val = _as_validation(validation)
+    lp = loop if loop is None or isinstance(loop, LoopData) else read_loop(loop)
     target_is_best = False
     if target is None and sr is not None:
         target = target_from_search(sr, model)
@@ -484,9 +489,11 @@ def build_report(
         sections.append(_search_section(sr))
     if val is not None:
         sections.append(_validation_section(val))
+    if lp is not None:
+        sections.append(loop_section(lp))
     prov = provenance(files=files, model=model, search=sr, backtest=bt, settings=settings, command=command)
     sections.append(_provenance_section(prov))
-    what = [w for w, x in (("fits", model), ("backtest", bt), ("search", sr), ("validation", val)) if x is not None]
+    what = [w for w, x in (("fits", model), ("backtest", bt), ("search", sr), ("validation", val), ("loop", lp)) if x is not None]
     sub = f"{', '.join(what)}" + (f" · surrogate {model.kind}" if model is not None else "") + f" · generated {prov['generated_at']}"
     return Report(title=title, subtitle=sub, sections=sections, provenance=prov)
 

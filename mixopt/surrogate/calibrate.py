@@ -48,7 +48,12 @@ is ``10**r`` for decade distances.
 Points can be calibrated per group (e.g. ``"loss"`` and ``"score"``): a group with at least
 ``min_points`` points gets its own ``(q, g)``, the others use the pooled fit. With fewer
 than ``min_points`` points in all, the calibrator is the identity (factor 1) and says so in
-``reason_``. The conformal quantile's guarantee assumes exchangeable points; held-out runs
+``reason_``. A group kept ``own`` (FLP's ``"loss"``) never borrows the pool: without
+``min_points`` points of its own its factor is 1. A held-out point whose own interval has zero
+width on the error's side (:data:`DEGENERATE_HALF`; a fold fitted with as many parameters as
+points) is dropped and counted in ``n_degenerate_``: its score is infinite and made the factor
+the ``max_factor`` (on Gadre's 5-run protocol and on Pythia, loss intervals 6x-1e11x the loss).
+The conformal quantile's guarantee assumes exchangeable points; held-out runs
 of one fold are not (they share the fold's fit), so coverage is approximate, which is why
 every backtest reports it.
 
@@ -80,6 +85,9 @@ POOLED = "*"
 EXTRAPOLATION_EXPONENT = 0.5
 #: smallest reach (decades) the extrapolation rule scales from: a factor of 1.5 in compute
 MIN_REACH = math.log10(1.5)
+#: an own half-interval at most this share of ``max(|mean|, 1)`` is degenerate (zero width: a fold's fit
+#: with as many parameters as points, or failed bootstraps) and says nothing about a multiplicative factor
+DEGENERATE_HALF = 1e-9
 _TINY = 1e-12
 
 
@@ -166,6 +174,10 @@ class IntervalCalibrator:
             ``min_points`` points): e.g. ``"weak"``, the rows of benchmarks predicted on weak
             evidence, whose large misses would otherwise widen every group that falls back
             to the pool.
+        own: groups that never borrow the pooled fit: without ``min_points`` points of their
+            own they keep the model's own interval (factor 1). E.g. ``"loss"``: its errors are
+            not those of the scores that dominate the pool (on Gadre's 5-run protocol the pool's
+            score misses made the loss intervals 13-100x the model's own).
 
     Attributes (after fit):
         params_: ``{group: (q, g)}``; the pooled fit under :data:`POOLED` (absent when
@@ -175,6 +187,9 @@ class IntervalCalibrator:
             with ``z <= factor(d)``, in-sample).
         reason_: why the calibrator is the identity, or "".
         n_points_: points used.
+        n_degenerate_: ``{group: count}`` of points dropped because the model's own interval had
+            zero width on the error's side (:data:`DEGENERATE_HALF`): no factor of a zero
+            interval covers anything, and an infinite score would make the factor infinite.
     """
 
     def __init__(
@@ -186,9 +201,11 @@ class IntervalCalibrator:
         min_factor: float = 0.25,
         max_factor: float = 100.0,
         apart: Sequence[str] = (),
+        own: Sequence[str] = (),
     ) -> None:
         self.level = level
         self.apart = tuple(apart)
+        self.own = tuple(own)
         self.min_points = min_points
         self.growth_grid = tuple(growth_grid)
         self.min_factor = min_factor
@@ -241,6 +258,13 @@ class IntervalCalibrator:
         if np.any(d < 0):
             raise SchemaError("distance must be >= 0 (decades beyond the fitted range); got negative values.")
         z = normalised_scores(a, m, lo, hi)
+        half = np.where(a - m >= 0, hi - m, m - lo)
+        degenerate = half <= DEGENERATE_HALF * np.maximum(np.abs(m), 1.0)
+        self.n_degenerate_ = {str(k): int(np.sum(degenerate & (g == k))) for k in sorted({str(v) for v in g[degenerate]})}
+        if degenerate.any():
+            logger.info("interval calibration: %d held-out point(s) with a zero-width own interval dropped (%s)",
+                        int(degenerate.sum()), self.n_degenerate_)
+        z, d, g = z[~degenerate], d[~degenerate], g[~degenerate]
         self.scores_, self.distance_, self.groups_ = z, d, g
         self.n_points_ = int(z.size)
         self.params_: dict[str, tuple[float, float]] = {}
@@ -337,14 +361,23 @@ class IntervalCalibrator:
         if not 0 < lev < 1:
             raise ConfigError(f"level must be in (0, 1), got {level}.")
         if groups is None or isinstance(groups, str):  # one label for every row
-            q, g, reach = self._group_factor(POOLED if groups is None else groups, level, lev)
+            key = POOLED if groups is None else groups
+            if self._borrows_nothing(key):
+                return out
+            q, g, reach = self._group_factor(key, level, lev)
             return self._factor_from(q, g, d, reach)
         labels = np.asarray(groups, dtype=object).reshape(d.shape)
         for key in set(labels.tolist()):
             sel = labels == key
+            if self._borrows_nothing(key):
+                continue
             q, g, reach = self._group_factor(key, level, lev)
             out[sel] = self._factor_from(q, g, d[sel], reach)
         return out
+
+    def _borrows_nothing(self, key: str) -> bool:
+        """True for a group kept ``own`` that has no fit of its own (its factor is 1)."""
+        return key in getattr(self, "own", ()) and key not in self.params_
 
     def _group_factor(self, key: str, level: float | None, lev: float) -> tuple[float, float, float]:
         """``(q, g, reach)`` of a group at a level; they depend on the fit only, so they are kept."""
@@ -393,7 +426,9 @@ class IntervalCalibrator:
         self._check_fitted()
         return {
             "settings": {"level": self.level, "min_points": self.min_points, "growth_grid": list(self.growth_grid),
-                         "min_factor": self.min_factor, "max_factor": self.max_factor, "apart": list(self.apart)},
+                         "min_factor": self.min_factor, "max_factor": self.max_factor, "apart": list(self.apart),
+                         "own": list(self.own)},
+            "n_degenerate": dict(self.n_degenerate_),
             "params": {k: [float(q), float(g)] for k, (q, g) in self.params_.items()},
             "scores": [float(v) if math.isfinite(v) else 1e300 for v in self.scores_.tolist()],
             "distance": self.distance_.tolist(),
@@ -407,7 +442,9 @@ class IntervalCalibrator:
         """Rebuild a fitted calibrator from :meth:`state`."""
         s = dict(state["settings"])
         cal = cls(float(s["level"]), min_points=int(s["min_points"]), growth_grid=tuple(s["growth_grid"]),
-                  min_factor=float(s["min_factor"]), max_factor=float(s["max_factor"]), apart=tuple(s.get("apart", ())))
+                  min_factor=float(s["min_factor"]), max_factor=float(s["max_factor"]), apart=tuple(s.get("apart", ())),
+                  own=tuple(s.get("own", ())))
+        cal.n_degenerate_ = {str(k): int(v) for k, v in dict(state.get("n_degenerate", {})).items()}
         cal.params_ = {k: (float(v[0]), float(v[1])) for k, v in dict(state["params"]).items()}
         sc = np.asarray(state["scores"], dtype=np.float64)
         cal.scores_ = np.where(sc >= 1e300, np.inf, sc)
@@ -422,7 +459,7 @@ class IntervalCalibrator:
 
     def __repr__(self) -> str:
         return (f"IntervalCalibrator(level={self.level!r}, min_points={self.min_points!r}, growth_grid={self.growth_grid!r}, "
-                f"min_factor={self.min_factor!r}, max_factor={self.max_factor!r}, apart={self.apart!r})")
+                f"min_factor={self.min_factor!r}, max_factor={self.max_factor!r}, apart={self.apart!r}, own={self.own!r})")
 
 
 __all__ = [

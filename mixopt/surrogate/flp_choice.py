@@ -308,7 +308,8 @@ class _FLPChoice:
         vals = [rows[c].to_numpy().astype(np.float64) for c in ("actual", "predicted", "lower", "upper")]
         with np.errstate(all="ignore"):  # loss intervals are log-space: calibrated (and later scaled) in log loss
             vals = [np.where(is_loss, np.log(np.where(v > 0, v, np.nan)), v) for v in vals]
-        cal = IntervalCalibrator(level=CALIBRATION_LEVEL, min_points=CALIBRATION_MIN_POINTS, apart=("weak",)).fit(
+        cal = IntervalCalibrator(level=CALIBRATION_LEVEL, min_points=CALIBRATION_MIN_POINTS, apart=("weak",),
+                                 own=("loss",)).fit(
             *vals, rows["distance"].to_numpy(), groups)
         out = []
         if cal.is_identity:

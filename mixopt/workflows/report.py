@@ -162,14 +162,16 @@ def run_report(*, out: str | Path, model: str | Path | None = None, config: str 
                runs: str | Path | None = None, ratios: str | Path | None = None, runs_format: str = "auto",
                params_default: float | None = None, tokens_default: float | None = None,
                chance: Mapping[str, float] | None = None, backtest: str | Path | None = None,
-               pareto: str | Path | None = None, validation: str | Path | None = None, target: Target | None = None,
+               pareto: str | Path | None = None, validation: str | Path | None = None, loop: str | Path | None = None,
+               target: Target | None = None,
                level: float = 0.9, title: str = "mixopt report", format: str = "html",
                command: Sequence[str] | None = None) -> dict[str, Any]:
     """``mixopt report``: render what is given into a report; returns what was written.
 
     ``config`` (a file or a parsed config) supplies the surrogate (the study's cached model,
     the saved model, or the same seeded fit), the runs and the Pareto table unless ``model``,
-    ``runs`` or ``pareto`` are given.
+    ``runs`` or ``pareto`` are given. ``loop`` is a loop's ``[validate] output`` folder (the
+    round-by-round section).
     """
     if format not in OUTPUT_FORMATS:
         raise SchemaError(f"--format must be one of {list(OUTPUT_FORMATS)}, got {format!r}.")
@@ -202,7 +204,7 @@ def run_report(*, out: str | Path, model: str | Path | None = None, config: str 
         logger.warning("no --runs: the report shows predictions but cannot draw the fitted laws through the sampling runs")
     files.update({"backtest": backtest, "pareto": pareto, "validation": validation})
     rep = build_report(model=fitted, runs=table, target=target, backtest=backtest, search=pareto,
-                       validation=validation, level=level, title=title,
+                       validation=validation, loop=loop, level=level, title=title,
                        files={k: v for k, v in files.items() if v is not None}, settings=settings, command=command)
     written = write(rep, out, format)
     return {"written": [str(p) for p in written], "sections": [s.key for s in rep.sections], "figures": list(rep.figures)}

@@ -71,3 +71,33 @@ def test_weak_state_round_trips(tmp_path, model):
     a, b = model.predict(t, intervals=True), back.predict(t, intervals=True)
     np.testing.assert_allclose(a.lower, b.lower)
     np.testing.assert_allclose(a.upper, b.upper)
+
+
+def test_denoised_loss_removes_noise_and_keeps_a_real_curve():
+    from mixopt.surrogate.flp import denoise_run_losses, loss_noise_sd
+
+    rng = np.random.default_rng(0)
+    tokens = np.tile(np.geomspace(1e8, 1e10, 12), 6)
+    runs = np.repeat([f"r{i}" for i in range(6)], 12)
+    offset = np.repeat(np.linspace(-0.05, 0.05, 6), 12)
+    truth = np.exp(1.0 + offset - 0.1 * np.log(tokens / 1e8))
+    noisy = truth * np.exp(0.01 * rng.standard_normal(truth.size))
+    assert 0.006 < loss_noise_sd(runs, tokens, noisy) < 0.015
+    den, summary = denoise_run_losses(runs, tokens, noisy)
+    assert np.std(np.log(den / truth)) < 0.75 * np.std(np.log(noisy / truth))
+    assert summary.keep_median < 0.3
+    # noise-free curves: the observed loss is kept
+    same, _ = denoise_run_losses(runs, tokens, truth)
+    np.testing.assert_allclose(same, truth, rtol=1e-9)
+    # real run offsets far beyond the noise stay; noise-level offsets move onto the law
+    anchor = {f"r{i}": (1e10, float(np.exp(1.0 - 0.1 * np.log(100.0)))) for i in range(6)}
+    _, s2 = denoise_run_losses(runs, tokens, noisy, anchor=anchor)
+    assert s2.law_share_median < 0.1 and s2.between_sd > 0.02
+    flat = truth / np.exp(offset) * np.exp(0.01 * rng.standard_normal(truth.size))
+    _, s3 = denoise_run_losses(runs, tokens, flat, anchor=anchor)
+    assert s3.law_share_median > 0.5
+    from mixopt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="stage2_loss_x"):
+        FLP(stage2_loss_x="nope").fit(make_split(single_domain_world(seed=1).sample_runs([2e7, 5e7, 1e8], seed=1),
+                                                 holdout_min_params=1e8).train)

@@ -243,3 +243,27 @@ def test_schedule_decides_which_checkpoints_stage1_may_use() -> None:
     with pytest.raises(Exception, match="schedule"):
         FLP(n_bootstrap=0, checkpoints="usable", stage1="power_offset").fit(
             RunTable(runs.frame.with_columns(pl.lit("linear-decay").alias("schedule")), runs.benchmarks))
+
+
+def test_calibration_drops_zero_width_points_and_keeps_own_groups_apart() -> None:
+    """A held-out point whose own interval has zero width gives no factor (it used to make the factor
+    infinite, clipped at 100); a group kept ``own`` with too few points keeps the model's interval
+    instead of borrowing the pool's (scores') factor."""
+    actual = [1.05, 1.2, 1.3, 1.4, 1.02]
+    mean = [1.0] * 5
+    lower = [1.0, 0.9, 0.9, 0.9, 0.99]  # point 0: zero width (on the error's side)
+    upper = [1.0, 1.1, 1.1, 1.1, 1.01]
+    groups = ["loss", "score", "score", "score", "loss"]
+    d = [0.5] * 5
+    cal = IntervalCalibrator(level=0.9, min_points=3, own=("loss",)).fit(actual, mean, lower, upper, d, groups)
+    assert cal.n_degenerate_ == {"loss": 1}
+    assert cal.n_points_ == 4
+    assert np.all(np.isfinite(cal.factor(np.array([0.5]), "score")))
+    assert cal.factor(np.array([0.5]), "score")[0] > 1.0  # the scores miss by 2-4 half-widths: widened
+    np.testing.assert_allclose(cal.factor(np.array([0.0, 0.5, 2.0]), "loss"), 1.0)  # loss: too few of its own
+    np.testing.assert_allclose(cal.factor(np.array([0.5, 0.5]), np.array(["loss", "score"]))[0], 1.0)
+    borrow = IntervalCalibrator(level=0.9, min_points=3).fit(actual, mean, lower, upper, d, groups)
+    assert borrow.factor(np.array([0.5]), "loss")[0] > 1.0  # without own: the pool's factor
+    again = IntervalCalibrator.from_state(cal.state())
+    assert again.own == ("loss",) and again.n_degenerate_ == {"loss": 1}
+    np.testing.assert_allclose(again.factor(np.array([0.5]), "loss"), cal.factor(np.array([0.5]), "loss"))
