@@ -406,10 +406,25 @@ class FLPM(FLPMPrediction):
         return "raw" if self.preset == "paper" else "calibrated"
 
     def _fit_config(self, runs: RunTable, warm: Mapping[str, Any] | None = None) -> None:
-        """Fit stage 1 (+ mixture correction) and stage 2 with the settled ``config_`` (``warm``: see :meth:`_fit_stage1`)."""
-        self._fit_stage1(self._stage1_rows(runs), warm)
-        self._fit_stage1_alt(runs, warm)
-        self._fit_residual(runs)
+        """Fit stage 1 (+ mixture correction) and stage 2 with the settled ``config_`` (``warm``: see :meth:`_fit_stage1`).
+
+        ``auto`` fits every stage-2 candidate on a fold with the same stage 1 (same runs, settings,
+        warm starts and seeds, so the same fit): it hands its fold fits one ``_stage1_shared`` dict
+        per fold, and the first fit leaves there what stage 1, its form average and the mixture
+        correction set; the others take it instead of refitting (never kept from an earlier fit).
+        """
+        shared = self.__dict__.pop("_stage1_shared", None)
+        key = tuple(self.config_.get(k) for k in ("stage1", "stage1_alt", "stage1_weight", "family"))
+        if shared is not None and shared.get("key") == key:
+            self.__dict__.update(shared["state"])
+        else:
+            before = dict(self.__dict__)
+            self._fit_stage1(self._stage1_rows(runs), warm)
+            self._fit_stage1_alt(runs, warm)
+            self._fit_residual(runs)
+            if shared is not None:
+                shared["key"] = key
+                shared["state"] = {k: v for k, v in self.__dict__.items() if k not in before or before[k] is not v}
         self._fit_stage2(runs)
 
     def _fit_stage1_alt(self, runs: RunTable, warm: Mapping[str, Any] | None = None) -> None:

@@ -604,6 +604,8 @@ def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
                           warm={f: e for (f, k), e in warm_by.items() if k == folds[0].index})
     # a transfer fold fitted at one scale ranks a larger scale its model cannot reach: no errors or intervals there
     level_folds = [f for f in folds if f.kind != "transfer" or compute_scales(f.train.final().flops()).max() > 0]
+    # every candidate's fit on a fold has the same stage 1 (and mixture correction): fitted once per fold
+    shared: dict[int, dict[str, Any]] = {f.index: {} for f in level_folds}
     rows_by: dict[int, pl.DataFrame] = {}
     scored = []
     for kind, inputs in s2:
@@ -619,6 +621,7 @@ def _choose_stage2(make: Callable[[Mapping[str, Any]], FLPM], folds: Sequence[Fo
                     m._stage1_alt_request = (alt[0], float(alt[1]))
                 if (cfg["stage1"], fold.index) in warm_by:
                     m._stage1_warm = {f: warm_by[(f, fold.index)] for f in (cfg["stage1"], alt[0]) if (f, fold.index) in warm_by}
+                m._stage1_shared = shared[fold.index]
                 m.fit(fold.train)
                 # benchmarks this fold's model predicts on weak evidence calibrate their own (wide) intervals
                 weak = list(getattr(m, "weak_", {}))
