@@ -188,13 +188,14 @@ def _quantiles_all_finite(s: np.ndarray, qs: Sequence[float], t: Any, *, positiv
 
 def _order_quantiles(srt: np.ndarray, qs: Sequence[float], log: Any, axis: int = 0) -> list[np.ndarray]:
     """Quantiles ``qs`` (linear interpolation) of draws sorted along ``axis``, every entry with all ``B`` draws;
-    with ``log`` (``np.log``), of the draws' logs: the order statistics they read are gathered (into one
-    C-contiguous ``(k, ...)`` array, whatever ``axis``) and mapped in one call (elementwise, so the same
-    numbers as mapping each)."""
+    with ``log`` (``np.log``), of the draws' logs: the order statistics they read are gathered into one
+    array and mapped in one call (elementwise, so the same numbers as mapping each)."""
     need, plan = _order_plan(srt.shape[axis], tuple(qs))
-    vals = srt[list(need)] if axis == 0 else np.ascontiguousarray(np.moveaxis(np.take(srt, list(need), axis=axis), axis, 0))
+    vals = np.take(srt, need, axis=axis)  # a new C-contiguous array
     if log is not None:
-        vals = log(vals)
+        log(vals, out=vals)
+    if axis:
+        vals = vals.swapaxes(0, axis)
     out = []
     for frac, a_row, b_row in plan:
         a = vals[a_row]
@@ -204,15 +205,17 @@ def _order_quantiles(srt: np.ndarray, qs: Sequence[float], log: Any, axis: int =
 
 
 @functools.lru_cache(maxsize=64)
-def _order_plan(B: int, qs: tuple[float, ...]) -> tuple[tuple[int, ...], tuple[tuple[float, int, int], ...]]:
+def _order_plan(B: int, qs: tuple[float, ...]) -> tuple[np.ndarray, tuple[tuple[float, int, int], ...]]:
     """For ``B`` sorted draws: the order statistics the quantiles ``qs`` read, and per quantile
     ``(pos - i, row of i, row of j)`` (``pos = q·(B - 1)``, ``i = floor(pos)``, ``j = min(i + 1, B - 1)``)."""
     km1 = B - 1
     pos = [q * km1 for q in qs]
     ij = [(int(math.floor(p)), min(int(math.floor(p)) + 1, km1)) for p in pos]
-    need = tuple(sorted({k for pair in ij for k in pair}))
+    need = sorted({k for pair in ij for k in pair})
     row = {k: r for r, k in enumerate(need)}
-    return need, tuple((p - i, row[i], row[j]) for p, (i, j) in zip(pos, ij, strict=True))
+    idx = np.array(need, dtype=np.intp)
+    idx.setflags(write=False)
+    return idx, tuple((p - i, row[i], row[j]) for p, (i, j) in zip(pos, ij, strict=True))
 
 
 def _quantiles_axis0(s: np.ndarray, qs: Sequence[float]) -> tuple[list[np.ndarray], np.ndarray]:

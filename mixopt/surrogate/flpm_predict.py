@@ -26,7 +26,7 @@ from mixopt.surrogate.schedule import Schedule, residual_features, targets_sched
 
 #: rows per block in prediction (means / intervals)
 _CHUNK_MEAN = 262144
-_CHUNK_INTERVAL = 1024  # (B, rows, m) draw blocks that stay in cache
+_CHUNK_INTERVAL = 256  # (B, rows, m) draw blocks that stay in cache
 #: draws x rows per block in joint draws
 _CHUNK_DRAW_CELLS = 1 << 20
 #: the stage-1 families: the law alone, the law times the kernel correction, their equal-weight model average
@@ -418,7 +418,8 @@ class FLPMPrediction(Surrogate):
             sl = slice(s, s + chunk)
             xs = x[sl]
             cs = np.exp(corr[sl]) if corr_any else None
-            L = self._stage1_mean(xs)
+            both = self._point_and_draws(xs) if intervals else None
+            L, nat = both if both is not None else (self._stage1_mean(xs), None)
             if cs is not None:
                 L = L * cs
             mean[sl, :m] = L
@@ -427,7 +428,6 @@ class FLPMPrediction(Surrogate):
             if not intervals:
                 continue
             out = (lower[sl], upper[sl], std[sl])  # type: ignore[index]
-            nat = self._natural_draws(xs)
             if nat is not None:
                 if cs is not None:
                     nat *= cs[:, None, :]
@@ -442,9 +442,10 @@ class FLPMPrediction(Surrogate):
         return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
 
-    def _natural_draws(self, x: np.ndarray) -> np.ndarray | None:
-        """Bootstrap losses ``(n, B, m)`` in the law's own layout (``(n, B·m)`` of its matrix product, no copy)
-        when there are >= 2 refits, none failed and no form average; None otherwise (:meth:`_stage1_draws`)."""
+    def _point_and_draws(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Point losses ``(n, m)`` (:meth:`_stage1_mean`) and bootstrap losses ``(n, B, m)`` in the law's own layout
+        (``(n, B·m)`` of its matrix product, no copy), the law's inputs prepared once, when there are >= 2
+        refits, none failed and no form average; None otherwise (:meth:`_stage1_mean`, :meth:`_stage1_draws`)."""
         boot = self.stage1_bootstrap_
         if boot.shape[1] < 2 or getattr(self, "stage1_alt_", None) is not None:
             return None
@@ -452,11 +453,12 @@ class FLPMPrediction(Surrogate):
         if failed is not None:
             return None
         with np.errstate(all="ignore"):
-            return self.stage1_law_.predict(x, theta).T.reshape(x.shape[0], boot.shape[1], boot.shape[0])
+            point, draws = self.stage1_law_.predict_each(x, (self.stage1_params_, theta))
+        return np.ascontiguousarray(point.T), draws.T.reshape(x.shape[0], boot.shape[1], boot.shape[0])
 
     def _interval_block_sorted(self, L: np.ndarray, S: np.ndarray, nat: np.ndarray, flops: np.ndarray, level: float,
                                out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: list[int]) -> bool:
-        """:meth:`_interval_block` for the common case, from draws ``nat (n, B, m)`` (:meth:`_natural_draws`) sorted
+        """:meth:`_interval_block` for the common case, from draws ``nat (n, B, m)`` (:meth:`_point_and_draws`) sorted
         once along B: False (nothing written) unless every draw is finite and > 0 (the caller has checked
         that no row is averaged). The same numbers as :meth:`_interval_block` (the same operations on the
         same operands: the order statistics of the sort, the variance by :func:`~mixopt._rowwise.var_draws`,

@@ -98,7 +98,7 @@ def models(world):
 
 def _general(model, monkeypatch):
     """The model with the one-pass path switched off (every block through :meth:`_interval_block`)."""
-    monkeypatch.setattr(type(model), "_natural_draws", lambda self, x: None)
+    monkeypatch.setattr(type(model), "_point_and_draws", lambda self, x: None)
 
 
 @pytest.mark.parametrize("family", ["law", "hybrid"])
@@ -133,14 +133,14 @@ def test_one_pass_path_falls_back_on_invalid_draws(models, world, monkeypatch):
     # a non-positive draw sends the block through the general path (the same numbers as with it off)
     model = models["law"]
     t = Targets(flops=np.full(20, model.train_max_flops_ * 4), mixture=world.random_mixtures(20, seed=3), domains=world.domains)
-    original = type(model)._natural_draws
+    original = type(model)._point_and_draws
 
     def broken(self, x):
-        nat = original(self, x)
+        point, nat = original(self, x)
         nat[3, 1, 0] = -1.0
-        return nat
+        return point, nat
 
-    monkeypatch.setattr(type(model), "_natural_draws", broken)
+    monkeypatch.setattr(type(model), "_point_and_draws", broken)
     calls = []
     general = type(model)._interval_block
     monkeypatch.setattr(type(model), "_interval_block", lambda self, *a, **k: calls.append(1) or general(self, *a, **k))
