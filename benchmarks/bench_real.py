@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated section names (default: all)")
     ap.add_argument("--quick", action="store_true", help="smaller settings (fewer bootstrap draws, fewer targets)")
     ap.add_argument("--json", help="write the headline figures of every section to this file")
-    ap.add_argument("--data-dir", help="folder holding the public data sets (default ../shared/data of the checkout); passed to the sections that take one (regmix)")
+    ap.add_argument("--data-dir", help="folder holding the public data sets (default ../shared/data of the checkout); passed to every section")
     ap.add_argument("--settings", help="JSON object of FLP settings: the default FLP with them is run beside the default (row 'candidate') in the sections whose default is FLP")
     args = ap.parse_args(argv)
     candidate = _candidate(args.settings)

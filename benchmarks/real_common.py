@@ -52,10 +52,16 @@ def timed_backtest(runs: Any, method: str, settings: Mapping[str, Any], **split:
 
 
 def per_target(rows: pl.DataFrame, loss: str = "loss") -> pl.DataFrame:
-    """Per held-out run: loss relative error and coverage, average-score relative error, score coverage."""
+    """Per held-out run: loss relative error, coverage and interval half-width (relative to the predicted loss,
+    the mean of both sides), average-score relative error, score coverage."""
     if rows.height == 0:
         return pl.DataFrame()
-    lo = rows.filter(pl.col("quantity") == loss).select("run", pl.col("rel_error").alias("loss_rel_err"), pl.col("covered").alias("loss_covered"))
+    lo = rows.filter(pl.col("quantity") == loss).select(
+        "run",
+        pl.col("rel_error").alias("loss_rel_err"),
+        pl.col("covered").alias("loss_covered"),
+        ((pl.col("upper") - pl.col("lower")) / (2 * pl.col("predicted"))).alias("loss_halfwidth"),
+    )
     s = (
         rows.filter(pl.col("quantity").str.starts_with("score:"))
         .group_by("run")
@@ -99,6 +105,7 @@ def section(runs: Any, methods: Mapping[str, tuple[str, Mapping[str, Any]]], hol
             "median_abs_score_err": float((sc["predicted"] - sc["actual"]).abs().median()) if sc.height else None,
             "median_avg_score_err": float(pt["avg_score_rel_err"].median()) if "avg_score_rel_err" in pt.columns and pt["avg_score_rel_err"].null_count() < pt.height else None,
             "coverage90": r.coverage,
+            "loss_halfwidth_median": float(pt["loss_halfwidth"].median()) if "loss_halfwidth" in pt.columns and pt["loss_halfwidth"].null_count() < pt.height else None,
             "backtest_s": dt,
         }
     if out_rows:

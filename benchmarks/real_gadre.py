@@ -111,12 +111,13 @@ def _targets(final: Any, protocol: str) -> list[str]:
     return sorted(ids[big].tolist())
 
 
-def run(quick: bool, candidate: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run(quick: bool, candidate: Mapping[str, Any] | None = None, data_dir: str | None = None) -> dict[str, Any]:
     from mixopt.backtest import backtest
     from mixopt.data.public import default_data_dir, load_gadre
 
     logging.getLogger("mixopt").setLevel(logging.ERROR)
-    data = default_data_dir(__import__("pathlib").Path(__file__).resolve().parents[1])
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    data = __import__("pathlib").Path(data_dir) if data_dir else default_data_dir(root)
     if not (data / "gadre-scaling").is_dir():
         print(f"section gadre: {data}/gadre-scaling not found")
         return {"status": "no data"}
@@ -186,6 +187,7 @@ def run(quick: bool, candidate: Mapping[str, Any] | None = None) -> dict[str, An
                         "run": rid,
                         "loss_rel_err": abs(pv - av) / av,
                         "loss_covered": None,
+                        "loss_halfwidth": None,
                         "avg_pred": float(ap),
                         "avg_true": float(at),
                         "score_coverage": None,
@@ -196,7 +198,7 @@ def run(quick: bool, candidate: Mapping[str, Any] | None = None) -> dict[str, An
                 )
     df = pl.DataFrame(rows)
     print("Per held-out model (loss relative error, 90% interval covers the loss, average-score relative error):\n")
-    print(md(df.select("dataset", "protocol", "method", "run", "loss_rel_err", "loss_covered", "avg_score_rel_err", "score_coverage").sort("protocol", "dataset", "run", "method")))
+    print(md(df.select("dataset", "protocol", "method", "run", "loss_rel_err", "loss_covered", "loss_halfwidth", "avg_score_rel_err", "score_coverage").sort("protocol", "dataset", "run", "method")))
     summ = (
         df.group_by("protocol", "method")
         .agg(
@@ -204,6 +206,7 @@ def run(quick: bool, candidate: Mapping[str, Any] | None = None) -> dict[str, An
             pl.col("loss_rel_err").max().alias("max_loss_err"),
             pl.col("avg_score_rel_err").median().alias("median_avg_score_err"),
             pl.col("loss_covered").cast(pl.Float64).mean().alias("loss_cov90"),
+            pl.col("loss_halfwidth").median().alias("loss_halfwidth_median"),
             pl.col("score_coverage").mean().alias("score_cov90"),
             pl.col("fit_s").max().alias("max_backtest_s"),
         )
@@ -215,6 +218,6 @@ def run(quick: bool, candidate: Mapping[str, Any] | None = None) -> dict[str, An
     print(md(pl.DataFrame(chosen)))
     head: dict[str, Any] = {}
     for r in summ.iter_rows(named=True):
-        head[f"{r['protocol']}/{r['method']}"] = {k: r[k] for k in ("median_loss_err", "max_loss_err", "median_avg_score_err", "loss_cov90", "score_cov90")}
+        head[f"{r['protocol']}/{r['method']}"] = {k: r[k] for k in ("median_loss_err", "max_loss_err", "median_avg_score_err", "loss_cov90", "loss_halfwidth_median", "score_cov90")}
     head["max_backtest_seconds"] = max(fit_seconds) if fit_seconds else None
     return head

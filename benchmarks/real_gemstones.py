@@ -23,11 +23,12 @@ from typing import Any
 from real_common import section, with_candidate
 
 
-def run(quick: bool, candidate: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run(quick: bool, candidate: Mapping[str, Any] | None = None, data_dir: str | None = None) -> dict[str, Any]:
     from mixopt.data.public import default_data_dir, load_gemstones
 
     logging.getLogger("mixopt").setLevel(logging.ERROR)
-    data = default_data_dir(__import__("pathlib").Path(__file__).resolve().parents[1])
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    data = __import__("pathlib").Path(data_dir) if data_dir else default_data_dir(root)
     if not (data / "gemstones").is_dir():
         print(f"section gemstones: {data}/gemstones not found")
         return {"status": "no data"}

@@ -51,11 +51,12 @@ def load_pythia(data: Any, deduped: bool) -> Any:
     return RunTable(frame, [Benchmark(name=b, chance=ch) for b, ch in TASKS.values()])
 
 
-def run(quick: bool, candidate: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run(quick: bool, candidate: Mapping[str, Any] | None = None, data_dir: str | None = None) -> dict[str, Any]:
     from mixopt.data.public import default_data_dir
 
     logging.getLogger("mixopt").setLevel(logging.ERROR)
-    data = default_data_dir(__import__("pathlib").Path(__file__).resolve().parents[1])
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    data = __import__("pathlib").Path(data_dir) if data_dir else default_data_dir(root)
     if not (data / "pythia").is_dir():
         print(f"section pythia: {data}/pythia not found")
         return {"status": "no data"}
