@@ -24,7 +24,10 @@ as an installed package runs.
     sizes: 12 mixtures = 60 runs, 16 = 80); per table the held-out score error of every stage-2
     candidate and whether the net would have been chosen.
 
-Run:  python benchmarks/bench_startup.py [--quick] [--repeats 5] [--sections imports,job,net] [--seeds 12]
+(d) with ``--baseline-ref REF``: the resume of this checkout against a clean clone of ``REF``,
+    resumes alternated between the two (medians), and whether they wrote the same files.
+
+Run:  python benchmarks/bench_startup.py [--quick] [--repeats 5] [--sections imports,job,net] [--seeds 12] [--baseline-ref REF]
 """
 
 from __future__ import annotations
@@ -66,27 +69,27 @@ sys.exit(rc)
 """
 
 
-def _env() -> dict[str, str]:
+def _env(repo: Path = REPO) -> dict[str, str]:
     """The children's environment: this checkout first, bytecode caches used as an installed package uses them.
 
     ``PYTHONDONTWRITEBYTECODE`` (set on some machines) is dropped: without cached bytecode every
     child recompiles mixopt's sources, about 0.3 CPU-s that no installed copy pays.
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {**env, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def _compile() -> None:
+def _compile(repo: Path = REPO) -> None:
     """Write mixopt's bytecode caches once, before anything is timed (as installing a package does)."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "mixopt")], env=_env(), check=True,
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(repo / "mixopt")], env=_env(repo), check=True,
                    capture_output=True)
 
 
-def _child(code: str, cwd: Path | None = None) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+def _child(code: str, cwd: Path | None = None, repo: Path = REPO) -> tuple[float, float, subprocess.CompletedProcess[str]]:
     """``(CPU-s, wall-s, result)`` of ``python -c code`` in a fresh process."""
     u0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", code], cwd=cwd or REPO, env=_env(), capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], cwd=cwd or repo, env=_env(repo), capture_output=True, text=True)
     wall = time.perf_counter() - t0
     u1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
@@ -113,16 +116,16 @@ def imports(repeats: int) -> None:
     print("Target: import mixopt <= 0.15 CPU-s and none of scipy.stats, torch, ray, fastapi loaded.")
 
 
-def _workspace(tmp: Path) -> Path:
+def _workspace(tmp: Path, repo: Path = REPO) -> Path:
     ws = tmp / "repo"
-    shutil.copytree(REPO / "configs", ws / "configs")
-    shutil.copytree(REPO / "mixopt" / "examples", ws / "mixopt" / "examples")
+    shutil.copytree(repo / "configs", ws / "configs")
+    shutil.copytree(repo / "mixopt" / "examples", ws / "mixopt" / "examples")
     return ws
 
 
-def _job(ws: Path, pre: str) -> tuple[float, float, float, list[str], dict]:
+def _job(ws: Path, pre: str, repo: Path = REPO) -> tuple[float, float, float, list[str], dict]:
     out = ws / "loaded.json"
-    cpu, wall, r = _child(_JOB.format(pre=pre, heavy=HEAVY, out=str(out)), cwd=ws)
+    cpu, wall, r = _child(_JOB.format(pre=pre, heavy=HEAVY, out=str(out)), cwd=ws, repo=repo)
     probe = json.loads(out.read_text())
     return cpu, wall, probe["rss_mb"], probe["loaded"], json.loads(r.stdout)
 
@@ -153,6 +156,36 @@ def main_job() -> None:
     base, new = rows[0][1][0], rows[1][1][0]
     print(f"main job CPU: {new:.2f} s vs {base:.2f} s baseline ({base / new:.2f}x less). Targets (issue 21): <= 3 CPU-s "
           "and <= 5 s wall quiet; resume <= 1 s wall.")
+
+
+def resume_against(ref: str, repeats: int) -> None:
+    """(d) the resume of this checkout against git ``ref`` (a clean clone), alternated, medians.
+
+    Each checkout runs the main job once in its own scratch copy, then ``repeats`` resumes of
+    each in turn (so both see the same load); the last resumes' Pareto and shortlist files are
+    compared byte for byte.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "clone", "-q", str(REPO), str(base)], check=True, capture_output=True)
+        subprocess.run(["git", "-C", str(base), "checkout", "-q", ref], check=True, capture_output=True)
+        _compile(base)
+        trees = {ref: base, "this checkout": REPO}
+        ws = {name: _workspace(Path(tmp) / name.replace(" ", "_"), repo) for name, repo in trees.items()}
+        for name, repo in trees.items():
+            _job(ws[name], "", repo)
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+        for _ in range(repeats):
+            for name, repo in trees.items():
+                cpu, wall, _, _, _ = _job(ws[name], "", repo)
+                runs[name].append((cpu, wall))
+        print(f"\n(d) resume of the finished study, this checkout against {ref} (clean clone), {repeats} resumes each, alternated")
+        print(f"{'checkout':<20} {'median CPU-s':>12} {'median wall s':>13}")
+        for name, v in runs.items():
+            print(f"{name:<20} {statistics.median(c for c, _ in v):>12.3f} {statistics.median(w for _, w in v):>13.3f}")
+        out = [ws[name] / "out" for name in trees]
+        same = {f: (out[0] / f).read_bytes() == (out[1] / f).read_bytes() for f in ("example_pareto.csv", "example_pareto.shortlist.csv")}
+        print("files identical between the two:", ", ".join(f"{f} {'yes' if v else 'NO'}" for f, v in same.items()))
 
 
 def _example_kind(seed: int, n_mixtures: int) -> RunTable:
@@ -199,6 +232,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="fresh processes per import case")
     ap.add_argument("--sections", default="imports,job,net", help="comma-separated: imports, job, net")
     ap.add_argument("--seeds", type=int, default=12, help="(net) world seeds 0..N-1 per mixture count")
+    ap.add_argument("--baseline-ref", metavar="REF", help="(d) also time the resume against this git ref (a clean clone)")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     _compile()
@@ -206,6 +240,8 @@ def main() -> None:
         imports(1 if args.quick else args.repeats)
     if "job" in sections:
         main_job()
+    if args.baseline_ref:
+        resume_against(args.baseline_ref, 3 if args.quick else args.repeats)
     if "net" in sections:
         net_check(list(range(3 if args.quick else args.seeds)), [12] if args.quick else [12, 16])
 

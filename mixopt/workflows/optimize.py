@@ -237,7 +237,6 @@ def _stored_result(config: SearchConfig, url: str, key: str, folder: Path) -> tu
     journal = storage_file(url)
     if journal is None or not journal.is_file() or stored_key(folder) is None:
         return None
-    t0 = time.perf_counter()
     lock = StudyLock(url, config.search.study_name).acquire()  # no other run may be writing the study meanwhile
     try:
         res = load_result(folder, result_key(config, key, journal))
@@ -247,8 +246,10 @@ def _stored_result(config: SearchConfig, url: str, key: str, folder: Path) -> tu
         return None
     logger.info("Study %r is finished and unchanged: its result is read from %s (nothing to run).", config.search.study_name, folder)
     surrogate = fit_surrogate(config, key=key, cache=model_cache_dir(config))
-    # stored as a resume gives it (no new trial, nothing run); this run's time is the reading
-    return replace(res, elapsed_s=time.perf_counter() - t0), surrogate
+    # stored as a resume gives it (no new trial, nothing run). elapsed_s is the search's own time, as when the
+    # journal is replayed: what comes after the study and the model are read (here: nothing), never 0 (trials/s 0.0)
+    t0 = time.perf_counter()
+    return replace(res, elapsed_s=max(time.perf_counter() - t0, 1e-9)), surrogate
 
 
 def _store_result(config: SearchConfig, res: SearchResult, url: str, key: str, folder: Path) -> None:

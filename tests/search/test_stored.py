@@ -83,7 +83,7 @@ def test_a_resume_reads_the_stored_result_and_writes_the_same_files(tmp_path, ru
     _refuse_assembly(monkeypatch)
     stored = optimize(load_config(cfg), progress=False)
     _assert_same(stored.result, replayed.result)
-    assert 0 < stored.result.elapsed_s < 60 and stored.result.trials_per_s == 0.0
+    assert 0 < stored.result.elapsed_s < 0.05 and stored.result.trials_per_s == 0.0  # "in 0.0 s", as replayed
     assert _timeless(stored.result.report()) == _timeless(replayed.result.report())
     assert _outputs(tmp_path) == files
     assert stored.surrogate.coef_ == pytest.approx(first.surrogate.coef_, rel=0, abs=0)
