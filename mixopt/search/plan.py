@@ -42,6 +42,15 @@ second run that would teach the same thing is worth little (the diversity of the
 a candidate already picked is never picked twice. The batch stops at ``n_runs`` runs or when
 the next run would exceed ``max_flops``.
 
+Runs already made are never proposed again: a candidate of the same size (parameters N and
+tokens D each within :data:`SAME_SIZE_RTOL`, 5 % relative) as a run of the table
+(``existing``) or as a run already earlier in the batch, whose mixture is within L1 distance
+``duplicate_l1`` (default :data:`DUPLICATE_L1` = 0.05, the loop's "already validated"
+distance; ratios normalised to sum 1) of that run's, is dropped before the greedy step. A
+near-duplicate would measure what is already measured (up to run noise); with a surrogate
+whose draws barely shrink at its training runs (FLP-M's fit-perturbation draws) the plan
+otherwise proposed the same mixture round after round (docs/figures.md#planning).
+
 Draws
 -----
 ``draws = "auto"`` (default) uses the surrogate's **posterior draws** when it has them
@@ -73,7 +82,7 @@ draws (every row moves together), which cannot say which mixture wins; the plan 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +100,11 @@ CRITERIA = ("decision", "ranking", "prediction", "doptimal")
 DRAWS = ("auto", "posterior", "model")
 #: Default noise of one run's measured outcome (std, in the quantity's units: nats of loss).
 DEFAULT_NOISE = 0.01
+#: Default L1 distance between mixtures (ratios summing to 1) under which a candidate run of the same size
+#: as a run already made (or already in the batch) counts as that run again and is not proposed.
+DUPLICATE_L1 = 0.05
+#: Relative tolerance on parameters N and on tokens D under which two runs are of the same size.
+SAME_SIZE_RTOL = 0.05
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,8 @@ class PlanSettings:
         noise: std of one run's measured outcome (quantity units).
         seed: seeds candidates, targets and draws.
         draws: ``"auto"``, ``"posterior"`` or ``"model"`` (:data:`DRAWS`; see the module docstring).
+        duplicate_l1: a candidate of the same size as a run already made (or already in the batch) whose
+            mixture is within this L1 distance of that run's is not proposed (0: only exact repeats).
     """
 
     runs: int = 8
@@ -123,6 +139,7 @@ class PlanSettings:
     noise: float = DEFAULT_NOISE
     seed: int = 0
     draws: str = "auto"
+    duplicate_l1: float = DUPLICATE_L1
 
     def __post_init__(self) -> None:
         problems = []
@@ -146,6 +163,8 @@ class PlanSettings:
             problems.append(f"draws must be one of {list(DRAWS)}, got {self.draws!r}")
         if not (isinstance(self.seed, int) and self.seed >= 0):
             problems.append(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not (isinstance(self.duplicate_l1, (int, float)) and np.isfinite(self.duplicate_l1) and 0 <= self.duplicate_l1 < 2):
+            problems.append(f"duplicate_l1 must be an L1 distance between mixtures in [0, 2), got {self.duplicate_l1!r}")
         if problems:
             raise SearchError("Invalid plan settings: " + "; ".join(problems) + ".")
 
@@ -256,12 +275,34 @@ def outcome_draws(problem: Problem, runs: Points, *, n_draws: int, seed: int,
     return np.nan_to_num(y - y.mean(axis=0, keepdims=True))
 
 
+def _ratios(mixture: np.ndarray) -> np.ndarray:
+    m = np.clip(np.asarray(mixture, dtype=np.float64), 0.0, None)
+    total = m.sum(axis=1, keepdims=True)
+    return m / np.where(total > 0, total, 1.0)
+
+
+def same_runs(candidates: Points, runs: Points, *, l1: float = DUPLICATE_L1, rtol: float = SAME_SIZE_RTOL) -> np.ndarray:
+    """``(n_candidates, n_runs)``: True where a candidate is the same run as one of ``runs`` -- parameters
+    and tokens each within ``rtol`` (relative) and mixture ratios (normalised to sum 1) within L1 ``l1``."""
+    def close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = np.asarray(a, dtype=np.float64)[:, None], np.asarray(b, dtype=np.float64)[None, :]
+        return np.abs(a - b) <= rtol * np.maximum(np.abs(a), np.abs(b))
+
+    size = close(candidates.params, runs.params) & close(candidates.tokens, runs.tokens)
+    dist = np.abs(_ratios(candidates.mixture)[:, None, :] - _ratios(runs.mixture)[None, :, :]).sum(axis=2)
+    return size & (dist <= l1 + 1e-12)
+
+
 def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, runs: int, flops: float | None,
-                 noise: float, scale: bool = True) -> tuple[list[int], list[float]]:
+                 noise: float, scale: bool = True, blocked: np.ndarray | None = None,
+                 near: Callable[[int], np.ndarray] | None = None) -> tuple[list[int], list[float]]:
     """Greedy picks over centred outcome draws ``y (S, n, q)``; ``regret (S, k)`` (the losses tracked) for
     ``decision``/``ranking``/``prediction``, None for ``doptimal``. ``scale``: each loss column to unit std
-    (else the columns are taken as given, centred)."""
+    (else the columns are taken as given, centred). ``blocked (n,)``: candidates never picked (runs already
+    made); ``near(i) -> (n,)``: the candidates that are the same run as candidate ``i``, blocked once ``i`` is
+    picked (a candidate is always blocked once picked)."""
     y = y.copy()
+    out = np.zeros(y.shape[1], dtype=bool) if blocked is None else np.asarray(blocked, dtype=bool).copy()
     r = None
     if regret is not None:  # centred, each loss scaled to unit std (a constant one carries nothing)
         r = regret.reshape(regret.shape[0], -1) - regret.reshape(regret.shape[0], -1).mean(axis=0)
@@ -281,6 +322,7 @@ def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, 
             gain = (cov * cov / (var + n2)[:, :, None]).sum(axis=(1, 2))
         score = gain / cost
         score[picked] = -np.inf
+        score[out] = -np.inf
         if flops is not None:
             score[spent + cost > flops * (1 + 1e-9)] = -np.inf
         i = int(np.argmax(score))
@@ -289,6 +331,9 @@ def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, 
         picked.append(i)
         gains.append(float(gain[i]))
         spent += float(cost[i])
+        out[i] = True
+        if near is not None:
+            out |= np.asarray(near(i), dtype=bool)
         # Gaussian update of the draw ensemble on the picked run's (noisy) outcome, quantity by quantity.
         for q in range(y.shape[2]):
             yi = y[:, i, q].copy()
@@ -317,7 +362,7 @@ def posterior_draws(problem: Problem, runs: Points, points: Points | None, *, n_
 
 def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | None = None,
               targets: Points | None = None, sizes: Sequence[float] = (),
-              tokens: Mapping[float, float] | None = None) -> Plan:
+              tokens: Mapping[float, float] | None = None, existing: Points | None = None) -> Plan:
     """The next batch of sampling runs (see the module docstring).
 
     Args:
@@ -327,6 +372,8 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
         targets: the points the decision chooses among (default: seeded points of the space).
         sizes: candidate sizes when ``settings.sizes`` is empty.
         tokens: ``{size: tokens}`` for ``sizes`` when ``settings.tokens_per_param`` is None.
+        existing: the runs already made (the run table's final checkpoints): a candidate that is one of
+            them again (same size, mixture within ``settings.duplicate_l1``) is not proposed.
     """
     st = settings
     if candidates is None:
@@ -370,18 +417,28 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
 
             kind = draws_kind(problem.surrogate)
     cost = 6.0 * candidates.params * candidates.tokens
+    blocked = (same_runs(candidates, existing, l1=st.duplicate_l1).any(axis=1) if existing is not None and len(existing)
+               else np.zeros(len(candidates), dtype=bool))
+    if blocked.all():
+        raise SearchError(f"Every one of the {len(candidates)} candidate runs repeats a run already made (same size, mixture "
+                          f"within L1 {st.duplicate_l1:g}); nothing new to propose. Add candidate sizes ([plan] sizes), "
+                          "more candidates ([plan] n_candidates) or lower [plan] duplicate_l1.")
+    def near(i: int) -> np.ndarray:
+        return same_runs(candidates, candidates.take(np.array([i])), l1=st.duplicate_l1)[:, 0]
+
     picked, gains = greedy_batch(y, regret, cost, runs=st.runs, flops=st.flops, noise=st.noise,
-                                 scale=st.criterion != "prediction")
+                                 scale=st.criterion != "prediction", blocked=blocked, near=near)
     if not picked:
-        raise SearchError(f"No candidate run fits the FLOPs budget {st.flops:.3g}; the cheapest costs {cost.min():.3g} FLOPs. "
+        raise SearchError(f"No candidate run fits the FLOPs budget {st.flops:.3g}; the cheapest new run costs {cost[~blocked].min():.3g} FLOPs. "
                           "Raise [plan] flops or add a smaller size.")
     idx = np.asarray(picked, dtype=np.int64)
     summary = {**summary, "criterion": st.criterion, "draws": kind, "candidates": len(candidates),
-               "runs": len(idx), "flops": float(cost[idx].sum())}
+               "repeats_dropped": int(blocked.sum()), "runs": len(idx), "flops": float(cost[idx].sum())}
     return Plan(domains=problem.space.domains, mixture=candidates.mixture[idx], params=candidates.params[idx],
                 tokens=candidates.tokens[idx], value=np.asarray(gains), index=idx, criterion=st.criterion,
                 draws=kind, summary=summary)
 
 
-__all__ = ["CRITERIA", "DEFAULT_NOISE", "DRAWS", "RIVALS", "Plan", "PlanSettings", "candidate_runs", "decision_regret", "greedy_batch",
-           "outcome_draws", "plan_runs", "posterior_draws", "target_points", "target_values"]
+__all__ = ["CRITERIA", "DEFAULT_NOISE", "DRAWS", "DUPLICATE_L1", "RIVALS", "SAME_SIZE_RTOL", "Plan", "PlanSettings", "candidate_runs",
+           "decision_regret", "greedy_batch", "outcome_draws", "plan_runs", "posterior_draws", "same_runs", "target_points",
+           "target_values"]

@@ -1,9 +1,10 @@
 """Shared fixtures of the training-job tests."""
 
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import _configs
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
@@ -19,9 +20,4 @@ def fixture_corpus_dir(tmp_path_factory):
 @pytest.fixture
 def job_command():
     """Command template of the stand-in cluster job (tests/train/scripts/job.py) for a mode."""
-
-    def make(mode: str) -> str:
-        return (f"{sys.executable} {SCRIPTS / 'job.py'} {mode} --mix {{mix_json}} --params {{params}} --tokens {{tokens}} "
-                "--out {out} --checkpoints {checkpoints} --seed {seed}")
-
-    return make
+    return _configs.job_command
