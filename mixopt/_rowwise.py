@@ -12,7 +12,8 @@ so the numbers are identical; the tiles are kept per constant.
 
 :func:`var_draws` is ``np.var(a, axis=0, ddof=ddof)`` with the same ufunc calls in the same
 order (sum over axis 0, divide by the count, subtract, square, sum, divide by the degrees of
-freedom), without its Python bookkeeping: identical numbers, tested.
+freedom), without its Python bookkeeping: identical numbers, tested. :class:`Workspace` keeps a
+call's large scratch arrays for its next block.
 """
 
 from __future__ import annotations
@@ -71,16 +72,39 @@ def apply_rows(ufunc: Callable[..., np.ndarray], g: np.ndarray, const: np.ndarra
     return out
 
 
-def var_draws(a: np.ndarray, ddof: int = 1) -> np.ndarray:
-    """``np.var(a, axis=0, ddof=ddof)`` for float64 ``a (S, ...)`` with ``S > ddof``: the same numbers."""
+def var_draws(a: np.ndarray, ddof: int = 1, work: np.ndarray | None = None) -> np.ndarray:
+    """``np.var(a, axis=0, ddof=ddof)`` for float64 ``a (S, ...)`` with ``S > ddof``: the same numbers
+    (``work``: an optional scratch array shaped like ``a`` for the squared deviations)."""
     S = a.shape[0]
     mean = np.add.reduce(a, axis=0, keepdims=True)
     np.true_divide(mean, S, out=mean)
-    x = np.subtract(a, mean)
+    x = np.subtract(a, mean, out=work)
     np.square(x, out=x)
     out = np.add.reduce(x, axis=0)
     np.true_divide(out, S - ddof, out=out)
     return out
 
 
-__all__ = ["MAX_TILE", "apply_rows", "tile_factor", "var_draws"]
+class Workspace:
+    """Scratch arrays reused by the blocks of one call, by name.
+
+    A fresh float64 array above glibc's mmap threshold (128 KiB, moved up and down by the
+    allocator's history) is mapped and unmapped each time, and every one of its pages then
+    faults on first write: on 256-row draw blocks (300 KiB arrays) that doubled the cost of an
+    interval prediction once the allocator was in that state. Blocks of one call ask for
+    their large temporaries here instead, so they are allocated once per call.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A C-contiguous float64 array ``shape`` (its contents undefined), the same memory for the same name."""
+        size = int(np.prod(shape))
+        buf = self._bufs.get(name)
+        if buf is None or buf.size < size:
+            buf = self._bufs[name] = np.empty(size)
+        return buf[:size].reshape(shape)
+
+
+__all__ = ["MAX_TILE", "Workspace", "apply_rows", "tile_factor", "var_draws"]

@@ -133,9 +133,11 @@ class Law(ABC):
         """
         return None
 
-    def predict_each(self, x: np.ndarray, thetas: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def predict_each(self, x: np.ndarray, thetas: Sequence[np.ndarray], scratch: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
         """``[predict(x, theta) for theta in thetas]`` (the same numbers); a law whose inputs need
-        preparing overrides it to prepare them once (prediction's point fit and bootstrap refits)."""
+        preparing overrides it to prepare them once (prediction's point fit and bootstrap refits).
+        ``scratch``: per ``theta``, an optional ``(n, b)`` C-contiguous float64 array a law may
+        compute in (its result then views it; the default ignores it)."""
         return [self.predict(x, theta) for theta in thetas]
 
     def evaluator(self, x: np.ndarray) -> Callable[[np.ndarray, bool], tuple[np.ndarray, np.ndarray | None]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt._rowwise import apply_rows, var_draws
+from mixopt._rowwise import Workspace, apply_rows, var_draws
 from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, SCORE_PREFIX
 from mixopt.laws.fitter import combine_interval, predictive_std
 from mixopt.laws.uncertainty import sorted_all_valid, sorted_interval
@@ -403,22 +403,23 @@ class FLPMPrediction(Surrogate):
         x = self._stage1_inputs(targets)
         corr = self._residual_correction(self._residual_inputs(targets), targets.flops)
         averaged = self._averaged_rows(targets.flops)
-        corr_any = bool(np.any(corr))  # the law family's correction is 0: no scaling (x * 1.0 is x)
+        # the law family's correction is 0: no scaling (x * 1.0 is x)
+        corr_any = getattr(self, "residual_", None) is not None and bool(np.any(corr))
         n = x.shape[0]
         m = len(self.loss_domains_)
         names = list(self.outputs_)
-        col = {q: j for j, q in enumerate(names)}
-        score_cols = [col[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
-        mean = np.full((n, len(names)), np.nan)
-        lower = upper = std = None
-        if intervals:
-            lower, upper, std = (np.full((n, len(names)), np.nan) for _ in range(3))
+        score_cols = self._score_columns()
+        # mean, lower, upper, std: one allocation (NaN where a quantity is unpredictable)
+        buf = np.full((4 if intervals else 1, n, len(names)), np.nan)
+        mean = buf[0]
+        lower, upper, std = (buf[1], buf[2], buf[3]) if intervals else (None, None, None)
         chunk = _CHUNK_INTERVAL if intervals else _CHUNK_MEAN
+        ws = Workspace()  # the blocks' large scratch arrays, allocated once per call
         for s in range(0, n, chunk):
             sl = slice(s, s + chunk)
             xs = x[sl]
             cs = np.exp(corr[sl]) if corr_any else None
-            both = self._point_and_draws(xs) if intervals else None
+            both = self._point_and_draws(xs, ws) if intervals else None
             L, nat = both if both is not None else (self._stage1_mean(xs), None)
             if cs is not None:
                 L = L * cs
@@ -431,7 +432,7 @@ class FLPMPrediction(Surrogate):
             if nat is not None:
                 if cs is not None:
                     nat *= cs[:, None, :]
-                if not averaged[sl].any() and self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols):
+                if not averaged[sl].any() and self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws):
                     continue
                 draws = np.ascontiguousarray(nat.transpose(1, 0, 2))  # what _stage1_draws gives in this case
             else:
@@ -442,7 +443,19 @@ class FLPMPrediction(Surrogate):
         return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
 
-    def _point_and_draws(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _score_columns(self) -> slice | list[int]:
+        """The columns of the predictable scores among the outputs (a slice when they are contiguous), kept per outputs."""
+        key = (tuple(self.outputs_), tuple(self.stage2_benchmarks_))
+        hit = self.__dict__.get("_score_columns_cache")
+        if hit is None or hit[0] != key:
+            col = {q: j for j, q in enumerate(self.outputs_)}
+            cols = [col[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
+            if cols and cols == list(range(cols[0], cols[0] + len(cols))):
+                cols = slice(cols[0], cols[0] + len(cols))  # type: ignore[assignment]
+            hit = self.__dict__["_score_columns_cache"] = (key, cols)
+        return hit[1]
+
+    def _point_and_draws(self, x: np.ndarray, ws: Workspace | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Point losses ``(n, m)`` (:meth:`_stage1_mean`) and bootstrap losses ``(n, B, m)`` in the law's own layout
         (``(n, B·m)`` of its matrix product, no copy), the law's inputs prepared once, when there are >= 2
         refits, none failed and no form average; None otherwise (:meth:`_stage1_mean`, :meth:`_stage1_draws`)."""
@@ -453,26 +466,32 @@ class FLPMPrediction(Surrogate):
         if failed is not None:
             return None
         with np.errstate(all="ignore"):
-            point, draws = self.stage1_law_.predict_each(x, (self.stage1_params_, theta))
+            scratch = None if ws is None else (None, ws.get("law", (x.shape[0], theta.shape[0])))
+            point, draws = self.stage1_law_.predict_each(x, (self.stage1_params_, theta), scratch)
         return np.ascontiguousarray(point.T), draws.T.reshape(x.shape[0], boot.shape[1], boot.shape[0])
 
     def _interval_block_sorted(self, L: np.ndarray, S: np.ndarray, nat: np.ndarray, flops: np.ndarray, level: float,
-                               out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: list[int]) -> bool:
+                               out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ws: Workspace | None = None) -> bool:
         """:meth:`_interval_block` for the common case, from draws ``nat (n, B, m)`` (:meth:`_point_and_draws`) sorted
         once along B: False (nothing written) unless every draw is finite and > 0 (the caller has checked
         that no row is averaged). The same numbers as :meth:`_interval_block` (the same operations on the
         same operands: the order statistics of the sort, the variance by :func:`~mixopt._rowwise.var_draws`,
         the cached noise factors applied through :func:`~mixopt._rowwise.apply_rows`), tested."""
-        srt = np.sort(nat, axis=1)
+        ws = Workspace() if ws is None else ws
+        srt = ws.get("a", nat.shape)
+        np.copyto(srt, nat)
+        srt.sort(axis=1)  # np.sort(nat, axis=1), in the scratch array
         if not sorted_all_valid(srt, positive=True, axis=1):
             return False
-        draws = np.ascontiguousarray(nat.transpose(1, 0, 2))  # (B, n, m): the reductions over draws run along axis 0
+        B, n, m = nat.shape[1], nat.shape[0], nat.shape[2]
+        draws = ws.get("draws", (B, n, m))  # (B, n, m): the reductions over draws run along axis 0
+        np.copyto(draws, nat.transpose(1, 0, 2))
         lower, upper, std = out
-        m = L.shape[1]
         lower[:, :m], upper[:, :m] = sorted_interval(srt, self.stage1_residual_, level, log_space=True, axis=1)
-        std[:, :m] = predictive_std(L, draws, self.stage1_residual_, log_space=True, all_finite=True)
+        var = var_draws(draws, work=ws.get("work", draws.shape))
+        std[:, :m] = np.sqrt(var + (L * self.stage1_residual_) ** 2)  # predictive_std(L, draws, residual, log_space=True)
         if score_cols:
-            self._score_block(S, draws, flops, level, out, score_cols)
+            self._score_block(S, draws, flops, level, out, score_cols, ws=ws)
         return True
 
     def _noise_factors(self) -> np.ndarray:
@@ -486,20 +505,20 @@ class FLPMPrediction(Surrogate):
         return hit[2]
 
     def _score_block(self, S: np.ndarray, draws: np.ndarray, flops: np.ndarray, level: float,
-                     out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: list[int], ok: np.ndarray | None = None,
-                     L: np.ndarray | None = None, pts: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                     out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ok: np.ndarray | None = None,
+                     L: np.ndarray | None = None, pts: tuple[np.ndarray, np.ndarray] | None = None, ws: Workspace | None = None) -> None:
         """Score intervals of a block: the loss draws (those in ``ok``; all if None) with their residual noise through
         the paired stage-2 members, the members' spread, the nets' noise and the extrapolation error in quadrature."""
         if ok is None or ok.all():
             noise = self._noise_factors() if ok is None else np.exp(self.stage1_noise_draws_[ok][:, None, :] * self.stage1_residual_)
-            noisy = apply_rows(np.multiply, draws, noise, self.__dict__.setdefault("_row_tiles", {}))
+            noisy = apply_rows(np.multiply, draws, noise, self.__dict__.setdefault("_row_tiles", {}), out=None if ws is None else ws.get("a", draws.shape))
             Sd = self.nets_.predict_paired(noisy)
         elif ok.any():
             noise = np.exp(self.stage1_noise_draws_[ok][:, None, :] * self.stage1_residual_)
             Sd = self.nets_.predict_paired(draws[ok] * noise)
         else:
             Sd = self.nets_.predict_members(L)
-        var = var_draws(Sd) if Sd.shape[0] > 1 else np.zeros_like(S)
+        var = var_draws(Sd, work=None if ws is None else ws.get("work", Sd.shape)) if Sd.shape[0] > 1 else np.zeros_like(S)
         beyond = np.log(np.maximum(flops / self.train_max_flops_, 1.0))
         extra = self.extrapolation_error_[None, :] ** 2 * (beyond[:, None] / self.extrapolation_distance_[None, :])
         sd = np.sqrt(var + self.nets_.noise_sd_**2 + extra)
@@ -514,7 +533,7 @@ class FLPMPrediction(Surrogate):
 
     def _interval_block(self, L: np.ndarray, S: np.ndarray, xs: np.ndarray, cs: np.ndarray | None, corr: np.ndarray,
                         averaged: np.ndarray, draws: np.ndarray, flops: np.ndarray, level: float,
-                        out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: list[int]) -> None:
+                        out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int]) -> None:
         """Intervals and std of a block of rows (every case): loss intervals from the bootstrap draws
         ``(B, rows, m)`` and the residual noise, widened for averaged models, then the scores'."""
         ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixopt._rowwise import apply_rows, tile_factor, var_draws
+from mixopt._rowwise import Workspace, apply_rows, tile_factor, var_draws
+from mixopt.laws.mixture import make_stage1_law
 from mixopt.laws.uncertainty import combine_interval, sorted_all_valid, sorted_interval
 from mixopt.surrogate import Targets
 from mixopt.surrogate.flpm import FLPM
@@ -52,6 +53,44 @@ def test_var_draws_is_np_var_exactly(shape):
     a = np.random.default_rng(1).lognormal(size=shape)
     np.testing.assert_array_equal(var_draws(a), np.var(a, axis=0, ddof=1))
     np.testing.assert_array_equal(var_draws(a, ddof=0), np.var(a, axis=0))
+
+
+def test_var_draws_with_a_scratch_array_is_np_var_exactly():
+    a = np.random.default_rng(2).lognormal(size=(30, 256, 5))
+    ws = Workspace()
+    np.testing.assert_array_equal(var_draws(a, work=ws.get("w", a.shape)), np.var(a, axis=0, ddof=1))
+
+
+def test_workspace_hands_back_the_same_memory_per_name_and_grows():
+    ws = Workspace()
+    a = ws.get("x", (3, 4))
+    assert a.shape == (3, 4) and a.flags.c_contiguous and a.dtype == np.float64
+    a[:] = 1.0
+    b = ws.get("x", (2, 6))
+    assert np.shares_memory(a, b) and np.all(b == 1.0)
+    assert not np.shares_memory(ws.get("y", (3, 4)), a)
+    c = ws.get("x", (10, 10))  # larger: a new array
+    assert c.shape == (10, 10)
+
+
+@pytest.mark.parametrize("form", ["flpm", "flpm_additive", "dml", "flpm_nd"])
+@pytest.mark.parametrize("n", [1, 7, 100, 256])
+def test_predict_each_is_predict_exactly(form, n):
+    # the inputs prepared once for several parameter batches, with and without a scratch array
+    sources = ("a", "b", "c")
+    law = make_stage1_law(form, sources, vary_compute=True, reference=1e18)
+    rng = np.random.default_rng(n)
+    R = rng.dirichlet(np.ones(3), size=n)
+    C = np.geomspace(1e18, 1e21, n)
+    x = law.inputs_from_scale(C, np.sqrt(C / 120), 20 * np.sqrt(C / 120), R)
+    lo = np.array([p.lower for p in law.params])
+    hi = np.array([p.upper for p in law.params])
+    start = np.array([p.grid[0] for p in law.params])
+    thetas = [np.clip(start + rng.normal(0, 0.1, size=(b, start.size)), lo, hi) for b in (3, 30 * 3)]
+    want = [law.predict(x, t) for t in thetas]
+    for scratch in (None, [None, np.empty((n, thetas[1].shape[0]))]):
+        for got, w in zip(law.predict_each(x, thetas, scratch), want, strict=True):
+            np.testing.assert_array_equal(got, w)
 
 
 @pytest.mark.parametrize("B", [2, 3, 8, 30, 31])
@@ -98,7 +137,7 @@ def models(world):
 
 def _general(model, monkeypatch):
     """The model with the one-pass path switched off (every block through :meth:`_interval_block`)."""
-    monkeypatch.setattr(type(model), "_point_and_draws", lambda self, x: None)
+    monkeypatch.setattr(type(model), "_point_and_draws", lambda self, x, ws=None: None)
 
 
 @pytest.mark.parametrize("family", ["law", "hybrid"])
@@ -135,8 +174,8 @@ def test_one_pass_path_falls_back_on_invalid_draws(models, world, monkeypatch):
     t = Targets(flops=np.full(20, model.train_max_flops_ * 4), mixture=world.random_mixtures(20, seed=3), domains=world.domains)
     original = type(model)._point_and_draws
 
-    def broken(self, x):
-        point, nat = original(self, x)
+    def broken(self, x, ws=None):
+        point, nat = original(self, x, ws)
         nat[3, 1, 0] = -1.0
         return point, nat
 
