@@ -19,6 +19,7 @@ call's large scratch arrays for its next block.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -100,7 +101,7 @@ class Workspace:
 
     def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """A C-contiguous float64 array ``shape`` (its contents undefined), the same memory for the same name."""
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         buf = self._bufs.get(name)
         if buf is None or buf.size < size:
             buf = self._bufs[name] = np.empty(size)
