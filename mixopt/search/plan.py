@@ -304,6 +304,17 @@ def _ratios(mixture: np.ndarray) -> np.ndarray:
     return m / np.where(total > 0, total, 1.0)
 
 
+def _l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(len(a), len(b))`` L1 distances between rows, in row chunks (the ``(chunk, len(b), f)`` temporary
+    stays near 4M numbers, so API-sized plans do not allocate gigabytes)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    out = np.empty((a.shape[0], b.shape[0]))
+    step = max(1, 4_000_000 // max(1, b.shape[0] * max(1, a.shape[1])))
+    for i in range(0, a.shape[0], step):
+        out[i:i + step] = np.abs(a[i:i + step, None, :] - b[None, :, :]).sum(axis=2)
+    return out
+
+
 def same_runs(candidates: Points, runs: Points, *, l1: float = DUPLICATE_L1, rtol: float = SAME_SIZE_RTOL) -> np.ndarray:
     """``(n_candidates, n_runs)``: True where a candidate is the same run as one of ``runs`` -- parameters
     and tokens each within ``rtol`` (relative) and mixture ratios (normalised to sum 1) within L1 ``l1``."""
@@ -312,8 +323,7 @@ def same_runs(candidates: Points, runs: Points, *, l1: float = DUPLICATE_L1, rto
         return np.abs(a - b) <= rtol * np.maximum(np.abs(a), np.abs(b))
 
     size = close(candidates.params, runs.params) & close(candidates.tokens, runs.tokens)
-    dist = np.abs(_ratios(candidates.mixture)[:, None, :] - _ratios(runs.mixture)[None, :, :]).sum(axis=2)
-    return size & (dist <= l1 + 1e-12)
+    return size & (_l1(_ratios(candidates.mixture), _ratios(runs.mixture)) <= l1 + 1e-12)
 
 
 def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, runs: int, flops: float | None,
@@ -349,10 +359,10 @@ def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, 
     if coverage > 0:  # the region to cover: the decision points' mixtures (else the candidates' own)
         feats = np.asarray(features, dtype=np.float64)
         reg = feats if region is None else np.asarray(region, dtype=np.float64)
-        cand_d = np.abs(feats[:, None, :] - reg[None, :, :]).sum(axis=2)  # (n, m)
+        cand_d = _l1(feats, reg)  # (n, m)
         fill = np.full(reg.shape[0], 2.0)  # L1 distance of each region point to the nearest run so far (2: none)
         if seen is not None and len(seen):
-            fill = np.abs(reg[:, None, :] - np.asarray(seen, dtype=np.float64)[None, :, :]).sum(axis=2).min(axis=1)
+            fill = _l1(reg, seen).min(axis=1)
     last: int | None = None  # the criterion's latest pick: coverage picks are made at its size (its cost)
     for t in range(runs):
         var = (y * y).sum(axis=0) / (s - 1)  # (n, q)
