@@ -146,8 +146,9 @@ def sorted_interval(srt: np.ndarray, noise_sd: float | np.ndarray, level: float,
 
 def sorted_all_valid(srt: np.ndarray, *, positive: bool, axis: int = 0) -> bool:
     """Whether draws sorted along ``axis`` are all finite (and all > 0 if ``positive``): NaN sorts last."""
-    first, last = np.take(srt, 0, axis=axis), np.take(srt, -1, axis=axis)
-    return bool(np.all(first > 0) if positive else np.all(np.isfinite(first))) and bool(np.all(np.isfinite(last)))
+    lead = (slice(None),) * axis
+    first, last = srt[(*lead, 0)], srt[(*lead, -1)]
+    return bool((first > 0).all() if positive else np.isfinite(first).all()) and bool(np.isfinite(last).all())
 
 
 @functools.lru_cache(maxsize=64)

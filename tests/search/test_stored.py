@@ -114,6 +114,32 @@ def test_a_new_trial_or_another_setting_misses_the_stored_result(tmp_path, runs_
     _assert_same(again, res)
 
 
+def test_edited_code_misses_the_stored_result(tmp_path, runs_file, monkeypatch) -> None:
+    import mixopt.search.runner as runner
+
+    wo = sys.modules["mixopt.workflows.optimize"]  # the module (the package's ``optimize`` is the function)
+    cfg = _config(tmp_path, runs_file)
+    optimize(load_config(cfg), progress=False)
+    calls = []
+    real = runner.build_result
+    monkeypatch.setattr(runner, "build_result", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    optimize(load_config(cfg), progress=False)
+    assert calls == []  # read back
+    monkeypatch.setattr(wo, "_code_fingerprint", lambda: "another version of mixopt")
+    optimize(load_config(cfg), progress=False)
+    assert calls == [1]  # recomputed (and stored under the new key)
+
+
+def test_a_stored_resume_still_respects_the_study_lock(tmp_path, runs_file) -> None:
+    from mixopt.search.storage import StudyLock, storage_url
+
+    cfg = _config(tmp_path, runs_file)
+    optimize(load_config(cfg), progress=False)
+    with StudyLock(storage_url(str(tmp_path / "study.log")), "stored"):
+        with pytest.raises(SearchError, match="in use by another mixopt run"):
+            optimize(load_config(cfg), progress=False)
+
+
 def test_changed_run_data_is_refused_not_served_from_the_store(tmp_path, runs_file, monkeypatch) -> None:
     data = tmp_path / "runs.csv"
     shutil.copy(runs_file, data)

@@ -1,12 +1,8 @@
 """Shared fixtures of the training-job tests."""
 
-from pathlib import Path
-
 import pytest
 
 from tests import _configs
-
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 
 @pytest.fixture(scope="session")
