@@ -15,6 +15,7 @@ from mixopt._rowwise import Workspace, apply_rows, tile_factor, var_draws
 from mixopt.laws.mixture import make_stage1_law
 from mixopt.laws.uncertainty import combine_interval, sorted_all_valid, sorted_interval
 from mixopt.surrogate import Targets
+from mixopt.surrogate.draws import sorted_quantiles
 from mixopt.surrogate.flpm import FLPM
 from mixopt.testing import mixture_world
 
@@ -108,6 +109,16 @@ def test_sorted_interval_is_combine_interval_exactly(B, level, log_space):
     for got in (got0, got1):
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("S", [1, 2, 3, 8, 29, 30, 64, 256])
+@pytest.mark.parametrize("qs", [(0.05, 0.5, 0.95), (0.25, 0.5, 0.75), (0.0, 1.0), (0.3,)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_sorted_quantiles_is_np_quantile_exactly(S, qs, ties):
+    # the joint draws' marginal matching reads its quantiles from the sort it has made anyway
+    rng = np.random.default_rng(S)
+    a = rng.integers(0, 3, size=(S, 50)).astype(float) if ties else rng.lognormal(size=(S, 50))
+    np.testing.assert_array_equal(sorted_quantiles(np.sort(a, axis=0), qs), np.quantile(a, qs, axis=0))
 
 
 def test_sorted_all_valid_rejects_what_the_general_path_must_handle():
