@@ -177,11 +177,16 @@ def calibrated_draws(raw: Mapping[str, np.ndarray], mean: np.ndarray, lower: np.
     Returns:
         ``{name: (S, n)}`` for every name.
     """
-    z = shared_normals(n_draws, len(names), seed)
-    out = comonotone_draws(mean, lower, upper, names, n_draws=n_draws, seed=seed, level=level)
+    from mixopt._normal import ndtri
+
+    z = shared_normals(n_draws, len(names), seed)  # the normals comonotone_draws draws for the same seed
+    zq = float(ndtri(0.5 + level / 2.0))
+    out = {}
     for j, name in enumerate(names):
         r = raw.get(name)
-        if r is None:
+        if r is None:  # comonotone_draws' draw of this quantity
+            zz = np.broadcast_to(z[:, j : j + 1], (n_draws, mean.shape[0]))
+            out[name] = _piecewise(zz, -zq, 0.0, zq, lower[:, j], mean[:, j], upper[:, j])
             continue
         if r.shape != (n_draws, mean.shape[0]):
             raise ValueError(f"raw draws of {name!r} must be ({n_draws}, {mean.shape[0]}), got {r.shape}")

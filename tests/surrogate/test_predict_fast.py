@@ -15,7 +15,7 @@ from mixopt._rowwise import Workspace, apply_rows, tile_factor, var_draws
 from mixopt.laws.mixture import make_stage1_law
 from mixopt.laws.uncertainty import combine_interval, sorted_all_valid, sorted_interval
 from mixopt.surrogate import Targets
-from mixopt.surrogate.draws import sorted_quantiles
+from mixopt.surrogate.draws import calibrated_draws, comonotone_draws, match_marginals, shared_normals, sorted_quantiles
 from mixopt.surrogate.flpm import FLPM
 from mixopt.testing import mixture_world
 
@@ -119,6 +119,23 @@ def test_sorted_quantiles_is_np_quantile_exactly(S, qs, ties):
     rng = np.random.default_rng(S)
     a = rng.integers(0, 3, size=(S, 50)).astype(float) if ties else rng.lognormal(size=(S, 50))
     np.testing.assert_array_equal(sorted_quantiles(np.sort(a, axis=0), qs), np.quantile(a, qs, axis=0))
+
+
+def test_calibrated_draws_are_comonotone_where_raw_draws_are_missing_and_matched_elsewhere():
+    rng = np.random.default_rng(4)
+    n, S = 6, 40
+    names = ("loss:a", "score:b", "score:c")
+    mean = rng.uniform(1, 2, size=(n, 3))
+    lower, upper = mean - rng.uniform(0.1, 0.2, size=(n, 3)), mean + rng.uniform(0.1, 0.3, size=(n, 3))
+    raw = {"loss:a": rng.normal(1.5, 0.1, size=(S, n)), "score:c": rng.normal(1.5, 0.1, size=(S, n))}
+    raw["score:c"][3, 2] = np.nan  # a failed draw: the matching fills it (np.quantile path)
+    got = calibrated_draws(raw, mean, lower, upper, names, n_draws=S, seed=5)
+    assert list(got) == list(names)
+    np.testing.assert_array_equal(got["score:b"], comonotone_draws(mean, lower, upper, names, n_draws=S, seed=5)["score:b"])
+    z = shared_normals(S, 3, 5)
+    for j in (0, 2):
+        want = match_marginals(raw[names[j]], mean[:, j], lower[:, j], upper[:, j], level=0.9, z=z[:, j])
+        np.testing.assert_array_equal(got[names[j]], want)
 
 
 def test_sorted_all_valid_rejects_what_the_general_path_must_handle():
