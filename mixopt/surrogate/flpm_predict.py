@@ -432,7 +432,7 @@ class FLPMPrediction(Surrogate):
             if nat is not None:
                 if cs is not None:
                     nat *= cs[:, None, :]
-                if not averaged[sl].any() and self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws):
+                if self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws, corr=corr[sl], averaged=averaged[sl]):
                     continue
                 draws = np.ascontiguousarray(nat.transpose(1, 0, 2))  # what _stage1_draws gives in this case
             else:
@@ -471,10 +471,11 @@ class FLPMPrediction(Surrogate):
         return np.ascontiguousarray(point.T), draws.T.reshape(x.shape[0], boot.shape[1], boot.shape[0])
 
     def _interval_block_sorted(self, L: np.ndarray, S: np.ndarray, nat: np.ndarray, flops: np.ndarray, level: float,
-                               out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ws: Workspace | None = None) -> bool:
+                               out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ws: Workspace | None = None, *,
+                               corr: np.ndarray | None = None, averaged: np.ndarray | None = None) -> bool:
         """:meth:`_interval_block` for the common case, from draws ``nat (n, B, m)`` (:meth:`_point_and_draws`) sorted
-        once along B: False (nothing written) unless every draw is finite and > 0 (the caller has checked
-        that no row is averaged). The same numbers as :meth:`_interval_block` (the same operations on the
+        once along B: False (nothing written) unless every draw is finite and > 0; ``corr``/``averaged``: the
+        block's log-space correction and averaged rows (:meth:`_family_spread`). The same numbers as :meth:`_interval_block` (the same operations on the
         same operands: the order statistics of the sort, the variance by :func:`~mixopt._rowwise.var_draws`,
         the cached noise factors applied through :func:`~mixopt._rowwise.apply_rows`), tested."""
         ws = Workspace() if ws is None else ws
@@ -487,7 +488,10 @@ class FLPMPrediction(Surrogate):
         draws = ws.get("draws", (B, n, m))  # (B, n, m): the reductions over draws run along axis 0
         np.copyto(draws, nat.transpose(1, 0, 2))
         lower, upper, std = out
-        lower[:, :m], upper[:, :m] = sorted_interval(srt, self.stage1_residual_, level, log_space=True, axis=1)
+        lo, hi = sorted_interval(srt, self.stage1_residual_, level, log_space=True, axis=1)
+        if averaged is not None and corr is not None:
+            lo, hi = self._family_spread(L, corr, lo, hi, averaged)
+        lower[:, :m], upper[:, :m] = lo, hi
         var = var_draws(draws, work=ws.get("work", draws.shape))
         std[:, :m] = np.sqrt(var + (L * self.stage1_residual_) ** 2)  # predictive_std(L, draws, residual, log_space=True)
         if score_cols:
