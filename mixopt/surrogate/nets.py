@@ -31,9 +31,10 @@ small enough to read whole:
   the runs per member; the best state on them is kept). Full batch is fine: a benchmark has
   at most a few thousand emerged checkpoints. ``stop="member"`` (FLP-M's default): each
   member stops once it has gone ``patience`` steps without a held-out improvement and
-  leaves the batch, so later steps cost only the members still training (on FLP-M's
-  1,000-run benchmark table the 25 nets stop after 210-1,150 of 1,500 steps, 40 % of the
-  steps on average); ``stop="all"`` (the paper preset's) trains every member until all of
+  leaves the batch, so later steps cost only the members still training (FLP-M ``auto``'s
+  two folds of the 1,000-run table of ``benchmarks/bench_scale.py``: 25 members each, trained
+  213-1,500 steps, mean 476, where training them until all had stalled took 1,500 and 853
+  steps); ``stop="all"`` (the paper preset's) trains every member until all of
   them have stalled at once, and a stalled member whose held-out loss improves again
   later keeps that later state.
 * **Ensemble** of ``n_members`` nets per benchmark, each with its own initialisation, its
