@@ -12,8 +12,10 @@ too, which on a loaded shared machine mostly measure the neighbours):
     fastapi). Baseline, same run: the job as it ran before -- ``scipy.stats`` imported (it was,
     for ``norm``) and the net candidate fitted by ``auto`` (``NET_MIN_RUNS = 0``: torch, and a
     candidate that then lost).
-(c) resume: the same command again on the finished study (the fitted model is cached
-    beside the study), against the first run.
+(c) resume: the same command again on the finished study (the fitted model and the finished
+    study's result are stored beside the study), against the first run and against the resume
+    as it ran before the stored result (``out/example_study.log.results`` removed first: the
+    journal replayed, the decision's joint draws computed again, Optuna imported).
 Children run with mixopt's bytecode compiled beforehand (``PYTHONDONTWRITEBYTECODE`` dropped),
 as an installed package runs.
 (net) the measurement behind ``mixopt.surrogate.flpm_auto.NET_MIN_RUNS``: FLP-M ``auto`` fitted
@@ -22,7 +24,10 @@ as an installed package runs.
     sizes: 12 mixtures = 60 runs, 16 = 80); per table the held-out score error of every stage-2
     candidate and whether the net would have been chosen.
 
-Run:  python benchmarks/bench_startup.py [--quick] [--repeats 5] [--sections imports,job,net] [--seeds 12]
+(d) with ``--baseline-ref REF``: the resume of this checkout against a clean clone of ``REF``,
+    resumes alternated between the two (medians), and whether they wrote the same files.
+
+Run:  python benchmarks/bench_startup.py [--quick] [--repeats 5] [--sections imports,job,net] [--seeds 12] [--baseline-ref REF]
 """
 
 from __future__ import annotations
@@ -64,27 +69,27 @@ sys.exit(rc)
 """
 
 
-def _env() -> dict[str, str]:
+def _env(repo: Path = REPO) -> dict[str, str]:
     """The children's environment: this checkout first, bytecode caches used as an installed package uses them.
 
     ``PYTHONDONTWRITEBYTECODE`` (set on some machines) is dropped: without cached bytecode every
     child recompiles mixopt's sources, about 0.3 CPU-s that no installed copy pays.
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {**env, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def _compile() -> None:
+def _compile(repo: Path = REPO) -> None:
     """Write mixopt's bytecode caches once, before anything is timed (as installing a package does)."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "mixopt")], env=_env(), check=True,
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(repo / "mixopt")], env=_env(repo), check=True,
                    capture_output=True)
 
 
-def _child(code: str, cwd: Path | None = None) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+def _child(code: str, cwd: Path | None = None, repo: Path = REPO) -> tuple[float, float, subprocess.CompletedProcess[str]]:
     """``(CPU-s, wall-s, result)`` of ``python -c code`` in a fresh process."""
     u0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", code], cwd=cwd or REPO, env=_env(), capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], cwd=cwd or repo, env=_env(repo), capture_output=True, text=True)
     wall = time.perf_counter() - t0
     u1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
@@ -111,16 +116,16 @@ def imports(repeats: int) -> None:
     print("Target: import mixopt <= 0.15 CPU-s and none of scipy.stats, torch, ray, fastapi loaded.")
 
 
-def _workspace(tmp: Path) -> Path:
+def _workspace(tmp: Path, repo: Path = REPO) -> Path:
     ws = tmp / "repo"
-    shutil.copytree(REPO / "configs", ws / "configs")
-    shutil.copytree(REPO / "mixopt" / "examples", ws / "mixopt" / "examples")
+    shutil.copytree(repo / "configs", ws / "configs")
+    shutil.copytree(repo / "mixopt" / "examples", ws / "mixopt" / "examples")
     return ws
 
 
-def _job(ws: Path, pre: str) -> tuple[float, float, float, list[str], dict]:
+def _job(ws: Path, pre: str, repo: Path = REPO) -> tuple[float, float, float, list[str], dict]:
     out = ws / "loaded.json"
-    cpu, wall, r = _child(_JOB.format(pre=pre, heavy=HEAVY, out=str(out)), cwd=ws)
+    cpu, wall, r = _child(_JOB.format(pre=pre, heavy=HEAVY, out=str(out)), cwd=ws, repo=repo)
     probe = json.loads(out.read_text())
     return cpu, wall, probe["rss_mb"], probe["loaded"], json.loads(r.stdout)
 
@@ -134,19 +139,53 @@ def main_job() -> None:
             ws = _workspace(Path(tmp))
             first = _job(ws, pre)
             again = _job(ws, pre) if not pre else None
-        rows.append((name, first, again))
+            replayed = None
+            if not pre:
+                shutil.rmtree(ws / "out" / "example_study.log.results")
+                replayed = _job(ws, pre)  # and stores the result again
+        rows.append((name, first, again, replayed))
     print("\n(b) main job (fresh study; FLP-M fitted on the shipped runs, then 2,000 trials) and (c) its resume")
     print(f"{'run':<50} {'CPU-s':>7} {'wall s':>7} {'peak MB':>8}  loaded")
-    for name, first, again in rows:
+    for name, first, again, replayed in rows:
         cpu, wall, rss, loaded, info = first
         print(f"{name:<50} {cpu:>7.2f} {wall:>7.2f} {rss:>8.0f}  {', '.join(loaded)}  ({info.get('n_new', '?')} new trials)")
-        if again is not None:
-            c2, w2, r2, l2, i2 = again
-            print(f"{'  resume of the finished study':<50} {c2:>7.2f} {w2:>7.2f} {r2:>8.0f}  {', '.join(l2)}  "
-                  f"({i2.get('n_new', '?')} new trials)")
+        for label, run in (("  resume of the finished study", again), ("  resume without the stored result", replayed)):
+            if run is not None:
+                c2, w2, r2, l2, i2 = run
+                print(f"{label:<50} {c2:>7.2f} {w2:>7.2f} {r2:>8.0f}  {', '.join(l2)}  ({i2.get('n_new', '?')} new trials)")
     base, new = rows[0][1][0], rows[1][1][0]
     print(f"main job CPU: {new:.2f} s vs {base:.2f} s baseline ({base / new:.2f}x less). Targets (issue 21): <= 3 CPU-s "
           "and <= 5 s wall quiet; resume <= 1 s wall.")
+
+
+def resume_against(ref: str, repeats: int) -> None:
+    """(d) the resume of this checkout against git ``ref`` (a clean clone), alternated, medians.
+
+    Each checkout runs the main job once in its own scratch copy, then ``repeats`` resumes of
+    each in turn (so both see the same load); the last resumes' Pareto and shortlist files are
+    compared byte for byte.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "clone", "-q", str(REPO), str(base)], check=True, capture_output=True)
+        subprocess.run(["git", "-C", str(base), "checkout", "-q", ref], check=True, capture_output=True)
+        _compile(base)
+        trees = {ref: base, "this checkout": REPO}
+        ws = {name: _workspace(Path(tmp) / name.replace(" ", "_"), repo) for name, repo in trees.items()}
+        for name, repo in trees.items():
+            _job(ws[name], "", repo)
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+        for _ in range(repeats):
+            for name, repo in trees.items():
+                cpu, wall, _, _, _ = _job(ws[name], "", repo)
+                runs[name].append((cpu, wall))
+        print(f"\n(d) resume of the finished study, this checkout against {ref} (clean clone), {repeats} resumes each, alternated")
+        print(f"{'checkout':<20} {'median CPU-s':>12} {'median wall s':>13}")
+        for name, v in runs.items():
+            print(f"{name:<20} {statistics.median(c for c, _ in v):>12.3f} {statistics.median(w for _, w in v):>13.3f}")
+        out = [ws[name] / "out" for name in trees]
+        same = {f: (out[0] / f).read_bytes() == (out[1] / f).read_bytes() for f in ("example_pareto.csv", "example_pareto.shortlist.csv")}
+        print("files identical between the two:", ", ".join(f"{f} {'yes' if v else 'NO'}" for f, v in same.items()))
 
 
 def _example_kind(seed: int, n_mixtures: int) -> RunTable:
@@ -193,6 +232,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="fresh processes per import case")
     ap.add_argument("--sections", default="imports,job,net", help="comma-separated: imports, job, net")
     ap.add_argument("--seeds", type=int, default=12, help="(net) world seeds 0..N-1 per mixture count")
+    ap.add_argument("--baseline-ref", metavar="REF", help="(d) also time the resume against this git ref (a clean clone)")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     _compile()
@@ -200,6 +240,8 @@ def main() -> None:
         imports(1 if args.quick else args.repeats)
     if "job" in sections:
         main_job()
+    if args.baseline_ref:
+        resume_against(args.baseline_ref, 3 if args.quick else args.repeats)
     if "net" in sections:
         net_check(list(range(3 if args.quick else args.seeds)), [12] if args.quick else [12, 16])
 

@@ -26,6 +26,23 @@ def md(frame: pl.DataFrame, digits: int = 4) -> str:
     return "\n".join(lines)
 
 
+#: name of the row that runs the default FLP with ``bench_real.py --settings`` applied, beside ``default``
+CANDIDATE = "candidate"
+
+
+def with_candidate(methods: Mapping[str, tuple[str, Mapping[str, Any]]], candidate: Mapping[str, Any] | None, base: str = "default") -> dict[str, tuple[str, dict[str, Any]]]:
+    """``methods`` with a :data:`CANDIDATE` row right after ``base``: ``base``'s settings updated by ``candidate``.
+
+    A candidate default (``bench_real.py --settings '{"stage2_loss_x": "denoised"}'``) is measured beside the
+    current one in the same run, on the same split; without ``candidate`` the methods are returned unchanged."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, (kind, settings) in methods.items():
+        out[name] = (kind, dict(settings))
+        if candidate and name == base:
+            out[CANDIDATE] = (kind, {**settings, **candidate})
+    return out
+
+
 def timed_backtest(runs: Any, method: str, settings: Mapping[str, Any], **split: Any) -> tuple[Any, float]:
     from mixopt.backtest import backtest
 
@@ -35,14 +52,21 @@ def timed_backtest(runs: Any, method: str, settings: Mapping[str, Any], **split:
 
 
 def per_target(rows: pl.DataFrame, loss: str = "loss") -> pl.DataFrame:
-    """Per held-out run: loss relative error and coverage, average-score relative error, score coverage."""
+    """Per held-out run: loss relative error, coverage and interval half-width (relative to the predicted loss,
+    the mean of both sides), average-score relative error, score coverage."""
     if rows.height == 0:
         return pl.DataFrame()
-    lo = rows.filter(pl.col("quantity") == loss).select("run", pl.col("rel_error").alias("loss_rel_err"),
-                                                       pl.col("covered").alias("loss_covered"))
-    s = rows.filter(pl.col("quantity").str.starts_with("score:")).group_by("run").agg(
-        pl.col("predicted").mean().alias("avg_pred"), pl.col("actual").mean().alias("avg_true"),
-        pl.col("covered").cast(pl.Float64).mean().alias("score_coverage"), pl.len().alias("n_scores"))
+    lo = rows.filter(pl.col("quantity") == loss).select(
+        "run",
+        pl.col("rel_error").alias("loss_rel_err"),
+        pl.col("covered").alias("loss_covered"),
+        ((pl.col("upper") - pl.col("lower")) / (2 * pl.col("predicted"))).alias("loss_halfwidth"),
+    )
+    s = (
+        rows.filter(pl.col("quantity").str.starts_with("score:"))
+        .group_by("run")
+        .agg(pl.col("predicted").mean().alias("avg_pred"), pl.col("actual").mean().alias("avg_true"), pl.col("covered").cast(pl.Float64).mean().alias("score_coverage"), pl.len().alias("n_scores"))
+    )
     s = s.with_columns(((pl.col("avg_pred") - pl.col("avg_true")).abs() / pl.col("avg_true")).alias("avg_score_rel_err"))
     return lo.join(s, on="run", how="full", coalesce=True)
 
@@ -56,8 +80,7 @@ def med(values: Sequence[float]) -> float:
     return float(np.median(v)) if v else math.nan
 
 
-def section(runs: Any, methods: Mapping[str, tuple[str, Mapping[str, Any]]], holdout_min_params: float,
-            label: str) -> dict[str, Any]:
+def section(runs: Any, methods: Mapping[str, tuple[str, Mapping[str, Any]]], holdout_min_params: float, label: str) -> dict[str, Any]:
     """Backtest every method on one split; print per-target and summary tables; return headline figures."""
     from mixopt.backtest import backtest, make_split
 
@@ -82,6 +105,7 @@ def section(runs: Any, methods: Mapping[str, tuple[str, Mapping[str, Any]]], hol
             "median_abs_score_err": float((sc["predicted"] - sc["actual"]).abs().median()) if sc.height else None,
             "median_avg_score_err": float(pt["avg_score_rel_err"].median()) if "avg_score_rel_err" in pt.columns and pt["avg_score_rel_err"].null_count() < pt.height else None,
             "coverage90": r.coverage,
+            "loss_halfwidth_median": float(pt["loss_halfwidth"].median()) if "loss_halfwidth" in pt.columns and pt["loss_halfwidth"].null_count() < pt.height else None,
             "backtest_s": dt,
         }
     if out_rows:

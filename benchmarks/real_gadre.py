@@ -23,11 +23,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import polars as pl
-from real_common import md, per_target
+from real_common import md, per_target, with_candidate
 
 DATASETS = ("c4_original", "rpj", "rw_original")
 
@@ -110,21 +111,25 @@ def _targets(final: Any, protocol: str) -> list[str]:
     return sorted(ids[big].tolist())
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool, candidate: Mapping[str, Any] | None = None, data_dir: str | None = None) -> dict[str, Any]:
     from mixopt.backtest import backtest
     from mixopt.data.public import default_data_dir, load_gadre
 
     logging.getLogger("mixopt").setLevel(logging.ERROR)
-    data = default_data_dir(__import__("pathlib").Path(__file__).resolve().parents[1])
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    data = __import__("pathlib").Path(data_dir) if data_dir else default_data_dir(root)
     if not (data / "gadre-scaling").is_dir():
         print(f"section gadre: {data}/gadre-scaling not found")
         return {"status": "no data"}
     nb = 50 if quick else 200
-    methods = {
-        "default": ("flp", {"n_bootstrap": nb}),
-        "paper": ("flp", {"preset": "paper", "n_bootstrap": nb}),
-        "fp": ("fp", {"n_bootstrap": nb}),
-    }
+    methods = with_candidate(
+        {
+            "default": ("flp", {"n_bootstrap": nb}),
+            "paper": ("flp", {"preset": "paper", "n_bootstrap": nb}),
+            "fp": ("fp", {"n_bootstrap": nb}),
+        },
+        candidate,
+    )
     rows: list[dict[str, Any]] = []
     fit_seconds: list[float] = []
     chosen: list[dict[str, Any]] = []
@@ -133,8 +138,7 @@ def run(quick: bool) -> dict[str, Any]:
         final = runs.final()
         for protocol in ("A", "B"):
             tgt = _targets(final, protocol)
-            train_ids = ([r for r in final.run_ids().astype(str).tolist() if final.params()[final.run_ids().astype(str) == r][0] < 1e9]
-                         if protocol == "A" else _compute_optimal_set(final))
+            train_ids = [r for r in final.run_ids().astype(str).tolist() if final.params()[final.run_ids().astype(str) == r][0] < 1e9] if protocol == "A" else _compute_optimal_set(final)
             sub = runs.select_runs(train_ids + tgt)
             default_benchmarks: list[str] = []
             for name, (kind, settings) in methods.items():
@@ -147,7 +151,7 @@ def run(quick: bool) -> dict[str, Any]:
                 dt = time.perf_counter() - t0
                 fit_seconds.append(dt)
                 if name == "default":
-                    default_benchmarks = sorted({q[len("score:"):] for q in r.rows["quantity"].to_list() if q.startswith("score:")})
+                    default_benchmarks = sorted({q[len("score:") :] for q in r.rows["quantity"].to_list() if q.startswith("score:")})
                 pt = per_target(r.rows)
                 for row in pt.iter_rows(named=True):
                     rows.append({"dataset": ds, "protocol": protocol, "method": name, **row, "fit_s": dt})
@@ -156,9 +160,17 @@ def run(quick: bool) -> dict[str, Any]:
 
                     m = make_surrogate("flp", n_bootstrap=0, calibrate=False).fit(sub.drop_runs(tgt))
                     links = list(m.stage2_.values())
-                    chosen.append({"dataset": ds, "protocol": protocol, "stage1": m.stage1_, "checkpoints": m.checkpoints_,
-                                   "linear": links.count("linear"), "sigmoid": links.count("sigmoid"),
-                                   "sigmoid_free": links.count("sigmoid_free")})
+                    chosen.append(
+                        {
+                            "dataset": ds,
+                            "protocol": protocol,
+                            "stage1": m.stage1_,
+                            "checkpoints": m.checkpoints_,
+                            "linear": links.count("linear"),
+                            "sigmoid": links.count("sigmoid"),
+                            "sigmoid_free": links.count("sigmoid_free"),
+                        }
+                    )
             # anchor: Gadre's own law, fitted as in their paper on the same runs
             tr = final.select_runs(train_ids)
             te = final.select_runs(tgt)
@@ -167,29 +179,45 @@ def run(quick: bool) -> dict[str, Any]:
             avg_pred = gadre_downstream(tr, te, pred, bench)
             avg_true = np.nanmean(te.scores(bench), axis=1) if bench else np.full(len(te), np.nan)
             for rid, pv, av, ap, at in zip(te.run_ids().astype(str), pred, te.column("loss"), avg_pred, avg_true, strict=True):
-                rows.append({"dataset": ds, "protocol": protocol, "method": "gadre_law", "run": rid,
-                             "loss_rel_err": abs(pv - av) / av, "loss_covered": None, "avg_pred": float(ap),
-                             "avg_true": float(at), "score_coverage": None, "n_scores": len(bench),
-                             "avg_score_rel_err": abs(ap - at) / at, "fit_s": None})
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "protocol": protocol,
+                        "method": "gadre_law",
+                        "run": rid,
+                        "loss_rel_err": abs(pv - av) / av,
+                        "loss_covered": None,
+                        "loss_halfwidth": None,
+                        "avg_pred": float(ap),
+                        "avg_true": float(at),
+                        "score_coverage": None,
+                        "n_scores": len(bench),
+                        "avg_score_rel_err": abs(ap - at) / at,
+                        "fit_s": None,
+                    }
+                )
     df = pl.DataFrame(rows)
     print("Per held-out model (loss relative error, 90% interval covers the loss, average-score relative error):\n")
-    print(md(df.select("dataset", "protocol", "method", "run", "loss_rel_err", "loss_covered", "avg_score_rel_err",
-                       "score_coverage").sort("protocol", "dataset", "run", "method")))
-    summ = df.group_by("protocol", "method").agg(
-        pl.col("loss_rel_err").median().alias("median_loss_err"),
-        pl.col("loss_rel_err").max().alias("max_loss_err"),
-        pl.col("avg_score_rel_err").median().alias("median_avg_score_err"),
-        pl.col("loss_covered").cast(pl.Float64).mean().alias("loss_cov90"),
-        pl.col("score_coverage").mean().alias("score_cov90"),
-        pl.col("fit_s").max().alias("max_backtest_s"),
-    ).sort("protocol", "method")
+    print(md(df.select("dataset", "protocol", "method", "run", "loss_rel_err", "loss_covered", "loss_halfwidth", "avg_score_rel_err", "score_coverage").sort("protocol", "dataset", "run", "method")))
+    summ = (
+        df.group_by("protocol", "method")
+        .agg(
+            pl.col("loss_rel_err").median().alias("median_loss_err"),
+            pl.col("loss_rel_err").max().alias("max_loss_err"),
+            pl.col("avg_score_rel_err").median().alias("median_avg_score_err"),
+            pl.col("loss_covered").cast(pl.Float64).mean().alias("loss_cov90"),
+            pl.col("loss_halfwidth").median().alias("loss_halfwidth_median"),
+            pl.col("score_coverage").mean().alias("score_cov90"),
+            pl.col("fit_s").max().alias("max_backtest_s"),
+        )
+        .sort("protocol", "method")
+    )
     print("\nSummary (medians over the 3 training sets x targets):\n")
     print(md(summ))
     print("\nWhat `auto` chose (fitted on each protocol's fitting runs):\n")
     print(md(pl.DataFrame(chosen)))
     head: dict[str, Any] = {}
     for r in summ.iter_rows(named=True):
-        head[f"{r['protocol']}/{r['method']}"] = {k: r[k] for k in ("median_loss_err", "max_loss_err", "median_avg_score_err",
-                                                                    "loss_cov90", "score_cov90")}
+        head[f"{r['protocol']}/{r['method']}"] = {k: r[k] for k in ("median_loss_err", "max_loss_err", "median_avg_score_err", "loss_cov90", "loss_halfwidth_median", "score_cov90")}
     head["max_backtest_seconds"] = max(fit_seconds) if fit_seconds else None
     return head

@@ -17,34 +17,44 @@ it was judged at the target's distance).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-from real_common import section
+from real_common import section, with_candidate
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool, candidate: Mapping[str, Any] | None = None, data_dir: str | None = None) -> dict[str, Any]:
     from mixopt.data.public import default_data_dir, load_gemstones
 
     logging.getLogger("mixopt").setLevel(logging.ERROR)
-    data = default_data_dir(__import__("pathlib").Path(__file__).resolve().parents[1])
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    data = __import__("pathlib").Path(data_dir) if data_dir else default_data_dir(root)
     if not (data / "gemstones").is_dir():
         print(f"section gemstones: {data}/gemstones not found")
         return {"status": "no data"}
     nb = 50 if quick else 200
     runs = load_gemstones(data)
-    methods = {
-        "default": ("flp", {"n_bootstrap": nb}),
-        "default_constant": ("flp", {"n_bootstrap": nb, "schedule": "constant"}),
-        "paper": ("flp", {"preset": "paper", "n_bootstrap": nb}),
-        "fp": ("fp", {"n_bootstrap": nb}),
-    }
+    methods = with_candidate(
+        {
+            "default": ("flp", {"n_bootstrap": nb}),
+            "default_constant": ("flp", {"n_bootstrap": nb, "schedule": "constant"}),
+            "paper": ("flp", {"preset": "paper", "n_bootstrap": nb}),
+            "fp": ("fp", {"n_bootstrap": nb}),
+        },
+        candidate,
+    )
     out = {"gemstones": section(runs, methods, 1e9, "gemstones")}
     # the ~10x ladder: fit on the models <= 120M, predict the >= 1B ones (8-17x the largest fitted compute); the
     # default (stage-1 form judged at the target's distance) beside selection_at="largest" (leave-largest-out)
-    ladder = {"default": ("flp", {"n_bootstrap": nb}),
-              "largest": ("flp", {"n_bootstrap": nb, "selection_at": "largest"}),
-              "default_constant": ("flp", {"n_bootstrap": nb, "schedule": "constant"}),
-              "largest_constant": ("flp", {"n_bootstrap": nb, "schedule": "constant", "selection_at": "largest"})}
+    ladder = with_candidate(
+        {
+            "default": ("flp", {"n_bootstrap": nb}),
+            "largest": ("flp", {"n_bootstrap": nb, "selection_at": "largest"}),
+            "default_constant": ("flp", {"n_bootstrap": nb, "schedule": "constant"}),
+            "largest_constant": ("flp", {"n_bootstrap": nb, "schedule": "constant", "selection_at": "largest"}),
+        },
+        candidate,
+    )
     fin = runs.final()
     keep = fin.run_ids().astype(str)[(fin.params() < 1.2e8) | (fin.params() >= 1e9)].tolist()
     print()

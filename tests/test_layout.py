@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mixopt"
 #: Rank of each top-level unit of ``mixopt``: a unit may import only units of a lower rank.
 #: Units of one rank (e.g. search and train) must not import each other.
 RANK = {
-    "errors": 0, "_json": 0, "_params": 0, "_normal": 0,  # _normal: the normal quantile (numpy only)
+    "errors": 0, "_json": 0, "_params": 0, "_normal": 0, "_rowwise": 0,  # _normal: the normal quantile, _rowwise: per-draw constants over rows (numpy only)
     "_files": 0.5, "_terminal": 0.5,  # atomic writes (raise errors.OutputError) and terminal tables/progress
     "_ray": 0.5,  # the one Ray start-up (raises errors.ClusterError)
     "progress": 0.7,  # step progress of long commands (plain lines from _terminal off a terminal)

@@ -99,10 +99,17 @@ class DataConfig:
     def read_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`mixopt.data.read_runs` for this section (all but the path)."""
         return {
-            "ratios": self.ratios, "format": self.format, "params": self.params, "tokens": self.tokens,
-            "chance": dict(self.chance) or None, "columns": dict(self.columns) or None,
-            "run_id": list(self.run_id) or None, "tokens_per_step": self.tokens_per_step, "on": self.on,
-            "how": self.join, "long": dict(self.long) or None,
+            "ratios": self.ratios,
+            "format": self.format,
+            "params": self.params,
+            "tokens": self.tokens,
+            "chance": dict(self.chance) or None,
+            "columns": dict(self.columns) or None,
+            "run_id": list(self.run_id) or None,
+            "tokens_per_step": self.tokens_per_step,
+            "on": self.on,
+            "how": self.join,
+            "long": dict(self.long) or None,
         }
 
 
@@ -210,7 +217,7 @@ def _data_long(t: Mapping[str, Any], p: _Problems) -> dict[str, Any]:
         return {}
     _unknown_keys(v, _names(LongLayout), "data.long", p)
     if (t.get("format") or "auto") != "long":
-        p.add("data.format", t.get("format", "auto"), "must be \"long\" when [data.long] is given")
+        p.add("data.format", t.get("format", "auto"), 'must be "long" when [data.long] is given')
     try:
         LongLayout.from_mapping({k: x for k, x in v.items() if k in _names(LongLayout)})
     except (SchemaError, TypeError) as e:
@@ -228,13 +235,13 @@ def _parse_data(raw: Mapping[str, Any], p: _Problems, base_for: Any) -> DataConf
         chance = _num_map(t, "chance", "data", p, positive=False, lo=0.0, hi=1.0, allow_none=True)
     columns = t.get("columns", {})
     if not isinstance(columns, Mapping) or not all(isinstance(a, str) and isinstance(b, str) for a, b in columns.items()):
-        p.add("data.columns", columns, "must be a table of {file column or pattern = canonical column} strings, e.g. { \"weight_{d}\" = \"mix:{d}\" }")
+        p.add("data.columns", columns, 'must be a table of {file column or pattern = canonical column} strings, e.g. { "weight_{d}" = "mix:{d}" }')
         columns = {}
     run_id = t.get("run_id", [])
     if isinstance(run_id, str):
         run_id = [run_id]
     if not isinstance(run_id, list) or not all(isinstance(x, str) and x for x in run_id):
-        p.add("data.run_id", run_id, "must be a list of column names, e.g. [\"params\", \"mix\"]")
+        p.add("data.run_id", run_id, 'must be a list of column names, e.g. ["params", "mix"]')
         run_id = []
     return DataConfig(
         runs=_path(t, "runs", "data", p, base_for("data.runs"), must_exist=True, file=True),
@@ -258,7 +265,7 @@ def _parse_surrogate(raw: Mapping[str, Any], p: _Problems, base_for: Any) -> Sur
     _unknown_keys(t, _names(SurrogateConfig), "surrogate", p)
     settings = t.get("settings", {})
     if not isinstance(settings, Mapping):
-        p.add("surrogate.settings", settings, "must be a table of keyword arguments, e.g. { stage1 = \"pure_power\" }")
+        p.add("surrogate.settings", settings, 'must be a table of keyword arguments, e.g. { stage1 = "pure_power" }')
         settings = {}
     model = _path(t, "model", "surrogate", p, base_for("surrogate.model"), must_exist=True)
     return SurrogateConfig(method=_string(t, "method", "surrogate", p, "flpm"), settings=dict(settings), model=model)
@@ -287,9 +294,7 @@ def _parse_domains(raw: Mapping[str, Any], p: _Problems) -> dict[str, DomainConf
     lows = {d: (c.pin if c.pin is not None else c.floor) for d, c in domains.items()}
     if sum(lows.values()) > 1 + 1e-9:
         named = ", ".join(d for d, v in lows.items() if v > 0)
-        p.items.append(
-            f"sum(floors and pins) <= 1 must hold, but got {sum(lows.values()):.4g} for domains ({named}); lower the floors"
-        )
+        p.items.append(f"sum(floors and pins) <= 1 must hold, but got {sum(lows.values()):.4g} for domains ({named}); lower the floors")
     return domains
 
 
@@ -305,13 +310,17 @@ def _parse_changes(raw: Mapping[str, Any], p: _Problems, base_for: Any) -> Domai
         return None
     bounds = sorted(set(v) & set(_names(DomainConfig)))
     if bounds:
-        p.add(where, dict(v), (
-            f"the name 'changes' is reserved under [domains] for the domain-set change (added, removed, split, "
-            f"merged, refiltered, renamed, runs), but this table has domain bounds ({', '.join(bounds)}); a domain "
-            "cannot be called 'changes' in a config: rename it in the run table with [data] columns, e.g. "
-            "columns = { \"mix:changes\" = \"mix:changes_data\" } (use your file's ratio column), "
-            "then give its bounds under [domains.changes_data]"
-        ))
+        p.add(
+            where,
+            dict(v),
+            (
+                f"the name 'changes' is reserved under [domains] for the domain-set change (added, removed, split, "
+                f"merged, refiltered, renamed, runs), but this table has domain bounds ({', '.join(bounds)}); a domain "
+                "cannot be called 'changes' in a config: rename it in the run table with [data] columns, e.g. "
+                'columns = { "mix:changes" = "mix:changes_data" } (use your file\'s ratio column), '
+                "then give its bounds under [domains.changes_data]"
+            ),
+        )
         return None
     _unknown_keys(v, _names(DomainChanges), where, p)
     kw: dict[str, Any] = {k: x for k, x in v.items() if k in _names(DomainChanges) and k != "runs"}
@@ -368,13 +377,13 @@ def _parse_objectives(raw: Mapping[str, Any], p: _Problems) -> ObjectivesConfig:
     if isinstance(opt, (str, Mapping)):
         opt = [opt]
     if not isinstance(opt, list) or not opt:
-        p.add("objectives.optimize", opt, "must be a non-empty list, e.g. [\"score:hellaswag\", \"score:humaneval\"]")
+        p.add("objectives.optimize", opt, 'must be a non-empty list, e.g. ["score:hellaswag", "score:humaneval"]')
         opt = []
     cons = t.get("constraints", [])
     if isinstance(cons, str):
         cons = [cons]
     if not isinstance(cons, list) or not all(isinstance(c, str) for c in cons):
-        p.add("objectives.constraints", cons, "must be a list of strings like \"score:mmlu >= 0.45\"")
+        p.add("objectives.constraints", cons, 'must be a list of strings like "score:mmlu >= 0.45"')
         cons = []
     # mixopt.search is imported here, not at the top: its package loads optuna (slow to import)
     from mixopt.search.objectives import parse_constraint, parse_objective
@@ -405,16 +414,16 @@ def _parse_search(raw: Mapping[str, Any], p: _Problems, base_for: Any) -> Search
     """``[search]``."""
     t = _table(raw, "search", p)
     _unknown_keys(t, _names(SearchSettings), "search", p)
-    from mixopt.search.samplers import SAMPLERS  # loads optuna: see _parse_objectives
+    from mixopt.search.sampler_names import SAMPLERS  # imported here, not at the top: see _parse_objectives
 
     study_name = _string(t, "study_name", "search", p, "mixopt")
     storage = t.get("storage", f"{study_name}.log")
     if storage is not None and not isinstance(storage, str):
-        p.add("search.storage", storage, "must be a journal (.log) or SQLite file path, an SQLAlchemy URL or \"memory\"")
+        p.add("search.storage", storage, 'must be a journal (.log) or SQLite file path, an SQLAlchemy URL or "memory"')
         storage = None
     if isinstance(storage, str) and storage.strip() and "://" not in storage and storage.strip() not in ("memory", ":memory:", "none"):
         journal = storage.strip().startswith("journal:")
-        sp = Path(storage.strip()[len("journal:"):] if journal else storage.strip()).expanduser()
+        sp = Path(storage.strip()[len("journal:") :] if journal else storage.strip()).expanduser()
         sp = sp if sp.is_absolute() else (base_for("search.storage") / sp).resolve()
         storage = f"journal:{sp}" if journal else str(sp)
     warm = t.get("warm_start", [])
@@ -449,8 +458,7 @@ def _parse_search(raw: Mapping[str, Any], p: _Problems, base_for: Any) -> Search
     )
 
 
-def parse_search_sections(raw: Mapping[str, Any], base: Path, source: str, *, cli_base: Path | None = None,
-                          cli_keys: frozenset[str] = frozenset(), known: Sequence[str] = ()) -> SearchConfig:
+def parse_search_sections(raw: Mapping[str, Any], base: Path, source: str, *, cli_base: Path | None = None, cli_keys: frozenset[str] = frozenset(), known: Sequence[str] = ()) -> SearchConfig:
     """The search sections of a parsed TOML dict (``known``: the other top-level keys allowed).
 
     Raises:
@@ -465,7 +473,7 @@ def parse_search_sections(raw: Mapping[str, Any], base: Path, source: str, *, cl
     data = _parse_data(raw, p, base_for)
     surrogate = _parse_surrogate(raw, p, base_for)
     if data.runs is None and surrogate.model is None:
-        p.items.append("no data: set [data] runs = \"path/to/runs.csv\" (a run table) or [surrogate] model = \"path/to/model\"")
+        p.items.append('no data: set [data] runs = "path/to/runs.csv" (a run table) or [surrogate] model = "path/to/model"')
     domains = _parse_domains(raw, p)
     changes = _parse_changes(raw, p, base_for)
     tokens = _parse_tokens(raw, p)
@@ -476,8 +484,17 @@ def parse_search_sections(raw: Mapping[str, Any], base: Path, source: str, *, cl
     phases = parse_phases(raw, p)
     p.raise_if_any()
     return SearchConfig(
-        path=None, data=data, surrogate=surrogate, domains=domains, tokens=tokens,
-        compute=compute, objectives=objectives, search=search, plan=plan, changes=changes, phases=phases,
+        path=None,
+        data=data,
+        surrogate=surrogate,
+        domains=domains,
+        tokens=tokens,
+        compute=compute,
+        objectives=objectives,
+        search=search,
+        plan=plan,
+        changes=changes,
+        phases=phases,
     )
 
 

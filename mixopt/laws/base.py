@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -132,6 +132,13 @@ class Law(ABC):
             ``(..., n, p)`` Jacobian, or None when the law has no analytic form.
         """
         return None
+
+    def predict_each(self, x: np.ndarray, thetas: Sequence[np.ndarray], scratch: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+        """``[predict(x, theta) for theta in thetas]`` (the same numbers); a law whose inputs need
+        preparing overrides it to prepare them once (prediction's point fit and bootstrap refits).
+        ``scratch``: per ``theta``, an optional ``(n, b)`` C-contiguous float64 array a law may
+        compute in (its result then views it; the default ignores it)."""
+        return [self.predict(x, theta) for theta in thetas]
 
     def evaluator(self, x: np.ndarray) -> Callable[[np.ndarray, bool], tuple[np.ndarray, np.ndarray | None]]:
         """Value and Jacobian on fixed inputs: ``evaluate(theta (b, p), with_jacobian)``.

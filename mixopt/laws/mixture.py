@@ -161,7 +161,18 @@ class MixtureLaw(Law):
         return f, np.concatenate([np.broadcast_to(lead, blk.shape[:-1] + lead.shape[-1:]), blk], axis=-1)
 
     def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        return self._vj(self._prepare(x), np.asarray(theta, dtype=np.float64), False)[0]
+        return self._predict_prepared(self._prepare(x), np.asarray(theta, dtype=np.float64))
+
+    def predict_each(self, x: np.ndarray, thetas: Sequence[np.ndarray], scratch: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+        """``[predict(x, theta) for theta in thetas]`` with the inputs prepared once (the same numbers);
+        ``scratch`` as in :meth:`Law.predict_each <mixopt.laws.base.Law.predict_each>`."""
+        prep = self._prepare(x)
+        outs = list(scratch) if scratch is not None else [None] * len(thetas)
+        return [self._predict_prepared(prep, np.asarray(theta, dtype=np.float64), out) for theta, out in zip(thetas, outs, strict=True)]
+
+    def _predict_prepared(self, prep: tuple[Any, ...], theta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`predict` from prepared inputs (:meth:`_prepare`); ``out`` an optional ``(n, b)`` scratch array (unused here)."""
+        return self._vj(prep, theta, False)[0]
 
     def jacobian(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         return self._vj(self._prepare(x), np.asarray(theta, dtype=np.float64), True)[1]  # type: ignore[return-value]
@@ -224,12 +235,13 @@ class FLPMLaw(MixtureLaw):
         layout and the result is its transposed view: the same operations in the same order
         as :meth:`_parts`, so the same numbers, without temporaries or a transposing copy.
         """
-        theta = np.asarray(theta, dtype=np.float64)
-        prep = self._prepare(x)
+        return self._predict_prepared(self._prepare(x), np.asarray(theta, dtype=np.float64))
+
+    def _predict_prepared(self, prep: tuple[Any, ...], theta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         u, R = prep
         if theta.ndim != 2 or R.ndim != 2:
             return self._vj(prep, theta, False)[0]
-        share = R @ np.exp(theta[:, 3:]).T  # (n, b)
+        share = np.matmul(R, np.exp(theta[:, 3:]).T, out=out)  # (n, b), in ``out`` when given (the same product)
         share += np.exp(theta[:, 2])
         np.log(share, out=share)
         if not isinstance(u, float):

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mixopt._rowwise import var_draws
 from mixopt.errors import ConfigError, SchemaError
 
 
@@ -107,10 +108,9 @@ def combine_interval(
     """
     if not 0 < level < 1:
         raise ConfigError(f"level must be in (0, 1), got {level}.")
-    z = _ndtri(0.5 + level / 2)
     t = np.log if log_space else (lambda a: a)
     inv = np.exp if log_space else (lambda a: a)
-    qs = ((1 - level) / 2, 0.5, (1 + level) / 2)
+    qs = _levels(level)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = t(np.asarray(point, dtype=np.float64))
         lo = hi = m = p
@@ -123,9 +123,47 @@ def combine_interval(
                 q, enough = _quantiles_axis0(t(samples), qs)
                 if np.any(enough):
                     lo, m, hi = (np.where(enough, qi, p) for qi in q)
-        zs = z * np.asarray(noise_sd, dtype=np.float64)
-        lower = m - np.sqrt((m - lo) ** 2 + zs**2)
-        upper = m + np.sqrt((hi - m) ** 2 + zs**2)
+        return _with_noise(lo, m, hi, noise_sd, level, inv)
+
+
+def sorted_interval(srt: np.ndarray, noise_sd: float | np.ndarray, level: float, *, log_space: bool = False,
+                    axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`combine_interval` from draws already sorted along ``axis`` (``np.sort(samples, axis=axis)``).
+
+    For a caller that has sorted its draws anyway (and so checked them, :func:`sorted_all_valid`):
+    every draw finite (and > 0 with ``log_space``), at least 2 of them. The same numbers as
+    :func:`combine_interval` on those draws moved to axis 0 (the same order statistics, the same
+    operations on arrays laid out the same way). Sorting ``(n, B, m)`` draws along axis 1 reads
+    each row's draws within a few cache lines, ~3x faster than along axis 0 of ``(B, n, m)``
+    for blocks of 1,000 rows.
+    """
+    if not 0 < level < 1:
+        raise ConfigError(f"level must be in (0, 1), got {level}.")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo, m, hi = _order_quantiles(srt, _levels(level), np.log if log_space else None, axis=axis)
+        return _with_noise(lo, m, hi, noise_sd, level, np.exp if log_space else (lambda a: a))
+
+
+def sorted_all_valid(srt: np.ndarray, *, positive: bool, axis: int = 0) -> bool:
+    """Whether draws sorted along ``axis`` are all finite (and all > 0 if ``positive``): NaN sorts last."""
+    lead = (slice(None),) * axis
+    first, last = srt[(*lead, 0)], srt[(*lead, -1)]
+    return bool((first > 0).all() if positive else np.isfinite(first).all()) and bool(np.isfinite(last).all())
+
+
+@functools.lru_cache(maxsize=64)
+def _levels(level: float) -> tuple[float, float, float]:
+    return ((1 - level) / 2, 0.5, (1 + level) / 2)
+
+
+def _with_noise(lo: np.ndarray, m: np.ndarray, hi: np.ndarray, noise_sd: float | np.ndarray, level: float,
+                inv: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval ``[lo, hi]`` around ``m`` with the residual noise added in quadrature, mapped by ``inv``."""
+    zs = _ndtri(0.5 + level / 2) * np.asarray(noise_sd, dtype=np.float64)
+    zs2 = zs**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lower = m - np.sqrt((m - lo) ** 2 + zs2)
+        upper = m + np.sqrt((hi - m) ** 2 + zs2)
     return inv(lower), inv(upper)
 
 
@@ -146,17 +184,39 @@ def _quantiles_all_finite(s: np.ndarray, qs: Sequence[float], t: Any, *, positiv
     lo_all = s.min(axis=0)
     if not (np.all(lo_all > 0) if positive else np.all(np.isfinite(lo_all))) or not np.all(np.isfinite(s.max(axis=0))):
         return None
-    srt = np.sort(s, axis=0)
-    km1 = s.shape[0] - 1
+    return _order_quantiles(np.sort(s, axis=0), qs, None if t is not np.log else np.log)
+
+
+def _order_quantiles(srt: np.ndarray, qs: Sequence[float], log: Any, axis: int = 0) -> list[np.ndarray]:
+    """Quantiles ``qs`` (linear interpolation) of draws sorted along ``axis``, every entry with all ``B`` draws;
+    with ``log`` (``np.log``), of the draws' logs: the order statistics they read are gathered into one
+    array and mapped in one call (elementwise, so the same numbers as mapping each)."""
+    need, plan = _order_plan(srt.shape[axis], tuple(qs))
+    vals = np.take(srt, need, axis=axis)  # a new C-contiguous array
+    if log is not None:
+        log(vals, out=vals)
+    if axis:
+        vals = vals.swapaxes(0, axis)
     out = []
-    for q in qs:
-        pos = q * km1
-        i = int(math.floor(pos))
-        j = min(i + 1, km1)
-        a = t(srt[i])
-        b = a if j == i else t(srt[j])
-        out.append(a + (pos - i) * (b - a))
+    for frac, a_row, b_row in plan:
+        a = vals[a_row]
+        b = a if b_row == a_row else vals[b_row]
+        out.append(a + frac * (b - a))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _order_plan(B: int, qs: tuple[float, ...]) -> tuple[np.ndarray, tuple[tuple[float, int, int], ...]]:
+    """For ``B`` sorted draws: the order statistics the quantiles ``qs`` read, and per quantile
+    ``(pos - i, row of i, row of j)`` (``pos = q·(B - 1)``, ``i = floor(pos)``, ``j = min(i + 1, B - 1)``)."""
+    km1 = B - 1
+    pos = [q * km1 for q in qs]
+    ij = [(int(math.floor(p)), min(int(math.floor(p)) + 1, km1)) for p in pos]
+    need = sorted({k for pair in ij for k in pair})
+    row = {k: r for r, k in enumerate(need)}
+    idx = np.array(need, dtype=np.intp)
+    idx.setflags(write=False)
+    return idx, tuple((p - i, row[i], row[j]) for p, (i, j) in zip(pos, ij, strict=True))
 
 
 def _quantiles_axis0(s: np.ndarray, qs: Sequence[float]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -181,7 +241,8 @@ def _quantiles_axis0(s: np.ndarray, qs: Sequence[float]) -> tuple[list[np.ndarra
 
 
 def predictive_std(
-    point: np.ndarray, samples: np.ndarray | None, noise_sd: float | np.ndarray, *, log_space: bool = False
+    point: np.ndarray, samples: np.ndarray | None, noise_sd: float | np.ndarray, *, log_space: bool = False,
+    all_finite: bool = False,
 ) -> np.ndarray:
     """Predictive standard deviation in output units: ``sqrt(var_boot + noise²)``.
 
@@ -192,11 +253,12 @@ def predictive_std(
         point: ``(..., n)`` point predictions.
         samples: ``(B, ..., n)`` bootstrap predictions or None (NaN draws ignored).
         noise_sd: residual sd (log scale for log-space laws).
+        all_finite: the caller knows every draw is finite (skips the check).
     """
     point = np.asarray(point, dtype=np.float64)
     var = np.zeros_like(point)
-    if samples is not None and samples.shape[0] >= 2 and np.isfinite(samples).all():
-        var = np.var(samples, axis=0, ddof=1)  # what the masked branch computes when every draw is finite
+    if samples is not None and samples.shape[0] >= 2 and (all_finite or np.isfinite(samples).all()):
+        var = var_draws(np.asarray(samples, dtype=np.float64))  # np.var(ddof=1): what the masked branch computes when every draw is finite
     elif samples is not None and samples.shape[0] >= 2:
         s = np.where(np.isfinite(samples), samples, np.nan)
         enough = np.isfinite(s).sum(axis=0) >= 2
@@ -208,4 +270,4 @@ def predictive_std(
     return np.sqrt(var + noise)
 
 
-__all__ = ["GroupResample", "combine_interval", "predictive_std"]
+__all__ = ["GroupResample", "combine_interval", "predictive_std", "sorted_all_valid", "sorted_interval"]

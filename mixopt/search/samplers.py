@@ -61,13 +61,12 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from mixopt.errors import SearchError
+from mixopt.search.sampler_names import SAMPLERS
 
 if TYPE_CHECKING:
     from optuna.study import Study
 
 logger = logging.getLogger(__name__)
-
-SAMPLERS: tuple[str, ...] = ("nsga2", "nsga2-optuna", "nsga3", "tpe", "gp", "random", "qmc", "cmaes")
 
 
 def derive_seed(seed: int, *salt: int) -> int:
@@ -84,8 +83,7 @@ class _VectorChildren:
     children, later calls pop from it.
     """
 
-    def __init__(self, *, seed: int, crossover: str, crossover_prob: float, swapping_prob: float,
-                 mutation_prob: float | None, eta: float, block: int) -> None:
+    def __init__(self, *, seed: int, crossover: str, crossover_prob: float, swapping_prob: float, mutation_prob: float | None, eta: float, block: int) -> None:
         if crossover not in ("uniform", "sbx"):
             raise SearchError(f"crossover must be 'uniform' or 'sbx', got {crossover!r}.")
         for name, p in (("crossover_prob", crossover_prob), ("swapping_prob", swapping_prob)):
@@ -104,8 +102,7 @@ class _VectorChildren:
         self._queue: list[dict[str, Any]] = []
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def _prepare(self, study: Study, names: list[str], dists: list[FloatDistribution],
-                 parents: list[FrozenTrial]) -> None:
+    def _prepare(self, study: Study, names: list[str], dists: list[FloatDistribution], parents: list[FrozenTrial]) -> None:
         x = np.array([[_to_internal(t.params[n], d) for n, d in zip(names, dists, strict=True)] for t in parents])
         sign = np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions])
         v = np.array([t.values for t in parents], dtype=float) * sign
@@ -164,8 +161,7 @@ class _VectorChildren:
             child = np.where(mut, fresh, child)
         return child
 
-    def __call__(self, study: Study, search_space: dict[str, BaseDistribution],
-                 parent_population: list[FrozenTrial]) -> dict[str, Any]:
+    def __call__(self, study: Study, search_space: dict[str, BaseDistribution], parent_population: list[FrozenTrial]) -> dict[str, Any]:
         names = list(search_space)
         dists = [search_space[n] for n in names]
         if not all(isinstance(d, FloatDistribution) and d.step is None for d in dists):
@@ -179,9 +175,7 @@ class _VectorChildren:
             lows = np.array([_to_internal(d.low, d) for d in dists])  # type: ignore[attr-defined]
             highs = np.array([_to_internal(d.high, d) for d in dists])  # type: ignore[attr-defined]
             kids = self._generate(self._block, lows, highs)
-            self._queue = [
-                {n: _from_internal(float(v), d) for n, v, d in zip(names, row, dists, strict=True)} for row in kids[::-1]
-            ]
+            self._queue = [{n: _from_internal(float(v), d) for n, v, d in zip(names, row, dists, strict=True)} for row in kids[::-1]]
         return self._queue.pop()
 
 
@@ -332,15 +326,13 @@ def make_sampler(
             return optuna.samplers.NSGAIIISampler(population_size=population_size, seed=seed, **opts)
         if key == "tpe":
             if n_trials is not None and n_trials > 3000:
-                logger.warning("TPE's cost per trial grows with the number of trials; %d trials will be slow. "
-                               "Consider sampler 'nsga2'.", n_trials)
+                logger.warning("TPE's cost per trial grows with the number of trials; %d trials will be slow. Consider sampler 'nsga2'.", n_trials)
             opts.setdefault("multivariate", True)
             opts.setdefault("constant_liar", True)
             return optuna.samplers.TPESampler(seed=seed, **opts)
         if key == "gp":
             if n_trials is not None and n_trials > 1000:
-                logger.warning("The GP sampler's cost grows cubically with trials; %d trials will be very slow. "
-                               "Use it for a few hundred trials, or sampler 'nsga2'.", n_trials)
+                logger.warning("The GP sampler's cost grows cubically with trials; %d trials will be very slow. Use it for a few hundred trials, or sampler 'nsga2'.", n_trials)
             return optuna.samplers.GPSampler(seed=seed, **opts)
         if key == "random":
             return optuna.samplers.RandomSampler(seed=seed)

@@ -140,14 +140,18 @@ def _pinball(z: np.ndarray, q: np.ndarray, level: float) -> float:
     return float(np.mean(np.maximum(level * r, (level - 1.0) * r)))
 
 
-def _fit_growth(z: np.ndarray, d: np.ndarray, level: float, grid: Sequence[float]) -> tuple[float, float, float]:
-    """Best ``(q, g, pinball)`` for ``z ≈ q·(1 + g·d)`` at ``level`` (finite ``z`` only)."""
+def _fit_growth(z: np.ndarray, d: np.ndarray, level: float, grid: Sequence[float], q_min: float = 0.0) -> tuple[float, float, float]:
+    """Best ``(q, g, pinball)`` for ``z ≈ q·(1 + g·d)`` at ``level`` (finite ``z`` only), ``q >= q_min``.
+
+    The floor is part of the fit: each growth is scored with the ``q`` it would be used with. Raising
+    ``q`` to the floor after choosing ``g`` kept a growth fitted to a smaller ``q``, and the factor then
+    exceeded every point's need (3 loss points with scores 0.5-0.9 gave factors up to 2.3, not 1)."""
     ok = np.isfinite(z)
     z_f, d_f = np.where(ok, z, np.nanmax(np.where(ok, z, np.nan)) if ok.any() else 1.0), d
     results = []
     for g in grid:
         grow = 1.0 + g * d_f
-        q = conformal_quantile(z / grow, level)  # inf scores stay inf (kept by the quantile)
+        q = max(conformal_quantile(z / grow, level), q_min)  # inf scores stay inf (kept by the quantile)
         pin = _pinball(z_f, (q if math.isfinite(q) else np.nanmax(z_f / grow)) * grow, level)
         results.append((q, float(g), pin))
     best = min(r[2] for r in results)
@@ -262,16 +266,14 @@ class IntervalCalibrator:
         degenerate = half <= DEGENERATE_HALF * np.maximum(np.abs(m), 1.0)
         self.n_degenerate_ = {str(k): int(np.sum(degenerate & (g == k))) for k in sorted({str(v) for v in g[degenerate]})}
         if degenerate.any():
-            logger.info("interval calibration: %d held-out point(s) with a zero-width own interval dropped (%s)",
-                        int(degenerate.sum()), self.n_degenerate_)
+            logger.info("interval calibration: %d held-out point(s) with a zero-width own interval dropped (%s)", int(degenerate.sum()), self.n_degenerate_)
         z, d, g = z[~degenerate], d[~degenerate], g[~degenerate]
         self.scores_, self.distance_, self.groups_ = z, d, g
         self.n_points_ = int(z.size)
         self.params_: dict[str, tuple[float, float]] = {}
         rows = []
         if z.size < self.min_points:
-            self.reason_ = (f"identity: {z.size} held-out point(s) from the internal backtest, need >= {self.min_points} "
-                            "to calibrate; intervals are the model's own")
+            self.reason_ = f"identity: {z.size} held-out point(s) from the internal backtest, need >= {self.min_points} to calibrate; intervals are the model's own"
             logger.info("interval calibration: %s", self.reason_)
         else:
             self.reason_ = ""
@@ -280,17 +282,13 @@ class IntervalCalibrator:
                 sel = self._in_group(g, key)
                 if sel.sum() < self.min_points:
                     continue
-                q, gr, _ = _fit_growth(z[sel], d[sel], float(self.level), self.growth_grid)
-                if math.ceil((sel.sum() + 1) * float(self.level)) > sel.sum():
-                    # too few points for a finite conformal rank: use the largest miss, never shrink
-                    q = max(q, 1.0)
+                # too few points for a finite conformal rank: the largest miss, never shrink (q >= 1)
+                few = math.ceil((sel.sum() + 1) * float(self.level)) > sel.sum()
+                q, gr, _ = _fit_growth(z[sel], d[sel], float(self.level), self.growth_grid, q_min=1.0 if few else 0.0)
                 self.params_[key] = (q, gr)
                 fac = self._factor_from(q, gr, d[sel])
-                rows.append({"group": key, "n": int(sel.sum()), "q": q, "g": gr,
-                             "coverage_before": float(np.mean(z[sel] <= 1.0)),
-                             "coverage_after": float(np.mean(z[sel] <= fac))})
-        self.table_ = pl.DataFrame(rows, schema={"group": pl.String, "n": pl.Int64, "q": pl.Float64, "g": pl.Float64,
-                                                 "coverage_before": pl.Float64, "coverage_after": pl.Float64}, orient="row")
+                rows.append({"group": key, "n": int(sel.sum()), "q": q, "g": gr, "coverage_before": float(np.mean(z[sel] <= 1.0)), "coverage_after": float(np.mean(z[sel] <= fac))})
+        self.table_ = pl.DataFrame(rows, schema={"group": pl.String, "n": pl.Int64, "q": pl.Float64, "g": pl.Float64, "coverage_before": pl.Float64, "coverage_after": pl.Float64}, orient="row")
         return self
 
     def _in_group(self, labels: np.ndarray, key: str) -> np.ndarray:
@@ -342,8 +340,7 @@ class IntervalCalibrator:
         self._check_fitted()
         return not self.params_
 
-    def factor(self, distance: np.ndarray, groups: Sequence[str] | np.ndarray | str | None = None,
-               level: float | None = None) -> np.ndarray:
+    def factor(self, distance: np.ndarray, groups: Sequence[str] | np.ndarray | str | None = None, level: float | None = None) -> np.ndarray:
         """Multiplier of the reference-level half-intervals, ``(n,)``.
 
         Args:
@@ -425,9 +422,15 @@ class IntervalCalibrator:
         """JSON-able fitted state (settings, parameters and the stored scores)."""
         self._check_fitted()
         return {
-            "settings": {"level": self.level, "min_points": self.min_points, "growth_grid": list(self.growth_grid),
-                         "min_factor": self.min_factor, "max_factor": self.max_factor, "apart": list(self.apart),
-                         "own": list(self.own)},
+            "settings": {
+                "level": self.level,
+                "min_points": self.min_points,
+                "growth_grid": list(self.growth_grid),
+                "min_factor": self.min_factor,
+                "max_factor": self.max_factor,
+                "apart": list(self.apart),
+                "own": list(self.own),
+            },
             "n_degenerate": dict(self.n_degenerate_),
             "params": {k: [float(q), float(g)] for k, (q, g) in self.params_.items()},
             "scores": [float(v) if math.isfinite(v) else 1e300 for v in self.scores_.tolist()],
@@ -441,9 +444,15 @@ class IntervalCalibrator:
     def from_state(cls, state: Mapping[str, Any]) -> IntervalCalibrator:
         """Rebuild a fitted calibrator from :meth:`state`."""
         s = dict(state["settings"])
-        cal = cls(float(s["level"]), min_points=int(s["min_points"]), growth_grid=tuple(s["growth_grid"]),
-                  min_factor=float(s["min_factor"]), max_factor=float(s["max_factor"]), apart=tuple(s.get("apart", ())),
-                  own=tuple(s.get("own", ())))
+        cal = cls(
+            float(s["level"]),
+            min_points=int(s["min_points"]),
+            growth_grid=tuple(s["growth_grid"]),
+            min_factor=float(s["min_factor"]),
+            max_factor=float(s["max_factor"]),
+            apart=tuple(s.get("apart", ())),
+            own=tuple(s.get("own", ())),
+        )
         cal.n_degenerate_ = {str(k): int(v) for k, v in dict(state.get("n_degenerate", {})).items()}
         cal.params_ = {k: (float(v[0]), float(v[1])) for k, v in dict(state["params"]).items()}
         sc = np.asarray(state["scores"], dtype=np.float64)
@@ -453,13 +462,14 @@ class IntervalCalibrator:
         cal.n_points_ = int(cal.scores_.size)
         cal.reason_ = str(state.get("reason", ""))
         rows = list(state.get("table", []))
-        cal.table_ = pl.DataFrame(rows, schema={"group": pl.String, "n": pl.Int64, "q": pl.Float64, "g": pl.Float64,
-                                                "coverage_before": pl.Float64, "coverage_after": pl.Float64}, orient="row")
+        cal.table_ = pl.DataFrame(rows, schema={"group": pl.String, "n": pl.Int64, "q": pl.Float64, "g": pl.Float64, "coverage_before": pl.Float64, "coverage_after": pl.Float64}, orient="row")
         return cal
 
     def __repr__(self) -> str:
-        return (f"IntervalCalibrator(level={self.level!r}, min_points={self.min_points!r}, growth_grid={self.growth_grid!r}, "
-                f"min_factor={self.min_factor!r}, max_factor={self.max_factor!r}, apart={self.apart!r}, own={self.own!r})")
+        return (
+            f"IntervalCalibrator(level={self.level!r}, min_points={self.min_points!r}, growth_grid={self.growth_grid!r}, "
+            f"min_factor={self.min_factor!r}, max_factor={self.max_factor!r}, apart={self.apart!r}, own={self.own!r})"
+        )
 
 
 __all__ = [

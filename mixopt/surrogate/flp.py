@@ -66,10 +66,13 @@ picking a domain would change what is being predicted; pass e.g. ``loss_column="
 * intervals: the chosen configuration is re-run on the size folds and
   :class:`~mixopt.surrogate.calibrate.IntervalCalibrator` scales the intervals by the
   extrapolation distance (decades of compute beyond the largest fitted run).
+* stage 2's x (``stage2_loss_x="denoised"``, default): each checkpoint's loss with the noise the
+  checkpoints themselves show removed (:func:`denoise_run_losses`; the observed loss where a run
+  has too few checkpoints to tell, e.g. one per run).
 
 Every choice and every candidate's internal score is in ``selection_``. ``preset="paper"``
 reproduces the paper exactly (pure power law on final checkpoints, linear stage 2 on emerged
-checkpoints, uncalibrated intervals).
+checkpoints regressed on the observed loss, uncalibrated intervals).
 
 **FP** (kind ``"fp"``, the paper's baseline) is :class:`mixopt.surrogate.fp.FP`; it shares
 :class:`~mixopt.surrogate.compute._ComputeSurrogate` (bootstrap, predictability, state) with FLP.
@@ -141,8 +144,7 @@ _CHI2_1_MEDIAN = 0.454936423119572
 SMOOTH_MIN_POINTS = 5
 
 
-def smooth_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray,
-                      anchor: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
+def smooth_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray, anchor: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
     """Each run's loss curve smoothed: ``log L`` fitted by a quadratic in ``log tokens`` over its checkpoints.
 
     Stage 2 regresses scores on the observed loss; a loss measured with noise flattens that
@@ -220,16 +222,16 @@ class DenoiseSummary:
 
     def describe(self) -> str:
         if self.n_runs == 0:
-            return ("observed loss kept: no run has >= "
-                    f"{SMOOTH_MIN_POINTS} checkpoints with a loss, so nothing to estimate the loss noise from")
-        return (f"log-loss noise sd {self.noise_sd:.3g} (difference-based, pooled over {self.n_runs} runs' checkpoints); "
-                f"each run's curve = smooth quadratic + {self.keep_median:.2f} (median over runs) of its residual, "
-                f"the share of the residual the noise cannot explain; run offsets from the stage-1 law moved "
-                f"{self.law_share_median:.2f} (median) of the way to the law, real between-run sd {self.between_sd:.3g}")
+            return f"observed loss kept: no run has >= {SMOOTH_MIN_POINTS} checkpoints with a loss, so nothing to estimate the loss noise from"
+        return (
+            f"log-loss noise sd {self.noise_sd:.3g} (difference-based, pooled over {self.n_runs} runs' checkpoints); "
+            f"each run's curve = smooth quadratic + {self.keep_median:.2f} (median over runs) of its residual, "
+            f"the share of the residual the noise cannot explain; run offsets from the stage-1 law moved "
+            f"{self.law_share_median:.2f} (median) of the way to the law, real between-run sd {self.between_sd:.3g}"
+        )
 
 
-def denoise_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray,
-                       anchor: Mapping[str, tuple[float, float]] | None = None) -> tuple[np.ndarray, DenoiseSummary]:
+def denoise_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray, anchor: Mapping[str, tuple[float, float]] | None = None) -> tuple[np.ndarray, DenoiseSummary]:
     """Each checkpoint's loss with its measurement noise shrunk away, by as much as the data say is noise.
 
     Stage 2 regresses scores on the loss; noise in that loss flattens the fitted link (errors in
@@ -295,13 +297,11 @@ def denoise_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray
         d = np.array([o[1] for o in offsets])
         v = np.array([o[2] for o in offsets])
         tau2 = max(0.0, float(np.mean(d * d)) - float(np.mean(v)))
-        for (rows, di, vi) in offsets:
+        for rows, di, vi in offsets:
             share = vi / (vi + tau2) if vi + tau2 > 0 else 0.0
             law_share.append(share)
             out[rows] = out[rows] * math.exp(-share * di)
-    summary = DenoiseSummary(s, len(keep), float(np.median(keep)) if keep else 1.0,
-                             float(np.median(law_share)) if law_share else 0.0,
-                             math.sqrt(tau2) if math.isfinite(tau2) else math.nan)
+    summary = DenoiseSummary(s, len(keep), float(np.median(keep)) if keep else 1.0, float(np.median(law_share)) if law_share else 0.0, math.sqrt(tau2) if math.isfinite(tau2) else math.nan)
     return out, summary
 
 
@@ -315,8 +315,7 @@ def _run_schedules(runs: RunTable, schedule: str) -> np.ndarray:
     col = runs.frame[SCHEDULE_COLUMN].cast(pl.String).str.to_lowercase().fill_null("cosine").to_numpy()
     bad = sorted(set(col.tolist()) - set(SCHEDULES))
     if bad:
-        raise SchemaError(f"Column {SCHEDULE_COLUMN!r} must hold one of {list(SCHEDULES)} per run, got {bad[:5]}; fix the "
-                          "column or pass FLP(schedule=...) for all runs.")
+        raise SchemaError(f"Column {SCHEDULE_COLUMN!r} must hold one of {list(SCHEDULES)} per run, got {bad[:5]}; fix the column or pass FLP(schedule=...) for all runs.")
     return col.astype(object)
 
 
@@ -347,8 +346,8 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             ``"cosine"``), ``"cosine"`` (only final checkpoints are usable: a cosine run's
             intermediate checkpoints have not cooled down), ``"wsd"`` or ``"constant"``.
         preset: None, or ``"paper"``: pure power law stage 1 on final checkpoints, linear
-            stage 2 on emerged checkpoints, no calibration (overrides stage1, stage2,
-            checkpoints, stage2_points and calibrate).
+            stage 2 on emerged checkpoints regressed on the observed loss, no calibration
+            (overrides stage1, stage2, checkpoints, stage2_points, stage2_loss_x and calibrate).
         calibrate: scale the intervals by extrapolation distance from the internal
             leave-largest-out backtest (:mod:`mixopt.surrogate.calibrate`).
         selection_folds: internal folds (fold k holds out the k largest sizes).
@@ -368,12 +367,13 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         min_runs: fewest distinct runs among them (2).
         stage2_points: ``"emerged"``, ``"all"`` (every evaluated checkpoint) or ``"auto"``
             (emerged for linear, all for the sigmoids).
-        stage2_loss_x: the loss stage 2 regresses scores on: ``"observed"`` (the paper) or
-            ``"smoothed"`` (each run's loss curve smoothed, :func:`smooth_run_losses`: a noisy
-            loss flattens the fitted link, errors in variables) or ``"law"`` (smoothed, and each
-            run's curve shifted through the stage-1 law's loss at its final compute) or ``"denoised"``
-            (:func:`denoise_run_losses`: only as much smoothing and law-pooling as the estimated loss
-            noise explains; reported in ``selection_`` stage ``stage2_x``).
+        stage2_loss_x: the loss stage 2 regresses scores on: ``"denoised"`` (default,
+            :func:`denoise_run_losses`: only as much smoothing and law-pooling as the estimated loss
+            noise explains, a noisy loss flattens the fitted link (errors in variables); a table with
+            one checkpoint per run keeps its observed loss; reported in ``selection_`` stage
+            ``stage2_x``), ``"observed"`` (the paper; ``preset="paper"`` sets it), ``"smoothed"``
+            (each run's loss curve smoothed, :func:`smooth_run_losses`) or ``"law"`` (smoothed, and
+            each run's curve shifted through the stage-1 law's loss at its final compute).
         stage1_loss: ``"huber"`` (Epoch's practice, default) or ``"squared"``.
         stage2_loss: ``"squared"`` (paper: least squares, default) or ``"huber"``.
         huber_delta: Huber threshold of stage 1, log-loss units (1e-3).
@@ -423,7 +423,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         min_emerged: int = 3,
         min_runs: int = 2,
         stage2_points: str = "auto",
-        stage2_loss_x: str = "observed",
+        stage2_loss_x: str = "denoised",
         stage1_loss: str = "huber",
         stage2_loss: str = "squared",
         huber_delta: float = 1e-3,
@@ -463,11 +463,21 @@ class FLP(_FLPChoice, _ComputeSurrogate):
     # -- settings ------------------------------------------------------------------------------
     def _effective(self) -> dict[str, Any]:
         """Settings after the preset: stage1, stage2, checkpoints, stage2_points, calibrate."""
-        eff = {"stage1": self.stage1, "stage2": self.stage2, "checkpoints": self.checkpoints,
-               "stage2_points": self.stage2_points, "calibrate": bool(self.calibrate)}
+        eff = {
+            "stage1": self.stage1,
+            "stage2": self.stage2,
+            "checkpoints": self.checkpoints,
+            "stage2_points": self.stage2_points,
+            "calibrate": bool(self.calibrate),
+            "stage2_loss_x": self.stage2_loss_x,
+        }
         if self.preset == "paper":
-            eff.update(stage1="pure_power", stage2="linear", checkpoints="final", stage2_points="emerged", calibrate=False)
+            eff.update(stage1="pure_power", stage2="linear", checkpoints="final", stage2_points="emerged", calibrate=False, stage2_loss_x="observed")
         return eff
+
+    def _loss_x(self) -> str:
+        """What stage 2 regresses on after the preset (``"observed"`` under ``preset="paper"``)."""
+        return "observed" if getattr(self, "preset", None) == "paper" else str(getattr(self, "stage2_loss_x", "observed"))
 
     def _check_settings(self) -> None:
         problems = self._check_common()
@@ -483,12 +493,11 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             problems.append(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
         if not isinstance(self.calibrate, bool):
             problems.append(f"calibrate must be true or false, got {self.calibrate!r}")
-        if not isinstance(self.selection_folds, (int, np.integer)) or isinstance(self.selection_folds, bool) \
-                or self.selection_folds < 1:
+        if not isinstance(self.selection_folds, (int, np.integer)) or isinstance(self.selection_folds, bool) or self.selection_folds < 1:
             problems.append(f"selection_folds must be an integer >= 1, got {self.selection_folds!r}")
-        if self.target_flops is not None and not (isinstance(self.target_flops, (int, float))
-                                                  and not isinstance(self.target_flops, bool)
-                                                  and math.isfinite(self.target_flops) and self.target_flops > 0):
+        if self.target_flops is not None and not (
+            isinstance(self.target_flops, (int, float)) and not isinstance(self.target_flops, bool) and math.isfinite(self.target_flops) and self.target_flops > 0
+        ):
             problems.append(f"target_flops must be None or a positive number of FLOPs, got {self.target_flops!r}")
         if self.selection_at not in SELECTION_AT:
             problems.append(f"selection_at must be one of {list(SELECTION_AT)}, got {self.selection_at!r}")
@@ -501,8 +510,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         for name in ("stage1_loss", "stage2_loss"):
             if getattr(self, name) not in ("huber", "squared"):
                 problems.append(f"{name} must be 'huber' or 'squared', got {getattr(self, name)!r}")
-        if self.flops_reference is not None and not (isinstance(self.flops_reference, (int, float))
-                                                     and math.isfinite(self.flops_reference) and self.flops_reference > 0):
+        if self.flops_reference is not None and not (isinstance(self.flops_reference, (int, float)) and math.isfinite(self.flops_reference) and self.flops_reference > 0):
             problems.append(f"flops_reference must be None or a positive number of FLOPs, got {self.flops_reference!r}")
         if problems:
             raise ConfigError("Invalid FLP settings: " + "; ".join(problems) + ".")
@@ -512,10 +520,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         options = ([LOSS] if runs.has_overall_loss else []) + [LOSS_PREFIX + d for d in runs.loss_domains]
         if self.loss_column is not None:
             if self.loss_column not in options:
-                raise SchemaError(
-                    f"loss_column={self.loss_column!r} is not a loss column of this table; its loss columns are "
-                    f"{options or 'none'}. Pick one of those."
-                )
+                raise SchemaError(f"loss_column={self.loss_column!r} is not a loss column of this table; its loss columns are {options or 'none'}. Pick one of those.")
             return self.loss_column
         if runs.has_overall_loss:
             return LOSS
@@ -526,8 +531,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
                 "to model every domain."
             )
         raise SchemaError(
-            "FLP needs a validation loss (column 'loss' or 'loss:<domain>'), and the table has none. Add losses, "
-            "or use the FP baseline (kind 'fp'), which maps FLOPs straight to scores."
+            "FLP needs a validation loss (column 'loss' or 'loss:<domain>'), and the table has none. Add losses, or use the FP baseline (kind 'fp'), which maps FLOPs straight to scores."
         )
 
     def _stage1_law(self, runs: RunTable, form: str) -> Law:
@@ -543,10 +547,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
     def _stage1_x_for(form: str, flops: np.ndarray, params: np.ndarray | None, tokens: np.ndarray | None) -> np.ndarray:
         if form in ND_FORMS:
             if params is None or tokens is None:
-                raise SchemaError(
-                    f"FLP(stage1={form!r}) predicts loss from parameters and tokens, but the targets give only "
-                    "compute. Build them with Targets.from_params_tokens(params, tokens)."
-                )
+                raise SchemaError(f"FLP(stage1={form!r}) predicts loss from parameters and tokens, but the targets give only compute. Build them with Targets.from_params_tokens(params, tokens).")
             return np.column_stack([params, tokens])
         return np.asarray(flops, dtype=np.float64)[:, None]
 
@@ -583,28 +584,25 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         sched = _run_schedules(runs, self.schedule)
         return last | np.isin(sched, USABLE_SCHEDULES)
 
-    def _fit_stage1(self, runs: RunTable, loss_name: str, form: str, mode: str,
-                    resample: GroupResample | None) -> tuple[LawFitter, Law, int]:
+    def _fit_stage1(self, runs: RunTable, loss_name: str, form: str, mode: str, resample: GroupResample | None) -> tuple[LawFitter, Law, int]:
         use = self._usable_rows(runs, mode)
         y_all = runs.column(loss_name)
         use &= np.isfinite(y_all)  # tables may leave the loss blank at some checkpoints
         sub = runs.frame.filter(pl.Series(use))
         law = self._stage1_law(runs, form)
         x1 = self._stage1_x_for(form, sub["flops"].to_numpy(), sub[PARAMS].to_numpy(), sub[TOKENS].to_numpy())
-        fitter = LawFitter(law, loss=self.stage1_loss, huber_delta=self.huber_delta, n_starts=self.n_starts,
-                           n_bootstrap=0, seed=self.seed)
+        fitter = LawFitter(law, loss=self.stage1_loss, huber_delta=self.huber_delta, n_starts=self.n_starts, n_bootstrap=0, seed=self.seed)
         n_runs = sub[RUN].n_unique()
         try:
             fitter.fit(x1, y_all[use], groups=self._group_ids(sub[RUN].to_numpy()), resample=resample)
         except FitError as e:
             pts = "final checkpoints" if mode == "final" else "usable checkpoints"
-            raise FitError(f"FLP stage 1 ({form}: compute -> {loss_name}) failed on the {pts} of {n_runs} run(s): {e}",
-                           starts=e.starts) from None
+            raise FitError(f"FLP stage 1 ({form}: compute -> {loss_name}) failed on the {pts} of {n_runs} run(s): {e}", starts=e.starts) from None
         return fitter, law, int(use.sum())
 
-    def _fit_stage2_one(self, runs: RunTable, j: int, b: Benchmark, link: str, loss_name: str,
-                        resample: GroupResample | None, points: str,
-                        min_points_per_param: int = 0) -> tuple[FittedLaw | None, dict[str, Any], str | None]:
+    def _fit_stage2_one(
+        self, runs: RunTable, j: int, b: Benchmark, link: str, loss_name: str, resample: GroupResample | None, points: str, min_points_per_param: int = 0
+    ) -> tuple[FittedLaw | None, dict[str, Any], str | None]:
         """Fit benchmark ``j``'s loss -> score law. Returns (law or None, report row, reason).
 
         ``min_points_per_param`` > 0 (``auto`` only) refuses a link with fewer points than
@@ -619,19 +617,19 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         if reason is not None and self._weak_allowed():
             n_ev_runs = int(np.unique(run_ids[evaluated]).shape[0]) if evaluated.any() else 0
             z = score_signal(s[evaluated], loss_all[evaluated], b)
-            if not weak_evidence_predictable(b, int(evaluated.sum()), n_ev_runs, anchored=True,
-                                             min_points=int(self.min_emerged), min_runs=int(self.min_runs)):
+            if not weak_evidence_predictable(b, int(evaluated.sum()), n_ev_runs, anchored=True, min_points=int(self.min_emerged), min_runs=int(self.min_runs)):
                 pass
             elif z < SIGNAL_Z:
-                reason += (f" No signal for weak evidence either: the scores do not follow the loss (rank-correlation "
-                           f"z {z:.2f} < {SIGNAL_Z:g}), so there is no emergence curve to extrapolate.")
+                reason += f" No signal for weak evidence either: the scores do not follow the loss (rank-correlation z {z:.2f} < {SIGNAL_Z:g}), so there is no emergence curve to extrapolate."
             else:
                 n_em = int(emerged.sum())
                 n_em_runs = int(np.unique(run_ids[emerged]).shape[0]) if n_em else 0
-                weak = (f"predicted on weak evidence: {n_em} emerged checkpoint(s) from {n_em_runs} run(s) (fewer than "
-                        f"min_emerged {self.min_emerged} from {self.min_runs} runs); the chance-anchored sigmoid is fitted "
-                        f"on all {int(evaluated.sum())} evaluated checkpoints of {n_ev_runs} runs, its interval is "
-                        "calibrated on its own (group 'weak') and is wide")
+                weak = (
+                    f"predicted on weak evidence: {n_em} emerged checkpoint(s) from {n_em_runs} run(s) (fewer than "
+                    f"min_emerged {self.min_emerged} from {self.min_runs} runs); the chance-anchored sigmoid is fitted "
+                    f"on all {int(evaluated.sum())} evaluated checkpoints of {n_ev_runs} runs, its interval is "
+                    "calibrated on its own (group 'weak') and is wide"
+                )
                 link, points, reason, min_points_per_param = "sigmoid", "all", None, 0
                 weak += f" (score follows the loss: rank-correlation z {z:.1f})"
         if reason is None:
@@ -640,13 +638,10 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             law2 = self._stage2_law(b, s[rows], link)
             need = min_points_per_param * law2.n_params
             if need and int(rows.sum()) < need:
-                reason = (f"not fitted: {int(rows.sum())} point(s) for a {law2.n_params}-parameter {link} link, `auto` "
-                          f"needs >= {need} ({min_points_per_param} per parameter)")
-                row = _report_row(name, link, "unpredictable", reason, int(rows.sum()),
-                                  int(np.unique(run_ids[rows]).shape[0]) if rows.any() else 0)
+                reason = f"not fitted: {int(rows.sum())} point(s) for a {law2.n_params}-parameter {link} link, `auto` needs >= {need} ({min_points_per_param} per parameter)"
+                row = _report_row(name, link, "unpredictable", reason, int(rows.sum()), int(np.unique(run_ids[rows]).shape[0]) if rows.any() else 0)
                 return None, row, reason
-            fitter2 = LawFitter(law2, loss=self.stage2_loss, huber_delta=self.stage2_huber_delta,
-                                n_starts=self.n_starts, n_bootstrap=0, seed=self.seed)
+            fitter2 = LawFitter(law2, loss=self.stage2_loss, huber_delta=self.stage2_huber_delta, n_starts=self.n_starts, n_bootstrap=0, seed=self.seed)
             try:
                 fitter2.fit(loss_all[rows], s[rows], groups=run_ids[rows], resample=resample)
             except FitError as e:
@@ -656,18 +651,24 @@ class FLP(_FLPChoice, _ComputeSurrogate):
                 if link == "linear":
                     slope = float(fitter2.params_[1])
                     if slope != 0 and (slope > 0) == b.higher_is_better:
-                        note = (f"note: the score improves as loss grows (slope {slope:.3g} per nat/token); "
-                                "the emerged points carry no usable trend")
+                        note = f"note: the score improves as loss grows (slope {slope:.3g} per nat/token); the emerged points carry no usable trend"
                         logger.info("FLP: %s %s", name, note)
                 if weak is not None:
                     self.__dict__.setdefault("_weak", {})[name] = weak
                     note = "; ".join(x for x in (weak, note) if x)
-                row = _report_row(name, law2.name if link != "sigmoid_free" else "sigmoid_free", "fitted", note,
-                                  fitter2.n_samples_, fitter2.n_groups_, law2.as_dict(fitter2.params_),
-                                  fitter2.residual_scale_, fitter2.bootstrap_failed_)
+                row = _report_row(
+                    name,
+                    law2.name if link != "sigmoid_free" else "sigmoid_free",
+                    "fitted",
+                    note,
+                    fitter2.n_samples_,
+                    fitter2.n_groups_,
+                    law2.as_dict(fitter2.params_),
+                    fitter2.residual_scale_,
+                    fitter2.bootstrap_failed_,
+                )
                 return FittedLaw.from_fitter(fitter2), row, None
-        row = _report_row(name, link, "unpredictable", reason or "", int(emerged.sum()),
-                          int(np.unique(run_ids[emerged]).shape[0]) if emerged.any() else 0)
+        row = _report_row(name, link, "unpredictable", reason or "", int(emerged.sum()), int(np.unique(run_ids[emerged]).shape[0]) if emerged.any() else 0)
         return None, row, reason
 
     def _weak_allowed(self) -> bool:
@@ -685,8 +686,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         x = self._stage1_x_for(form, final.flops(), final.params(), final.tokens())
         with np.errstate(all="ignore"):
             pred = fitter1.law.predict(x, np.asarray(fitter1.params_, dtype=np.float64))
-        return {str(r): (float(t), float(v)) for r, t, v in zip(final.run_ids(), final.tokens(), pred, strict=True)
-                if np.isfinite(v) and v > 0}
+        return {str(r): (float(t), float(v)) for r, t, v in zip(final.run_ids(), final.tokens(), pred, strict=True) if np.isfinite(v) and v > 0}
 
     def _arrays(self, runs: RunTable, loss_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(run ids, scores (n, b), loss (n,)) of a table, cached for the duration of one fit."""
@@ -695,10 +695,9 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         hit = cache.get(key)
         if hit is None or hit[0] is not runs:
             loss = runs.column(loss_name)
-            mode_x = getattr(self, "stage2_loss_x", "observed")
+            mode_x = self._loss_x()
             if mode_x in ("smoothed", "law"):
-                loss = smooth_run_losses(runs.run_ids(), runs.tokens(), loss,
-                                         anchor=self.__dict__.get("_loss_anchor") if mode_x == "law" else None)
+                loss = smooth_run_losses(runs.run_ids(), runs.tokens(), loss, anchor=self.__dict__.get("_loss_anchor") if mode_x == "law" else None)
             elif mode_x == "denoised":
                 anchor = self.__dict__.get("_loss_anchor")
                 loss, _ = denoise_run_losses(runs.run_ids(), runs.tokens(), loss, anchor=anchor)
@@ -721,8 +720,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         loss_name = self._resolve_loss(runs)
         stage1_only = bool(getattr(self, "_stage1_only", False))
         fixed_links: Mapping[str, str] | None = getattr(self, "_stage2_map", None)
-        needs_folds = (eff["stage1"] == "auto" or eff["checkpoints"] == "auto" or
-                       (eff["stage2"] == "auto" and fixed_links is None and not stage1_only) or eff["calibrate"])
+        needs_folds = eff["stage1"] == "auto" or eff["checkpoints"] == "auto" or (eff["stage2"] == "auto" and fixed_links is None and not stage1_only) or eff["calibrate"]
         folds = size_folds(runs, int(self.selection_folds)) if needs_folds else []
         selection: list[dict[str, Any]] = []
         judged = needs_folds and (eff["stage1"] == "auto" or eff["checkpoints"] == "auto")
@@ -732,7 +730,8 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         selection += rows1
         resample = self._resample(runs)
         fitter1, law1, n1 = self._fit_stage1(runs, loss_name, form, mode, resample)
-        if self.stage2_loss_x in ("law", "denoised") and not stage1_only:
+        loss_x = eff["stage2_loss_x"]
+        if loss_x in ("law", "denoised") and not stage1_only:
             self.__dict__.pop("_array_cache", None)
             self.__dict__["_loss_anchor"] = self._final_anchor(runs, fitter1, form)
         if fixed_links is not None:
@@ -764,9 +763,19 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             else:
                 tot = sum(members.values())
                 members = {k: v / tot for k, v in members.items()}
-        report = [_report_row(loss_name, law1.name, "fitted", "" if mode == "final" else f"{n1} usable checkpoints",
-                              fitter1.n_samples_, fitter1.n_groups_, law1.as_dict(fitter1.params_),
-                              fitter1.residual_scale_, fitter1.bootstrap_failed_)]
+        report = [
+            _report_row(
+                loss_name,
+                law1.name,
+                "fitted",
+                "" if mode == "final" else f"{n1} usable checkpoints",
+                fitter1.n_samples_,
+                fitter1.n_groups_,
+                law1.as_dict(fitter1.params_),
+                fitter1.residual_scale_,
+                fitter1.bootstrap_failed_,
+            )
+        ]
         unpredictable: dict[str, str] = {}
         stage2: dict[str, str] = {}
         for j, b in enumerate(runs.benchmarks):
@@ -776,8 +785,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
                 continue
             link = links.get(name, DEFAULT_STAGE2 if eff["stage2"] == "auto" else str(eff["stage2"]))
             auto2 = eff["stage2"] == "auto" and fixed_links is None
-            fl, row, reason = self._fit_stage2_one(runs, j, b, link, loss_name, resample, eff["stage2_points"],
-                                                   MIN_POINTS_PER_PARAM if auto2 else 0)
+            fl, row, reason = self._fit_stage2_one(runs, j, b, link, loss_name, resample, eff["stage2_points"], MIN_POINTS_PER_PARAM if auto2 else 0)
             if fl is None and link != "linear" and auto2 and reason and ("fit failed" in reason or "not fitted" in reason):
                 logger.info("FLP: %s: %s; falling back to the linear link", name, reason)
                 link = "linear"
@@ -806,16 +814,20 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         self.weak_ = {q: why for q, why in self.__dict__.pop("_weak", {}).items() if q in laws}
         sc_all = runs.scores()
         self.score_range_ = {SCORE_PREFIX + b.name: self._metric_range(sc_all[:, j]) for j, b in enumerate(runs.benchmarks)}
-        if self.stage2_loss_x != "observed" and not stage1_only:
+        if loss_x != "observed" and not stage1_only:
             den = None
-            if self.stage2_loss_x == "denoised":  # the summary of the whole table (the link folds saw parts of it)
-                _, den = denoise_run_losses(runs.run_ids(), runs.tokens(), runs.column(loss_name),
-                                            anchor=self.__dict__.get("_loss_anchor"))
-            why = den.describe() if den is not None else {
-                "smoothed": "each run's loss curve smoothed (quadratic in log tokens)",
-                "law": "each run's smoothed loss curve shifted through the stage-1 law's loss at its final compute",
-                "denoised": "no smoothing: no run's final checkpoint was anchored"}[self.stage2_loss_x]
-            selection.append(_sel_row("stage2_x", loss_name, self.stage2_loss_x, "fixed", why))
+            if loss_x == "denoised":  # the summary of the whole table (the link folds saw parts of it)
+                _, den = denoise_run_losses(runs.run_ids(), runs.tokens(), runs.column(loss_name), anchor=self.__dict__.get("_loss_anchor"))
+            why = (
+                den.describe()
+                if den is not None
+                else {
+                    "smoothed": "each run's loss curve smoothed (quadratic in log tokens)",
+                    "law": "each run's smoothed loss curve shifted through the stage-1 law's loss at its final compute",
+                    "denoised": "no smoothing: no run's final checkpoint was anchored",
+                }[loss_x]
+            )
+            selection.append(_sel_row("stage2_x", loss_name, loss_x, "fixed", why))
         for q, why in self.weak_.items():
             selection.append(_sel_row("stage2", q, "sigmoid", "weak", why))
             logger.info("FLP: %s %s", q, why)
@@ -869,8 +881,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
                 lower[:, cols] = mu - f * (mu - lo)
                 upper[:, cols] = mu + f * (hi - mu)
             std[:, cols] = std[:, cols] * cal.factor(d, str(group))[:, None]
-        pred = Prediction(names=raw.names, mean=raw.mean, lower=lower, upper=upper, std=std, level=level,
-                          unpredictable=dict(self.unpredictable_))
+        pred = Prediction(names=raw.names, mean=raw.mean, lower=lower, upper=upper, std=std, level=level, unpredictable=dict(self.unpredictable_))
         return self._widen_to(pred, self._member_envelope(targets, pred.names))
 
     def _calibration_group(self, name: str, cal: IntervalCalibrator | None = None) -> str:
@@ -900,8 +911,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         cum = np.cumsum(weights) / np.sum(weights)
         return np.minimum(np.searchsorted(cum, (np.arange(n_draws) + 0.5) / max(n_draws, 1)), len(weights) - 1)
 
-    def _stage1_mean_draws(self, members: list[tuple[float, FittedLaw, str]], targets: Targets, sl: slice,
-                           boot_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
+    def _stage1_mean_draws(self, members: list[tuple[float, FittedLaw, str]], targets: Targets, sl: slice, boot_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
         """Loss of the targets ``sl``: (the chosen member's mean, draws (S, n) or None, member means (K, n), residual sd).
 
         The point prediction stays the chosen form's (the best on the folds; averaging the means moved
@@ -911,8 +921,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         chosen = next((k for k, m in enumerate(members) if m[1] is self.laws_[self.loss_name_]), 0)
         means, draws = [], []
         for _, fl, form in members:
-            x = self._stage1_x_for(form, targets.flops[sl], None if targets.params is None else targets.params[sl],
-                                   None if targets.tokens is None else targets.tokens[sl])
+            x = self._stage1_x_for(form, targets.flops[sl], None if targets.params is None else targets.params[sl], None if targets.tokens is None else targets.tokens[sl])
             with np.errstate(all="ignore"):
                 means.append(fl.law.predict(x, fl.params))
                 if boot_rows is not None:
@@ -974,8 +983,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         out: dict[str, list[np.ndarray]] = {nm: [np.empty(n) for _ in range(4)] for nm in fitted}
         n_draws = s1.boot.shape[0] if intervals else 0
         for sl in _chunks(n, n_draws):
-            loss, loss_b, _, scale1 = self._stage1_mean_draws(members, targets, sl,
-                                                              np.arange(n_draws) if n_draws else None)
+            loss, loss_b, _, scale1 = self._stage1_mean_draws(members, targets, sl, np.arange(n_draws) if n_draws else None)
             noise1 = scale1 if self.include_noise else 0.0
             col = out[names[0]]
             col[0][sl] = loss

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from mixopt._rowwise import Workspace, apply_rows, var_draws
 from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, SCORE_PREFIX
 from mixopt.laws.fitter import combine_interval, predictive_std
+from mixopt.laws.uncertainty import sorted_all_valid, sorted_interval
 from mixopt.surrogate.base import Prediction, Surrogate, Targets, check_fixed_ratios, check_single_scale, gaussian_interval, normal_quantile
 from mixopt.surrogate.calibrate import extrapolation_distance
 from mixopt.surrogate.draws import DRAW_LEVEL, calibrated_draws, draw_rng
@@ -24,7 +26,7 @@ from mixopt.surrogate.schedule import Schedule, residual_features, targets_sched
 
 #: rows per block in prediction (means / intervals)
 _CHUNK_MEAN = 262144
-_CHUNK_INTERVAL = 1024  # (B, rows, m) draw blocks that stay in cache
+_CHUNK_INTERVAL = 256  # (B, rows, m) draw blocks that stay in cache
 #: draws x rows per block in joint draws
 _CHUNK_DRAW_CELLS = 1 << 20
 #: the stage-1 families: the law alone, the law times the kernel correction, their equal-weight model average
@@ -307,42 +309,50 @@ class FLPMPrediction(Surrogate):
         # scaled by the factor learned from the internal backtest at this extrapolation distance
         pred = self._predict_raw(targets, intervals=True, level=cal.level)
         d = extrapolation_distance(targets.flops, self.train_max_flops_)
-        lower, upper = pred.lower.copy(), pred.upper.copy()  # type: ignore[union-attr]
-        std = pred.std.copy()  # type: ignore[union-attr]
         k = normal_quantile(0.5 + level / 2) / normal_quantile(0.5 + pred.level / 2)
         weak = getattr(self, "weak_", {})
         # benchmarks predicted on weak evidence (few emerged checkpoints) have their own calibration group;
         # without held-out rows of their own they take the scores' factor
         weak_group = "weak" if "weak" in cal.params_ else "score"
-        for g, cols in self._calibration_groups(pred.names, weak_group, weak):  # one factor per group, all its columns
-            mu, lo, hi = pred.mean[:, cols], lower[:, cols], upper[:, cols]
-            f = self._cal_factor(cal, d, g, level)[:, None]
-            # calibration only widens: a held-out fold one size down sees less of a rising score
-            # than the target does, so a factor < 1 learned there is not trusted beyond it (losses too:
-            # letting the loss factor narrow, measured on the issue-11 worlds, took seed 1 from 94 % to 53 %)
-            lower[:, cols] = np.minimum(mu - f * (mu - lo), mu - k * (mu - lo))
-            upper[:, cols] = np.maximum(mu + f * (hi - mu), mu + k * (hi - mu))
-            std[:, cols] = std[:, cols] * np.maximum(self._cal_factor(cal, d, g, None), 1.0)[:, None]
+        f, f_std = self._cal_matrices(cal, d, pred.names, weak_group, weak, level)  # (n, q): every column its group's factor
+        mu, lo, hi = pred.mean, pred.lower, pred.upper
+        # calibration only widens: a held-out fold one size down sees less of a rising score
+        # than the target does, so a factor < 1 learned there is not trusted beyond it (losses too:
+        # letting the loss factor narrow, measured on the issue-11 worlds, took seed 1 from 94 % to 53 %)
+        side = np.subtract(mu, lo)  # type: ignore[arg-type]
+        lower = np.minimum(mu - f * side, mu - k * side)
+        np.subtract(hi, mu, out=side)
+        upper = np.maximum(mu + f * side, mu + k * side)
+        std = pred.std * f_std  # type: ignore[operator]
         env = self._model_envelope(targets, pred.names)
         if env is not None:  # a model average's interval keeps every averaged model's prediction inside
             lower, upper = np.fmin(lower, env[0]), np.fmax(upper, env[1])
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
 
-    def _cal_factor(self, cal: Any, d: np.ndarray, group: str, level: float | None) -> np.ndarray:
-        """``cal.factor(d, groups=group, level=level)``, kept for small batches (the API's and the search's
-        repeated requests at the same distances); keyed by the calibrator itself and the distances' bytes."""
-        if d.size > 4096:
-            return cal.factor(d, groups=group, level=level)
-        cache = self.__dict__.setdefault("_cal_factor_cache", {})
-        key = (id(cal), d.tobytes(), group, level)
-        hit = cache.get(key)
+    def _cal_matrices(self, cal: Any, d: np.ndarray, names: tuple[str, ...], weak_group: str, weak: Any,
+                      level: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(f, f_std)`` ``(n, q)``: per row and column, the calibration factor of the column's group at
+        ``level`` and the std's factor (at the calibrator's level, at least 1). Kept for small batches (the
+        API's and the search's repeated requests at the same distances), keyed by the calibrator itself,
+        the distances' bytes, the columns' groups and the level."""
+        groups = self._calibration_groups(names, weak_group, weak)
+        cache = self.__dict__.setdefault("_cal_matrix_cache", {})
+        key = (id(cal), d.tobytes(), tuple(names), weak_group, tuple(sorted(weak)), level) if d.size <= 4096 else None
+        hit = cache.get(key) if key is not None else None
         if hit is None or hit[0] is not cal:
-            hit = cache[key] = (cal, cal.factor(d, groups=group, level=level))
-            hit[1].setflags(write=False)
-            if len(cache) > 64:
-                cache.pop(next(iter(cache)))
-        return hit[1]
+            f, f_std = np.empty((d.size, len(names))), np.empty((d.size, len(names)))
+            for g, cols in groups:
+                f[:, cols] = cal.factor(d, groups=g, level=level)[:, None]
+                f_std[:, cols] = np.maximum(cal.factor(d, groups=g, level=None), 1.0)[:, None]
+            f.setflags(write=False)
+            f_std.setflags(write=False)
+            hit = (cal, f, f_std)
+            if key is not None:
+                cache[key] = hit
+                if len(cache) > 64:
+                    cache.pop(next(iter(cache)))
+        return hit[1], hit[2]
 
     def _calibration_groups(self, names: tuple[str, ...], weak_group: str, weak: Any) -> list[tuple[str, np.ndarray]]:
         """``[(group, columns)]`` of the calibration groups (``loss``, ``score``, weak benchmarks' group),
@@ -393,60 +403,154 @@ class FLPMPrediction(Surrogate):
         x = self._stage1_inputs(targets)
         corr = self._residual_correction(self._residual_inputs(targets), targets.flops)
         averaged = self._averaged_rows(targets.flops)
-        corr_any = bool(np.any(corr))  # the law family's correction is 0: its draws need no scaling
+        # the law family's correction is 0: no scaling (x * 1.0 is x)
+        corr_any = getattr(self, "residual_", None) is not None and bool(np.any(corr))
         n = x.shape[0]
         m = len(self.loss_domains_)
         names = list(self.outputs_)
-        col = {q: j for j, q in enumerate(names)}
-        score_cols = [col[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
-        mean = np.full((n, len(names)), np.nan)
-        lower = upper = std = None
-        if intervals:
-            lower, upper, std = (np.full((n, len(names)), np.nan) for _ in range(3))
+        score_cols = self._score_columns()
+        # mean, lower, upper, std: one allocation (NaN where a quantity is unpredictable)
+        buf = np.full((4 if intervals else 1, n, len(names)), np.nan)
+        mean = buf[0]
+        lower, upper, std = (buf[1], buf[2], buf[3]) if intervals else (None, None, None)
         chunk = _CHUNK_INTERVAL if intervals else _CHUNK_MEAN
+        ws = Workspace()  # the blocks' large scratch arrays, allocated once per call
         for s in range(0, n, chunk):
-            xs = x[s : s + chunk]
-            cs = np.exp(corr[s : s + chunk])
-            L = self._stage1_mean(xs) * cs
-            mean[s : s + chunk, :m] = L
+            sl = slice(s, s + chunk)
+            xs = x[sl]
+            cs = np.exp(corr[sl]) if corr_any else None
+            both = self._point_and_draws(xs, ws) if intervals else None
+            L, nat = both if both is not None else (self._stage1_mean(xs), None)
+            if cs is not None:
+                L = L * cs
+            mean[sl, :m] = L
             S = self.nets_.predict_mean(L)
-            mean[s : s + chunk, score_cols] = S
+            mean[sl, score_cols] = S
             if not intervals:
                 continue
-            draws = self._stage1_draws(xs)
-            if corr_any:
-                draws *= cs[None]
-            ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)
-            lo, hi = combine_interval(L, draws if draws.shape[0] else None, self.stage1_residual_, level, log_space=True)
-            lo, hi = self._family_spread(L, corr[s : s + chunk], lo, hi, averaged[s : s + chunk])
-            pts = self._form_points(xs)
-            if pts is not None:  # a form average: the interval contains both forms' predictions
-                pts = (pts[0] * cs, pts[1] * cs)
-                lo, hi = np.fmin(lo, np.fmin(*pts)), np.fmax(hi, np.fmax(*pts))
-            lower[s : s + chunk, :m] = lo  # type: ignore[index]
-            upper[s : s + chunk, :m] = hi  # type: ignore[index]
-            std[s : s + chunk, :m] = predictive_std(L, draws if draws.shape[0] else None, self.stage1_residual_, log_space=True)  # type: ignore[index]
-            if not score_cols:
-                continue
-            if ok.any():
-                noise = np.exp(self.stage1_noise_draws_[ok][:, None, :] * self.stage1_residual_)
-                noisy = (draws if ok.all() else draws[ok]) * noise
-                Sd = self.nets_.predict_paired(noisy)
+            out = (lower[sl], upper[sl], std[sl])  # type: ignore[index]
+            if nat is not None:
+                if cs is not None:
+                    nat *= cs[:, None, :]
+                if not averaged[sl].any() and self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws):
+                    continue
+                draws = np.ascontiguousarray(nat.transpose(1, 0, 2))  # what _stage1_draws gives in this case
             else:
-                Sd = self.nets_.predict_members(L)
-            var = Sd.var(axis=0, ddof=1) if Sd.shape[0] > 1 else np.zeros_like(S)
-            beyond = np.log(np.maximum(targets.flops[s : s + chunk] / self.train_max_flops_, 1.0))
-            extra = self.extrapolation_error_[None, :] ** 2 * (beyond[:, None] / self.extrapolation_distance_[None, :])
-            sd = np.sqrt(var + self.nets_.noise_sd_**2 + extra)
-            lo, hi = gaussian_interval(S, sd, level)
-            if pts is not None:
-                Sa, Sb = self.nets_.predict_mean(pts[0]), self.nets_.predict_mean(pts[1])
-                lo, hi = np.fmin(lo, np.fmin(Sa, Sb)), np.fmax(hi, np.fmax(Sa, Sb))
-            lower[s : s + chunk, score_cols] = lo  # type: ignore[index]
-            upper[s : s + chunk, score_cols] = hi  # type: ignore[index]
-            std[s : s + chunk, score_cols] = sd  # type: ignore[index]
+                draws = self._stage1_draws(xs)
+                if cs is not None:
+                    draws *= cs[None]
+            self._interval_block(L, S, xs, cs, corr[sl], averaged[sl], draws, targets.flops[sl], level, out, score_cols)
         return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
+
+    def _score_columns(self) -> slice | list[int]:
+        """The columns of the predictable scores among the outputs (a slice when they are contiguous), kept per outputs."""
+        key = (tuple(self.outputs_), tuple(self.stage2_benchmarks_))
+        hit = self.__dict__.get("_score_columns_cache")
+        if hit is None or hit[0] != key:
+            col = {q: j for j, q in enumerate(self.outputs_)}
+            cols = [col[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
+            if cols and cols == list(range(cols[0], cols[0] + len(cols))):
+                cols = slice(cols[0], cols[0] + len(cols))  # type: ignore[assignment]
+            hit = self.__dict__["_score_columns_cache"] = (key, cols)
+        return hit[1]
+
+    def _point_and_draws(self, x: np.ndarray, ws: Workspace | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Point losses ``(n, m)`` (:meth:`_stage1_mean`) and bootstrap losses ``(n, B, m)`` in the law's own layout
+        (``(n, B·m)`` of its matrix product, no copy), the law's inputs prepared once, when there are >= 2
+        refits, none failed and no form average; None otherwise (:meth:`_stage1_mean`, :meth:`_stage1_draws`)."""
+        boot = self.stage1_bootstrap_
+        if boot.shape[1] < 2 or getattr(self, "stage1_alt_", None) is not None:
+            return None
+        theta, failed = self._draw_params(boot)
+        if failed is not None:
+            return None
+        with np.errstate(all="ignore"):
+            scratch = None if ws is None else (None, ws.get("law", (x.shape[0], theta.shape[0])))
+            point, draws = self.stage1_law_.predict_each(x, (self.stage1_params_, theta), scratch)
+        return np.ascontiguousarray(point.T), draws.T.reshape(x.shape[0], boot.shape[1], boot.shape[0])
+
+    def _interval_block_sorted(self, L: np.ndarray, S: np.ndarray, nat: np.ndarray, flops: np.ndarray, level: float,
+                               out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ws: Workspace | None = None) -> bool:
+        """:meth:`_interval_block` for the common case, from draws ``nat (n, B, m)`` (:meth:`_point_and_draws`) sorted
+        once along B: False (nothing written) unless every draw is finite and > 0 (the caller has checked
+        that no row is averaged). The same numbers as :meth:`_interval_block` (the same operations on the
+        same operands: the order statistics of the sort, the variance by :func:`~mixopt._rowwise.var_draws`,
+        the cached noise factors applied through :func:`~mixopt._rowwise.apply_rows`), tested."""
+        ws = Workspace() if ws is None else ws
+        srt = ws.get("a", nat.shape)
+        np.copyto(srt, nat)
+        srt.sort(axis=1)  # np.sort(nat, axis=1), in the scratch array
+        if not sorted_all_valid(srt, positive=True, axis=1):
+            return False
+        B, n, m = nat.shape[1], nat.shape[0], nat.shape[2]
+        draws = ws.get("draws", (B, n, m))  # (B, n, m): the reductions over draws run along axis 0
+        np.copyto(draws, nat.transpose(1, 0, 2))
+        lower, upper, std = out
+        lower[:, :m], upper[:, :m] = sorted_interval(srt, self.stage1_residual_, level, log_space=True, axis=1)
+        var = var_draws(draws, work=ws.get("work", draws.shape))
+        std[:, :m] = np.sqrt(var + (L * self.stage1_residual_) ** 2)  # predictive_std(L, draws, residual, log_space=True)
+        if score_cols:
+            self._score_block(S, draws, flops, level, out, score_cols, ws=ws)
+        return True
+
+    def _noise_factors(self) -> np.ndarray:
+        """``exp(noise_draws · residual sd)`` ``(B, 1, m)``: the stage-1 residual noise of every draw, kept per fitted arrays."""
+        nd, sd = self.stage1_noise_draws_, self.stage1_residual_
+        hit = self.__dict__.get("_noise_factors_cache")
+        if hit is None or hit[0] is not nd or hit[1] is not sd:
+            f = np.exp(nd[:, None, :] * sd)
+            f.setflags(write=False)
+            hit = self.__dict__["_noise_factors_cache"] = (nd, sd, f)
+        return hit[2]
+
+    def _score_block(self, S: np.ndarray, draws: np.ndarray, flops: np.ndarray, level: float,
+                     out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ok: np.ndarray | None = None,
+                     L: np.ndarray | None = None, pts: tuple[np.ndarray, np.ndarray] | None = None, ws: Workspace | None = None) -> None:
+        """Score intervals of a block: the loss draws (those in ``ok``; all if None) with their residual noise through
+        the paired stage-2 members, the members' spread, the nets' noise and the extrapolation error in quadrature."""
+        if ok is None or ok.all():
+            noise = self._noise_factors()  # what exp(noise_draws[ok] · sd) gives when every draw is ok
+            noisy = apply_rows(np.multiply, draws, noise, self.__dict__.setdefault("_row_tiles", {}), out=None if ws is None else ws.get("a", draws.shape))
+            Sd = self.nets_.predict_paired(noisy)
+        elif ok.any():
+            noise = np.exp(self.stage1_noise_draws_[ok][:, None, :] * self.stage1_residual_)
+            Sd = self.nets_.predict_paired(draws[ok] * noise)
+        else:
+            Sd = self.nets_.predict_members(L)
+        var = var_draws(Sd, work=None if ws is None else ws.get("work", Sd.shape)) if Sd.shape[0] > 1 else np.zeros_like(S)
+        beyond = np.log(np.maximum(flops / self.train_max_flops_, 1.0))
+        extra = self.extrapolation_error_[None, :] ** 2 * (beyond[:, None] / self.extrapolation_distance_[None, :])
+        sd = np.sqrt(var + self.nets_.noise_sd_**2 + extra)
+        lo, hi = gaussian_interval(S, sd, level)
+        if pts is not None:
+            Sa, Sb = self.nets_.predict_mean(pts[0]), self.nets_.predict_mean(pts[1])
+            lo, hi = np.fmin(lo, np.fmin(Sa, Sb)), np.fmax(hi, np.fmax(Sa, Sb))
+        lower, upper, std = out
+        lower[:, score_cols] = lo
+        upper[:, score_cols] = hi
+        std[:, score_cols] = sd
+
+    def _interval_block(self, L: np.ndarray, S: np.ndarray, xs: np.ndarray, cs: np.ndarray | None, corr: np.ndarray,
+                        averaged: np.ndarray, draws: np.ndarray, flops: np.ndarray, level: float,
+                        out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int]) -> None:
+        """Intervals and std of a block of rows (every case): loss intervals from the bootstrap draws
+        ``(B, rows, m)`` and the residual noise, widened for averaged models, then the scores'."""
+        ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)
+        lo, hi = combine_interval(L, draws if draws.shape[0] else None, self.stage1_residual_, level, log_space=True)
+        lo, hi = self._family_spread(L, corr, lo, hi, averaged)
+        pts = self._form_points(xs)
+        if pts is not None:  # a form average: the interval contains both forms' predictions
+            if cs is not None:
+                pts = (pts[0] * cs, pts[1] * cs)
+            lo, hi = np.fmin(lo, np.fmin(*pts)), np.fmax(hi, np.fmax(*pts))
+        m = L.shape[1]
+        lower, upper, std = out
+        lower[:, :m] = lo
+        upper[:, :m] = hi
+        std[:, :m] = predictive_std(L, draws if draws.shape[0] else None, self.stage1_residual_, log_space=True)
+        if score_cols:
+            self._score_block(S, draws, flops, level, out, score_cols, ok=ok, L=L, pts=pts)
 
 
 __all__ = ["FAMILIES", "FLPMPrediction", "RESIDUAL_WEIGHT", "Stage1Alt"]

@@ -173,14 +173,16 @@ def run_loop(cfg: SearchConfig, tc: TrainConfig, *, progress: bool = False, exec
 
 
 def plan_next(cfg: SearchConfig, surrogate: Any, runs: RunTable) -> dict[str, Any]:
-    """The next sampling run by ``mixopt plan``'s decision criterion (one run; ``[plan]`` settings when given)."""
+    """The next sampling run by ``mixopt plan``'s decision criterion (one run; ``[plan]`` settings when given),
+    never a run already in ``runs`` (same size, mixture within ``[plan] duplicate_l1``)."""
     from mixopt.search.plan import PlanSettings, plan_runs
     from mixopt.workflows.optimize import build_problem
-    from mixopt.workflows.plan import defaults_from_runs
+    from mixopt.workflows.plan import defaults_from_runs, made_runs
 
     st = replace(cfg.plan or PlanSettings(), runs=1, flops=None)
     sizes, tokens = defaults_from_runs(runs, st.sizes)
-    p = plan_runs(build_problem(cfg, surrogate), st, sizes=sizes, tokens=tokens)
+    problem = build_problem(cfg, surrogate)
+    p = plan_runs(problem, st, sizes=sizes, tokens=tokens, existing=made_runs(runs, problem.space.domains))
     return {"rule": "plan", "mixture": {d: float(x) for d, x in zip(p.domains, p.mixture[0], strict=True)},
             "params": float(p.params[0]), "tokens": float(p.tokens[0]), "criterion": p.criterion,
             "gain": float(p.value[0]), "draws": p.draws, "decision": p.summary}

@@ -22,6 +22,16 @@ settings, and the model format version. A resume with the same data and settings
 instead of refitting; other data gives another key (and a study fitted on other data is
 refused before any fit).
 
+**Result cache.** A finished study in a journal file also stores its result beside it
+(``<storage file>.results/<study>/``, :mod:`mixopt.search.stored`) under a key = SHA-256 of
+the journal file's bytes, the whole config, the surrogate's key, mixopt's code (each source
+file's size and modification time) and the NumPy and polars versions. A resume that would
+run no trial (same study bytes, same config) reads it back instead of replaying the journal
+and re-assembling the decision (the joint draws behind P(best)); the surrogate still comes
+from the model cache. Any change (a new trial, another setting, edited code) misses the key
+and the result is computed as before and stored again. Only for a fitted (not given)
+surrogate and the configured executor.
+
 **Executor.** Nothing is started when the study already has its trials. ``executor =
 "ray"`` without an address (and no Ray already running in this process) runs in-process
 when fewer than :data:`RAY_MIN_TRIALS` trials remain (the result's ``executor`` says so):
@@ -31,18 +41,20 @@ count, never by a clock, so the same config and study always get the same execut
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,10 +66,13 @@ from mixopt.errors import MixoptError, ModelFileError, SearchError
 from mixopt.search.executors import Executor, LocalExecutor, make_executor
 from mixopt.search.objectives import OutputInfo, Problem, parse_constraint, parse_objective
 from mixopt.search.results import SearchResult
-from mixopt.search.runner import StudySession, open_session, run_study
 from mixopt.search.space import ComputeSpace, DataBudget, MixtureSpace, SearchSpace
-from mixopt.search.storage import check_writable_file, storage_file, storage_url
+from mixopt.search.storage import StudyLock, check_writable_file, storage_file, storage_url
+from mixopt.search.stored import load_result, save_result, stored_key
 from mixopt.surrogate.base import MODEL_FORMAT_VERSION, Surrogate, Targets, load_surrogate, make_surrogate, save_surrogate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mixopt.search.runner import StudySession
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +98,10 @@ def build_space(config: SearchConfig, domains: Sequence[str], *, source: str = "
     if unknown:
         if domains:
             raise SearchError(
-                f"The config names domain(s) {unknown} that {source} lacks (it has {list(domains)}). "
-                "Fix the names under [domains]/[tokens], or refit on runs that include those domains."
+                f"The config names domain(s) {unknown} that {source} lacks (it has {list(domains)}). Fix the names under [domains]/[tokens], or refit on runs that include those domains."
             )
         raise SearchError(
-            f"The config names domain(s) {unknown}, but {source} does not depend on the mixture (no domains). "
-            "Use a mixture-aware surrogate (method = \"flpm\") or remove [domains]/[tokens]."
+            f'The config names domain(s) {unknown}, but {source} does not depend on the mixture (no domains). Use a mixture-aware surrogate (method = "flpm") or remove [domains]/[tokens].'
         )
     floors = {d: c.floor for d, c in config.domains.items() if c.pin is None}
     caps = {d: c.cap for d, c in config.domains.items() if c.pin is None}
@@ -116,12 +129,10 @@ def _schedule_space(config: SearchConfig, domains: tuple[str, ...], floors: dict
     named = set(ph.floor) | set(ph.cap)
     unknown = sorted(named - set(domains))
     if unknown:
-        raise SearchError(f"[phases] floor/cap name domain(s) {unknown} that the surrogate lacks (it has {list(domains)}); "
-                          "fix the names.")
+        raise SearchError(f"[phases] floor/cap name domain(s) {unknown} that the surrogate lacks (it has {list(domains)}); fix the names.")
     pinned = sorted(named & set(pins))
     if pinned:
-        raise SearchError(f"[phases] gives per-phase bounds for pinned domain(s) {pinned}: a pin holds in every phase; "
-                          "drop the pin under [domains] or the bounds under [phases].")
+        raise SearchError(f"[phases] gives per-phase bounds for pinned domain(s) {pinned}: a pin holds in every phase; drop the pin under [domains] or the bounds under [phases].")
     spaces = []
     for k in range(ph.count):
         f = {**floors, **{d: v[k] for d, v in ph.floor.items()}}
@@ -172,8 +183,7 @@ def surrogate_key(config: SearchConfig) -> str | None:
         h.update(b"\0")
     plain = config_to_dict(config)
     data = {k: v for k, v in plain["data"].items() if k not in ("runs", "ratios")}
-    desc = {"data": data, "method": config.surrogate.method, "settings": plain["surrogate"]["settings"],
-            "model_format": MODEL_FORMAT_VERSION, "target_flops": config_target_flops(config)}
+    desc = {"data": data, "method": config.surrogate.method, "settings": plain["surrogate"]["settings"], "model_format": MODEL_FORMAT_VERSION, "target_flops": config_target_flops(config)}
     if config.changes is not None:
         desc["changes"] = plain["changes"]
     h.update(json.dumps(desc, sort_keys=True, default=str).encode())
@@ -186,12 +196,78 @@ def model_cache_dir(config: SearchConfig) -> Path | None:
     return None if f is None else f.with_name(f.name + ".models")
 
 
+def result_cache_dir(config: SearchConfig) -> Path | None:
+    """Where the result of the config's finished study is stored (None: the study is not in a journal file)."""
+    url = storage_url(config.search.storage)
+    f = storage_file(url) if url is not None and url.startswith("journal:") else None
+    if f is None:
+        return None
+    return f.with_name(f.name + ".results") / hashlib.sha256(config.search.study_name.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _code_fingerprint() -> str:
+    """SHA-256 of the path, size and modification time of each of mixopt's source files (once per process)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(folder, name))
+                h.update(f"{os.path.relpath(os.path.join(folder, name), root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def result_key(config: SearchConfig, surrogate_key: str, journal: Path) -> str:
+    """SHA-256 of what a finished study's result depends on (see "Result cache" above)."""
+    import polars as pl
+
+    h = hashlib.sha256()
+    with open(journal, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    desc = {"config": config_to_dict(config), "surrogate_key": surrogate_key, "code": _code_fingerprint(), "numpy": np.__version__, "polars": pl.__version__}
+    h.update(b"\0" + json.dumps(desc, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _stored_result(config: SearchConfig, url: str, key: str, folder: Path) -> tuple[SearchResult, Surrogate] | None:
+    """The stored result of the config's finished, unchanged study (and the cached surrogate), or None."""
+    journal = storage_file(url)
+    if journal is None or not journal.is_file() or stored_key(folder) is None:
+        return None
+    lock = StudyLock(url, config.search.study_name).acquire()  # no other run may be writing the study meanwhile
+    try:
+        res = load_result(folder, result_key(config, key, journal))
+    finally:
+        lock.release()
+    if res is None:
+        return None
+    logger.info("Study %r is finished and unchanged: its result is read from %s (nothing to run).", config.search.study_name, folder)
+    surrogate = fit_surrogate(config, key=key, cache=model_cache_dir(config))
+    # stored as a resume gives it (no new trial, nothing run). elapsed_s is the search's own time, as when the
+    # journal is replayed: what comes after the study and the model are read (here: nothing), never 0 (trials/s 0.0)
+    t0 = time.perf_counter()
+    return replace(res, elapsed_s=max(time.perf_counter() - t0, 1e-9)), surrogate
+
+
+def _store_result(config: SearchConfig, res: SearchResult, url: str, key: str, folder: Path) -> None:
+    """Store a finished study's result as its resume would give it (no new trial, nothing run)."""
+    journal = storage_file(url)
+    if journal is None or res.n_trials < config.search.trials:
+        return
+    try:
+        save_result(replace(res, n_new=0, executor="nothing to run", elapsed_s=0.0), folder, result_key(config, key, journal))
+    except Exception as e:  # noqa: BLE001 - a store that cannot be written only costs the full resume next time
+        logger.warning("Could not store the result in %s (%s: %s).", folder, type(e).__name__, e)
+
+
 def problem_config(config: SearchConfig) -> dict[str, Any]:
     """The config sections that define the search problem (stored with the study)."""
     d = config_to_dict(config)
     o = d["objectives"]
-    out = {"domains": d["domains"], "tokens": d["tokens"], "compute": d["compute"],
-           "objectives": {k: o[k] for k in ("optimize", "constraints", "risk_kappa", "penalty")}}
+    out = {"domains": d["domains"], "tokens": d["tokens"], "compute": d["compute"], "objectives": {k: o[k] for k in ("optimize", "constraints", "risk_kappa", "penalty")}}
     if d.get("phases") is not None:  # absent without [phases]: studies of constant mixtures resume as before
         out["phases"] = d["phases"]
     return out
@@ -222,7 +298,7 @@ def fit_surrogate(config: SearchConfig, *, key: str | None = None, cache: Path |
         logger.info("Loading the surrogate from %s", sc.model)
         return load_surrogate(sc.model)
     if config.data.runs is None:
-        raise SearchError("No surrogate: give [data] runs = \"...\" to fit one, or [surrogate] model = \"...\".")
+        raise SearchError('No surrogate: give [data] runs = "..." to fit one, or [surrogate] model = "...".')
     cached = cache / key if cache is not None and key else None
     if cached is not None and cached.is_dir():
         try:
@@ -280,18 +356,23 @@ def check_outputs(config: SearchConfig) -> None:
     Raises:
         SearchError: naming the path, the problem and the fix.
     """
-    inputs = {p.resolve(): what for p, what in (
-        (config.data.runs, "the run table ([data] runs)"), (config.data.ratios, "the ratios file ([data] ratios)"),
-        (config.path, "the config file"), (config.surrogate.model, "the model ([surrogate] model)")) if p is not None}
+    inputs = {
+        p.resolve(): what
+        for p, what in (
+            (config.data.runs, "the run table ([data] runs)"),
+            (config.data.ratios, "the ratios file ([data] ratios)"),
+            (config.path, "the config file"),
+            (config.surrogate.model, "the model ([surrogate] model)"),
+        )
+        if p is not None
+    }
     store = storage_file(storage_url(config.search.storage))
     targets: list[tuple[Path, str]] = []
     out = config.search.output
     if out is not None:
         out = Path(out)
         ext = out.suffix
-        targets += [(out, "output file ([search] output / --output)"),
-                    (out.with_name(f"{out.stem}.summary.json"), "output summary"),
-                    (out.with_name(f"{out.stem}.shortlist{ext}"), "output shortlist")]
+        targets += [(out, "output file ([search] output / --output)"), (out.with_name(f"{out.stem}.summary.json"), "output summary"), (out.with_name(f"{out.stem}.shortlist{ext}"), "output shortlist")]
     for path, what in targets:
         r = path.resolve()
         for inp, inwhat in inputs.items():
@@ -367,8 +448,7 @@ def run_search(
     return search_with_surrogate(config, surrogate, progress=progress, executor=executor)[0]
 
 
-def search_with_surrogate(config: SearchConfig, surrogate: Surrogate | None = None, *, progress: bool = True,
-                          executor: Executor | None = None) -> tuple[SearchResult, Surrogate]:
+def search_with_surrogate(config: SearchConfig, surrogate: Surrogate | None = None, *, progress: bool = True, executor: Executor | None = None) -> tuple[SearchResult, Surrogate]:
     """:func:`run_search`, also returning the surrogate it used (fitted, cached or given)."""
     if not isinstance(config, SearchConfig):
         raise SearchError(f"run_search expects a SearchConfig (from mixopt.config.load_config), got {type(config).__name__}.")
@@ -376,6 +456,14 @@ def search_with_surrogate(config: SearchConfig, surrogate: Surrogate | None = No
     s = config.search
     url = storage_url(s.storage)
     key = surrogate_key(config) if surrogate is None else None
+    stored = result_cache_dir(config) if key and executor is None else None
+    if stored is not None:
+        hit = _stored_result(config, url, key, stored)  # type: ignore[arg-type]
+        if hit is not None:
+            return hit
+    # Optuna (through the runner) is imported only past the stored result: a finished study's resume needs none of it
+    from mixopt.search.runner import open_session, run_study
+
     session: StudySession | None = None
     if url is not None:
         session = open_session(url, s.study_name, surrogate_key=key)
@@ -409,6 +497,8 @@ def search_with_surrogate(config: SearchConfig, surrogate: Surrogate | None = No
         )
         if session is not None and session.study is not None and not session.attr(PROBLEM_CONFIG_ATTR):
             session.set_attr(PROBLEM_CONFIG_ATTR, json.dumps(problem_config(config), sort_keys=True, default=str))
+        if stored is not None:  # the study is still locked: its journal is as this result saw it
+            _store_result(config, res, url, key, stored)  # type: ignore[arg-type]
         return res, surrogate
     finally:
         if session is not None:
@@ -475,6 +565,8 @@ __all__ = [
     "fit_surrogate",
     "model_cache_dir",
     "problem_config",
+    "result_cache_dir",
+    "result_key",
     "run_search",
     "surrogate_key",
     "write_result",

@@ -18,8 +18,9 @@ import numpy as np
 from mixopt._files import write_text
 from mixopt._json import jsonable
 from mixopt.config import SearchConfig
-from mixopt.data.table import RunTable
+from mixopt.data.table import MIX_PREFIX, RunTable
 from mixopt.search.plan import Plan, PlanSettings, plan_runs
+from mixopt.search.space import Points
 from mixopt.surrogate.base import Surrogate
 from mixopt.train.ladder import size_label, write_jobs
 from mixopt.train.spec import JobSpec
@@ -36,6 +37,17 @@ def defaults_from_runs(runs: RunTable, sizes: tuple[float, ...] = ()) -> tuple[t
     return sizes, {s: float(np.median(d[n == s])) if np.any(n == s) else tpp * s for s in sizes}
 
 
+def made_runs(runs: RunTable, domains: tuple[str, ...]) -> Points:
+    """The table's runs as points (final checkpoint: parameters, tokens, mixture over ``domains``, 0 for a
+    domain the table lacks), the runs :func:`~mixopt.search.plan.plan_runs` must not propose again."""
+    final = runs.final()
+    n, d = final.params(), final.tokens()
+    cols = set(final.frame.columns)
+    mix = np.column_stack([np.nan_to_num(final.column(MIX_PREFIX + x)) if MIX_PREFIX + x in cols else np.zeros(len(final))
+                           for x in domains]) if domains else np.ones((len(final), 0))
+    return Points(mixture=mix, flops=6.0 * n * d, params=n, tokens=d)
+
+
 def plan(config: SearchConfig | str | Path, settings: PlanSettings | None = None, *, surrogate: Surrogate | None = None,
          runs: RunTable | None = None) -> Plan:
     """Plan the next sampling runs for ``config``'s decision (:mod:`mixopt.search.plan`).
@@ -45,7 +57,8 @@ def plan(config: SearchConfig | str | Path, settings: PlanSettings | None = None
         settings: budget and criterion (default ``config.plan`` or :class:`PlanSettings`).
         surrogate: a fitted surrogate (default: fit the config's on its runs).
         runs: the run table so far (default: the config's ``[data] runs``); it gives the
-            candidate sizes and tokens per parameter when ``settings`` does not.
+            candidate sizes and tokens per parameter when ``settings`` does not, and its runs are
+            never proposed again (:func:`made_runs`).
     """
     if not isinstance(config, SearchConfig):
         from mixopt.config import load_config
@@ -56,7 +69,9 @@ def plan(config: SearchConfig | str | Path, settings: PlanSettings | None = None
         runs = _read_config_runs(config)
     model = surrogate if surrogate is not None else fit_surrogate(config)
     sizes, tokens = defaults_from_runs(runs, st.sizes) if runs is not None else ((), None)
-    return plan_runs(build_problem(config, model), st, sizes=sizes, tokens=tokens)
+    problem = build_problem(config, model)
+    existing = made_runs(runs, problem.space.domains) if runs is not None else None
+    return plan_runs(problem, st, sizes=sizes, tokens=tokens, existing=existing)
 
 
 def plan_jobs(p: Plan, *, prefix: str = "plan", seed: int = 0, checkpoints: int = 4) -> list[JobSpec]:
@@ -87,4 +102,4 @@ def write_plan(p: Plan, path: str | Path, *, settings: PlanSettings | None = Non
     return path, jpath
 
 
-__all__ = ["defaults_from_runs", "plan", "plan_jobs", "write_plan"]
+__all__ = ["defaults_from_runs", "made_runs", "plan", "plan_jobs", "write_plan"]

@@ -258,8 +258,8 @@ def test_regmix_draws_agree_whichever_way_the_product_is_associated(models, targ
 
 
 def test_flpm_calibration_factors_kept_per_distances_equal_the_calibrators(models, world):
-    # the small-batch cache of calibration factors returns the calibrator's own numbers,
-    # and a different calibrator object (a refit) is never served another's factors
+    # the small-batch cache of calibration factors (one (rows, columns) matrix per level) returns the
+    # calibrator's own numbers, and a different calibrator object (a refit) is never served another's factors
     import copy
 
     from mixopt.surrogate.calibrate import extrapolation_distance
@@ -269,12 +269,24 @@ def test_flpm_calibration_factors_kept_per_distances_equal_the_calibrators(model
     tg = Targets(flops=model.train_max_flops_ * np.array([0.5, 3.0, 30.0]), mixture=world.random_mixtures(3, seed=13),
                  domains=world.domains)
     d = extrapolation_distance(tg.flops, model.train_max_flops_)
-    for level in (0.9, 0.8, None):
-        np.testing.assert_array_equal(model._cal_factor(cal, d, "loss", level), cal.factor(d, groups="loss", level=level))
+    names = tuple(model.outputs_)
+    weak_group = "weak" if "weak" in cal.params_ else "score"
+    weak = getattr(model, "weak_", {})
+
+    def group(q):
+        return weak_group if q in weak else q.split(":")[0]
+
+    for level in (0.9, 0.8):
+        for _ in range(2):  # computed, then kept
+            f, f_std = model._cal_matrices(cal, d, names, weak_group, weak, level)
+            for j, q in enumerate(names):
+                np.testing.assert_array_equal(f[:, j], cal.factor(d, groups=group(q), level=level))
+                np.testing.assert_array_equal(f_std[:, j], np.maximum(cal.factor(d, groups=group(q), level=None), 1.0))
     first = model.predict(tg, level=0.8)
     again = model.predict(tg, level=0.8)
     np.testing.assert_array_equal(first.lower, again.lower)
     other = copy.deepcopy(cal)
     other.max_factor = other.min_factor = 7.0  # every factor 7
-    assert np.all(model._cal_factor(other, d, "loss", 0.9) == 7.0)
-    np.testing.assert_array_equal(model._cal_factor(cal, d, "loss", 0.9), cal.factor(d, groups="loss", level=0.9))
+    assert np.all(model._cal_matrices(other, d, names, weak_group, weak, 0.9)[0] == 7.0)
+    f = model._cal_matrices(cal, d, names, weak_group, weak, 0.9)[0]
+    np.testing.assert_array_equal(f[:, 0], cal.factor(d, groups=group(names[0]), level=0.9))

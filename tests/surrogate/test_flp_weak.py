@@ -99,5 +99,22 @@ def test_denoised_loss_removes_noise_and_keeps_a_real_curve():
     from mixopt.errors import ConfigError
 
     with pytest.raises(ConfigError, match="stage2_loss_x"):
-        FLP(stage2_loss_x="nope").fit(make_split(single_domain_world(seed=1).sample_runs([2e7, 5e7, 1e8], seed=1),
-                                                 holdout_min_params=1e8).train)
+        FLP(stage2_loss_x="nope").fit(make_split(single_domain_world(seed=1).sample_runs([2e7, 5e7, 1e8], seed=1), holdout_min_params=1e8).train)
+
+
+def test_default_regresses_on_the_denoised_loss_and_the_paper_preset_on_the_observed_one(world_split):
+    train = world_split[1].train
+    default = FLP(n_bootstrap=0, calibrate=False).fit(train)
+    x_rows = default.selection_.filter(pl.col("stage") == "stage2_x")
+    assert x_rows["candidate"].to_list() == ["denoised"] and "noise sd" in x_rows["reason"][0]
+    observed = FLP(n_bootstrap=0, calibrate=False, stage2_loss_x="observed").fit(train)
+    assert observed.selection_.filter(pl.col("stage") == "stage2_x").height == 0
+    q = next(iter(default.stage2_))
+    assert not np.allclose(default.laws_[q].params, observed.laws_[q].params)  # the x differs, so does the link
+    # preset="paper" is the paper whatever stage2_loss_x says: the same laws as with the observed loss
+    paper = FLP(preset="paper", n_bootstrap=0).fit(train)
+    paper_obs = FLP(preset="paper", n_bootstrap=0, stage2_loss_x="observed").fit(train)
+    assert paper.selection_.filter(pl.col("stage") == "stage2_x").height == 0
+    assert set(paper.laws_) == set(paper_obs.laws_)
+    for name, law in paper.laws_.items():
+        np.testing.assert_array_equal(law.params, paper_obs.laws_[name].params)

@@ -25,8 +25,7 @@ def _nd_table(loss_fn, seed: int = 0, noise: float = 0.002) -> RunTable:
     for n in SIZES:
         for r in RATIOS:
             d = n * r
-            rows.append({"run": f"N{n:.2g}_r{r:g}", "params": n, "tokens": d, "flops": 6 * n * d,
-                         "loss": float(loss_fn(n, d) * (1 + noise * rng.standard_normal()))})
+            rows.append({"run": f"N{n:.2g}_r{r:g}", "params": n, "tokens": d, "flops": 6 * n * d, "loss": float(loss_fn(n, d) * (1 + noise * rng.standard_normal()))})
     return RunTable(pl.DataFrame(rows))
 
 
@@ -50,8 +49,7 @@ def test_auto_picks_the_generating_form(truth, expected) -> None:
 
 def test_candidate_that_cannot_be_fitted_drops_out_with_reason() -> None:
     # every run at 20 tokens/param: N and D collinear, the Chinchilla forms cannot be fitted
-    rows = [{"run": f"N{n:.2g}", "params": n, "tokens": 20 * n, "flops": 120 * n * n, "loss": float(_offset(n, 20 * n))}
-            for n in SIZES]
+    rows = [{"run": f"N{n:.2g}", "params": n, "tokens": 20 * n, "flops": 120 * n * n, "loss": float(_offset(n, 20 * n))} for n in SIZES]
     m = FLP(n_bootstrap=0, calibrate=False).fit(RunTable(pl.DataFrame(rows)))
     failed = m.selection_.filter((pl.col("stage") == "stage1") & (pl.col("status") == "failed"))
     assert set(failed["candidate"].to_list()) == {"chinchilla+final", "chinchilla_tied+final"}
@@ -63,8 +61,7 @@ def test_preset_paper_reproduces_the_paper() -> None:
     runs = _nd_table(_offset)
     m = FLP(preset="paper", n_bootstrap=0).fit(runs)
     assert m.stage1_ == "pure_power" and m.checkpoints_ == "final" and m.calibrator_ is None
-    fixed = FLP(stage1="pure_power", stage2="linear", checkpoints="final", stage2_points="emerged", calibrate=False,
-                n_bootstrap=0).fit(runs)
+    fixed = FLP(stage1="pure_power", stage2="linear", checkpoints="final", stage2_points="emerged", calibrate=False, n_bootstrap=0).fit(runs)
     np.testing.assert_allclose(m.laws_["loss"].params, fixed.laws_["loss"].params)
 
 
@@ -104,8 +101,7 @@ def test_backtest_fits_only_on_the_training_runs(monkeypatch) -> None:
 
 def test_select_reports_failures_and_picks_lowest_score() -> None:
     runs = _nd_table(_offset)
-    cands = [Candidate("pure", {"stage1": "pure_power"}), Candidate("offset", {"stage1": "power_offset"}),
-             Candidate("bad", {"stage1": "no_such_form"})]
+    cands = [Candidate("pure", {"stage1": "pure_power"}), Candidate("offset", {"stage1": "power_offset"}), Candidate("bad", {"stage1": "no_such_form"})]
     sel = select(runs, cands, lambda s: FLP(**s, stage2="linear", n_bootstrap=0, calibrate=False), quantities=["loss"])
     assert sel.chosen == "offset"
     t = {r["candidate"]: r for r in sel.table.iter_rows(named=True)}
@@ -145,8 +141,7 @@ def test_calibration_reaches_nominal_coverage_on_noisy_worlds() -> None:
 
 
 def test_calibration_with_few_points_never_shrinks_and_roundtrips() -> None:
-    cal = IntervalCalibrator(level=0.9).fit([1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.001, 0.999, 1.0, 1.0],
-                                            [0.9] * 5, [1.1] * 5, [0.1, 0.2, 0.3, 0.4, 0.5])
+    cal = IntervalCalibrator(level=0.9).fit([1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.001, 0.999, 1.0, 1.0], [0.9] * 5, [1.1] * 5, [0.1, 0.2, 0.3, 0.4, 0.5])
     assert np.all(cal.factor(np.array([0.0, 1.0])) >= 1.0)
     again = IntervalCalibrator.from_state(cal.state())
     np.testing.assert_allclose(again.factor(np.array([0.3, 2.0])), cal.factor(np.array([0.3, 2.0])))
@@ -241,8 +236,7 @@ def test_schedule_decides_which_checkpoints_stage1_may_use() -> None:
     fixed = FLP(n_bootstrap=0, calibrate=False, stage2="linear", stage1="power_offset", checkpoints="usable").fit(const)
     assert fixed.fit_report_.filter(pl.col("quantity") == "loss")["n_points"][0] == len(runs)
     with pytest.raises(Exception, match="schedule"):
-        FLP(n_bootstrap=0, checkpoints="usable", stage1="power_offset").fit(
-            RunTable(runs.frame.with_columns(pl.lit("linear-decay").alias("schedule")), runs.benchmarks))
+        FLP(n_bootstrap=0, checkpoints="usable", stage1="power_offset").fit(RunTable(runs.frame.with_columns(pl.lit("linear-decay").alias("schedule")), runs.benchmarks))
 
 
 def test_calibration_drops_zero_width_points_and_keeps_own_groups_apart() -> None:
@@ -267,3 +261,23 @@ def test_calibration_drops_zero_width_points_and_keeps_own_groups_apart() -> Non
     again = IntervalCalibrator.from_state(cal.state())
     assert again.own == ("loss",) and again.n_degenerate_ == {"loss": 1}
     np.testing.assert_allclose(again.factor(np.array([0.5]), "loss"), cal.factor(np.array([0.5]), "loss"))
+
+
+def test_few_points_never_shrink_and_their_growth_is_fitted_with_that_floor():
+    """3 held-out points, all inside the model's interval (scores 0.49-0.86, growing with distance): the factor
+    is 1 (intervals kept, not shrunk), not 1 times a growth fitted to the unfloored quantile (it was 2.26 at 1.26)."""
+    from mixopt.surrogate.calibrate import IntervalCalibrator
+
+    z = np.array([0.49, 0.70, 0.86])
+    d = np.array([0.49, 0.60, 1.09])
+    mean = np.zeros(3)
+    cal = IntervalCalibrator(level=0.9, min_points=3).fit(z, mean, mean - 1.0, mean + 1.0, d)
+    q, g = cal.params_["*"]
+    assert q == 1.0 and g == 0.0
+    np.testing.assert_allclose(cal.factor(np.array([0.0, 0.5, 1.09])), 1.0)
+    # beyond the reach the (d/r)^0.5 rule still grows the factor from 1
+    np.testing.assert_allclose(cal.factor(np.array([1.26])), np.sqrt(1.26 / 1.09))
+    # a point the model missed still widens: the largest score is kept
+    z2 = np.array([0.49, 0.70, 1.60])
+    cal2 = IntervalCalibrator(level=0.9, min_points=3).fit(z2, mean, mean - 1.0, mean + 1.0, d)
+    assert np.all(cal2.factor(d) >= z2 - 1e-12)

@@ -1,11 +1,8 @@
 """Shared fixtures of the training-job tests."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+from tests import _configs
 
 
 @pytest.fixture(scope="session")
@@ -19,9 +16,4 @@ def fixture_corpus_dir(tmp_path_factory):
 @pytest.fixture
 def job_command():
     """Command template of the stand-in cluster job (tests/train/scripts/job.py) for a mode."""
-
-    def make(mode: str) -> str:
-        return (f"{sys.executable} {SCRIPTS / 'job.py'} {mode} --mix {{mix_json}} --params {{params}} --tokens {{tokens}} "
-                "--out {out} --checkpoints {checkpoints} --seed {seed}")
-
-    return make
+    return _configs.job_command

@@ -11,53 +11,14 @@ import polars as pl
 import pytest
 
 from mixopt.cli import main
-from mixopt.data.readers import read_runs, write_runs
-from mixopt.testing import mixture_world
+from mixopt.data.readers import read_runs
+from tests._configs import write_loop_config
 
 LOSS_REL_TOL = 0.05  # FLP-M on a noise-free-ish world: predicted vs measured loss
 
 
 def _write_config(tmp_path, job_command, *, rounds=2, method="regmix", extra=""):
-    w = mixture_world(n_domains=3, n_benchmarks=4, seed=0)
-    runs = w.sample_runs([5e7, 1e8, 2e8, 4e8], w.random_mixtures(8, seed=2), n_checkpoints=3, loss_noise=0.002, seed=0)
-    write_runs(runs, tmp_path / "base_runs.csv")
-    cmd = job_command("ok").replace("\\", "\\\\")
-    # regmix (fast) predicts at the runs' largest size; FLP-M extrapolates to 2x it
-    params, tokens = (4e8, 8e9) if method == "regmix" else (8e8, 1.6e10)
-    text = f"""
-[data]
-runs = "base_runs.csv"
-[surrogate]
-method = "{method}"
-[compute]
-params = {params}
-tokens = {tokens}
-[objectives]
-optimize = ["loss:web", "loss:code"]
-[search]
-trials = 64
-batch_size = 32
-sampler = "nsga2"
-seed = 0
-study_name = "tiny"
-output = "out/pareto.csv"
-[trainer]
-kind = "command"
-max_parallel = 2
-timeout_s = 300
-workdir = "out/jobs"
-[trainer.options]
-command = "{cmd}"
-[validate]
-rounds = {rounds}
-top = 2
-runs = "out/validated.csv"
-output = "out/loop"
-{extra}
-"""
-    path = tmp_path / "tiny.toml"
-    path.write_text(text)
-    return path
+    return write_loop_config(tmp_path, job_command("ok"), rounds=rounds, method=method, extra=extra, name="tiny")
 
 
 @pytest.mark.parametrize("method", ["regmix", pytest.param("flpm", marks=pytest.mark.slow)])

@@ -8,60 +8,21 @@ models" report a known synthetic world's losses, so the orchestration runs for r
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mixopt.cli import main
-from mixopt.data.readers import read_runs, write_runs
+from mixopt.data.readers import read_runs
 from mixopt.data.table import training_flops
 from mixopt.errors import ConfigError
 from mixopt.surrogate import Targets, load_surrogate
-from mixopt.testing import mixture_world
-
-JOB = Path(__file__).resolve().parents[1] / "train" / "scripts" / "job.py"
+from tests._configs import job_command, write_loop_config
 
 
 def _config(tmp_path: Path, *, rounds: int = 2, validate_extra: str = "") -> Path:
-    w = mixture_world(n_domains=3, n_benchmarks=4, seed=0)
-    runs = w.sample_runs([5e7, 1e8, 2e8, 4e8], w.random_mixtures(8, seed=2), n_checkpoints=3, loss_noise=0.002, seed=0)
-    write_runs(runs, tmp_path / "base_runs.csv")
-    cmd = (f"{sys.executable} {JOB} ok --mix {{mix_json}} --params {{params}} --tokens {{tokens}} "
-           "--out {out} --checkpoints {checkpoints} --seed {seed}").replace("\\", "\\\\")
-    (tmp_path / "loop.toml").write_text(f"""
-[data]
-runs = "base_runs.csv"
-[surrogate]
-method = "regmix"
-[compute]
-params = 4e8
-tokens = 8e9
-[objectives]
-optimize = ["loss:web", "loss:code"]
-[search]
-trials = 64
-batch_size = 32
-sampler = "nsga2"
-seed = 0
-study_name = "rounds"
-output = "out/pareto.csv"
-[trainer]
-kind = "command"
-max_parallel = 2
-timeout_s = 300
-workdir = "out/jobs"
-[trainer.options]
-command = "{cmd}"
-[validate]
-rounds = {rounds}
-top = 2
-runs = "out/validated.csv"
-output = "out/loop"
-{validate_extra}
-""")
-    return tmp_path / "loop.toml"
+    return write_loop_config(tmp_path, job_command("ok"), rounds=rounds, extra=validate_extra, name="rounds")
 
 
 def _round(tmp_path: Path, r: int) -> dict:

@@ -70,7 +70,8 @@ def _problem(caps: Mapping[str, float] | None = None) -> Problem:
     return Problem(space, s, ["loss"])
 
 
-SETTINGS = PlanSettings(runs=4, sizes=(1e6,), tokens_per_param=20.0, n_candidates=128, n_targets=64, n_draws=128)
+# coverage 0: these tests are about the criterion's own picks (coverage picks are tested on their own)
+SETTINGS = PlanSettings(runs=4, sizes=(1e6,), tokens_per_param=20.0, n_candidates=128, n_targets=64, n_draws=128, coverage=0.0)
 
 
 def test_decision_puts_runs_where_the_deciding_domain_varies_doptimal_where_variance_is() -> None:
@@ -289,3 +290,103 @@ def test_regmix_posterior_draws_carry_the_linear_parts_uncertainty_and_predictio
     assert p.criterion == "prediction" and p.draws == "posterior" and len(p) == 3 and np.all(p.value > 0)
     p2 = plan_runs(Problem(space, model, [q]), st)
     assert np.array_equal(p.index, p2.index) and np.array_equal(p.value, p2.value)
+
+
+def _tie_problem() -> tuple[Problem, Points, Points]:
+    """TieSurrogate with candidate 5 (the only one that measures θ) and candidate 9, a near copy of it
+    (L1 0.02): after 5, the copy is the only run left that still says anything about the decision."""
+    s = TieSurrogate()
+    s._fit(None)
+    s.fitted_ = True
+    problem = Problem(SearchSpace(MixtureSpace(("a", "b", "c")), ComputeSpace(params=1e9, tokens=2e10)), s, ["loss"])
+    mix = np.array([[0.05 + 0.1 * i, 0.9 - 0.1 * i, 0.05] for i in range(8)])
+    mix = np.insert(mix, 5, [0.1, 0.1, 0.8], axis=0)
+    mix = np.vstack([mix, [0.11, 0.1, 0.79]])
+    n = len(mix)
+    cand = Points(mixture=mix, flops=np.full(n, 6 * 1e6 * 2e7), params=np.full(n, 1e6), tokens=np.full(n, 2e7))
+    tgt = Points(mixture=np.array([[0.6, 0.3, 0.1], [0.3, 0.6, 0.1]]), flops=np.full(2, 6 * 1e9 * 2e10),
+                 params=np.full(2, 1e9), tokens=np.full(2, 2e10))
+    return problem, cand, tgt
+
+
+def test_a_run_already_made_or_already_in_the_batch_is_never_proposed_again() -> None:
+    problem, cand, tgt = _tie_problem()
+    st = PlanSettings(runs=3, n_draws=512, seed=3, noise=0.1, coverage=0.0)  # one noisy run leaves θ half-known: a repeat still teaches
+    exact = plan_runs(problem, PlanSettings(**{**st.__dict__, "duplicate_l1": 0.0}), candidates=cand, targets=tgt)
+    assert list(exact.index[:2]) == [5, 9]  # only exact repeats excluded: the near copy is the next best run
+    p = plan_runs(problem, st, candidates=cand, targets=tgt)
+    assert p.index[0] == 5 and 9 not in p.index and p.summary["repeats_dropped"] == 0
+    # The best candidate is a run of the table (its mixture as stored, within L1 0.01): neither it nor its copy comes back.
+    made = Points(mixture=np.array([[0.105, 0.1, 0.795], [0.1, 0.1, 0.8]]), flops=np.full(2, 6 * 1e6 * 2e7),
+                  params=np.array([1e6, 4e6]), tokens=np.array([2e7, 8e7]))
+    again = plan_runs(problem, st, candidates=cand, targets=tgt, existing=made.take(np.array([0])))
+    assert not {5, 9} & set(again.index.tolist()) and again.summary["repeats_dropped"] == 2
+    dist = np.abs(again.mixture[:, None, :] - made.mixture[None, :1, :]).sum(axis=2)
+    assert dist.min() > st.duplicate_l1
+    # The same mixture at another size is another run.
+    other = plan_runs(problem, st, candidates=cand, targets=tgt, existing=made.take(np.array([1])))
+    assert other.index[0] == 5 and other.summary["repeats_dropped"] == 0
+    with pytest.raises(SearchError, match="repeats a run already made"):
+        plan_runs(problem, st, candidates=cand.take(np.array([5, 9])), targets=tgt, existing=made)
+    with pytest.raises(SearchError, match="duplicate_l1 must be an L1 distance"):
+        PlanSettings(duplicate_l1=-0.1)
+
+
+def test_the_loops_plan_proposal_is_not_a_run_already_in_the_table() -> None:
+    import polars as pl
+
+    from mixopt.config import load_config
+    from mixopt.data import read_runs
+    from mixopt.data.table import MIX_PREFIX
+    from mixopt.workflows.loop import plan_next
+    from mixopt.workflows.optimize import fit_surrogate
+
+    cfg = load_config(ROOT / "configs/ladder_loop.toml")
+    cfg = replace_plan(cfg, PlanSettings(runs=1, n_candidates=64, n_targets=64, n_draws=64))
+    model = fit_surrogate(cfg)
+    runs = read_runs(ROOT / "mixopt/examples/ladder_runs.csv")
+    first = plan_next(cfg, model, runs)
+    # Train "the same run" (the proposal's size and mixture, as a real run stores it) and propose again.
+    final = runs.final().frame
+    row = final.filter(pl.col("params") == first["params"]).head(1)
+    mix = {MIX_PREFIX + d: float(x) for d, x in first["mixture"].items()}
+    row = row.with_columns(pl.lit("next_r1_s0").alias("run"), pl.lit(first["tokens"]).alias("tokens"),
+                           *[pl.lit(round(v, 4)).alias(k) for k, v in mix.items()])
+    from mixopt.data import RunTable
+
+    more = RunTable(pl.concat([runs.frame, row.select(runs.frame.columns)], how="vertical_relaxed"), runs.benchmarks)
+    second = plan_next(cfg, model, more)
+    l1 = sum(abs(second["mixture"][d] - first["mixture"][d]) for d in first["mixture"])
+    assert second["params"] != first["params"] or l1 > PlanSettings().duplicate_l1
+    assert plan_next(cfg, model, runs) == first  # without the run, the same proposal (seeded)
+
+
+def replace_plan(cfg: Any, st: PlanSettings) -> Any:
+    from dataclasses import replace
+
+    return replace(cfg, plan=st)
+
+
+def test_coverage_share_of_the_batch_covers_the_decision_region_nearest_first() -> None:
+    rng = np.random.default_rng(2)
+    s = 300
+    r = rng.standard_normal(s)
+    y = rng.standard_normal((s, 6, 1)) * 0.3
+    y[:, 0, 0] = r + 0.05 * rng.standard_normal(s)  # the criterion wants run 0, then its near twin 1
+    y[:, 1, 0] = r + 0.05 * rng.standard_normal(s)
+    feats = np.array([[0.5, 0.5, 0.0], [0.52, 0.48, 0.0], [0.05, 0.1, 0.85], [0.3, 0.3, 0.4], [0.45, 0.45, 0.1], [0.0, 0.9, 0.1]])
+    seen = np.array([[0.5, 0.4, 0.1], [0.0, 0.95, 0.05]])
+    # three decision points at candidate 3's mixture, one near candidate 2's
+    region = np.array([[0.3, 0.3, 0.4]] * 3 + [[0.05, 0.1, 0.85]])
+    yc = y - y.mean(axis=0)
+    plain, _ = greedy_batch(yc, r, np.ones(6), runs=2, flops=None, noise=0.05)
+    assert plain[0] in (0, 1) and plain[1] not in (2, 3)
+    kw = {"runs": 2, "flops": None, "noise": 0.05, "coverage": 0.5, "features": feats, "seen": seen, "region": region}
+    picked, _ = greedy_batch(yc, r, np.ones(6), **kw)
+    assert picked[0] == plain[0] and picked[1] == 3  # pick 1 (t = 1) is the coverage pick: where most decision points are
+    picked, _ = greedy_batch(yc, r, np.array([1.0, 1.0, 1.0, 4.0, 1.0, 1.0]), **kw)
+    assert picked[1] == 2  # coverage picks are made at the criterion's size (cost 1): the next best cover there
+    picked, _ = greedy_batch(yc, r, np.array([4.0, 4.0, 1.0, 4.0, 1.0, 1.0]), **kw)
+    assert picked[0] in (0, 1) and picked[1] == 3  # the criterion went to cost 4: coverage follows it there
+    with pytest.raises(SearchError, match="coverage must be a share"):
+        PlanSettings(coverage=1.0)
