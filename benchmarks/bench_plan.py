@@ -2,6 +2,7 @@
 
     python benchmarks/bench_plan.py --data-dir ../shared/data [--quick] [--section regmix,olmix,worlds]
         [--scales 60M,1.1B] [--seeds 0,1,2] [--criterion decision|ranking|prediction|doptimal] [--draws auto|posterior|model]
+        [--coverage SHARE]
 
 Sections ``olmix`` and ``worlds`` are described in their functions (:func:`_olmix`, :func:`_worlds`).
 
@@ -14,7 +15,10 @@ kind ``regmix``, with joint draws) refitted on the runs revealed so far. At each
 surrogate fitted on the revealed runs predicts the 60M / 1.1B mixtures at the 1M compute
 (RegMix's protocol) and is scored by Spearman ρ against their measured Pile-CC loss and by
 the pick's regret (measured loss of the predicted best minus the best measured loss). The
-row "all 512" is every proxy. Figures are means over seeds. ``--quick``: 1 seed, budgets 32
+row "all 512" is every proxy. Figures are means over seeds; a per-seed table follows each scale (ρ random /
+planned per seed, and the paired difference planned - random: mean, standard error, seeds ahead).
+The plan uses ``[plan]`` defaults (``coverage`` 0.75: three picks in four cover the decision points;
+``--coverage 0``: the criterion alone). ``--quick``: 1 seed, budgets 32
 and 64, 128 draws (a quick figure, say so).
 """
 
@@ -30,7 +34,7 @@ from scipy.stats import spearmanr
 
 from mixopt.data.public import load_regmix
 from mixopt.search import ComputeSpace, MixtureSpace, Problem, SearchSpace
-from mixopt.search.plan import PlanSettings, plan_runs
+from mixopt.search.plan import DEFAULT_COVERAGE, PlanSettings, plan_runs
 from mixopt.search.space import Points
 from mixopt.surrogate import Targets, make_surrogate
 
@@ -64,7 +68,9 @@ def _planned(pool, test, order, budgets, n1m, t1m, draws, seed, how) -> dict[int
         cand = Points(mixture=X[rest], flops=np.full(rest.size, 6 * n1m * t1m), params=np.full(rest.size, n1m),
                       tokens=np.full(rest.size, t1m))
         st = PlanSettings(runs=BATCH, n_draws=draws, seed=seed + len(revealed), **how)
-        p = plan_runs(Problem(space, model, [QUANTITY]), st, candidates=cand, targets=tgt)
+        made = Points(mixture=X[revealed], flops=np.full(len(revealed), 6 * n1m * t1m), params=np.full(len(revealed), n1m),
+                      tokens=np.full(len(revealed), t1m))
+        p = plan_runs(Problem(space, model, [QUANTITY]), st, candidates=cand, targets=tgt, existing=made)
         revealed += [int(rest[i]) for i in p.index]
         if len(revealed) in budgets:
             out[len(revealed)] = _score(_fit(pool, revealed), test, 6 * n1m * t1m)
@@ -121,7 +127,9 @@ def _olmix(a, seeds, budgets, draws, how) -> None:
             rest = np.setdiff1d(np.arange(pool.n_runs), revealed)
             cand = Points(mixture=X[rest], flops=np.full(rest.size, c), params=np.full(rest.size, n), tokens=np.full(rest.size, d))
             st = PlanSettings(runs=BATCH, n_draws=draws, seed=seed + len(revealed), **how)
-            p = plan_runs(Problem(space, model, ["loss:bpb_mean"]), st, candidates=cand, targets=tgt)
+            made = Points(mixture=X[revealed], flops=np.full(len(revealed), c), params=np.full(len(revealed), n),
+                          tokens=np.full(len(revealed), d))
+            p = plan_runs(Problem(space, model, ["loss:bpb_mean"]), st, candidates=cand, targets=tgt, existing=made)
             revealed += [int(rest[i]) for i in p.index]
             if len(revealed) in budgets:
                 rows[len(revealed)]["planned"].append(score(revealed))
@@ -134,6 +142,14 @@ def _olmix(a, seeds, budgets, draws, how) -> None:
         print(f"| {b} | {r[:, 0].mean():.4f} | {q[:, 0].mean():.4f} | {r[:, 1].mean():.3f} | {q[:, 1].mean():.3f} | "
               f"{r[:, 2].mean():.4f} | {q[:, 2].mean():.4f} |")
     print(f"| all {pool.n_runs} | {allp[0]:.4f} | - | {allp[1]:.3f} | - | {allp[2]:.4f} | - |")
+    print(f"\nOlmix, per seed (random / planned; seeds {seeds})\n| runs | error | regret | Δerror mean ± s.e. | Δregret mean ± s.e. |")
+    print("|---|---|---|---|---|")
+    for b in budgets:
+        r, q = np.array(rows[b]["random"]), np.array(rows[b]["planned"])
+        de, dr = q[:, 0] - r[:, 0], q[:, 2] - r[:, 2]
+        print(f"| {b} | {' '.join(f'{x:.4f}/{y:.4f}' for x, y in zip(r[:, 0], q[:, 0], strict=True))} | "
+              f"{' '.join(f'{x:.4f}/{y:.4f}' for x, y in zip(r[:, 2], q[:, 2], strict=True))} | {de.mean():+.4f} ± {_se(de):.4f} | "
+              f"{dr.mean():+.4f} ± {_se(dr):.4f} |")
 
 
 #: Synthetic worlds: candidate sizes, the default design's mixtures per size, the decision's target size.
@@ -204,7 +220,8 @@ def _worlds(seeds, draws, how) -> None:
             rest = np.setdiff1d(np.arange(table.n_runs), revealed)
             cand = Points(mixture=X[rest], flops=cost[rest], params=n[rest], tokens=table.tokens()[rest])
             st = PlanSettings(runs=4, n_draws=draws, seed=seed + len(revealed), **how)
-            p = plan_runs(Problem(space, model, ["loss:overall"]), st, candidates=cand, targets=tgt)
+            made = Points(mixture=X[revealed], flops=cost[revealed], params=n[revealed], tokens=table.tokens()[revealed])
+            p = plan_runs(Problem(space, model, ["loss:overall"]), st, candidates=cand, targets=tgt, existing=made)
             revealed += [int(rest[i]) for i in p.index]
             regret = _world_regret(w, revealed, table, tgt_mix, true_t)
         ratio = float(cost[revealed].sum()) / f_def if regret <= target + 1e-12 else float("inf")
@@ -226,17 +243,38 @@ def _worlds(seeds, draws, how) -> None:
               f"{len(r)}; not reached within 2x: {int(np.isinf(r[:, j]).sum())}")
 
 
+def _se(x: np.ndarray) -> float:
+    """Standard error of a mean over seeds (NaN for one seed)."""
+    return float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+
+
+def _spread(scale: str, budgets, rows, seeds) -> None:
+    """Per seed: ρ random and planned (same start, so paired), and the paired difference planned - random:
+    its mean, its standard error (std / sqrt(seeds)) and how many seeds planned is ahead, so a mean
+    difference can be read against the seeds' own spread."""
+    print(f"\n{scale}, per seed (ρ random / planned; seeds {seeds})\n| runs | per seed | Δρ mean | Δρ s.e. | planned ahead |")
+    print("|---|---|---|---|---|")
+    for b in budgets:
+        r, p = np.array(rows[b]["random"])[:, 0], np.array(rows[b]["planned"])[:, 0]
+        d = p - r
+        se = _se(d)
+        cells = " ".join(f"{x:.3f}/{y:.3f}" for x, y in zip(r, p, strict=True))
+        print(f"| {b} | {cells} | {d.mean():+.4f} | {se:.4f} | {int((d > 0).sum())}/{d.size} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--criterion", default="decision")
     ap.add_argument("--draws", default="auto", help="plan draws: auto (posterior for regmix), posterior, model")
+    ap.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE,
+                    help=f"plan coverage: share of each batch picked to cover the decision points (k-median; default {DEFAULT_COVERAGE}, 0: off)")
     ap.add_argument("--scales", default="60M,1.1B")
     ap.add_argument("--section", default="regmix,olmix", help="comma-separated: regmix, olmix, worlds")
     ap.add_argument("--seeds", default="", help="comma-separated seeds (default 0,1,2; --quick: 0)")
     a = ap.parse_args()
-    how = {"criterion": a.criterion, "draws": a.draws}
+    how = {"criterion": a.criterion, "draws": a.draws, "coverage": a.coverage}
     seeds = [0] if a.quick else [0, 1, 2]
     if a.seeds:
         seeds = [int(x) for x in a.seeds.split(",")]
@@ -263,6 +301,7 @@ def main() -> None:
             r, p = np.array(rows[b]["random"]), np.array(rows[b]["planned"])
             print(f"| {b} | {r[:, 0].mean():.3f} | {p[:, 0].mean():.3f} | {r[:, 1].mean():.4f} | {p[:, 1].mean():.4f} |")
         print(f"| all 512 | {full[0]:.3f} | - | {full[1]:.4f} | - |")
+        _spread(scale, budgets, rows, seeds)
     if "worlds" in a.section:
         _worlds(list(range(1, 11)) if not a.quick else [1, 2, 3], draws, how)
     if "olmix" in a.section:

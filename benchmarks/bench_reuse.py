@@ -162,7 +162,7 @@ def synthetic(seeds: list[int], draws: int) -> dict:
         for i, n in enumerate(NEW):
             have = 0 if planned is None else planned.n_runs
             model = joint_fit(mapped, planned, **SETTINGS)
-            st = PlanSettings(runs=n - have, n_draws=draws, n_candidates=256, n_targets=256, seed=seed * 100 + i)
+            st = PlanSettings(runs=n - have, n_draws=draws, n_candidates=256, n_targets=256, seed=seed * 100 + i, coverage=0.0)  # as measured (docs/figures.md)
             p = plan_new_runs(model, doms, QUANTITY, params=PARAMS, tokens=PARAMS * TPP, settings=st)
             batch = _table(world, p.mixture, seed * 100 + 10 + i, f"plan{i}_")
             planned = batch if planned is None else planned.concat(batch)
@@ -395,7 +395,7 @@ def real(cache: Path, *, full_grid, new_grid, perms: int, draws: int, max_parall
     for i, n in enumerate(new_grid):
         have = 0 if planned is None else planned.n_runs
         model = joint_fit(mapped, planned, **SETTINGS)
-        st = PlanSettings(runs=n - have, n_draws=draws, n_candidates=256, n_targets=256, seed=100 + i)
+        st = PlanSettings(runs=n - have, n_draws=draws, n_candidates=256, n_targets=256, seed=100 + i, coverage=0.0)  # as measured (docs/figures.md)
         pl_ = plan_new_runs(model, REAL_DOMAINS, REAL_Q, params=float(old4.params()[0]), tokens=float(old4.tokens()[0]), settings=st)
         batch = [_real_mix(m) for m in pl_.mixture]
         plan_mixes.extend(batch)

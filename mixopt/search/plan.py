@@ -42,6 +42,20 @@ second run that would teach the same thing is worth little (the diversity of the
 a candidate already picked is never picked twice. The batch stops at ``n_runs`` runs or when
 the next run would exceed ``max_flops``.
 
+Coverage (``coverage``, default :data:`DEFAULT_COVERAGE` = 0.75; 0 turns it off): a documented share of the batch is picked for space-filling
+coverage of the candidate region instead of by the criterion -- pick ``t`` (from 0) is a coverage
+pick when ``floor((t+1)·coverage) > floor(t·coverage)`` (a share of 0.25 makes every 4th pick
+one), and it takes, among the affordable candidates of the size the criterion's latest pick has
+(the criterion says where in compute to measure, coverage spreads the mixtures there; none
+affordable there: the cheapest), the one that most lowers the summed
+L1 distance from each decision point's mixture to its nearest run (made, or picked so far): the
+greedy k-median rule, which covers the region the decision is about (its interior, where the
+decision points are), not the simplex's corners (the max-min rule, which picks the mixtures
+farthest from every run, was tried first and was worse at RegMix 1.1B / 32 runs). The draws are
+conditioned on a coverage pick like on any pick, so the criterion's later picks count what it
+teaches. A criterion computed from a surrogate fitted on few runs can concentrate the batch where
+that fit is uncertain about the decision; the coverage picks keep the design spread over the region.
+
 Runs already made are never proposed again: a candidate of the same size (parameters N and
 tokens D each within :data:`SAME_SIZE_RTOL`, 5 % relative) as a run of the table
 (``existing``) or as a run already earlier in the batch, whose mixture is within L1 distance
@@ -103,6 +117,9 @@ DEFAULT_NOISE = 0.01
 #: Default L1 distance between mixtures (ratios summing to 1) under which a candidate run of the same size
 #: as a run already made (or already in the batch) counts as that run again and is not proposed.
 DUPLICATE_L1 = 0.05
+#: Default share of a batch picked for coverage of the decision region (k-median) instead of by the criterion:
+#: measured better than 0 on RegMix and level on Olmix and the synthetic worlds (docs/figures.md#planning).
+DEFAULT_COVERAGE = 0.75
 #: Relative tolerance on parameters N and on tokens D under which two runs are of the same size.
 SAME_SIZE_RTOL = 0.05
 
@@ -126,6 +143,9 @@ class PlanSettings:
         draws: ``"auto"``, ``"posterior"`` or ``"model"`` (:data:`DRAWS`; see the module docstring).
         duplicate_l1: a candidate of the same size as a run already made (or already in the batch) whose
             mixture is within this L1 distance of that run's is not proposed (0: only exact repeats).
+        coverage: share of the batch (in [0, 1)) picked for space-filling coverage of the candidate region
+            instead of by the criterion (default 0.75, see the module docstring; 0: every pick by the criterion;
+            the first pick is always the criterion's, so a one-run plan is the criterion's pick).
     """
 
     runs: int = 8
@@ -140,6 +160,7 @@ class PlanSettings:
     seed: int = 0
     draws: str = "auto"
     duplicate_l1: float = DUPLICATE_L1
+    coverage: float = DEFAULT_COVERAGE
 
     def __post_init__(self) -> None:
         problems = []
@@ -165,6 +186,8 @@ class PlanSettings:
             problems.append(f"seed must be an integer >= 0, got {self.seed!r}")
         if not (isinstance(self.duplicate_l1, (int, float)) and np.isfinite(self.duplicate_l1) and 0 <= self.duplicate_l1 < 2):
             problems.append(f"duplicate_l1 must be an L1 distance between mixtures in [0, 2), got {self.duplicate_l1!r}")
+        if not (isinstance(self.coverage, (int, float)) and 0 <= self.coverage < 1):
+            problems.append(f"coverage must be a share of the batch in [0, 1), got {self.coverage!r}")
         if problems:
             raise SearchError("Invalid plan settings: " + "; ".join(problems) + ".")
 
@@ -281,6 +304,17 @@ def _ratios(mixture: np.ndarray) -> np.ndarray:
     return m / np.where(total > 0, total, 1.0)
 
 
+def _l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(len(a), len(b))`` L1 distances between rows, in row chunks (the ``(chunk, len(b), f)`` temporary
+    stays near 4M numbers, so API-sized plans do not allocate gigabytes)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    out = np.empty((a.shape[0], b.shape[0]))
+    step = max(1, 4_000_000 // max(1, b.shape[0] * max(1, a.shape[1])))
+    for i in range(0, a.shape[0], step):
+        out[i:i + step] = np.abs(a[i:i + step, None, :] - b[None, :, :]).sum(axis=2)
+    return out
+
+
 def same_runs(candidates: Points, runs: Points, *, l1: float = DUPLICATE_L1, rtol: float = SAME_SIZE_RTOL) -> np.ndarray:
     """``(n_candidates, n_runs)``: True where a candidate is the same run as one of ``runs`` -- parameters
     and tokens each within ``rtol`` (relative) and mixture ratios (normalised to sum 1) within L1 ``l1``."""
@@ -289,18 +323,24 @@ def same_runs(candidates: Points, runs: Points, *, l1: float = DUPLICATE_L1, rto
         return np.abs(a - b) <= rtol * np.maximum(np.abs(a), np.abs(b))
 
     size = close(candidates.params, runs.params) & close(candidates.tokens, runs.tokens)
-    dist = np.abs(_ratios(candidates.mixture)[:, None, :] - _ratios(runs.mixture)[None, :, :]).sum(axis=2)
-    return size & (dist <= l1 + 1e-12)
+    return size & (_l1(_ratios(candidates.mixture), _ratios(runs.mixture)) <= l1 + 1e-12)
 
 
 def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, runs: int, flops: float | None,
                  noise: float, scale: bool = True, blocked: np.ndarray | None = None,
-                 near: Callable[[int], np.ndarray] | None = None) -> tuple[list[int], list[float]]:
+                 near: Callable[[int], np.ndarray] | None = None, coverage: float = 0.0,
+                 features: np.ndarray | None = None, seen: np.ndarray | None = None,
+                 region: np.ndarray | None = None) -> tuple[list[int], list[float]]:
     """Greedy picks over centred outcome draws ``y (S, n, q)``; ``regret (S, k)`` (the losses tracked) for
     ``decision``/``ranking``/``prediction``, None for ``doptimal``. ``scale``: each loss column to unit std
     (else the columns are taken as given, centred). ``blocked (n,)``: candidates never picked (runs already
     made); ``near(i) -> (n,)``: the candidates that are the same run as candidate ``i``, blocked once ``i`` is
-    picked (a candidate is always blocked once picked)."""
+    picked (a candidate is always blocked once picked). ``coverage``: the share of picks made for coverage
+    instead of by the criterion: pick ``t`` is a coverage pick when ``floor((t+1)·coverage) > floor(t·coverage)``;
+    it takes, among the affordable candidates at the size (cost) of the criterion's latest pick (none there:
+    the cheapest; ``features (n, f)``: their mixture ratios), the one that
+    most lowers the summed L1 distance from each point of ``region (m, f)`` (default: the candidates) to its
+    nearest run among ``seen`` (runs already made) and the picks so far (the k-median rule)."""
     y = y.copy()
     out = np.zeros(y.shape[1], dtype=bool) if blocked is None else np.asarray(blocked, dtype=bool).copy()
     r = None
@@ -313,7 +353,18 @@ def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, 
     gains: list[float] = []
     spent = 0.0
     n2 = noise * noise
-    for _ in range(runs):
+    if coverage > 0 and features is None:
+        raise SearchError("coverage picks need the candidates' features (their mixture ratios).")
+    fill = cand_d = None
+    if coverage > 0:  # the region to cover: the decision points' mixtures (else the candidates' own)
+        feats = np.asarray(features, dtype=np.float64)
+        reg = feats if region is None else np.asarray(region, dtype=np.float64)
+        cand_d = _l1(feats, reg)  # (n, m)
+        fill = np.full(reg.shape[0], 2.0)  # L1 distance of each region point to the nearest run so far (2: none)
+        if seen is not None and len(seen):
+            fill = _l1(reg, seen).min(axis=1)
+    last: int | None = None  # the criterion's latest pick: coverage picks are made at its size (its cost)
+    for t in range(runs):
         var = (y * y).sum(axis=0) / (s - 1)  # (n, q)
         if r is None:
             gain = 0.5 * np.log1p(var / n2).sum(axis=1)
@@ -325,15 +376,28 @@ def greedy_batch(y: np.ndarray, regret: np.ndarray | None, cost: np.ndarray, *, 
         score[out] = -np.inf
         if flops is not None:
             score[spent + cost > flops * (1 + 1e-9)] = -np.inf
+        if fill is not None and np.floor((t + 1) * coverage) > np.floor(t * coverage) and np.isfinite(score).any():
+            ok = np.isfinite(score)
+            at = ok & (np.abs(cost - cost[last]) <= 1e-9 * cost[last]) if last is not None else np.zeros_like(ok)
+            if not at.any():  # no affordable candidate at the criterion's last size: the cheapest
+                at = ok & (cost <= cost[ok].min() * (1 + 1e-9))
+            score = np.where(at, -np.minimum(cand_d, fill[None, :]).sum(axis=1), -np.inf)
+            covering = True
+        else:
+            covering = False
         i = int(np.argmax(score))
         if not np.isfinite(score[i]):
             break
         picked.append(i)
+        if not covering:
+            last = i
         gains.append(float(gain[i]))
         spent += float(cost[i])
         out[i] = True
         if near is not None:
             out |= np.asarray(near(i), dtype=bool)
+        if fill is not None:
+            fill = np.minimum(fill, cand_d[i])
         # Gaussian update of the draw ensemble on the picked run's (noisy) outcome, quantity by quantity.
         for q in range(y.shape[2]):
             yi = y[:, i, q].copy()
@@ -427,7 +491,10 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
         return same_runs(candidates, candidates.take(np.array([i])), l1=st.duplicate_l1)[:, 0]
 
     picked, gains = greedy_batch(y, regret, cost, runs=st.runs, flops=st.flops, noise=st.noise,
-                                 scale=st.criterion != "prediction", blocked=blocked, near=near)
+                                 scale=st.criterion != "prediction", blocked=blocked, near=near, coverage=st.coverage,
+                                 features=_ratios(candidates.mixture),
+                                 seen=None if existing is None else _ratios(existing.mixture),
+                                 region=None if pts is None else _ratios(pts.mixture))
     if not picked:
         raise SearchError(f"No candidate run fits the FLOPs budget {st.flops:.3g}; the cheapest new run costs {cost[~blocked].min():.3g} FLOPs. "
                           "Raise [plan] flops or add a smaller size.")
@@ -439,6 +506,6 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
                 draws=kind, summary=summary)
 
 
-__all__ = ["CRITERIA", "DEFAULT_NOISE", "DRAWS", "DUPLICATE_L1", "RIVALS", "SAME_SIZE_RTOL", "Plan", "PlanSettings", "candidate_runs",
+__all__ = ["CRITERIA", "DEFAULT_COVERAGE", "DEFAULT_NOISE", "DRAWS", "DUPLICATE_L1", "RIVALS", "SAME_SIZE_RTOL", "Plan", "PlanSettings", "candidate_runs",
            "decision_regret", "greedy_batch", "outcome_draws", "plan_runs", "posterior_draws", "same_runs", "target_points",
            "target_values"]

@@ -276,7 +276,8 @@ class FLPM(FLPMPrediction):
         return NetConfig(
             hidden=self.hidden, activation=self.activation, n_members=self.n_members, max_epochs=self.max_epochs,
             lr=self.lr, weight_decay=self.weight_decay, val_fraction=self.val_fraction, patience=self.patience,
-            link="linear" if self.preset == "paper" else self.link, seed=int(self.seed),
+            link="linear" if self.preset == "paper" else self.link, stop="all" if self.preset == "paper" else "member",
+            seed=int(self.seed),
         )
 
     def _make_stage2(self) -> ScoreNetEnsemble | LogisticScoreMap:

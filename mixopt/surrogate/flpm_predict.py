@@ -558,7 +558,7 @@ class FLPMPrediction(Surrogate):
         """Score intervals of a block: the loss draws (those in ``ok``; all if None) with their residual noise through
         the paired stage-2 members, the members' spread, the nets' noise and the extrapolation error in quadrature."""
         if ok is None or ok.all():
-            noise = self._noise_factors() if ok is None else np.exp(self.stage1_noise_draws_[ok][:, None, :] * self.stage1_residual_)
+            noise = self._noise_factors()  # what exp(noise_draws[ok] · sd) gives when every draw is ok
             noisy = apply_rows(np.multiply, draws, noise, self.__dict__.setdefault("_row_tiles", {}), out=None if ws is None else ws.get("a", draws.shape))
             Sd = self.nets_.predict_paired(noisy)
         elif ok.any():

@@ -24,8 +24,7 @@ QUICK = dict(n_bootstrap=8, n_starts=2, seed=0, stage2="logistic", stage2_inputs
 @pytest.fixture(scope="module")
 def runs():
     w = mixture_world(n_domains=3, n_benchmarks=2, seed=3)
-    return w, w.sample_runs(SIZES, w.random_mixtures(10, seed=7), n_checkpoints=4, loss_noise=0.005,
-                            score_noise=0.005, seed=8)
+    return w, w.sample_runs(SIZES, w.random_mixtures(10, seed=7), n_checkpoints=4, loss_noise=0.005, score_noise=0.005, seed=8)
 
 
 def _far(w, n=6):
@@ -60,8 +59,6 @@ def test_a_domain_with_clear_evidence_uses_its_form_and_thin_evidence_keeps_the_
     w, verdicts = domain_weights(a, b, 0.4, 2)
     assert w == [1.0, 0.4], verdicts
     assert "separates" in verdicts[0][2] and "within noise" in verdicts[1][2]
-    # pooled over both domains the two would be within noise of each other on errors alone? not needed here;
-    # the per-domain split is what is tested: the same evidence seen by domain gives different weights
 
 
 def test_rankings_of_few_mixtures_are_within_noise_unless_the_gap_is_beyond_the_bootstrap_error():

@@ -15,6 +15,7 @@ from mixopt._rowwise import Workspace, apply_rows, tile_factor, var_draws
 from mixopt.laws.mixture import make_stage1_law
 from mixopt.laws.uncertainty import combine_interval, sorted_all_valid, sorted_interval
 from mixopt.surrogate import Targets
+from mixopt.surrogate.draws import calibrated_draws, comonotone_draws, match_marginals, shared_normals, sorted_quantiles
 from mixopt.surrogate.flpm import FLPM
 from mixopt.testing import mixture_world
 
@@ -108,6 +109,33 @@ def test_sorted_interval_is_combine_interval_exactly(B, level, log_space):
     for got in (got0, got1):
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("S", [1, 2, 3, 8, 29, 30, 64, 256])
+@pytest.mark.parametrize("qs", [(0.05, 0.5, 0.95), (0.25, 0.5, 0.75), (0.0, 1.0), (0.3,)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_sorted_quantiles_is_np_quantile_exactly(S, qs, ties):
+    # the joint draws' marginal matching reads its quantiles from the sort it has made anyway
+    rng = np.random.default_rng(S)
+    a = rng.integers(0, 3, size=(S, 50)).astype(float) if ties else rng.lognormal(size=(S, 50))
+    np.testing.assert_array_equal(sorted_quantiles(np.sort(a, axis=0), qs), np.quantile(a, qs, axis=0))
+
+
+def test_calibrated_draws_are_comonotone_where_raw_draws_are_missing_and_matched_elsewhere():
+    rng = np.random.default_rng(4)
+    n, S = 6, 40
+    names = ("loss:a", "score:b", "score:c")
+    mean = rng.uniform(1, 2, size=(n, 3))
+    lower, upper = mean - rng.uniform(0.1, 0.2, size=(n, 3)), mean + rng.uniform(0.1, 0.3, size=(n, 3))
+    raw = {"loss:a": rng.normal(1.5, 0.1, size=(S, n)), "score:c": rng.normal(1.5, 0.1, size=(S, n))}
+    raw["score:c"][3, 2] = np.nan  # a failed draw: the matching fills it (np.quantile path)
+    got = calibrated_draws(raw, mean, lower, upper, names, n_draws=S, seed=5)
+    assert list(got) == list(names)
+    np.testing.assert_array_equal(got["score:b"], comonotone_draws(mean, lower, upper, names, n_draws=S, seed=5)["score:b"])
+    z = shared_normals(S, 3, 5)
+    for j in (0, 2):
+        want = match_marginals(raw[names[j]], mean[:, j], lower[:, j], upper[:, j], level=0.9, z=z[:, j])
+        np.testing.assert_array_equal(got[names[j]], want)
 
 
 def test_sorted_all_valid_rejects_what_the_general_path_must_handle():

@@ -70,7 +70,8 @@ def _problem(caps: Mapping[str, float] | None = None) -> Problem:
     return Problem(space, s, ["loss"])
 
 
-SETTINGS = PlanSettings(runs=4, sizes=(1e6,), tokens_per_param=20.0, n_candidates=128, n_targets=64, n_draws=128)
+# coverage 0: these tests are about the criterion's own picks (coverage picks are tested on their own)
+SETTINGS = PlanSettings(runs=4, sizes=(1e6,), tokens_per_param=20.0, n_candidates=128, n_targets=64, n_draws=128, coverage=0.0)
 
 
 def test_decision_puts_runs_where_the_deciding_domain_varies_doptimal_where_variance_is() -> None:
@@ -310,7 +311,7 @@ def _tie_problem() -> tuple[Problem, Points, Points]:
 
 def test_a_run_already_made_or_already_in_the_batch_is_never_proposed_again() -> None:
     problem, cand, tgt = _tie_problem()
-    st = PlanSettings(runs=3, n_draws=512, seed=3, noise=0.1)  # one noisy run leaves θ half-known: a repeat still teaches
+    st = PlanSettings(runs=3, n_draws=512, seed=3, noise=0.1, coverage=0.0)  # one noisy run leaves θ half-known: a repeat still teaches
     exact = plan_runs(problem, PlanSettings(**{**st.__dict__, "duplicate_l1": 0.0}), candidates=cand, targets=tgt)
     assert list(exact.index[:2]) == [5, 9]  # only exact repeats excluded: the near copy is the next best run
     p = plan_runs(problem, st, candidates=cand, targets=tgt)
@@ -364,3 +365,28 @@ def replace_plan(cfg: Any, st: PlanSettings) -> Any:
     from dataclasses import replace
 
     return replace(cfg, plan=st)
+
+
+def test_coverage_share_of_the_batch_covers_the_decision_region_nearest_first() -> None:
+    rng = np.random.default_rng(2)
+    s = 300
+    r = rng.standard_normal(s)
+    y = rng.standard_normal((s, 6, 1)) * 0.3
+    y[:, 0, 0] = r + 0.05 * rng.standard_normal(s)  # the criterion wants run 0, then its near twin 1
+    y[:, 1, 0] = r + 0.05 * rng.standard_normal(s)
+    feats = np.array([[0.5, 0.5, 0.0], [0.52, 0.48, 0.0], [0.05, 0.1, 0.85], [0.3, 0.3, 0.4], [0.45, 0.45, 0.1], [0.0, 0.9, 0.1]])
+    seen = np.array([[0.5, 0.4, 0.1], [0.0, 0.95, 0.05]])
+    # three decision points at candidate 3's mixture, one near candidate 2's
+    region = np.array([[0.3, 0.3, 0.4]] * 3 + [[0.05, 0.1, 0.85]])
+    yc = y - y.mean(axis=0)
+    plain, _ = greedy_batch(yc, r, np.ones(6), runs=2, flops=None, noise=0.05)
+    assert plain[0] in (0, 1) and plain[1] not in (2, 3)
+    kw = {"runs": 2, "flops": None, "noise": 0.05, "coverage": 0.5, "features": feats, "seen": seen, "region": region}
+    picked, _ = greedy_batch(yc, r, np.ones(6), **kw)
+    assert picked[0] == plain[0] and picked[1] == 3  # pick 1 (t = 1) is the coverage pick: where most decision points are
+    picked, _ = greedy_batch(yc, r, np.array([1.0, 1.0, 1.0, 4.0, 1.0, 1.0]), **kw)
+    assert picked[1] == 2  # coverage picks are made at the criterion's size (cost 1): the next best cover there
+    picked, _ = greedy_batch(yc, r, np.array([4.0, 4.0, 1.0, 4.0, 1.0, 1.0]), **kw)
+    assert picked[0] in (0, 1) and picked[1] == 3  # the criterion went to cost 4: coverage follows it there
+    with pytest.raises(SearchError, match="coverage must be a share"):
+        PlanSettings(coverage=1.0)
