@@ -206,7 +206,7 @@ def test_one_pass_intervals_widen_averaged_rows_like_the_general_path(models, wo
     t = Targets(flops=np.full(n, model.train_max_flops_ * 5), mixture=world.random_mixtures(n, seed=8),
                 domains=world.domains).align(model.domains_)
     cls = type(model)
-    monkeypatch.setattr(cls, "_residual_correction", lambda self, R, flops=None: np.full((R.shape[0], len(self.loss_domains_)), 0.3))
+    monkeypatch.setattr(cls, "_residual_correction", lambda self, R, flops=None, full=None: np.full((R.shape[0], len(self.loss_domains_)), 0.3))
     fast = model._predict_raw(t, intervals=True, level=0.9)
     with monkeypatch.context() as mp:
         mp.setattr(cls, "_family_spread", lambda self, L, corr, lo, hi, rows: (lo, hi))
