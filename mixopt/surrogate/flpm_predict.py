@@ -374,7 +374,7 @@ class FLPMPrediction(Surrogate):
         np.subtract(hi, mu, out=side)
         upper = np.maximum(mu + f * side, mu + k * side)
         std = pred.std * f_std  # type: ignore[operator]
-        env = self._model_envelope(targets, pred.names, full=memo.get("full"))
+        env = self._model_envelope(targets, pred.names, full=memo.get("full"), x=memo.get("x"))
         if env is not None:  # a model average's interval keeps every averaged model's prediction inside
             lower, upper = np.fmin(lower, env[0]), np.fmax(upper, env[1])
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
@@ -417,16 +417,17 @@ class FLPMPrediction(Surrogate):
                 cache.pop(next(iter(cache)))
         return hit
 
-    def _model_envelope(self, targets: Targets, names: tuple[str, ...], full: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    def _model_envelope(self, targets: Targets, names: tuple[str, ...], full: np.ndarray | None = None,
+                        x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Per column, the smallest and largest prediction of the models a model average combines
         (the law and the hybrid of the ``average`` family; the two forms of a form average), or None;
-        ``full``: the residual model's corrections for these targets when the caller has them."""
+        ``full``, ``x``: the residual model's corrections and the law inputs for these targets when the caller has them."""
         rows = self._averaged_rows(targets.flops)
         fam_avg = bool(rows.any()) and getattr(self, "residual_", None) is not None
         alt = getattr(self, "stage1_alt_", None)
         if not fam_avg and alt is None:
             return None
-        x = self._stage1_inputs(targets)
+        x = self._stage1_inputs(targets) if x is None else x
         bases = list(self._form_points(x)) if alt is not None else [self._stage1_mean(x)]  # type: ignore[arg-type]
         R = self._residual_inputs(targets)
         if fam_avg:  # averaged rows span the law (no correction) and the hybrid (all of it); the others their own
@@ -453,12 +454,12 @@ class FLPMPrediction(Surrogate):
 
     def _predict_raw(self, targets: Targets, *, intervals: bool, level: float, memo: dict[str, Any] | None = None) -> Prediction:
         """The model's own prediction (before calibration); ``memo`` receives ``full``, the residual model's
-        corrections for these targets (None without one), for the caller's :meth:`_model_envelope`."""
+        corrections for these targets (None without one), and ``x``, the law inputs, for the caller's :meth:`_model_envelope`."""
         x = self._stage1_inputs(targets)
         R = self._residual_inputs(targets)
         full = self.residual_.predict(R) if getattr(self, "residual_", None) is not None else None
         if memo is not None:
-            memo["full"] = full
+            memo["full"], memo["x"] = full, x
         corr = self._residual_correction(R, targets.flops, full=full)
         averaged = self._averaged_rows(targets.flops)
         # the law family's correction is 0: no scaling (x * 1.0 is x)
