@@ -26,8 +26,8 @@ import numpy as np
 
 #: largest tile factor (the inner loop then runs over up to MAX_TILE x columns elements)
 MAX_TILE = 128
-#: constants whose tiles are kept (per cache dict)
-_MAX_TILES = 64
+#: constants whose tiles are kept (per cache dict; a tile of 30 draws x 128 rows x 5 columns is 150 KiB)
+_MAX_TILES = 32
 
 
 @functools.lru_cache(maxsize=4096)
@@ -65,9 +65,9 @@ def apply_rows(ufunc: Callable[..., np.ndarray], g: np.ndarray, const: np.ndarra
         c3 = np.asarray(const, dtype=np.float64).reshape(-1, 1, c)
         tile = np.ascontiguousarray(np.tile(c3, (1, 1, q)))
         tile.setflags(write=False)
+        if len(tiles) >= _MAX_TILES:  # bounded: start over (a tile is rebuilt in microseconds)
+            tiles.clear()
         hit = tiles[key] = (const, tile)
-        if len(tiles) > _MAX_TILES:
-            tiles.pop(next(iter(tiles)))
     shape = (S, n // q, q * c)
     ufunc(g.reshape(shape), hit[1], out=out.reshape(shape))
     return out

@@ -79,6 +79,29 @@ def _piecewise(raw: np.ndarray, q_lo: np.ndarray, q_mid: np.ndarray, q_hi: np.nd
         return mean + np.where(dev >= 0, up, down) * dev
 
 
+def sorted_quantiles(srt: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """``np.quantile(a, qs, axis=0)`` (method ``linear``) from ``srt = np.sort(a, axis=0)`` of finite ``a (S, ...)``.
+
+    The same numbers: numpy's virtual indexes ``(S - 1)·q``, the same neighbouring order
+    statistics (a partition and a sort agree on them) and its interpolation
+    ``a + (b - a)·g``, or ``b - (b - a)·(1 - g)`` where ``g >= 0.5``; tested against
+    ``np.quantile``.
+    """
+    S = srt.shape[0]
+    virtual = (S - 1) * np.asarray(qs, dtype=np.float64)
+    prev = np.floor(virtual)
+    nxt = prev + 1
+    top = virtual >= S - 1
+    prev[top] = nxt[top] = -1
+    prev_i, next_i = prev.astype(np.intp), nxt.astype(np.intp)
+    gamma = (virtual - prev_i).reshape((-1,) + (1,) * (srt.ndim - 1))
+    lo, hi = srt[prev_i], srt[next_i]
+    diff = hi - lo
+    out = lo + diff * gamma
+    np.subtract(hi, diff * (1 - gamma), out=out, where=np.broadcast_to(gamma >= 0.5, out.shape))
+    return out
+
+
 def match_marginals(raw: np.ndarray, mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, *,
                     level: float, z: np.ndarray) -> np.ndarray:
     """Raw joint draws ``(S, n)`` mapped onto a calibrated interval per row (module docstring).
@@ -100,9 +123,13 @@ def match_marginals(raw: np.ndarray, mean: np.ndarray, lower: np.ndarray, upper:
     count = finite.sum(axis=0)
     # a failed draw (NaN) takes the row's median of the finite draws
     srt = np.sort(np.where(finite, raw, np.inf), axis=0)
-    med = np.take_along_axis(srt, np.maximum(count - 1, 0)[None, :] // 2, axis=0)[0]
-    fill = np.where(finite, raw, np.where(count > 0, med, 0.0)[None, :])
-    q_lo, q_mid, q_hi = np.quantile(fill, (a, 0.5, 1.0 - a), axis=0)
+    if S and bool((count == S).all()):  # nothing to fill: the quantiles from the sort already made
+        fill = raw
+        q_lo, q_mid, q_hi = sorted_quantiles(srt, (a, 0.5, 1.0 - a))
+    else:
+        med = np.take_along_axis(srt, np.maximum(count - 1, 0)[None, :] // 2, axis=0)[0]
+        fill = np.where(finite, raw, np.where(count > 0, med, 0.0)[None, :])
+        q_lo, q_mid, q_hi = np.quantile(fill, (a, 0.5, 1.0 - a), axis=0)
     side = np.maximum(np.abs(upper - mean), np.abs(mean - lower))
     tiny = _DEGENERATE * np.maximum(side, 1e-300)
     bad = ~((q_hi - q_mid > tiny) & (q_mid - q_lo > tiny)) | (count < max(3, S // 2))
@@ -150,11 +177,16 @@ def calibrated_draws(raw: Mapping[str, np.ndarray], mean: np.ndarray, lower: np.
     Returns:
         ``{name: (S, n)}`` for every name.
     """
-    z = shared_normals(n_draws, len(names), seed)
-    out = comonotone_draws(mean, lower, upper, names, n_draws=n_draws, seed=seed, level=level)
+    from mixopt._normal import ndtri
+
+    z = shared_normals(n_draws, len(names), seed)  # the normals comonotone_draws draws for the same seed
+    zq = float(ndtri(0.5 + level / 2.0))
+    out = {}
     for j, name in enumerate(names):
         r = raw.get(name)
-        if r is None:
+        if r is None:  # comonotone_draws' draw of this quantity
+            zz = np.broadcast_to(z[:, j : j + 1], (n_draws, mean.shape[0]))
+            out[name] = _piecewise(zz, -zq, 0.0, zq, lower[:, j], mean[:, j], upper[:, j])
             continue
         if r.shape != (n_draws, mean.shape[0]):
             raise ValueError(f"raw draws of {name!r} must be ({n_draws}, {mean.shape[0]}), got {r.shape}")
@@ -163,4 +195,4 @@ def calibrated_draws(raw: Mapping[str, np.ndarray], mean: np.ndarray, lower: np.
 
 
 __all__ = ["DRAW_LEVEL", "MAX_DRAWS", "calibrated_draws", "check_draw_args", "comonotone_draws", "draw_rng",
-           "match_marginals", "shared_normals"]
+           "match_marginals", "shared_normals", "sorted_quantiles"]

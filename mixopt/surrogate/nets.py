@@ -29,7 +29,14 @@ small enough to read whole:
 * **Full-batch Adam** (lr 1e-2) with an L2 penalty on the weights (not biases), at most
   ``max_epochs`` steps, **early stopping on held-out runs** (a seeded ``val_fraction`` of
   the runs per member; the best state on them is kept). Full batch is fine: a benchmark has
-  at most a few thousand emerged checkpoints.
+  at most a few thousand emerged checkpoints. ``stop="member"`` (FLP-M's default): each
+  member stops once it has gone ``patience`` steps without a held-out improvement and
+  leaves the batch, so later steps cost only the members still training (FLP-M ``auto``'s
+  two folds of the 1,000-run table of ``benchmarks/bench_scale.py``, 100 checkpoints a run: 25 members each, trained
+  213-1,500 steps, mean 476, where training them until all had stalled took 1,500 and 853
+  steps); ``stop="all"`` (the paper preset's) trains every member until all of
+  them have stalled at once, and a stalled member whose held-out loss improves again
+  later keeps that later state.
 * **Ensemble** of ``n_members`` nets per benchmark, each with its own initialisation, its
   own held-out runs, and a bootstrap-by-run resample of the rest (bagging). Their spread is
   the stage-2 model uncertainty; the pooled held-out residual sd is the checkpoint noise.
@@ -64,6 +71,8 @@ logger = logging.getLogger(__name__)
 Activation = Literal["relu", "tanh", "softplus", "identity"]
 ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "softplus", "identity")
 LINKS: tuple[str, ...] = ("auto", "linear", "sigmoid")
+#: early-stopping rules of :class:`NetConfig` (``stop``)
+STOPS: tuple[str, ...] = ("member", "all")
 
 #: rows per block in numpy prediction (the hidden buffer of one member-net stays in cache)
 PREDICT_CHUNK = 4096
@@ -98,6 +107,10 @@ class NetConfig:
             models far better than a linear read-out (see ``tests``/the closing report).
             ``"auto"`` (default): sigmoid for benchmarks with a chance level, linear for
             those without (e.g. bits-per-byte).
+        stop: early stopping. ``"member"``: a member (with held-out runs) stops after
+            ``patience`` steps without improvement and leaves the batch; ``"all"``: every
+            member trains until all have gone ``patience`` steps without improvement at
+            once. Members without held-out runs train for ``max_epochs`` either way.
         seed: seed of initialisation, splits and resamples.
     """
 
@@ -111,6 +124,7 @@ class NetConfig:
     patience: int = 150
     bootstrap: bool = True
     link: str = "auto"
+    stop: str = "member"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -133,6 +147,8 @@ class NetConfig:
             problems.append(f"patience must be an integer >= 1, got {self.patience!r}")
         if self.link not in LINKS:
             problems.append(f"link must be one of {list(LINKS)}, got {self.link!r}")
+        if self.stop not in STOPS:
+            problems.append(f"stop must be one of {list(STOPS)}, got {self.stop!r}")
         if not isinstance(self.seed, (int, np.integer)):
             problems.append(f"seed must be an integer, got {self.seed!r}")
         if problems:
@@ -155,9 +171,7 @@ def _act_numpy(name: str, a: np.ndarray) -> np.ndarray:
     raise ConfigError(f"Unknown activation {name!r}; choose one of {list(ACTIVATIONS)}.")
 
 
-def _check_fit_inputs(
-    X: np.ndarray, Y: np.ndarray, mask: np.ndarray, groups: Sequence[Any] | np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _check_fit_inputs(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, groups: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Coerce and validate the stage-2 training arrays; raise one SchemaError listing every problem."""
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
@@ -168,9 +182,7 @@ def _check_fit_inputs(
         raise SchemaError(f"X must be (n, m), got shape {X.shape}.")
     n = X.shape[0]
     if Y.ndim != 2 or Y.shape[0] != n or mask.shape != Y.shape or groups.shape != (n,):
-        raise SchemaError(
-            f"Y, mask must be (n, b) and groups (n,) with n = {n}; got Y {Y.shape}, mask {mask.shape}, groups {groups.shape}."
-        )
+        raise SchemaError(f"Y, mask must be (n, b) and groups (n,) with n = {n}; got Y {Y.shape}, mask {mask.shape}, groups {groups.shape}.")
     if not np.all(np.isfinite(X)):
         problems.append("X (domain losses) contains NaN/inf")
     counts = mask.sum(axis=0)
@@ -184,8 +196,13 @@ def _check_fit_inputs(
 
 
 def _benchmark_rows(
-    X: np.ndarray, Y: np.ndarray, mask: np.ndarray, groups: np.ndarray, links: np.ndarray,
-    chance: Sequence[float | None], higher_is_better: Sequence[bool],
+    X: np.ndarray,
+    Y: np.ndarray,
+    mask: np.ndarray,
+    groups: np.ndarray,
+    links: np.ndarray,
+    chance: Sequence[float | None],
+    higher_is_better: Sequence[bool],
 ) -> dict[str, Any]:
     """Per benchmark: its own rows (padded to the largest count), standardisation and link constants."""
     m = X.shape[1]
@@ -219,13 +236,10 @@ def _benchmark_rows(
         Xb[j, : rows.size] = (xj - mu[j]) / sd[j]
         Yb[j, : rows.size] = yj
         row_groups.append(groups[rows])
-    return {"mu": mu, "sd": sd, "ymu": ymu, "ysd": ysd, "floor": floor, "sign": sign, "span0": span0,
-            "Xb": Xb, "Yb": Yb, "groups": row_groups}
+    return {"mu": mu, "sd": sd, "ymu": ymu, "ysd": ysd, "floor": floor, "sign": sign, "span0": span0, "Xb": Xb, "Yb": Yb, "groups": row_groups}
 
 
-def _member_weights(
-    row_groups: Sequence[np.ndarray], n_max: int, E: int, cfg: NetConfig
-) -> tuple[np.ndarray, np.ndarray]:
+def _member_weights(row_groups: Sequence[np.ndarray], n_max: int, E: int, cfg: NetConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per-member row weights ``(b·E, n_max)``: training (bootstrap counts by run) and held-out (0/1)."""
     b = len(row_groups)
     M = b * E
@@ -274,6 +288,8 @@ class ScoreNetEnsemble:
         noise_sd_: ``(b,)`` residual sd of held-out checkpoints (score units): the
             checkpoint-level noise plus the misfit of one member.
         epochs_: ``(b, E)`` step at which each member's kept state was reached.
+        steps_: ``(b, E)`` steps each member trained (``stop="member"``: where it stopped);
+            set by :meth:`fit` only (not part of :meth:`arrays`).
         n_rows_: ``(b,)`` training rows per benchmark.
         input_range_: ``(2, m)`` min/max of the training losses over all benchmarks.
     """
@@ -331,15 +347,29 @@ class ScoreNetEnsemble:
         if not has_val.all():
             logger.info(
                 "stage 2: %d of %d nets have fewer than 3 runs to split; they train for max_epochs=%d without early stopping.",
-                int((~has_val).sum()), M, cfg.max_epochs,
+                int((~has_val).sum()),
+                M,
+                cfg.max_epochs,
             )
         rep = lambda a: np.repeat(a, E, axis=0)  # noqa: E731  (benchmark -> member rows)
         prev_threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             trained = self._train_torch(
-                rep(rows["Xb"]), rep(rows["Yb"]), w_train, w_val, has_val, rep(links), rep(rows["floor"]),
-                rep(rows["sign"]), rep(rows["span0"]), rep(rows["ymu"]), rep(rows["ysd"]), m, h, M,
+                rep(rows["Xb"]),
+                rep(rows["Yb"]),
+                w_train,
+                w_val,
+                has_val,
+                rep(links),
+                rep(rows["floor"]),
+                rep(rows["sign"]),
+                rep(rows["span0"]),
+                rep(rows["ymu"]),
+                rep(rows["ysd"]),
+                m,
+                h,
+                M,
             )
         finally:
             torch.set_num_threads(prev_threads)
@@ -347,11 +377,9 @@ class ScoreNetEnsemble:
         self._build_fast()
         return self
 
-    def _fold_weights(
-        self, trained: tuple[np.ndarray, ...], rows: dict[str, Any], links: np.ndarray, b: int, E: int, m: int, h: int
-    ) -> None:
+    def _fold_weights(self, trained: tuple[np.ndarray, ...], rows: dict[str, Any], links: np.ndarray, b: int, E: int, m: int, h: int) -> None:
         """Fold input standardisation (and, for linear links, target standardisation) into float64 weights."""
-        W1, B1, W2, B2, log_span, epochs, val_res = trained
+        W1, B1, W2, B2, log_span, epochs, val_res, steps = trained
         mu, sd, ymu, ysd = rows["mu"], rows["sd"], rows["ymu"], rows["ysd"]
         W1 = W1.reshape(b, E, m, h)
         B1 = B1.reshape(b, E, h)
@@ -367,14 +395,13 @@ class ScoreNetEnsemble:
         self.sign_ = rows["sign"]
         self.span_ = np.where(lin, 1.0, np.exp(log_span.reshape(b, E)))
         self.epochs_ = epochs.reshape(b, E)
+        self.steps_ = steps.reshape(b, E)
         # pooled held-out residual sd (score units), falling back to training residuals
         res2 = val_res.reshape(b, E, 2)  # (sum of squared standardised residuals, count)
         self.noise_sd_ = np.sqrt(res2[..., 0].sum(axis=1) / np.maximum(res2[..., 1].sum(axis=1), 1.0)) * ysd
 
     @staticmethod
-    def _resolve_links(
-        b: int, link: str, chance: Sequence[float | None] | None, higher_is_better: Sequence[bool] | None
-    ) -> np.ndarray:
+    def _resolve_links(b: int, link: str, chance: Sequence[float | None] | None, higher_is_better: Sequence[bool] | None) -> np.ndarray:
         """Per benchmark 0 (linear) or 1 (sigmoid); ``auto`` = sigmoid where a chance level is known."""
         if link not in LINKS:
             raise ConfigError(f"link must be one of {list(LINKS)}, got {link!r}.")
@@ -385,16 +412,26 @@ class ScoreNetEnsemble:
         for j in range(b):
             has_floor = chance[j] is not None and math.isfinite(float(chance[j]))  # type: ignore[arg-type]
             if link == "sigmoid" and not has_floor:
-                raise ConfigError(
-                    f"link='sigmoid' needs a chance level for every benchmark; benchmark #{j} has none. Use link='auto'."
-                )
+                raise ConfigError(f"link='sigmoid' needs a chance level for every benchmark; benchmark #{j} has none. Use link='auto'.")
             out[j] = 1 if (link == "sigmoid" or (link == "auto" and has_floor)) else 0
         return out
 
     def _train_torch(
-        self, Xs: np.ndarray, Ys: np.ndarray, w_train: np.ndarray, w_val: np.ndarray, has_val: np.ndarray,
-        links: np.ndarray, floor: np.ndarray, sign: np.ndarray, span0: np.ndarray, ymu: np.ndarray, ysd: np.ndarray,
-        m: int, h: int, M: int,
+        self,
+        Xs: np.ndarray,
+        Ys: np.ndarray,
+        w_train: np.ndarray,
+        w_val: np.ndarray,
+        has_val: np.ndarray,
+        links: np.ndarray,
+        floor: np.ndarray,
+        sign: np.ndarray,
+        span0: np.ndarray,
+        ymu: np.ndarray,
+        ysd: np.ndarray,
+        m: int,
+        h: int,
+        M: int,
     ) -> tuple[np.ndarray, ...]:
         """Full-batch Adam on all ``M`` nets at once; returns the kept weights (float64 numpy)."""
         import torch
@@ -425,27 +462,42 @@ class ScoreNetEnsemble:
         sg = torch.from_numpy(sign).to(dt)[:, None]
         mu_t = torch.from_numpy(ymu).to(dt)[:, None]
         sd_t = torch.from_numpy(ysd).to(dt)[:, None]
-        act = {"relu": torch.relu, "tanh": torch.tanh, "softplus": torch.nn.functional.softplus,
-               "identity": lambda t: t}[cfg.activation]
+        act = {"relu": torch.relu, "tanh": torch.tanh, "softplus": torch.nn.functional.softplus, "identity": lambda t: t}[cfg.activation]
         opt = torch.optim.Adam(params, lr=float(cfg.lr))
         wd = float(cfg.weight_decay)
 
-        def forward() -> torch.Tensor:
-            """Predicted scores in standardised units, (M, n_max)."""
-            g = torch.bmm(act(torch.baddbmm(B1, x, W1)), W2)[..., 0] + B2
-            s = torch.where(sig[:, None], fl + sg * torch.exp(LS)[:, None] * torch.sigmoid(g), g * sd_t + mu_t)
-            return (s - mu_t) / sd_t
+        def forward(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, ls: torch.Tensor, d: dict[str, torch.Tensor]) -> torch.Tensor:
+            """Predicted scores in standardised units, (k, n_max), of the k members in ``d``."""
+            g = torch.bmm(act(torch.baddbmm(b1, d["x"], w1)), w2)[..., 0] + b2
+            s = torch.where(d["sig"][:, None], d["fl"] + d["sg"] * torch.exp(ls)[:, None] * torch.sigmoid(g), g * d["sd"] + d["mu"])
+            return (s - d["mu"]) / d["sd"]
 
         ys = (y - mu_t) / sd_t
+        data = {"x": x, "ys": ys, "wt": wt, "wv": wv, "wt_sum": wt_sum, "wv_sum": wv_sum, "hv": hv, "sig": sig, "fl": fl, "sg": sg, "sd": sd_t, "mu": mu_t, "ls0": ls0}
         best = [p.detach().clone() for p in params]
         best_val = torch.full((M,), math.inf, dtype=dt)
         best_epoch = torch.zeros(M, dtype=torch.int64)
         since = torch.zeros(M, dtype=torch.int64)
+        per_member = cfg.stop == "member"
+        training = torch.ones(M, dtype=torch.bool)  # "member": members not yet stopped
+        steps = torch.full((M,), -1, dtype=torch.int64)  # the step each member stopped at (-1: trained to the end)
+        idx: torch.Tensor | None = None  # their indices while some have stopped (None: all train)
+        d = data
         for epoch in range(int(cfg.max_epochs) + 1):
             opt.zero_grad(set_to_none=True)
-            err2 = (forward() - ys) ** 2
+            if idx is None:
+                cur = params
+            else:  # the members still training, gathered (the gradient flows back to their rows only)
+                cur = [W1[idx], B1[idx], W2[idx], B2[idx], LS[idx]]
+            d_step = d
+            err2 = (forward(*cur, d_step) - d_step["ys"]) ** 2
             with torch.no_grad():  # held-out loss of the current state (before this step)
-                val = torch.where(hv, (err2 * wv).sum(dim=1) / wv_sum, (err2 * wt).sum(dim=1) / wt_sum)
+                val_k = torch.where(d["hv"], (err2 * d["wv"]).sum(dim=1) / d["wv_sum"], (err2 * d["wt"]).sum(dim=1) / d["wt_sum"])
+                if idx is None:
+                    val = val_k
+                else:
+                    val = torch.full((M,), math.inf, dtype=dt)
+                    val[idx] = val_k
                 improved = val < best_val * (1 - _MIN_REL_IMPROVEMENT)
                 if bool(improved.any()):
                     for p, bp in zip(params, best, strict=True):
@@ -454,26 +506,39 @@ class ScoreNetEnsemble:
                     best_val = torch.where(improved, val, best_val)
                     best_epoch = torch.where(improved, torch.full_like(best_epoch, epoch), best_epoch)
                 since = torch.where(improved, torch.zeros_like(since), since + 1)
-                if bool(hv.all()) and bool((since >= int(cfg.patience)).all()):
+                stalled = since >= int(cfg.patience)
+                if per_member:
+                    done = training & hv & stalled
+                    if bool(done.any()):
+                        steps[done] = epoch
+                        training &= ~done
+                        if not bool(training.any()):
+                            break
+                        idx = torch.nonzero(training)[:, 0]
+                        d = {k: v[idx] for k, v in data.items()}
+                elif bool(hv.all()) and bool(stalled.all()):
                     break
             if epoch == int(cfg.max_epochs):
                 break
-            per = (err2 * wt).sum(dim=1) / wt_sum
-            loss = per.sum() + wd * ((W1**2).sum() + (W2**2).sum()) + _SPAN_PENALTY * ((LS - ls0) ** 2).sum()
+            w1, _, w2, _, ls = cur
+            # this step's members (a member stopped just now takes this last step, which its kept state ignores)
+            per = (err2 * d_step["wt"]).sum(dim=1) / d_step["wt_sum"]
+            loss = per.sum() + wd * ((w1**2).sum() + (w2**2).sum()) + _SPAN_PENALTY * ((ls - d_step["ls0"]) ** 2).sum()
             loss.backward()
             opt.step()
+        steps = torch.where(steps < 0, torch.full_like(steps, epoch), steps)
         # held-out residuals of the kept states
         with torch.no_grad():
             for p, bp in zip(params, best, strict=True):
                 p.copy_(bp)
-            err2 = (forward() - ys) ** 2
+            err2 = (forward(*params, data) - ys) ** 2
             use = torch.where(hv[:, None], wv, (wt > 0).to(dt))
             ss = (err2 * use).sum(dim=1)
             cnt = use.sum(dim=1)
         val_res = torch.stack([ss, cnt], dim=1).double().numpy()
         logger.debug("stage 2: trained %d nets, kept states at steps %s", M, best_epoch.tolist())
         f64 = lambda t: t.detach().double().numpy().copy()  # noqa: E731
-        return (f64(W1), f64(B1)[:, 0, :], f64(W2)[..., 0], f64(B2)[:, 0], f64(LS), best_epoch.numpy().copy(), val_res)
+        return (f64(W1), f64(B1)[:, 0, :], f64(W2)[..., 0], f64(B2)[:, 0], f64(LS), best_epoch.numpy().copy(), val_res, steps.numpy().copy())
 
     def _set_empty(self, m: int) -> None:
         h, E = int(self.config.hidden), int(self.config.n_members)
@@ -487,6 +552,7 @@ class ScoreNetEnsemble:
         self.span_ = np.zeros((0, E))
         self.noise_sd_ = np.zeros(0)
         self.epochs_ = np.zeros((0, E), dtype=np.int64)
+        self.steps_ = np.zeros((0, E), dtype=np.int64)
         self._build_fast()
 
     # -- export / import ---------------------------------------------------------------------
@@ -516,10 +582,18 @@ class ScoreNetEnsemble:
         """Fitted weights as named float arrays (for model files)."""
         self._check()
         return {
-            "W1": self.W1_, "b1": self.b1_, "w2": self.w2_, "b2": self.b2_,
-            "link": self.link_.astype(np.float64), "floor": self.floor_, "sign": self.sign_, "span": self.span_,
-            "noise_sd": self.noise_sd_, "epochs": self.epochs_.astype(np.float64),
-            "n_rows": self.n_rows_.astype(np.float64), "input_range": self.input_range_,
+            "W1": self.W1_,
+            "b1": self.b1_,
+            "w2": self.w2_,
+            "b2": self.b2_,
+            "link": self.link_.astype(np.float64),
+            "floor": self.floor_,
+            "sign": self.sign_,
+            "span": self.span_,
+            "noise_sd": self.noise_sd_,
+            "epochs": self.epochs_.astype(np.float64),
+            "n_rows": self.n_rows_.astype(np.float64),
+            "input_range": self.input_range_,
         }
 
     @classmethod
@@ -536,13 +610,16 @@ class ScoreNetEnsemble:
         net.input_range_ = f("input_range")
         b, E, m, h = net.W1_.shape
         shapes_ok = (
-            (E, h) == (config.n_members, config.hidden) and net.b1_.shape == (b, E, h) and net.w2_.shape == (b, E, h)
-            and net.b2_.shape == (b, E) and net.span_.shape == (b, E) and net.link_.shape == (b,)
+            (E, h) == (config.n_members, config.hidden)
+            and net.b1_.shape == (b, E, h)
+            and net.w2_.shape == (b, E, h)
+            and net.b2_.shape == (b, E)
+            and net.span_.shape == (b, E)
+            and net.link_.shape == (b,)
         )
         if not shapes_ok:
             raise SchemaError(
-                f"Network arrays have shapes W1 {net.W1_.shape}, b1 {net.b1_.shape}, w2 {net.w2_.shape}, b2 {net.b2_.shape}, "
-                f"inconsistent with n_members={config.n_members}, hidden={config.hidden}."
+                f"Network arrays have shapes W1 {net.W1_.shape}, b1 {net.b1_.shape}, w2 {net.w2_.shape}, b2 {net.b2_.shape}, inconsistent with n_members={config.n_members}, hidden={config.hidden}."
             )
         net._build_fast()
         return net

@@ -37,8 +37,7 @@ def world():
 
 @pytest.fixture(scope="module")
 def noisy_runs(world):
-    return world.sample_runs(SIZES, world.random_mixtures(12, seed=100), n_checkpoints=6, loss_noise=0.005,
-                             score_noise=0.005, seed=200)
+    return world.sample_runs(SIZES, world.random_mixtures(12, seed=100), n_checkpoints=6, loss_noise=0.005, score_noise=0.005, seed=200)
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +107,7 @@ def test_paper_preset_is_the_papers_method(noisy_runs):
 
 def _law_table(world, law_cls, theta_of, noise, seed=3):
     """Runs of ``world``'s sizes and mixtures whose losses follow ``law_cls`` (domain-specific parameters)."""
-    runs = world.sample_runs(SIZES[:4] + [2e9], world.random_mixtures(14, seed=seed), loss_noise=0.0, score_noise=0.0,
-                             n_checkpoints=5, seed=seed)
+    runs = world.sample_runs(SIZES[:4] + [2e9], world.random_mixtures(14, seed=seed), loss_noise=0.0, score_noise=0.0, n_checkpoints=5, seed=seed)
     law = law_cls(world.domains, True, 1e18) if law_cls is FLPMLaw else law_cls(world.domains, True, 1e18, 1.0, 1e8, 2e9)
     x = law.inputs_from_scale(runs.flops(), runs.params(), runs.tokens(), runs.mixture())
     rng = np.random.default_rng(seed)
@@ -121,11 +119,14 @@ def _law_table(world, law_cls, theta_of, noise, seed=3):
     return RunTable(frame.drop([c for c in frame.columns if c.startswith("score:")]), [])
 
 
-@pytest.mark.parametrize(("form", "law_cls", "theta_of"), [
-    ("flpm", FLPMLaw, lambda j: [1.0 + 0.3 * j, 0.12 + 0.02 * j, -4.0, *np.where(np.arange(3) == j, 0.0, -2.5)]),
-    ("flpm_nd", FLPMNDLaw, lambda j: [1.0 + 0.3 * j, np.log(0.9), 0.45, 0.25 + 0.03 * j, -4.0, *np.where(np.arange(3) == j, 0.0, -2.5)]),
-    ("dml_nd", DMLNDLaw, lambda j: [1.0 + 0.3 * j, np.log(0.9), 0.45, 0.28, *np.where(np.arange(3) == j, -1.0, 0.3)]),
-])
+@pytest.mark.parametrize(
+    ("form", "law_cls", "theta_of"),
+    [
+        ("flpm", FLPMLaw, lambda j: [1.0 + 0.3 * j, 0.12 + 0.02 * j, -4.0, *np.where(np.arange(3) == j, 0.0, -2.5)]),
+        ("flpm_nd", FLPMNDLaw, lambda j: [1.0 + 0.3 * j, np.log(0.9), 0.45, 0.25 + 0.03 * j, -4.0, *np.where(np.arange(3) == j, 0.0, -2.5)]),
+        ("dml_nd", DMLNDLaw, lambda j: [1.0 + 0.3 * j, np.log(0.9), 0.45, 0.28, *np.where(np.arange(3) == j, -1.0, 0.3)]),
+    ],
+)
 def test_selection_picks_the_form_that_generated_the_losses(world, form, law_cls, theta_of):
     table = _law_table(world, law_cls, theta_of, noise=0.0005)
     m = FLPM(n_bootstrap=0, n_starts=3, family="law", stage2="net", stage2_inputs="observed", intervals="raw").fit(table)
@@ -136,8 +137,7 @@ def test_a_candidate_that_cannot_be_fitted_drops_out_with_its_reason():
     # 2 domains, 4 sizes x 2 mixtures: a fold fits on 6 runs, fewer than flpm_nd's k + 5 = 7 parameters
     world = mixture_world(n_domains=2, n_benchmarks=1, seed=0)
     runs = world.sample_runs(SIZES[:4], world.random_mixtures(2, seed=5), n_checkpoints=3, seed=5)
-    m = FLPM(n_bootstrap=0, n_starts=2, family="law", stage2="net", stage2_inputs="observed", intervals="raw",
-             min_emerged=1000).fit(runs)
+    m = FLPM(n_bootstrap=0, n_starts=2, family="law", stage2="net", stage2_inputs="observed", intervals="raw", min_emerged=1000).fit(runs)
     t = m.selection_
     failed = t.filter(pl.col("candidate").str.starts_with("stage1=flpm_nd"))
     assert (failed["status"] == "failed").all() and failed["reason"].str.contains("parameters").all()
@@ -162,8 +162,7 @@ def test_mixture_folds_at_one_scale_leave_whole_mixtures_out(world):
     assert not any(np.allclose(a, b) for a in te for b in tr)
 
 
-@pytest.mark.parametrize("law", [FLPMNDLaw(["a", "b", "c"], True, 1e18, 1.0, 1e8, 2e9),
-                                 DMLNDLaw(["a", "b", "c"], True, 1e18, 1.0, 1e8, 2e9)])
+@pytest.mark.parametrize("law", [FLPMNDLaw(["a", "b", "c"], True, 1e18, 1.0, 1e8, 2e9), DMLNDLaw(["a", "b", "c"], True, 1e18, 1.0, 1e8, 2e9)])
 def test_nd_law_jacobians_match_finite_differences(law):
     rng = np.random.default_rng(0)
     R = rng.dirichlet(np.ones(3), 7)
@@ -178,8 +177,7 @@ def test_nd_law_jacobians_match_finite_differences(law):
 
 def test_nd_law_predicts_compute_only_targets_at_the_sampling_tokens_per_param(world):
     table = _law_table(world, FLPMNDLaw, lambda j: [1.0, np.log(0.9), 0.45, 0.25, -4.0, *np.where(np.arange(3) == j, 0.0, -2.5)], 0.0)
-    m = FLPM(stage1="flpm_nd", n_bootstrap=0, n_starts=3, family="law", stage2="net", stage2_inputs="observed",
-             intervals="raw").fit(table)
+    m = FLPM(stage1="flpm_nd", n_bootstrap=0, n_starts=3, family="law", stage2="net", stage2_inputs="observed", intervals="raw").fit(table)
     mix = world.random_mixtures(3, seed=9)
     n = np.full(3, 3e9)
     a = m.predict(Targets.from_params_tokens(n, 20 * n, mix, world.domains), intervals=False).mean
@@ -194,14 +192,12 @@ MIN_COVERAGE = 0.75
 @pytest.mark.parametrize("seed", [1, 2])
 def test_calibrated_intervals_cover_when_extrapolating_on_noisy_worlds(seed):
     w = mixture_world(n_domains=3, n_benchmarks=4, seed=seed)
-    runs = w.sample_runs(SIZES, w.random_mixtures(10, seed=seed + 100), n_checkpoints=5, loss_noise=0.01,
-                         score_noise=0.01, seed=seed + 200)
+    runs = w.sample_runs(SIZES, w.random_mixtures(10, seed=seed + 100), n_checkpoints=5, loss_noise=0.01, score_noise=0.01, seed=seed + 200)
     big = runs.params() >= max(SIZES)
     train = runs.filter(pl.col("params") < max(SIZES))
     test = runs.filter(pl.col("params") >= max(SIZES)).final()
     assert big.any()
-    m = FLPM(n_bootstrap=8, n_starts=3, stage1="flpm", family="law", stage2="logistic", stage2_inputs="fitted",
-             seed=0).fit(train)
+    m = FLPM(n_bootstrap=8, n_starts=3, stage1="flpm", family="law", stage2="logistic", stage2_inputs="fitted", seed=0).fit(train)
     assert m.calibrator_ is not None
     p = m.predict(Targets.from_runs(test), level=0.9)
     hits = []
@@ -228,3 +224,28 @@ def test_the_net_competes_only_on_tables_above_net_min_runs():
     assert _stage2_candidates(auto, large) == ([("logistic", "fitted"), ("net", "observed"), ("logistic", "observed")], [])
     # an explicit stage2 is never overruled
     assert _stage2_candidates({"stage2": "net", "stage2_inputs": "auto"}, small) == ([("net", "observed")], [])
+
+
+def test_the_net_replaces_the_first_stage2_candidate_only_beyond_noise():
+    import polars as pl
+
+    from mixopt.surrogate.flpm_auto import NOISE_T, _net_within_noise
+
+    rng = np.random.default_rng(0)
+    n = 200
+    actual = rng.uniform(0.3, 0.8, n)
+    err_first = rng.uniform(0.02, 0.06, n)
+
+    def rows(err: np.ndarray) -> pl.DataFrame:
+        return pl.DataFrame({"fold": np.repeat([1, 2], n // 2), "run": [f"r{i}" for i in range(n)], "quantity": ["score:x"] * n, "predicted": actual + err, "actual": actual})
+
+    # 3 % lower on average but noisy: within noise
+    noisy = err_first * 0.97 + rng.normal(0.0, 0.02, n)
+    tied, why = _net_within_noise(rows(err_first), rows(np.abs(noisy)))
+    assert tied and "paired t" in why
+    # 20 % lower on every point: beyond noise
+    tied, why = _net_within_noise(rows(err_first), rows(err_first * 0.8))
+    assert not tied and float(why.split()[2]) < -NOISE_T
+    # the points are paired by (fold, run, quantity), whatever their order
+    tied_shuffled, _ = _net_within_noise(rows(err_first), rows(err_first * 0.8).reverse())
+    assert not tied_shuffled

@@ -109,3 +109,24 @@ def test_errors_are_clear():
     net = _fit()
     with pytest.raises(SchemaError, match=r"\(n, 3\)"):
         net.predict_mean(X[:, :2])
+
+
+def test_per_member_stopping_trains_fewer_steps_and_keeps_the_same_states_before_any_stop():
+    X, Y, mask, _ = _data()
+    # no member can stop within max_epochs: the two rules are the same computation
+    a, b = _fit(stop="member", patience=500), _fit(stop="all", patience=500)
+    for k, v in a.arrays().items():
+        np.testing.assert_array_equal(v, b.arrays()[k], err_msg=k)
+    member, together = _fit(stop="member", patience=30), _fit(stop="all", patience=30)
+    # each member with held-out runs stops `patience` steps after its kept state (or at max_epochs)
+    stopped = member.steps_ < SMALL["max_epochs"]
+    assert stopped.any()
+    np.testing.assert_array_equal(member.steps_[stopped], member.epochs_[stopped] + 30)
+    assert member.steps_.sum() < together.steps_.sum()
+    assert np.all(together.steps_ == together.steps_.flat[0])  # "all": every member trains to the common stop
+    # both fit the known functions
+    for net in (member, together):
+        P = net.predict_mean(X)
+        assert np.median(np.abs(P[mask[:, 0], 0] - Y[mask[:, 0], 0])) < 0.03
+    with pytest.raises(ConfigError, match="stop must be one of"):
+        NetConfig(stop="early")

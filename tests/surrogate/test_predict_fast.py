@@ -15,6 +15,7 @@ from mixopt._rowwise import Workspace, apply_rows, tile_factor, var_draws
 from mixopt.laws.mixture import make_stage1_law
 from mixopt.laws.uncertainty import combine_interval, sorted_all_valid, sorted_interval
 from mixopt.surrogate import Targets
+from mixopt.surrogate.draws import calibrated_draws, comonotone_draws, match_marginals, shared_normals, sorted_quantiles
 from mixopt.surrogate.flpm import FLPM
 from mixopt.testing import mixture_world
 
@@ -110,6 +111,33 @@ def test_sorted_interval_is_combine_interval_exactly(B, level, log_space):
         np.testing.assert_array_equal(got[1], want[1])
 
 
+@pytest.mark.parametrize("S", [1, 2, 3, 8, 29, 30, 64, 256])
+@pytest.mark.parametrize("qs", [(0.05, 0.5, 0.95), (0.25, 0.5, 0.75), (0.0, 1.0), (0.3,)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_sorted_quantiles_is_np_quantile_exactly(S, qs, ties):
+    # the joint draws' marginal matching reads its quantiles from the sort it has made anyway
+    rng = np.random.default_rng(S)
+    a = rng.integers(0, 3, size=(S, 50)).astype(float) if ties else rng.lognormal(size=(S, 50))
+    np.testing.assert_array_equal(sorted_quantiles(np.sort(a, axis=0), qs), np.quantile(a, qs, axis=0))
+
+
+def test_calibrated_draws_are_comonotone_where_raw_draws_are_missing_and_matched_elsewhere():
+    rng = np.random.default_rng(4)
+    n, S = 6, 40
+    names = ("loss:a", "score:b", "score:c")
+    mean = rng.uniform(1, 2, size=(n, 3))
+    lower, upper = mean - rng.uniform(0.1, 0.2, size=(n, 3)), mean + rng.uniform(0.1, 0.3, size=(n, 3))
+    raw = {"loss:a": rng.normal(1.5, 0.1, size=(S, n)), "score:c": rng.normal(1.5, 0.1, size=(S, n))}
+    raw["score:c"][3, 2] = np.nan  # a failed draw: the matching fills it (np.quantile path)
+    got = calibrated_draws(raw, mean, lower, upper, names, n_draws=S, seed=5)
+    assert list(got) == list(names)
+    np.testing.assert_array_equal(got["score:b"], comonotone_draws(mean, lower, upper, names, n_draws=S, seed=5)["score:b"])
+    z = shared_normals(S, 3, 5)
+    for j in (0, 2):
+        want = match_marginals(raw[names[j]], mean[:, j], lower[:, j], upper[:, j], level=0.9, z=z[:, j])
+        np.testing.assert_array_equal(got[names[j]], want)
+
+
 def test_sorted_all_valid_rejects_what_the_general_path_must_handle():
     a = np.random.default_rng(0).lognormal(size=(10, 4, 3))
     assert sorted_all_valid(np.sort(a, axis=0), positive=True)
@@ -132,7 +160,7 @@ def world():
 @pytest.fixture(scope="module")
 def models(world):
     runs = world.sample_runs(SIZES, world.random_mixtures(14, seed=1), loss_noise=0.003, score_noise=0.005, seed=2)
-    return {family: FLPM(family=family, **SETTINGS).fit(runs) for family in ("law", "hybrid")}
+    return {family: FLPM(family=family, **SETTINGS).fit(runs) for family in ("law", "hybrid", "average")}
 
 
 def _general(model, monkeypatch):
@@ -140,7 +168,7 @@ def _general(model, monkeypatch):
     monkeypatch.setattr(type(model), "_point_and_draws", lambda self, x, ws=None: None)
 
 
-@pytest.mark.parametrize("family", ["law", "hybrid"])
+@pytest.mark.parametrize("family", ["law", "hybrid", "average"])  # average: every row averaged (_family_spread)
 @pytest.mark.parametrize("n", [1, 7, 100, 1500])
 def test_one_pass_intervals_equal_the_general_path_bit_for_bit(models, world, family, n, monkeypatch):
     model = models[family]
@@ -148,6 +176,7 @@ def test_one_pass_intervals_equal_the_general_path_bit_for_bit(models, world, fa
     flops = np.geomspace(model.train_max_flops_ / 10, model.train_max_flops_ * 300, n)
     t = Targets(flops=flops, mixture=world.random_mixtures(n, seed=n), domains=world.domains)
     fast = {lev: model.predict(t, intervals=True, level=lev) for lev in (0.9, 0.5)}
+    raw = model._predict_raw(t.align(model.domains_), intervals=True, level=0.9)  # before calibration and envelopes
     used = []
     original = type(model)._interval_block_sorted
 
@@ -158,14 +187,35 @@ def test_one_pass_intervals_equal_the_general_path_bit_for_bit(models, world, fa
     with monkeypatch.context() as mp:
         mp.setattr(type(model), "_interval_block_sorted", spy)
         model.predict(t, intervals=True)
-    if family == "law":
-        assert used and all(used), "the one-pass path did not run: the comparison would be empty"
+    assert used and all(used), "the one-pass path did not run: the comparison would be empty"
     _general(model, monkeypatch)
     for lev, p in fast.items():
         g = model.predict(t, intervals=True, level=lev)
         for a, b in ((p.mean, g.mean), (p.lower, g.lower), (p.upper, g.upper), (p.std, g.std)):
             np.testing.assert_array_equal(a, b)
+    g = model._predict_raw(t.align(model.domains_), intervals=True, level=0.9)
+    for a, b in ((raw.lower, g.lower), (raw.upper, g.upper), (raw.std, g.std)):
+        np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(fast[0.9].mean, model.predict(t, intervals=False).mean)
+
+
+def test_one_pass_intervals_widen_averaged_rows_like_the_general_path(models, world, monkeypatch):
+    # a correction large enough that the averaged rows' spread (_family_spread) binds
+    model = models["average"]
+    n = 300
+    t = Targets(flops=np.full(n, model.train_max_flops_ * 5), mixture=world.random_mixtures(n, seed=8),
+                domains=world.domains).align(model.domains_)
+    cls = type(model)
+    monkeypatch.setattr(cls, "_residual_correction", lambda self, R, flops=None, full=None: np.full((R.shape[0], len(self.loss_domains_)), 0.3))
+    fast = model._predict_raw(t, intervals=True, level=0.9)
+    with monkeypatch.context() as mp:
+        mp.setattr(cls, "_family_spread", lambda self, L, corr, lo, hi, rows: (lo, hi))
+        unspread = model._predict_raw(t, intervals=True, level=0.9)
+    assert np.any(fast.lower != unspread.lower), "the spread does not bind: the comparison would be empty"
+    _general(model, monkeypatch)
+    general = model._predict_raw(t, intervals=True, level=0.9)
+    for a, b in ((fast.mean, general.mean), (fast.lower, general.lower), (fast.upper, general.upper), (fast.std, general.std)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_one_pass_path_falls_back_on_invalid_draws(models, world, monkeypatch):
