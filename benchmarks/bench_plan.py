@@ -311,6 +311,7 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0, help=f"RegMix: random runs the plan starts from (default {START}; 32 for the law surrogates, which need >= 20 runs in 17 domains)")
     ap.add_argument("--fit-domains", default="all", choices=["all", "scored"], help="RegMix: fit every loss domain (all) or Pile-CC alone (scored)")
     ap.add_argument("--section", default="regmix,olmix", help="comma-separated: regmix, olmix, worlds, surrogates")
+    ap.add_argument("--budgets", default="", help=f"comma-separated run budgets, multiples of {BATCH} (default 32,64,128)")
     ap.add_argument("--seeds", default="", help="comma-separated seeds (default 0,1,2; --quick: 0)")
     a = ap.parse_args()
     how = {"criterion": a.criterion, "draws": a.draws, "coverage": a.coverage}
@@ -318,6 +319,10 @@ def main() -> None:
     if a.seeds:
         seeds = [int(x) for x in a.seeds.split(",")]
     budgets = [32, 64] if a.quick else [32, 64, 128]
+    if a.budgets:
+        budgets = sorted({int(x) for x in a.budgets.split(",")})
+        if any(b < 2 * START or b % BATCH or b > 512 for b in budgets):
+            ap.error(f"--budgets: each must be a multiple of {BATCH} in [{2 * START}, 512], got {a.budgets!r}")
     draws = 128 if a.quick else 256
     _SURROGATE[0] = a.surrogate
     _START[0] = a.start or (START if a.surrogate == "regmix" else 2 * START)
