@@ -63,7 +63,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -100,8 +99,6 @@ RANK_GAP_FLOOR = 0.02
 NET_MIN_RUNS = 80
 #: two candidates' paired held-out log errors within this many standard errors are "within noise"
 NOISE_T = 2.0
-#: paired bootstrap resamples of a domain's held-out mixtures for the standard error of its ``1 - ρ`` difference
-RANK_BOOTSTRAP = 200
 #: law forms are compared beyond the runs at this multiple of the largest run's compute (a typical target:
 #: FLP-M's extrapolations are ~10x; the fit does not know the request's target)
 DISAGREE_REACH = 10.0
@@ -209,11 +206,6 @@ class Evidence:
     gaps: list[float] = field(default_factory=list)
     #: every held-out point's absolute log error, in fold order (paired across candidates: the same folds and runs)
     errs: list[float] = field(default_factory=list)
-    #: the loss domain (column of ``model.loss_domains_``) of each entry of ``errs`` / ``gaps``
-    err_domain: list[int] = field(default_factory=list)
-    gap_domain: list[int] = field(default_factory=list)
-    #: each ranking of ``gaps``: (predicted, actual) losses of its held-out mixtures (for the per-domain noise test)
-    ranked: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @property
     def error(self) -> float:
@@ -228,14 +220,6 @@ class Evidence:
     @property
     def n_points(self) -> int:
         return self.n_err + len(self.gaps)
-
-    def domain(self, j: int) -> Evidence:
-        """The part of this evidence on loss domain ``j``."""
-        errs = [e for e, d in zip(self.errs, self.err_domain, strict=True) if d == j]
-        keep = [i for i, d in enumerate(self.gap_domain) if d == j]
-        return Evidence(
-            err_sum=float(sum(errs)), n_err=len(errs), gaps=[self.gaps[i] for i in keep], errs=errs, err_domain=[j] * len(errs), gap_domain=[j] * len(keep), ranked=[self.ranked[i] for i in keep]
-        )
 
     def describe(self) -> str:
         parts = [f"log error {self.error:.4g}" if self.n_err else "", f"mean 1-rho {self.rank_gap:.4g} over {len(self.gaps)} rankings" if self.gaps else ""]
@@ -281,7 +265,6 @@ def _fold_evidence(model: FLPM, fold: Fold, acc: FoldScore) -> None:
         ev.err_sum += float(np.sum(e))
         ev.n_err += int(ok.sum())
         ev.errs.extend(e.tolist())
-        ev.err_domain.extend(np.nonzero(ok)[1].tolist())
     scales = compute_scales(test.flops())
     for sc in np.unique(scales):
         at = scales == sc
@@ -292,8 +275,6 @@ def _fold_evidence(model: FLPM, fold: Fold, acc: FoldScore) -> None:
             rho = spearman(L[good, j], A[good, j])
             if math.isfinite(rho):
                 ev.gaps.append(1.0 - rho)
-                ev.gap_domain.append(j)
-                ev.ranked.append((L[good, j].copy(), A[good, j].copy()))
 
 
 def _judged_on(ev: Sequence[FoldScore]) -> tuple[str, list[Evidence]]:
@@ -357,99 +338,38 @@ def within_noise(a: Evidence, b: Evidence) -> tuple[bool, str]:
     return bool(why), "; ".join(why)
 
 
-def _rank_gap_se(a: Evidence, b: Evidence, seed: int) -> float:
-    """Standard error of the difference of two candidates' mean ``1 - ρ`` over their paired rankings
-    (same folds, scales and domain): a seeded paired bootstrap of each ranking's held-out mixtures."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 23]))
-    diffs = np.zeros(RANK_BOOTSTRAP)
-    for (pa, act), (pb, act_b) in zip(a.ranked, b.ranked, strict=True):
-        if act.shape != act_b.shape:
-            return math.inf  # not paired: cannot be told apart
-        idx = rng.integers(0, act.size, size=(RANK_BOOTSTRAP, act.size))
-        for r in range(RANK_BOOTSTRAP):
-            ra, rb = spearman(pa[idx[r]], act[idx[r]]), spearman(pb[idx[r]], act[idx[r]])
-            diffs[r] += (rb - ra) if math.isfinite(ra) and math.isfinite(rb) else 0.0
-    diffs /= max(len(a.ranked), 1)
-    return float(diffs.std(ddof=1))
-
-
-def domain_verdict(a: Evidence, b: Evidence, seed: int = 0) -> tuple[int, str]:
-    """Which of two candidates one loss domain's held-out evidence prefers: -1 (``a``), +1 (``b``) or 0
-    (within noise), and why. ``a`` and ``b`` are one domain's part (:meth:`Evidence.domain`).
-
-    Errors: a paired t-test of the domain's held-out log errors (:data:`NOISE_T`, and the means more than
-    :data:`TIE_MARGIN` apart). Rankings (few per domain: often one ranking of a few held-out mixtures):
-    the mean ``1 - ρ`` differ by at least :data:`RANK_GAP_FLOOR` **and** by more than :data:`NOISE_T`
-    standard errors of a paired bootstrap of the held-out mixtures. A component that separates the two
-    gives its side; two that point opposite ways, or none, give 0.
-    """
-    sides, why = [], []
-    if a.n_err >= 3 and len(a.errs) == len(b.errs):
-        d = np.asarray(a.errs) - np.asarray(b.errs)
-        se = float(d.std(ddof=1) / math.sqrt(d.size))
-        t = abs(float(d.mean())) / se if se > 0 else (0.0 if d.mean() == 0 else math.inf)
-        apart = t > NOISE_T and abs(a.error - b.error) > TIE_MARGIN * max(a.error, b.error)
-        why.append(f"log errors {a.error:.4g} vs {b.error:.4g} (paired t {t:.2f})")
-        if apart:
-            sides.append(-1 if a.error < b.error else 1)
-    if a.ranked and len(a.ranked) == len(b.ranked):
-        gap = b.rank_gap - a.rank_gap
-        se = _rank_gap_se(a, b, seed)
-        why.append(f"1-rho {a.rank_gap:.3g} vs {b.rank_gap:.3g} (bootstrap se {se:.2g})")
-        if abs(gap) >= RANK_GAP_FLOOR and abs(gap) > NOISE_T * se:
-            sides.append(-1 if gap > 0 else 1)
-    side = sides[0] if sides and all(v == sides[0] for v in sides) else 0
-    return side, "; ".join(why)
-
-
-def domain_weights(
-    a: Evidence, b: Evidence, weight: float, n_domains: int, seed: int = 0, gaps: np.ndarray | None = None, noise: np.ndarray | None = None
-) -> tuple[list[float], list[tuple[int, float, str]]]:
-    """Per loss domain, the weight of form ``b`` in a form average of ``a`` (the pooled winner) and ``b``
-    whose pooled weight is ``weight``.
-
-    A domain whose own held-out evidence separates the two (:func:`domain_verdict`) uses the form it
-    prefers alone (weight 0 or 1); every other domain -- within noise, thin evidence included --
-    keeps the pooled weight (the average hedges the form choice, which the domains share: measured,
-    dropping the average in the domains whose two forms agree within their own loss noise made the
-    issue-11 worlds' median score error 0.098 -> 0.106, 5 of the 6 worlds it touched worse).
-    ``gaps`` / ``noise`` (:func:`form_disagreement_by_domain`) only describe the domains.
-
-    Returns the weights and, per domain, ``(domain, weight, why)``.
-    """
-    out, verdicts = [], []
-    for j in range(n_domains):
-        side, why = domain_verdict(a.domain(j), b.domain(j), seed)
-        if gaps is not None and noise is not None:
-            why += f"; beyond the runs median |log ratio| {gaps[j]:.3g}, loss noise {noise[j]:.3g}"
-        if side != 0:
-            wj = 0.0 if side < 0 else 1.0
-            why = f"its evidence separates the forms: {why}"
-        else:
-            wj = weight
-            why = f"within noise: {why}"
-        out.append(float(wj))
-        verdicts.append((j, float(wj), why))
-    return out, verdicts
-
-
 def form_disagreement(a: FLPM, b: FLPM, runs: RunTable, reach: float = DISAGREE_REACH) -> tuple[float, float]:
     """How far two fitted stage-1 laws part beyond the runs, and the loss noise to compare it with.
 
-    Both laws (same inputs) predict every distinct mixture of ``runs`` at ``reach`` x the
-    largest run's compute (at its own compute for a model fitted at one scale); returns the
-    largest over loss domains of the median ``|log(L_a / L_b)|``, and the larger of the two
-    laws' median residual scale (log units).
+    Per loss domain (:func:`form_disagreement_by_domain`): the median ``|log(L_a / L_b)|`` over the
+    runs' mixtures at ``reach`` x the largest run's compute, against that domain's own loss noise;
+    returns the gap and the noise of the domain where the ratio of the two is largest (so
+    ``gap > noise`` when the forms part beyond the noise in some domain). Pooled -- the largest
+    domain's gap against the median domain's noise -- one heteroscedastic domain made every domain
+    average: RegMix's DM Mathematics, gap 0.117, its own noise 0.178, the median noise 0.038, while
+    no domain parts beyond its own noise.
     """
-    gaps, _ = form_disagreement_by_domain(a, b, runs, reach)
-    gap = float(np.nanmax(gaps)) if np.isfinite(gaps).any() else math.nan
-    noise = max(float(np.median(a.stage1_residual_)), float(np.median(b.stage1_residual_)))
-    return gap, noise
+    gaps, noise = form_disagreement_by_domain(a, b, runs, reach)
+    k = _most_parting(gaps, noise)
+    return (math.nan, math.nan) if k is None else (float(gaps[k]), float(noise[k]))
+
+
+def _most_parting(gaps: np.ndarray, noise: np.ndarray) -> int | None:
+    """The domain whose gap is largest for its noise (None when no domain's is finite)."""
+    with np.errstate(all="ignore"):
+        ratio = np.where(np.isfinite(gaps) & np.isfinite(noise) & (noise > 0), gaps / noise, np.nan)
+    return int(np.nanargmax(ratio)) if np.isfinite(ratio).any() else None
 
 
 def form_disagreement_by_domain(a: FLPM, b: FLPM, runs: RunTable, reach: float = DISAGREE_REACH) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`form_disagreement` per loss domain: the median ``|log(L_a / L_b)|`` ``(m,)`` (NaN where it
-    cannot be computed) and each domain's loss noise, the larger of the two laws' residual scales ``(m,)``."""
+    """Per loss domain, how far two fitted stage-1 laws part beyond the runs and the loss noise to compare it with.
+
+    Both laws (same inputs) predict every distinct mixture of ``runs`` at ``reach`` x the
+    largest run's compute (at its own compute for a model fitted at one scale); returns each
+    domain's median ``|log(L_a / L_b)|`` ``(m,)`` (NaN where none is finite) and its loss noise,
+    the larger of the two laws' residual scales there ``(m,)`` (log units).
+    """
+    m = len(a.loss_domains_)
     fin = runs.final()
     mix = fin.mixture(a.domains_)
     R = mix[np.unique(np.round(mix, 6), axis=0, return_index=True)[1]]
@@ -462,13 +382,13 @@ def form_disagreement_by_domain(a: FLPM, b: FLPM, runs: RunTable, reach: float =
             La = a._stage1_mean(a._stage1_inputs(t))
             Lb = b._stage1_mean(b._stage1_inputs(t))
     except DROP_ERRORS:
-        return np.full(len(a.loss_domains_), np.nan), np.full(len(a.loss_domains_), np.nan)
+        return np.full(m, np.nan), np.full(m, np.nan)
     d = np.abs(np.log(La / Lb))
     d[~np.isfinite(d)] = np.nan
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a domain with no finite ratio: NaN
-        gaps = np.nanmedian(d, axis=0)
-    return gaps, np.maximum(np.asarray(a.stage1_residual_, dtype=float), np.asarray(b.stage1_residual_, dtype=float))
+    ok = np.isfinite(d).any(axis=0)
+    gaps = np.full(m, np.nan)
+    gaps[ok] = np.nanmedian(d[:, ok], axis=0)
+    return gaps, np.maximum(np.asarray(a.stage1_residual_, dtype=np.float64), np.asarray(b.stage1_residual_, dtype=np.float64))
 
 
 def _score_error(rows: pl.DataFrame) -> tuple[float, int]:
@@ -576,8 +496,6 @@ def _choose_stage1(
         cfg["family"] = family or (cfg["family"] if cfg["family"] != "auto" else "law")
         if alt is not None:
             cfg["stage1_alt"], cfg["stage1_weight"] = alt[0], repr(float(alt[1]))
-            if alt[2]:
-                cfg["stage1_weights"] = alt[2]
     else:
         cfg["stage1"], cfg["family"] = s1[0], fam[0]
 
@@ -591,7 +509,7 @@ def _score_stage1(
     *,
     explicit_family: bool,
     warm_by: dict[tuple[str, int], Any] | None = None,
-) -> tuple[str | None, str | None, tuple[str, float, str | None] | None]:
+) -> tuple[str | None, str | None, tuple[str, float] | None]:
     """Score every (form, family) on the folds' held-out losses; append the rows to ``table``.
 
     Returns the winning form and family (or Nones) and, when a second law form of the same
@@ -703,23 +621,23 @@ def _form_average(
     first_fit: Mapping[str, FLPM],
     runs: RunTable,
     table: list[dict[str, Any]],
-) -> tuple[str, float, str | None] | None:
+) -> tuple[str, float] | None:
     """Average the winning law form with another when the folds cannot tell them apart but they disagree beyond the runs.
 
     Candidates: the other forms with the winner's family and inputs (FLOPs or N,D), judged
     out of range. The best-scoring one whose evidence is :func:`within_noise` of the winner's
-    is compared with it at :data:`DISAGREE_REACH` x the fold's largest compute, **per loss
-    domain** (:func:`form_disagreement_by_domain`): the two are averaged (log space, weights
-    inverse to the fold scores) when in some domain they part by more than that domain's own
-    loss noise (pooled, the largest domain's gap was compared with the median domain's noise: one
-    heteroscedastic domain -- RegMix's DM Mathematics, gap 0.117, its own noise 0.178, the median
-    noise 0.038 -- made all 13 domains average where none parts beyond its own noise). A domain
-    whose own fold evidence separates the forms uses the one it prefers alone
-    (:func:`domain_weights`). Recorded in ``table``: the winner's and the partner's rows become
-    ``averaged``, one ``chosen`` row names both, a ``per domain`` row the domains that use one
-    form alone; the third entry of the result is the second form's weight per loss domain
-    (``"w1,w2,..."``; None when every domain keeps the pooled weight). Nothing is averaged (a
-    ``not needed`` row) when no domain parts beyond its noise or every domain prefers the winner.
+    is compared with it at :data:`DISAGREE_REACH` x the fold's largest compute
+    (:func:`form_disagreement`); when in some loss domain they part by more than that domain's
+    own loss noise, the two are averaged (log space, every domain) with weights inverse to their
+    fold scores, recorded in ``table`` (the winner's and the partner's rows become ``averaged``,
+    one ``chosen`` row names both).
+
+    Measured and not kept (2026-12-04): per-domain weights -- a domain whose forms agree within its
+    noise, or whose own fold evidence separates the forms, using one form alone -- made the
+    issue-11 worlds worse (median score error 0.098 -> 0.106 with both rules, seeds 1 and 9
+    0.117 -> 0.138 and 0.062 -> 0.067 with the evidence rule alone; the average hedges a form
+    choice the domains share) and never applied on RegMix (16 transfer mixtures per domain:
+    no domain's evidence separated the forms).
     """
     from mixopt.surrogate.flpm import STAGE1_LAWS
 
@@ -737,31 +655,26 @@ def _form_average(
         alt = cands[i][0]
         if form not in first_fit or alt not in first_fit:
             return None
-        where = f"at {DISAGREE_REACH:g}x the largest fitted compute of fold 1"
-        names = first_fit[form].loss_domains_
         gaps, noises = form_disagreement_by_domain(first_fit[form], first_fit[alt], runs)
-        w = float(scores[i_best] / (scores[i_best] + sc)) if scores[i_best] + sc > 0 else 0.5
-        per, verdicts = domain_weights(judged[i_best], judged[i], w, len(names), seed=int(first_fit[form].seed), gaps=gaps, noise=noises)
-        with np.errstate(all="ignore"):
-            ratio = np.where(np.isfinite(gaps) & (noises > 0), gaps / noises, np.nan)
-        k = int(np.nanargmax(ratio)) if np.isfinite(ratio).any() else 0
-        widest = f"largest in {names[k]!r}: median |log ratio| {gaps[k]:.3g} {where}, its loss noise {noises[k]:.3g}" if np.isfinite(ratio).any() else "no domain's disagreement could be computed"
-        parts = np.isfinite(gaps) & np.isfinite(noises) & (gaps > noises)
-        if not parts.any() or all(v == 0.0 for v in per):
+        k = _most_parting(gaps, noises)  # each domain's gap against its own noise (form_disagreement)
+        gap, noise = (math.nan, math.nan) if k is None else (float(gaps[k]), float(noises[k]))
+        where = f"at {DISAGREE_REACH:g}x the largest fitted compute of fold 1" + (f", in {first_fit[form].loss_domains_[k]!r}, against its own loss noise" if k is not None else "")
+        if not (math.isfinite(gap) and gap > noise):
             table.append(
                 {
                     "step": "stage1",
                     "candidate": f"stage1={form}+{alt}, family={family}",
                     "status": "not needed",
-                    "reason": f"{alt!r} is within noise of {form!r} on the folds ({why}), but "
-                    + (f"in every loss domain the two agree beyond the runs within that domain's own loss noise ({widest})" if not parts.any() else f"every domain's own evidence prefers {form!r}")
-                    + f": {form!r} kept",
+                    "reason": f"{alt!r} is within noise of {form!r} on the folds ({why}), but in every loss domain the two "
+                    f"agree beyond the runs within that domain's own loss noise (largest: median |log ratio| {gap:.3g} "
+                    f"{where}, {noise:.3g}): {form!r} kept",
                     "score": None,
                     "n_points": 0,
                     "seconds": 0.0,
                 }
             )
             return None
+        w = float(scores[i_best] / (scores[i_best] + sc)) if scores[i_best] + sc > 0 else 0.5
         table[row]["status"] = "averaged"
         table[first + i]["status"] = "averaged"
         table.append(
@@ -773,26 +686,11 @@ def _form_average(
                 "n_points": 0,
                 "seconds": 0.0,
                 "reason": f"the folds cannot tell {form!r} from {alt!r} ({why}) but the two disagree beyond the runs "
-                f"({widest}): averaged in log space, weights inverse to the fold scores; intervals and joint "
-                "draws carry both forms",
+                f"(median |log ratio| {gap:.3g} {where}, loss noise {noise:.3g}): averaged in log space, "
+                f"weights inverse to the fold scores; intervals and joint draws carry both forms",
             }
         )
-        own = [(names[j], wj, why) for j, wj, why in verdicts if wj != w]
-        if not own:
-            return alt, w, None
-        table.append(
-            {
-                "step": "stage1",
-                "candidate": f"stage1={form}+{alt} per domain, family={family}",
-                "status": "per domain",
-                "score": None,
-                "n_points": len(own),
-                "seconds": 0.0,
-                "reason": f"each loss domain asked the same: {len(own)} of {len(names)} use one form alone, the others "
-                "keep the pooled weights: " + "; ".join(f"{d}: {form if wj <= 0 else alt} alone ({why})" for d, wj, why in own),
-            }
-        )
-        return alt, w, ",".join(repr(float(v)) for v in per)
+        return alt, w
     return None
 
 
@@ -825,12 +723,12 @@ def _choose_stage2(
         name = f"stage2={kind}, inputs={inputs}"
         t0 = time.perf_counter()
         parts, reason, steps = [], "", []
-        alt = settings.pop("stage1_alt", None), settings.pop("stage1_weight", None), settings.pop("stage1_weights", None)
+        alt = settings.pop("stage1_alt", None), settings.pop("stage1_weight", None)
         try:
             for fold in level_folds:
                 m = make(settings)
                 if alt[0] is not None:
-                    m._stage1_alt_request = (alt[0], float(alt[1]), alt[2])
+                    m._stage1_alt_request = (alt[0], float(alt[1]))
                 if (cfg["stage1"], fold.index) in warm_by:
                     m._stage1_warm = {f: warm_by[(f, fold.index)] for f in (cfg["stage1"], alt[0]) if (f, fold.index) in warm_by}
                 m._stage1_shared = shared[fold.index]
@@ -940,8 +838,6 @@ __all__ = [
     "STAGE1_CANDIDATES",
     "STAGE2_CANDIDATES",
     "choose",
-    "domain_verdict",
-    "domain_weights",
     "form_disagreement",
     "form_disagreement_by_domain",
     "make_folds",

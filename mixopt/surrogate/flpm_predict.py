@@ -44,72 +44,38 @@ class Stage1Alt:
     ``w`` share of the draws, at least one of each form), the first form's elsewhere -- a
     mixture of the two models, so bootstrap intervals and joint draws carry their
     disagreement; intervals are in addition widened to contain both forms' predictions.
-
-    ``weight`` is one number, or one per loss domain (``auto`` weighs each domain by its own
-    fold evidence, :func:`mixopt.surrogate.flpm_auto.domain_weights`); then ``pick`` is
-    ``(B, m)``, and a domain at weight 0 (1) is the first (the alternative) form alone: its
-    draws and interval come from that form only.
     """
 
     law: Any
     params: np.ndarray  # (m, p)
     bootstrap: np.ndarray  # (m, B, p)
     residual: np.ndarray  # (m,)
-    weight: float | np.ndarray  # a number, or (m,)
-    pick: np.ndarray  # (B,) bool, or (B, m) with per-domain weights
+    weight: float
+    pick: np.ndarray  # (B,) bool
 
     @classmethod
-    def make(cls, law: Any, params: np.ndarray, bootstrap: np.ndarray, residual: np.ndarray, weight: float | Sequence[float],
+    def make(cls, law: Any, params: np.ndarray, bootstrap: np.ndarray, residual: np.ndarray, weight: float,
              seed: int) -> Stage1Alt:
         B = bootstrap.shape[1]
-        w = np.asarray(weight, dtype=np.float64)
-        perm = np.random.default_rng(np.random.SeedSequence([int(seed), 5])).permutation(B)
-        ws = w.reshape(-1)
-        pick = np.zeros((B, ws.size), dtype=bool)
-        for j, wj in enumerate(ws):
-            if B and (w.ndim == 0 or 0.0 < wj < 1.0):  # an average: at least one draw of each form
-                n_alt = int(np.clip(round(wj * B), 1 if B > 1 else 0, B - 1 if B > 1 else B))
-            else:
-                n_alt = int(round(wj * B))
-            pick[perm[:n_alt], j] = True
+        pick = np.zeros(B, dtype=bool)
+        if B:
+            n_alt = int(np.clip(round(weight * B), 1 if B > 1 else 0, B - 1 if B > 1 else B))
+            pick[np.random.default_rng(np.random.SeedSequence([int(seed), 5])).permutation(B)[:n_alt]] = True
         return cls(law, np.asarray(params, dtype=np.float64), np.asarray(bootstrap, dtype=np.float64),
-                   np.asarray(residual, dtype=np.float64), float(w) if w.ndim == 0 else w,
-                   pick[:, 0] if w.ndim == 0 else pick)
+                   np.asarray(residual, dtype=np.float64), float(weight), pick)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        out = {"params": self.params, "bootstrap": self.bootstrap, "residual": self.residual, "pick": self.pick}
-        if np.ndim(self.weight):
-            out["weights"] = np.asarray(self.weight, dtype=np.float64)
-        return out
+        return {"params": self.params, "bootstrap": self.bootstrap, "residual": self.residual, "pick": self.pick}
 
     @classmethod
     def from_arrays(cls, law: Any, arrays: dict[str, np.ndarray], weight: float) -> Stage1Alt:
-        w = np.asarray(arrays["weights"], dtype=np.float64) if "weights" in arrays else float(weight)
         return cls(law, np.asarray(arrays["params"], dtype=np.float64), np.asarray(arrays["bootstrap"], dtype=np.float64),
-                   np.asarray(arrays["residual"], dtype=np.float64), w, np.asarray(arrays["pick"], dtype=bool))
-
-    @property
-    def per_domain(self) -> bool:
-        return bool(np.ndim(self.weight))
+                   np.asarray(arrays["residual"], dtype=np.float64), float(weight), np.asarray(arrays["pick"], dtype=bool))
 
     def mean(self, x: np.ndarray) -> np.ndarray:
         """The alternative form's point losses ``(n, m)``."""
         with np.errstate(over="ignore"):
             return np.ascontiguousarray(self.law.predict(x, self.params).T)
-
-    def points(self, first: np.ndarray, alt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The two forms' points ``(n, m)`` as far as the average uses them: a domain at weight 0 (1) is
-        the first (alternative) form alone, both entries of the pair."""
-        if not self.per_domain:
-            return first, alt
-        w = np.asarray(self.weight)
-        return np.where(w >= 1.0, alt, first), np.where(w <= 0.0, first, alt)
-
-    def n_picked(self, n_draws: int) -> np.ndarray:
-        """Without bootstrap refits: ``use_alt`` ``(n_draws,)`` or ``(n_draws, m)``, the weight's share of the draws."""
-        w = np.asarray(self.weight, dtype=np.float64)
-        use = np.arange(n_draws)[:, None] < np.round(w.reshape(-1) * n_draws)[None, :]
-        return use if self.per_domain else use[:, 0]
 
 
 class FLPMPrediction(Surrogate):
@@ -220,18 +186,13 @@ class FLPMPrediction(Surrogate):
         alt = getattr(self, "stage1_alt_", None)
         if alt is None:
             return L
-        w = np.asarray(alt.weight, dtype=np.float64)
-        La = alt.mean(x)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.exp((1.0 - w) * np.log(L) + w * np.log(La))
-        if alt.per_domain:  # a domain that uses one form alone is that form's loss exactly
-            out = np.where(w <= 0.0, L, np.where(w >= 1.0, La, out))
-        return out
+            return np.exp((1.0 - alt.weight) * np.log(L) + alt.weight * np.log(alt.mean(x)))
 
     def _form_points(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Both averaged forms' point losses ``(n, m)`` each, or None when no forms are averaged."""
         alt = getattr(self, "stage1_alt_", None)
-        return None if alt is None else alt.points(self._stage1_form_mean(x), alt.mean(x))
+        return None if alt is None else (self._stage1_form_mean(x), alt.mean(x))
 
     def _law_draws(self, law: Any, x: np.ndarray, boot: np.ndarray) -> np.ndarray:
         """Bootstrap losses ``(B, n, m)`` of ``law`` with refits ``boot (m, B, p)`` (NaN for failed refits)."""
@@ -263,10 +224,7 @@ class FLPMPrediction(Surrogate):
         out = self._law_draws(self.stage1_law_, x, self.stage1_bootstrap_)
         alt = getattr(self, "stage1_alt_", None)
         if alt is not None and alt.pick.any():
-            if alt.per_domain:  # (B, m): each domain's draws from its own share of each form
-                out = np.where(alt.pick[:, None, :], self._law_draws(alt.law, x, alt.bootstrap), out)
-            else:
-                out[alt.pick] = self._law_draws(alt.law, x, alt.bootstrap[:, alt.pick])
+            out[alt.pick] = self._law_draws(alt.law, x, alt.bootstrap[:, alt.pick])
         return out
 
     def _extrapolation_reference(self) -> tuple[float | None, float | None]:
@@ -317,13 +275,9 @@ class FLPMPrediction(Surrogate):
             theta = np.broadcast_to(self.stage1_params_, (n_draws, *self.stage1_params_.shape))
         use_alt = alt.pick[which] if alt is not None and which.size else None
         if alt is not None and use_alt is None:  # no bootstrap: the forms' points, in the weight's share of the draws
-            use_alt = alt.n_picked(n_draws)
+            use_alt = np.arange(n_draws) < round(alt.weight * n_draws)
         alt_theta = None
-        per_domain = use_alt is not None and use_alt.ndim == 2
-        if per_domain:  # every draw of the alternative form, then each domain takes its own share
-            alt_theta = alt.bootstrap.transpose(1, 0, 2)[which] if which.size else \
-                np.broadcast_to(alt.params, (n_draws, *alt.params.shape))
-        elif use_alt is not None and use_alt.any():
+        if use_alt is not None and use_alt.any():
             alt_theta = alt.bootstrap.transpose(1, 0, 2)[which[use_alt]] if which.size else \
                 np.broadcast_to(alt.params, (int(use_alt.sum()), *alt.params.shape))
         losses = np.empty((n_draws, n, m))
@@ -332,9 +286,7 @@ class FLPMPrediction(Surrogate):
         for s in range(0, n, step):
             with np.errstate(all="ignore"):
                 L = self.stage1_law_.predict(x[s : s + step], theta).transpose(0, 2, 1)  # (S, rows, m)
-                if per_domain:
-                    L = np.where(use_alt[:, None, :], alt.law.predict(x[s : s + step], alt_theta).transpose(0, 2, 1), L)
-                elif alt_theta is not None:
+                if alt_theta is not None:
                     L[use_alt] = alt.law.predict(x[s : s + step], alt_theta).transpose(0, 2, 1)
             L *= corr[None, s : s + step] * np.exp(eps)[:, None, :]
             losses[:, s : s + step] = L
@@ -424,7 +376,7 @@ class FLPMPrediction(Surrogate):
         if not fam_avg and alt is None:
             return None
         x = self._stage1_inputs(targets)
-        bases = list(self._form_points(x)) if alt is not None else [self._stage1_mean(x)]  # type: ignore[arg-type]
+        bases = [self._stage1_form_mean(x), alt.mean(x)] if alt is not None else [self._stage1_mean(x)]
         R = self._residual_inputs(targets)
         if fam_avg:  # averaged rows span the law (no correction) and the hybrid (all of it); the others their own
             full, own = self.residual_.predict(R), self._residual_correction(R, targets.flops)
