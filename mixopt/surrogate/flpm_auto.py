@@ -658,7 +658,7 @@ def _form_average(
         gaps, noises = form_disagreement_by_domain(first_fit[form], first_fit[alt], runs)
         k = _most_parting(gaps, noises)  # each domain's gap against its own noise (form_disagreement)
         gap, noise = (math.nan, math.nan) if k is None else (float(gaps[k]), float(noises[k]))
-        where = f"at {DISAGREE_REACH:g}x the largest fitted compute of fold 1" + (f", in {first_fit[form].loss_domains_[k]!r}, against its own loss noise" if k is not None else "")
+        where = f"at {DISAGREE_REACH:g}x the largest fitted compute of fold 1" + (f" in {first_fit[form].loss_domains_[k]!r}" if k is not None else "")
         if not (math.isfinite(gap) and gap > noise):
             table.append(
                 {
@@ -667,7 +667,7 @@ def _form_average(
                     "status": "not needed",
                     "reason": f"{alt!r} is within noise of {form!r} on the folds ({why}), but in every loss domain the two "
                     f"agree beyond the runs within that domain's own loss noise (largest: median |log ratio| {gap:.3g} "
-                    f"{where}, {noise:.3g}): {form!r} kept",
+                    f"{where}, its own loss noise {noise:.3g}): {form!r} kept",
                     "score": None,
                     "n_points": 0,
                     "seconds": 0.0,
@@ -686,7 +686,7 @@ def _form_average(
                 "n_points": 0,
                 "seconds": 0.0,
                 "reason": f"the folds cannot tell {form!r} from {alt!r} ({why}) but the two disagree beyond the runs "
-                f"(median |log ratio| {gap:.3g} {where}, loss noise {noise:.3g}): averaged in log space, "
+                f"(median |log ratio| {gap:.3g} {where}, its own loss noise {noise:.3g}): averaged in log space, "
                 f"weights inverse to the fold scores; intervals and joint draws carry both forms",
             }
         )
