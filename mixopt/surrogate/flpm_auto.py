@@ -937,10 +937,10 @@ def _net_within_noise(first: pl.DataFrame, net: pl.DataFrame) -> tuple[bool, str
 
 
 def _net_steps(steps: Sequence[tuple[np.ndarray, int]]) -> str:
-    """What the net candidate's fold fits trained: steps per member (each stops at its own patience)."""
+    """What the net candidate's fold fits trained: steps per member (``NetConfig.stop``: each on its own patience)."""
     allsteps = np.concatenate([s.ravel() for s, _ in steps])
     cap = max(c for _, c in steps)
-    return f"nets stopped per member on held-out runs: {allsteps.min()}-{allsteps.max()} of at most {cap} steps (mean {allsteps.mean():.0f}) over {allsteps.size} member fits on {len(steps)} fold(s)"
+    return f"net members trained {allsteps.min()}-{allsteps.max()} of at most {cap} steps (mean {allsteps.mean():.0f}) over {allsteps.size} member fits on {len(steps)} fold(s)"
 
 
 def _stage2_candidates(cfg: Mapping[str, str], runs: RunTable) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:

@@ -153,12 +153,13 @@ class FLPMPrediction(Surrogate):
             return np.zeros(flops.shape[0], dtype=bool)
         return flops > float(reach) * float(self.train_max_flops_) * (1.0 + 1e-9)
 
-    def _residual_correction(self, R: np.ndarray, flops: np.ndarray | None = None) -> np.ndarray:
+    def _residual_correction(self, R: np.ndarray, flops: np.ndarray | None = None, full: np.ndarray | None = None) -> np.ndarray:
         """Log-space correction ``(n, m)`` of the hybrid family, half of it for the average (zeros for the law family);
-        with ``flops``, half of it too on a hybrid's rows beyond its checked reach (:meth:`_averaged_rows`)."""
+        with ``flops``, half of it too on a hybrid's rows beyond its checked reach (:meth:`_averaged_rows`).
+        ``full``: ``residual_.predict(R)`` when the caller has it already."""
         if getattr(self, "residual_", None) is None:
             return np.zeros((np.asarray(R).shape[0], len(self.loss_domains_)))
-        corr = RESIDUAL_WEIGHT[self.config_["family"]] * self.residual_.predict(R)
+        corr = RESIDUAL_WEIGHT[self.config_["family"]] * (self.residual_.predict(R) if full is None else full)
         if flops is not None and self.config_.get("residual_reach") is not None:
             corr = np.where(self._averaged_rows(flops)[:, None], RESIDUAL_WEIGHT["average"] * corr, corr)
         return corr
@@ -355,7 +356,8 @@ class FLPMPrediction(Surrogate):
             return self._predict_raw(targets, intervals=intervals, level=level)
         # conformal calibration: the model's own interval at the calibrator's level, each side
         # scaled by the factor learned from the internal backtest at this extrapolation distance
-        pred = self._predict_raw(targets, intervals=True, level=cal.level)
+        memo: dict[str, Any] = {}
+        pred = self._predict_raw(targets, intervals=True, level=cal.level, memo=memo)
         d = extrapolation_distance(targets.flops, self.train_max_flops_)
         k = normal_quantile(0.5 + level / 2) / normal_quantile(0.5 + pred.level / 2)
         weak = getattr(self, "weak_", {})
@@ -372,7 +374,7 @@ class FLPMPrediction(Surrogate):
         np.subtract(hi, mu, out=side)
         upper = np.maximum(mu + f * side, mu + k * side)
         std = pred.std * f_std  # type: ignore[operator]
-        env = self._model_envelope(targets, pred.names)
+        env = self._model_envelope(targets, pred.names, full=memo.get("full"), x=memo.get("x"))
         if env is not None:  # a model average's interval keeps every averaged model's prediction inside
             lower, upper = np.fmin(lower, env[0]), np.fmax(upper, env[1])
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
@@ -415,22 +417,25 @@ class FLPMPrediction(Surrogate):
                 cache.pop(next(iter(cache)))
         return hit
 
-    def _model_envelope(self, targets: Targets, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    def _model_envelope(self, targets: Targets, names: tuple[str, ...], full: np.ndarray | None = None,
+                        x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Per column, the smallest and largest prediction of the models a model average combines
-        (the law and the hybrid of the ``average`` family; the two forms of a form average), or None."""
+        (the law and the hybrid of the ``average`` family; the two forms of a form average), or None;
+        ``full``, ``x``: the residual model's corrections and the law inputs for these targets when the caller has them."""
         rows = self._averaged_rows(targets.flops)
         fam_avg = bool(rows.any()) and getattr(self, "residual_", None) is not None
         alt = getattr(self, "stage1_alt_", None)
         if not fam_avg and alt is None:
             return None
-        x = self._stage1_inputs(targets)
+        x = self._stage1_inputs(targets) if x is None else x
         bases = list(self._form_points(x)) if alt is not None else [self._stage1_mean(x)]  # type: ignore[arg-type]
         R = self._residual_inputs(targets)
         if fam_avg:  # averaged rows span the law (no correction) and the hybrid (all of it); the others their own
-            full, own = self.residual_.predict(R), self._residual_correction(R, targets.flops)
+            full = self.residual_.predict(R) if full is None else full
+            own = self._residual_correction(R, targets.flops, full=full)
             corrs = [np.where(rows[:, None], 0.0, own), np.where(rows[:, None], full, own)]
         else:
-            corrs = [self._residual_correction(R, targets.flops)]
+            corrs = [self._residual_correction(R, targets.flops, full=full)]
         col = {q: j for j, q in enumerate(names)}
         m = len(self.loss_domains_)
         score_cols = [col[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
@@ -447,9 +452,15 @@ class FLPMPrediction(Surrogate):
         hi[~np.isfinite(hi)] = np.nan
         return lo, hi
 
-    def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+    def _predict_raw(self, targets: Targets, *, intervals: bool, level: float, memo: dict[str, Any] | None = None) -> Prediction:
+        """The model's own prediction (before calibration); ``memo`` receives ``full``, the residual model's
+        corrections for these targets (None without one), and ``x``, the law inputs, for the caller's :meth:`_model_envelope`."""
         x = self._stage1_inputs(targets)
-        corr = self._residual_correction(self._residual_inputs(targets), targets.flops)
+        R = self._residual_inputs(targets)
+        full = self.residual_.predict(R) if getattr(self, "residual_", None) is not None else None
+        if memo is not None:
+            memo["full"], memo["x"] = full, x
+        corr = self._residual_correction(R, targets.flops, full=full)
         averaged = self._averaged_rows(targets.flops)
         # the law family's correction is 0: no scaling (x * 1.0 is x)
         corr_any = getattr(self, "residual_", None) is not None and bool(np.any(corr))
@@ -480,7 +491,7 @@ class FLPMPrediction(Surrogate):
             if nat is not None:
                 if cs is not None:
                     nat *= cs[:, None, :]
-                if not averaged[sl].any() and self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws):
+                if self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws, corr=corr[sl], averaged=averaged[sl]):
                     continue
                 draws = np.ascontiguousarray(nat.transpose(1, 0, 2))  # what _stage1_draws gives in this case
             else:
@@ -519,10 +530,11 @@ class FLPMPrediction(Surrogate):
         return np.ascontiguousarray(point.T), draws.T.reshape(x.shape[0], boot.shape[1], boot.shape[0])
 
     def _interval_block_sorted(self, L: np.ndarray, S: np.ndarray, nat: np.ndarray, flops: np.ndarray, level: float,
-                               out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ws: Workspace | None = None) -> bool:
+                               out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ws: Workspace | None = None, *,
+                               corr: np.ndarray | None = None, averaged: np.ndarray | None = None) -> bool:
         """:meth:`_interval_block` for the common case, from draws ``nat (n, B, m)`` (:meth:`_point_and_draws`) sorted
-        once along B: False (nothing written) unless every draw is finite and > 0 (the caller has checked
-        that no row is averaged). The same numbers as :meth:`_interval_block` (the same operations on the
+        once along B: False (nothing written) unless every draw is finite and > 0; ``corr``/``averaged``: the
+        block's log-space correction and averaged rows (:meth:`_family_spread`). The same numbers as :meth:`_interval_block` (the same operations on the
         same operands: the order statistics of the sort, the variance by :func:`~mixopt._rowwise.var_draws`,
         the cached noise factors applied through :func:`~mixopt._rowwise.apply_rows`), tested."""
         ws = Workspace() if ws is None else ws
@@ -535,7 +547,10 @@ class FLPMPrediction(Surrogate):
         draws = ws.get("draws", (B, n, m))  # (B, n, m): the reductions over draws run along axis 0
         np.copyto(draws, nat.transpose(1, 0, 2))
         lower, upper, std = out
-        lower[:, :m], upper[:, :m] = sorted_interval(srt, self.stage1_residual_, level, log_space=True, axis=1)
+        lo, hi = sorted_interval(srt, self.stage1_residual_, level, log_space=True, axis=1)
+        if averaged is not None and corr is not None:
+            lo, hi = self._family_spread(L, corr, lo, hi, averaged)
+        lower[:, :m], upper[:, :m] = lo, hi
         var = var_draws(draws, work=ws.get("work", draws.shape))
         std[:, :m] = np.sqrt(var + (L * self.stage1_residual_) ** 2)  # predictive_std(L, draws, residual, log_space=True)
         if score_cols:
