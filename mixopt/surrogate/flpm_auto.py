@@ -883,12 +883,14 @@ def _choose_stage2(
             table.append({"step": "stage2", "candidate": name, "status": "failed", "reason": reason, "score": None, "n_points": 0, "seconds": sec})
             continue
         rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=ROWS_SCHEMA)
-        score, npts = _score_error(rows) if has_scores else (0.0, 0)
+        # judged on the benchmarks the fold models predict on their own evidence: weak-evidence rows (the chance-anchored
+        # stage 2 from the foot of the curve) are calibrated apart and say little about the stage 2 of the others
+        score, npts = _score_error(rows.filter(pl.col("group") != WEAK_GROUP)) if has_scores and rows.height else (0.0, 0)
         if not math.isfinite(score):
             score = math.inf
         rows_by[len(table)] = rows
         scored.append((score, kind, inputs, len(table)))
-        why = "" if npts or not has_scores else "no held-out score (no benchmark predictable on the folds)"
+        why = "" if npts or not has_scores else "no held-out score (no benchmark predictable on the folds on its own evidence)"
         if steps:
             why = "; ".join(p for p in (why, _net_steps(steps)) if p)
         table.append({"step": "stage2", "candidate": name, "status": "scored", "reason": why, "score": score if math.isfinite(score) else None, "n_points": npts, "seconds": sec})
