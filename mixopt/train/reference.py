@@ -18,10 +18,13 @@ taken from elsewhere in the same domain; the model picks the option with the hig
 log-likelihood per byte. ``params`` is the non-embedding parameter count (Kaplan et al.);
 ``flops`` is ``6·params·tokens``.
 
-Two trainer versions (``kernels``): ``"v1"``, the first one, kept bit-stable so configs
-that pin it (``configs/ladder.toml``, the shipped ladder) re-train to the same numbers; and
+Three trainer versions (``kernels``): ``"v1"``, the first one, kept bit-stable so configs
+that pin it (``configs/ladder.toml``, the shipped ladder) re-train to the same numbers;
 ``"v2"`` (default): widths in steps of 64 from 128 with head size 64, tanh GELU and fused
-AdamW, measured faster per FLOP on CPUs (``benchmarks/bench_train.py``). ``device`` runs the
+AdamW, measured faster per FLOP on CPUs (``benchmarks/bench_train.py``); and ``"v3"``: the
+fewest layers (2 at the ladder's sizes) whose width gives the size's N within 6 %, exact
+GELU (the tanh form runs 2.7x slower in bf16 on CPUs), attention as two batched matrix
+products on CPUs instead of the flash kernel, fused AdamW. v2 and v3 stay bit-stable too. ``device`` runs the
 same job on a GPU (``"cuda"``, or ``"auto"`` when torch sees one): the weights are initialised
 on the CPU from the job's generator and the batches come from the same numpy generator, so a
 GPU run trains the same model on the same data (not bit-equal: other kernels).
@@ -71,7 +74,8 @@ class ReferenceOptions:
     cloze_items: int = 200  # 4-option cloze items per domain for score:cloze_<d>
     cloze_context: int = 64  # context bytes of a cloze item
     eval_seed: int = 1234  # seeds the held-out windows and cloze items (the same for every run)
-    kernels: str = "v2"  # "v2": widths in steps of 64 from 128 (head size 64), tanh GELU, fused AdamW; "v1": the first trainer, bit-stable for configs that pin it
+    kernels: str = "v2"  # "v2": widths in steps of 64 from 128 (head size 64), tanh GELU, fused AdamW; "v1": the first trainer (configs pin it)
+    # ("v3": the fewest layers for the size, exact GELU, attention as two matrix products on CPUs; each version bit-stable on CPUs)
     device: str = "auto"  # "cpu", "cuda", or "auto" (cuda when torch sees a GPU); CPU results are bit-stable, GPU ones are not bit-equal to them
 
     @classmethod
@@ -83,23 +87,36 @@ class ReferenceOptions:
         o = cls(**dict(m))
         if o.kernels not in KERNELS:
             raise ConfigError(f"Reference-trainer option kernels must be one of {list(KERNELS)}, got {o.kernels!r}; "
-                              "use \"v1\" to reproduce runs made before v2, \"v2\" otherwise.")
+                              "use \"v1\" to reproduce runs made before v2, \"v2\" or \"v3\" otherwise.")
         if o.device not in DEVICES:
             raise ConfigError(f"Reference-trainer option device must be one of {list(DEVICES)}, got {o.device!r}.")
         return o
 
 
-#: trainer versions: v1 kept bit-stable (configs/ladder.toml pins it for the shipped ladder)
-KERNELS = ("v1", "v2")
+#: trainer versions, each kept bit-stable on CPUs (configs/ladder.toml pins v1 for the shipped ladder)
+KERNELS = ("v1", "v2", "v3")
+#: v3's shapes: the fewest layers whose nearest width (multiple of 8) is within this log distance of the size
+V3_PARAMS_TOL = 0.06
+#: ... and whose width / layers stays at most this (2 layers up to width 192)
+V3_MAX_ASPECT = 96
 DEVICES = ("cpu", "cuda", "auto")
 
 
 # -- model ------------------------------------------------------------------------------------
-def _model_classes(gelu: str = "none"):
-    """The model classes; ``gelu`` is GELU's ``approximate`` ("none" in v1, "tanh" in v2)."""
+def _model_classes(gelu: str = "none", attention: str = "sdpa"):
+    """The model classes; ``gelu`` is GELU's ``approximate`` ("none" in v1, "tanh" in v2 and v3);
+    ``attention``: ``"sdpa"`` (torch's fused kernel; v1, v2, and v3 on a GPU) or ``"matmul"`` (v3 on a
+    CPU: scores and values as two batched products in the autocast dtype, softmax in fp32 under a causal
+    mask; at context 256 the CPU flash kernel runs its products far below the matrix units' speed)."""
     import torch
     from torch import nn
     from torch.nn import functional as F
+
+    def causal_attention(q, k, v):  # (b, h, t, e) each -> (b, h, t, e)
+        t = q.shape[2]
+        mask = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+        s = (q @ k.transpose(-1, -2)).float().mul_(q.shape[-1] ** -0.5).masked_fill_(mask, float("-inf"))
+        return s.softmax(-1).to(v.dtype) @ v
 
     class Block(nn.Module):
         def __init__(self, d: int, heads: int) -> None:
@@ -113,7 +130,8 @@ def _model_classes(gelu: str = "none"):
             b, t, d = x.shape
             q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
             q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d)
+            y = causal_attention(q, k, v) if attention == "matmul" else F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = y.transpose(1, 2).reshape(b, t, d)
             x = x + self.proj(y)
             return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate=gelu))
 
@@ -139,9 +157,15 @@ def non_embedding_params(layers: int, d: int) -> int:
 
 
 def default_heads(width: int, kernels: str = "v1") -> int:
-    """Heads of a width: head size about 32 (16 below width 64), dividing the width; v2: head size 64 from width 128."""
+    """Heads of a width: head size about 32 (16 below width 64), dividing the width; v2: head size 64 from width 128;
+    v3: ``width // 64`` heads (at least 1), fewer until they divide the width (head size 64-128)."""
     if kernels == "v2" and width >= 128:
         return max(1, width // 64)
+    if kernels == "v3":
+        h = max(1, width // 64)
+        while width % h:
+            h -= 1
+        return h
     h = max(1, round(width / (32 if width >= 64 else 16)))
     while width % h:
         h -= 1
@@ -155,7 +179,17 @@ def shape_for_params(params: float, kernels: str = "v1") -> tuple[int, int, int]
     in [16, 40] (the shapes measured fastest per loss at this scale). v2: widths from 128 are
     multiples of 64 (from 64, of 16; below, of 8), aspect ratio in [16, 64]: fewer, wider layers whose
     matrix products suit the vector units (``benchmarks/bench_train.py`` measures the difference).
+    v3: the fewest layers (from 2) whose nearest width, a multiple of 8, has a non-embedding count within
+    ``V3_PARAMS_TOL`` (log) of ``params``, aspect ratio at most ``V3_MAX_ASPECT``: wider products and fewer small kernels per token.
     """
+    if kernels == "v3":
+        for layers in range(2, 65):
+            d = max(8, 8 * round(math.sqrt(params / (12 * layers)) / 8))
+            near = min((w for w in (d - 8, d, d + 8) if w >= 8), key=lambda w: abs(math.log(non_embedding_params(layers, w) / params)))
+            if near / layers <= V3_MAX_ASPECT and abs(math.log(non_embedding_params(layers, near) / params)) <= V3_PARAMS_TOL:
+                return layers, near, default_heads(near, kernels)
+        raise ConfigError(f"No v3 shape has about {params:g} non-embedding parameters (within {V3_PARAMS_TOL:.0%}); "
+                          "use kernels = \"v2\" or set layers and width.")
     best = None
     hi = 40 if kernels == "v1" else 64
     for layers in range(2, 17):
@@ -395,7 +429,7 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     if o.threads:
         torch.set_num_threads(int(o.threads))
     dev = resolve_device(o.device, spec.run_id)
-    v2 = o.kernels == "v2"
+    v2 = o.kernels in ("v2", "v3")  # tanh GELU (v2 only) and fused AdamW (v2 and v3)
     layers, width, heads = shape_for_params(spec.params, o.kernels)
     layers, width = o.layers or layers, o.width or width
     heads = o.heads or default_heads(width, o.kernels)
@@ -409,7 +443,8 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     warmup = max(1, round(o.warmup_frac * steps))
 
     gen = torch.Generator().manual_seed(spec.seed)
-    model = _model_classes("tanh" if v2 else "none")(layers, width, heads, T)
+    gelu = "tanh" if o.kernels == "v2" else "none"
+    model = _model_classes(gelu, "matmul" if o.kernels == "v3" and dev == "cpu" else "sdpa")(layers, width, heads, T)
     with torch.no_grad():  # GPT-2 init from the job's own generator (no global RNG), on the CPU for every device
         for name, p in model.named_parameters():
             if p.dim() >= 2:
@@ -494,5 +529,5 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     return rows
 
 
-__all__ = ["DEVICES", "KERNELS", "PhaseSampler", "ReferenceOptions", "ReferenceTrainer", "cloze_items", "eval_windows", "non_embedding_params",
+__all__ = ["DEVICES", "KERNELS", "V3_MAX_ASPECT", "V3_PARAMS_TOL", "PhaseSampler", "ReferenceOptions", "ReferenceTrainer", "cloze_items", "eval_windows", "non_embedding_params",
            "phase_plan", "resolve_device", "shape_for_params"]
