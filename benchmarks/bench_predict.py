@@ -21,6 +21,7 @@ same time. CPU-seconds (``time.process_time``) with BLAS limited to ``--threads`
     python benchmarks/bench_predict.py                 # full figures
     python benchmarks/bench_predict.py --quick         # smaller batches, fewer repeats
     python benchmarks/bench_predict.py --baseline-ref HEAD~3
+    python benchmarks/bench_predict.py --quick --family average   # another FLP-M family (or --method dml)
 
 Targets (issue 21): means >= 1,000,000 rows/CPU-s, intervals >= 300,000 rows/CPU-s,
 100-mixture batch with intervals <= 0.5 ms CPU.
@@ -42,14 +43,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASELINE = "33bebf4"
 
 
-def _fit_model(out: Path) -> float:
+def _fit_model(out: Path, method: str = "flpm", family: str | None = None) -> float:
     from mixopt.surrogate import make_surrogate, save_surrogate
     from mixopt.testing import mixture_world
 
     w = mixture_world(n_domains=5, n_benchmarks=5, seed=0)
     runs = w.sample_runs([1e8, 3e8, 1e9, 2e9], w.random_mixtures(16, seed=1), seed=2)
     t0 = time.process_time()
-    model = make_surrogate("flpm", seed=0).fit(runs)
+    model = make_surrogate(method, seed=0, **({} if family is None else {"family": family})).fit(runs)
     cpu = time.process_time() - t0
     save_surrogate(model, out)
     return cpu
@@ -128,6 +129,8 @@ def main() -> int:
     ap.add_argument("--interval-rows", type=int, default=None, help="rows of the interval batch (default 100,000; --quick 20,000)")
     ap.add_argument("--calls", type=int, default=None, help="100-mixture calls timed (default 400; --quick 100)")
     ap.add_argument("--repeats", type=int, default=None, help="best of this many (default 5; --quick 3)")
+    ap.add_argument("--method", default="flpm", choices=("flpm", "dml"), help="surrogate measured (default %(default)s)")
+    ap.add_argument("--family", default=None, choices=("law", "hybrid", "average"), help="FLP-M family (default: auto's choice)")
     ap.add_argument("--measure", metavar="MODEL_DIR", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.rows = args.rows or (200_000 if args.quick else 1_000_000)
@@ -146,11 +149,12 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="mixopt-bench-predict-") as tmp:
         model_dir = Path(tmp) / "flpm"
-        fit_cpu = _fit_model(model_dir)
+        fit_cpu = _fit_model(model_dir, args.method, args.family)
         now = measure(str(model_dir), args.rows, args.interval_rows, args.calls, args.repeats)
         base = _baseline(args.baseline_ref, model_dir, args, env)
     mode = " (--quick)" if args.quick else ""
-    print(f"FLP-M prediction, CPU-seconds, {threads} BLAS thread(s){mode}; model fitted in {fit_cpu:.1f} CPU-s")
+    what = args.method.upper().replace("FLPM", "FLP-M") + ("" if args.family is None else f" ({args.family} family)")
+    print(f"{what} prediction, CPU-seconds, {threads} BLAS thread(s){mode}; model fitted in {fit_cpu:.1f} CPU-s")
     print(f"means batch {args.rows:,} rows, interval batch {args.interval_rows:,} rows, "
           f"{args.calls} calls of 100 mixtures; baseline = commit {args.baseline_ref}\n")
     targets = {"means_rows_per_cpu_s": (1e6, ">="), "interval_rows_per_cpu_s": (3e5, ">="),

@@ -398,6 +398,8 @@ class FLPM(FLPMPrediction):
         alt = getattr(self, "_stage1_alt_request", None)
         if alt is not None:
             out.update(stage1_alt=str(alt[0]), stage1_weight=repr(float(alt[1])))
+            if len(alt) > 2 and alt[2]:  # per-domain weights (auto's domain evidence), "w1,w2,..." in loss-domain order
+                out["stage1_weights"] = str(alt[2])
         return out
 
     def _intervals_mode(self) -> str:
@@ -415,7 +417,7 @@ class FLPM(FLPMPrediction):
         correction set; the others take it instead of refitting (never kept from an earlier fit).
         """
         shared = self.__dict__.pop("_stage1_shared", None)
-        key = tuple(self.config_.get(k) for k in ("stage1", "stage1_alt", "stage1_weight", "family"))
+        key = tuple(self.config_.get(k) for k in ("stage1", "stage1_alt", "stage1_weight", "stage1_weights", "family"))
         if shared is not None and shared.get("key") == key:
             self.__dict__.update(shared["state"])
         else:
@@ -450,7 +452,21 @@ class FLPM(FLPMPrediction):
             self.config_["stage1"] = form
             for k, v in keep.items():
                 setattr(self, k, v)
-        self.stage1_alt_ = Stage1Alt.make(law, params, boot, resid, float(self.config_["stage1_weight"]), int(self.seed))
+        self.stage1_alt_ = Stage1Alt.make(law, params, boot, resid, self._stage1_alt_weight(), int(self.seed))
+        if self.stage1_alt_.per_domain:  # a domain that uses the second form alone has that form's residual noise
+            self.stage1_residual_ = np.where(np.asarray(self.stage1_alt_.weight) >= 1.0, resid, self.stage1_residual_)
+
+    def _stage1_alt_weight(self) -> float | list[float]:
+        """The form average's weight of the second form: ``config_["stage1_weights"]`` (one per loss domain,
+        comma-separated) when set, else ``config_["stage1_weight"]``."""
+        per = self.config_.get("stage1_weights")
+        if not per:
+            return float(self.config_["stage1_weight"])
+        w = [float(v) for v in per.split(",")]
+        if len(w) != len(self.loss_domains_) or not all(0.0 <= v <= 1.0 for v in w):
+            raise ConfigError(f"stage1_weights: expected {len(self.loss_domains_)} weights in [0, 1] (one per loss domain "
+                              f"{self.loss_domains_}, comma-separated), got {per!r}")
+        return w
 
     def _stage1_rows(self, runs: RunTable) -> RunTable:
         """The checkpoints stage 1 is fitted on: the final checkpoint of every run.

@@ -44,38 +44,73 @@ class Stage1Alt:
     ``w`` share of the draws, at least one of each form), the first form's elsewhere -- a
     mixture of the two models, so bootstrap intervals and joint draws carry their
     disagreement; intervals are in addition widened to contain both forms' predictions.
+
+    ``weight`` is one number, or one per loss domain (``config_["stage1_weights"]``; ``auto``
+    sets one number: per-domain weights were measured worse, see
+    :func:`mixopt.surrogate.flpm_auto._form_average`); then ``pick`` is
+    ``(B, m)``, and a domain at weight 0 (1) is the first (the alternative) form alone: its
+    draws and interval come from that form only.
     """
 
     law: Any
     params: np.ndarray  # (m, p)
     bootstrap: np.ndarray  # (m, B, p)
     residual: np.ndarray  # (m,)
-    weight: float
-    pick: np.ndarray  # (B,) bool
+    weight: float | np.ndarray  # a number, or (m,)
+    pick: np.ndarray  # (B,) bool, or (B, m) with per-domain weights
 
     @classmethod
-    def make(cls, law: Any, params: np.ndarray, bootstrap: np.ndarray, residual: np.ndarray, weight: float,
+    def make(cls, law: Any, params: np.ndarray, bootstrap: np.ndarray, residual: np.ndarray, weight: float | Sequence[float],
              seed: int) -> Stage1Alt:
         B = bootstrap.shape[1]
-        pick = np.zeros(B, dtype=bool)
-        if B:
-            n_alt = int(np.clip(round(weight * B), 1 if B > 1 else 0, B - 1 if B > 1 else B))
-            pick[np.random.default_rng(np.random.SeedSequence([int(seed), 5])).permutation(B)[:n_alt]] = True
+        w = np.asarray(weight, dtype=np.float64)
+        perm = np.random.default_rng(np.random.SeedSequence([int(seed), 5])).permutation(B)
+        ws = w.reshape(-1)
+        pick = np.zeros((B, ws.size), dtype=bool)
+        for j, wj in enumerate(ws):
+            if B and (w.ndim == 0 or 0.0 < wj < 1.0):  # an average: at least one draw of each form
+                n_alt = int(np.clip(round(wj * B), 1 if B > 1 else 0, B - 1 if B > 1 else B))
+            else:
+                n_alt = int(round(wj * B))
+            pick[perm[:n_alt], j] = True
         return cls(law, np.asarray(params, dtype=np.float64), np.asarray(bootstrap, dtype=np.float64),
-                   np.asarray(residual, dtype=np.float64), float(weight), pick)
+                   np.asarray(residual, dtype=np.float64), float(w) if w.ndim == 0 else w,
+                   pick[:, 0] if w.ndim == 0 else pick)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"params": self.params, "bootstrap": self.bootstrap, "residual": self.residual, "pick": self.pick}
+        out = {"params": self.params, "bootstrap": self.bootstrap, "residual": self.residual, "pick": self.pick}
+        if np.ndim(self.weight):
+            out["weights"] = np.asarray(self.weight, dtype=np.float64)
+        return out
 
     @classmethod
     def from_arrays(cls, law: Any, arrays: dict[str, np.ndarray], weight: float) -> Stage1Alt:
+        w = np.asarray(arrays["weights"], dtype=np.float64) if "weights" in arrays else float(weight)
         return cls(law, np.asarray(arrays["params"], dtype=np.float64), np.asarray(arrays["bootstrap"], dtype=np.float64),
-                   np.asarray(arrays["residual"], dtype=np.float64), float(weight), np.asarray(arrays["pick"], dtype=bool))
+                   np.asarray(arrays["residual"], dtype=np.float64), w, np.asarray(arrays["pick"], dtype=bool))
+
+    @property
+    def per_domain(self) -> bool:
+        return bool(np.ndim(self.weight))
 
     def mean(self, x: np.ndarray) -> np.ndarray:
         """The alternative form's point losses ``(n, m)``."""
         with np.errstate(over="ignore"):
             return np.ascontiguousarray(self.law.predict(x, self.params).T)
+
+    def points(self, first: np.ndarray, alt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The two forms' points ``(n, m)`` as far as the average uses them: a domain at weight 0 (1) is
+        the first (alternative) form alone, both entries of the pair."""
+        if not self.per_domain:
+            return first, alt
+        w = np.asarray(self.weight)
+        return np.where(w >= 1.0, alt, first), np.where(w <= 0.0, first, alt)
+
+    def n_picked(self, n_draws: int) -> np.ndarray:
+        """Without bootstrap refits: ``use_alt`` ``(n_draws,)`` or ``(n_draws, m)``, the weight's share of the draws."""
+        w = np.asarray(self.weight, dtype=np.float64)
+        use = np.arange(n_draws)[:, None] < np.round(w.reshape(-1) * n_draws)[None, :]
+        return use if self.per_domain else use[:, 0]
 
 
 class FLPMPrediction(Surrogate):
@@ -119,12 +154,13 @@ class FLPMPrediction(Surrogate):
             return np.zeros(flops.shape[0], dtype=bool)
         return flops > float(reach) * float(self.train_max_flops_) * (1.0 + 1e-9)
 
-    def _residual_correction(self, R: np.ndarray, flops: np.ndarray | None = None) -> np.ndarray:
+    def _residual_correction(self, R: np.ndarray, flops: np.ndarray | None = None, full: np.ndarray | None = None) -> np.ndarray:
         """Log-space correction ``(n, m)`` of the hybrid family, half of it for the average (zeros for the law family);
-        with ``flops``, half of it too on a hybrid's rows beyond its checked reach (:meth:`_averaged_rows`)."""
+        with ``flops``, half of it too on a hybrid's rows beyond its checked reach (:meth:`_averaged_rows`).
+        ``full``: ``residual_.predict(R)`` when the caller has it already."""
         if getattr(self, "residual_", None) is None:
             return np.zeros((np.asarray(R).shape[0], len(self.loss_domains_)))
-        corr = RESIDUAL_WEIGHT[self.config_["family"]] * self.residual_.predict(R)
+        corr = RESIDUAL_WEIGHT[self.config_["family"]] * (self.residual_.predict(R) if full is None else full)
         if flops is not None and self.config_.get("residual_reach") is not None:
             corr = np.where(self._averaged_rows(flops)[:, None], RESIDUAL_WEIGHT["average"] * corr, corr)
         return corr
@@ -186,13 +222,18 @@ class FLPMPrediction(Surrogate):
         alt = getattr(self, "stage1_alt_", None)
         if alt is None:
             return L
+        w = np.asarray(alt.weight, dtype=np.float64)
+        La = alt.mean(x)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.exp((1.0 - alt.weight) * np.log(L) + alt.weight * np.log(alt.mean(x)))
+            out = np.exp((1.0 - w) * np.log(L) + w * np.log(La))
+        if alt.per_domain:  # a domain that uses one form alone is that form's loss exactly
+            out = np.where(w <= 0.0, L, np.where(w >= 1.0, La, out))
+        return out
 
     def _form_points(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Both averaged forms' point losses ``(n, m)`` each, or None when no forms are averaged."""
         alt = getattr(self, "stage1_alt_", None)
-        return None if alt is None else (self._stage1_form_mean(x), alt.mean(x))
+        return None if alt is None else alt.points(self._stage1_form_mean(x), alt.mean(x))
 
     def _law_draws(self, law: Any, x: np.ndarray, boot: np.ndarray) -> np.ndarray:
         """Bootstrap losses ``(B, n, m)`` of ``law`` with refits ``boot (m, B, p)`` (NaN for failed refits)."""
@@ -224,7 +265,10 @@ class FLPMPrediction(Surrogate):
         out = self._law_draws(self.stage1_law_, x, self.stage1_bootstrap_)
         alt = getattr(self, "stage1_alt_", None)
         if alt is not None and alt.pick.any():
-            out[alt.pick] = self._law_draws(alt.law, x, alt.bootstrap[:, alt.pick])
+            if alt.per_domain:  # (B, m): each domain's draws from its own share of each form
+                out = np.where(alt.pick[:, None, :], self._law_draws(alt.law, x, alt.bootstrap), out)
+            else:
+                out[alt.pick] = self._law_draws(alt.law, x, alt.bootstrap[:, alt.pick])
         return out
 
     def _extrapolation_reference(self) -> tuple[float | None, float | None]:
@@ -275,9 +319,13 @@ class FLPMPrediction(Surrogate):
             theta = np.broadcast_to(self.stage1_params_, (n_draws, *self.stage1_params_.shape))
         use_alt = alt.pick[which] if alt is not None and which.size else None
         if alt is not None and use_alt is None:  # no bootstrap: the forms' points, in the weight's share of the draws
-            use_alt = np.arange(n_draws) < round(alt.weight * n_draws)
+            use_alt = alt.n_picked(n_draws)
         alt_theta = None
-        if use_alt is not None and use_alt.any():
+        per_domain = use_alt is not None and use_alt.ndim == 2
+        if per_domain:  # every draw of the alternative form, then each domain takes its own share
+            alt_theta = alt.bootstrap.transpose(1, 0, 2)[which] if which.size else \
+                np.broadcast_to(alt.params, (n_draws, *alt.params.shape))
+        elif use_alt is not None and use_alt.any():
             alt_theta = alt.bootstrap.transpose(1, 0, 2)[which[use_alt]] if which.size else \
                 np.broadcast_to(alt.params, (int(use_alt.sum()), *alt.params.shape))
         losses = np.empty((n_draws, n, m))
@@ -286,7 +334,9 @@ class FLPMPrediction(Surrogate):
         for s in range(0, n, step):
             with np.errstate(all="ignore"):
                 L = self.stage1_law_.predict(x[s : s + step], theta).transpose(0, 2, 1)  # (S, rows, m)
-                if alt_theta is not None:
+                if per_domain:
+                    L = np.where(use_alt[:, None, :], alt.law.predict(x[s : s + step], alt_theta).transpose(0, 2, 1), L)
+                elif alt_theta is not None:
                     L[use_alt] = alt.law.predict(x[s : s + step], alt_theta).transpose(0, 2, 1)
             L *= corr[None, s : s + step] * np.exp(eps)[:, None, :]
             losses[:, s : s + step] = L
@@ -307,7 +357,8 @@ class FLPMPrediction(Surrogate):
             return self._predict_raw(targets, intervals=intervals, level=level)
         # conformal calibration: the model's own interval at the calibrator's level, each side
         # scaled by the factor learned from the internal backtest at this extrapolation distance
-        pred = self._predict_raw(targets, intervals=True, level=cal.level)
+        memo: dict[str, Any] = {}
+        pred = self._predict_raw(targets, intervals=True, level=cal.level, memo=memo)
         d = extrapolation_distance(targets.flops, self.train_max_flops_)
         k = normal_quantile(0.5 + level / 2) / normal_quantile(0.5 + pred.level / 2)
         weak = getattr(self, "weak_", {})
@@ -324,7 +375,7 @@ class FLPMPrediction(Surrogate):
         np.subtract(hi, mu, out=side)
         upper = np.maximum(mu + f * side, mu + k * side)
         std = pred.std * f_std  # type: ignore[operator]
-        env = self._model_envelope(targets, pred.names)
+        env = self._model_envelope(targets, pred.names, full=memo.get("full"), x=memo.get("x"))
         if env is not None:  # a model average's interval keeps every averaged model's prediction inside
             lower, upper = np.fmin(lower, env[0]), np.fmax(upper, env[1])
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
@@ -367,22 +418,25 @@ class FLPMPrediction(Surrogate):
                 cache.pop(next(iter(cache)))
         return hit
 
-    def _model_envelope(self, targets: Targets, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    def _model_envelope(self, targets: Targets, names: tuple[str, ...], full: np.ndarray | None = None,
+                        x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Per column, the smallest and largest prediction of the models a model average combines
-        (the law and the hybrid of the ``average`` family; the two forms of a form average), or None."""
+        (the law and the hybrid of the ``average`` family; the two forms of a form average), or None;
+        ``full``, ``x``: the residual model's corrections and the law inputs for these targets when the caller has them."""
         rows = self._averaged_rows(targets.flops)
         fam_avg = bool(rows.any()) and getattr(self, "residual_", None) is not None
         alt = getattr(self, "stage1_alt_", None)
         if not fam_avg and alt is None:
             return None
-        x = self._stage1_inputs(targets)
-        bases = [self._stage1_form_mean(x), alt.mean(x)] if alt is not None else [self._stage1_mean(x)]
+        x = self._stage1_inputs(targets) if x is None else x
+        bases = list(self._form_points(x)) if alt is not None else [self._stage1_mean(x)]  # type: ignore[arg-type]
         R = self._residual_inputs(targets)
         if fam_avg:  # averaged rows span the law (no correction) and the hybrid (all of it); the others their own
-            full, own = self.residual_.predict(R), self._residual_correction(R, targets.flops)
+            full = self.residual_.predict(R) if full is None else full
+            own = self._residual_correction(R, targets.flops, full=full)
             corrs = [np.where(rows[:, None], 0.0, own), np.where(rows[:, None], full, own)]
         else:
-            corrs = [self._residual_correction(R, targets.flops)]
+            corrs = [self._residual_correction(R, targets.flops, full=full)]
         col = {q: j for j, q in enumerate(names)}
         m = len(self.loss_domains_)
         score_cols = [col[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
@@ -399,9 +453,15 @@ class FLPMPrediction(Surrogate):
         hi[~np.isfinite(hi)] = np.nan
         return lo, hi
 
-    def _predict_raw(self, targets: Targets, *, intervals: bool, level: float) -> Prediction:
+    def _predict_raw(self, targets: Targets, *, intervals: bool, level: float, memo: dict[str, Any] | None = None) -> Prediction:
+        """The model's own prediction (before calibration); ``memo`` receives ``full``, the residual model's
+        corrections for these targets (None without one), and ``x``, the law inputs, for the caller's :meth:`_model_envelope`."""
         x = self._stage1_inputs(targets)
-        corr = self._residual_correction(self._residual_inputs(targets), targets.flops)
+        R = self._residual_inputs(targets)
+        full = self.residual_.predict(R) if getattr(self, "residual_", None) is not None else None
+        if memo is not None:
+            memo["full"], memo["x"] = full, x
+        corr = self._residual_correction(R, targets.flops, full=full)
         averaged = self._averaged_rows(targets.flops)
         # the law family's correction is 0: no scaling (x * 1.0 is x)
         corr_any = getattr(self, "residual_", None) is not None and bool(np.any(corr))
@@ -432,7 +492,7 @@ class FLPMPrediction(Surrogate):
             if nat is not None:
                 if cs is not None:
                     nat *= cs[:, None, :]
-                if not averaged[sl].any() and self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws):
+                if self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws, corr=corr[sl], averaged=averaged[sl]):
                     continue
                 draws = np.ascontiguousarray(nat.transpose(1, 0, 2))  # what _stage1_draws gives in this case
             else:
@@ -471,10 +531,11 @@ class FLPMPrediction(Surrogate):
         return np.ascontiguousarray(point.T), draws.T.reshape(x.shape[0], boot.shape[1], boot.shape[0])
 
     def _interval_block_sorted(self, L: np.ndarray, S: np.ndarray, nat: np.ndarray, flops: np.ndarray, level: float,
-                               out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ws: Workspace | None = None) -> bool:
+                               out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ws: Workspace | None = None, *,
+                               corr: np.ndarray | None = None, averaged: np.ndarray | None = None) -> bool:
         """:meth:`_interval_block` for the common case, from draws ``nat (n, B, m)`` (:meth:`_point_and_draws`) sorted
-        once along B: False (nothing written) unless every draw is finite and > 0 (the caller has checked
-        that no row is averaged). The same numbers as :meth:`_interval_block` (the same operations on the
+        once along B: False (nothing written) unless every draw is finite and > 0; ``corr``/``averaged``: the
+        block's log-space correction and averaged rows (:meth:`_family_spread`). The same numbers as :meth:`_interval_block` (the same operations on the
         same operands: the order statistics of the sort, the variance by :func:`~mixopt._rowwise.var_draws`,
         the cached noise factors applied through :func:`~mixopt._rowwise.apply_rows`), tested."""
         ws = Workspace() if ws is None else ws
@@ -487,7 +548,10 @@ class FLPMPrediction(Surrogate):
         draws = ws.get("draws", (B, n, m))  # (B, n, m): the reductions over draws run along axis 0
         np.copyto(draws, nat.transpose(1, 0, 2))
         lower, upper, std = out
-        lower[:, :m], upper[:, :m] = sorted_interval(srt, self.stage1_residual_, level, log_space=True, axis=1)
+        lo, hi = sorted_interval(srt, self.stage1_residual_, level, log_space=True, axis=1)
+        if averaged is not None and corr is not None:
+            lo, hi = self._family_spread(L, corr, lo, hi, averaged)
+        lower[:, :m], upper[:, :m] = lo, hi
         var = var_draws(draws, work=ws.get("work", draws.shape))
         std[:, :m] = np.sqrt(var + (L * self.stage1_residual_) ** 2)  # predictive_std(L, draws, residual, log_space=True)
         if score_cols:

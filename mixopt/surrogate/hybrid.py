@@ -54,6 +54,7 @@ class MixtureResidual:
         resid = np.asarray(resid, dtype=np.float64)
         if R.ndim != 2 or resid.ndim != 2 or R.shape[0] != resid.shape[0]:
             raise SchemaError(f"R (n, k) and resid (n, m) must have the same rows; got {R.shape}, {resid.shape}.")
+        self.__dict__.pop("_kernel_parts_cache", None)
         raw = self._raw(R)
         self.feat_mean_ = raw.mean(axis=0)
         sd = raw.std(axis=0)
@@ -93,10 +94,7 @@ class MixtureResidual:
             raise NotFittedError("This MixtureResidual is not fitted yet; call fit(R, resid) first.")
         R = np.asarray(R, dtype=np.float64)
         T = self.train_features_
-        q = max(T.shape[1], 1)
-        t_sq = np.einsum("ij,ij->i", T, T)
-        groups = [(np.flatnonzero(self.length_ == ls), -0.5 / (float(ls) ** 2 * q)) for ls in np.unique(self.length_)]
-        groups = [(cols, c, np.ascontiguousarray(self.alpha_[cols].T)) for cols, c in groups if np.any(self.alpha_[cols])]
+        t_sq, groups = self._kernel_parts()
         out = np.empty((R.shape[0], self.coef_.shape[0]))
         for s in range(0, R.shape[0], _BLOCK):
             Z = (self._raw(R[s : s + _BLOCK]) - self.feat_mean_) / self.feat_sd_
@@ -110,6 +108,19 @@ class MixtureResidual:
                 K = np.exp(D * c)
                 blk[:, cols] += K @ alpha_t
         return out
+
+    def _kernel_parts(self) -> tuple[np.ndarray, list[tuple[np.ndarray, float, np.ndarray]]]:
+        """``(|T|² per training row, [(columns, -1/(2·l²·q), alpha^T)] per length scale)``: they depend on the
+        fit only, so they are kept while the fitted arrays are the same objects."""
+        T, length, alpha = self.train_features_, self.length_, self.alpha_
+        hit = self.__dict__.get("_kernel_parts_cache")
+        if hit is None or hit[0] is not T or hit[1] is not length or hit[2] is not alpha:
+            q = max(T.shape[1], 1)
+            t_sq = np.einsum("ij,ij->i", T, T)
+            groups = [(np.flatnonzero(length == ls), -0.5 / (float(ls) ** 2 * q)) for ls in np.unique(length)]
+            groups = [(cols, c, np.ascontiguousarray(alpha[cols].T)) for cols, c in groups if np.any(alpha[cols])]
+            hit = self.__dict__["_kernel_parts_cache"] = (T, length, alpha, t_sq, groups)
+        return hit[3], hit[4]
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"feat_mean": self.feat_mean_, "feat_sd": self.feat_sd_, "train_features": self.train_features_,

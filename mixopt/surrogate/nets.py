@@ -32,7 +32,7 @@ small enough to read whole:
   at most a few thousand emerged checkpoints. ``stop="member"`` (FLP-M's default): each
   member stops once it has gone ``patience`` steps without a held-out improvement and
   leaves the batch, so later steps cost only the members still training (FLP-M ``auto``'s
-  two folds of the 1,000-run table of ``benchmarks/bench_scale.py``: 25 members each, trained
+  two folds of the 1,000-run table of ``benchmarks/bench_scale.py``, 100 checkpoints a run: 25 members each, trained
   213-1,500 steps, mean 476, where training them until all had stalled took 1,500 and 853
   steps); ``stop="all"`` (the paper preset's) trains every member until all of
   them have stalled at once, and a stalled member whose held-out loss improves again

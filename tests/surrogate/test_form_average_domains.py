@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import mixopt.surrogate.flpm_auto as fa
+from mixopt.errors import ConfigError
+from mixopt.surrogate import Targets
 from mixopt.surrogate.flpm import FLPM
 from mixopt.surrogate.flpm_auto import form_disagreement, form_disagreement_by_domain
 from mixopt.testing import mixture_world
@@ -75,3 +77,47 @@ def test_one_domain_parting_beyond_its_own_noise_averages_every_domain(runs, mon
     chosen = sel.filter((sel["step"] == "stage1") & (sel["status"] == "chosen") & sel["candidate"].str.contains("\\+"))
     assert chosen.height == 1 and repr(m.loss_domains_[1]) in chosen["reason"][0] and "0.03" in chosen["reason"][0]
     assert 0.0 < float(m.config_["stage1_weight"]) < 1.0
+
+
+def _far(w, n=6):
+    mix = w.random_mixtures(n, seed=9)
+    N = 2e10
+    return Targets.from_params_tokens(np.full(n, N), np.full(n, 20 * N), mix, w.domains)
+
+
+def test_per_domain_weights_predict_each_domain_from_its_own_forms_and_survive_save_and_load(runs, tmp_path):
+    w, r = runs
+    a = FLPM(stage1="flpm", **QUICK).fit(r)
+    b = FLPM(stage1="dml", **QUICK).fit(r)
+    avg = FLPM(stage1="flpm", **QUICK)
+    avg._stage1_alt_request = ("dml", 0.5, "0.0,1.0,0.5")  # the model carries per-domain weights (auto sets one)
+    avg.fit(r)
+    assert avg.stage1_alt_.per_domain and avg.config_["stage1_weights"] == "0.0,1.0,0.5"
+    t = _far(w)
+    pa, pb, p = a.predict(t, intervals=False), b.predict(t, intervals=True), avg.predict(t, intervals=True, level=0.9)
+    d0, d1, d2 = (f"loss:{d}" for d in avg.loss_domains_)
+    gap = np.abs(np.log(pa.get(d0) / b.predict(t, intervals=False).get(d0))).max()
+    assert gap > 0.01, "the forms agree at the target: the check would be empty"
+    np.testing.assert_allclose(p.get(d0), pa.get(d0), rtol=1e-12)  # weight 0: the first form alone
+    np.testing.assert_allclose(p.get(d1), pb.get(d1), rtol=1e-12)  # weight 1: the second form alone
+    np.testing.assert_allclose(p.get(d2), np.sqrt(pa.get(d2) * pb.get(d2)), rtol=1e-9)
+    # a domain that uses one form alone has that form's interval (its draws only), not one widened to the other
+    np.testing.assert_allclose(p.interval(d1)[0], pb.interval(d1)[0], rtol=1e-9)
+    lo, hi = p.interval(d2)
+    assert np.all((lo <= pa.get(d2) + 1e-12) & (pb.get(d2) <= hi + 1e-12) & (lo <= pb.get(d2) + 1e-12))
+    draws = avg.predict_draws(t, n_draws=32, seed=1)
+    assert all(np.isfinite(draws[q]).all() for q in (d0, d1, d2))
+    from mixopt import load_surrogate, save_surrogate
+
+    back = load_surrogate(save_surrogate(avg, tmp_path / "flpm"))
+    q = back.predict(t, intervals=True, level=0.9)
+    np.testing.assert_allclose(q.mean, p.mean, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(q.lower, p.lower, rtol=1e-12, equal_nan=True)
+
+
+def test_bad_per_domain_weights_are_refused_with_what_was_expected(runs):
+    _, r = runs
+    m = FLPM(stage1="flpm", **QUICK)
+    m._stage1_alt_request = ("dml", 0.5, "0.0,1.0")
+    with pytest.raises(ConfigError, match="expected 3 weights in \\[0, 1\\]"):
+        m.fit(r)

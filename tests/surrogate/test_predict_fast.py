@@ -160,7 +160,7 @@ def world():
 @pytest.fixture(scope="module")
 def models(world):
     runs = world.sample_runs(SIZES, world.random_mixtures(14, seed=1), loss_noise=0.003, score_noise=0.005, seed=2)
-    return {family: FLPM(family=family, **SETTINGS).fit(runs) for family in ("law", "hybrid")}
+    return {family: FLPM(family=family, **SETTINGS).fit(runs) for family in ("law", "hybrid", "average")}
 
 
 def _general(model, monkeypatch):
@@ -168,7 +168,7 @@ def _general(model, monkeypatch):
     monkeypatch.setattr(type(model), "_point_and_draws", lambda self, x, ws=None: None)
 
 
-@pytest.mark.parametrize("family", ["law", "hybrid"])
+@pytest.mark.parametrize("family", ["law", "hybrid", "average"])  # average: every row averaged (_family_spread)
 @pytest.mark.parametrize("n", [1, 7, 100, 1500])
 def test_one_pass_intervals_equal_the_general_path_bit_for_bit(models, world, family, n, monkeypatch):
     model = models[family]
@@ -176,6 +176,7 @@ def test_one_pass_intervals_equal_the_general_path_bit_for_bit(models, world, fa
     flops = np.geomspace(model.train_max_flops_ / 10, model.train_max_flops_ * 300, n)
     t = Targets(flops=flops, mixture=world.random_mixtures(n, seed=n), domains=world.domains)
     fast = {lev: model.predict(t, intervals=True, level=lev) for lev in (0.9, 0.5)}
+    raw = model._predict_raw(t.align(model.domains_), intervals=True, level=0.9)  # before calibration and envelopes
     used = []
     original = type(model)._interval_block_sorted
 
@@ -186,14 +187,35 @@ def test_one_pass_intervals_equal_the_general_path_bit_for_bit(models, world, fa
     with monkeypatch.context() as mp:
         mp.setattr(type(model), "_interval_block_sorted", spy)
         model.predict(t, intervals=True)
-    if family == "law":
-        assert used and all(used), "the one-pass path did not run: the comparison would be empty"
+    assert used and all(used), "the one-pass path did not run: the comparison would be empty"
     _general(model, monkeypatch)
     for lev, p in fast.items():
         g = model.predict(t, intervals=True, level=lev)
         for a, b in ((p.mean, g.mean), (p.lower, g.lower), (p.upper, g.upper), (p.std, g.std)):
             np.testing.assert_array_equal(a, b)
+    g = model._predict_raw(t.align(model.domains_), intervals=True, level=0.9)
+    for a, b in ((raw.lower, g.lower), (raw.upper, g.upper), (raw.std, g.std)):
+        np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(fast[0.9].mean, model.predict(t, intervals=False).mean)
+
+
+def test_one_pass_intervals_widen_averaged_rows_like_the_general_path(models, world, monkeypatch):
+    # a correction large enough that the averaged rows' spread (_family_spread) binds
+    model = models["average"]
+    n = 300
+    t = Targets(flops=np.full(n, model.train_max_flops_ * 5), mixture=world.random_mixtures(n, seed=8),
+                domains=world.domains).align(model.domains_)
+    cls = type(model)
+    monkeypatch.setattr(cls, "_residual_correction", lambda self, R, flops=None, full=None: np.full((R.shape[0], len(self.loss_domains_)), 0.3))
+    fast = model._predict_raw(t, intervals=True, level=0.9)
+    with monkeypatch.context() as mp:
+        mp.setattr(cls, "_family_spread", lambda self, L, corr, lo, hi, rows: (lo, hi))
+        unspread = model._predict_raw(t, intervals=True, level=0.9)
+    assert np.any(fast.lower != unspread.lower), "the spread does not bind: the comparison would be empty"
+    _general(model, monkeypatch)
+    general = model._predict_raw(t, intervals=True, level=0.9)
+    for a, b in ((fast.mean, general.mean), (fast.lower, general.lower), (fast.upper, general.upper), (fast.std, general.std)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_one_pass_path_falls_back_on_invalid_draws(models, world, monkeypatch):
