@@ -4,11 +4,13 @@ Prints four tables:
 
 (0) this CPU's matrix-product peak: square fp32 and bf16 products, 1 thread and all threads,
     GFLOP per CPU-second (and per wall second);
-(1) reference-trainer training speed per version (``kernels`` v1 and v2; forward + backward +
-    clip + AdamW, no evaluation) at the ladder's sizes, 1 thread, in CPU-seconds: tokens/s, the
-    FLOP rate (6N per token; and 6N + causal attention) and its fraction of the peak in (0);
-    bf16 autocast only where (0) shows bf16 faster than fp32; and the shipped ladder's re-train
-    time estimated from these per-size speeds (target <= 8 min quiet);
+(1) reference-trainer training speed per version (``kernels`` v1, v2 and v3; forward + backward +
+    clip + AdamW, no evaluation) at the ladder's sizes, 1 thread, in CPU-seconds, best of
+    ``--repeats`` passes that alternate the versions (a loaded machine slows single passes): tokens/s,
+    the FLOP rate (6N per token; and 6N + causal attention), its fraction of the best peak in (0)
+    and of the peak of the precision it ran in; bf16 autocast only where (0) shows bf16 faster than
+    fp32; and the shipped ladder's re-train time estimated from these per-size speeds in the
+    precision the trainer picks on this CPU (target <= 8 min quiet);
 (2) wall time of the example ladder (configs/ladder.toml) from its recorded log
     (mixopt/examples/ladder_runs.run.json: start/end, `uptime` load at both ends, per-job
     wall times); ``--rerun-ladder`` trains it again into a temporary table instead;
@@ -22,7 +24,7 @@ Prints four tables:
 Every figure is measured on the machine it runs on; on a shared, loaded machine compare the
 ratios, not the absolute numbers (the `uptime` load is printed).
 
-Run:  python benchmarks/bench_train.py [--quick] [--skip-ray] [--rerun-ladder]
+Run:  python benchmarks/bench_train.py [--quick] [--skip-ray] [--rerun-ladder] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -87,64 +89,73 @@ def _step_flops(layers: int, width: int, context: int) -> tuple[float, float]:
     return six_n, six_n + 6.0 * layers * context * width
 
 
-def throughput(sizes: list[float], steps: int, bf16: bool, batch: int = 8, context: int = 256) -> pl.DataFrame:
+def throughput(sizes: list[float], steps: int, bf16: bool, batch: int = 8, context: int = 256, repeats: int = 1,
+               versions: tuple[str, ...] = ("v1", "v2", "v3")) -> pl.DataFrame:
     """Training steps (forward, backward, clip, AdamW; no evaluation) of the reference trainer's
-    model per version (``kernels`` v1 / v2), 1 thread, measured in CPU-seconds."""
+    model per version (``kernels``), 1 thread, measured in CPU-seconds; the best of ``repeats``
+    passes, each pass measuring every size, version and precision once (so they alternate)."""
     import torch
     from torch.nn import functional as F
 
     from mixopt.train.reference import _model_classes, non_embedding_params, shape_for_params
 
     torch.set_num_threads(1)
-    rows = []
+    best: dict[tuple, dict] = {}
     gen = torch.Generator().manual_seed(0)
-    for n in sizes:
-        for kernels in ("v1", "v2"):
-            layers, width, heads = shape_for_params(n, kernels)
-            for half in ((False, True) if bf16 else (False,)):
-                model = _model_classes("tanh" if kernels == "v2" else "none")(layers, width, heads, context)
-                opt = torch.optim.AdamW(model.parameters(), lr=1e-3, **({"fused": True} if kernels == "v2" else {}))
-                x = torch.randint(0, 256, (batch, context + 1), generator=gen)
-                c0 = 0.0
-                for i in range(steps + 2):
-                    if i == 2:
-                        c0 = time.process_time()
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
-                        logits = model(x[:, :-1])
-                    loss = F.cross_entropy(logits.float().reshape(-1, 256), x[:, 1:].reshape(-1))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    opt.step()
-                tps = steps * batch * context / (time.process_time() - c0)
-                f6, fa = _step_flops(layers, width, context)
-                rows.append({"size": n, "kernels": kernels, "shape": f"{layers}x{width}/{heads}",
-                             "params": non_embedding_params(layers, width), "precision": "bf16" if half else "fp32",
-                             "tokens_per_cpu_s": round(tps), "GF_6N": round(tps * f6 / 1e9, 1),
-                             "GF_6N_attn": round(tps * fa / 1e9, 1)})
-    return pl.DataFrame(rows)
+    for _ in range(repeats):
+        for n in sizes:
+            for kernels in versions:
+                layers, width, heads = shape_for_params(n, kernels)
+                for half in ((False, True) if bf16 else (False,)):
+                    gelu, attention = {"v1": ("none", "sdpa"), "v2": ("tanh", "sdpa"), "v3": ("none", "matmul")}[kernels]
+                    model = _model_classes(gelu, attention)(layers, width, heads, context)
+                    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, **({"fused": True} if kernels != "v1" else {}))
+                    x = torch.randint(0, 256, (batch, context + 1), generator=gen)
+                    c0 = 0.0
+                    for i in range(steps + 2):
+                        if i == 2:
+                            c0 = time.process_time()
+                        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
+                            logits = model(x[:, :-1])
+                        loss = F.cross_entropy(logits.float().reshape(-1, 256), x[:, 1:].reshape(-1))
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                        opt.step()
+                    tps = steps * batch * context / (time.process_time() - c0)
+                    key = (n, kernels, half)
+                    if key in best and best[key]["tokens_per_cpu_s"] >= tps:
+                        continue
+                    f6, fa = _step_flops(layers, width, context)
+                    best[key] = {"size": n, "kernels": kernels, "shape": f"{layers}x{width}/{heads}",
+                                 "params": non_embedding_params(layers, width), "precision": "bf16" if half else "fp32",
+                                 "tokens_per_cpu_s": round(tps), "GF_6N": round(tps * f6 / 1e9, 1),
+                                 "GF_6N_attn": round(tps * fa / 1e9, 1)}
+    return pl.DataFrame(list(best.values()))
 
 
 def ladder_estimate(tp: pl.DataFrame, kernels: str) -> dict:
-    """configs/ladder.toml re-trained, estimated from the per-size speeds above (CPU-seconds, so a
-    loaded machine does not inflate it): training tokens plus evaluation (forward only, counted
-    as a third of a training token), runs spread over ``max_parallel`` single-threaded jobs."""
+    """configs/ladder.toml re-trained with trainer version ``kernels``, estimated from the per-size
+    speeds above (CPU-seconds, so a loaded machine inflates it less) in the precision the trainer
+    picks here (``bf16 = "auto"``): training tokens plus evaluation (forward only, counted as a third
+    of a training token), runs spread over ``max_parallel`` single-threaded jobs."""
     from mixopt.config import load_train_config
     from mixopt.train.ladder import ladder_jobs
-    from mixopt.train.reference import ReferenceOptions
+    from mixopt.train.reference import ReferenceOptions, _bf16_enabled
 
     cfg = load_train_config(ROOT / "configs" / "ladder.toml")
     o = ReferenceOptions.from_mapping(cfg.trainer.ref().settings)
     jobs = ladder_jobs(cfg)
-    fp32 = tp.filter((pl.col("kernels") == kernels) & (pl.col("precision") == "fp32"))
-    speed = dict(zip(fp32["size"].to_list(), fp32["tokens_per_cpu_s"].to_list(), strict=True))
+    precision = "bf16" if _bf16_enabled(o.bf16) and "bf16" in tp["precision"].to_list() else "fp32"
+    rows = tp.filter((pl.col("kernels") == kernels) & (pl.col("precision") == precision))
+    speed = dict(zip(rows["size"].to_list(), rows["tokens_per_cpu_s"].to_list(), strict=True))
     total = 0.0
     for j in jobs:
         domains = len(j.mixture)
         eval_tokens = j.checkpoints * domains * (o.eval_windows * o.context + 4 * o.cloze_items * (o.cloze_context + 24))
         total += (j.tokens + eval_tokens / 3) / speed[j.params]
     par = min(cfg.trainer.max_parallel, os.cpu_count() or 1)
-    return {"kernels": kernels, "runs": len(jobs), "cpu_s": round(total), "estimated_wall_min_quiet": round(total / par / 60, 1),
+    return {"kernels": kernels, "precision": precision, "runs": len(jobs), "cpu_s": round(total), "estimated_wall_min_quiet": round(total / par / 60, 1),
             "target_min": 8}
 
 
@@ -242,6 +253,7 @@ def main() -> None:
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--rerun-ladder", action="store_true", help="train the example ladder again (minutes) instead of reading its log")
     ap.add_argument("--methods", default="flpm,dml,regmix")
+    ap.add_argument("--repeats", type=int, default=3, help="passes of the training-speed table (the best of them is kept)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("PYTHONPATH", str(ROOT))
@@ -260,19 +272,26 @@ def main() -> None:
           f"{'as well' if bf16_pays else 'not at all: bf16 has no fast units on this CPU'}")
 
     sizes = [4e4, 1.2e5, 2.5e5, 6e5]
-    print("\n(1) reference-trainer training speed, 1 thread, batch 8 x 256 bytes (training only, CPU-seconds): "
-          "GF = 6N per token, and 6N + causal attention (6·layers·context·width)")
-    tp = throughput(sizes, steps=6 if args.quick else 16, bf16=bf16_pays)
+    print(f"\n(1) reference-trainer training speed, 1 thread, batch 8 x 256 bytes (training only, CPU-seconds, best of {args.repeats} "
+          "alternating passes): GF = 6N per token, and 6N + causal attention (6·layers·context·width)")
+    tp = throughput(sizes, steps=6 if args.quick else 16, bf16=bf16_pays, repeats=args.repeats)
+    dtype_peak = {"fp32": one.filter(pl.col("dtype") == "float32")["GF_per_cpu_s"][0],
+                  "bf16": one.filter(pl.col("dtype") == "bfloat16")["GF_per_cpu_s"][0]}
     tp = tp.with_columns((pl.col("GF_6N") / best["GF_per_cpu_s"]).round(3).alias("frac_peak_6N"),
-                         (pl.col("GF_6N_attn") / best["GF_per_cpu_s"]).round(3).alias("frac_peak_6N_attn"))
+                         (pl.col("GF_6N_attn") / best["GF_per_cpu_s"]).round(3).alias("frac_peak_6N_attn"),
+                         (pl.col("GF_6N") / pl.col("precision").replace_strict(dtype_peak, return_dtype=pl.Float64)).round(3)
+                         .alias("frac_own_dtype_peak_6N"))
     print(tp)
-    v1 = tp.filter((pl.col("kernels") == "v1") & (pl.col("precision") == "fp32"))
-    v2 = tp.filter((pl.col("kernels") == "v2") & (pl.col("precision") == "fp32"))
-    print("  v2 / v1 tokens per CPU-s by size:", [round(b / a, 2) for a, b in zip(v1["tokens_per_cpu_s"], v2["tokens_per_cpu_s"], strict=True)])
-    top = v2.filter(pl.col("size") == max(sizes)).row(0, named=True)
-    print(f"  largest ladder size, v2 fp32: {top['frac_peak_6N']:.0%} of peak (6N), {top['frac_peak_6N_attn']:.0%} (6N + attention); "
-          "target >= 60 %")
-    for k in ("v1", "v2"):
+    by = {k: tp.filter((pl.col("kernels") == k) & (pl.col("precision") == "fp32")) for k in ("v1", "v2", "v3")}
+    for k in ("v2", "v3"):
+        print(f"  {k} / v1 tokens per CPU-s by size (fp32):",
+              [round(b / a, 2) for a, b in zip(by["v1"]["tokens_per_cpu_s"], by[k]["tokens_per_cpu_s"], strict=True)])
+    for k in ("v1", "v2", "v3"):
+        top = tp.filter((pl.col("kernels") == k) & (pl.col("size") == max(sizes))).sort("GF_6N", descending=True).row(0, named=True)
+        print(f"  largest ladder size, {k} ({top['shape']}, {top['precision']}): {top['frac_peak_6N']:.0%} of the best peak (6N), "
+              f"{top['frac_peak_6N_attn']:.0%} (6N + attention), {top['frac_own_dtype_peak_6N']:.0%} of the {top['precision']} peak; "
+              "target >= 60 % of the best peak")
+    for k in ("v1", "v2", "v3"):
         print("  ladder re-train estimate:", json.dumps(ladder_estimate(tp, k)))
 
     print("\n(2) example ladder wall time (configs/ladder.toml)")

@@ -99,8 +99,8 @@ def test_v1_shapes_are_unchanged_and_v2_widths_suit_the_vector_units():
 def test_kernels_and_device_options_are_checked(fixture_corpus_dir, tmp_path):
     import torch
 
-    with pytest.raises(ConfigError, match=r"kernels must be one of \['v1', 'v2'\], got 'v3'"):
-        ReferenceTrainer(kernels="v3")
+    with pytest.raises(ConfigError, match=r"kernels must be one of \['v1', 'v2', 'v3'\], got 'v4'"):
+        ReferenceTrainer(kernels="v4")
     with pytest.raises(ConfigError, match="device must be one of"):
         ReferenceTrainer(device="tpu")
     if not torch.cuda.is_available():
@@ -109,7 +109,41 @@ def test_kernels_and_device_options_are_checked(fixture_corpus_dir, tmp_path):
             t.train(_spec(), tmp_path)
 
 
-@pytest.mark.parametrize("kernels", ["v1", "v2"])
+def test_v3_keeps_v2s_shapes_and_heads():
+    for n in (4e4, 1.2e5, 2.5e5, 6e5, 2e6, 1e7):
+        assert shape_for_params(n, "v3") == shape_for_params(n, "v2")
+        layers, width, _ = shape_for_params(n, "v3")
+        assert abs(np.log(non_embedding_params(layers, width) / n)) < 0.25  # the N the size asks for
+
+
+def test_v3_matmul_attention_computes_causal_attention():
+    torch = pytest.importorskip("torch")
+    from mixopt.train.reference import _model_classes
+
+    torch.manual_seed(0)  # test-local weights; the trainer itself seeds from the job's generator
+    sdpa, mm = _model_classes("none", "sdpa")(2, 48, 2, 32), _model_classes("none", "matmul")(2, 48, 2, 32)
+    mm.load_state_dict(sdpa.state_dict())
+    x = torch.randint(0, 256, (3, 32), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = sdpa(x), mm(x)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+        x2 = x.clone()
+        x2[:, 20:] = (x2[:, 20:] + 1) % 256  # later bytes must not change earlier logits
+        torch.testing.assert_close(mm(x2)[:, :20], b[:, :20], rtol=0, atol=0)
+
+
+def test_v3_trains_deterministically_on_the_cpu(fixture_corpus_dir, tmp_path, micro_table):
+    t = ReferenceTrainer(corpus=str(fixture_corpus_dir), kernels="v3", device="cpu", **MICRO)
+    a, b = t.train(_spec(), tmp_path / "a"), t.train(_spec(), tmp_path / "b")
+    np.testing.assert_array_equal(a.losses(), b.losses())
+    np.testing.assert_array_equal(a.scores(), b.scores())
+    layers, width, _ = shape_for_params(2.5e4, "v3")
+    assert a.params()[0] == non_embedding_params(layers, width)
+    assert not np.allclose(a.losses(), micro_table.losses(), rtol=LOSS_RTOL, atol=0)  # another model than v2's
+    assert a.losses().mean(axis=1)[-1] < np.log(256) - 0.5  # and it learns
+
+
+@pytest.mark.parametrize("kernels", ["v1", "v2", "v3"])
 def test_a_gpu_trains_the_same_model_on_the_same_data(fixture_corpus_dir, tmp_path, kernels):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
