@@ -464,8 +464,8 @@ class FLPM(FLPMPrediction):
             return float(self.config_["stage1_weight"])
         w = [float(v) for v in per.split(",")]
         if len(w) != len(self.loss_domains_) or not all(0.0 <= v <= 1.0 for v in w):
-            raise ValueError(f"stage1_weights: expected {len(self.loss_domains_)} weights in [0, 1] (one per loss domain "
-                             f"{self.loss_domains_}), got {per!r}")
+            raise ConfigError(f"stage1_weights: expected {len(self.loss_domains_)} weights in [0, 1] (one per loss domain "
+                              f"{self.loss_domains_}, comma-separated), got {per!r}")
         return w
 
     def _stage1_rows(self, runs: RunTable) -> RunTable:

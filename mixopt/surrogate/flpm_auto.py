@@ -303,13 +303,19 @@ def _judged_on(ev: Sequence[FoldScore]) -> tuple[str, list[Evidence]]:
     return "within range", [e.within for e in ev]
 
 
-def _combined_scores(ev: Sequence[Evidence]) -> list[float]:
+def _combined_scores(ev: Sequence[Evidence], seed: int = 0) -> list[float]:
     """One score per candidate (lower wins) from errors and rankings.
 
     Each available component (mean abs log error; mean ``1 - ρ``) is divided by its best
     value over the candidates (``1 - ρ`` by at least :data:`RANK_GAP_FLOOR`, so that rankings
     that are all near perfect do not outweigh the errors), and the two are added; a component
     some candidate lacks is left out; with one component the score is its raw value.
+
+    With both components, a candidate whose ``1 - ρ`` is within noise of the best one's
+    (:func:`_ranks_apart`) is scored as the best: the
+    rankings of a fold's few held-out mixtures differ by a swapped pair, which divided by a
+    small best ``1 - ρ`` outweighed a 1.7x larger log error (issue-11 world seed 6: ``dml_nd``
+    chosen over ``flpm`` at 1 - ρ 0.017 vs 0.039, held-out score error 2.2% -> 11%).
     """
     comps = []
     for get, floor in ((lambda e: e.error, 0.0), (lambda e: e.rank_gap, RANK_GAP_FLOOR)):
@@ -320,12 +326,22 @@ def _combined_scores(ev: Sequence[Evidence]) -> list[float]:
         return [math.inf] * len(ev)
     if len(comps) == 1:
         return comps[0][0]
+    gaps, floor = comps[1]
+    ib = int(np.argmin(gaps))
+    comps[1] = ([g if i == ib or _ranks_apart(ev[ib], e, seed) else gaps[ib] for i, (e, g) in enumerate(zip(ev, gaps, strict=True))], floor)
     out = [0.0] * len(ev)
     for vals, floor in comps:
         lo = max(min(vals), floor)
         for i, v in enumerate(vals):
             out[i] += v / lo if lo > 0 else (1.0 if v == lo else math.inf)
     return out
+
+
+def _ranks_apart(a: Evidence, b: Evidence, seed: int) -> bool:
+    """Whether two candidates' mean ``1 - ρ`` differ beyond noise: by at least :data:`RANK_GAP_FLOOR` and by
+    more than :data:`NOISE_T` standard errors of a paired bootstrap of the held-out mixtures (:func:`_rank_gap_se`)."""
+    gap = abs(b.rank_gap - a.rank_gap)
+    return gap >= RANK_GAP_FLOOR and gap > NOISE_T * _rank_gap_se(a, b, seed)
 
 
 def within_noise(a: Evidence, b: Evidence) -> tuple[bool, str]:
@@ -366,86 +382,50 @@ def _rank_gap_se(a: Evidence, b: Evidence, seed: int) -> float:
         if act.shape != act_b.shape:
             return math.inf  # not paired: cannot be told apart
         idx = rng.integers(0, act.size, size=(RANK_BOOTSTRAP, act.size))
-        for r in range(RANK_BOOTSTRAP):
-            ra, rb = spearman(pa[idx[r]], act[idx[r]]), spearman(pb[idx[r]], act[idx[r]])
-            diffs[r] += (rb - ra) if math.isfinite(ra) and math.isfinite(rb) else 0.0
+        ra, rb = _row_spearman(pa[idx], act[idx]), _row_spearman(pb[idx], act[idx])
+        diffs += np.where(np.isfinite(ra) & np.isfinite(rb), rb - ra, 0.0)
     diffs /= max(len(a.ranked), 1)
     return float(diffs.std(ddof=1))
 
 
-def domain_verdict(a: Evidence, b: Evidence, seed: int = 0) -> tuple[int, str]:
-    """Which of two candidates one loss domain's held-out evidence prefers: -1 (``a``), +1 (``b``) or 0
-    (within noise), and why. ``a`` and ``b`` are one domain's part (:meth:`Evidence.domain`).
+def _row_spearman(p: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Spearman ρ of each row pair of ``p`` and ``a`` ``(B, n)`` (average ranks for ties, as :func:`spearman`;
+    NaN where a row is constant): the bootstrap's resamples at once."""
 
-    Errors: a paired t-test of the domain's held-out log errors (:data:`NOISE_T`, and the means more than
-    :data:`TIE_MARGIN` apart). Rankings (few per domain: often one ranking of a few held-out mixtures):
-    the mean ``1 - ρ`` differ by at least :data:`RANK_GAP_FLOOR` **and** by more than :data:`NOISE_T`
-    standard errors of a paired bootstrap of the held-out mixtures. A component that separates the two
-    gives its side; two that point opposite ways, or none, give 0.
-    """
-    sides, why = [], []
-    if a.n_err >= 3 and len(a.errs) == len(b.errs):
-        d = np.asarray(a.errs) - np.asarray(b.errs)
-        se = float(d.std(ddof=1) / math.sqrt(d.size))
-        t = abs(float(d.mean())) / se if se > 0 else (0.0 if d.mean() == 0 else math.inf)
-        apart = t > NOISE_T and abs(a.error - b.error) > TIE_MARGIN * max(a.error, b.error)
-        why.append(f"log errors {a.error:.4g} vs {b.error:.4g} (paired t {t:.2f})")
-        if apart:
-            sides.append(-1 if a.error < b.error else 1)
-    if a.ranked and len(a.ranked) == len(b.ranked):
-        gap = b.rank_gap - a.rank_gap
-        se = _rank_gap_se(a, b, seed)
-        why.append(f"1-rho {a.rank_gap:.3g} vs {b.rank_gap:.3g} (bootstrap se {se:.2g})")
-        if abs(gap) >= RANK_GAP_FLOOR and abs(gap) > NOISE_T * se:
-            sides.append(-1 if gap > 0 else 1)
-    side = sides[0] if sides and all(v == sides[0] for v in sides) else 0
-    return side, "; ".join(why)
+    def ranks(x: np.ndarray) -> np.ndarray:
+        lt = (x[:, None, :] < x[:, :, None]).sum(axis=2)
+        eq = (x[:, None, :] == x[:, :, None]).sum(axis=2)
+        return lt + (eq + 1) / 2.0
 
-
-def domain_weights(
-    a: Evidence, b: Evidence, weight: float, n_domains: int, seed: int = 0, gaps: np.ndarray | None = None, noise: np.ndarray | None = None
-) -> tuple[list[float], list[tuple[int, float, str]]]:
-    """Per loss domain, the weight of form ``b`` in a form average of ``a`` (the pooled winner) and ``b``
-    whose pooled weight is ``weight``: the pooled rule of :func:`_form_average`, asked of each domain.
-
-    * a domain whose own held-out evidence separates the two (:func:`domain_verdict`) uses the form it
-      prefers alone (weight 0 or 1);
-    * else, a domain where the two forms agree beyond the runs (``gaps[j] <= noise[j]``,
-      :func:`form_disagreement_by_domain`) has nothing to hedge: ``a`` alone (weight 0), as a fit of
-      that domain alone would keep it;
-    * else (within noise -- thin evidence included -- and parting beyond the runs): the pooled weight.
-
-    Returns the weights and, per domain, ``(domain, weight, why)``.
-    """
-    out, verdicts = [], []
-    for j in range(n_domains):
-        side, why = domain_verdict(a.domain(j), b.domain(j), seed)
-        if side != 0:
-            wj = 0.0 if side < 0 else 1.0
-            why = f"its evidence separates the forms: {why}"
-        elif gaps is not None and noise is not None and math.isfinite(gaps[j]) and math.isfinite(noise[j]) and gaps[j] <= noise[j]:
-            wj = 0.0
-            why = f"within noise ({why}) and the forms agree beyond the runs (median |log ratio| {gaps[j]:.3g}, loss noise {noise[j]:.3g})"
-        else:
-            wj = weight
-            why = f"within noise ({why}), the forms part beyond the runs" + (f" (median |log ratio| {gaps[j]:.3g}, loss noise {noise[j]:.3g})" if gaps is not None and noise is not None else "")
-        out.append(float(wj))
-        verdicts.append((j, float(wj), why))
-    return out, verdicts
+    rp, ra = ranks(p), ranks(a)
+    rp -= rp.mean(axis=1, keepdims=True)
+    ra -= ra.mean(axis=1, keepdims=True)
+    den = np.sqrt((rp * rp).sum(axis=1) * (ra * ra).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rp * ra).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
 
 
 def form_disagreement(a: FLPM, b: FLPM, runs: RunTable, reach: float = DISAGREE_REACH) -> tuple[float, float]:
     """How far two fitted stage-1 laws part beyond the runs, and the loss noise to compare it with.
 
-    Both laws (same inputs) predict every distinct mixture of ``runs`` at ``reach`` x the
-    largest run's compute (at its own compute for a model fitted at one scale); returns the
-    largest over loss domains of the median ``|log(L_a / L_b)|``, and the larger of the two
-    laws' median residual scale (log units).
+    Per loss domain (:func:`form_disagreement_by_domain`): the median ``|log(L_a / L_b)|`` over the
+    runs' mixtures at ``reach`` x the largest run's compute, against that domain's own loss noise;
+    returns the gap and the noise of the domain where the ratio of the two is largest (so
+    ``gap > noise`` when the forms part beyond the noise in some domain). Pooled -- the largest
+    domain's gap against the median domain's noise -- one heteroscedastic domain made every domain
+    average: RegMix's DM Mathematics, gap 0.117, its own noise 0.178, the median noise 0.038, while
+    no domain parts beyond its own noise.
     """
-    gaps, _ = form_disagreement_by_domain(a, b, runs, reach)
-    gap = float(np.nanmax(gaps)) if np.isfinite(gaps).any() else math.nan
-    noise = max(float(np.median(a.stage1_residual_)), float(np.median(b.stage1_residual_)))
-    return gap, noise
+    gaps, noise = form_disagreement_by_domain(a, b, runs, reach)
+    k = _most_parting(gaps, noise)
+    return (math.nan, math.nan) if k is None else (float(gaps[k]), float(noise[k]))
+
+
+def _most_parting(gaps: np.ndarray, noise: np.ndarray) -> int | None:
+    """The domain whose gap is largest for its noise (None when no domain's is finite)."""
+    with np.errstate(all="ignore"):
+        ratio = np.where(np.isfinite(gaps) & np.isfinite(noise) & (noise > 0), gaps / noise, np.nan)
+    return int(np.nanargmax(ratio)) if np.isfinite(ratio).any() else None
 
 
 def form_disagreement_by_domain(a: FLPM, b: FLPM, runs: RunTable, reach: float = DISAGREE_REACH) -> tuple[np.ndarray, np.ndarray]:
@@ -680,7 +660,7 @@ def _score_stage1(
     if not cands:
         return None, None, None
     basis, judged = _judged_on([c[2] for c in cands])
-    scores = _combined_scores(judged)
+    scores = _combined_scores(judged, seed=int(next(iter(first_fit.values())).seed) if first_fit else 0)
     first = len(table)
     for (form, f, ev, sec), sc in zip(cands, scores, strict=True):
         reason = f"judged {basis}: " + (ev.out.describe() if basis == "out of range" else ev.within.describe())
@@ -709,18 +689,19 @@ def _form_average(
 
     Candidates: the other forms with the winner's family and inputs (FLOPs or N,D), judged
     out of range. The best-scoring one whose evidence is :func:`within_noise` of the winner's
-    is compared with it, **per loss domain**, at :data:`DISAGREE_REACH` x the fold's largest
-    compute (:func:`form_disagreement_by_domain`) and on the domain's own fold evidence
-    (:func:`domain_weights`): a domain whose evidence separates the forms uses the one it
-    prefers alone, a domain where they agree beyond the runs within its own loss noise keeps the
-    winner alone, the others average the two (log space) with weights inverse to the pooled fold
-    scores. (Pooled, the largest domain's gap against the median domain's noise, one
-    heteroscedastic domain -- RegMix's DM Mathematics: gap 0.117, its noise 0.178, the median
-    noise 0.038 -- made all 13 domains average.) Recorded in ``table``: the winner's and the
-    partner's rows become ``averaged``, one ``chosen`` row names both, a ``per domain`` row the
-    domains that use one form alone; the third entry of the result is the second form's weight
-    per loss domain (``"w1,w2,..."``; None when every domain keeps the pooled weight). When every
-    domain keeps the winner alone nothing is averaged (a ``not needed`` row).
+    is compared with it at :data:`DISAGREE_REACH` x the fold's largest compute
+    (:func:`form_disagreement`); when in some loss domain they part by more than that domain's
+    own loss noise, the two are averaged (log space, every domain) with weights inverse to their
+    fold scores, recorded in ``table`` (the winner's and the partner's rows become ``averaged``,
+    one ``chosen`` row names both). The third entry of the result (per-domain weights, which
+    :class:`~mixopt.surrogate.flpm_predict.Stage1Alt` can carry) is None.
+
+    Measured and not kept (2026-12-04): per-domain weights -- a domain whose forms agree within its
+    noise, or whose own fold evidence separates the forms, using one form alone -- made the
+    issue-11 worlds worse (median score error 0.098 -> 0.106 with both rules, seeds 1 and 9
+    0.117 -> 0.138 and 0.062 -> 0.067 with the evidence rule alone; the average hedges a form
+    choice the domains share) and never applied on RegMix (16 transfer mixtures per domain:
+    no domain's evidence separated the forms).
     """
     from mixopt.surrogate.flpm import STAGE1_LAWS
 
@@ -738,30 +719,26 @@ def _form_average(
         alt = cands[i][0]
         if form not in first_fit or alt not in first_fit:
             return None
-        where = f"at {DISAGREE_REACH:g}x the largest fitted compute of fold 1"
-        names = first_fit[form].loss_domains_
         gaps, noises = form_disagreement_by_domain(first_fit[form], first_fit[alt], runs)
-        w = float(scores[i_best] / (scores[i_best] + sc)) if scores[i_best] + sc > 0 else 0.5
-        per, verdicts = domain_weights(judged[i_best], judged[i], w, len(names), seed=int(first_fit[form].seed), gaps=gaps, noise=noises)
-        with np.errstate(all="ignore"):
-            ratio = np.where(np.isfinite(gaps) & (noises > 0), gaps / noises, np.nan)
-        k = int(np.nanargmax(ratio)) if np.isfinite(ratio).any() else 0
-        widest = f"largest in {names[k]!r}: median |log ratio| {gaps[k]:.3g} {where}, its loss noise {noises[k]:.3g}" if np.isfinite(ratio).any() else "no domain's disagreement could be computed"
-        if all(v == 0.0 for v in per):
+        k = _most_parting(gaps, noises)  # each domain's gap against its own noise (form_disagreement)
+        gap, noise = (math.nan, math.nan) if k is None else (float(gaps[k]), float(noises[k]))
+        where = f"at {DISAGREE_REACH:g}x the largest fitted compute of fold 1" + (f" in {first_fit[form].loss_domains_[k]!r}" if k is not None else "")
+        if not (math.isfinite(gap) and gap > noise):
             table.append(
                 {
                     "step": "stage1",
                     "candidate": f"stage1={form}+{alt}, family={family}",
                     "status": "not needed",
                     "reason": f"{alt!r} is within noise of {form!r} on the folds ({why}), but in every loss domain the two "
-                    f"agree beyond the runs within that domain's loss noise, or the domain's own evidence "
-                    f"prefers {form!r} ({widest}): {form!r} kept",
+                    f"agree beyond the runs within that domain's own loss noise (largest: median |log ratio| {gap:.3g} "
+                    f"{where}, its own loss noise {noise:.3g}): {form!r} kept",
                     "score": None,
                     "n_points": 0,
                     "seconds": 0.0,
                 }
             )
             return None
+        w = float(scores[i_best] / (scores[i_best] + sc)) if scores[i_best] + sc > 0 else 0.5
         table[row]["status"] = "averaged"
         table[first + i]["status"] = "averaged"
         table.append(
@@ -773,26 +750,11 @@ def _form_average(
                 "n_points": 0,
                 "seconds": 0.0,
                 "reason": f"the folds cannot tell {form!r} from {alt!r} ({why}) but the two disagree beyond the runs "
-                f"({widest}): averaged in log space, weights inverse to the fold scores; intervals and joint "
-                "draws carry both forms",
+                f"(median |log ratio| {gap:.3g} {where}, its own loss noise {noise:.3g}): averaged in log space, "
+                "weights inverse to the fold scores; intervals and joint draws carry both forms",
             }
         )
-        own = [(names[j], wj, why) for j, wj, why in verdicts if wj != w]
-        if not own:
-            return alt, w, None
-        table.append(
-            {
-                "step": "stage1",
-                "candidate": f"stage1={form}+{alt} per domain, family={family}",
-                "status": "per domain",
-                "score": None,
-                "n_points": len(own),
-                "seconds": 0.0,
-                "reason": f"each loss domain asked the same: {len(own)} of {len(names)} use one form alone, the others "
-                "keep the pooled weights: " + "; ".join(f"{d}: {form if wj <= 0 else alt} alone ({why})" for d, wj, why in own),
-            }
-        )
-        return alt, w, ",".join(repr(float(v)) for v in per)
+        return alt, w, None
     return None
 
 
@@ -851,12 +813,14 @@ def _choose_stage2(
             table.append({"step": "stage2", "candidate": name, "status": "failed", "reason": reason, "score": None, "n_points": 0, "seconds": sec})
             continue
         rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=ROWS_SCHEMA)
-        score, npts = _score_error(rows) if has_scores else (0.0, 0)
+        # judged on the benchmarks the fold models predict on their own evidence: weak-evidence rows (the chance-anchored
+        # stage 2 from the foot of the curve) are calibrated apart and say little about the stage 2 of the others
+        score, npts = _score_error(rows.filter(pl.col("group") != WEAK_GROUP)) if has_scores and rows.height else (0.0, 0)
         if not math.isfinite(score):
             score = math.inf
         rows_by[len(table)] = rows
         scored.append((score, kind, inputs, len(table)))
-        why = "" if npts or not has_scores else "no held-out score (no benchmark predictable on the folds)"
+        why = "" if npts or not has_scores else "no held-out score (no benchmark predictable on the folds on its own evidence)"
         if steps:
             why = "; ".join(p for p in (why, _net_steps(steps)) if p)
         table.append({"step": "stage2", "candidate": name, "status": "scored", "reason": why, "score": score if math.isfinite(score) else None, "n_points": npts, "seconds": sec})
@@ -940,8 +904,6 @@ __all__ = [
     "STAGE1_CANDIDATES",
     "STAGE2_CANDIDATES",
     "choose",
-    "domain_verdict",
-    "domain_weights",
     "form_disagreement",
     "form_disagreement_by_domain",
     "make_folds",

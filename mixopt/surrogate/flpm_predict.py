@@ -45,8 +45,9 @@ class Stage1Alt:
     mixture of the two models, so bootstrap intervals and joint draws carry their
     disagreement; intervals are in addition widened to contain both forms' predictions.
 
-    ``weight`` is one number, or one per loss domain (``auto`` weighs each domain by its own
-    fold evidence, :func:`mixopt.surrogate.flpm_auto.domain_weights`); then ``pick`` is
+    ``weight`` is one number, or one per loss domain (``config_["stage1_weights"]``; ``auto``
+    sets one number: per-domain weights were measured worse, see
+    :func:`mixopt.surrogate.flpm_auto._form_average`); then ``pick`` is
     ``(B, m)``, and a domain at weight 0 (1) is the first (the alternative) form alone: its
     draws and interval come from that form only.
     """
