@@ -2,19 +2,27 @@
 
 Starts a real server (``python -m mixopt serve``, loopback only, a temporary data dir),
 uploads the example runs, fits a model, then sends predict requests from ``--clients``
-concurrent clients (asyncio + httpx, keep-alive connections) until ``--requests`` have
-been sent or ``--duration`` seconds have passed, whichever comes first. Prints
-requests/s, p50/p90/p99/max latency and the error count, next to two baselines measured
-in the same run: the library's own ``predict`` on the same batch (in this process), a
-single client sending one request at a time, a server without the garbage-collector
+concurrent clients (a closed loop: each sends its next request when its last one is
+answered) until ``--requests`` have been sent or ``--duration`` seconds have passed,
+whichever comes first. Prints a table of requests/s, p50/p90/p99/max latency, the error
+count and the CPU milliseconds per request of the server and of the load generator, for
+the default server and, measured in the same run, a server without the garbage-collector
 freeze (``MIXOPT_GC_FREEZE=0``: the default before it) and a server that makes one model
-call per request (``MIXOPT_PREDICT_MERGE=0``) instead of merging concurrent requests.
+call per request (``MIXOPT_PREDICT_MERGE=0``) instead of merging concurrent requests; the
+library's own ``predict`` on the same batch (in this process) and one client alone too.
+
+The load generator runs on the same CPUs as the server, so what it costs limits the
+server: by default it is a lean one (raw asyncio connections, keep-alive HTTP/1.1, the
+request's bytes encoded once, responses framed by status line and ``Content-Length``, and
+the first response of each connection parsed and checked), which costs ~0.07 ms CPU per
+request where the httpx ``AsyncClient`` (``--client httpx``, the generator before) costs ~1.2 ms.
 
     python benchmarks/bench_api.py                       # flpm, 16 clients, <= 3000 requests / 30 s
-    python benchmarks/bench_api.py --method regmix --requests 1000 --duration 10
+    python benchmarks/bench_api.py --requests 1000 --duration 15 --compare-clients
+    python benchmarks/bench_api.py --baseline-root DIR   # also the server of DIR's mixopt (before/after)
 
 Target (issue 21): p99 <= 25 ms with 16 concurrent clients on a quiet machine, zero errors (issue 16's
-was 50 ms). The server's CPU milliseconds per request are printed too: unlike the latencies they
+was 50 ms). The CPU milliseconds per request are printed too: unlike the latencies they
 hardly depend on what else runs on the machine.
 """
 
@@ -33,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -229,12 +238,18 @@ def _load(client: str, url: str, path: str, body: bytes, clients: int, n_max: in
     return asyncio.run(_load_lean(url, path, body, clients, n_max, duration, batch))
 
 
-def _serve(data: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _serve(data: Path, port: int, env: dict[str, str], root: Path = ROOT) -> subprocess.Popen[bytes]:
+    """``mixopt serve`` from the checkout ``root`` (its working directory: ``python -m`` puts it first on the path)."""
     import httpx
 
     log = (data / f"server-{port}.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mixopt", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data / "srv")], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [sys.executable, "-m", "mixopt", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data / "srv")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=root,
     )
     for _ in range(600):
         try:
@@ -283,6 +298,95 @@ def _phase(url: str, pid: int, path: str, body: bytes, args: argparse.Namespace,
     }
 
 
+async def _asgi_direct(data_dir: str, model_id: str, body: bytes, n: int, clients: int) -> dict[str, float]:
+    """CPU per predict request of the app itself, without HTTP: its ASGI callable awaited with a prepared scope.
+
+    Runs the app's lifespan on ``data_dir`` (a stopped server's folder), warms up with 50 requests, then
+    ``n`` requests from ``clients`` concurrent tasks; returns the process's CPU ms per request and the
+    event-loop thread's (the model calls run in the server's predict threads).
+    """
+    from mixopt.api.app import create_app
+    from mixopt.api.settings import Settings
+
+    app = create_app(Settings.from_env({"MIXOPT_DATA_DIR": data_dir, "MIXOPT_API_KEYS": KEY, "MIXOPT_EXECUTOR": "thread"}))
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    life = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    if (await outbox.get())["type"] != "lifespan.startup.complete":
+        raise RuntimeError("the app did not start")
+    path = f"/v1/models/{model_id}/predict"
+    headers = [(b"host", b"bench"), (b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+    async def one() -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 2),
+            "state": {},
+        }
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        status = []
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(3600)  # never: the body was read whole
+            return {"type": "http.disconnect"}
+
+        async def send(msg: dict[str, Any]) -> None:
+            if msg["type"] == "http.response.start":
+                status.append(msg["status"])
+
+        await app(scope, receive, send)
+        if status != [200]:
+            raise RuntimeError(f"predict answered {status}")
+
+    import threading
+
+    for t in threading.enumerate():  # the app opens its study storage in a thread (imports optuna): not a request's cost
+        if t.name == "mixopt-open-studies":
+            t.join(60)
+    for _ in range(50):
+        await one()
+
+    async def worker(k: int) -> None:
+        for _ in range(k):
+            await one()
+
+    c0, t0 = time.process_time(), time.thread_time()
+    await asyncio.gather(*(worker(n // clients) for _ in range(clients)))
+    c1, t1 = time.process_time(), time.thread_time()
+    done = n // clients * clients
+    await inbox.put({"type": "lifespan.shutdown"})
+    await life
+    return {"process_cpu_ms_per_request": (c1 - c0) / done * 1000, "loop_thread_cpu_ms_per_request": (t1 - t0) / done * 1000}
+
+
+def _asgi_phase(root: Path, data: Path, model_id: str, body: bytes, n: int, clients: int, env: dict[str, str]) -> dict[str, float]:
+    """:func:`_asgi_direct` in a fresh process running the checkout ``root``'s mixopt."""
+    (data / "body.json").write_bytes(body)
+    code = (
+        f"import asyncio, json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench_api; "
+        f"print(json.dumps(asyncio.run(bench_api._asgi_direct({str(data / 'srv')!r}, {model_id!r}, "
+        f"open({str(data / 'body.json')!r}, 'rb').read(), {n}, {clients}))))"
+    )
+    run_env = {**env, "PYTHONPATH": str(root) + os.pathsep + env.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=run_env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"the in-process measurement of {root} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", default="flpm", help="surrogate to serve (default flpm)")
@@ -292,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=30.0, help="most seconds of each concurrent phase")
     ap.add_argument("--client", choices=("lean", "httpx"), default="lean", help="load generator: lean (raw asyncio HTTP/1.1, default) or httpx (the AsyncClient, ~10x the client CPU)")
     ap.add_argument("--compare-clients", action="store_true", help="also measure the default server with the other load generator")
+    ap.add_argument(
+        "--baseline-root", type=Path, default=None, help="also measure the default server run from this checkout's mixopt (e.g. `git archive COMMIT mixopt | tar -x -C DIR`): before/after in one run"
+    )
+    ap.add_argument("--asgi-pairs", type=int, default=0, help="also measure the app without HTTP (its ASGI callable, 1600 requests, 16 at a time) this many times, alternating with --baseline-root's")
     ap.add_argument("--blas-threads", type=int, default=1, help="BLAS threads of the server (1: no oversubscription; 0: library default)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the baseline servers (no gc freeze; one model call per request)")
     ap.add_argument("--baseline-first", action="store_true", help="measure the baseline servers first, in reverse order (checks order effects)")
@@ -322,20 +430,31 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _stop(proc)
     other = "httpx" if args.client == "lean" else "lean"
-    # (phase name, server environment, load generator)
-    servers = [("default", {}, args.client)]
+    # (phase name, server environment, load generator, checkout the server runs from)
+    servers = [("default", {}, args.client, ROOT)]
     if args.compare_clients:
-        servers.append((f"default, {other} client", {}, other))
+        servers.append((f"default, {other} client", {}, other, ROOT))
+    if args.baseline_root is not None:
+        if not (args.baseline_root / "mixopt" / "__init__.py").is_file():
+            ap.error(f"--baseline-root must be a folder holding a mixopt package (mixopt/__init__.py), got {args.baseline_root}")
+        base_path = str(args.baseline_root.resolve()) + os.pathsep + os.environ.get("PYTHONPATH", "")
+        servers.append((f"default at {args.baseline_root}", {"PYTHONPATH": base_path}, args.client, args.baseline_root.resolve()))
     if not args.no_baseline:
-        servers += [("without_gc_freeze", {"MIXOPT_GC_FREEZE": "0"}, args.client), ("one_call_per_request", {"MIXOPT_PREDICT_MERGE": "0"}, args.client)]
-    for name, extra, client in servers[::-1] if args.baseline_first else servers:
+        servers += [("without_gc_freeze", {"MIXOPT_GC_FREEZE": "0"}, args.client, ROOT), ("one_call_per_request", {"MIXOPT_PREDICT_MERGE": "0"}, args.client, ROOT)]
+    for name, extra, client, root in servers[::-1] if args.baseline_first else servers:
         port = _port()
         url = f"http://127.0.0.1:{port}"
-        proc = _serve(data, port, {**env, **extra})
+        proc = _serve(data, port, {**env, **extra}, root)
         try:
             phases[name] = {**_phase(url, proc.pid, f"/v1/models/{m['id']}/predict", body, args, client), "client": client}
         finally:
             _stop(proc)
+
+    asgi: dict[str, list[dict[str, float]]] = {}
+    roots = [("this checkout", ROOT)] + ([(f"at {args.baseline_root}", args.baseline_root.resolve())] if args.baseline_root is not None else [])
+    for _ in range(args.asgi_pairs):
+        for label, root in roots:
+            asgi.setdefault(label, []).append(_asgi_phase(root, data, m["id"], body, 1600, args.clients, env))
 
     # baseline: the library's predict on the same batch, in this process
     model = load_surrogate(data / "srv" / "models" / m["id"])
@@ -357,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_1m_start": round(load0, 2),
         "load_avg_1m_end": round(os.getloadavg()[0], 2),
         **phases,
+        "asgi_direct": asgi,
     }
     main_phase = phases["default"]
     out["target_met"] = bool(main_phase["p99_ms"] <= P99_TARGET_MS and main_phase["errors"] == 0)
@@ -401,6 +521,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  default server: server + client CPU {cpu_ms:.2f} ms/request on {cpus} CPUs -> at most {bound:.0f} req/s, "
             f"so mean latency >= {args.clients / bound * 1000:.1f} ms (Little's law; measured mean-equivalent "
             f"{args.clients / main_phase['requests_per_s'] * 1000:.1f} ms)"
+        )
+    for label, runs in asgi.items():
+        loop_ms = [r["loop_thread_cpu_ms_per_request"] for r in runs]
+        proc_ms = [r["process_cpu_ms_per_request"] for r in runs]
+        print(
+            f"  app without HTTP ({label}, {len(runs)} runs of 1600 requests, {args.clients} at a time): CPU ms/request "
+            f"event-loop thread mean {statistics.mean(loop_ms):.3f} (runs {', '.join(f'{x:.3f}' for x in loop_ms)}), "
+            f"whole process mean {statistics.mean(proc_ms):.3f} (runs {', '.join(f'{x:.3f}' for x in proc_ms)})"
         )
     for name, what in (("without_gc_freeze", "without gc.freeze (MIXOPT_GC_FREEZE=0)"), ("one_call_per_request", "one call per request")):
         if name in phases:

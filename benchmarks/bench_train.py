@@ -107,7 +107,7 @@ def throughput(sizes: list[float], steps: int, bf16: bool, batch: int = 8, conte
             for kernels in versions:
                 layers, width, heads = shape_for_params(n, kernels)
                 for half in ((False, True) if bf16 else (False,)):
-                    gelu, attention = {"v1": ("none", "sdpa"), "v2": ("tanh", "sdpa"), "v3": ("none", "matmul")}[kernels]
+                    gelu, attention = {"v1": ("none", "sdpa"), "v2": ("tanh", "sdpa"), "v3": ("none", "matmul" if half else "sdpa")}[kernels]
                     model = _model_classes(gelu, attention)(layers, width, heads, context)
                     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, **({"fused": True} if kernels != "v1" else {}))
                     x = torch.randint(0, 256, (batch, context + 1), generator=gen)

@@ -61,11 +61,8 @@ class BodyLimit:
         return self.settings.max_request_bytes
 
     async def _refuse(self, send: Any, limit: int, got: str) -> None:
-        body = _error_body("LimitError", f"The request body ({got}) exceeds this server's limit of {limit} bytes; "
-                           "send a smaller file or batch.")
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        body = _error_body("LimitError", f"The request body ({got}) exceeds this server's limit of {limit} bytes; send a smaller file or batch.")
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -127,8 +124,7 @@ def _install_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status >= 500:
             logger.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
-        return JSONResponse(Error(error=type(exc).__name__, message=message, problems=problems).model_dump(),
-                            status_code=status, headers=headers)
+        return JSONResponse(Error(error=type(exc).__name__, message=message, problems=problems).model_dump(), status_code=status, headers=headers)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -136,8 +132,9 @@ def _install_handlers(app: FastAPI) -> None:
         if any(e.get("type") == "json_invalid" for e in errs):
             e = next(e for e in errs if e.get("type") == "json_invalid")
             ctx_err = (e.get("ctx") or {}).get("error", "")
-            return JSONResponse(Error(error="MalformedJSON", message=f"The request body is not valid JSON ({ctx_err}); "
-                                      "send a JSON object with Content-Type: application/json.").model_dump(), status_code=400)
+            return JSONResponse(
+                Error(error="MalformedJSON", message=f"The request body is not valid JSON ({ctx_err}); send a JSON object with Content-Type: application/json.").model_dump(), status_code=400
+            )
         problems: list[str] = []
         for e in errs:
             # drop pydantic's union-branch tags ("constrained-float", "list[...]") from the location
@@ -148,8 +145,7 @@ def _install_handlers(app: FastAPI) -> None:
             line = f"{loc}: {e.get('msg', 'invalid')} (got {shown})"
             if line not in problems:
                 problems.append(line)
-        return JSONResponse(Error(error="ValidationError", message=f"The request is invalid: {len(problems)} problem(s).",
-                                  problems=problems).model_dump(), status_code=422)
+        return JSONResponse(Error(error="ValidationError", message=f"The request is invalid: {len(problems)} problem(s).", problems=problems).model_dump(), status_code=422)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -158,13 +154,11 @@ def _install_handlers(app: FastAPI) -> None:
             msg = f"No route {request.method} {request.url.path}; see /docs for the routes."
         elif exc.status_code == 405:
             msg = f"Method {request.method} is not allowed on {request.url.path}; see /docs."
-        return JSONResponse(Error(error="HTTPError", message=msg).model_dump(), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(Error(error="HTTPError", message=msg).model_dump(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     async def on_other(request: Request, exc: Exception) -> JSONResponse:
         logger.error("Unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse(Error(error="InternalError", message="Unexpected server error; the server log has the details.").model_dump(),
-                            status_code=500)
+        return JSONResponse(Error(error="InternalError", message="Unexpected server error; the server log has the details.").model_dump(), status_code=500)
 
     app.add_exception_handler(MixoptError, on_mixopt)
     app.add_exception_handler(RequestValidationError, on_validation)
@@ -191,8 +185,7 @@ def _recover(ctx: Context) -> None:
                 result.pop(k, None)
             ctx.store.update("job", job_id, status="done", error=None, result=result)
     if jobs or models:
-        logger.warning("Marked %d job(s) and %d model fit(s) left unfinished by the previous service as interrupted: %s",
-                       len(jobs), len(models), jobs + models)
+        logger.warning("Marked %d job(s) and %d model fit(s) left unfinished by the previous service as interrupted: %s", len(jobs), len(models), jobs + models)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -228,8 +221,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="mixopt",
         version=mixopt.__version__,
         description="Data-mixture optimisation as a service: upload run tables, fit FLP/FLP-M surrogates, predict, "
-                    "and run mixture searches as jobs. Every /v1 route needs 'Authorization: Bearer <key>' when the "
-                    "server has API keys.",
+        "and run mixture searches as jobs. Every /v1 route needs 'Authorization: Bearer <key>' when the "
+        "server has API keys.",
         lifespan=lifespan,
         responses={401: {"model": Error}, 404: {"model": Error}, 413: {"model": Error}, 422: {"model": Error}},
     )
@@ -239,13 +232,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/health", response_model=Health, tags=["service"], summary="Liveness and configuration")
     def health(request: Request) -> Health:
         ctx: Context = request.app.state.ctx
-        return Health(status="ok", version=mixopt.__version__, database=ctx.store.dialect, executor=ctx.runner.describe(),
-                      auth=settings.auth_enabled, predict={"requests": ctx.batcher.requests, "calls": ctx.batcher.calls})
+        return Health(
+            status="ok",
+            version=mixopt.__version__,
+            database=ctx.store.dialect,
+            executor=ctx.runner.describe(),
+            auth=settings.auth_enabled,
+            predict={"requests": ctx.batcher.requests, "calls": ctx.batcher.calls},
+        )
 
     from mixopt.api.routes import datasets, jobs, models, plan, validations
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(get_owner)])
-    for r in (datasets.router, models.router, jobs.router, plan.router, validations.router):
+    # the predict route first: the hot path, and routes are matched in order
+    for r in (models.predict_router, datasets.router, models.router, jobs.router, plan.router, validations.router):
         v1.include_router(r)
     app.include_router(v1)
     app.state.started = time.time()

@@ -161,26 +161,38 @@ def build_targets(
         if mixtures is None:
             problems.append(f"mixtures: required: this {model.kind} model predicts per mixture over domains {list(domains)}")
         else:
-            mix = np.zeros((len(mixtures), len(domains)))
-            for i, row in enumerate(mixtures):
-                if isinstance(row, Mapping):
-                    unknown = sorted(set(row) - set(domains))
-                    if unknown:
-                        problems.append(f"mixtures[{i}]: unknown domain(s) {unknown}; the model's domains are {list(domains)}")
-                        continue
-                    mix[i] = [float(row.get(d, 0.0)) for d in domains]
-                else:
-                    if len(row) != len(domains):
-                        problems.append(f"mixtures[{i}]: expected {len(domains)} ratios over {list(domains)}, got {len(row)}")
-                        continue
-                    mix[i] = [float(x) for x in row]
+            mix = _mixture_array(mixtures, domains, problems)
     f, p, t = _compute(flops, params, tokens, n, problems, per="mixture")
-    return Targets(flops=f, params=p, tokens=t, mixture=mix,
-                   domains=domains if mix is not None else ())
+    return Targets(flops=f, params=p, tokens=t, mixture=mix, domains=domains if mix is not None else ())
 
 
-def _schedule_targets(model: Any, schedules: Sequence[Mapping[str, Any]], *, flops: Any, params: Any, tokens: Any,
-                      max_batch: int) -> Any:
+def _mixture_array(mixtures: Sequence[Mapping[str, float] | Sequence[float]], domains: tuple[str, ...], problems: list[str]) -> np.ndarray:
+    """``(n, k)`` ratios of the request's mixture rows over ``domains``; every bad row's problem added to ``problems``."""
+    k = len(domains)
+    # the common cases (rows as the API's schema delivers them: lists of the right length, or dicts over known
+    # domains) in one conversion, ~10x faster than row by row for 100 rows; anything else takes the checking loop
+    if all(type(row) is list and len(row) == k for row in mixtures):
+        return np.array(mixtures, dtype=np.float64).reshape(len(mixtures), k)
+    known = frozenset(domains)
+    if all(type(row) is dict and known.issuperset(row) for row in mixtures):
+        return np.array([[row.get(d, 0.0) for d in domains] for row in mixtures], dtype=np.float64).reshape(len(mixtures), k)
+    mix = np.zeros((len(mixtures), k))
+    for i, row in enumerate(mixtures):
+        if isinstance(row, Mapping):
+            unknown = sorted(set(row) - known)
+            if unknown:
+                problems.append(f"mixtures[{i}]: unknown domain(s) {unknown}; the model's domains are {list(domains)}")
+                continue
+            mix[i] = [float(row.get(d, 0.0)) for d in domains]
+        else:
+            if len(row) != k:
+                problems.append(f"mixtures[{i}]: expected {k} ratios over {list(domains)}, got {len(row)}")
+                continue
+            mix[i] = [float(x) for x in row]
+    return mix
+
+
+def _schedule_targets(model: Any, schedules: Sequence[Mapping[str, Any]], *, flops: Any, params: Any, tokens: Any, max_batch: int) -> Any:
     """Targets of a predict request with schedules (see :func:`build_targets`)."""
     from mixopt.data.phases import pad_schedule, schedule_from_mappings
     from mixopt.surrogate import Targets
@@ -208,8 +220,7 @@ def _schedule_targets(model: Any, schedules: Sequence[Mapping[str, Any]], *, flo
     return Targets(flops=f, params=p, tokens=t, domains=domains, phases=P, phase_end=E)
 
 
-def _compute(flops: Any, params: Any, tokens: Any, n: int, problems: list[str], *,
-             per: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+def _compute(flops: Any, params: Any, tokens: Any, n: int, problems: list[str], *, per: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """A request's compute as ``(flops, params, tokens)`` for ``n`` rows (flops from N and D when not given).
 
     Checks the compute fields, adds what is wrong to ``problems`` and raises the request's
@@ -242,8 +253,6 @@ def prediction_columns(pred: Any) -> dict[str, Any]:
     return out
 
 
-
-
 # -- batching ---------------------------------------------------------------------------------------
 def concat_targets(parts: Sequence[Any]) -> Any:
     """One :class:`~mixopt.surrogate.Targets` of every row of ``parts`` (same domains, all with or all without N and D)."""
@@ -273,11 +282,17 @@ def split_prediction(pred: Any, sizes: Sequence[int]) -> list[Any]:
     out, a = [], 0
     for n in sizes:
         sl = slice(a, a + n)
-        out.append(Prediction(
-            names=pred.names, mean=pred.mean[sl], level=pred.level, unpredictable=pred.unpredictable,
-            lower=None if pred.lower is None else pred.lower[sl], upper=None if pred.upper is None else pred.upper[sl],
-            std=None if pred.std is None else pred.std[sl],
-        ))
+        out.append(
+            Prediction(
+                names=pred.names,
+                mean=pred.mean[sl],
+                level=pred.level,
+                unpredictable=pred.unpredictable,
+                lower=None if pred.lower is None else pred.lower[sl],
+                upper=None if pred.upper is None else pred.upper[sl],
+                std=None if pred.std is None else pred.std[sl],
+            )
+        )
         a += n
     return out
 
@@ -312,8 +327,15 @@ class PredictBatcher:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        k = (key, id(model), float(level), bool(intervals), targets.params is None, targets.mixture is None,
-             None if targets.phases is None else targets.phases.shape[1])  # merged rows share one schedule layout
+        k = (
+            key,
+            id(model),
+            float(level),
+            bool(intervals),
+            targets.params is None,
+            targets.mixture is None,
+            None if targets.phases is None else targets.phases.shape[1],
+        )  # merged rows share one schedule layout
         fut = loop.create_future()
         self._pending.setdefault(k, []).append((targets, fut))
         self.requests += 1

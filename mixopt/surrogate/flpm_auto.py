@@ -382,24 +382,30 @@ def _rank_gap_se(a: Evidence, b: Evidence, seed: int) -> float:
         if act.shape != act_b.shape:
             return math.inf  # not paired: cannot be told apart
         idx = rng.integers(0, act.size, size=(RANK_BOOTSTRAP, act.size))
-        ra, rb = _row_spearman(pa[idx], act[idx]), _row_spearman(pb[idx], act[idx])
+        r_act = _resample_ranks(act, idx)
+        ra, rb = _rank_rho(_resample_ranks(pa, idx), r_act), _rank_rho(_resample_ranks(pb, idx), r_act)
         diffs += np.where(np.isfinite(ra) & np.isfinite(rb), rb - ra, 0.0)
     diffs /= max(len(a.ranked), 1)
     return float(diffs.std(ddof=1))
 
 
-def _row_spearman(p: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Spearman ρ of each row pair of ``p`` and ``a`` ``(B, n)`` (average ranks for ties, as :func:`spearman`;
-    NaN where a row is constant): the bootstrap's resamples at once."""
+def _resample_ranks(v: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share theirs, as :func:`spearman`) within each resample ``v[idx[r]]`` ``(B, n)``:
+    counted from ``v``'s distinct values, O(B n) for every resample at once."""
+    _, dense = np.unique(v, return_inverse=True)
+    k = int(dense.max()) + 1
+    d = dense.reshape(-1)[idx]
+    flat = (d + k * np.arange(d.shape[0])[:, None]).ravel()
+    counts = np.bincount(flat, minlength=d.shape[0] * k).reshape(d.shape[0], k)
+    c = np.take_along_axis(counts, d, axis=1)
+    less = np.take_along_axis(np.cumsum(counts, axis=1), d, axis=1) - c
+    return less + (c + 1) / 2.0
 
-    def ranks(x: np.ndarray) -> np.ndarray:
-        lt = (x[:, None, :] < x[:, :, None]).sum(axis=2)
-        eq = (x[:, None, :] == x[:, :, None]).sum(axis=2)
-        return lt + (eq + 1) / 2.0
 
-    rp, ra = ranks(p), ranks(a)
-    rp -= rp.mean(axis=1, keepdims=True)
-    ra -= ra.mean(axis=1, keepdims=True)
+def _rank_rho(rp: np.ndarray, ra: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row pair of rank matrices ``(B, n)``: Spearman ρ; NaN where a row is constant."""
+    rp = rp - rp.mean(axis=1, keepdims=True)
+    ra = ra - ra.mean(axis=1, keepdims=True)
     den = np.sqrt((rp * rp).sum(axis=1) * (ra * ra).sum(axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (rp * ra).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)

@@ -23,8 +23,8 @@ that pin it (``configs/ladder.toml``, the shipped ladder) re-train to the same n
 ``"v2"`` (default): widths in steps of 64 from 128 with head size 64, tanh GELU and fused
 AdamW, measured faster per FLOP on CPUs (``benchmarks/bench_train.py``); and ``"v3"``: v2's
 shapes and heads with exact GELU (the tanh form runs 2.7x slower in bf16 on CPUs) and, on
-CPUs, attention as two batched matrix products instead of torch's flash kernel (2.3x faster
-at context 256 in bf16). Every version is bit-stable on CPUs. (Two-layer shapes of the same
+CPUs with bf16 autocast, attention as two batched matrix products instead of torch's flash
+kernel (2.3x faster at context 256 in bf16; in fp32 the flash kernel is as fast or faster). Every version is bit-stable on CPUs. (Two-layer shapes of the same
 N, measured 1.1x faster still, trained clearly worse models: 2.62 against v1's 2.48 nats per
 byte at 600K on the ladder's uniform mixture.) ``device`` runs the
 same job on a GPU (``"cuda"``, or ``"auto"`` when torch sees one): the weights are initialised
@@ -103,8 +103,8 @@ DEVICES = ("cpu", "cuda", "auto")
 # -- model ------------------------------------------------------------------------------------
 def _model_classes(gelu: str = "none", attention: str = "sdpa"):
     """The model classes; ``gelu`` is GELU's ``approximate`` ("none" in v1, "tanh" in v2 and v3);
-    ``attention``: ``"sdpa"`` (torch's fused kernel; v1, v2, and v3 on a GPU) or ``"matmul"`` (v3 on a
-    CPU: scores and values as two batched products in the autocast dtype, softmax in fp32 under a causal
+    ``attention``: ``"sdpa"`` (torch's fused kernel; v1, v2, and v3 on a GPU or in fp32) or ``"matmul"`` (v3 on a
+    CPU in bf16: scores and values as two batched products in the autocast dtype, softmax in fp32 under a causal
     mask; at context 256 the CPU flash kernel runs its products far below the matrix units' speed)."""
     import torch
     from torch import nn
@@ -426,8 +426,10 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     warmup = max(1, round(o.warmup_frac * steps))
 
     gen = torch.Generator().manual_seed(spec.seed)
+    bf16 = _bf16_enabled(o.bf16, dev)
     gelu = "tanh" if o.kernels == "v2" else "none"
-    model = _model_classes(gelu, "matmul" if o.kernels == "v3" and dev == "cpu" else "sdpa")(layers, width, heads, T)
+    # v3 on a CPU in bf16: attention as two matrix products (in fp32 torch's kernel is as fast or faster)
+    model = _model_classes(gelu, "matmul" if o.kernels == "v3" and dev == "cpu" and bf16 else "sdpa")(layers, width, heads, T)
     with torch.no_grad():  # GPT-2 init from the job's own generator (no global RNG), on the CPU for every device
         for name, p in model.named_parameters():
             if p.dim() >= 2:
@@ -441,7 +443,6 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     other = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay}, {"params": other, "weight_decay": 0.0}],
                             lr=o.lr, betas=(0.9, 0.95), **({"fused": True} if v2 else {}))
-    bf16 = _bf16_enabled(o.bf16, dev)
     rng = np.random.default_rng([spec.seed, 7])
     train = {d: corpus.train[d] for d in domains}
     for d in domains:

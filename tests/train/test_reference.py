@@ -133,7 +133,7 @@ def test_v3_matmul_attention_computes_causal_attention():
 
 
 def test_v3_trains_deterministically_on_the_cpu(fixture_corpus_dir, tmp_path, micro_table):
-    t = ReferenceTrainer(corpus=str(fixture_corpus_dir), kernels="v3", device="cpu", **MICRO)
+    t = ReferenceTrainer(corpus=str(fixture_corpus_dir), kernels="v3", device="cpu", bf16="on", **MICRO)  # bf16: matmul attention
     a, b = t.train(_spec(), tmp_path / "a"), t.train(_spec(), tmp_path / "b")
     np.testing.assert_array_equal(a.losses(), b.losses())
     np.testing.assert_array_equal(a.scores(), b.scores())

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 
 from mixopt._json import jsonable
 from mixopt.api.deps import Context, CtxDep, OwnerDep
@@ -26,6 +29,50 @@ except ImportError:  # pragma: no cover - optional
     _orjson = None
 
 
+#: 19 or more digits in a row: an integer orjson would turn into a float (``json.loads`` keeps it an int)
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def loads(body: bytes) -> Any:
+    """``json.loads(body)``, parsed by orjson (~7x faster for a 100-mixture batch) wherever that gives the same objects.
+
+    orjson refuses what ``json.loads`` accepts beyond strict JSON (``NaN``, ``Infinity``, lone surrogates,
+    a byte-order mark, UTF-16) and parses integers past 64 bits as floats: such a body goes to ``json.loads``,
+    so the schema's answers (422 for non-finite numbers, the received value in a message) and the 400 for
+    malformed JSON (the ``JSONDecodeError``) are the same as with ``json.loads`` alone (tested).
+    """
+    if _orjson is not None and not _LONG_DIGITS.search(body):
+        try:
+            return _orjson.loads(body)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
+class _FastJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = loads(await self.body())
+        return self._json
+
+
+class FastJSONRoute(APIRoute):
+    """An APIRoute whose JSON body is parsed by :func:`loads` (FastAPI's custom request class pattern)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            return await handler(_FastJSONRequest(request.scope, request.receive))
+
+        return route_handler
+
+
+#: the predict route alone, included before every other /v1 router: routes are matched in order (~35 route
+#: checks per request when it came last), and its JSON body is parsed by orjson (:class:`FastJSONRoute`)
+predict_router = APIRouter(prefix="/models", tags=["models"], route_class=FastJSONRoute)
+
+
 def _fallback(x: Any) -> Any:
     if hasattr(x, "tolist"):
         return x.tolist()
@@ -39,8 +86,9 @@ def _dumps(obj: Any) -> bytes:
 
 
 def _public(row: dict[str, Any]) -> ModelPublic:
-    return ModelPublic(id=row["id"], dataset=row["dataset_id"], method=row["method"], status=row["status"], error=row["error"],
-                       created_at=row["created_at"], finished_at=row["finished_at"], summary=row["info"])
+    return ModelPublic(
+        id=row["id"], dataset=row["dataset_id"], method=row["method"], status=row["status"], error=row["error"], created_at=row["created_at"], finished_at=row["finished_at"], summary=row["info"]
+    )
 
 
 def error_text(ctx: Context, err: BaseException) -> str:
@@ -54,10 +102,7 @@ def check_capacity(ctx: Context, owner: str) -> None:
     """Early refusal (before any validation work). The binding check is atomic with the insert (``Store.insert(limit=...)``)."""
     n = ctx.store.count_active(owner)
     if n >= ctx.settings.max_jobs_per_key:
-        raise TooManyJobsError(
-            f"This API key already has {n} unfinished jobs/fits (limit {ctx.settings.max_jobs_per_key}); "
-            "wait for one to finish or cancel one (POST /v1/jobs/{id}/cancel)."
-        )
+        raise TooManyJobsError(f"This API key already has {n} unfinished jobs/fits (limit {ctx.settings.max_jobs_per_key}); wait for one to finish or cancel one (POST /v1/jobs/{{id}}/cancel).")
 
 
 def check_fit_limits(settings: Any, limits: dict[str, float], where: str = "settings") -> list[str]:
@@ -100,12 +145,19 @@ async def create_model(body: ModelCreate, ctx: CtxDep, owner: OwnerDep) -> Model
         raise SchemaError(f"Invalid settings for surrogate {body.method!r}: {e}") from None
     await asyncio.to_thread(check_capacity, ctx, owner)
     id_ = new_id("model")
-    row = await asyncio.to_thread(ctx.store.insert, "model", {
-        "id": id_, "owner": owner, "dataset_id": body.dataset, "method": body.method, "status": "fitting",
-        "created_at": time.time(), "request": body.model_dump(mode="json"), "info": None}, limit=ctx.settings.max_jobs_per_key)
-    spec = {"dataset_dir": str(ctx.dataset_dir(body.dataset)), "method": body.method, "settings": body.settings,
-            "out_dir": str(ctx.model_dir(id_)),
-            "backtest": body.backtest.model_dump(exclude_none=True) if body.backtest else None}
+    row = await asyncio.to_thread(
+        ctx.store.insert,
+        "model",
+        {"id": id_, "owner": owner, "dataset_id": body.dataset, "method": body.method, "status": "fitting", "created_at": time.time(), "request": body.model_dump(mode="json"), "info": None},
+        limit=ctx.settings.max_jobs_per_key,
+    )
+    spec = {
+        "dataset_dir": str(ctx.dataset_dir(body.dataset)),
+        "method": body.method,
+        "settings": body.settings,
+        "out_dir": str(ctx.model_dir(id_)),
+        "backtest": body.backtest.model_dump(exclude_none=True) if body.backtest else None,
+    }
 
     async def done(result: Any, err: BaseException | None) -> None:
         try:
@@ -122,8 +174,7 @@ async def create_model(body: ModelCreate, ctx: CtxDep, owner: OwnerDep) -> Model
                 import logging
 
                 logging.getLogger(__name__).error("fitting model %s failed", id_, exc_info=err)
-            await asyncio.to_thread(ctx.store.update, "model", id_, status="failed", error=error_text(ctx, err),
-                                    finished_at=time.time())
+            await asyncio.to_thread(ctx.store.update, "model", id_, status="failed", error=error_text(ctx, err), finished_at=time.time())
 
     await ctx.runner.submit(id_, "fit", spec, done)
     return _public(row)
@@ -144,7 +195,7 @@ def get_backtest(model_id: str, ctx: CtxDep, owner: OwnerDep) -> dict[str, Any]:
     row = ctx.store.get("model", model_id, owner)
     path = ctx.model_dir(model_id) / "backtest.json"
     if row["status"] != "ready" or not path.is_file():
-        raise NotFoundError(f"Model {model_id!r} has no backtest (status {row['status']}); create the model with \"backtest\": {{...}}.")
+        raise NotFoundError(f'Model {model_id!r} has no backtest (status {row["status"]}); create the model with "backtest": {{...}}.')
     return json.loads(path.read_text())
 
 
@@ -196,8 +247,7 @@ def ready_model(ctx: Context, model_id: str, owner: str) -> Any:
 
 # The route writes its JSON itself (orjson, numpy arrays as they are): ``responses`` documents the body's
 # schema in OpenAPI; a ``response_model`` would claim a validation that a raw Response never gets.
-@router.post("/{model_id}/predict", responses={200: {"model": PredictionPublic}},
-             summary="Predict every quantity for a batch of mixtures x compute")
+@predict_router.post("/{model_id}/predict", responses={200: {"model": PredictionPublic}}, summary="Predict every quantity for a batch of mixtures x compute")
 async def predict(model_id: str, body: PredictCreate, ctx: CtxDep, owner: OwnerDep) -> Response:
     """Synchronous. The model is predicted in a worker thread, off the event loop; requests that arrive
     while it is busy are merged into its next call (see :class:`~mixopt.api.predict.PredictBatcher`)."""
@@ -205,18 +255,30 @@ async def predict(model_id: str, body: PredictCreate, ctx: CtxDep, owner: OwnerD
     model = ctx.models.peek(model_id) if hit is not None and hit[0] == owner else None
     if model is None:  # first use (or evicted): database lookup and loading, in a thread
         model = await asyncio.get_running_loop().run_in_executor(ctx.predict_pool, ready_model, ctx, model_id, owner)
-    targets = build_targets(model, mixtures=body.mixtures, flops=body.flops, params=body.params, tokens=body.tokens,
-                            max_batch=ctx.settings.max_batch,
-                            schedules=None if body.schedules is None else [s.model_dump() for s in body.schedules])
+    targets = build_targets(
+        model,
+        mixtures=body.mixtures,
+        flops=body.flops,
+        params=body.params,
+        tokens=body.tokens,
+        max_batch=ctx.settings.max_batch,
+        schedules=None if body.schedules is None else [s.model_dump() for s in body.schedules],
+    )
     if ctx.settings.predict_merge:
         pred = await ctx.batcher.predict(model_id, model, targets, level=body.level, intervals=body.intervals)
     else:  # one model call per request (MIXOPT_PREDICT_MERGE=0; the benchmark's baseline)
         ctx.batcher.requests += 1
         ctx.batcher.calls += 1
-        pred = (await asyncio.get_running_loop().run_in_executor(
-            ctx.predict_pool, predict_many, model, [targets], body.level, body.intervals))[0]
-    content = _dumps({
-        "model": model_id, "rows": len(targets), "level": body.level, "domains": list(model.domains_),
-        "flops": targets.flops, "predictions": prediction_columns(pred), "unpredictable": dict(model.unpredictable_),
-    })
+        pred = (await asyncio.get_running_loop().run_in_executor(ctx.predict_pool, predict_many, model, [targets], body.level, body.intervals))[0]
+    content = _dumps(
+        {
+            "model": model_id,
+            "rows": len(targets),
+            "level": body.level,
+            "domains": list(model.domains_),
+            "flops": targets.flops,
+            "predictions": prediction_columns(pred),
+            "unpredictable": dict(model.unpredictable_),
+        }
+    )
     return Response(content=content, media_type="application/json")
