@@ -112,8 +112,8 @@ def _model_classes(gelu: str = "none", attention: str = "sdpa"):
 
     def causal_attention(q, k, v):  # (b, h, t, e) each -> (b, h, t, e)
         t = q.shape[2]
-        mask = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
-        s = (q @ k.transpose(-1, -2)).float().mul_(q.shape[-1] ** -0.5).masked_fill_(mask, float("-inf"))
+        causal = torch.zeros(t, t, device=q.device).masked_fill_(torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+        s = torch.add(causal, (q @ k.transpose(-1, -2)).float(), alpha=q.shape[-1] ** -0.5)  # one pass: scale + mask (0 or -inf)
         return s.softmax(-1).to(v.dtype) @ v
 
     class Block(nn.Module):
