@@ -24,7 +24,7 @@ that pin it (``configs/ladder.toml``, the shipped ladder) re-train to the same n
 AdamW, measured faster per FLOP on CPUs (``benchmarks/bench_train.py``); and ``"v3"``: v2's
 shapes and heads with exact GELU (the tanh form runs 2.7x slower in bf16 on CPUs) and, on
 CPUs with bf16 autocast, attention as two batched matrix products instead of torch's flash
-kernel (2.3x faster at context 256 in bf16; in fp32 the flash kernel is as fast or faster). Every version is bit-stable on CPUs. (Two-layer shapes of the same
+kernel (over 2x faster at context 256 in bf16; in fp32 the flash kernel is as fast or faster). Every version is bit-stable on CPUs. (Two-layer shapes of the same
 N, measured 1.1x faster still, trained clearly worse models: 2.62 against v1's 2.48 nats per
 byte at 600K on the ladder's uniform mixture.) ``device`` runs the
 same job on a GPU (``"cuda"``, or ``"auto"`` when torch sees one): the weights are initialised
@@ -112,8 +112,8 @@ def _model_classes(gelu: str = "none", attention: str = "sdpa"):
 
     def causal_attention(q, k, v):  # (b, h, t, e) each -> (b, h, t, e)
         t = q.shape[2]
-        mask = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
-        s = (q @ k.transpose(-1, -2)).float().mul_(q.shape[-1] ** -0.5).masked_fill_(mask, float("-inf"))
+        causal = torch.zeros(t, t, device=q.device).masked_fill_(torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+        s = torch.add(causal, (q @ k.transpose(-1, -2)).float(), alpha=q.shape[-1] ** -0.5)  # one pass: scale + mask (0 or -inf)
         return s.softmax(-1).to(v.dtype) @ v
 
     class Block(nn.Module):
