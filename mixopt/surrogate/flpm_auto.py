@@ -563,8 +563,6 @@ def _choose_stage1(
         cfg["family"] = family or (cfg["family"] if cfg["family"] != "auto" else "law")
         if alt is not None:
             cfg["stage1_alt"], cfg["stage1_weight"] = alt[0], repr(float(alt[1]))
-            if alt[2]:
-                cfg["stage1_weights"] = alt[2]
     else:
         cfg["stage1"], cfg["family"] = s1[0], fam[0]
 
@@ -578,7 +576,7 @@ def _score_stage1(
     *,
     explicit_family: bool,
     warm_by: dict[tuple[str, int], Any] | None = None,
-) -> tuple[str | None, str | None, tuple[str, float, str | None] | None]:
+) -> tuple[str | None, str | None, tuple[str, float] | None]:
     """Score every (form, family) on the folds' held-out losses; append the rows to ``table``.
 
     Returns the winning form and family (or Nones) and, when a second law form of the same
@@ -690,7 +688,7 @@ def _form_average(
     first_fit: Mapping[str, FLPM],
     runs: RunTable,
     table: list[dict[str, Any]],
-) -> tuple[str, float, str | None] | None:
+) -> tuple[str, float] | None:
     """Average the winning law form with another when the folds cannot tell them apart but they disagree beyond the runs.
 
     Candidates: the other forms with the winner's family and inputs (FLOPs or N,D), judged
@@ -760,7 +758,7 @@ def _form_average(
                 "weights inverse to the fold scores; intervals and joint draws carry both forms",
             }
         )
-        return alt, w, None
+        return alt, w
     return None
 
 
