@@ -167,15 +167,26 @@ def joint_fit(mapped: MappedRuns | RunTable, new: RunTable | None = None, *, off
 
 def plan_new_runs(model: Surrogate, domains: Sequence[str], objective: str, *, params: float, tokens: float,
                   settings: PlanSettings, floors: Mapping[str, float] | None = None,
-                  caps: Mapping[str, float] | None = None) -> Plan:
+                  caps: Mapping[str, float] | None = None, existing: RunTable | None = None) -> Plan:
     """Plan the next runs on the new space with ``mixopt plan`` at one size (``params`` x ``tokens``).
 
     ``model`` is fitted on the mapped table (and any new runs): the old runs' evidence is in
     its draws, so the plan spends runs where the change left the decision uncertain.
+    ``existing``: the runs already made (the mapped old runs, and any new ones): never proposed
+    again, and the coverage picks (``settings.coverage``, default 0.75) count them as covering
+    the decision region, so the batch spreads from where the old runs are into the added
+    domain's range (as ``mixopt plan CONFIG`` does with its table). Without it the coverage
+    picks cover the region as if no run were made; from a table that never used a new domain
+    the criterion alone sends the first runs to mixtures heavy in it (docs/figures.md#reuse-across-domain-set-changes).
     """
     space = SearchSpace(MixtureSpace(domains, floors=floors, caps=caps), ComputeSpace(params=params, tokens=tokens))
     st = PlanSettings(**{**settings.__dict__, "sizes": (float(params),), "tokens_per_param": float(tokens) / float(params)})
-    return plan_runs(Problem(space, model, [objective]), st)
+    problem = Problem(space, model, [objective])
+    if existing is None:
+        return plan_runs(problem, st)
+    from mixopt.workflows.plan import made_runs
+
+    return plan_runs(problem, st, existing=made_runs(existing, space.domains))
 
 
 __all__ = ["BLOCK", "FrozenBlock", "best_mixture", "frozen_block", "joint_fit", "plan_new_runs"]
