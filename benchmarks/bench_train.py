@@ -29,7 +29,7 @@ Prints four tables:
 Every figure is measured on the machine it runs on; on a shared, loaded machine compare the
 ratios, not the absolute numbers (the `uptime` load is printed).
 
-Run:  python benchmarks/bench_train.py [--quick] [--skip-ray] [--rerun-ladder] [--repeats 3]
+Run:  python benchmarks/bench_train.py [--quick] [--skip-ray] [--rerun-ladder] [--repeats 3] [--sizes 6e5]
 """
 
 from __future__ import annotations
@@ -335,6 +335,7 @@ def main() -> None:
     ap.add_argument("--rerun-ladder", action="store_true", help="train the example ladder again (minutes) instead of reading its log")
     ap.add_argument("--methods", default="flpm,dml,regmix")
     ap.add_argument("--repeats", type=int, default=3, help="passes of the training-speed table (the best of them is kept)")
+    ap.add_argument("--sizes", default="4e4,1.2e5,2.5e5,6e5", help="ladder sizes N of the training-speed table (the ladder estimate needs all four)")
     ap.add_argument("--throughput-worker", default=None, help=argparse.SUPPRESS)  # one version's pass, in its own process
     args = ap.parse_args()
     if args.throughput_worker:
@@ -356,7 +357,7 @@ def main() -> None:
     print(f"  peak used below: {best['GF_per_cpu_s']} GF/CPU-s ({best['dtype']}, 1 thread); bf16 autocast measured "
           f"{'as well' if bf16_pays else 'not at all: bf16 has no fast units on this CPU'}")
 
-    sizes = [4e4, 1.2e5, 2.5e5, 6e5]
+    sizes = [float(x) for x in args.sizes.split(",") if x.strip()]
     print(f"\n(1) reference-trainer training speed, 1 thread, batch 8 x 256 bytes (training only, CPU-seconds, best of {args.repeats} "
           "alternating passes): GF = 6N per token, and 6N + causal attention (6·layers·context·width)")
     tp = throughput_per_process(sizes, steps=6 if args.quick else 16, bf16=bf16_pays, repeats=args.repeats)
@@ -377,14 +378,16 @@ def main() -> None:
               f"{top['frac_peak_6N_attn']:.0%} (6N + attention), {top['frac_own_dtype_peak_6N']:.0%} of the {top['precision']} peak; "
               "target >= 60 % of the best peak")
     for k in ("v1", "v2", "v3", "v4"):
-        print("  ladder re-train estimate:", json.dumps(ladder_estimate(tp, k)))
+        if set(tp["size"].to_list()) >= {4e4, 1.2e5, 2.5e5, 6e5}:
+            print("  ladder re-train estimate:", json.dumps(ladder_estimate(tp, k)))
 
     from mixopt.train.reference import shape_for_params
 
     print(f"\n(1b) roofline at the largest size: one bf16 training step's matrix products at their own shapes, each alone "
           f"(1 thread, CPU-seconds; square-product peak {dtype_peak['bf16']} GF/CPU-s bf16)")
-    for k in ("v3", "v4"):
-        layers, width, heads = shape_for_params(max(sizes), k)
+    for shape in sorted({shape_for_params(max(sizes), k) for k in ("v3", "v4")}):  # the same shape today
+        k = "/".join(v for v in ("v3", "v4") if shape_for_params(max(sizes), v) == shape)
+        layers, width, heads = shape
         rf = roofline(layers, width, heads)
         print(pl.DataFrame(rf.pop("products")))
         print(f"  {k} ({layers}x{width}/{heads}): {json.dumps(rf)}; the step's 6N rate could reach at most "
