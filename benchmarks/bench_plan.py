@@ -55,7 +55,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_olmix (holdout,
 QUANTITY = "loss:pile_cc"
 START, BATCH = 16, 16
 #: ``--surrogate`` names: (surrogate kind, settings).
-SURROGATES: dict[str, tuple[str, dict]] = {"regmix": ("regmix", {}), "flpm": ("flpm", {}), "flpm-paper": ("flpm", {"preset": "paper"}), "dml": ("dml", {})}
+SURROGATES: dict[str, tuple[str, dict]] = {
+    "regmix": ("regmix", {}),
+    "regmix-log": ("regmix", {"transform": "log"}),
+    "flpm": ("flpm", {}),
+    "flpm-paper": ("flpm", {"preset": "paper"}),
+    "dml": ("dml", {}),
+}
 _SURROGATE = ["regmix"]  # the RegMix section's surrogate (set from --surrogate in main)
 _START = [START]  # the RegMix section's starting runs (set from --start in main)
 
@@ -123,7 +129,13 @@ def _planned(pool, test, order, budgets, n1m, t1m, draws, seed, how) -> dict[int
 
 def _olmix(a, seeds, budgets, draws, how) -> None:
     """Olmix's 512-run 64-domain swarm: pool = the 410 runs outside real_olmix's fixed 20 % holdout;
-    the decision = which held-out mixture has the lowest task-mean BPB; scored on the 102 held-out runs."""
+    the decision = which held-out mixture has the lowest task-mean BPB; scored on the 102 held-out runs.
+    Planner and scorer: ``--surrogate`` (``regmix`` or ``regmix-log``; the law surrogates need
+    more runs than the 16-run start in 64 domains). The random-order columns are the
+    surrogate's learning curve; "all 410" is its own target."""
+    kind, settings = SURROGATES[_SURROGATE[0]]
+    if kind != "regmix":
+        raise SystemExit(f"--section olmix plans with a regmix-kind surrogate (regmix, regmix-log), got --surrogate {_SURROGATE[0]!r}")
     import polars as pl
     from real_olmix import holdout, scores
 
@@ -148,7 +160,7 @@ def _olmix(a, seeds, budgets, draws, how) -> None:
     ym = test_mean.column("loss:bpb_mean")
 
     def score(idx) -> tuple[float, float, float]:
-        model = make_surrogate("regmix", seed=0).fit(pool.select_runs(pool.run_ids()[np.asarray(idx)]))
+        model = make_surrogate(kind, seed=0, **settings).fit(pool.select_runs(pool.run_ids()[np.asarray(idx)]))
         pred = model.predict(Targets(flops=np.full(test.n_runs, c), mixture=test.mixture(), domains=test.domains), intervals=False)
         P = np.column_stack([pred.get(q) for q in names])
         m = scores(P, Y)
@@ -165,7 +177,7 @@ def _olmix(a, seeds, budgets, draws, how) -> None:
             rows[b]["random"].append(score(order[:b]))
         revealed = list(order[:START])
         while len(revealed) < max(budgets):
-            model = make_surrogate("regmix", seed=0).fit(pool_mean.select_runs(pool_mean.run_ids()[np.asarray(revealed)]))
+            model = make_surrogate(kind, seed=0, **settings).fit(pool_mean.select_runs(pool_mean.run_ids()[np.asarray(revealed)]))
             rest = np.setdiff1d(np.arange(pool.n_runs), revealed)
             cand = Points(mixture=X[rest], flops=np.full(rest.size, c), params=np.full(rest.size, n), tokens=np.full(rest.size, d))
             st = PlanSettings(runs=BATCH, n_draws=draws, seed=seed + len(revealed), **how)
@@ -176,7 +188,7 @@ def _olmix(a, seeds, budgets, draws, how) -> None:
                 rows[len(revealed)]["planned"].append(score(revealed))
     allp = score(np.arange(pool.n_runs))
     print(
-        f"\nOlmix full_recomputation (pool {pool.n_runs} runs x {len(pool.domains)} domains, {test.n_runs} held out, "
+        f"\nOlmix full_recomputation, surrogate {_SURROGATE[0]} (pool {pool.n_runs} runs x {len(pool.domains)} domains, {test.n_runs} held out, "
         f"{len(names)} tasks)\n| runs | error random | error planned | ρ(mean BPB) random | ρ planned | regret random | regret planned |"
     )
     print("|---|---|---|---|---|---|---|")
@@ -325,7 +337,7 @@ def main() -> None:
             ap.error(f"--budgets: each must be a multiple of {BATCH} in [{2 * START}, 512], got {a.budgets!r}")
     draws = 128 if a.quick else 256
     _SURROGATE[0] = a.surrogate
-    _START[0] = a.start or (START if a.surrogate == "regmix" else 2 * START)
+    _START[0] = a.start or (START if SURROGATES[a.surrogate][0] == "regmix" else 2 * START)
     pool = load_regmix(a.data_dir, "train_1m")
     if a.fit_domains == "scored":
         from mixopt.data import RunTable

@@ -4,13 +4,18 @@ Prints four tables:
 
 (0) this CPU's matrix-product peak: square fp32 and bf16 products, 1 thread and all threads,
     GFLOP per CPU-second (and per wall second);
-(1) reference-trainer training speed per version (``kernels`` v1, v2 and v3; forward + backward +
+(1) reference-trainer training speed per version (``kernels`` v1 to v4; forward + backward +
     clip + AdamW, no evaluation) at the ladder's sizes, 1 thread, in CPU-seconds, best of
-    ``--repeats`` passes that alternate the versions (a loaded machine slows single passes): tokens/s,
+    ``--repeats`` passes that alternate the versions (a loaded machine slows single passes), each
+    version in a fresh process as a training job runs (v4 sets the process's allocator): tokens/s,
     the FLOP rate (6N per token; and 6N + causal attention), its fraction of the best peak in (0)
     and of the peak of the precision it ran in; bf16 autocast only where (0) shows bf16 faster than
     fp32; and the shipped ladder's re-train time estimated from these per-size speeds in the
     precision the trainer picks on this CPU (target <= 8 min quiet);
+(1b) roofline: the rate of the matrix products of one 600K training step at their actual shapes
+    (2048 tokens x 128 -> 384 etc., forward and both backward products, the tied head and the
+    attention products), measured alone in the same run: the step's 6N rate if nothing but these
+    products took time, so the fraction of the square-product peak these shapes allow at all;
 (2) wall time of the example ladder (configs/ladder.toml) from its recorded log
     (mixopt/examples/ladder_runs.run.json: start/end, `uptime` load at both ends, per-job
     wall times); ``--rerun-ladder`` trains it again into a temporary table instead;
@@ -24,7 +29,7 @@ Prints four tables:
 Every figure is measured on the machine it runs on; on a shared, loaded machine compare the
 ratios, not the absolute numbers (the `uptime` load is printed).
 
-Run:  python benchmarks/bench_train.py [--quick] [--skip-ray] [--rerun-ladder] [--repeats 3]
+Run:  python benchmarks/bench_train.py [--quick] [--skip-ray] [--rerun-ladder] [--repeats 3] [--sizes 6e5]
 """
 
 from __future__ import annotations
@@ -90,7 +95,7 @@ def _step_flops(layers: int, width: int, context: int) -> tuple[float, float]:
 
 
 def throughput(sizes: list[float], steps: int, bf16: bool, batch: int = 8, context: int = 256, repeats: int = 1,
-               versions: tuple[str, ...] = ("v1", "v2", "v3")) -> pl.DataFrame:
+               versions: tuple[str, ...] = ("v1", "v2", "v3", "v4")) -> pl.DataFrame:
     """Training steps (forward, backward, clip, AdamW; no evaluation) of the reference trainer's
     model per version (``kernels``), 1 thread, measured in CPU-seconds; the best of ``repeats``
     passes, each pass measuring every size, version and precision once (so they alternate)."""
@@ -107,7 +112,8 @@ def throughput(sizes: list[float], steps: int, bf16: bool, batch: int = 8, conte
             for kernels in versions:
                 layers, width, heads = shape_for_params(n, kernels)
                 for half in ((False, True) if bf16 else (False,)):
-                    gelu, attention = {"v1": ("none", "sdpa"), "v2": ("tanh", "sdpa"), "v3": ("none", "matmul" if half else "sdpa")}[kernels]
+                    gelu, attention = {"v1": ("none", "sdpa"), "v2": ("tanh", "sdpa"), "v3": ("none", "matmul" if half else "sdpa"),
+                                       "v4": ("none", "fused" if half else "sdpa")}[kernels]
                     model = _model_classes(gelu, attention)(layers, width, heads, context)
                     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, **({"fused": True} if kernels != "v1" else {}))
                     x = torch.randint(0, 256, (batch, context + 1), generator=gen)
@@ -132,6 +138,81 @@ def throughput(sizes: list[float], steps: int, bf16: bool, batch: int = 8, conte
                                  "tokens_per_cpu_s": round(tps), "GF_6N": round(tps * f6 / 1e9, 1),
                                  "GF_6N_attn": round(tps * fa / 1e9, 1)}
     return pl.DataFrame(list(best.values()))
+
+
+def throughput_per_process(sizes: list[float], steps: int, bf16: bool, repeats: int,
+                           versions: tuple[str, ...] = ("v1", "v2", "v3", "v4")) -> pl.DataFrame:
+    """:func:`throughput`, each version measured in a fresh process (as a training job runs: v4 sets the process's
+    allocator, which would otherwise carry over to the versions measured after it), ``repeats`` alternating passes."""
+    import sys
+
+    best: dict[tuple, dict] = {}
+    for _ in range(repeats):
+        for kernels in versions:
+            arg = json.dumps({"sizes": sizes, "steps": steps, "bf16": bf16, "versions": [kernels]})
+            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--throughput-worker", arg], capture_output=True,
+                                 text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+            for row in json.loads(out.strip().splitlines()[-1]):
+                key = (row["size"], row["kernels"], row["precision"])
+                if key not in best or row["tokens_per_cpu_s"] > best[key]["tokens_per_cpu_s"]:
+                    best[key] = row
+    return pl.DataFrame(list(best.values()))
+
+
+def _throughput_worker(arg: str) -> None:
+    a = json.loads(arg)
+    if "v4" in a["versions"]:
+        from mixopt.train.reference import _keep_freed_memory
+
+        _keep_freed_memory()  # as the trainer does for a v4 job on a CPU
+    tp = throughput(a["sizes"], steps=a["steps"], bf16=a["bf16"], versions=tuple(a["versions"]))
+    print(json.dumps(tp.to_dicts()))
+
+
+def roofline(layers: int, width: int, heads: int, batch: int = 8, context: int = 256, repeats: int = 3) -> dict:
+    """The matrix products of one training step of a ``layers`` x ``width`` model with ``heads`` heads, in bf16 (the
+    trainer's precision on a CPU with bf16 units), 1 thread, each timed alone (CPU-seconds, best of ``repeats``): per
+    block the four linear layers' forward, input-gradient and weight-gradient products (weights stored out x in, as
+    torch's Linear), the tied head's three, and the six attention products of the full t x t scores (the causal mask
+    does not skip the upper half). Returns their rate and the 6N rate of a step made of nothing else."""
+    import torch
+
+    torch.set_num_threads(1)
+    m, e, bh = batch * context, width // heads, batch * heads
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g).to(torch.bfloat16)
+
+    prods = []  # (name, count per step, fn, flops)
+    for din, dout, n in ((width, 3 * width, layers), (width, width, layers), (width, 4 * width, layers), (4 * width, width, layers), (width, 256, 1)):
+        x, w, dy = r(m, din), r(dout, din), r(m, dout)
+        fl = 2.0 * m * din * dout
+        prods += [(f"{m}x{din} @ {din}x{dout} (forward)", n, lambda x=x, w=w: x @ w.t(), fl),
+                  (f"{m}x{dout} @ {dout}x{din} (input grad)", n, lambda dy=dy, w=w: dy @ w, fl),
+                  (f"{dout}x{m} @ {m}x{din} (weight grad)", n, lambda dy=dy, x=x: dy.t() @ x, fl)]
+    q, k, p, dy = r(bh, context, e), r(bh, context, e), r(bh, context, context), r(bh, context, e)
+    fl = 2.0 * bh * context * context * e
+    prods += [(f"{bh}x({context}x{e} @ {e}x{context}) scores", layers, lambda: torch.bmm(q, k.transpose(1, 2)), fl),
+              (f"{bh}x({context}x{context} @ {context}x{e}) values", layers, lambda: torch.bmm(p, k), fl),
+              ("attention backward (4 products)", layers, lambda: (torch.bmm(dy, k.transpose(1, 2)), torch.bmm(p, q),
+                                                                   torch.bmm(p.transpose(1, 2), q), torch.bmm(p.transpose(1, 2), dy)), 4 * fl)]
+    rows, total_s, total_fl = [], 0.0, 0.0
+    for name, n, fn, flop in prods:
+        fn()
+        reps = 20
+        best = float("inf")
+        for _ in range(repeats):
+            c0 = time.process_time()
+            for _ in range(reps):
+                fn()
+            best = min(best, (time.process_time() - c0) / reps)
+        rows.append({"product": name, "per_step": n, "GF_per_cpu_s": round(flop / best / 1e9, 1)})
+        total_s += n * best
+        total_fl += n * flop
+    f6, _ = _step_flops(layers, width, context)
+    return {"products": rows, "matmul_s_per_step": total_s, "matmul_GF_per_cpu_s": round(total_fl / total_s / 1e9, 1),
+            "six_n_share_of_product_flops": round(f6 * m / total_fl, 3), "six_n_GF_if_only_products": round(f6 * m / total_s / 1e9, 1)}
 
 
 def ladder_estimate(tp: pl.DataFrame, kernels: str) -> dict:
@@ -254,7 +335,12 @@ def main() -> None:
     ap.add_argument("--rerun-ladder", action="store_true", help="train the example ladder again (minutes) instead of reading its log")
     ap.add_argument("--methods", default="flpm,dml,regmix")
     ap.add_argument("--repeats", type=int, default=3, help="passes of the training-speed table (the best of them is kept)")
+    ap.add_argument("--sizes", default="4e4,1.2e5,2.5e5,6e5", help="ladder sizes N of the training-speed table (the ladder estimate needs all four)")
+    ap.add_argument("--throughput-worker", default=None, help=argparse.SUPPRESS)  # one version's pass, in its own process
     args = ap.parse_args()
+    if args.throughput_worker:
+        _throughput_worker(args.throughput_worker)
+        return
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("PYTHONPATH", str(ROOT))
     pl.Config.set_tbl_rows(100)
@@ -271,10 +357,10 @@ def main() -> None:
     print(f"  peak used below: {best['GF_per_cpu_s']} GF/CPU-s ({best['dtype']}, 1 thread); bf16 autocast measured "
           f"{'as well' if bf16_pays else 'not at all: bf16 has no fast units on this CPU'}")
 
-    sizes = [4e4, 1.2e5, 2.5e5, 6e5]
+    sizes = [float(x) for x in args.sizes.split(",") if x.strip()]
     print(f"\n(1) reference-trainer training speed, 1 thread, batch 8 x 256 bytes (training only, CPU-seconds, best of {args.repeats} "
           "alternating passes): GF = 6N per token, and 6N + causal attention (6·layers·context·width)")
-    tp = throughput(sizes, steps=6 if args.quick else 16, bf16=bf16_pays, repeats=args.repeats)
+    tp = throughput_per_process(sizes, steps=6 if args.quick else 16, bf16=bf16_pays, repeats=args.repeats)
     dtype_peak = {"fp32": one.filter(pl.col("dtype") == "float32")["GF_per_cpu_s"][0],
                   "bf16": one.filter(pl.col("dtype") == "bfloat16")["GF_per_cpu_s"][0]}
     tp = tp.with_columns((pl.col("GF_6N") / best["GF_per_cpu_s"]).round(3).alias("frac_peak_6N"),
@@ -282,17 +368,30 @@ def main() -> None:
                          (pl.col("GF_6N") / pl.col("precision").replace_strict(dtype_peak, return_dtype=pl.Float64)).round(3)
                          .alias("frac_own_dtype_peak_6N"))
     print(tp)
-    by = {k: tp.filter((pl.col("kernels") == k) & (pl.col("precision") == "fp32")) for k in ("v1", "v2", "v3")}
-    for k in ("v2", "v3"):
+    by = {k: tp.filter((pl.col("kernels") == k) & (pl.col("precision") == "fp32")) for k in ("v1", "v2", "v3", "v4")}
+    for k in ("v2", "v3", "v4"):
         print(f"  {k} / v1 tokens per CPU-s by size (fp32):",
               [round(b / a, 2) for a, b in zip(by["v1"]["tokens_per_cpu_s"], by[k]["tokens_per_cpu_s"], strict=True)])
-    for k in ("v1", "v2", "v3"):
+    for k in ("v1", "v2", "v3", "v4"):
         top = tp.filter((pl.col("kernels") == k) & (pl.col("size") == max(sizes))).sort("GF_6N", descending=True).row(0, named=True)
         print(f"  largest ladder size, {k} ({top['shape']}, {top['precision']}): {top['frac_peak_6N']:.0%} of the best peak (6N), "
               f"{top['frac_peak_6N_attn']:.0%} (6N + attention), {top['frac_own_dtype_peak_6N']:.0%} of the {top['precision']} peak; "
               "target >= 60 % of the best peak")
-    for k in ("v1", "v2", "v3"):
-        print("  ladder re-train estimate:", json.dumps(ladder_estimate(tp, k)))
+    for k in ("v1", "v2", "v3", "v4"):
+        if set(tp["size"].to_list()) >= {4e4, 1.2e5, 2.5e5, 6e5}:
+            print("  ladder re-train estimate:", json.dumps(ladder_estimate(tp, k)))
+
+    from mixopt.train.reference import shape_for_params
+
+    print(f"\n(1b) roofline at the largest size: one bf16 training step's matrix products at their own shapes, each alone "
+          f"(1 thread, CPU-seconds; square-product peak {dtype_peak['bf16']} GF/CPU-s bf16)")
+    for shape in sorted({shape_for_params(max(sizes), k) for k in ("v3", "v4")}):  # the same shape today
+        k = "/".join(v for v in ("v3", "v4") if shape_for_params(max(sizes), v) == shape)
+        layers, width, heads = shape
+        rf = roofline(layers, width, heads)
+        print(pl.DataFrame(rf.pop("products")))
+        print(f"  {k} ({layers}x{width}/{heads}): {json.dumps(rf)}; the step's 6N rate could reach at most "
+              f"{rf['six_n_GF_if_only_products'] / best['GF_per_cpu_s']:.0%} of the best peak if nothing but these products took time")
 
     print("\n(2) example ladder wall time (configs/ladder.toml)")
     print(json.dumps(ladder_wall(args.rerun_ladder), indent=1))

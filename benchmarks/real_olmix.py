@@ -17,7 +17,9 @@ Methods:
   to each metric, ridge-regularised, plus the learned kernel residual
   (:mod:`mixopt.laws.metric`); ``flpm (law only)`` is the same without the residual.
 * ``dml`` -- the Data Mixing Law form (Olmix's law, regularised) + residual; ``dml (law only)``.
-* ``regmix`` -- mixopt's RegMix-style regressor (linear + RBF kernel ridge).
+* ``regmix`` -- mixopt's RegMix-style regressor (linear + RBF kernel ridge; each task fitted as
+  ``log(BPB - c·min BPB)``, ``c`` by leave-one-out, ``transform="auto"``); ``regmix (log)`` is
+  its recipe before 2026-12-04 (``transform="log"``: scores, here the BPBs, fitted linearly).
 * ``olmix law`` -- Olmix's own log-linear law as its toolkit fits it
   (``olmix/fit/law.py``: ``y = exp(c) + exp(Σ_d t_d·r_d)``, Huber loss δ = 0.02 summed over
   runs, best start by training loss, starts ``log c`` in ``linspace(-2, 1.5, 10)`` x random
@@ -36,7 +38,7 @@ Methods:
   with ``--quick``. Needs the optional ``bench`` extra (``pip install -e '.[bench]'``);
   skipped with a message when missing.
 
-Run:  python benchmarks/real_olmix.py [--quick]
+Run:  python benchmarks/real_olmix.py [--quick] [--swarms a,b] [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
@@ -174,10 +176,10 @@ def lightgbm_predict(Rtr: np.ndarray, Ytr: np.ndarray, Rte: np.ndarray, n_iter: 
 
 
 # -- the section --------------------------------------------------------------------------------
-def _mixopt(kind: str, train, test) -> np.ndarray:
+def _mixopt(kind: str, train, test, **settings: Any) -> np.ndarray:
     from mixopt.surrogate import Targets, make_surrogate
 
-    model = make_surrogate(kind, **({"seed": 0} if kind != "regmix" else {})).fit(train)
+    model = make_surrogate(kind, **({"seed": 0} if kind != "regmix" else {}), **settings).fit(train)
     pred = model.predict(Targets.from_runs(test), intervals=False)
     return np.column_stack([pred.get("score:" + b) for b in test.benchmark_names])
 
@@ -189,7 +191,7 @@ def _law_only(form: str, Rtr: np.ndarray, Ytr: np.ndarray, Rte: np.ndarray) -> n
     return fit_metric_laws(Rtr[:, keep], Ytr, form=form, residual=False).predict(Rte[:, keep])
 
 
-def run(quick: bool = False, swarms: tuple[str, ...] = SWARMS) -> dict[str, Any]:
+def run(quick: bool = False, swarms: tuple[str, ...] = SWARMS, data_dir: str | None = None) -> dict[str, Any]:
     """Print the comparison tables; return the headline figures per swarm."""
     from mixopt.data.public import load_olmix
 
@@ -211,7 +213,7 @@ def run(quick: bool = False, swarms: tuple[str, ...] = SWARMS) -> dict[str, Any]
           "pairwise acc. | pick rank (median) | pick = best | regret (BPB) | fit s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for swarm in swarms:
-        runs = load_olmix(swarm=swarm)
+        runs = load_olmix(data_dir, swarm=swarm)
         ids = np.asarray(runs.run_ids())
         tr, te = holdout(len(ids))
         train, test = runs.select_runs(ids[tr]), runs.select_runs(ids[te])
@@ -223,6 +225,7 @@ def run(quick: bool = False, swarms: tuple[str, ...] = SWARMS) -> dict[str, Any]
             "dml": lambda: _mixopt("dml", train, test),
             "dml (law only)": lambda: _law_only("dml", Rtr, Ytr, Rte),
             "regmix": lambda: _mixopt("regmix", train, test),
+            "regmix (log)": lambda: _mixopt("regmix", train, test, transform="log"),
             "olmix law": lambda: olmix_law(Rtr, Ytr, Rte, iters=30 if quick else 100),
         }
         if have_lgb:
@@ -272,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer Olmix-law iterations and LightGBM rounds")
     ap.add_argument("--swarms", default=",".join(SWARMS), help=f"comma-separated subset of {','.join(SWARMS)}")
+    ap.add_argument("--data-dir", default=None, help="the public data folder (default: <checkout>/../shared/data)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    run(args.quick, tuple(x.strip() for x in args.swarms.split(",") if x.strip()))
+    run(args.quick, tuple(x.strip() for x in args.swarms.split(",") if x.strip()), args.data_dir)
     return 0
 
 

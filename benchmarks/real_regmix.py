@@ -57,6 +57,8 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "flpm (hybrid)": ("flpm", {"stage1": "flpm", "family": "hybrid"}),
     "dml": ("dml", {}),
     "regmix-style (kernel ridge)": ("regmix", {}),
+    # its recipe before 2026-12-04 (losses in log, no shifted-log choice, no clipping)
+    "regmix-style (log)": ("regmix", {"transform": "log"}),
 }
 
 

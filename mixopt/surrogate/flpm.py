@@ -486,6 +486,7 @@ class FLPM(FLPMPrediction):
         """The hybrid (and average) family's correction over the mixture, fitted on the law's final-checkpoint residuals."""
         self.residual_ = None
         self.residual_schedule_ = False
+        self.residual_ref_flops_ = None
         if self.config_["family"] not in ("hybrid", "average"):
             return
         fin = runs.final()
@@ -498,7 +499,12 @@ class FLPM(FLPMPrediction):
         res[~np.isfinite(res)] = np.nan
         # schedules that differ from constant mixtures: the correction reads schedule features
         self.residual_schedule_ = has_schedules(fin)
-        self.residual_ = MixtureResidual().fit(residual_features(R, sched if self.residual_schedule_ else None), res)
+        # constant mixtures: the law's own log losses at one compute (the fitted runs' median) are a feature too
+        self.residual_ref_flops_ = None if self.residual_schedule_ else float(np.exp(np.median(np.log(fin.flops()))))
+        own = self._residual_own(R)
+        if own is not None:
+            own[~np.isfinite(own)] = np.nan
+        self.residual_ = MixtureResidual().fit(residual_features(R, sched if self.residual_schedule_ else None), res, own)
 
     def _fit_stage1(self, final: RunTable, warm: Mapping[str, Any] | None = None) -> None:
         """Fit the stage-1 law per loss domain on ``final`` (the rows of :meth:`_stage1_rows`).
@@ -702,6 +708,7 @@ class FLPM(FLPMPrediction):
             "stage1_active": list(self.stage1_active_),
             "stage1_fixed_ratios": list(self.stage1_fixed_ratios_),
             "residual_schedule": bool(getattr(self, "residual_schedule_", False)),
+            "residual_ref_flops": getattr(self, "residual_ref_flops_", None),
             "vary_compute": bool(self.vary_compute_),
             "compute_range": list(self.compute_range_),
             "stage2_benchmarks": list(self.stage2_benchmarks_),
@@ -752,6 +759,8 @@ class FLPM(FLPMPrediction):
         if res_arrays:
             self.residual_ = MixtureResidual.from_arrays(res_arrays)
         self.residual_schedule_ = bool(state.get("residual_schedule", False))
+        ref = state.get("residual_ref_flops")
+        self.residual_ref_flops_ = None if ref is None else float(ref)
         self.stage1_law_ = _law_from_state(state["stage1_law"], dict(state["stage1_config"]))
         self.stage1_alt_ = None
         if state.get("stage1_alt_law"):

@@ -160,10 +160,32 @@ class FLPMPrediction(Surrogate):
         ``full``: ``residual_.predict(R)`` when the caller has it already."""
         if getattr(self, "residual_", None) is None:
             return np.zeros((np.asarray(R).shape[0], len(self.loss_domains_)))
-        corr = RESIDUAL_WEIGHT[self.config_["family"]] * (self.residual_.predict(R) if full is None else full)
+        corr = RESIDUAL_WEIGHT[self.config_["family"]] * (self._residual_predict(R) if full is None else full)
         if flops is not None and self.config_.get("residual_reach") is not None:
             corr = np.where(self._averaged_rows(flops)[:, None], RESIDUAL_WEIGHT["average"] * corr, corr)
         return corr
+
+    def _residual_predict(self, R: np.ndarray) -> np.ndarray:
+        """``residual_.predict`` at the correction's inputs ``R`` (:meth:`_residual_inputs`), with the law's own
+        losses at the reference compute where the correction reads them (:meth:`_residual_own`)."""
+        res = self.residual_
+        return res.predict(R, self._residual_own(R) if res.uses_own else None)
+
+    def _residual_own(self, R: np.ndarray) -> np.ndarray | None:
+        """The stage-1 log losses ``(n, m)`` of mixtures ``R (n, k)`` at one reference compute
+        (``residual_ref_flops_``): the correction's per-domain feature (:class:`~mixopt.surrogate.hybrid.MixtureResidual`),
+        a function of the mixture only. None where the correction reads schedule features."""
+        ref = getattr(self, "residual_ref_flops_", None)
+        if ref is None or getattr(self, "residual_schedule_", False):
+            return None
+        R = np.asarray(R, dtype=np.float64)
+        C = np.full(R.shape[0], float(ref))
+        N = D = None
+        if self.stage1_law_.uses_nd:  # split as the sampling runs did (their median tokens per parameter)
+            N = np.sqrt(C / (FLOPS_PER_PARAM_TOKEN * self.tokens_per_param_))
+            D = self.tokens_per_param_ * N
+        with np.errstate(all="ignore"):
+            return np.log(self._stage1_mean(self._law_inputs(C, N, D, R, None)))
 
     def _family_spread(self, L: np.ndarray, corr: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                        rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -432,7 +454,7 @@ class FLPMPrediction(Surrogate):
         bases = list(self._form_points(x)) if alt is not None else [self._stage1_mean(x)]  # type: ignore[arg-type]
         R = self._residual_inputs(targets)
         if fam_avg:  # averaged rows span the law (no correction) and the hybrid (all of it); the others their own
-            full = self.residual_.predict(R) if full is None else full
+            full = self._residual_predict(R) if full is None else full
             own = self._residual_correction(R, targets.flops, full=full)
             corrs = [np.where(rows[:, None], 0.0, own), np.where(rows[:, None], full, own)]
         else:
@@ -458,7 +480,7 @@ class FLPMPrediction(Surrogate):
         corrections for these targets (None without one), and ``x``, the law inputs, for the caller's :meth:`_model_envelope`."""
         x = self._stage1_inputs(targets)
         R = self._residual_inputs(targets)
-        full = self.residual_.predict(R) if getattr(self, "residual_", None) is not None else None
+        full = self._residual_predict(R) if getattr(self, "residual_", None) is not None else None
         if memo is not None:
             memo["full"], memo["x"] = full, x
         corr = self._residual_correction(R, targets.flops, full=full)

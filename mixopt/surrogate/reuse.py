@@ -84,6 +84,8 @@ class ReuseRegression(RegMixRegression):
         select: choose the evidence set by cross-validation on the new runs (module docstring).
         folds: folds of that cross-validation (and the fewest new runs it needs).
         rows, log_floor, min_rows, fixed_compute_tolerance, seed: as for ``regmix``.
+        transform: as for ``regmix``, but default ``"log"`` (losses in log, scores linear), the
+            units ``offsets_`` are reported in; ``"auto"`` picks a shifted log per output.
 
     Attributes (after fit, besides ``regmix``'s):
         indicators_: the indicator features, in order (empty: a plain ``regmix`` fit).
@@ -97,9 +99,10 @@ class ReuseRegression(RegMixRegression):
     kind: ClassVar[str] = "reuse"
 
     def __init__(self, *, offset_mapped: bool = False, select: bool = True, folds: int = 5, rows: str = "final",
-                 log_floor: float = 1e-3, min_rows: int = 8, fixed_compute_tolerance: float = 0.25, seed: int = 0) -> None:
+                 log_floor: float = 1e-3, min_rows: int = 8, fixed_compute_tolerance: float = 0.25, seed: int = 0,
+                 transform: str = "log") -> None:
         super().__init__(rows=rows, log_floor=log_floor, min_rows=min_rows,
-                         fixed_compute_tolerance=fixed_compute_tolerance, seed=seed)
+                         fixed_compute_tolerance=fixed_compute_tolerance, seed=seed, transform=transform)
         self.offset_mapped = offset_mapped
         self.select = select
         self.folds = folds

@@ -18,13 +18,16 @@ taken from elsewhere in the same domain; the model picks the option with the hig
 log-likelihood per byte. ``params`` is the non-embedding parameter count (Kaplan et al.);
 ``flops`` is ``6·params·tokens``.
 
-Three trainer versions (``kernels``): ``"v1"``, the first one, kept bit-stable so configs
+Four trainer versions (``kernels``): ``"v1"``, the first one, kept bit-stable so configs
 that pin it (``configs/ladder.toml``, the shipped ladder) re-train to the same numbers;
 ``"v2"`` (default): widths in steps of 64 from 128 with head size 64, tanh GELU and fused
 AdamW, measured faster per FLOP on CPUs (``benchmarks/bench_train.py``); and ``"v3"``: v2's
 shapes and heads with exact GELU (the tanh form runs 2.7x slower in bf16 on CPUs) and, on
 CPUs with bf16 autocast, attention as two batched matrix products instead of torch's flash
-kernel (over 2x faster at context 256 in bf16; in fp32 the flash kernel is as fast or faster). Every version is bit-stable on CPUs. (Two-layer shapes of the same
+kernel (over 2x faster at context 256 in bf16; in fp32 the flash kernel is as fast or faster); and ``"v4"``: v3 with, on
+CPUs in bf16, attention as one hand-written autograd function (the scale and causal mask inside the score product, the
+softmax in bf16, only q, k, v and the probabilities kept for the backward pass) and the process's allocator told to keep
+freed memory (no page faults for each step's temporaries). Every version is bit-stable on CPUs. (Two-layer shapes of the same
 N, measured 1.1x faster still, trained clearly worse models: 2.62 against v1's 2.48 nats per
 byte at 600K on the ladder's uniform mixture.) ``device`` runs the
 same job on a GPU (``"cuda"``, or ``"auto"`` when torch sees one): the weights are initialised
@@ -77,7 +80,8 @@ class ReferenceOptions:
     cloze_context: int = 64  # context bytes of a cloze item
     eval_seed: int = 1234  # seeds the held-out windows and cloze items (the same for every run)
     kernels: str = "v2"  # "v2": widths in steps of 64 from 128 (head size 64), tanh GELU, fused AdamW; "v1": the first trainer (configs pin it)
-    # ("v3": v2's shapes, exact GELU, attention as two matrix products on CPUs; each version bit-stable on CPUs)
+    # ("v3": v2's shapes, exact GELU, attention as two matrix products on CPUs; "v4": v3 with a fused bf16 attention
+    # function and a page-fault-free allocator on CPUs; each version bit-stable on CPUs)
     device: str = "auto"  # "cpu", "cuda", or "auto" (cuda when torch sees a GPU); CPU results are bit-stable, GPU ones are not bit-equal to them
 
     @classmethod
@@ -89,23 +93,24 @@ class ReferenceOptions:
         o = cls(**dict(m))
         if o.kernels not in KERNELS:
             raise ConfigError(f"Reference-trainer option kernels must be one of {list(KERNELS)}, got {o.kernels!r}; "
-                              "use \"v1\" to reproduce runs made before v2, \"v2\" or \"v3\" otherwise.")
+                              "use \"v1\" to reproduce runs made before v2, \"v2\", \"v3\" or \"v4\" otherwise.")
         if o.device not in DEVICES:
             raise ConfigError(f"Reference-trainer option device must be one of {list(DEVICES)}, got {o.device!r}.")
         return o
 
 
 #: trainer versions, each kept bit-stable on CPUs (configs/ladder.toml pins v1 for the shipped ladder)
-KERNELS = ("v1", "v2", "v3")
+KERNELS = ("v1", "v2", "v3", "v4")
 DEVICES = ("cpu", "cuda", "auto")
 
 
 # -- model ------------------------------------------------------------------------------------
 def _model_classes(gelu: str = "none", attention: str = "sdpa"):
-    """The model classes; ``gelu`` is GELU's ``approximate`` ("none" in v1, "tanh" in v2 and v3);
-    ``attention``: ``"sdpa"`` (torch's fused kernel; v1, v2, and v3 on a GPU or in fp32) or ``"matmul"`` (v3 on a
+    """The model classes; ``gelu`` is GELU's ``approximate`` ("tanh" in v2, "none" in v1, v3 and v4);
+    ``attention``: ``"sdpa"`` (torch's fused kernel; v1, v2, and v3/v4 on a GPU or in fp32) or ``"matmul"`` (v3 on a
     CPU in bf16: scores and values as two batched products in the autocast dtype, softmax in fp32 under a causal
-    mask; at context 256 the CPU flash kernel runs its products far below the matrix units' speed)."""
+    mask; at context 256 the CPU flash kernel runs its products far below the matrix units' speed) or ``"fused"`` (v4
+    on a CPU in bf16: ``FusedAttention`` below, bf16 throughout)."""
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -115,6 +120,37 @@ def _model_classes(gelu: str = "none", attention: str = "sdpa"):
         causal = torch.zeros(t, t, device=q.device).masked_fill_(torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
         s = torch.add(causal, (q @ k.transpose(-1, -2)).float(), alpha=q.shape[-1] ** -0.5)  # one pass: scale + mask (0 or -inf)
         return s.softmax(-1).to(v.dtype) @ v
+
+    class FusedAttention(torch.autograd.Function):
+        """v4's causal attention on (b·h, t, e) bf16 tensors: the scale and the mask ride in the score product
+        (one baddbmm), the softmax runs in bf16 (torch's CPU kernel computes it in fp32), and only q, k, v and the
+        bf16 probabilities are kept for the backward pass, which folds the scale into the small q and k gradients."""
+
+        @staticmethod
+        def forward(ctx, q, k, v, causal):
+            with torch.autocast("cpu", enabled=False):
+                p = torch.baddbmm(causal, q, k.transpose(1, 2), alpha=q.shape[-1] ** -0.5).softmax(-1)
+                ctx.save_for_backward(q, k, v, p)
+                return torch.bmm(p, v)
+
+        @staticmethod
+        def backward(ctx, dy):
+            q, k, v, p = ctx.saved_tensors
+            scale = q.shape[-1] ** -0.5
+            dy = dy.to(p.dtype)
+            ds = torch._softmax_backward_data(torch.bmm(dy, v.transpose(1, 2)), p, -1, p.dtype)
+            return torch.bmm(ds, k).mul_(scale), torch.bmm(ds.transpose(1, 2), q).mul_(scale), torch.bmm(p.transpose(1, 2), dy), None
+
+    masks: dict[tuple, Any] = {}
+
+    def fused_attention(q, k, v):  # (b, h, t, e) each -> (b, h, t, e), in bf16
+        b, h, t, e = q.shape
+        key = (t, q.device)
+        if key not in masks:
+            masks[key] = torch.zeros(t, t, dtype=torch.bfloat16, device=q.device).masked_fill_(
+                torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+        q, k, v = (z.reshape(b * h, t, e).to(torch.bfloat16) for z in (q, k, v))
+        return FusedAttention.apply(q, k, v, masks[key]).view(b, h, t, e)
 
     class Block(nn.Module):
         def __init__(self, d: int, heads: int) -> None:
@@ -128,7 +164,12 @@ def _model_classes(gelu: str = "none", attention: str = "sdpa"):
             b, t, d = x.shape
             q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
             q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
-            y = causal_attention(q, k, v) if attention == "matmul" else F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            if attention == "fused":
+                y = fused_attention(q, k, v)
+            elif attention == "matmul":
+                y = causal_attention(q, k, v)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             y = y.transpose(1, 2).reshape(b, t, d)
             x = x + self.proj(y)
             return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate=gelu))
@@ -155,8 +196,8 @@ def non_embedding_params(layers: int, d: int) -> int:
 
 
 def default_heads(width: int, kernels: str = "v1") -> int:
-    """Heads of a width: head size about 32 (16 below width 64), dividing the width; v2 and v3: head size 64 from width 128."""
-    if kernels in ("v2", "v3") and width >= 128:
+    """Heads of a width: head size about 32 (16 below width 64), dividing the width; v2, v3 and v4: head size 64 from width 128."""
+    if kernels in ("v2", "v3", "v4") and width >= 128:
         return max(1, width // 64)
     h = max(1, round(width / (32 if width >= 64 else 16)))
     while width % h:
@@ -171,13 +212,13 @@ def shape_for_params(params: float, kernels: str = "v1") -> tuple[int, int, int]
     in [16, 40] (the shapes measured fastest per loss at this scale). v2: widths from 128 are
     multiples of 64 (from 64, of 16; below, of 8), aspect ratio in [16, 64]: fewer, wider layers whose
     matrix products suit the vector units (``benchmarks/bench_train.py`` measures the difference).
-    v3: v2's shapes.
+    v3 and v4: v2's shapes.
     """
     best = None
     hi = 40 if kernels == "v1" else 64
     for layers in range(2, 17):
         for d in range(16, 2049, 8):
-            if kernels in ("v2", "v3") and d % (64 if d >= 128 else 16 if d >= 64 else 8):
+            if kernels in ("v2", "v3", "v4") and d % (64 if d >= 128 else 16 if d >= 64 else 8):
                 continue
             if not 16 <= d / layers <= hi:
                 continue
@@ -319,6 +360,24 @@ def _bf16_enabled(mode: str, device: str = "cpu") -> bool:
     return "AVX512" in cap or "AMX" in cap
 
 
+def _keep_freed_memory() -> None:
+    """v4 on a CPU: glibc keeps freed blocks up to 1 GiB in the process (``mallopt``) instead of returning each
+    step's large temporaries to the kernel, which page-faults them back every step (about 8 % of a 600K step as
+    system time). Numerics are unchanged; the process holds its peak memory. No-op where glibc is absent."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        return
+    if mallopt is not None:
+        mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve blocks below 1 GiB from the heap, not fresh mmap pages
+        mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: give heap memory back only above 1 GiB free
+
+
 def resolve_device(device: str, run_id: str | None = None) -> str:
     """``"cpu"`` or ``"cuda"`` for a device option (``"auto"``: cuda when torch sees a GPU)."""
     import torch
@@ -412,7 +471,7 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     if o.threads:
         torch.set_num_threads(int(o.threads))
     dev = resolve_device(o.device, spec.run_id)
-    v2 = o.kernels in ("v2", "v3")  # tanh GELU (v2 only) and fused AdamW (v2 and v3)
+    v2 = o.kernels in ("v2", "v3", "v4")  # tanh GELU (v2 only) and fused AdamW (v2 and later)
     layers, width, heads = shape_for_params(spec.params, o.kernels)
     layers, width = o.layers or layers, o.width or width
     heads = o.heads or default_heads(width, o.kernels)
@@ -429,7 +488,11 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     bf16 = _bf16_enabled(o.bf16, dev)
     gelu = "tanh" if o.kernels == "v2" else "none"
     # v3 on a CPU in bf16: attention as two matrix products (in fp32 torch's kernel is as fast or faster)
-    model = _model_classes(gelu, "matmul" if o.kernels == "v3" and dev == "cpu" and bf16 else "sdpa")(layers, width, heads, T)
+    # v4 there: the fused attention function (bf16 softmax, the mask and scale in the score product)
+    fast = {"v3": "matmul", "v4": "fused"}.get(o.kernels) if dev == "cpu" and bf16 else None
+    model = _model_classes(gelu, fast or "sdpa")(layers, width, heads, T)
+    if o.kernels == "v4" and dev == "cpu":
+        _keep_freed_memory()
     with torch.no_grad():  # GPT-2 init from the job's own generator (no global RNG), on the CPU for every device
         for name, p in model.named_parameters():
             if p.dim() >= 2:

@@ -17,7 +17,7 @@ from mixopt.testing import mixture_world, single_domain_world
 #: (the 5 % quantile of 4000 draws has sd ~ 0.3 % of the 90 % width for a normal)
 QUANTILE_ATOL_WIDTHS = 0.03
 N_DRAWS = 4000
-RTOL_BATCH = 1e-9  # a row's draws alone vs in a batch (BLAS order)
+RTOL_BATCH = 1e-8  # a row's draws alone vs in a batch (BLAS order; regmix's shifted-log intervals amplify it to ~3e-9)
 ATOL_BATCH = 1e-12
 
 FAST_FLPM = dict(n_bootstrap=8, n_starts=3, hidden=8, n_members=2, max_epochs=300, patience=50, seed=0,

@@ -99,8 +99,8 @@ def test_v1_shapes_are_unchanged_and_v2_widths_suit_the_vector_units():
 def test_kernels_and_device_options_are_checked(fixture_corpus_dir, tmp_path):
     import torch
 
-    with pytest.raises(ConfigError, match=r"kernels must be one of \['v1', 'v2', 'v3'\], got 'v4'"):
-        ReferenceTrainer(kernels="v4")
+    with pytest.raises(ConfigError, match=r"kernels must be one of \['v1', 'v2', 'v3', 'v4'\], got 'v5'"):
+        ReferenceTrainer(kernels="v5")
     with pytest.raises(ConfigError, match="device must be one of"):
         ReferenceTrainer(device="tpu")
     if not torch.cuda.is_available():
@@ -143,7 +143,48 @@ def test_v3_trains_deterministically_on_the_cpu(fixture_corpus_dir, tmp_path, mi
     assert a.losses().mean(axis=1)[-1] < np.log(256) - 0.5  # and it learns
 
 
-@pytest.mark.parametrize("kernels", ["v1", "v2", "v3"])
+def test_v4_keeps_v3s_shapes_and_heads():
+    for n in (4e4, 1.2e5, 2.5e5, 6e5, 2e6, 1e7):
+        assert shape_for_params(n, "v4") == shape_for_params(n, "v3")  # the same N and heads as v3 at every size
+
+
+def test_v4_fused_attention_matches_causal_attention_and_its_gradients():
+    torch = pytest.importorskip("torch")
+    from mixopt.train.reference import _model_classes
+
+    torch.manual_seed(0)  # test-local weights; the trainer itself seeds from the job's generator
+    ref, fused = _model_classes("none", "matmul")(2, 48, 2, 32), _model_classes("none", "fused")(2, 48, 2, 32)
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randint(0, 256, (3, 32), generator=torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = ref(x), fused(x)
+    assert b.dtype == a.dtype
+    torch.testing.assert_close(b.float(), a.float(), rtol=0.05, atol=0.05)  # bf16 scores and probabilities
+    a.float().square().mean().backward()
+    b.float().square().mean().backward()
+    for (name, pa), pb in zip(ref.named_parameters(), fused.parameters(), strict=True):
+        cos = torch.nn.functional.cosine_similarity(pa.grad.flatten(), pb.grad.flatten(), dim=0)
+        assert cos > 0.99, (name, float(cos))  # the hand-written backward is the gradient of the forward
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        x2 = x.clone()
+        x2[:, 20:] = (x2[:, 20:] + 1) % 256  # later bytes must not change earlier logits
+        torch.testing.assert_close(fused(x2)[:, :20], fused(x)[:, :20], rtol=0, atol=0)
+
+
+def test_v4_trains_deterministically_on_the_cpu(fixture_corpus_dir, tmp_path):
+    t = ReferenceTrainer(corpus=str(fixture_corpus_dir), kernels="v4", device="cpu", bf16="on", **MICRO)  # bf16: fused attention
+    v3 = ReferenceTrainer(corpus=str(fixture_corpus_dir), kernels="v3", device="cpu", bf16="on", **MICRO)
+    a, b, c = t.train(_spec(), tmp_path / "a"), t.train(_spec(), tmp_path / "b"), v3.train(_spec(), tmp_path / "c")
+    np.testing.assert_array_equal(a.losses(), b.losses())
+    np.testing.assert_array_equal(a.scores(), b.scores())
+    layers, width, _ = shape_for_params(2.5e4, "v4")
+    assert a.params()[0] == non_embedding_params(layers, width) == c.params()[0]  # the N the size asks for, as v3
+    assert not np.allclose(a.losses(), c.losses(), rtol=LOSS_RTOL, atol=0)  # another model than v3's (bf16 softmax)
+    np.testing.assert_allclose(a.losses(), c.losses(), rtol=0.02)  # ... and about as good
+    assert a.losses().mean(axis=1)[-1] < np.log(256) - 0.5  # and it learns
+
+
+@pytest.mark.parametrize("kernels", ["v1", "v2", "v3", "v4"])
 def test_a_gpu_trains_the_same_model_on_the_same_data(fixture_corpus_dir, tmp_path, kernels):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
