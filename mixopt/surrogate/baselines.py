@@ -76,6 +76,8 @@ RIDGE_PENALTIES: tuple[float, ...] = tuple(float(v) for v in np.logspace(-3, 4, 
 #: compute must span this factor for log C to be a feature (below it, one compute scale)
 MIN_COMPUTE_SPAN = 2.0
 _PREDICT_CHUNK = 4096
+#: kernel inverses kept per training design for the outputs that share a (length, noise) choice
+KINV_CACHE_BYTES = 1 << 28
 #: ``transform="auto"``: an output is fitted as ``log(v - c·min v)`` for the ``c`` (of these) with
 #: the smallest leave-one-out error (a score may also stay ``v``); ``c = 0`` is the plain log
 SHIFTS: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9, 0.95)
@@ -87,7 +89,9 @@ TRANSFORMS: tuple[str, ...] = ("auto", "log")
 
 
 def _decompose(Z: np.ndarray) -> dict[str, Any]:
-    """Factorisations of one training design shared by every output fitted on it."""
+    """Factorisations of one training design shared by every output fitted on it (:func:`_fit_output`
+    adds to it what depends on the design only: the ridge hat diagonals, the kernel stage's
+    leave-one-out diagonals and the kernel inverses, so each is computed once per design)."""
     U, s, Vt = np.linalg.svd(Z, full_matrices=False)
     D = sqdist(Z, Z) / max(Z.shape[1], 1)
     eig = {}
@@ -114,10 +118,13 @@ def _fit_output(Z: np.ndarray, y: np.ndarray, dec: dict[str, Any]) -> dict[str, 
     U, s, Vt = dec["svd"]
     Uty = U.T @ yc
     best = (math.inf, 0.0)
+    hats = dec.setdefault("hat", {})  # what depends on the design only, shared by every output fitted on it
     for lam in RIDGE_PENALTIES:
         d = s**2 / (s**2 + lam)
         fit = U @ (d * Uty)
-        h = np.einsum("ij,j,ij->i", U, d, U) + 1.0 / n
+        if lam not in hats:
+            hats[lam] = np.einsum("ij,j,ij->i", U, d, U) + 1.0 / n
+        h = hats[lam]
         loo = ((yc - fit) / np.maximum(1.0 - h, 1e-9)) ** 2
         e = float(loo.mean())
         if e < best[0]:
@@ -127,18 +134,26 @@ def _fit_output(Z: np.ndarray, y: np.ndarray, dec: dict[str, Any]) -> dict[str, 
     res = yc - Z @ coef
     # kernel ridge on the residuals: length-scale and noise by exact LOO
     choice = (math.inf, LENGTH_SCALES[0], NOISE_RATIOS[0])
+    diags = dec.setdefault("inv_diag", {})
     for ls in LENGTH_SCALES:
         w, V = dec["eig"][ls]
         Vr = V.T @ res
         for nz in NOISE_RATIOS:
-            inv_diag = (V**2) @ (1.0 / (w + nz))
+            if (ls, nz) not in diags:
+                diags[(ls, nz)] = (V**2) @ (1.0 / (w + nz))
+            inv_diag = diags[(ls, nz)]
             a = V @ (Vr / (w + nz))
             e = float(np.mean((a / inv_diag) ** 2))
             if e < choice[0]:
                 choice = (e, ls, nz)
     _, ls, nz = choice
-    w, V = dec["eig"][ls]
-    kinv = (V / (w + nz)) @ V.T
+    kinvs = dec.setdefault("kinv", {})
+    kinv = kinvs.get((ls, nz))
+    if kinv is None:
+        w, V = dec["eig"][ls]
+        kinv = (V / (w + nz)) @ V.T
+        if (len(kinvs) + 1) * kinv.nbytes <= KINV_CACHE_BYTES:
+            kinvs[(ls, nz)] = kinv  # shared, read-only, by the outputs that choose (ls, nz)
     alpha = kinv @ res
     amplitude = max(float(res @ alpha) / n, 1e-300)  # ML estimate of the kernel amplitude
     return {"coef": coef, "intercept": ym, "alpha": alpha, "length": ls, "noise": nz, "amplitude": amplitude, "kinv": kinv,
