@@ -219,6 +219,7 @@ class _FLPChoice:
         :data:`DEFAULT_STAGE2` is within noise of it (:meth:`_link_choice`)."""
         links = STAGE2_FORMS
         err: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+        runs_of: dict[str, dict[int, np.ndarray]] = {}  # run of every scored held-out row, per benchmark and fold
         fail: dict[tuple[str, str], str] = {}
         # the held-out rows are scored at the regressor the fitted stage 2 reads there (stage2_loss_x: the
         # whole table's denoised loss, not the raw loss a link fitted on denoised x never saw)
@@ -240,11 +241,12 @@ class _FLPChoice:
                     with np.errstate(all="ignore"):
                         pred = fl.law.predict(l_test[ok][:, None], fl.params)
                     err.setdefault((name, link), {})[k] = np.abs(pred - actual[ok])
+                    runs_of.setdefault(name, {})[k] = test.run_ids().astype(str)[ok]
         choice: dict[str, str] = {}
         rows: list[dict[str, Any]] = []
         for name in names:
             per = {lk: err[(name, lk)] for lk in links if err.get((name, lk))}
-            best, scored, why = self._link_choice(per)
+            best, scored, why = self._link_choice(per, runs_of.get(name))
             choice[name] = best if best is not None else DEFAULT_STAGE2
             for lk in links:
                 if lk in scored:
@@ -258,15 +260,19 @@ class _FLPChoice:
         return choice, rows
 
     @staticmethod
-    def _link_choice(per: Mapping[str, Mapping[int, np.ndarray]]) -> tuple[str | None, dict[str, tuple[float, int]], str]:
-        """The link of one benchmark from its fold errors ``{link: {fold: |error| per held-out row}}``.
+    def _link_choice(per: Mapping[str, Mapping[int, np.ndarray]], runs: Mapping[int, np.ndarray] | None = None) -> tuple[str | None, dict[str, tuple[float, int]], str]:
+        """The link of one benchmark from its fold errors ``{link: {fold: |error| per held-out row}}``
+        (``runs``: ``{fold: run of each row}``, the units the standard error counts; None: every row its own).
 
         Links are compared on the same held-out rows (the folds every compared link scored on; a link
         that scored on fewer folds than the most is left out: a mean over easier folds is not comparable).
         The lowest mean absolute error wins unless :data:`DEFAULT_STAGE2` (the emergence curve's own
         shape, chance floor to a ceiling; measured best on the synthetic worlds and the real ladders when
         forced on every benchmark) is within noise of it: ``max(TIE_RELATIVE·best, 2·paired standard
-        error)``. The folds are a short extrapolation (the checkpoints just past a loss threshold, one or
+        error)``, the standard error over the (fold, run) clusters of the paired differences (the
+        checkpoints of one run share its fitted curve: their errors are not independent, and counted as
+        such 7 checkpoints of one run made a 0.004 margin "beyond noise"; fewer than 3 clusters: no
+        margin is). The folds are a short extrapolation (the checkpoints just past a loss threshold, one or
         two runs); a link that only ties the sigmoid there does not earn the long one (measured on the
         synthetic worlds, seeds 1-30: the linear link chosen on such ties was 11-22 % off at the targets
         where the sigmoid was 2-5 %). Returns (link or None, ``{link: (mean error, rows)}``, reason)."""
@@ -285,7 +291,13 @@ class _FLPChoice:
         if best == DEFAULT_STAGE2 or DEFAULT_STAGE2 not in scored:
             return best, scored, ""
         d = vec[DEFAULT_STAGE2] - vec[best]
-        se = float(np.std(d, ddof=1) / math.sqrt(d.size)) if d.size >= 3 else math.inf
+        if runs is not None:
+            keys = np.concatenate([np.char.add(f"{k}|", np.asarray(runs[k]).astype(str)) for k in common])
+            _, inv = np.unique(keys, return_inverse=True)
+            units = np.bincount(inv, weights=d) / np.bincount(inv)  # mean difference per (fold, run)
+        else:
+            units = d
+        se = float(np.std(units, ddof=1) / math.sqrt(units.size)) if units.size >= 3 else math.inf
         tol = max(TIE_RELATIVE * scored[best][0], 2.0 * se)
         if float(np.mean(d)) <= tol:
             return (

@@ -106,3 +106,18 @@ def test_default_stage2_follows_the_oracle_where_the_endpoint_rule_did_not(seed)
     err = np.abs(pred.get("score:humaneval") / np.maximum(actual, REL_ERROR_FLOOR) - 1)
     assert model.stage2_["score:humaneval"] == "sigmoid"
     assert np.max(err) < 0.10, err
+
+
+def test_checkpoints_of_one_run_count_as_one_unit_of_evidence():
+    # world seed 11's hellaswag: sigmoid_free 0.0106 against the sigmoid's 0.0146 on 7 checkpoints of one run
+    rng = np.random.default_rng(1)
+    sig = 0.0146 + 0.002 * rng.standard_normal(7)
+    free = sig - 0.004 + 0.0005 * rng.standard_normal(7)
+    per = {"sigmoid": _errs({0: sig}), "sigmoid_free": _errs({0: free})}
+    assert _FLPChoice._link_choice(per)[0] == "sigmoid_free"  # rows as independent: "beyond noise"
+    one_run = {0: np.array(["N7e+08_m000"] * 7)}
+    best, _, why = _FLPChoice._link_choice(per, one_run)
+    assert best == "sigmoid" and "within noise" in why
+    # many runs (one checkpoint each, as on Gadre): the clusters are the rows
+    many = {0: np.array([f"r{i}" for i in range(7)])}
+    assert _FLPChoice._link_choice(per, many)[0] == "sigmoid_free"
