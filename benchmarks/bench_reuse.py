@@ -40,14 +40,20 @@ their best runs are different mixtures of different domain sets.
 800768 bytes each, seed 0, on prose/code/docs/math. An old swarm of 12 Dirichlet(1) mixtures of
 prose/code/docs (math at 0; every run is also evaluated on math's held-out text), then
 ``DomainChanges(added=["math"])``. Objective ``loss:mean4``, the mean loss over the four domains.
-Decision quality on a held-out test set of 16 trained Dirichlet(1) 4-domain mixtures: ρ of predicted vs
-measured objective and the pick's regret (measured objective of the predicted-best test mixture minus
-the best's). ``full``: ``regmix`` on the first n of a fresh 16-run 4-domain swarm (mean over 10 orders);
-``joint``: the mapped old runs + the first m fresh runs (the random new runs), ``reuse``; ``joint+plan``:
-the new runs planned by ``mixopt plan`` in batches (one sequence). Saved as in the synthetic section.
-Trained runs are cached in ``out/bench_reuse_real/runs.csv`` keyed by mixture + seed (started from the
-shipped ``mixopt/examples/reuse_real_runs.csv``, so the analysis re-runs in seconds; ``--retrain`` trains
-all 56 runs again, ~1030 CPU-s; needs ``python -m mixopt corpus build out/corpus``).
+Decision quality on a held-out test set of 48 trained Dirichlet(1) 4-domain mixtures (the first 16 of the
+first measurement, then 32 from a stream of their own; the first 16 alone are reported too): ρ of
+predicted vs measured objective and the pick's regret (measured objective of the predicted-best test
+mixture minus the best's). ``full``: ``regmix`` on the first n of a fresh 16-run 4-domain swarm (mean over
+10 orders); ``joint``: the mapped old runs + the first m fresh runs (the random new runs), ``reuse``;
+``joint+plan``: the new runs planned by ``mixopt plan`` in batches, coverage 0 as first measured, mean over
+the sequences of ``--plan-seeds`` (batch i of seed b planned with seed b + i; 100 is the first measurement's);
+``joint+plan+cov``: the default coverage share with the runs made so far (mapped old + planned) counted as
+made (``plan_new_runs(existing=)``), sequences of ``--cov-seeds`` (500, 600, 700), up to 12 new runs. ± = bootstrap s.e. over
+seeded resamples of the test mixtures and of the orders / sequences, every method on the same resamples,
+so the differences (Δ) are paired. Saved as in the synthetic section. Trained runs are cached in
+``out/bench_reuse_real/runs.csv`` keyed by mixture + seed (started from the shipped
+``mixopt/examples/reuse_real_runs.csv``, so the analysis re-runs in seconds; ``--retrain`` trains all runs
+again, ~2500 CPU-s; needs ``python -m mixopt corpus build out/corpus``).
 
 Figures: CPU seconds (``time.process_time``).
 """
@@ -63,9 +69,9 @@ import numpy as np
 import polars as pl
 from scipy.optimize import minimize
 
-from mixopt.data.changes import DomainChanges, map_runs
+from mixopt.data.changes import DomainChanges, combine_runs, map_runs
 from mixopt.data.table import RunTable
-from mixopt.search.plan import PlanSettings
+from mixopt.search.plan import DEFAULT_COVERAGE, PlanSettings
 from mixopt.surrogate import Targets, make_surrogate
 from mixopt.testing import mixture_world
 from mixopt.workflows.reuse import frozen_block, joint_fit, plan_new_runs
@@ -79,7 +85,10 @@ LOSS_NOISE = 0.005
 POOL = 4000
 FULL = (8, 12, 16, 24, 32, 48, 64, 96)
 NEW = (3, 4, 6, 8, 12, 16, 24, 32, 48)
-SETTINGS = {"min_rows": 3}
+#: ``transform="log"``: the recipe ``reuse`` fits with (its default), for ``regmix`` too, so full
+#: recomputation and reuse are compared with one regression (``regmix``'s default since
+#: 2026-12-04 fits a shifted log on one compute scale; these figures were measured before it)
+SETTINGS = {"min_rows": 3, "transform": "log"}
 
 
 def _table(world, mixes: np.ndarray, seed: int, prefix: str) -> RunTable:
@@ -118,8 +127,13 @@ def _pick(model, pool: np.ndarray, domains) -> np.ndarray:
     return pool[int(np.nanargmin(pred))]
 
 
-def synthetic(seeds: list[int], draws: int) -> dict:
-    reg: dict[str, dict[int, list[float]]] = {m: {} for m in ("full", "frozen", "joint", "joint+plan")}
+#: the planned variants: (coverage share, mapped old runs counted as made); joint+plan as first measured
+SYN_PLANS = {"joint+plan": (0.0, False), "joint+plan+cov": (DEFAULT_COVERAGE, True)}
+SYN_METHODS = ("full", "frozen", "joint", *SYN_PLANS)
+
+
+def synthetic(seeds: list[int], draws: int, methods=SYN_METHODS) -> dict:
+    reg: dict[str, dict[int, list[float]]] = {m: {} for m in ("full", "frozen", "joint", *SYN_PLANS)}
     old_only: list[float] = []
     for seed in seeds:
         world = mixture_world(n_domains=4, n_benchmarks=0, seed=seed)
@@ -157,16 +171,23 @@ def synthetic(seeds: list[int], draws: int) -> dict:
         for n in NEW:
             m = joint_fit(mapped, rand_runs.select_runs(rand_runs.runs[:n]), **SETTINGS)
             reg["joint"].setdefault(n, []).append(regret(_pick(m, pool, doms)))
-        # joint fit with planned new runs, batches up to each budget
-        planned: RunTable | None = None
-        for i, n in enumerate(NEW):
-            have = 0 if planned is None else planned.n_runs
-            model = joint_fit(mapped, planned, **SETTINGS)
-            st = PlanSettings(runs=n - have, n_draws=draws, n_candidates=256, n_targets=256, seed=seed * 100 + i, coverage=0.0)  # as measured (docs/figures.md)
-            p = plan_new_runs(model, doms, QUANTITY, params=PARAMS, tokens=PARAMS * TPP, settings=st)
-            batch = _table(world, p.mixture, seed * 100 + 10 + i, f"plan{i}_")
-            planned = batch if planned is None else planned.concat(batch)
-            reg["joint+plan"].setdefault(n, []).append(regret(_pick(joint_fit(mapped, planned, **SETTINGS), pool, doms)))
+        # joint fit with planned new runs, batches up to each budget: as first measured (coverage 0), and with the
+        # default coverage share counting the mapped old runs as made (``existing``)
+        for method, (cov, counted) in SYN_PLANS.items():
+            if method not in methods:
+                continue
+            ex = mapped if counted else None
+            planned: RunTable | None = None
+            for i, n in enumerate(NEW):
+                have = 0 if planned is None else planned.n_runs
+                model = joint_fit(mapped, planned, **SETTINGS)
+                st = PlanSettings(runs=n - have, n_draws=draws, n_candidates=256, n_targets=256, seed=seed * 100 + i,
+                                  coverage=cov)
+                made = None if ex is None else (ex if planned is None else combine_runs(ex, planned))
+                p = plan_new_runs(model, doms, QUANTITY, params=PARAMS, tokens=PARAMS * TPP, settings=st, existing=made)
+                batch = _table(world, p.mixture, seed * 100 + 10 + i, f"plan{i}_")
+                planned = batch if planned is None else planned.concat(batch)
+                reg[method].setdefault(n, []).append(regret(_pick(joint_fit(mapped, planned, **SETTINGS), pool, doms)))
     return {"regret": reg, "old_only": old_only}
 
 
@@ -183,22 +204,26 @@ def _saved(reg: dict, method: str) -> list[tuple[int, float, int | None, float |
 
 def print_synthetic(res: dict, seeds: list[int]) -> None:
     reg = res["regret"]
+    ms = [m for m in reg if reg[m]]
     print(f"\n## Synthetic: a 4th domain added to a {N_OLD}-run 3-domain swarm, seeds {seeds[0]}-{seeds[-1]}")
     print(f"old runs only (4th domain at 0): mean regret {np.mean(res['old_only']):.4f} nats")
-    print("\n| new runs | full | frozen | joint | joint+plan |\n|---|---|---|---|---|")
+    print("joint+plan: coverage 0 (as first measured); joint+plan+cov: the default coverage "
+          f"{DEFAULT_COVERAGE} with the mapped old runs counted as made (existing)")
+    print("\n| new runs | " + " | ".join(ms) + " |\n|---|" + "---|" * len(ms))
     for n in sorted(set(FULL) | set(NEW)):
-        cells = [f"{np.mean(reg[m][n]):.4f}" if n in reg[m] else "-" for m in ("full", "frozen", "joint", "joint+plan")]
+        cells = [f"{np.mean(reg[m][n]):.4f}" if n in reg[m] else "-" for m in ms]
         print(f"| {n} | " + " | ".join(cells) + " |")
     print("\nmean regret (nats of overall loss) of the pick; full = runs of a fresh 4-domain swarm")
-    print("\n| full runs | full regret | " + " | ".join(f"{m}: runs, saved" for m in ("frozen", "joint", "joint+plan"))
-          + " |\n|---|---|---|---|---|")
-    rows = {m: _saved(reg, m) for m in ("frozen", "joint", "joint+plan")}
+    rest = [m for m in ms if m != "full"]
+    print("\n| full runs | full regret | " + " | ".join(f"{m}: runs, saved" for m in rest)
+          + " |\n|---|---|" + "---|" * len(rest))
+    rows = {m: _saved(reg, m) for m in rest}
     for i, n in enumerate(FULL):
         cells = []
-        for m in ("frozen", "joint", "joint+plan"):
+        for m in rest:
             _, _, k, s = rows[m][i]
             cells.append("not reached" if k is None else f"{k}, {100 * s:.0f} %")
-        print(f"| {n} | {rows['frozen'][i][1]:.4f} | " + " | ".join(cells) + " |")
+        print(f"| {n} | {rows[rest[0]][i][1]:.4f} | " + " | ".join(cells) + " |")
 
 
 # -- Olmix's own files ----------------------------------------------------------------------------
@@ -285,9 +310,24 @@ REAL_Q = "loss:mean4"
 N_OLD_REAL = 12
 N_FRESH_REAL = 16
 N_TEST_REAL = 16
+#: test mixtures added to the first 16 (2026-12-04, second measurement): a further seeded Dirichlet(1) stream
+N_TEST2_REAL = 32
 REAL_FULL = (4, 6, 8, 12, 16)
 REAL_NEW = (2, 4, 6, 8, 12)
 REAL_PERMS = 10
+#: seeds of the planned sequences (batch i of base b planned with seed b + i); 100 is the first measurement's
+REAL_PLAN_BASES = (100, 200, 300, 400)
+#: the coverage share of those sequences (as first measured; the synthetic section pins it too)
+REAL_COVERAGE = 0.0
+#: sequences planned with the default coverage, the mapped old runs counted as made (existing), and their budgets
+REAL_COV_BASES = (500, 600, 700)
+REAL_COV_NEW = (2, 4)
+#: of those, the sequences continued to the whole new-run grid (all three; 700 was first trained to 4 new runs)
+REAL_COV_LONG = (500, 600, 700)
+#: bootstrap resamples (+1: row 0 is the sample itself)
+REAL_BOOT = 401
+#: seeded re-splits of the 64 trained 4-domain Dirichlet runs into a fresh swarm of 16 and a test set of 48
+REAL_SPLITS = 50
 REAL_SHIPPED = Path(__file__).resolve().parents[1] / "mixopt" / "examples" / "reuse_real_runs.csv"
 
 
@@ -307,13 +347,15 @@ def _real_id(mix: dict[str, float], seed: int = REAL_SEED) -> str:
     return f"rr_{hashlib.sha1(key.encode()).hexdigest()[:10]}_s{seed}"
 
 
-def _real_design() -> dict[str, list[dict[str, float]]]:
-    """The seeded mixtures: the old 3-domain swarm (math at 0), the fresh 4-domain swarm, the test set."""
+def _real_design(n_test2: int = N_TEST2_REAL) -> dict[str, list[dict[str, float]]]:
+    """The seeded mixtures: the old 3-domain swarm (math at 0), the fresh 4-domain swarm, the test set (``test``:
+    the first 16; ``test2``: the ``n_test2`` added in the second measurement, a stream of their own)."""
     old = np.random.default_rng([0x7265, 1]).dirichlet(np.ones(3), N_OLD_REAL)
     fresh = np.random.default_rng([0x7265, 2]).dirichlet(np.ones(4), N_FRESH_REAL)
     test = np.random.default_rng([0x7265, 3]).dirichlet(np.ones(4), N_TEST_REAL)
+    test2 = np.random.default_rng([0x7265, 4]).dirichlet(np.ones(4), n_test2) if n_test2 else np.zeros((0, 4))
     return {"old": [_real_mix(np.append(m, 0.0)) for m in old], "fresh": [_real_mix(m) for m in fresh],
-            "test": [_real_mix(m) for m in test]}
+            "test": [_real_mix(m) for m in test], "test2": [_real_mix(m) for m in test2]}
 
 
 class _RealRuns:
@@ -329,11 +371,10 @@ class _RealRuns:
         self.trained: list[str] = []
         self.cpu_s = 0.0
 
-    def table(self, mixes: list[dict[str, float]], *, domains=REAL_DOMAINS) -> RunTable:
-        """The runs of ``mixes`` (trained when not cached), with ``loss:mean4`` and ``mix:<d>`` of ``domains``."""
+    def ensure(self, mixes: list[dict[str, float]]) -> None:
+        """Train the runs of ``mixes`` the cache lacks (side by side, ``max_parallel`` at a time)."""
         import resource
 
-        from mixopt.data.readers import read_runs
         from mixopt.train.ladder import train_jobs
         from mixopt.train.spec import JobSpec
         from mixopt.train.store import existing_runs
@@ -355,6 +396,13 @@ class _RealRuns:
             if rep.failed:
                 raise SystemExit(f"{len(rep.failed)} training job(s) failed: {rep.failed[0].message}")
             self.trained.extend(rep.added)
+
+    def table(self, mixes: list[dict[str, float]], *, domains=REAL_DOMAINS) -> RunTable:
+        """The runs of ``mixes`` (trained when not cached), with ``loss:mean4`` and ``mix:<d>`` of ``domains``."""
+        from mixopt.data.readers import read_runs
+
+        self.ensure(mixes)
+        ids = [_real_id(m) for m in mixes]
         f = read_runs(self.cache).frame.filter(pl.col("run").is_in(ids))
         f = f.with_columns(pl.mean_horizontal([pl.col(f"loss:{d}") for d in REAL_DOMAINS]).alias(REAL_Q))
         order = {i: k for k, i in enumerate(ids)}
@@ -362,96 +410,244 @@ class _RealRuns:
         return RunTable(f.select(["run", "params", "tokens", *[f"mix:{d}" for d in domains], REAL_Q]))
 
 
-def _real_quality(model, test: RunTable) -> tuple[float, float]:
-    """ρ of predicted vs measured objective among the test runs, and the pick's regret (measured)."""
+def _real_pred(model, test: RunTable) -> np.ndarray:
+    """The model's predicted objective at the test runs' mixtures."""
+    return np.asarray(model.predict(Targets.from_params_tokens(test.params(), test.tokens(), test.mixture(), test.domains),
+                                    intervals=False).get(REAL_Q), dtype=np.float64)
+
+
+def _quality(pred: np.ndarray, act: np.ndarray) -> tuple[float, float]:
+    """ρ of ``pred`` vs ``act`` and the regret of the predicted-best (``act`` of the pick minus the best)."""
     from scipy.stats import spearmanr
 
-    pred = model.predict(Targets.from_params_tokens(test.params(), test.tokens(), test.mixture(), test.domains),
-                         intervals=False).get(REAL_Q)
-    act = test.column(REAL_Q)
     return float(spearmanr(pred, act)[0]), float(act[int(np.nanargmin(pred))] - act.min())
 
 
-def real(cache: Path, *, full_grid, new_grid, perms: int, draws: int, max_parallel: int) -> dict:
+def real(cache: Path, *, full_grid, new_grid, perms: int, draws: int, max_parallel: int, plan_bases=REAL_PLAN_BASES,
+         cov_bases=REAL_COV_BASES, cov_grid=REAL_COV_NEW, cov_long=REAL_COV_LONG, n_test2: int = N_TEST2_REAL) -> dict:
+    """Train what the cache lacks and predict the test set with every method's models.
+
+    Returns per method ``{n: [pred (n_test,), ...]}`` (one entry per order or plan sequence), the test table and
+    the rest :func:`print_real` reports. ``plan_bases``: seeds of the planned sequences (batch ``i`` of base ``b``
+    planned with seed ``b + i``; 100 is the sequence of the first measurement), coverage 0 as first measured;
+    ``cov_bases``: sequences planned with the default coverage share and the runs made so far (mapped old + planned)
+    counted as made (``existing``), up to ``cov_grid`` (those in ``cov_long``: the whole ``new_grid``).
+    """
     runs = _RealRuns(cache, max_parallel)
-    design = _real_design()
+    design = _real_design(n_test2)
+    runs.ensure(design["old"] + design["fresh"] + design["test"] + design["test2"])
     old4 = runs.table(design["old"])
     fresh = runs.table(design["fresh"])
-    test = runs.table(design["test"])
+    test = runs.table(design["test"] + design["test2"])
     old = RunTable(old4.frame.drop("mix:math"))
     ch = DomainChanges(added=["math"])
     mapped = map_runs(old, ch, domains=list(REAL_DOMAINS))
-    q: dict[str, dict[int, list[tuple[float, float]]]] = {m: {} for m in ("full", "joint", "joint+plan")}
-    old_only = _real_quality(joint_fit(mapped, None, **SETTINGS), test)
+    methods = ("full", "joint", "joint+plan", "joint+plan+cov")
+    preds: dict[str, dict[int, list[np.ndarray]]] = {m: {} for m in methods}
+    models: dict[str, dict[int, list]] = {m: {} for m in methods}
+    old_only = _real_pred(joint_fit(mapped, None, **SETTINGS), test)
     for p in range(perms):
         order = np.arange(fresh.n_runs) if p == 0 else np.random.default_rng([0x7265, 9, p]).permutation(fresh.n_runs)
         ids = [fresh.runs[i] for i in order]
         for n in full_grid:
-            q["full"].setdefault(n, []).append(_real_quality(make_surrogate("regmix", **SETTINGS).fit(fresh.select_runs(ids[:n])), test))
+            preds["full"].setdefault(n, []).append(_real_pred(make_surrogate("regmix", **SETTINGS).fit(fresh.select_runs(ids[:n])), test))
         for n in new_grid:
-            q["joint"].setdefault(n, []).append(_real_quality(joint_fit(mapped, fresh.select_runs(ids[:n]), **SETTINGS), test))
-    planned: RunTable | None = None
-    plan_mixes: list[dict[str, float]] = []
-    for i, n in enumerate(new_grid):
-        have = 0 if planned is None else planned.n_runs
-        model = joint_fit(mapped, planned, **SETTINGS)
-        st = PlanSettings(runs=n - have, n_draws=draws, n_candidates=256, n_targets=256, seed=100 + i, coverage=0.0)  # as measured (docs/figures.md)
-        pl_ = plan_new_runs(model, REAL_DOMAINS, REAL_Q, params=float(old4.params()[0]), tokens=float(old4.tokens()[0]), settings=st)
-        batch = [_real_mix(m) for m in pl_.mixture]
-        plan_mixes.extend(batch)
-        planned = runs.table(plan_mixes)
-        q["joint+plan"].setdefault(n, []).append(_real_quality(joint_fit(mapped, planned, **SETTINGS), test))
+            preds["joint"].setdefault(n, []).append(_real_pred(joint_fit(mapped, fresh.select_runs(ids[:n]), **SETTINGS), test))
+    params, tokens = float(old4.params()[0]), float(old4.tokens()[0])
+    seqs = [("joint+plan", b, new_grid, REAL_COVERAGE, False) for b in plan_bases]
+    seqs += [("joint+plan+cov", b, new_grid if b in cov_long else cov_grid, DEFAULT_COVERAGE, True) for b in cov_bases]
+    plan_mixes: dict[tuple[str, int], list[dict[str, float]]] = {(m, b): [] for m, b, *_ in seqs}
+    for i in range(max(len(g) for _, _, g, _, _ in seqs)):
+        batch: list[dict[str, float]] = []
+        live = [sq for sq in seqs if i < len(sq[2])]
+        for m, b, grid, cov, counted in live:  # plan batch i of every sequence, then train them together
+            have = plan_mixes[(m, b)]
+            model = joint_fit(mapped, runs.table(have) if have else None, **SETTINGS)
+            st = PlanSettings(runs=grid[i] - len(have), n_draws=draws, n_candidates=256, n_targets=256, seed=b + i,
+                              coverage=cov)
+            made = None if not counted else mapped.runs if not have else combine_runs(mapped.runs, runs.table(have))
+            pl_ = plan_new_runs(model, REAL_DOMAINS, REAL_Q, params=params, tokens=tokens, settings=st, existing=made)
+            new = [_real_mix(x) for x in pl_.mixture]
+            have.extend(new)
+            batch.extend(new)
+        runs.ensure(batch)
+        for m, b, grid, _, _ in live:
+            fit = joint_fit(mapped, runs.table(plan_mixes[(m, b)]), **SETTINGS)
+            models[m].setdefault(grid[i], []).append(fit)
+            preds[m].setdefault(grid[i], []).append(_real_pred(fit, test))
     best = test.runs[int(np.argmin(test.column(REAL_Q)))]
-    return {"q": q, "old_only": old_only, "runs": runs, "design": design, "plan": plan_mixes, "test": test,
-            "fresh": fresh, "old": old4, "best": best, "mapped": mapped}
+    return {"preds": preds, "old_only": old_only, "runs": runs, "design": design, "plan": plan_mixes, "test": test,
+            "fresh": fresh, "old": old4, "best": best, "mapped": mapped, "bases": plan_bases, "cov_bases": cov_bases, "models": models,
+            "cov_long": tuple(b for b in cov_bases if b in cov_long)}
 
 
-def _saved_by(q: dict, method: str, full_grid, new_grid, k: int, better) -> list[tuple[int, float, int | None, float | None]]:
-    """As :func:`_saved`, on the mean of metric ``k`` (0: ρ, higher is better; 1: regret, lower)."""
-    out = []
-    for n in full_grid:
-        target = float(np.mean([x[k] for x in q["full"][n]]))
-        ok = [better(float(np.mean([x[k] for x in q[method][m]])), target) for m in new_grid]
-        m = next((m for i, m in enumerate(new_grid) if all(ok[i:])), None)
-        out.append((n, target, m, None if m is None else 1 - m / n))
+def _boot_index(n_test: int, n_boot: int, seed: int = 0x6273) -> np.ndarray:
+    """``(n_boot, n_test)`` seeded bootstrap resamples of the test mixtures (row 0: the test set itself)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n_test, (n_boot, n_test))
+    idx[0] = np.arange(n_test)
+    return idx
+
+
+def _boot_quality(preds: list[np.ndarray], act: np.ndarray, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, 2)``: per test resample, the mean (ρ, regret) over a resample of the sequences / orders
+    (row 0: over all of them, on the test set itself)."""
+    out = np.empty((len(idx), 2))
+    k = len(preds)
+    for b, ix in enumerate(idx):
+        which = np.arange(k) if b == 0 else rng.integers(0, k, k)
+        out[b] = np.mean([_quality(preds[j][ix], act[ix]) for j in which], axis=0)
     return out
 
 
-def print_real(res: dict, full_grid, new_grid, perms: int) -> None:
-    q, test = res["q"], res["test"]
+def real_quality(res: dict, n_boot: int = REAL_BOOT, subset: np.ndarray | None = None) -> dict:
+    """Mean (ρ, regret) per method and budget on the test set (or its ``subset``), with bootstrap resamples
+    of the test mixtures and of the sequences / orders (paired: every method on the same resamples)."""
+    act = res["test"].column(REAL_Q)
+    sel = np.arange(len(act)) if subset is None else np.asarray(subset)
+    idx = sel[_boot_index(len(sel), n_boot)]
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for m, byn in res["preds"].items():
+        for n, ps in byn.items():
+            rng = np.random.default_rng([0x6273, len(m), n])
+            out.setdefault(m, {})[n] = _boot_quality(ps, act, idx, rng)
+    return out
+
+
+def real_resplit(res: dict, full_grid, new_grid, n_splits: int = REAL_SPLITS) -> dict:
+    """Decision quality over seeded re-splits of the 64 trained Dirichlet(1) 4-domain runs (fresh + test) into
+    a fresh swarm of 16 and a test set of 48: full (first n of that swarm) and joint (mapped old + first m of it)
+    are refitted per split; the planned sequences' models (which used none of these runs) predict each split's
+    test set. Returns ``{method: {n: (n_splits, 2)}}`` of (ρ, regret) per split (planned: mean over sequences)."""
+    fresh, test, mapped = res["fresh"], res["test"], res["mapped"]
+    pool = RunTable(pl.concat([fresh.frame, test.frame], how="diagonal_relaxed"))
+    act = pool.column(REAL_Q)
+    planned = {}
+    for m in ("joint+plan", "joint+plan+cov"):
+        for n, models in res.get("models", {}).get(m, {}).items():
+            planned.setdefault(m, {})[n] = [_real_pred(x, pool) for x in models]
+    out: dict[str, dict[int, list]] = {}
+    n_fresh = fresh.n_runs
+    for sp in range(n_splits):
+        perm = np.random.default_rng([0x7265, 0x7370, sp]).permutation(pool.n_runs)
+        tr, te = perm[:n_fresh], perm[n_fresh:]
+        tab = pool.select_runs([pool.runs[i] for i in tr])
+        ids = [pool.runs[i] for i in tr]
+        te_act = act[te]
+        for n in full_grid:
+            pr = _real_pred(make_surrogate("regmix", **SETTINGS).fit(tab.select_runs(ids[:n])), pool)
+            out.setdefault("full", {}).setdefault(n, []).append(_quality(pr[te], te_act))
+        for n in new_grid:
+            pr = _real_pred(joint_fit(mapped, tab.select_runs(ids[:n]), **SETTINGS), pool)
+            out.setdefault("joint", {}).setdefault(n, []).append(_quality(pr[te], te_act))
+        for m, byn in planned.items():
+            for n, prs in byn.items():
+                out.setdefault(m, {}).setdefault(n, []).append(np.mean([_quality(pr[te], te_act) for pr in prs], axis=0))
+    return {m: {n: np.asarray(v) for n, v in byn.items()} for m, byn in out.items()}
+
+
+def _saved_boot(bq: dict, method: str, full_grid, new_grid, k: int, higher: bool):
+    """Per full budget n: the fewest new runs m from which on (every larger budget of ``new_grid``) the mean
+    metric ``k`` is at least as good as full's at n, and the paired difference method(m) - full(n) with its
+    bootstrap s.e. (positive = better for ρ, negative = better for regret)."""
+    out = []
+    for n in full_grid:
+        f = bq["full"][n][:, k]
+        have = [m for m in new_grid if m in bq.get(method, {})]
+        ok = [(bq[method][m][0, k] >= f[0]) if higher else (bq[method][m][0, k] <= f[0]) for m in have]
+        m = next((m for i, m in enumerate(have) if all(ok[i:])), None)
+        top = have[-1] if have else None
+        d = None if top is None else bq[method][top][:, k] - f
+        out.append((n, float(f[0]), m, None if m is None else 1 - m / n,
+                    None if d is None else (top, float(d[0]), float(d[1:].std(ddof=1)))))
+    return out
+
+
+def print_resplit(rs: dict, full_grid, new_grid, n_splits: int) -> None:
+    methods = [m for m in ("full", "joint", "joint+plan", "joint+plan+cov") if m in rs]
+    print(f"\nRe-split ({n_splits} seeded splits of the 64 trained 4-domain Dirichlet runs into a fresh swarm of 16 "
+          "and a test set of 48; full and joint refitted per split, the planned models predict each split's test set; "
+          "mean over splits, ± = sd over splits (the splits overlap: this is the spread of one realisation, not an s.e.)\n")
+    print("| new runs | " + " | ".join(f"ρ {m}" for m in methods) + " | " + " | ".join(f"regret {m}" for m in methods)
+          + " |\n|---|" + "---|" * (2 * len(methods)))
+    for n in sorted(set(full_grid) | set(new_grid)):
+        def cell(m, k, n=n):
+            return f"{rs[m][n][:, k].mean():.3f} ± {rs[m][n][:, k].std(ddof=1):.3f}" if n in rs[m] else "-"
+        print(f"| {n} | " + " | ".join(cell(m, 0) for m in methods) + " | " + " | ".join(cell(m, 1) for m in methods) + " |")
+    for k, name, higher in ((1, "regret", False), (0, "ρ", True)):
+        print(f"\nRe-split, compute saved at equal decision quality ({name}, on the mean over splits; Δ = method at "
+              f"its largest budget minus full, per split: mean, and the share of splits where the method is at least "
+              "as good):\n")
+        ms = [m for m in methods if m != "full"]
+        print(f"| full runs | full {name} | " + " | ".join(f"{m}: runs, saved, Δ" for m in ms) + " |\n|---|---|" + "---|" * len(ms))
+        for n in full_grid:
+            f = rs["full"][n][:, k]
+            cells = []
+            for m in ms:
+                have = sorted(rs[m])
+                ok = [(rs[m][x][:, k].mean() >= f.mean()) if higher else (rs[m][x][:, k].mean() <= f.mean()) for x in have]
+                mm = next((x for i, x in enumerate(have) if all(ok[i:])), None)
+                d = rs[m][have[-1]][:, k] - f
+                win = np.mean(d >= 0) if higher else np.mean(d <= 0)
+                c = "not reached" if mm is None else f"{mm}, {100 * (1 - mm / n):.0f} %" if mm <= n else f"{mm}, none (more runs)"
+                cells.append(c + f", Δ@{have[-1]} {d.mean():+.3f} (at least as good in {100 * win:.0f} %)")
+            print(f"| {n} | {f.mean():.4f} | " + " | ".join(cells) + " |")
+
+
+def print_real(res: dict, full_grid, new_grid, perms: int, n_boot: int = REAL_BOOT) -> None:
+    test = res["test"]
     old, fresh = res["old"], res["fresh"]
     print(f"\n## Real: math added to a {old.n_runs}-run 3-domain swarm of reference-trainer GPTs "
           f"({int(old.params()[0])} params, {int(old.tokens()[0])} bytes each, seed {REAL_SEED})")
     act = test.column(REAL_Q)
-    print(f"test set: {test.n_runs} trained Dirichlet(1) 4-domain mixtures; {REAL_Q} (mean loss over the 4 domains, "
-          f"nats/byte) {act.min():.4f}-{act.max():.4f}, best {res['best']}")
+    print(f"test set: {test.n_runs} trained Dirichlet(1) 4-domain mixtures ({N_TEST_REAL} as first measured, "
+          f"{test.n_runs - N_TEST_REAL} more); {REAL_Q} (mean loss over the 4 domains, nats/byte) "
+          f"{act.min():.4f}-{act.max():.4f}, best {res['best']}")
     ol = old.column(REAL_Q)
     fr = fresh.column(REAL_Q)
     print(f"old swarm (math at 0) {REAL_Q}: {ol.min():.4f}-{ol.max():.4f}; fresh swarm: {fr.min():.4f}-{fr.max():.4f}")
-    print(f"old runs only (mapped, math at 0): ρ {res['old_only'][0]:.3f}, regret {res['old_only'][1]:.4f}")
-    print("planned new runs (mixopt plan, criterion decision): "
-          + "; ".join("/".join(f"{m[d]:.2f}" for d in REAL_DOMAINS) for m in res["plan"]) + "  (prose/code/docs/math)")
-    print(f"\nDecision quality on the {test.n_runs} test mixtures (full and joint: mean over {perms} orders of the "
-          f"fresh swarm; joint+plan: one sequence of batches)\n")
-    print("| new runs | ρ full | ρ joint | ρ joint+plan | regret full | regret joint | regret joint+plan |\n"
-          "|---|---|---|---|---|---|---|")
-    for n in sorted(set(full_grid) | set(new_grid)):
-        def cell(m, k, n=n):
-            return f"{np.mean([x[k] for x in q[m][n]]):.3f}" if n in q[m] else "-"
-        print(f"| {n} | {cell('full', 0)} | {cell('joint', 0)} | {cell('joint+plan', 0)} | {cell('full', 1)} | "
-              f"{cell('joint', 1)} | {cell('joint+plan', 1)} |")
-    print(f"regret = measured {REAL_Q} of the predicted-best test mixture minus the best test mixture's (nats/byte)")
-    for k, name, better in ((1, "regret", lambda a, b: a <= b), (0, "ρ", lambda a, b: a >= b)):
-        print(f"\nCompute saved at equal decision quality ({name}; the fewest new runs from which on the mean {name} "
-              f"is at least as good as full's):\n")
-        print(f"| full runs | full {name} | joint: runs, saved | joint+plan: runs, saved |\n|---|---|---|---|")
-        rows = {m: _saved_by(q, m, full_grid, new_grid, k, better) for m in ("joint", "joint+plan")}
-        for i, n in enumerate(full_grid):
-            cells = []
-            for m in ("joint", "joint+plan"):
-                _, _, mm, s = rows[m][i]
-                cells.append("not reached" if mm is None else f"{mm}, {100 * s:.0f} %" if s >= 0 else f"{mm}, none (more runs)")
-            print(f"| {n} | {rows['joint'][i][1]:.4f} | " + " | ".join(cells) + " |")
+    oo = _quality(res["old_only"], act)
+    print(f"old runs only (mapped, math at 0): ρ {oo[0]:.3f}, regret {oo[1]:.4f}")
+    for (m, b), mixes in res["plan"].items():
+        print(f"planned new runs ({m}, seeds {b}+i): " + "; ".join("/".join(f"{x[d]:.2f}" for d in REAL_DOMAINS) for x in mixes)
+              + "  (prose/code/docs/math)")
+    first = {_real_id(m) for m in res["design"]["test"]}  # the table is in run-id order, not the design's
+    subsets = [(f"{N_TEST_REAL} test mixtures of the first measurement", np.flatnonzero([r in first for r in test.runs]))
+               ] if test.n_runs > N_TEST_REAL else []
+    subsets.append((f"all {test.n_runs} test mixtures", None))
+    methods = [m for m in ("full", "joint", "joint+plan", "joint+plan+cov") if res["preds"][m]]
+    for label, sub in subsets:
+        bq = real_quality(res, n_boot, sub)
+        print(f"\nDecision quality on the {label} (full, joint: mean over {perms} orders of the fresh swarm; "
+              f"joint+plan: mean over {len(res['bases'])} planned sequences (seeds {', '.join(map(str, res['bases']))}), "
+              f"joint+plan+cov: over {len(res['cov_bases'])} to {max(REAL_COV_NEW)} new runs, {len(res['cov_long'])} beyond); ± = bootstrap s.e. ({n_boot - 1} resamples of the test "
+              "mixtures and of the orders / sequences)\n")
+        print("| new runs | " + " | ".join(f"ρ {m}" for m in methods) + " | " + " | ".join(f"regret {m}" for m in methods)
+              + " |\n|---|" + "---|" * (2 * len(methods)))
+        for n in sorted(set(full_grid) | set(new_grid)):
+            def cell(m, k, n=n):
+                if n not in bq[m]:
+                    return "-"
+                v = bq[m][n][:, k]
+                return f"{v[0]:.3f} ± {v[1:].std(ddof=1):.3f}"
+            print(f"| {n} | " + " | ".join(cell(m, 0) for m in methods) + " | " + " | ".join(cell(m, 1) for m in methods) + " |")
+        print(f"regret = measured {REAL_Q} of the predicted-best test mixture minus the best test mixture's (nats/byte)")
+        for k, name, higher in ((1, "regret", False), (0, "ρ", True)):
+            print(f"\nCompute saved at equal decision quality ({name}; the fewest new runs from which on the mean {name} "
+                  f"is at least as good as full's; Δ = method at its largest budget minus full, paired, ± bootstrap s.e.):\n")
+            ms = [m for m in methods if m != "full"]
+            print(f"| full runs | full {name} | " + " | ".join(f"{m}: runs, saved, Δ" for m in ms)
+                  + " |\n|---|---|" + "---|" * len(ms))
+            rows = {m: _saved_boot(bq, m, full_grid, new_grid, k, higher) for m in ms}
+            for i, n in enumerate(full_grid):
+                cells = []
+                for m in ms:
+                    _, _, mm, s, d = rows[m][i]
+                    c = "not reached" if mm is None else f"{mm}, {100 * s:.0f} %" if s >= 0 else f"{mm}, none (more runs)"
+                    if d is not None:
+                        c += f", Δ@{d[0]} {d[1]:+.3f} ± {d[2]:.3f}"
+                    cells.append(c)
+                print(f"| {n} | {rows[ms[0]][i][1]:.4f} | " + " | ".join(cells) + " |")
     r = res["runs"]
     print(f"\ntrained in this run: {len(r.trained)} run(s), {r.cpu_s:.0f} CPU-s of training "
           f"(cache {r.cache}; runs already there are not retrained)")
@@ -467,6 +663,11 @@ def main() -> None:
                          "started from mixopt/examples/reuse_real_runs.csv when absent)")
     ap.add_argument("--retrain", action="store_true", help="real: do not start the cache from the shipped runs")
     ap.add_argument("--max-parallel", type=int, default=2, help="real: training jobs side by side")
+    ap.add_argument("--plan-seeds", default=",".join(map(str, REAL_PLAN_BASES)),
+                    help="real: seeds of the planned sequences, comma-separated (batch i of seed b planned with b + i)")
+    ap.add_argument("--cov-seeds", default=",".join(map(str, REAL_COV_BASES)),
+                    help="real: seeds of the sequences planned with the added domain's range covered ('' for none)")
+    ap.add_argument("--n-test2", type=int, default=N_TEST2_REAL, help="real: test mixtures added to the first 16")
     a = ap.parse_args()
     seeds = [0, 1, 2] if a.quick else list(range(10))
     draws = 128 if a.quick else 256
@@ -495,7 +696,14 @@ def main() -> None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         fg, ng = ((4, 8), (2, 4)) if a.quick else (REAL_FULL, REAL_NEW)
         perms = 3 if a.quick else REAL_PERMS
-        print_real(real(cache, full_grid=fg, new_grid=ng, perms=perms, draws=256, max_parallel=a.max_parallel), fg, ng, perms)
+        def seeds_of(text: str) -> tuple[int, ...]:
+            return tuple(int(x) for x in text.split(",") if x.strip())
+
+        res = real(cache, full_grid=fg, new_grid=ng, perms=perms, draws=256, max_parallel=a.max_parallel,
+                   plan_bases=seeds_of(a.plan_seeds), cov_bases=seeds_of(a.cov_seeds), n_test2=a.n_test2)
+        print_real(res, fg, ng, perms)
+        splits = 10 if a.quick else REAL_SPLITS
+        print_resplit(real_resplit(res, fg, ng, splits), fg, ng, splits)
         print(f"\nreal CPU {time.process_time() - t2:.1f} s (this process; training is in the children, above)")
     print(f"\nCPU {time.process_time() - t0:.1f} s" if not math.isnan(t0) else "")
 

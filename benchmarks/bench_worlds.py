@@ -21,7 +21,7 @@ run, 20 for ``single``; with the intervals' median half-width relative to the lo
 largest loss error beside it). ``median_seed_ratio`` is the median of the per-seed ratios,
 ``median_ratio`` the median error over the median oracle error.
 
-Run:  python benchmarks/bench_worlds.py [--quick] [--seeds 10] [--world single|mixture|both] [--settings JSON]
+Run:  python benchmarks/bench_worlds.py [--quick] [--seeds 10 | --seeds 11-30] [--world single|mixture|both] [--settings JSON]
 """
 
 from __future__ import annotations
@@ -137,15 +137,26 @@ def summarise(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _seed_range(text: str) -> list[int]:
+    """``"N"`` -> seeds 1..N; ``"A-B"`` -> seeds A..B."""
+    try:
+        lo, hi = (int(v) for v in text.split("-", 1)) if "-" in text else (1, int(text))
+    except ValueError:
+        lo, hi = 0, -1
+    if lo < 0 or hi < lo or hi < 1 - ("-" in text):
+        raise SystemExit(f"--seeds must be N (seeds 1..N, N >= 1) or A-B (seeds A..B, 0 <= A <= B), got {text!r}")
+    return list(range(lo, hi + 1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 seeds (1..3)")
-    ap.add_argument("--seeds", type=int, default=10, help="seeds 1..N (default 10)")
+    ap.add_argument("--seeds", default="10", help="N = seeds 1..N (default 10), or A-B = seeds A..B (fresh worlds, e.g. 11-30)")
     ap.add_argument("--world", choices=["single", "mixture", "both"], default="both")
     ap.add_argument("--settings", default="{}", help='JSON settings of the method (e.g. \'{"stage2_loss_x": "law"}\')')
     args = ap.parse_args()
     settings = json.loads(args.settings)
-    seeds = list(range(1, (3 if args.quick else args.seeds) + 1))
+    seeds = [1, 2, 3] if args.quick else _seed_range(args.seeds)
     kinds = ["single", "mixture"] if args.world == "both" else [args.world]
     rows = [one_seed(k, s, settings) for k in kinds for s in seeds]
     df = pl.DataFrame(rows, schema_overrides={"method": pl.Float64, "coverage90": pl.Float64, "ratio": pl.Float64, "oracle_same_pairs": pl.Float64})

@@ -61,14 +61,18 @@ picking a domain would change what is being predicted; pass e.g. ``loss_column="
   reason. Budgets count iterations, never seconds, so the choice does not depend on the machine.
 * stage-2 link per benchmark (``linear``, ``sigmoid`` with the floor at chance, ``sigmoid_free``
   with a learned floor): loss-threshold folds (hold out every checkpoint with a loss below the
-  best final loss of the 2nd/3rd largest size); lowest mean absolute score error wins; a
-  benchmark no fold can score gets :data:`~mixopt.surrogate.flp_choice.DEFAULT_STAGE2`.
+  best final loss of the 2nd/3rd largest size, scored at the held-out rows' stage-2 x); links are
+  compared on the folds they all scored, and the lowest mean absolute score error wins unless
+  :data:`~mixopt.surrogate.flp_choice.DEFAULT_STAGE2` (the sigmoid) is within noise of it
+  (:meth:`~mixopt.surrogate.flp_choice._FLPChoice._link_choice`); a benchmark no fold can score
+  gets the default.
 * intervals: the chosen configuration is re-run on the size folds and
   :class:`~mixopt.surrogate.calibrate.IntervalCalibrator` scales the intervals by the
   extrapolation distance (decades of compute beyond the largest fitted run).
-* stage 2's x (``stage2_loss_x="denoised"``, default): each checkpoint's loss with the noise the
-  checkpoints themselves show removed (:func:`denoise_run_losses`; the observed loss where a run
-  has too few checkpoints to tell, e.g. one per run).
+* stage 2's x (``stage2_loss_x="pooled"``, default): each checkpoint's loss with the noise the
+  checkpoints themselves show removed (:func:`denoise_run_losses` with ``law_rows``: each run's
+  deviation curve from the stage-1 law shrunk onto the law by as much as the noise explains; the
+  observed loss where a run has too few checkpoints to tell, e.g. one per run).
 
 Every choice and every candidate's internal score is in ``selection_``. ``preset="paper"``
 reproduces the paper exactly (pure power law on final checkpoints, linear stage 2 on emerged
@@ -136,7 +140,7 @@ SELECTION_AT: tuple[str, ...] = ("auto", "target", "largest")
 
 
 #: what stage 2 regresses scores on (``stage2_loss_x``)
-STAGE2_LOSS_X: tuple[str, ...] = ("observed", "smoothed", "law", "denoised")
+STAGE2_LOSS_X: tuple[str, ...] = ("observed", "smoothed", "law", "denoised", "pooled")
 #: median of a chi-square variable with one degree of freedom (a squared standard normal): turns the median of
 #: squared pseudo-residuals into a variance estimate that one rough checkpoint cannot inflate
 _CHI2_1_MEDIAN = 0.454936423119572
@@ -219,6 +223,9 @@ class DenoiseSummary:
     keep_median: float
     law_share_median: float
     between_sd: float
+    whole_curve: bool = False
+    shape_share_median: float = math.nan
+    shape_sd: float = math.nan
 
     def describe(self) -> str:
         if self.n_runs == 0:
@@ -228,10 +235,22 @@ class DenoiseSummary:
             f"each run's curve = smooth quadratic + {self.keep_median:.2f} (median over runs) of its residual, "
             f"the share of the residual the noise cannot explain; run offsets from the stage-1 law moved "
             f"{self.law_share_median:.2f} (median) of the way to the law, real between-run sd {self.between_sd:.3g}"
+            + (
+                f"; each run's shape along the law (its deviation curve relative to its last checkpoint) moved {self.shape_share_median:.2f} (median) onto the law's, real shape sd {self.shape_sd:.3g}"
+                if self.whole_curve
+                else ""
+            )
         )
 
 
-def denoise_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray, anchor: Mapping[str, tuple[float, float]] | None = None) -> tuple[np.ndarray, DenoiseSummary]:
+def denoise_run_losses(
+    run_ids: np.ndarray,
+    tokens: np.ndarray,
+    loss: np.ndarray,
+    anchor: Mapping[str, tuple[float, float]] | None = None,
+    law_rows: np.ndarray | None = None,
+    law_in_range: np.ndarray | None = None,
+) -> tuple[np.ndarray, DenoiseSummary]:
     """Each checkpoint's loss with its measurement noise shrunk away, by as much as the data say is noise.
 
     Stage 2 regresses scores on the loss; noise in that loss flattens the fitted link (errors in
@@ -253,6 +272,24 @@ def denoise_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray
        that sit off the law by more than their noise keep their offset (a real model difference);
        offsets that are noise move onto the law, which pools all runs as the target's loss is pooled.
 
+    ``law_rows`` (``stage2_loss_x="pooled"``: the stage-1 law's loss at every row's own compute, in
+    place of ``anchor``): step 3 shrinks each run's whole deviation curve from the law, in two parts,
+    each by its own empirical-Bayes share: the **offset** ``a`` at the run's last checkpoint (as above,
+    ``τ_a²`` over the runs' offsets) and the **shape** ``δ_t − a`` (the deviation at checkpoint ``t``
+    relative to the last one; its noise variance from the quadratic's noise covariance
+    ``s²·((1 − λ²)·H + λ²·I)``, ``H`` its hat matrix), ``τ_s²`` = the shapes' mean square minus their
+    mean noise variance over the checkpoints inside the compute range the law was fitted on
+    (``law_in_range``, row mask; all rows when None): beyond it the law extrapolates, and its own error
+    there is common to every run, not a difference between runs (measured on the synthetic worlds: over
+    every checkpoint, the early checkpoints of the smallest runs, a decade below the law's range, made
+    ``τ`` 0.004-0.008 from noise alone). Run ``r`` moves ``v_a/(v_a + τ_a²)`` of its offset and
+    ``v̄_s/(v̄_s + τ_s²)`` of its shape onto the law. Why the shape too: moving only the offset leaves
+    every run's own noisy quadratic shape in the regressor (errors in variables flatten the link again,
+    one run at a time); where the shapes are noise (the synthetic worlds) the regressor becomes the
+    law's loss at each checkpoint's compute, exactly how the target's loss is predicted (the
+    information-limit oracle regresses on it too); where they are real (Pythia's early checkpoints far
+    above the law: shape sd 0.2 against noise 0.02) they are kept, and the offsets are treated as above.
+
     Runs with fewer than :data:`SMOOTH_MIN_POINTS` finite losses keep their observed values (and take
     no part in 3); missing losses stay missing. Returns the losses and a :class:`DenoiseSummary`.
     """
@@ -266,6 +303,16 @@ def denoise_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray
     s2 = s * s
     keep: list[float] = []
     offsets: list[tuple[np.ndarray, float, float]] = []  # (rows, offset d at the last checkpoint, its noise variance)
+    # (rows, offset from the law at the last checkpoint, its noise variance, shape = deviation minus that offset,
+    #  the shape's noise variance, rows inside the law's fitted compute range)
+    curves: list[tuple[np.ndarray, float, float, np.ndarray, np.ndarray, np.ndarray]] = []
+    law_log = None
+    if law_rows is not None:
+        law_arr = np.asarray(law_rows, dtype=np.float64)
+        if law_arr.shape != out.shape:
+            raise SchemaError(f"law_rows must hold one stage-1 loss per row ({out.shape[0]}), got shape {law_arr.shape}.")
+        with np.errstate(all="ignore"):
+            law_log = np.where(np.isfinite(law_arr) & (law_arr > 0), np.log(np.where(law_arr > 0, law_arr, 1.0)), np.nan)
     for run in np.unique(ids[ok_all]):
         rows = np.flatnonzero(ok_all & (ids == run))
         if rows.size < SMOOTH_MIN_POINTS or np.ptp(lt[rows]) <= 0:
@@ -281,6 +328,17 @@ def denoise_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray
         keep.append(lam)
         den = fitted + lam * resid
         out[rows] = np.exp(den)
+        if law_log is not None:
+            if np.all(np.isfinite(law_log[rows])):
+                hat = design @ np.linalg.pinv(design.T @ design) @ design.T
+                cov = s2 * ((1.0 - lam * lam) * hat + lam * lam * np.eye(rows.size))  # noise covariance of den
+                last = int(np.argmax(lt[rows]))
+                dev = den - law_log[rows]
+                inside = np.ones(rows.size, dtype=bool) if law_in_range is None else np.asarray(law_in_range, dtype=bool)[rows]
+                inside[last] = False  # the shape is 0 there by construction
+                v_shape = np.diag(cov) + cov[last, last] - 2.0 * cov[:, last]
+                curves.append((rows, float(dev[last]), float(cov[last, last]), dev - dev[last], v_shape, inside))
+            continue
         if anchor is None or run not in anchor:
             continue
         t_end, l_end = anchor[run]
@@ -293,6 +351,26 @@ def denoise_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray
         offsets.append((rows, float(den[last] - math.log(l_end)), v))
     law_share: list[float] = []
     tau2 = math.nan
+    shape_share: list[float] = []
+    tau2_shape = math.nan
+    if curves:
+        # offsets at each run's last checkpoint, as in step 3, and shapes relative to it, each shrunk by its own share
+        a = np.array([c[1] for c in curves])
+        va = np.array([c[2] for c in curves])
+        tau2 = max(0.0, float(np.mean(a * a)) - float(np.mean(va)))
+        inside = np.concatenate([c[5] for c in curves])
+        sh = np.concatenate([c[3] for c in curves])
+        vs = np.concatenate([c[4] for c in curves])
+        if inside.any():
+            tau2_shape = max(0.0, float(np.mean(sh[inside] ** 2)) - float(np.mean(vs[inside])))
+        for rows, ai, vai, shi, vsi, ins in curves:
+            share_a = vai / (vai + tau2) if vai + tau2 > 0 else 0.0
+            law_share.append(share_a)
+            use = ins if ins.any() else np.ones(ins.size, dtype=bool)
+            vbar = float(np.mean(vsi[use]))
+            share_s = vbar / (vbar + tau2_shape) if math.isfinite(tau2_shape) and vbar + tau2_shape > 0 else 0.0
+            shape_share.append(share_s)
+            out[rows] = np.exp(np.log(out[rows]) - share_a * ai - share_s * shi)
     if offsets:
         d = np.array([o[1] for o in offsets])
         v = np.array([o[2] for o in offsets])
@@ -301,7 +379,16 @@ def denoise_run_losses(run_ids: np.ndarray, tokens: np.ndarray, loss: np.ndarray
             share = vi / (vi + tau2) if vi + tau2 > 0 else 0.0
             law_share.append(share)
             out[rows] = out[rows] * math.exp(-share * di)
-    summary = DenoiseSummary(s, len(keep), float(np.median(keep)) if keep else 1.0, float(np.median(law_share)) if law_share else 0.0, math.sqrt(tau2) if math.isfinite(tau2) else math.nan)
+    summary = DenoiseSummary(
+        s,
+        len(keep),
+        float(np.median(keep)) if keep else 1.0,
+        float(np.median(law_share)) if law_share else 0.0,
+        math.sqrt(tau2) if math.isfinite(tau2) else math.nan,
+        bool(curves),
+        float(np.median(shape_share)) if shape_share else math.nan,
+        math.sqrt(tau2_shape) if math.isfinite(tau2_shape) else math.nan,
+    )
     return out, summary
 
 
@@ -367,11 +454,15 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         min_runs: fewest distinct runs among them (2).
         stage2_points: ``"emerged"``, ``"all"`` (every evaluated checkpoint) or ``"auto"``
             (emerged for linear, all for the sigmoids).
-        stage2_loss_x: the loss stage 2 regresses scores on: ``"denoised"`` (default,
-            :func:`denoise_run_losses`: only as much smoothing and law-pooling as the estimated loss
-            noise explains, a noisy loss flattens the fitted link (errors in variables); a table with
-            one checkpoint per run keeps its observed loss; reported in ``selection_`` stage
-            ``stage2_x``), ``"observed"`` (the paper; ``preset="paper"`` sets it), ``"smoothed"``
+        stage2_loss_x: the loss stage 2 regresses scores on: ``"pooled"`` (default,
+            :func:`denoise_run_losses` with ``law_rows``: only as much smoothing and law-pooling as the
+            estimated loss noise explains, a noisy loss flattens the fitted link (errors in variables);
+            each run's whole deviation curve from the stage-1 law is shrunk, so where the deviations
+            are noise the x is the law's loss at each checkpoint's compute, as the target's loss is
+            predicted; a table with one checkpoint per run keeps its observed loss; reported in
+            ``selection_`` stage ``stage2_x``), ``"denoised"`` (the default before: only each run's
+            offset at its last checkpoint shrunk onto the law, its own quadratic shape kept),
+            ``"observed"`` (the paper; ``preset="paper"`` sets it), ``"smoothed"``
             (each run's loss curve smoothed, :func:`smooth_run_losses`) or ``"law"`` (smoothed, and
             each run's curve shifted through the stage-1 law's loss at its final compute).
         stage1_loss: ``"huber"`` (Epoch's practice, default) or ``"squared"``.
@@ -423,7 +514,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         min_emerged: int = 3,
         min_runs: int = 2,
         stage2_points: str = "auto",
-        stage2_loss_x: str = "denoised",
+        stage2_loss_x: str = "pooled",
         stage1_loss: str = "huber",
         stage2_loss: str = "squared",
         huber_delta: float = 1e-3,
@@ -688,6 +779,19 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             pred = fitter1.law.predict(x, np.asarray(fitter1.params_, dtype=np.float64))
         return {str(r): (float(t), float(v)) for r, t, v in zip(final.run_ids(), final.tokens(), pred, strict=True) if np.isfinite(v) and v > 0}
 
+    def _law_rows(self, runs: RunTable) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``stage2_loss_x="pooled"``: the stage-1 law's loss at every row's own compute and whether the row lies
+        inside the compute range the law was fitted on ((None, None) before stage 1 is fitted)."""
+        law = self.__dict__.get("_loss_law")
+        if law is None:
+            return None, None
+        fitted, form, lo, hi = law
+        fl = runs.flops()
+        x = self._stage1_x_for(form, fl, runs.params(), runs.tokens())
+        with np.errstate(all="ignore"):
+            pred = np.asarray(fitted.law.predict(x, np.asarray(fitted.params_, dtype=np.float64)), dtype=np.float64)
+        return pred, (fl >= lo * (1 - 1e-9)) & (fl <= hi * (1 + 1e-9))
+
     def _arrays(self, runs: RunTable, loss_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(run ids, scores (n, b), loss (n,)) of a table, cached for the duration of one fit."""
         cache = self.__dict__.setdefault("_array_cache", {})
@@ -701,6 +805,9 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             elif mode_x == "denoised":
                 anchor = self.__dict__.get("_loss_anchor")
                 loss, _ = denoise_run_losses(runs.run_ids(), runs.tokens(), loss, anchor=anchor)
+            elif mode_x == "pooled":
+                law_rows, inside = self._law_rows(runs)
+                loss, _ = denoise_run_losses(runs.run_ids(), runs.tokens(), loss, law_rows=law_rows, law_in_range=inside)
             hit = (runs, (self._group_ids(runs.run_ids()), runs.scores(), loss))
             cache[key] = hit
         return hit[1]
@@ -714,6 +821,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         t0 = time.perf_counter()
         self.__dict__.pop("_array_cache", None)
         self.__dict__.pop("_loss_anchor", None)
+        self.__dict__.pop("_loss_law", None)
         self.__dict__.pop("_weak", None)
         self._check_settings()
         eff = self._effective()
@@ -734,6 +842,10 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         if loss_x in ("law", "denoised") and not stage1_only:
             self.__dict__.pop("_array_cache", None)
             self.__dict__["_loss_anchor"] = self._final_anchor(runs, fitter1, form)
+        elif loss_x == "pooled" and not stage1_only:
+            self.__dict__.pop("_array_cache", None)
+            used = self._usable_rows(runs, mode) & np.isfinite(runs.column(loss_name))
+            self.__dict__["_loss_law"] = (fitter1, form, float(np.min(runs.flops()[used])), float(np.max(runs.flops()[used])))
         if fixed_links is not None:
             links = dict(fixed_links)
         elif stage1_only:
@@ -818,6 +930,9 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             den = None
             if loss_x == "denoised":  # the summary of the whole table (the link folds saw parts of it)
                 _, den = denoise_run_losses(runs.run_ids(), runs.tokens(), runs.column(loss_name), anchor=self.__dict__.get("_loss_anchor"))
+            elif loss_x == "pooled":
+                law_rows, inside = self._law_rows(runs)
+                _, den = denoise_run_losses(runs.run_ids(), runs.tokens(), runs.column(loss_name), law_rows=law_rows, law_in_range=inside)
             why = (
                 den.describe()
                 if den is not None
@@ -839,6 +954,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         self.selection_ = pl.DataFrame(selection, schema=SELECTION_SCHEMA, orient="row")
         self.__dict__.pop("_array_cache", None)
         self.__dict__.pop("_loss_anchor", None)
+        self.__dict__.pop("_loss_law", None)
         self.fit_seconds_ = time.perf_counter() - t0
         logger.debug("FLP fit on %d runs / %d checkpoints in %.3fs", runs.n_runs, len(runs), self.fit_seconds_)
 

@@ -98,7 +98,7 @@ def test_flp_predicts_loss_and_scores_beyond_the_sampling_runs(flp: FLP) -> None
 
 def test_noise_free_data_recover_both_stages() -> None:
     runs = emergent_runs(noise_loss=0.0, noise_score=0.0)
-    # the paper's x (observed loss): exact recovery; the default denoised x reads the curves' curvature as a
+    # the paper's x (observed loss): exact recovery; the default pooled x reads the curves' curvature as a
     # little noise and moves the losses by ~1e-4 relative, so its stage-2 parameters agree to 1e-3 only
     model = FLP(n_bootstrap=0, flops_reference=1e19, stage2_loss_x="observed").fit(runs)
     s1 = model.laws_["loss"].params
@@ -106,7 +106,7 @@ def test_noise_free_data_recover_both_stages() -> None:
     np.testing.assert_allclose(model.laws_["score:lin"].params, [W0, W1], rtol=PARAM_RTOL, atol=PARAM_ATOL)
     np.testing.assert_allclose(model.laws_["score:bpb"].params, [B0, B1], rtol=PARAM_RTOL, atol=PARAM_ATOL)
     den = FLP(n_bootstrap=0, flops_reference=1e19).fit(runs)
-    assert den.stage2_loss_x == "denoised"
+    assert den.stage2_loss_x == "pooled"
     np.testing.assert_allclose(den.laws_["loss"].params, s1, rtol=PARAM_RTOL, atol=PARAM_ATOL)
     np.testing.assert_allclose(den.laws_["score:lin"].params, [W0, W1], rtol=1e-3)
     np.testing.assert_allclose(den.laws_["score:bpb"].params, [B0, B1], rtol=1e-3)

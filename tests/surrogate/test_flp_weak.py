@@ -102,11 +102,11 @@ def test_denoised_loss_removes_noise_and_keeps_a_real_curve():
         FLP(stage2_loss_x="nope").fit(make_split(single_domain_world(seed=1).sample_runs([2e7, 5e7, 1e8], seed=1), holdout_min_params=1e8).train)
 
 
-def test_default_regresses_on_the_denoised_loss_and_the_paper_preset_on_the_observed_one(world_split):
+def test_default_regresses_on_the_pooled_loss_and_the_paper_preset_on_the_observed_one(world_split):
     train = world_split[1].train
     default = FLP(n_bootstrap=0, calibrate=False).fit(train)
     x_rows = default.selection_.filter(pl.col("stage") == "stage2_x")
-    assert x_rows["candidate"].to_list() == ["denoised"] and "noise sd" in x_rows["reason"][0]
+    assert x_rows["candidate"].to_list() == ["pooled"] and "noise sd" in x_rows["reason"][0]
     observed = FLP(n_bootstrap=0, calibrate=False, stage2_loss_x="observed").fit(train)
     assert observed.selection_.filter(pl.col("stage") == "stage2_x").height == 0
     q = next(iter(default.stage2_))
