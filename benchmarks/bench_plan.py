@@ -2,7 +2,7 @@
 
     python benchmarks/bench_plan.py --data-dir ../shared/data [--quick] [--section regmix,olmix,worlds]
         [--scales 60M,1.1B] [--seeds 0,1,2] [--criterion decision|ranking|prediction|doptimal] [--draws auto|posterior|model]
-        [--coverage SHARE] [--surrogate regmix|flpm|flpm-paper|dml] [--fit-domains all|scored]
+        [--coverage SHARE] [--surrogate regmix|regmix-log|flpm|flpm-paper|dml] [--fit-domains all|scored]
     python benchmarks/bench_plan.py --data-dir ../shared/data --section surrogates --fit-domains scored
 
 Sections ``olmix`` and ``worlds`` are described in their functions (:func:`_olmix`, :func:`_worlds`).
@@ -23,7 +23,10 @@ The plan uses ``[plan]`` defaults (``coverage`` 0.75: three picks in four cover 
 and 64, 128 draws (a quick figure, say so).
 
 ``--surrogate`` (default ``regmix``) is the surrogate the RegMix section plans with and scores
-with (:data:`SURROGATES`: ``flpm`` = FLP-M ``auto``, ``flpm-paper`` = its paper preset, ``dml``);
+with, and the Olmix section's too (:data:`SURROGATES`: ``regmix`` = the kind's default, a
+shifted log per output, ``regmix-log`` = its ``transform="log"`` recipe before 2026-12-04,
+``flpm`` = FLP-M ``auto``, ``flpm-paper`` = its paper preset, ``dml``; Olmix takes the regmix
+ones only);
 the target is stated per surrogate (planned vs that surrogate's own all-512 row). The law
 surrogates need >= 20 runs (FLP-M, 17 domains; DML 18), so with them the plan starts from the
 first 32 random runs (``--start``; planned = random at 32 then).

@@ -48,7 +48,7 @@ mixture minus the best's). ``full``: ``regmix`` on the first n of a fresh 16-run
 ``joint+plan``: the new runs planned by ``mixopt plan`` in batches, coverage 0 as first measured, mean over
 the sequences of ``--plan-seeds`` (batch i of seed b planned with seed b + i; 100 is the first measurement's);
 ``joint+plan+cov``: the default coverage share with the runs made so far (mapped old + planned) counted as
-made (``plan_new_runs(existing=)``), sequences of ``--cov-seeds`` (500, 600: up to 12 new runs; 700: up to 4). ± = bootstrap s.e. over
+made (``plan_new_runs(existing=)``), sequences of ``--cov-seeds`` (500, 600, 700), up to 12 new runs. ± = bootstrap s.e. over
 seeded resamples of the test mixtures and of the orders / sequences, every method on the same resamples,
 so the differences (Δ) are paired. Saved as in the synthetic section. Trained runs are cached in
 ``out/bench_reuse_real/runs.csv`` keyed by mixture + seed (started from the shipped
@@ -322,8 +322,8 @@ REAL_COVERAGE = 0.0
 #: sequences planned with the default coverage, the mapped old runs counted as made (existing), and their budgets
 REAL_COV_BASES = (500, 600, 700)
 REAL_COV_NEW = (2, 4)
-#: of those, the sequences continued to the whole new-run grid (the training budget allowed two)
-REAL_COV_LONG = (500, 600)
+#: of those, the sequences continued to the whole new-run grid (all three; 700 was first trained to 4 new runs)
+REAL_COV_LONG = (500, 600, 700)
 #: bootstrap resamples (+1: row 0 is the sample itself)
 REAL_BOOT = 401
 #: seeded re-splits of the 64 trained 4-domain Dirichlet runs into a fresh swarm of 16 and a test set of 48

@@ -33,8 +33,9 @@ regressed in log space, scores linearly. With ``"auto"`` (the default) and one c
 (a swarm), each output ``v`` is fitted as ``log(v - c·min v)`` for the ``c`` in
 :data:`SHIFTS` (``c = 0``: the plain log; a score may also stay linear, and only stays linear
 when it takes a value ≤ 0) whose exact leave-one-out predictions, mapped back to ``v``, have
-the smallest squared relative error; predictions are clipped, in the fitted units, to the
-training range widened by :data:`CLIP_SPAN` of it on each side. It is Olmix's law form
+the smallest squared relative error; predictions are softly clipped, in the fitted units, to
+the training range widened by :data:`CLIP_SPAN` of it on each side (beyond it they grow
+logarithmically: rankings are kept). It is Olmix's law form
 (``v = exp(c) + exp(Σ t_d r_d)``: a floor plus an exponential in the mixture) with the floor
 from a grid instead of a non-convex fit. Measured (fit on the runs outside a fixed 20 %
 holdout, mean relative error over the 110 task BPBs of Olmix's 64-domain swarm): 2.30 % vs
@@ -81,9 +82,11 @@ KINV_CACHE_BYTES = 1 << 28
 #: ``transform="auto"``: an output is fitted as ``log(v - c·min v)`` for the ``c`` (of these) with
 #: the smallest leave-one-out error (a score may also stay ``v``); ``c = 0`` is the plain log
 SHIFTS: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9, 0.95)
-#: ``transform="auto"``: predictions are clipped, in the fitted units, to the training range
+#: ``transform="auto"``: predictions are softly clipped, in the fitted units, to the training range
 #: widened by this share of it on each side (an exponentiated extrapolation otherwise explodes)
 CLIP_SPAN = 0.25
+#: beyond those bounds predictions grow logarithmically, on this share of the widening as scale
+SOFT_SCALE = 0.25
 #: ``transform`` values: ``"auto"`` (default) and ``"log"`` (the recipe before 2026-12-04)
 TRANSFORMS: tuple[str, ...] = ("auto", "log")
 
@@ -169,6 +172,23 @@ def _loo_residuals(Z: np.ndarray, z: np.ndarray, dec: dict[str, Any], fit: dict[
     return (V @ ((V.T @ res) / (w + nz))) / inv_diag
 
 
+def _soft_clip(z: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """``z`` unchanged within ``bounds`` (the training range widened by :data:`CLIP_SPAN` of it on
+    each side), beyond them growing only logarithmically (scale: :data:`SOFT_SCALE` of that
+    widening): continuous, strictly increasing (so it keeps every ranking: a search over mixtures
+    meets no plateau of ties), and an exponentiated extrapolation stays tame."""
+    lo, hi = bounds
+    w = max(SOFT_SCALE * (hi - lo) * CLIP_SPAN / (1.0 + 2.0 * CLIP_SPAN), 1e-12)
+    z = np.asarray(z, dtype=np.float64)
+    below, above = z < lo, z > hi
+    if not (below.any() or above.any()):
+        return z
+    out = z.copy()
+    out[below] = lo - w * np.log1p((lo - z[below]) / w)
+    out[above] = hi + w * np.log1p((z[above] - hi) / w)
+    return out
+
+
 def _fit_transformed(Z: np.ndarray, v: np.ndarray, dec: dict[str, Any], *, loss: bool, auto: bool) -> dict[str, Any]:
     """Fit one output's values ``v (n,)`` in its best transform (:data:`SHIFTS`, module docstring).
 
@@ -177,7 +197,7 @@ def _fit_transformed(Z: np.ndarray, v: np.ndarray, dec: dict[str, Any], *, loss:
     score; the shifted logs only when every value is > 0) and keeps the transform whose exact
     leave-one-out predictions, mapped back to ``v``'s units, have the smallest squared relative error.
     The returned fit has ``shift`` (``None``: ``v`` itself; a number ``s``: the fit is of
-    ``log(v - s)``) and ``zclip`` (``None`` or the range predictions are clipped to in the
+    ``log(v - s)``) and ``zclip`` (``None`` or the range predictions are softly clipped to in the
     fitted units).
     """
     cands: list[float | None] = [0.0] if loss else [None]
@@ -194,7 +214,7 @@ def _fit_transformed(Z: np.ndarray, v: np.ndarray, dec: dict[str, Any], *, loss:
         lo, hi = float(z.min()), float(z.max())
         span = hi - lo
         fit["zclip"] = (lo - CLIP_SPAN * span, hi + CLIP_SPAN * span)
-        z_loo = np.clip(z - _loo_residuals(Z, z, dec, fit), *fit["zclip"])
+        z_loo = _soft_clip(z - _loo_residuals(Z, z, dec, fit), fit["zclip"])
         v_loo = z_loo if s is None else np.exp(z_loo) + s
         e = float(np.mean(((v_loo - v) / v) ** 2))  # every v > 0 where there is a choice
         if e < best[0]:
@@ -216,7 +236,7 @@ class RegMixRegression(Surrogate):
         seed: seeds the subsample when there are more than :data:`MAX_TRAIN_ROWS` rows.
         transform: ``"auto"`` (default): with one compute scale (a swarm), each output fitted
             as ``log(v - c·min v)`` with ``c`` by leave-one-out (:data:`SHIFTS`; a score may
-            also stay linear), predictions clipped near the training range; with compute
+            also stay linear), predictions softly clipped near the training range; with compute
             varying, as ``"log"``: losses in log, scores linear, no clipping (the recipe
             before 2026-12-04, every table).
 
@@ -368,8 +388,8 @@ class RegMixRegression(Surrogate):
 
     @staticmethod
     def _clip(fit: dict[str, Any], z: np.ndarray) -> np.ndarray:
-        """``z`` (fitted units) clipped to the fit's ``zclip`` range, where it has one."""
-        return z if fit.get("zclip") is None else np.clip(z, *fit["zclip"])
+        """``z`` (fitted units) softly clipped (:func:`_soft_clip`) to the fit's ``zclip`` range, where it has one."""
+        return z if fit.get("zclip") is None else _soft_clip(z, fit["zclip"])
 
     def _untransform(self, j: int, fit: dict[str, Any], z: np.ndarray) -> np.ndarray:
         """Values in output units from (clipped) fitted units."""
@@ -495,4 +515,4 @@ class RegMixRegression(Surrogate):
             self.fits_[q] = fit
 
 
-__all__ = ["CLIP_SPAN", "MAX_TRAIN_ROWS", "SHIFTS", "TRANSFORMS", "RegMixRegression"]
+__all__ = ["CLIP_SPAN", "MAX_TRAIN_ROWS", "SHIFTS", "SOFT_SCALE", "TRANSFORMS", "RegMixRegression"]

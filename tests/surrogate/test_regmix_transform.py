@@ -9,7 +9,7 @@ import pytest
 from mixopt.data import Benchmark, RunTable
 from mixopt.errors import ConfigError
 from mixopt.surrogate import Targets, load_surrogate, make_surrogate, save_surrogate
-from mixopt.surrogate.baselines import CLIP_SPAN, SHIFTS, RegMixRegression
+from mixopt.surrogate.baselines import CLIP_SPAN, SHIFTS, RegMixRegression, _soft_clip
 from mixopt.testing import mixture_world
 
 DOMAINS = ("a", "b", "c", "d", "e", "f")
@@ -68,17 +68,27 @@ def test_shifted_log_fits_a_floored_swarm_better_than_the_log_recipe(swarm, held
     assert auto.fits_["score:acc"]["shift"] is None  # zeros: only the linear fit is possible
 
 
-def test_shift_is_a_share_of_the_minimum_and_predictions_stay_near_the_range(swarm):
+def test_shift_is_a_share_of_the_minimum_and_extrapolation_is_tamed(swarm):
     model = make_surrogate("regmix").fit(swarm)
     v = swarm.column("loss:x")
     fit = model.fits_["loss:x"]
     assert any(np.isclose(fit["shift"], c * v.min()) for c in SHIFTS)
-    corners = np.eye(len(DOMAINS))  # far outside the Dirichlet swarm
-    pred = model.predict(_targets(corners)).get("loss:x")
     z = np.log(v - fit["shift"])
     span = z.max() - z.min()
-    assert np.all(pred <= np.exp(z.max() + CLIP_SPAN * span) + fit["shift"] + 1e-9)
-    assert np.all(pred >= np.exp(z.min() - CLIP_SPAN * span) + fit["shift"] - 1e-9)
+    lo, hi = fit["zclip"]
+    assert np.isclose(lo, z.min() - CLIP_SPAN * span) and np.isclose(hi, z.max() + CLIP_SPAN * span)
+    # the soft clip: identity inside, strictly increasing and continuous, logarithmic growth outside
+    grid = np.linspace(lo - 50 * span, hi + 50 * span, 20001)
+    out = _soft_clip(grid, fit["zclip"])
+    inside = (grid >= lo) & (grid <= hi)
+    np.testing.assert_array_equal(out[inside], grid[inside])
+    assert np.all(np.diff(out) > 0)
+    assert np.max(np.abs(np.diff(out))) <= np.max(np.diff(grid)) * (1 + 1e-9)
+    assert out[-1] - hi < 2 * span and lo - out[0] < 2 * span  # 50 spans out: under 2 spans
+    corners = np.eye(len(DOMAINS))  # far outside the Dirichlet swarm
+    pred = model.predict(_targets(corners)).get("loss:x")
+    assert np.all(np.isfinite(pred)) and np.all(pred > fit["shift"])
+    assert np.all(pred < np.exp(hi + 2 * span) + fit["shift"])
 
 
 def test_deterministic_and_round_trip(swarm, heldout, tmp_path):

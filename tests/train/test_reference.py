@@ -145,7 +145,9 @@ def test_v3_trains_deterministically_on_the_cpu(fixture_corpus_dir, tmp_path, mi
 
 def test_v4_keeps_v3s_shapes_and_heads():
     for n in (4e4, 1.2e5, 2.5e5, 6e5, 2e6, 1e7):
-        assert shape_for_params(n, "v4") == shape_for_params(n, "v3")  # the same N and heads as v3 at every size
+        assert shape_for_params(n, "v4") == shape_for_params(n, "v3")  # the same shapes and heads as v3 at every size
+        layers, width, _ = shape_for_params(n, "v4")
+        assert abs(np.log(non_embedding_params(layers, width) / n)) < 0.25  # the N the size asks for
 
 
 def test_v4_fused_attention_matches_causal_attention_and_its_gradients():
