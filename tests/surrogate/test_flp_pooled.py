@@ -121,3 +121,21 @@ def test_checkpoints_of_one_run_count_as_one_unit_of_evidence():
     # many runs (one checkpoint each, as on Gadre): the clusters are the rows
     many = {0: np.array([f"r{i}" for i in range(7)])}
     assert _FLPChoice._link_choice(per, many)[0] == "sigmoid_free"
+
+
+def test_the_loss_interval_has_the_checkpoints_noise_as_its_floor():
+    """bench_worlds' single world, seed 15: a fold's stage-1 law (4 runs, 3 parameters) had a residual sd near 0 and
+    loss intervals of +-0.01 %, so the calibration factor came out 28 (growing 4x a decade) and the loss interval at
+    3e9 ran from 0.06 to 161 nats. With the checkpoints' own noise (~0.5 %) as the floor it is a few % wide."""
+    w = single_domain_world(seed=15)
+    runs = w.sample_runs(SIZES, None, tokens_per_param=20.0, n_checkpoints=10, loss_noise=0.005, score_noise=0.005, seed=15)
+    split = make_split(runs, holdout_min_params=1e9)
+    model = FLP(seed=0, n_bootstrap=50).fit(split.train)
+    assert 0.003 < model.loss_noise_sd_ < 0.008
+    final = split.test.final()
+    pred = model.predict(Targets.from_runs(final), intervals=True, level=0.9)
+    lo, hi = pred.interval("loss")
+    half = (hi - lo) / (2 * pred.get("loss"))
+    assert np.all(half < 0.1), half
+    # the paper preset has no floor (its intervals are the paper's)
+    assert np.isnan(FLP(seed=0, n_bootstrap=0, preset="paper").fit(split.train).loss_noise_sd_)

@@ -23,8 +23,7 @@ MULTIPLES = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
 
 def _flpm_pair():
     w = mixture_world(n_domains=3, n_benchmarks=4, seed=1)
-    runs = w.sample_runs([5e7, 1e8, 2e8, 5e8, 1e9], w.random_mixtures(10, seed=101), n_checkpoints=5, loss_noise=0.01,
-                         score_noise=0.01, seed=201)
+    runs = w.sample_runs([5e7, 1e8, 2e8, 5e8, 1e9], w.random_mixtures(10, seed=101), n_checkpoints=5, loss_noise=0.01, score_noise=0.01, seed=201)
     kw = dict(n_bootstrap=8, n_starts=3, stage1="flpm", family="law", stage2="logistic", stage2_inputs="fitted", seed=0)
     N = 1e9 * MULTIPLES
     t = Targets.from_params_tokens(N, 20 * N, np.tile(w.random_mixtures(1, seed=5), (len(N), 1)), w.domains)
@@ -35,8 +34,7 @@ def _flp_pair():
     w = single_domain_world(seed=0)
     runs = w.sample_runs([2e7, 5e7, 1e8, 2e8, 4e8, 7e8, 1e9], n_checkpoints=5, loss_noise=0.01, score_noise=0.01, seed=3)
     N = 1e9 * MULTIPLES
-    return FLP(n_bootstrap=8, seed=0).fit(runs), FLP(n_bootstrap=8, seed=0, calibrate=False).fit(runs), \
-        Targets.from_params_tokens(N, 20 * N)
+    return FLP(n_bootstrap=8, seed=0).fit(runs), FLP(n_bootstrap=8, seed=0, calibrate=False).fit(runs), Targets.from_params_tokens(N, 20 * N)
 
 
 @pytest.fixture(scope="module", params=["flp", "flpm"])
@@ -68,9 +66,14 @@ def test_predict_applies_a_calibrated_factor_above_one(pair):
     _, (cal, raw, t) = pair
     pc, pr = cal.predict(t, level=0.9), raw.predict(t, level=0.9)
     for kind in ("loss", "score"):
-        ratios = [_widths(pc, q)[2] / _widths(pr, q)[2] for q in pc.names
-                  if q.split(":")[0] == kind and q not in cal.unpredictable_]
+        ratios = [_widths(pc, q)[2] / _widths(pr, q)[2] for q in pc.names if q.split(":")[0] == kind and q not in cal.unpredictable_]
         assert ratios, kind
+        if kind == "loss" and cal.kind == "flp":
+            # FLP's loss noise has the checkpoints' measurement noise as its floor (FLP.loss_noise_sd_): the internal
+            # folds' loss intervals are no longer degenerate, so near the runs no widening is needed (factor 1); it
+            # still grows beyond the folds' reach
+            assert np.min(ratios) > 1 - 1e-9 and np.max(ratios) > 1.1, (kind, ratios)
+            continue
         assert np.min(ratios) > 1.1, (kind, ratios)
 
 
