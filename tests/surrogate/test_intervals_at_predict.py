@@ -3,8 +3,9 @@
 The calibrator has its own tests; these check what a user gets: the same model fitted with
 and without calibration (same seed, same runs, so the same means and raw intervals), predicted
 for one mixture at 1x to 16x the largest fitted model. Calibration only widens; it widens
-by more than the model's own interval (the internal backtest finds the raw intervals too
-narrow on these noisy worlds); intervals are wider further out, and the calibrated factor
+by a real factor (everywhere for FLP-M, whose backtest finds its raw intervals too narrow on
+these noisy worlds; beyond the folds' reach for FLP, whose few held-out points are within
+noise of calibrated); intervals are wider further out, and the calibrated factor
 never shrinks with distance.
 """
 
@@ -61,17 +62,18 @@ def test_calibrated_intervals_contain_the_raw_ones_and_the_mean(pair):
 
 
 def test_predict_applies_a_calibrated_factor_above_one(pair):
-    """On these noisy worlds the internal backtest finds the model's own intervals too narrow: the
-    intervals ``predict`` returns are wider by a real factor for losses and for scores."""
+    """On these noisy worlds the intervals ``predict`` returns are wider by a real factor for losses and for
+    scores: everywhere for FLP-M (its backtest finds its own intervals too narrow), beyond the folds' reach for FLP."""
     _, (cal, raw, t) = pair
     pc, pr = cal.predict(t, level=0.9), raw.predict(t, level=0.9)
     for kind in ("loss", "score"):
         ratios = [_widths(pc, q)[2] / _widths(pr, q)[2] for q in pc.names if q.split(":")[0] == kind and q not in cal.unpredictable_]
         assert ratios, kind
-        if kind == "loss" and cal.kind == "flp":
-            # FLP's loss noise has the checkpoints' measurement noise as its floor (FLP.loss_noise_sd_): the internal
-            # folds' loss intervals are no longer degenerate, so near the runs no widening is needed (factor 1); it
-            # still grows beyond the folds' reach
+        if cal.kind == "flp":
+            # loss: FLP's loss noise has the checkpoints' measurement noise as its floor (FLP.loss_noise_sd_): the internal
+            # folds' loss intervals are no longer degenerate, so near the runs no widening is needed (factor 1). Scores:
+            # 3 held-out points (0.03, 0.07 and 1.5 half-widths out) are within noise of a calibrated interval (chi-square
+            # tail 0.11 > 0.1, calibrate.too_narrow), so their factor is 1 near the runs too. Both grow beyond the reach
             assert np.min(ratios) > 1 - 1e-9 and np.max(ratios) > 1.1, (kind, ratios)
             continue
         assert np.min(ratios) > 1.1, (kind, ratios)

@@ -109,10 +109,11 @@ def test_kernels_and_device_options_are_checked(fixture_corpus_dir, tmp_path):
             t.train(_spec(), tmp_path)
 
 
-def test_v3_keeps_v2s_shapes_and_heads():
+@pytest.mark.parametrize(("version", "keeps"), [("v3", "v2"), ("v4", "v3")])
+def test_later_versions_keep_the_shapes_and_heads(version, keeps):
     for n in (4e4, 1.2e5, 2.5e5, 6e5, 2e6, 1e7):
-        assert shape_for_params(n, "v3") == shape_for_params(n, "v2")
-        layers, width, _ = shape_for_params(n, "v3")
+        assert shape_for_params(n, version) == shape_for_params(n, keeps)  # the same shapes and heads at every size
+        layers, width, _ = shape_for_params(n, version)
         assert abs(np.log(non_embedding_params(layers, width) / n)) < 0.25  # the N the size asks for
 
 
@@ -141,13 +142,6 @@ def test_v3_trains_deterministically_on_the_cpu(fixture_corpus_dir, tmp_path, mi
     assert a.params()[0] == non_embedding_params(layers, width)
     assert not np.allclose(a.losses(), micro_table.losses(), rtol=LOSS_RTOL, atol=0)  # another model than v2's
     assert a.losses().mean(axis=1)[-1] < np.log(256) - 0.5  # and it learns
-
-
-def test_v4_keeps_v3s_shapes_and_heads():
-    for n in (4e4, 1.2e5, 2.5e5, 6e5, 2e6, 1e7):
-        assert shape_for_params(n, "v4") == shape_for_params(n, "v3")  # the same shapes and heads as v3 at every size
-        layers, width, _ = shape_for_params(n, "v4")
-        assert abs(np.log(non_embedding_params(layers, width) / n)) < 0.25  # the N the size asks for
 
 
 def test_v4_fused_attention_matches_causal_attention_and_its_gradients():
