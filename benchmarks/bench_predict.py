@@ -43,14 +43,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASELINE = "33bebf4"
 
 
-def _fit_model(out: Path, method: str = "flpm", family: str | None = None) -> float:
+def _fit_model(out: Path, method: str = "flpm", family: str | None = None, stage1: str | None = None) -> float:
     from mixopt.surrogate import make_surrogate, save_surrogate
     from mixopt.testing import mixture_world
 
     w = mixture_world(n_domains=5, n_benchmarks=5, seed=0)
     runs = w.sample_runs([1e8, 3e8, 1e9, 2e9], w.random_mixtures(16, seed=1), seed=2)
     t0 = time.process_time()
-    model = make_surrogate(method, seed=0, **({} if family is None else {"family": family})).fit(runs)
+    pinned = {k: v for k, v in (("family", family), ("stage1", stage1)) if v is not None}
+    model = make_surrogate(method, seed=0, **pinned).fit(runs)
     cpu = time.process_time() - t0
     save_surrogate(model, out)
     return cpu
@@ -131,6 +132,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=None, help="best of this many (default 5; --quick 3)")
     ap.add_argument("--method", default="flpm", choices=("flpm", "dml"), help="surrogate measured (default %(default)s)")
     ap.add_argument("--family", default=None, choices=("law", "hybrid", "average"), help="FLP-M family (default: auto's choice)")
+    ap.add_argument("--stage1", default=None, help="stage-1 law form, e.g. flpm (default: auto's choice, which may average two forms)")
     ap.add_argument("--measure", metavar="MODEL_DIR", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.rows = args.rows or (200_000 if args.quick else 1_000_000)
@@ -149,11 +151,12 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="mixopt-bench-predict-") as tmp:
         model_dir = Path(tmp) / "flpm"
-        fit_cpu = _fit_model(model_dir, args.method, args.family)
+        fit_cpu = _fit_model(model_dir, args.method, args.family, args.stage1)
         now = measure(str(model_dir), args.rows, args.interval_rows, args.calls, args.repeats)
         base = _baseline(args.baseline_ref, model_dir, args, env)
     mode = " (--quick)" if args.quick else ""
-    what = args.method.upper().replace("FLPM", "FLP-M") + ("" if args.family is None else f" ({args.family} family)")
+    what = (args.method.upper().replace("FLPM", "FLP-M") + ("" if args.family is None else f" ({args.family} family)")
+            + ("" if args.stage1 is None else f" (stage 1 {args.stage1})"))
     print(f"{what} prediction, CPU-seconds, {threads} BLAS thread(s){mode}; model fitted in {fit_cpu:.1f} CPU-s")
     print(f"means batch {args.rows:,} rows, interval batch {args.interval_rows:,} rows, "
           f"{args.calls} calls of 100 mixtures; baseline = commit {args.baseline_ref}\n")
