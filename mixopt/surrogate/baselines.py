@@ -168,7 +168,9 @@ def _loo_residuals(Z: np.ndarray, z: np.ndarray, dec: dict[str, Any], fit: dict[
     w, V = dec["eig"][fit["length"]]
     nz = fit["noise"]
     res = z - fit["intercept"] - Z @ fit["coef"]
-    inv_diag = (V**2) @ (1.0 / (w + nz))
+    inv_diag = dec.get("inv_diag", {}).get((fit["length"], nz))  # kept by _fit_output for the chosen (length, noise)
+    if inv_diag is None:
+        inv_diag = (V**2) @ (1.0 / (w + nz))
     return (V @ ((V.T @ res) / (w + nz))) / inv_diag
 
 
