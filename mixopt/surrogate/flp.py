@@ -797,6 +797,14 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             pred = np.asarray(fitted.law.predict(x, np.asarray(fitted.params_, dtype=np.float64)), dtype=np.float64)
         return pred, (fl >= lo * (1 - 1e-9)) & (fl <= hi * (1 + 1e-9))
 
+    def _denoised(self, runs: RunTable, loss: np.ndarray, mode_x: str) -> tuple[np.ndarray, DenoiseSummary]:
+        """:func:`denoise_run_losses` of ``loss`` for ``stage2_loss_x`` ``"denoised"`` (this fit's final-checkpoint
+        anchor) or ``"pooled"`` (the stage-1 law at every row, :meth:`_law_rows`)."""
+        if mode_x == "pooled":
+            law_rows, inside = self._law_rows(runs)
+            return denoise_run_losses(runs.run_ids(), runs.tokens(), loss, law_rows=law_rows, law_in_range=inside)
+        return denoise_run_losses(runs.run_ids(), runs.tokens(), loss, anchor=self.__dict__.get("_loss_anchor"))
+
     def _arrays(self, runs: RunTable, loss_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(run ids, scores (n, b), loss (n,)) of a table, cached for the duration of one fit."""
         cache = self.__dict__.setdefault("_array_cache", {})
@@ -807,12 +815,8 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             mode_x = self._loss_x()
             if mode_x in ("smoothed", "law"):
                 loss = smooth_run_losses(runs.run_ids(), runs.tokens(), loss, anchor=self.__dict__.get("_loss_anchor") if mode_x == "law" else None)
-            elif mode_x == "denoised":
-                anchor = self.__dict__.get("_loss_anchor")
-                loss, _ = denoise_run_losses(runs.run_ids(), runs.tokens(), loss, anchor=anchor)
-            elif mode_x == "pooled":
-                law_rows, inside = self._law_rows(runs)
-                loss, _ = denoise_run_losses(runs.run_ids(), runs.tokens(), loss, law_rows=law_rows, law_in_range=inside)
+            elif mode_x in ("denoised", "pooled"):
+                loss, _ = self._denoised(runs, loss, mode_x)
             hit = (runs, (self._group_ids(runs.run_ids()), runs.scores(), loss))
             cache[key] = hit
         return hit[1]
@@ -932,19 +936,14 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         sc_all = runs.scores()
         self.score_range_ = {SCORE_PREFIX + b.name: self._metric_range(sc_all[:, j]) for j, b in enumerate(runs.benchmarks)}
         if loss_x != "observed" and not stage1_only:
-            den = None
-            if loss_x == "denoised":  # the summary of the whole table (the link folds saw parts of it)
-                _, den = denoise_run_losses(runs.run_ids(), runs.tokens(), runs.column(loss_name), anchor=self.__dict__.get("_loss_anchor"))
-            elif loss_x == "pooled":
-                law_rows, inside = self._law_rows(runs)
-                _, den = denoise_run_losses(runs.run_ids(), runs.tokens(), runs.column(loss_name), law_rows=law_rows, law_in_range=inside)
+            # the summary of the whole table (the link folds saw parts of it)
+            den = self._denoised(runs, runs.column(loss_name), loss_x)[1] if loss_x in ("denoised", "pooled") else None
             why = (
                 den.describe()
                 if den is not None
                 else {
                     "smoothed": "each run's loss curve smoothed (quadratic in log tokens)",
                     "law": "each run's smoothed loss curve shifted through the stage-1 law's loss at its final compute",
-                    "denoised": "no smoothing: no run's final checkpoint was anchored",
                 }[loss_x]
             )
             selection.append(_sel_row("stage2_x", loss_name, loss_x, "fixed", why))
