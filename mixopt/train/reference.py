@@ -115,9 +115,16 @@ def _model_classes(gelu: str = "none", attention: str = "sdpa"):
     from torch import nn
     from torch.nn import functional as F
 
+    masks: dict[tuple, Any] = {}
+
+    def causal_mask(t, device, dtype):  # (t, t): 0 on and below the diagonal, -inf above; kept per (t, device, dtype)
+        key = (t, device, dtype)
+        if key not in masks:
+            masks[key] = torch.zeros(t, t, dtype=dtype, device=device).masked_fill_(torch.ones(t, t, dtype=torch.bool, device=device).triu(1), float("-inf"))
+        return masks[key]
+
     def causal_attention(q, k, v):  # (b, h, t, e) each -> (b, h, t, e)
-        t = q.shape[2]
-        causal = torch.zeros(t, t, device=q.device).masked_fill_(torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+        causal = causal_mask(q.shape[2], q.device, torch.get_default_dtype())
         s = torch.add(causal, (q @ k.transpose(-1, -2)).float(), alpha=q.shape[-1] ** -0.5)  # one pass: scale + mask (0 or -inf)
         return s.softmax(-1).to(v.dtype) @ v
 
@@ -141,16 +148,10 @@ def _model_classes(gelu: str = "none", attention: str = "sdpa"):
             ds = torch._softmax_backward_data(torch.bmm(dy, v.transpose(1, 2)), p, -1, p.dtype)
             return torch.bmm(ds, k).mul_(scale), torch.bmm(ds.transpose(1, 2), q).mul_(scale), torch.bmm(p.transpose(1, 2), dy), None
 
-    masks: dict[tuple, Any] = {}
-
     def fused_attention(q, k, v):  # (b, h, t, e) each -> (b, h, t, e), in bf16
         b, h, t, e = q.shape
-        key = (t, q.device)
-        if key not in masks:
-            masks[key] = torch.zeros(t, t, dtype=torch.bfloat16, device=q.device).masked_fill_(
-                torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
         q, k, v = (z.reshape(b * h, t, e).to(torch.bfloat16) for z in (q, k, v))
-        return FusedAttention.apply(q, k, v, masks[key]).view(b, h, t, e)
+        return FusedAttention.apply(q, k, v, causal_mask(t, q.device, torch.bfloat16)).view(b, h, t, e)
 
     class Block(nn.Module):
         def __init__(self, d: int, heads: int) -> None:

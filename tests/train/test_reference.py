@@ -117,14 +117,19 @@ def test_later_versions_keep_the_shapes_and_heads(version, keeps):
         assert abs(np.log(non_embedding_params(layers, width) / n)) < 0.25  # the N the size asks for
 
 
-def test_v3_matmul_attention_computes_causal_attention():
+def _twin_models(reference: str, other: str):
+    """Two small models with the same weights, attention ``reference`` and ``other``, and a batch of bytes."""
     torch = pytest.importorskip("torch")
     from mixopt.train.reference import _model_classes
 
     torch.manual_seed(0)  # test-local weights; the trainer itself seeds from the job's generator
-    sdpa, mm = _model_classes("none", "sdpa")(2, 48, 2, 32), _model_classes("none", "matmul")(2, 48, 2, 32)
-    mm.load_state_dict(sdpa.state_dict())
-    x = torch.randint(0, 256, (3, 32), generator=torch.Generator().manual_seed(1))
+    ref, model = _model_classes("none", reference)(2, 48, 2, 32), _model_classes("none", other)(2, 48, 2, 32)
+    model.load_state_dict(ref.state_dict())
+    return torch, ref, model, torch.randint(0, 256, (3, 32), generator=torch.Generator().manual_seed(1))
+
+
+def test_v3_matmul_attention_computes_causal_attention():
+    torch, sdpa, mm, x = _twin_models("sdpa", "matmul")
     with torch.no_grad():
         a, b = sdpa(x), mm(x)
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
@@ -145,13 +150,7 @@ def test_v3_trains_deterministically_on_the_cpu(fixture_corpus_dir, tmp_path, mi
 
 
 def test_v4_fused_attention_matches_causal_attention_and_its_gradients():
-    torch = pytest.importorskip("torch")
-    from mixopt.train.reference import _model_classes
-
-    torch.manual_seed(0)  # test-local weights; the trainer itself seeds from the job's generator
-    ref, fused = _model_classes("none", "matmul")(2, 48, 2, 32), _model_classes("none", "fused")(2, 48, 2, 32)
-    fused.load_state_dict(ref.state_dict())
-    x = torch.randint(0, 256, (3, 32), generator=torch.Generator().manual_seed(1))
+    torch, ref, fused, x = _twin_models("matmul", "fused")
     with torch.autocast("cpu", dtype=torch.bfloat16):
         a, b = ref(x), fused(x)
     assert b.dtype == a.dtype
