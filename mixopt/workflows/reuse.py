@@ -181,12 +181,10 @@ def plan_new_runs(model: Surrogate, domains: Sequence[str], objective: str, *, p
     """
     space = SearchSpace(MixtureSpace(domains, floors=floors, caps=caps), ComputeSpace(params=params, tokens=tokens))
     st = PlanSettings(**{**settings.__dict__, "sizes": (float(params),), "tokens_per_param": float(tokens) / float(params)})
-    problem = Problem(space, model, [objective])
-    if existing is None:
-        return plan_runs(problem, st)
     from mixopt.workflows.plan import made_runs
 
-    return plan_runs(problem, st, existing=made_runs(existing, space.domains))
+    made = None if existing is None else made_runs(existing, space.domains)
+    return plan_runs(Problem(space, model, [objective]), st, existing=made)
 
 
 __all__ = ["BLOCK", "FrozenBlock", "best_mixture", "frozen_block", "joint_fit", "plan_new_runs"]
