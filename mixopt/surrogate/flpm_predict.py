@@ -418,7 +418,11 @@ class FLPMPrediction(Surrogate):
         """``(f, f_std)`` ``(n, q)``: per row and column, the calibration factor of the column's group at
         ``level`` and the std's factor (at the calibrator's level, at least 1). Kept for small batches (the
         API's and the search's repeated requests at the same distances), keyed by the calibrator itself,
-        the distances' bytes, the columns' groups and the level."""
+        the distances' bytes, the columns' groups and the level; rows at one distance share one row's factors
+        (the factor is a function of the distance alone, row by row)."""
+        if d.size > 1 and (d == d[0]).all():  # one distance (a batch at one compute): one row, broadcast
+            f1, fs1 = self._cal_matrices(cal, d[:1], names, weak_group, weak, level)
+            return np.broadcast_to(f1, (d.size, f1.shape[1])), np.broadcast_to(fs1, (d.size, fs1.shape[1]))
         groups = self._calibration_groups(names, weak_group, weak)
         cache = self.__dict__.setdefault("_cal_matrix_cache", {})
         key = (id(cal), d.tobytes(), tuple(names), weak_group, tuple(sorted(weak)), level) if d.size <= 4096 else None
@@ -476,15 +480,21 @@ class FLPMPrediction(Surrogate):
         m = len(self.loss_domains_)
         score_cols = self._score_columns() if tuple(names) == tuple(self.outputs_) else \
             [{q: j for j, q in enumerate(names)}[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
-        lo = np.full((x.shape[0], len(names)), np.inf)
-        hi = np.full((x.shape[0], len(names)), -np.inf)
         factors = [np.exp(c) if c.any() else None for c in corrs]  # exp(0) = 1: the base itself
-        Ls = [base if f is None else base * f for base in bases for f in factors]
-        Ss = self.nets_.predict_mean_each(Ls) if score_cols else None
-        for i, L in enumerate(Ls):  # in this order: fmin/fmax pick the same of equal values (signed zeros)
-            lo[:, :m], hi[:, :m] = np.fmin(lo[:, :m], L), np.fmax(hi[:, :m], L)
-            if Ss is not None:
-                lo[:, score_cols], hi[:, score_cols] = np.fmin(lo[:, score_cols], Ss[i]), np.fmax(hi[:, score_cols], Ss[i])
+        Ls = np.empty((len(bases) * len(factors), x.shape[0], m))
+        for i, (base, f) in enumerate((b, f) for b in bases for f in factors):
+            if f is None:
+                Ls[i] = base
+            else:
+                np.multiply(base, f, out=Ls[i])
+        # smallest and largest over the models: fmin/fmax reduce over axis 0 in the models' order (ignoring
+        # NaN; all NaN or non-finite -> NaN below), one call each instead of one per model
+        lo = np.full((x.shape[0], len(names)), np.nan)
+        hi = np.full((x.shape[0], len(names)), np.nan)
+        lo[:, :m], hi[:, :m] = np.fmin.reduce(Ls, axis=0), np.fmax.reduce(Ls, axis=0)
+        if score_cols:
+            Ss = self.nets_.predict_mean_each(Ls)
+            lo[:, score_cols], hi[:, score_cols] = np.fmin.reduce(Ss, axis=0), np.fmax.reduce(Ss, axis=0)
         lo[~np.isfinite(lo)] = np.nan
         hi[~np.isfinite(hi)] = np.nan
         return lo, hi

@@ -297,3 +297,18 @@ def test_form_average_one_pass_equals_the_general_path_bit_for_bit(form_average,
     for _ in range(5):
         model.predict(t, intervals=True)
     assert len(model._draw_params_cache) == 2
+
+
+@pytest.mark.parametrize("n", [2, 100, 5000])
+def test_calibration_factors_at_one_distance_are_each_rows_factors_exactly(models, n):
+    # a batch at one compute takes one row's factors, broadcast: the factor is a function of the distance row by row
+    model = models["law"]
+    cal = model.calibrator_
+    assert cal is not None
+    names = tuple(model.outputs_)
+    d = np.full(n, 0.7)
+    f, f_std = model._cal_matrices(cal, d, names, "score", {}, 0.8)
+    assert f.shape == f_std.shape == (n, len(names))
+    for g, cols in model._calibration_groups(names, "score", {}):
+        np.testing.assert_array_equal(f[:, cols], np.broadcast_to(cal.factor(d, groups=g, level=0.8)[:, None], (n, cols.size)))
+        np.testing.assert_array_equal(f_std[:, cols], np.broadcast_to(np.maximum(cal.factor(d, groups=g, level=None), 1.0)[:, None], (n, cols.size)))
