@@ -407,7 +407,8 @@ class FLPMPrediction(Surrogate):
         np.subtract(hi, mu, out=side)
         upper = np.maximum(mu + f * side, mu + k * side)
         std = pred.std * f_std  # type: ignore[operator]
-        env = self._model_envelope(targets, pred.names, full=memo.get("full"), x=memo.get("x"), forms=memo.get("forms"))
+        env = self._model_envelope(targets, pred.names, full=memo.get("full"), x=memo.get("x"), forms=memo.get("forms"),
+                                   shared=memo.get("form_points"))
         if env is not None:  # a model average's interval keeps every averaged model's prediction inside
             lower, upper = np.fmin(lower, env[0]), np.fmax(upper, env[1])
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
@@ -418,7 +419,11 @@ class FLPMPrediction(Surrogate):
         """``(f, f_std)`` ``(n, q)``: per row and column, the calibration factor of the column's group at
         ``level`` and the std's factor (at the calibrator's level, at least 1). Kept for small batches (the
         API's and the search's repeated requests at the same distances), keyed by the calibrator itself,
-        the distances' bytes, the columns' groups and the level."""
+        the distances' bytes, the columns' groups and the level; rows at one distance share one row's factors
+        (the factor is a function of the distance alone, row by row)."""
+        if d.size > 1 and (d == d[0]).all():  # one distance (a batch at one compute): one row, broadcast
+            f1, fs1 = self._cal_matrices(cal, d[:1], names, weak_group, weak, level)
+            return np.broadcast_to(f1, (d.size, f1.shape[1])), np.broadcast_to(fs1, (d.size, fs1.shape[1]))
         groups = self._calibration_groups(names, weak_group, weak)
         cache = self.__dict__.setdefault("_cal_matrix_cache", {})
         key = (id(cal), d.tobytes(), tuple(names), weak_group, tuple(sorted(weak)), level) if d.size <= 4096 else None
@@ -451,16 +456,21 @@ class FLPMPrediction(Surrogate):
         return hit
 
     def _model_envelope(self, targets: Targets, names: tuple[str, ...], full: np.ndarray | None = None,
-                        x: np.ndarray | None = None, forms: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+                        x: np.ndarray | None = None, forms: tuple[np.ndarray, np.ndarray] | None = None,
+                        shared: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Per column, the smallest and largest prediction of the models a model average combines
         (the law and the hybrid of the ``average`` family; the two forms of a form average), or None;
         ``full``, ``x``, ``forms``: the residual model's corrections, the law inputs and a form average's two
-        points (:meth:`_form_points` before :meth:`Stage1Alt.points`) for these targets when the caller has them."""
+        points (:meth:`_form_points` before :meth:`Stage1Alt.points`) for these targets when the caller has them;
+        ``shared``: a form average's two corrected points ``(2, n, m)`` and their scores ``(2, n, b)`` from
+        :meth:`_predict_raw` (the same products this method would compute when no row is family-averaged)."""
         rows = self._averaged_rows(targets.flops)
         fam_avg = bool(rows.any()) and getattr(self, "residual_", None) is not None
         alt = getattr(self, "stage1_alt_", None)
         if not fam_avg and alt is None:
             return None
+        if shared is not None and not fam_avg and alt is not None:
+            return self._envelope_of(shared[0], shared[1], names)
         x = self._stage1_inputs(targets) if x is None else x
         if alt is not None:
             bases = list(alt.points(*forms) if forms is not None else self._form_points(x))  # type: ignore[misc]
@@ -474,17 +484,28 @@ class FLPMPrediction(Surrogate):
         else:
             corrs = [self._residual_correction(R, targets.flops, full=full)]
         m = len(self.loss_domains_)
+        factors = [np.exp(c) if c.any() else None for c in corrs]  # exp(0) = 1: the base itself
+        Ls = np.empty((len(bases) * len(factors), x.shape[0], m))
+        for i, (base, f) in enumerate((b, f) for b in bases for f in factors):
+            if f is None:
+                Ls[i] = base
+            else:
+                np.multiply(base, f, out=Ls[i])
+        return self._envelope_of(Ls, None, names)
+
+    def _envelope_of(self, Ls: np.ndarray, Ss: np.ndarray | None, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_model_envelope` from the models' losses ``Ls (k, n, m)`` and their scores ``Ss (k, n, b)``
+        (computed here when None): smallest and largest over the models, fmin/fmax reduced over axis 0 in the
+        models' order (ignoring NaN; all NaN or non-finite -> NaN), one call each instead of one per model."""
+        m, n = len(self.loss_domains_), Ls.shape[1]
         score_cols = self._score_columns() if tuple(names) == tuple(self.outputs_) else \
             [{q: j for j, q in enumerate(names)}[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
-        lo = np.full((x.shape[0], len(names)), np.inf)
-        hi = np.full((x.shape[0], len(names)), -np.inf)
-        factors = [np.exp(c) if c.any() else None for c in corrs]  # exp(0) = 1: the base itself
-        Ls = [base if f is None else base * f for base in bases for f in factors]
-        Ss = self.nets_.predict_mean_each(Ls) if score_cols else None
-        for i, L in enumerate(Ls):  # in this order: fmin/fmax pick the same of equal values (signed zeros)
-            lo[:, :m], hi[:, :m] = np.fmin(lo[:, :m], L), np.fmax(hi[:, :m], L)
-            if Ss is not None:
-                lo[:, score_cols], hi[:, score_cols] = np.fmin(lo[:, score_cols], Ss[i]), np.fmax(hi[:, score_cols], Ss[i])
+        lo = np.full((n, len(names)), np.nan)
+        hi = np.full((n, len(names)), np.nan)
+        lo[:, :m], hi[:, :m] = np.fmin.reduce(Ls, axis=0), np.fmax.reduce(Ls, axis=0)
+        if score_cols:
+            Ss = self.nets_.predict_mean_each(Ls) if Ss is None else Ss
+            lo[:, score_cols], hi[:, score_cols] = np.fmin.reduce(Ss, axis=0), np.fmax.reduce(Ss, axis=0)
         lo[~np.isfinite(lo)] = np.nan
         hi[~np.isfinite(hi)] = np.nan
         return lo, hi
@@ -514,6 +535,9 @@ class FLPMPrediction(Surrogate):
         alt = getattr(self, "stage1_alt_", None)
         # a form average with intervals: both forms' points (n, m), for the blocks and the caller's envelope
         forms = (np.empty((n, m)), np.empty((n, m))) if intervals and alt is not None else None
+        # ... and for the caller's envelope, both forms' corrected points and their scores
+        shared = (np.empty((2, n, m)), np.empty((2, n, len(self.stage2_benchmarks_)))) \
+            if forms is not None and memo is not None else None
         if memo is not None:
             memo["forms"] = forms
         for s in range(0, n, chunk):
@@ -542,6 +566,10 @@ class FLPMPrediction(Surrogate):
                 S, *spts = self.nets_.predict_mean_each([L, *pts])
             else:
                 S = self.nets_.predict_mean(L)
+            if shared is not None and pts is not None:
+                shared[0][0, sl], shared[0][1, sl] = pts
+                if spts:
+                    shared[1][0, sl], shared[1][1, sl] = spts
             mean[sl, score_cols] = S
             if not intervals:
                 continue
@@ -558,6 +586,8 @@ class FLPMPrediction(Surrogate):
                 if cs is not None:
                     draws *= cs[None]
             self._interval_block(L, S, xs, cs, corr[sl], averaged[sl], draws, targets.flops[sl], level, out, score_cols, pts=pts, spts=spts)
+        if memo is not None and shared is not None:
+            memo["form_points"] = shared
         return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
 

@@ -297,3 +297,45 @@ def test_form_average_one_pass_equals_the_general_path_bit_for_bit(form_average,
     for _ in range(5):
         model.predict(t, intervals=True)
     assert len(model._draw_params_cache) == 2
+
+
+@pytest.mark.parametrize("n", [2, 100, 5000])
+def test_calibration_factors_at_one_distance_are_each_rows_factors_exactly(models, n):
+    # a batch at one compute takes one row's factors, broadcast: the factor is a function of the distance row by row
+    model = models["law"]
+    cal = model.calibrator_
+    assert cal is not None
+    names = tuple(model.outputs_)
+    d = np.full(n, 0.7)
+    f, f_std = model._cal_matrices(cal, d, names, "score", {}, 0.8)
+    assert f.shape == f_std.shape == (n, len(names))
+    for g, cols in model._calibration_groups(names, "score", {}):
+        np.testing.assert_array_equal(f[:, cols], np.broadcast_to(cal.factor(d, groups=g, level=0.8)[:, None], (n, cols.size)))
+        np.testing.assert_array_equal(f_std[:, cols], np.broadcast_to(np.maximum(cal.factor(d, groups=g, level=None), 1.0)[:, None], (n, cols.size)))
+
+
+@pytest.mark.parametrize("forms", [("flpm", "dml"), ("dml_nd", "flpm_nd")])
+def test_form_average_envelope_from_shared_points_equals_its_own(world, forms, monkeypatch):
+    # a form average of the hybrid family (no family-averaged rows): the calibrated interval's envelope takes both
+    # forms' corrected points and scores from the raw prediction; the same numbers as computing them itself
+    runs = world.sample_runs(SIZES, world.random_mixtures(14, seed=1), loss_noise=0.003, score_noise=0.005, seed=2)
+    model = FLPM(**{**SETTINGS, "stage1": forms[0], "family": "hybrid"})
+    model._stage1_alt_request = (forms[1], 0.5)
+    model.fit(runs)
+    assert model.stage1_alt_ is not None and model.calibrator_ is not None
+    shared = []
+    original = type(model)._model_envelope
+    for n in (1, 7, 300, 1500):  # 1,500 rows: several interval blocks
+        flops = np.geomspace(model.train_max_flops_ / 10, model.train_max_flops_ * 300, n)
+        t = Targets(flops=flops, mixture=world.random_mixtures(n, seed=n), domains=world.domains)
+        assert not model._averaged_rows(t.flops).any()
+        with monkeypatch.context() as mp:
+            mp.setattr(type(model), "_model_envelope",
+                       lambda self, *a, **k: shared.append(k.get("shared") is not None) or original(self, *a, **k))
+            fast = model.predict(t, intervals=True, level=0.8)
+        with monkeypatch.context() as mp:
+            mp.setattr(type(model), "_model_envelope", lambda self, *a, **k: original(self, *a, **{**k, "shared": None}))
+            own = model.predict(t, intervals=True, level=0.8)
+        for a, b in ((fast.lower, own.lower), (fast.upper, own.upper), (fast.mean, own.mean), (fast.std, own.std)):
+            np.testing.assert_array_equal(a, b)
+    assert shared and all(shared), "the shared points did not reach the envelope: the comparison would be empty"
