@@ -44,6 +44,19 @@ holdout, mean relative error over the 110 task BPBs of Olmix's 64-domain swarm):
 at 1.1B. With compute varying, ``"auto"`` is ``"log"``: a floor from the runs' minimum would
 stop a loss falling at larger compute.
 
+**Scales and kernel** (``scale``, ``kernel``; 2026-12-05). With ``transform="auto"`` on a swarm
+the features are not each standardised: each is divided by ``sqrt(sd · g)``, ``g`` the root mean
+square sd of its block (``r``, ``log r``), so a domain present in few runs (small sd) is shrunk
+more by the ridge than a common one (``scale="partial"``); and the kernel's distances are
+weighted per output by ``|coef|`` of its linear part over their root mean square
+(``kernel="ard"``, a cheap automatic relevance: an isotropic RBF on 128 features is flat), the
+transform then chosen by the linear stage's leave-one-out error and the kernel fitted for it
+alone. ``scale="feature"``, ``kernel="iso"`` is the recipe before (and ``transform="log"``'s).
+Measured (same protocols as above, random runs, docs/figures.md "Planning"): Olmix held-out
+error 4.55 / 3.69 / 2.74 / 2.07 % at 32 / 64 / 128 / 410 runs vs 5.12 / 3.97 / 2.94 / 2.30 %;
+RegMix Pile-CC ρ at 60M 0.948 / 0.969 / 0.982 / 0.991 (32 / 64 / 128 / 512) vs 0.903 / 0.966 /
+0.977 / 0.988, at 1.1B 0.923 / 0.949 / 0.954 / 0.959 vs 0.844 / 0.942 / 0.944 / 0.963.
+
 Rows: the final checkpoint of each run (``rows="final"``, RegMix's setting) or every
 checkpoint (``rows="all"``; more points in compute, but intermediate checkpoints of a cosine
 schedule are not fully trained models). At most :data:`MAX_TRAIN_ROWS` rows are used (a
