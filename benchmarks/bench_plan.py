@@ -2,7 +2,7 @@
 
     python benchmarks/bench_plan.py --data-dir ../shared/data [--quick] [--section regmix,olmix,worlds]
         [--scales 60M,1.1B] [--seeds 0,1,2] [--criterion decision|ranking|prediction|doptimal] [--draws auto|posterior|model]
-        [--coverage SHARE] [--surrogate regmix|regmix-log|flpm|flpm-paper|dml] [--fit-domains all|scored]
+        [--coverage SHARE] [--surrogate regmix|regmix-log|regmix-iso|flpm|flpm-paper|dml] [--fit-domains all|scored]
     python benchmarks/bench_plan.py --data-dir ../shared/data --section surrogates --fit-domains scored
 
 Sections ``olmix`` and ``worlds`` are described in their functions (:func:`_olmix`, :func:`_worlds`).
@@ -24,7 +24,8 @@ and 64, 128 draws (a quick figure, say so).
 
 ``--surrogate`` (default ``regmix``) is the surrogate the RegMix section plans with and scores
 with, and the Olmix section's too (:data:`SURROGATES`: ``regmix`` = the kind's default, a
-shifted log per output, ``regmix-log`` = its ``transform="log"`` recipe before 2026-12-04,
+shifted log per output, ``regmix-log`` = its ``transform="log"`` recipe before 2026-12-04, ``regmix-iso`` = the shifted log with
+the feature scales and isotropic kernel before the partial scales / ARD kernel (2026-12-05),
 ``flpm`` = FLP-M ``auto``, ``flpm-paper`` = its paper preset, ``dml``; Olmix takes the regmix
 ones only);
 the target is stated per surrogate (planned vs that surrogate's own all-512 row). The law
@@ -61,6 +62,7 @@ START, BATCH = 16, 16
 SURROGATES: dict[str, tuple[str, dict]] = {
     "regmix": ("regmix", {}),
     "regmix-log": ("regmix", {"transform": "log"}),
+    "regmix-iso": ("regmix", {"scale": "feature", "kernel": "iso"}),
     "flpm": ("flpm", {}),
     "flpm-paper": ("flpm", {"preset": "paper"}),
     "dml": ("dml", {}),

@@ -448,6 +448,18 @@ class _NDLaw(MixtureLaw):
     def _prepare(self, x: np.ndarray) -> tuple[Any, ...]:
         return self._nd(x)
 
+    def _size_term(self, uN: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """``E + exp(log_a - a·uN)`` in the ``(n, b)`` layout of :meth:`_predict_prepared` for ``theta (b, p)``
+        and ``uN (n,)``: the same operations as :meth:`_parts` (``E + tn``), once per distinct row when every
+        row has the same model size (the usual prediction batch: many mixtures at one scale), then ``(1, b)``."""
+        if uN.size > 1 and (uN == uN[0]).all():
+            uN = uN[:1]
+        tn = np.multiply(uN[:, None], theta[:, 2])
+        np.subtract(theta[:, 1], tn, out=tn)
+        np.exp(tn, out=tn)
+        tn += theta[:, 0]
+        return tn
+
     def _nd(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(uN = log(N/N_ref), uD = log(D/D_ref), all k ratios)``."""
         x = np.asarray(x, dtype=np.float64)
@@ -486,6 +498,23 @@ class FLPMNDLaw(_NDLaw):
             Param("log_eps", -_BIG, 10.0, (-3.0,), "log share of data that teaches the domain whatever the ratios"),
             *(Param(f"log_w:{s}", -_BIG, _BIG, (0.0,), f"log weight of source {s!r} in the effective data") for s in self.sources),
         )
+
+    def _predict_prepared(self, prep: tuple[Any, ...], theta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """For one input set and a ``(b, p)`` batch the formula runs in place in the matrix product's ``(n, b)``
+        layout (in ``out`` when given) and the result is its transposed view: the same operations in the same
+        order as :meth:`_parts`, so the same numbers (``E + tn + td`` as ``td + (E + tn)``: one addition
+        commuted, exact), without temporaries or a transposing copy."""
+        uN, uD, R = prep
+        if theta.ndim != 2 or R.ndim != 2 or np.ndim(uN) != 1 or np.ndim(uD) != 1:
+            return self._vj(prep, theta, False)[0]
+        td = np.matmul(R, np.exp(theta[:, 5:]).T, out=out)  # share - eps, (n, b)
+        td += np.exp(theta[:, 4])
+        np.log(td, out=td)
+        td += uD[:, None]
+        td *= -theta[:, 3]
+        np.exp(td, out=td)
+        td += self._size_term(uN, theta)
+        return td.T
 
     def _parts(self, prep: tuple[Any, ...], theta: np.ndarray, with_jacobian: bool) -> tuple[np.ndarray, Any, Any, Any]:
         uN, uD, R = prep
@@ -528,6 +557,20 @@ class DMLNDLaw(_NDLaw):
             Param("b", 0.0, 3.0, (0.3,), "data exponent"),
             *(Param(f"t:{s}", -_BIG, _BIG, (0.0,), f"log data term at D_ref if all data were {s!r}") for s in self.sources),
         )
+
+    def _predict_prepared(self, prep: tuple[Any, ...], theta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """In place in the ``(n, b)`` layout as :meth:`FLPMNDLaw._predict_prepared` (the same numbers as
+        :meth:`_parts`); ``b·uD`` once per distinct row when every row has the same tokens."""
+        uN, uD, R = prep
+        if theta.ndim != 2 or R.ndim != 2 or np.ndim(uN) != 1 or np.ndim(uD) != 1:
+            return self._vj(prep, theta, False)[0]
+        td = np.matmul(R, theta[:, 4:].T, out=out)  # Σ_j t_j·r_j, (n, b)
+        if uD.size > 1 and (uD == uD[0]).all():
+            uD = uD[:1]
+        td -= np.multiply(uD[:, None], theta[:, 3])
+        np.exp(td, out=td)
+        td += self._size_term(uN, theta)
+        return td.T
 
     def _parts(self, prep: tuple[Any, ...], theta: np.ndarray, with_jacobian: bool) -> tuple[np.ndarray, Any, Any, Any]:
         uN, uD, R = prep

@@ -89,35 +89,37 @@ CLIP_SPAN = 0.25
 SOFT_SCALE = 0.25
 #: ``transform`` values: ``"auto"`` (default) and ``"log"`` (the recipe before 2026-12-04)
 TRANSFORMS: tuple[str, ...] = ("auto", "log")
+#: ``scale`` values: ``"partial"`` (each feature divided by ``sqrt(sd · g)``, ``g`` the root mean square
+#: of its block's standard deviations) and ``"feature"`` (each by its own ``sd``, the recipe before)
+SCALES: tuple[str, ...] = ("partial", "feature")
+#: ``kernel`` values: ``"ard"`` (distances weighted per output by its linear part's coefficients) and
+#: ``"iso"`` (one isotropic length-scale, the recipe before)
+KERNELS: tuple[str, ...] = ("ard", "iso")
 
 
 def _decompose(Z: np.ndarray) -> dict[str, Any]:
     """Factorisations of one training design shared by every output fitted on it (:func:`_fit_output`
     adds to it what depends on the design only: the ridge hat diagonals, the kernel stage's
     leave-one-out diagonals and the kernel inverses, so each is computed once per design)."""
-    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
+    return {"svd": np.linalg.svd(Z, full_matrices=False), **_decompose_kernel(Z)}
+
+
+def _decompose_kernel(Z: np.ndarray) -> dict[str, Any]:
+    """``{"eig": {length: (eigenvalues, eigenvectors)}}`` of the RBF kernel on ``Z`` per length-scale."""
     D = sqdist(Z, Z) / max(Z.shape[1], 1)
     eig = {}
     for ls in LENGTH_SCALES:
         w, V = np.linalg.eigh(np.exp(-D / (2.0 * ls**2)))
         eig[ls] = (np.maximum(w, 0.0), V)
-    return {"svd": (U, s, Vt), "eig": eig}
+    return {"eig": eig}
 
 
-def _fit_output(Z: np.ndarray, y: np.ndarray, dec: dict[str, Any]) -> dict[str, Any]:
-    """Fit one output on standardised features ``Z (n, q)`` and targets ``y (n,)``.
-
-    Args:
-        dec: :func:`_decompose` of ``Z``.
-
-    Returns:
-        ``coef (q,)``, ``intercept``, ``alpha (n,)``, ``length``, ``noise``, ``amplitude``,
-        ``kinv (n, n)`` (the inverse of ``K + noise·I``) and ``loo_rmse``.
-    """
+def _ridge(Z: np.ndarray, y: np.ndarray, dec: dict[str, Any]) -> tuple[float, np.ndarray, float, float, np.ndarray]:
+    """The linear ridge stage of :func:`_fit_output`: ``(intercept, coef, penalty, its LOO mean
+    squared error, the exact LOO residuals)``, the penalty by exact leave-one-out (hat matrix via SVD)."""
     n = Z.shape[0]
     ym = float(y.mean())
     yc = y - ym
-    # linear ridge, penalty by exact LOO (hat matrix via SVD)
     U, s, Vt = dec["svd"]
     Uty = U.T @ yc
     best = (math.inf, 0.0)
@@ -128,18 +130,49 @@ def _fit_output(Z: np.ndarray, y: np.ndarray, dec: dict[str, Any]) -> dict[str, 
         if lam not in hats:
             hats[lam] = np.einsum("ij,j,ij->i", U, d, U) + 1.0 / n
         h = hats[lam]
-        loo = ((yc - fit) / np.maximum(1.0 - h, 1e-9)) ** 2
-        e = float(loo.mean())
+        r = (yc - fit) / np.maximum(1.0 - h, 1e-9)
+        e = float(np.mean(r**2))
         if e < best[0]:
-            best = (e, lam)
+            best = (e, lam, r)
     lam = best[1]
     coef = Vt.T @ ((s / (s**2 + lam)) * Uty)
-    res = yc - Z @ coef
+    return ym, coef, lam, best[0], best[2]
+
+
+def _ard_weights(coef: np.ndarray) -> np.ndarray:
+    """``kernel="ard"``: the kernel's per-feature weights, ``|coef|`` over its root mean square (ones
+    when every coefficient is zero): features the linear part found irrelevant do not spread the
+    kernel's distances (an isotropic RBF in many features sees every mixture as far from every other)."""
+    rms = math.sqrt(float(np.mean(coef**2)))
+    return np.abs(coef) / rms if rms > 1e-300 else np.ones_like(coef)
+
+
+def _fit_output(Z: np.ndarray, y: np.ndarray, dec: dict[str, Any], *, ard: bool = False) -> dict[str, Any]:
+    """Fit one output on standardised features ``Z (n, q)`` and targets ``y (n,)``.
+
+    Args:
+        dec: :func:`_decompose` of ``Z``.
+        ard: the kernel's distances on ``Z · w`` (:func:`_ard_weights` of the linear part's
+            coefficients; kept as ``kweights``) instead of ``Z``: its eigendecompositions are this
+            output's own (``eig``), not the design's.
+
+    Returns:
+        ``coef (q,)``, ``intercept``, ``alpha (n,)``, ``length``, ``noise``, ``amplitude``,
+        ``kinv (n, n)`` (the inverse of ``K + noise·I``) and ``loo_rmse``.
+    """
+    n = Z.shape[0]
+    ym, coef, lam, ridge_mse, _ = _ridge(Z, y, dec)
+    res = y - ym - Z @ coef
     # kernel ridge on the residuals: length-scale and noise by exact LOO
     choice = (math.inf, LENGTH_SCALES[0], NOISE_RATIOS[0])
-    diags = dec.setdefault("inv_diag", {})
+    own: dict[str, Any] = {}
+    if ard:
+        kw = _ard_weights(coef)
+        own = _decompose_kernel(Z * kw)
+    kdec = own if ard else dec
+    diags = kdec.setdefault("inv_diag", {})
     for ls in LENGTH_SCALES:
-        w, V = dec["eig"][ls]
+        w, V = kdec["eig"][ls]
         Vr = V.T @ res
         for nz in NOISE_RATIOS:
             if (ls, nz) not in diags:
@@ -150,21 +183,25 @@ def _fit_output(Z: np.ndarray, y: np.ndarray, dec: dict[str, Any]) -> dict[str, 
             if e < choice[0]:
                 choice = (e, ls, nz)
     _, ls, nz = choice
-    kinvs = dec.setdefault("kinv", {})
+    kinvs = kdec.setdefault("kinv", {})
     kinv = kinvs.get((ls, nz))
     if kinv is None:
-        w, V = dec["eig"][ls]
+        w, V = kdec["eig"][ls]
         kinv = (V / (w + nz)) @ V.T
-        if (len(kinvs) + 1) * kinv.nbytes <= KINV_CACHE_BYTES:
+        if not ard and (len(kinvs) + 1) * kinv.nbytes <= KINV_CACHE_BYTES:
             kinvs[(ls, nz)] = kinv  # shared, read-only, by the outputs that choose (ls, nz)
     alpha = kinv @ res
     amplitude = max(float(res @ alpha) / n, 1e-300)  # ML estimate of the kernel amplitude
-    return {"coef": coef, "intercept": ym, "alpha": alpha, "length": ls, "noise": nz, "amplitude": amplitude, "kinv": kinv,
-            "loo_rmse": math.sqrt(choice[0]), "ridge": lam, "ridge_mse": best[0]}
+    fit = {"coef": coef, "intercept": ym, "alpha": alpha, "length": ls, "noise": nz, "amplitude": amplitude, "kinv": kinv, "loo_rmse": math.sqrt(choice[0]), "ridge": lam, "ridge_mse": ridge_mse}
+    if ard:
+        fit["kweights"] = kw
+        fit["_kdec"] = own  # transient (not saved): for _loo_residuals
+    return fit
 
 
 def _loo_residuals(Z: np.ndarray, z: np.ndarray, dec: dict[str, Any], fit: dict[str, Any]) -> np.ndarray:
     """Exact leave-one-out residuals of the kernel stage of ``fit`` (the linear part held fixed)."""
+    dec = fit.get("_kdec", dec)  # kernel="ard": the output's own decompositions
     w, V = dec["eig"][fit["length"]]
     nz = fit["noise"]
     res = z - fit["intercept"] - Z @ fit["coef"]
@@ -191,7 +228,7 @@ def _soft_clip(z: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     return out
 
 
-def _fit_transformed(Z: np.ndarray, v: np.ndarray, dec: dict[str, Any], *, loss: bool, auto: bool) -> dict[str, Any]:
+def _fit_transformed(Z: np.ndarray, v: np.ndarray, dec: dict[str, Any], *, loss: bool, auto: bool, ard: bool = False) -> dict[str, Any]:
     """Fit one output's values ``v (n,)`` in its best transform (:data:`SHIFTS`, module docstring).
 
     ``auto=False`` is the fixed recipe: ``log v`` for a loss, ``v`` for a score. ``auto=True``
@@ -201,10 +238,16 @@ def _fit_transformed(Z: np.ndarray, v: np.ndarray, dec: dict[str, Any], *, loss:
     The returned fit has ``shift`` (``None``: ``v`` itself; a number ``s``: the fit is of
     ``log(v - s)``) and ``zclip`` (``None`` or the range predictions are softly clipped to in the
     fitted units).
+
+    With ``ard`` (``kernel="ard"``: the kernel is the output's own, one eigendecomposition per
+    length-scale) the transform is chosen by the linear stage's exact leave-one-out predictions
+    alone, and the kernel is fitted for the chosen transform only.
     """
     cands: list[float | None] = [0.0] if loss else [None]
     if auto and float(v.min()) > 0:
         cands += [c * float(v.min()) for c in SHIFTS if c > 0 or not loss]
+    if ard:
+        return _fit_transformed_ard(Z, v, dec, cands)
     best: tuple[float, dict[str, Any] | None] = (math.inf, None)
     for s in cands:
         z = v if s is None else np.log(v - s)
@@ -225,6 +268,49 @@ def _fit_transformed(Z: np.ndarray, v: np.ndarray, dec: dict[str, Any], *, loss:
     return best[1]
 
 
+def _zclip(z: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(z.min()), float(z.max())
+    return lo - CLIP_SPAN * (hi - lo), hi + CLIP_SPAN * (hi - lo)
+
+
+def _fit_transformed_ard(Z: np.ndarray, v: np.ndarray, dec: dict[str, Any], cands: list[float | None]) -> dict[str, Any]:
+    """:func:`_fit_transformed` with ``kernel="ard"``: the transform (of ``cands``) by the linear
+    stage's exact leave-one-out relative error, then the full fit for that transform."""
+    best: tuple[float, float | None] = (math.inf, cands[0])
+    if len(cands) > 1:
+        for s in cands:
+            z = v if s is None else np.log(v - s)
+            r = _ridge(Z, z, dec)[4]
+            z_loo = _soft_clip(z - r, _zclip(z))
+            e = float(np.mean((((z_loo if s is None else np.exp(z_loo) + s) - v) / v) ** 2))
+            if e < best[0]:
+                best = (e, s)
+    s = best[1]
+    z = v if s is None else np.log(v - s)
+    fit = _fit_output(Z, z, dec, ard=True)
+    fit["shift"] = s
+    fit["zclip"] = _zclip(z) if len(cands) > 1 else None
+    return fit
+
+
+def _scales(sd: np.ndarray, n_domains: int, *, partial: bool) -> np.ndarray:
+    """The features' divisors from their standard deviations ``sd`` (blocks: ``r``, ``log r``,
+    then ``log C`` if present, ``n_domains`` columns each but the last). ``partial``: ``sqrt(sd ·
+    g)``, ``g`` the block's root mean square sd (a domain in few runs, small sd, is not blown up
+    to the scale of a common one, so the ridge shrinks it more); else ``sd``. Constant features: 1."""
+    ok = sd > 1e-12
+    if not partial:
+        return np.where(ok, sd, 1.0)
+    out = np.ones_like(sd)
+    for lo in range(0, sd.size, n_domains):
+        blk = slice(lo, min(lo + n_domains, sd.size))
+        s, k = sd[blk], ok[blk]
+        if k.any():
+            g = math.sqrt(float(np.mean(s[k] ** 2)))
+            out[blk] = np.where(k, np.sqrt(s * g), 1.0)
+    return out
+
+
 @register
 class RegMixRegression(Surrogate):
     """RegMix-style regression from mixture ratios (and log compute) to every output.
@@ -241,24 +327,44 @@ class RegMixRegression(Surrogate):
             also stay linear), predictions softly clipped near the training range; with compute
             varying, as ``"log"``: losses in log, scores linear, no clipping (the recipe
             before 2026-12-04, every table).
+        scale: the features' scales (module docstring, **Scales and kernel**): ``"partial"``
+            (each feature divided by ``sqrt(sd · g)``, ``g`` its block's root mean square sd) or
+            ``"feature"`` (each by its own sd); ``None`` (default): ``"partial"`` with
+            ``transform="auto"`` and one compute scale, else ``"feature"`` (the recipe before).
+        kernel: ``"ard"`` (the kernel's distances weighted per output by its linear part's
+            coefficients) or ``"iso"`` (one isotropic length-scale); ``None`` (default):
+            ``"ard"`` where ``scale`` resolves to ``"partial"``, else ``"iso"``.
 
     Attributes (after fit):
         outputs_: ``loss:<d>`` per loss domain, then ``score:<b>`` per benchmark.
         unpredictable_: outputs with fewer than ``min_rows`` values, with the reason.
         vary_compute_: whether ``log C`` is a feature.
+        scale_, kernel_: the resolved ``scale`` and ``kernel``.
     """
 
     kind: ClassVar[str] = "regmix"
     uses_mixture: ClassVar[bool] = True
 
-    def __init__(self, *, rows: str = "final", log_floor: float = 1e-3, min_rows: int = 8,
-                 fixed_compute_tolerance: float = 0.25, seed: int = 0, transform: str = "auto") -> None:
+    def __init__(
+        self,
+        *,
+        rows: str = "final",
+        log_floor: float = 1e-3,
+        min_rows: int = 8,
+        fixed_compute_tolerance: float = 0.25,
+        seed: int = 0,
+        transform: str = "auto",
+        scale: str | None = None,
+        kernel: str | None = None,
+    ) -> None:
         self.rows = rows
         self.log_floor = log_floor
         self.min_rows = min_rows
         self.fixed_compute_tolerance = fixed_compute_tolerance
         self.seed = seed
         self.transform = transform
+        self.scale = scale
+        self.kernel = kernel
 
     def _check_settings(self) -> None:
         problems = []
@@ -274,6 +380,10 @@ class RegMixRegression(Surrogate):
             problems.append(f"seed must be an integer, got {self.seed!r}")
         if self.transform not in TRANSFORMS:
             problems.append(f"transform must be one of {list(TRANSFORMS)}, got {self.transform!r}")
+        if self.scale is not None and self.scale not in SCALES:
+            problems.append(f"scale must be one of {list(SCALES)} or None (the transform's default), got {self.scale!r}")
+        if self.kernel is not None and self.kernel not in KERNELS:
+            problems.append(f"kernel must be one of {list(KERNELS)} or None (the transform's default), got {self.kernel!r}")
         if problems:
             raise ConfigError("Invalid RegMixRegression settings: " + "; ".join(problems) + ".")
 
@@ -309,9 +419,13 @@ class RegMixRegression(Surrogate):
         self.domains_ = tuple(runs.domains)
         self.benchmarks_ = tuple(runs.benchmarks)
         raw = self._raw_features(flops[keep], R[keep])
+        # a shifted log puts a floor under the output: sound within one compute scale (a swarm),
+        # not when extrapolating in compute (losses keep falling below the runs' minimum)
+        auto = self.transform == "auto" and not self.vary_compute_
+        self.scale_ = self.scale or ("partial" if auto else "feature")
+        self.kernel_ = self.kernel or ("ard" if self.scale_ == "partial" and auto else "iso")
         self.feat_mean_ = raw.mean(axis=0)
-        sd = raw.std(axis=0)
-        self.feat_sd_ = np.where(sd > 1e-12, sd, 1.0)
+        self.feat_sd_ = _scales(raw.std(axis=0), len(self.domains_), partial=self.scale_ == "partial")
         Z = (raw - self.feat_mean_) / self.feat_sd_
         names = [LOSS_PREFIX + d for d in runs.loss_domains] + [SCORE_PREFIX + b for b in runs.benchmark_names]
         values = np.column_stack([table.losses(runs.loss_domains), table.scores()]) if names else np.zeros((n, 0))
@@ -322,22 +436,17 @@ class RegMixRegression(Surrogate):
         self.train_features_ = Z
         self.fits_: dict[str, dict[str, Any]] = {}
         cache: dict[bytes, dict[str, Any]] = {}  # factorisations per set of training rows
-        # a shifted log puts a floor under the output: sound within one compute scale (a swarm),
-        # not when extrapolating in compute (losses keep falling below the runs' minimum)
-        auto = self.transform == "auto" and not self.vary_compute_
         for j, q in enumerate(names):
             v = values[:, j]
             ok = np.isfinite(v)
             if int(ok.sum()) < self.min_rows:
-                self.unpredictable_[q] = (
-                    f"not predictable: {int(ok.sum())} row(s) with a value; RegMix regression needs >= {self.min_rows}. "
-                    "Evaluate more runs or lower min_rows."
-                )
+                self.unpredictable_[q] = f"not predictable: {int(ok.sum())} row(s) with a value; RegMix regression needs >= {self.min_rows}. Evaluate more runs or lower min_rows."
                 continue
             key = np.packbits(ok).tobytes()
             if key not in cache:
                 cache[key] = _decompose(Z[ok])
-            fit = _fit_transformed(Z[ok], v[ok], cache[key], loss=self.log_outputs_[j], auto=auto)
+            fit = _fit_transformed(Z[ok], v[ok], cache[key], loss=self.log_outputs_[j], auto=auto, ard=self.kernel_ == "ard")
+            fit.pop("_kdec", None)
             fit["rows"] = np.flatnonzero(ok).astype(np.float64)
             self.fits_[q] = fit
 
@@ -361,11 +470,17 @@ class RegMixRegression(Surrogate):
                 fit = self.fits_.get(q)
                 if fit is None:
                     continue
+                kw = fit.get("kweights")
                 key = fit["rows"].tobytes()
-                if key not in dist:
+                if kw is not None:  # kernel="ard": this output's own distances
                     Zr = self.train_features_[fit["rows"].astype(np.int64)]
-                    dist[key] = sqdist(Zt, Zr) / max(Zr.shape[1], 1)
-                Kt = np.exp(dist[key] * (-0.5 / fit["length"] ** 2))
+                    d2 = sqdist(Zt * kw, Zr * kw) / max(Zr.shape[1], 1)
+                else:
+                    if key not in dist:
+                        Zr = self.train_features_[fit["rows"].astype(np.int64)]
+                        dist[key] = sqdist(Zt, Zr) / max(Zr.shape[1], 1)
+                    d2 = dist[key]
+                Kt = np.exp(d2 * (-0.5 / fit["length"] ** 2))
                 mu = self._clip(fit, fit["intercept"] + Zt @ fit["coef"] + Kt @ fit["alpha"])
                 shift = self._shift(j, fit)
                 if intervals:
@@ -379,8 +494,7 @@ class RegMixRegression(Surrogate):
                         lower[s : s + _PREDICT_CHUNK, j], upper[s : s + _PREDICT_CHUNK, j] = lo, hi  # type: ignore[index]
                         std[s : s + _PREDICT_CHUNK, j] = sd  # type: ignore[index]
                 mean[s : s + _PREDICT_CHUNK, j] = mu if shift is None else np.exp(mu) + shift
-        return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
-                          unpredictable=dict(self.unpredictable_))
+        return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level, unpredictable=dict(self.unpredictable_))
 
     def _shift(self, j: int, fit: dict[str, Any]) -> float | None:
         """Output ``j``'s fitted transform: ``None`` (the values themselves) or ``s`` (``log(v - s)``)."""
@@ -421,7 +535,8 @@ class RegMixRegression(Surrogate):
             rows = fit["rows"].astype(np.int64)
             delta = rng.standard_normal((n_draws, rows.size)) * math.sqrt(fit["amplitude"] * fit["noise"])
             Zr = self.train_features_[rows]
-            Kt = np.exp(sqdist(Zt, Zr) * (-0.5 / (max(Zr.shape[1], 1) * fit["length"] ** 2)))
+            kw = fit.get("kweights", 1.0)
+            Kt = np.exp(sqdist(Zt * kw, Zr * kw) * (-0.5 / (max(Zr.shape[1], 1) * fit["length"] ** 2)))
             mu = fit["intercept"] + Zt @ fit["coef"] + Kt @ fit["alpha"]
             # (S, n): the cheaper association (the kernel inverse is n_train x n_train)
             if n_draws <= Kt.shape[0]:
@@ -429,11 +544,17 @@ class RegMixRegression(Surrogate):
             else:
                 f = mu[None, :] + delta @ (Kt @ fit["kinv"]).T
             raw[q] = self._untransform(j, fit, f)
-        return calibrated_draws(raw, pred.mean, pred.lower, pred.upper, pred.names,  # type: ignore[arg-type]
-                                n_draws=n_draws, seed=seed)
+        return calibrated_draws(
+            raw,
+            pred.mean,
+            pred.lower,
+            pred.upper,
+            pred.names,  # type: ignore[arg-type]
+            n_draws=n_draws,
+            seed=seed,
+        )
 
-    def predict_posterior_draws(self, targets: Targets, *, n_draws: int, seed: int,
-                                names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    def predict_posterior_draws(self, targets: Targets, *, n_draws: int, seed: int, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Function-space draws ``{name: (n_draws, n)}`` from the Gaussian process's joint
         posterior over the ``n`` rows of ``targets`` (one call: rows are jointly drawn only
         within it). Unlike :meth:`predict_draws` (the fit's response to noise at the training
@@ -465,9 +586,15 @@ class RegMixRegression(Surrogate):
                 continue
             Zr = self.train_features_[fit["rows"].astype(np.int64)]
             inv_l2 = 1.0 / fit["length"] ** 2
-            Kt = np.exp(sqdist(Zt, Zr) * (-0.5 / (max(Zr.shape[1], 1) * fit["length"] ** 2)))
+            kw = fit.get("kweights")
+            if kw is None:
+                Kt = np.exp(sqdist(Zt, Zr) * (-0.5 / (max(Zr.shape[1], 1) * fit["length"] ** 2)))
+                Kself = Ktt**inv_l2
+            else:  # kernel="ard": this output's own distances
+                Kt = np.exp(sqdist(Zt * kw, Zr * kw) * (-0.5 / (max(Zr.shape[1], 1) * fit["length"] ** 2)))
+                Kself = np.exp(sqdist(Zt * kw, Zt * kw) * (-0.5 / (max(Zt.shape[1], 1) * fit["length"] ** 2)))
             mu = fit["intercept"] + Zt @ fit["coef"] + Kt @ fit["alpha"]
-            cov = fit["amplitude"] * (Ktt ** inv_l2 - Kt @ fit["kinv"] @ Kt.T)
+            cov = fit["amplitude"] * (Kself - Kt @ fit["kinv"] @ Kt.T)
             if "ridge" in fit:  # the linear part's posterior (Bayesian ridge: coef ~ N(coef, s2 (ZᵀZ + λI)⁻¹), intercept s2/n)
                 _, sv, Vt = np.linalg.svd(Zr, full_matrices=False)
                 A = (Zt @ Vt.T) / np.sqrt(sv**2 + fit["ridge"])[None, :]
@@ -484,37 +611,50 @@ class RegMixRegression(Surrogate):
             "vary_compute": bool(self.vary_compute_),
             "compute_range": list(self.compute_range_),
             "log_outputs": list(self.log_outputs_),
+            "scale": self.scale_,
+            "kernel": self.kernel_,
             "fits": {},
         }
         arrays: dict[str, np.ndarray] = {"feat_mean": self.feat_mean_, "feat_sd": self.feat_sd_, "train_features": self.train_features_}
         for i, (q, fit) in enumerate(self.fits_.items()):
-            state["fits"][q] = {"index": i, "intercept": fit["intercept"], "length": fit["length"], "noise": fit["noise"],
-                                "amplitude": fit["amplitude"], "loo_rmse": fit["loo_rmse"],
-                                **{k: fit[k] for k in ("ridge", "ridge_mse") if k in fit},
-                                "shift": self._shift(self.outputs_.index(q), fit),
-                                "zclip": None if fit.get("zclip") is None else [float(x) for x in fit["zclip"]]}
-            for key in ("coef", "alpha", "kinv", "rows"):
-                arrays[f"fit{i}.{key}"] = fit[key]
+            state["fits"][q] = {
+                "index": i,
+                "intercept": fit["intercept"],
+                "length": fit["length"],
+                "noise": fit["noise"],
+                "amplitude": fit["amplitude"],
+                "loo_rmse": fit["loo_rmse"],
+                **{k: fit[k] for k in ("ridge", "ridge_mse") if k in fit},
+                "shift": self._shift(self.outputs_.index(q), fit),
+                "zclip": None if fit.get("zclip") is None else [float(x) for x in fit["zclip"]],
+            }
+            for key in ("coef", "alpha", "kinv", "rows", "kweights"):
+                if key in fit:  # kweights: kernel="ard" only
+                    arrays[f"fit{i}.{key}"] = fit[key]
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         self.vary_compute_ = bool(state["vary_compute"])
         self.compute_range_ = (float(state["compute_range"][0]), float(state["compute_range"][1]))
         self.log_outputs_ = tuple(bool(v) for v in state["log_outputs"])
+        self.scale_ = str(state.get("scale", "feature"))  # absent from models saved before scale / kernel
+        self.kernel_ = str(state.get("kernel", "iso"))
         self.feat_mean_ = np.asarray(arrays["feat_mean"], dtype=np.float64)
         self.feat_sd_ = np.asarray(arrays["feat_sd"], dtype=np.float64)
         self.train_features_ = np.asarray(arrays["train_features"], dtype=np.float64)
         self.fits_ = {}
         for q, st in dict(state["fits"]).items():
             i = int(st["index"])
-            fit = {k: float(st[k]) for k in ("intercept", "length", "noise", "amplitude", "loo_rmse", "ridge", "ridge_mse")
-                   if k in st}  # ridge, ridge_mse: absent from models saved before the linear part's posterior
+            fit = {
+                k: float(st[k]) for k in ("intercept", "length", "noise", "amplitude", "loo_rmse", "ridge", "ridge_mse") if k in st
+            }  # ridge, ridge_mse: absent from models saved before the linear part's posterior
             if "shift" in st:  # absent from models saved before transform="auto" (their shift follows log_outputs)
                 fit["shift"] = None if st["shift"] is None else float(st["shift"])
                 fit["zclip"] = None if st.get("zclip") is None else (float(st["zclip"][0]), float(st["zclip"][1]))
-            for key in ("coef", "alpha", "kinv", "rows"):
-                fit[key] = np.asarray(arrays[f"fit{i}.{key}"], dtype=np.float64)
+            for key in ("coef", "alpha", "kinv", "rows", "kweights"):
+                if f"fit{i}.{key}" in arrays:  # kweights: kernel="ard" only
+                    fit[key] = np.asarray(arrays[f"fit{i}.{key}"], dtype=np.float64)
             self.fits_[q] = fit
 
 
-__all__ = ["CLIP_SPAN", "MAX_TRAIN_ROWS", "SHIFTS", "SOFT_SCALE", "TRANSFORMS", "RegMixRegression"]
+__all__ = ["CLIP_SPAN", "KERNELS", "MAX_TRAIN_ROWS", "SCALES", "SHIFTS", "SOFT_SCALE", "TRANSFORMS", "RegMixRegression"]

@@ -58,7 +58,8 @@ picking a domain would change what is being predicted; pass e.g. ``loss_column="
 
 * stage-1 form (``power_offset``, ``pure_power``, ``chinchilla``, ``chinchilla_tied``) and
   stage-1 points (``final``; ``usable`` = also intermediate checkpoints of ``wsd``/``constant``
-  runs): leave-largest-out folds (fold k fits without the k largest sizes and predicts their
+  runs, or, with no schedule given, of runs whose checkpoints lie on the final checkpoints' compute
+  law within their noise, :mod:`mixopt.surrogate.onlaw`, for the compute forms only): leave-largest-out folds (fold k fits without the k largest sizes and predicts their
   final checkpoints); lowest mean relative loss error wins. A candidate that cannot be fitted
   (e.g. N and D collinear, or a fit whose every start reaches the iteration cap) drops out with its
   reason. Budgets count iterations, never seconds, so the choice does not depend on the machine.
@@ -111,6 +112,7 @@ from mixopt.surrogate.fitted import _REPORT_SCHEMA, FittedLaw, _chunks, _report_
 from mixopt.surrogate.flp_choice import (
     DEFAULT_STAGE2,
     MIN_POINTS_PER_PARAM,
+    ND_FORMS,
     SELECTION_SCHEMA,
     STAGE1_FORMS,
     STAGE2_FORMS,
@@ -118,14 +120,13 @@ from mixopt.surrogate.flp_choice import (
     _sel_row,
 )
 from mixopt.surrogate.fp import FP
+from mixopt.surrogate.onlaw import checkpoints_on_law
 from mixopt.surrogate.select import size_folds
 
 logger = logging.getLogger(__name__)
 
 Stage1 = Literal["auto", "power_offset", "pure_power", "chinchilla", "chinchilla_tied"]
 Stage2 = Literal["auto", "linear", "sigmoid", "sigmoid_free"]
-#: stage-1 forms with inputs (params, tokens) rather than compute
-ND_FORMS: tuple[str, ...] = ("chinchilla", "chinchilla_tied")
 #: stage-1 points: final checkpoints only, or also the usable intermediate ones
 CHECKPOINT_MODES: tuple[str, ...] = ("final", "usable")
 #: learning-rate schedules; intermediate checkpoints of the USABLE ones count as finished runs
@@ -433,7 +434,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             makes them comparable to a finished run: ``wsd``/``constant``) or ``"auto"``.
         schedule: learning-rate schedule of the runs, deciding which checkpoints are
             usable: ``"auto"`` (a ``schedule`` column of the table if present, else
-            ``"cosine"``), ``"cosine"`` (only final checkpoints are usable: a cosine run's
+            ``"cosine"`` unless the checkpoints pass :func:`~mixopt.surrogate.onlaw.checkpoints_on_law`), ``"cosine"`` (only final checkpoints are usable: a cosine run's
             intermediate checkpoints have not cooled down), ``"wsd"`` or ``"constant"``.
         preset: None, or ``"paper"``: pure power law stage 1 on final checkpoints, linear
             stage 2 on emerged checkpoints regressed on the observed loss, no calibration
@@ -677,8 +678,33 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         last = np.asarray(frame.select(pl.col(TOKENS) == pl.col(TOKENS).max().over(RUN)).to_series().to_numpy(), dtype=bool)
         if mode == "final":
             return last
+        if self.__dict__.get("_on_law"):
+            # no schedule given, and the checkpoints were shown to lie on the finals' compute law (:mod:`.onlaw`)
+            return np.ones(len(runs), dtype=bool)
         sched = _run_schedules(runs, self.schedule)
         return last | np.isin(sched, USABLE_SCHEDULES)
+
+    def _schedule_untold(self, runs: RunTable) -> bool:
+        """Whether nothing says which schedule the runs follow (``schedule="auto"`` and no ``schedule`` column)."""
+        return self.schedule == "auto" and SCHEDULE_COLUMN not in runs.frame.columns
+
+    def _test_on_law(self, runs: RunTable, loss_name: str, eff: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Decide ``_on_law`` for this fit (:func:`~mixopt.surrogate.onlaw.checkpoints_on_law`) where the schedule is
+        untold and intermediate checkpoints could count; a ``selection_`` row with the evidence. Internal copies
+        inherit the parent's verdict (``_on_law_given``) so every fold judges the same points."""
+        given = self.__dict__.get("_on_law_given")
+        if given is not None:
+            self.__dict__["_on_law"] = bool(given)
+            return []
+        self.__dict__["_on_law"] = False
+        if eff["checkpoints"] == "final" or self.preset == "paper" or not self._schedule_untold(runs):
+            return []
+        if bool(np.all(self._usable_rows(runs, "final"))):
+            return []  # one checkpoint per run: nothing to judge
+        loss = runs.column(loss_name)
+        test = checkpoints_on_law(runs.run_ids(), runs.tokens(), runs.flops(), loss, loss_noise_sd(runs.run_ids(), runs.tokens(), loss), seed=self.seed)
+        self.__dict__["_on_law"] = test.passed
+        return [_sel_row("stage1", loss_name, "checkpoints", "fixed", "no schedule given; " + test.describe(), None, test.n_points)]
 
     def _fit_stage1(self, runs: RunTable, loss_name: str, form: str, mode: str, resample: GroupResample | None) -> tuple[LawFitter, Law, int]:
         use = self._usable_rows(runs, mode)
@@ -824,7 +850,9 @@ class FLP(_FLPChoice, _ComputeSurrogate):
     def _internal(self, **overrides: Any) -> FLP:
         """A fixed-form copy for internal backtests (no selection, no calibration)."""
         settings = {**self._settings(), "preset": None, "calibrate": False, **overrides}
-        return FLP(**settings)
+        m = FLP(**settings)
+        m._on_law_given = bool(self.__dict__.get("_on_law", False))
+        return m
 
     def _fit(self, runs: RunTable) -> None:
         t0 = time.perf_counter()
@@ -839,7 +867,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         fixed_links: Mapping[str, str] | None = getattr(self, "_stage2_map", None)
         needs_folds = eff["stage1"] == "auto" or eff["checkpoints"] == "auto" or (eff["stage2"] == "auto" and fixed_links is None and not stage1_only) or eff["calibrate"]
         folds = size_folds(runs, int(self.selection_folds)) if needs_folds else []
-        selection: list[dict[str, Any]] = []
+        selection: list[dict[str, Any]] = self._test_on_law(runs, loss_name, eff)
         judged = needs_folds and (eff["stage1"] == "auto" or eff["checkpoints"] == "auto")
         folds1, rows0 = self._stage1_folds(runs, folds) if judged else (folds, [])
         selection += rows0

@@ -24,6 +24,8 @@ from mixopt.surrogate.select import DROP_ERRORS, Candidate, Fold, Selection, fol
 if TYPE_CHECKING:
     from mixopt.surrogate.flp import FLP
 
+#: stage-1 forms with inputs (params, tokens) rather than compute
+ND_FORMS: tuple[str, ...] = ("chinchilla", "chinchilla_tied")
 #: stage-1 forms, in order of preference on ties
 STAGE1_FORMS: tuple[str, ...] = ("power_offset", "pure_power", "chinchilla", "chinchilla_tied")
 #: stage-2 links, in order of preference on ties
@@ -82,7 +84,12 @@ class _FLPChoice:
             modes = (eff["checkpoints"],)
         if len(forms) * len(modes) == 1:
             return forms[0], modes[0], [_sel_row("stage1", loss_name, f"{forms[0]}+{modes[0]}", "fixed", "set by the settings")], {}
-        cands = [Candidate(f"{f}+{m}", {"stage1": f, "checkpoints": m}) for f in forms for m in modes]
+        pairs = [(f, m) for f in forms for m in modes]
+        if self.__dict__.get("_on_law"):
+            # checkpoints shown to lie on the compute law (:mod:`mixopt.surrogate.onlaw`) are evidence for the compute
+            # forms only: an (N, D) form would read them as the parameter-token trade-off, which the test did not show
+            pairs = list(dict.fromkeys((f, "final" if f in ND_FORMS else m) for f, m in pairs))
+        cands = [Candidate(f"{f}+{m}", {"stage1": f, "checkpoints": m}) for f, m in pairs]
 
         def factory(s: Mapping[str, Any]) -> FLP:
             m = self._internal(stage1=s["stage1"], checkpoints=s["checkpoints"], stage2="linear", n_bootstrap=0)

@@ -242,10 +242,12 @@ class FLPMPrediction(Surrogate):
         """Point losses ``(n, m)``, nats/token (a form average: the weighted geometric mean of both forms)."""
         L = self._stage1_form_mean(x)
         alt = getattr(self, "stage1_alt_", None)
-        if alt is None:
-            return L
+        return L if alt is None else self._average_forms(L, alt.mean(x))
+
+    def _average_forms(self, L: np.ndarray, La: np.ndarray) -> np.ndarray:
+        """The form average's point losses ``(n, m)`` from the first form's ``L`` and the alternative's ``La``."""
+        alt = self.stage1_alt_
         w = np.asarray(alt.weight, dtype=np.float64)
-        La = alt.mean(x)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.exp((1.0 - w) * np.log(L) + w * np.log(La))
         if alt.per_domain:  # a domain that uses one form alone is that form's loss exactly
@@ -279,6 +281,14 @@ class FLPMPrediction(Surrogate):
             hit = cache[id(boot)] = (boot, theta, failed if failed.any() else None)
         return hit[1], hit[2]
 
+    def _alt_picked(self, alt: Stage1Alt) -> np.ndarray:
+        """``alt.bootstrap[:, alt.pick]`` ``(m, B_alt, p)``, kept per fitted arrays (one array, so
+        :meth:`_draw_params` keeps its parameters once, not per call)."""
+        hit = self.__dict__.get("_alt_picked_cache")
+        if hit is None or hit[0] is not alt.bootstrap or hit[1] is not alt.pick:
+            hit = self.__dict__["_alt_picked_cache"] = (alt.bootstrap, alt.pick, alt.bootstrap[:, alt.pick])
+        return hit[2]
+
     def _stage1_draws(self, x: np.ndarray) -> np.ndarray:
         """Bootstrap losses ``(B, n, m)`` without residual noise (NaN for failed draws); a form average mixes the forms' draws."""
         B = self.stage1_bootstrap_.shape[1]
@@ -290,7 +300,7 @@ class FLPMPrediction(Surrogate):
             if alt.per_domain:  # (B, m): each domain's draws from its own share of each form
                 out = np.where(alt.pick[:, None, :], self._law_draws(alt.law, x, alt.bootstrap), out)
             else:
-                out[alt.pick] = self._law_draws(alt.law, x, alt.bootstrap[:, alt.pick])
+                out[alt.pick] = self._law_draws(alt.law, x, self._alt_picked(alt))
         return out
 
     def _extrapolation_reference(self) -> tuple[float | None, float | None]:
@@ -397,7 +407,8 @@ class FLPMPrediction(Surrogate):
         np.subtract(hi, mu, out=side)
         upper = np.maximum(mu + f * side, mu + k * side)
         std = pred.std * f_std  # type: ignore[operator]
-        env = self._model_envelope(targets, pred.names, full=memo.get("full"), x=memo.get("x"))
+        env = self._model_envelope(targets, pred.names, full=memo.get("full"), x=memo.get("x"), forms=memo.get("forms"),
+                                   shared=memo.get("form_points"))
         if env is not None:  # a model average's interval keeps every averaged model's prediction inside
             lower, upper = np.fmin(lower, env[0]), np.fmax(upper, env[1])
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
@@ -408,7 +419,11 @@ class FLPMPrediction(Surrogate):
         """``(f, f_std)`` ``(n, q)``: per row and column, the calibration factor of the column's group at
         ``level`` and the std's factor (at the calibrator's level, at least 1). Kept for small batches (the
         API's and the search's repeated requests at the same distances), keyed by the calibrator itself,
-        the distances' bytes, the columns' groups and the level."""
+        the distances' bytes, the columns' groups and the level; rows at one distance share one row's factors
+        (the factor is a function of the distance alone, row by row)."""
+        if d.size > 1 and (d == d[0]).all():  # one distance (a batch at one compute): one row, broadcast
+            f1, fs1 = self._cal_matrices(cal, d[:1], names, weak_group, weak, level)
+            return np.broadcast_to(f1, (d.size, f1.shape[1])), np.broadcast_to(fs1, (d.size, fs1.shape[1]))
         groups = self._calibration_groups(names, weak_group, weak)
         cache = self.__dict__.setdefault("_cal_matrix_cache", {})
         key = (id(cal), d.tobytes(), tuple(names), weak_group, tuple(sorted(weak)), level) if d.size <= 4096 else None
@@ -441,17 +456,26 @@ class FLPMPrediction(Surrogate):
         return hit
 
     def _model_envelope(self, targets: Targets, names: tuple[str, ...], full: np.ndarray | None = None,
-                        x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+                        x: np.ndarray | None = None, forms: tuple[np.ndarray, np.ndarray] | None = None,
+                        shared: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Per column, the smallest and largest prediction of the models a model average combines
         (the law and the hybrid of the ``average`` family; the two forms of a form average), or None;
-        ``full``, ``x``: the residual model's corrections and the law inputs for these targets when the caller has them."""
+        ``full``, ``x``, ``forms``: the residual model's corrections, the law inputs and a form average's two
+        points (:meth:`_form_points` before :meth:`Stage1Alt.points`) for these targets when the caller has them;
+        ``shared``: a form average's two corrected points ``(2, n, m)`` and their scores ``(2, n, b)`` from
+        :meth:`_predict_raw` (the same products this method would compute when no row is family-averaged)."""
         rows = self._averaged_rows(targets.flops)
         fam_avg = bool(rows.any()) and getattr(self, "residual_", None) is not None
         alt = getattr(self, "stage1_alt_", None)
         if not fam_avg and alt is None:
             return None
+        if shared is not None and not fam_avg and alt is not None:
+            return self._envelope_of(shared[0], shared[1], names)
         x = self._stage1_inputs(targets) if x is None else x
-        bases = list(self._form_points(x)) if alt is not None else [self._stage1_mean(x)]  # type: ignore[arg-type]
+        if alt is not None:
+            bases = list(alt.points(*forms) if forms is not None else self._form_points(x))  # type: ignore[misc]
+        else:
+            bases = [self._stage1_mean(x)]
         R = self._residual_inputs(targets)
         if fam_avg:  # averaged rows span the law (no correction) and the hybrid (all of it); the others their own
             full = self._residual_predict(R) if full is None else full
@@ -459,18 +483,29 @@ class FLPMPrediction(Surrogate):
             corrs = [np.where(rows[:, None], 0.0, own), np.where(rows[:, None], full, own)]
         else:
             corrs = [self._residual_correction(R, targets.flops, full=full)]
-        col = {q: j for j, q in enumerate(names)}
         m = len(self.loss_domains_)
-        score_cols = [col[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
-        lo = np.full((x.shape[0], len(names)), np.inf)
-        hi = np.full((x.shape[0], len(names)), -np.inf)
-        for base in bases:
-            for c in corrs:
-                L = base * np.exp(c)
-                lo[:, :m], hi[:, :m] = np.fmin(lo[:, :m], L), np.fmax(hi[:, :m], L)
-                if score_cols:
-                    S = self.nets_.predict_mean(L)
-                    lo[:, score_cols], hi[:, score_cols] = np.fmin(lo[:, score_cols], S), np.fmax(hi[:, score_cols], S)
+        factors = [np.exp(c) if c.any() else None for c in corrs]  # exp(0) = 1: the base itself
+        Ls = np.empty((len(bases) * len(factors), x.shape[0], m))
+        for i, (base, f) in enumerate((b, f) for b in bases for f in factors):
+            if f is None:
+                Ls[i] = base
+            else:
+                np.multiply(base, f, out=Ls[i])
+        return self._envelope_of(Ls, None, names)
+
+    def _envelope_of(self, Ls: np.ndarray, Ss: np.ndarray | None, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_model_envelope` from the models' losses ``Ls (k, n, m)`` and their scores ``Ss (k, n, b)``
+        (computed here when None): smallest and largest over the models, fmin/fmax reduced over axis 0 in the
+        models' order (ignoring NaN; all NaN or non-finite -> NaN), one call each instead of one per model."""
+        m, n = len(self.loss_domains_), Ls.shape[1]
+        score_cols = self._score_columns() if tuple(names) == tuple(self.outputs_) else \
+            [{q: j for j, q in enumerate(names)}[SCORE_PREFIX + b] for b in self.stage2_benchmarks_]
+        lo = np.full((n, len(names)), np.nan)
+        hi = np.full((n, len(names)), np.nan)
+        lo[:, :m], hi[:, :m] = np.fmin.reduce(Ls, axis=0), np.fmax.reduce(Ls, axis=0)
+        if score_cols:
+            Ss = self.nets_.predict_mean_each(Ls) if Ss is None else Ss
+            lo[:, score_cols], hi[:, score_cols] = np.fmin.reduce(Ss, axis=0), np.fmax.reduce(Ss, axis=0)
         lo[~np.isfinite(lo)] = np.nan
         hi[~np.isfinite(hi)] = np.nan
         return lo, hi
@@ -497,16 +532,44 @@ class FLPMPrediction(Surrogate):
         lower, upper, std = (buf[1], buf[2], buf[3]) if intervals else (None, None, None)
         chunk = _CHUNK_INTERVAL if intervals else _CHUNK_MEAN
         ws = Workspace()  # the blocks' large scratch arrays, allocated once per call
+        alt = getattr(self, "stage1_alt_", None)
+        # a form average with intervals: both forms' points (n, m), for the blocks and the caller's envelope
+        forms = (np.empty((n, m)), np.empty((n, m))) if intervals and alt is not None else None
+        # ... and for the caller's envelope, both forms' corrected points and their scores
+        shared = (np.empty((2, n, m)), np.empty((2, n, len(self.stage2_benchmarks_)))) \
+            if forms is not None and memo is not None else None
+        if memo is not None:
+            memo["forms"] = forms
         for s in range(0, n, chunk):
             sl = slice(s, s + chunk)
             xs = x[sl]
             cs = np.exp(corr[sl]) if corr_any else None
             both = self._point_and_draws(xs, ws) if intervals else None
-            L, nat = both if both is not None else (self._stage1_mean(xs), None)
+            if both is not None:
+                L, nat, fp = both
+            elif forms is not None:
+                fp = (self._stage1_form_mean(xs), alt.mean(xs))  # type: ignore[union-attr]
+                L, nat = self._average_forms(*fp), None
+            else:
+                L, nat, fp = self._stage1_mean(xs), None, None
+            pts = None
+            if forms is not None:
+                forms[0][sl], forms[1][sl] = fp  # type: ignore[misc]
+                pts = alt.points(*fp)  # type: ignore[union-attr]
+                if cs is not None:
+                    pts = (pts[0] * cs, pts[1] * cs)
             if cs is not None:
                 L = L * cs
             mean[sl, :m] = L
-            S = self.nets_.predict_mean(L)
+            spts = None
+            if pts is not None and score_cols:  # the point's and both forms' scores in one call
+                S, *spts = self.nets_.predict_mean_each([L, *pts])
+            else:
+                S = self.nets_.predict_mean(L)
+            if shared is not None and pts is not None:
+                shared[0][0, sl], shared[0][1, sl] = pts
+                if spts:
+                    shared[1][0, sl], shared[1][1, sl] = spts
             mean[sl, score_cols] = S
             if not intervals:
                 continue
@@ -514,14 +577,17 @@ class FLPMPrediction(Surrogate):
             if nat is not None:
                 if cs is not None:
                     nat *= cs[:, None, :]
-                if self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws, corr=corr[sl], averaged=averaged[sl]):
+                if self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws, corr=corr[sl],
+                                               averaged=averaged[sl], pts=pts, spts=spts):
                     continue
                 draws = np.ascontiguousarray(nat.transpose(1, 0, 2))  # what _stage1_draws gives in this case
             else:
                 draws = self._stage1_draws(xs)
                 if cs is not None:
                     draws *= cs[None]
-            self._interval_block(L, S, xs, cs, corr[sl], averaged[sl], draws, targets.flops[sl], level, out, score_cols)
+            self._interval_block(L, S, xs, cs, corr[sl], averaged[sl], draws, targets.flops[sl], level, out, score_cols, pts=pts, spts=spts)
+        if memo is not None and shared is not None:
+            memo["form_points"] = shared
         return Prediction(names=tuple(names), mean=mean, lower=lower, upper=upper, std=std, level=level,
                           unpredictable=dict(self.unpredictable_))
 
@@ -537,27 +603,47 @@ class FLPMPrediction(Surrogate):
             hit = self.__dict__["_score_columns_cache"] = (key, cols)
         return hit[1]
 
-    def _point_and_draws(self, x: np.ndarray, ws: Workspace | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-        """Point losses ``(n, m)`` (:meth:`_stage1_mean`) and bootstrap losses ``(n, B, m)`` in the law's own layout
-        (``(n, B·m)`` of its matrix product, no copy), the law's inputs prepared once, when there are >= 2
-        refits, none failed and no form average; None otherwise (:meth:`_stage1_mean`, :meth:`_stage1_draws`)."""
+    def _point_and_draws(self, x: np.ndarray, ws: Workspace | None = None) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None] | None:
+        """Point losses ``(n, m)`` (:meth:`_stage1_mean`), bootstrap losses ``(n, B, m)`` in the law's own layout
+        (``(n, B·m)`` of its matrix product, no copy) and, for a form average, both forms' points ``(n, m)``
+        (:meth:`_form_points` before :meth:`Stage1Alt.points`), each law's inputs prepared once, when there
+        are >= 2 refits and none failed (a form average: one weight for every domain and draws of both forms);
+        None otherwise (:meth:`_stage1_mean`, :meth:`_stage1_draws`). The same numbers as those (the same
+        products and operations; the alternative form's draws replace the first's where picked, as there)."""
         boot = self.stage1_bootstrap_
-        if boot.shape[1] < 2 or getattr(self, "stage1_alt_", None) is not None:
+        alt = getattr(self, "stage1_alt_", None)
+        if boot.shape[1] < 2 or (alt is not None and (alt.per_domain or not alt.pick.any())):
             return None
         theta, failed = self._draw_params(boot)
         if failed is not None:
             return None
+        n, B, m = x.shape[0], boot.shape[1], boot.shape[0]
+        if alt is not None:
+            alt_boot = self._alt_picked(alt)
+            alt_theta, alt_failed = self._draw_params(alt_boot)
+            if alt_failed is not None:
+                return None
         with np.errstate(all="ignore"):
-            scratch = None if ws is None else (None, ws.get("law", (x.shape[0], theta.shape[0])))
+            scratch = None if ws is None else (None, ws.get("law", (n, theta.shape[0])))
             point, draws = self.stage1_law_.predict_each(x, (self.stage1_params_, theta), scratch)
-        return np.ascontiguousarray(point.T), draws.T.reshape(x.shape[0], boot.shape[1], boot.shape[0])
+            nat = draws.T.reshape(n, B, m)
+            point = np.ascontiguousarray(point.T)
+            if alt is None:
+                return point, nat, None
+            scratch = None if ws is None else (None, ws.get("law_alt", (n, alt_theta.shape[0])))
+            alt_point, alt_draws = alt.law.predict_each(x, (alt.params, alt_theta), scratch)
+            nat[:, alt.pick, :] = alt_draws.T.reshape(n, alt_boot.shape[1], m)
+            alt_point = np.ascontiguousarray(alt_point.T)
+        return self._average_forms(point, alt_point), nat, (point, alt_point)
 
     def _interval_block_sorted(self, L: np.ndarray, S: np.ndarray, nat: np.ndarray, flops: np.ndarray, level: float,
                                out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ws: Workspace | None = None, *,
-                               corr: np.ndarray | None = None, averaged: np.ndarray | None = None) -> bool:
+                               corr: np.ndarray | None = None, averaged: np.ndarray | None = None,
+                               pts: tuple[np.ndarray, np.ndarray] | None = None, spts: Sequence[np.ndarray] | None = None) -> bool:
         """:meth:`_interval_block` for the common case, from draws ``nat (n, B, m)`` (:meth:`_point_and_draws`) sorted
         once along B: False (nothing written) unless every draw is finite and > 0; ``corr``/``averaged``: the
-        block's log-space correction and averaged rows (:meth:`_family_spread`). The same numbers as :meth:`_interval_block` (the same operations on the
+        block's log-space correction and averaged rows (:meth:`_family_spread`); ``pts``: a form average's two
+        points ``(n, m)`` (corrected), which the interval contains, and ``spts`` their scores. The same numbers as :meth:`_interval_block` (the same operations on the
         same operands: the order statistics of the sort, the variance by :func:`~mixopt._rowwise.var_draws`,
         the cached noise factors applied through :func:`~mixopt._rowwise.apply_rows`), tested."""
         ws = Workspace() if ws is None else ws
@@ -573,11 +659,13 @@ class FLPMPrediction(Surrogate):
         lo, hi = sorted_interval(srt, self.stage1_residual_, level, log_space=True, axis=1)
         if averaged is not None and corr is not None:
             lo, hi = self._family_spread(L, corr, lo, hi, averaged)
+        if pts is not None:
+            lo, hi = np.fmin(lo, np.fmin(*pts)), np.fmax(hi, np.fmax(*pts))
         lower[:, :m], upper[:, :m] = lo, hi
         var = var_draws(draws, work=ws.get("work", draws.shape))
         std[:, :m] = np.sqrt(var + (L * self.stage1_residual_) ** 2)  # predictive_std(L, draws, residual, log_space=True)
         if score_cols:
-            self._score_block(S, draws, flops, level, out, score_cols, ws=ws)
+            self._score_block(S, draws, flops, level, out, score_cols, pts=pts, spts=spts, ws=ws)
         return True
 
     def _noise_factors(self) -> np.ndarray:
@@ -592,9 +680,11 @@ class FLPMPrediction(Surrogate):
 
     def _score_block(self, S: np.ndarray, draws: np.ndarray, flops: np.ndarray, level: float,
                      out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ok: np.ndarray | None = None,
-                     L: np.ndarray | None = None, pts: tuple[np.ndarray, np.ndarray] | None = None, ws: Workspace | None = None) -> None:
+                     L: np.ndarray | None = None, pts: tuple[np.ndarray, np.ndarray] | None = None, ws: Workspace | None = None,
+                     spts: Sequence[np.ndarray] | None = None) -> None:
         """Score intervals of a block: the loss draws (those in ``ok``; all if None) with their residual noise through
-        the paired stage-2 members, the members' spread, the nets' noise and the extrapolation error in quadrature."""
+        the paired stage-2 members, the members' spread, the nets' noise and the extrapolation error in quadrature;
+        a form average's interval contains the scores of both forms' points ``pts`` (``spts`` when the caller has them)."""
         if ok is None or ok.all():
             noise = self._noise_factors()  # what exp(noise_draws[ok] · sd) gives when every draw is ok
             noisy = apply_rows(np.multiply, draws, noise, self.__dict__.setdefault("_row_tiles", {}), out=None if ws is None else ws.get("a", draws.shape))
@@ -610,7 +700,7 @@ class FLPMPrediction(Surrogate):
         sd = np.sqrt(var + self.nets_.noise_sd_**2 + extra)
         lo, hi = gaussian_interval(S, sd, level)
         if pts is not None:
-            Sa, Sb = self.nets_.predict_mean(pts[0]), self.nets_.predict_mean(pts[1])
+            Sa, Sb = spts if spts is not None else (self.nets_.predict_mean(pts[0]), self.nets_.predict_mean(pts[1]))
             lo, hi = np.fmin(lo, np.fmin(Sa, Sb)), np.fmax(hi, np.fmax(Sa, Sb))
         lower, upper, std = out
         lower[:, score_cols] = lo
@@ -619,16 +709,17 @@ class FLPMPrediction(Surrogate):
 
     def _interval_block(self, L: np.ndarray, S: np.ndarray, xs: np.ndarray, cs: np.ndarray | None, corr: np.ndarray,
                         averaged: np.ndarray, draws: np.ndarray, flops: np.ndarray, level: float,
-                        out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int]) -> None:
+                        out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int],
+                        pts: tuple[np.ndarray, np.ndarray] | None = None, spts: Sequence[np.ndarray] | None = None) -> None:
         """Intervals and std of a block of rows (every case): loss intervals from the bootstrap draws
-        ``(B, rows, m)`` and the residual noise, widened for averaged models, then the scores'."""
+        ``(B, rows, m)`` and the residual noise, widened for averaged models, then the scores'; ``pts``: a
+        form average's two points (corrected), computed here when None, and ``spts`` their scores."""
         ok = np.isfinite(draws).all(axis=(1, 2)) if draws.shape[0] else np.zeros(0, dtype=bool)
         lo, hi = combine_interval(L, draws if draws.shape[0] else None, self.stage1_residual_, level, log_space=True)
         lo, hi = self._family_spread(L, corr, lo, hi, averaged)
-        pts = self._form_points(xs)
+        if pts is None and (pts := self._form_points(xs)) is not None and cs is not None:
+            pts = (pts[0] * cs, pts[1] * cs)
         if pts is not None:  # a form average: the interval contains both forms' predictions
-            if cs is not None:
-                pts = (pts[0] * cs, pts[1] * cs)
             lo, hi = np.fmin(lo, np.fmin(*pts)), np.fmax(hi, np.fmax(*pts))
         m = L.shape[1]
         lower, upper, std = out
@@ -636,7 +727,7 @@ class FLPMPrediction(Surrogate):
         upper[:, :m] = hi
         std[:, :m] = predictive_std(L, draws if draws.shape[0] else None, self.stage1_residual_, log_space=True)
         if score_cols:
-            self._score_block(S, draws, flops, level, out, score_cols, ok=ok, L=L, pts=pts)
+            self._score_block(S, draws, flops, level, out, score_cols, ok=ok, L=L, pts=pts, spts=spts)
 
 
 __all__ = ["FAMILIES", "FLPMPrediction", "RESIDUAL_WEIGHT", "Stage1Alt"]

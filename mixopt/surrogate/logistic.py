@@ -318,6 +318,21 @@ class LogisticScoreMap:
         a, w, span = self._mean_theta()
         return self._link(X @ w.T + a, span)
 
+    def predict_mean_each(self, Xs: Sequence[np.ndarray]) -> np.ndarray:
+        """``np.stack([predict_mean(X) for X in Xs])``: ``(k, n, b)`` for ``k`` inputs ``(n, m)`` of one shape,
+        the same numbers. Each input keeps its own matrix product (a product's last bits depend on its
+        shape, so stacking the rows would change them); the offsets and the link run once over all."""
+        self._check()
+        Xs = [self._as_x(X) for X in Xs]
+        if len({X.shape for X in Xs}) > 1:
+            raise SchemaError(f"predict_mean_each takes inputs of one shape, got {[X.shape for X in Xs]}.")
+        a, w, span = self._mean_theta()
+        g = np.empty((len(Xs), Xs[0].shape[0] if Xs else 0, w.shape[0]))
+        for i, X in enumerate(Xs):
+            np.matmul(X, w.T, out=g[i])
+        g += a
+        return self._link(g, span)
+
     def _mean_theta(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`_raw_theta` of the full-data fit, kept while ``coef_`` is the same array."""
         hit = self.__dict__.get("_mean_theta_cache")

@@ -683,6 +683,13 @@ class ScoreNetEnsemble:
                 out[s : s + PREDICT_CHUNK] = self._mean_block(X[s : s + PREDICT_CHUNK])
         return out
 
+    def predict_mean_each(self, Xs: Sequence[np.ndarray]) -> np.ndarray:
+        """``np.stack([predict_mean(X) for X in Xs])``: ``(k, n, b)`` for ``k`` inputs ``(n, m)`` of one shape
+        (the interface of :meth:`LogisticScoreMap.predict_mean_each <mixopt.surrogate.logistic.LogisticScoreMap.predict_mean_each>`)."""
+        if len({np.shape(X) for X in Xs}) > 1:
+            raise SchemaError(f"predict_mean_each takes inputs of one shape, got {[np.shape(X) for X in Xs]}.")
+        return np.stack([self.predict_mean(X) for X in Xs]) if Xs else np.zeros((0, 0, self.n_benchmarks))
+
     def _mean_block(self, xs: np.ndarray) -> np.ndarray:
         """Ensemble mean for one block of rows ``(r, m)`` -> ``(r, b)``.
 

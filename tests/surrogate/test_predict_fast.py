@@ -225,9 +225,9 @@ def test_one_pass_path_falls_back_on_invalid_draws(models, world, monkeypatch):
     original = type(model)._point_and_draws
 
     def broken(self, x, ws=None):
-        point, nat = original(self, x, ws)
+        point, nat, forms = original(self, x, ws)
         nat[3, 1, 0] = -1.0
-        return point, nat
+        return point, nat, forms
 
     monkeypatch.setattr(type(model), "_point_and_draws", broken)
     calls = []
@@ -236,3 +236,106 @@ def test_one_pass_path_falls_back_on_invalid_draws(models, world, monkeypatch):
     p = model.predict(t, intervals=True)
     assert calls, "an invalid draw must take the general path"
     assert np.isfinite(p.lower[:, 0]).all()
+
+
+@pytest.mark.parametrize("form", ["flpm_nd", "dml_nd"])
+@pytest.mark.parametrize("n", [1, 7, 100, 256])
+@pytest.mark.parametrize("one_scale", [False, True])
+def test_nd_laws_in_place_evaluation_is_the_general_formula_exactly(form, n, one_scale):
+    # the (n, b) in-place evaluation (the size term once when every row has one scale) against _parts
+    law = make_stage1_law(form, ("a", "b", "c"), vary_compute=True, reference=1e18)
+    rng = np.random.default_rng(n)
+    C = np.full(n, 3e20) if one_scale else np.geomspace(1e18, 1e21, n)
+    x = law.inputs_from_scale(C, np.sqrt(C / 120), 20 * np.sqrt(C / 120), rng.dirichlet(np.ones(3), size=n))
+    lo, hi = (np.array([getattr(p, k) for p in law.params]) for k in ("lower", "upper"))
+    start = np.array([p.grid[0] for p in law.params])
+    theta = np.clip(start + rng.normal(0, 0.1, size=(90, start.size)), lo, hi)
+    want = law._parts(law._prepare(x), theta, False)[0]
+    np.testing.assert_array_equal(law.predict(x, theta), want)
+    one = theta[0]  # one vector takes the general formula itself
+    np.testing.assert_array_equal(law.predict(x, one), law._parts(law._prepare(x), one, False)[0])
+
+
+def test_predict_mean_each_is_predict_mean_exactly(models, world):
+    nets = models["law"].nets_
+    rng = np.random.default_rng(3)
+    Xs = [rng.uniform(2.0, 4.0, size=(n, nets.mu_.shape[1])) for n in (1, 7, 100)]
+    for X in Xs:
+        np.testing.assert_array_equal(nets.predict_mean_each([X, 1.1 * X, 0.9 * X]),
+                                      np.stack([nets.predict_mean(X), nets.predict_mean(1.1 * X), nets.predict_mean(0.9 * X)]))
+
+
+@pytest.fixture(scope="module", params=[("flpm", "dml"), ("dml_nd", "flpm_nd")])
+def form_average(world, request):
+    runs = world.sample_runs(SIZES, world.random_mixtures(14, seed=1), loss_noise=0.003, score_noise=0.005, seed=2)
+    first, alt = request.param
+    model = FLPM(**{**SETTINGS, "stage1": first, "family": "average"})
+    model._stage1_alt_request = (alt, 0.5)  # what auto hands over when it averages the forms
+    return model.fit(runs)
+
+
+def test_form_average_one_pass_equals_the_general_path_bit_for_bit(form_average, world, monkeypatch):
+    # a form average's blocks (both forms' points and draws, each law's inputs prepared once) as the general path
+    model = form_average
+    assert model.stage1_alt_ is not None
+    for n in (1, 7, 100, 700):
+        flops = np.geomspace(model.train_max_flops_ / 10, model.train_max_flops_ * 300, n)
+        t = Targets(flops=flops, mixture=world.random_mixtures(n, seed=n), domains=world.domains)
+        used = []
+        original = type(model)._interval_block_sorted
+        with monkeypatch.context() as mp:
+            mp.setattr(type(model), "_interval_block_sorted", lambda self, *a, **k: used.append(original(self, *a, **k)) or used[-1])
+            fast = {lev: model.predict(t, intervals=True, level=lev) for lev in (0.9, 0.5)}
+        assert used and all(used), "the one-pass path did not run: the comparison would be empty"
+        with monkeypatch.context() as mp:
+            _general(model, mp)
+            for lev, p in fast.items():
+                g = model.predict(t, intervals=True, level=lev)
+                for a, b in ((p.mean, g.mean), (p.lower, g.lower), (p.upper, g.upper), (p.std, g.std)):
+                    np.testing.assert_array_equal(a, b)
+    # the picked refits' parameters are kept once, not once per call
+    for _ in range(5):
+        model.predict(t, intervals=True)
+    assert len(model._draw_params_cache) == 2
+
+
+@pytest.mark.parametrize("n", [2, 100, 5000])
+def test_calibration_factors_at_one_distance_are_each_rows_factors_exactly(models, n):
+    # a batch at one compute takes one row's factors, broadcast: the factor is a function of the distance row by row
+    model = models["law"]
+    cal = model.calibrator_
+    assert cal is not None
+    names = tuple(model.outputs_)
+    d = np.full(n, 0.7)
+    f, f_std = model._cal_matrices(cal, d, names, "score", {}, 0.8)
+    assert f.shape == f_std.shape == (n, len(names))
+    for g, cols in model._calibration_groups(names, "score", {}):
+        np.testing.assert_array_equal(f[:, cols], np.broadcast_to(cal.factor(d, groups=g, level=0.8)[:, None], (n, cols.size)))
+        np.testing.assert_array_equal(f_std[:, cols], np.broadcast_to(np.maximum(cal.factor(d, groups=g, level=None), 1.0)[:, None], (n, cols.size)))
+
+
+@pytest.mark.parametrize("forms", [("flpm", "dml"), ("dml_nd", "flpm_nd")])
+def test_form_average_envelope_from_shared_points_equals_its_own(world, forms, monkeypatch):
+    # a form average of the hybrid family (no family-averaged rows): the calibrated interval's envelope takes both
+    # forms' corrected points and scores from the raw prediction; the same numbers as computing them itself
+    runs = world.sample_runs(SIZES, world.random_mixtures(14, seed=1), loss_noise=0.003, score_noise=0.005, seed=2)
+    model = FLPM(**{**SETTINGS, "stage1": forms[0], "family": "hybrid"})
+    model._stage1_alt_request = (forms[1], 0.5)
+    model.fit(runs)
+    assert model.stage1_alt_ is not None and model.calibrator_ is not None
+    shared = []
+    original = type(model)._model_envelope
+    for n in (1, 7, 300, 1500):  # 1,500 rows: several interval blocks
+        flops = np.geomspace(model.train_max_flops_ / 10, model.train_max_flops_ * 300, n)
+        t = Targets(flops=flops, mixture=world.random_mixtures(n, seed=n), domains=world.domains)
+        assert not model._averaged_rows(t.flops).any()
+        with monkeypatch.context() as mp:
+            mp.setattr(type(model), "_model_envelope",
+                       lambda self, *a, **k: shared.append(k.get("shared") is not None) or original(self, *a, **k))
+            fast = model.predict(t, intervals=True, level=0.8)
+        with monkeypatch.context() as mp:
+            mp.setattr(type(model), "_model_envelope", lambda self, *a, **k: original(self, *a, **{**k, "shared": None}))
+            own = model.predict(t, intervals=True, level=0.8)
+        for a, b in ((fast.lower, own.lower), (fast.upper, own.upper), (fast.mean, own.mean), (fast.std, own.std)):
+            np.testing.assert_array_equal(a, b)
+    assert shared and all(shared), "the shared points did not reach the envelope: the comparison would be empty"

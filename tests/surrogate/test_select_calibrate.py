@@ -203,8 +203,9 @@ def test_fits_use_only_rows_where_the_loss_is_present() -> None:
     inter = (pl.col("_i") % 3 == 1) & (pl.col("step") < pl.col("step").max().over("run"))
     blank = frame.with_columns(pl.when(inter).then(None).otherwise(pl.col("loss")).alias("loss")).drop("_i")
     holey = RunTable(blank, runs.benchmarks)
-    full = FLP(stage1="power_offset", stage2="sigmoid", n_bootstrap=0, calibrate=False).fit(runs)
-    part = FLP(stage1="power_offset", stage2="sigmoid", n_bootstrap=0, calibrate=False).fit(holey)
+    # final checkpoints only (this world's checkpoints lie on the compute law, so `auto` could use them too)
+    full = FLP(stage1="power_offset", stage2="sigmoid", checkpoints="final", n_bootstrap=0, calibrate=False).fit(runs)
+    part = FLP(stage1="power_offset", stage2="sigmoid", checkpoints="final", n_bootstrap=0, calibrate=False).fit(holey)
     from mixopt.surrogate import Targets
 
     tg = Targets(flops=np.array([1e21]))
@@ -226,7 +227,8 @@ def test_schedule_decides_which_checkpoints_stage1_may_use() -> None:
 
     world = single_domain_world(seed=2)
     runs = world.sample_runs([2e7, 5e7, 1e8, 2e8, 4e8, 7e8], None, seed=2, loss_noise=0.002, score_noise=0.002)
-    cosine = FLP(n_bootstrap=0, calibrate=False, stage2="linear").fit(runs)
+    # declared cosine (with no schedule given, this world's checkpoints pass the on-law test: test_flp_onlaw.py)
+    cosine = FLP(n_bootstrap=0, calibrate=False, stage2="linear", schedule="cosine").fit(runs)
     assert cosine.checkpoints_ == "final"
     assert not any(c.endswith("+usable") for c in cosine.selection_["candidate"].to_list())
     const = RunTable(runs.frame.with_columns(pl.lit("constant").alias("schedule")), runs.benchmarks)
