@@ -216,3 +216,65 @@ def test_held_out_loss_comes_from_the_held_out_split(fixture_corpus_dir, tmp_pat
     b = ReferenceTrainer(corpus=str(same), **MICRO).train(spec, tmp_path / "jb").column("loss:prose")
     assert np.all(a > b), (a, b)
     assert a[-1] - b[-1] > 0.15, (a, b)  # over-fitted: the train bytes are much easier than unseen text
+
+
+_ALLOCATOR_SCRIPT = """
+import json, sys
+from pathlib import Path
+from mixopt.train import reference
+from mixopt.train.spec import JobSpec
+if sys.argv[1] == "default":
+    reference._keep_freed_memory = lambda: None  # glibc's own thresholds, as every job before the change
+spec = JobSpec(**json.loads(sys.argv[4]))
+t = reference.ReferenceTrainer(corpus=sys.argv[2], kernels="v1", device="cpu", bf16=sys.argv[3], **json.loads(sys.argv[5]))
+table = t.train(spec, Path(sys.argv[6]))
+print(json.dumps([table.losses().tolist(), table.scores().tolist()]))
+"""
+
+
+@pytest.mark.parametrize("bf16", ["on", "off"])
+def test_v1_rows_are_bit_identical_with_the_kept_freed_memory(fixture_corpus_dir, tmp_path, bf16):
+    # every CPU job now tells glibc to keep freed memory (mallopt); the shipped v1 ladder must re-train to the same bits
+    import json
+    import subprocess
+    import sys
+
+    spec = dict(run_id="micro", mixture=MIX, params=2.5e4, tokens=4 * 64 * 12, seed=0, checkpoints=3)
+    out = {}
+    for mode in ("default", "kept"):
+        args = [sys.executable, "-c", _ALLOCATOR_SCRIPT, mode, str(fixture_corpus_dir), bf16, json.dumps(spec), json.dumps(MICRO), str(tmp_path / mode)]
+        done = subprocess.run(args, capture_output=True, text=True, check=True)
+        out[mode] = json.loads(done.stdout.splitlines()[-1])
+    assert out["default"] == out["kept"]  # float for float: losses and cloze scores of every checkpoint
+
+
+def _spans_by_scan(b: bytes, n_words: int = 3, max_len: int = 24) -> list[tuple[int, int]]:
+    """The cloze spans by the original byte-by-byte scan (the reference for the faster one)."""
+    ws = b" \t\n\r"
+    out, i, n = [], 1, len(b)
+    while i < n:
+        if b[i - 1] in ws and b[i] not in ws and b[i] != 0:
+            j, words = i, 0
+            while j < n and words < n_words and j - i <= max_len:
+                while j < n and b[j] not in ws and b[j] != 0:
+                    j += 1
+                words += 1
+                if words < n_words:
+                    while j < n and b[j] in (32, 9):
+                        j += 1
+            if words == n_words and j - i <= max_len and 0 not in b[i:j] and b"\n" not in b[i:j]:
+                out.append((i, j))
+        i += 1
+    return out
+
+
+def test_cloze_spans_match_the_byte_by_byte_scan(fixture_corpus_dir):
+    from mixopt.train.corpus import load_corpus
+    from mixopt.train.reference import _spans
+
+    corpus = load_corpus(fixture_corpus_dir)
+    texts = [bytes(corpus.valid[d]) for d in corpus.domains] + [bytes(corpus.train[d][:20000]) for d in corpus.domains]
+    texts += [b"", b" ", b"a", b" a b c", b"a b c d", b"\x00 x y z \x00 a b c d", b"\ta\t b  c\n d e f", b" " + b"x" * 30 + b" y z"]
+    for b in texts:
+        assert _spans(np.frombuffer(b, dtype=np.uint8)) == _spans_by_scan(b)
+    assert _spans(np.frombuffer(b" ab cd ef gh", dtype=np.uint8)) == [(1, 9), (4, 12)]
