@@ -94,13 +94,28 @@ def _step_flops(layers: int, width: int, context: int) -> tuple[float, float]:
     return six_n, six_n + 6.0 * layers * context * width
 
 
+def train_step(model, opt, x, *, bf16: bool, forward=None) -> None:
+    """One training step as the reference trainer takes it (forward under bf16 autocast when ``bf16``, fp32
+    cross-entropy, backward, gradient clipping at 1, the optimiser's step) on the ``(B, T + 1)`` byte rows ``x``;
+    ``forward``: the callable run forward (a compiled ``model``; default ``model`` itself)."""
+    import torch
+    from torch.nn import functional as F
+
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = (model if forward is None else forward)(x[:, :-1])
+    loss = F.cross_entropy(logits.float().reshape(-1, 256), x[:, 1:].reshape(-1))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def throughput(sizes: list[float], steps: int, bf16: bool, batch: int = 8, context: int = 256, repeats: int = 1,
                versions: tuple[str, ...] = ("v1", "v2", "v3", "v4")) -> pl.DataFrame:
     """Training steps (forward, backward, clip, AdamW; no evaluation) of the reference trainer's
     model per version (``kernels``), 1 thread, measured in CPU-seconds; the best of ``repeats``
     passes, each pass measuring every size, version and precision once (so they alternate)."""
     import torch
-    from torch.nn import functional as F
 
     from mixopt.train.reference import _model_classes, non_embedding_params, shape_for_params
 
@@ -121,13 +136,7 @@ def throughput(sizes: list[float], steps: int, bf16: bool, batch: int = 8, conte
                     for i in range(steps + 2):
                         if i == 2:
                             c0 = time.process_time()
-                        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
-                            logits = model(x[:, :-1])
-                        loss = F.cross_entropy(logits.float().reshape(-1, 256), x[:, 1:].reshape(-1))
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                        opt.step()
+                        train_step(model, opt, x, bf16=half)
                     tps = steps * batch * context / (time.process_time() - c0)
                     key = (n, kernels, half)
                     if key in best and best[key]["tokens_per_cpu_s"] >= tps:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from bench_train import train_step  # the trainer's step, as bench_train measures it
+
 STEPS, CONTEXT, LAYERS, WIDTH = 10, 256, 3, 128
 
 
@@ -123,13 +125,7 @@ def measure(attention: str, heads: int, batch: int, *, gelu: bool, ln: bool, com
     x = torch.randint(0, 256, (batch, CONTEXT + 1), generator=torch.Generator().manual_seed(0))
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = step_model(x[:, :-1])
-        loss = F.cross_entropy(logits.float().reshape(-1, 256), x[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        train_step(model, opt, x, bf16=True, forward=step_model)
 
     try:
         c0 = time.process_time()
