@@ -86,6 +86,21 @@ def var_draws(a: np.ndarray, ddof: int = 1, work: np.ndarray | None = None) -> n
     return out
 
 
+def swap01(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[...] = a.transpose(1, 0, 2)`` for ``a (n, S, c)`` into ``out (S, n, c)``, both C-contiguous float64:
+    the same bytes, copied as ``(n, S)`` elements of ``c`` doubles each (a void dtype view), ~2x faster than
+    numpy's strided copy with its ``c``-element inner loop (other layouts: that copy)."""
+    n, S, c = a.shape
+    if out.shape != (S, n, c):
+        raise ValueError(f"out must be ({S}, {n}, {c}) for a of shape {a.shape}, got {out.shape}.")
+    if c and a.dtype == out.dtype == np.float64 and a.flags.c_contiguous and out.flags.c_contiguous:
+        v = np.dtype(f"V{8 * c}")
+        np.copyto(out.view(v).reshape(S, n), a.view(v).reshape(n, S).T)
+    else:
+        np.copyto(out, a.transpose(1, 0, 2))
+    return out
+
+
 class Workspace:
     """Scratch arrays reused by the blocks of one call, by name.
 
@@ -108,4 +123,4 @@ class Workspace:
         return buf[:size].reshape(shape)
 
 
-__all__ = ["MAX_TILE", "Workspace", "apply_rows", "tile_factor", "var_draws"]
+__all__ = ["MAX_TILE", "Workspace", "apply_rows", "swap01", "tile_factor", "var_draws"]

@@ -163,10 +163,21 @@ class MixtureLaw(Law):
     def predict(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         return self._predict_prepared(self._prepare(x), np.asarray(theta, dtype=np.float64))
 
-    def predict_each(self, x: np.ndarray, thetas: Sequence[np.ndarray], scratch: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+    def prep_key(self) -> tuple[Any, ...] | None:
+        """What this law's prepared inputs depend on besides ``x``: two laws with the same key prepare the same
+        inputs from the same ``x`` (:meth:`predict_each`'s ``prep``), None where this law does not say."""
+        return None
+
+    def prepare(self, x: np.ndarray) -> tuple[Any, ...]:
+        """The prepared inputs of ``x`` (for :meth:`predict_each`'s ``prep``)."""
+        return self._prepare(x)
+
+    def predict_each(self, x: np.ndarray, thetas: Sequence[np.ndarray], scratch: Sequence[np.ndarray | None] | None = None,
+                     prep: tuple[Any, ...] | None = None) -> list[np.ndarray]:
         """``[predict(x, theta) for theta in thetas]`` with the inputs prepared once (the same numbers);
-        ``scratch`` as in :meth:`Law.predict_each <mixopt.laws.base.Law.predict_each>`."""
-        prep = self._prepare(x)
+        ``scratch`` as in :meth:`Law.predict_each <mixopt.laws.base.Law.predict_each>`; ``prep``: ``x``
+        prepared already (:meth:`prepare`, by this law or one with the same :meth:`prep_key`)."""
+        prep = self._prepare(x) if prep is None else prep
         outs = list(scratch) if scratch is not None else [None] * len(thetas)
         return [self._predict_prepared(prep, np.asarray(theta, dtype=np.float64), out) for theta, out in zip(thetas, outs, strict=True)]
 
@@ -402,6 +413,10 @@ class DMLLaw(MixtureLaw):
         return grid
 
 
+#: parameter batches (and scales per batch, x4) whose derived constants an N,D law keeps (:meth:`_NDLaw._theta_consts`)
+_THETA_CONSTS_MAX = 16
+
+
 class _NDLaw(MixtureLaw):
     """Base of the N,D forms: inputs ``params``, ``tokens`` (then ratios), references for each.
 
@@ -448,12 +463,49 @@ class _NDLaw(MixtureLaw):
     def _prepare(self, x: np.ndarray) -> tuple[Any, ...]:
         return self._nd(x)
 
-    def _size_term(self, uN: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    def prep_key(self) -> tuple[Any, ...] | None:
+        # _nd reads the references and the ratio total only
+        return ("nd", float(self.n_reference), float(self.d_reference), float(self.ratio_total))
+
+    def _theta_consts(self, theta: np.ndarray) -> dict[Any, np.ndarray] | None:
+        """The constants :meth:`_predict_prepared` derives from a ``(b, p)`` parameter batch, kept per batch
+        when ``theta`` is read-only (a fitted model's parameter arrays as prediction passes them: never
+        written, so what is derived from them stays valid while they are the same objects); None for a
+        writable ``theta`` (a fit's trial parameters: derived per call). A dict to read and fill, bounded."""
+        if theta.flags.writeable:
+            return None
+        cache = self.__dict__.setdefault("_theta_consts_cache", {})
+        hit = cache.get(id(theta))
+        if hit is None or hit[0] is not theta:
+            if len(cache) >= _THETA_CONSTS_MAX:
+                cache.clear()
+            hit = cache[id(theta)] = (theta, {})
+        return hit[1]
+
+    @staticmethod
+    def _kept(consts: dict[Any, np.ndarray] | None, key: Any, make: Any) -> np.ndarray:
+        """``make()``, kept in ``consts`` under ``key`` (computed every time without ``consts``); at most
+        :data:`_THETA_CONSTS_MAX` scale-dependent entries per batch."""
+        if consts is None:
+            return make()
+        out = consts.get(key)
+        if out is None:
+            if isinstance(key, tuple) and len(consts) >= 4 * _THETA_CONSTS_MAX:
+                for k in [k for k in consts if isinstance(k, tuple)]:
+                    del consts[k]
+            out = consts[key] = make()
+            out.setflags(write=False)
+        return out
+
+    def _size_term(self, uN: np.ndarray, theta: np.ndarray, consts: dict[Any, np.ndarray] | None = None) -> np.ndarray:
         """``E + exp(log_a - a·uN)`` in the ``(n, b)`` layout of :meth:`_predict_prepared` for ``theta (b, p)``
         and ``uN (n,)``: the same operations as :meth:`_parts` (``E + tn``), once per distinct row when every
-        row has the same model size (the usual prediction batch: many mixtures at one scale), then ``(1, b)``."""
+        row has the same model size (the usual prediction batch: many mixtures at one scale), then ``(1, b)``,
+        kept in ``consts`` (:meth:`_theta_consts`) per model size for a fitted batch."""
         if uN.size > 1 and (uN == uN[0]).all():
             uN = uN[:1]
+        if consts is not None and uN.size == 1:
+            return self._kept(consts, ("size", float(uN[0])), lambda: self._size_term(uN, theta))
         tn = np.multiply(uN[:, None], theta[:, 2])
         np.subtract(theta[:, 1], tn, out=tn)
         np.exp(tn, out=tn)
@@ -507,13 +559,14 @@ class FLPMNDLaw(_NDLaw):
         uN, uD, R = prep
         if theta.ndim != 2 or R.ndim != 2 or np.ndim(uN) != 1 or np.ndim(uD) != 1:
             return self._vj(prep, theta, False)[0]
-        td = np.matmul(R, np.exp(theta[:, 5:]).T, out=out)  # share - eps, (n, b)
-        td += np.exp(theta[:, 4])
+        c = self._theta_consts(theta)
+        td = np.matmul(R, self._kept(c, "w", lambda: np.exp(theta[:, 5:])).T, out=out)  # share - eps, (n, b)
+        td += self._kept(c, "eps", lambda: np.exp(theta[:, 4]))
         np.log(td, out=td)
         td += uD[:, None]
-        td *= -theta[:, 3]
+        td *= self._kept(c, "-b", lambda: -theta[:, 3])
         np.exp(td, out=td)
-        td += self._size_term(uN, theta)
+        td += self._size_term(uN, theta, c)
         return td.T
 
     def _parts(self, prep: tuple[Any, ...], theta: np.ndarray, with_jacobian: bool) -> tuple[np.ndarray, Any, Any, Any]:
@@ -564,12 +617,16 @@ class DMLNDLaw(_NDLaw):
         uN, uD, R = prep
         if theta.ndim != 2 or R.ndim != 2 or np.ndim(uN) != 1 or np.ndim(uD) != 1:
             return self._vj(prep, theta, False)[0]
+        c = self._theta_consts(theta)
         td = np.matmul(R, theta[:, 4:].T, out=out)  # Σ_j t_j·r_j, (n, b)
         if uD.size > 1 and (uD == uD[0]).all():
             uD = uD[:1]
-        td -= np.multiply(uD[:, None], theta[:, 3])
+        if c is not None and uD.size == 1:
+            td -= self._kept(c, ("data", float(uD[0])), lambda: np.multiply(uD[:, None], theta[:, 3]))
+        else:
+            td -= np.multiply(uD[:, None], theta[:, 3])
         np.exp(td, out=td)
-        td += self._size_term(uN, theta)
+        td += self._size_term(uN, theta, c)
         return td.T
 
     def _parts(self, prep: tuple[Any, ...], theta: np.ndarray, with_jacobian: bool) -> tuple[np.ndarray, Any, Any, Any]:

@@ -560,6 +560,10 @@ class Surrogate(ABC):
         top, reach = self._extrapolation_reference()
         if top is None or not (math.isfinite(top) and top > 0):
             return pred
+        if type(pred) is Prediction:  # what dataclasses.replace builds, without its walk over the fields
+            return Prediction(names=pred.names, mean=pred.mean, lower=pred.lower, upper=pred.upper, std=pred.std,
+                              level=pred.level, unpredictable=pred.unpredictable,
+                              compute_ratio=targets.flops / float(top), calibrated_ratio=reach)
         return dataclasses.replace(pred, compute_ratio=targets.flops / float(top), calibrated_ratio=reach)
 
     def _settings(self) -> dict[str, Any]:

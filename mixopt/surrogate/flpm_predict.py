@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt._rowwise import Workspace, apply_rows, var_draws
+from mixopt._rowwise import Workspace, apply_rows, swap01, var_draws
 from mixopt.data.table import FLOPS_PER_PARAM_TOKEN, SCORE_PREFIX
 from mixopt.laws.fitter import combine_interval, predictive_std
 from mixopt.laws.uncertainty import sorted_all_valid, sorted_interval
@@ -278,8 +278,22 @@ class FLPMPrediction(Surrogate):
             m, B, p = boot.shape
             failed = ~np.isfinite(boot).all(axis=2).T  # (B, m)
             theta = np.ascontiguousarray(np.nan_to_num(boot.transpose(1, 0, 2), nan=0.0).reshape(B * m, p))
+            theta.setflags(write=False)  # read-only: the law keeps what it derives from it (_NDLaw._theta_consts)
             hit = cache[id(boot)] = (boot, theta, failed if failed.any() else None)
         return hit[1], hit[2]
+
+    def _frozen(self, params: np.ndarray) -> np.ndarray:
+        """A read-only view of the fitted ``params``, kept per array: the law then keeps the constants it derives
+        from them (:meth:`~mixopt.laws.mixture._NDLaw._theta_consts`; fitted arrays are replaced, never written)."""
+        cache = self.__dict__.setdefault("_frozen_cache", {})
+        hit = cache.get(id(params))
+        if hit is None or hit[0] is not params:
+            view = params.view()
+            view.setflags(write=False)
+            if len(cache) >= 8:
+                cache.clear()
+            hit = cache[id(params)] = (params, view)
+        return hit[1]
 
     def _alt_picked(self, alt: Stage1Alt) -> np.ndarray:
         """``alt.bootstrap[:, alt.pick]`` ``(m, B_alt, p)``, kept per fitted arrays (one array, so
@@ -305,7 +319,13 @@ class FLPMPrediction(Surrogate):
 
     def _extrapolation_reference(self) -> tuple[float | None, float | None]:
         cal = getattr(self, "calibrator_", None)
-        return float(self.train_max_flops_), (cal.calibrated_ratio if cal is not None else None)
+        if cal is None:
+            return float(self.train_max_flops_), None
+        dist = getattr(cal, "distance_", None)  # calibrated_ratio is a function of the fitted distances and groups
+        hit = self.__dict__.get("_calibrated_ratio_cache")
+        if hit is None or hit[0] is not cal or hit[1] is not dist or hit[2] is not getattr(cal, "params_", None):
+            hit = self.__dict__["_calibrated_ratio_cache"] = (cal, dist, getattr(cal, "params_", None), cal.calibrated_ratio)
+        return float(self.train_max_flops_), hit[3]
 
     def _predict_draws(self, targets: Targets, *, n_draws: int, seed: int) -> dict[str, np.ndarray]:
         """Joint draws: :meth:`_raw_draws`, each marginal matched to the calibrated interval.
@@ -408,7 +428,7 @@ class FLPMPrediction(Surrogate):
         upper = np.maximum(mu + f * side, mu + k * side)
         std = pred.std * f_std  # type: ignore[operator]
         env = self._model_envelope(targets, pred.names, full=memo.get("full"), x=memo.get("x"), forms=memo.get("forms"),
-                                   shared=memo.get("form_points"))
+                                   shared=memo.get("form_points"), models=memo.get("envelope"))
         if env is not None:  # a model average's interval keeps every averaged model's prediction inside
             lower, upper = np.fmin(lower, env[0]), np.fmax(upper, env[1])
         return Prediction(names=pred.names, mean=pred.mean, lower=lower, upper=upper, std=std, level=level,
@@ -422,8 +442,16 @@ class FLPMPrediction(Surrogate):
         the distances' bytes, the columns' groups and the level; rows at one distance share one row's factors
         (the factor is a function of the distance alone, row by row)."""
         if d.size > 1 and (d == d[0]).all():  # one distance (a batch at one compute): one row, broadcast
-            f1, fs1 = self._cal_matrices(cal, d[:1], names, weak_group, weak, level)
-            return np.broadcast_to(f1, (d.size, f1.shape[1])), np.broadcast_to(fs1, (d.size, fs1.shape[1]))
+            cache = self.__dict__.setdefault("_cal_broadcast_cache", {})
+            key = (id(cal), float(d[0]), d.size, tuple(names), weak_group, tuple(sorted(weak)), level)
+            hit = cache.get(key)
+            if hit is None or hit[0] is not cal:
+                f1, fs1 = self._cal_matrices(cal, d[:1], names, weak_group, weak, level)
+                hit = (cal, np.broadcast_to(f1, (d.size, f1.shape[1])), np.broadcast_to(fs1, (d.size, fs1.shape[1])))
+                cache[key] = hit
+                if len(cache) > 64:
+                    cache.pop(next(iter(cache)))
+            return hit[1], hit[2]
         groups = self._calibration_groups(names, weak_group, weak)
         cache = self.__dict__.setdefault("_cal_matrix_cache", {})
         key = (id(cal), d.tobytes(), tuple(names), weak_group, tuple(sorted(weak)), level) if d.size <= 4096 else None
@@ -457,13 +485,16 @@ class FLPMPrediction(Surrogate):
 
     def _model_envelope(self, targets: Targets, names: tuple[str, ...], full: np.ndarray | None = None,
                         x: np.ndarray | None = None, forms: tuple[np.ndarray, np.ndarray] | None = None,
-                        shared: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+                        shared: tuple[np.ndarray, np.ndarray] | None = None,
+                        models: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Per column, the smallest and largest prediction of the models a model average combines
         (the law and the hybrid of the ``average`` family; the two forms of a form average), or None;
         ``full``, ``x``, ``forms``: the residual model's corrections, the law inputs and a form average's two
         points (:meth:`_form_points` before :meth:`Stage1Alt.points`) for these targets when the caller has them;
         ``shared``: a form average's two corrected points ``(2, n, m)`` and their scores ``(2, n, b)`` from
-        :meth:`_predict_raw` (the same products this method would compute when no row is family-averaged)."""
+        :meth:`_predict_raw` (the same products this method would compute when no row is family-averaged);
+        ``models``: the envelope's model losses ``(k, n, m)`` (:meth:`_envelope_losses`) and their scores
+        ``(k, n, b)`` from :meth:`_predict_raw` (a batch of one block: its stage-2 call scored them)."""
         rows = self._averaged_rows(targets.flops)
         fam_avg = bool(rows.any()) and getattr(self, "residual_", None) is not None
         alt = getattr(self, "stage1_alt_", None)
@@ -471,6 +502,8 @@ class FLPMPrediction(Surrogate):
             return None
         if shared is not None and not fam_avg and alt is not None:
             return self._envelope_of(shared[0], shared[1], names)
+        if models is not None:
+            return self._envelope_of(models[0], models[1], names)
         x = self._stage1_inputs(targets) if x is None else x
         if alt is not None:
             bases = list(alt.points(*forms) if forms is not None else self._form_points(x))  # type: ignore[misc]
@@ -480,18 +513,28 @@ class FLPMPrediction(Surrogate):
         if fam_avg:  # averaged rows span the law (no correction) and the hybrid (all of it); the others their own
             full = self._residual_predict(R) if full is None else full
             own = self._residual_correction(R, targets.flops, full=full)
-            corrs = [np.where(rows[:, None], 0.0, own), np.where(rows[:, None], full, own)]
         else:
-            corrs = [self._residual_correction(R, targets.flops, full=full)]
-        m = len(self.loss_domains_)
-        factors = [np.exp(c) if c.any() else None for c in corrs]  # exp(0) = 1: the base itself
-        Ls = np.empty((len(bases) * len(factors), x.shape[0], m))
+            own = self._residual_correction(R, targets.flops, full=full)
+        return self._envelope_of(self._envelope_losses(bases, rows if fam_avg else None, full, own), None, names)
+
+    @staticmethod
+    def _envelope_losses(bases: Sequence[np.ndarray], rows: np.ndarray | None, full: np.ndarray | None,
+                         own: np.ndarray) -> np.ndarray:
+        """The losses ``(k, n, m)`` of the models :meth:`_model_envelope` spans: each base (a form's point, or the
+        one point) times each correction, where ``rows`` (family-averaged rows; None: no such rows) span the law
+        (no correction) and the hybrid (``full``) and the other rows keep their own correction ``own``."""
+        if rows is not None and rows.all():  # every row family-averaged: the law (no correction) and the hybrid
+            factors = [None, np.exp(full)]
+        else:
+            corrs = [np.where(rows[:, None], 0.0, own), np.where(rows[:, None], full, own)] if rows is not None else [own]
+            factors = [np.exp(c) if c.any() else None for c in corrs]  # exp(0) = 1: the base itself
+        Ls = np.empty((len(bases) * len(factors), *bases[0].shape))
         for i, (base, f) in enumerate((b, f) for b in bases for f in factors):
             if f is None:
                 Ls[i] = base
             else:
                 np.multiply(base, f, out=Ls[i])
-        return self._envelope_of(Ls, None, names)
+        return Ls
 
     def _envelope_of(self, Ls: np.ndarray, Ss: np.ndarray | None, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_model_envelope` from the models' losses ``Ls (k, n, m)`` and their scores ``Ss (k, n, b)``
@@ -540,6 +583,9 @@ class FLPMPrediction(Surrogate):
             if forms is not None and memo is not None else None
         if memo is not None:
             memo["forms"] = forms
+        # a batch of one block whose envelope spans family-averaged rows: the envelope's models are scored
+        # in the block's stage-2 call (each input its own product of the same shape as in _model_envelope)
+        envelope = intervals and memo is not None and n <= chunk and full is not None and bool(averaged.any()) and bool(score_cols)
         for s in range(0, n, chunk):
             sl = slice(s, s + chunk)
             xs = x[sl]
@@ -553,16 +599,25 @@ class FLPMPrediction(Surrogate):
             else:
                 L, nat, fp = self._stage1_mean(xs), None, None
             pts = None
+            env_Ls = None
             if forms is not None:
                 forms[0][sl], forms[1][sl] = fp  # type: ignore[misc]
                 pts = alt.points(*fp)  # type: ignore[union-attr]
+                if envelope:
+                    env_Ls = self._envelope_losses(pts, averaged, full, corr)
                 if cs is not None:
                     pts = (pts[0] * cs, pts[1] * cs)
+            elif envelope:
+                env_Ls = self._envelope_losses([L], averaged, full, corr)
             if cs is not None:
                 L = L * cs
             mean[sl, :m] = L
             spts = None
-            if pts is not None and score_cols:  # the point's and both forms' scores in one call
+            if env_Ls is not None:  # the point's, both forms' (if averaged) and the envelope's models' scores
+                Sall = self.nets_.predict_mean_each([L, *(pts or ()), *env_Ls])
+                S, spts = Sall[0], ((Sall[1], Sall[2]) if pts is not None else None)
+                memo["envelope"] = (env_Ls, Sall[Sall.shape[0] - env_Ls.shape[0]:])  # type: ignore[index]
+            elif pts is not None and score_cols:  # the point's and both forms' scores in one call
                 S, *spts = self.nets_.predict_mean_each([L, *pts])
             else:
                 S = self.nets_.predict_mean(L)
@@ -575,11 +630,11 @@ class FLPMPrediction(Surrogate):
                 continue
             out = (lower[sl], upper[sl], std[sl])  # type: ignore[index]
             if nat is not None:
+                if self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws, corr=corr[sl],
+                                               averaged=averaged[sl], pts=pts, spts=spts, cs=cs):
+                    continue
                 if cs is not None:
                     nat *= cs[:, None, :]
-                if self._interval_block_sorted(L, S, nat, targets.flops[sl], level, out, score_cols, ws, corr=corr[sl],
-                                               averaged=averaged[sl], pts=pts, spts=spts):
-                    continue
                 draws = np.ascontiguousarray(nat.transpose(1, 0, 2))  # what _stage1_draws gives in this case
             else:
                 draws = self._stage1_draws(xs)
@@ -625,13 +680,17 @@ class FLPMPrediction(Surrogate):
                 return None
         with np.errstate(all="ignore"):
             scratch = None if ws is None else (None, ws.get("law", (n, theta.shape[0])))
-            point, draws = self.stage1_law_.predict_each(x, (self.stage1_params_, theta), scratch)
+            # both forms' inputs prepared once where they prepare them alike (the same prep_key: the N,D forms)
+            key = getattr(self.stage1_law_, "prep_key", lambda: None)()
+            share = key is not None and alt is not None and key == getattr(alt.law, "prep_key", lambda: None)()
+            kw = {"prep": self.stage1_law_.prepare(x)} if share else {}
+            point, draws = self.stage1_law_.predict_each(x, (self._frozen(self.stage1_params_), theta), scratch, **kw)
             nat = draws.T.reshape(n, B, m)
             point = np.ascontiguousarray(point.T)
             if alt is None:
                 return point, nat, None
             scratch = None if ws is None else (None, ws.get("law_alt", (n, alt_theta.shape[0])))
-            alt_point, alt_draws = alt.law.predict_each(x, (alt.params, alt_theta), scratch)
+            alt_point, alt_draws = alt.law.predict_each(x, (self._frozen(alt.params), alt_theta), scratch, **kw)
             nat[:, alt.pick, :] = alt_draws.T.reshape(n, alt_boot.shape[1], m)
             alt_point = np.ascontiguousarray(alt_point.T)
         return self._average_forms(point, alt_point), nat, (point, alt_point)
@@ -639,22 +698,27 @@ class FLPMPrediction(Surrogate):
     def _interval_block_sorted(self, L: np.ndarray, S: np.ndarray, nat: np.ndarray, flops: np.ndarray, level: float,
                                out: tuple[np.ndarray, np.ndarray, np.ndarray], score_cols: slice | list[int], ws: Workspace | None = None, *,
                                corr: np.ndarray | None = None, averaged: np.ndarray | None = None,
-                               pts: tuple[np.ndarray, np.ndarray] | None = None, spts: Sequence[np.ndarray] | None = None) -> bool:
+                               pts: tuple[np.ndarray, np.ndarray] | None = None, spts: Sequence[np.ndarray] | None = None,
+                               cs: np.ndarray | None = None) -> bool:
         """:meth:`_interval_block` for the common case, from draws ``nat (n, B, m)`` (:meth:`_point_and_draws`) sorted
-        once along B: False (nothing written) unless every draw is finite and > 0; ``corr``/``averaged``: the
+        once along B: False (nothing written) unless every draw is finite and > 0; ``cs``: the block's correction
+        factors ``(n, m)``, which the draws are multiplied by here (``nat`` itself is left as it is); ``corr``/``averaged``: the
         block's log-space correction and averaged rows (:meth:`_family_spread`); ``pts``: a form average's two
         points ``(n, m)`` (corrected), which the interval contains, and ``spts`` their scores. The same numbers as :meth:`_interval_block` (the same operations on the
         same operands: the order statistics of the sort, the variance by :func:`~mixopt._rowwise.var_draws`,
         the cached noise factors applied through :func:`~mixopt._rowwise.apply_rows`), tested."""
         ws = Workspace() if ws is None else ws
-        srt = ws.get("a", nat.shape)
-        np.copyto(srt, nat)
+        B, n, m = nat.shape[1], nat.shape[0], nat.shape[2]
+        draws = swap01(nat, ws.get("draws", (B, n, m)))  # (B, n, m): the reductions over draws run along axis 0
+        if cs is not None:  # nat * cs[:, None, :], the same products, in the layout where cs broadcasts contiguously
+            np.multiply(draws, cs, out=draws)
+            srt = swap01(draws, ws.get("a", nat.shape))
+        else:
+            srt = ws.get("a", nat.shape)
+            np.copyto(srt, nat)
         srt.sort(axis=1)  # np.sort(nat, axis=1), in the scratch array
         if not sorted_all_valid(srt, positive=True, axis=1):
             return False
-        B, n, m = nat.shape[1], nat.shape[0], nat.shape[2]
-        draws = ws.get("draws", (B, n, m))  # (B, n, m): the reductions over draws run along axis 0
-        np.copyto(draws, nat.transpose(1, 0, 2))
         lower, upper, std = out
         lo, hi = sorted_interval(srt, self.stage1_residual_, level, log_space=True, axis=1)
         if averaged is not None and corr is not None:

@@ -59,8 +59,26 @@ class MixtureResidual:
     """
 
     def _raw(self, R: np.ndarray) -> np.ndarray:
+        """Raw features ``[R, log(R + LOG_FLOOR)]`` ``(n, 2k)`` (a new array)."""
         R = np.asarray(R, dtype=np.float64)
-        return np.column_stack([R, np.log(R + LOG_FLOOR)])
+        if R.ndim != 2:
+            return np.column_stack([R, np.log(R + LOG_FLOOR)])
+        k = R.shape[1]
+        out = np.empty((R.shape[0], 2 * k))
+        out[:, :k] = R
+        np.add(R, LOG_FLOOR, out=out[:, k:])
+        np.log(out[:, k:], out=out[:, k:])
+        return out
+
+    def _own_used(self) -> np.ndarray:
+        """Outputs whose correction reads the per-output feature (``own_coef_ != 0``), kept per ``own_coef_``."""
+        oc = getattr(self, "own_coef_", None)
+        if oc is None:
+            return np.zeros(0, dtype=np.intp)
+        hit = self.__dict__.get("_own_used_cache")
+        if hit is None or hit[0] is not oc or hit[1] != oc.tobytes():
+            hit = self.__dict__["_own_used_cache"] = (oc, oc.tobytes(), np.flatnonzero(oc))
+        return hit[2]
 
     def fit(self, R: np.ndarray, resid: np.ndarray, own: np.ndarray | None = None) -> Self:
         """Fit on ratios ``R (n, k)`` and log-space residuals ``resid (n, m)`` (NaN = missing).
@@ -130,7 +148,7 @@ class MixtureResidual:
     @property
     def uses_own(self) -> bool:
         """Whether some output's correction reads the per-output feature (``predict`` then needs ``own``)."""
-        return bool(np.any(getattr(self, "own_coef_", np.zeros(0))))
+        return bool(self._own_used().size)
 
     def predict(self, R: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
         """Corrections ``(n, m)`` (log units) at ratios ``R (n, k)`` (and ``own (n, m)`` when :attr:`uses_own`).
@@ -141,23 +159,28 @@ class MixtureResidual:
         if not hasattr(self, "coef_"):
             raise NotFittedError("This MixtureResidual is not fitted yet; call fit(R, resid) first.")
         R = np.asarray(R, dtype=np.float64)
-        used = np.flatnonzero(getattr(self, "own_coef_", np.zeros(0)))
+        used = self._own_used()
         if used.size and (own is None or np.shape(own) != (R.shape[0], self.coef_.shape[0])):
             raise SchemaError(f"this correction reads the law's own losses for outputs {used.tolist()}: pass own "
                               f"({R.shape[0]}, {self.coef_.shape[0]}); got {None if own is None else np.shape(own)}.")
         T = self.train_features_
         t_sq, groups = self._kernel_parts()
         out = np.empty((R.shape[0], self.coef_.shape[0]))
+        K = None
         for s in range(0, R.shape[0], _BLOCK):
-            Z = (self._raw(R[s : s + _BLOCK]) - self.feat_mean_) / self.feat_sd_
+            Z = self._raw(R[s : s + _BLOCK])
+            Z -= self.feat_mean_
+            Z /= self.feat_sd_  # (raw - feat_mean_) / feat_sd_, in place
             blk = out[s : s + _BLOCK]
             np.dot(Z, self.coef_.T, out=blk)
             blk += self.intercept_
             if not groups:
                 continue
             D = sqdist(Z, T, t_sq)
+            K = np.empty_like(D) if K is None or K.shape != D.shape else K
             for cols, c, alpha_t in groups:
-                K = np.exp(D * c)
+                np.multiply(D, c, out=K)
+                np.exp(K, out=K)  # exp(D * c)
                 blk[:, cols] += K @ alpha_t
         if used.size:
             out[:, used] += self.own_coef_[used] * (np.asarray(own, dtype=np.float64)[:, used] - self.own_center_[used])

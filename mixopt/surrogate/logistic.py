@@ -285,20 +285,39 @@ class LogisticScoreMap:
         The sigmoid as ``1 / (1 + exp(-g))`` in place (``exp`` overflows to ``inf`` for very
         negative ``g``, giving exactly 0), about twice as fast as the ``tanh`` form.
         """
-        sig = self.link_ == 1
-        if not sig.any():
+        kind = self._link_kind()
+        if kind == "linear":
             return g
-        if sig.all():
+        if kind == "logistic":
             with np.errstate(over="ignore"):
                 np.negative(g, out=g)
                 np.exp(g, out=g)
             g += 1.0
             np.reciprocal(g, out=g)
-            g *= self.sign_ * span
+            g *= self._signed_span(span)
             g += self.floor_
             return g
+        sig = self.link_ == 1
         g[..., sig] = self.floor_[sig] + self.sign_[sig] * np.broadcast_to(span, g.shape)[..., sig] * _sigmoid(g[..., sig])
         return g
+
+    def _link_kind(self) -> str:
+        """``"linear"`` (no benchmark has the logistic link), ``"logistic"`` (all have it) or ``"mixed"``, kept per links."""
+        key = self.link_.tobytes()
+        hit = self.__dict__.get("_link_kind_cache")
+        if hit is None or hit[0] != key:
+            sig = self.link_ == 1
+            hit = self.__dict__["_link_kind_cache"] = (key, "linear" if not sig.any() else "logistic" if sig.all() else "mixed")
+        return hit[1]
+
+    def _signed_span(self, span: np.ndarray) -> np.ndarray:
+        """``sign_ * span``, kept for the full-data fit's span (:meth:`_mean_theta`, the same array every call)."""
+        hit = self.__dict__.get("_signed_span_cache")
+        if hit is None or hit[0] is not span or hit[1] is not self.sign_:
+            if span is not self._mean_theta()[2]:
+                return self.sign_ * span
+            hit = self.__dict__["_signed_span_cache"] = (span, self.sign_, self.sign_ * span)
+        return hit[2]
 
     def _theta_table(self) -> np.ndarray:
         """Member parameters ``(E, b, m + 2)``; a failed refit (NaN) is the full-data fit."""
@@ -358,7 +377,7 @@ class LogisticScoreMap:
         if Xs.ndim != 3:
             raise SchemaError(f"Xs must be (S, n, m) input draws, got shape {Xs.shape}.")
         a, wt, span = self._paired_theta(Xs.shape[0])
-        if not (self.link_ == 1).all():
+        if self._link_kind() != "logistic":
             g = np.matmul(Xs, wt)
             g += a
             return self._link(g, span)

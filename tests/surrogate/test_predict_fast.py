@@ -8,11 +8,13 @@ operations on the very same operands as the general path, so every comparison he
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from mixopt._rowwise import Workspace, apply_rows, tile_factor, var_draws
-from mixopt.laws.mixture import make_stage1_law
+from mixopt._rowwise import Workspace, apply_rows, swap01, tile_factor, var_draws
+from mixopt.laws.mixture import _THETA_CONSTS_MAX, make_stage1_law
 from mixopt.laws.uncertainty import combine_interval, sorted_all_valid, sorted_interval
 from mixopt.surrogate import Targets
 from mixopt.surrogate.draws import calibrated_draws, comonotone_draws, match_marginals, shared_normals, sorted_quantiles
@@ -339,3 +341,139 @@ def test_form_average_envelope_from_shared_points_equals_its_own(world, forms, m
         for a, b in ((fast.lower, own.lower), (fast.upper, own.upper), (fast.mean, own.mean), (fast.std, own.std)):
             np.testing.assert_array_equal(a, b)
     assert shared and all(shared), "the shared points did not reach the envelope: the comparison would be empty"
+
+
+# -- the 100-mixture call's per-call constants kept per fit, and fewer passes (each against the general path) --------
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 5), (100, 30, 5), (7, 2, 3), (256, 31, 1)])
+def test_swap01_is_the_transposed_copy_exactly(shape):
+    a = np.random.default_rng(shape[0]).normal(size=shape)
+    a.flat[::7] = np.nan
+    a.flat[1::11] = -0.0
+    out = swap01(a, np.empty((shape[1], shape[0], shape[2])))
+    want = np.ascontiguousarray(a.transpose(1, 0, 2))
+    assert out.tobytes() == want.tobytes()
+    strided = np.random.default_rng(1).normal(size=(shape[0], shape[1], 2 * shape[2]))[:, :, ::2]  # not contiguous: numpy's copy
+    assert swap01(strided, np.empty((shape[1], shape[0], shape[2]))).tobytes() == np.ascontiguousarray(strided.transpose(1, 0, 2)).tobytes()
+    with pytest.raises(ValueError, match="out must be"):
+        swap01(a, np.empty((shape[1] + 1, shape[0], shape[2])))
+
+
+def _nd_inputs(law, n, scale, rng):
+    C = np.full(n, scale) if scale is not None else np.geomspace(1e18, 1e21, n)
+    return law.inputs_from_scale(C, np.sqrt(C / 120), 20 * np.sqrt(C / 120), rng.dirichlet(np.ones(3), size=n))
+
+
+@pytest.mark.parametrize("form", ["flpm_nd", "dml_nd"])
+def test_nd_laws_keep_read_only_parameters_constants_exactly(form):
+    # a read-only parameter batch (a fitted model's) keeps what the law derives from it, per scale; a writable one
+    # (a fit's trial parameters) is derived per call: the same numbers either way, whatever the order of scales
+    law = make_stage1_law(form, ("a", "b", "c"), vary_compute=True, reference=1e18)
+    rng = np.random.default_rng(4)
+    lo, hi = (np.array([getattr(p, k) for p in law.params]) for k in ("lower", "upper"))
+    start = np.array([p.grid[0] for p in law.params])
+    theta = np.clip(start + rng.normal(0, 0.1, size=(90, start.size)), lo, hi)
+    frozen = theta.copy()
+    frozen.setflags(write=False)
+    for scale in (3e20, 1e19, None, 3e20, 1e19):  # back to scales seen: from the kept constants
+        for n in (1, 7, 100):
+            x = _nd_inputs(law, n, scale, rng)
+            np.testing.assert_array_equal(law.predict(x, frozen), law.predict(x, theta))
+            np.testing.assert_array_equal(law.predict(x, frozen), law._parts(law._prepare(x), theta, False)[0])
+    assert len(law._theta_consts_cache) == 1 and law._theta_consts_cache[id(frozen)][0] is frozen
+    for _ in range(3 * _THETA_CONSTS_MAX):  # bounded: many batches, many scales
+        t = theta + 0.0
+        t.setflags(write=False)
+        for scale in rng.uniform(1e18, 1e21, size=6):
+            x = _nd_inputs(law, 5, scale, rng)
+            np.testing.assert_array_equal(law.predict(x, t), law.predict(x, theta))
+    assert len(law._theta_consts_cache) <= _THETA_CONSTS_MAX
+    assert all(len(c) <= 4 * _THETA_CONSTS_MAX + 3 for _, c in law._theta_consts_cache.values())
+
+
+def test_forms_with_the_same_prep_key_share_prepared_inputs_exactly():
+    sources = ("a", "b", "c")
+    first, alt = (make_stage1_law(f, sources, vary_compute=True, reference=1e18) for f in ("dml_nd", "flpm_nd"))
+    assert first.prep_key() == alt.prep_key() is not None
+    assert make_stage1_law("flpm", sources, vary_compute=True, reference=1e18).prep_key() is None
+    other = make_stage1_law("flpm_nd", sources, vary_compute=True, reference=1e18, n_reference=3e8)
+    assert other.prep_key() != first.prep_key()
+    rng = np.random.default_rng(5)
+    x = _nd_inputs(alt, 50, 2e20, rng)
+    start = np.array([p.grid[0] for p in alt.params])
+    thetas = [start + rng.normal(0, 0.05, size=(b, start.size)) for b in (1, 12)]
+    for got, want in zip(alt.predict_each(x, thetas, prep=first.prepare(x)), alt.predict_each(x, thetas), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_logistic_link_kind_follows_the_links(models):
+    import copy
+
+    nets = copy.deepcopy(models["law"].nets_)
+    X = np.random.default_rng(6).uniform(2.0, 4.0, size=(20, nets.mu_.shape[1]))
+    assert nets._link_kind() == "logistic"
+    nets.link_[:] = 0  # in place: every benchmark linear, the linear predictor itself
+    assert nets._link_kind() == "linear"
+    a, w, _ = nets._mean_theta()
+    np.testing.assert_array_equal(nets.predict_mean(X), X @ w.T + a)
+    nets.link_[0] = 1
+    assert nets._link_kind() == "mixed"
+    got = nets.predict_mean(X)
+    np.testing.assert_array_equal(got[:, 1:], (X @ w.T + a)[:, 1:])
+    assert np.all((got[:, 0] >= np.minimum(nets.floor_[0], nets.floor_[0] + nets.sign_[0] * np.exp(nets.coef_[0, -1])) - 1e-12))
+
+
+def test_hybrid_raw_features_are_the_stacked_columns_exactly(models):
+    res = models["hybrid"].residual_
+    R = np.random.default_rng(7).dirichlet(np.ones(3), size=33)
+    np.testing.assert_array_equal(res._raw(R), np.column_stack([R, np.log(R + 1e-3)]))
+    Z = (res._raw(R) - res.feat_mean_) / res.feat_sd_  # the correction's inputs as it standardised them before
+    from mixopt.laws.metric import sqdist
+
+    t_sq, groups = res._kernel_parts()
+    want = Z @ res.coef_.T + res.intercept_
+    D = sqdist(Z, res.train_features_, t_sq)
+    for cols, c, alpha_t in groups:
+        want[:, cols] += np.exp(D * c) @ alpha_t
+    np.testing.assert_array_equal(res.predict(R), want)
+
+
+@pytest.mark.parametrize("which", ["average", "form_average"])
+def test_one_block_envelope_scores_equal_the_envelopes_own(models, form_average, world, which, monkeypatch):
+    # a batch of one interval block with family-averaged rows: the envelope's models are scored in the block's
+    # stage-2 call; the same numbers as the envelope scoring them itself (and the same compute ratios as before)
+    model = models["average"] if which == "average" else form_average
+    original = type(model)._model_envelope
+    passed = []
+    for n in (1, 7, 100, 256, 300):
+        flops = np.geomspace(model.train_max_flops_ / 10, model.train_max_flops_ * 300, n)
+        t = Targets(flops=flops, mixture=world.random_mixtures(n, seed=n), domains=world.domains)
+        assert model._averaged_rows(t.flops).all()
+        with monkeypatch.context() as mp:
+            mp.setattr(type(model), "_model_envelope", lambda self, *a, **k: passed.append((n, k.get("models") is not None))
+                       or original(self, *a, **k))
+            fast = {lev: model.predict(t, intervals=True, level=lev) for lev in (0.9, 0.5)}
+        with monkeypatch.context() as mp:
+            mp.setattr(type(model), "_model_envelope", lambda self, *a, **k: original(self, *a, **{**k, "models": None}))
+            for lev, p in fast.items():
+                own = model.predict(t, intervals=True, level=lev)
+                for a, b in ((p.mean, own.mean), (p.lower, own.lower), (p.upper, own.upper), (p.std, own.std)):
+                    np.testing.assert_array_equal(a, b)
+                base = dataclasses.replace(model._predict(t.align(model.domains_), intervals=True, level=lev),
+                                           compute_ratio=t.flops / model.train_max_flops_,
+                                           calibrated_ratio=model.calibrator_.calibrated_ratio)
+                np.testing.assert_array_equal(p.compute_ratio, base.compute_ratio)
+                assert p.calibrated_ratio == base.calibrated_ratio and type(p) is type(base)
+    assert {n: used for n, used in passed} == {1: True, 7: True, 100: True, 256: True, 300: False}
+
+
+def test_calibration_factors_at_one_distance_kept_per_batch_size(models):
+    model = models["law"]
+    cal, names = model.calibrator_, tuple(model.outputs_)
+    for n in (3, 50, 3, 50):
+        f, f_std = model._cal_matrices(cal, np.full(n, 0.4), names, "score", {}, 0.9)
+        g, g_std = model._cal_matrices(cal, np.array([0.4]), names, "score", {}, 0.9)
+        assert f.shape == (n, len(names))
+        np.testing.assert_array_equal(f, np.broadcast_to(g, f.shape))
+        np.testing.assert_array_equal(f_std, np.broadcast_to(g_std, f.shape))
