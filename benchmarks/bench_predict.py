@@ -22,6 +22,7 @@ same time. CPU-seconds (``time.process_time``) with BLAS limited to ``--threads`
     python benchmarks/bench_predict.py --quick         # smaller batches, fewer repeats
     python benchmarks/bench_predict.py --baseline-ref HEAD~3
     python benchmarks/bench_predict.py --quick --family average   # another FLP-M family (or --method dml)
+    python benchmarks/bench_predict.py | grep BATCH100   # the 100-mixture call's line alone
 
 Targets (issue 21): means >= 1,000,000 rows/CPU-s, intervals >= 300,000 rows/CPU-s,
 100-mixture batch with intervals <= 0.5 ms CPU.
@@ -172,6 +173,9 @@ def main() -> int:
         print(f"| {key} | {_fmt(b)} | {_fmt(v)} | {ratio} | {'' if target is None else f'{op} {target:g}'} | {met} |")
     if not isinstance(base, dict):
         print(f"\n{base}")
+    b100, v100 = (base.get("batch100_interval_ms") if isinstance(base, dict) else None), now["batch100_interval_ms"]
+    print(f"\nBATCH100 100-mixture call with intervals: {v100:.3f} ms CPU (median of {args.calls}), baseline {args.baseline_ref} "
+          f"{_fmt(b100)} ms, target <= 0.5 ms: {'met' if v100 is not None and v100 <= 0.5 else 'MISSED'}")
     return 0
 
 
