@@ -561,7 +561,8 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     for d in domains:
         evals[d], clozes[d] = evaluation_sets(corpus, o, d)
     logger.info("job %s: %d layers x %d wide (%d heads), %d non-embedding params, %d steps of %dx%d bytes, bf16=%s, "
-                "kernels %s on %s", spec.run_id, layers, width, heads, n_params, steps, B, T, bf16, o.kernels, dev)
+                "kernels %s on %s, %d torch thread(s), default dtype %s", spec.run_id, layers, width, heads, n_params, steps,
+                B, T, bf16, o.kernels, dev, torch.get_num_threads(), torch.get_default_dtype())
 
     def lr_at(step: int) -> float:
         if step < warmup:
