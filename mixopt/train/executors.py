@@ -1,12 +1,13 @@
 """Run training jobs: each in a guarded child process, several at once.
 
-Every job runs as ``python -m mixopt.train.worker JOB_DIR`` in its own process group with a
-wall-clock budget: a job past its budget is killed (with everything it started) and
+Every job runs :func:`mixopt.train.worker.main` on its job folder in its own process and process
+group with a wall-clock budget: a job past its budget is killed (with everything it started) and
 reported as ``"timeout"`` with its log tail; a job that fails is reported as ``"failed"``;
 the others go on either way. :class:`LocalJobExecutor` runs up to ``max_parallel`` jobs on
-this machine (on Linux each forked from one job server per batch, :mod:`mixopt.train.forkserver`, that has imported
-the trainer already: the same job process, without a fresh interpreter and its imports); :class:`~mixopt.train.ray_executor.RayJobExecutor` runs them as Ray tasks
-(the only module that imports Ray).
+this machine, on Linux each forked from one job server per batch (:mod:`mixopt.train.forkserver`)
+that has imported the trainer already, elsewhere each as ``python -m mixopt.train.worker JOB_DIR``;
+:class:`~mixopt.train.ray_executor.RayJobExecutor` runs them as Ray tasks, each as
+``python -m mixopt.train.worker JOB_DIR`` (the only module that imports Ray).
 """
 
 from __future__ import annotations
@@ -215,11 +216,13 @@ class LocalJobExecutor(JobExecutor):
                         running.append(_Running(spec, d, server))
                     except JobServerError as e:  # the server is gone: this job and the rest start fresh
                         logger.warning("%s; the remaining jobs start as fresh interpreters", e)
+                        running = self._lost_running(server, running, results, on_result)
                         server = None
                         running.append(_Running(spec, d, None))
                     logger.info("started job %s", spec.run_id)
                 if server is not None and not server.alive:
-                    server = self._lost(server, running, results, on_result)
+                    running = self._lost_running(server, running, results, on_result)
+                    server = None
                 still = []
                 for r in running:
                     rc = r.poll()
@@ -253,24 +256,25 @@ class LocalJobExecutor(JobExecutor):
         if on_result is not None:
             on_result(res)
 
-    def _lost(self, server: JobServer, running: list[_Running], results: dict[str, JobResult],
-              on_result: Callable[[JobResult], None] | None) -> None:
-        """The job server exited while it ran jobs: stop them, report them failed; the rest start fresh."""
+    def _lost_running(self, server: JobServer, running: list[_Running], results: dict[str, JobResult],
+                      on_result: Callable[[JobResult], None] | None) -> list[_Running]:
+        """The job server failed: stop the jobs it was running and report them failed (the rest start fresh);
+        the jobs still running."""
         rc = server.proc.poll()
-        for r in [r for r in running if r.server is server and r.poll() is None]:
+        server.close(wait_s=0.0)
+        lost = [r for r in running if r.server is server and r.poll() is None]
+        for r in lost:
             try:
                 os.killpg(r.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            running.remove(r)
             tail = _tail(r.dir / LOG_FILE)
             msg = (f"job {r.spec.run_id!r} was stopped: the job server it was forked from exited (exit {rc}; its log: "
                    f"{server.log_path}); run the command again to train it. Log tail:\n{tail}")
             self._done(JobResult(spec=r.spec, status="failed", message=msg, wall_s=time.perf_counter() - r.t0, log_tail=tail),
                        results, on_result)
         logger.warning("the job server exited (exit %s, log %s); the remaining jobs start as fresh interpreters", rc, server.log_path)
-        server.close()
-        return None
+        return [r for r in running if r not in lost]  # those that ended before are reported as usual
 
 
 def _report(res: JobResult) -> None:

@@ -204,8 +204,8 @@ def serve() -> int:
                         try:
                             srv.trainer = make_trainer(m["trainer"]["kind"], **m["trainer"].get("settings", {}))
                             srv.trainer.preload()
-                        except MixoptError as e:  # every job meets it and reports it
-                            logger.info("trainer not preloaded: %s", e)
+                        except Exception as e:  # noqa: BLE001  every job meets it and reports it
+                            logger.info("trainer not preloaded: %s: %s", type(e).__name__, e)
                             srv.trainer = None
                         logger.info("job server ready: %.2f CPU-s of start-up and imports", time.process_time())
                         srv.send({"ready": True, "cpu_s": time.process_time()})
@@ -247,8 +247,12 @@ class JobServer:
         self._out = self.proc.stdout.fileno()  # type: ignore[union-attr]
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._out, selectors.EVENT_READ)
-        self._send({"trainer": trainer})
-        self._expect("ready")
+        try:
+            self._send({"trainer": trainer})
+            self._expect("ready")
+        except BaseException:
+            self.close(wait_s=0.0)
+            raise
 
     @property
     def alive(self) -> bool:
@@ -307,16 +311,19 @@ class JobServer:
         """Wait up to ``timeout`` seconds for news (a job's exit); False when the server's output closed."""
         return self._read(timeout)
 
-    def close(self) -> None:
-        """Close the server's input (it kills the jobs still running) and wait for it to exit."""
+    def close(self, wait_s: float = SERVER_WAIT_S) -> None:
+        """Close the server's input (it kills the jobs still running) and wait for it to exit (killed after ``wait_s``)."""
         try:
             self.proc.stdin.close()  # type: ignore[union-attr]
         except OSError:
             pass
         try:
-            self.proc.wait(timeout=SERVER_WAIT_S)
+            self.proc.wait(timeout=wait_s)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
             self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
