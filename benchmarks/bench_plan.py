@@ -322,6 +322,7 @@ def main() -> None:
     ap.add_argument("--criterion", default="decision")
     ap.add_argument("--draws", default="auto", help="plan draws: auto (posterior for regmix), posterior, model")
     ap.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, help=f"plan coverage: share of each batch picked to cover the decision points (k-median; default {DEFAULT_COVERAGE}, 0: off)")
+    ap.add_argument("--fill", default="auto", choices=["auto", "off"], help="plan fill: auto (coverage picks only while the surrogate has fewer runs than linear parameters; default), off")
     ap.add_argument("--scales", default="60M,1.1B")
     ap.add_argument("--surrogate", default="regmix", choices=list(SURROGATES), help="the RegMix section's planner and scorer (default regmix)")
     ap.add_argument("--surrogates", default=",".join(SURROGATES), help="section surrogates: comma-separated subset")
@@ -331,7 +332,7 @@ def main() -> None:
     ap.add_argument("--budgets", default="", help=f"comma-separated run budgets, multiples of {BATCH} (default 32,64,128)")
     ap.add_argument("--seeds", default="", help="comma-separated seeds (default 0,1,2; --quick: 0)")
     a = ap.parse_args()
-    how = {"criterion": a.criterion, "draws": a.draws, "coverage": a.coverage}
+    how = {"criterion": a.criterion, "draws": a.draws, "coverage": a.coverage, "fill": a.fill}
     seeds = [0] if a.quick else [0, 1, 2]
     if a.seeds:
         seeds = [int(x) for x in a.seeds.split(",")]

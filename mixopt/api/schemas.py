@@ -154,7 +154,7 @@ class PlanCreate(_In):
                                                      "optional [plan]) as an object or TOML text")
     model: Id = Field(description="a ready model id (its dataset gives the candidate sizes and tokens by default)")
     plan: dict[str, Any] | None = Field(None, description="[plan] keys overriding the config's: runs, flops, criterion, "
-                                                          "sizes, tokens_per_param, n_candidates, n_targets, n_draws, noise, seed, duplicate_l1, coverage")
+                                                          "sizes, tokens_per_param, n_candidates, n_targets, n_draws, noise, seed, duplicate_l1, coverage, fill")
 
 
 class PlannedRun(_Out):

@@ -56,6 +56,18 @@ conditioned on a coverage pick like on any pick, so the criterion's later picks 
 teaches. A criterion computed from a surrogate fitted on few runs can concentrate the batch where
 that fit is uncertain about the decision; the coverage picks keep the design spread over the region.
 
+Fill (``fill``, default ``"auto"``; ``"off"`` turns it off): while the surrogate is fitted on fewer runs
+than its linear part has parameters (``design_size(names) -> (runs, parameters)``, the ``regmix`` kind:
+features + intercept, 2·domains + 1 on a swarm), *every* pick of the batch is a coverage pick (the
+first too; there is no criterion pick to follow in compute, so they are made at the cheapest size). The
+judgement reads the fitted runs alone, never a held-out answer: with fewer runs than parameters the linear
+part is underdetermined, its leave-one-out choice of the ridge penalty can land on a near-interpolation,
+and the posterior the criterion reads is then the penalty's, not the data's. Measured cause
+(docs/figures.md#planning, RegMix, 17 domains, 35 parameters): batches planned from 16 runs by the
+criterion picked runs after which the 32-run refit chose the smallest ridge penalty (1e-3, an interpolation)
+and a lower shift, ρ down to 0.80 / 0.71 on the seeds that fell below random order. A surrogate without
+``design_size`` never fills.
+
 Runs already made are never proposed again: a candidate of the same size (parameters N and
 tokens D each within :data:`SAME_SIZE_RTOL`, 5 % relative) as a run of the table
 (``existing``) or as a run already earlier in the batch, whose mixture is within L1 distance
@@ -109,6 +121,9 @@ from mixopt.search.space import Points
 from mixopt.surrogate.base import Targets
 
 CRITERIA = ("decision", "ranking", "prediction", "doptimal")
+#: ``fill`` values: ``"auto"`` (a batch planned from a surrogate fitted on fewer runs than its linear part has
+#: parameters is picked for coverage alone, see the module docstring) and ``"off"``.
+FILLS = ("auto", "off")
 #: Where the draws come from: the surrogate's posterior over candidates and targets jointly when it has one
 #: (``predict_posterior_draws``), else its joint draws (``auto``); or either, forced.
 DRAWS = ("auto", "posterior", "model")
@@ -146,6 +161,9 @@ class PlanSettings:
         coverage: share of the batch (in [0, 1)) picked for space-filling coverage of the candidate region
             instead of by the criterion (default 0.75, see the module docstring; 0: every pick by the criterion;
             the first pick is always the criterion's, so a one-run plan is the criterion's pick).
+        fill: ``"auto"`` (default): while the surrogate is fitted on fewer runs than its linear part has
+            parameters (``design_size``, the ``regmix`` kind), every pick of the batch is a coverage pick
+            (the module docstring, **Fill**); ``"off"``: never.
     """
 
     runs: int = 8
@@ -161,6 +179,7 @@ class PlanSettings:
     draws: str = "auto"
     duplicate_l1: float = DUPLICATE_L1
     coverage: float = DEFAULT_COVERAGE
+    fill: str = "auto"
 
     def __post_init__(self) -> None:
         problems = []
@@ -188,6 +207,8 @@ class PlanSettings:
             problems.append(f"duplicate_l1 must be an L1 distance between mixtures in [0, 2), got {self.duplicate_l1!r}")
         if not (isinstance(self.coverage, (int, float)) and 0 <= self.coverage < 1):
             problems.append(f"coverage must be a share of the batch in [0, 1), got {self.coverage!r}")
+        if self.fill not in FILLS:
+            problems.append(f"fill must be one of {list(FILLS)}, got {self.fill!r}")
         if problems:
             raise SearchError("Invalid plan settings: " + "; ".join(problems) + ".")
 
@@ -424,6 +445,16 @@ def posterior_draws(problem: Problem, runs: Points, points: Points | None, *, n_
     return cand, (None if points is None else {q: np.asarray(v)[:, n:] for q, v in raw.items()})
 
 
+def fill_design(problem: Problem, settings: PlanSettings) -> tuple[int, int] | None:
+    """``(runs, parameters)`` of the surrogate's fit of the objectives' quantities for the **fill** rule
+    (``settings.fill = "auto"`` and a surrogate with ``design_size``), else None (the rule is off)."""
+    size = getattr(problem.surrogate, "design_size", None)
+    if settings.fill != "auto" or not callable(size):
+        return None
+    got = size(tuple(problem.quantities))
+    return None if got is None else (int(got[0]), int(got[1]))
+
+
 def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | None = None,
               targets: Points | None = None, sizes: Sequence[float] = (),
               tokens: Mapping[float, float] | None = None, existing: Points | None = None) -> Plan:
@@ -490,8 +521,11 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
     def near(i: int) -> np.ndarray:
         return same_runs(candidates, candidates.take(np.array([i])), l1=st.duplicate_l1)[:, 0]
 
+    design = fill_design(problem, st)
+    fill = design is not None and design[0] < design[1]
     picked, gains = greedy_batch(y, regret, cost, runs=st.runs, flops=st.flops, noise=st.noise,
-                                 scale=st.criterion != "prediction", blocked=blocked, near=near, coverage=st.coverage,
+                                 scale=st.criterion != "prediction", blocked=blocked, near=near,
+                                 coverage=1.0 if fill else st.coverage,
                                  features=_ratios(candidates.mixture),
                                  seen=None if existing is None else _ratios(existing.mixture),
                                  region=None if pts is None else _ratios(pts.mixture))
@@ -500,7 +534,8 @@ def plan_runs(problem: Problem, settings: PlanSettings, *, candidates: Points | 
                           "Raise [plan] flops or add a smaller size.")
     idx = np.asarray(picked, dtype=np.int64)
     summary = {**summary, "criterion": st.criterion, "draws": kind, "candidates": len(candidates),
-               "repeats_dropped": int(blocked.sum()), "runs": len(idx), "flops": float(cost[idx].sum())}
+               "repeats_dropped": int(blocked.sum()), "runs": len(idx), "flops": float(cost[idx].sum()), "fill": fill,
+               "design": None if design is None else {"runs": design[0], "parameters": design[1]}}
     return Plan(domains=problem.space.domains, mixture=candidates.mixture[idx], params=candidates.params[idx],
                 tokens=candidates.tokens[idx], value=np.asarray(gains), index=idx, criterion=st.criterion,
                 draws=kind, summary=summary)

@@ -618,6 +618,18 @@ class RegMixRegression(Surrogate):
             out[q] = self._untransform(j, fit, f)
         return out
 
+    def design_size(self, names: tuple[str, ...] | None = None) -> tuple[int, int] | None:
+        """``(runs, parameters)``: the fewest training rows among the fits of ``names`` (default: every
+        fitted output) and the linear part's parameters (features + intercept); None when none of
+        them is fitted. With fewer runs than parameters the linear part is underdetermined (its
+        leave-one-out choice of the penalty can then pick a near-interpolation), which
+        :mod:`mixopt.search.plan` reads as "the posterior is not yet informative" (``[plan] fill``)."""
+        self._check_fitted()
+        fits = [f for q, f in self.fits_.items() if names is None or q in names]
+        if not fits:
+            return None
+        return min(int(f["rows"].size) for f in fits), int(self.train_features_.shape[1]) + 1
+
     # -- state ---------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state: dict[str, Any] = {

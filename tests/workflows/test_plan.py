@@ -390,3 +390,50 @@ def test_coverage_share_of_the_batch_covers_the_decision_region_nearest_first() 
     assert picked[0] in (0, 1) and picked[1] == 3  # the criterion went to cost 4: coverage follows it there
     with pytest.raises(SearchError, match="coverage must be a share"):
         PlanSettings(coverage=1.0)
+
+
+def test_fill_covers_while_the_regmix_fit_has_fewer_runs_than_parameters_then_the_criterion_plans() -> None:
+    """``[plan] fill = "auto"``: a swarm of 4 domains gives ``regmix`` 8 features + intercept = 9 linear
+    parameters. Fitted on 8 runs every pick is a coverage pick (so the criterion does not change the batch);
+    on 20 runs (or with ``fill = "off"``) the criterion picks again (its first pick is the criterion's)."""
+    import polars as pl
+
+    from mixopt.surrogate import make_surrogate
+    from mixopt.testing import mixture_world, random_mixtures
+
+    world = mixture_world(n_domains=4, n_benchmarks=0, seed=3)
+    table = world.sample_runs([1e7], random_mixtures(40, 4, seed=4), n_checkpoints=1, loss_noise=0.005, score_noise=0.0,
+                              seed=5).final()
+    f = table.frame
+    table = RunTable(f.select("run", "params", "tokens", *[c for c in f.columns if c.startswith("mix:")], pl.col("loss").alias("loss:overall")))
+    n, d = float(table.params()[0]), float(table.tokens()[0])
+    X = table.mixture()
+    space = SearchSpace(MixtureSpace(table.domains), ComputeSpace(params=n, tokens=d))
+    tgt = Points(mixture=random_mixtures(32, 4, seed=6), flops=np.full(32, 6 * n * d), params=np.full(32, n), tokens=np.full(32, d))
+
+    def pts(ix: np.ndarray) -> Points:
+        return Points(mixture=X[ix], flops=np.full(ix.size, 6 * n * d), params=np.full(ix.size, n), tokens=np.full(ix.size, d))
+
+    def plan(n_fit: int, **kw: Any):
+        made, rest = np.arange(n_fit), np.arange(n_fit, 40)
+        model = make_surrogate("regmix", seed=0).fit(table.select_runs(table.run_ids()[made]))
+        st = PlanSettings(runs=4, n_draws=128, seed=1, **kw)
+        return model, plan_runs(Problem(space, model, ["loss:overall"]), st, candidates=pts(rest), targets=tgt, existing=pts(made))
+
+    model, few = plan(8)
+    assert model.design_size(("loss:overall",)) == (8, 9)
+    assert few.summary["fill"] is True and few.summary["design"] == {"runs": 8, "parameters": 9}
+    _, few_pred = plan(8, criterion="prediction")
+    assert np.array_equal(few.index, few_pred.index)  # coverage picks alone: the criterion does not matter
+    _, few_off = plan(8, fill="off")
+    _, few_off_pred = plan(8, fill="off", criterion="prediction")
+    assert few_off.summary["fill"] is False and not np.array_equal(few_off.index, few.index)
+    assert few_off.index[0] != few_off_pred.index[0]  # without fill the first pick is the criterion's own
+    model, many = plan(20)
+    assert model.design_size() == (20, 9) and many.summary["fill"] is False
+    _, many_pred = plan(20, criterion="prediction")
+    assert many.index[0] != many_pred.index[0]
+    # a surrogate without design_size (no linear part to count) never fills
+    assert plan_runs(_problem(), SETTINGS).summary["fill"] is False and plan_runs(_problem(), SETTINGS).summary["design"] is None
+    with pytest.raises(SearchError, match="fill must be one of"):
+        PlanSettings(fill="always")

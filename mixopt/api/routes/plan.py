@@ -70,6 +70,6 @@ def _plan(ctx: Context, body: PlanCreate, owner: str) -> PlanPublic:
 async def create_plan(body: PlanCreate, ctx: CtxDep, owner: OwnerDep) -> PlanPublic:
     """Synchronous. ``config`` is the decision (the TOML of ``mixopt optimize``, as an object or text, minus
     server-owned keys); ``plan`` overrides its ``[plan]`` keys (``runs``, ``flops``, ``criterion``, ``sizes``,
-    ``tokens_per_param``, ``n_candidates``, ``n_targets``, ``n_draws``, ``noise``, ``seed``, ``duplicate_l1``, ``coverage``). The runs come in
+    ``tokens_per_param``, ``n_candidates``, ``n_targets``, ``n_draws``, ``noise``, ``seed``, ``duplicate_l1``, ``coverage``, ``fill``). The runs come in
     the columns ``mixopt ladder --jobs`` reads."""
     return await asyncio.to_thread(_plan, ctx, body, owner)
