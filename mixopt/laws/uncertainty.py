@@ -21,14 +21,16 @@ from mixopt.errors import ConfigError, SchemaError
 # -- resampling by run ---------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class GroupResample:
-    """Bootstrap draws over groups (runs): how often each group appears in each draw.
+    """Bootstrap draws over groups (runs): how much each group weighs in each draw.
 
     One object can drive several fits (FLP's two stages) so that draw ``b`` resamples the
     *same* runs everywhere (joint bootstrap).
 
     Attributes:
         labels: ``(G,)`` sorted unique group labels.
-        counts: ``(B, G)`` int64 multiplicities; each row sums to ``G``.
+        counts: ``(B, G)`` weight of every group in every draw; each row sums to ``G``: int64
+            multiplicities (:meth:`draw`, the by-run bootstrap) or positive float weights
+            (:meth:`dirichlet`, the Bayesian bootstrap by run).
     """
 
     labels: np.ndarray
@@ -55,12 +57,38 @@ class GroupResample:
         counts = np.bincount(flat, minlength=n_bootstrap * g).reshape(n_bootstrap, g).astype(np.int64)
         return cls(labels=labels, counts=counts)
 
+    @classmethod
+    def dirichlet(
+        cls, groups: Sequence[Any] | np.ndarray, n_bootstrap: int, seed: int | np.random.Generator | None = 0
+    ) -> GroupResample:
+        """Bayesian bootstrap by group (Rubin 1981): every group keeps a positive weight in every draw.
+
+        Draw ``b`` weighs the unique ``groups`` by ``G·Dirichlet(1, ..., 1)``: mean 1 and variance
+        ``(G - 1)/(G + 1)`` per group, as the multinomial counts of :meth:`draw` (variance
+        ``(G - 1)/G``), but no group is ever left out. With few groups that matters for a fit whose
+        parameter rests on one or two of them (a sigmoid's ceiling on the largest runs): a by-run
+        draw leaves a given one of 6 runs out with probability ``(5/6)^6 = 33 %``, and those refits
+        put the parameter wherever the bounds allow.
+
+        Args:
+            groups: group label of every row (or the labels themselves); duplicates collapse.
+            n_bootstrap: number of draws ``B`` (>= 0).
+            seed: seed or generator for ``np.random.default_rng``.
+        """
+        labels = np.unique(np.asarray(groups))
+        g = labels.shape[0]
+        if n_bootstrap < 0:
+            raise ConfigError(f"n_bootstrap must be >= 0, got {n_bootstrap}.")
+        rng = np.random.default_rng(seed)
+        counts = rng.dirichlet(np.ones(g), size=n_bootstrap) * g if g else np.zeros((n_bootstrap, 0))
+        return cls(labels=labels, counts=counts)
+
     @property
     def n_draws(self) -> int:
         return int(self.counts.shape[0])
 
     def row_counts(self, groups: np.ndarray) -> np.ndarray:
-        """Multiplicity of every row in every draw, ``(B, n)`` float.
+        """Weight (multiplicity) of every row in every draw, ``(B, n)`` float.
 
         Raises:
             SchemaError: a row's group is not among :attr:`labels`.

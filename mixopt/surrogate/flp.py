@@ -17,9 +17,16 @@
 
 Prediction ``P = stage2(stage1(C))``. Linear stage-2 predictions are not clipped to the
 metric's range (the paper does not clip): far beyond the sampling runs a linear map can pass
-1.0 or fall below chance, which is the cue to try ``stage2="sigmoid"``. Intervals come from a **joint bootstrap by run**: draw
-``b`` resamples the runs once, and both stages are refitted on that same resample; the
-prediction of draw ``b`` is ``stage2_b(stage1_b(C))``. Residual noise is added (when
+1.0 or fall below chance, which is the cue to try ``stage2="sigmoid"``. Intervals come from a **bootstrap by run**: draw
+``b`` refits stage 1 on the runs resampled with replacement and every stage-2 law on the runs
+reweighted by one Bayesian-bootstrap draw (``stage2_bootstrap="bayesian"``, default: every run
+keeps a positive weight, :meth:`~mixopt.laws.uncertainty.GroupResample.dirichlet`); the
+prediction of draw ``b`` is ``stage2_b(stage1_b(C))``. Stage 2 keeps every run because a
+sigmoid's ceiling rests on the few largest runs: a by-run resample of 6 runs leaves the largest
+out of a third of the draws, whose refits put the ceiling anywhere, and on the synthetic worlds
+those draws made the score intervals 3x wider than the errors at the median (normalised error
+0.12 where a calibrated Gaussian interval gives 0.41; docs/figures.md). ``stage2_bootstrap="runs"``
+(and ``preset="paper"``) refits both stages on the same by-run resample. Residual noise is added (when
 ``include_noise``): stage 2's residual sd, plus stage 1's log-loss residual sd carried to
 the score by the delta method (``|dP/dL|·L·sd1``) — a new model's loss also misses the law.
 The loss output's own noise sd is at least the measurement noise its checkpoints show
@@ -145,6 +152,8 @@ SELECTION_AT: tuple[str, ...] = ("auto", "target", "largest")
 
 #: what stage 2 regresses scores on (``stage2_loss_x``)
 STAGE2_LOSS_X: tuple[str, ...] = ("observed", "smoothed", "law", "denoised", "pooled")
+#: how the stage-2 laws' bootstrap weighs the runs (``stage2_bootstrap``)
+STAGE2_BOOTSTRAP: tuple[str, ...] = ("bayesian", "runs")
 #: median of a chi-square variable with one degree of freedom (a squared standard normal): turns the median of
 #: squared pseudo-residuals into a variance estimate that one rough checkpoint cannot inflate
 _CHI2_1_MEDIAN = 0.454936423119572
@@ -413,7 +422,7 @@ def _run_schedules(runs: RunTable, schedule: str) -> np.ndarray:
 # -- FLP -----------------------------------------------------------------------------------------------
 @register
 class FLP(_FLPChoice, _ComputeSurrogate):
-    """FLP: FLOPs -> loss -> score (Chen et al. 2024), with joint by-run bootstrap intervals.
+    """FLP: FLOPs -> loss -> score (Chen et al. 2024), with by-run bootstrap intervals.
 
     By default (``"auto"``) the stage-1 form, the stage-1 checkpoints, the stage-2 link of
     every benchmark and the interval calibration are decided by an internal backtest on the
@@ -469,6 +478,10 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             ``"observed"`` (the paper; ``preset="paper"`` sets it), ``"smoothed"``
             (each run's loss curve smoothed, :func:`smooth_run_losses`) or ``"law"`` (smoothed, and
             each run's curve shifted through the stage-1 law's loss at its final compute).
+        stage2_bootstrap: how the stage-2 laws' bootstrap draws weigh the runs: ``"bayesian"``
+            (default: each draw weighs every run by ``G·Dirichlet(1, ..., 1)``, the Bayesian bootstrap,
+            so no draw loses the largest runs a sigmoid's ceiling rests on) or ``"runs"`` (the same
+            by-run resample with replacement as stage 1's draw; ``preset="paper"`` sets it).
         stage1_loss: ``"huber"`` (Epoch's practice, default) or ``"squared"``.
         stage2_loss: ``"squared"`` (paper: least squares, default) or ``"huber"``.
         huber_delta: Huber threshold of stage 1, log-loss units (1e-3).
@@ -476,7 +489,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         flops_reference: reference compute of the stage-1 law, FLOPs; None = power of ten
             nearest the training FLOPs' geometric mean (conditioning only).
         n_starts: multi-start points for nonlinear laws (None: the law's grid, up to 64).
-        n_bootstrap: joint bootstrap draws by run (200; 0 = noise-only intervals).
+        n_bootstrap: bootstrap draws by run (200; 0 = noise-only intervals), one refit of both stages each.
         seed: seed of the draws and start order.
         include_noise: add residual noise to the intervals (predictive intervals); False
             gives parameter-uncertainty intervals.
@@ -521,6 +534,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         min_runs: int = 2,
         stage2_points: str = "auto",
         stage2_loss_x: str = "pooled",
+        stage2_bootstrap: str = "bayesian",
         stage1_loss: str = "huber",
         stage2_loss: str = "squared",
         huber_delta: float = 1e-3,
@@ -547,6 +561,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         self.min_runs = min_runs
         self.stage2_points = stage2_points
         self.stage2_loss_x = stage2_loss_x
+        self.stage2_bootstrap = stage2_bootstrap
         self.stage1_loss = stage1_loss
         self.stage2_loss = stage2_loss
         self.huber_delta = huber_delta
@@ -559,7 +574,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
 
     # -- settings ------------------------------------------------------------------------------
     def _effective(self) -> dict[str, Any]:
-        """Settings after the preset: stage1, stage2, checkpoints, stage2_points, calibrate."""
+        """Settings after the preset: stage1, stage2, checkpoints, stage2_points, calibrate, stage2_loss_x, stage2_bootstrap."""
         eff = {
             "stage1": self.stage1,
             "stage2": self.stage2,
@@ -567,9 +582,10 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             "stage2_points": self.stage2_points,
             "calibrate": bool(self.calibrate),
             "stage2_loss_x": self.stage2_loss_x,
+            "stage2_bootstrap": getattr(self, "stage2_bootstrap", "runs"),
         }
         if self.preset == "paper":
-            eff.update(stage1="pure_power", stage2="linear", checkpoints="final", stage2_points="emerged", calibrate=False, stage2_loss_x="observed")
+            eff.update(stage1="pure_power", stage2="linear", checkpoints="final", stage2_points="emerged", calibrate=False, stage2_loss_x="observed", stage2_bootstrap="runs")
         return eff
 
     def _loss_x(self) -> str:
@@ -602,6 +618,8 @@ class FLP(_FLPChoice, _ComputeSurrogate):
             problems.append("selection_at='target' needs target_flops (the compute of the target, FLOPs)")
         if self.stage2_loss_x not in STAGE2_LOSS_X:
             problems.append(f"stage2_loss_x must be one of {list(STAGE2_LOSS_X)}, got {self.stage2_loss_x!r}")
+        if self.stage2_bootstrap not in STAGE2_BOOTSTRAP:
+            problems.append(f"stage2_bootstrap must be one of {list(STAGE2_BOOTSTRAP)}, got {self.stage2_bootstrap!r}")
         if self.stage2_points not in ("auto", "emerged", "all"):
             problems.append(f"stage2_points must be 'auto', 'emerged' or 'all', got {self.stage2_points!r}")
         for name in ("stage1_loss", "stage2_loss"):
@@ -705,6 +723,13 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         test = checkpoints_on_law(runs.run_ids(), runs.tokens(), runs.flops(), loss, loss_noise_sd(runs.run_ids(), runs.tokens(), loss), seed=self.seed)
         self.__dict__["_on_law"] = test.passed
         return [_sel_row("stage1", loss_name, "checkpoints", "fixed", "no schedule given; " + test.describe(), None, test.n_points)]
+
+    def _stage2_resample(self, resample: GroupResample | None, how: str) -> GroupResample | None:
+        """The stage-2 laws' draws: stage 1's by-run resample (``"runs"``), or as many Bayesian-bootstrap draws over the
+        same runs (``"bayesian"``), one for every benchmark's law so that draw ``b`` is one refit of all of them."""
+        if resample is None or how == "runs" or resample.n_draws == 0:
+            return resample
+        return GroupResample.dirichlet(resample.labels, resample.n_draws, np.random.default_rng(np.random.SeedSequence([int(self.seed), 2])))
 
     def _fit_stage1(self, runs: RunTable, loss_name: str, form: str, mode: str, resample: GroupResample | None) -> tuple[LawFitter, Law, int]:
         use = self._usable_rows(runs, mode)
@@ -874,6 +899,7 @@ class FLP(_FLPChoice, _ComputeSurrogate):
         form, mode, rows1, average = self._choose_stage1(runs, loss_name, eff, folds1)
         selection += rows1
         resample = self._resample(runs)
+        resample2 = self._stage2_resample(resample, eff["stage2_bootstrap"])
         fitter1, law1, n1 = self._fit_stage1(runs, loss_name, form, mode, resample)
         loss_x = eff["stage2_loss_x"]
         if loss_x in ("law", "denoised") and not stage1_only:
@@ -934,11 +960,11 @@ class FLP(_FLPChoice, _ComputeSurrogate):
                 continue
             link = links.get(name, DEFAULT_STAGE2 if eff["stage2"] == "auto" else str(eff["stage2"]))
             auto2 = eff["stage2"] == "auto" and fixed_links is None
-            fl, row, reason = self._fit_stage2_one(runs, j, b, link, loss_name, resample, eff["stage2_points"], MIN_POINTS_PER_PARAM if auto2 else 0)
+            fl, row, reason = self._fit_stage2_one(runs, j, b, link, loss_name, resample2, eff["stage2_points"], MIN_POINTS_PER_PARAM if auto2 else 0)
             if fl is None and link != "linear" and auto2 and reason and ("fit failed" in reason or "not fitted" in reason):
                 logger.info("FLP: %s: %s; falling back to the linear link", name, reason)
                 link = "linear"
-                fl, row, reason = self._fit_stage2_one(runs, j, b, link, loss_name, resample, eff["stage2_points"])
+                fl, row, reason = self._fit_stage2_one(runs, j, b, link, loss_name, resample2, eff["stage2_points"])
             report.append(row)
             if fl is None:
                 unpredictable[name] = reason or "not predictable"

@@ -397,3 +397,29 @@ def test_all_finite_draws_give_the_masked_path_bit_for_bit(log_space: bool, B: i
     np.testing.assert_array_equal(lo_b[1:], lo_f[1:])
     np.testing.assert_array_equal(predictive_std(point, bad, 0.1, log_space=log_space)[1:],
                                   predictive_std(point, samples, 0.1, log_space=log_space)[1:])
+
+
+def test_dirichlet_resample_keeps_every_group_with_mean_weight_one() -> None:
+    groups = np.repeat(np.array(["a", "b", "c", "d", "e", "f"]), 4)
+    rs = GroupResample.dirichlet(groups, 4000, 5)
+    assert rs.counts.shape == (4000, 6) and list(rs.labels) == ["a", "b", "c", "d", "e", "f"]
+    assert np.all(rs.counts > 0)
+    np.testing.assert_allclose(rs.counts.sum(axis=1), 6.0, rtol=1e-12, atol=0)
+    # mean 1 and variance (G - 1)/(G + 1) = 5/7 per group
+    np.testing.assert_allclose(rs.counts.mean(axis=0), 1.0, rtol=0, atol=0.05)
+    np.testing.assert_allclose(rs.counts.var(axis=0), 5 / 7, rtol=0.1, atol=0)
+    np.testing.assert_array_equal(rs.counts, GroupResample.dirichlet(groups, 4000, 5).counts)
+    assert rs.row_counts(groups).shape == (4000, 24)
+    with pytest.raises(ConfigError, match="n_bootstrap must be >= 0"):
+        GroupResample.dirichlet(groups, -1, 0)
+
+
+def test_a_fit_with_bayesian_bootstrap_weights_refits_every_draw() -> None:
+    rng = np.random.default_rng(0)
+    x = np.repeat(np.linspace(0.0, 1.0, 6), 3)
+    groups = np.repeat(np.arange(6), 3)
+    y = 1.0 + 2.0 * x + rng.normal(0, 0.05, x.size)
+    rs = GroupResample.dirichlet(groups, 50, 1)
+    fit = LawFitter(Linear(), n_bootstrap=0, loss="squared").fit(x, y, groups=groups, resample=rs)
+    assert fit.bootstrap_params_.shape == (50, 2) and np.isfinite(fit.bootstrap_params_).all()
+    np.testing.assert_allclose(np.median(fit.bootstrap_params_, axis=0), fit.params_, rtol=0, atol=0.1)
