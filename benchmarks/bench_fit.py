@@ -18,11 +18,14 @@ Datasets:
   predictions at 8 held-out mixtures at 2e9 params.
 * ``ladder``: a synthetic single-source ladder (6 sizes 2e7..7e8), default FLP;
   predictions at 1e9 and 3e9 params.
+* ``olmix``: Olmix's ``full_recomputation`` swarm (64 domains, 110 task BPBs), the 410 runs outside
+  ``real_olmix``'s fixed 20 % holdout, default ``regmix`` (shifted log, partial scales, ARD kernel);
+  predictions at the 102 held-out mixtures.
 * ``rows``: ``benchmarks/bench_scale.py``'s rows table, 1,000 runs x 1,000 checkpoints =
   1e6 rows, 5 domains, 5 benchmarks (``--quick``: 100 checkpoints, 1e5 rows), default
   FLP-M read from Parquet as ``mixopt fit`` does.
 
-Run:  python benchmarks/bench_fit.py [--quick] [--data-dir ../shared/data] [--datasets regmix,world,ladder,rows]
+Run:  python benchmarks/bench_fit.py [--quick] [--data-dir ../shared/data] [--datasets regmix,world,ladder,olmix,rows]
       [--baseline-ref COMMIT] [--no-baseline] [--threads 1]
 """
 
@@ -43,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 #: main before the iteration-counted solver (L-BFGS-B multi-start with a wall-time budget)
 DEFAULT_BASELINE = "ca4f08c"
-DATASETS = ("regmix", "world", "ladder", "rows")
+DATASETS = ("regmix", "world", "ladder", "olmix", "rows")
 QUICK_DOMAINS = ("pile_cc", "github", "arxiv", "wikipedia_en")
 
 
@@ -81,6 +84,20 @@ def _ladder(spec: dict):
     return "flp", runs, Targets.from_params_tokens(np.array([1e9, 3e9]), np.array([2e10, 6e10]))
 
 
+def _olmix(spec: dict):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_olmix (the holdout)
+    from real_olmix import holdout
+
+    from mixopt.data.public import load_olmix
+    from mixopt.surrogate import Targets
+
+    full = load_olmix(spec["data_dir"], "full_recomputation").final()
+    tr, te = holdout(full.n_runs)
+    ids = full.run_ids()
+    train, test = full.select_runs(ids[tr]), full.select_runs(ids[te])
+    return "regmix", train, Targets(flops=test.flops(), mixture=test.mixture(train.domains), domains=train.domains)
+
+
 def _rows(spec: dict):
     from mixopt.data.readers import read_runs
     from mixopt.surrogate import Targets
@@ -108,7 +125,7 @@ def run_point(spec: dict) -> dict:
     from mixopt.surrogate import make_surrogate
 
     logging.basicConfig(level=logging.ERROR)
-    kind, runs, targets = {"regmix": _regmix, "world": _world, "ladder": _ladder, "rows": _rows}[spec["dataset"]](spec)
+    kind, runs, targets = {"regmix": _regmix, "world": _world, "ladder": _ladder, "olmix": _olmix, "rows": _rows}[spec["dataset"]](spec)
     model = make_surrogate(kind, seed=0)
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     model.fit(runs)

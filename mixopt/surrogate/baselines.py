@@ -110,11 +110,13 @@ SCALES: tuple[str, ...] = ("partial", "feature")
 KERNELS: tuple[str, ...] = ("ard", "iso")
 
 
-def _decompose(Z: np.ndarray) -> dict[str, Any]:
+def _decompose(Z: np.ndarray, *, kernel: bool = True) -> dict[str, Any]:
     """Factorisations of one training design shared by every output fitted on it (:func:`_fit_output`
     adds to it what depends on the design only: the ridge hat diagonals, the kernel stage's
-    leave-one-out diagonals and the kernel inverses, so each is computed once per design)."""
-    return {"svd": np.linalg.svd(Z, full_matrices=False), **_decompose_kernel(Z)}
+    leave-one-out diagonals and the kernel inverses, so each is computed once per design).
+    ``kernel=False``: the SVD only (``kernel="ard"``: every output's kernel is its own, so the
+    design's eigendecompositions would go unused)."""
+    return {"svd": np.linalg.svd(Z, full_matrices=False), **(_decompose_kernel(Z) if kernel else {})}
 
 
 def _decompose_kernel(Z: np.ndarray) -> dict[str, Any]:
@@ -187,9 +189,12 @@ def _fit_output(Z: np.ndarray, y: np.ndarray, dec: dict[str, Any], *, ard: bool 
     for ls in LENGTH_SCALES:
         w, V = kdec["eig"][ls]
         Vr = V.T @ res
+        V2 = None  # V**2, once per length-scale for the noise ratios whose diagonals are not kept yet
         for nz in NOISE_RATIOS:
             if (ls, nz) not in diags:
-                diags[(ls, nz)] = (V**2) @ (1.0 / (w + nz))
+                if V2 is None:
+                    V2 = V**2
+                diags[(ls, nz)] = V2 @ (1.0 / (w + nz))
             inv_diag = diags[(ls, nz)]
             a = V @ (Vr / (w + nz))
             e = float(np.mean((a / inv_diag) ** 2))
@@ -457,7 +462,7 @@ class RegMixRegression(Surrogate):
                 continue
             key = np.packbits(ok).tobytes()
             if key not in cache:
-                cache[key] = _decompose(Z[ok])
+                cache[key] = _decompose(Z[ok], kernel=self.kernel_ != "ard")
             fit = _fit_transformed(Z[ok], v[ok], cache[key], loss=self.log_outputs_[j], auto=auto, ard=self.kernel_ == "ard")
             fit.pop("_kdec", None)
             fit["rows"] = np.flatnonzero(ok).astype(np.float64)

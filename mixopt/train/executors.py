@@ -1,11 +1,13 @@
 """Run training jobs: each in a guarded child process, several at once.
 
-Every job runs as ``python -m mixopt.train.worker JOB_DIR`` in its own process group with a
-wall-clock budget: a job past its budget is killed (with everything it started) and
+Every job runs :func:`mixopt.train.worker.main` on its job folder in its own process and process
+group with a wall-clock budget: a job past its budget is killed (with everything it started) and
 reported as ``"timeout"`` with its log tail; a job that fails is reported as ``"failed"``;
 the others go on either way. :class:`LocalJobExecutor` runs up to ``max_parallel`` jobs on
-this machine; :class:`~mixopt.train.ray_executor.RayJobExecutor` runs them as Ray tasks
-(the only module that imports Ray).
+this machine, on Linux each forked from one job server per batch (:mod:`mixopt.train.forkserver`)
+that has imported the trainer already, elsewhere each as ``python -m mixopt.train.worker JOB_DIR``;
+:class:`~mixopt.train.ray_executor.RayJobExecutor` runs them as Ray tasks, each as
+``python -m mixopt.train.worker JOB_DIR`` (the only module that imports Ray).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mixopt.errors import ConfigError, MixoptError
+from mixopt.train.forkserver import SERVER_LOG, SERVER_WAIT_S, JobServer, JobServerError, fork_supported
 from mixopt.train.spec import JobResult, JobSpec
 from mixopt.train.worker import JOB_FILE, ROWS_FILE
 
@@ -129,59 +132,149 @@ class JobExecutor(ABC):
         return type(self).__name__
 
 
+class _Running:
+    """A running local job: a fresh interpreter (``proc``) or a child forked by the batch's job server (``pid``)."""
+
+    def __init__(self, spec: JobSpec, job_dir: Path, server: JobServer | None) -> None:
+        self.spec, self.dir, self.t0 = spec, job_dir, time.perf_counter()
+        self.server: JobServer | None = None
+        self.proc: subprocess.Popen | None = None
+        pid = server.start(job_dir) if server is not None else None
+        if pid is None:
+            self.proc = start_job(job_dir)
+            self.pid = self.proc.pid
+        else:
+            self.server, self.pid = server, pid
+
+    def poll(self) -> int | None:
+        if self.proc is not None:
+            return self.proc.poll()
+        return self.server.returncodes.get(self.pid)  # type: ignore[union-attr]
+
+    def kill(self) -> None:
+        """Kill the job's process group and wait until it is gone (as far as its server can tell)."""
+        if self.proc is not None:
+            _kill_group(self.proc)
+            return
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.perf_counter() + SERVER_WAIT_S
+        while self.poll() is None and time.perf_counter() < deadline and self.server.wait(0.2):  # type: ignore[union-attr]
+            pass
+
+
 class LocalJobExecutor(JobExecutor):
     """Run up to ``max_parallel`` guarded jobs at once on this machine.
 
+    With ``fork_jobs`` each :meth:`run` starts one job server (:mod:`mixopt.train.forkserver`) that imports the
+    trainer once and forks every job from there, so no job pays for a fresh interpreter and the trainer's imports
+    (for the reference trainer ~2 CPU-s a job). A job is still its own process and process group, with its own budget
+    and its own failure; should the server fail, the jobs it was running are reported as failed and the rest start
+    as fresh interpreters.
+
     Args:
         max_parallel: jobs side by side (each uses the trainer's ``threads``).
-        poll_s: how often to check running jobs, seconds.
+        poll_s: how often to check running jobs, seconds (with a job server: at most this long after a job ends).
+        fork_jobs: fork the jobs from a job server; None (default): where supported (Linux), else fresh interpreters.
     """
 
-    def __init__(self, max_parallel: int = 1, poll_s: float = 0.2) -> None:
+    def __init__(self, max_parallel: int = 1, poll_s: float = 0.2, fork_jobs: bool | None = None) -> None:
         if max_parallel < 1:
             raise ConfigError(f"max_parallel must be >= 1, got {max_parallel}.")
+        if fork_jobs and not fork_supported():
+            raise ConfigError(f"fork_jobs = True needs Linux (this is {sys.platform}); leave it unset to start every job as "
+                              "a fresh interpreter here.")
         self.max_parallel = int(max_parallel)
         self.poll_s = float(poll_s)
+        self.fork_jobs = fork_supported() if fork_jobs is None else bool(fork_jobs)
 
     def describe(self) -> str:
-        return f"local ({self.max_parallel} at once)"
+        return f"local ({self.max_parallel} at once{', forked from a job server' if self.fork_jobs else ''})"
+
+    def _server(self, trainer: TrainerRef, workdir: Path) -> JobServer | None:
+        try:
+            return JobServer({"kind": trainer.kind, "settings": trainer.settings}, workdir / SERVER_LOG)
+        except (JobServerError, OSError) as e:
+            logger.warning("no job server (%s); every job starts as a fresh interpreter", e)
+            return None
 
     def run(self, jobs: Sequence[JobSpec], trainer: TrainerRef, workdir: str | Path, *, timeout_s: float | None = None,
             on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
         workdir = Path(workdir)
         pending = list(jobs)
-        running: list[tuple[JobSpec, Path, subprocess.Popen, float]] = []
+        running: list[_Running] = []
         results: dict[str, JobResult] = {}
+        server = self._server(trainer, workdir) if self.fork_jobs and pending else None
         try:
             while pending or running:
                 while pending and len(running) < self.max_parallel:
                     spec = pending.pop(0)
                     d = prepare_job_dir(workdir, trainer, spec)
-                    running.append((spec, d, start_job(d), time.perf_counter()))
+                    try:
+                        running.append(_Running(spec, d, server))
+                    except JobServerError as e:  # the server is gone: this job and the rest start fresh
+                        logger.warning("%s; the remaining jobs start as fresh interpreters", e)
+                        running = self._lost_running(server, running, results, on_result)
+                        server = None
+                        running.append(_Running(spec, d, None))
                     logger.info("started job %s", spec.run_id)
+                if server is not None and not server.alive:
+                    running = self._lost_running(server, running, results, on_result)
+                    server = None
                 still = []
-                for spec, d, proc, t0 in running:
-                    rc = proc.poll()
-                    el = time.perf_counter() - t0
+                for r in running:
+                    rc = r.poll()
+                    el = time.perf_counter() - r.t0
                     if rc is None and timeout_s is not None and el > timeout_s:
-                        _kill_group(proc)
-                        res = finish_job(spec, d, None, el, timeout_s)
+                        r.kill()
+                        res = finish_job(r.spec, r.dir, None, el, timeout_s)
                     elif rc is not None:
-                        res = finish_job(spec, d, rc, el, timeout_s)
+                        res = finish_job(r.spec, r.dir, rc, el, timeout_s)
                     else:
-                        still.append((spec, d, proc, t0))
+                        still.append(r)
                         continue
-                    _report(res)
-                    results[spec.run_id] = res
-                    if on_result is not None:
-                        on_result(res)
+                    self._done(res, results, on_result)
                 running = still
                 if running:
-                    time.sleep(self.poll_s)
+                    if server is not None and any(r.server is server for r in running):
+                        server.wait(self.poll_s)  # returns as soon as a forked job ends
+                    else:
+                        time.sleep(self.poll_s)
         finally:
-            for _, _, proc, _ in running:
-                _kill_group(proc)
+            for r in running:
+                r.kill()
+            if server is not None:
+                server.close()
         return [results[s.run_id] for s in jobs]
+
+    @staticmethod
+    def _done(res: JobResult, results: dict[str, JobResult], on_result: Callable[[JobResult], None] | None) -> None:
+        _report(res)
+        results[res.spec.run_id] = res
+        if on_result is not None:
+            on_result(res)
+
+    def _lost_running(self, server: JobServer, running: list[_Running], results: dict[str, JobResult],
+                      on_result: Callable[[JobResult], None] | None) -> list[_Running]:
+        """The job server failed: stop the jobs it was running and report them failed (the rest start fresh);
+        the jobs still running."""
+        rc = server.proc.poll()
+        server.close(wait_s=0.0)
+        lost = [r for r in running if r.server is server and r.poll() is None]
+        for r in lost:
+            try:
+                os.killpg(r.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            tail = _tail(r.dir / LOG_FILE)
+            msg = (f"job {r.spec.run_id!r} was stopped: the job server it was forked from exited (exit {rc}; its log: "
+                   f"{server.log_path}); run the command again to train it. Log tail:\n{tail}")
+            self._done(JobResult(spec=r.spec, status="failed", message=msg, wall_s=time.perf_counter() - r.t0, log_tail=tail),
+                       results, on_result)
+        logger.warning("the job server exited (exit %s, log %s); the remaining jobs start as fresh interpreters", rc, server.log_path)
+        return [r for r in running if r not in lost]  # those that ended before are reported as usual
 
 
 def _report(res: JobResult) -> None:

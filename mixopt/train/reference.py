@@ -314,6 +314,35 @@ def cloze_items(valid: np.ndarray, n: int, context: int, seed: int, domain: str)
     return toks, mask, answer, lengths
 
 
+#: a domain's evaluation sets prepared by :meth:`ReferenceTrainer.warm` (in a job server, whose forked jobs read them),
+#: keyed by :func:`_eval_key`
+_EVAL_SETS: dict[tuple, tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+
+def _eval_key(corpus: Corpus, o: ReferenceOptions, domain: str) -> tuple | None:
+    """What a domain's evaluation sets depend on: its held-out file (path, size, modification time) and the options
+    that draw them; None when the held-out bytes are not a file (nothing is kept for them)."""
+    name = getattr(corpus.valid[domain], "filename", None)
+    if not name:
+        return None
+    st = Path(name).stat()
+    return (str(Path(name).resolve()), st.st_size, st.st_mtime_ns, domain, o.context, o.eval_windows, o.cloze_items,
+            o.cloze_context, o.eval_seed)
+
+
+def evaluation_sets(corpus: Corpus, o: ReferenceOptions, domain: str, *, keep: bool = False):
+    """``(windows, cloze items)`` of one domain (:func:`eval_windows`, :func:`cloze_items`): the prepared ones when a
+    job server warmed them, else computed (and kept when ``keep``). The same arrays either way."""
+    key = _eval_key(corpus, o, domain)
+    got = _EVAL_SETS.get(key) if key is not None else None
+    if got is None:
+        got = (eval_windows(corpus.valid[domain], o.eval_windows, o.context, o.eval_seed, domain),
+               cloze_items(corpus.valid[domain], o.cloze_items, o.cloze_context, o.eval_seed, domain))
+        if keep and key is not None:
+            _EVAL_SETS[key] = got
+    return got
+
+
 # -- the trainer --------------------------------------------------------------------------------
 @register_trainer
 class ReferenceTrainer(Trainer):
@@ -331,6 +360,21 @@ class ReferenceTrainer(Trainer):
     def settings(self) -> dict[str, Any]:
         # the options arrive as **kwargs and live in one dataclass, so the signature cannot name them
         return {k: v for k, v in asdict(self.options).items() if v is not None}
+
+    def preload(self) -> None:
+        import torch  # noqa: F401  (~1.2 CPU-s)
+        import torch._dynamo  # noqa: F401  (~0.9 CPU-s: torch.optim imports it when a job builds its AdamW)
+        import torch.nn.functional  # noqa: F401
+        import torch.optim  # noqa: F401
+
+    def warm(self, spec: JobSpec) -> None:
+        o = ReferenceOptions.from_mapping({**self.settings(), **spec.options})
+        if not o.corpus:  # the fixture text is prepared in each job's own folder: nothing to share
+            return
+        corpus = load_corpus(o.corpus)
+        for d in spec.mixture:
+            if d in corpus.domains:
+                evaluation_sets(corpus, o, d, keep=True)
 
     def train(self, spec: JobSpec, workdir: Path) -> RunTable:
         o = ReferenceOptions.from_mapping({**self.settings(), **spec.options})
@@ -513,10 +557,12 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     for d in domains:
         if spec.mixture[d] > 0 and len(train[d]) < T + 2:
             raise TrainerError(f"Domain {d!r} has only {len(train[d])} training bytes.", run_id=spec.run_id)
-    evals = {d: eval_windows(corpus.valid[d], o.eval_windows, T, o.eval_seed, d) for d in domains}
-    clozes = {d: cloze_items(corpus.valid[d], o.cloze_items, o.cloze_context, o.eval_seed, d) for d in domains}
+    evals, clozes = {}, {}
+    for d in domains:
+        evals[d], clozes[d] = evaluation_sets(corpus, o, d)
     logger.info("job %s: %d layers x %d wide (%d heads), %d non-embedding params, %d steps of %dx%d bytes, bf16=%s, "
-                "kernels %s on %s", spec.run_id, layers, width, heads, n_params, steps, B, T, bf16, o.kernels, dev)
+                "kernels %s on %s, %d torch thread(s), default dtype %s", spec.run_id, layers, width, heads, n_params, steps,
+                B, T, bf16, o.kernels, dev, torch.get_num_threads(), torch.get_default_dtype())
 
     def lr_at(step: int) -> float:
         if step < warmup:
@@ -553,7 +599,9 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
 
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    cpu0, cpu_eval = time.process_time(), 0.0  # this process's CPU-s so far (start-up, imports, model, eval sets)
+    # this process's CPU-s so far (start-up, imports, model, eval sets; in a job forked by a job server only what
+    # followed the fork: the server's imports and shared evaluation sets are in its own log)
+    cpu0, cpu_eval = time.process_time(), 0.0
     model.train()
     for step in range(1, steps + 1):
         for g in opt.param_groups:
@@ -585,5 +633,5 @@ def _train(spec: JobSpec, o: ReferenceOptions, corpus: Corpus) -> list[dict[str,
     return rows
 
 
-__all__ = ["DEVICES", "KERNELS", "PhaseSampler", "ReferenceOptions", "ReferenceTrainer", "cloze_items", "eval_windows", "non_embedding_params",
-           "phase_plan", "resolve_device", "shape_for_params"]
+__all__ = ["DEVICES", "KERNELS", "PhaseSampler", "ReferenceOptions", "ReferenceTrainer", "cloze_items", "eval_windows", "evaluation_sets",
+           "non_embedding_params", "phase_plan", "resolve_device", "shape_for_params"]

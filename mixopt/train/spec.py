@@ -260,6 +260,15 @@ class Trainer(ABC):
         """The settings that rebuild this trainer (``make_trainer(kind, **settings)``): its ``__init__`` arguments."""
         return init_params(self)
 
+    def preload(self) -> None:
+        """Import what this trainer's jobs import, in a job server before it forks them
+        (:mod:`mixopt.train.forkserver`). Import only: nothing a job could see may change. No-op by default."""
+
+    def warm(self, spec: JobSpec) -> None:
+        """Prepare, in a job server before it forks the job, what the job only reads and other jobs share (the
+        reference trainer: its evaluation sets). The job must compute exactly what it computes unwarmed. No-op by
+        default."""
+
 
 TRAINERS: dict[str, type[Trainer]] = {}
 

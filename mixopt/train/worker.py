@@ -3,7 +3,8 @@
 ``JOB_DIR/job.json`` holds ``{"trainer": {"kind": ..., "settings": {...}}, "spec": {...}}``
 (written by an executor, never by a user); the run's rows go to ``JOB_DIR/rows.csv`` (with
 ``rows.benchmarks.json``), written then renamed. Logs go to stderr, which the executor
-captures as the job's log. Exit status: 0 ok, 3 the trainer failed, 1 a bug.
+captures as the job's log. Exit status: 0 ok, 3 the trainer failed, 1 a bug. A job server
+(:mod:`mixopt.train.forkserver`) runs the same :func:`main` in a forked child instead.
 """
 
 from __future__ import annotations
@@ -30,9 +31,14 @@ def run_job_dir(job_dir: Path) -> Path:
     return atomic_write_runs(table, job_dir / ROWS_FILE)
 
 
+def configure_logging() -> None:
+    """A job's logging: INFO and up to stderr (the job's log), time-stamped (also the job server's, whose children inherit it)."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     if len(argv) != 1:
         print("usage: python -m mixopt.train.worker JOB_DIR", file=sys.stderr)
         return 2
